@@ -1,0 +1,360 @@
+/*
+ * quiver — asynchronous HTTP for humans, in C.
+ *
+ * One public header. A qv_session holds requests-style defaults (headers,
+ * params, auth, cookies, timeouts, redirects); every request returns a
+ * qv_future at once and an executor completes it in the background. Errors
+ * are "shifted": submitting never fails because of the network, the error is
+ * what qv_future_result() returns.
+ *
+ * Conventions:
+ *  - Functions return int error codes: QV_OK (0) or a QV_E* code (> 0).
+ *  - Out-parameters come first after the object.
+ *  - *_free(NULL) and qv_future_release(NULL) are no-ops.
+ *  - Option structs start with a `size` field (set it to sizeof the struct;
+ *    0 is taken as "the struct of this header"); a zero in any field means
+ *    "the default", so designated initialisers are safe.
+ *  - Everything passed in is copied at submit: the caller may free it at once.
+ *  - If a submit call returns an error, no future exists and no callback
+ *    ever fires.
+ */
+#ifndef QUIVER_H
+#define QUIVER_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QV_VERSION_MAJOR 0
+#define QV_VERSION_MINOR 1
+#define QV_VERSION_PATCH 0
+#define QV_VERSION_STRING "0.1.0"
+
+/* The library's version string, e.g. "0.1.0". */
+const char *qv_version(void);
+
+/* Forward declaration of jansson's json_t: users who never touch JSON need
+ * no jansson headers. */
+struct json_t;
+
+typedef struct qv_session qv_session;
+typedef struct qv_executor qv_executor;
+typedef struct qv_future qv_future;
+typedef struct qv_response qv_response;
+typedef struct qv_as_completed qv_as_completed;
+
+/* ------------------------------------------------------------------ errors */
+
+/* Error codes. The names and messages live in one table (src/error.c). */
+enum qv_error {
+    QV_OK = 0,
+    QV_EINVAL,           /* invalid argument */
+    QV_ENOMEM,           /* out of memory */
+    QV_EURL,             /* invalid or unsupported URL (also a redirect to one) */
+    QV_ECONNECT,         /* connection refused, reset or failed (incl. DNS) */
+    QV_ECONNECT_TIMEOUT, /* connecting took longer than the connect timeout */
+    QV_EREAD_TIMEOUT,    /* no bytes received for the read timeout */
+    QV_ETIMEOUT,         /* the whole request took longer than the timeout */
+    QV_ETLS,             /* TLS handshake or certificate verification failed */
+    QV_EPROXY,           /* the proxy failed or refused */
+    QV_EREDIRECTS,       /* too many redirects */
+    QV_EPROTOCOL,        /* malformed or truncated response */
+    QV_ETOO_LARGE,       /* the response is over a size limit */
+    QV_EDECODE,          /* content decoding (gzip/deflate) failed */
+    QV_EJSON,            /* the body is not valid JSON (or a JSON body could not be encoded) */
+    QV_EHTTP,            /* HTTP status 4xx/5xx, from qv_response_raise_for_status */
+    QV_ECANCELLED,       /* the future was cancelled */
+    QV_ESHUTDOWN,        /* the session or executor is closed */
+    QV_EWORKER,          /* a worker process died */
+    QV_EHOOK,            /* a response hook failed */
+    QV_EWAIT_TIMEOUT,    /* a result/wait timeout expired; the future goes on */
+    QV_EIO,              /* a local file (e.g. a multipart upload) could not be read */
+    QV_ETRANSFER,        /* any other transfer failure; the message has libcurl's detail */
+    QV_ERROR_COUNT_      /* not an error: the number of codes */
+};
+
+/* A short human message for a code ("connection failed"); never NULL. */
+const char *qv_strerror(int code);
+/* The code's name ("QV_ECONNECT"); never NULL. */
+const char *qv_errname(int code);
+
+/* ---------------------------------------------------------------- options */
+
+/* A name/value pair. Arrays of pairs end with an element whose name is NULL:
+ * (const qv_header[]){{"Accept", "application/json"}, {0}}. */
+typedef struct qv_pair {
+    const char *name;
+    const char *value;
+} qv_pair;
+typedef qv_pair qv_header; /* HTTP header */
+typedef qv_pair qv_param;  /* query parameter or urlencoded form field */
+typedef qv_pair qv_cookie; /* cookie (name=value) */
+
+/* One multipart/form-data part. Arrays end with an element whose name is
+ * NULL. Give either `value` (inline data; `value_len` 0 means strlen) or
+ * `file` (a path, read when the transfer runs; unreadable → QV_EIO). */
+typedef struct qv_part {
+    const char *name;
+    const char *value;
+    size_t value_len;
+    const char *file;
+    const char *filename;     /* name reported to the server (default: file's basename) */
+    const char *content_type; /* optional */
+} qv_part;
+
+/* A response hook: runs in the background after the transfer, before the
+ * future completes (on the worker thread for QV_THREADS). A non-zero return
+ * fails the future with QV_EHOOK; qv_response_set_hook_error() gives the
+ * message. A hook may attach its own result with qv_response_set_result(). */
+typedef int (*qv_hook_fn)(qv_session *s, qv_response *r, void *arg);
+
+typedef struct qv_hook {
+    qv_hook_fn fn;
+    void *arg;
+} qv_hook; /* arrays end with {0} */
+
+typedef enum qv_auth_kind {
+    QV_AUTH_NONE = 0, /* none; but a username alone means basic */
+    QV_AUTH_BASIC,
+    QV_AUTH_DIGEST,
+    QV_AUTH_BEARER /* `password` is the token */
+} qv_auth_kind;
+
+typedef enum qv_executor_kind {
+    QV_THREADS = 0, /* thread pool (default; 8 workers like requests-futures) */
+    QV_LOOP,        /* one I/O thread driving many transfers (later) */
+    QV_PROCESSES    /* crash-isolating worker processes (later) */
+} qv_executor_kind;
+
+typedef struct qv_executor_opts {
+    size_t size;
+    qv_executor_kind kind;
+    int max_workers; /* 0 = 8 */
+    int max_connections; /* connections each worker keeps open for reuse; 0 = 8 */
+} qv_executor_opts;
+
+/*
+ * Timeouts are in milliseconds: 0 = the default, -1 = no limit.
+ * Defaults: connect 10 s, read 30 s (no bytes received for that long fails the
+ * request with QV_EREAD_TIMEOUT, so a stalled server cannot hang a future
+ * forever), total none.
+ */
+#define QV_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define QV_DEFAULT_READ_TIMEOUT_MS 30000
+#define QV_DEFAULT_MAX_REDIRECTS 30
+#define QV_DEFAULT_MAX_WORKERS 8
+
+typedef struct qv_session_opts {
+    size_t size;
+    qv_executor *executor;       /* shared executor (not owned); NULL = own one */
+    qv_executor_kind executor_kind; /* kind of the executor the session owns */
+    int max_workers;             /* workers of the owned executor; 0 = 8 */
+    const qv_header *headers;    /* default headers */
+    const qv_param *params;      /* default query parameters */
+    const qv_cookie *cookies;    /* cookies put in the jar at creation */
+    const qv_hook *hooks;        /* response hooks run for every request */
+    qv_auth_kind auth;
+    const char *username;
+    const char *password;
+    long timeout_ms;
+    long connect_timeout_ms;
+    long read_timeout_ms;
+    int max_redirects;           /* 0 = 30 */
+    int no_redirects;            /* 1 = do not follow redirects */
+    size_t max_response_bytes;   /* 0 = no limit (decoded bytes) */
+    int insecure;                /* 1 = skip TLS verification */
+    const char *ca_file;         /* CA bundle to verify against */
+    const char *proxy;           /* proxy URL; NULL = libcurl's environment proxies */
+    const char *user_agent;      /* NULL = "quiver/<version>" */
+} qv_session_opts;
+
+/*
+ * Per-request options. Flags here are tri-state: 0 = the session's setting,
+ * 1 = on, -1 = off (e.g. `.no_redirects = -1` follows redirects even when the
+ * session does not).
+ */
+typedef struct qv_request_opts {
+    size_t size;
+    const char *method;          /* NULL = "GET" */
+    const char *url;
+    const qv_header *headers;    /* merged over the session's (same name replaces) */
+    const qv_param *params;      /* appended to the URL's query, URL-encoded */
+    const void *body;            /* raw body */
+    size_t body_len;             /* 0 with a body = strlen(body) */
+    const qv_param *form;        /* application/x-www-form-urlencoded body */
+    const qv_part *multipart;    /* multipart/form-data body */
+    const struct json_t *json;   /* JSON body (serialised at submit) */
+    const qv_cookie *cookies;    /* extra cookies for this request only */
+    qv_auth_kind auth;
+    const char *username;
+    const char *password;
+    long timeout_ms;
+    long connect_timeout_ms;
+    long read_timeout_ms;
+    int max_redirects;
+    int no_redirects;            /* tri-state */
+    size_t max_response_bytes;
+    int insecure;                /* tri-state */
+    qv_hook_fn hook;             /* runs after the session's hooks */
+    void *hook_arg;
+    void *user_data;             /* the future's user data */
+} qv_request_opts;
+
+/* ---------------------------------------------------------------- executor */
+
+int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);
+/* Stops accepting work, finishes what is queued and in flight, joins the
+ * workers. Sessions still using the executor get QV_ESHUTDOWN on submit. */
+void qv_executor_free(qv_executor *ex);
+
+typedef struct qv_executor_stats {
+    size_t queued;          /* waiting for a worker */
+    size_t in_flight;       /* being transferred or in hooks */
+    size_t completed;       /* finished with a response */
+    size_t failed;          /* ended with an error */
+    size_t cancelled;
+    size_t connections_opened; /* new connections libcurl made */
+    int workers;            /* workers started so far */
+} qv_executor_stats;
+
+int qv_executor_stats_get(qv_executor *ex, qv_executor_stats *out);
+
+/* ----------------------------------------------------------------- session */
+
+int qv_session_new(qv_session **out, const qv_session_opts *opts);
+/* Stops new submits (QV_ESHUTDOWN); with cancel_pending, cancels this
+ * session's queued futures; then waits for its in-flight ones. */
+void qv_session_close(qv_session *s, int cancel_pending);
+/* Closes (draining: queued work still runs), waits, frees. */
+void qv_session_free(qv_session *s);
+/* The executor the session submits to. */
+qv_executor *qv_session_executor(qv_session *s);
+/* A cookie's value from the session's jar (first match by name, any domain),
+ * copied into buf. QV_OK, QV_EINVAL (no such cookie) or QV_ETOO_LARGE. */
+int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen);
+/* Puts a cookie in the jar for `domain` (NULL = sent to every host). */
+int qv_session_set_cookie(qv_session *s, const char *name, const char *value,
+                          const char *domain);
+
+/* Submits a request. On QV_OK *out is a new future owned by the caller (one
+ * reference). Errors at submit: QV_EINVAL (bad options, CR/LF/NUL in a header
+ * or URL), QV_ENOMEM, QV_EJSON, QV_ESHUTDOWN. */
+int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts);
+
+/* qv_get(s, &f, url, .timeout_ms = 500, ...) and friends. */
+#define QV_REQ_(s, out, m, ...)                                                           \
+    qv_request((s), (out),                                                                \
+               &(qv_request_opts){.size = sizeof(qv_request_opts), .method = (m),         \
+                                  .url = __VA_ARGS__})
+#define qv_get(s, out, ...) QV_REQ_(s, out, "GET", __VA_ARGS__)
+#define qv_post(s, out, ...) QV_REQ_(s, out, "POST", __VA_ARGS__)
+#define qv_put(s, out, ...) QV_REQ_(s, out, "PUT", __VA_ARGS__)
+#define qv_patch(s, out, ...) QV_REQ_(s, out, "PATCH", __VA_ARGS__)
+#define qv_delete(s, out, ...) QV_REQ_(s, out, "DELETE", __VA_ARGS__)
+#define qv_head(s, out, ...) QV_REQ_(s, out, "HEAD", __VA_ARGS__)
+#define qv_options(s, out, ...) QV_REQ_(s, out, "OPTIONS", __VA_ARGS__)
+
+/* ------------------------------------------------------------------ future */
+
+typedef enum qv_future_state {
+    QV_PENDING = 0, /* queued */
+    QV_RUNNING,     /* transfer or hooks under way */
+    QV_FINISHED,    /* a response (any HTTP status) */
+    QV_FAILED,      /* an error */
+    QV_CANCELLED
+} qv_future_state;
+
+/* Waits up to timeout_ms (-1 = forever) and gives the outcome: QV_OK with
+ * *out set to the response (owned by the future, valid until its last
+ * release), the future's error code, or QV_EWAIT_TIMEOUT (the future goes on).
+ * out may be NULL. */
+int qv_future_result(qv_future *f, qv_response **out, long timeout_ms);
+/* Waits for a terminal state: QV_OK or QV_EWAIT_TIMEOUT. */
+int qv_future_wait(qv_future *f, long timeout_ms);
+/* 1 if the future is in a terminal state, else 0. */
+int qv_future_done(qv_future *f);
+qv_future_state qv_future_state_get(qv_future *f);
+/* Cancels: a queued future never starts; a running one is aborted. Returns 1
+ * if the future is (or will be) CANCELLED, 0 if it had already completed. */
+int qv_future_cancel(qv_future *f);
+/* The error code of a completed future (QV_OK when finished or not done). */
+int qv_future_error_code(qv_future *f);
+/* A human message naming the URL and libcurl's detail; NULL unless the
+ * future ended FAILED or CANCELLED. Valid while the future lives. */
+const char *qv_future_error(qv_future *f);
+
+/* Runs fn(f, arg) exactly once when f completes: on the completing thread,
+ * or at once in the caller if f is already done. */
+typedef void (*qv_done_fn)(qv_future *f, void *arg);
+int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg);
+
+void *qv_future_user_data(qv_future *f);
+void qv_future_set_user_data(qv_future *f, void *user_data);
+
+/* Reference counting. Releasing before completion is safe and cancels
+ * nothing: the session keeps its own reference until completion. */
+qv_future *qv_future_ref(qv_future *f);
+void qv_future_release(qv_future *f);
+
+typedef enum qv_wait_mode {
+    QV_ALL_COMPLETED = 0,
+    QV_FIRST_COMPLETED,
+    QV_FIRST_EXCEPTION /* first FAILED/CANCELLED, else all */
+} qv_wait_mode;
+
+/* Waits until the condition holds: QV_OK, or QV_EWAIT_TIMEOUT. NULL entries
+ * are ignored. With n == 0 it returns QV_OK at once. */
+int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms);
+
+/* Futures in completion order. new takes its own references. next gives the
+ * next completed future (borrowed; valid while the iterator lives) with
+ * QV_OK, QV_EWAIT_TIMEOUT, or QV_ESHUTDOWN when all have been given. */
+int qv_as_completed_new(qv_as_completed **out, qv_future *const *fs, size_t n);
+int qv_as_completed_next(qv_as_completed *ac, qv_future **out, long timeout_ms);
+void qv_as_completed_free(qv_as_completed *ac);
+
+/* ---------------------------------------------------------------- response */
+
+int qv_response_status(const qv_response *r);
+const char *qv_response_reason(const qv_response *r); /* "OK", may be "" */
+/* The body, always followed by a NUL byte (not counted in *len). */
+const char *qv_response_body(const qv_response *r, size_t *len);
+/* The body as a C string (same bytes, no charset conversion). */
+const char *qv_response_text(const qv_response *r);
+/* Parsed JSON, owned by the response (parsed once). NULL on error, with
+ * *err = QV_EJSON (err may be NULL); qv_response_json_error() says why. */
+struct json_t *qv_response_json(qv_response *r, int *err);
+const char *qv_response_json_error(qv_response *r);
+/* The first value of a header, case-insensitive; NULL if absent. */
+const char *qv_response_header(const qv_response *r, const char *name);
+/* The nth value (0-based) of a repeated header; NULL past the last. */
+const char *qv_response_header_nth(const qv_response *r, const char *name, size_t n);
+/* All headers in arrival order. */
+size_t qv_response_header_count(const qv_response *r);
+int qv_response_header_at(const qv_response *r, size_t i, const char **name,
+                          const char **value);
+/* The final URL, after redirects. */
+const char *qv_response_url(const qv_response *r);
+/* Redirect responses that led here, oldest first (status, reason, headers
+ * and URL; their bodies are not kept). */
+size_t qv_response_history_len(const qv_response *r);
+const qv_response *qv_response_history(const qv_response *r, size_t i);
+/* Total transfer time in milliseconds. */
+double qv_response_elapsed_ms(const qv_response *r);
+/* QV_EHTTP for 4xx/5xx, else QV_OK. */
+int qv_response_raise_for_status(const qv_response *r);
+
+/* For hooks: attach a result (freed with free_fn, which may be NULL, when
+ * the response goes or the result is replaced). */
+int qv_response_set_result(qv_response *r, void *result, void (*free_fn)(void *));
+void *qv_response_result(const qv_response *r);
+/* For hooks: the message of a failing hook (copied). */
+int qv_response_set_hook_error(qv_response *r, const char *message);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QUIVER_H */

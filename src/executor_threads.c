@@ -1,0 +1,144 @@
+/* The thread-pool executor: up to max_workers threads, started as work
+ * arrives. Each worker owns one easy handle and a private curl_multi for its
+ * whole life, so connections are reused across requests, and a cancel can
+ * wake the worker out of its poll at once (curl_multi_wakeup). */
+#include "internal.h"
+
+typedef struct tpool {
+    qv_executor base;
+    pthread_t *threads;
+    int nthreads;
+    int idle;
+} tpool;
+
+/* Drives one transfer to its end; returns the connections it opened. */
+static long perform(qv_slot *slot, CURLM *multi)
+{
+    CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
+    if (curl_multi_add_handle(multi, slot->easy)) return qv_transfer_finish(slot, CURLE_OUT_OF_MEMORY);
+    for (;;) {
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(multi, &running);
+        if (mc) {
+            cc = CURLE_OUT_OF_MEMORY;
+            break;
+        }
+        if (!running) {
+            int left;
+            CURLMsg *m = curl_multi_info_read(multi, &left);
+            cc = m && m->msg == CURLMSG_DONE ? m->data.result : CURLE_GOT_NOTHING;
+            break;
+        }
+        if (qv_transfer_should_abort(slot)) break;
+        curl_multi_poll(multi, NULL, 0, (int)qv_transfer_poll_ms(slot, 1000), NULL);
+    }
+    /* Removing a transfer that is not done closes its connection: a
+     * half-read connection never goes back to the pool. */
+    curl_multi_remove_handle(multi, slot->easy);
+    return qv_transfer_finish(slot, cc);
+}
+
+static void run_one(qv_executor *ex, qv_slot *slot, CURLM *multi, qv_future *f)
+{
+    if (!qv_future_begin(f, multi)) {
+        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+    } else if (!slot->easy || !multi) {
+        qv_future_end_transfer(f);
+        qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");
+    } else {
+        atomic_fetch_add(&ex->in_flight, 1);
+        if (qv_transfer_setup(slot, f) == QV_OK) {
+            long conns = perform(slot, multi);
+            atomic_fetch_add(&ex->connections, (size_t)conns);
+        }
+        atomic_fetch_sub(&ex->in_flight, 1);
+    }
+    qv_future_release(f); /* the queue's reference */
+}
+
+static void *worker_main(void *arg)
+{
+    qv_executor *ex = arg;
+    tpool *tp = (tpool *)ex;
+    qv_slot slot = {0};
+    slot.easy = curl_easy_init();
+    CURLM *multi = curl_multi_init();
+    if (multi) curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
+    for (;;) {
+        pthread_mutex_lock(&ex->mu);
+        while (!ex->qhead && !ex->shutdown) {
+            tp->idle++;
+            pthread_cond_wait(&ex->cv, &ex->mu);
+            tp->idle--;
+        }
+        qv_future *f = qv_executor_pop_locked(ex);
+        pthread_mutex_unlock(&ex->mu);
+        if (!f) break; /* shut down and drained */
+        run_one(ex, &slot, multi, f);
+    }
+    if (slot.easy) curl_easy_cleanup(slot.easy);
+    if (multi) curl_multi_cleanup(multi);
+    return NULL;
+}
+
+static int tp_notify(qv_executor *ex)
+{
+    tpool *tp = (tpool *)ex;
+    if (tp->idle > 0) {
+        pthread_cond_signal(&ex->cv);
+        return QV_OK;
+    }
+    if (tp->nthreads < ex->o.max_workers &&
+        pthread_create(&tp->threads[tp->nthreads], NULL, worker_main, ex) == 0) {
+        tp->nthreads++;
+        atomic_store(&ex->workers, tp->nthreads);
+        return QV_OK;
+    }
+    /* Busy workers will get to it; with none at all, nothing ever would. */
+    return tp->nthreads > 0 ? QV_OK : QV_ENOMEM;
+}
+
+static void tp_shutdown(qv_executor *ex)
+{
+    tpool *tp = (tpool *)ex;
+    pthread_mutex_lock(&ex->mu);
+    pthread_cond_broadcast(&ex->cv);
+    int n = tp->nthreads;
+    pthread_mutex_unlock(&ex->mu);
+    /* No thread starts after shutdown is set, so n is final. */
+    for (int i = 0; i < n; i++) pthread_join(tp->threads[i], NULL);
+}
+
+static void tp_destroy(qv_executor *ex)
+{
+    tpool *tp = (tpool *)ex;
+    qv_free(tp->threads);
+    qv_free(tp);
+}
+
+static const qv_executor_vt tpool_vt = {
+    .notify = tp_notify,
+    .shutdown = tp_shutdown,
+    .destroy = tp_destroy,
+};
+
+int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
+{
+    tpool *tp = qv_calloc(1, sizeof(*tp));
+    if (!tp) return QV_ENOMEM;
+    int rc = qv_executor_init(&tp->base, &tpool_vt, o);
+    if (!rc) {
+        tp->threads = qv_calloc((size_t)tp->base.o.max_workers, sizeof(*tp->threads));
+        if (!tp->threads) {
+            pthread_cond_destroy(&tp->base.cv);
+            pthread_mutex_destroy(&tp->base.mu);
+            rc = QV_ENOMEM;
+        }
+    }
+    if (rc) {
+        qv_free(tp);
+        return rc;
+    }
+    *out = &tp->base;
+    return QV_OK;
+}

@@ -1,0 +1,292 @@
+/* The future: a state machine with exactly one terminal transition, a
+ * refcount, result waiting, cancellation and done callbacks. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int terminal(qv_future_state st)
+{
+    return st == QV_FINISHED || st == QV_FAILED || st == QV_CANCELLED;
+}
+
+qv_future *qv_future_alloc(void)
+{
+    qv_future *f = qv_calloc(1, sizeof(*f));
+    if (!f) return NULL;
+    if (pthread_mutex_init(&f->mu, NULL)) goto fail_mu;
+    if (qv_cond_init(&f->cv)) goto fail_cv;
+    atomic_init(&f->refs, 1);
+    atomic_init(&f->cancel_requested, 0);
+    f->state = QV_PENDING;
+    return f;
+fail_cv:
+    pthread_mutex_destroy(&f->mu);
+fail_mu:
+    qv_free(f);
+    return NULL;
+}
+
+qv_future *qv_future_ref(qv_future *f)
+{
+    if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    return f;
+}
+
+void qv_future_release(qv_future *f)
+{
+    if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1) return;
+    qv_cb *cb = f->more_cbs;
+    while (cb) {
+        qv_cb *next = cb->next;
+        qv_free(cb);
+        cb = next;
+    }
+    qv_response_free(f->resp);
+    qv_free(f->errmsg);
+    qv_req_free(&f->req);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    qv_free(f);
+}
+
+int qv_future_begin(qv_future *f, CURLM *waker)
+{
+    pthread_mutex_lock(&f->mu);
+    int ok = f->state == QV_PENDING && !atomic_load(&f->cancel_requested);
+    if (ok) {
+        f->state = QV_RUNNING;
+        f->waker = waker;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return ok;
+}
+
+void qv_future_end_transfer(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    f->waker = NULL;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp)
+{
+    pthread_mutex_lock(&f->mu);
+    if (terminal(f->state)) {
+        /* Cannot happen by design; never let a second outcome overwrite the first. */
+        pthread_mutex_unlock(&f->mu);
+        qv_free(msg);
+        qv_response_free(resp);
+        return;
+    }
+    if (atomic_load(&f->cancel_requested) && st != QV_CANCELLED) {
+        qv_response_free(resp);
+        resp = NULL;
+        qv_free(msg);
+        msg = NULL;
+        st = QV_CANCELLED;
+    }
+    if (st == QV_CANCELLED) {
+        err = QV_ECANCELLED;
+        if (!msg) msg = qv_asprintf("cancelled (%s %s)", f->req.method ? f->req.method : "",
+                                    f->req.url ? f->req.url : "");
+    }
+    f->state = st;
+    f->error = st == QV_FINISHED ? QV_OK : err;
+    f->errmsg = msg;
+    f->resp = resp;
+    f->waker = NULL;
+    for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
+    pthread_cond_broadcast(&f->cv);
+    /* more_cbs was built newest first: put it in the order added. Callbacks
+     * then run outside the lock; the list can no longer change, since
+     * add_done_callback runs late callbacks itself once the state is terminal. */
+    qv_cb *rev = NULL;
+    while (f->more_cbs) {
+        qv_cb *next = f->more_cbs->next;
+        f->more_cbs->next = rev;
+        rev = f->more_cbs;
+        f->more_cbs = next;
+    }
+    f->more_cbs = rev;
+    pthread_mutex_unlock(&f->mu);
+
+    if (f->first_cb.fn) f->first_cb.fn(f, f->first_cb.arg);
+    for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
+
+    if (f->ex) qv_executor_count(f->ex, st);
+    qv_session *s = f->session;
+    f->session = NULL;
+    if (s) qv_session_future_done(s, f);
+}
+
+void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    char *msg = qv_asprintf("%s: %s (%s %s)", qv_strerror(err), detail,
+                            f->req.method ? f->req.method : "", f->req.url ? f->req.url : "");
+    qv_future_complete(f, QV_FAILED, err, msg, NULL);
+}
+
+int qv_future_wait(qv_future *f, long timeout_ms)
+{
+    if (!f) return QV_EINVAL;
+    struct timespec dl;
+    if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
+    pthread_mutex_lock(&f->mu);
+    int timed_out = 0;
+    while (!terminal(f->state) && !timed_out)
+        timed_out = qv_cond_wait(&f->cv, &f->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
+    int done = terminal(f->state);
+    pthread_mutex_unlock(&f->mu);
+    return done ? QV_OK : QV_EWAIT_TIMEOUT;
+}
+
+int qv_future_result(qv_future *f, qv_response **out, long timeout_ms)
+{
+    if (out) *out = NULL;
+    int rc = qv_future_wait(f, timeout_ms);
+    if (rc != QV_OK) return rc;
+    /* Terminal fields never change again: no lock needed past the wait. */
+    if (f->state == QV_FINISHED) {
+        if (out) *out = f->resp;
+        return QV_OK;
+    }
+    return f->error;
+}
+
+int qv_future_done(qv_future *f)
+{
+    return f && terminal(qv_future_state_get(f));
+}
+
+qv_future_state qv_future_state_get(qv_future *f)
+{
+    if (!f) return QV_FAILED;
+    pthread_mutex_lock(&f->mu);
+    qv_future_state st = f->state;
+    pthread_mutex_unlock(&f->mu);
+    return st;
+}
+
+int qv_future_error_code(qv_future *f)
+{
+    if (!f) return QV_EINVAL;
+    pthread_mutex_lock(&f->mu);
+    int err = terminal(f->state) ? f->error : QV_OK;
+    pthread_mutex_unlock(&f->mu);
+    return err;
+}
+
+const char *qv_future_error(qv_future *f)
+{
+    if (!f) return NULL;
+    pthread_mutex_lock(&f->mu);
+    const char *m = f->state == QV_FAILED || f->state == QV_CANCELLED ? f->errmsg : NULL;
+    if ((f->state == QV_FAILED || f->state == QV_CANCELLED) && !m) m = qv_strerror(f->error);
+    pthread_mutex_unlock(&f->mu);
+    return m;
+}
+
+int qv_future_cancel(qv_future *f)
+{
+    if (!f) return 0;
+    pthread_mutex_lock(&f->mu);
+    if (terminal(f->state)) {
+        int was = f->state == QV_CANCELLED;
+        pthread_mutex_unlock(&f->mu);
+        return was;
+    }
+    atomic_store(&f->cancel_requested, 1);
+    qv_future_state st = f->state;
+    /* The waker (a worker's curl_multi) stays valid while set: the worker
+     * clears it under this lock before it moves on. */
+    if (f->waker) curl_multi_wakeup(f->waker);
+    pthread_mutex_unlock(&f->mu);
+
+    /* Whoever takes a queued future off the queue completes it: here, or
+     * the worker that popped it (qv_future_begin then sees the flag). */
+    if (st == QV_PENDING && f->ex && qv_executor_remove(f->ex, f)) {
+        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+        qv_future_release(f); /* the queue's reference */
+    }
+    return 1;
+}
+
+int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
+{
+    if (!f || !fn) return QV_EINVAL;
+    pthread_mutex_lock(&f->mu);
+    if (terminal(f->state)) {
+        pthread_mutex_unlock(&f->mu);
+        fn(f, arg);
+        return QV_OK;
+    }
+    if (!f->first_cb.fn) {
+        f->first_cb.fn = fn;
+        f->first_cb.arg = arg;
+    } else {
+        qv_cb *cb = qv_malloc(sizeof(*cb));
+        if (!cb) {
+            pthread_mutex_unlock(&f->mu);
+            return QV_ENOMEM;
+        }
+        cb->fn = fn;
+        cb->arg = arg;
+        cb->next = f->more_cbs;
+        f->more_cbs = cb;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return QV_OK;
+}
+
+void *qv_future_user_data(qv_future *f)
+{
+    if (!f) return NULL;
+    pthread_mutex_lock(&f->mu);
+    void *p = f->user_data;
+    pthread_mutex_unlock(&f->mu);
+    return p;
+}
+
+void qv_future_set_user_data(qv_future *f, void *user_data)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->mu);
+    f->user_data = user_data;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
+{
+    l->w = w;
+    l->idx = idx;
+    pthread_mutex_lock(&f->mu);
+    if (terminal(f->state)) {
+        l->linked = 0;
+        w->notify(w, idx, f->state);
+    } else {
+        l->linked = 1;
+        l->prev = NULL;
+        l->next = f->waiters;
+        if (f->waiters) f->waiters->prev = l;
+        f->waiters = l;
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+void qv_waiter_unlink(qv_future *f, qv_wlink *l)
+{
+    pthread_mutex_lock(&f->mu);
+    if (l->linked) {
+        if (l->prev) l->prev->next = l->next;
+        else f->waiters = l->next;
+        if (l->next) l->next->prev = l->prev;
+        l->linked = 0;
+    }
+    pthread_mutex_unlock(&f->mu);
+}

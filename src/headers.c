@@ -1,0 +1,63 @@
+/* A case-insensitive, ordered multimap of header lines (requests and
+ * responses keep repeated headers and their order). */
+#include "internal.h"
+
+#include <string.h>
+#include <strings.h>
+
+int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (h->len == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        qv_hdr *items = qv_realloc(h->items, cap * sizeof(*items));
+        if (!items) return QV_ENOMEM;
+        h->items = items;
+        h->cap = cap;
+    }
+    /* One allocation holds both strings. */
+    char *n = qv_malloc(nlen + vlen + 2);
+    if (!n) return QV_ENOMEM;
+    memcpy(n, name, nlen);
+    n[nlen] = '\0';
+    char *v = n + nlen + 1;
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    h->items[h->len].name = n;
+    h->items[h->len].value = v;
+    h->len++;
+    return QV_OK;
+}
+
+const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth)
+{
+    if (!name) return NULL;
+    for (size_t i = 0; i < h->len; i++)
+        if (strcasecmp(h->items[i].name, name) == 0 && nth-- == 0) return h->items[i].value;
+    return NULL;
+}
+
+void qv_headers_free(qv_headers *h)
+{
+    for (size_t i = 0; i < h->len; i++) qv_free(h->items[i].name);
+    qv_free(h->items);
+    h->items = NULL;
+    h->len = h->cap = 0;
+}
+
+int qv_header_name_ok(const char *name)
+{
+    /* RFC 9110 token characters. */
+    static const char *extra = "!#$%&'*+-.^_`|~";
+    if (!name || !*name) return 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        int alnum = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= 'A' && *p <= 'Z');
+        if (!alnum && !strchr(extra, *p)) return 0;
+    }
+    return 1;
+}
+
+int qv_header_value_ok(const char *value)
+{
+    return value && !strpbrk(value, "\r\n");
+}

@@ -1,0 +1,298 @@
+/* Private declarations shared by the library's source files. */
+#ifndef QV_INTERNAL_H
+#define QV_INTERNAL_H
+
+#include "quiver.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+/* ------------------------------------------------------------- memory (mem.c) */
+
+void *qv_malloc(size_t n);
+void *qv_calloc(size_t n, size_t size);
+void *qv_realloc(void *p, size_t n);
+void qv_free(void *p);
+char *qv_strdup(const char *s);
+char *qv_strndup(const char *s, size_t n);
+/* printf into a new string; NULL on failure. */
+char *qv_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Growable byte buffer, always NUL-terminated once anything was appended. */
+typedef struct qv_buf {
+    char *data;
+    size_t len, cap;
+} qv_buf;
+int qv_buf_append(qv_buf *b, const void *p, size_t n);
+int qv_buf_puts(qv_buf *b, const char *s);
+void qv_buf_free(qv_buf *b);
+
+/* Bump allocator: everything copied at submit lives in one, freed at once. */
+typedef struct qv_arena_chunk qv_arena_chunk;
+typedef struct qv_arena {
+    qv_arena_chunk *head;
+} qv_arena;
+void *qv_arena_alloc(qv_arena *a, size_t n);
+/* NULL in → NULL out (not an error); check `s && !copy` for failure. */
+char *qv_arena_strdup(qv_arena *a, const char *s);
+char *qv_arena_memdup(qv_arena *a, const void *p, size_t n);
+void qv_arena_free(qv_arena *a);
+
+/* ----------------------------------------------------------- time (clock.c) */
+
+/* Monotonic milliseconds. */
+double qv_now_ms(void);
+/* Absolute CLOCK_MONOTONIC deadline for a timeout in ms (< 0 = none). */
+void qv_deadline(struct timespec *ts, long timeout_ms);
+/* pthread_cond_timedwait on a monotonic deadline; NULL = forever. 0 or ETIMEDOUT. */
+int qv_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline);
+int qv_cond_init(pthread_cond_t *cv);
+
+/* ------------------------------------------------------- headers (headers.c) */
+
+typedef struct qv_hdr {
+    char *name;
+    char *value;
+} qv_hdr;
+
+/* Case-insensitive ordered multimap of owned strings. */
+typedef struct qv_headers {
+    qv_hdr *items;
+    size_t len, cap;
+} qv_headers;
+int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *value,
+                   size_t vlen);
+const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth);
+void qv_headers_free(qv_headers *h);
+/* Header name: an HTTP token. Value: no CR, LF. */
+int qv_header_name_ok(const char *name);
+int qv_header_value_ok(const char *value);
+
+/* ------------------------------------------------------------ errors (error.c) */
+
+int qv_error_from_curl(CURLcode cc);
+
+/* --------------------------------------------------------- request (request.c) */
+
+typedef struct qv_req_part {
+    char *name, *value, *file, *filename, *content_type;
+    size_t value_len;
+} qv_req_part;
+
+/* Everything a transfer needs, merged from session + request and copied. */
+typedef struct qv_req {
+    qv_arena arena;
+    const char *method;
+    const char *url;
+    struct curl_slist *headers; /* "Name: value" lines, owned */
+    const char *body;
+    size_t body_len;
+    int has_body;
+    qv_req_part *parts;
+    size_t nparts;
+    const char *cookies; /* "a=1; b=2" for this request only */
+    qv_auth_kind auth;
+    const char *username, *password;
+    long timeout_ms, connect_timeout_ms, read_timeout_ms; /* resolved: -1 = none */
+    int follow, max_redirects;
+    size_t max_response_bytes;
+    int insecure;
+    const char *ca_file, *proxy; /* borrowed from the session */
+    qv_hook_fn hook;
+    void *hook_arg;
+    int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
+    const char *url_error_msg;
+} qv_req;
+
+/* Builds r from session defaults + opts. QV_EINVAL/QV_ENOMEM/QV_EJSON. */
+int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts);
+void qv_req_free(qv_req *r);
+/* Copies at most sizeof(*dst) bytes of an option struct whose first member is
+ * its size; QV_EINVAL if a newer caller set fields this library lacks. */
+int qv_opts_copy(void *dst, size_t dst_size, const void *src);
+
+/* ---------------------------------------------------------- futures (future.c) */
+
+struct qv_waiter;
+typedef struct qv_wlink {
+    struct qv_wlink *next, *prev;
+    struct qv_waiter *w;
+    size_t idx;
+    int linked;
+} qv_wlink;
+
+/* A multi-future waiter (qv_wait, qv_as_completed): told of each completion
+ * under the future's lock. */
+typedef struct qv_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    void (*notify)(struct qv_waiter *w, size_t idx, qv_future_state st);
+} qv_waiter;
+
+typedef struct qv_cb {
+    qv_done_fn fn;
+    void *arg;
+    struct qv_cb *next;
+} qv_cb;
+
+struct qv_future {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int refs;
+    qv_future_state state;
+    atomic_int cancel_requested;
+    int error;
+    char *errmsg;
+    qv_response *resp;
+    void *user_data;
+    qv_cb first_cb; /* inline: most futures have at most one callback */
+    qv_cb *more_cbs;
+    qv_wlink *waiters;
+    CURLM *waker; /* set while a transfer runs: woken to notice a cancel */
+    qv_session *session; /* until completion */
+    qv_executor *ex;
+    qv_future *qprev, *qnext; /* executor queue */
+    qv_future *sprev, *snext; /* session's live futures */
+    double submitted_ms;
+    qv_req req;
+};
+
+qv_future *qv_future_alloc(void);
+/* Moves PENDING → RUNNING; 0 if the future was cancelled meanwhile. */
+int qv_future_begin(qv_future *f, CURLM *waker);
+/* Transfer over: the waker must no longer be used. */
+void qv_future_end_transfer(qv_future *f);
+/* The one terminal transition. Takes ownership of msg and resp. A pending
+ * cancel turns any outcome into CANCELLED. */
+void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp);
+void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx);
+void qv_waiter_unlink(qv_future *f, qv_wlink *l);
+
+/* ---------------------------------------------------------- session (session.c) */
+
+struct qv_session {
+    qv_arena arena; /* copied defaults */
+    qv_executor *ex;
+    int owns_ex;
+    qv_session_opts o; /* strings and arrays point into arena */
+    CURLSH *share;
+    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    qv_future *live; /* futures not yet completed */
+    size_t nlive;
+    int closed;
+};
+
+/* Called once per future after its callbacks ran; the session may be freed
+ * right after, so the future must not touch it again. */
+void qv_session_future_done(qv_session *s, qv_future *f);
+void qv_global_init(void);
+
+/* --------------------------------------------------------- response (response.c) */
+
+struct qv_response {
+    int status;
+    char *reason;
+    qv_headers headers;
+    qv_buf body;
+    char *url;
+    qv_response **history;
+    size_t nhistory;
+    double elapsed_ms;
+    pthread_mutex_t json_mu;
+    int json_parsed;
+    struct json_t *json;
+    char *json_err;
+    void *result;
+    void (*result_free)(void *);
+    char *hook_error;
+};
+
+qv_response *qv_response_new(void);
+void qv_response_free(qv_response *r);
+/* Moves r's status line, headers and URL into a new history entry of r. */
+int qv_response_push_history(qv_response *r);
+void qv_response_reset_hop(qv_response *r);
+
+/* --------------------------------------------------------- transfer (transfer.c) */
+
+typedef enum qv_abort {
+    QV_ABORT_NONE = 0,
+    QV_ABORT_CANCEL,
+    QV_ABORT_READ_TIMEOUT,
+    QV_ABORT_TOO_LARGE,
+    QV_ABORT_NOMEM
+} qv_abort;
+
+/* One reusable transfer slot: an easy handle and the state of its transfer. */
+typedef struct qv_slot {
+    CURL *easy;
+    qv_future *f;
+    qv_response *resp;
+    struct curl_slist *resolved_headers;
+    curl_mime *mime;
+    double last_activity_ms;
+    curl_off_t last_upload;
+    qv_abort abort;
+    int in_headers; /* between a status line and its blank line */
+    char errbuf[CURL_ERROR_SIZE];
+} qv_slot;
+
+/* Prepares slot->easy for f (already RUNNING). On error f is completed. */
+int qv_transfer_setup(qv_slot *slot, qv_future *f);
+/* Checks cancel and the read timeout; sets slot->abort and returns 1 to stop. */
+int qv_transfer_should_abort(qv_slot *slot);
+/* Milliseconds until the read timeout would fire (for poll), capped at cap_ms. */
+long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
+/* Completes f from the transfer's outcome: response + hooks, or an error.
+ * Returns the number of new connections the transfer opened. */
+long qv_transfer_finish(qv_slot *slot, CURLcode cc);
+/* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
+int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
+
+/* --------------------------------------------------------- executor (executor.c) */
+
+typedef struct qv_executor_vt {
+    /* Work was queued: wake or start a worker. Called with ex->mu held;
+     * an error means no worker exists to ever run it. */
+    int (*notify)(qv_executor *ex);
+    /* Stop after draining the queue; join workers. */
+    void (*shutdown)(qv_executor *ex);
+    void (*destroy)(qv_executor *ex);
+} qv_executor_vt;
+
+struct qv_executor {
+    const qv_executor_vt *vt;
+    qv_executor_opts o;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    qv_future *qhead, *qtail;
+    size_t queued;
+    int shutdown;
+    int joined;
+    atomic_int refs;
+    atomic_size_t in_flight, completed, failed, cancelled, connections;
+    atomic_int workers;
+};
+
+int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);
+void qv_executor_ref(qv_executor *ex);
+void qv_executor_unref(qv_executor *ex);
+/* Queues f (taking the queue's reference); QV_ESHUTDOWN if shut down. */
+int qv_executor_submit(qv_executor *ex, qv_future *f);
+/* Pops the oldest queued future (ex->mu held); NULL if none. */
+qv_future *qv_executor_pop_locked(qv_executor *ex);
+/* Removes f from the queue if still there; 1 if removed. */
+int qv_executor_remove(qv_executor *ex, qv_future *f);
+/* Counts an outcome in the stats. */
+void qv_executor_count(qv_executor *ex, qv_future_state st);
+
+int qv_threads_new(qv_executor **out, const qv_executor_opts *o);
+
+#endif

@@ -1,0 +1,136 @@
+/* Allocation wrappers, a growable buffer and a bump arena. Every allocation
+ * of the library goes through qv_malloc & co, so an allocator can be plugged
+ * in later in one place. */
+#include "internal.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *qv_malloc(size_t n)
+{
+    return malloc(n ? n : 1);
+}
+
+void *qv_calloc(size_t n, size_t size)
+{
+    return calloc(n ? n : 1, size ? size : 1);
+}
+
+void *qv_realloc(void *p, size_t n)
+{
+    return realloc(p, n ? n : 1);
+}
+
+void qv_free(void *p)
+{
+    free(p);
+}
+
+char *qv_strndup(const char *s, size_t n)
+{
+    char *d = qv_malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *qv_strdup(const char *s)
+{
+    return s ? qv_strndup(s, strlen(s)) : NULL;
+}
+
+char *qv_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return NULL;
+    char *s = qv_malloc((size_t)n + 1);
+    if (!s) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+int qv_buf_append(qv_buf *b, const void *p, size_t n)
+{
+    if (n > SIZE_MAX - b->len - 1) return QV_ENOMEM;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap = cap > SIZE_MAX / 2 ? b->len + n + 1 : cap * 2;
+        char *d = qv_realloc(b->data, cap);
+        if (!d) return QV_ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return QV_OK;
+}
+
+int qv_buf_puts(qv_buf *b, const char *s)
+{
+    return qv_buf_append(b, s, strlen(s));
+}
+
+void qv_buf_free(qv_buf *b)
+{
+    qv_free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+struct qv_arena_chunk {
+    qv_arena_chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+void *qv_arena_alloc(qv_arena *a, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    qv_arena_chunk *c = a->head;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > 2048 ? n : 2048;
+        c = qv_malloc(sizeof(*c) + cap);
+        if (!c) return NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+char *qv_arena_memdup(qv_arena *a, const void *p, size_t n)
+{
+    char *d = qv_arena_alloc(a, n + 1);
+    if (!d) return NULL;
+    if (n) memcpy(d, p, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *qv_arena_strdup(qv_arena *a, const char *s)
+{
+    return s ? qv_arena_memdup(a, s, strlen(s)) : NULL;
+}
+
+void qv_arena_free(qv_arena *a)
+{
+    qv_arena_chunk *c = a->head;
+    while (c) {
+        qv_arena_chunk *next = c->next;
+        qv_free(c);
+        c = next;
+    }
+    a->head = NULL;
+}

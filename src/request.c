@@ -1,0 +1,323 @@
+/* Building a request record at submit: session defaults merged with the
+ * request's options, validated, and every input copied (the caller may free
+ * its strings as soon as qv_request returns). */
+#include "internal.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int qv_opts_copy(void *dst, size_t dst_size, const void *src)
+{
+    memset(dst, 0, dst_size);
+    if (!src) return QV_OK;
+    size_t size = *(const size_t *)src;
+    if (size == 0) size = dst_size;
+    if (size < sizeof(size_t)) return QV_EINVAL;
+    /* A caller built against a newer header may only leave new fields zero. */
+    for (size_t i = dst_size; i < size; i++)
+        if (((const unsigned char *)src)[i]) return QV_EINVAL;
+    memcpy(dst, src, size < dst_size ? size : dst_size);
+    return QV_OK;
+}
+
+/* application/x-www-form-urlencoded, as requests does: space becomes '+'. */
+static int form_encode(qv_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        int plain = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '.' || *p == '_' ||
+                    *p == '~';
+        char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+        int rc = plain      ? qv_buf_append(b, p, 1)
+                 : *p == ' ' ? qv_buf_append(b, "+", 1)
+                             : qv_buf_append(b, esc, 3);
+        if (rc) return rc;
+    }
+    return QV_OK;
+}
+
+/* Appends name=value pairs (a NULL value skips the pair, like requests). */
+static int encode_pairs(qv_buf *b, const qv_pair *pairs)
+{
+    for (const qv_pair *p = pairs; p && p->name; p++) {
+        if (!p->value) continue;
+        int rc = (b->len ? qv_buf_append(b, "&", 1) : QV_OK);
+        if (!rc) rc = form_encode(b, p->name);
+        if (!rc) rc = qv_buf_append(b, "=", 1);
+        if (!rc) rc = form_encode(b, p->value);
+        if (rc) return rc;
+    }
+    return QV_OK;
+}
+
+static int set_url_error(qv_req *r, const char *fmt, const char *detail)
+{
+    r->url_error = QV_EURL;
+    char *m = qv_asprintf(fmt, detail);
+    r->url_error_msg = qv_arena_strdup(&r->arena, m ? m : "invalid URL");
+    qv_free(m);
+    return r->url_error_msg ? QV_OK : QV_ENOMEM;
+}
+
+/* Parses the URL and appends the query parameters. A URL that cannot be used
+ * is not a submit error: the future fails with QV_EURL at result. */
+static int build_url(qv_req *r, const char *url, const qv_pair *p1, const qv_pair *p2)
+{
+    r->url = qv_arena_strdup(&r->arena, url);
+    if (!r->url) return QV_ENOMEM;
+    CURLU *u = curl_url();
+    if (!u) return QV_ENOMEM;
+    int rc = QV_OK;
+    char *scheme = NULL, *full = NULL;
+    qv_buf q = {0};
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc == CURLUE_OUT_OF_MEMORY) {
+        rc = QV_ENOMEM;
+    } else if (uc) {
+        rc = set_url_error(r, "invalid URL: %s", curl_url_strerror(uc));
+    } else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
+               (strcasecmp(scheme, "http") && strcasecmp(scheme, "https"))) {
+        rc = set_url_error(r, "unsupported scheme '%s' (only http and https)",
+                           scheme ? scheme : "");
+    } else if ((rc = encode_pairs(&q, p1)) || (rc = encode_pairs(&q, p2))) {
+        /* out of memory */
+    } else if (q.len && (uc = curl_url_set(u, CURLUPART_QUERY, q.data, CURLU_APPENDQUERY))) {
+        rc = uc == CURLUE_OUT_OF_MEMORY ? QV_ENOMEM
+                                        : set_url_error(r, "invalid query: %s",
+                                                        curl_url_strerror(uc));
+    } else if ((uc = curl_url_get(u, CURLUPART_URL, &full, 0))) {
+        rc = uc == CURLUE_OUT_OF_MEMORY ? QV_ENOMEM
+                                        : set_url_error(r, "invalid URL: %s",
+                                                        curl_url_strerror(uc));
+    } else if (!(r->url = qv_arena_strdup(&r->arena, full))) {
+        rc = QV_ENOMEM;
+    }
+    curl_free(scheme);
+    curl_free(full);
+    qv_buf_free(&q);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static int pairs_ok(const qv_pair *pairs)
+{
+    for (const qv_pair *p = pairs; p && p->name; p++)
+        if (!qv_header_name_ok(p->name) || (p->value && !qv_header_value_ok(p->value))) return 0;
+    return 1;
+}
+
+/* Is `name` set by a later entry of the merged list? (the later one wins) */
+static int overridden(const qv_pair *const *list, size_t n, size_t i)
+{
+    for (size_t j = i + 1; j < n; j++)
+        if (strcasecmp(list[i]->name, list[j]->name) == 0) return 1;
+    return 0;
+}
+
+static int has_header(const qv_pair *const *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(list[i]->name, name) == 0) return 1;
+    return 0;
+}
+
+static int add_line(qv_req *r, const char *name, const char *value)
+{
+    /* libcurl's conventions: "Name:" removes a header, "Name;" sends it empty. */
+    char *line = !value   ? qv_asprintf("%s:", name)
+                 : *value ? qv_asprintf("%s: %s", name, value)
+                          : qv_asprintf("%s;", name);
+    if (!line) return QV_ENOMEM;
+    struct curl_slist *l = curl_slist_append(r->headers, line);
+    qv_free(line);
+    if (!l) return QV_ENOMEM;
+    r->headers = l;
+    return QV_OK;
+}
+
+static int build_headers(qv_req *r, const qv_session *s, const qv_request_opts *o,
+                         const char *content_type)
+{
+    size_t n = 0;
+    for (const qv_pair *p = s->o.headers; p && p->name; p++) n++;
+    for (const qv_pair *p = o->headers; p && p->name; p++) n++;
+    const qv_pair **list = qv_calloc(n, sizeof(*list));
+    if (!list) return QV_ENOMEM;
+    size_t k = 0;
+    for (const qv_pair *p = s->o.headers; p && p->name; p++) list[k++] = p;
+    for (const qv_pair *p = o->headers; p && p->name; p++) list[k++] = p;
+    int rc = QV_OK;
+    if (!has_header(list, n, "User-Agent")) rc = add_line(r, "User-Agent", s->o.user_agent);
+    /* A raw body gets no Content-Type unless the caller gives one (libcurl
+     * would claim it is a form). */
+    if (!rc && r->has_body && !has_header(list, n, "Content-Type"))
+        rc = add_line(r, "Content-Type", content_type);
+    /* No "Expect: 100-continue" round trip before large bodies. */
+    if (!rc && (r->has_body || r->nparts) && !has_header(list, n, "Expect"))
+        rc = add_line(r, "Expect", NULL);
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!overridden(list, n, i)) rc = add_line(r, list[i]->name, list[i]->value);
+    qv_free(list);
+    return rc;
+}
+
+static int build_parts(qv_req *r, const qv_part *parts)
+{
+    size_t n = 0;
+    for (const qv_part *p = parts; p->name; p++) {
+        if (!p->value == !p->file) return QV_EINVAL; /* exactly one of value / file */
+        n++;
+    }
+    r->parts = qv_arena_alloc(&r->arena, n * sizeof(*r->parts));
+    if (!r->parts && n) return QV_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const qv_part *p = &parts[i];
+        qv_req_part *d = &r->parts[i];
+        memset(d, 0, sizeof(*d));
+        d->value_len = p->value ? (p->value_len ? p->value_len : strlen(p->value)) : 0;
+        d->name = qv_arena_strdup(&r->arena, p->name);
+        d->value = p->value ? qv_arena_memdup(&r->arena, p->value, d->value_len) : NULL;
+        d->file = qv_arena_strdup(&r->arena, p->file);
+        d->filename = qv_arena_strdup(&r->arena, p->filename);
+        d->content_type = qv_arena_strdup(&r->arena, p->content_type);
+        if (!d->name || (p->value && !d->value) || (p->file && !d->file) ||
+            (p->filename && !d->filename) || (p->content_type && !d->content_type))
+            return QV_ENOMEM;
+    }
+    r->nparts = n;
+    return QV_OK;
+}
+
+static int build_body(qv_req *r, const qv_request_opts *o, const char **content_type)
+{
+    int kinds = !!o->body + !!o->form + !!o->multipart + !!o->json;
+    if (kinds > 1) return QV_EINVAL; /* one body, one encoding */
+    *content_type = NULL;
+    if (o->body) {
+        r->body_len = o->body_len ? o->body_len : strlen(o->body);
+        r->body = qv_arena_memdup(&r->arena, o->body, r->body_len);
+        if (!r->body) return QV_ENOMEM;
+    } else if (o->form) {
+        qv_buf b = {0};
+        int rc = encode_pairs(&b, o->form);
+        if (!rc) {
+            r->body_len = b.len;
+            r->body = qv_arena_memdup(&r->arena, b.data ? b.data : "", b.len);
+            if (!r->body) rc = QV_ENOMEM;
+        }
+        qv_buf_free(&b);
+        if (rc) return rc;
+        *content_type = "application/x-www-form-urlencoded";
+    } else if (o->json) {
+        char *js = json_dumps(o->json, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!js) return QV_EJSON;
+        r->body_len = strlen(js);
+        r->body = qv_arena_memdup(&r->arena, js, r->body_len);
+        free(js); /* jansson allocates with malloc */
+        if (!r->body) return QV_ENOMEM;
+        *content_type = "application/json";
+    } else if (o->multipart) {
+        return build_parts(r, o->multipart);
+    } else {
+        return QV_OK;
+    }
+    r->has_body = 1;
+    return QV_OK;
+}
+
+static int build_cookies(qv_req *r, const qv_pair *cookies)
+{
+    if (!cookies || !cookies->name) return QV_OK;
+    qv_buf b = {0};
+    int rc = QV_OK;
+    for (const qv_pair *c = cookies; c->name && !rc; c++) {
+        if (!qv_header_name_ok(c->name) || !c->value || strpbrk(c->value, "\r\n;")) {
+            rc = QV_EINVAL;
+            break;
+        }
+        if (b.len) rc = qv_buf_puts(&b, "; ");
+        if (!rc) rc = qv_buf_puts(&b, c->name);
+        if (!rc) rc = qv_buf_puts(&b, "=");
+        if (!rc) rc = qv_buf_puts(&b, c->value);
+    }
+    if (!rc && !(r->cookies = qv_arena_strdup(&r->arena, b.data))) rc = QV_ENOMEM;
+    qv_buf_free(&b);
+    return rc;
+}
+
+/* 0 = default, -1 = none; otherwise the value. */
+static long pick_timeout(long req, long sess, long dflt)
+{
+    long v = req ? req : sess ? sess : dflt;
+    return v < 0 ? -1 : v;
+}
+
+static int pick_flag(int req, int sess)
+{
+    return req > 0 ? 1 : req < 0 ? 0 : sess != 0;
+}
+
+static int method_ok(const char *m)
+{
+    return qv_header_name_ok(m); /* a method is an HTTP token too */
+}
+
+int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *in)
+{
+    qv_request_opts o;
+    memset(r, 0, sizeof(*r));
+    int rc = qv_opts_copy(&o, sizeof(o), in);
+    if (rc) return rc;
+    if (!o.url || strpbrk(o.url, "\r\n")) return QV_EINVAL;
+    if (o.method && !method_ok(o.method)) return QV_EINVAL;
+    if (!pairs_ok(o.headers)) return QV_EINVAL;
+    if ((o.username && strpbrk(o.username, "\r\n")) || (o.password && strpbrk(o.password, "\r\n")))
+        return QV_EINVAL;
+    if ((unsigned)o.auth > QV_AUTH_BEARER) return QV_EINVAL;
+
+    const char *content_type = NULL;
+    r->method = qv_arena_strdup(&r->arena, o.method ? o.method : "GET");
+    if (!r->method) return QV_ENOMEM;
+    if ((rc = build_body(r, &o, &content_type))) return rc;
+    if ((rc = build_headers(r, s, &o, content_type))) return rc;
+    if ((rc = build_cookies(r, o.cookies))) return rc;
+    if ((rc = build_url(r, o.url, s->o.params, o.params))) return rc;
+
+    /* The request's credentials replace the session's as a whole. */
+    int own_auth = o.auth || o.username || o.password;
+    r->auth = own_auth ? o.auth : s->o.auth;
+    const char *user = own_auth ? o.username : s->o.username;
+    const char *pass = own_auth ? o.password : s->o.password;
+    if (r->auth == QV_AUTH_NONE && user) r->auth = QV_AUTH_BASIC;
+    r->username = qv_arena_strdup(&r->arena, user);
+    r->password = qv_arena_strdup(&r->arena, pass);
+    if ((user && !r->username) || (pass && !r->password)) return QV_ENOMEM;
+
+    r->timeout_ms = pick_timeout(o.timeout_ms, s->o.timeout_ms, -1);
+    r->connect_timeout_ms = pick_timeout(o.connect_timeout_ms, s->o.connect_timeout_ms,
+                                         QV_DEFAULT_CONNECT_TIMEOUT_MS);
+    r->read_timeout_ms =
+        pick_timeout(o.read_timeout_ms, s->o.read_timeout_ms, QV_DEFAULT_READ_TIMEOUT_MS);
+    r->follow = !pick_flag(o.no_redirects, s->o.no_redirects);
+    r->max_redirects = o.max_redirects > 0 ? o.max_redirects
+                       : s->o.max_redirects > 0 ? s->o.max_redirects
+                                                : QV_DEFAULT_MAX_REDIRECTS;
+    r->max_response_bytes = o.max_response_bytes ? o.max_response_bytes
+                                                 : s->o.max_response_bytes;
+    r->insecure = pick_flag(o.insecure, s->o.insecure);
+    r->ca_file = s->o.ca_file;
+    r->proxy = s->o.proxy;
+    r->hook = o.hook;
+    r->hook_arg = o.hook_arg;
+    return QV_OK;
+}
+
+void qv_req_free(qv_req *r)
+{
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
+    qv_arena_free(&r->arena);
+}

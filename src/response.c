@@ -1,0 +1,193 @@
+/* The response: status, headers, body, JSON, URL, history, and the hook's
+ * result. Built by transfer.c, then read-only for the user (except the
+ * lazily parsed JSON, which is guarded). */
+#include "internal.h"
+
+#include <jansson.h>
+#include <string.h>
+
+qv_response *qv_response_new(void)
+{
+    qv_response *r = qv_calloc(1, sizeof(*r));
+    if (!r) return NULL;
+    if (pthread_mutex_init(&r->json_mu, NULL)) {
+        qv_free(r);
+        return NULL;
+    }
+    /* An empty body is still a valid C string. */
+    if (qv_buf_append(&r->body, "", 0)) {
+        qv_response_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void qv_response_reset_hop(qv_response *r)
+{
+    qv_headers_free(&r->headers);
+    r->body.len = 0;
+    if (r->body.data) r->body.data[0] = '\0';
+    qv_free(r->reason);
+    r->reason = NULL;
+    qv_free(r->url);
+    r->url = NULL;
+    r->status = 0;
+}
+
+int qv_response_push_history(qv_response *r)
+{
+    qv_response **h = qv_realloc(r->history, (r->nhistory + 1) * sizeof(*h));
+    if (!h) return QV_ENOMEM;
+    r->history = h;
+    qv_response *hop = qv_response_new();
+    if (!hop) return QV_ENOMEM;
+    hop->status = r->status;
+    hop->reason = r->reason;
+    hop->headers = r->headers;
+    hop->url = r->url;
+    r->reason = NULL;
+    r->url = NULL;
+    memset(&r->headers, 0, sizeof(r->headers));
+    r->history[r->nhistory++] = hop;
+    return QV_OK;
+}
+
+void qv_response_free(qv_response *r)
+{
+    if (!r) return;
+    qv_response_reset_hop(r);
+    qv_buf_free(&r->body);
+    for (size_t i = 0; i < r->nhistory; i++) qv_response_free(r->history[i]);
+    qv_free(r->history);
+    if (r->json) json_decref(r->json);
+    qv_free(r->json_err);
+    if (r->result_free) r->result_free(r->result);
+    qv_free(r->hook_error);
+    pthread_mutex_destroy(&r->json_mu);
+    qv_free(r);
+}
+
+int qv_response_status(const qv_response *r)
+{
+    return r ? r->status : 0;
+}
+
+const char *qv_response_reason(const qv_response *r)
+{
+    return r && r->reason ? r->reason : "";
+}
+
+const char *qv_response_body(const qv_response *r, size_t *len)
+{
+    if (len) *len = r ? r->body.len : 0;
+    return r && r->body.data ? r->body.data : "";
+}
+
+const char *qv_response_text(const qv_response *r)
+{
+    return qv_response_body(r, NULL);
+}
+
+json_t *qv_response_json(qv_response *r, int *err)
+{
+    if (err) *err = QV_OK;
+    if (!r) {
+        if (err) *err = QV_EINVAL;
+        return NULL;
+    }
+    pthread_mutex_lock(&r->json_mu);
+    if (!r->json_parsed) {
+        r->json_parsed = 1;
+        json_error_t je;
+        r->json = json_loadb(r->body.data, r->body.len, JSON_DECODE_ANY, &je);
+        if (!r->json)
+            r->json_err = qv_asprintf("invalid JSON at line %d column %d: %s", je.line,
+                                      je.column, je.text);
+    }
+    json_t *j = r->json;
+    pthread_mutex_unlock(&r->json_mu);
+    if (!j && err) *err = QV_EJSON;
+    return j;
+}
+
+const char *qv_response_json_error(qv_response *r)
+{
+    if (!r) return NULL;
+    pthread_mutex_lock(&r->json_mu);
+    const char *e = r->json_err;
+    pthread_mutex_unlock(&r->json_mu);
+    return e;
+}
+
+const char *qv_response_header(const qv_response *r, const char *name)
+{
+    return r ? qv_headers_get(&r->headers, name, 0) : NULL;
+}
+
+const char *qv_response_header_nth(const qv_response *r, const char *name, size_t n)
+{
+    return r ? qv_headers_get(&r->headers, name, n) : NULL;
+}
+
+size_t qv_response_header_count(const qv_response *r)
+{
+    return r ? r->headers.len : 0;
+}
+
+int qv_response_header_at(const qv_response *r, size_t i, const char **name, const char **value)
+{
+    if (!r || i >= r->headers.len) return QV_EINVAL;
+    if (name) *name = r->headers.items[i].name;
+    if (value) *value = r->headers.items[i].value;
+    return QV_OK;
+}
+
+const char *qv_response_url(const qv_response *r)
+{
+    return r && r->url ? r->url : "";
+}
+
+size_t qv_response_history_len(const qv_response *r)
+{
+    return r ? r->nhistory : 0;
+}
+
+const qv_response *qv_response_history(const qv_response *r, size_t i)
+{
+    return r && i < r->nhistory ? r->history[i] : NULL;
+}
+
+double qv_response_elapsed_ms(const qv_response *r)
+{
+    return r ? r->elapsed_ms : 0;
+}
+
+int qv_response_raise_for_status(const qv_response *r)
+{
+    if (!r) return QV_EINVAL;
+    return r->status >= 400 && r->status <= 599 ? QV_EHTTP : QV_OK;
+}
+
+int qv_response_set_result(qv_response *r, void *result, void (*free_fn)(void *))
+{
+    if (!r) return QV_EINVAL;
+    if (r->result_free && r->result != result) r->result_free(r->result);
+    r->result = result;
+    r->result_free = free_fn;
+    return QV_OK;
+}
+
+void *qv_response_result(const qv_response *r)
+{
+    return r ? r->result : NULL;
+}
+
+int qv_response_set_hook_error(qv_response *r, const char *message)
+{
+    if (!r || !message) return QV_EINVAL;
+    char *m = qv_strdup(message);
+    if (!m) return QV_ENOMEM;
+    qv_free(r->hook_error);
+    r->hook_error = m;
+    return QV_OK;
+}

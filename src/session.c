@@ -1,0 +1,355 @@
+/* The session: copied defaults, the cookie jar (a libcurl share, thread-safe
+ * through our lock callbacks, also sharing the DNS cache), the submit path
+ * and close/free. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init_once(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+void qv_global_init(void)
+{
+    pthread_once(&global_once, global_init_once);
+}
+
+const char *qv_version(void)
+{
+    return QV_VERSION_STRING;
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *p)
+{
+    (void)h;
+    (void)access;
+    qv_session *s = p;
+    pthread_mutex_lock(&s->share_mu[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *p)
+{
+    (void)h;
+    qv_session *s = p;
+    pthread_mutex_unlock(&s->share_mu[data]);
+}
+
+static const qv_pair *copy_pairs(qv_arena *a, const qv_pair *src, int *rc)
+{
+    if (!src) return NULL;
+    size_t n = 0;
+    while (src[n].name) n++;
+    qv_pair *d = qv_arena_alloc(a, (n + 1) * sizeof(*d));
+    if (!d) goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        d[i].name = qv_arena_strdup(a, src[i].name);
+        d[i].value = qv_arena_strdup(a, src[i].value);
+        if (!d[i].name || (src[i].value && !d[i].value)) goto nomem;
+    }
+    d[n].name = d[n].value = NULL;
+    return d;
+nomem:
+    *rc = QV_ENOMEM;
+    return NULL;
+}
+
+static const qv_hook *copy_hooks(qv_arena *a, const qv_hook *src, int *rc)
+{
+    if (!src) return NULL;
+    size_t n = 0;
+    while (src[n].fn) n++;
+    qv_hook *d = qv_arena_alloc(a, (n + 1) * sizeof(*d));
+    if (!d) {
+        *rc = QV_ENOMEM;
+        return NULL;
+    }
+    memcpy(d, src, n * sizeof(*d));
+    d[n].fn = NULL;
+    d[n].arg = NULL;
+    return d;
+}
+
+static const char *copy_str(qv_arena *a, const char *s, int *rc)
+{
+    char *d = qv_arena_strdup(a, s);
+    if (s && !d) *rc = QV_ENOMEM;
+    return d;
+}
+
+static int validate(const qv_session_opts *o)
+{
+    for (const qv_pair *p = o->headers; p && p->name; p++)
+        if (!qv_header_name_ok(p->name) || (p->value && !qv_header_value_ok(p->value)))
+            return QV_EINVAL;
+    const char *strs[] = {o->username, o->password, o->ca_file, o->proxy, o->user_agent};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if (strs[i] && strpbrk(strs[i], "\r\n")) return QV_EINVAL;
+    if ((unsigned)o->auth > QV_AUTH_BEARER || o->max_workers < 0 ||
+        (unsigned)o->executor_kind > QV_PROCESSES)
+        return QV_EINVAL;
+    return QV_OK;
+}
+
+static int copy_opts(qv_session *s, const qv_session_opts *in)
+{
+    int rc = qv_opts_copy(&s->o, sizeof(s->o), in);
+    if (rc || (rc = validate(&s->o))) return rc;
+    qv_arena *a = &s->arena;
+    s->o.headers = copy_pairs(a, s->o.headers, &rc);
+    s->o.params = copy_pairs(a, s->o.params, &rc);
+    s->o.cookies = NULL; /* put in the jar, not kept */
+    s->o.hooks = copy_hooks(a, s->o.hooks, &rc);
+    s->o.username = copy_str(a, s->o.username, &rc);
+    s->o.password = copy_str(a, s->o.password, &rc);
+    s->o.ca_file = copy_str(a, s->o.ca_file, &rc);
+    s->o.proxy = copy_str(a, s->o.proxy, &rc);
+    s->o.user_agent = copy_str(a, s->o.user_agent ? s->o.user_agent
+                                                  : "quiver/" QV_VERSION_STRING, &rc);
+    return rc;
+}
+
+static int share_new(qv_session *s)
+{
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s->share_mu[i], NULL);
+    s->share = curl_share_init();
+    if (!s->share) return QV_ENOMEM;
+    if (curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock) ||
+        curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
+        curl_share_setopt(s->share, CURLSHOPT_USERDATA, s) ||
+        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE) ||
+        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS))
+        return QV_ENOMEM;
+    return QV_OK;
+}
+
+static void session_destroy(qv_session *s)
+{
+    if (s->owns_ex) qv_executor_free(s->ex);
+    else if (s->ex) qv_executor_unref(s->ex);
+    if (s->share) curl_share_cleanup(s->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&s->share_mu[i]);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    qv_arena_free(&s->arena);
+    qv_free(s);
+}
+
+int qv_session_new(qv_session **out, const qv_session_opts *opts)
+{
+    if (!out) return QV_EINVAL;
+    *out = NULL;
+    qv_global_init();
+    if (global_rc) return QV_ENOMEM;
+    qv_session *s = qv_calloc(1, sizeof(*s));
+    if (!s) return QV_ENOMEM;
+    if (pthread_mutex_init(&s->mu, NULL)) {
+        qv_free(s);
+        return QV_ENOMEM;
+    }
+    int rc = qv_cond_init(&s->cv);
+    if (rc) {
+        pthread_mutex_destroy(&s->mu);
+        qv_free(s);
+        return rc;
+    }
+    const qv_cookie *cookies = NULL;
+    if (!(rc = copy_opts(s, opts))) {
+        qv_session_opts tmp;
+        qv_opts_copy(&tmp, sizeof(tmp), opts);
+        cookies = tmp.cookies;
+        rc = share_new(s);
+    }
+    for (const qv_cookie *c = cookies; !rc && c && c->name; c++)
+        rc = qv_session_set_cookie(s, c->name, c->value, NULL);
+    if (!rc && s->o.executor) {
+        s->ex = s->o.executor;
+        qv_executor_ref(s->ex);
+    } else if (!rc) {
+        qv_executor_opts eo = {.size = sizeof(eo),
+                               .kind = s->o.executor_kind,
+                               .max_workers = s->o.max_workers};
+        rc = qv_executor_new(&s->ex, &eo);
+        s->owns_ex = rc == QV_OK;
+    }
+    if (rc) {
+        session_destroy(s);
+        return rc;
+    }
+    s->o.executor = s->ex;
+    *out = s;
+    return QV_OK;
+}
+
+qv_executor *qv_session_executor(qv_session *s)
+{
+    return s ? s->ex : NULL;
+}
+
+static void live_unlink(qv_session *s, qv_future *f)
+{
+    if (f->sprev) f->sprev->snext = f->snext;
+    else s->live = f->snext;
+    if (f->snext) f->snext->sprev = f->sprev;
+    f->sprev = f->snext = NULL;
+    if (--s->nlive == 0) pthread_cond_broadcast(&s->cv);
+}
+
+void qv_session_future_done(qv_session *s, qv_future *f)
+{
+    pthread_mutex_lock(&s->mu);
+    live_unlink(s, f);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
+{
+    if (!out) return QV_EINVAL;
+    *out = NULL;
+    if (!s || !opts) return QV_EINVAL;
+    qv_future *f = qv_future_alloc();
+    if (!f) return QV_ENOMEM;
+    int rc = qv_req_build(&f->req, s, opts);
+    if (rc) {
+        qv_future_release(f);
+        return rc;
+    }
+    qv_request_opts o;
+    qv_opts_copy(&o, sizeof(o), opts);
+    f->user_data = o.user_data;
+    f->session = s;
+    f->ex = s->ex;
+    f->submitted_ms = qv_now_ms();
+
+    pthread_mutex_lock(&s->mu);
+    if (s->closed) {
+        pthread_mutex_unlock(&s->mu);
+        qv_future_release(f);
+        return QV_ESHUTDOWN;
+    }
+    f->snext = s->live;
+    if (s->live) s->live->sprev = f;
+    s->live = f;
+    s->nlive++;
+    pthread_mutex_unlock(&s->mu);
+
+    if (f->req.url_error) {
+        /* Shifted error: the future exists and fails without a transfer. */
+        qv_future_complete(f, QV_FAILED, QV_EURL,
+                           qv_asprintf("%s (%s %s)", f->req.url_error_msg, f->req.method,
+                                       f->req.url),
+                           NULL);
+        *out = f;
+        return QV_OK;
+    }
+    qv_future_ref(f); /* the queue's reference */
+    rc = qv_executor_submit(s->ex, f);
+    if (rc) {
+        pthread_mutex_lock(&s->mu);
+        live_unlink(s, f);
+        pthread_mutex_unlock(&s->mu);
+        f->session = NULL;
+        qv_future_release(f);
+        qv_future_release(f);
+        return rc;
+    }
+    *out = f;
+    return QV_OK;
+}
+
+void qv_session_close(qv_session *s, int cancel_pending)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->closed = 1;
+    size_t n = 0;
+    qv_future **pending = NULL;
+    if (cancel_pending && s->nlive) {
+        pending = qv_calloc(s->nlive, sizeof(*pending));
+        for (qv_future *f = s->live; f && pending; f = f->snext)
+            if (qv_future_state_get(f) == QV_PENDING) pending[n++] = qv_future_ref(f);
+    }
+    pthread_mutex_unlock(&s->mu);
+    /* Cancel outside the session lock: completing takes it. */
+    for (size_t i = 0; i < n; i++) {
+        qv_future_cancel(pending[i]);
+        qv_future_release(pending[i]);
+    }
+    qv_free(pending);
+    pthread_mutex_lock(&s->mu);
+    while (s->nlive) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void qv_session_free(qv_session *s)
+{
+    if (!s) return;
+    qv_session_close(s, 0);
+    session_destroy(s);
+}
+
+/* A short-lived easy handle attached to the jar, for reading or writing it. */
+static CURL *jar_handle(qv_session *s)
+{
+    CURL *e = curl_easy_init();
+    if (!e) return NULL;
+    if (curl_easy_setopt(e, CURLOPT_SHARE, s->share) ||
+        curl_easy_setopt(e, CURLOPT_COOKIEFILE, "")) {
+        curl_easy_cleanup(e);
+        return NULL;
+    }
+    return e;
+}
+
+int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen)
+{
+    if (!s || !name || (!buf && buflen)) return QV_EINVAL;
+    CURL *e = jar_handle(s);
+    if (!e) return QV_ENOMEM;
+    struct curl_slist *list = NULL;
+    int rc = QV_EINVAL;
+    if (curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list) == CURLE_OK) {
+        /* Netscape format: domain, tailmatch, path, secure, expires, name, value. */
+        for (struct curl_slist *l = list; l && rc == QV_EINVAL; l = l->next) {
+            const char *field = l->data;
+            for (int i = 0; i < 5 && field; i++) {
+                field = strchr(field, '\t');
+                if (field) field++;
+            }
+            const char *tab = field ? strchr(field, '\t') : NULL;
+            if (!tab || (size_t)(tab - field) != strlen(name) ||
+                strncmp(field, name, strlen(name)))
+                continue;
+            size_t vlen = strlen(tab + 1);
+            if (vlen + 1 > buflen) {
+                rc = QV_ETOO_LARGE;
+            } else {
+                memcpy(buf, tab + 1, vlen + 1);
+                rc = QV_OK;
+            }
+        }
+    }
+    curl_slist_free_all(list);
+    curl_easy_cleanup(e);
+    return rc;
+}
+
+int qv_session_set_cookie(qv_session *s, const char *name, const char *value, const char *domain)
+{
+    if (!s || !name || !value || !qv_header_name_ok(name) || strpbrk(value, "\r\n;\t") ||
+        (domain && strpbrk(domain, "\r\n;\t ")))
+        return QV_EINVAL;
+    CURL *e = jar_handle(s);
+    if (!e) return QV_ENOMEM;
+    char *line = domain ? qv_asprintf("Set-Cookie: %s=%s; domain=%s; path=/", name, value, domain)
+                        : qv_asprintf("Set-Cookie: %s=%s; path=/", name, value);
+    int rc = QV_ENOMEM;
+    if (line) rc = curl_easy_setopt(e, CURLOPT_COOKIELIST, line) == CURLE_OK ? QV_OK : QV_EINVAL;
+    qv_free(line);
+    curl_easy_cleanup(e);
+    return rc;
+}

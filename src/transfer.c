@@ -1,0 +1,357 @@
+/* One transfer on a reusable easy handle: configuring it from a request
+ * record (the one place that does), collecting the response through
+ * libcurl's callbacks, watching cancel and the read timeout, and turning the
+ * outcome into a completed future. Shared by every executor. */
+#include "internal.h"
+
+#include <string.h>
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *p);
+static size_t write_cb(char *buf, size_t size, size_t n, void *p);
+
+/* Starts a new hop at a status line: the previous hop becomes history if it
+ * was a redirect that libcurl follows, otherwise (1xx, an auth challenge) it
+ * is dropped. */
+static int start_hop(qv_slot *slot, const char *line, size_t len)
+{
+    qv_response *r = slot->resp;
+    if (r->status) {
+        int redirect = r->status >= 300 && r->status < 400 && slot->f->req.follow &&
+                       qv_headers_get(&r->headers, "Location", 0);
+        if (redirect) {
+            if (qv_response_push_history(r)) return QV_ENOMEM;
+        }
+        qv_response_reset_hop(r);
+    }
+    r->body.len = 0;
+    if (r->body.data) r->body.data[0] = '\0';
+    /* "HTTP/1.1 200 OK" or "HTTP/2 200" */
+    const char *p = memchr(line, ' ', len), *end = line + len;
+    while (end > line && (end[-1] == '\r' || end[-1] == '\n')) end--;
+    int status = 0;
+    if (p) {
+        p++;
+        while (p < end && *p >= '0' && *p <= '9') status = status * 10 + (*p++ - '0');
+        if (p < end && *p == ' ') p++;
+    }
+    r->status = status;
+    r->reason = qv_strndup(p ? p : end, (size_t)(end - (p ? p : end)));
+    char *url = NULL;
+    curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
+    r->url = qv_strdup(url ? url : "");
+    slot->in_headers = 1;
+    return r->reason && r->url ? QV_OK : QV_ENOMEM;
+}
+
+static int add_header_line(qv_slot *slot, const char *line, size_t len)
+{
+    qv_headers *h = &slot->resp->headers;
+    while (len && (line[len - 1] == '\r' || line[len - 1] == '\n')) len--;
+    if (len && (line[0] == ' ' || line[0] == '\t')) {
+        /* obsolete line folding: continues the previous value */
+        if (!h->len) return QV_OK;
+        qv_hdr *last = &h->items[h->len - 1];
+        while (len && (*line == ' ' || *line == '\t')) line++, len--;
+        char *joined = qv_asprintf("%s %.*s", last->value, (int)len, line);
+        if (!joined) return QV_ENOMEM;
+        int rc = qv_headers_add(h, last->name, strlen(last->name), joined, strlen(joined));
+        qv_free(joined);
+        if (rc) return rc;
+        /* the new entry replaces the old one in place */
+        qv_free(last->name);
+        h->items[h->len - 2] = h->items[h->len - 1];
+        h->len--;
+        return QV_OK;
+    }
+    const char *colon = memchr(line, ':', len);
+    if (!colon) return QV_OK;
+    size_t nlen = (size_t)(colon - line);
+    const char *v = colon + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
+    return qv_headers_add(h, line, nlen, v, (size_t)(end - v));
+}
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *p)
+{
+    qv_slot *slot = p;
+    size_t len = size * n;
+    slot->last_activity_ms = qv_now_ms();
+    int rc = QV_OK;
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) rc = start_hop(slot, buf, len);
+    else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) slot->in_headers = 0;
+    else if (slot->in_headers) rc = add_header_line(slot, buf, len);
+    if (rc) {
+        slot->abort = QV_ABORT_NOMEM;
+        return 0;
+    }
+    return len;
+}
+
+static size_t write_cb(char *buf, size_t size, size_t n, void *p)
+{
+    qv_slot *slot = p;
+    size_t len = size * n;
+    qv_buf *body = &slot->resp->body;
+    size_t max = slot->f->req.max_response_bytes;
+    slot->last_activity_ms = qv_now_ms();
+    if (max && (body->len > max || len > max - body->len)) {
+        slot->abort = QV_ABORT_TOO_LARGE;
+        return 0;
+    }
+    if (qv_buf_append(body, buf, len)) {
+        slot->abort = QV_ABORT_NOMEM;
+        return 0;
+    }
+    return len;
+}
+
+static CURLcode setup_mime(qv_slot *slot, const qv_req *r)
+{
+    slot->mime = curl_mime_init(slot->easy);
+    if (!slot->mime) return CURLE_OUT_OF_MEMORY;
+    for (size_t i = 0; i < r->nparts; i++) {
+        const qv_req_part *p = &r->parts[i];
+        curl_mimepart *part = curl_mime_addpart(slot->mime);
+        if (!part) return CURLE_OUT_OF_MEMORY;
+        CURLcode cc = curl_mime_name(part, p->name);
+        if (!cc && p->file) cc = curl_mime_filedata(part, p->file);
+        if (!cc && p->value) cc = curl_mime_data(part, p->value, p->value_len);
+        if (!cc && p->filename) cc = curl_mime_filename(part, p->filename);
+        if (!cc && p->content_type) cc = curl_mime_type(part, p->content_type);
+        if (cc) return cc;
+    }
+    return curl_easy_setopt(slot->easy, CURLOPT_MIMEPOST, slot->mime);
+}
+
+static CURLcode setup_method(qv_slot *slot, const qv_req *r)
+{
+    CURL *e = slot->easy;
+    CURLcode cc = CURLE_OK;
+    int is_get = strcmp(r->method, "GET") == 0, is_post = strcmp(r->method, "POST") == 0;
+    if (strcmp(r->method, "HEAD") == 0) return curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (r->nparts) cc = setup_mime(slot, r);
+    else if (r->has_body || is_post) {
+        cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
+    }
+    /* POST is implied by a body; setting it explicitly would survive a 303. */
+    if (!cc && !is_post && !(is_get && !r->has_body && !r->nparts))
+        cc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    return cc;
+}
+
+static CURLcode setup_auth(CURL *e, const qv_req *r)
+{
+    CURLcode cc = CURLE_OK;
+    switch (r->auth) {
+    case QV_AUTH_BASIC:
+    case QV_AUTH_DIGEST:
+        cc = curl_easy_setopt(e, CURLOPT_HTTPAUTH,
+                              r->auth == QV_AUTH_BASIC ? CURLAUTH_BASIC : CURLAUTH_DIGEST);
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_USERNAME, r->username ? r->username : "");
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_PASSWORD, r->password ? r->password : "");
+        return cc;
+    case QV_AUTH_BEARER:
+        cc = curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, r->password ? r->password : "");
+        return cc;
+    default: return CURLE_OK;
+    }
+}
+
+static CURLcode setup_easy(qv_slot *slot, qv_future *f)
+{
+    CURL *e = slot->easy;
+    const qv_req *r = &f->req;
+    CURLcode cc = CURLE_OK;
+#define SET(opt, val)                                                                             \
+    do {                                                                                          \
+        if (!cc) cc = curl_easy_setopt(e, opt, val);                                              \
+    } while (0)
+    SET(CURLOPT_URL, r->url);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_ERRORBUFFER, slot->errbuf);
+    SET(CURLOPT_HTTPHEADER, r->headers);
+    SET(CURLOPT_ACCEPT_ENCODING, "");
+    SET(CURLOPT_SHARE, f->session->share);
+    SET(CURLOPT_COOKIEFILE, "");
+    if (r->cookies) SET(CURLOPT_COOKIE, r->cookies);
+    SET(CURLOPT_HEADERFUNCTION, header_cb);
+    SET(CURLOPT_HEADERDATA, slot);
+    SET(CURLOPT_WRITEFUNCTION, write_cb);
+    SET(CURLOPT_WRITEDATA, slot);
+    SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    if (r->timeout_ms >= 0) SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    /* -1 leaves libcurl's own connect limit (300 s) */
+    if (r->connect_timeout_ms >= 0) SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
+    SET(CURLOPT_FOLLOWLOCATION, (long)r->follow);
+    SET(CURLOPT_MAXREDIRS, (long)r->max_redirects);
+    if (r->max_response_bytes)
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response_bytes);
+    if (r->insecure) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
+    if (r->proxy) SET(CURLOPT_PROXY, r->proxy);
+#undef SET
+    if (!cc) cc = setup_auth(e, r);
+    if (!cc) cc = setup_method(slot, r);
+    return cc;
+}
+
+/* Done with the transfer: the handle stays for the next one, but the share
+ * (the session's cookie jar) may go with its session. */
+static void slot_release(qv_slot *slot)
+{
+    curl_mime_free(slot->mime);
+    slot->mime = NULL;
+    slot->f = NULL;
+    curl_easy_setopt(slot->easy, CURLOPT_SHARE, NULL);
+}
+
+int qv_transfer_setup(qv_slot *slot, qv_future *f)
+{
+    curl_easy_reset(slot->easy);
+    slot->f = f;
+    slot->abort = QV_ABORT_NONE;
+    slot->in_headers = 0;
+    slot->last_upload = 0;
+    slot->errbuf[0] = '\0';
+    slot->last_activity_ms = qv_now_ms();
+    slot->resp = qv_response_new();
+    CURLcode cc = slot->resp ? setup_easy(slot, f) : CURLE_OUT_OF_MEMORY;
+    if (cc == CURLE_OK) return QV_OK;
+    qv_future_end_transfer(f);
+    qv_response_free(slot->resp);
+    slot->resp = NULL;
+    slot_release(slot);
+    int err = qv_error_from_curl(cc);
+    qv_future_fail(f, err, "%s", slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc));
+    return err;
+}
+
+int qv_transfer_should_abort(qv_slot *slot)
+{
+    if (atomic_load(&slot->f->cancel_requested)) {
+        slot->abort = QV_ABORT_CANCEL;
+        return 1;
+    }
+    long rt = slot->f->req.read_timeout_ms;
+    if (rt < 0) return 0;
+    double now = qv_now_ms();
+    curl_off_t pre = 0, up = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    curl_easy_getinfo(slot->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    /* The read clock starts once the request is on its way; sending counts
+     * as activity too. */
+    if (pre == 0 || up != slot->last_upload) {
+        slot->last_upload = up;
+        slot->last_activity_ms = now;
+        return 0;
+    }
+    if (now - slot->last_activity_ms >= (double)rt) {
+        slot->abort = QV_ABORT_READ_TIMEOUT;
+        return 1;
+    }
+    return 0;
+}
+
+long qv_transfer_poll_ms(qv_slot *slot, long cap_ms)
+{
+    long rt = slot->f->req.read_timeout_ms;
+    if (rt < 0) return cap_ms;
+    double left = (double)rt - (qv_now_ms() - slot->last_activity_ms);
+    if (left < 1) return 1;
+    return left < (double)cap_ms ? (long)left + 1 : cap_ms;
+}
+
+int qv_run_hooks(qv_future *f, qv_response *r, char **msg)
+{
+    qv_session *s = f->session;
+    int rc = 0;
+    for (const qv_hook *h = s->o.hooks; h && h->fn && !rc; h++) rc = h->fn(s, r, h->arg);
+    if (!rc && f->req.hook) rc = f->req.hook(s, r, f->req.hook_arg);
+    if (!rc) return QV_OK;
+    *msg = r->hook_error ? qv_strdup(r->hook_error) : qv_asprintf("the hook returned %d", rc);
+    return QV_EHOOK;
+}
+
+/* A libcurl timeout before the connection was made is a connect timeout,
+ * unless the total timeout is the one that ran out. */
+static int timeout_kind(qv_slot *slot)
+{
+    const qv_req *r = &slot->f->req;
+    curl_off_t connected = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_CONNECT_TIME_T, &connected);
+    if (connected) return QV_ETIMEOUT;
+    if (r->timeout_ms >= 0 && (r->connect_timeout_ms < 0 || r->timeout_ms < r->connect_timeout_ms))
+        return QV_ETIMEOUT;
+    return QV_ECONNECT_TIMEOUT;
+}
+
+static void fail_transfer(qv_slot *slot, CURLcode cc)
+{
+    qv_future *f = slot->f;
+    const char *detail = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc);
+    switch (slot->abort) {
+    case QV_ABORT_CANCEL: qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL); return;
+    case QV_ABORT_READ_TIMEOUT:
+        qv_future_fail(f, QV_EREAD_TIMEOUT, "no data received for %ld ms", f->req.read_timeout_ms);
+        return;
+    case QV_ABORT_TOO_LARGE:
+        qv_future_fail(f, QV_ETOO_LARGE, "body over the limit of %zu bytes",
+                       f->req.max_response_bytes);
+        return;
+    case QV_ABORT_NOMEM: qv_future_fail(f, QV_ENOMEM, "while receiving the response"); return;
+    default: break;
+    }
+    int err = qv_error_from_curl(cc);
+    if (err == QV_ETIMEOUT) err = timeout_kind(slot);
+    qv_future_fail(f, err, "%s", detail);
+}
+
+long qv_transfer_finish(qv_slot *slot, CURLcode cc)
+{
+    qv_future *f = slot->f;
+    qv_response *r = slot->resp;
+    slot->resp = NULL;
+    long conns = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns);
+    qv_future_end_transfer(f);
+    if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
+        long status = 0;
+        char *url = NULL;
+        curl_off_t total = 0;
+        curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
+        curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total);
+        r->status = (int)status;
+        r->elapsed_ms = (double)total / 1000.0;
+        char *u = qv_strdup(url ? url : "");
+        char *msg = NULL;
+        if (!u) {
+            qv_response_free(r);
+            qv_future_fail(f, QV_ENOMEM, "while finishing the response");
+        } else {
+            qv_free(r->url);
+            r->url = u;
+            int rc = qv_run_hooks(f, r, &msg);
+            if (rc) {
+                qv_response_free(r);
+                qv_future_fail(f, rc, "%s", msg ? msg : "out of memory");
+                qv_free(msg);
+            } else {
+                qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
+            }
+        }
+    } else {
+        qv_response_free(r);
+        fail_transfer(slot, cc);
+    }
+    slot_release(slot);
+    return conns;
+}
