@@ -27,9 +27,9 @@
 extern "C" {
 #endif
 
-#define QV_VERSION_MAJOR 0
-#define QV_VERSION_MINOR 1
-#define QV_VERSION_PATCH 0
+#define QV_VERSION_MAJOR  0
+#define QV_VERSION_MINOR  1
+#define QV_VERSION_PATCH  0
 #define QV_VERSION_STRING "0.1.0"
 
 /* The library's version string, e.g. "0.1.0". */
@@ -131,7 +131,7 @@ typedef enum qv_executor_kind {
 typedef struct qv_executor_opts {
     size_t size;
     qv_executor_kind kind;
-    int max_workers; /* 0 = 8 */
+    int max_workers;     /* 0 = 8 */
     int max_connections; /* connections each worker keeps open for reuse; 0 = 8 */
 } qv_executor_opts;
 
@@ -142,32 +142,33 @@ typedef struct qv_executor_opts {
  * forever), total none.
  */
 #define QV_DEFAULT_CONNECT_TIMEOUT_MS 10000
-#define QV_DEFAULT_READ_TIMEOUT_MS 30000
-#define QV_DEFAULT_MAX_REDIRECTS 30
-#define QV_DEFAULT_MAX_WORKERS 8
+#define QV_DEFAULT_READ_TIMEOUT_MS    30000
+#define QV_DEFAULT_MAX_REDIRECTS      30
+#define QV_DEFAULT_MAX_WORKERS        8
 
 typedef struct qv_session_opts {
     size_t size;
-    qv_executor *executor;       /* shared executor (not owned); NULL = own one */
+    qv_executor *executor;          /* shared executor (not owned); NULL = own one */
     qv_executor_kind executor_kind; /* kind of the executor the session owns */
-    int max_workers;             /* workers of the owned executor; 0 = 8 */
-    const qv_header *headers;    /* default headers */
-    const qv_param *params;      /* default query parameters */
-    const qv_cookie *cookies;    /* cookies put in the jar at creation */
-    const qv_hook *hooks;        /* response hooks run for every request */
+    int max_workers;                /* workers of the owned executor; 0 = 8 */
+    const qv_header *headers;       /* default headers */
+    const qv_param *params;         /* default query parameters */
+    const qv_cookie *cookies;       /* put in the jar at creation, for every host (see
+                                       qv_session_set_cookie to scope one to a domain) */
+    const qv_hook *hooks;           /* response hooks run for every request */
     qv_auth_kind auth;
     const char *username;
     const char *password;
     long timeout_ms;
     long connect_timeout_ms;
     long read_timeout_ms;
-    int max_redirects;           /* 0 = 30 */
-    int no_redirects;            /* 1 = do not follow redirects */
-    size_t max_response_bytes;   /* 0 = no limit (decoded bytes) */
-    int insecure;                /* 1 = skip TLS verification */
-    const char *ca_file;         /* CA bundle to verify against */
-    const char *proxy;           /* proxy URL; NULL = libcurl's environment proxies */
-    const char *user_agent;      /* NULL = "quiver/<version>" */
+    int max_redirects;         /* 0 = 30 */
+    int no_redirects;          /* 1 = do not follow redirects */
+    size_t max_response_bytes; /* 0 = no limit (decoded bytes) */
+    int insecure;              /* 1 = skip TLS verification */
+    const char *ca_file;       /* CA bundle to verify against */
+    const char *proxy;         /* proxy URL; NULL = libcurl's environment proxies */
+    const char *user_agent;    /* NULL = "quiver/<version>" */
 } qv_session_opts;
 
 /*
@@ -177,16 +178,15 @@ typedef struct qv_session_opts {
  */
 typedef struct qv_request_opts {
     size_t size;
-    const char *method;          /* NULL = "GET" */
+    const char *method; /* NULL = "GET" */
     const char *url;
-    const qv_header *headers;    /* merged over the session's (same name replaces) */
-    const qv_param *params;      /* appended to the URL's query, URL-encoded */
-    const void *body;            /* raw body */
-    size_t body_len;             /* 0 with a body = strlen(body) */
-    const qv_param *form;        /* application/x-www-form-urlencoded body */
-    const qv_part *multipart;    /* multipart/form-data body */
-    const struct json_t *json;   /* JSON body (serialised at submit) */
-    const qv_cookie *cookies;    /* extra cookies for this request only */
+    const qv_header *headers;  /* merged over the session's (same name replaces) */
+    const qv_param *params;    /* appended to the URL's query, URL-encoded */
+    const void *body;          /* raw body */
+    size_t body_len;           /* 0 with a body = strlen(body) */
+    const qv_param *form;      /* application/x-www-form-urlencoded body */
+    const qv_part *multipart;  /* multipart/form-data body */
+    const struct json_t *json; /* JSON body (serialised at submit) */
     qv_auth_kind auth;
     const char *username;
     const char *password;
@@ -194,12 +194,12 @@ typedef struct qv_request_opts {
     long connect_timeout_ms;
     long read_timeout_ms;
     int max_redirects;
-    int no_redirects;            /* tri-state */
+    int no_redirects; /* tri-state */
     size_t max_response_bytes;
-    int insecure;                /* tri-state */
-    qv_hook_fn hook;             /* runs after the session's hooks */
+    int insecure;    /* tri-state */
+    qv_hook_fn hook; /* runs after the session's hooks */
     void *hook_arg;
-    void *user_data;             /* the future's user data */
+    void *user_data; /* the future's user data */
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */
@@ -210,13 +210,13 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);
 void qv_executor_free(qv_executor *ex);
 
 typedef struct qv_executor_stats {
-    size_t queued;          /* waiting for a worker */
-    size_t in_flight;       /* being transferred or in hooks */
-    size_t completed;       /* finished with a response */
-    size_t failed;          /* ended with an error */
+    size_t queued;    /* waiting for a worker */
+    size_t in_flight; /* being transferred or in hooks */
+    size_t completed; /* finished with a response */
+    size_t failed;    /* ended with an error */
     size_t cancelled;
     size_t connections_opened; /* new connections libcurl made */
-    int workers;            /* workers started so far */
+    int workers;               /* workers started so far */
 } qv_executor_stats;
 
 int qv_executor_stats_get(qv_executor *ex, qv_executor_stats *out);
@@ -235,8 +235,7 @@ qv_executor *qv_session_executor(qv_session *s);
  * copied into buf. QV_OK, QV_EINVAL (no such cookie) or QV_ETOO_LARGE. */
 int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen);
 /* Puts a cookie in the jar for `domain` (NULL = sent to every host). */
-int qv_session_set_cookie(qv_session *s, const char *name, const char *value,
-                          const char *domain);
+int qv_session_set_cookie(qv_session *s, const char *name, const char *value, const char *domain);
 
 /* Submits a request. On QV_OK *out is a new future owned by the caller (one
  * reference). Errors at submit: QV_EINVAL (bad options, CR/LF/NUL in a header
@@ -244,16 +243,16 @@ int qv_session_set_cookie(qv_session *s, const char *name, const char *value,
 int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts);
 
 /* qv_get(s, &f, url, .timeout_ms = 500, ...) and friends. */
-#define QV_REQ_(s, out, m, ...)                                                           \
-    qv_request((s), (out),                                                                \
-               &(qv_request_opts){.size = sizeof(qv_request_opts), .method = (m),         \
-                                  .url = __VA_ARGS__})
-#define qv_get(s, out, ...) QV_REQ_(s, out, "GET", __VA_ARGS__)
-#define qv_post(s, out, ...) QV_REQ_(s, out, "POST", __VA_ARGS__)
-#define qv_put(s, out, ...) QV_REQ_(s, out, "PUT", __VA_ARGS__)
-#define qv_patch(s, out, ...) QV_REQ_(s, out, "PATCH", __VA_ARGS__)
-#define qv_delete(s, out, ...) QV_REQ_(s, out, "DELETE", __VA_ARGS__)
-#define qv_head(s, out, ...) QV_REQ_(s, out, "HEAD", __VA_ARGS__)
+#define QV_REQ_(s, out, m, ...)                                                                    \
+    qv_request(                                                                                    \
+        (s), (out),                                                                                \
+        &(qv_request_opts){.size = sizeof(qv_request_opts), .method = (m), .url = __VA_ARGS__})
+#define qv_get(s, out, ...)     QV_REQ_(s, out, "GET", __VA_ARGS__)
+#define qv_post(s, out, ...)    QV_REQ_(s, out, "POST", __VA_ARGS__)
+#define qv_put(s, out, ...)     QV_REQ_(s, out, "PUT", __VA_ARGS__)
+#define qv_patch(s, out, ...)   QV_REQ_(s, out, "PATCH", __VA_ARGS__)
+#define qv_delete(s, out, ...)  QV_REQ_(s, out, "DELETE", __VA_ARGS__)
+#define qv_head(s, out, ...)    QV_REQ_(s, out, "HEAD", __VA_ARGS__)
 #define qv_options(s, out, ...) QV_REQ_(s, out, "OPTIONS", __VA_ARGS__)
 
 /* ------------------------------------------------------------------ future */
@@ -333,8 +332,7 @@ const char *qv_response_header(const qv_response *r, const char *name);
 const char *qv_response_header_nth(const qv_response *r, const char *name, size_t n);
 /* All headers in arrival order. */
 size_t qv_response_header_count(const qv_response *r);
-int qv_response_header_at(const qv_response *r, size_t i, const char **name,
-                          const char **value);
+int qv_response_header_at(const qv_response *r, size_t i, const char **name, const char **value);
 /* The final URL, after redirects. */
 const char *qv_response_url(const qv_response *r);
 /* Redirect responses that led here, oldest first (status, reason, headers

@@ -50,16 +50,21 @@ const char *qv_errname(int code)
 int qv_error_from_curl(CURLcode cc)
 {
     switch (cc) {
-    case CURLE_OK: return QV_OK;
+    case CURLE_OK:
+        return QV_OK;
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT: return QV_EURL;
+    case CURLE_URL_MALFORMAT:
+        return QV_EURL;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR: return QV_ECONNECT;
+    case CURLE_RECV_ERROR:
+        return QV_ECONNECT;
     case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_PROXY: return QV_EPROXY;
-    case CURLE_OPERATION_TIMEDOUT: return QV_ETIMEOUT;
+    case CURLE_PROXY:
+        return QV_EPROXY;
+    case CURLE_OPERATION_TIMEDOUT:
+        return QV_ETIMEOUT;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
@@ -72,20 +77,28 @@ int qv_error_from_curl(CURLcode cc)
     case CURLE_SSL_INVALIDCERTSTATUS:
     case CURLE_SSL_CRL_BADFILE:
     case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_USE_SSL_FAILED: return QV_ETLS;
-    case CURLE_TOO_MANY_REDIRECTS: return QV_EREDIRECTS;
+    case CURLE_USE_SSL_FAILED:
+        return QV_ETLS;
+    case CURLE_TOO_MANY_REDIRECTS:
+        return QV_EREDIRECTS;
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_PARTIAL_FILE:
     case CURLE_GOT_NOTHING:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_HTTP3:
-    case CURLE_RANGE_ERROR: return QV_EPROTOCOL;
-    case CURLE_FILESIZE_EXCEEDED: return QV_ETOO_LARGE;
-    case CURLE_BAD_CONTENT_ENCODING: return QV_EDECODE;
+    case CURLE_RANGE_ERROR:
+        return QV_EPROTOCOL;
+    case CURLE_FILESIZE_EXCEEDED:
+        return QV_ETOO_LARGE;
+    case CURLE_BAD_CONTENT_ENCODING:
+        return QV_EDECODE;
     case CURLE_READ_ERROR:
-    case CURLE_FILE_COULDNT_READ_FILE: return QV_EIO;
-    case CURLE_OUT_OF_MEMORY: return QV_ENOMEM;
-    default: return QV_ETRANSFER;
+    case CURLE_FILE_COULDNT_READ_FILE:
+        return QV_EIO;
+    case CURLE_OUT_OF_MEMORY:
+        return QV_ENOMEM;
+    default:
+        return QV_ETRANSFER;
     }
 }

@@ -29,10 +29,13 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     if (o.max_workers < 0 || o.max_connections < 0) return QV_EINVAL;
     qv_global_init();
     switch (o.kind) {
-    case QV_THREADS: return qv_threads_new(out, &o);
+    case QV_THREADS:
+        return qv_threads_new(out, &o);
     case QV_LOOP:
-    case QV_PROCESSES: return QV_EINVAL; /* these kinds land in their own issues */
-    default: return QV_EINVAL;
+    case QV_PROCESSES:
+        return QV_EINVAL; /* these kinds land in their own issues */
+    default:
+        return QV_EINVAL;
     }
 }
 
@@ -69,16 +72,20 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
     }
     f->qnext = NULL;
     f->qprev = ex->qtail;
-    if (ex->qtail) ex->qtail->qnext = f;
-    else ex->qhead = f;
+    if (ex->qtail)
+        ex->qtail->qnext = f;
+    else
+        ex->qhead = f;
     ex->qtail = f;
     ex->queued++;
     int rc = ex->vt->notify(ex);
     if (rc) {
         /* No worker can ever run it: take it back, the submit fails. */
         ex->qtail = f->qprev;
-        if (ex->qtail) ex->qtail->qnext = NULL;
-        else ex->qhead = NULL;
+        if (ex->qtail)
+            ex->qtail->qnext = NULL;
+        else
+            ex->qhead = NULL;
         ex->queued--;
     }
     pthread_mutex_unlock(&ex->mu);
@@ -87,10 +94,14 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
 
 static void unlink_locked(qv_executor *ex, qv_future *f)
 {
-    if (f->qprev) f->qprev->qnext = f->qnext;
-    else ex->qhead = f->qnext;
-    if (f->qnext) f->qnext->qprev = f->qprev;
-    else ex->qtail = f->qprev;
+    if (f->qprev)
+        f->qprev->qnext = f->qnext;
+    else
+        ex->qhead = f->qnext;
+    if (f->qnext)
+        f->qnext->qprev = f->qprev;
+    else
+        ex->qtail = f->qprev;
     f->qprev = f->qnext = NULL;
     ex->queued--;
 }
@@ -113,7 +124,7 @@ int qv_executor_remove(qv_executor *ex, qv_future *f)
 
 void qv_executor_count(qv_executor *ex, qv_future_state st)
 {
-    atomic_size_t *c = st == QV_FINISHED ? &ex->completed
+    atomic_size_t *c = st == QV_FINISHED    ? &ex->completed
                        : st == QV_CANCELLED ? &ex->cancelled
                                             : &ex->failed;
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);

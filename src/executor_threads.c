@@ -11,15 +11,17 @@ typedef struct tpool {
     int idle;
 } tpool;
 
-/* Drives one transfer to its end; returns the connections it opened. */
-static long perform(qv_slot *slot, CURLM *multi)
+/* Drives one transfer to its end and completes its future. */
+static void perform(qv_slot *slot, CURLM *multi)
 {
     CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
-    if (curl_multi_add_handle(multi, slot->easy)) return qv_transfer_finish(slot, CURLE_OUT_OF_MEMORY);
+    if (curl_multi_add_handle(multi, slot->easy)) {
+        qv_transfer_finish(slot, CURLE_OUT_OF_MEMORY);
+        return;
+    }
     for (;;) {
         int running = 0;
-        CURLMcode mc = curl_multi_perform(multi, &running);
-        if (mc) {
+        if (curl_multi_perform(multi, &running)) {
             cc = CURLE_OUT_OF_MEMORY;
             break;
         }
@@ -35,23 +37,18 @@ static long perform(qv_slot *slot, CURLM *multi)
     /* Removing a transfer that is not done closes its connection: a
      * half-read connection never goes back to the pool. */
     curl_multi_remove_handle(multi, slot->easy);
-    return qv_transfer_finish(slot, cc);
+    qv_transfer_finish(slot, cc);
 }
 
-static void run_one(qv_executor *ex, qv_slot *slot, CURLM *multi, qv_future *f)
+static void run_one(qv_slot *slot, CURLM *multi, qv_future *f)
 {
     if (!qv_future_begin(f, multi)) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
     } else if (!slot->easy || !multi) {
         qv_future_end_transfer(f);
         qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");
-    } else {
-        atomic_fetch_add(&ex->in_flight, 1);
-        if (qv_transfer_setup(slot, f) == QV_OK) {
-            long conns = perform(slot, multi);
-            atomic_fetch_add(&ex->connections, (size_t)conns);
-        }
-        atomic_fetch_sub(&ex->in_flight, 1);
+    } else if (qv_transfer_setup(slot, f) == QV_OK) {
+        perform(slot, multi);
     }
     qv_future_release(f); /* the queue's reference */
 }
@@ -74,7 +71,7 @@ static void *worker_main(void *arg)
         qv_future *f = qv_executor_pop_locked(ex);
         pthread_mutex_unlock(&ex->mu);
         if (!f) break; /* shut down and drained */
-        run_one(ex, &slot, multi, f);
+        run_one(&slot, multi, f);
     }
     if (slot.easy) curl_easy_cleanup(slot.easy);
     if (multi) curl_multi_cleanup(multi);

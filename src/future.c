@@ -57,6 +57,7 @@ int qv_future_begin(qv_future *f, CURLM *waker)
     if (ok) {
         f->state = QV_RUNNING;
         f->waker = waker;
+        if (f->ex) atomic_fetch_add(&f->ex->in_flight, 1);
     }
     pthread_mutex_unlock(&f->mu);
     return ok;
@@ -88,8 +89,14 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     }
     if (st == QV_CANCELLED) {
         err = QV_ECANCELLED;
-        if (!msg) msg = qv_asprintf("cancelled (%s %s)", f->req.method ? f->req.method : "",
-                                    f->req.url ? f->req.url : "");
+        if (!msg)
+            msg = qv_asprintf("cancelled (%s %s)", f->req.method ? f->req.method : "",
+                              f->req.url ? f->req.url : "");
+    }
+    /* Stats change before anyone can see the completion. */
+    if (f->ex) {
+        if (f->state == QV_RUNNING) atomic_fetch_sub(&f->ex->in_flight, 1);
+        qv_executor_count(f->ex, st);
     }
     f->state = st;
     f->error = st == QV_FINISHED ? QV_OK : err;
@@ -114,7 +121,6 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     if (f->first_cb.fn) f->first_cb.fn(f, f->first_cb.arg);
     for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
 
-    if (f->ex) qv_executor_count(f->ex, st);
     qv_session *s = f->session;
     f->session = NULL;
     if (s) qv_session_future_done(s, f);
@@ -283,8 +289,10 @@ void qv_waiter_unlink(qv_future *f, qv_wlink *l)
 {
     pthread_mutex_lock(&f->mu);
     if (l->linked) {
-        if (l->prev) l->prev->next = l->next;
-        else f->waiters = l->next;
+        if (l->prev)
+            l->prev->next = l->next;
+        else
+            f->waiters = l->next;
         if (l->next) l->next->prev = l->prev;
         l->linked = 0;
     }

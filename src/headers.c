@@ -50,8 +50,8 @@ int qv_header_name_ok(const char *name)
     static const char *extra = "!#$%&'*+-.^_`|~";
     if (!name || !*name) return 0;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        int alnum = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-                    (*p >= 'A' && *p <= 'Z');
+        int alnum =
+            (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z');
         if (!alnum && !strchr(extra, *p)) return 0;
     }
     return 1;

@@ -63,8 +63,7 @@ typedef struct qv_headers {
     qv_hdr *items;
     size_t len, cap;
 } qv_headers;
-int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *value,
-                   size_t vlen);
+int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *value, size_t vlen);
 const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth);
 void qv_headers_free(qv_headers *h);
 /* Header name: an HTTP token. Value: no CR, LF. */
@@ -87,13 +86,13 @@ typedef struct qv_req {
     qv_arena arena;
     const char *method;
     const char *url;
+    const char *host;           /* for seeding the session's any-host cookies */
     struct curl_slist *headers; /* "Name: value" lines, owned */
     const char *body;
     size_t body_len;
     int has_body;
     qv_req_part *parts;
     size_t nparts;
-    const char *cookies; /* "a=1; b=2" for this request only */
     qv_auth_kind auth;
     const char *username, *password;
     long timeout_ms, connect_timeout_ms, read_timeout_ms; /* resolved: -1 = none */
@@ -151,7 +150,7 @@ struct qv_future {
     qv_cb first_cb; /* inline: most futures have at most one callback */
     qv_cb *more_cbs;
     qv_wlink *waiters;
-    CURLM *waker; /* set while a transfer runs: woken to notice a cancel */
+    CURLM *waker;        /* set while a transfer runs: woken to notice a cancel */
     qv_session *session; /* until completion */
     qv_executor *ex;
     qv_future *qprev, *qnext; /* executor queue */
@@ -187,11 +186,20 @@ struct qv_session {
     qv_future *live; /* futures not yet completed */
     size_t nlive;
     int closed;
+    /* Cookies set without a domain: each host the session talks to gets
+     * them in the jar (once) as if it had set them itself. Under mu. */
+    qv_hdr *anyhost;
+    size_t nanyhost;
+    char **seeded;
+    size_t nseeded;
 };
 
 /* Called once per future after its callbacks ran; the session may be freed
  * right after, so the future must not touch it again. */
 void qv_session_future_done(qv_session *s, qv_future *f);
+/* Puts the any-host cookies in the jar for host, the first time it is seen
+ * (easy must be attached to the session's share). */
+int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host);
 void qv_global_init(void);
 
 /* --------------------------------------------------------- response (response.c) */
@@ -250,9 +258,9 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f);
 int qv_transfer_should_abort(qv_slot *slot);
 /* Milliseconds until the read timeout would fire (for poll), capped at cap_ms. */
 long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
-/* Completes f from the transfer's outcome: response + hooks, or an error.
- * Returns the number of new connections the transfer opened. */
-long qv_transfer_finish(qv_slot *slot, CURLcode cc);
+/* Completes f from the transfer's outcome: response + hooks, or an error;
+ * counts the connections it opened. */
+void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
 

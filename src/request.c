@@ -28,10 +28,9 @@ static int form_encode(qv_buf *b, const char *s)
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         int plain = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-                    (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '.' || *p == '_' ||
-                    *p == '~';
+                    (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
         char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-        int rc = plain      ? qv_buf_append(b, p, 1)
+        int rc = plain       ? qv_buf_append(b, p, 1)
                  : *p == ' ' ? qv_buf_append(b, "+", 1)
                              : qv_buf_append(b, esc, 3);
         if (rc) return rc;
@@ -71,7 +70,7 @@ static int build_url(qv_req *r, const char *url, const qv_pair *p1, const qv_pai
     CURLU *u = curl_url();
     if (!u) return QV_ENOMEM;
     int rc = QV_OK;
-    char *scheme = NULL, *full = NULL;
+    char *scheme = NULL, *full = NULL, *host = NULL;
     qv_buf q = {0};
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (uc == CURLUE_OUT_OF_MEMORY) {
@@ -80,21 +79,25 @@ static int build_url(qv_req *r, const char *url, const qv_pair *p1, const qv_pai
         rc = set_url_error(r, "invalid URL: %s", curl_url_strerror(uc));
     } else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
                (strcasecmp(scheme, "http") && strcasecmp(scheme, "https"))) {
-        rc = set_url_error(r, "unsupported scheme '%s' (only http and https)",
-                           scheme ? scheme : "");
+        rc =
+            set_url_error(r, "unsupported scheme '%s' (only http and https)", scheme ? scheme : "");
     } else if ((rc = encode_pairs(&q, p1)) || (rc = encode_pairs(&q, p2))) {
         /* out of memory */
     } else if (q.len && (uc = curl_url_set(u, CURLUPART_QUERY, q.data, CURLU_APPENDQUERY))) {
-        rc = uc == CURLUE_OUT_OF_MEMORY ? QV_ENOMEM
-                                        : set_url_error(r, "invalid query: %s",
-                                                        curl_url_strerror(uc));
+        rc = uc == CURLUE_OUT_OF_MEMORY
+                 ? QV_ENOMEM
+                 : set_url_error(r, "invalid query: %s", curl_url_strerror(uc));
     } else if ((uc = curl_url_get(u, CURLUPART_URL, &full, 0))) {
-        rc = uc == CURLUE_OUT_OF_MEMORY ? QV_ENOMEM
-                                        : set_url_error(r, "invalid URL: %s",
-                                                        curl_url_strerror(uc));
+        rc = uc == CURLUE_OUT_OF_MEMORY
+                 ? QV_ENOMEM
+                 : set_url_error(r, "invalid URL: %s", curl_url_strerror(uc));
     } else if (!(r->url = qv_arena_strdup(&r->arena, full))) {
         rc = QV_ENOMEM;
+    } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+               !(r->host = qv_arena_strdup(&r->arena, host))) {
+        rc = QV_ENOMEM;
     }
+    curl_free(host);
     curl_free(scheme);
     curl_free(full);
     qv_buf_free(&q);
@@ -228,26 +231,6 @@ static int build_body(qv_req *r, const qv_request_opts *o, const char **content_
     return QV_OK;
 }
 
-static int build_cookies(qv_req *r, const qv_pair *cookies)
-{
-    if (!cookies || !cookies->name) return QV_OK;
-    qv_buf b = {0};
-    int rc = QV_OK;
-    for (const qv_pair *c = cookies; c->name && !rc; c++) {
-        if (!qv_header_name_ok(c->name) || !c->value || strpbrk(c->value, "\r\n;")) {
-            rc = QV_EINVAL;
-            break;
-        }
-        if (b.len) rc = qv_buf_puts(&b, "; ");
-        if (!rc) rc = qv_buf_puts(&b, c->name);
-        if (!rc) rc = qv_buf_puts(&b, "=");
-        if (!rc) rc = qv_buf_puts(&b, c->value);
-    }
-    if (!rc && !(r->cookies = qv_arena_strdup(&r->arena, b.data))) rc = QV_ENOMEM;
-    qv_buf_free(&b);
-    return rc;
-}
-
 /* 0 = default, -1 = none; otherwise the value. */
 static long pick_timeout(long req, long sess, long dflt)
 {
@@ -283,7 +266,6 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *in)
     if (!r->method) return QV_ENOMEM;
     if ((rc = build_body(r, &o, &content_type))) return rc;
     if ((rc = build_headers(r, s, &o, content_type))) return rc;
-    if ((rc = build_cookies(r, o.cookies))) return rc;
     if ((rc = build_url(r, o.url, s->o.params, o.params))) return rc;
 
     /* The request's credentials replace the session's as a whole. */
@@ -297,16 +279,15 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *in)
     if ((user && !r->username) || (pass && !r->password)) return QV_ENOMEM;
 
     r->timeout_ms = pick_timeout(o.timeout_ms, s->o.timeout_ms, -1);
-    r->connect_timeout_ms = pick_timeout(o.connect_timeout_ms, s->o.connect_timeout_ms,
-                                         QV_DEFAULT_CONNECT_TIMEOUT_MS);
+    r->connect_timeout_ms =
+        pick_timeout(o.connect_timeout_ms, s->o.connect_timeout_ms, QV_DEFAULT_CONNECT_TIMEOUT_MS);
     r->read_timeout_ms =
         pick_timeout(o.read_timeout_ms, s->o.read_timeout_ms, QV_DEFAULT_READ_TIMEOUT_MS);
     r->follow = !pick_flag(o.no_redirects, s->o.no_redirects);
-    r->max_redirects = o.max_redirects > 0 ? o.max_redirects
+    r->max_redirects = o.max_redirects > 0      ? o.max_redirects
                        : s->o.max_redirects > 0 ? s->o.max_redirects
                                                 : QV_DEFAULT_MAX_REDIRECTS;
-    r->max_response_bytes = o.max_response_bytes ? o.max_response_bytes
-                                                 : s->o.max_response_bytes;
+    r->max_response_bytes = o.max_response_bytes ? o.max_response_bytes : s->o.max_response_bytes;
     r->insecure = pick_flag(o.insecure, s->o.insecure);
     r->ca_file = s->o.ca_file;
     r->proxy = s->o.proxy;

@@ -101,8 +101,8 @@ json_t *qv_response_json(qv_response *r, int *err)
         json_error_t je;
         r->json = json_loadb(r->body.data, r->body.len, JSON_DECODE_ANY, &je);
         if (!r->json)
-            r->json_err = qv_asprintf("invalid JSON at line %d column %d: %s", je.line,
-                                      je.column, je.text);
+            r->json_err =
+                qv_asprintf("invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
     }
     json_t *j = r->json;
     pthread_mutex_unlock(&r->json_mu);

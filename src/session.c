@@ -108,8 +108,8 @@ static int copy_opts(qv_session *s, const qv_session_opts *in)
     s->o.password = copy_str(a, s->o.password, &rc);
     s->o.ca_file = copy_str(a, s->o.ca_file, &rc);
     s->o.proxy = copy_str(a, s->o.proxy, &rc);
-    s->o.user_agent = copy_str(a, s->o.user_agent ? s->o.user_agent
-                                                  : "quiver/" QV_VERSION_STRING, &rc);
+    s->o.user_agent =
+        copy_str(a, s->o.user_agent ? s->o.user_agent : "quiver/" QV_VERSION_STRING, &rc);
     return rc;
 }
 
@@ -129,9 +129,15 @@ static int share_new(qv_session *s)
 
 static void session_destroy(qv_session *s)
 {
-    if (s->owns_ex) qv_executor_free(s->ex);
-    else if (s->ex) qv_executor_unref(s->ex);
+    if (s->owns_ex)
+        qv_executor_free(s->ex);
+    else if (s->ex)
+        qv_executor_unref(s->ex);
     if (s->share) curl_share_cleanup(s->share);
+    for (size_t i = 0; i < s->nanyhost; i++) qv_free(s->anyhost[i].name);
+    qv_free(s->anyhost);
+    for (size_t i = 0; i < s->nseeded; i++) qv_free(s->seeded[i]);
+    qv_free(s->seeded);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&s->share_mu[i]);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -170,9 +176,8 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
         s->ex = s->o.executor;
         qv_executor_ref(s->ex);
     } else if (!rc) {
-        qv_executor_opts eo = {.size = sizeof(eo),
-                               .kind = s->o.executor_kind,
-                               .max_workers = s->o.max_workers};
+        qv_executor_opts eo = {
+            .size = sizeof(eo), .kind = s->o.executor_kind, .max_workers = s->o.max_workers};
         rc = qv_executor_new(&s->ex, &eo);
         s->owns_ex = rc == QV_OK;
     }
@@ -192,8 +197,10 @@ qv_executor *qv_session_executor(qv_session *s)
 
 static void live_unlink(qv_session *s, qv_future *f)
 {
-    if (f->sprev) f->sprev->snext = f->snext;
-    else s->live = f->snext;
+    if (f->sprev)
+        f->sprev->snext = f->snext;
+    else
+        s->live = f->snext;
     if (f->snext) f->snext->sprev = f->sprev;
     f->sprev = f->snext = NULL;
     if (--s->nlive == 0) pthread_cond_broadcast(&s->cv);
@@ -239,10 +246,9 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
 
     if (f->req.url_error) {
         /* Shifted error: the future exists and fails without a transfer. */
-        qv_future_complete(f, QV_FAILED, QV_EURL,
-                           qv_asprintf("%s (%s %s)", f->req.url_error_msg, f->req.method,
-                                       f->req.url),
-                           NULL);
+        qv_future_complete(
+            f, QV_FAILED, QV_EURL,
+            qv_asprintf("%s (%s %s)", f->req.url_error_msg, f->req.method, f->req.url), NULL);
         *out = f;
         return QV_OK;
     }
@@ -305,6 +311,38 @@ static CURL *jar_handle(qv_session *s)
     return e;
 }
 
+/* Finds name in the Netscape-format lines of the jar (domain, tailmatch,
+ * path, secure, expires, name, value). */
+static const char *jar_find(struct curl_slist *list, const char *name)
+{
+    size_t nlen = strlen(name);
+    for (struct curl_slist *l = list; l; l = l->next) {
+        const char *field = l->data;
+        for (int i = 0; i < 5 && field; i++) {
+            field = strchr(field, '\t');
+            if (field) field++;
+        }
+        const char *tab = field ? strchr(field, '\t') : NULL;
+        if (tab && (size_t)(tab - field) == nlen && strncmp(field, name, nlen) == 0) return tab + 1;
+    }
+    return NULL;
+}
+
+static const qv_hdr *anyhost_find(qv_session *s, const char *name)
+{
+    for (size_t i = 0; i < s->nanyhost; i++)
+        if (strcmp(s->anyhost[i].name, name) == 0) return &s->anyhost[i];
+    return NULL;
+}
+
+static int copy_out(const char *value, char *buf, size_t buflen)
+{
+    size_t vlen = strlen(value);
+    if (vlen + 1 > buflen) return QV_ETOO_LARGE;
+    memcpy(buf, value, vlen + 1);
+    return QV_OK;
+}
+
 int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen)
 {
     if (!s || !name || (!buf && buflen)) return QV_EINVAL;
@@ -312,28 +350,74 @@ int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen)
     if (!e) return QV_ENOMEM;
     struct curl_slist *list = NULL;
     int rc = QV_EINVAL;
-    if (curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list) == CURLE_OK) {
-        /* Netscape format: domain, tailmatch, path, secure, expires, name, value. */
-        for (struct curl_slist *l = list; l && rc == QV_EINVAL; l = l->next) {
-            const char *field = l->data;
-            for (int i = 0; i < 5 && field; i++) {
-                field = strchr(field, '\t');
-                if (field) field++;
-            }
-            const char *tab = field ? strchr(field, '\t') : NULL;
-            if (!tab || (size_t)(tab - field) != strlen(name) ||
-                strncmp(field, name, strlen(name)))
-                continue;
-            size_t vlen = strlen(tab + 1);
-            if (vlen + 1 > buflen) {
-                rc = QV_ETOO_LARGE;
-            } else {
-                memcpy(buf, tab + 1, vlen + 1);
-                rc = QV_OK;
-            }
-        }
-    }
+    pthread_mutex_lock(&s->mu);
+    const char *v = NULL;
+    if (curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list) == CURLE_OK) v = jar_find(list, name);
+    if (!v && anyhost_find(s, name)) v = anyhost_find(s, name)->value;
+    if (v) rc = copy_out(v, buf, buflen);
+    pthread_mutex_unlock(&s->mu);
     curl_slist_free_all(list);
+    curl_easy_cleanup(e);
+    return rc;
+}
+
+static int jar_add(CURL *e, const char *host, const char *name, const char *value)
+{
+    /* Netscape format: this host only, path /, not secure-only, session cookie. */
+    char *line = qv_asprintf("%s\tFALSE\t/\tFALSE\t0\t%s\t%s", host, name, value);
+    if (!line) return QV_ENOMEM;
+    int rc = curl_easy_setopt(e, CURLOPT_COOKIELIST, line) == CURLE_OK ? QV_OK : QV_ENOMEM;
+    qv_free(line);
+    return rc;
+}
+
+int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host)
+{
+    int rc = QV_OK;
+    pthread_mutex_lock(&s->mu);
+    int seen = s->nanyhost == 0;
+    for (size_t i = 0; i < s->nseeded && !seen; i++) seen = strcmp(s->seeded[i], host) == 0;
+    if (!seen) {
+        char **seeded = qv_realloc(s->seeded, (s->nseeded + 1) * sizeof(*seeded));
+        if (seeded) s->seeded = seeded;
+        if (!seeded || !(s->seeded[s->nseeded] = qv_strdup(host)))
+            rc = QV_ENOMEM;
+        else
+            s->nseeded++;
+        for (size_t i = 0; i < s->nanyhost && !rc; i++)
+            rc = jar_add(easy, host, s->anyhost[i].name, s->anyhost[i].value);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* A cookie for every host: remembered, and written for the hosts already seen. */
+static int set_anyhost(qv_session *s, const char *name, const char *value)
+{
+    CURL *e = jar_handle(s);
+    if (!e) return QV_ENOMEM;
+    int rc = QV_OK;
+    pthread_mutex_lock(&s->mu);
+    qv_hdr *h = (qv_hdr *)anyhost_find(s, name);
+    if (!h) {
+        qv_hdr *a = qv_realloc(s->anyhost, (s->nanyhost + 1) * sizeof(*a));
+        if (a) s->anyhost = a;
+        h = a ? &s->anyhost[s->nanyhost] : NULL;
+        if (h) h->name = NULL;
+    }
+    /* name and value share one allocation, like headers */
+    char *nv = h ? qv_asprintf("%s%c%s", name, '\0', value) : NULL;
+    if (!nv) {
+        rc = QV_ENOMEM;
+    } else {
+        int added = !h->name;
+        qv_free(h->name);
+        h->name = nv;
+        h->value = nv + strlen(name) + 1;
+        s->nanyhost += added;
+        for (size_t i = 0; i < s->nseeded && !rc; i++) rc = jar_add(e, s->seeded[i], name, value);
+    }
+    pthread_mutex_unlock(&s->mu);
     curl_easy_cleanup(e);
     return rc;
 }
@@ -341,15 +425,12 @@ int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen)
 int qv_session_set_cookie(qv_session *s, const char *name, const char *value, const char *domain)
 {
     if (!s || !name || !value || !qv_header_name_ok(name) || strpbrk(value, "\r\n;\t") ||
-        (domain && strpbrk(domain, "\r\n;\t ")))
+        (domain && (!*domain || strpbrk(domain, "\r\n;\t "))))
         return QV_EINVAL;
+    if (!domain) return set_anyhost(s, name, value);
     CURL *e = jar_handle(s);
     if (!e) return QV_ENOMEM;
-    char *line = domain ? qv_asprintf("Set-Cookie: %s=%s; domain=%s; path=/", name, value, domain)
-                        : qv_asprintf("Set-Cookie: %s=%s; path=/", name, value);
-    int rc = QV_ENOMEM;
-    if (line) rc = curl_easy_setopt(e, CURLOPT_COOKIELIST, line) == CURLE_OK ? QV_OK : QV_EINVAL;
-    qv_free(line);
+    int rc = jar_add(e, domain, name, value);
     curl_easy_cleanup(e);
     return rc;
 }

@@ -78,9 +78,12 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
     size_t len = size * n;
     slot->last_activity_ms = qv_now_ms();
     int rc = QV_OK;
-    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) rc = start_hop(slot, buf, len);
-    else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) slot->in_headers = 0;
-    else if (slot->in_headers) rc = add_header_line(slot, buf, len);
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
+        rc = start_hop(slot, buf, len);
+    else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n'))
+        slot->in_headers = 0;
+    else if (slot->in_headers)
+        rc = add_header_line(slot, buf, len);
     if (rc) {
         slot->abort = QV_ABORT_NOMEM;
         return 0;
@@ -130,7 +133,8 @@ static CURLcode setup_method(qv_slot *slot, const qv_req *r)
     CURLcode cc = CURLE_OK;
     int is_get = strcmp(r->method, "GET") == 0, is_post = strcmp(r->method, "POST") == 0;
     if (strcmp(r->method, "HEAD") == 0) return curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    if (r->nparts) cc = setup_mime(slot, r);
+    if (r->nparts)
+        cc = setup_mime(slot, r);
     else if (r->has_body || is_post) {
         cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
@@ -156,7 +160,8 @@ static CURLcode setup_auth(CURL *e, const qv_req *r)
         cc = curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, r->password ? r->password : "");
         return cc;
-    default: return CURLE_OK;
+    default:
+        return CURLE_OK;
     }
 }
 
@@ -165,9 +170,9 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     CURL *e = slot->easy;
     const qv_req *r = &f->req;
     CURLcode cc = CURLE_OK;
-#define SET(opt, val)                                                                             \
-    do {                                                                                          \
-        if (!cc) cc = curl_easy_setopt(e, opt, val);                                              \
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (!cc) cc = curl_easy_setopt(e, opt, val);                                               \
     } while (0)
     SET(CURLOPT_URL, r->url);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -178,7 +183,6 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_SHARE, f->session->share);
     SET(CURLOPT_COOKIEFILE, "");
-    if (r->cookies) SET(CURLOPT_COOKIE, r->cookies);
     SET(CURLOPT_HEADERFUNCTION, header_cb);
     SET(CURLOPT_HEADERDATA, slot);
     SET(CURLOPT_WRITEFUNCTION, write_cb);
@@ -189,8 +193,7 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     if (r->connect_timeout_ms >= 0) SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
     SET(CURLOPT_FOLLOWLOCATION, (long)r->follow);
     SET(CURLOPT_MAXREDIRS, (long)r->max_redirects);
-    if (r->max_response_bytes)
-        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response_bytes);
+    if (r->max_response_bytes) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response_bytes);
     if (r->insecure) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
@@ -198,6 +201,7 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
     if (r->proxy) SET(CURLOPT_PROXY, r->proxy);
 #undef SET
+    if (!cc && r->host && qv_session_seed_cookies(f->session, e, r->host)) cc = CURLE_OUT_OF_MEMORY;
     if (!cc) cc = setup_auth(e, r);
     if (!cc) cc = setup_method(slot, r);
     return cc;
@@ -210,6 +214,9 @@ static void slot_release(qv_slot *slot)
     curl_mime_free(slot->mime);
     slot->mime = NULL;
     slot->f = NULL;
+    /* libcurl 7.88's curl_easy_reset forgets the cookie-file list without
+     * freeing it: clear it here, while the share is still attached. */
+    curl_easy_setopt(slot->easy, CURLOPT_COOKIEFILE, NULL);
     curl_easy_setopt(slot->easy, CURLOPT_SHARE, NULL);
 }
 
@@ -298,7 +305,9 @@ static void fail_transfer(qv_slot *slot, CURLcode cc)
     qv_future *f = slot->f;
     const char *detail = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc);
     switch (slot->abort) {
-    case QV_ABORT_CANCEL: qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL); return;
+    case QV_ABORT_CANCEL:
+        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+        return;
     case QV_ABORT_READ_TIMEOUT:
         qv_future_fail(f, QV_EREAD_TIMEOUT, "no data received for %ld ms", f->req.read_timeout_ms);
         return;
@@ -306,21 +315,25 @@ static void fail_transfer(qv_slot *slot, CURLcode cc)
         qv_future_fail(f, QV_ETOO_LARGE, "body over the limit of %zu bytes",
                        f->req.max_response_bytes);
         return;
-    case QV_ABORT_NOMEM: qv_future_fail(f, QV_ENOMEM, "while receiving the response"); return;
-    default: break;
+    case QV_ABORT_NOMEM:
+        qv_future_fail(f, QV_ENOMEM, "while receiving the response");
+        return;
+    default:
+        break;
     }
     int err = qv_error_from_curl(cc);
     if (err == QV_ETIMEOUT) err = timeout_kind(slot);
     qv_future_fail(f, err, "%s", detail);
 }
 
-long qv_transfer_finish(qv_slot *slot, CURLcode cc)
+void qv_transfer_finish(qv_slot *slot, CURLcode cc)
 {
     qv_future *f = slot->f;
     qv_response *r = slot->resp;
     slot->resp = NULL;
     long conns = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns);
+    atomic_fetch_add(&f->ex->connections, (size_t)conns);
     qv_future_end_transfer(f);
     if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
         long status = 0;
@@ -353,5 +366,4 @@ long qv_transfer_finish(qv_slot *slot, CURLcode cc)
         fail_transfer(slot, cc);
     }
     slot_release(slot);
-    return conns;
 }

@@ -3,7 +3,6 @@
  * one polls. */
 #include "internal.h"
 
-
 typedef struct wait_state {
     qv_waiter w;
     size_t done, failed;
@@ -40,9 +39,12 @@ static void waiter_destroy(qv_waiter *w)
 static int wait_satisfied(const wait_state *ws, size_t n, qv_wait_mode mode)
 {
     switch (mode) {
-    case QV_FIRST_COMPLETED: return ws->done > 0 || n == 0;
-    case QV_FIRST_EXCEPTION: return ws->failed > 0 || ws->done == n;
-    default: return ws->done == n;
+    case QV_FIRST_COMPLETED:
+        return ws->done > 0 || n == 0;
+    case QV_FIRST_EXCEPTION:
+        return ws->failed > 0 || ws->done == n;
+    default:
+        return ws->done == n;
     }
 }
 
@@ -139,8 +141,10 @@ int qv_as_completed_next(qv_as_completed *ac, qv_future **out, long timeout_ms)
         int timed_out = 0;
         while (ac->given == ac->completed && !timed_out)
             timed_out = qv_cond_wait(&ac->w.cv, &ac->w.mu, timeout_ms >= 0 ? &dl : NULL) != 0;
-        if (ac->given < ac->completed) *out = ac->fs[ac->ring[ac->given++]];
-        else rc = QV_EWAIT_TIMEOUT;
+        if (ac->given < ac->completed)
+            *out = ac->fs[ac->ring[ac->given++]];
+        else
+            rc = QV_EWAIT_TIMEOUT;
     }
     pthread_mutex_unlock(&ac->w.mu);
     return rc;
