@@ -106,7 +106,8 @@ typedef struct qv_req {
     const char *url_error_msg;
 } qv_req;
 
-/* Builds r from session defaults + opts. QV_EINVAL/QV_ENOMEM/QV_EJSON. */
+/* Builds r from session defaults + opts (a full-size copy, see qv_opts_copy).
+ * QV_EINVAL/QV_ENOMEM/QV_EJSON. */
 int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts);
 void qv_req_free(qv_req *r);
 /* Copies at most sizeof(*dst) bytes of an option struct whose first member is

@@ -248,12 +248,11 @@ static int method_ok(const char *m)
     return qv_header_name_ok(m); /* a method is an HTTP token too */
 }
 
-int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *in)
+int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
 {
-    qv_request_opts o;
+    const qv_request_opts o = *opts;
+    int rc;
     memset(r, 0, sizeof(*r));
-    int rc = qv_opts_copy(&o, sizeof(o), in);
-    if (rc) return rc;
     if (!o.url || strpbrk(o.url, "\r\n")) return QV_EINVAL;
     if (o.method && !method_ok(o.method)) return QV_EINVAL;
     if (!pairs_ok(o.headers)) return QV_EINVAL;

@@ -102,7 +102,6 @@ static int copy_opts(qv_session *s, const qv_session_opts *in)
     qv_arena *a = &s->arena;
     s->o.headers = copy_pairs(a, s->o.headers, &rc);
     s->o.params = copy_pairs(a, s->o.params, &rc);
-    s->o.cookies = NULL; /* put in the jar, not kept */
     s->o.hooks = copy_hooks(a, s->o.hooks, &rc);
     s->o.username = copy_str(a, s->o.username, &rc);
     s->o.password = copy_str(a, s->o.password, &rc);
@@ -163,15 +162,11 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
         qv_free(s);
         return rc;
     }
-    const qv_cookie *cookies = NULL;
-    if (!(rc = copy_opts(s, opts))) {
-        qv_session_opts tmp;
-        qv_opts_copy(&tmp, sizeof(tmp), opts);
-        cookies = tmp.cookies;
-        rc = share_new(s);
-    }
-    for (const qv_cookie *c = cookies; !rc && c && c->name; c++)
+    if (!(rc = copy_opts(s, opts))) rc = share_new(s);
+    /* The caller's cookies go into the jar; the option is not kept. */
+    for (const qv_cookie *c = s->o.cookies; !rc && c && c->name; c++)
         rc = qv_session_set_cookie(s, c->name, c->value, NULL);
+    s->o.cookies = NULL;
     if (!rc && s->o.executor) {
         s->ex = s->o.executor;
         qv_executor_ref(s->ex);
@@ -218,15 +213,15 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     if (!out) return QV_EINVAL;
     *out = NULL;
     if (!s || !opts) return QV_EINVAL;
+    qv_request_opts o;
+    int rc = qv_opts_copy(&o, sizeof(o), opts);
+    if (rc) return rc;
     qv_future *f = qv_future_alloc();
     if (!f) return QV_ENOMEM;
-    int rc = qv_req_build(&f->req, s, opts);
-    if (rc) {
+    if ((rc = qv_req_build(&f->req, s, &o))) {
         qv_future_release(f);
         return rc;
     }
-    qv_request_opts o;
-    qv_opts_copy(&o, sizeof(o), opts);
     f->user_data = o.user_data;
     f->session = s;
     f->ex = s->ex;

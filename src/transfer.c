@@ -323,6 +323,8 @@ static void fail_transfer(qv_slot *slot, CURLcode cc)
     }
     int err = qv_error_from_curl(cc);
     if (err == QV_ETIMEOUT) err = timeout_kind(slot);
+    /* With a proxy set, the proxy is the only peer we connect to. */
+    if (cc == CURLE_COULDNT_CONNECT && f->req.proxy && *f->req.proxy) err = QV_EPROXY;
     qv_future_fail(f, err, "%s", detail);
 }
 

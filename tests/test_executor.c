@@ -2,6 +2,7 @@
  * reuse under load, closing sessions, freeing executors with work in flight. */
 #include "support.h"
 
+#include <dirent.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,4 +234,35 @@ Test(executor, stats_of_an_idle_executor, .timeout = 120)
     cr_assert_eq(st.cancelled, 0);
     cr_assert_leq(st.workers, 3);
     qv_executor_free(ex);
+}
+
+/* Threads and file descriptors open in this process right now. */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot open %s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+Test(executor, no_thread_or_descriptor_leaks, .timeout = 120)
+{
+    int threads0 = count_entries("/proc/self/task"), fds0 = count_entries("/proc/self/fd");
+    for (int round = 0; round < 3; round++) {
+        qv_session *s = TX_SESSION(.max_workers = 8);
+        qv_future *fs[32];
+        for (int i = 0; i < 32; i++) cr_assert_eq(qv_get(s, &fs[i], tu("/get")), QV_OK);
+        for (int i = 0; i < 32; i++) tx_expect_status(fs[i], 200);
+        cr_assert_gt(count_entries("/proc/self/task"), threads0, "the pool started no thread");
+        for (int i = 0; i < 32; i++) qv_future_release(fs[i]);
+        qv_session_free(s);
+        cr_assert_eq(count_entries("/proc/self/task"), threads0,
+                     "round %d: %d threads after free, %d before", round,
+                     count_entries("/proc/self/task"), threads0);
+        cr_assert_eq(count_entries("/proc/self/fd"), fds0,
+                     "round %d: %d descriptors after free, %d before", round,
+                     count_entries("/proc/self/fd"), fds0);
+    }
 }
