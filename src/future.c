@@ -126,15 +126,29 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     if (s) qv_session_future_done(s, f);
 }
 
-void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
+static char *vmessage(qv_future *f, int err, const char *fmt, va_list ap)
 {
     char detail[512];
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    return qv_asprintf("%s: %s (%s %s)", qv_strerror(err), detail,
+                       f->req.method ? f->req.method : "", f->req.url ? f->req.url : "");
+}
+
+char *qv_future_message(qv_future *f, int err, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    char *msg = vmessage(f, err, fmt, ap);
     va_end(ap);
-    char *msg = qv_asprintf("%s: %s (%s %s)", qv_strerror(err), detail,
-                            f->req.method ? f->req.method : "", f->req.url ? f->req.url : "");
+    return msg;
+}
+
+void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = vmessage(f, err, fmt, ap);
+    va_end(ap);
     qv_future_complete(f, QV_FAILED, err, msg, NULL);
 }
 

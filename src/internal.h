@@ -157,6 +157,12 @@ struct qv_future {
     qv_future *qprev, *qnext; /* executor queue */
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms;
+    /* The transfer's outcome, collected on the I/O side and delivered
+     * (hooks, completion) possibly on another thread. */
+    qv_response *out_resp;
+    int out_err;
+    char *out_msg;
+    qv_future *next_done; /* a loop executor's list of outcomes to deliver */
     qv_req req;
 };
 
@@ -169,6 +175,9 @@ void qv_future_end_transfer(qv_future *f);
  * cancel turns any outcome into CANCELLED. */
 void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp);
 void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "<kind>: <detail> (<METHOD> <URL>)", the message of a failed future. */
+char *qv_future_message(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx);
 void qv_waiter_unlink(qv_future *f, qv_wlink *l);
@@ -259,8 +268,12 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f);
 int qv_transfer_should_abort(qv_slot *slot);
 /* Milliseconds until the read timeout would fire (for poll), capped at cap_ms. */
 long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
-/* Completes f from the transfer's outcome: response + hooks, or an error;
- * counts the connections it opened. */
+/* Gathers the transfer's outcome into f (out_resp, or out_err + out_msg),
+ * counts the connections it opened and frees the slot for the next one. */
+void qv_transfer_collect(qv_slot *slot, CURLcode cc);
+/* Completes f from its collected outcome: hooks then the terminal state. */
+void qv_transfer_deliver(qv_future *f);
+/* collect + deliver, on one thread. */
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg);

@@ -300,35 +300,41 @@ static int timeout_kind(qv_slot *slot)
     return QV_ECONNECT_TIMEOUT;
 }
 
-static void fail_transfer(qv_slot *slot, CURLcode cc)
+/* The error of a failed transfer, in f->out_err and f->out_msg. */
+static void collect_error(qv_slot *slot, CURLcode cc)
 {
     qv_future *f = slot->f;
     const char *detail = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc);
+    int err;
     switch (slot->abort) {
     case QV_ABORT_CANCEL:
-        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+        f->out_err = QV_ECANCELLED;
         return;
     case QV_ABORT_READ_TIMEOUT:
-        qv_future_fail(f, QV_EREAD_TIMEOUT, "no data received for %ld ms", f->req.read_timeout_ms);
+        f->out_err = QV_EREAD_TIMEOUT;
+        f->out_msg = qv_future_message(f, f->out_err, "no data received for %ld ms",
+                                       f->req.read_timeout_ms);
         return;
     case QV_ABORT_TOO_LARGE:
-        qv_future_fail(f, QV_ETOO_LARGE, "body over the limit of %zu bytes",
-                       f->req.max_response_bytes);
+        f->out_err = QV_ETOO_LARGE;
+        f->out_msg = qv_future_message(f, f->out_err, "body over the limit of %zu bytes",
+                                       f->req.max_response_bytes);
         return;
     case QV_ABORT_NOMEM:
-        qv_future_fail(f, QV_ENOMEM, "while receiving the response");
+        f->out_err = QV_ENOMEM;
+        f->out_msg = qv_future_message(f, f->out_err, "while receiving the response");
         return;
     default:
-        break;
+        err = qv_error_from_curl(cc);
+        if (err == QV_ETIMEOUT) err = timeout_kind(slot);
+        /* With a proxy set, the proxy is the only peer we connect to. */
+        if (cc == CURLE_COULDNT_CONNECT && f->req.proxy && *f->req.proxy) err = QV_EPROXY;
+        f->out_err = err;
+        f->out_msg = qv_future_message(f, err, "%s", detail);
     }
-    int err = qv_error_from_curl(cc);
-    if (err == QV_ETIMEOUT) err = timeout_kind(slot);
-    /* With a proxy set, the proxy is the only peer we connect to. */
-    if (cc == CURLE_COULDNT_CONNECT && f->req.proxy && *f->req.proxy) err = QV_EPROXY;
-    qv_future_fail(f, err, "%s", detail);
 }
 
-void qv_transfer_finish(qv_slot *slot, CURLcode cc)
+void qv_transfer_collect(qv_slot *slot, CURLcode cc)
 {
     qv_future *f = slot->f;
     qv_response *r = slot->resp;
@@ -347,25 +353,47 @@ void qv_transfer_finish(qv_slot *slot, CURLcode cc)
         r->status = (int)status;
         r->elapsed_ms = (double)total / 1000.0;
         char *u = qv_strdup(url ? url : "");
-        char *msg = NULL;
-        if (!u) {
-            qv_response_free(r);
-            qv_future_fail(f, QV_ENOMEM, "while finishing the response");
-        } else {
+        if (u) {
             qv_free(r->url);
             r->url = u;
-            int rc = qv_run_hooks(f, r, &msg);
-            if (rc) {
-                qv_response_free(r);
-                qv_future_fail(f, rc, "%s", msg ? msg : "out of memory");
-                qv_free(msg);
-            } else {
-                qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
-            }
+            f->out_resp = r;
+        } else {
+            qv_response_free(r);
+            f->out_err = QV_ENOMEM;
+            f->out_msg = qv_future_message(f, f->out_err, "while finishing the response");
         }
     } else {
         qv_response_free(r);
-        fail_transfer(slot, cc);
+        collect_error(slot, cc);
     }
     slot_release(slot);
+}
+
+void qv_transfer_deliver(qv_future *f)
+{
+    qv_response *r = f->out_resp;
+    char *msg = f->out_msg;
+    f->out_resp = NULL;
+    f->out_msg = NULL;
+    if (!r) {
+        qv_future_complete(f, f->out_err == QV_ECANCELLED ? QV_CANCELLED : QV_FAILED, f->out_err,
+                           msg, NULL);
+        return;
+    }
+    char *hook_msg = NULL;
+    int rc = qv_run_hooks(f, r, &hook_msg);
+    if (rc) {
+        qv_response_free(r);
+        qv_future_fail(f, rc, "%s", hook_msg ? hook_msg : "out of memory");
+        qv_free(hook_msg);
+    } else {
+        qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
+    }
+}
+
+void qv_transfer_finish(qv_slot *slot, CURLcode cc)
+{
+    qv_future *f = slot->f;
+    qv_transfer_collect(slot, cc);
+    qv_transfer_deliver(f);
 }

@@ -3,11 +3,14 @@
 #
 #   trap qv_stop_servers EXIT; trap 'exit 130' INT; trap 'exit 143' TERM
 #   qv_start_httpbin [LOG_DIR]      # exports QV_HTTPBIN_URL
+#   qv_start_tls [LOG_DIR]          # exports QV_TLS_URL, QV_TLS_CA
+#   qv_start_proxy [LOG_DIR]        # exports QV_PROXY_URL
 #
 # Everything listens on 127.0.0.1 only. /usr/bin/python3 is used on purpose: the
 # python3 on PATH may be a pyenv one without Debian's httpbin and gunicorn.
 
 QV_PYTHON=/usr/bin/python3
+QV_TEST_SERVERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../tests/servers" && pwd)
 QV_SERVER_PIDS=()      # pids of the servers started here (gunicorn masters)
 QV_SERVER_TMPDIRS=()   # log dirs made with mktemp, removed by qv_stop_servers
 : "${QV_SERVER_START_TIMEOUT:=20}" # seconds to wait for a server to answer
@@ -84,6 +87,130 @@ qv_start_httpbin() {
     return 1
 }
 
+# _qv_logdir [DIR]: sets _qv_dir to DIR (created), or to a fresh mktemp dir
+# that qv_stop_servers removes. (Not a $(...) function: the list of dirs to
+# remove must grow in this shell.)
+_qv_logdir() {
+    _qv_dir=${1:-}
+    if [[ -z $_qv_dir ]]; then
+        _qv_dir=$(mktemp -d "${TMPDIR:-/tmp}/quiver-servers.XXXXXX") || return 1
+        QV_SERVER_TMPDIRS+=("$_qv_dir")
+    fi
+    mkdir -p "$_qv_dir"
+}
+
+# _qv_start_py_server NAME LOG PROBE SCRIPT [ARG...]
+# Starts tests/servers/SCRIPT --port P ARG... (P a free loopback port) with
+# its output in LOG, and waits (QV_SERVER_START_TIMEOUT) until "PROBE P"
+# succeeds and the log says it listens on P (so the answer is from this
+# process, not from whatever else may hold the port). If the port was taken
+# in the meantime ("Address already in use"), tries again with a new one.
+# Sets _qv_port and _qv_pid; on failure prints the log tail and returns 1.
+_qv_start_py_server() {
+    local name=$1 log=$2 probe=$3 script=$4 attempt i port pid
+    shift 4
+    for attempt in 1 2 3; do
+        port=$(qv_free_port) || return 1
+        "$QV_PYTHON" "$QV_TEST_SERVERS_DIR/$script" --port "$port" "$@" >"$log" 2>&1 </dev/null &
+        pid=$!
+        QV_SERVER_PIDS+=("$pid")
+        for ((i = 0; i < QV_SERVER_START_TIMEOUT * 10; i++)); do
+            if grep -qE "listening on https?://127\.0\.0\.1:$port\$" "$log" &&
+                "$probe" "$port"; then
+                _qv_port=$port _qv_pid=$pid
+                return 0
+            fi
+            _qv_alive "$pid" || break
+            sleep 0.1
+        done
+        if _qv_alive "$pid" || ! grep -q 'Address already in use' "$log"; then
+            break # never answered, or died for another reason: a real failure
+        fi
+        echo "$name: port $port taken meanwhile, retrying (attempt $attempt)" >&2
+        wait "$pid" 2>/dev/null || true
+    done
+    if _qv_alive "$pid"; then
+        echo "$name: no answer on 127.0.0.1:$port after ${QV_SERVER_START_TIMEOUT}s; log tail:" >&2
+        kill -TERM "$pid" 2>/dev/null || true
+    else
+        echo "$name: $script exited before answering on 127.0.0.1:$port; log tail:" >&2
+    fi
+    tail -n 20 "$log" >&2
+    return 1
+}
+
+# _qv_tls_certs DIR: makes a throwaway CA (DIR/ca.pem, DIR/ca.key) and a
+# server certificate signed by it (DIR/server.pem, DIR/server.key) for
+# IP 127.0.0.1 and DNS localhost, valid for two days. Fresh keys every time.
+_qv_tls_certs() {
+    local dir=$1 out
+    mkdir -p "$dir" || return 1
+    rm -f "$dir"/ca.pem "$dir"/ca.key "$dir"/server.pem "$dir"/server.key "$dir"/server.csr \
+        "$dir"/server.ext
+    printf '%s\n' "subjectAltName = IP:127.0.0.1, DNS:localhost" \
+        "basicConstraints = critical, CA:FALSE" \
+        "keyUsage = critical, digitalSignature, keyEncipherment" \
+        "extendedKeyUsage = serverAuth" >"$dir/server.ext"
+    if ! out=$(
+        set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 2 -subj "/CN=quiver test CA" \
+            -addext "basicConstraints = critical, CA:TRUE" \
+            -addext "keyUsage = critical, keyCertSign, cRLSign" 2>&1
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$dir/server.key" -out "$dir/server.csr" -subj "/CN=127.0.0.1" 2>&1
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+            -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$dir/server.ext" \
+            -out "$dir/server.pem" 2>&1
+    ); then
+        echo "tls: making test certificates in $dir failed:" >&2
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+}
+
+_qv_probe_tls() {
+    local body
+    body=$(curl -s --noproxy '*' --max-time 2 --cacert "$QV_TLS_CA" "https://127.0.0.1:$1/hello") &&
+        [[ $body == "hello tls" ]]
+}
+
+_qv_probe_proxy() {
+    # A request that is not in absolute form gets the proxy's own 400.
+    curl -s --noproxy '*' --max-time 2 -o /dev/null -D - "http://127.0.0.1:$1/" |
+        grep -qi '^Via: quiver-test-proxy'
+}
+
+# Starts tests/servers/tls_server.py (HTTPS: GET /hello → "hello tls") on a
+# free loopback port with a certificate made now by a throwaway CA, waits
+# until it answers, exports QV_TLS_URL (https://127.0.0.1:PORT), QV_TLS_CA
+# (the CA file to trust) and QV_TLS_PID.
+# LOG_DIR (optional) gets tls.log and tls/ (certificates); default: mktemp.
+qv_start_tls() {
+    local logdir
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    _qv_tls_certs "$logdir/tls" || return 1
+    export QV_TLS_CA=$logdir/tls/ca.pem
+    _qv_start_py_server tls "$logdir/tls.log" _qv_probe_tls tls_server.py \
+        --cert "$logdir/tls/server.pem" --key "$logdir/tls/server.key" || return 1
+    export QV_TLS_URL=https://127.0.0.1:$_qv_port QV_TLS_PID=$_qv_pid
+    echo "tls: $QV_TLS_URL (pid $QV_TLS_PID, CA $QV_TLS_CA, log $logdir/tls.log)"
+}
+
+# Starts tests/servers/proxy.py (a forward proxy for http:// to 127.0.0.1 and
+# localhost only; adds "Via: quiver-test-proxy") on a free loopback port,
+# waits until it answers, exports QV_PROXY_URL and QV_PROXY_PID.
+# LOG_DIR (optional) gets proxy.log (one line per request); default: mktemp.
+qv_start_proxy() {
+    local logdir
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    _qv_start_py_server proxy "$logdir/proxy.log" _qv_probe_proxy proxy.py || return 1
+    export QV_PROXY_URL=http://127.0.0.1:$_qv_port QV_PROXY_PID=$_qv_pid
+    echo "proxy: $QV_PROXY_URL (pid $QV_PROXY_PID, log $logdir/proxy.log)"
+}
+
 # Stops every server started by this shell: TERM (gunicorn's graceful stop),
 # then KILL for the master and its workers after QV_SERVER_STOP_TIMEOUT
 # seconds. Only pids recorded here are touched. Safe to call more than once.
@@ -109,5 +236,5 @@ qv_stop_servers() {
         rm -rf -- "$dir"
     done
     QV_SERVER_TMPDIRS=()
-    unset QV_HTTPBIN_URL QV_HTTPBIN_PID
+    unset QV_HTTPBIN_URL QV_HTTPBIN_PID QV_TLS_URL QV_TLS_CA QV_TLS_PID QV_PROXY_URL QV_PROXY_PID
 }
