@@ -32,8 +32,9 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     case QV_THREADS:
         return qv_threads_new(out, &o);
     case QV_LOOP:
+        return qv_loop_new(out, &o);
     case QV_PROCESSES:
-        return QV_EINVAL; /* these kinds land in their own issues */
+        return QV_EINVAL; /* lands in its own issue */
     default:
         return QV_EINVAL;
     }

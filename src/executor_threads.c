@@ -49,6 +49,8 @@ static void run_one(qv_slot *slot, CURLM *multi, qv_future *f)
         qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");
     } else if (qv_transfer_setup(slot, f) == QV_OK) {
         perform(slot, multi);
+    } else {
+        qv_transfer_deliver(f);
     }
     qv_future_release(f); /* the queue's reference */
 }

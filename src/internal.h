@@ -259,10 +259,12 @@ typedef struct qv_slot {
     curl_off_t last_upload;
     qv_abort abort;
     int in_headers; /* between a status line and its blank line */
+    int active_idx; /* where an executor keeps it while it runs */
     char errbuf[CURL_ERROR_SIZE];
 } qv_slot;
 
-/* Prepares slot->easy for f (already RUNNING). On error f is completed. */
+/* Prepares slot->easy for f (already RUNNING). On error the slot is free
+ * again and the outcome is in f, to deliver. */
 int qv_transfer_setup(qv_slot *slot, qv_future *f);
 /* Checks cancel and the read timeout; sets slot->abort and returns 1 to stop. */
 int qv_transfer_should_abort(qv_slot *slot);
@@ -301,6 +303,7 @@ struct qv_executor {
     atomic_int refs;
     atomic_size_t in_flight, completed, failed, cancelled, connections;
     atomic_int workers;
+    atomic_int cancel_hint; /* a running future was cancelled: look for it */
 };
 
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);
@@ -316,5 +319,6 @@ int qv_executor_remove(qv_executor *ex, qv_future *f);
 void qv_executor_count(qv_executor *ex, qv_future_state st);
 
 int qv_threads_new(qv_executor **out, const qv_executor_opts *o);
+int qv_loop_new(qv_executor **out, const qv_executor_opts *o);
 
 #endif

@@ -231,14 +231,16 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->last_activity_ms = qv_now_ms();
     slot->resp = qv_response_new();
     CURLcode cc = slot->resp ? setup_easy(slot, f) : CURLE_OUT_OF_MEMORY;
+    if (cc == CURLE_OK) cc = curl_easy_setopt(slot->easy, CURLOPT_PRIVATE, slot);
     if (cc == CURLE_OK) return QV_OK;
     qv_future_end_transfer(f);
     qv_response_free(slot->resp);
     slot->resp = NULL;
+    f->out_err = qv_error_from_curl(cc);
+    f->out_msg = qv_future_message(f, f->out_err, "%s",
+                                   slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc));
     slot_release(slot);
-    int err = qv_error_from_curl(cc);
-    qv_future_fail(f, err, "%s", slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc));
-    return err;
+    return f->out_err;
 }
 
 int qv_transfer_should_abort(qv_slot *slot)

@@ -1,0 +1,277 @@
+/* The event-loop executor: one I/O thread drives up to max_workers transfers
+ * at once on a curl_multi (HTTP/1.1 keep-alive, HTTP/2 multiplexing over
+ * TLS). Submitters hand work over through the shared queue and
+ * curl_multi_wakeup. Finished transfers go to a few delivery threads that run
+ * hooks and done callbacks, so user code never stalls the transfers. */
+#include "internal.h"
+
+#define LOOP_DELIVERY_THREADS 4
+#define LOOP_SCAN_MS          100 /* how often running transfers are checked for timeouts */
+
+typedef struct loop {
+    qv_executor base;
+    CURLM *multi;
+    pthread_t io;
+    int io_started;
+    qv_slot *slots; /* max_workers of them, easy handles made on first use */
+    qv_slot **idle; /* free slots (a stack) */
+    int nidle;
+    qv_slot **active; /* slots with a transfer, for the timeout and cancel scan */
+    int nactive;
+    /* outcomes waiting for a delivery thread */
+    pthread_mutex_t dmu;
+    pthread_cond_t dcv;
+    qv_future *dhead, *dtail;
+    int dstop;
+    pthread_t dthreads[LOOP_DELIVERY_THREADS];
+    int ndthreads;
+} loop;
+
+/* Hands a batch of futures (linked by next_done) to the delivery threads. */
+static void deliver_batch(loop *L, qv_future *head, qv_future *tail)
+{
+    if (!head) return;
+    pthread_mutex_lock(&L->dmu);
+    if (L->dtail)
+        L->dtail->next_done = head;
+    else
+        L->dhead = head;
+    L->dtail = tail;
+    pthread_cond_broadcast(&L->dcv);
+    pthread_mutex_unlock(&L->dmu);
+}
+
+static void *delivery_main(void *arg)
+{
+    loop *L = arg;
+    for (;;) {
+        pthread_mutex_lock(&L->dmu);
+        while (!L->dhead && !L->dstop) pthread_cond_wait(&L->dcv, &L->dmu);
+        qv_future *f = L->dhead;
+        if (f) {
+            L->dhead = f->next_done;
+            if (!L->dhead) L->dtail = NULL;
+            f->next_done = NULL;
+        }
+        pthread_mutex_unlock(&L->dmu);
+        if (!f) break; /* stopped and drained */
+        qv_transfer_deliver(f);
+        qv_future_release(f); /* the queue's reference */
+    }
+    return NULL;
+}
+
+typedef struct batch {
+    qv_future *head, *tail;
+} batch;
+
+static void batch_add(batch *b, qv_future *f)
+{
+    f->next_done = NULL;
+    if (b->tail)
+        b->tail->next_done = f;
+    else
+        b->head = f;
+    b->tail = f;
+}
+
+static void slot_deactivate(loop *L, qv_slot *slot)
+{
+    qv_slot *last = L->active[--L->nactive];
+    L->active[slot->active_idx] = last;
+    last->active_idx = slot->active_idx;
+    L->idle[L->nidle++] = slot;
+}
+
+/* Starts f on a free slot; a future that cannot start goes to delivery. */
+static void start(loop *L, qv_future *f, batch *done)
+{
+    qv_slot *slot = L->idle[--L->nidle];
+    if (!slot->easy) slot->easy = curl_easy_init();
+    if (!qv_future_begin(f, L->multi)) {
+        f->out_err = QV_ECANCELLED;
+    } else if (!slot->easy) {
+        qv_future_end_transfer(f);
+        f->out_err = QV_ENOMEM;
+        f->out_msg = qv_future_message(f, QV_ENOMEM, "no transfer handle");
+    } else if (qv_transfer_setup(slot, f) == QV_OK) {
+        if (curl_multi_add_handle(L->multi, slot->easy) == CURLM_OK) {
+            slot->active_idx = L->nactive;
+            L->active[L->nactive++] = slot;
+            return;
+        }
+        qv_transfer_collect(slot, CURLE_OUT_OF_MEMORY);
+    }
+    L->idle[L->nidle++] = slot;
+    batch_add(done, f);
+}
+
+static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
+{
+    qv_future *f = slot->f;
+    /* Removing a transfer that is not done closes its connection: a
+     * half-read connection never goes back to the pool. */
+    curl_multi_remove_handle(L->multi, slot->easy);
+    qv_transfer_collect(slot, cc);
+    slot_deactivate(L, slot);
+    batch_add(done, f);
+}
+
+/* Aborts the transfers that were cancelled or ran into their read timeout;
+ * returns how long poll may sleep before the next check. */
+static int scan(loop *L, batch *done)
+{
+    long wait = LOOP_SCAN_MS;
+    for (int i = 0; i < L->nactive;) {
+        qv_slot *slot = L->active[i];
+        if (qv_transfer_should_abort(slot)) {
+            finish(L, slot, CURLE_ABORTED_BY_CALLBACK, done); /* moves another slot to i */
+            continue;
+        }
+        long w = qv_transfer_poll_ms(slot, wait);
+        if (w < wait) wait = w;
+        i++;
+    }
+    return (int)wait;
+}
+
+static void *io_main(void *arg)
+{
+    loop *L = arg;
+    qv_executor *ex = &L->base;
+    double next_scan = 0;
+    int wait_ms = 1000;
+    for (;;) {
+        batch done = {0};
+        pthread_mutex_lock(&ex->mu);
+        while (L->nidle > 0 && ex->qhead) {
+            qv_future *f = qv_executor_pop_locked(ex);
+            pthread_mutex_unlock(&ex->mu);
+            start(L, f, &done);
+            pthread_mutex_lock(&ex->mu);
+        }
+        int stop = ex->shutdown && !ex->qhead && L->nactive == 0;
+        pthread_mutex_unlock(&ex->mu);
+        if (stop) {
+            deliver_batch(L, done.head, done.tail);
+            break;
+        }
+
+        int running = 0;
+        curl_multi_perform(L->multi, &running);
+        int left;
+        for (CURLMsg *m; (m = curl_multi_info_read(L->multi, &left));) {
+            if (m->msg != CURLMSG_DONE) continue;
+            char *slot = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &slot);
+            finish(L, (qv_slot *)(void *)slot, m->data.result, &done);
+        }
+        double now = qv_now_ms();
+        if (atomic_exchange(&ex->cancel_hint, 0) || now >= next_scan) {
+            wait_ms = scan(L, &done);
+            next_scan = now + LOOP_SCAN_MS;
+        }
+        deliver_batch(L, done.head, done.tail);
+        /* Finished transfers freed slots: start queued work before sleeping. */
+        if (done.head) continue;
+        curl_multi_poll(L->multi, NULL, 0, L->nactive ? wait_ms : 1000, NULL);
+    }
+    return NULL;
+}
+
+static int loop_notify(qv_executor *ex)
+{
+    loop *L = (loop *)ex;
+    curl_multi_wakeup(L->multi);
+    return QV_OK;
+}
+
+static void loop_shutdown(qv_executor *ex)
+{
+    loop *L = (loop *)ex;
+    curl_multi_wakeup(L->multi);
+    if (L->io_started) pthread_join(L->io, NULL);
+    pthread_mutex_lock(&L->dmu);
+    L->dstop = 1;
+    pthread_cond_broadcast(&L->dcv);
+    pthread_mutex_unlock(&L->dmu);
+    for (int i = 0; i < L->ndthreads; i++) pthread_join(L->dthreads[i], NULL);
+    L->ndthreads = 0;
+}
+
+static void loop_destroy(qv_executor *ex)
+{
+    loop *L = (loop *)ex;
+    for (int i = 0; i < ex->o.max_workers && L->slots; i++)
+        if (L->slots[i].easy) curl_easy_cleanup(L->slots[i].easy);
+    if (L->multi) curl_multi_cleanup(L->multi);
+    pthread_cond_destroy(&L->dcv);
+    pthread_mutex_destroy(&L->dmu);
+    qv_free(L->slots);
+    qv_free(L->idle);
+    qv_free(L->active);
+    qv_free(L);
+}
+
+static const qv_executor_vt loop_vt = {
+    .notify = loop_notify,
+    .shutdown = loop_shutdown,
+    .destroy = loop_destroy,
+};
+
+static int loop_start(loop *L)
+{
+    int n = L->base.o.max_workers;
+    L->slots = qv_calloc((size_t)n, sizeof(*L->slots));
+    L->idle = qv_calloc((size_t)n, sizeof(*L->idle));
+    L->active = qv_calloc((size_t)n, sizeof(*L->active));
+    L->multi = curl_multi_init();
+    if (!L->slots || !L->idle || !L->active || !L->multi) return QV_ENOMEM;
+    for (int i = 0; i < n; i++) L->idle[L->nidle++] = &L->slots[n - 1 - i];
+    long cache = n > L->base.o.max_connections ? n : L->base.o.max_connections;
+    if (curl_multi_setopt(L->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) ||
+        curl_multi_setopt(L->multi, CURLMOPT_MAXCONNECTS, cache))
+        return QV_ENOMEM;
+    for (int i = 0; i < LOOP_DELIVERY_THREADS; i++) {
+        if (pthread_create(&L->dthreads[i], NULL, delivery_main, L)) break;
+        L->ndthreads++;
+    }
+    if (L->ndthreads == 0) return QV_ENOMEM;
+    if (pthread_create(&L->io, NULL, io_main, L)) return QV_ENOMEM;
+    L->io_started = 1;
+    atomic_store(&L->base.workers, 1);
+    return QV_OK;
+}
+
+int qv_loop_new(qv_executor **out, const qv_executor_opts *o)
+{
+    loop *L = qv_calloc(1, sizeof(*L));
+    if (!L) return QV_ENOMEM;
+    if (pthread_mutex_init(&L->dmu, NULL)) {
+        qv_free(L);
+        return QV_ENOMEM;
+    }
+    if (qv_cond_init(&L->dcv)) {
+        pthread_mutex_destroy(&L->dmu);
+        qv_free(L);
+        return QV_ENOMEM;
+    }
+    int rc = qv_executor_init(&L->base, &loop_vt, o);
+    if (rc) {
+        pthread_cond_destroy(&L->dcv);
+        pthread_mutex_destroy(&L->dmu);
+        qv_free(L);
+        return rc;
+    }
+    if ((rc = loop_start(L))) {
+        /* Stop whatever started; nothing was queued yet. */
+        pthread_mutex_lock(&L->base.mu);
+        L->base.shutdown = 1;
+        pthread_mutex_unlock(&L->base.mu);
+        loop_shutdown(&L->base);
+        qv_executor_unref(&L->base);
+        return rc;
+    }
+    *out = &L->base;
+    return QV_OK;
+}
