@@ -132,7 +132,13 @@ typedef struct qv_executor_opts {
     size_t size;
     qv_executor_kind kind;
     int max_workers;     /* 0 = 8 */
-    int max_connections; /* connections each worker keeps open for reuse; 0 = 8 */
+    int max_connections; /* idle connections kept open for reuse (per worker for
+                            QV_THREADS); 0 = 8 */
+    /* QV_LOOP only (a QV_THREADS pool never uses more than max_workers
+     * connections at once): caps on open connections, 0 = none. Transfers
+     * over a cap wait for a connection (or share one over HTTP/2). */
+    int max_host_connections;
+    int max_total_connections;
 } qv_executor_opts;
 
 /*

@@ -26,7 +26,9 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     qv_executor_opts o;
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;
-    if (o.max_workers < 0 || o.max_connections < 0) return QV_EINVAL;
+    if (o.max_workers < 0 || o.max_connections < 0 || o.max_host_connections < 0 ||
+        o.max_total_connections < 0)
+        return QV_EINVAL;
     qv_global_init();
     switch (o.kind) {
     case QV_THREADS:

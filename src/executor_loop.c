@@ -230,7 +230,11 @@ static int loop_start(loop *L)
     for (int i = 0; i < n; i++) L->idle[L->nidle++] = &L->slots[n - 1 - i];
     long cache = n > L->base.o.max_connections ? n : L->base.o.max_connections;
     if (curl_multi_setopt(L->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) ||
-        curl_multi_setopt(L->multi, CURLMOPT_MAXCONNECTS, cache))
+        curl_multi_setopt(L->multi, CURLMOPT_MAXCONNECTS, cache) ||
+        curl_multi_setopt(L->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          (long)L->base.o.max_host_connections) ||
+        curl_multi_setopt(L->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                          (long)L->base.o.max_total_connections))
         return QV_ENOMEM;
     for (int i = 0; i < LOOP_DELIVERY_THREADS; i++) {
         if (pthread_create(&L->dthreads[i], NULL, delivery_main, L)) break;
