@@ -345,6 +345,8 @@ const char *qv_response_url(const qv_response *r);
  * and URL; their bodies are not kept). */
 size_t qv_response_history_len(const qv_response *r);
 const qv_response *qv_response_history(const qv_response *r, size_t i);
+/* The HTTP version of the final response: 10, 11, 20 or 30. */
+int qv_response_http_version(const qv_response *r);
 /* Total transfer time in milliseconds. */
 double qv_response_elapsed_ms(const qv_response *r);
 /* QV_EHTTP for 4xx/5xx, else QV_OK. */

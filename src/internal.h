@@ -223,6 +223,7 @@ struct qv_response {
     qv_response **history;
     size_t nhistory;
     double elapsed_ms;
+    int http_version;
     pthread_mutex_t json_mu;
     int json_parsed;
     struct json_t *json;

@@ -157,6 +157,11 @@ const qv_response *qv_response_history(const qv_response *r, size_t i)
     return r && i < r->nhistory ? r->history[i] : NULL;
 }
 
+int qv_response_http_version(const qv_response *r)
+{
+    return r ? r->http_version : 0;
+}
+
 double qv_response_elapsed_ms(const qv_response *r)
 {
     return r ? r->elapsed_ms : 0;

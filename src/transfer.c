@@ -314,8 +314,8 @@ static void collect_error(qv_slot *slot, CURLcode cc)
         return;
     case QV_ABORT_READ_TIMEOUT:
         f->out_err = QV_EREAD_TIMEOUT;
-        f->out_msg = qv_future_message(f, f->out_err, "no data received for %ld ms",
-                                       f->req.read_timeout_ms);
+        f->out_msg =
+            qv_future_message(f, f->out_err, "no data received for %ld ms", f->req.read_timeout_ms);
         return;
     case QV_ABORT_TOO_LARGE:
         f->out_err = QV_ETOO_LARGE;
@@ -352,6 +352,13 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
         curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total);
+        long version = 0;
+        curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
+        r->http_version = version == CURL_HTTP_VERSION_1_0   ? 10
+                          : version == CURL_HTTP_VERSION_1_1 ? 11
+                          : version == CURL_HTTP_VERSION_2_0 ? 20
+                          : version == CURL_HTTP_VERSION_3   ? 30
+                                                             : 0;
         r->status = (int)status;
         r->elapsed_ms = (double)total / 1000.0;
         char *u = qv_strdup(url ? url : "");

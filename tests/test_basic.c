@@ -15,6 +15,7 @@ Test(basic, get_200, .timeout = 30)
     cr_assert_eq(qv_future_state_get(f), QV_FINISHED);
     cr_assert_eq(qv_future_error_code(f), QV_OK);
     cr_assert_null(qv_future_error(f), "a finished future has no error message");
+    cr_assert_eq(qv_response_http_version(r), 11, "gunicorn speaks HTTP/1.1");
     qv_future_release(f);
     qv_session_free(s);
 }
