@@ -188,6 +188,9 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     SET(CURLOPT_WRITEFUNCTION, write_cb);
     SET(CURLOPT_WRITEDATA, slot);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    /* Wait for a connection that may multiplex (HTTP/2) rather than open one
+     * per transfer while the first is still in its TLS handshake. */
+    SET(CURLOPT_PIPEWAIT, 1L);
     if (r->timeout_ms >= 0) SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     /* -1 leaves libcurl's own connect limit (300 s) */
     if (r->connect_timeout_ms >= 0) SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
@@ -199,7 +202,12 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
-    if (r->proxy) SET(CURLOPT_PROXY, r->proxy);
+    if (r->proxy) {
+        SET(CURLOPT_PROXY, r->proxy);
+        /* An explicit proxy is used for every host; no_proxy only tempers
+         * the environment's proxies (as in requests). */
+        SET(CURLOPT_NOPROXY, "");
+    }
 #undef SET
     if (!cc && r->host && qv_session_seed_cookies(f->session, e, r->host)) cc = CURLE_OUT_OF_MEMORY;
     if (!cc) cc = setup_auth(e, r);
@@ -329,8 +337,12 @@ static void collect_error(qv_slot *slot, CURLcode cc)
     default:
         err = qv_error_from_curl(cc);
         if (err == QV_ETIMEOUT) err = timeout_kind(slot);
-        /* With a proxy set, the proxy is the only peer we connect to. */
+        /* With a proxy set, the proxy is the only peer we connect to; and a
+         * refused CONNECT tunnel is the proxy's answer, whatever libcurl's code. */
         if (cc == CURLE_COULDNT_CONNECT && f->req.proxy && *f->req.proxy) err = QV_EPROXY;
+        long connect_code = 0;
+        curl_easy_getinfo(slot->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+        if (connect_code >= 300) err = QV_EPROXY;
         f->out_err = err;
         f->out_msg = qv_future_message(f, err, "%s", detail);
     }

@@ -30,15 +30,20 @@ static char *ring_slot(void)
     return ring[next++ % TX_RING];
 }
 
-const char *tu(const char *path)
+/* base (trailing slashes dropped) + path, in a ring slot. */
+static const char *join_url(const char *base, const char *path)
 {
-    const char *base = tx_base();
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/') blen--;
     char *buf = ring_slot();
     int n = snprintf(buf, TX_URL_MAX, "%.*s%s", (int)blen, base, path);
     cr_assert(n > 0 && n < TX_URL_MAX, "URL too long for the test buffer: %s", path);
     return buf;
+}
+
+const char *tu(const char *path)
+{
+    return join_url(tx_base(), path);
 }
 
 const char *tuf(const char *fmt, ...)
@@ -50,6 +55,46 @@ const char *tuf(const char *fmt, ...)
     va_end(ap);
     cr_assert(n > 0 && n < TX_URL_MAX, "path too long for the test buffer");
     return tu(path);
+}
+
+const char *tu_host(const char *host, const char *path)
+{
+    const char *base = tx_base();
+    const char *start = strstr(base, "://");
+    cr_assert_not_null(start, "QV_HTTPBIN_URL \"%s\" has no scheme", base);
+    start += 3;
+    const char *end = start + strcspn(start, ":/");
+    char *buf = ring_slot();
+    int n = snprintf(buf, TX_URL_MAX, "%.*s%s%s", (int)(start - base), base, host, end);
+    cr_assert(n > 0 && n < TX_URL_MAX, "URL too long for the test buffer");
+    return join_url(buf, path);
+}
+
+const char *tx_env_at(const char *name, const char *what, const char *file, int line)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        cr_assert_fail("%s:%d: %s is not set: this test needs %s; run it through scripts/test "
+                       "(which starts the test servers) or start one with scripts/lib/servers.sh "
+                       "and export %s",
+                       file, line, name, what, name);
+    return v;
+}
+
+const char *tx_tls_url(const char *path)
+{
+    return join_url(tx_env("QV_TLS_URL", "the HTTPS test server (tests/servers/tls_server.py)"),
+                    path);
+}
+
+const char *tx_tls_ca(void)
+{
+    return tx_env("QV_TLS_CA", "the CA file of the HTTPS test server");
+}
+
+const char *tx_proxy_url(void)
+{
+    return tx_env("QV_PROXY_URL", "the test proxy (tests/servers/proxy.py)");
 }
 
 qv_executor_kind tx_kind(void)

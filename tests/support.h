@@ -35,6 +35,25 @@ const char *tu(const char *path);
 /* Same, with printf formatting: tuf("/delay/%d", 2). */
 const char *tuf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The URL (or path) a test script exported in the environment variable
+ * `name`; fails the test clearly if unset, saying which server (`what`) the
+ * test needs. scripts/test starts them all (scripts/lib/servers.sh). */
+const char *tx_env_at(const char *name, const char *what, const char *file, int line);
+#define tx_env(name, what) tx_env_at((name), (what), __FILE__, __LINE__)
+
+/* QV_TLS_URL (an HTTPS server, tests/servers/tls_server.py) + path, e.g.
+ * tx_tls_url("/hello"); same buffer ring as tu(). */
+const char *tx_tls_url(const char *path);
+/* QV_TLS_CA: the CA file that verifies the TLS server's certificate. */
+const char *tx_tls_ca(void);
+/* QV_PROXY_URL: a forward proxy (tests/servers/proxy.py) that adds
+ * "Via: quiver-test-proxy" to what it relays. */
+const char *tx_proxy_url(void);
+
+/* The httpbin URL with its host replaced, e.g. tu_host("localhost", "/get"):
+ * the same server, but another host as far as redirects and cookies go. */
+const char *tu_host(const char *host, const char *path);
+
 /* The executor kind under test (QV_TEST_EXECUTOR) and its name. */
 qv_executor_kind tx_kind(void);
 const char *tx_kind_name(void);

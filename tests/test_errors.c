@@ -2,8 +2,13 @@
  * limits, and the error table. */
 #include "support.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 TestSuite(errors, .timeout = 30);
 
@@ -80,6 +85,67 @@ Test(errors, connection_refused, .timeout = 30)
     cr_assert_eq(qv_future_state_get(f), QV_FAILED);
     qv_future_release(f);
     qv_session_free(s);
+}
+
+/* A loopback port where connecting hangs: a socket that listens with a
+ * backlog of 0 and never accepts, its accept queue filled by our own
+ * non-blocking connects. Linux then drops further SYNs (the client retries
+ * after 1 s, 3 s, ...), so a connect there neither succeeds nor is refused.
+ * fds[0] is the listener, the rest the fillers; close them all after. */
+#define BLACKHOLE_FILLERS 4
+static int blackhole_port(int fds[1 + BLACKHOLE_FILLERS])
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(l >= 0, "socket() failed");
+    cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0, "bind() failed");
+    cr_assert_eq(listen(l, 0), 0, "listen() failed");
+    socklen_t len = sizeof sa;
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0, "getsockname() failed");
+    fds[0] = l;
+    for (int i = 1; i <= BLACKHOLE_FILLERS; i++) {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        cr_assert(c >= 0, "socket() failed");
+        int rc = connect(c, (struct sockaddr *)&sa, sizeof sa);
+        cr_assert(rc == 0 || errno == EINPROGRESS, "filler connect() failed: %s", strerror(errno));
+        fds[i] = c;
+    }
+    return ntohs(sa.sin_port);
+}
+
+Test(errors, connect_timeout, .timeout = 30)
+{
+    int fds[1 + BLACKHOLE_FILLERS];
+    int port = blackhole_port(fds);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    double t0 = now_ms();
+    cr_assert_eq(qv_get(s, &f, url, .connect_timeout_ms = 500), QV_OK);
+    const char *msg = tx_expect_error(f, QV_ECONNECT_TIMEOUT);
+    double el = now_ms() - t0;
+    cr_assert(el >= 400.0 && el < 3000.0,
+              "connect timed out after %.0f ms (connect timeout 500 ms)", el);
+    tx_assert_contains(msg, url);
+    cr_assert_eq(qv_future_state_get(f), QV_FAILED);
+    qv_future_release(f);
+
+    /* The same from the session's setting; a generous total timeout does
+     * not turn it into QV_ETIMEOUT. */
+    qv_session_free(s);
+    s = TX_SESSION(.connect_timeout_ms = 500, .timeout_ms = 20000);
+    t0 = now_ms();
+    cr_assert_eq(qv_get(s, &f, url), QV_OK);
+    tx_expect_error(f, QV_ECONNECT_TIMEOUT);
+    el = now_ms() - t0;
+    cr_assert(el < 3000.0, "connect timed out after %.0f ms (connect timeout 500 ms)", el);
+    qv_future_release(f);
+    qv_session_free(s);
+    for (int i = 0; i <= BLACKHOLE_FILLERS; i++) close(fds[i]);
 }
 
 static void expect_bad_url(qv_session *s, const char *url)

@@ -5,6 +5,7 @@
 #   qv_start_httpbin [LOG_DIR]      # exports QV_HTTPBIN_URL
 #   qv_start_tls [LOG_DIR]          # exports QV_TLS_URL, QV_TLS_CA
 #   qv_start_proxy [LOG_DIR]        # exports QV_PROXY_URL
+#   qv_start_nginx [LOG_DIR]        # exports QV_NGINX_URL, QV_NGINX_TLS_URL, QV_NGINX_CA
 #
 # Everything listens on 127.0.0.1 only. /usr/bin/python3 is used on purpose: the
 # python3 on PATH may be a pyenv one without Debian's httpbin and gunicorn.
@@ -52,7 +53,7 @@ qv_start_httpbin() {
     for attempt in 1 2 3; do
         port=$(qv_free_port) || return 1
         url=http://127.0.0.1:$port
-        "$QV_PYTHON" -m gunicorn -k gthread --threads 32 -w 2 --keep-alive 75 \
+        "$QV_PYTHON" -m gunicorn -k gthread --threads 64 -w 2 --keep-alive 75 \
             -b "127.0.0.1:$port" httpbin:app >"$log" 2>&1 </dev/null &
         pid=$!
         QV_SERVER_PIDS+=("$pid")
@@ -211,6 +212,50 @@ qv_start_proxy() {
     echo "proxy: $QV_PROXY_URL (pid $QV_PROXY_PID, log $logdir/proxy.log)"
 }
 
+# Starts nginx (one worker, see tests/servers/nginx.conf.in) serving /small
+# (100 bytes) and /64k (65,536 bytes) over HTTP/1.1 and over HTTPS with HTTP/2,
+# and /nginx_status (stub_status: connections accepted). Exports
+# QV_NGINX_URL, QV_NGINX_TLS_URL and QV_NGINX_CA (the CA to trust).
+qv_start_nginx() {
+    local dir http https pid attempt i
+    _qv_logdir "${1:-}" || return 1
+    dir=$_qv_dir/nginx
+    mkdir -p "$dir/www" "$dir/tmp" || return 1
+    _qv_tls_certs "$dir/tls" || return 1
+    head -c 100 /dev/zero | tr '\0' 'q' >"$dir/www/small"
+    head -c 65536 /dev/urandom >"$dir/www/64k"
+    for attempt in 1 2 3; do
+        http=$(qv_free_port) && https=$(qv_free_port) || return 1
+        [[ $http != "$https" ]] || continue
+        sed -e "s|@DIR@|$dir|g" -e "s|@HTTP_PORT@|$http|g" -e "s|@HTTPS_PORT@|$https|g" \
+            "$QV_TEST_SERVERS_DIR/nginx.conf.in" >"$dir/nginx.conf"
+        : >"$dir/error.log"
+        nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/stderr.log" 2>&1 \
+            </dev/null &
+        pid=$!
+        QV_SERVER_PIDS+=("$pid")
+        for ((i = 0; i < QV_SERVER_START_TIMEOUT * 10; i++)); do
+            if curl -sf --noproxy '*' --max-time 2 -o /dev/null "http://127.0.0.1:$http/small" &&
+                curl -sf --noproxy '*' --max-time 2 --cacert "$dir/tls/ca.pem" -o /dev/null \
+                    "https://127.0.0.1:$https/small"; then
+                export QV_NGINX_URL=http://127.0.0.1:$http QV_NGINX_TLS_URL=https://127.0.0.1:$https
+                export QV_NGINX_CA=$dir/tls/ca.pem
+                echo "nginx: $QV_NGINX_URL and $QV_NGINX_TLS_URL (pid $pid, dir $dir)"
+                return 0
+            fi
+            _qv_alive "$pid" || break
+            sleep 0.1
+        done
+        grep -q 'Address already in use' "$dir/error.log" "$dir/stderr.log" || break
+        echo "nginx: a port was taken meanwhile, retrying (attempt $attempt)" >&2
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    echo "nginx: did not come up; log tail:" >&2
+    tail -n 20 "$dir/error.log" "$dir/stderr.log" >&2
+    return 1
+}
+
 # Stops every server started by this shell: TERM (gunicorn's graceful stop),
 # then KILL for the master and its workers after QV_SERVER_STOP_TIMEOUT
 # seconds. Only pids recorded here are touched. Safe to call more than once.
@@ -236,5 +281,6 @@ qv_stop_servers() {
         rm -rf -- "$dir"
     done
     QV_SERVER_TMPDIRS=()
-    unset QV_HTTPBIN_URL QV_HTTPBIN_PID QV_TLS_URL QV_TLS_CA QV_TLS_PID QV_PROXY_URL QV_PROXY_PID
+    unset QV_HTTPBIN_URL QV_HTTPBIN_PID QV_TLS_URL QV_TLS_CA QV_TLS_PID QV_PROXY_URL QV_PROXY_PID \
+        QV_NGINX_URL QV_NGINX_TLS_URL QV_NGINX_CA
 }

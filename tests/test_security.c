@@ -1,0 +1,181 @@
+/* Safety across redirects: credentials, Authorization and Cookie headers and
+ * jar cookies are not sent to another host after a redirect, but still are
+ * to the same host; redirects to non-HTTP schemes are refused.
+ *
+ * 127.0.0.1 and localhost are two hosts for libcurl (and for cookies) but the
+ * same httpbin: tu_host("localhost", path) is the "other host". */
+#include "support.h"
+
+#include <string.h>
+
+TestSuite(security, .timeout = 30);
+
+/* GET /redirect-to?url=<target> on 127.0.0.1 with the request's extra
+ * headers (may be NULL); asserts the redirect was followed to target with
+ * 200 and returns the JSON that httpbin echoed there. */
+static json_t *follow_to(qv_session *s, qv_future **f, const char *target, const qv_header *headers)
+{
+    cr_assert_eq(qv_get(s, f, tu("/redirect-to"),
+                        .params = (const qv_param[]){{"url", target}, {0}}, .headers = headers),
+                 QV_OK);
+    qv_response *r = tx_expect_status(*f, 200);
+    cr_assert_eq(qv_response_history_len(r), 1, "history has %zu entries, expected 1",
+                 qv_response_history_len(r));
+    tx_assert_str_eq(qv_response_url(r), target);
+    return tx_json(r);
+}
+
+/* Asserts the echoed request headers have no `name`. */
+static void expect_no_header(json_t *j, const char *name, const char *why)
+{
+    json_t *h = tx_jget(j, "headers");
+    cr_assert(json_is_object(h), "no \"headers\" object in the echo");
+    json_t *v = json_object_get(h, name);
+    cr_assert_null(v, "%s: the server received %s: %s", why, name,
+                   json_is_string(v) ? json_string_value(v) : "?");
+}
+
+#define BASIC_USER_PASSWD "Basic dXNlcjpwYXNzd2Q=" /* user:passwd */
+
+Test(security, session_credentials_not_sent_to_another_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION(.auth = QV_AUTH_BASIC, .username = "user", .password = "passwd");
+    qv_future *f;
+    json_t *j = follow_to(s, &f, tu_host("localhost", "/headers"), NULL);
+    expect_no_header(j, "Authorization", "redirected from 127.0.0.1 to localhost");
+    qv_future_release(f);
+
+    /* Control: to the same host they are sent. */
+    j = follow_to(s, &f, tu("/headers"), NULL);
+    tx_assert_str_eq(tx_jstr(j, "headers/Authorization"), BASIC_USER_PASSWD);
+    qv_future_release(f);
+
+    /* And the session still sends them to localhost when asked directly. */
+    qv_response *r = tx_get_ok(s, &f, tu_host("localhost", "/headers"));
+    tx_assert_str_eq(tx_jstr(tx_json(r), "headers/Authorization"), BASIC_USER_PASSWD);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, request_credentials_not_sent_to_another_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    /* A bearer token (QV_AUTH_BEARER) given per request. */
+    cr_assert_eq(
+        qv_get(s, &f, tu("/redirect-to"),
+               .params = (const qv_param[]){{"url", tu_host("localhost", "/headers")}, {0}},
+               .auth = QV_AUTH_BEARER, .password = "s3cr3t-token"),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    tx_assert_str_eq(qv_response_url(r), tu_host("localhost", "/headers"));
+    expect_no_header(tx_json(r), "Authorization", "bearer token after a cross-host redirect");
+    qv_future_release(f);
+
+    cr_assert_eq(qv_get(s, &f, tu("/redirect-to"),
+                        .params = (const qv_param[]){{"url", tu("/headers")}, {0}},
+                        .auth = QV_AUTH_BEARER, .password = "s3cr3t-token"),
+                 QV_OK);
+    r = tx_expect_status(f, 200);
+    tx_assert_str_eq(tx_jstr(tx_json(r), "headers/Authorization"), "Bearer s3cr3t-token");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, authorization_header_not_sent_to_another_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    const qv_header auth[] = {{"Authorization", "Token very-secret"}, {"X-Harmless", "yes"}, {0}};
+    json_t *j = follow_to(s, &f, tu_host("localhost", "/headers"), auth);
+    expect_no_header(j, "Authorization", "custom Authorization header after a cross-host redirect");
+    /* Other custom headers do follow the redirect. */
+    tx_assert_str_eq(tx_jstr(j, "headers/X-Harmless"), "yes");
+    qv_future_release(f);
+
+    j = follow_to(s, &f, tu("/headers"), auth);
+    tx_assert_str_eq(tx_jstr(j, "headers/Authorization"), "Token very-secret");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, session_authorization_header_not_sent_to_another_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION(.headers = (const qv_header[]){
+                                   {"Authorization", "Token from-the-session"}, {0}});
+    qv_future *f;
+    json_t *j = follow_to(s, &f, tu_host("localhost", "/headers"), NULL);
+    expect_no_header(j, "Authorization",
+                     "session Authorization header after a cross-host redirect");
+    qv_future_release(f);
+
+    j = follow_to(s, &f, tu("/headers"), NULL);
+    tx_assert_str_eq(tx_jstr(j, "headers/Authorization"), "Token from-the-session");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, cookie_header_not_sent_to_another_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    const qv_header cookie[] = {{"Cookie", "sid=secret-session"}, {0}};
+    json_t *j = follow_to(s, &f, tu_host("localhost", "/headers"), cookie);
+    expect_no_header(j, "Cookie", "custom Cookie header after a cross-host redirect");
+    qv_future_release(f);
+
+    j = follow_to(s, &f, tu("/headers"), cookie);
+    tx_assert_str_eq(tx_jstr(j, "headers/Cookie"), "sid=secret-session");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, jar_cookie_stays_with_its_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    /* Set by 127.0.0.1 (httpbin answers with a redirect to /cookies). */
+    qv_response *r = tx_get_ok(s, &f, tu("/cookies/set?k=v"));
+    tx_assert_str_eq(tx_jstr(tx_json(r), "cookies/k"), "v");
+    qv_future_release(f);
+    tx_expect_cookie(s, "k", "v");
+
+    /* Not sent to localhost, asked directly... */
+    r = tx_get_ok(s, &f, tu_host("localhost", "/cookies"));
+    cr_assert_null(tx_jget(tx_json(r), "cookies/k"),
+                   "cookie k (set by 127.0.0.1) sent to localhost");
+    qv_future_release(f);
+
+    /* ...nor after a redirect there from 127.0.0.1... */
+    json_t *j = follow_to(s, &f, tu_host("localhost", "/cookies"), NULL);
+    cr_assert_null(tx_jget(j, "cookies/k"), "cookie k sent to localhost after a redirect");
+    qv_future_release(f);
+
+    /* ...but still sent to 127.0.0.1. */
+    r = tx_get_ok(s, &f, tu("/cookies"));
+    tx_assert_str_eq(tx_jstr(tx_json(r), "cookies/k"), "v");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, redirect_to_non_http_schemes_refused, .timeout = 30)
+{
+    /* With credentials, so following would also leak them. */
+    qv_session *s = TX_SESSION(.auth = QV_AUTH_BASIC, .username = "user", .password = "passwd");
+    static const char *const targets[] = {"ftp://127.0.0.1/", "ftp://user@localhost/x",
+                                          "dict://127.0.0.1/", "gopher://127.0.0.1/"};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        qv_future *f;
+        cr_assert_eq(qv_get(s, &f, tu("/redirect-to"),
+                            .params = (const qv_param[]){{"url", targets[i]}, {0}}),
+                     QV_OK);
+        qv_response *r = NULL;
+        int rc = qv_future_result(f, &r, TX_RESULT_TIMEOUT_MS);
+        cr_assert_eq(rc, QV_EURL, "redirect to %s gave %s (%s), expected QV_EURL", targets[i],
+                     qv_errname(rc), qv_future_error(f) ? qv_future_error(f) : "no message");
+        cr_assert_not_null(qv_future_error(f));
+        cr_assert_eq(qv_future_state_get(f), QV_FAILED);
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+}
