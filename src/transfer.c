@@ -188,9 +188,11 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     SET(CURLOPT_WRITEFUNCTION, write_cb);
     SET(CURLOPT_WRITEDATA, slot);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-    /* Wait for a connection that may multiplex (HTTP/2) rather than open one
-     * per transfer while the first is still in its TLS handshake. */
-    SET(CURLOPT_PIPEWAIT, 1L);
+    /* Over TLS, wait for a connection that may multiplex (HTTP/2, learnt in
+     * the handshake) rather than open one per transfer meanwhile. Not over
+     * plain HTTP: there libcurl would only learn it from the first response,
+     * and would queue every request behind it. */
+    if (strncmp(r->url, "https:", 6) == 0) SET(CURLOPT_PIPEWAIT, 1L);
     if (r->timeout_ms >= 0) SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     /* -1 leaves libcurl's own connect limit (300 s) */
     if (r->connect_timeout_ms >= 0) SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
