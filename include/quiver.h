@@ -139,6 +139,9 @@ typedef struct qv_executor_opts {
      * over a cap wait for a connection (or share one over HTTP/2). */
     int max_host_connections;
     int max_total_connections;
+    /* QV_PROCESSES only: a worker whose hooks run longer is killed, and its
+     * future fails with QV_EWORKER; 0 = no limit. */
+    long hook_timeout_ms;
 } qv_executor_opts;
 
 /*
@@ -356,6 +359,12 @@ int qv_response_raise_for_status(const qv_response *r);
  * the response goes or the result is replaced). */
 int qv_response_set_result(qv_response *r, void *result, void (*free_fn)(void *));
 void *qv_response_result(const qv_response *r);
+/* For hooks: attach bytes as the result (copied). The form that works on
+ * every executor: with QV_PROCESSES the hook runs in a worker process, and
+ * only these bytes (not a pointer) come back to the caller. */
+int qv_response_set_result_bytes(qv_response *r, const void *bytes, size_t len);
+/* The bytes attached by a hook (NULL and 0 if none). */
+const void *qv_response_result_bytes(const qv_response *r, size_t *len);
 /* For hooks: the message of a failing hook (copied). */
 int qv_response_set_hook_error(qv_response *r, const char *message);
 

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+atomic_int qv_io_threads;
+
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o)
 {
     ex->vt = vt;
@@ -27,7 +29,7 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;
     if (o.max_workers < 0 || o.max_connections < 0 || o.max_host_connections < 0 ||
-        o.max_total_connections < 0)
+        o.max_total_connections < 0 || o.hook_timeout_ms < 0)
         return QV_EINVAL;
     qv_global_init();
     switch (o.kind) {
@@ -36,7 +38,7 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     case QV_LOOP:
         return qv_loop_new(out, &o);
     case QV_PROCESSES:
-        return QV_EINVAL; /* lands in its own issue */
+        return qv_procs_new(out, &o);
     default:
         return QV_EINVAL;
     }

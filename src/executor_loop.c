@@ -196,6 +196,8 @@ static void loop_shutdown(qv_executor *ex)
     pthread_cond_broadcast(&L->dcv);
     pthread_mutex_unlock(&L->dmu);
     for (int i = 0; i < L->ndthreads; i++) pthread_join(L->dthreads[i], NULL);
+    if (L->io_started) atomic_fetch_sub(&qv_io_threads, 1 + L->ndthreads);
+    L->io_started = 0;
     L->ndthreads = 0;
 }
 
@@ -243,6 +245,7 @@ static int loop_start(loop *L)
     if (L->ndthreads == 0) return QV_ENOMEM;
     if (pthread_create(&L->io, NULL, io_main, L)) return QV_ENOMEM;
     L->io_started = 1;
+    atomic_fetch_add(&qv_io_threads, 1 + L->ndthreads);
     atomic_store(&L->base.workers, 1);
     return QV_OK;
 }

@@ -11,35 +11,6 @@ typedef struct tpool {
     int idle;
 } tpool;
 
-/* Drives one transfer to its end and completes its future. */
-static void perform(qv_slot *slot, CURLM *multi)
-{
-    CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
-    if (curl_multi_add_handle(multi, slot->easy)) {
-        qv_transfer_finish(slot, CURLE_OUT_OF_MEMORY);
-        return;
-    }
-    for (;;) {
-        int running = 0;
-        if (curl_multi_perform(multi, &running)) {
-            cc = CURLE_OUT_OF_MEMORY;
-            break;
-        }
-        if (!running) {
-            int left;
-            CURLMsg *m = curl_multi_info_read(multi, &left);
-            cc = m && m->msg == CURLMSG_DONE ? m->data.result : CURLE_GOT_NOTHING;
-            break;
-        }
-        if (qv_transfer_should_abort(slot)) break;
-        curl_multi_poll(multi, NULL, 0, (int)qv_transfer_poll_ms(slot, 1000), NULL);
-    }
-    /* Removing a transfer that is not done closes its connection: a
-     * half-read connection never goes back to the pool. */
-    curl_multi_remove_handle(multi, slot->easy);
-    qv_transfer_finish(slot, cc);
-}
-
 static void run_one(qv_slot *slot, CURLM *multi, qv_future *f)
 {
     if (!qv_future_begin(f, multi)) {
@@ -48,7 +19,7 @@ static void run_one(qv_slot *slot, CURLM *multi, qv_future *f)
         qv_future_end_transfer(f);
         qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");
     } else if (qv_transfer_setup(slot, f) == QV_OK) {
-        perform(slot, multi);
+        qv_transfer_finish(slot, qv_transfer_run(slot, multi, -1, NULL));
     } else {
         qv_transfer_deliver(f);
     }
@@ -90,6 +61,7 @@ static int tp_notify(qv_executor *ex)
     if (tp->nthreads < ex->o.max_workers &&
         pthread_create(&tp->threads[tp->nthreads], NULL, worker_main, ex) == 0) {
         tp->nthreads++;
+        atomic_fetch_add(&qv_io_threads, 1);
         atomic_store(&ex->workers, tp->nthreads);
         return QV_OK;
     }
@@ -106,6 +78,7 @@ static void tp_shutdown(qv_executor *ex)
     pthread_mutex_unlock(&ex->mu);
     /* No thread starts after shutdown is set, so n is final. */
     for (int i = 0; i < n; i++) pthread_join(tp->threads[i], NULL);
+    atomic_fetch_sub(&qv_io_threads, n);
 }
 
 static void tp_destroy(qv_executor *ex)

@@ -225,9 +225,12 @@ int qv_future_cancel(qv_future *f)
     qv_future_state st = f->state;
     /* The waker (a worker's curl_multi) stays valid while set: the worker
      * clears it under this lock before it moves on. */
-    if (f->waker) {
+    if (st == QV_RUNNING && f->ex) {
         atomic_store(&f->ex->cancel_hint, 1);
-        curl_multi_wakeup(f->waker);
+        if (f->waker)
+            curl_multi_wakeup(f->waker);
+        else if (f->ex->vt->interrupt)
+            f->ex->vt->interrupt(f->ex);
     }
     pthread_mutex_unlock(&f->mu);
 

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* ------------------------------------------------------------- memory (mem.c) */
 
@@ -162,6 +163,7 @@ struct qv_future {
     qv_response *out_resp;
     int out_err;
     char *out_msg;
+    long out_conns;       /* connections the transfer opened */
     qv_future *next_done; /* a loop executor's list of outcomes to deliver */
     qv_req req;
 };
@@ -211,6 +213,19 @@ void qv_session_future_done(qv_session *s, qv_future *f);
  * (easy must be attached to the session's share). */
 int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host);
 void qv_global_init(void);
+/* The jar as Netscape lines (libcurl's list: curl_slist_free_all), after
+ * seeding the any-host cookies for host (may be NULL). */
+int qv_session_jar_export(qv_session *s, const char *host, struct curl_slist **out);
+/* Applies a worker's jar: lines new or changed since `before` are set, cookies
+ * that are gone are expired. */
+int qv_session_jar_merge(qv_session *s, const struct curl_slist *before,
+                         const struct curl_slist *after);
+/* Empties the jar, then loads lines. */
+int qv_session_jar_replace(qv_session *s, const struct curl_slist *lines);
+/* A closed session with a jar and nothing else: what a process worker hands
+ * to hooks and transfers. */
+qv_session *qv_session_stub_new(void);
+void qv_session_stub_free(qv_session *s);
 
 /* --------------------------------------------------------- response (response.c) */
 
@@ -230,6 +245,8 @@ struct qv_response {
     char *json_err;
     void *result;
     void (*result_free)(void *);
+    unsigned char *result_bytes; /* qv_response_set_result_bytes: a copy */
+    size_t result_len;
     char *hook_error;
 };
 
@@ -238,6 +255,35 @@ void qv_response_free(qv_response *r);
 /* Moves r's status line, headers and URL into a new history entry of r. */
 int qv_response_push_history(qv_response *r);
 void qv_response_reset_hop(qv_response *r);
+
+/* ----------------------------------------------------------------- wire (wire.c) */
+
+/* Frame types: a request (to a worker), a cancel of it (to the worker), the
+ * worker starting the hooks, and the response (from the worker). */
+enum { QV_WIRE_REQUEST = 1, QV_WIRE_CANCEL, QV_WIRE_HOOKS, QV_WIRE_RESPONSE };
+#define QV_WIRE_VERSION 1
+#define QV_WIRE_HEADER  12
+#define QV_WIRE_MAX     ((size_t)1 << 30) /* the largest frame: a 1 GiB body */
+
+/* b gets a frame header (length patched by frame_end) and fields. */
+int qv_wire_frame_begin(qv_buf *b, int type);
+int qv_wire_frame_end(qv_buf *b);
+/* Checks a frame header: QV_OK with type and payload length, or QV_EPROTOCOL. */
+int qv_wire_parse_header(const unsigned char *h, int *type, size_t *len);
+int qv_wire_put(qv_buf *b, unsigned tag, const void *p, size_t n);
+/* f's request (merged, as built at submit), its hooks and the jar to send. */
+int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar);
+/* Into r (zeroed first; free with qv_req_free even on error), the hooks
+ * (in r's arena, ending with {0}) and the jar lines (caller frees). */
+int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, qv_hook **hooks,
+                           struct curl_slist **jar);
+/* f's collected outcome (out_resp, or out_err/out_msg) and the jar after. */
+int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar);
+/* A worker's answer: QV_OK with either *out (a response) or *err and *msg
+ * (the transfer's error), the jar lines and the connections it opened; or
+ * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then). */
+int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
+                            char **msg, struct curl_slist **jar, long *conns);
 
 /* --------------------------------------------------------- transfer (transfer.c) */
 
@@ -276,6 +322,11 @@ long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
 void qv_transfer_collect(qv_slot *slot, CURLcode cc);
 /* Completes f from its collected outcome: hooks then the terminal state. */
 void qv_transfer_deliver(qv_future *f);
+/* Drives one transfer on a private multi until it ends, is cancelled or
+ * times out; the result is for qv_transfer_collect. If watch_fd >= 0,
+ * on_readable(slot) runs when it becomes readable (a worker's control
+ * channel). */
+CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
 /* collect + deliver, on one thread. */
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
@@ -287,6 +338,9 @@ typedef struct qv_executor_vt {
     /* Work was queued: wake or start a worker. Called with ex->mu held;
      * an error means no worker exists to ever run it. */
     int (*notify)(qv_executor *ex);
+    /* A running future was cancelled (optional: executors whose transfers
+     * do not run on a curl_multi the canceller can wake). */
+    void (*interrupt)(qv_executor *ex);
     /* Stop after draining the queue; join workers. */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);
@@ -321,5 +375,20 @@ void qv_executor_count(qv_executor *ex, qv_future_state st);
 
 int qv_threads_new(qv_executor **out, const qv_executor_opts *o);
 int qv_loop_new(qv_executor **out, const qv_executor_opts *o);
+int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
+/* Threads of thread-pool and loop executors alive in this process: a
+ * process pool must fork before there are any. */
+extern atomic_int qv_io_threads;
+
+/* ------------------------------------------------- process workers (procs_worker.c) */
+
+/* The zygote's life; never returns. */
+void qv_zygote_main(int parent_fd);
+/* Whole writes and reads on a blocking socket: QV_OK or QV_EIO. */
+int qv_fd_write_all(int fd, const void *p, size_t n);
+int qv_fd_read_all(int fd, void *p, size_t n);
+/* One frame: its type, and its payload in `payload` (reused buffer).
+ * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */
+int qv_frame_read(int fd, int *type, qv_buf *payload);
 
 #endif

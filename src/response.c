@@ -62,6 +62,7 @@ void qv_response_free(qv_response *r)
     if (r->json) json_decref(r->json);
     qv_free(r->json_err);
     if (r->result_free) r->result_free(r->result);
+    qv_free(r->result_bytes);
     qv_free(r->hook_error);
     pthread_mutex_destroy(&r->json_mu);
     qv_free(r);
@@ -180,6 +181,24 @@ int qv_response_set_result(qv_response *r, void *result, void (*free_fn)(void *)
     r->result = result;
     r->result_free = free_fn;
     return QV_OK;
+}
+
+int qv_response_set_result_bytes(qv_response *r, const void *p, size_t n)
+{
+    if (!r || (!p && n)) return QV_EINVAL;
+    unsigned char *copy = qv_malloc(n);
+    if (!copy) return QV_ENOMEM;
+    if (n) memcpy(copy, p, n);
+    qv_free(r->result_bytes);
+    r->result_bytes = copy;
+    r->result_len = n;
+    return QV_OK;
+}
+
+const void *qv_response_result_bytes(const qv_response *r, size_t *n)
+{
+    if (n) *n = r && r->result_bytes ? r->result_len : 0;
+    return r ? r->result_bytes : NULL;
 }
 
 void *qv_response_result(const qv_response *r)

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
@@ -311,13 +312,18 @@ static CURL *jar_handle(qv_session *s)
 static const char *jar_find(struct curl_slist *list, const char *name)
 {
     size_t nlen = strlen(name);
+    time_t now = time(NULL);
     for (struct curl_slist *l = list; l; l = l->next) {
-        const char *field = l->data;
+        const char *field = l->data, *expires = NULL;
         for (int i = 0; i < 5 && field; i++) {
+            if (i == 4) expires = field;
             field = strchr(field, '\t');
             if (field) field++;
         }
         const char *tab = field ? strchr(field, '\t') : NULL;
+        /* The jar lists expired cookies until its next send drops them. */
+        long long exp = expires ? strtoll(expires, NULL, 10) : 0;
+        if (exp > 0 && exp < (long long)now) continue;
         if (tab && (size_t)(tab - field) == nlen && strncmp(field, name, nlen) == 0) return tab + 1;
     }
     return NULL;
@@ -428,4 +434,100 @@ int qv_session_set_cookie(qv_session *s, const char *name, const char *value, co
     int rc = jar_add(e, domain, name, value);
     curl_easy_cleanup(e);
     return rc;
+}
+
+int qv_session_jar_export(qv_session *s, const char *host, struct curl_slist **out)
+{
+    *out = NULL;
+    CURL *e = jar_handle(s);
+    if (!e) return QV_ENOMEM;
+    int rc = host ? qv_session_seed_cookies(s, e, host) : QV_OK;
+    if (!rc && curl_easy_getinfo(e, CURLINFO_COOKIELIST, out) != CURLE_OK) rc = QV_ENOMEM;
+    curl_easy_cleanup(e);
+    return rc;
+}
+
+/* Two Netscape lines name the same cookie: same domain (field 0), path
+ * (field 2) and name (field 5). */
+static int same_cookie(const char *a, const char *b)
+{
+    for (int field = 0; field < 7; field++) {
+        size_t la = strcspn(a, "\t"), lb = strcspn(b, "\t");
+        int key = field == 0 || field == 2 || field == 5;
+        if (key && (la != lb || strncmp(a, b, la))) return 0;
+        if (!a[la] || !b[lb]) return field >= 5;
+        a += la + 1;
+        b += lb + 1;
+    }
+    return 1;
+}
+
+static int listed(const struct curl_slist *l, const char *line, int exact)
+{
+    for (; l; l = l->next)
+        if (exact ? strcmp(l->data, line) == 0 : same_cookie(l->data, line)) return 1;
+    return 0;
+}
+
+/* The line with its expiry (field 4) set in the past: libcurl drops it. */
+static char *expired(const char *line)
+{
+    const char *p = line;
+    for (int i = 0; i < 4 && p; i++) {
+        p = strchr(p, '\t');
+        if (p) p++;
+    }
+    const char *end = p ? strchr(p, '\t') : NULL;
+    if (!end) return NULL;
+    return qv_asprintf("%.*s1%s", (int)(p - line), line, end);
+}
+
+int qv_session_jar_merge(qv_session *s, const struct curl_slist *before,
+                         const struct curl_slist *after)
+{
+    CURL *e = jar_handle(s);
+    if (!e) return QV_ENOMEM;
+    int rc = QV_OK;
+    for (const struct curl_slist *l = after; l && !rc; l = l->next)
+        if (!strpbrk(l->data, "\r\n") && !listed(before, l->data, 1) &&
+            curl_easy_setopt(e, CURLOPT_COOKIELIST, l->data) != CURLE_OK)
+            rc = QV_ENOMEM;
+    for (const struct curl_slist *l = before; l && !rc; l = l->next) {
+        if (listed(after, l->data, 0)) continue;
+        char *gone = expired(l->data);
+        if (gone && curl_easy_setopt(e, CURLOPT_COOKIELIST, gone) != CURLE_OK) rc = QV_ENOMEM;
+        qv_free(gone);
+    }
+    curl_easy_cleanup(e);
+    return rc;
+}
+
+int qv_session_jar_replace(qv_session *s, const struct curl_slist *lines)
+{
+    CURL *e = jar_handle(s);
+    if (!e) return QV_ENOMEM;
+    int rc = curl_easy_setopt(e, CURLOPT_COOKIELIST, "ALL") == CURLE_OK ? QV_OK : QV_ENOMEM;
+    for (const struct curl_slist *l = lines; l && !rc; l = l->next)
+        if (curl_easy_setopt(e, CURLOPT_COOKIELIST, l->data) != CURLE_OK) rc = QV_ENOMEM;
+    curl_easy_cleanup(e);
+    return rc;
+}
+
+qv_session *qv_session_stub_new(void)
+{
+    qv_session *s = qv_calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    pthread_mutex_init(&s->mu, NULL);
+    qv_cond_init(&s->cv);
+    s->closed = 1;
+    if (share_new(s)) {
+        session_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+void qv_session_stub_free(qv_session *s)
+{
+    if (s) session_destroy(s);
 }

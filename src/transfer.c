@@ -357,7 +357,8 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     slot->resp = NULL;
     long conns = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns);
-    atomic_fetch_add(&f->ex->connections, (size_t)conns);
+    f->out_conns = conns;
+    if (f->ex) atomic_fetch_add(&f->ex->connections, (size_t)conns);
     qv_future_end_transfer(f);
     if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
         long status = 0;
@@ -419,4 +420,33 @@ void qv_transfer_finish(qv_slot *slot, CURLcode cc)
     qv_future *f = slot->f;
     qv_transfer_collect(slot, cc);
     qv_transfer_deliver(f);
+}
+
+CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *))
+{
+    CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
+    if (curl_multi_add_handle(multi, slot->easy)) return CURLE_OUT_OF_MEMORY;
+    struct curl_waitfd wfd = {.fd = watch_fd, .events = CURL_WAIT_POLLIN};
+    for (;;) {
+        int running = 0;
+        if (curl_multi_perform(multi, &running)) {
+            cc = CURLE_OUT_OF_MEMORY;
+            break;
+        }
+        if (!running) {
+            int left;
+            CURLMsg *m = curl_multi_info_read(multi, &left);
+            cc = m && m->msg == CURLMSG_DONE ? m->data.result : CURLE_GOT_NOTHING;
+            break;
+        }
+        if (qv_transfer_should_abort(slot)) break;
+        wfd.revents = 0;
+        curl_multi_poll(multi, watch_fd >= 0 ? &wfd : NULL, watch_fd >= 0,
+                        (int)qv_transfer_poll_ms(slot, 1000), NULL);
+        if (wfd.revents) on_readable(slot);
+    }
+    /* Removing a transfer that is not done closes its connection: a
+     * half-read connection never goes back to the pool. */
+    curl_multi_remove_handle(multi, slot->easy);
+    return cc;
 }

@@ -1,0 +1,392 @@
+/* The process executor, parent side. At creation it forks a zygote (see
+ * procs_worker.c), which forks workers on demand; one dispatcher thread here
+ * hands queued futures to idle workers, reads their answers, and fails only
+ * the future of a worker that died (QV_EWORKER), asking for a replacement.
+ * What a worker sends is untrusted: a malformed frame fails its future. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct pworker {
+    pid_t pid;
+    int fd; /* -1 once its end of the socket closed (death is then on its way) */
+    qv_future *f;
+    struct curl_slist *sent_jar;
+    int cancel_sent;
+    double hook_deadline; /* 0 unless hooks are running and a hook timeout is set */
+    int timed_out;
+} pworker;
+
+typedef struct procs {
+    qv_executor base;
+    pid_t zygote;
+    int zfd;
+    int wake[2];
+    pthread_t thread;
+    int started;
+    pworker *w;
+    struct pollfd *pfd; /* the wake pipe, the zygote, then one per worker */
+    int nw, spawning;
+    int broken; /* the zygote is gone: nothing can run any more */
+    qv_buf in, out;
+} procs;
+
+typedef struct zmsg {
+    int32_t type;
+    int32_t pid;
+    int32_t status;
+} zmsg;
+
+static void wake(procs *P)
+{
+    char c = 1;
+    while (write(P->wake[1], &c, 1) < 0 && errno == EINTR) continue;
+}
+
+/* Takes f (popped) to worker w: begin, export the jar, send the request. */
+static void assign(procs *P, pworker *w, qv_future *f)
+{
+    if (!qv_future_begin(f, NULL)) {
+        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+        qv_future_release(f);
+        return;
+    }
+    struct curl_slist *jar = NULL;
+    int rc = qv_session_jar_export(f->session, f->req.host, &jar);
+    if (!rc) rc = qv_wire_encode_request(&P->out, f, jar);
+    if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
+    if (rc) {
+        curl_slist_free_all(jar);
+        qv_future_fail(f, rc, "could not hand the request to worker %d", (int)w->pid);
+        qv_future_release(f);
+        if (rc == QV_EWORKER) kill(w->pid, SIGKILL);
+        return;
+    }
+    w->f = f;
+    w->sent_jar = jar;
+    w->cancel_sent = 0;
+    w->hook_deadline = 0;
+}
+
+/* The future's last word from its worker, then the worker is idle again. */
+static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
+{
+    qv_future *f = w->f;
+    w->f = NULL;
+    curl_slist_free_all(w->sent_jar);
+    w->sent_jar = NULL;
+    w->hook_deadline = 0;
+    qv_future_complete(f, st, err, msg, r);
+    qv_future_release(f); /* the queue's reference */
+}
+
+static void on_response(procs *P, pworker *w)
+{
+    qv_response *r = NULL;
+    int err = QV_OK;
+    char *msg = NULL;
+    struct curl_slist *jar = NULL;
+    long conns = 0;
+    int rc = qv_wire_decode_response((const unsigned char *)P->in.data, P->in.len, &r, &err, &msg,
+                                     &jar, &conns);
+    qv_future *f = w->f;
+    if (rc) {
+        /* A worker that talks nonsense is not trusted with more work. */
+        kill(w->pid, SIGKILL);
+        settle(w, QV_FAILED, QV_EPROTOCOL,
+               qv_future_message(f, QV_EPROTOCOL, "malformed answer from worker %d", (int)w->pid),
+               NULL);
+        return;
+    }
+    atomic_fetch_add(&P->base.connections, (size_t)conns);
+    qv_session_jar_merge(f->session, w->sent_jar, jar);
+    curl_slist_free_all(jar);
+    if (err == QV_ECANCELLED)
+        settle(w, QV_CANCELLED, err, msg, NULL);
+    else if (err)
+        settle(w, QV_FAILED, err, msg, NULL);
+    else
+        settle(w, QV_FINISHED, QV_OK, NULL, r);
+}
+
+static void on_worker_readable(procs *P, pworker *w)
+{
+    int type;
+    if (qv_frame_read(w->fd, &type, &P->in)) {
+        /* Gone (or garbage): its death notice from the zygote settles it. */
+        close(w->fd);
+        w->fd = -1;
+        kill(w->pid, SIGKILL);
+        return;
+    }
+    if (!w->f) return;
+    if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
+        w->hook_deadline = qv_now_ms() + (double)P->base.o.hook_timeout_ms;
+    else if (type == QV_WIRE_RESPONSE)
+        on_response(P, w);
+}
+
+static void describe_death(char *buf, size_t n, int status, int timed_out)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, n, "killed by signal %d (%s)%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)),
+                 timed_out ? ", its hook ran past the hook timeout" : "");
+    else
+        snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
+}
+
+static void fail_all_queued(procs *P, const char *why)
+{
+    qv_executor *ex = &P->base;
+    for (;;) {
+        pthread_mutex_lock(&ex->mu);
+        qv_future *f = qv_executor_pop_locked(ex);
+        pthread_mutex_unlock(&ex->mu);
+        if (!f) return;
+        qv_future_fail(f, QV_EWORKER, "%s", why);
+        qv_future_release(f);
+    }
+}
+
+static void remove_worker(procs *P, int i)
+{
+    if (P->w[i].fd >= 0) close(P->w[i].fd);
+    P->w[i] = P->w[--P->nw];
+    atomic_store(&P->base.workers, P->nw);
+}
+
+static void on_zygote(procs *P)
+{
+    zmsg m;
+    char ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&m, sizeof(m)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+    ssize_t r = recvmsg(P->zfd, &mh, MSG_CMSG_CLOEXEC);
+    if (r != (ssize_t)sizeof(m)) {
+        if (r < 0 && errno == EINTR) return;
+        /* The zygote is gone, and its workers with it (PDEATHSIG). */
+        P->broken = 1;
+        for (int i = P->nw - 1; i >= 0; i--) {
+            if (P->w[i].f)
+                settle(&P->w[i], QV_FAILED, QV_EWORKER,
+                       qv_future_message(P->w[i].f, QV_EWORKER, "the process pool's zygote died"),
+                       NULL);
+            remove_worker(P, i);
+        }
+        fail_all_queued(P, "the process pool's zygote died");
+        return;
+    }
+    if (m.type == 'W') {
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        int fd = -1;
+        if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof(int));
+        P->spawning--;
+        if (fd < 0) return;
+        P->w[P->nw] = (pworker){.pid = m.pid, .fd = fd};
+        P->nw++;
+        atomic_store(&P->base.workers, P->nw);
+        return;
+    }
+    if (m.pid < 0) { /* a spawn failed */
+        P->spawning--;
+        if (P->nw == 0 && P->spawning == 0) fail_all_queued(P, "could not start a worker process");
+        return;
+    }
+    for (int i = 0; i < P->nw; i++) {
+        if (P->w[i].pid != m.pid) continue;
+        if (P->w[i].f) {
+            char why[160];
+            describe_death(why, sizeof(why), m.status, P->w[i].timed_out);
+            settle(&P->w[i], QV_FAILED, QV_EWORKER,
+                   qv_future_message(P->w[i].f, QV_EWORKER, "worker %d %s", (int)m.pid, why), NULL);
+        }
+        remove_worker(P, i);
+        return;
+    }
+}
+
+/* Hands out queued work, asks for workers, and says whether to stop. */
+static int schedule(procs *P)
+{
+    qv_executor *ex = &P->base;
+    pthread_mutex_lock(&ex->mu);
+    for (int i = 0; i < P->nw && ex->qhead; i++) {
+        if (P->w[i].f || P->w[i].fd < 0) continue;
+        qv_future *f = qv_executor_pop_locked(ex);
+        pthread_mutex_unlock(&ex->mu);
+        assign(P, &P->w[i], f);
+        pthread_mutex_lock(&ex->mu);
+    }
+    int busy = 0;
+    for (int i = 0; i < P->nw; i++) busy += P->w[i].f != NULL;
+    int want = (int)ex->queued;
+    int room = ex->o.max_workers - P->nw - P->spawning;
+    int stop = ex->shutdown && !ex->qhead && busy == 0;
+    pthread_mutex_unlock(&ex->mu);
+    if (P->broken) {
+        fail_all_queued(P, "the process pool's zygote died");
+        return ex->shutdown;
+    }
+    for (int k = 0; k < want - P->spawning && k < room; k++) {
+        if (write(P->zfd, "S", 1) != 1) break;
+        P->spawning++;
+    }
+    return stop;
+}
+
+static void send_cancels(procs *P)
+{
+    unsigned char frame[QV_WIRE_HEADER];
+    qv_buf b = {0};
+    if (qv_wire_frame_begin(&b, QV_WIRE_CANCEL) || qv_wire_frame_end(&b)) {
+        qv_buf_free(&b);
+        return;
+    }
+    memcpy(frame, b.data, sizeof(frame));
+    qv_buf_free(&b);
+    for (int i = 0; i < P->nw; i++) {
+        pworker *w = &P->w[i];
+        if (w->f && w->fd >= 0 && !w->cancel_sent && atomic_load(&w->f->cancel_requested)) {
+            qv_fd_write_all(w->fd, frame, sizeof(frame));
+            w->cancel_sent = 1;
+        }
+    }
+}
+
+/* Kills workers whose hook ran past the hook timeout; returns the ms until
+ * the next deadline (-1: none). */
+static int check_hook_deadlines(procs *P)
+{
+    double now = qv_now_ms(), next = -1;
+    for (int i = 0; i < P->nw; i++) {
+        pworker *w = &P->w[i];
+        if (!w->hook_deadline || w->timed_out) continue;
+        if (now >= w->hook_deadline) {
+            w->timed_out = 1;
+            kill(w->pid, SIGKILL);
+        } else if (next < 0 || w->hook_deadline - now < next) {
+            next = w->hook_deadline - now;
+        }
+    }
+    return next < 0 ? -1 : (int)next + 1;
+}
+
+static void *dispatch_main(void *arg)
+{
+    procs *P = arg;
+    struct pollfd *pfd = P->pfd;
+    while (!schedule(P)) {
+        int n = 0;
+        pfd[n++] = (struct pollfd){P->wake[0], POLLIN, 0};
+        pfd[n++] = (struct pollfd){P->broken ? -1 : P->zfd, POLLIN, 0};
+        for (int i = 0; i < P->nw; i++) pfd[n++] = (struct pollfd){P->w[i].fd, POLLIN, 0};
+        int nw = P->nw;
+        if (poll(pfd, (nfds_t)n, check_hook_deadlines(P)) < 0 && errno != EINTR) break;
+        if (pfd[0].revents) {
+            char drain[64];
+            while (read(P->wake[0], drain, sizeof(drain)) > 0) continue;
+            send_cancels(P);
+        }
+        /* Workers first (their answers), then the zygote (deaths, spawns),
+         * which may reorder the worker array. */
+        for (int i = 0; i < nw; i++)
+            if (pfd[2 + i].revents && P->w[i].fd == pfd[2 + i].fd) on_worker_readable(P, &P->w[i]);
+        if (pfd[1].revents) on_zygote(P);
+    }
+    return NULL;
+}
+
+static int procs_notify(qv_executor *ex)
+{
+    wake((procs *)ex);
+    return QV_OK;
+}
+
+static void procs_interrupt(qv_executor *ex)
+{
+    wake((procs *)ex);
+}
+
+static void procs_shutdown(qv_executor *ex)
+{
+    procs *P = (procs *)ex;
+    wake(P);
+    if (P->started) pthread_join(P->thread, NULL);
+    P->started = 0;
+    /* Closing the zygote's channel stops it; it kills and reaps its workers. */
+    for (int i = P->nw - 1; i >= 0; i--) remove_worker(P, i);
+    if (P->zfd >= 0) close(P->zfd);
+    P->zfd = -1;
+    if (P->zygote > 0) waitpid(P->zygote, NULL, 0);
+    P->zygote = 0;
+}
+
+static void procs_destroy(qv_executor *ex)
+{
+    procs *P = (procs *)ex;
+    if (P->wake[0] >= 0) close(P->wake[0]);
+    if (P->wake[1] >= 0) close(P->wake[1]);
+    qv_buf_free(&P->in);
+    qv_buf_free(&P->out);
+    qv_free(P->w);
+    qv_free(P->pfd);
+    qv_free(P);
+}
+
+static const qv_executor_vt procs_vt = {
+    .notify = procs_notify,
+    .interrupt = procs_interrupt,
+    .shutdown = procs_shutdown,
+    .destroy = procs_destroy,
+};
+
+int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
+{
+    /* Forking while other threads are inside libcurl or OpenSSL (a resolver
+     * lookup, a handshake) could leave the zygote with a lock nobody will
+     * release: create process pools before any other quiver executor. */
+    if (atomic_load(&qv_io_threads) > 0) return QV_EINVAL;
+    procs *P = qv_calloc(1, sizeof(*P));
+    if (!P) return QV_ENOMEM;
+    P->zfd = P->wake[0] = P->wake[1] = -1;
+    int rc = qv_executor_init(&P->base, &procs_vt, o);
+    if (rc) {
+        qv_free(P);
+        return rc;
+    }
+    P->w = qv_calloc((size_t)P->base.o.max_workers, sizeof(*P->w));
+    P->pfd = qv_calloc((size_t)P->base.o.max_workers + 2, sizeof(*P->pfd));
+    int zsv[2] = {-1, -1};
+    if (!P->w || !P->pfd || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv)) {
+        rc = QV_ENOMEM;
+    } else if ((P->zygote = fork()) == 0) {
+        close(zsv[0]);
+        qv_zygote_main(zsv[1]);
+    } else if (P->zygote < 0) {
+        rc = QV_ENOMEM;
+    }
+    if (zsv[1] >= 0) close(zsv[1]);
+    P->zfd = zsv[0];
+    if (!rc && pthread_create(&P->thread, NULL, dispatch_main, P)) rc = QV_ENOMEM;
+    P->started = rc == QV_OK;
+    if (rc) {
+        pthread_mutex_lock(&P->base.mu);
+        P->base.shutdown = 1;
+        pthread_mutex_unlock(&P->base.mu);
+        procs_shutdown(&P->base);
+        qv_executor_unref(&P->base);
+        return rc;
+    }
+    *out = &P->base;
+    return QV_OK;
+}

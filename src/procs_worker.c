@@ -1,0 +1,281 @@
+/* The process executor's other side: the zygote, forked once when the
+ * executor is created, and the workers it forks on demand. A worker reads a
+ * request frame, does the transfer and runs the hooks, and writes a response
+ * frame back; whatever a hook does (crash, abort, exit, loop) costs only
+ * this process. */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int qv_fd_write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return QV_EIO;
+        c += w;
+        n -= (size_t)w;
+    }
+    return QV_OK;
+}
+
+int qv_fd_read_all(int fd, void *p, size_t n)
+{
+    char *c = p;
+    while (n) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return QV_EIO;
+        c += r;
+        n -= (size_t)r;
+    }
+    return QV_OK;
+}
+
+int qv_frame_read(int fd, int *type, qv_buf *payload)
+{
+    unsigned char h[QV_WIRE_HEADER];
+    size_t len;
+    payload->len = 0;
+    if (qv_fd_read_all(fd, h, sizeof(h))) return QV_EIO;
+    if (qv_wire_parse_header(h, type, &len)) return QV_EPROTOCOL;
+    if (len + 1 > payload->cap) {
+        char *d = qv_realloc(payload->data, len + 1);
+        if (!d) return QV_ENOMEM;
+        payload->data = d;
+        payload->cap = len + 1;
+    }
+    if (qv_fd_read_all(fd, payload->data, len)) return QV_EIO;
+    payload->len = len;
+    return QV_OK;
+}
+
+/* ------------------------------------------------------------- worker */
+
+typedef struct worker {
+    int fd;
+    qv_slot slot;
+    CURLM *multi;
+    qv_session *ss; /* stand-in session: the jar and the hooks */
+    qv_buf in, out;
+} worker;
+
+static worker *the_worker;
+
+/* The parent wrote during a transfer: a cancel (nothing else is sent then). */
+static void control_readable(qv_slot *slot)
+{
+    int type;
+    if (qv_frame_read(the_worker->fd, &type, &the_worker->in)) _exit(0); /* parent gone */
+    if (type == QV_WIRE_CANCEL) atomic_store(&slot->f->cancel_requested, 1);
+}
+
+static void serve_one(worker *w)
+{
+    qv_future *f = qv_future_alloc();
+    qv_hook *hooks = NULL;
+    struct curl_slist *jar = NULL, *jar_after = NULL;
+    if (!f) _exit(3);
+    int rc =
+        qv_wire_decode_request((const unsigned char *)w->in.data, w->in.len, &f->req, &hooks, &jar);
+    if (!rc) rc = qv_session_jar_replace(w->ss, jar);
+    f->session = w->ss;
+    w->ss->o.hooks = hooks;
+    if (rc) {
+        f->out_err = rc == QV_ENOMEM ? QV_ENOMEM : QV_EPROTOCOL;
+        f->out_msg = qv_future_message(f, f->out_err, "the worker could not read the request");
+    } else if (qv_future_begin(f, w->multi) && qv_transfer_setup(&w->slot, f) == QV_OK) {
+        CURLcode cc = qv_transfer_run(&w->slot, w->multi, w->fd, control_readable);
+        qv_transfer_collect(&w->slot, cc);
+    }
+    if (f->out_resp) {
+        /* Tell the parent, so that a hook timeout can start counting. */
+        if (qv_wire_frame_begin(&w->out, QV_WIRE_HOOKS) || qv_wire_frame_end(&w->out) ||
+            qv_fd_write_all(w->fd, w->out.data, w->out.len))
+            _exit(0);
+        char *msg = NULL;
+        if (qv_run_hooks(f, f->out_resp, &msg)) {
+            qv_response_free(f->out_resp);
+            f->out_resp = NULL;
+            f->out_err = QV_EHOOK;
+            f->out_msg = qv_future_message(f, QV_EHOOK, "%s", msg ? msg : "out of memory");
+        }
+        qv_free(msg);
+    }
+    qv_session_jar_export(w->ss, NULL, &jar_after);
+    rc = qv_wire_encode_response(&w->out, f, jar_after);
+    if (rc) { /* could not encode (a body over the frame limit): say so instead */
+        qv_response_free(f->out_resp);
+        f->out_resp = NULL;
+        f->out_err = rc;
+        qv_free(f->out_msg);
+        f->out_msg = qv_future_message(f, rc, "the worker could not send the response");
+        rc = qv_wire_encode_response(&w->out, f, NULL);
+    }
+    if (rc || qv_fd_write_all(w->fd, w->out.data, w->out.len)) _exit(0);
+    qv_response_free(f->out_resp);
+    f->out_resp = NULL;
+    qv_free(f->out_msg);
+    f->out_msg = NULL;
+    f->session = NULL;
+    w->ss->o.hooks = NULL;
+    curl_slist_free_all(jar);
+    curl_slist_free_all(jar_after);
+    qv_future_release(f);
+}
+
+static void worker_main(int fd)
+{
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    /* If the zygote dies, so do its workers (the parent then sees them go). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    worker w = {.fd = fd};
+    the_worker = &w;
+    w.slot.easy = curl_easy_init();
+    w.multi = curl_multi_init();
+    w.ss = qv_session_stub_new();
+    if (!w.slot.easy || !w.multi || !w.ss) _exit(3);
+    for (;;) {
+        int type;
+        if (qv_frame_read(fd, &type, &w.in)) _exit(0); /* the parent closed: done */
+        if (type == QV_WIRE_REQUEST) serve_one(&w);
+    }
+}
+
+/* ------------------------------------------------------------- zygote */
+
+/* What the zygote tells the parent: a worker started (its socket rides
+ * along) or a worker ended, with its wait status. */
+typedef struct zmsg {
+    int32_t type; /* 'W' started, 'D' died */
+    int32_t pid;
+    int32_t status;
+} zmsg;
+
+static int send_started(int parent, pid_t pid, int fd)
+{
+    zmsg m = {'W', pid, 0};
+    struct iovec iov = {&m, sizeof(m)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(parent, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? QV_OK : QV_EIO;
+}
+
+/* The zygote's live workers, to take down when it stops. */
+static pid_t *kids;
+static size_t nkids, capkids;
+
+static void kid_add(pid_t pid)
+{
+    if (nkids == capkids) {
+        size_t cap = capkids ? capkids * 2 : 16;
+        pid_t *k = qv_realloc(kids, cap * sizeof(*k));
+        if (!k) return; /* still reaped through SIGCHLD; only the final kill misses it */
+        kids = k;
+        capkids = cap;
+    }
+    kids[nkids++] = pid;
+}
+
+static void kid_remove(pid_t pid)
+{
+    for (size_t i = 0; i < nkids; i++)
+        if (kids[i] == pid) {
+            kids[i] = kids[--nkids];
+            return;
+        }
+}
+
+static void spawn(int parent, int sigfd)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        zmsg m = {'D', -1, 0}; /* tell the parent the spawn failed */
+        qv_fd_write_all(parent, &m, sizeof(m));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(parent);
+        close(sigfd);
+        close(sv[0]);
+        worker_main(sv[1]);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        zmsg m = {'D', -1, 0};
+        qv_fd_write_all(parent, &m, sizeof(m));
+    } else {
+        kid_add(pid);
+        if (send_started(parent, pid, sv[0])) kill(pid, SIGKILL);
+    }
+    close(sv[0]);
+}
+
+static void reap(int parent)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        kid_remove(pid);
+        zmsg m = {'D', pid, status};
+        if (qv_fd_write_all(parent, &m, sizeof(m))) return;
+    }
+}
+
+void qv_zygote_main(int parent)
+{
+    /* Keep only our channel to the parent: the zygote must not hold the
+     * program's other descriptors (sockets, pipes) open. */
+    for (int fd = 3; fd < 65536; fd++)
+        if (fd != parent) close(fd);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC);
+    if (sigfd < 0) _exit(3);
+    for (;;) {
+        struct pollfd p[2] = {{parent, POLLIN, 0}, {sigfd, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+        if (p[1].revents) {
+            struct signalfd_siginfo si;
+            if (read(sigfd, &si, sizeof(si)) < 0 && errno != EAGAIN) break;
+            reap(parent);
+        }
+        if (p[0].revents) {
+            char cmd;
+            ssize_t r = read(parent, &cmd, 1);
+            if (r <= 0) break; /* the executor is gone: stop */
+            if (cmd == 'S') spawn(parent, sigfd);
+        }
+    }
+    /* Take the workers down with us and leave no zombie behind. */
+    for (size_t i = 0; i < nkids; i++) kill(kids[i], SIGKILL);
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) continue;
+    _exit(0);
+}

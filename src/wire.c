@@ -1,0 +1,577 @@
+/* The process executor's wire format: requests to a worker and responses
+ * back, as one frame each over a socketpair.
+ *
+ * Frame: magic "QVW" + version (4 bytes), type (u16), flags (u16, 0), payload
+ * length (u32), all little-endian; the payload is a run of fields, each a tag
+ * (u16), a length (u32) and that many bytes. Integers are 8-byte fields.
+ * Unknown tags are skipped, so a field can be added without a new version.
+ * The parent treats what a worker sends as untrusted: every length is checked
+ * against what is left, and anything malformed fails the future. */
+#include "internal.h"
+
+#include <string.h>
+
+enum {
+    /* request */
+    T_METHOD = 1,
+    T_URL,
+    T_HOST,
+    T_HEADER,
+    T_BODY,
+    T_PART,
+    T_AUTH,
+    T_USER,
+    T_PASS,
+    T_TIMEOUT,
+    T_CONNECT_TIMEOUT,
+    T_READ_TIMEOUT,
+    T_FOLLOW,
+    T_MAX_REDIRECTS,
+    T_MAX_BYTES,
+    T_INSECURE,
+    T_CA_FILE,
+    T_PROXY,
+    T_HOOK,   /* nested: fn, arg (session hooks in order, then the request's) */
+    T_COOKIE, /* a jar line (Netscape format), both ways */
+    /* response */
+    T_STATUS = 64,
+    T_REASON,
+    T_RURL,
+    T_VERSION,
+    T_ELAPSED_US,
+    T_RHEADER, /* nested: name, value */
+    T_RBODY,
+    T_HISTORY, /* nested: status, reason, url, headers */
+    T_RESULT,
+    T_CONNS,
+    T_ERROR,
+    T_ERRMSG,
+    /* nested fields */
+    N_NAME = 128,
+    N_VALUE,
+    N_FILE,
+    N_FILENAME,
+    N_TYPE,
+    N_FN,
+    N_ARG,
+};
+
+static void put_u16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int qv_wire_frame_begin(qv_buf *b, int type)
+{
+    unsigned char h[QV_WIRE_HEADER] = {'Q', 'V', 'W', QV_WIRE_VERSION};
+    put_u16(h + 4, (unsigned)type);
+    b->len = 0;
+    return qv_buf_append(b, h, sizeof(h));
+}
+
+int qv_wire_frame_end(qv_buf *b)
+{
+    if (b->len - QV_WIRE_HEADER > QV_WIRE_MAX) return QV_ETOO_LARGE;
+    put_u32((unsigned char *)b->data + 8, (uint32_t)(b->len - QV_WIRE_HEADER));
+    return QV_OK;
+}
+
+int qv_wire_parse_header(const unsigned char *h, int *type, size_t *len)
+{
+    if (memcmp(h, "QVW", 3) || h[3] != QV_WIRE_VERSION || h[6] || h[7]) return QV_EPROTOCOL;
+    *type = h[4] | h[5] << 8;
+    *len = get_u32(h + 8);
+    return *len > QV_WIRE_MAX ? QV_EPROTOCOL : QV_OK;
+}
+
+int qv_wire_put(qv_buf *b, unsigned tag, const void *p, size_t n)
+{
+    if (n > QV_WIRE_MAX) return QV_ETOO_LARGE;
+    unsigned char h[6];
+    put_u16(h, tag);
+    put_u32(h + 2, (uint32_t)n);
+    int rc = qv_buf_append(b, h, sizeof(h));
+    return rc ? rc : qv_buf_append(b, p, n);
+}
+
+static int put_str(qv_buf *b, unsigned tag, const char *s)
+{
+    return s ? qv_wire_put(b, tag, s, strlen(s)) : QV_OK;
+}
+
+static int put_int(qv_buf *b, unsigned tag, int64_t v)
+{
+    unsigned char p[8];
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)((uint64_t)v >> (8 * i));
+    return qv_wire_put(b, tag, p, sizeof(p));
+}
+
+/* A nested field: its sub-fields are built in `tmp`, then put as one value. */
+static int put_nested(qv_buf *b, unsigned tag, qv_buf *tmp)
+{
+    return qv_wire_put(b, tag, tmp->data, tmp->len);
+}
+
+typedef struct reader {
+    const unsigned char *p;
+    size_t left;
+} reader;
+
+/* 1 with the next field, 0 at the end, -1 if malformed. */
+static int next(reader *r, unsigned *tag, const unsigned char **val, size_t *len)
+{
+    if (r->left == 0) return 0;
+    if (r->left < 6) return -1;
+    *tag = r->p[0] | r->p[1] << 8;
+    *len = get_u32(r->p + 2);
+    if (*len > r->left - 6) return -1;
+    *val = r->p + 6;
+    r->p += 6 + *len;
+    r->left -= 6 + *len;
+    return 1;
+}
+
+static int get_int(const unsigned char *v, size_t len, int64_t *out)
+{
+    if (len != 8) return -1;
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--) x = x << 8 | v[i];
+    *out = (int64_t)x;
+    return 0;
+}
+
+/* ------------------------------------------------------------ request */
+
+static int put_part(qv_buf *b, const qv_req_part *p)
+{
+    qv_buf t = {0};
+    int rc = put_str(&t, N_NAME, p->name);
+    if (!rc && p->value) rc = qv_wire_put(&t, N_VALUE, p->value, p->value_len);
+    if (!rc) rc = put_str(&t, N_FILE, p->file);
+    if (!rc) rc = put_str(&t, N_FILENAME, p->filename);
+    if (!rc) rc = put_str(&t, N_TYPE, p->content_type);
+    if (!rc) rc = put_nested(b, T_PART, &t);
+    qv_buf_free(&t);
+    return rc;
+}
+
+static int put_hook(qv_buf *b, qv_hook_fn fn, void *arg)
+{
+    qv_buf t = {0};
+    int rc = put_int(&t, N_FN, (int64_t)(uintptr_t)fn);
+    if (!rc) rc = put_int(&t, N_ARG, (int64_t)(uintptr_t)arg);
+    if (!rc) rc = put_nested(b, T_HOOK, &t);
+    qv_buf_free(&t);
+    return rc;
+}
+
+int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar)
+{
+    const qv_req *r = &f->req;
+    int rc = qv_wire_frame_begin(b, QV_WIRE_REQUEST);
+    if (!rc) rc = put_str(b, T_METHOD, r->method);
+    if (!rc) rc = put_str(b, T_URL, r->url);
+    if (!rc) rc = put_str(b, T_HOST, r->host);
+    for (const struct curl_slist *l = r->headers; l && !rc; l = l->next)
+        rc = put_str(b, T_HEADER, l->data);
+    if (!rc && r->has_body) rc = qv_wire_put(b, T_BODY, r->body, r->body_len);
+    for (size_t i = 0; i < r->nparts && !rc; i++) rc = put_part(b, &r->parts[i]);
+    if (!rc) rc = put_int(b, T_AUTH, r->auth);
+    if (!rc) rc = put_str(b, T_USER, r->username);
+    if (!rc) rc = put_str(b, T_PASS, r->password);
+    if (!rc) rc = put_int(b, T_TIMEOUT, r->timeout_ms);
+    if (!rc) rc = put_int(b, T_CONNECT_TIMEOUT, r->connect_timeout_ms);
+    if (!rc) rc = put_int(b, T_READ_TIMEOUT, r->read_timeout_ms);
+    if (!rc) rc = put_int(b, T_FOLLOW, r->follow);
+    if (!rc) rc = put_int(b, T_MAX_REDIRECTS, r->max_redirects);
+    if (!rc) rc = put_int(b, T_MAX_BYTES, (int64_t)r->max_response_bytes);
+    if (!rc) rc = put_int(b, T_INSECURE, r->insecure);
+    if (!rc) rc = put_str(b, T_CA_FILE, r->ca_file);
+    if (!rc) rc = put_str(b, T_PROXY, r->proxy);
+    for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
+        rc = put_hook(b, h->fn, h->arg);
+    if (!rc && r->hook) rc = put_hook(b, r->hook, r->hook_arg);
+    for (const struct curl_slist *l = jar; l && !rc; l = l->next)
+        rc = put_str(b, T_COOKIE, l->data);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+static char *dup_field(qv_arena *a, const unsigned char *v, size_t len)
+{
+    return qv_arena_memdup(a, v, len);
+}
+
+static int decode_part(qv_req *r, const unsigned char *v, size_t len, qv_req_part *p)
+{
+    reader rd = {v, len};
+    unsigned tag;
+    const unsigned char *x;
+    size_t n;
+    int more;
+    memset(p, 0, sizeof(*p));
+    while ((more = next(&rd, &tag, &x, &n)) == 1) {
+        char *s = dup_field(&r->arena, x, n);
+        if (!s) return QV_ENOMEM;
+        switch (tag) {
+        case N_NAME:
+            p->name = s;
+            break;
+        case N_VALUE:
+            p->value = s;
+            p->value_len = n;
+            break;
+        case N_FILE:
+            p->file = s;
+            break;
+        case N_FILENAME:
+            p->filename = s;
+            break;
+        case N_TYPE:
+            p->content_type = s;
+            break;
+        default:
+            break;
+        }
+    }
+    return more < 0 || !p->name ? QV_EPROTOCOL : QV_OK;
+}
+
+static int decode_hook(const unsigned char *v, size_t len, qv_hook *h)
+{
+    reader rd = {v, len};
+    unsigned tag;
+    const unsigned char *x;
+    size_t n;
+    int64_t fn = 0, arg = 0;
+    int more;
+    while ((more = next(&rd, &tag, &x, &n)) == 1) {
+        if (tag == N_FN && get_int(x, n, &fn)) return QV_EPROTOCOL;
+        if (tag == N_ARG && get_int(x, n, &arg)) return QV_EPROTOCOL;
+    }
+    if (more < 0 || !fn) return QV_EPROTOCOL;
+    h->fn = (qv_hook_fn)(uintptr_t)fn;
+    h->arg = (void *)(uintptr_t)arg;
+    return QV_OK;
+}
+
+/* Counts fields with `tag`, to size arrays before filling them. */
+static size_t count_tag(const unsigned char *p, size_t len, unsigned want)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *x;
+    size_t n, count = 0;
+    while (next(&rd, &tag, &x, &n) == 1) count += tag == want;
+    return count;
+}
+
+int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, qv_hook **hooks,
+                           struct curl_slist **jar)
+{
+    memset(r, 0, sizeof(*r));
+    *hooks = NULL;
+    *jar = NULL;
+    size_t nparts = count_tag(p, len, T_PART), nhooks = count_tag(p, len, T_HOOK);
+    r->parts = qv_arena_alloc(&r->arena, (nparts + 1) * sizeof(*r->parts));
+    qv_hook *h = qv_arena_alloc(&r->arena, (nhooks + 1) * sizeof(*h));
+    if (!r->parts || !h) return QV_ENOMEM;
+    memset(h, 0, (nhooks + 1) * sizeof(*h));
+    size_t nh = 0;
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t n;
+    int more, rc = QV_OK;
+    while (!rc && (more = next(&rd, &tag, &v, &n)) == 1) {
+        int64_t i = 0;
+        const char **str = NULL;
+        long *num = NULL;
+        switch (tag) {
+        case T_METHOD:
+            str = &r->method;
+            break;
+        case T_URL:
+            str = &r->url;
+            break;
+        case T_HOST:
+            str = &r->host;
+            break;
+        case T_USER:
+            str = &r->username;
+            break;
+        case T_PASS:
+            str = &r->password;
+            break;
+        case T_CA_FILE:
+            str = &r->ca_file;
+            break;
+        case T_PROXY:
+            str = &r->proxy;
+            break;
+        case T_TIMEOUT:
+            num = &r->timeout_ms;
+            break;
+        case T_CONNECT_TIMEOUT:
+            num = &r->connect_timeout_ms;
+            break;
+        case T_READ_TIMEOUT:
+            num = &r->read_timeout_ms;
+            break;
+        case T_HEADER: {
+            char *line = dup_field(&r->arena, v, n);
+            struct curl_slist *l = line ? curl_slist_append(r->headers, line) : NULL;
+            if (l)
+                r->headers = l;
+            else
+                rc = QV_ENOMEM;
+            break;
+        }
+        case T_COOKIE: {
+            char *line = dup_field(&r->arena, v, n);
+            struct curl_slist *l = line ? curl_slist_append(*jar, line) : NULL;
+            if (l)
+                *jar = l;
+            else
+                rc = QV_ENOMEM;
+            break;
+        }
+        case T_BODY:
+            r->body = dup_field(&r->arena, v, n);
+            r->body_len = n;
+            r->has_body = 1;
+            if (!r->body) rc = QV_ENOMEM;
+            break;
+        case T_PART:
+            rc = decode_part(r, v, n, &r->parts[r->nparts++]);
+            break;
+        case T_HOOK:
+            rc = nh < nhooks ? decode_hook(v, n, &h[nh++]) : QV_EPROTOCOL;
+            break;
+        case T_AUTH:
+        case T_FOLLOW:
+        case T_MAX_REDIRECTS:
+        case T_MAX_BYTES:
+        case T_INSECURE:
+            if (get_int(v, n, &i))
+                rc = QV_EPROTOCOL;
+            else if (tag == T_AUTH)
+                r->auth = (qv_auth_kind)i;
+            else if (tag == T_FOLLOW)
+                r->follow = (int)i;
+            else if (tag == T_MAX_REDIRECTS)
+                r->max_redirects = (int)i;
+            else if (tag == T_MAX_BYTES)
+                r->max_response_bytes = (size_t)i;
+            else
+                r->insecure = (int)i;
+            break;
+        default:
+            break;
+        }
+        if (str && !(*str = dup_field(&r->arena, v, n))) rc = QV_ENOMEM;
+        if (num && get_int(v, n, &i))
+            rc = QV_EPROTOCOL;
+        else if (num)
+            *num = (long)i;
+    }
+    if (!rc && (more < 0 || !r->method || !r->url)) rc = QV_EPROTOCOL;
+    *hooks = h;
+    return rc;
+}
+
+/* ----------------------------------------------------------- response */
+
+static int put_headers(qv_buf *b, const qv_headers *hs)
+{
+    qv_buf t = {0};
+    int rc = QV_OK;
+    for (size_t i = 0; i < hs->len && !rc; i++) {
+        t.len = 0;
+        rc = put_str(&t, N_NAME, hs->items[i].name);
+        if (!rc) rc = put_str(&t, N_VALUE, hs->items[i].value);
+        if (!rc) rc = put_nested(b, T_RHEADER, &t);
+    }
+    qv_buf_free(&t);
+    return rc;
+}
+
+static int put_hop(qv_buf *b, const qv_response *r)
+{
+    int rc = put_int(b, T_STATUS, r->status);
+    if (!rc) rc = put_str(b, T_REASON, r->reason);
+    if (!rc) rc = put_str(b, T_RURL, r->url);
+    return rc ? rc : put_headers(b, &r->headers);
+}
+
+int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar)
+{
+    const qv_response *r = f->out_resp;
+    int rc = qv_wire_frame_begin(b, QV_WIRE_RESPONSE);
+    if (!rc && r) {
+        rc = put_hop(b, r);
+        if (!rc) rc = put_int(b, T_VERSION, r->http_version);
+        if (!rc) rc = put_int(b, T_ELAPSED_US, (int64_t)(r->elapsed_ms * 1000.0));
+        if (!rc) rc = qv_wire_put(b, T_RBODY, r->body.data, r->body.len);
+        if (!rc && r->result_bytes) rc = qv_wire_put(b, T_RESULT, r->result_bytes, r->result_len);
+        qv_buf t = {0};
+        for (size_t i = 0; i < r->nhistory && !rc; i++) {
+            t.len = 0;
+            rc = put_hop(&t, r->history[i]);
+            if (!rc) rc = put_nested(b, T_HISTORY, &t);
+        }
+        qv_buf_free(&t);
+    } else if (!rc) {
+        rc = put_int(b, T_ERROR, f->out_err);
+        if (!rc) rc = put_str(b, T_ERRMSG, f->out_msg);
+    }
+    if (!rc) rc = put_int(b, T_CONNS, f->out_conns);
+    for (const struct curl_slist *l = jar; l && !rc; l = l->next)
+        rc = put_str(b, T_COOKIE, l->data);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+static int decode_header(qv_headers *h, const unsigned char *v, size_t len)
+{
+    reader rd = {v, len};
+    unsigned tag;
+    const unsigned char *x, *name = NULL, *value = NULL;
+    size_t n, nlen = 0, vlen = 0;
+    int more;
+    while ((more = next(&rd, &tag, &x, &n)) == 1) {
+        if (tag == N_NAME) name = x, nlen = n;
+        if (tag == N_VALUE) value = x, vlen = n;
+    }
+    if (more < 0 || !name || !value) return QV_EPROTOCOL;
+    return qv_headers_add(h, (const char *)name, nlen, (const char *)value, vlen);
+}
+
+/* Fills the status line, URL or a header of one hop; ignores other tags. */
+static int decode_hop_field(qv_response *r, unsigned tag, const unsigned char *v, size_t n)
+{
+    int64_t i;
+    switch (tag) {
+    case T_STATUS:
+        if (get_int(v, n, &i) || i < 0 || i > 999) return QV_EPROTOCOL;
+        r->status = (int)i;
+        return QV_OK;
+    case T_REASON:
+        qv_free(r->reason);
+        return (r->reason = qv_strndup((const char *)v, n)) ? QV_OK : QV_ENOMEM;
+    case T_RURL:
+        qv_free(r->url);
+        return (r->url = qv_strndup((const char *)v, n)) ? QV_OK : QV_ENOMEM;
+    case T_RHEADER:
+        return decode_header(&r->headers, v, n);
+    default:
+        return QV_OK;
+    }
+}
+
+static int decode_history(qv_response *r, const unsigned char *v, size_t len)
+{
+    qv_response *hop = qv_response_new();
+    qv_response **h = qv_realloc(r->history, (r->nhistory + 1) * sizeof(*h));
+    if (!hop || !h) {
+        qv_response_free(hop);
+        return QV_ENOMEM;
+    }
+    r->history = h;
+    r->history[r->nhistory++] = hop;
+    reader rd = {v, len};
+    unsigned tag;
+    const unsigned char *x;
+    size_t n;
+    int more, rc = QV_OK;
+    while (!rc && (more = next(&rd, &tag, &x, &n)) == 1) rc = decode_hop_field(hop, tag, x, n);
+    return rc ? rc : more < 0 ? QV_EPROTOCOL : QV_OK;
+}
+
+int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
+                            char **msg, struct curl_slist **jar, long *conns)
+{
+    *conns = 0;
+    *out = NULL;
+    *err = QV_OK;
+    *msg = NULL;
+    *jar = NULL;
+    qv_response *r = qv_response_new();
+    if (!r) return QV_ENOMEM;
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t n;
+    int more, rc = QV_OK, has_status = 0;
+    while (!rc && (more = next(&rd, &tag, &v, &n)) == 1) {
+        int64_t i = 0;
+        switch (tag) {
+        case T_VERSION:
+        case T_ELAPSED_US:
+        case T_CONNS:
+        case T_ERROR:
+            if (get_int(v, n, &i))
+                rc = QV_EPROTOCOL;
+            else if (tag == T_VERSION)
+                r->http_version = (int)i;
+            else if (tag == T_CONNS)
+                *conns = i >= 0 && i < 1000000 ? (long)i : 0;
+            else if (tag == T_ELAPSED_US)
+                r->elapsed_ms = (double)i / 1000.0;
+            else if (i <= QV_OK || i >= QV_ERROR_COUNT_)
+                rc = QV_EPROTOCOL;
+            else
+                *err = (int)i;
+            break;
+        case T_RBODY:
+            r->body.len = 0;
+            rc = qv_buf_append(&r->body, v, n);
+            break;
+        case T_RESULT:
+            rc = qv_response_set_result_bytes(r, v, n);
+            break;
+        case T_ERRMSG:
+            qv_free(*msg);
+            if (!(*msg = qv_strndup((const char *)v, n))) rc = QV_ENOMEM;
+            break;
+        case T_HISTORY:
+            rc = decode_history(r, v, n);
+            break;
+        case T_COOKIE: {
+            char *line = qv_strndup((const char *)v, n);
+            struct curl_slist *l = line ? curl_slist_append(*jar, line) : NULL;
+            qv_free(line);
+            if (l)
+                *jar = l;
+            else
+                rc = QV_ENOMEM;
+            break;
+        }
+        default:
+            has_status |= tag == T_STATUS;
+            rc = decode_hop_field(r, tag, v, n);
+        }
+    }
+    if (!rc && (more < 0 || (!has_status && *err == QV_OK))) rc = QV_EPROTOCOL;
+    if (rc || *err) {
+        qv_response_free(r);
+        r = NULL;
+    }
+    if (rc) {
+        qv_free(*msg);
+        *msg = NULL;
+        curl_slist_free_all(*jar);
+        *jar = NULL;
+    }
+    *out = r;
+    return rc;
+}

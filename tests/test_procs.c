@@ -1,0 +1,298 @@
+/* What only the process executor promises: a hook that crashes, aborts,
+ * exits or is killed costs its own future (QV_EWORKER) and nothing else; the
+ * worker is replaced; no zombie is left; cookies set in one worker reach the
+ * next request on another; a hook stuck past the hook timeout is killed; and
+ * it must be created before any other executor. These tests make their own
+ * QV_PROCESSES executors, so they run once, under the "processes"
+ * registration. */
+#include "support.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+TestSuite(procs, .timeout = 60);
+
+/* Under LeakSanitizer a worker that dies through exit() would report the
+ * parent's memory it inherited: leak checks belong to the test process
+ * only (sanitizer hook; unused in other builds). */
+static int test_pid;
+int __lsan_is_turned_off(void);
+int __lsan_is_turned_off(void)
+{
+    return test_pid && getpid() != test_pid;
+}
+
+static void skip_unless_processes(void)
+{
+    test_pid = (int)getpid();
+    if (tx_kind() != QV_PROCESSES)
+        cr_skip_test("QV_PROCESSES-only test; runs in the processes registration");
+}
+
+static qv_executor *procs_executor(int workers, long hook_timeout_ms)
+{
+    qv_executor *ex;
+    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = QV_PROCESSES,
+                                                          .max_workers = workers,
+                                                          .hook_timeout_ms = hook_timeout_ms}),
+                 QV_OK);
+    return ex;
+}
+
+/* The hooks run in a worker process: each dies its own way. */
+static int segfault_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+    signal(SIGSEGV, SIG_DFL); /* die as an uninstrumented build would, not via ASan's handler */
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int abort_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+    abort();
+}
+
+static int exit_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+    exit(3);
+}
+
+/* Writes the worker's pid to the file named by arg, then waits to be killed. */
+static int wait_to_be_killed_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r;
+    FILE *fp = fopen(arg, "w");
+    if (fp) {
+        fprintf(fp, "%d\n", (int)getpid());
+        fclose(fp);
+    }
+    nanosleep(&(struct timespec){.tv_sec = 30}, NULL);
+    return 0;
+}
+
+static int sleepy_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+    nanosleep(&(struct timespec){.tv_sec = 30}, NULL);
+    return 0;
+}
+
+/* Puts the worker's pid into the result bytes. */
+static int pid_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)arg;
+    int pid = (int)getpid();
+    nanosleep(&(struct timespec){.tv_nsec = 200 * 1000000L}, NULL); /* keep this worker busy */
+    return qv_response_set_result_bytes(r, &pid, sizeof pid);
+}
+
+static int result_pid(qv_response *r)
+{
+    size_t n;
+    const int *p = qv_response_result_bytes(r, &n);
+    cr_assert(p && n == sizeof(int), "no pid in the result");
+    return *p;
+}
+
+/* Descendants of this process (children and grandchildren), and how many
+ * of them are zombies. */
+static void descendants(int *all, int *zombies)
+{
+    int pids[4096], ppids[4096], n = 0;
+    char states[4096];
+    DIR *d = opendir("/proc");
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d)) && n < 4096;) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp) continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, fp);
+        fclose(fp);
+        buf[got] = '\0';
+        const char *close_paren = strrchr(buf, ')');
+        if (!close_paren) continue;
+        /* "pid (comm) S ppid ..." */
+        if (sscanf(close_paren + 2, "%c %d", &states[n], &ppids[n]) != 2) continue;
+        pids[n++] = atoi(e->d_name);
+    }
+    closedir(d);
+    *all = *zombies = 0;
+    int self = (int)getpid();
+    for (int i = 0; i < n; i++) {
+        int desc = ppids[i] == self;
+        for (int j = 0; j < n && !desc; j++) desc = pids[j] == ppids[i] && ppids[j] == self;
+        if (!desc) continue;
+        (*all)++;
+        *zombies += states[i] == 'Z';
+    }
+}
+
+/* One dying hook among 100 good requests: only its future fails. */
+static void one_death_among_many(qv_hook_fn killer, void *arg, const char *why,
+                                 void (*on_started)(void *), void *started_arg)
+{
+    qv_executor *ex = procs_executor(4, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *bad, *good[100];
+    cr_assert_eq(qv_get(s, &bad, tu("/get"), .hook = killer, .hook_arg = arg), QV_OK);
+    for (int i = 0; i < 100; i++) cr_assert_eq(qv_get(s, &good[i], tuf("/get?i=%d", i)), QV_OK);
+    if (on_started) on_started(started_arg);
+    const char *msg = tx_expect_error(bad, QV_EWORKER);
+    tx_assert_contains(msg, why);
+    for (int i = 0; i < 100; i++) {
+        tx_expect_status(good[i], 200);
+        qv_future_release(good[i]);
+    }
+    qv_future_release(bad);
+
+    /* The pool is whole again and still serves. */
+    qv_future *after[4];
+    for (int i = 0; i < 4; i++) cr_assert_eq(qv_get(s, &after[i], tu("/get")), QV_OK);
+    for (int i = 0; i < 4; i++) {
+        tx_expect_status(after[i], 200);
+        qv_future_release(after[i]);
+    }
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    cr_assert(st.workers >= 1 && st.workers <= 4, "%d workers", st.workers);
+    cr_assert_eq(st.failed, 1, "stats.failed = %zu", st.failed);
+    int all, zombies;
+    descendants(&all, &zombies);
+    cr_assert_eq(zombies, 0, "%d zombie processes while the pool runs", zombies);
+
+    qv_session_free(s);
+    qv_executor_free(ex);
+    descendants(&all, &zombies);
+    cr_assert_eq(all, 0, "%d processes left after the pool was freed", all);
+}
+
+Test(procs, segfaulting_hook_costs_one_future, .timeout = 60)
+{
+    skip_unless_processes();
+    one_death_among_many(segfault_hook, NULL, "signal 11", NULL, NULL);
+}
+
+Test(procs, aborting_hook_costs_one_future, .timeout = 60)
+{
+    skip_unless_processes();
+    one_death_among_many(abort_hook, NULL, "signal 6", NULL, NULL);
+}
+
+Test(procs, exiting_hook_costs_one_future, .timeout = 60)
+{
+    skip_unless_processes();
+    one_death_among_many(exit_hook, NULL, "exited with status 3", NULL, NULL);
+}
+
+/* Kills the worker whose pid the hook wrote to the file. */
+static void kill_from_outside(void *path)
+{
+    int pid = 0;
+    double t0 = now_ms();
+    while (pid <= 0 && now_ms() - t0 < 10000) {
+        FILE *fp = fopen(path, "r");
+        if (fp) {
+            if (fscanf(fp, "%d", &pid) != 1) pid = 0;
+            fclose(fp);
+        }
+        if (pid <= 0) nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
+    }
+    cr_assert_gt(pid, 0, "the hook never wrote its pid");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+}
+
+Test(procs, worker_killed_from_outside_costs_one_future, .timeout = 60)
+{
+    skip_unless_processes();
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/quiver-test-pid-%d", (int)getpid());
+    unlink(path);
+    one_death_among_many(wait_to_be_killed_hook, path, "signal 9", kill_from_outside, path);
+    unlink(path);
+}
+
+Test(procs, hook_timeout_kills_a_stuck_worker, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(2, 300);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *f;
+    double t0 = now_ms();
+    cr_assert_eq(qv_get(s, &f, tu("/get"), .hook = sleepy_hook), QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_EWORKER), "hook timeout");
+    double el = now_ms() - t0;
+    cr_assert_lt(el, 5000.0, "the stuck hook was killed after %.0f ms", el);
+    qv_future_release(f);
+    tx_get_ok(s, &f, tu("/get"));
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+Test(procs, cookies_cross_workers, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(2, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *set;
+    cr_assert_eq(qv_get(s, &set, tu("/cookies/set?crumb=1"), .hook = pid_hook), QV_OK);
+    int setter = result_pid(tx_expect_status(set, 200));
+    qv_future_release(set);
+    tx_expect_cookie(s, "crumb", "1");
+
+    /* Six at once on two workers: both serve some of them. */
+    qv_future *fs[6];
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(qv_get(s, &fs[i], tu("/cookies"), .hook = pid_hook), QV_OK);
+    int elsewhere = 0;
+    for (int i = 0; i < 6; i++) {
+        qv_response *r = tx_expect_status(fs[i], 200);
+        tx_assert_str_eq(tx_jstr(tx_json(r), "cookies/crumb"), "1");
+        elsewhere += result_pid(r) != setter;
+        qv_future_release(fs[i]);
+    }
+    cr_assert_gt(elsewhere, 0, "no request ran on another worker than the one that got the cookie");
+
+    /* A cookie the server deletes in one worker is gone for the session. */
+    qv_future *del;
+    tx_get_ok(s, &del, tu("/cookies/delete?crumb"));
+    qv_future_release(del);
+    tx_expect_cookie(s, "crumb", NULL);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+Test(procs, must_come_before_other_executors, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *threads, *ex = NULL;
+    cr_assert_eq(qv_executor_new(&threads, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                               .kind = QV_THREADS}),
+                 QV_OK);
+    qv_session *s = TX_SESSION(.executor = threads);
+    qv_future *f;
+    tx_get_ok(s, &f, tu("/get")); /* the pool now has a thread */
+    qv_future_release(f);
+    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = QV_PROCESSES}),
+                 QV_EINVAL, "forking after other executors started threads must be refused");
+    cr_assert_null(ex);
+    qv_session_free(s);
+    qv_executor_free(threads);
+    /* Once their threads are gone, it is safe again. */
+    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = QV_PROCESSES}),
+                 QV_OK);
+    qv_executor_free(ex);
+}

@@ -1,0 +1,171 @@
+/* The process executor's wire decoder against truncated and corrupted
+ * frames: a worker's answer is untrusted, so every malformed input must be
+ * refused cleanly — no crash, no overrun (the ASan pass checks), no leak.
+ * This is a unit test of internals, hence the private header. */
+#include "support.h"
+
+#include "../src/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(wire, .timeout = 60);
+
+/* A realistic answer: status, headers, a body, a redirect in the history,
+ * result bytes and cookie lines. */
+static qv_buf sample_response(void)
+{
+    qv_future *f = qv_future_alloc();
+    cr_assert_not_null(f);
+    qv_response *r = qv_response_new(), *hop = qv_response_new();
+    cr_assert(r && hop);
+    r->status = 200;
+    r->reason = strdup("OK");
+    r->url = strdup("http://127.0.0.1/final");
+    r->http_version = 11;
+    r->elapsed_ms = 12.5;
+    cr_assert_eq(qv_headers_add(&r->headers, "Content-Type", 12, "text/plain", 10), QV_OK);
+    cr_assert_eq(qv_headers_add(&r->headers, "X-A", 3, "1", 1), QV_OK);
+    cr_assert_eq(qv_buf_append(&r->body, "hello wire", 10), QV_OK);
+    cr_assert_eq(qv_response_set_result_bytes(r, "res", 3), QV_OK);
+    hop->status = 302;
+    hop->reason = strdup("Found");
+    hop->url = strdup("http://127.0.0.1/start");
+    cr_assert_eq(qv_headers_add(&hop->headers, "Location", 8, "/final", 6), QV_OK);
+    r->history = malloc(sizeof(*r->history));
+    r->history[0] = hop;
+    r->nhistory = 1;
+    f->out_resp = r;
+    f->out_conns = 1;
+    struct curl_slist *jar = curl_slist_append(NULL, "127.0.0.1\tFALSE\t/\tFALSE\t0\tk\tv");
+    qv_buf b = {0};
+    cr_assert_eq(qv_wire_encode_response(&b, f, jar), QV_OK);
+    curl_slist_free_all(jar);
+    f->out_resp = NULL;
+    qv_response_free(r);
+    qv_future_release(f);
+    return b;
+}
+
+/* Decodes a payload; whatever happens, frees what came back. */
+static int decode(const unsigned char *p, size_t n)
+{
+    qv_response *r;
+    int err;
+    char *msg;
+    struct curl_slist *jar;
+    long conns;
+    int rc = qv_wire_decode_response(p, n, &r, &err, &msg, &jar, &conns);
+    if (rc) cr_assert(!r && !msg && !jar, "a refused frame still returned data");
+    qv_response_free(r);
+    free(msg);
+    curl_slist_free_all(jar);
+    return rc;
+}
+
+Test(wire, round_trip, .timeout = 60)
+{
+    qv_buf b = sample_response();
+    int type;
+    size_t len;
+    cr_assert_eq(qv_wire_parse_header((unsigned char *)b.data, &type, &len), QV_OK);
+    cr_assert_eq(type, QV_WIRE_RESPONSE);
+    cr_assert_eq(len, b.len - QV_WIRE_HEADER);
+    qv_response *r;
+    int err;
+    char *msg;
+    struct curl_slist *jar;
+    long conns;
+    cr_assert_eq(qv_wire_decode_response((unsigned char *)b.data + QV_WIRE_HEADER, len, &r, &err,
+                                         &msg, &jar, &conns),
+                 QV_OK);
+    cr_assert_eq(err, QV_OK);
+    cr_assert_eq(qv_response_status(r), 200);
+    tx_assert_str_eq(qv_response_reason(r), "OK");
+    tx_assert_str_eq(qv_response_url(r), "http://127.0.0.1/final");
+    tx_assert_str_eq(qv_response_header(r, "x-a"), "1");
+    tx_assert_str_eq(qv_response_text(r), "hello wire");
+    cr_assert_eq(qv_response_http_version(r), 11);
+    cr_assert_eq(qv_response_history_len(r), 1);
+    cr_assert_eq(qv_response_status(qv_response_history(r, 0)), 302);
+    tx_assert_str_eq(qv_response_header(qv_response_history(r, 0), "Location"), "/final");
+    size_t n;
+    const char *res = qv_response_result_bytes(r, &n);
+    cr_assert(n == 3 && memcmp(res, "res", 3) == 0);
+    cr_assert_eq(conns, 1);
+    cr_assert_not_null(jar);
+    tx_assert_str_eq(jar->data, "127.0.0.1\tFALSE\t/\tFALSE\t0\tk\tv");
+    qv_response_free(r);
+    curl_slist_free_all(jar);
+    qv_buf_free(&b);
+}
+
+Test(wire, every_truncation_is_refused, .timeout = 60)
+{
+    qv_buf b = sample_response();
+    const unsigned char *payload = (unsigned char *)b.data + QV_WIRE_HEADER;
+    size_t len = b.len - QV_WIRE_HEADER;
+    int accepted = 0;
+    for (size_t cut = 0; cut < len; cut++) {
+        /* An exact copy, so ASan sees any read past the cut. */
+        unsigned char *copy = malloc(cut ? cut : 1);
+        memcpy(copy, payload, cut);
+        accepted += decode(copy, cut) == QV_OK;
+        free(copy);
+    }
+    /* A cut between fields can still be a well-formed (shorter) answer, but
+     * never one without a status. */
+    cr_assert_lt(accepted, (int)len / 2, "%d of %zu truncations accepted", accepted, len);
+    qv_buf_free(&b);
+}
+
+Test(wire, corrupted_frames_never_crash, .timeout = 60)
+{
+    qv_buf b = sample_response();
+    const unsigned char *payload = (unsigned char *)b.data + QV_WIRE_HEADER;
+    size_t len = b.len - QV_WIRE_HEADER;
+    unsigned seed = 12345;
+    unsigned char *copy = malloc(len);
+    for (int round = 0; round < 20000; round++) {
+        memcpy(copy, payload, len);
+        int flips = 1 + rand_r(&seed) % 4;
+        for (int i = 0; i < flips; i++) copy[rand_r(&seed) % len] = (unsigned char)rand_r(&seed);
+        decode(copy, len);
+    }
+    free(copy);
+    qv_buf_free(&b);
+}
+
+Test(wire, headers_are_checked, .timeout = 60)
+{
+    unsigned char h[QV_WIRE_HEADER] = {'Q', 'V', 'W', QV_WIRE_VERSION, QV_WIRE_RESPONSE, 0, 0, 0, 0,
+                                       0,   0,   0};
+    int type;
+    size_t len;
+    cr_assert_eq(qv_wire_parse_header(h, &type, &len), QV_OK);
+    h[3] = QV_WIRE_VERSION + 1;
+    cr_assert_eq(qv_wire_parse_header(h, &type, &len), QV_EPROTOCOL, "another version");
+    h[3] = QV_WIRE_VERSION;
+    h[0] = 'X';
+    cr_assert_eq(qv_wire_parse_header(h, &type, &len), QV_EPROTOCOL, "bad magic");
+    h[0] = 'Q';
+    h[11] = 0x7f; /* ~2 GiB: over the frame limit */
+    cr_assert_eq(qv_wire_parse_header(h, &type, &len), QV_EPROTOCOL, "oversized frame");
+}
+
+Test(wire, lying_lengths_and_values, .timeout = 60)
+{
+    /* A field that claims more bytes than there are. */
+    unsigned char over[] = {64, 0, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3};
+    cr_assert_neq(decode(over, sizeof over), QV_OK);
+    /* A status that is not 8 bytes, and one out of range. */
+    unsigned char short_int[] = {64, 0, 2, 0, 0, 0, 200, 0};
+    cr_assert_neq(decode(short_int, sizeof short_int), QV_OK);
+    unsigned char big_status[] = {64, 0, 8, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0};
+    cr_assert_neq(decode(big_status, sizeof big_status), QV_OK);
+    /* An error code outside the table. */
+    unsigned char bad_err[] = {74, 0, 8, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0};
+    cr_assert_neq(decode(bad_err, sizeof bad_err), QV_OK);
+    /* Nothing at all: no status, no error. */
+    cr_assert_neq(decode((const unsigned char *)"", 0), QV_OK);
+}
