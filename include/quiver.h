@@ -35,6 +35,19 @@ extern "C" {
 /* The library's version string, e.g. "0.1.0". */
 const char *qv_version(void);
 
+/* A pluggable allocator (like SQLite's and libcurl's): every allocation of
+ * quiver, and of libcurl and jansson on its behalf, goes through it. Install
+ * it before any other quiver call (QV_EINVAL after); NULL restores the C
+ * library's. With a custom allocator, jansson's allocation functions are
+ * set to it too, so free what jansson returns (json_dumps) with them. */
+typedef struct qv_allocator {
+    void *(*malloc)(size_t n);
+    void *(*calloc)(size_t n, size_t size);
+    void *(*realloc)(void *p, size_t n);
+    void (*free)(void *p);
+} qv_allocator;
+int qv_set_allocator(const qv_allocator *a);
+
 /* Forward declaration of jansson's json_t: users who never touch JSON need
  * no jansson headers. */
 struct json_t;

@@ -13,6 +13,9 @@
 
 /* ------------------------------------------------------------- memory (mem.c) */
 
+/* 1 if qv_set_allocator installed one (then libcurl and jansson use it too). */
+int qv_allocator_is_custom(void);
+
 void *qv_malloc(size_t n);
 void *qv_calloc(size_t n, size_t size);
 void *qv_realloc(void *p, size_t n);
@@ -213,6 +216,8 @@ void qv_session_future_done(qv_session *s, qv_future *f);
  * (easy must be attached to the session's share). */
 int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host);
 void qv_global_init(void);
+/* 1 once qv_global_init ran (the allocator is fixed from then on). */
+int qv_global_started(void);
 /* The jar as Netscape lines (libcurl's list: curl_slist_free_all), after
  * seeding the any-host cookies for host (may be NULL). */
 int qv_session_jar_export(qv_session *s, const char *host, struct curl_slist **out);

@@ -1,31 +1,51 @@
 /* Allocation wrappers, a growable buffer and a bump arena. Every allocation
- * of the library goes through qv_malloc & co, so an allocator can be plugged
- * in later in one place. */
+ * of the library goes through qv_malloc & co, and so, once an allocator is
+ * plugged in (qv_set_allocator), do libcurl's and jansson's. */
 #include "internal.h"
 
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+static qv_allocator alloc = {malloc, calloc, realloc, free};
+static atomic_int custom; /* 1 once qv_set_allocator installed one */
+
+int qv_set_allocator(const qv_allocator *a)
+{
+    if (a && (!a->malloc || !a->calloc || !a->realloc || !a->free)) return QV_EINVAL;
+    /* Memory from one allocator must never be freed by another: only before
+     * the library has allocated anything. */
+    if (qv_global_started()) return QV_EINVAL;
+    alloc = a ? *a : (qv_allocator){malloc, calloc, realloc, free};
+    atomic_store(&custom, a != NULL);
+    return QV_OK;
+}
+
+int qv_allocator_is_custom(void)
+{
+    return atomic_load(&custom);
+}
+
 void *qv_malloc(size_t n)
 {
-    return malloc(n ? n : 1);
+    return alloc.malloc(n ? n : 1);
 }
 
 void *qv_calloc(size_t n, size_t size)
 {
-    return calloc(n ? n : 1, size ? size : 1);
+    return alloc.calloc(n ? n : 1, size ? size : 1);
 }
 
 void *qv_realloc(void *p, size_t n)
 {
-    return realloc(p, n ? n : 1);
+    return alloc.realloc(p, n ? n : 1);
 }
 
 void qv_free(void *p)
 {
-    free(p);
+    alloc.free(p);
 }
 
 char *qv_strndup(const char *s, size_t n)

@@ -4,7 +4,6 @@
 #include "internal.h"
 
 #include <jansson.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -219,7 +218,9 @@ static int build_body(qv_req *r, const qv_request_opts *o, const char **content_
         if (!js) return QV_EJSON;
         r->body_len = strlen(js);
         r->body = qv_arena_memdup(&r->arena, js, r->body_len);
-        free(js); /* jansson allocates with malloc */
+        json_free_t jfree;
+        json_get_alloc_funcs(NULL, &jfree);
+        jfree(js);
         if (!r->body) return QV_ENOMEM;
         *content_type = "application/json";
     } else if (o->multipart) {

@@ -3,21 +3,37 @@
  * and close/free. */
 #include "internal.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
+static atomic_int global_started;
 
 static void global_init_once(void)
 {
-    global_rc = curl_global_init(CURL_GLOBAL_ALL);
+    atomic_store(&global_started, 1);
+    if (!qv_allocator_is_custom()) {
+        global_rc = curl_global_init(CURL_GLOBAL_ALL);
+        return;
+    }
+    /* libcurl and jansson allocate through ours too (libcurl ignores this if
+     * the program initialised it already). */
+    json_set_alloc_funcs(qv_malloc, qv_free);
+    global_rc =
+        curl_global_init_mem(CURL_GLOBAL_ALL, qv_malloc, qv_free, qv_realloc, qv_strdup, qv_calloc);
 }
 
 void qv_global_init(void)
 {
     pthread_once(&global_once, global_init_once);
+}
+
+int qv_global_started(void)
+{
+    return atomic_load(&global_started);
 }
 
 const char *qv_version(void)
