@@ -109,9 +109,7 @@ static void start(loop *L, qv_future *f, batch *done)
 static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
 {
     qv_future *f = slot->f;
-    /* Removing a transfer that is not done closes its connection: a
-     * half-read connection never goes back to the pool. */
-    curl_multi_remove_handle(L->multi, slot->easy);
+    qv_transfer_detach(slot, L->multi, cc);
     qv_transfer_collect(slot, cc);
     slot_deactivate(L, slot);
     batch_add(done, f);

@@ -13,6 +13,8 @@
 
 /* ------------------------------------------------------------- memory (mem.c) */
 
+/* Allocations that failed so far (through qv_malloc & co). */
+extern atomic_long qv_alloc_failures;
 /* 1 if qv_set_allocator installed one (then libcurl and jansson use it too). */
 int qv_allocator_is_custom(void);
 
@@ -310,8 +312,9 @@ typedef struct qv_slot {
     double last_activity_ms;
     curl_off_t last_upload;
     qv_abort abort;
-    int in_headers; /* between a status line and its blank line */
-    int active_idx; /* where an executor keeps it while it runs */
+    int in_headers;      /* between a status line and its blank line */
+    int active_idx;      /* where an executor keeps it while it runs */
+    long alloc_failures; /* qv_alloc_failures when the transfer started */
     char errbuf[CURL_ERROR_SIZE];
 } qv_slot;
 
@@ -332,6 +335,9 @@ void qv_transfer_deliver(qv_future *f);
  * on_readable(slot) runs when it becomes readable (a worker's control
  * channel). */
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
+/* Takes the transfer's handle out of its multi (closing the connection if
+ * the transfer did not end cleanly or left unread bytes behind). */
+void qv_transfer_detach(qv_slot *slot, CURLM *multi, CURLcode cc);
 /* collect + deliver, on one thread. */
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */

@@ -28,19 +28,27 @@ int qv_allocator_is_custom(void)
     return atomic_load(&custom);
 }
 
+atomic_long qv_alloc_failures;
+
+static void *counted(void *p)
+{
+    if (!p) atomic_fetch_add(&qv_alloc_failures, 1);
+    return p;
+}
+
 void *qv_malloc(size_t n)
 {
-    return alloc.malloc(n ? n : 1);
+    return counted(alloc.malloc(n ? n : 1));
 }
 
 void *qv_calloc(size_t n, size_t size)
 {
-    return alloc.calloc(n ? n : 1, size ? size : 1);
+    return counted(alloc.calloc(n ? n : 1, size ? size : 1));
 }
 
 void *qv_realloc(void *p, size_t n)
 {
-    return alloc.realloc(p, n ? n : 1);
+    return counted(alloc.realloc(p, n ? n : 1));
 }
 
 void qv_free(void *p)

@@ -5,8 +5,10 @@
 #include "internal.h"
 
 #include <string.h>
+#include <sys/socket.h>
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *p);
+static void drop_if_dirty(qv_slot *slot);
 static size_t write_cb(char *buf, size_t size, size_t n, void *p);
 
 /* Starts a new hop at a status line: the previous hop becomes history if it
@@ -239,6 +241,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->last_upload = 0;
     slot->errbuf[0] = '\0';
     slot->last_activity_ms = qv_now_ms();
+    slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->resp = qv_response_new();
     CURLcode cc = slot->resp ? setup_easy(slot, f) : CURLE_OUT_OF_MEMORY;
     if (cc == CURLE_OK) cc = curl_easy_setopt(slot->easy, CURLOPT_PRIVATE, slot);
@@ -313,7 +316,44 @@ static int timeout_kind(qv_slot *slot)
 }
 
 /* The error of a failed transfer, in f->out_err and f->out_msg. */
-static void collect_error(qv_slot *slot, CURLcode cc)
+/* Refines libcurl's code where one code covers several kinds. `started`:
+ * a status line had arrived. */
+static int refine(qv_slot *slot, CURLcode cc, const char *detail, int started)
+{
+    const qv_future *f = slot->f;
+    long code = 0, connect_code = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_getinfo(slot->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+    /* A refused CONNECT tunnel is the proxy's answer, whatever the code;
+     * with a proxy set, the proxy is the only peer we connect to. */
+    if (connect_code >= 300 || (cc == CURLE_COULDNT_CONNECT && f->req.proxy && *f->req.proxy))
+        return QV_EPROXY;
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return timeout_kind(slot);
+    case CURLE_RECV_ERROR:
+        /* libcurl 7.88 caps response headers (300 KiB) with this code; a
+         * failure once the response began is a broken response (e.g. bad
+         * chunked encoding, reset mid-body), before it a connection failure. */
+        if (strstr(detail, "Too large response headers")) return QV_ETOO_LARGE;
+        return started ? QV_EPROTOCOL : QV_ECONNECT;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        /* Our own URL was checked at submit: here it is either a redirect to
+         * a scheme we refuse, or an answer that is not HTTP we speak
+         * (HTTP/0.9, an unknown version). */
+        return code >= 300 && code < 400 ? QV_EURL : QV_EPROTOCOL;
+    case CURLE_OUT_OF_MEMORY:
+        /* Also what libcurl 7.88 says of a single header over 100 KiB; if
+         * no allocation failed meanwhile, that is what happened. */
+        if (started && atomic_load(&qv_alloc_failures) == slot->alloc_failures)
+            return QV_ETOO_LARGE;
+        return QV_ENOMEM;
+    default:
+        return qv_error_from_curl(cc);
+    }
+}
+
+static void collect_error(qv_slot *slot, CURLcode cc, int started)
 {
     qv_future *f = slot->f;
     const char *detail = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc);
@@ -337,17 +377,41 @@ static void collect_error(qv_slot *slot, CURLcode cc)
         f->out_msg = qv_future_message(f, f->out_err, "while receiving the response");
         return;
     default:
-        err = qv_error_from_curl(cc);
-        if (err == QV_ETIMEOUT) err = timeout_kind(slot);
-        /* With a proxy set, the proxy is the only peer we connect to; and a
-         * refused CONNECT tunnel is the proxy's answer, whatever libcurl's code. */
-        if (cc == CURLE_COULDNT_CONNECT && f->req.proxy && *f->req.proxy) err = QV_EPROXY;
-        long connect_code = 0;
-        curl_easy_getinfo(slot->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
-        if (connect_code >= 300) err = QV_EPROXY;
+        err = refine(slot, cc, detail, started);
         f->out_err = err;
         f->out_msg = qv_future_message(f, err, "%s", detail);
     }
+}
+
+/* (Called while the handle is still in its multi: after that libcurl no
+ * longer tells which socket the transfer used.) A kept-alive HTTP/1
+ * connection with bytes already waiting after a complete
+ * response holds data no request asked for (a server that sent more than its
+ * Content-Length): the next request would read it as its answer. libcurl 7.88
+ * reuses such a connection, so shut it down here; libcurl then finds it dead
+ * and opens a new one. Over TLS, unread bytes can be legitimate (session
+ * tickets), and HTTP/2 frames its streams, so only plain HTTP/1 is checked. */
+void qv_transfer_detach(qv_slot *slot, CURLM *multi, CURLcode cc)
+{
+    if (cc == CURLE_OK) drop_if_dirty(slot);
+    /* Removing a transfer that is not done closes its connection: a
+     * half-read connection never goes back to the pool. */
+    curl_multi_remove_handle(multi, slot->easy);
+}
+
+static void drop_if_dirty(qv_slot *slot)
+{
+    long version = 0;
+    curl_socket_t sock = CURL_SOCKET_BAD;
+    char *url = NULL;
+    curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
+    curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
+    if (version == CURL_HTTP_VERSION_2_0 || !url || strncmp(url, "http:", 5) != 0) return;
+    if (curl_easy_getinfo(slot->easy, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
+        sock == CURL_SOCKET_BAD)
+        return;
+    char byte;
+    if (recv(sock, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) shutdown(sock, SHUT_RDWR);
 }
 
 void qv_transfer_collect(qv_slot *slot, CURLcode cc)
@@ -387,8 +451,9 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
             f->out_msg = qv_future_message(f, f->out_err, "while finishing the response");
         }
     } else {
+        int started = r && r->status != 0;
         qv_response_free(r);
-        collect_error(slot, cc);
+        collect_error(slot, cc, started);
     }
     slot_release(slot);
 }
@@ -445,8 +510,6 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
                         (int)qv_transfer_poll_ms(slot, 1000), NULL);
         if (wfd.revents) on_readable(slot);
     }
-    /* Removing a transfer that is not done closes its connection: a
-     * half-read connection never goes back to the pool. */
-    curl_multi_remove_handle(multi, slot->easy);
+    qv_transfer_detach(slot, multi, cc);
     return cc;
 }

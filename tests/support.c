@@ -97,6 +97,12 @@ const char *tx_proxy_url(void)
     return tx_env("QV_PROXY_URL", "the test proxy (tests/servers/proxy.py)");
 }
 
+const char *tx_faults_url(const char *path)
+{
+    return join_url(tx_env("QV_FAULTS_URL", "the fault-injection server (tests/servers/faults.py)"),
+                    path);
+}
+
 qv_executor_kind tx_kind(void)
 {
     const char *k = getenv("QV_TEST_EXECUTOR");

@@ -50,6 +50,10 @@ const char *tx_tls_ca(void);
  * "Via: quiver-test-proxy" to what it relays. */
 const char *tx_proxy_url(void);
 
+/* QV_FAULTS_URL (the fault-injection server, tests/servers/faults.py) +
+ * path, e.g. tx_faults_url("/reset"); same buffer ring as tu(). */
+const char *tx_faults_url(const char *path);
+
 /* The httpbin URL with its host replaced, e.g. tu_host("localhost", "/get"):
  * the same server, but another host as far as redirects and cookies go. */
 const char *tu_host(const char *host, const char *path);

@@ -6,6 +6,7 @@
 #   qv_start_tls [LOG_DIR]          # exports QV_TLS_URL, QV_TLS_CA
 #   qv_start_proxy [LOG_DIR]        # exports QV_PROXY_URL
 #   qv_start_nginx [LOG_DIR]        # exports QV_NGINX_URL, QV_NGINX_TLS_URL, QV_NGINX_CA
+#   qv_start_faults [LOG_DIR]       # exports QV_FAULTS_URL
 #
 # Everything listens on 127.0.0.1 only. /usr/bin/python3 is used on purpose: the
 # python3 on PATH may be a pyenv one without Debian's httpbin and gunicorn.
@@ -212,6 +213,24 @@ qv_start_proxy() {
     echo "proxy: $QV_PROXY_URL (pid $QV_PROXY_PID, log $logdir/proxy.log)"
 }
 
+_qv_probe_faults() {
+    local body
+    body=$(curl -s --noproxy '*' --max-time 2 "http://127.0.0.1:$1/ok") && [[ $body == "ok" ]]
+}
+
+# Starts tests/servers/faults.py (the fault-injection server: one path per
+# misbehaviour, see its docstring; GET /ok answers "ok") on a free loopback
+# port, waits until it answers, exports QV_FAULTS_URL and QV_FAULTS_PID.
+# LOG_DIR (optional) gets faults.log (one line per request); default: mktemp.
+qv_start_faults() {
+    local logdir
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    _qv_start_py_server faults "$logdir/faults.log" _qv_probe_faults faults.py || return 1
+    export QV_FAULTS_URL=http://127.0.0.1:$_qv_port QV_FAULTS_PID=$_qv_pid
+    echo "faults: $QV_FAULTS_URL (pid $QV_FAULTS_PID, log $logdir/faults.log)"
+}
+
 # Starts nginx (one worker, see tests/servers/nginx.conf.in) serving /small
 # (100 bytes) and /64k (65,536 bytes) over HTTP/1.1 and over HTTPS with HTTP/2,
 # and /nginx_status (stub_status: connections accepted). Exports
@@ -282,5 +301,5 @@ qv_stop_servers() {
     done
     QV_SERVER_TMPDIRS=()
     unset QV_HTTPBIN_URL QV_HTTPBIN_PID QV_TLS_URL QV_TLS_CA QV_TLS_PID QV_PROXY_URL QV_PROXY_PID \
-        QV_NGINX_URL QV_NGINX_TLS_URL QV_NGINX_CA
+        QV_NGINX_URL QV_NGINX_TLS_URL QV_NGINX_CA QV_FAULTS_URL QV_FAULTS_PID
 }
