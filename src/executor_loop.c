@@ -108,8 +108,9 @@ static void start(loop *L, qv_future *f, batch *done)
 
 static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
 {
+    if (qv_conncheck_retry(slot, L->multi)) return; /* a dirty connection: again */
     qv_future *f = slot->f;
-    qv_transfer_detach(slot, L->multi, cc);
+    qv_transfer_detach(slot, L->multi);
     qv_transfer_collect(slot, cc);
     slot_deactivate(L, slot);
     batch_add(done, f);

@@ -299,7 +299,8 @@ typedef enum qv_abort {
     QV_ABORT_CANCEL,
     QV_ABORT_READ_TIMEOUT,
     QV_ABORT_TOO_LARGE,
-    QV_ABORT_NOMEM
+    QV_ABORT_NOMEM,
+    QV_ABORT_DIRTY /* a reused connection had unread bytes: retry on a new one */
 } qv_abort;
 
 /* One reusable transfer slot: an easy handle and the state of its transfer. */
@@ -312,9 +313,10 @@ typedef struct qv_slot {
     double last_activity_ms;
     curl_off_t last_upload;
     qv_abort abort;
-    int in_headers;      /* between a status line and its blank line */
-    int active_idx;      /* where an executor keeps it while it runs */
-    long alloc_failures; /* qv_alloc_failures when the transfer started */
+    int in_headers;          /* between a status line and its blank line */
+    int active_idx;          /* where an executor keeps it while it runs */
+    long alloc_failures;     /* qv_alloc_failures when the transfer started */
+    curl_socket_t opened_fd; /* a socket this transfer opened, until registered */
     char errbuf[CURL_ERROR_SIZE];
 } qv_slot;
 
@@ -336,8 +338,16 @@ void qv_transfer_deliver(qv_future *f);
  * channel). */
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
 /* Takes the transfer's handle out of its multi (closing the connection if
- * the transfer did not end cleanly or left unread bytes behind). */
-void qv_transfer_detach(qv_slot *slot, CURLM *multi, CURLcode cc);
+ * the transfer did not end cleanly). */
+void qv_transfer_detach(qv_slot *slot, CURLM *multi);
+
+/* ------------------------------------------------------ clean connections (conncheck.c) */
+
+/* Makes slot->easy refuse a reused plain-HTTP connection with unread bytes. */
+CURLcode qv_conncheck_setup(qv_slot *slot);
+/* After a transfer ended: if it stopped on such a connection, it is added to
+ * multi again on a fresh connection and 1 is returned. */
+int qv_conncheck_retry(qv_slot *slot, CURLM *multi);
 /* collect + deliver, on one thread. */
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */

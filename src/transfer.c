@@ -5,10 +5,8 @@
 #include "internal.h"
 
 #include <string.h>
-#include <sys/socket.h>
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *p);
-static void drop_if_dirty(qv_slot *slot);
 static size_t write_cb(char *buf, size_t size, size_t n, void *p);
 
 /* Starts a new hop at a status line: the previous hop becomes history if it
@@ -245,6 +243,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->resp = qv_response_new();
     CURLcode cc = slot->resp ? setup_easy(slot, f) : CURLE_OUT_OF_MEMORY;
     if (cc == CURLE_OK) cc = curl_easy_setopt(slot->easy, CURLOPT_PRIVATE, slot);
+    if (cc == CURLE_OK) cc = qv_conncheck_setup(slot);
     if (cc == CURLE_OK) return QV_OK;
     qv_future_end_transfer(f);
     qv_response_free(slot->resp);
@@ -383,35 +382,11 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
     }
 }
 
-/* (Called while the handle is still in its multi: after that libcurl no
- * longer tells which socket the transfer used.) A kept-alive HTTP/1
- * connection with bytes already waiting after a complete
- * response holds data no request asked for (a server that sent more than its
- * Content-Length): the next request would read it as its answer. libcurl 7.88
- * reuses such a connection, so shut it down here; libcurl then finds it dead
- * and opens a new one. Over TLS, unread bytes can be legitimate (session
- * tickets), and HTTP/2 frames its streams, so only plain HTTP/1 is checked. */
-void qv_transfer_detach(qv_slot *slot, CURLM *multi, CURLcode cc)
+void qv_transfer_detach(qv_slot *slot, CURLM *multi)
 {
-    if (cc == CURLE_OK) drop_if_dirty(slot);
     /* Removing a transfer that is not done closes its connection: a
      * half-read connection never goes back to the pool. */
     curl_multi_remove_handle(multi, slot->easy);
-}
-
-static void drop_if_dirty(qv_slot *slot)
-{
-    long version = 0;
-    curl_socket_t sock = CURL_SOCKET_BAD;
-    char *url = NULL;
-    curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
-    curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
-    if (version == CURL_HTTP_VERSION_2_0 || !url || strncmp(url, "http:", 5) != 0) return;
-    if (curl_easy_getinfo(slot->easy, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
-        sock == CURL_SOCKET_BAD)
-        return;
-    char byte;
-    if (recv(sock, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) shutdown(sock, SHUT_RDWR);
 }
 
 void qv_transfer_collect(qv_slot *slot, CURLcode cc)
@@ -502,6 +477,7 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
             int left;
             CURLMsg *m = curl_multi_info_read(multi, &left);
             cc = m && m->msg == CURLMSG_DONE ? m->data.result : CURLE_GOT_NOTHING;
+            if (qv_conncheck_retry(slot, multi)) continue; /* a dirty connection: again */
             break;
         }
         if (qv_transfer_should_abort(slot)) break;
@@ -510,6 +486,6 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
                         (int)qv_transfer_poll_ms(slot, 1000), NULL);
         if (wfd.revents) on_readable(slot);
     }
-    qv_transfer_detach(slot, multi, cc);
+    qv_transfer_detach(slot, multi);
     return cc;
 }
