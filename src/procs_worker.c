@@ -248,6 +248,10 @@ static void reap(int parent)
 
 void qv_zygote_main(int parent)
 {
+    /* A process group of its own: a Ctrl-C at the terminal is for the
+     * program, which decides what happens to its requests; the pool ends
+     * when the program does (its channel closes). */
+    setpgid(0, 0);
     /* Keep only our channel to the parent: the zygote must not hold the
      * program's other descriptors (sockets, pipes) open. */
     for (int fd = 3; fd < 65536; fd++)

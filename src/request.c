@@ -214,8 +214,9 @@ static int build_body(qv_req *r, const qv_request_opts *o, const char **content_
         if (rc) return rc;
         *content_type = "application/x-www-form-urlencoded";
     } else if (o->json) {
+        long failures = atomic_load(&qv_alloc_failures);
         char *js = json_dumps(o->json, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!js) return QV_EJSON;
+        if (!js) return atomic_load(&qv_alloc_failures) != failures ? QV_ENOMEM : QV_EJSON;
         r->body_len = strlen(js);
         r->body = qv_arena_memdup(&r->arena, js, r->body_len);
         json_free_t jfree;

@@ -1,0 +1,150 @@
+/* quiver get: one request, printed like an HTTP message: status line,
+ * headers, a blank line, the body. */
+#include "cli.h"
+#include "pretty.h"
+#include "reqopts.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char synopsis[] = "quiver get URL [options]";
+
+enum { OPT_PRETTY = CLI_OPT_OWN, OPT_FAIL, OPT_BODY };
+
+static void help(void)
+{
+    printf("usage: %s\n\n"
+           "Sends one request and prints the response: status line, headers, a blank line\n"
+           "and the body. Exit status: 0 on any response, 1 when there is none (the error\n"
+           "kind, e.g. QV_ECONNECT, is named on stderr), 2 on a bad command line, 3 with\n"
+           "--fail and a 4xx/5xx status.\n\n"
+           "Options:\n"
+           "      --pretty                indent a JSON body\n"
+           "  -b, --body                  print only the body\n"
+           "  -f, --fail                  exit 3 on a 4xx/5xx status\n"
+           "%s",
+           synopsis, cli_req_help);
+}
+
+static const char *version_text(int v)
+{
+    switch (v) {
+    case 10:
+        return "1.0";
+    case 11:
+        return "1.1";
+    case 20:
+        return "2";
+    case 30:
+        return "3";
+    default:
+        return "1.1";
+    }
+}
+
+static void print_response(qv_response *r, int pretty, int body_only)
+{
+    if (!body_only) {
+        const char *reason = qv_response_reason(r);
+        printf("HTTP/%s %d%s%s\n", version_text(qv_response_http_version(r)), qv_response_status(r),
+               *reason ? " " : "", reason);
+        size_t n = qv_response_header_count(r);
+        for (size_t i = 0; i < n; i++) {
+            const char *name, *value;
+            if (qv_response_header_at(r, i, &name, &value) == QV_OK)
+                printf("%s: %s\n", name, value);
+        }
+        putchar('\n');
+    }
+    size_t len;
+    const char *body = qv_response_body(r, &len);
+    int err;
+    /* Only what parses is indented; anything else is printed as it came. */
+    if (pretty && len > 0 && qv_response_json(r, &err))
+        cli_pretty_json(stdout, body, len);
+    else
+        fwrite(body, 1, len, stdout);
+}
+
+int cmd_get(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_REQ_LONGOPTS,
+        {"pretty", no_argument, NULL, OPT_PRETTY},
+        {"fail", no_argument, NULL, 'f'},
+        {"body", no_argument, NULL, 'b'},
+        {0},
+    };
+    cli_req req;
+    cli_req_init(&req);
+    int pretty = 0, fail = 0, body_only = 0, c, rc;
+    while ((c = getopt_long(argc, argv, ":" CLI_REQ_SHORTOPTS "hfb", longopts, NULL)) != -1) {
+        if ((rc = cli_req_option(&req, "get", synopsis, c, optarg)) >= 0) {
+            if (rc) goto out;
+            continue;
+        }
+        switch (c) {
+        case 'h':
+        case CLI_OPT_HELP:
+            help();
+            rc = CLI_OK;
+            goto out;
+        case OPT_PRETTY:
+            pretty = 1;
+            break;
+        case 'f':
+            fail = 1;
+            break;
+        case 'b':
+            body_only = 1;
+            break;
+        default:
+            rc = cli_getopt_error("get", synopsis, c, argv);
+            goto out;
+        }
+    }
+    if (optind >= argc) {
+        rc = cli_usage_error("get", synopsis, "no URL given");
+        goto out;
+    }
+    if (argc - optind > 1) {
+        rc = cli_usage_error("get", synopsis, "one URL only (for many, use quiver fetch)");
+        goto out;
+    }
+    if ((rc = cli_req_finish(&req, "get", synopsis))) goto out;
+
+    qv_session *s;
+    if ((rc = cli_session_new(&req, 1, "get", &s))) goto out;
+    qv_request_opts o;
+    cli_req_fill(&req, argv[optind], &o);
+    qv_future *f;
+    int qrc = qv_request(s, &f, &o);
+    if (qrc != QV_OK) {
+        cli_error("get", "%s: %s (%s %s)", qv_errname(qrc), qv_strerror(qrc), req.method,
+                  argv[optind]);
+        rc = CLI_EFAIL;
+    } else {
+        qv_response *r;
+        qrc = qv_future_result(f, &r, -1);
+        if (qrc != QV_OK) {
+            const char *msg = qv_future_error(f);
+            cli_error("get", "%s: %s", qv_errname(qrc), msg ? msg : qv_strerror(qrc));
+            rc = CLI_EFAIL;
+        } else {
+            print_response(r, pretty, body_only);
+            if (fflush(stdout) != 0 || ferror(stdout)) {
+                cli_error("get", "cannot write the response to stdout");
+                rc = CLI_EFAIL;
+            } else if (fail && qv_response_status(r) >= 400) {
+                cli_error("get", "HTTP %d %s (--fail)", qv_response_status(r),
+                          qv_response_reason(r));
+                rc = CLI_EHTTP;
+            }
+        }
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+out:
+    cli_req_free(&req);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/*
+ * Request and session options shared by every subcommand (-H, -X, -d,
+ * --json, --timeout, -k, --cacert, --executor): parsed once here, turned
+ * into quiver's option structs in one place.
+ */
+#ifndef QV_CLI_REQOPTS_H
+#define QV_CLI_REQOPTS_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include <quiver.h>
+
+typedef struct cli_req {
+    const char *method; /* -X; NULL = GET, or POST when there is a body */
+    qv_header *headers; /* -H, ends with {0}; NULL when none */
+    size_t nheaders;
+    char **owned; /* the -H copies the headers point into */
+    char *body;   /* -d or --json (NUL-terminated copy) */
+    size_t body_len;
+    int body_is_json;      /* the body came from --json (and parses) */
+    int body_from_stdin;   /* -d @- or --json @-: stdin is taken */
+    long timeout_ms;       /* --timeout; 0 = the library's default (none) */
+    int insecure;          /* -k */
+    const char *ca_file;   /* --cacert */
+    qv_executor_kind kind; /* --executor */
+    const char *kind_name; /* its name, for messages */
+} cli_req;
+
+/* getopt values of the shared long-only options; subcommands number theirs
+ * from CLI_OPT_OWN. */
+enum {
+    CLI_OPT_JSON = 256,
+    CLI_OPT_TIMEOUT,
+    CLI_OPT_CACERT,
+    CLI_OPT_EXECUTOR,
+    CLI_OPT_HELP,
+    CLI_OPT_OWN = 300
+};
+
+#define CLI_REQ_SHORTOPTS "H:X:d:k"
+#define CLI_REQ_LONGOPTS                                                                           \
+    {"header", required_argument, NULL, 'H'}, {"request", required_argument, NULL, 'X'},           \
+        {"data", required_argument, NULL, 'd'}, {"json", required_argument, NULL, CLI_OPT_JSON},   \
+        {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},                                     \
+        {"insecure", no_argument, NULL, 'k'}, {"cacert", required_argument, NULL, CLI_OPT_CACERT}, \
+        {"executor", required_argument, NULL, CLI_OPT_EXECUTOR},                                   \
+    {                                                                                              \
+        "help", no_argument, NULL, CLI_OPT_HELP                                                    \
+    }
+
+/* The help text of the shared options, for each subcommand's --help. */
+extern const char cli_req_help[];
+
+void cli_req_init(cli_req *r);
+void cli_req_free(cli_req *r);
+
+/* Handles one getopt result if it is a shared option: returns -1 when the
+ * option is not one of these, 0 when it was taken, or an exit code after
+ * printing why the value is bad. */
+int cli_req_option(cli_req *r, const char *cmd, const char *synopsis, int key, const char *arg);
+
+/* Checks the options together (e.g. -d with --json) once parsing is done and
+ * settles the method. 0, or an exit code after printing why. */
+int cli_req_finish(cli_req *r, const char *cmd, const char *synopsis);
+
+/* A session for these options with `workers` workers (0 = the default).
+ * 0 with *out set, or an exit code after printing why. */
+int cli_session_new(const cli_req *r, int workers, const char *cmd, qv_session **out);
+
+/* Request options for one URL; they point into r, which must outlive them. */
+void cli_req_fill(const cli_req *r, const char *url, qv_request_opts *out);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * The fetch/bench engine. One thread (the caller's) owns every piece of
+ * state here; quiver's done callbacks, which run on the library's threads,
+ * only append the finished item to a locked queue and signal. So outcomes
+ * stream out in completion order with no locking beyond that queue.
+ */
+#include "runner.h"
+
+#include "cli.h"
+#include "parse.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define TICK_MS 100.0
+
+typedef struct item {
+    struct item *next;      /* in the done queue, or in the retry list */
+    struct item *live_prev; /* in the in-flight list (to cancel on stop) */
+    struct item *live_next;
+    struct done_queue *queue;
+    char *url;
+    size_t seq;
+    int attempts;
+    double submit_ms; /* this attempt's submit */
+    double done_ms;   /* its completion, stamped by the done callback */
+    double due_ms;    /* when a waiting retry goes out */
+    qv_future *f;     /* this attempt's future; NULL while waiting to retry */
+} item;
+
+typedef struct done_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    item *head, *tail;
+} done_queue;
+
+typedef struct runner {
+    const cli_run *run;
+    done_queue queue;
+    item *live;         /* submitted, not yet taken from the done queue */
+    item *waiting;      /* waiting for a retry, by due time */
+    size_t outstanding; /* taken from the source, no outcome yet */
+    size_t next_seq;
+    int eof, stopping, input_failed;
+} runner;
+
+/* On the library's thread (or the caller's, for a future already done). */
+static void on_done(qv_future *f, void *arg)
+{
+    (void)f;
+    item *it = arg;
+    done_queue *q = it->queue;
+    it->done_ms = cli_now_ms();
+    it->next = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail)
+        q->tail->next = it;
+    else
+        q->head = it;
+    q->tail = it;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void live_link(runner *rn, item *it)
+{
+    it->live_prev = NULL;
+    it->live_next = rn->live;
+    if (rn->live) rn->live->live_prev = it;
+    rn->live = it;
+}
+
+static void live_unlink(runner *rn, item *it)
+{
+    if (it->live_prev)
+        it->live_prev->live_next = it->live_next;
+    else
+        rn->live = it->live_next;
+    if (it->live_next) it->live_next->live_prev = it->live_prev;
+    it->live_prev = it->live_next = NULL;
+}
+
+/* The outcome goes to the sink, then the future (and its body) goes. */
+static void finish(runner *rn, item *it, qv_response *resp, int err, const char *msg,
+                   double elapsed_ms)
+{
+    cli_outcome o = {
+        .url = it->url,
+        .seq = it->seq,
+        .resp = resp,
+        .error = err,
+        .message = msg,
+        .elapsed_ms = elapsed_ms,
+        .attempts = it->attempts,
+    };
+    rn->run->sink(rn->run->arg, &o);
+    qv_future_release(it->f);
+    free(it->url);
+    free(it);
+    rn->outstanding--;
+}
+
+static void submit(runner *rn, item *it)
+{
+    qv_request_opts o;
+    cli_req_fill(rn->run->req, it->url, &o);
+    it->submit_ms = cli_now_ms();
+    int rc = qv_request(rn->run->session, &it->f, &o);
+    if (rc != QV_OK) {
+        it->f = NULL;
+        finish(rn, it, NULL, rc, qv_strerror(rc), 0);
+        return;
+    }
+    it->attempts++;
+    live_link(rn, it);
+    if (qv_future_add_done_callback(it->f, on_done, it) != QV_OK) {
+        /* Only QV_ENOMEM: wait here instead, slower but still correct. */
+        qv_future_wait(it->f, -1);
+        on_done(it->f, it);
+    }
+}
+
+static void waiting_insert(runner *rn, item *it)
+{
+    item **p = &rn->waiting;
+    while (*p && (*p)->due_ms <= it->due_ms) p = &(*p)->next;
+    it->next = *p;
+    *p = it;
+}
+
+/* An attempt ended: retry it later, or hand the outcome out. */
+static void complete(runner *rn, item *it)
+{
+    live_unlink(rn, it);
+    qv_response *r = NULL;
+    int rc = qv_future_result(it->f, &r, -1);
+    int status = rc == QV_OK ? qv_response_status(r) : 0;
+    cli_retry *rt = rn->run->retry;
+    if (!rn->stopping && rt && it->attempts <= rt->retries && cli_retry_transient(rc, status)) {
+        it->due_ms = cli_now_ms() + cli_retry_delay_ms(rt, it->attempts, r);
+        qv_future_release(it->f); /* the failed attempt's body is not kept */
+        it->f = NULL;
+        waiting_insert(rn, it);
+        return;
+    }
+    if (rc == QV_OK) {
+        finish(rn, it, r, QV_OK, NULL, qv_response_elapsed_ms(r));
+    } else {
+        const char *msg = qv_future_error(it->f);
+        finish(rn, it, NULL, rc, msg ? msg : qv_strerror(rc), it->done_ms - it->submit_ms);
+    }
+}
+
+/* Stop feeding, cancel what is in flight (its outcomes still arrive, as
+ * cancelled), and end the URLs waiting for a retry. */
+static void stop_all(runner *rn)
+{
+    rn->stopping = 1;
+    rn->eof = 1;
+    for (item *it = rn->live; it; it = it->live_next) qv_future_cancel(it->f);
+    while (rn->waiting) {
+        item *it = rn->waiting;
+        rn->waiting = it->next;
+        finish(rn, it, NULL, QV_ECANCELLED, "cancelled while waiting to retry", 0);
+    }
+}
+
+static void feed(runner *rn)
+{
+    const cli_run *run = rn->run;
+    while (!rn->eof && rn->outstanding < run->window) {
+        char *url = NULL;
+        int got = run->source(run->arg, &url);
+        if (got <= 0) {
+            rn->eof = 1;
+            rn->input_failed = got < 0;
+            break;
+        }
+        item *it = calloc(1, sizeof(*it));
+        if (!it) {
+            free(url);
+            cli_error(NULL, "out of memory");
+            rn->eof = rn->input_failed = 1;
+            break;
+        }
+        it->queue = &rn->queue;
+        it->url = url;
+        it->seq = rn->next_seq++;
+        rn->outstanding++;
+        submit(rn, it);
+    }
+}
+
+static item *take_done(runner *rn, double deadline_ms)
+{
+    done_queue *q = &rn->queue;
+    pthread_mutex_lock(&q->mu);
+    while (!q->head && deadline_ms > 0) {
+        double now = cli_now_ms();
+        if (now >= deadline_ms) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double wait = deadline_ms - now;
+        ts.tv_sec += (time_t)(wait / 1000);
+        ts.tv_nsec += (long)(fmod(wait, 1000.0) * 1e6);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    }
+    item *all = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->mu);
+    return all;
+}
+
+enum cli_run_result cli_run_all(const cli_run *run)
+{
+    runner rn = {.run = run};
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    /* Deadlines are on the monotonic clock: a clock step must not stall us. */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rn.queue.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&rn.queue.mu, NULL);
+
+    double next_tick = cli_now_ms();
+    for (;;) {
+        if (run->stop && *run->stop && !rn.stopping) stop_all(&rn);
+        feed(&rn);
+        double now = cli_now_ms();
+        while (rn.waiting && rn.waiting->due_ms <= now) {
+            item *it = rn.waiting;
+            rn.waiting = it->next;
+            submit(&rn, it);
+        }
+        if (now >= next_tick) {
+            if (run->tick) run->tick(run->arg);
+            next_tick = now + TICK_MS;
+        }
+        if (rn.outstanding == 0 && rn.eof) break;
+        double deadline = next_tick;
+        if (rn.waiting && rn.waiting->due_ms < deadline) deadline = rn.waiting->due_ms;
+        item *done = take_done(&rn, deadline);
+        while (done) {
+            item *next = done->next;
+            complete(&rn, done);
+            done = next;
+        }
+    }
+
+    pthread_cond_destroy(&rn.queue.cv);
+    pthread_mutex_destroy(&rn.queue.mu);
+    if (rn.stopping) return CLI_RUN_STOPPED;
+    return rn.input_failed ? CLI_RUN_INPUT_FAILED : CLI_RUN_DONE;
+}
