@@ -220,10 +220,8 @@ int cmd_fetch(int argc, char **argv)
         goto out;
     }
 
-    /* Before the session: the process executor's workers are forked then,
-     * and a Ctrl-C on the terminal reaches them too (same process group);
-     * inheriting this handler, they live on and the run stops cleanly
-     * instead of failing with QV_EWORKER. */
+    /* Ctrl-C stops the run cleanly: no new requests, in-flight ones are
+     * cancelled, the summary still prints. */
     volatile sig_atomic_t *stop = cli_catch_stop_signals();
     qv_session *s;
     if ((rc = cli_session_new(&req, (int)jobs, "fetch", &s))) goto out;
