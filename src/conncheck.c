@@ -70,9 +70,10 @@ static int prereq_cb(void *p, char *primary_ip, char *local_ip, int primary_port
         return CURL_PREREQFUNC_OK;
     }
     if (strncmp(slot->f->req.url, "http:", 5) != 0) return CURL_PREREQFUNC_OK;
+    /* Entries are cleared when their socket closes, so this is that port's. */
     int fd = atomic_load(&by_port[port]);
     char byte;
-    if (fd < 0 || local_port(fd) != port) return CURL_PREREQFUNC_OK;
+    if (fd < 0) return CURL_PREREQFUNC_OK;
     if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
         slot->abort = QV_ABORT_DIRTY;
         return CURL_PREREQFUNC_ABORT;

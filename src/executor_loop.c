@@ -25,6 +25,7 @@ typedef struct loop {
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
+    atomic_int sleeping; /* the I/O thread is (about to be) in curl_multi_poll */
 } loop;
 
 /* Hands a batch of futures (linked by next_done) to the delivery threads. */
@@ -37,7 +38,7 @@ static void deliver_batch(loop *L, qv_future *head, qv_future *tail)
     else
         L->dhead = head;
     L->dtail = tail;
-    pthread_cond_broadcast(&L->dcv);
+    pthread_cond_signal(&L->dcv); /* one thread takes the batch; it wakes no others */
     pthread_mutex_unlock(&L->dmu);
 }
 
@@ -50,7 +51,10 @@ static void *delivery_main(void *arg)
         qv_future *f = L->dhead;
         if (f) {
             L->dhead = f->next_done;
-            if (!L->dhead) L->dtail = NULL;
+            if (!L->dhead)
+                L->dtail = NULL;
+            else
+                pthread_cond_signal(&L->dcv); /* more: let another help */
             f->next_done = NULL;
         }
         pthread_mutex_unlock(&L->dmu);
@@ -73,6 +77,27 @@ static void batch_add(batch *b, qv_future *f)
     else
         b->head = f;
     b->tail = f;
+}
+
+/* Completes what runs no user code right here on the I/O thread (handing it
+ * to another thread costs more than completing it), and gives futures with
+ * hooks or done callbacks to the delivery threads. */
+static void deliver(loop *L, batch *done)
+{
+    batch user = {0};
+    for (qv_future *f = done->head, *next; f; f = next) {
+        next = f->next_done;
+        /* Hooks run on responses only. */
+        int hooks =
+            f->out_resp && (f->req.hook || (f->session->o.hooks && f->session->o.hooks->fn));
+        if (!hooks && qv_future_claim_inline(f)) {
+            qv_transfer_deliver(f);
+            qv_future_release(f); /* the queue's reference */
+        } else {
+            batch_add(&user, f);
+        }
+    }
+    deliver_batch(L, user.head, user.tail);
 }
 
 static void slot_deactivate(loop *L, qv_slot *slot)
@@ -152,7 +177,7 @@ static void *io_main(void *arg)
         int stop = ex->shutdown && !ex->qhead && L->nactive == 0;
         pthread_mutex_unlock(&ex->mu);
         if (stop) {
-            deliver_batch(L, done.head, done.tail);
+            deliver(L, &done);
             break;
         }
 
@@ -170,10 +195,18 @@ static void *io_main(void *arg)
             wait_ms = scan(L, &done);
             next_scan = now + LOOP_SCAN_MS;
         }
-        deliver_batch(L, done.head, done.tail);
+        int finished = done.head != NULL;
+        deliver(L, &done);
         /* Finished transfers freed slots: start queued work before sleeping. */
-        if (done.head) continue;
-        curl_multi_poll(L->multi, NULL, 0, L->nactive ? wait_ms : 1000, NULL);
+        if (finished) continue;
+        /* Submitters wake the loop only while it sleeps: announce it, then
+         * look at the queue once more, so no submit goes unnoticed. */
+        atomic_store(&L->sleeping, 1);
+        pthread_mutex_lock(&ex->mu);
+        int work = (ex->qhead && L->nidle > 0) || ex->shutdown;
+        pthread_mutex_unlock(&ex->mu);
+        if (!work) curl_multi_poll(L->multi, NULL, 0, L->nactive ? wait_ms : 1000, NULL);
+        atomic_store(&L->sleeping, 0);
     }
     return NULL;
 }
@@ -181,7 +214,7 @@ static void *io_main(void *arg)
 static int loop_notify(qv_executor *ex)
 {
     loop *L = (loop *)ex;
-    curl_multi_wakeup(L->multi);
+    if (atomic_load(&L->sleeping)) curl_multi_wakeup(L->multi);
     return QV_OK;
 }
 

@@ -243,10 +243,22 @@ int qv_future_cancel(qv_future *f)
     return 1;
 }
 
+int qv_future_claim_inline(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int none = !f->first_cb.fn && !f->more_cbs;
+    if (none) f->inline_complete = 1;
+    pthread_mutex_unlock(&f->mu);
+    return none;
+}
+
 int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
 {
     if (!f || !fn) return QV_EINVAL;
     pthread_mutex_lock(&f->mu);
+    /* Being completed where user code must not run (a loop's I/O thread):
+     * wait the moment it takes, then run the callback here. */
+    while (f->inline_complete && !terminal(f->state)) pthread_cond_wait(&f->cv, &f->mu);
     if (terminal(f->state)) {
         pthread_mutex_unlock(&f->mu);
         fn(f, arg);

@@ -93,7 +93,8 @@ typedef struct qv_req {
     const char *method;
     const char *url;
     const char *host;           /* for seeding the session's any-host cookies */
-    struct curl_slist *headers; /* "Name: value" lines, owned */
+    struct curl_slist *headers; /* "Name: value" lines */
+    int headers_borrowed;       /* the session's default lines, not ours to free */
     const char *body;
     size_t body_len;
     int has_body;
@@ -112,6 +113,11 @@ typedef struct qv_req {
     const char *url_error_msg;
 } qv_req;
 
+/* The merged header lines (session's, then the request's over them by name),
+ * with User-Agent; body: 0 none, 1 a raw or encoded body (gets
+ * content_type, or no Content-Type at all), 2 multipart. */
+int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pair *request,
+                    const char *user_agent, int body, const char *content_type);
 /* Builds r from session defaults + opts (a full-size copy, see qv_opts_copy).
  * QV_EINVAL/QV_ENOMEM/QV_EJSON. */
 int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts);
@@ -158,6 +164,7 @@ struct qv_future {
     qv_cb *more_cbs;
     qv_wlink *waiters;
     CURLM *waker;        /* set while a transfer runs: woken to notice a cancel */
+    int inline_complete; /* being completed on a thread that must run no user code */
     qv_session *session; /* until completion */
     qv_executor *ex;
     qv_future *qprev, *qnext; /* executor queue */
@@ -186,6 +193,9 @@ void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
 /* "<kind>: <detail> (<METHOD> <URL>)", the message of a failed future. */
 char *qv_future_message(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* 1 (and callbacks added from now on wait for completion and run in the
+ * adder's thread) if f has no done callback yet; else 0. */
+int qv_future_claim_inline(qv_future *f);
 void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx);
 void qv_waiter_unlink(qv_future *f, qv_wlink *l);
 
@@ -197,6 +207,7 @@ struct qv_session {
     int owns_ex;
     qv_session_opts o; /* strings and arrays point into arena */
     CURLSH *share;
+    struct curl_slist *default_headers; /* the lines of a request with none of its own */
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -60,10 +60,35 @@ static int set_url_error(qv_req *r, const char *fmt, const char *detail)
     return r->url_error_msg ? QV_OK : QV_ENOMEM;
 }
 
+/* The host of an http(s) URL without parameters to add, found without a
+ * full parse (most requests): NULL if the URL needs the full parser. */
+static const char *quick_host(qv_req *r, const char *url)
+{
+    size_t skip = strncasecmp(url, "http://", 7) == 0    ? 7
+                  : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                         : 0;
+    if (!skip || strpbrk(url, " \t\\")) return NULL;
+    const char *h = url + skip, *end = h + strcspn(h, "/?#");
+    const char *at = memchr(h, '@', (size_t)(end - h));
+    if (at) h = at + 1;
+    const char *stop = *h == '[' ? memchr(h, ']', (size_t)(end - h)) : NULL;
+    if (stop)
+        stop++;
+    else if (!(stop = memchr(h, ':', (size_t)(end - h))))
+        stop = end;
+    return stop > h ? qv_arena_memdup(&r->arena, h, (size_t)(stop - h)) : NULL;
+}
+
 /* Parses the URL and appends the query parameters. A URL that cannot be used
  * is not a submit error: the future fails with QV_EURL at result. */
 static int build_url(qv_req *r, const char *url, const qv_pair *p1, const qv_pair *p2)
 {
+    /* No parameters to add: libcurl parses the URL anyway when the transfer
+     * runs (and a malformed one still fails with QV_EURL there). */
+    if (!(p1 && p1->name) && !(p2 && p2->name) && (r->host = quick_host(r, url))) {
+        r->url = qv_arena_strdup(&r->arena, url);
+        return r->url ? QV_OK : QV_ENOMEM;
+    }
     r->url = qv_arena_strdup(&r->arena, url);
     if (!r->url) return QV_ENOMEM;
     CURLU *u = curl_url();
@@ -126,44 +151,58 @@ static int has_header(const qv_pair *const *list, size_t n, const char *name)
     return 0;
 }
 
-static int add_line(qv_req *r, const char *name, const char *value)
+static int add_line(struct curl_slist **out, const char *name, const char *value)
 {
     /* libcurl's conventions: "Name:" removes a header, "Name;" sends it empty. */
     char *line = !value   ? qv_asprintf("%s:", name)
                  : *value ? qv_asprintf("%s: %s", name, value)
                           : qv_asprintf("%s;", name);
     if (!line) return QV_ENOMEM;
-    struct curl_slist *l = curl_slist_append(r->headers, line);
+    struct curl_slist *l = curl_slist_append(*out, line);
     qv_free(line);
     if (!l) return QV_ENOMEM;
-    r->headers = l;
+    *out = l;
     return QV_OK;
 }
 
-static int build_headers(qv_req *r, const qv_session *s, const qv_request_opts *o,
-                         const char *content_type)
+int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pair *request,
+                    const char *user_agent, int body, const char *content_type)
 {
     size_t n = 0;
-    for (const qv_pair *p = s->o.headers; p && p->name; p++) n++;
-    for (const qv_pair *p = o->headers; p && p->name; p++) n++;
+    for (const qv_pair *p = session; p && p->name; p++) n++;
+    for (const qv_pair *p = request; p && p->name; p++) n++;
     const qv_pair **list = qv_calloc(n, sizeof(*list));
     if (!list) return QV_ENOMEM;
     size_t k = 0;
-    for (const qv_pair *p = s->o.headers; p && p->name; p++) list[k++] = p;
-    for (const qv_pair *p = o->headers; p && p->name; p++) list[k++] = p;
+    for (const qv_pair *p = session; p && p->name; p++) list[k++] = p;
+    for (const qv_pair *p = request; p && p->name; p++) list[k++] = p;
     int rc = QV_OK;
-    if (!has_header(list, n, "User-Agent")) rc = add_line(r, "User-Agent", s->o.user_agent);
+    if (!has_header(list, n, "User-Agent")) rc = add_line(out, "User-Agent", user_agent);
     /* A raw body gets no Content-Type unless the caller gives one (libcurl
-     * would claim it is a form). */
-    if (!rc && r->has_body && !has_header(list, n, "Content-Type"))
-        rc = add_line(r, "Content-Type", content_type);
-    /* No "Expect: 100-continue" round trip before large bodies. */
-    if (!rc && (r->has_body || r->nparts) && !has_header(list, n, "Expect"))
-        rc = add_line(r, "Expect", NULL);
+     * would claim it is a form); and no "Expect: 100-continue" round trip
+     * before large bodies. */
+    if (!rc && body == 1 && !has_header(list, n, "Content-Type"))
+        rc = add_line(out, "Content-Type", content_type);
+    if (!rc && body && !has_header(list, n, "Expect")) rc = add_line(out, "Expect", NULL);
     for (size_t i = 0; i < n && !rc; i++)
-        if (!overridden(list, n, i)) rc = add_line(r, list[i]->name, list[i]->value);
+        if (!overridden(list, n, i)) rc = add_line(out, list[i]->name, list[i]->value);
     qv_free(list);
     return rc;
+}
+
+/* A request with no headers and no body of its own sends the session's
+ * lines, built once; others get their own merged list. */
+static int build_headers(qv_req *r, const qv_session *s, const qv_request_opts *o,
+                         const char *content_type)
+{
+    int body = r->has_body ? 1 : r->nparts ? 2 : 0;
+    if (!o->headers && !body) {
+        r->headers = s->default_headers;
+        r->headers_borrowed = 1;
+        return QV_OK;
+    }
+    return qv_header_lines(&r->headers, s->o.headers, o->headers, s->o.user_agent, body,
+                           content_type);
 }
 
 static int build_parts(qv_req *r, const qv_part *parts)
@@ -299,7 +338,7 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
 
 void qv_req_free(qv_req *r)
 {
-    curl_slist_free_all(r->headers);
+    if (!r->headers_borrowed) curl_slist_free_all(r->headers);
     r->headers = NULL;
     qv_arena_free(&r->arena);
 }

@@ -150,6 +150,7 @@ static void session_destroy(qv_session *s)
     else if (s->ex)
         qv_executor_unref(s->ex);
     if (s->share) curl_share_cleanup(s->share);
+    curl_slist_free_all(s->default_headers);
     for (size_t i = 0; i < s->nanyhost; i++) qv_free(s->anyhost[i].name);
     qv_free(s->anyhost);
     for (size_t i = 0; i < s->nseeded; i++) qv_free(s->seeded[i]);
@@ -180,6 +181,8 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
         return rc;
     }
     if (!(rc = copy_opts(s, opts))) rc = share_new(s);
+    if (!rc)
+        rc = qv_header_lines(&s->default_headers, s->o.headers, NULL, s->o.user_agent, 0, NULL);
     /* The caller's cookies go into the jar; the option is not kept. */
     for (const qv_cookie *c = s->o.cookies; !rc && c && c->name; c++)
         rc = qv_session_set_cookie(s, c->name, c->value, NULL);

@@ -1,0 +1,216 @@
+/* Shared bits of the benchmark clients: option parsing, the clock, the file
+ * descriptor limit, and the one machine-readable result line.
+ *
+ * Every client takes the same options:
+ *   -n N        requests in all (default 10000)
+ *   -c C        concurrency: transfers in flight at once (default 8)
+ *   -s BYTES    expected body size of every response (required: every
+ *               response is checked for status 200 and this size)
+ *   --ca FILE   CA bundle for https URLs
+ *   --max-host-connections K   CURLMOPT_MAX_HOST_CONNECTIONS (multi clients)
+ *   --deadline SECONDS         give up (exit 3) after this long (default 120)
+ *   URL
+ * and prints one line on stdout:
+ *   client=NAME requests=N ok=N seconds=S http=VER conns=K [extra=...]
+ * seconds is the wall time from the first submit to the last completion.
+ * Exit status: 0 all good, 1 usage/setup error, 2 a response failed a
+ * check, 3 the deadline passed. */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef struct bench_opts {
+    long n;
+    int c;
+    long size;
+    const char *ca;
+    const char *url;
+    long max_host_conns;
+    double deadline_s;
+    /* client-specific */
+    const char *executor; /* qv_bench: loop | threads | processes */
+    const char *submit;   /* qv_bench: window | all | callback | overhead */
+    int window;           /* qv_bench: futures outstanding in window mode (0 = 2*C) */
+    int like_quiver;      /* raw clients: also set the libcurl options quiver sets */
+} bench_opts;
+
+static inline double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Raises the soft limit on open files to the hard limit: thousands of
+ * connections in flight need thousands of descriptors. */
+static inline void bench_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static inline void bench_usage(const char *prog, const char *extra)
+{
+    fprintf(stderr,
+            "usage: %s -n N -c C -s BYTES [--ca FILE] [--max-host-connections K]\n"
+            "          [--deadline SECONDS]%s URL\n",
+            prog, extra ? extra : "");
+    exit(1);
+}
+
+static inline void bench_parse(bench_opts *o, int argc, char **argv, const char *extra_usage)
+{
+    static const struct option longs[] = {
+        {"ca", required_argument, NULL, 'a'},
+        {"max-host-connections", required_argument, NULL, 'm'},
+        {"deadline", required_argument, NULL, 'd'},
+        {"executor", required_argument, NULL, 'e'},
+        {"submit", required_argument, NULL, 'S'},
+        {"window", required_argument, NULL, 'w'},
+        {"like-quiver", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->n = 10000;
+    o->c = 8;
+    o->size = -1;
+    o->deadline_s = 120;
+    o->executor = "loop";
+    o->submit = "window";
+    int ch;
+    while ((ch = getopt_long(argc, argv, "n:c:s:", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'n':
+            o->n = atol(optarg);
+            break;
+        case 'c':
+            o->c = atoi(optarg);
+            break;
+        case 's':
+            o->size = atol(optarg);
+            break;
+        case 'a':
+            o->ca = optarg;
+            break;
+        case 'm':
+            o->max_host_conns = atol(optarg);
+            break;
+        case 'd':
+            o->deadline_s = atof(optarg);
+            break;
+        case 'e':
+            o->executor = optarg;
+            break;
+        case 'S':
+            o->submit = optarg;
+            break;
+        case 'w':
+            o->window = atoi(optarg);
+            break;
+        case 'q':
+            o->like_quiver = 1;
+            break;
+        default:
+            bench_usage(argv[0], extra_usage);
+        }
+    }
+    if (optind < argc) o->url = argv[optind];
+    int needs_url = strcmp(o->submit, "overhead") != 0;
+    if (o->n < 0 || o->c < 1 || (needs_url && (!o->url || o->size < 0)))
+        bench_usage(argv[0], extra_usage);
+    if (o->c > o->n && o->n > 0) o->c = (int)o->n;
+    bench_raise_nofile();
+}
+
+/* --like-quiver (an analysis aid, not used by bench/run's table): the
+ * libcurl features quiver turns on for every transfer, so that raw vs
+ * raw --like-quiver is the cost of those features inside libcurl, and
+ * raw --like-quiver vs quiver is the cost of quiver's own machinery. Mirrors
+ * setup_easy() in src/transfer.c for a plain GET: a cookie engine on a share
+ * (cookies + DNS) with mutex lock callbacks, Accept-Encoding, a User-Agent
+ * header list, a header callback, protocol limits, redirects, timeouts. */
+typedef struct bench_share {
+    CURLSH *sh;
+    pthread_mutex_t mu[CURL_LOCK_DATA_LAST];
+    struct curl_slist *headers;
+} bench_share;
+
+static void bench_share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *p)
+{
+    (void)h;
+    (void)a;
+    pthread_mutex_lock(&((bench_share *)p)->mu[d]);
+}
+
+static void bench_share_unlock(CURL *h, curl_lock_data d, void *p)
+{
+    (void)h;
+    pthread_mutex_unlock(&((bench_share *)p)->mu[d]);
+}
+
+static inline int bench_share_init(bench_share *s)
+{
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s->mu[i], NULL);
+    s->sh = curl_share_init();
+    s->headers = curl_slist_append(NULL, "User-Agent: quiver/0.1.0");
+    if (!s->sh || !s->headers) return 1;
+    curl_share_setopt(s->sh, CURLSHOPT_LOCKFUNC, bench_share_lock);
+    curl_share_setopt(s->sh, CURLSHOPT_UNLOCKFUNC, bench_share_unlock);
+    curl_share_setopt(s->sh, CURLSHOPT_USERDATA, s);
+    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    return 0;
+}
+
+static size_t bench_header_cb(char *buf, size_t size, size_t n, void *p)
+{
+    (void)buf;
+    (void)p;
+    return size * n;
+}
+
+static inline void bench_like_quiver(CURL *e, bench_share *s, char *errbuf)
+{
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_SHARE, s->sh);
+    curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, bench_header_cb);
+    curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 30L);
+}
+
+static inline int bench_http_version(long v)
+{
+    return v == CURL_HTTP_VERSION_1_0   ? 10
+           : v == CURL_HTTP_VERSION_1_1 ? 11
+           : v == CURL_HTTP_VERSION_2_0 ? 20
+           : v == CURL_HTTP_VERSION_3   ? 30
+                                        : 0;
+}
+
+static inline void bench_result(const char *client, long n, long ok, double secs, int http,
+                                long conns)
+{
+    printf("client=%s requests=%ld ok=%ld seconds=%.6f http=%d conns=%ld\n", client, n, ok, secs,
+           http, conns);
+    fflush(stdout);
+}
+
+#endif

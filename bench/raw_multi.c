@@ -1,0 +1,105 @@
+/* raw_multi: the floor under QV_LOOP. One thread, one curl_multi, C easy
+ * handles made once and reused: C transfers are kept in flight, and when one
+ * finishes its handle is checked, removed and added again for the next
+ * request, until N requests are done.
+ *
+ * The multi and easy settings are the ones QV_LOOP uses for the transport:
+ * CURLPIPE_MULTIPLEX, a connection cache of max(C, 8), PIPEWAIT on https
+ * URLs only, no per-host connection cap unless --max-host-connections.
+ * Only what a minimal client needs is set on the easy handles (URL, write
+ * callback, CA, NOSIGNAL); the body is counted, not kept. --like-quiver adds
+ * the libcurl options quiver sets (see bench_common.h). */
+#include "bench_common.h"
+
+typedef struct xfer {
+    CURL *easy;
+    long bytes;
+    char errbuf[CURL_ERROR_SIZE];
+} xfer;
+
+static size_t count_cb(char *buf, size_t size, size_t n, void *p)
+{
+    (void)buf;
+    ((xfer *)p)->bytes += (long)(size * n);
+    return size * n;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    bench_parse(&o, argc, argv, NULL);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT)) return 1;
+    CURLM *multi = curl_multi_init();
+    long cache = o.c > 8 ? o.c : 8;
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, cache);
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, o.max_host_conns);
+    int https = strncmp(o.url, "https:", 6) == 0;
+
+    xfer *x = calloc((size_t)o.c, sizeof(*x));
+    if (!x) return 1;
+    bench_share share;
+    if (o.like_quiver && bench_share_init(&share)) return 1;
+    double t0 = bench_now();
+    long started = 0, done = 0, ok = 0, conns = 0;
+    int http = 0, bad = 0;
+    for (int i = 0; i < o.c && started < o.n; i++) {
+        CURL *e = x[i].easy = curl_easy_init();
+        if (!e) return 1;
+        curl_easy_setopt(e, CURLOPT_URL, o.url);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, count_cb);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &x[i]);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, &x[i]);
+        if (https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        if (o.ca) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca);
+        if (o.like_quiver) bench_like_quiver(e, &share, x[i].errbuf);
+        if (curl_multi_add_handle(multi, e)) return 1;
+        started++;
+    }
+    while (done < o.n) {
+        int running = 0;
+        if (curl_multi_perform(multi, &running)) return 1;
+        int left;
+        for (CURLMsg *m; (m = curl_multi_info_read(multi, &left));) {
+            if (m->msg != CURLMSG_DONE) continue;
+            CURL *e = m->easy_handle;
+            char *priv = NULL;
+            curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+            xfer *t = (xfer *)(void *)priv;
+            long status = 0, nc = 0, ver = 0;
+            curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+            curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nc);
+            curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &ver);
+            conns += nc;
+            if (!http) http = bench_http_version(ver);
+            done++;
+            if (m->data.result == CURLE_OK && status == 200 && t->bytes == o.size) {
+                ok++;
+            } else if (bad++ < 5) {
+                fprintf(stderr, "raw_multi: bad response: %s, status %ld, %ld bytes\n",
+                        curl_easy_strerror(m->data.result), status, t->bytes);
+            }
+            curl_multi_remove_handle(multi, e);
+            if (started < o.n) {
+                t->bytes = 0;
+                if (curl_multi_add_handle(multi, e)) return 1;
+                started++;
+            }
+        }
+        if (done >= o.n) break;
+        if (bench_now() - t0 > o.deadline_s) {
+            fprintf(stderr, "raw_multi: deadline of %.0f s passed (%ld of %ld done)\n",
+                    o.deadline_s, done, o.n);
+            return 3;
+        }
+        curl_multi_poll(multi, NULL, 0, 1000, NULL);
+    }
+    double secs = bench_now() - t0;
+    bench_result(o.like_quiver ? "raw_multi_like_quiver" : "raw_multi", o.n, ok, secs, http, conns);
+    for (int i = 0; i < o.c; i++) curl_easy_cleanup(x[i].easy);
+    curl_multi_cleanup(multi);
+    free(x);
+    curl_global_cleanup();
+    return ok == o.n ? 0 : 2;
+}

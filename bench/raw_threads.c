@@ -1,0 +1,108 @@
+/* raw_threads: the floor under QV_THREADS. C threads, each with one easy
+ * handle for its whole life, each doing its share of the N requests one
+ * after the other with curl_easy_perform (so each thread keeps its own
+ * connection alive, HTTP/1.1 or HTTP/2 with one stream at a time). Every
+ * response is checked. Only what a minimal client needs is set (URL, write
+ * callback, CA, NOSIGNAL); the body is counted, not kept. --like-quiver adds
+ * the libcurl options quiver sets (see bench_common.h). */
+#include "bench_common.h"
+
+#include <pthread.h>
+
+typedef struct worker {
+    pthread_t th;
+    const bench_opts *o;
+    long todo, ok, conns, bytes;
+    int http;
+    int failed_setup;
+    int timed_out;
+    bench_share *share;
+    char errbuf[CURL_ERROR_SIZE];
+} worker;
+
+static size_t count_cb(char *buf, size_t size, size_t n, void *p)
+{
+    (void)buf;
+    ((worker *)p)->bytes += (long)(size * n);
+    return size * n;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    const bench_opts *o = w->o;
+    CURL *e = curl_easy_init();
+    if (!e) {
+        w->failed_setup = 1;
+        return NULL;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, o->url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, count_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, w);
+    if (o->ca) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca);
+    if (w->share) bench_like_quiver(e, w->share, w->errbuf);
+    int bad = 0;
+    double t0 = bench_now();
+    for (long i = 0; i < w->todo; i++) {
+        if (bench_now() - t0 > o->deadline_s) {
+            fprintf(stderr, "raw_threads: deadline of %.0f s passed\n", o->deadline_s);
+            w->timed_out = 1;
+            break;
+        }
+        w->bytes = 0;
+        CURLcode cc = curl_easy_perform(e);
+        long status = 0, nc = 0, ver = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nc);
+        curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &ver);
+        w->conns += nc;
+        if (!w->http) w->http = bench_http_version(ver);
+        if (cc == CURLE_OK && status == 200 && w->bytes == o->size) {
+            w->ok++;
+        } else if (bad++ < 5) {
+            fprintf(stderr, "raw_threads: bad response: %s, status %ld, %ld bytes\n",
+                    curl_easy_strerror(cc), status, w->bytes);
+        }
+    }
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    bench_parse(&o, argc, argv, NULL);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT)) return 1;
+    worker *w = calloc((size_t)o.c, sizeof(*w));
+    if (!w) return 1;
+    bench_share share;
+    if (o.like_quiver && bench_share_init(&share)) return 1;
+    /* A transfer that hangs is stopped from outside (bench/run runs every
+     * client under timeout); the deadline is checked between requests. */
+    double t0 = bench_now();
+    for (int i = 0; i < o.c; i++) {
+        w[i].o = &o;
+        w[i].share = o.like_quiver ? &share : NULL;
+        w[i].todo = o.n / o.c + (i < o.n % o.c ? 1 : 0);
+        if (pthread_create(&w[i].th, NULL, worker_main, &w[i])) return 1;
+    }
+    long ok = 0, conns = 0;
+    int http = 0, setup = 0, timed_out = 0;
+    for (int i = 0; i < o.c; i++) {
+        pthread_join(w[i].th, NULL);
+        ok += w[i].ok;
+        conns += w[i].conns;
+        setup |= w[i].failed_setup;
+        timed_out |= w[i].timed_out;
+        if (!http) http = w[i].http;
+    }
+    double secs = bench_now() - t0;
+    bench_result(o.like_quiver ? "raw_threads_like_quiver" : "raw_threads", o.n, ok, secs, http,
+                 conns);
+    free(w);
+    curl_global_cleanup();
+    if (setup) return 1;
+    if (timed_out) return 3;
+    return ok == o.n ? 0 : 2;
+}

@@ -1,0 +1,241 @@
+"""Turns bench/run's raw per-run numbers into the Markdown report.
+
+    /usr/bin/python3 report.py RAW.tsv META.txt > results.md
+
+Per client and configuration: medians over the runs that passed their checks
+of requests/s (requests / the client's own wall time of the load), CPU
+microseconds per request ((user + sys of the whole client process, from
+wait4) / requests), and peak RSS (maxrss). Ratios are of medians from the
+same bench/run invocation.
+"""
+
+import csv
+import statistics
+import sys
+
+ORDER = ["raw_multi", "qv_loop", "raw_threads", "qv_threads", "qv_processes", "curl", "wrk", "h2load",
+         "requests_futures"]
+FLOOR = {"qv_loop": "raw_multi", "qv_threads": "raw_threads", "qv_processes": "raw_threads"}
+LABEL = {
+    "raw_multi": "raw libcurl multi (1 thread)",
+    "qv_loop": "quiver QV_LOOP",
+    "raw_threads": "raw libcurl thread-per-handle",
+    "qv_threads": "quiver QV_THREADS",
+    "qv_processes": "quiver QV_PROCESSES",
+    "curl": "curl --parallel",
+    "wrk": "wrk -t1",
+    "h2load": "h2load -t1",
+    "requests_futures": "requests-futures",
+}
+PROTO = {"h1": "HTTP/1.1", "h2": "HTTP/2 over TLS", "none": "no network"}
+
+
+def load(path):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            rows.append(r)
+    return rows
+
+
+def num(x, default=0.0):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return default
+
+
+def summarise(rows):
+    """{(proto, conc, client): stats} over the runs that passed."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["proto"], int(r["conc"]), r["client"]), []).append(r)
+    out = {}
+    for key, runs in groups.items():
+        good = [r for r in runs if r["rc"] == "0" and r["requests"] and r["ok"] == r["requests"]
+                and num(r["requests"]) > 0 and num(r["seconds"]) > 0]
+        s = {"runs": len(runs), "good": len(good)}
+        if good:
+            cpu = [(num(r["user_s"]) + num(r["sys_s"])) * 1e6 / num(r["requests"]) for r in good]
+            rps = [num(r["requests"]) / num(r["seconds"]) for r in good]
+            rss = [num(r["maxrss_kb"]) / 1024 for r in good]
+            s.update(cpu=statistics.median(cpu), cpu_min=min(cpu), cpu_max=max(cpu),
+                     rps=statistics.median(rps), rss=statistics.median(rss),
+                     rss_max=max(rss), http=good[0]["http"], conns=good[0]["conns"],
+                     requests=good[0]["requests"],
+                     ns=statistics.median([num(r["seconds"]) * 1e9 / num(r["requests"])
+                                           for r in good]))
+            load = [num(r.get("load_cpu_s")) * 1e6 / num(r["requests"]) for r in good
+                    if r.get("load_cpu_s")]
+            if load:
+                s["load_cpu"] = statistics.median(load)
+        out[key] = s
+    return out
+
+
+def paired(rows, proto, conc, a, b):
+    """Median over run indexes of cpu(a)/cpu(b), both runs having passed."""
+    per = {}
+    for r in rows:
+        if (r["proto"], int(r["conc"])) != (proto, conc) or r["client"] not in (a, b):
+            continue
+        if r["rc"] != "0" or r["ok"] != r["requests"] or num(r["requests"]) <= 0:
+            continue
+        cpu = (num(r["user_s"]) + num(r["sys_s"])) / num(r["requests"])
+        per.setdefault(r["run"], {})[r["client"]] = cpu
+    ratios = [v[a] / v[b] for v in per.values() if a in v and b in v and v[b] > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def fmt_http(v):
+    return {"11": "1.1", "20": "2", "10": "1.0", "30": "3"}.get(str(v), str(v) or "?")
+
+
+def verdict(ok):
+    return "**met**" if ok else "**MISSED**"
+
+
+def main():
+    rows = load(sys.argv[1])
+    meta = {}
+    with open(sys.argv[2]) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("=")
+            meta[k] = v
+    S = summarise(rows)
+    p = print
+
+    p("# quiver benchmark results")
+    p()
+    p(f"{meta.get('date', '?')} · quiver {meta.get('quiver', '?')} · libcurl "
+      f"{meta.get('libcurl', '?')} · nginx {meta.get('nginx', '?')} · {meta.get('cpu', '?')} · "
+      f"kernel {meta.get('kernel', '?')}")
+    p()
+    p(f"Peers: wrk {meta.get('wrk', '?')}, h2load {meta.get('h2load', '?')}, Python "
+      f"{meta.get('python', '?')} with requests {meta.get('requests', '?')} and "
+      f"requests-futures {meta.get('requests_futures', '?')}. Settings: {meta.get('settings', '?')}.")
+    p()
+    p(f"Machine load: {meta.get('load', '?')}. The machine is shared (2 cores); other work "
+      f"running at the same time shows up as spread between runs.")
+    p()
+    p("Medians over the runs that passed every check. CPU is user+sys of the whole client "
+      "process per request (min–max over the runs in brackets); req/s is from the client's own "
+      "timing of the load; RSS is peak resident memory. \"× floor\" is CPU/request divided by "
+      "the raw libcurl client the row is built on (thread-per-handle for QV_THREADS and "
+      "QV_PROCESSES, raw multi for the rest). QV_PROCESSES' CPU includes its worker processes "
+      "(wait4 counts reaped descendants); its RSS is the largest single process, not the sum.")
+
+    for proto in ("h1", "h2"):
+        for conc in (8, 64):
+            keys = [(proto, conc, c) for c in ORDER if (proto, conc, c) in S]
+            if not keys:
+                continue
+            p()
+            p(f"## {PROTO[proto]}, concurrency {conc}")
+            p()
+            p("| client | HTTP | req/s | CPU µs/req | × floor | peak RSS MB | conns | runs ok |")
+            p("|---|---|---:|---:|---:|---:|---:|---:|")
+            for key in keys:
+                s = S[key]
+                c = key[2]
+                if "cpu" not in s:
+                    p(f"| {LABEL[c]} | – | – | – | – | – | – | {s['good']}/{s['runs']} |")
+                    continue
+                floor = S.get((proto, conc, FLOOR.get(c, "raw_multi")), {})
+                ratio = f"{s['cpu'] / floor['cpu']:.2f}×" if floor.get("cpu") else "–"
+                if c in ("raw_multi",):
+                    ratio = "1.00×"
+                p(f"| {LABEL[c]} | {fmt_http(s['http'])} | {s['rps']:,.0f} | "
+                  f"{s['cpu']:.1f} ({s['cpu_min']:.1f}–{s['cpu_max']:.1f}) | {ratio} | "
+                  f"{s['rss']:.1f} | {s['conns']} | {s['good']}/{s['runs']} |")
+
+    lc = [(k, v["load_cpu"]) for k, v in sorted(S.items()) if v.get("load_cpu")]
+    if lc:
+        p()
+        p("requests-futures speaks HTTP/1.1 only (over TLS in the HTTP/2 rows). Its CPU above "
+          "includes the interpreter's start-up and imports; over the load alone it is: " +
+          ", ".join(f"{PROTO[k[0]]} c={k[1]}: {v:.0f} µs/req" for k, v in lc) + ".")
+
+    # ---- targets
+    p()
+    p("## Targets (ratios of medians from this run)")
+    p()
+    p("Verdicts use the ratio of the medians; \"per-run\" is the median of the ratios of runs "
+      "made back to back (quiver right after its floor), which cancels slow drifts in load.")
+    p()
+    p("| target | configuration | measured | per-run | verdict |")
+    p("|---|---|---:|---:|---|")
+    for proto in ("h1", "h2"):
+        for conc in (8, 64):
+            cfg = f"{PROTO[proto]}, c={conc}"
+            for q, floor, name in (("qv_loop", "raw_multi", "QV_LOOP ≤ 1.10× raw multi CPU/req"),
+                                   ("qv_threads", "raw_threads",
+                                    "QV_THREADS ≤ 1.10× raw thread-per-handle CPU/req")):
+                a, b = S.get((proto, conc, q), {}), S.get((proto, conc, floor), {})
+                if a.get("cpu") and b.get("cpu"):
+                    r = a["cpu"] / b["cpu"]
+                    pr = paired(rows, proto, conc, q, floor)
+                    prs = f"{pr:.2f}×" if pr else "–"
+                    p(f"| {name} | {cfg} | {r:.2f}× | {prs} | {verdict(r <= 1.10)} |")
+            rf = S.get((proto, conc, "requests_futures"), {})
+            for q, name in (("qv_loop", "QV_LOOP"), ("qv_threads", "QV_THREADS")):
+                a = S.get((proto, conc, q), {})
+                if a.get("cpu") and rf.get("cpu"):
+                    r = rf["cpu"] / a["cpu"]
+                    pr = paired(rows, proto, conc, "requests_futures", q)
+                    prs = f"{pr:.1f}×" if pr else "–"
+                    p(f"| {name} ≥ 30× less CPU/req than requests-futures | {cfg} | {r:.1f}× | "
+                      f"{prs} | {verdict(r >= 30)} |")
+    a, b = S.get(("h1", 10000, "qv_loop"), {}), S.get(("h1", 10000, "raw_multi"), {})
+    if a.get("rss") and b.get("rss"):
+        r = a["rss"] / b["rss"]
+        p(f"| RSS at 10,000 in flight ≤ 1.3× raw multi | HTTP/1.1, c=10000 | "
+          f"{a['rss']:.0f} / {b['rss']:.0f} MB = {r:.2f}× | – | {verdict(r <= 1.3)} |")
+
+    # ---- 10k
+    if a or b:
+        p()
+        p("## 10,000 requests in flight (HTTP/1.1, max_workers = concurrency = 10,000)")
+        p()
+        p("| client | requests | conns opened | req/s | CPU µs/req | peak RSS MB | runs ok |")
+        p("|---|---:|---:|---:|---:|---:|---:|")
+        for c, s in (("raw_multi", b), ("qv_loop", a)):
+            if s.get("cpu"):
+                p(f"| {LABEL[c]} | {s['requests']} | {s['conns']} | {s['rps']:,.0f} | "
+                  f"{s['cpu']:.1f} | {s['rss']:.1f} (max {s['rss_max']:.1f}) | "
+                  f"{s['good']}/{s['runs']} |")
+            elif s:
+                p(f"| {LABEL[c]} | – | – | – | – | – | {s['good']}/{s['runs']} |")
+
+    # ---- one request at a time, and the overhead of one future
+    p()
+    p("## One future: submit + complete")
+    p()
+    p("One request at a time (concurrency 1; quiver waits for each future before submitting "
+      "the next), HTTP/1.1 keep-alive, /small:")
+    p()
+    p("| client | req/s | CPU µs/req | quiver − raw, CPU µs/req |")
+    p("|---|---:|---:|---:|")
+    for q, floor in (("qv_loop", "raw_multi"), ("qv_threads", "raw_threads")):
+        for c in (floor, q):
+            s = S.get(("h1", 1, c), {})
+            if not s.get("cpu"):
+                continue
+            diff = ""
+            if c == q and S.get(("h1", 1, floor), {}).get("cpu"):
+                diff = f"{s['cpu'] - S[('h1', 1, floor)]['cpu']:+.1f}"
+            p(f"| {LABEL[c]} | {s['rps']:,.0f} | {s['cpu']:.1f} | {diff} |")
+    o = S.get(("none", 1, "qv_overhead"), {})
+    if o.get("ns"):
+        p()
+        p(f"No network (an ftp:// URL, which quiver completes at once as a shifted QV_EURL "
+          f"error: qv_get + qv_future_result + qv_future_release, no executor hand-off, no "
+          f"libcurl transfer): **{o['ns'] / 1000:.2f} µs wall per future**, "
+          f"{o['cpu'] * 1000:.0f} ns CPU per future including process start-up "
+          f"({o['requests']} futures, median of {o['good']} runs).")
+    p()
+    p(f"Total bench time: {meta.get('elapsed_s', '?')} s.")
+
+
+if __name__ == "__main__":
+    main()
