@@ -96,6 +96,8 @@ _qv_logdir() {
     _qv_dir=${1:-}
     if [[ -z $_qv_dir ]]; then
         _qv_dir=$(mktemp -d "${TMPDIR:-/tmp}/quiver-servers.XXXXXX") || return 1
+        # nginx's workers run as another user when started as root: let them in.
+        chmod 0755 "$_qv_dir"
         QV_SERVER_TMPDIRS+=("$_qv_dir")
     fi
     mkdir -p "$_qv_dir"
