@@ -85,6 +85,7 @@ enum qv_error {
     QV_EWAIT_TIMEOUT,    /* a result/wait timeout expired; the future goes on */
     QV_EIO,              /* a local file (e.g. a multipart upload) could not be read */
     QV_ETRANSFER,        /* any other transfer failure; the message has libcurl's detail */
+    QV_EAGAIN,           /* the executor's queue is full (max_queued with no_block) */
     QV_ERROR_COUNT_      /* not an error: the number of codes */
 };
 
@@ -155,6 +156,12 @@ typedef struct qv_executor_opts {
     /* QV_PROCESSES only: a worker whose hooks run longer is killed, and its
      * future fails with QV_EWORKER; 0 = no limit. */
     long hook_timeout_ms;
+    /* Backpressure: at most this many futures wait for a worker (0 = no
+     * limit); a submit beyond it blocks until there is room, or with
+     * no_block returns QV_EAGAIN at once. Don't let a hook or done callback
+     * block on its own executor's full queue: use no_block there. */
+    size_t max_queued;
+    int no_block;
 } qv_executor_opts;
 
 /*
@@ -335,6 +342,19 @@ int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms);
 int qv_as_completed_new(qv_as_completed **out, qv_future *const *fs, size_t n);
 int qv_as_completed_next(qv_as_completed *ac, qv_future **out, long timeout_ms);
 void qv_as_completed_free(qv_as_completed *ac);
+
+/* A completion queue: plug quiver into your own poll/epoll/libuv loop.
+ * qv_cq_add(cq, f) (takes its own reference) queues f when it completes;
+ * qv_cq_fd(cq) is readable while completed futures wait; qv_cq_pop gives
+ * the next one (QV_OK, the caller then owns one reference) or QV_EAGAIN.
+ * qv_cq_free releases what is still queued; futures still running are
+ * queued nowhere after it. */
+typedef struct qv_cq qv_cq;
+int qv_cq_new(qv_cq **out);
+int qv_cq_add(qv_cq *cq, qv_future *f);
+int qv_cq_fd(qv_cq *cq);
+int qv_cq_pop(qv_cq *cq, qv_future **out);
+void qv_cq_free(qv_cq *cq);
 
 /* ---------------------------------------------------------------- response */
 

@@ -30,6 +30,7 @@ static const struct {
     {QV_EWAIT_TIMEOUT, "QV_EWAIT_TIMEOUT", "wait timed out"},
     {QV_EIO, "QV_EIO", "local I/O error"},
     {QV_ETRANSFER, "QV_ETRANSFER", "transfer failed"},
+    {QV_EAGAIN, "QV_EAGAIN", "queue full, try again"},
 };
 
 _Static_assert(sizeof(errors) / sizeof(errors[0]) == QV_ERROR_COUNT_,

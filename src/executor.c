@@ -18,6 +18,11 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
         pthread_mutex_destroy(&ex->mu);
         return QV_ENOMEM;
     }
+    if (qv_cond_init(&ex->space)) {
+        pthread_cond_destroy(&ex->cv);
+        pthread_mutex_destroy(&ex->mu);
+        return QV_ENOMEM;
+    }
     return QV_OK;
 }
 
@@ -52,6 +57,7 @@ void qv_executor_ref(qv_executor *ex)
 void qv_executor_unref(qv_executor *ex)
 {
     if (atomic_fetch_sub(&ex->refs, 1) != 1) return;
+    pthread_cond_destroy(&ex->space);
     pthread_cond_destroy(&ex->cv);
     pthread_mutex_destroy(&ex->mu);
     ex->vt->destroy(ex);
@@ -63,6 +69,7 @@ void qv_executor_free(qv_executor *ex)
     pthread_mutex_lock(&ex->mu);
     int first = !ex->shutdown;
     ex->shutdown = 1;
+    pthread_cond_broadcast(&ex->space); /* blocked submitters get QV_ESHUTDOWN */
     pthread_mutex_unlock(&ex->mu);
     if (first) ex->vt->shutdown(ex);
     qv_executor_unref(ex);
@@ -71,6 +78,13 @@ void qv_executor_free(qv_executor *ex)
 int qv_executor_submit(qv_executor *ex, qv_future *f)
 {
     pthread_mutex_lock(&ex->mu);
+    while (ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
+        if (ex->o.no_block) {
+            pthread_mutex_unlock(&ex->mu);
+            return QV_EAGAIN;
+        }
+        pthread_cond_wait(&ex->space, &ex->mu);
+    }
     if (ex->shutdown) {
         pthread_mutex_unlock(&ex->mu);
         return QV_ESHUTDOWN;
@@ -109,6 +123,7 @@ static void unlink_locked(qv_executor *ex, qv_future *f)
         ex->qtail = f->qprev;
     f->qprev = f->qnext = NULL;
     ex->queued--;
+    if (ex->o.max_queued) pthread_cond_signal(&ex->space);
 }
 
 qv_future *qv_executor_pop_locked(qv_executor *ex)

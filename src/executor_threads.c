@@ -99,17 +99,14 @@ int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
     tpool *tp = qv_calloc(1, sizeof(*tp));
     if (!tp) return QV_ENOMEM;
     int rc = qv_executor_init(&tp->base, &tpool_vt, o);
-    if (!rc) {
-        tp->threads = qv_calloc((size_t)tp->base.o.max_workers, sizeof(*tp->threads));
-        if (!tp->threads) {
-            pthread_cond_destroy(&tp->base.cv);
-            pthread_mutex_destroy(&tp->base.mu);
-            rc = QV_ENOMEM;
-        }
-    }
     if (rc) {
         qv_free(tp);
         return rc;
+    }
+    tp->threads = qv_calloc((size_t)tp->base.o.max_workers, sizeof(*tp->threads));
+    if (!tp->threads) {
+        qv_executor_unref(&tp->base); /* no thread yet: just the memory */
+        return QV_ENOMEM;
     }
     *out = &tp->base;
     return QV_OK;

@@ -383,6 +383,7 @@ struct qv_executor {
     qv_executor_opts o;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_cond_t space; /* a queued future left the queue (max_queued) */
     qv_future *qhead, *qtail;
     size_t queued;
     int shutdown;
