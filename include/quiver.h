@@ -381,6 +381,20 @@ const char *qv_response_url(const qv_response *r);
  * and URL; their bodies are not kept). */
 size_t qv_response_history_len(const qv_response *r);
 const qv_response *qv_response_history(const qv_response *r, size_t i);
+/* Where the time went, in milliseconds: waiting for a worker (submit to
+ * start), then from the transfer's start: DNS done, connected, TLS done,
+ * first response byte, and the whole transfer; and the hooks after it.
+ * Phases that did not happen (a reused connection, plain HTTP) are 0. */
+typedef struct qv_timing {
+    double queued_ms;
+    double dns_ms;
+    double connect_ms;
+    double tls_ms;
+    double first_byte_ms;
+    double total_ms;
+    double hooks_ms;
+} qv_timing;
+int qv_response_timing(const qv_response *r, qv_timing *out);
 /* The HTTP version of the final response: 10, 11, 20 or 30. */
 int qv_response_http_version(const qv_response *r);
 /* Total transfer time in milliseconds. */

@@ -112,8 +112,10 @@ static void on_response(procs *P, pworker *w)
         settle(w, QV_CANCELLED, err, msg, NULL);
     else if (err)
         settle(w, QV_FAILED, err, msg, NULL);
-    else
+    else {
+        r->timing.queued_ms = f->started_ms - f->submitted_ms; /* the wait was here */
         settle(w, QV_FINISHED, QV_OK, NULL, r);
+    }
 }
 
 static void on_worker_readable(procs *P, pworker *w)

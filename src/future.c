@@ -57,6 +57,7 @@ int qv_future_begin(qv_future *f, CURLM *waker)
     if (ok) {
         f->state = QV_RUNNING;
         f->waker = waker;
+        f->started_ms = qv_now_ms();
         if (f->ex) atomic_fetch_add(&f->ex->in_flight, 1);
     }
     pthread_mutex_unlock(&f->mu);

@@ -169,7 +169,7 @@ struct qv_future {
     qv_executor *ex;
     qv_future *qprev, *qnext; /* executor queue */
     qv_future *sprev, *snext; /* session's live futures */
-    double submitted_ms;
+    double submitted_ms, started_ms;
     /* The transfer's outcome, collected on the I/O side and delivered
      * (hooks, completion) possibly on another thread. */
     qv_response *out_resp;
@@ -256,6 +256,7 @@ struct qv_response {
     qv_response **history;
     size_t nhistory;
     double elapsed_ms;
+    qv_timing timing;
     int http_version;
     pthread_mutex_t json_mu;
     int json_parsed;

@@ -103,7 +103,10 @@ static void serve_one(worker *w)
             qv_fd_write_all(w->fd, w->out.data, w->out.len))
             _exit(0);
         char *msg = NULL;
-        if (qv_run_hooks(f, f->out_resp, &msg)) {
+        double t0 = qv_now_ms();
+        int failed = qv_run_hooks(f, f->out_resp, &msg);
+        f->out_resp->timing.hooks_ms = qv_now_ms() - t0;
+        if (failed) {
             qv_response_free(f->out_resp);
             f->out_resp = NULL;
             f->out_err = QV_EHOOK;

@@ -158,6 +158,13 @@ const qv_response *qv_response_history(const qv_response *r, size_t i)
     return r && i < r->nhistory ? r->history[i] : NULL;
 }
 
+int qv_response_timing(const qv_response *r, qv_timing *out)
+{
+    if (!r || !out) return QV_EINVAL;
+    *out = r->timing;
+    return QV_OK;
+}
+
 int qv_response_http_version(const qv_response *r)
 {
     return r ? r->http_version : 0;

@@ -389,6 +389,21 @@ void qv_transfer_detach(qv_slot *slot, CURLM *multi)
     curl_multi_remove_handle(multi, slot->easy);
 }
 
+static void record_timing(qv_slot *slot, qv_response *r)
+{
+    static const CURLINFO what[] = {CURLINFO_NAMELOOKUP_TIME_T, CURLINFO_CONNECT_TIME_T,
+                                    CURLINFO_APPCONNECT_TIME_T, CURLINFO_STARTTRANSFER_TIME_T,
+                                    CURLINFO_TOTAL_TIME_T};
+    double *to[] = {&r->timing.dns_ms, &r->timing.connect_ms, &r->timing.tls_ms,
+                    &r->timing.first_byte_ms, &r->timing.total_ms};
+    for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+        curl_off_t us = 0;
+        curl_easy_getinfo(slot->easy, what[i], &us);
+        *to[i] = (double)us / 1000.0;
+    }
+    r->timing.queued_ms = slot->f->started_ms - slot->f->submitted_ms;
+}
+
 void qv_transfer_collect(qv_slot *slot, CURLcode cc)
 {
     qv_future *f = slot->f;
@@ -415,6 +430,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
                                                              : 0;
         r->status = (int)status;
         r->elapsed_ms = (double)total / 1000.0;
+        record_timing(slot, r);
         char *u = qv_strdup(url ? url : "");
         if (u) {
             qv_free(r->url);
@@ -445,7 +461,9 @@ void qv_transfer_deliver(qv_future *f)
         return;
     }
     char *hook_msg = NULL;
+    double t0 = qv_now_ms();
     int rc = qv_run_hooks(f, r, &hook_msg);
+    r->timing.hooks_ms = qv_now_ms() - t0;
     if (rc) {
         qv_response_free(r);
         qv_future_fail(f, rc, "%s", hook_msg ? hook_msg : "out of memory");

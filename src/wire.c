@@ -46,6 +46,7 @@ enum {
     T_CONNS,
     T_ERROR,
     T_ERRMSG,
+    T_TIMING = 100, /* 6 integers, microseconds: dns, connect, tls, first byte, total, hooks */
     /* nested fields */
     N_NAME = 128,
     N_VALUE,
@@ -406,6 +407,31 @@ static int put_headers(qv_buf *b, const qv_headers *hs)
     return rc;
 }
 
+static int put_timing(qv_buf *b, const qv_timing *t)
+{
+    const double ms[6] = {t->dns_ms,        t->connect_ms, t->tls_ms,
+                          t->first_byte_ms, t->total_ms,   t->hooks_ms};
+    unsigned char v[48];
+    for (int i = 0; i < 6; i++) {
+        uint64_t us = ms[i] > 0 && ms[i] < 1e12 ? (uint64_t)(ms[i] * 1000.0) : 0;
+        for (int k = 0; k < 8; k++) v[8 * i + k] = (unsigned char)(us >> (8 * k));
+    }
+    return qv_wire_put(b, T_TIMING, v, sizeof(v));
+}
+
+static int get_timing(const unsigned char *v, size_t n, qv_timing *t)
+{
+    if (n != 48) return QV_EPROTOCOL;
+    double *ms[6] = {&t->dns_ms,        &t->connect_ms, &t->tls_ms,
+                     &t->first_byte_ms, &t->total_ms,   &t->hooks_ms};
+    for (int i = 0; i < 6; i++) {
+        int64_t us;
+        get_int(v + 8 * i, 8, &us);
+        *ms[i] = us >= 0 ? (double)us / 1000.0 : 0;
+    }
+    return QV_OK;
+}
+
 static int put_hop(qv_buf *b, const qv_response *r)
 {
     int rc = put_int(b, T_STATUS, r->status);
@@ -423,6 +449,7 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_sli
         if (!rc) rc = put_int(b, T_VERSION, r->http_version);
         if (!rc) rc = put_int(b, T_ELAPSED_US, (int64_t)(r->elapsed_ms * 1000.0));
         if (!rc) rc = qv_wire_put(b, T_RBODY, r->body.data, r->body.len);
+        if (!rc) rc = put_timing(b, &r->timing);
         if (!rc && r->result_bytes) rc = qv_wire_put(b, T_RESULT, r->result_bytes, r->result_len);
         qv_buf t = {0};
         for (size_t i = 0; i < r->nhistory && !rc; i++) {
@@ -535,6 +562,9 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
         case T_RBODY:
             r->body.len = 0;
             rc = qv_buf_append(&r->body, v, n);
+            break;
+        case T_TIMING:
+            rc = get_timing(v, n, &r->timing);
             break;
         case T_RESULT:
             rc = qv_response_set_result_bytes(r, v, n);

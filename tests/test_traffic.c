@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 TestSuite(traffic, .timeout = 120);
 
@@ -120,5 +121,47 @@ Test(traffic, completion_queue_drives_a_poll_loop, .timeout = 120)
     cr_assert_eq(qv_cq_pop(cq, &none), QV_EAGAIN);
     free(seen);
     qv_cq_free(cq);
+    qv_session_free(s);
+}
+
+static int slow_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+    nanosleep(&(struct timespec){.tv_nsec = 200 * 1000000L}, NULL);
+    return 0;
+}
+
+Test(traffic, timing_breakdown_is_plausible, .timeout = 120)
+{
+    /* Two workers, four requests of a second each: two of them wait. */
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    qv_future *fs[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(qv_get(s, &fs[i], tu("/delay/1"), .hook = i == 0 ? slow_hook : NULL), QV_OK);
+    int waited = 0;
+    for (int i = 0; i < 4; i++) {
+        qv_timing t;
+        cr_assert_eq(qv_response_timing(tx_expect_status(fs[i], 200), &t), QV_OK);
+        /* The phases that happened come in order (a reused connection has no
+         * connect phase: 0); the server's second lands before the first byte. */
+        double phases[] = {t.dns_ms, t.connect_ms, t.tls_ms, t.first_byte_ms, t.total_ms}, last = 0;
+        for (int k = 0; k < 5; k++) {
+            cr_assert_geq(phases[k], 0);
+            if (phases[k] == 0) continue;
+            cr_assert_geq(phases[k], last, "phase %d at %.3f ms, before %.3f", k, phases[k], last);
+            last = phases[k];
+        }
+        cr_assert(t.first_byte_ms > 900 && t.first_byte_ms < 5000, "first byte after %.0f ms",
+                  t.first_byte_ms);
+        cr_assert_eq(t.tls_ms, 0, "no TLS over plain HTTP");
+        cr_assert(t.queued_ms >= 0 && t.queued_ms < 10000, "queued %.0f ms", t.queued_ms);
+        waited += t.queued_ms > 700;
+        if (i == 0)
+            cr_assert(t.hooks_ms >= 150, "the 200 ms hook took %.0f ms", t.hooks_ms);
+        else
+            cr_assert_lt(t.hooks_ms, 100, "no hook, but %.0f ms of hooks", t.hooks_ms);
+        qv_future_release(fs[i]);
+    }
+    cr_assert_eq(waited, 2, "%d requests waited about a second for a worker, expected 2", waited);
     qv_session_free(s);
 }
