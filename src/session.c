@@ -282,25 +282,31 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     return QV_OK;
 }
 
+/* A queued future of the session not yet asked to cancel (with a reference). */
+static qv_future *next_pending(qv_session *s)
+{
+    for (qv_future *f = s->live; f; f = f->snext)
+        if (!atomic_load(&f->cancel_requested) && qv_future_state_get(f) == QV_PENDING)
+            return qv_future_ref(f);
+    return NULL;
+}
+
 void qv_session_close(qv_session *s, int cancel_pending)
 {
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     s->closed = 1;
-    size_t n = 0;
-    qv_future **pending = NULL;
-    if (cancel_pending && s->nlive) {
-        pending = qv_calloc(s->nlive, sizeof(*pending));
-        for (qv_future *f = s->live; f && pending; f = f->snext)
-            if (qv_future_state_get(f) == QV_PENDING) pending[n++] = qv_future_ref(f);
-    }
     pthread_mutex_unlock(&s->mu);
-    /* Cancel outside the session lock: completing takes it. */
-    for (size_t i = 0; i < n; i++) {
-        qv_future_cancel(pending[i]);
-        qv_future_release(pending[i]);
+    /* One at a time, outside the session lock (completing takes it); a
+     * cancelled future leaves the list or is marked, so this ends. */
+    for (qv_future *f; cancel_pending;) {
+        pthread_mutex_lock(&s->mu);
+        f = next_pending(s);
+        pthread_mutex_unlock(&s->mu);
+        if (!f) break;
+        qv_future_cancel(f);
+        qv_future_release(f);
     }
-    qv_free(pending);
     pthread_mutex_lock(&s->mu);
     while (s->nlive) pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
