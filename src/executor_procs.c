@@ -38,6 +38,13 @@ typedef struct procs {
     qv_buf in, out;
 } procs;
 
+/* Forking while a dispatcher thread is in the middle of its work (inside
+ * malloc, libcurl, a lock) could hand the zygote that state half-done:
+ * dispatchers work under the read side, a new pool forks under the write
+ * side (writers first, so a busy program still gets to fork). */
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static _Thread_local int in_dispatcher;
+
 typedef struct zmsg {
     int32_t type;
     int32_t pid;
@@ -286,13 +293,18 @@ static void *dispatch_main(void *arg)
 {
     procs *P = arg;
     struct pollfd *pfd = P->pfd;
+    in_dispatcher = 1;
+    pthread_rwlock_rdlock(&fork_lock);
     while (!schedule(P)) {
         int n = 0;
         pfd[n++] = (struct pollfd){P->wake[0], POLLIN, 0};
         pfd[n++] = (struct pollfd){P->broken ? -1 : P->zfd, POLLIN, 0};
         for (int i = 0; i < P->nw; i++) pfd[n++] = (struct pollfd){P->w[i].fd, POLLIN, 0};
-        int nw = P->nw;
-        if (poll(pfd, (nfds_t)n, check_hook_deadlines(P)) < 0 && errno != EINTR) break;
+        int nw = P->nw, timeout = check_hook_deadlines(P);
+        pthread_rwlock_unlock(&fork_lock); /* sleeping: a pool may fork now */
+        int polled = poll(pfd, (nfds_t)n, timeout);
+        pthread_rwlock_rdlock(&fork_lock);
+        if (polled < 0 && errno != EINTR) break;
         if (pfd[0].revents) {
             char drain[64];
             while (read(P->wake[0], drain, sizeof(drain)) > 0) continue;
@@ -304,6 +316,7 @@ static void *dispatch_main(void *arg)
             if (pfd[2 + i].revents && P->w[i].fd == pfd[2 + i].fd) on_worker_readable(P, &P->w[i]);
         if (pfd[1].revents) on_zygote(P);
     }
+    pthread_rwlock_unlock(&fork_lock);
     return NULL;
 }
 
@@ -357,6 +370,8 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
      * lookup, a handshake) could leave the zygote with a lock nobody will
      * release: create process pools before any other quiver executor. */
     if (atomic_load(&qv_io_threads) > 0) return QV_EINVAL;
+    /* From a pool's own done callback the fork could not wait for that pool. */
+    if (in_dispatcher) return QV_EINVAL;
     procs *P = qv_calloc(1, sizeof(*P));
     if (!P) return QV_ENOMEM;
     P->zfd = P->wake[0] = P->wake[1] = -1;
@@ -371,11 +386,15 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
     if (!P->w || !P->pfd || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv)) {
         rc = QV_ENOMEM;
-    } else if ((P->zygote = fork()) == 0) {
-        close(zsv[0]);
-        qv_zygote_main(zsv[1]);
-    } else if (P->zygote < 0) {
-        rc = QV_ENOMEM;
+    } else {
+        pthread_rwlock_wrlock(&fork_lock);
+        P->zygote = fork();
+        if (P->zygote == 0) {
+            close(zsv[0]);
+            qv_zygote_main(zsv[1]); /* never returns */
+        }
+        pthread_rwlock_unlock(&fork_lock);
+        if (P->zygote < 0) rc = QV_ENOMEM;
     }
     if (zsv[1] >= 0) close(zsv[1]);
     P->zfd = zsv[0];

@@ -11,8 +11,14 @@ typedef struct tpool {
     int idle;
 } tpool;
 
-static void run_one(qv_slot *slot, CURLM *multi, qv_future *f)
+static void run_one(qv_executor *ex, qv_slot *slot, CURLM **mp, qv_future *f)
 {
+    /* Made on first use, and again after an allocation failed, so that one
+     * failure does not break the worker for good. */
+    if (!slot->easy) slot->easy = curl_easy_init();
+    if (!*mp && (*mp = curl_multi_init()))
+        curl_multi_setopt(*mp, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
+    CURLM *multi = *mp;
     if (!qv_future_begin(f, multi)) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
     } else if (!slot->easy || !multi) {
@@ -31,9 +37,7 @@ static void *worker_main(void *arg)
     qv_executor *ex = arg;
     tpool *tp = (tpool *)ex;
     qv_slot slot = {0};
-    slot.easy = curl_easy_init();
-    CURLM *multi = curl_multi_init();
-    if (multi) curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
+    CURLM *multi = NULL;
     for (;;) {
         pthread_mutex_lock(&ex->mu);
         while (!ex->qhead && !ex->shutdown) {
@@ -44,7 +48,7 @@ static void *worker_main(void *arg)
         qv_future *f = qv_executor_pop_locked(ex);
         pthread_mutex_unlock(&ex->mu);
         if (!f) break; /* shut down and drained */
-        run_one(&slot, multi, f);
+        run_one(ex, &slot, &multi, f);
     }
     if (slot.easy) curl_easy_cleanup(slot.easy);
     if (multi) curl_multi_cleanup(multi);

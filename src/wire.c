@@ -507,13 +507,13 @@ static int decode_hop_field(qv_response *r, unsigned tag, const unsigned char *v
 
 static int decode_history(qv_response *r, const unsigned char *v, size_t len)
 {
-    qv_response *hop = qv_response_new();
+    /* The grown array is the response's at once, so a failure after it
+     * leaks nothing. */
     qv_response **h = qv_realloc(r->history, (r->nhistory + 1) * sizeof(*h));
-    if (!hop || !h) {
-        qv_response_free(hop);
-        return QV_ENOMEM;
-    }
+    if (!h) return QV_ENOMEM;
     r->history = h;
+    qv_response *hop = qv_response_new();
+    if (!hop) return QV_ENOMEM;
     r->history[r->nhistory++] = hop;
     reader rd = {v, len};
     unsigned tag;
