@@ -1,0 +1,638 @@
+/*
+ * A concurrency stress run for ThreadSanitizer (and valgrind): plain C, no
+ * Criterion (whose runner cannot start under TSan on this machine: "Could
+ * not initialize inheritable arena"). It drives the parts of quiver that
+ * threads share, on each executor kind, against the test servers that
+ * scripts/test starts (QV_NGINX_URL, QV_NGINX_TLS_URL + QV_NGINX_CA,
+ * QV_HTTPBIN_URL, QV_FAULTS_URL; all on 127.0.0.1):
+ *
+ *  1. submitters: several threads submit to sessions that share one
+ *     executor (and to one that owns its own), add done callbacks, cancel
+ *     some at once and some after a random pause (racing the completion),
+ *     release some at once (the session keeps them alive), and wait with
+ *     qv_wait, qv_as_completed or qv_future_result; a session hook attaches
+ *     a result on the worker that the submitter then reads;
+ *  2. shared waiters: one batch of futures waited on by several threads at
+ *     once (qv_wait in every mode, qv_as_completed, qv_future_result) while
+ *     another thread cancels some of them;
+ *  3. close while submitting: qv_session_close(s, 1) while threads keep
+ *     submitting to s, until each sees QV_ESHUTDOWN;
+ *  4. executor free with work in flight: qv_executor_free while work is
+ *     queued and running and threads keep submitting to a session on it.
+ *
+ * For the process executor only this (parent) side is exercised: its
+ * dispatcher thread and everything that meets it; the workers are other
+ * processes. Each future must end in exactly one terminal state that agrees
+ * with what was done to it (a cancel that returned 1 means CANCELLED;
+ * otherwise 200), each done callback must run exactly once, and each
+ * executor's counts must add up. Any failed check makes the exit status 1;
+ * ThreadSanitizer's reports are the other half of the verdict
+ * (TSAN_OPTIONS=halt_on_error=1 makes the first one fatal).
+ *
+ *   stress [ROUNDS]  rounds of the submitters per executor kind (default 20;
+ *                    the valgrind pass uses fewer).
+ * QV_STRESS_SEED=<n> repeats a run's random choices (not its timing).
+ */
+#define _GNU_SOURCE
+#include <quiver.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NSUBMITTERS 4
+#define BATCH       8
+#define NWAITERS    4  /* threads waiting on one shared batch */
+#define SHARED_N    16 /* futures in that batch */
+#define RESULT_MS   30000
+#define TIME_LIMIT  600 /* seconds for the whole run: more is a hang */
+/* Room for the requests of a run: phases 3 and 4 submit for a set time
+ * (at most ~2,000 per kind), phases 1 and 2 ~40 per kind and round. */
+#define ITEMS_FIXED     10000
+#define ITEMS_PER_ROUND 200
+
+/* ------------------------------------------------------------------ checks */
+
+static atomic_int failures;
+
+static void check_failed(int line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check_failed(int line, const char *fmt, ...)
+{
+    if (atomic_fetch_add(&failures, 1) >= 30) return; /* the first ones tell the story */
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "stress.c:%d: FAILED: %s\n", line, msg);
+}
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) check_failed(__LINE__, __VA_ARGS__);                                          \
+    } while (0)
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "stress: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "stress: still running after the time limit: a hang?\n";
+    ssize_t w = write(2, msg, sizeof(msg) - 1);
+    (void)w;
+    _exit(3);
+}
+
+/* ------------------------------------------------------------- randomness */
+
+static unsigned long long seed;
+
+/* splitmix64: a per-thread stream from the run's seed and a stream id. */
+static unsigned long long next_rand(unsigned long long *state)
+{
+    unsigned long long z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static unsigned rnd(unsigned long long *state, unsigned n)
+{
+    return (unsigned)(next_rand(state) % n);
+}
+
+static void sleep_us(long us)
+{
+    nanosleep(&(struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000}, NULL);
+}
+
+/* ------------------------------------------------------------ the servers */
+
+static char url_small[256], url_get[256], url_ok[256], url_drip[256], url_h2[256];
+static const char *nginx_ca;
+
+static const char *env_or_die(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) die("%s is not set (scripts/test starts the test servers and sets it)", name);
+    return v;
+}
+
+static void setup_urls(void)
+{
+    snprintf(url_small, sizeof(url_small), "%s/small", env_or_die("QV_NGINX_URL"));
+    snprintf(url_h2, sizeof(url_h2), "%s/small", env_or_die("QV_NGINX_TLS_URL"));
+    nginx_ca = env_or_die("QV_NGINX_CA");
+    snprintf(url_get, sizeof(url_get), "%s/get", env_or_die("QV_HTTPBIN_URL"));
+    const char *faults = env_or_die("QV_FAULTS_URL");
+    snprintf(url_ok, sizeof(url_ok), "%s/ok", faults);
+    /* ~100 ms in flight: long enough for a cancel to land mid-transfer. */
+    snprintf(url_drip, sizeof(url_drip), "%s/drip?bytes=5&interval=0.02", faults);
+}
+
+/* A URL for a request: mostly fast ones, some slow, some HTTP/2. */
+static const char *pick_url(unsigned long long *rs)
+{
+    switch (rnd(rs, 8)) {
+    case 0:
+        return url_get;
+    case 1:
+        return url_drip;
+    case 2:
+        return url_ok;
+    case 3:
+        return url_h2;
+    default:
+        return url_small;
+    }
+}
+
+/* ------------------------------------------------------------------ items */
+
+/* One request: what was done to it, and how often its callback ran. */
+typedef struct item {
+    qv_future *f; /* NULL once released */
+    const char *url;
+    atomic_int calls;
+    int cancel_rc;    /* what qv_future_cancel returned (0 if not called) */
+    int may_cancel;   /* cancelled by a session close: CANCELLED is fine */
+    int released;     /* released without waiting: only the callback tells */
+    atomic_int final; /* the state the callback saw */
+} item;
+
+/* Items live until the end (callbacks may run until the sessions are gone). */
+static item *items;
+static atomic_int nitems;
+static int max_items;
+
+static item *new_item(const char *url)
+{
+    int i = atomic_fetch_add(&nitems, 1);
+    if (i >= max_items) die("more than %d requests: raise ITEMS_FIXED", max_items);
+    item *it = &items[i];
+    it->url = url;
+    atomic_store(&it->final, -1);
+    return it;
+}
+
+static void on_done(qv_future *f, void *arg)
+{
+    item *it = arg;
+    atomic_store(&it->final, (int)qv_future_state_get(f));
+    atomic_fetch_add(&it->calls, 1);
+}
+
+/* The hook runs on a worker (threads, loop) and attaches a result that the
+ * submitter reads: a hand-over between threads for TSan to look at. */
+static int hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)arg;
+    int *status = malloc(sizeof(*status));
+    if (!status) return 1;
+    *status = qv_response_status(r);
+    return qv_response_set_result(r, status, free);
+}
+
+static const char *kind_name(qv_executor_kind k)
+{
+    return k == QV_THREADS ? "threads" : k == QV_LOOP ? "loop" : "processes";
+}
+
+static qv_executor_kind cur_kind; /* set before the threads of a kind start */
+
+/* Submits a GET of url on s with a done callback. QV_OK (*out is the
+ * item, its future set) or the submit's error (no item). */
+static int submit(qv_session *s, const char *url, item **out)
+{
+    qv_future *f = NULL;
+    int rc = qv_get(s, &f, url);
+    if (rc != QV_OK) return rc;
+    item *it = new_item(url);
+    it->f = f;
+    rc = qv_future_add_done_callback(f, on_done, it);
+    CHECK(rc == QV_OK, "add_done_callback: %s", qv_errname(rc));
+    *out = it;
+    return QV_OK;
+}
+
+/* The outcome agrees with what was done to the item: a cancel that returned
+ * 1 means CANCELLED; otherwise 200 (or CANCELLED after a close with
+ * cancel_pending). Then the item's reference goes. */
+static void settle(item *it)
+{
+    qv_response *r = NULL;
+    int rc = qv_future_result(it->f, &r, RESULT_MS);
+    qv_future_state st = qv_future_state_get(it->f);
+    CHECK(rc != QV_EWAIT_TIMEOUT, "%s: no outcome after %d ms", it->url, RESULT_MS);
+    CHECK(qv_future_done(it->f), "%s: result %s but not done", it->url, qv_errname(rc));
+    if (it->cancel_rc == 1) {
+        CHECK(rc == QV_ECANCELLED && st == QV_CANCELLED && !r,
+              "%s: cancel returned 1, but the result is %s, state %d", it->url, qv_errname(rc),
+              (int)st);
+    } else if (rc == QV_ECANCELLED && it->may_cancel) {
+        CHECK(st == QV_CANCELLED, "%s: QV_ECANCELLED in state %d", it->url, (int)st);
+    } else {
+        CHECK(rc == QV_OK && st == QV_FINISHED, "%s: %s (state %d): %s", it->url, qv_errname(rc),
+              (int)st, qv_future_error(it->f) ? qv_future_error(it->f) : "");
+        if (rc == QV_OK) {
+            CHECK(qv_response_status(r) == 200, "%s: status %d", it->url, qv_response_status(r));
+            /* The process executor's hooks run in a worker: no pointer
+             * result comes back from there. */
+            const int *hs = qv_response_result(r);
+            if (cur_kind != QV_PROCESSES)
+                CHECK(hs && *hs == 200, "%s: the hook's result is missing", it->url);
+        }
+        if (it->cancel_rc == 0 && rc == QV_OK)
+            CHECK(qv_future_cancel(it->f) == 0, "%s: cancel after completion returned 1", it->url);
+    }
+    qv_future_release(it->f);
+    it->f = NULL;
+}
+
+static qv_session *new_session(qv_executor *ex, qv_executor_kind kind, int workers)
+{
+    qv_session *s = NULL;
+    int rc = qv_session_new(&s, &(qv_session_opts){.size = sizeof(qv_session_opts),
+                                                   .executor = ex,
+                                                   .executor_kind = kind,
+                                                   .max_workers = workers,
+                                                   .ca_file = nginx_ca,
+                                                   .hooks = (const qv_hook[]){{hook, NULL}, {0}}});
+    if (rc != QV_OK) die("qv_session_new: %s", qv_errname(rc));
+    return s;
+}
+
+static qv_executor *new_executor(qv_executor_kind kind, int workers)
+{
+    qv_executor *ex = NULL;
+    int rc = qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                      .kind = kind,
+                                                      .max_workers = workers});
+    if (rc != QV_OK) die("qv_executor_new(%s): %s", kind_name(kind), qv_errname(rc));
+    return ex;
+}
+
+static pthread_t spawn(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, arg)) die("pthread_create failed");
+    return t;
+}
+
+/* -------------------------------------------------------- 1. submitters */
+
+typedef struct world {
+    qv_executor_kind kind;
+    int rounds;
+    qv_executor *ex;  /* shared by s1, s2 and s4 */
+    qv_session *s[3]; /* s1, s2 (shared executor), s3 (owns one) */
+    atomic_int on_ex; /* futures submitted through the shared executor */
+} world;
+
+typedef struct submitter {
+    world *w;
+    int id;
+} submitter;
+
+static void *submitter_main(void *arg)
+{
+    submitter *me = arg;
+    world *w = me->w;
+    unsigned long long rs = seed * 1000 + (unsigned long long)me->id;
+    for (int round = 0; round < w->rounds; round++) {
+        item *batch[BATCH];
+        qv_future *fs[BATCH];
+        int n = 0;
+        for (int i = 0; i < BATCH; i++) {
+            int which = (int)rnd(&rs, 3);
+            item *it;
+            int rc = submit(w->s[which], pick_url(&rs), &it);
+            CHECK(rc == QV_OK, "submit: %s", qv_errname(rc));
+            if (rc) continue;
+            if (which < 2) atomic_fetch_add(&w->on_ex, 1);
+            switch (rnd(&rs, 8)) {
+            case 0: /* cancel at once: queued, or just picked up */
+                it->cancel_rc = qv_future_cancel(it->f);
+                break;
+            case 1: /* let go at once: the session holds it until it ends */
+                qv_future_release(it->f);
+                it->f = NULL;
+                it->released = 1;
+                continue;
+            default:
+                break;
+            }
+            batch[n] = it;
+            fs[n++] = it->f;
+        }
+        /* Cancels racing completion: a random pause, then a random few. */
+        sleep_us(rnd(&rs, 3000));
+        for (int i = 0; i < n; i++)
+            if (!batch[i]->cancel_rc && rnd(&rs, 6) == 0)
+                batch[i]->cancel_rc = qv_future_cancel(batch[i]->f);
+        switch (round % 3) {
+        case 0: {
+            int rc = qv_wait(fs, (size_t)n, QV_ALL_COMPLETED, RESULT_MS);
+            CHECK(rc == QV_OK, "qv_wait(ALL): %s", qv_errname(rc));
+            break;
+        }
+        case 1: {
+            qv_as_completed *ac = NULL;
+            int rc = qv_as_completed_new(&ac, fs, (size_t)n);
+            CHECK(rc == QV_OK, "qv_as_completed_new: %s", qv_errname(rc));
+            int got = 0;
+            qv_future *f;
+            while (ac && (rc = qv_as_completed_next(ac, &f, RESULT_MS)) == QV_OK) {
+                CHECK(qv_future_done(f), "as_completed gave a future that is not done");
+                got++;
+            }
+            CHECK(!ac || rc == QV_ESHUTDOWN, "as_completed_next: %s", qv_errname(rc));
+            CHECK(!ac || got == n, "as_completed gave %d of %d futures", got, n);
+            qv_as_completed_free(ac);
+            break;
+        }
+        default:
+            break; /* settle() waits on each */
+        }
+        for (int i = 0; i < n; i++) settle(batch[i]);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------ 2. shared waiters */
+
+typedef struct shared {
+    qv_future *fs[SHARED_N];
+    item *its[SHARED_N];
+    atomic_int who;
+    unsigned long long rs;
+    atomic_int cancel_rc[SHARED_N];
+} shared;
+
+static void *waiter_main(void *arg)
+{
+    shared *sh = arg;
+    int me = atomic_fetch_add(&sh->who, 1);
+    int rc;
+    switch (me) {
+    case 0:
+        rc = qv_wait(sh->fs, SHARED_N, QV_FIRST_COMPLETED, RESULT_MS);
+        CHECK(rc == QV_OK, "qv_wait(FIRST_COMPLETED): %s", qv_errname(rc));
+        rc = qv_wait(sh->fs, SHARED_N, QV_ALL_COMPLETED, RESULT_MS);
+        CHECK(rc == QV_OK, "qv_wait(ALL_COMPLETED): %s", qv_errname(rc));
+        break;
+    case 1:
+        rc = qv_wait(sh->fs, SHARED_N, QV_FIRST_EXCEPTION, RESULT_MS);
+        CHECK(rc == QV_OK, "qv_wait(FIRST_EXCEPTION): %s", qv_errname(rc));
+        break;
+    case 2: {
+        qv_as_completed *ac = NULL;
+        rc = qv_as_completed_new(&ac, sh->fs, SHARED_N);
+        CHECK(rc == QV_OK, "qv_as_completed_new: %s", qv_errname(rc));
+        int got = 0;
+        qv_future *f;
+        while (ac && qv_as_completed_next(ac, &f, RESULT_MS) == QV_OK) got++;
+        CHECK(!ac || got == SHARED_N, "as_completed gave %d of %d futures", got, SHARED_N);
+        qv_as_completed_free(ac);
+        break;
+    }
+    default:
+        for (int i = 0; i < SHARED_N; i++) {
+            rc = qv_future_result(sh->fs[i], NULL, RESULT_MS);
+            CHECK(rc == QV_OK || rc == QV_ECANCELLED, "qv_future_result: %s", qv_errname(rc));
+        }
+        break;
+    }
+    return NULL;
+}
+
+static void *canceller_main(void *arg)
+{
+    shared *sh = arg;
+    unsigned long long rs = sh->rs;
+    for (int i = 0; i < SHARED_N; i++) {
+        if (rnd(&rs, 2)) continue;
+        sleep_us(rnd(&rs, 2000));
+        atomic_store(&sh->cancel_rc[i], qv_future_cancel(sh->fs[i]));
+    }
+    return NULL;
+}
+
+static void shared_waiters(world *w)
+{
+    for (int round = 0; round < w->rounds / 2 + 1; round++) {
+        shared sh = {.rs = seed * 7919 + (unsigned long long)round};
+        for (int i = 0; i < SHARED_N; i++) {
+            int rc = submit(w->s[i % 2], pick_url(&sh.rs), &sh.its[i]);
+            if (rc) die("submit: %s", qv_errname(rc));
+            atomic_fetch_add(&w->on_ex, 1);
+            sh.fs[i] = sh.its[i]->f;
+        }
+        pthread_t t[NWAITERS + 1];
+        for (int i = 0; i < NWAITERS; i++) t[i] = spawn(waiter_main, &sh);
+        t[NWAITERS] = spawn(canceller_main, &sh);
+        for (int i = 0; i <= NWAITERS; i++) pthread_join(t[i], NULL);
+        for (int i = 0; i < SHARED_N; i++) {
+            sh.its[i]->cancel_rc = atomic_load(&sh.cancel_rc[i]);
+            settle(sh.its[i]);
+        }
+    }
+}
+
+/* ------------------------------------------- 3. close while submitting */
+
+typedef struct closing {
+    world *w;
+    qv_session *s;
+    int id;
+    atomic_int *stop_seen;
+} closing;
+
+/* Submits until the session refuses with QV_ESHUTDOWN; settles each. */
+static void *close_submitter_main(void *arg)
+{
+    closing *c = arg;
+    unsigned long long rs = seed * 31 + (unsigned long long)c->id;
+    item *mine[256];
+    int n = 0;
+    for (;;) {
+        item *it;
+        int rc = submit(c->s, rnd(&rs, 2) ? url_drip : url_small, &it);
+        if (rc == QV_ESHUTDOWN) break;
+        CHECK(rc == QV_OK, "submit: %s", qv_errname(rc));
+        if (rc) break;
+        atomic_fetch_add(&c->w->on_ex, 1);
+        it->may_cancel = 1; /* close(s, 1) cancels what is still queued */
+        if (n == 256) {
+            for (int i = 0; i < n; i++) settle(mine[i]);
+            n = 0;
+        }
+        mine[n++] = it;
+        sleep_us(rnd(&rs, 500));
+    }
+    atomic_fetch_add(c->stop_seen, 1);
+    for (int i = 0; i < n; i++) settle(mine[i]);
+    return NULL;
+}
+
+static void close_while_submitting(world *w)
+{
+    for (int round = 0; round < 3; round++) {
+        qv_session *s = new_session(w->ex, w->kind, 0);
+        atomic_int stop_seen = 0;
+        closing c[3];
+        pthread_t t[3];
+        for (int i = 0; i < 3; i++) {
+            c[i] = (closing){.w = w, .s = s, .id = round * 3 + i, .stop_seen = &stop_seen};
+            t[i] = spawn(close_submitter_main, &c[i]);
+        }
+        sleep_us(20000 + 20000 * round);
+        qv_session_close(s, 1);
+        for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+        CHECK(atomic_load(&stop_seen) == 3, "%d of 3 submitters saw QV_ESHUTDOWN",
+              atomic_load(&stop_seen));
+        qv_session_free(s);
+    }
+}
+
+/* ------------------------------------ 4. executor free with work in flight */
+
+typedef struct freeing {
+    qv_session *s;
+    int id;
+    atomic_int submitted;
+} freeing;
+
+static void *free_submitter_main(void *arg)
+{
+    freeing *fr = arg;
+    unsigned long long rs = seed * 131 + (unsigned long long)fr->id;
+    item *mine[256];
+    int n = 0;
+    for (; n < 256; n++) {
+        int rc = submit(fr->s, pick_url(&rs), &mine[n]);
+        if (rc == QV_ESHUTDOWN) break;
+        CHECK(rc == QV_OK, "submit: %s", qv_errname(rc));
+        if (rc) break;
+        atomic_fetch_add(&fr->submitted, 1);
+        sleep_us(rnd(&rs, 1000));
+    }
+    /* The executor finishes what it accepted: all of it ends in 200. */
+    for (int i = 0; i < n; i++) settle(mine[i]);
+    return NULL;
+}
+
+/* ex2 was made up front (a process pool must be created before threads). */
+static void free_with_work_in_flight(world *w, qv_executor *ex2)
+{
+    qv_session *s = new_session(ex2, w->kind, 0);
+    freeing fr[2] = {{.s = s, .id = 0}, {.s = s, .id = 1}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) t[i] = spawn(free_submitter_main, &fr[i]);
+    sleep_us(30000);
+    qv_executor_free(ex2); /* returns once the accepted work is done */
+    qv_future *f = NULL;
+    int rc = qv_get(s, &f, url_small);
+    CHECK(rc == QV_ESHUTDOWN, "submit after qv_executor_free: %s", qv_errname(rc));
+    if (rc == QV_OK) qv_future_release(f);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    qv_session_free(s);
+}
+
+/* ------------------------------------------------------------------- main */
+
+static void run_kind(qv_executor_kind kind, int rounds)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int first = atomic_load(&nitems);
+    cur_kind = kind;
+    world w = {.kind = kind, .rounds = rounds};
+    /* Everything is created before the first thread starts: a process
+     * executor forks its zygote at creation and refuses once threads of
+     * other executors exist. */
+    w.ex = new_executor(kind, 4);
+    qv_executor *ex2 = new_executor(kind, 2);
+    w.s[0] = new_session(w.ex, kind, 0);
+    w.s[1] = new_session(w.ex, kind, 0);
+    w.s[2] = new_session(NULL, kind, 2);
+
+    submitter sub[NSUBMITTERS];
+    pthread_t t[NSUBMITTERS];
+    for (int i = 0; i < NSUBMITTERS; i++) {
+        sub[i] = (submitter){.w = &w, .id = i};
+        t[i] = spawn(submitter_main, &sub[i]);
+    }
+    shared_waiters(&w); /* alongside the submitters */
+    for (int i = 0; i < NSUBMITTERS; i++) pthread_join(t[i], NULL);
+    close_while_submitting(&w);
+    free_with_work_in_flight(&w, ex2);
+
+    for (int i = 0; i < 3; i++) qv_session_free(w.s[i]);
+    /* Every callback has run by now (sessions wait for them). */
+    int cancelled = 0, done = atomic_load(&nitems);
+    for (int i = first; i < done; i++) {
+        item *it = &items[i];
+        CHECK(atomic_load(&it->calls) == 1, "%s: done callback ran %d times", it->url,
+              atomic_load(&it->calls));
+        int st = atomic_load(&it->final);
+        CHECK(st == QV_FINISHED || st == QV_CANCELLED, "%s: final state %d", it->url, st);
+        cancelled += st == QV_CANCELLED;
+    }
+    qv_executor_stats stats;
+    CHECK(qv_executor_stats_get(w.ex, &stats) == QV_OK, "qv_executor_stats_get failed");
+    size_t total = stats.completed + stats.failed + stats.cancelled;
+    CHECK(total == (size_t)atomic_load(&w.on_ex),
+          "shared executor: completed %zu + failed %zu + cancelled %zu != %d submitted",
+          stats.completed, stats.failed, stats.cancelled, atomic_load(&w.on_ex));
+    CHECK(stats.failed == 0, "shared executor: %zu failed", stats.failed);
+    CHECK(stats.queued == 0 && stats.in_flight == 0, "shared executor: %zu queued, %zu in flight",
+          stats.queued, stats.in_flight);
+    qv_executor_free(w.ex);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("stress (%s): %d requests, %d cancelled, %.1f s\n", kind_name(kind), done - first,
+           cancelled, (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    int rounds = argc > 1 ? atoi(argv[1]) : 20;
+    if (rounds < 1) die("usage: stress [ROUNDS >= 1]");
+    const char *s = getenv("QV_STRESS_SEED");
+    seed = s && *s ? strtoull(s, NULL, 0) : (unsigned long long)time(NULL);
+    printf("stress: seed %llu (QV_STRESS_SEED=%llu repeats it)\n", seed, seed);
+    fflush(stdout); /* before the process executors fork */
+    signal(SIGALRM, on_alarm);
+    alarm(TIME_LIMIT);
+    setup_urls();
+    max_items = ITEMS_FIXED + ITEMS_PER_ROUND * rounds;
+    items = calloc((size_t)max_items, sizeof(*items));
+    if (!items) die("out of memory");
+
+    /* Processes first: a process pool must exist before any other
+     * executor's threads. */
+    run_kind(QV_PROCESSES, rounds);
+    run_kind(QV_THREADS, rounds);
+    run_kind(QV_LOOP, rounds);
+
+    free(items);
+    int n = atomic_load(&failures);
+    printf("stress: %s (%d failed checks)\n", n ? "FAILED" : "passed", n);
+    return n ? 1 : 0;
+}
