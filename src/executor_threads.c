@@ -8,7 +8,8 @@ typedef struct tpool {
     qv_executor base;
     pthread_t *threads;
     int nthreads;
-    int idle;
+    int idle;      /* workers waiting for work */
+    int signalled; /* of those, already woken for a queued future */
 } tpool;
 
 static void run_one(qv_executor *ex, qv_slot *slot, CURLM **mp, qv_future *f)
@@ -44,6 +45,7 @@ static void *worker_main(void *arg)
             tp->idle++;
             pthread_cond_wait(&ex->cv, &ex->mu);
             tp->idle--;
+            if (tp->signalled) tp->signalled--;
         }
         qv_future *f = qv_executor_pop_locked(ex);
         pthread_mutex_unlock(&ex->mu);
@@ -58,7 +60,11 @@ static void *worker_main(void *arg)
 static int tp_notify(qv_executor *ex)
 {
     tpool *tp = (tpool *)ex;
-    if (tp->idle > 0) {
+    /* A worker signalled but not yet awake is not idle for the next submit:
+     * two signals to one waiter wake it once, and the second future would
+     * wait for a busy worker while a new one could have started. */
+    if (tp->idle > tp->signalled) {
+        tp->signalled++;
         pthread_cond_signal(&ex->cv);
         return QV_OK;
     }
