@@ -34,5 +34,8 @@ int cli_usage_error(const char *cmd, const char *synopsis, const char *fmt, ...)
 /* For getopt_long's '?' and ':' returns (optstring starting with ':'):
  * names the offending option and returns cli_usage_error(). */
 int cli_getopt_error(const char *cmd, const char *synopsis, int c, char **argv);
+/* For commands taking exactly one URL: 0, or the usage error for `urls`
+ * operands left after the options. */
+int cli_one_url(const char *cmd, const char *synopsis, int urls);
 
 #endif /* QV_CLI_H */

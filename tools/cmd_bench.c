@@ -150,14 +150,7 @@ int cmd_bench(int argc, char **argv)
             goto out;
         }
     }
-    if (optind >= argc) {
-        rc = cli_usage_error("bench", synopsis, "no URL given");
-        goto out;
-    }
-    if (argc - optind > 1) {
-        rc = cli_usage_error("bench", synopsis, "one URL only");
-        goto out;
-    }
+    if ((rc = cli_one_url("bench", synopsis, argc - optind))) goto out;
     if ((rc = cli_req_finish(&req, "bench", synopsis))) goto out;
     if (conc > n) conc = n; /* more workers than requests would only idle */
     b.url = argv[optind];

@@ -103,14 +103,7 @@ int cmd_get(int argc, char **argv)
             goto out;
         }
     }
-    if (optind >= argc) {
-        rc = cli_usage_error("get", synopsis, "no URL given");
-        goto out;
-    }
-    if (argc - optind > 1) {
-        rc = cli_usage_error("get", synopsis, "one URL only (for many, use quiver fetch)");
-        goto out;
-    }
+    if ((rc = cli_one_url("get", synopsis, argc - optind))) goto out;
     if ((rc = cli_req_finish(&req, "get", synopsis))) goto out;
 
     qv_session *s;

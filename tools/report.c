@@ -45,3 +45,11 @@ int cli_getopt_error(const char *cmd, const char *synopsis, int c, char **argv)
         return cli_usage_error(cmd, synopsis, "unknown option '-%c'", optopt);
     return cli_usage_error(cmd, synopsis, "unknown option '%s'", text ? text : "?");
 }
+
+int cli_one_url(const char *cmd, const char *synopsis, int urls)
+{
+    if (urls < 1) return cli_usage_error(cmd, synopsis, "no URL given");
+    if (urls > 1)
+        return cli_usage_error(cmd, synopsis, "one URL only (for many, use quiver fetch)");
+    return 0;
+}
