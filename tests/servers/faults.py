@@ -51,6 +51,8 @@ import time
 import urllib.parse
 import zlib
 
+import serve  # tests/servers/serve.py
+
 STALL_MAX = 120  # seconds a stalling path waits for the client to go
 IDLE_TIMEOUT = 30  # seconds of silence before a connection is dropped
 MAX_HEAD = 64 * 1024  # bytes of request line + headers accepted
@@ -378,14 +380,7 @@ def main():
         check_gzip_bomb(GZIP_BOMB, BOMB_SIZE)
     sys.stderr.write("faults: gzip bomb %d bytes -> %d bytes\n" % (len(GZIP_BOMB), BOMB_SIZE))
     srv = Server(("127.0.0.1", a.port), Handler)
-    sys.stderr.write("faults: listening on http://127.0.0.1:%d\n" % a.port)
-    sys.stderr.flush()
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
+    serve.run("faults", "http", srv)
 
 
 if __name__ == "__main__":

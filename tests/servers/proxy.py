@@ -29,6 +29,8 @@ import socket
 import sys
 import urllib.parse
 
+import serve  # tests/servers/serve.py
+
 VIA = "quiver-test-proxy"
 ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 # Hop-by-hop headers (RFC 9110 7.6.1) and ones this proxy sets itself.
@@ -192,14 +194,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     a = p.parse_args()
     srv = Server(("127.0.0.1", a.port), Handler)
-    sys.stderr.write("proxy: listening on http://127.0.0.1:%d\n" % a.port)
-    sys.stderr.flush()
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
+    serve.run("proxy", "http", srv)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import socket
 import ssl
 import sys
 
+import serve  # tests/servers/serve.py
+
 BODY = b"hello tls"
 
 
@@ -98,14 +100,7 @@ def main():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(a.cert, a.key)
     srv = Server(("127.0.0.1", a.port), ctx)
-    sys.stderr.write("tls_server: listening on https://127.0.0.1:%d\n" % a.port)
-    sys.stderr.flush()
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
+    serve.run("tls_server", "https", srv)
 
 
 if __name__ == "__main__":
