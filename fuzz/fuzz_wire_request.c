@@ -8,8 +8,10 @@
  *    with {0};
  *  - a decoded request encodes again (qv_wire_encode_request, what the
  *    parent does) and decodes to the same method, URL, host, header lines,
- *    body, parts, credentials, limits, hooks and cookie lines. (The hooks'
- *    function pointers are only carried as numbers, never called.)
+ *    body, parts, credentials, limits, retry policy and attempt, hooks and
+ *    cookie lines (a policy without retries is not sent, so it comes back
+ *    empty). (The hooks' function pointers are only carried as numbers,
+ *    never called.)
  */
 #include "../src/internal.h"
 
@@ -74,6 +76,15 @@ static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const q
             (p->value && memcmp(p->value, q->value, p->value_len)))
             fail("a part changed in a round trip");
     }
+    const qv_retry_policy *ra = &a->retry, *rb = &b->retry;
+    if (!ra->max_retries) {
+        if (rb->max_retries || rb->nstatuses) fail("a policy without retries came back");
+    } else if (ra->max_retries != rb->max_retries || ra->on != rb->on ||
+               ra->backoff_ms != rb->backoff_ms || ra->max_backoff_ms != rb->max_backoff_ms ||
+               ra->all_methods != rb->all_methods || ra->no_retry_after != rb->no_retry_after ||
+               ra->nstatuses != rb->nstatuses ||
+               memcmp(ra->statuses, rb->statuses, sizeof(ra->statuses[0]) * (size_t)ra->nstatuses))
+        fail("the retry policy changed in a round trip");
     size_t i = 0;
     for (; ha[i].fn && hb[i].fn; i++)
         if (ha[i].fn != hb[i].fn || ha[i].arg != hb[i].arg) fail("a hook changed in a round trip");
@@ -87,7 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!f) abort();
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL;
-    int rc = qv_wire_decode_request(data, size, &f->req, &hooks, &jar);
+    int attempt;
+    int rc = qv_wire_decode_request(data, size, &f->req, &attempt, &hooks, &jar);
     if (rc != QV_OK && rc != QV_EPROTOCOL && rc != QV_ENOMEM) fail("an unexpected error code");
     if (rc == QV_OK) {
         if (!f->req.method || !f->req.url) fail("a request without a method or URL");
@@ -96,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * the request's own (they all came back in `hooks`). */
         stub->o.hooks = hooks;
         f->session = stub;
+        f->attempts = attempt;
         qv_buf b = {0};
         if (qv_wire_encode_request(&b, f, jar)) abort();
         f->session = NULL;
@@ -108,9 +121,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qv_req r2;
         qv_hook *hooks2 = NULL;
         struct curl_slist *jar2 = NULL;
+        int attempt2;
         if (qv_wire_decode_request((const unsigned char *)b.data + QV_WIRE_HEADER, len, &r2,
-                                   &hooks2, &jar2))
+                                   &attempt2, &hooks2, &jar2))
             fail("a re-encoded request does not decode");
+        if (attempt2 != (f->req.retry.max_retries ? attempt : 0))
+            fail("the attempt changed in a round trip");
         compare(&f->req, &r2, hooks, hooks2, jar, jar2);
         qv_req_free(&r2);
         curl_slist_free_all(jar2);

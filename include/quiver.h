@@ -138,9 +138,58 @@ typedef enum qv_auth_kind {
 
 typedef enum qv_executor_kind {
     QV_THREADS = 0, /* thread pool (default; 8 workers like requests-futures) */
-    QV_LOOP,        /* one I/O thread driving many transfers (later) */
-    QV_PROCESSES    /* crash-isolating worker processes (later) */
+    QV_LOOP,        /* one I/O thread driving many transfers, HTTP/2 multiplexing */
+    QV_PROCESSES    /* crash-isolating worker processes */
 } qv_executor_kind;
+
+/* Retrying failed attempts (per session, or per request). An attempt that
+ * ends in one of the chosen failures is sent again after a wait: backoff_ms,
+ * doubled each retry, capped at max_backoff_ms, with jitter (each wait is
+ * drawn between half and all of it); a Retry-After header (seconds or an
+ * HTTP date) on a retried response sets the wait instead, and one longer
+ * than max_backoff_ms ends the retries (that response is the outcome). Only
+ * idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) are retried
+ * unless all_methods is set. Every attempt has the request's timeouts; hooks
+ * run on the final outcome only; qv_response_attempts() and
+ * qv_future_attempts() tell how many attempts were made. */
+enum {
+    QV_RETRY_CONNECT = 1 << 0,      /* QV_ECONNECT, QV_ECONNECT_TIMEOUT */
+    QV_RETRY_READ_TIMEOUT = 1 << 1, /* QV_EREAD_TIMEOUT, QV_ETIMEOUT */
+    QV_RETRY_STATUS = 1 << 2,       /* a response with a status in `statuses` */
+    QV_RETRY_PROTOCOL = 1 << 3      /* QV_EPROTOCOL: the connection broke mid-response */
+};
+#define QV_DEFAULT_RETRY_BACKOFF_MS     200
+#define QV_DEFAULT_RETRY_MAX_BACKOFF_MS 30000
+
+typedef struct qv_retry {
+    int max_retries;     /* attempts after the first; 0 = no retries */
+    unsigned on;         /* QV_RETRY_* bits; 0 = CONNECT | READ_TIMEOUT | STATUS */
+    const int *statuses; /* ends with 0; NULL = 429, 502, 503, 504 */
+    long backoff_ms;     /* the first wait; 0 = 200 */
+    long max_backoff_ms; /* the longest wait, Retry-After included; 0 = 30000 */
+    int all_methods;     /* 1 = retry POST and PATCH too */
+    int no_retry_after;  /* 1 = ignore Retry-After */
+} qv_retry;
+
+/* Limits for one host ("host:port"), across every session of an executor. */
+typedef struct qv_host_limits {
+    int max_concurrent; /* requests to the host in flight at once; 0 = no cap */
+    double rate;        /* requests started per second (a token bucket); 0 = no limit */
+    int burst;          /* the bucket's size: requests that may start at once; 0 = 1 */
+} qv_host_limits;
+
+/* What a saturation warning is about (each is told once per executor). */
+typedef enum qv_saturation {
+    QV_SATURATED_QUEUE = 0,  /* max_queued reached: a submit blocked or got QV_EAGAIN */
+    QV_SATURATED_WORKERS,    /* every worker busy while work waits */
+    QV_SATURATED_HOST,       /* a host limit held a request back */
+    QV_SATURATED_CONNECTIONS /* QV_LOOP: more transfers than max_total_connections */
+} qv_saturation;
+
+/* A warning hook: runs on a thread that submits (at the submit that saw
+ * the condition, or the next one after a worker saw it), outside every
+ * quiver lock; once per kind per executor. */
+typedef void (*qv_saturation_fn)(qv_executor *ex, qv_saturation what, void *arg);
 
 typedef struct qv_executor_opts {
     size_t size;
@@ -162,6 +211,11 @@ typedef struct qv_executor_opts {
      * block on its own executor's full queue: use no_block there. */
     size_t max_queued;
     int no_block;
+    /* Limits that apply to each host separately (see
+     * qv_executor_set_host_limits for one host's own). */
+    qv_host_limits per_host;
+    qv_saturation_fn on_saturated; /* optional warning hook */
+    void *saturated_arg;
 } qv_executor_opts;
 
 /*
@@ -198,6 +252,7 @@ typedef struct qv_session_opts {
     const char *ca_file;       /* CA bundle to verify against */
     const char *proxy;         /* proxy URL; NULL = libcurl's environment proxies */
     const char *user_agent;    /* NULL = "quiver/<version>" */
+    const qv_retry *retry;     /* NULL = no retries */
 } qv_session_opts;
 
 /*
@@ -228,7 +283,8 @@ typedef struct qv_request_opts {
     int insecure;    /* tri-state */
     qv_hook_fn hook; /* runs after the session's hooks */
     void *hook_arg;
-    void *user_data; /* the future's user data */
+    void *user_data;       /* the future's user data */
+    const qv_retry *retry; /* NULL = the session's; else replaces it whole */
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */
@@ -249,6 +305,12 @@ typedef struct qv_executor_stats {
 } qv_executor_stats;
 
 int qv_executor_stats_get(qv_executor *ex, qv_executor_stats *out);
+
+/* Sets one host's limits, replacing the executor's per_host defaults for it
+ * (NULL = back to the defaults). `host` is "name" (any port) or "name:port";
+ * a request is matched by its URL's host and port (redirects are not
+ * limited). QV_EINVAL or QV_ENOMEM. */
+int qv_executor_set_host_limits(qv_executor *ex, const char *host, const qv_host_limits *limits);
 
 /* ----------------------------------------------------------------- session */
 
@@ -312,6 +374,8 @@ int qv_future_error_code(qv_future *f);
 /* A human message naming the URL and libcurl's detail; NULL unless the
  * future ended FAILED or CANCELLED. Valid while the future lives. */
 const char *qv_future_error(qv_future *f);
+/* Attempts made so far (more than 1 after retries; 0 before the first). */
+int qv_future_attempts(qv_future *f);
 
 /* Runs fn(f, arg) exactly once when f completes: on the completing thread,
  * or at once in the caller if f is already done. */
@@ -397,6 +461,8 @@ typedef struct qv_timing {
 int qv_response_timing(const qv_response *r, qv_timing *out);
 /* The HTTP version of the final response: 10, 11, 20 or 30. */
 int qv_response_http_version(const qv_response *r);
+/* Attempts it took to get this response (1 without retries). */
+int qv_response_attempts(const qv_response *r);
 /* Total transfer time in milliseconds. */
 double qv_response_elapsed_ms(const qv_response *r);
 /* QV_EHTTP for 4xx/5xx, else QV_OK. */

@@ -2,6 +2,7 @@
  * queue of pending futures, reference counting, stats and shutdown. */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 atomic_int qv_io_threads;
@@ -13,6 +14,7 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
     if (ex->o.max_workers <= 0) ex->o.max_workers = QV_DEFAULT_MAX_WORKERS;
     if (ex->o.max_connections <= 0) ex->o.max_connections = 8;
     atomic_init(&ex->refs, 1);
+    qv_hosts_init(ex);
     if (pthread_mutex_init(&ex->mu, NULL)) return QV_ENOMEM;
     if (qv_cond_init(&ex->cv)) {
         pthread_mutex_destroy(&ex->mu);
@@ -34,7 +36,8 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;
     if (o.max_workers < 0 || o.max_connections < 0 || o.max_host_connections < 0 ||
-        o.max_total_connections < 0 || o.hook_timeout_ms < 0)
+        o.max_total_connections < 0 || o.hook_timeout_ms < 0 || o.per_host.max_concurrent < 0 ||
+        o.per_host.burst < 0 || !(o.per_host.rate >= 0) || isinf(o.per_host.rate))
         return QV_EINVAL;
     qv_global_init();
     switch (o.kind) {
@@ -57,6 +60,8 @@ void qv_executor_ref(qv_executor *ex)
 void qv_executor_unref(qv_executor *ex)
 {
     if (atomic_fetch_sub(&ex->refs, 1) != 1) return;
+    qv_hosts_free(ex);
+    qv_free(ex->retries);
     pthread_cond_destroy(&ex->space);
     pthread_cond_destroy(&ex->cv);
     pthread_mutex_destroy(&ex->mu);
@@ -75,43 +80,22 @@ void qv_executor_free(qv_executor *ex)
     qv_executor_unref(ex);
 }
 
-int qv_executor_submit(qv_executor *ex, qv_future *f)
+static void fifo_insert(qv_executor *ex, qv_future *after, qv_future *f)
 {
-    pthread_mutex_lock(&ex->mu);
-    while (ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
-        if (ex->o.no_block) {
-            pthread_mutex_unlock(&ex->mu);
-            return QV_EAGAIN;
-        }
-        pthread_cond_wait(&ex->space, &ex->mu);
-    }
-    if (ex->shutdown) {
-        pthread_mutex_unlock(&ex->mu);
-        return QV_ESHUTDOWN;
-    }
-    f->qnext = NULL;
-    f->qprev = ex->qtail;
-    if (ex->qtail)
-        ex->qtail->qnext = f;
+    f->qwhere = QV_Q_READY;
+    f->qprev = after;
+    f->qnext = after ? after->qnext : ex->qhead;
+    if (f->qnext)
+        f->qnext->qprev = f;
+    else
+        ex->qtail = f;
+    if (after)
+        after->qnext = f;
     else
         ex->qhead = f;
-    ex->qtail = f;
-    ex->queued++;
-    int rc = ex->vt->notify(ex);
-    if (rc) {
-        /* No worker can ever run it: take it back, the submit fails. */
-        ex->qtail = f->qprev;
-        if (ex->qtail)
-            ex->qtail->qnext = NULL;
-        else
-            ex->qhead = NULL;
-        ex->queued--;
-    }
-    pthread_mutex_unlock(&ex->mu);
-    return rc;
 }
 
-static void unlink_locked(qv_executor *ex, qv_future *f)
+static void fifo_unlink(qv_executor *ex, qv_future *f)
 {
     if (f->qprev)
         f->qprev->qnext = f->qnext;
@@ -122,24 +106,223 @@ static void unlink_locked(qv_executor *ex, qv_future *f)
     else
         ex->qtail = f->qprev;
     f->qprev = f->qnext = NULL;
+    f->qwhere = QV_Q_NONE;
+}
+
+/* A future left the queue proper (ready or parked). */
+static void dequeued(qv_executor *ex)
+{
     ex->queued--;
     if (ex->o.max_queued) pthread_cond_signal(&ex->space);
 }
 
-qv_future *qv_executor_pop_locked(qv_executor *ex)
+void qv_executor_note(qv_executor *ex, qv_saturation what)
+{
+    unsigned bit = 1u << what;
+    if (ex->o.on_saturated && !(atomic_load(&ex->warned) & bit))
+        atomic_fetch_or(&ex->warn_pending, bit);
+}
+
+/* Gives the warnings seen (bits) and noted since the last submit, each once
+ * per executor; no lock held. */
+static void warn_seen(qv_executor *ex, unsigned seen)
+{
+    if (!ex->o.on_saturated) return;
+    seen |= (unsigned)atomic_exchange(&ex->warn_pending, 0);
+    for (int w = QV_SATURATED_QUEUE; w <= QV_SATURATED_CONNECTIONS; w++) {
+        unsigned bit = 1u << w;
+        if ((seen & bit) && !(atomic_fetch_or(&ex->warned, bit) & bit))
+            ex->o.on_saturated(ex, (qv_saturation)w, ex->o.saturated_arg);
+    }
+}
+
+int qv_executor_submit(qv_executor *ex, qv_future *f)
+{
+    unsigned seen = 0;
+    pthread_mutex_lock(&ex->mu);
+    while (ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
+        seen |= 1u << QV_SATURATED_QUEUE;
+        if (ex->o.no_block) {
+            pthread_mutex_unlock(&ex->mu);
+            warn_seen(ex, seen);
+            return QV_EAGAIN;
+        }
+        pthread_cond_wait(&ex->space, &ex->mu);
+    }
+    if (ex->shutdown) {
+        pthread_mutex_unlock(&ex->mu);
+        return QV_ESHUTDOWN;
+    }
+    fifo_insert(ex, ex->qtail, f);
+    ex->queued++;
+    int rc = ex->vt->notify(ex);
+    if (rc) {
+        /* No worker can ever run it: take it back, the submit fails. */
+        fifo_unlink(ex, f);
+        ex->queued--;
+    }
+    /* Work waits while every worker is busy. */
+    if (ex->o.on_saturated && ex->queued > 0 &&
+        atomic_load(&ex->in_flight) >= (size_t)ex->o.max_workers)
+        seen |= 1u << QV_SATURATED_WORKERS;
+    pthread_mutex_unlock(&ex->mu);
+    warn_seen(ex, seen);
+    return rc;
+}
+
+/* ----------------------------------------------------------- retry heap */
+
+static int earlier(const qv_executor *ex, size_t i, size_t j)
+{
+    return ex->retries[i]->due_ms < ex->retries[j]->due_ms;
+}
+
+static void heap_swap(qv_executor *ex, size_t i, size_t j)
+{
+    qv_future *t = ex->retries[i];
+    ex->retries[i] = ex->retries[j];
+    ex->retries[j] = t;
+    ex->retries[i]->ridx = i;
+    ex->retries[j]->ridx = j;
+}
+
+static void heap_fix(qv_executor *ex, size_t i)
+{
+    while (i > 0 && earlier(ex, i, (i - 1) / 2)) {
+        heap_swap(ex, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < ex->nretries && earlier(ex, l, m)) m = l;
+        if (r < ex->nretries && earlier(ex, r, m)) m = r;
+        if (m == i) return;
+        heap_swap(ex, i, m);
+        i = m;
+    }
+}
+
+static void heap_remove(qv_executor *ex, qv_future *f)
+{
+    size_t i = f->ridx;
+    ex->nretries--;
+    if (i != ex->nretries) {
+        ex->retries[i] = ex->retries[ex->nretries];
+        ex->retries[i]->ridx = i;
+        heap_fix(ex, i);
+    }
+    f->qwhere = QV_Q_NONE;
+}
+
+int qv_executor_retry(qv_executor *ex, qv_future *f, double due_ms)
+{
+    int rc = QV_OK;
+    pthread_mutex_lock(&ex->mu);
+    if (ex->nretries == ex->cap_retries) {
+        size_t cap = ex->cap_retries ? ex->cap_retries * 2 : 16;
+        qv_future **r = qv_realloc(ex->retries, cap * sizeof(*r));
+        if (r) {
+            ex->retries = r;
+            ex->cap_retries = cap;
+        } else {
+            rc = QV_ENOMEM;
+        }
+    }
+    if (!rc) {
+        f->due_ms = due_ms;
+        f->qwhere = QV_Q_RETRY;
+        f->ridx = ex->nretries;
+        ex->retries[ex->nretries++] = f;
+        heap_fix(ex, f->ridx);
+        /* A cancel that came before the future was here could not find it:
+         * it ends now, not at its retry time. */
+        rc = atomic_load(&f->cancel_requested) ? QV_ECANCELLED : QV_OK;
+        /* A sleeping worker may have to wake earlier now. */
+        if (!rc) rc = ex->vt->notify(ex);
+        if (rc) heap_remove(ex, f);
+    }
+    pthread_mutex_unlock(&ex->mu);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ pop */
+
+qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
+{
+    double wake_at = INFINITY, now = 0;
+    if (ex->nretries || ex->hosts.active || ex->hosts.phead) now = qv_now_ms();
+    /* Due retries go first, in due order: they are older than anything queued. */
+    for (qv_future *after = NULL; ex->nretries && ex->retries[0]->due_ms <= now;) {
+        qv_future *f = ex->retries[0];
+        heap_remove(ex, f);
+        fifo_insert(ex, after, f);
+        ex->queued++;
+        after = f;
+    }
+    if (ex->nretries) wake_at = ex->retries[0]->due_ms;
+    qv_future *f = NULL;
+    if (!ex->hosts.active && !ex->hosts.phead) {
+        if ((f = ex->qhead)) fifo_unlink(ex, f);
+    } else if (!(f = qv_hosts_take_parked(ex, now, &wake_at))) {
+        /* Parked futures are older than the ready ones; then the ready ones
+         * in order, parking those whose host is at its limit. */
+        while ((f = ex->qhead)) {
+            fifo_unlink(ex, f);
+            if (qv_hosts_admit(ex, f, now, &wake_at)) break;
+        }
+    }
+    if (f) dequeued(ex);
+    if (wait_ms) {
+        double left = wake_at - now;
+        *wait_ms = f || wake_at == INFINITY ? -1 : left < 1 ? 1 : (long)left + 1;
+    }
+    return f;
+}
+
+qv_future *qv_executor_drain_locked(qv_executor *ex)
 {
     qv_future *f = ex->qhead;
-    if (f) unlink_locked(ex, f);
+    if (f) {
+        fifo_unlink(ex, f);
+        dequeued(ex);
+    } else if ((f = qv_hosts_any_parked(ex))) {
+        dequeued(ex);
+    } else if (ex->nretries) {
+        heap_remove(ex, f = ex->retries[0]);
+    }
     return f;
+}
+
+int qv_executor_empty_locked(const qv_executor *ex)
+{
+    return ex->queued == 0 && ex->nretries == 0;
 }
 
 int qv_executor_remove(qv_executor *ex, qv_future *f)
 {
     pthread_mutex_lock(&ex->mu);
-    int queued = f == ex->qhead || f->qprev;
-    if (queued) unlink_locked(ex, f);
+    int where = f->qwhere;
+    if (where == QV_Q_READY) {
+        fifo_unlink(ex, f);
+        dequeued(ex);
+    } else if (where == QV_Q_PARKED) {
+        qv_hosts_unpark(ex, f);
+        dequeued(ex);
+    } else if (where == QV_Q_RETRY) {
+        heap_remove(ex, f);
+    }
     pthread_mutex_unlock(&ex->mu);
-    return queued;
+    return where != QV_Q_NONE;
+}
+
+void qv_executor_host_done(qv_future *f)
+{
+    qv_executor *ex = f->ex;
+    if (!ex || !atomic_exchange(&f->host_held, 0)) return;
+    pthread_mutex_lock(&ex->mu);
+    /* A parked future may go now: make sure a worker looks. */
+    if (qv_hosts_release_locked(f)) ex->vt->notify(ex);
+    pthread_mutex_unlock(&ex->mu);
 }
 
 void qv_executor_count(qv_executor *ex, qv_future_state st)

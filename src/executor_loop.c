@@ -26,6 +26,7 @@ typedef struct loop {
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
     atomic_int sleeping; /* the I/O thread is (about to be) in curl_multi_poll */
+    int requeued;        /* a finished transfer went back to the queue (a retry) */
 } loop;
 
 /* Hands a batch of futures (linked by next_done) to the delivery threads. */
@@ -123,6 +124,10 @@ static void start(loop *L, qv_future *f, batch *done)
         if (curl_multi_add_handle(L->multi, slot->easy) == CURLM_OK) {
             slot->active_idx = L->nactive;
             L->active[L->nactive++] = slot;
+            /* More transfers than connections allowed: some wait for one
+             * (or share one over HTTP/2). */
+            int cap = L->base.o.max_total_connections;
+            if (cap > 0 && L->nactive > cap) qv_executor_note(&L->base, QV_SATURATED_CONNECTIONS);
             return;
         }
         qv_transfer_collect(slot, CURLE_OUT_OF_MEMORY);
@@ -138,6 +143,11 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
     qv_transfer_detach(slot, L->multi);
     qv_transfer_collect(slot, cc);
     slot_deactivate(L, slot);
+    if (qv_retry_maybe(f)) {
+        qv_future_release(f); /* this attempt's queue reference */
+        L->requeued = 1;      /* look at the queue before sleeping */
+        return;
+    }
     batch_add(done, f);
 }
 
@@ -167,14 +177,14 @@ static void *io_main(void *arg)
     int wait_ms = 1000;
     for (;;) {
         batch done = {0};
+        long queue_wait = -1; /* until a retry or a host's token is due */
         pthread_mutex_lock(&ex->mu);
-        while (L->nidle > 0 && ex->qhead) {
-            qv_future *f = qv_executor_pop_locked(ex);
+        for (qv_future *f; L->nidle > 0 && (f = qv_executor_pop_locked(ex, &queue_wait));) {
             pthread_mutex_unlock(&ex->mu);
             start(L, f, &done);
             pthread_mutex_lock(&ex->mu);
         }
-        int stop = ex->shutdown && !ex->qhead && L->nactive == 0;
+        int stop = ex->shutdown && qv_executor_empty_locked(ex) && L->nactive == 0;
         pthread_mutex_unlock(&ex->mu);
         if (stop) {
             deliver(L, &done);
@@ -195,17 +205,22 @@ static void *io_main(void *arg)
             wait_ms = scan(L, &done);
             next_scan = now + LOOP_SCAN_MS;
         }
-        int finished = done.head != NULL;
+        int finished = done.head != NULL || L->requeued;
+        L->requeued = 0;
         deliver(L, &done);
         /* Finished transfers freed slots: start queued work before sleeping. */
         if (finished) continue;
         /* Submitters wake the loop only while it sleeps: announce it, then
-         * look at the queue once more, so no submit goes unnoticed. */
+         * look at the queue once more, so no submit goes unnoticed. (A
+         * queued future that may not start yet was parked by the pop above,
+         * so the queue's head is always one that may.) */
         atomic_store(&L->sleeping, 1);
         pthread_mutex_lock(&ex->mu);
-        int work = (ex->qhead && L->nidle > 0) || ex->shutdown;
+        int work = ex->qhead && L->nidle > 0;
         pthread_mutex_unlock(&ex->mu);
-        if (!work) curl_multi_poll(L->multi, NULL, 0, L->nactive ? wait_ms : 1000, NULL);
+        int timeout = L->nactive ? wait_ms : 1000;
+        if (queue_wait >= 0 && queue_wait < timeout) timeout = (int)queue_wait;
+        if (!work) curl_multi_poll(L->multi, NULL, 0, timeout, NULL);
         atomic_store(&L->sleeping, 0);
     }
     return NULL;

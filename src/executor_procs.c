@@ -34,7 +34,8 @@ typedef struct procs {
     pworker *w;
     struct pollfd *pfd; /* the wake pipe, the zygote, then one per worker */
     int nw, spawning;
-    int broken; /* the zygote is gone: nothing can run any more */
+    int broken;      /* the zygote is gone: nothing can run any more */
+    long queue_wait; /* ms until a queued retry or a host's token is due (-1: none) */
     qv_buf in, out;
 } procs;
 
@@ -101,8 +102,9 @@ static void on_response(procs *P, pworker *w)
     char *msg = NULL;
     struct curl_slist *jar = NULL;
     long conns = 0;
+    double retry_ms = -1;
     int rc = qv_wire_decode_response((const unsigned char *)P->in.data, P->in.len, &r, &err, &msg,
-                                     &jar, &conns);
+                                     &jar, &conns, &retry_ms);
     qv_future *f = w->f;
     if (rc) {
         /* A worker that talks nonsense is not trusted with more work. */
@@ -115,12 +117,37 @@ static void on_response(procs *P, pworker *w)
     atomic_fetch_add(&P->base.connections, (size_t)conns);
     qv_session_jar_merge(f->session, w->sent_jar, jar);
     curl_slist_free_all(jar);
+    qv_executor_host_done(f);
+    if (retry_ms >= 0 && f->attempts <= f->req.retry.max_retries) {
+        /* The worker skipped the hooks: this attempt is to be retried. The
+         * wait is the worker's word, so it is held to the policy's cap. */
+        double cap = (double)f->req.retry.max_backoff_ms;
+        f->out_resp = r;
+        f->out_err = err;
+        f->out_msg = msg;
+        w->f = NULL;
+        curl_slist_free_all(w->sent_jar);
+        w->sent_jar = NULL;
+        w->hook_deadline = 0;
+        if (qv_retry_requeue(f, retry_ms < cap ? retry_ms : cap)) {
+            qv_future_release(f); /* this attempt's queue reference */
+            return;
+        }
+        /* No retry after all (cancelled, no memory): this is the outcome. */
+        w->f = f;
+        r = f->out_resp;
+        err = f->out_err;
+        msg = f->out_msg;
+        f->out_resp = NULL;
+        f->out_msg = NULL;
+    }
     if (err == QV_ECANCELLED)
         settle(w, QV_CANCELLED, err, msg, NULL);
     else if (err)
         settle(w, QV_FAILED, err, msg, NULL);
     else {
         r->timing.queued_ms = f->started_ms - f->submitted_ms; /* the wait was here */
+        r->attempts = f->attempts;
         settle(w, QV_FINISHED, QV_OK, NULL, r);
     }
 }
@@ -157,7 +184,7 @@ static void fail_all_queued(procs *P, const char *why)
     qv_executor *ex = &P->base;
     for (;;) {
         pthread_mutex_lock(&ex->mu);
-        qv_future *f = qv_executor_pop_locked(ex);
+        qv_future *f = qv_executor_drain_locked(ex);
         pthread_mutex_unlock(&ex->mu);
         if (!f) return;
         qv_future_fail(f, QV_EWORKER, "%s", why);
@@ -228,9 +255,11 @@ static int schedule(procs *P)
 {
     qv_executor *ex = &P->base;
     pthread_mutex_lock(&ex->mu);
-    for (int i = 0; i < P->nw && ex->qhead; i++) {
+    P->queue_wait = -1;
+    for (int i = 0; i < P->nw; i++) {
         if (P->w[i].f || P->w[i].fd < 0) continue;
-        qv_future *f = qv_executor_pop_locked(ex);
+        qv_future *f = qv_executor_pop_locked(ex, &P->queue_wait);
+        if (!f) break;
         pthread_mutex_unlock(&ex->mu);
         assign(P, &P->w[i], f);
         pthread_mutex_lock(&ex->mu);
@@ -239,7 +268,7 @@ static int schedule(procs *P)
     for (int i = 0; i < P->nw; i++) busy += P->w[i].f != NULL;
     int want = (int)ex->queued;
     int room = ex->o.max_workers - P->nw - P->spawning;
-    int stop = ex->shutdown && !ex->qhead && busy == 0;
+    int stop = ex->shutdown && qv_executor_empty_locked(ex) && busy == 0;
     pthread_mutex_unlock(&ex->mu);
     if (P->broken) {
         fail_all_queued(P, "the process pool's zygote died");
@@ -301,6 +330,8 @@ static void *dispatch_main(void *arg)
         pfd[n++] = (struct pollfd){P->broken ? -1 : P->zfd, POLLIN, 0};
         for (int i = 0; i < P->nw; i++) pfd[n++] = (struct pollfd){P->w[i].fd, POLLIN, 0};
         int nw = P->nw, timeout = check_hook_deadlines(P);
+        if (P->queue_wait >= 0 && (timeout < 0 || P->queue_wait < timeout))
+            timeout = (int)P->queue_wait;
         pthread_rwlock_unlock(&fork_lock); /* sleeping: a pool may fork now */
         int polled = poll(pfd, (nfds_t)n, timeout);
         pthread_rwlock_rdlock(&fork_lock);

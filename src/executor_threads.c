@@ -41,13 +41,19 @@ static void *worker_main(void *arg)
     CURLM *multi = NULL;
     for (;;) {
         pthread_mutex_lock(&ex->mu);
-        while (!ex->qhead && !ex->shutdown) {
+        qv_future *f;
+        long wait_ms;
+        while (!(f = qv_executor_pop_locked(ex, &wait_ms)) &&
+               !(ex->shutdown && qv_executor_empty_locked(ex))) {
+            /* Nothing may start yet: sleep until a submit, a finished
+             * request of a limited host, or the next retry or token. */
+            struct timespec dl;
+            if (wait_ms >= 0) qv_deadline(&dl, wait_ms);
             tp->idle++;
-            pthread_cond_wait(&ex->cv, &ex->mu);
+            qv_cond_wait(&ex->cv, &ex->mu, wait_ms >= 0 ? &dl : NULL);
             tp->idle--;
             if (tp->signalled) tp->signalled--;
         }
-        qv_future *f = qv_executor_pop_locked(ex);
         pthread_mutex_unlock(&ex->mu);
         if (!f) break; /* shut down and drained */
         run_one(ex, &slot, &multi, f);

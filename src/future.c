@@ -19,6 +19,7 @@ qv_future *qv_future_alloc(void)
     atomic_init(&f->refs, 1);
     atomic_init(&f->cancel_requested, 0);
     f->state = QV_PENDING;
+    f->out_retry_ms = -1;
     return f;
 fail_cv:
     pthread_mutex_destroy(&f->mu);
@@ -53,15 +54,52 @@ void qv_future_release(qv_future *f)
 int qv_future_begin(qv_future *f, CURLM *waker)
 {
     pthread_mutex_lock(&f->mu);
-    int ok = f->state == QV_PENDING && !atomic_load(&f->cancel_requested);
+    int ok = (f->state == QV_PENDING || f->retrying) && !atomic_load(&f->cancel_requested);
     if (ok) {
-        f->state = QV_RUNNING;
+        if (f->state == QV_PENDING) {
+            f->state = QV_RUNNING;
+            f->started_ms = qv_now_ms();
+            if (f->ex) atomic_fetch_add(&f->ex->in_flight, 1);
+        }
+        f->retrying = 0;
+        f->attempts++;
         f->waker = waker;
-        f->started_ms = qv_now_ms();
-        if (f->ex) atomic_fetch_add(&f->ex->in_flight, 1);
     }
     pthread_mutex_unlock(&f->mu);
     return ok;
+}
+
+int qv_future_set_retrying(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int ok = !atomic_load(&f->cancel_requested);
+    if (ok) f->retrying = 1;
+    pthread_mutex_unlock(&f->mu);
+    return ok;
+}
+
+void qv_future_clear_retrying(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    f->retrying = 0;
+    pthread_mutex_unlock(&f->mu);
+}
+
+int qv_future_waiting(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int w = f->state == QV_PENDING || f->retrying;
+    pthread_mutex_unlock(&f->mu);
+    return w;
+}
+
+int qv_future_attempts(qv_future *f)
+{
+    if (!f) return 0;
+    pthread_mutex_lock(&f->mu);
+    int n = f->attempts;
+    pthread_mutex_unlock(&f->mu);
+    return n;
 }
 
 void qv_future_end_transfer(qv_future *f)
@@ -73,6 +111,7 @@ void qv_future_end_transfer(qv_future *f)
 
 void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp)
 {
+    qv_executor_host_done(f); /* if the executor did not say so already */
     pthread_mutex_lock(&f->mu);
     if (terminal(f->state)) {
         /* Cannot happen by design; never let a second outcome overwrite the first. */
@@ -94,6 +133,7 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
             msg = qv_asprintf("cancelled (%s %s)", f->req.method ? f->req.method : "",
                               f->req.url ? f->req.url : "");
     }
+    f->retrying = 0;
     /* Stats change before anyone can see the completion. */
     if (f->ex) {
         if (f->state == QV_RUNNING) atomic_fetch_sub(&f->ex->in_flight, 1);
@@ -129,9 +169,10 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
 
 static char *vmessage(qv_future *f, int err, const char *fmt, va_list ap)
 {
-    char detail[512];
+    char detail[512], tries[48] = "";
     vsnprintf(detail, sizeof(detail), fmt, ap);
-    return qv_asprintf("%s: %s (%s %s)", qv_strerror(err), detail,
+    if (f->attempts > 1) snprintf(tries, sizeof(tries), ", after %d attempts", f->attempts);
+    return qv_asprintf("%s: %s%s (%s %s)", qv_strerror(err), detail, tries,
                        f->req.method ? f->req.method : "", f->req.url ? f->req.url : "");
 }
 
@@ -224,6 +265,7 @@ int qv_future_cancel(qv_future *f)
     }
     atomic_store(&f->cancel_requested, 1);
     qv_future_state st = f->state;
+    int queued = st == QV_PENDING || f->retrying;
     /* The waker (a worker's curl_multi) stays valid while set: the worker
      * clears it under this lock before it moves on. */
     if (st == QV_RUNNING && f->ex) {
@@ -237,7 +279,7 @@ int qv_future_cancel(qv_future *f)
 
     /* Whoever takes a queued future off the queue completes it: here, or
      * the worker that popped it (qv_future_begin then sees the flag). */
-    if (st == QV_PENDING && f->ex && qv_executor_remove(f->ex, f)) {
+    if (queued && f->ex && qv_executor_remove(f->ex, f)) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
         qv_future_release(f); /* the queue's reference */
     }

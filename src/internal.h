@@ -87,6 +87,18 @@ typedef struct qv_req_part {
     size_t value_len;
 } qv_req_part;
 
+/* A retry policy with its defaults filled in (retry.c); max_retries 0 =
+ * none. Plain values, so that it copies (and crosses the process wire). */
+#define QV_RETRY_STATUSES_MAX 32
+typedef struct qv_retry_policy {
+    int max_retries;
+    unsigned on;
+    long backoff_ms, max_backoff_ms;
+    int all_methods, no_retry_after;
+    int nstatuses;
+    int statuses[QV_RETRY_STATUSES_MAX];
+} qv_retry_policy;
+
 /* Everything a transfer needs, merged from session + request and copied. */
 typedef struct qv_req {
     qv_arena arena;
@@ -111,6 +123,7 @@ typedef struct qv_req {
     void *hook_arg;
     int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
     const char *url_error_msg;
+    qv_retry_policy retry;
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
@@ -167,7 +180,15 @@ struct qv_future {
     int inline_complete; /* being completed on a thread that must run no user code */
     qv_session *session; /* until completion */
     qv_executor *ex;
-    qv_future *qprev, *qnext; /* executor queue */
+    qv_future *qprev, *qnext; /* executor queue, or its host's parked list */
+    int qwhere;               /* which of the executor's lists holds it (QV_Q_*) */
+    size_t ridx;              /* its place in the executor's retry heap */
+    double due_ms;            /* when a waiting retry may go */
+    struct qv_host *host;     /* parked on, or counted by, this host's limits */
+    atomic_int host_held;     /* counted in its host's requests in flight */
+    int attempts;             /* transfers started */
+    int retrying;             /* between two attempts (RUNNING, but queued) */
+    double out_retry_ms;      /* a process worker's retry wait (-1: none) */
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
     /* The transfer's outcome, collected on the I/O side and delivered
@@ -181,8 +202,15 @@ struct qv_future {
 };
 
 qv_future *qv_future_alloc(void);
-/* Moves PENDING → RUNNING; 0 if the future was cancelled meanwhile. */
+/* Moves PENDING → RUNNING (or starts a retry's next attempt) and counts the
+ * attempt; 0 if the future was cancelled meanwhile. */
 int qv_future_begin(qv_future *f, CURLM *waker);
+/* Marks a running future as waiting for its next attempt; 0 (and nothing
+ * changes) if it was cancelled. clear undoes it. */
+int qv_future_set_retrying(qv_future *f);
+void qv_future_clear_retrying(qv_future *f);
+/* Queued for a first attempt or a retry (what close(cancel_pending) cancels). */
+int qv_future_waiting(qv_future *f);
 /* Transfer over: the waker must no longer be used. */
 void qv_future_end_transfer(qv_future *f);
 /* The one terminal transition. Takes ownership of msg and resp. A pending
@@ -208,6 +236,7 @@ struct qv_session {
     qv_session_opts o; /* strings and arrays point into arena */
     CURLSH *share;
     struct curl_slist *default_headers; /* the lines of a request with none of its own */
+    qv_retry_policy retry;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -249,6 +278,7 @@ void qv_session_stub_free(qv_session *s);
 
 struct qv_response {
     int status;
+    int attempts;
     char *reason;
     qv_headers headers;
     qv_buf body;
@@ -294,15 +324,16 @@ int qv_wire_put(qv_buf *b, unsigned tag, const void *p, size_t n);
 int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar);
 /* Into r (zeroed first; free with qv_req_free even on error), the hooks
  * (in r's arena, ending with {0}) and the jar lines (caller frees). */
-int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, qv_hook **hooks,
-                           struct curl_slist **jar);
+int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
+                           qv_hook **hooks, struct curl_slist **jar);
 /* f's collected outcome (out_resp, or out_err/out_msg) and the jar after. */
 int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar);
 /* A worker's answer: QV_OK with either *out (a response) or *err and *msg
- * (the transfer's error), the jar lines and the connections it opened; or
+ * (the transfer's error), the jar lines, the connections it opened and the
+ * wait before a retry (-1: the outcome is final, hooks ran); or
  * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then). */
 int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
-                            char **msg, struct curl_slist **jar, long *conns);
+                            char **msg, struct curl_slist **jar, long *conns, double *retry_ms);
 
 /* --------------------------------------------------------- transfer (transfer.c) */
 
@@ -379,14 +410,33 @@ typedef struct qv_executor_vt {
     void (*destroy)(qv_executor *ex);
 } qv_executor_vt;
 
+/* Where a queued future is (qwhere). */
+enum { QV_Q_NONE = 0, QV_Q_READY, QV_Q_PARKED, QV_Q_RETRY };
+
+/* Per-host limits (hostlimit.c), under the executor's lock. */
+typedef struct qv_host qv_host;
+typedef struct qv_hosts {
+    qv_host **buckets;
+    size_t nbuckets, n, sweep_at;
+    size_t noverrides;
+    qv_host *phead, *ptail; /* hosts with parked futures, oldest first */
+    int active;             /* any limit set: futures are checked at pop (and
+                               while any are parked: a lifted limit frees them) */
+} qv_hosts;
+
 struct qv_executor {
     const qv_executor_vt *vt;
     qv_executor_opts o;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_cond_t space; /* a queued future left the queue (max_queued) */
-    qv_future *qhead, *qtail;
-    size_t queued;
+    pthread_cond_t space;     /* a queued future left the queue (max_queued) */
+    qv_future *qhead, *qtail; /* ready to start, oldest first */
+    size_t queued;            /* ready or parked on a host */
+    qv_future **retries;      /* a min-heap by due time: retries waiting */
+    size_t nretries, cap_retries;
+    qv_hosts hosts;
+    atomic_uint warned;       /* the saturation warnings given (bits) */
+    atomic_uint warn_pending; /* noted, to give at the next submit */
     int shutdown;
     int joined;
     atomic_int refs;
@@ -400,12 +450,50 @@ void qv_executor_ref(qv_executor *ex);
 void qv_executor_unref(qv_executor *ex);
 /* Queues f (taking the queue's reference); QV_ESHUTDOWN if shut down. */
 int qv_executor_submit(qv_executor *ex, qv_future *f);
-/* Pops the oldest queued future (ex->mu held); NULL if none. */
-qv_future *qv_executor_pop_locked(qv_executor *ex);
-/* Removes f from the queue if still there; 1 if removed. */
+/* Pops the oldest future allowed to start (ex->mu held): due retries
+ * first, then what the host limits let go. NULL if none; then *wait_ms
+ * (if not NULL) is how long until one may be (a retry's time, a host's next
+ * token), or -1 if only a submit or a finished request can change it. */
+qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
+/* Pops anything still waiting, limits and retry times aside (to fail it). */
+qv_future *qv_executor_drain_locked(qv_executor *ex);
+/* Nothing queued, parked or waiting to retry (ex->mu held). */
+int qv_executor_empty_locked(const qv_executor *ex);
+/* Removes f from wherever it waits; 1 if removed. */
 int qv_executor_remove(qv_executor *ex, qv_future *f);
+/* Queues f (with a new queue reference) for another attempt at due_ms. */
+int qv_executor_retry(qv_executor *ex, qv_future *f, double due_ms);
+/* f's attempt is over: its host has room for another request. */
+void qv_executor_host_done(qv_future *f);
+/* Notes that `what` was seen where user code must not run: the next
+ * submit gives the warning (once per executor). Any thread, any lock. */
+void qv_executor_note(qv_executor *ex, qv_saturation what);
 /* Counts an outcome in the stats. */
 void qv_executor_count(qv_executor *ex, qv_future_state st);
+
+void qv_hosts_init(qv_executor *ex);
+void qv_hosts_free(qv_executor *ex);
+/* f may start now (counted by its host), or 0: it is parked on its host. */
+int qv_hosts_admit(qv_executor *ex, qv_future *f, double now, double *wake_at);
+/* A parked future whose host has room again (counted), or NULL. */
+qv_future *qv_hosts_take_parked(qv_executor *ex, double now, double *wake_at);
+qv_future *qv_hosts_any_parked(qv_executor *ex);
+void qv_hosts_unpark(qv_executor *ex, qv_future *f);
+/* Uncounts f; 1 if futures are parked on its host. */
+int qv_hosts_release_locked(qv_future *f);
+
+/* -------------------------------------------------------------- retries (retry.c) */
+
+/* From the public policy (NULL = none): QV_OK or QV_EINVAL. */
+int qv_retry_resolve(qv_retry_policy *p, const qv_retry *in);
+/* How long to wait before retrying f's collected outcome; -1: no retry. */
+double qv_retry_wait_ms(const qv_future *f);
+/* Drops f's outcome and queues it again after wait_ms (>= 0): 1. Or 0, and
+ * the outcome stays (no retry wanted, cancelled, no memory). The caller's
+ * queue reference stays the caller's. */
+int qv_retry_requeue(qv_future *f, double wait_ms);
+/* qv_retry_requeue(f, qv_retry_wait_ms(f)). */
+int qv_retry_maybe(qv_future *f);
 
 int qv_threads_new(qv_executor **out, const qv_executor_opts *o);
 int qv_loop_new(qv_executor **out, const qv_executor_opts *o);

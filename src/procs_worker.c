@@ -85,8 +85,11 @@ static void serve_one(worker *w)
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL, *jar_after = NULL;
     if (!f) _exit(3);
-    int rc =
-        qv_wire_decode_request((const unsigned char *)w->in.data, w->in.len, &f->req, &hooks, &jar);
+    int attempt;
+    int rc = qv_wire_decode_request((const unsigned char *)w->in.data, w->in.len, &f->req, &attempt,
+                                    &hooks, &jar);
+    /* The parent counted this attempt; begin below counts it again. */
+    f->attempts = attempt > 0 ? attempt - 1 : 0;
     if (!rc) rc = qv_session_jar_replace(w->ss, jar);
     f->session = w->ss;
     w->ss->o.hooks = hooks;
@@ -97,7 +100,9 @@ static void serve_one(worker *w)
         CURLcode cc = qv_transfer_run(&w->slot, w->multi, w->fd, control_readable);
         qv_transfer_collect(&w->slot, cc);
     }
-    if (f->out_resp) {
+    /* An attempt to be retried gets no hooks: they see the final outcome. */
+    f->out_retry_ms = rc ? -1 : qv_retry_wait_ms(f);
+    if (f->out_resp && f->out_retry_ms < 0) {
         /* Tell the parent, so that a hook timeout can start counting. */
         if (qv_wire_frame_begin(&w->out, QV_WIRE_HOOKS) || qv_wire_frame_end(&w->out) ||
             qv_fd_write_all(w->fd, w->out.data, w->out.len))

@@ -333,6 +333,8 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     r->proxy = s->o.proxy;
     r->hook = o.hook;
     r->hook_arg = o.hook_arg;
+    if (o.retry) return qv_retry_resolve(&r->retry, o.retry);
+    r->retry = s->retry;
     return QV_OK;
 }
 

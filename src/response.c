@@ -170,6 +170,11 @@ int qv_response_http_version(const qv_response *r)
     return r ? r->http_version : 0;
 }
 
+int qv_response_attempts(const qv_response *r)
+{
+    return r ? r->attempts : 0;
+}
+
 double qv_response_elapsed_ms(const qv_response *r)
 {
     return r ? r->elapsed_ms : 0;

@@ -116,6 +116,8 @@ static int copy_opts(qv_session *s, const qv_session_opts *in)
 {
     int rc = qv_opts_copy(&s->o, sizeof(s->o), in);
     if (rc || (rc = validate(&s->o))) return rc;
+    if ((rc = qv_retry_resolve(&s->retry, s->o.retry))) return rc;
+    s->o.retry = NULL; /* resolved into s->retry; the caller's struct is not kept */
     qv_arena *a = &s->arena;
     s->o.headers = copy_pairs(a, s->o.headers, &rc);
     s->o.params = copy_pairs(a, s->o.params, &rc);
@@ -282,12 +284,12 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     return QV_OK;
 }
 
-/* A queued future of the session not yet asked to cancel (with a reference). */
+/* A queued future of the session (a first attempt or a retry) not yet asked
+ * to cancel (with a reference). */
 static qv_future *next_pending(qv_session *s)
 {
     for (qv_future *f = s->live; f; f = f->snext)
-        if (!atomic_load(&f->cancel_requested) && qv_future_state_get(f) == QV_PENDING)
-            return qv_future_ref(f);
+        if (!atomic_load(&f->cancel_requested) && qv_future_waiting(f)) return qv_future_ref(f);
     return NULL;
 }
 

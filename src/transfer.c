@@ -414,6 +414,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     f->out_conns = conns;
     if (f->ex) atomic_fetch_add(&f->ex->connections, (size_t)conns);
     qv_future_end_transfer(f);
+    qv_executor_host_done(f);
     if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
         long status = 0;
         char *url = NULL;
@@ -429,6 +430,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
                           : version == CURL_HTTP_VERSION_3   ? 30
                                                              : 0;
         r->status = (int)status;
+        r->attempts = f->attempts;
         r->elapsed_ms = (double)total / 1000.0;
         record_timing(slot, r);
         char *u = qv_strdup(url ? url : "");
@@ -477,7 +479,7 @@ void qv_transfer_finish(qv_slot *slot, CURLcode cc)
 {
     qv_future *f = slot->f;
     qv_transfer_collect(slot, cc);
-    qv_transfer_deliver(f);
+    if (!qv_retry_maybe(f)) qv_transfer_deliver(f);
 }
 
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *))

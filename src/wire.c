@@ -33,6 +33,8 @@ enum {
     T_PROXY,
     T_HOOK,   /* nested: fn, arg (session hooks in order, then the request's) */
     T_COOKIE, /* a jar line (Netscape format), both ways */
+    T_ATTEMPT,
+    T_RETRY, /* the retry policy: integers (see put_retry) */
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -46,6 +48,7 @@ enum {
     T_CONNS,
     T_ERROR,
     T_ERRMSG,
+    T_RETRY_US,     /* the worker skipped the hooks: retry after this wait */
     T_TIMING = 100, /* 6 integers, microseconds: dns, connect, tls, first byte, total, hooks */
     /* nested fields */
     N_NAME = 128,
@@ -66,6 +69,11 @@ static void put_u16(unsigned char *p, unsigned v)
 static void put_u32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
 static uint32_t get_u32(const unsigned char *p)
@@ -114,7 +122,7 @@ static int put_str(qv_buf *b, unsigned tag, const char *s)
 static int put_int(qv_buf *b, unsigned tag, int64_t v)
 {
     unsigned char p[8];
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)((uint64_t)v >> (8 * i));
+    put_u64(p, (uint64_t)v);
     return qv_wire_put(b, tag, p, sizeof(p));
 }
 
@@ -177,6 +185,42 @@ static int put_hook(qv_buf *b, qv_hook_fn fn, void *arg)
     return rc;
 }
 
+/* max_retries, on, backoff, max backoff, all methods, no Retry-After, then
+ * the statuses: 8 bytes each. */
+enum { RETRY_FIXED = 6 };
+
+static int put_retry(qv_buf *b, const qv_retry_policy *p)
+{
+    unsigned char v[8 * (RETRY_FIXED + QV_RETRY_STATUSES_MAX)];
+    int64_t fixed[RETRY_FIXED] = {p->max_retries,    p->on,          p->backoff_ms,
+                                  p->max_backoff_ms, p->all_methods, p->no_retry_after};
+    size_t n = 0;
+    for (int i = 0; i < RETRY_FIXED; i++) put_u64(v + 8 * n++, (uint64_t)fixed[i]);
+    for (int i = 0; i < p->nstatuses; i++) put_u64(v + 8 * n++, (uint64_t)p->statuses[i]);
+    return qv_wire_put(b, T_RETRY, v, 8 * n);
+}
+
+static int get_retry(const unsigned char *v, size_t len, qv_retry_policy *p)
+{
+    if (len % 8 || len < 8 * RETRY_FIXED || len > 8 * (RETRY_FIXED + QV_RETRY_STATUSES_MAX))
+        return QV_EPROTOCOL;
+    int64_t x[RETRY_FIXED + QV_RETRY_STATUSES_MAX];
+    size_t n = len / 8;
+    for (size_t i = 0; i < n; i++) {
+        get_int(v + 8 * i, 8, &x[i]);
+        if (x[i] < 0 || x[i] > INT32_MAX) return QV_EPROTOCOL;
+    }
+    p->max_retries = (int)x[0];
+    p->on = (unsigned)x[1];
+    p->backoff_ms = (long)x[2];
+    p->max_backoff_ms = (long)x[3];
+    p->all_methods = (int)x[4];
+    p->no_retry_after = (int)x[5];
+    p->nstatuses = (int)(n - RETRY_FIXED);
+    for (int i = 0; i < p->nstatuses; i++) p->statuses[i] = (int)x[RETRY_FIXED + i];
+    return QV_OK;
+}
+
 int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar)
 {
     const qv_req *r = &f->req;
@@ -200,6 +244,8 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slis
     if (!rc) rc = put_int(b, T_INSECURE, r->insecure);
     if (!rc) rc = put_str(b, T_CA_FILE, r->ca_file);
     if (!rc) rc = put_str(b, T_PROXY, r->proxy);
+    if (!rc && r->retry.max_retries) rc = put_int(b, T_ATTEMPT, f->attempts);
+    if (!rc && r->retry.max_retries) rc = put_retry(b, &r->retry);
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
         rc = put_hook(b, h->fn, h->arg);
     if (!rc && r->hook) rc = put_hook(b, r->hook, r->hook_arg);
@@ -277,9 +323,10 @@ static size_t count_tag(const unsigned char *p, size_t len, unsigned want)
     return count;
 }
 
-int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, qv_hook **hooks,
-                           struct curl_slist **jar)
+int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
+                           qv_hook **hooks, struct curl_slist **jar)
 {
+    *attempt = 0;
     memset(r, 0, sizeof(*r));
     *hooks = NULL;
     *jar = NULL;
@@ -358,6 +405,15 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, qv_hoo
             break;
         case T_HOOK:
             rc = nh < nhooks ? decode_hook(v, n, &h[nh++]) : QV_EPROTOCOL;
+            break;
+        case T_RETRY:
+            rc = get_retry(v, n, &r->retry);
+            break;
+        case T_ATTEMPT:
+            if (get_int(v, n, &i) || i < 0 || i > INT32_MAX)
+                rc = QV_EPROTOCOL;
+            else
+                *attempt = (int)i;
             break;
         case T_AUTH:
         case T_FOLLOW:
@@ -463,6 +519,8 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_sli
         if (!rc) rc = put_str(b, T_ERRMSG, f->out_msg);
     }
     if (!rc) rc = put_int(b, T_CONNS, f->out_conns);
+    if (!rc && f->out_retry_ms >= 0)
+        rc = put_int(b, T_RETRY_US, (int64_t)(f->out_retry_ms * 1000.0 + 0.5));
     for (const struct curl_slist *l = jar; l && !rc; l = l->next)
         rc = put_str(b, T_COOKIE, l->data);
     return rc ? rc : qv_wire_frame_end(b);
@@ -525,9 +583,10 @@ static int decode_history(qv_response *r, const unsigned char *v, size_t len)
 }
 
 int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
-                            char **msg, struct curl_slist **jar, long *conns)
+                            char **msg, struct curl_slist **jar, long *conns, double *retry_ms)
 {
     *conns = 0;
+    *retry_ms = -1;
     *out = NULL;
     *err = QV_OK;
     *msg = NULL;
@@ -546,8 +605,11 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
         case T_ELAPSED_US:
         case T_CONNS:
         case T_ERROR:
+        case T_RETRY_US:
             if (get_int(v, n, &i))
                 rc = QV_EPROTOCOL;
+            else if (tag == T_RETRY_US)
+                *retry_ms = i >= 0 && i < 86400000000LL ? (double)i / 1000.0 : -1;
             else if (tag == T_VERSION)
                 r->http_version = (int)i;
             else if (tag == T_CONNS)

@@ -55,7 +55,8 @@ static int decode(const unsigned char *p, size_t n)
     char *msg;
     struct curl_slist *jar;
     long conns;
-    int rc = qv_wire_decode_response(p, n, &r, &err, &msg, &jar, &conns);
+    double retry_ms;
+    int rc = qv_wire_decode_response(p, n, &r, &err, &msg, &jar, &conns, &retry_ms);
     if (rc) cr_assert(!r && !msg && !jar, "a refused frame still returned data");
     qv_response_free(r);
     free(msg);
@@ -76,9 +77,11 @@ Test(wire, round_trip, .timeout = 60)
     char *msg;
     struct curl_slist *jar;
     long conns;
+    double retry_ms;
     cr_assert_eq(qv_wire_decode_response((unsigned char *)b.data + QV_WIRE_HEADER, len, &r, &err,
-                                         &msg, &jar, &conns),
+                                         &msg, &jar, &conns, &retry_ms),
                  QV_OK);
+    cr_assert_eq(retry_ms, -1, "a final outcome says: no retry");
     cr_assert_eq(err, QV_OK);
     cr_assert_eq(qv_response_status(r), 200);
     tx_assert_str_eq(qv_response_reason(r), "OK");

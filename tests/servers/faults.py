@@ -35,13 +35,16 @@ misbehaviour (GET; the query string is ignored unless said otherwise):
                  alive, so a client that reuses it reads that as the answer
                  to its next request
   /flaky         ?key=K&fail=N: 503 for the first N requests with key K,
-                 then 200 "ok" (for retry tests)
+                 then 200 "ok" (for retry tests); Retry-After: ?after=S
+                 seconds (default 0), or with ?date=1 an HTTP date S ahead
+  /flaky-count   ?key=K: how many /flaky requests key K got (the body)
 
 Any other path is 404. Each request is logged on one line to stderr:
 "faults: PEER METHOD TARGET". Nothing here ever connects anywhere.
 """
 
 import argparse
+import email.utils
 import socket
 import socketserver
 import struct
@@ -327,15 +330,28 @@ class Handler(socketserver.BaseRequestHandler):
         return True
 
     def do_flaky(self, q):
+        # 503 to the first `fail` requests of `key`, then 200. Retry-After is
+        # `after` seconds (default 0), or with date=1 an HTTP date that many
+        # seconds ahead. /flaky-count?key=K says how many requests K got.
         key = q.get("key", [""])[0]
         fail = _int(q, "fail", 1, 0, 1000)
+        after = _int(q, "after", 0, 0, 86400)
         with FLAKY_LOCK:
             seen = FLAKY.get(key, 0)
             FLAKY[key] = seen + 1
         if seen < fail:
             body = b"flaky: failure %d of %d\n" % (seen + 1, fail)
-            return self.simple(503, body, [("Retry-After", "0")])
+            if q.get("date", ["0"])[0] == "1":
+                ra = email.utils.formatdate(time.time() + after, usegmt=True)
+            else:
+                ra = str(after)
+            return self.simple(503, body, [("Retry-After", ra)])
         return self.simple(200, b"ok")
+
+    def do_flaky_count(self, q):
+        with FLAKY_LOCK:
+            seen = FLAKY.get(q.get("key", [""])[0], 0)
+        return self.simple(200, b"%d" % seen)
 
 
 ROUTES = {
@@ -355,6 +371,7 @@ ROUTES = {
     "/huge": Handler.do_huge,
     "/wrong-length": Handler.do_wrong_length,
     "/flaky": Handler.do_flaky,
+    "/flaky-count": Handler.do_flaky_count,
 }
 
 
