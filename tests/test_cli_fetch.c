@@ -247,6 +247,52 @@ Test(cli_fetch, a_flaky_path_succeeds_after_retries, .timeout = 60)
     cli_result_free(r);
 }
 
+Test(cli_fetch, post_is_not_retried, .timeout = 60)
+{
+    cli_result *r = CLI("fetch", "--executor", tx_kind_name(), "--retries", "3", "--retry-delay",
+                        "0.01", "-d", "x", tu("/status/503"));
+    cli_expect_status(r, 0);
+    records *rs = parse_jsonl(r);
+    cr_assert_eq(jint(rs->rec[0], "attempts"), 1, "a POST may have been done: not repeated");
+    records_free(rs);
+    cli_result_free(r);
+}
+
+Test(cli_fetch, rate_paces_requests_to_a_host, .timeout = 60)
+{
+    /* 12 requests at 8/s: the 12th starts 11/8 s after the first. */
+    const char *u[12];
+    for (int i = 0; i < 12; i++) u[i] = tuf("/anything/%d", i);
+    cli_result *r = CLI("fetch", "--executor", tx_kind_name(), "-j", "8", "--rate", "8", u[0], u[1],
+                        u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11]);
+    cli_expect_status(r, 0);
+    records *rs = parse_jsonl(r);
+    cr_assert_eq(rs->n, 12);
+    for (size_t i = 0; i < 12; i++) cr_assert_eq(jint(rs->rec[i], "status"), 200);
+    cr_assert(r->ms >= 1300 && r->ms < 8000, "12 requests at 8/s took %.0f ms", r->ms);
+    records_free(rs);
+    cli_result_free(r);
+}
+
+Test(cli_fetch, max_queued_still_fetches_everything, .timeout = 60)
+{
+    size_t cap = 100 * 128;
+    char *input = malloc(cap), *p = input;
+    for (int i = 0; i < 100; i++)
+        p += snprintf(p, cap - (size_t)(p - input), "%s\n", tuf("/anything?i=%d", i));
+    /* A window of 16 futures, 4 workers and room for 2 more: submits wait. */
+    cli_result *r = cli_run(&(cli_run_opts){.input = input}, "fetch", "--executor", tx_kind_name(),
+                            "-j", "4", "--max-queued", "2", "-i", "-");
+    cli_expect_status(r, 0);
+    records *rs = parse_jsonl(r);
+    cr_assert_eq(rs->n, 100);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(jint(record_for(rs, tuf("/anything?i=%d", i)), "status"), 200);
+    records_free(rs);
+    cli_result_free(r);
+    free(input);
+}
+
 /* The -o names, unit-tested: whatever the URL, one plain file name. */
 static void expect_safe_name(const char *url)
 {
@@ -487,6 +533,9 @@ Test(cli_fetch, bad_command_lines, .timeout = 60)
     expect_usage_error(CLI("fetch", "-j", "many", u), "-j wants");
     expect_usage_error(CLI("fetch", "--retries", "-1", u), "--retries wants");
     expect_usage_error(CLI("fetch", "--retry-delay", "0", u), "--retry-delay wants");
+    expect_usage_error(CLI("fetch", "--rate", "0", u), "--rate wants");
+    expect_usage_error(CLI("fetch", "--rate", "fast", u), "--rate wants");
+    expect_usage_error(CLI("fetch", "--max-queued", "0", u), "--max-queued wants");
     expect_usage_error(CLI("fetch", "--executor", "fibers", u), "--executor");
     expect_usage_error(CLI("fetch", u, "-i"), "needs a value");
 

@@ -183,7 +183,7 @@ int cmd_bench(int argc, char **argv)
     double t0 = cli_now_ms();
     enum cli_run_result res = cli_run_all(&run);
     double secs = (cli_now_ms() - t0) / 1000.0;
-    qv_session_free(s);
+    cli_session_free(s);
     cli_progress_end(&b.progress);
     summary(&b, &req, n, conc, secs);
     if (fflush(stdout) != 0) {

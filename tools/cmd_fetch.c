@@ -7,7 +7,6 @@
 #include "parse.h"
 #include "progress.h"
 #include "reqopts.h"
-#include "retry.h"
 #include "runner.h"
 #include "signals.h"
 #include "stats.h"
@@ -18,8 +17,6 @@
 #include <unistd.h>
 
 static const char synopsis[] = "quiver fetch [URL...] [-i FILE|-] [options]";
-
-enum { OPT_RETRIES = CLI_OPT_OWN, OPT_RETRY_DELAY, OPT_RETRY_MAX, OPT_FAIL };
 
 #define MAX_JOBS 10000
 
@@ -41,12 +38,6 @@ static void help(void)
            "  -j, --jobs N                concurrent requests (default 8)\n"
            "  -o, --output-dir DIR        save each body in DIR, under a safe name made\n"
            "                              from the URL (the record's \"file\")\n"
-           "      --retries N             retry connection failures, timeouts and status\n"
-           "                              429/502/503/504 up to N times (default 0)\n"
-           "      --retry-delay SECONDS   first backoff delay, doubled each retry, with\n"
-           "                              jitter (default 0.2)\n"
-           "      --retry-max-delay SECONDS  cap on a delay, Retry-After included\n"
-           "                              (default 10)\n"
            "  -f, --fail                  exit 3 when a response had a 4xx/5xx status\n"
            "  -q, --quiet                 no progress line and no summary\n"
            "%s",
@@ -132,9 +123,6 @@ int cmd_fetch(int argc, char **argv)
         {"input", required_argument, NULL, 'i'},
         {"jobs", required_argument, NULL, 'j'},
         {"output-dir", required_argument, NULL, 'o'},
-        {"retries", required_argument, NULL, OPT_RETRIES},
-        {"retry-delay", required_argument, NULL, OPT_RETRY_DELAY},
-        {"retry-max-delay", required_argument, NULL, OPT_RETRY_MAX},
         {"fail", no_argument, NULL, 'f'},
         {"quiet", no_argument, NULL, 'q'},
         {0},
@@ -143,7 +131,7 @@ int cmd_fetch(int argc, char **argv)
     cli_req_init(&req);
     fetch ft = {0};
     const char *input_path = NULL;
-    long jobs = QV_DEFAULT_MAX_WORKERS, retries = 0, retry_delay = 200, retry_max = 10000;
+    long jobs = QV_DEFAULT_MAX_WORKERS;
     int quiet = 0, fail = 0, c, rc;
     while ((c = getopt_long(argc, argv, ":" CLI_REQ_SHORTOPTS "hi:j:o:fq", longopts, NULL)) != -1) {
         if ((rc = cli_req_option(&req, "fetch", synopsis, c, optarg)) >= 0) {
@@ -168,22 +156,6 @@ int cmd_fetch(int argc, char **argv)
             break;
         case 'o':
             ft.outdir = optarg;
-            break;
-        case OPT_RETRIES:
-            if (parse_long(optarg, 0, 100, &retries)) {
-                rc = cli_usage_error("fetch", synopsis, "--retries wants 0 to 100, not '%s'",
-                                     optarg);
-                goto out;
-            }
-            break;
-        case OPT_RETRY_DELAY:
-        case OPT_RETRY_MAX:
-            if (parse_seconds_ms(optarg, 3600, c == OPT_RETRY_DELAY ? &retry_delay : &retry_max)) {
-                rc = cli_usage_error("fetch", synopsis, "%s wants seconds > 0, not '%s'",
-                                     c == OPT_RETRY_DELAY ? "--retry-delay" : "--retry-max-delay",
-                                     optarg);
-                goto out;
-            }
             break;
         case 'f':
             fail = 1;
@@ -225,8 +197,6 @@ int cmd_fetch(int argc, char **argv)
     volatile sig_atomic_t *stop = cli_catch_stop_signals();
     qv_session *s;
     if ((rc = cli_session_new(&req, (int)jobs, "fetch", &s))) goto out;
-    cli_retry retry;
-    cli_retry_init(&retry, (int)retries, (double)retry_delay, (double)retry_max);
     cli_progress_init(&ft.progress, !quiet && isatty(STDERR_FILENO), cli_input_count(&ft.input));
     cli_run run = {
         .session = s,
@@ -234,7 +204,6 @@ int cmd_fetch(int argc, char **argv)
         /* Enough queued work that no worker idles while this thread writes
          * records, yet a bounded number of futures (and bodies) alive. */
         .window = (size_t)jobs * 4,
-        .retry = retries > 0 ? &retry : NULL,
         .source = cli_input_next,
         .sink = on_outcome,
         .tick = on_tick,
@@ -244,7 +213,7 @@ int cmd_fetch(int argc, char **argv)
     double t0 = cli_now_ms();
     enum cli_run_result res = cli_run_all(&run);
     double secs = (cli_now_ms() - t0) / 1000.0;
-    qv_session_free(s);
+    cli_session_free(s);
     cli_progress_end(&ft.progress);
     if (!quiet) summary(&ft, secs);
 

@@ -136,7 +136,7 @@ int cmd_get(int argc, char **argv)
         }
         qv_future_release(f);
     }
-    qv_session_free(s);
+    cli_session_free(s);
 out:
     cli_req_free(&req);
     return rc;

@@ -1,5 +1,6 @@
 /* The shared request/session options: parsing -H/-X/-d/--json/--timeout/
- * -k/--cacert/--executor, and building quiver's option structs from them. */
+ * -k/--cacert/--executor/--retries/--rate/--max-queued, and building
+ * quiver's option structs from them. */
 #include "reqopts.h"
 
 #include "cli.h"
@@ -25,6 +26,15 @@ const char cli_req_help[] =
     "  -k, --insecure              do not verify TLS certificates\n"
     "      --cacert FILE           verify TLS certificates against this CA bundle\n"
     "      --executor KIND         threads (default), loop, or processes\n"
+    "      --retries N             retry connection failures, timeouts and status\n"
+    "                              429/502/503/504 up to N times (GET, HEAD, PUT,\n"
+    "                              DELETE, OPTIONS only)\n"
+    "      --retry-delay SECONDS   first backoff delay, doubled each retry, with\n"
+    "                              jitter (default 0.2)\n"
+    "      --retry-max-delay SECONDS  cap on a delay, Retry-After included: a longer\n"
+    "                              Retry-After ends the retries (default 10)\n"
+    "      --rate R                at most R requests per second to each host\n"
+    "      --max-queued N          at most N requests wait for a worker\n"
     "  -h, --help                  show this help\n";
 
 /* Timeouts longer than this are surely a typo (and would overflow long ms
@@ -36,6 +46,8 @@ void cli_req_init(cli_req *r)
     memset(r, 0, sizeof(*r));
     r->kind = QV_THREADS;
     r->kind_name = "threads";
+    r->retry_delay_ms = 200;
+    r->retry_max_ms = 10000;
 }
 
 void cli_req_free(cli_req *r)
@@ -208,6 +220,31 @@ int cli_req_option(cli_req *r, const char *cmd, const char *synopsis, int key, c
         return 0;
     case CLI_OPT_EXECUTOR:
         return set_executor(r, cmd, synopsis, arg);
+    case CLI_OPT_RETRIES:
+        if (parse_long(arg, 0, 100, &r->retries))
+            return cli_usage_error(cmd, synopsis, "--retries wants 0 to 100, not '%s'", arg);
+        return 0;
+    case CLI_OPT_RETRY_DELAY:
+    case CLI_OPT_RETRY_MAX:
+        if (parse_seconds_ms(arg, 3600,
+                             key == CLI_OPT_RETRY_DELAY ? &r->retry_delay_ms : &r->retry_max_ms))
+            return cli_usage_error(
+                cmd, synopsis, "%s wants seconds > 0, not '%s'",
+                key == CLI_OPT_RETRY_DELAY ? "--retry-delay" : "--retry-max-delay", arg);
+        return 0;
+    case CLI_OPT_RATE: {
+        char *end;
+        errno = 0;
+        r->rate = strtod(arg, &end);
+        if (errno || end == arg || *end || !(r->rate > 0) || r->rate > 1e6)
+            return cli_usage_error(cmd, synopsis, "--rate wants requests per second > 0, not '%s'",
+                                   arg);
+        return 0;
+    }
+    case CLI_OPT_MAX_QUEUED:
+        if (parse_long(arg, 1, 100000000, &r->max_queued))
+            return cli_usage_error(cmd, synopsis, "--max-queued wants 1 or more, not '%s'", arg);
+        return 0;
     default:
         return -1;
     }
@@ -227,25 +264,36 @@ int cli_req_finish(cli_req *r, const char *cmd, const char *synopsis)
 
 int cli_session_new(const cli_req *r, int workers, const char *cmd, qv_session **out)
 {
-    qv_session_opts so = {
-        .size = sizeof(so),
-        .executor_kind = r->kind,
-        .max_workers = workers,
-        .timeout_ms = r->timeout_ms,
-        .insecure = r->insecure,
-        .ca_file = r->ca_file,
-    };
-    int rc = qv_session_new(out, &so);
-    if (rc == QV_OK) return 0;
-    /* The process executor is planned: the word is accepted today so that
-     * scripts need no change when the library gains it. */
-    if (r->kind == QV_PROCESSES && rc == QV_EINVAL) {
-        cli_error(cmd, "--executor processes: the process executor is not available yet in "
-                       "this libquiver; use threads or loop");
-        return CLI_EUSAGE;
+    qv_executor *ex;
+    int rc = qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                      .kind = r->kind,
+                                                      .max_workers = workers,
+                                                      .max_queued = (size_t)r->max_queued,
+                                                      .per_host = {.rate = r->rate}});
+    if (rc == QV_OK) {
+        qv_session_opts so = {
+            .size = sizeof(so),
+            .executor = ex,
+            .timeout_ms = r->timeout_ms,
+            .insecure = r->insecure,
+            .ca_file = r->ca_file,
+            .retry = r->retries ? &(qv_retry){.max_retries = (int)r->retries,
+                                              .backoff_ms = r->retry_delay_ms,
+                                              .max_backoff_ms = r->retry_max_ms}
+                                : NULL,
+        };
+        if ((rc = qv_session_new(out, &so)) == QV_OK) return 0;
+        qv_executor_free(ex);
     }
     cli_error(cmd, "cannot create a session: %s: %s", qv_errname(rc), qv_strerror(rc));
     return CLI_EFAIL;
+}
+
+void cli_session_free(qv_session *s)
+{
+    qv_executor *ex = qv_session_executor(s);
+    qv_session_free(s);
+    qv_executor_free(ex);
 }
 
 void cli_req_fill(const cli_req *r, const char *url, qv_request_opts *out)

@@ -1,7 +1,8 @@
 /*
  * Request and session options shared by every subcommand (-H, -X, -d,
- * --json, --timeout, -k, --cacert, --executor): parsed once here, turned
- * into quiver's option structs in one place.
+ * --json, --timeout, -k, --cacert, --executor, --retries and its delays,
+ * --rate, --max-queued): parsed once here, turned into quiver's option
+ * structs in one place.
  */
 #ifndef QV_CLI_REQOPTS_H
 #define QV_CLI_REQOPTS_H
@@ -25,6 +26,11 @@ typedef struct cli_req {
     const char *ca_file;   /* --cacert */
     qv_executor_kind kind; /* --executor */
     const char *kind_name; /* its name, for messages */
+    long retries;          /* --retries: attempts after the first */
+    long retry_delay_ms;   /* --retry-delay: the first backoff */
+    long retry_max_ms;     /* --retry-max-delay: the cap, Retry-After included */
+    double rate;           /* --rate: requests started per second per host; 0 = no limit */
+    long max_queued;       /* --max-queued: submits wait beyond this many; 0 = no limit */
 } cli_req;
 
 /* getopt values of the shared long-only options; subcommands number theirs
@@ -34,6 +40,11 @@ enum {
     CLI_OPT_TIMEOUT,
     CLI_OPT_CACERT,
     CLI_OPT_EXECUTOR,
+    CLI_OPT_RETRIES,
+    CLI_OPT_RETRY_DELAY,
+    CLI_OPT_RETRY_MAX,
+    CLI_OPT_RATE,
+    CLI_OPT_MAX_QUEUED,
     CLI_OPT_HELP,
     CLI_OPT_OWN = 300
 };
@@ -45,6 +56,11 @@ enum {
         {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},                                     \
         {"insecure", no_argument, NULL, 'k'}, {"cacert", required_argument, NULL, CLI_OPT_CACERT}, \
         {"executor", required_argument, NULL, CLI_OPT_EXECUTOR},                                   \
+        {"retries", required_argument, NULL, CLI_OPT_RETRIES},                                     \
+        {"retry-delay", required_argument, NULL, CLI_OPT_RETRY_DELAY},                             \
+        {"retry-max-delay", required_argument, NULL, CLI_OPT_RETRY_MAX},                           \
+        {"rate", required_argument, NULL, CLI_OPT_RATE},                                           \
+        {"max-queued", required_argument, NULL, CLI_OPT_MAX_QUEUED},                               \
     {                                                                                              \
         "help", no_argument, NULL, CLI_OPT_HELP                                                    \
     }
@@ -64,9 +80,12 @@ int cli_req_option(cli_req *r, const char *cmd, const char *synopsis, int key, c
  * settles the method. 0, or an exit code after printing why. */
 int cli_req_finish(cli_req *r, const char *cmd, const char *synopsis);
 
-/* A session for these options with `workers` workers (0 = the default).
- * 0 with *out set, or an exit code after printing why. */
+/* A session for these options on an executor of its own with `workers`
+ * workers (0 = the default). 0 with *out set, or an exit code after printing
+ * why. Free it with cli_session_free. */
 int cli_session_new(const cli_req *r, int workers, const char *cmd, qv_session **out);
+/* Frees the session, then its executor. */
+void cli_session_free(qv_session *s);
 
 /* Request options for one URL; they point into r, which must outlive them. */
 void cli_req_fill(const cli_req *r, const char *url, qv_request_opts *out);

@@ -17,17 +17,15 @@
 #define TICK_MS 100.0
 
 typedef struct item {
-    struct item *next;      /* in the done queue, or in the retry list */
+    struct item *next;      /* in the done queue */
     struct item *live_prev; /* in the in-flight list (to cancel on stop) */
     struct item *live_next;
     struct done_queue *queue;
     char *url;
     size_t seq;
-    int attempts;
-    double submit_ms; /* this attempt's submit */
+    double submit_ms; /* its submit */
     double done_ms;   /* its completion, stamped by the done callback */
-    double due_ms;    /* when a waiting retry goes out */
-    qv_future *f;     /* this attempt's future; NULL while waiting to retry */
+    qv_future *f;     /* NULL if it could not be submitted */
 } item;
 
 typedef struct done_queue {
@@ -40,7 +38,6 @@ typedef struct runner {
     const cli_run *run;
     done_queue queue;
     item *live;         /* submitted, not yet taken from the done queue */
-    item *waiting;      /* waiting for a retry, by due time */
     size_t outstanding; /* taken from the source, no outcome yet */
     size_t next_seq;
     int eof, stopping, input_failed;
@@ -93,7 +90,7 @@ static void finish(runner *rn, item *it, qv_response *resp, int err, const char 
         .error = err,
         .message = msg,
         .elapsed_ms = elapsed_ms,
-        .attempts = it->attempts,
+        .attempts = it->f ? qv_future_attempts(it->f) : 0,
     };
     rn->run->sink(rn->run->arg, &o);
     qv_future_release(it->f);
@@ -113,7 +110,6 @@ static void submit(runner *rn, item *it)
         finish(rn, it, NULL, rc, qv_strerror(rc), 0);
         return;
     }
-    it->attempts++;
     live_link(rn, it);
     if (qv_future_add_done_callback(it->f, on_done, it) != QV_OK) {
         /* Only QV_ENOMEM: wait here instead, slower but still correct. */
@@ -122,29 +118,12 @@ static void submit(runner *rn, item *it)
     }
 }
 
-static void waiting_insert(runner *rn, item *it)
-{
-    item **p = &rn->waiting;
-    while (*p && (*p)->due_ms <= it->due_ms) p = &(*p)->next;
-    it->next = *p;
-    *p = it;
-}
-
-/* An attempt ended: retry it later, or hand the outcome out. */
+/* Its attempts are over (the library retried as asked): the outcome goes out. */
 static void complete(runner *rn, item *it)
 {
     live_unlink(rn, it);
     qv_response *r = NULL;
     int rc = qv_future_result(it->f, &r, -1);
-    int status = rc == QV_OK ? qv_response_status(r) : 0;
-    cli_retry *rt = rn->run->retry;
-    if (!rn->stopping && rt && it->attempts <= rt->retries && cli_retry_transient(rc, status)) {
-        it->due_ms = cli_now_ms() + cli_retry_delay_ms(rt, it->attempts, r);
-        qv_future_release(it->f); /* the failed attempt's body is not kept */
-        it->f = NULL;
-        waiting_insert(rn, it);
-        return;
-    }
     if (rc == QV_OK) {
         finish(rn, it, r, QV_OK, NULL, qv_response_elapsed_ms(r));
     } else {
@@ -153,18 +132,13 @@ static void complete(runner *rn, item *it)
     }
 }
 
-/* Stop feeding, cancel what is in flight (its outcomes still arrive, as
- * cancelled), and end the URLs waiting for a retry. */
+/* Stop feeding and cancel what is in flight or waiting to retry (its
+ * outcomes still arrive, as cancelled). */
 static void stop_all(runner *rn)
 {
     rn->stopping = 1;
     rn->eof = 1;
     for (item *it = rn->live; it; it = it->live_next) qv_future_cancel(it->f);
-    while (rn->waiting) {
-        item *it = rn->waiting;
-        rn->waiting = it->next;
-        finish(rn, it, NULL, QV_ECANCELLED, "cancelled while waiting to retry", 0);
-    }
 }
 
 static void feed(runner *rn)
@@ -233,19 +207,12 @@ enum cli_run_result cli_run_all(const cli_run *run)
         if (run->stop && *run->stop && !rn.stopping) stop_all(&rn);
         feed(&rn);
         double now = cli_now_ms();
-        while (rn.waiting && rn.waiting->due_ms <= now) {
-            item *it = rn.waiting;
-            rn.waiting = it->next;
-            submit(&rn, it);
-        }
         if (now >= next_tick) {
             if (run->tick) run->tick(run->arg);
             next_tick = now + TICK_MS;
         }
         if (rn.outstanding == 0 && rn.eof) break;
-        double deadline = next_tick;
-        if (rn.waiting && rn.waiting->due_ms < deadline) deadline = rn.waiting->due_ms;
-        item *done = take_done(&rn, deadline);
+        item *done = take_done(&rn, next_tick);
         while (done) {
             item *next = done->next;
             complete(&rn, done);

@@ -1,6 +1,6 @@
 /*
  * The engine of `fetch` and `bench`: keeps at most `window` URLs outstanding
- * (submitted, or waiting for a retry), hands each outcome to a sink as soon
+ * (the library retries them as the session says), hands each outcome to a sink as soon
  * as it completes, and releases its future right after, so memory stays
  * bounded however long the input is.
  */
@@ -13,7 +13,6 @@
 #include <quiver.h>
 
 #include "reqopts.h"
-#include "retry.h"
 
 /* The final outcome of one URL, valid during the sink call only. */
 typedef struct cli_outcome {
@@ -22,8 +21,8 @@ typedef struct cli_outcome {
     qv_response *resp;   /* the last attempt's response, or NULL after an error */
     int error;           /* QV_OK with a response, else the error code */
     const char *message; /* with an error: qv_future_error() or the code's message */
-    double elapsed_ms;   /* the last attempt: the transfer time of a response, or
-                            submit-to-failure time of an error */
+    double elapsed_ms;   /* the last attempt's transfer time of a response, or the
+                            submit-to-failure time of an error (all attempts) */
     int attempts;        /* requests sent for this URL (0: it could not be submitted) */
 } cli_outcome;
 
@@ -37,8 +36,7 @@ typedef void (*cli_tick_fn)(void *arg);
 typedef struct cli_run {
     qv_session *session;
     const cli_req *req;
-    size_t window;    /* outstanding URLs at most (>= 1) */
-    cli_retry *retry; /* NULL = no retries */
+    size_t window; /* outstanding URLs at most (>= 1) */
     cli_source_fn source;
     cli_sink_fn sink;
     cli_tick_fn tick; /* may be NULL */
