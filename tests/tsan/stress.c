@@ -11,7 +11,9 @@
  *     some at once and some after a random pause (racing the completion),
  *     release some at once (the session keeps them alive), and wait with
  *     qv_wait, qv_as_completed or qv_future_result; a session hook attaches
- *     a result on the worker that the submitter then reads;
+ *     a result on the worker that the submitter then reads; every session
+ *     retries (some URLs answer 503 once) and the shared executors cap
+ *     each host at 3 requests in flight (futures park and unpark);
  *  2. shared waiters: one batch of futures waited on by several threads at
  *     once (qv_wait in every mode, qv_as_completed, qv_future_result) while
  *     another thread cancels some of them;
@@ -124,6 +126,10 @@ static void sleep_us(long us)
 /* ------------------------------------------------------------ the servers */
 
 static char url_small[256], url_get[256], url_ok[256], url_drip[256], url_h2[256];
+/* A 503 once, then 200: with every session's retry policy, a retry. The
+ * request's key (appended at submit) makes each one flaky on its own. */
+static char url_flaky[256];
+static atomic_int flaky_seq;
 static const char *nginx_ca;
 
 static const char *env_or_die(const char *name)
@@ -143,14 +149,17 @@ static void setup_urls(void)
     snprintf(url_ok, sizeof(url_ok), "%s/ok", faults);
     /* ~100 ms in flight: long enough for a cancel to land mid-transfer. */
     snprintf(url_drip, sizeof(url_drip), "%s/drip?bytes=5&interval=0.02", faults);
+    snprintf(url_flaky, sizeof(url_flaky), "%s/flaky?fail=1&key=stress-%d-", faults, (int)getpid());
 }
 
 /* A URL for a request: mostly fast ones, some slow, some HTTP/2. */
 static const char *pick_url(unsigned long long *rs)
 {
-    switch (rnd(rs, 8)) {
+    switch (rnd(rs, 9)) {
     case 0:
         return url_get;
+    case 4:
+        return url_flaky;
     case 1:
         return url_drip;
     case 2:
@@ -220,7 +229,10 @@ static qv_executor_kind cur_kind; /* set before the threads of a kind start */
 static int submit(qv_session *s, const char *url, item **out)
 {
     qv_future *f = NULL;
-    int rc = qv_get(s, &f, url);
+    char flaky[320];
+    if (url == url_flaky)
+        snprintf(flaky, sizeof(flaky), "%s%d", url_flaky, atomic_fetch_add(&flaky_seq, 1));
+    int rc = qv_get(s, &f, url == url_flaky ? flaky : url);
     if (rc != QV_OK) return rc;
     item *it = new_item(url);
     it->f = f;
@@ -267,12 +279,15 @@ static void settle(item *it)
 static qv_session *new_session(qv_executor *ex, qv_executor_kind kind, int workers)
 {
     qv_session *s = NULL;
-    int rc = qv_session_new(&s, &(qv_session_opts){.size = sizeof(qv_session_opts),
-                                                   .executor = ex,
-                                                   .executor_kind = kind,
-                                                   .max_workers = workers,
-                                                   .ca_file = nginx_ca,
-                                                   .hooks = (const qv_hook[]){{hook, NULL}, {0}}});
+    int rc = qv_session_new(
+        &s, &(qv_session_opts){
+                .size = sizeof(qv_session_opts),
+                .executor = ex,
+                .executor_kind = kind,
+                .max_workers = workers,
+                .ca_file = nginx_ca,
+                .retry = &(qv_retry){.max_retries = 2, .backoff_ms = 5, .max_backoff_ms = 20},
+                .hooks = (const qv_hook[]){{hook, NULL}, {0}}});
     if (rc != QV_OK) die("qv_session_new: %s", qv_errname(rc));
     return s;
 }
@@ -282,7 +297,9 @@ static qv_executor *new_executor(qv_executor_kind kind, int workers)
     qv_executor *ex = NULL;
     int rc = qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
                                                       .kind = kind,
-                                                      .max_workers = workers});
+                                                      .max_workers = workers,
+                                                      /* parking and unparking under load */
+                                                      .per_host = {.max_concurrent = 3}});
     if (rc != QV_OK) die("qv_executor_new(%s): %s", kind_name(kind), qv_errname(rc));
     return ex;
 }
