@@ -80,32 +80,42 @@ void qv_executor_free(qv_executor *ex)
     qv_executor_unref(ex);
 }
 
-static void fifo_insert(qv_executor *ex, qv_future *after, qv_future *f)
+void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f)
 {
-    f->qwhere = QV_Q_READY;
     f->qprev = after;
-    f->qnext = after ? after->qnext : ex->qhead;
+    f->qnext = after ? after->qnext : l->head;
     if (f->qnext)
         f->qnext->qprev = f;
     else
-        ex->qtail = f;
+        l->tail = f;
     if (after)
         after->qnext = f;
     else
-        ex->qhead = f;
+        l->head = f;
 }
 
-static void fifo_unlink(qv_executor *ex, qv_future *f)
+void qv_flist_unlink(qv_flist *l, qv_future *f)
 {
     if (f->qprev)
         f->qprev->qnext = f->qnext;
     else
-        ex->qhead = f->qnext;
+        l->head = f->qnext;
     if (f->qnext)
         f->qnext->qprev = f->qprev;
     else
-        ex->qtail = f->qprev;
+        l->tail = f->qprev;
     f->qprev = f->qnext = NULL;
+}
+
+static void fifo_insert(qv_executor *ex, qv_future *after, qv_future *f)
+{
+    f->qwhere = QV_Q_READY;
+    qv_flist_insert(&ex->ready, after, f);
+}
+
+static void fifo_unlink(qv_executor *ex, qv_future *f)
+{
+    qv_flist_unlink(&ex->ready, f);
     f->qwhere = QV_Q_NONE;
 }
 
@@ -153,7 +163,7 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
         pthread_mutex_unlock(&ex->mu);
         return QV_ESHUTDOWN;
     }
-    fifo_insert(ex, ex->qtail, f);
+    fifo_insert(ex, ex->ready.tail, f);
     ex->queued++;
     int rc = ex->vt->notify(ex);
     if (rc) {
@@ -262,11 +272,11 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
     if (ex->nretries) wake_at = ex->retries[0]->due_ms;
     qv_future *f = NULL;
     if (!ex->hosts.active && !ex->hosts.phead) {
-        if ((f = ex->qhead)) fifo_unlink(ex, f);
+        if ((f = ex->ready.head)) fifo_unlink(ex, f);
     } else if (!(f = qv_hosts_take_parked(ex, now, &wake_at))) {
         /* Parked futures are older than the ready ones; then the ready ones
          * in order, parking those whose host is at its limit. */
-        while ((f = ex->qhead)) {
+        while ((f = ex->ready.head)) {
             fifo_unlink(ex, f);
             if (qv_hosts_admit(ex, f, now, &wake_at)) break;
         }
@@ -281,7 +291,7 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
 
 qv_future *qv_executor_drain_locked(qv_executor *ex)
 {
-    qv_future *f = ex->qhead;
+    qv_future *f = ex->ready.head;
     if (f) {
         fifo_unlink(ex, f);
         dequeued(ex);

@@ -216,7 +216,7 @@ static void *io_main(void *arg)
          * so the queue's head is always one that may.) */
         atomic_store(&L->sleeping, 1);
         pthread_mutex_lock(&ex->mu);
-        int work = ex->qhead && L->nidle > 0;
+        int work = ex->ready.head && L->nidle > 0;
         pthread_mutex_unlock(&ex->mu);
         int timeout = L->nactive ? wait_ms : 1000;
         if (queue_wait >= 0 && queue_wait < timeout) timeout = (int)queue_wait;

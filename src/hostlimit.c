@@ -14,7 +14,7 @@
 struct qv_host {
     qv_host *next;          /* in its hash bucket */
     qv_host *pprev, *pnext; /* in the list of hosts with parked futures */
-    qv_future *phead, *ptail;
+    qv_flist parked;
     int inflight;
     int override; /* limits of its own, from qv_executor_set_host_limits */
     qv_host_limits own;
@@ -125,7 +125,7 @@ static void refill(const qv_executor *ex, qv_host *h, double now)
 
 static int idle(const qv_executor *ex, qv_host *h, double now)
 {
-    if (h->inflight || h->phead || h->override) return 0;
+    if (h->inflight || h->parked.head || h->override) return 0;
     refill(ex, h, now);
     return h->tokens >= burst_of(limits_of(ex, h));
 }
@@ -218,20 +218,9 @@ static void acquire(const qv_executor *ex, qv_host *h, qv_future *f)
     atomic_store(&f->host_held, 1);
 }
 
-static void park(qv_executor *ex, qv_host *h, qv_future *f)
+/* The host joins the end of the list of hosts with parked futures. */
+static void hosts_append(qv_hosts *t, qv_host *h)
 {
-    qv_hosts *t = &ex->hosts;
-    f->qwhere = QV_Q_PARKED;
-    f->host = h;
-    f->qnext = NULL;
-    f->qprev = h->ptail;
-    if (h->ptail)
-        h->ptail->qnext = f;
-    else
-        h->phead = f;
-    h->ptail = f;
-    if (f->qprev) return;
-    /* The host's first parked future: the host joins the parked list. */
     h->pnext = NULL;
     h->pprev = t->ptail;
     if (t->ptail)
@@ -241,7 +230,16 @@ static void park(qv_executor *ex, qv_host *h, qv_future *f)
     t->ptail = h;
 }
 
-static void parked_list_remove(qv_hosts *t, qv_host *h)
+static void park(qv_executor *ex, qv_host *h, qv_future *f)
+{
+    qv_hosts *t = &ex->hosts;
+    f->qwhere = QV_Q_PARKED;
+    f->host = h;
+    qv_flist_insert(&h->parked, h->parked.tail, f);
+    if (!f->qprev) hosts_append(t, h); /* its first parked future */
+}
+
+static void hosts_remove(qv_hosts *t, qv_host *h)
 {
     if (h->pprev)
         h->pprev->pnext = h->pnext;
@@ -257,18 +255,10 @@ static void parked_list_remove(qv_hosts *t, qv_host *h)
 void qv_hosts_unpark(qv_executor *ex, qv_future *f)
 {
     qv_host *h = f->host;
-    if (f->qprev)
-        f->qprev->qnext = f->qnext;
-    else
-        h->phead = f->qnext;
-    if (f->qnext)
-        f->qnext->qprev = f->qprev;
-    else
-        h->ptail = f->qprev;
-    f->qprev = f->qnext = NULL;
+    qv_flist_unlink(&h->parked, f);
     f->host = NULL;
     f->qwhere = QV_Q_NONE;
-    if (!h->phead) parked_list_remove(&ex->hosts, h);
+    if (!h->parked.head) hosts_remove(&ex->hosts, h);
 }
 
 qv_future *qv_hosts_take_parked(qv_executor *ex, double now, double *wake_at)
@@ -276,15 +266,13 @@ qv_future *qv_hosts_take_parked(qv_executor *ex, double now, double *wake_at)
     qv_hosts *t = &ex->hosts;
     for (qv_host *h = t->phead; h; h = h->pnext) {
         if (!ready(ex, h, now, wake_at)) continue;
-        qv_future *f = h->phead;
+        qv_future *f = h->parked.head;
         qv_hosts_unpark(ex, f);
         acquire(ex, h, f);
         /* Round robin: the next pop looks at the other hosts first. */
-        if (h->phead && h->pnext) {
-            parked_list_remove(t, h);
-            h->pprev = t->ptail;
-            t->ptail->pnext = h;
-            t->ptail = h;
+        if (h->parked.head && h->pnext) {
+            hosts_remove(t, h);
+            hosts_append(t, h);
         }
         return f;
     }
@@ -296,7 +284,7 @@ int qv_hosts_admit(qv_executor *ex, qv_future *f, double now, double *wake_at)
     qv_host *h = lookup(ex, f, now);
     if (!h) return 1;
     /* Behind futures already parked on the host, in order. */
-    if (!h->phead && ready(ex, h, now, wake_at)) {
+    if (!h->parked.head && ready(ex, h, now, wake_at)) {
         acquire(ex, h, f);
         return 1;
     }
@@ -309,7 +297,7 @@ qv_future *qv_hosts_any_parked(qv_executor *ex)
 {
     qv_host *h = ex->hosts.phead;
     if (!h) return NULL;
-    qv_future *f = h->phead;
+    qv_future *f = h->parked.head;
     qv_hosts_unpark(ex, f);
     return f;
 }
@@ -319,7 +307,7 @@ int qv_hosts_release_locked(qv_future *f)
     qv_host *h = f->host;
     f->host = NULL;
     h->inflight--;
-    return h->phead != NULL;
+    return h->parked.head != NULL;
 }
 
 int qv_executor_set_host_limits(qv_executor *ex, const char *host, const qv_host_limits *limits)

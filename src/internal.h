@@ -410,6 +410,14 @@ typedef struct qv_executor_vt {
     void (*destroy)(qv_executor *ex);
 } qv_executor_vt;
 
+/* A list of futures linked through qprev/qnext, oldest first. */
+typedef struct qv_flist {
+    qv_future *head, *tail;
+} qv_flist;
+/* Puts f after `after` (NULL: at the head). */
+void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f);
+void qv_flist_unlink(qv_flist *l, qv_future *f);
+
 /* Where a queued future is (qwhere). */
 enum { QV_Q_NONE = 0, QV_Q_READY, QV_Q_PARKED, QV_Q_RETRY };
 
@@ -429,10 +437,10 @@ struct qv_executor {
     qv_executor_opts o;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_cond_t space;     /* a queued future left the queue (max_queued) */
-    qv_future *qhead, *qtail; /* ready to start, oldest first */
-    size_t queued;            /* ready or parked on a host */
-    qv_future **retries;      /* a min-heap by due time: retries waiting */
+    pthread_cond_t space; /* a queued future left the queue (max_queued) */
+    qv_flist ready;       /* may start now (as far as known), oldest first */
+    size_t queued;        /* ready or parked on a host */
+    qv_future **retries;  /* a min-heap by due time: retries waiting */
     size_t nretries, cap_retries;
     qv_hosts hosts;
     atomic_uint warned;       /* the saturation warnings given (bits) */
