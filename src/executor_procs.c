@@ -35,6 +35,7 @@ typedef struct procs {
     struct pollfd *pfd; /* the wake pipe, the zygote, then one per worker */
     int nw, spawning;
     int broken;      /* the zygote is gone: nothing can run any more */
+    int stopped;     /* the dispatcher ended on shutdown, counted in transit */
     long queue_wait; /* ms until a queued retry or a host's token is due (-1: none) */
     qv_buf in, out;
 } procs;
@@ -45,6 +46,24 @@ typedef struct procs {
  * side (writers first, so a busy program still gets to fork). */
 static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static _Thread_local int in_dispatcher;
+
+/* A dispatcher thread also allocates outside the read side: while it
+ * starts, before dispatch_main runs (ASan calls pthread_getattr_np), and
+ * while it ends, after. glibc's malloc locks itself around fork; clang 14's
+ * ASan does not, so a fork then could hand the zygote an allocator lock held
+ * by that thread, and its workers would block on it for good. A fork waits
+ * until no dispatcher is starting or ending; both begin under the read side. */
+static pthread_mutex_t transit_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t transit_cv = PTHREAD_COND_INITIALIZER;
+static int in_transit;
+
+static void transit_add(int d)
+{
+    pthread_mutex_lock(&transit_mu);
+    in_transit += d;
+    if (in_transit == 0) pthread_cond_broadcast(&transit_cv);
+    pthread_mutex_unlock(&transit_mu);
+}
 
 typedef struct zmsg {
     int32_t type;
@@ -322,9 +341,11 @@ static void *dispatch_main(void *arg)
 {
     procs *P = arg;
     struct pollfd *pfd = P->pfd;
+    transit_add(-1); /* started: before the read side, which a waiting fork holds off */
     in_dispatcher = 1;
     pthread_rwlock_rdlock(&fork_lock);
-    while (!schedule(P)) {
+    int stop;
+    while (!(stop = schedule(P))) {
         int n = 0;
         pfd[n++] = (struct pollfd){P->wake[0], POLLIN, 0};
         pfd[n++] = (struct pollfd){P->broken ? -1 : P->zfd, POLLIN, 0};
@@ -347,6 +368,11 @@ static void *dispatch_main(void *arg)
             if (pfd[2 + i].revents && P->w[i].fd == pfd[2 + i].fd) on_worker_readable(P, &P->w[i]);
         if (pfd[1].revents) on_zygote(P);
     }
+    /* Ending: procs_shutdown, already on its way, joins and counts it off.
+     * (Left on a poll error, it is joined only when its pool is freed: that
+     * must not hold off every fork until then.) */
+    P->stopped = stop;
+    if (stop) transit_add(1);
     pthread_rwlock_unlock(&fork_lock);
     return NULL;
 }
@@ -366,7 +392,10 @@ static void procs_shutdown(qv_executor *ex)
 {
     procs *P = (procs *)ex;
     wake(P);
-    if (P->started) pthread_join(P->thread, NULL);
+    if (P->started) {
+        pthread_join(P->thread, NULL);
+        if (P->stopped) transit_add(-1);
+    }
     P->started = 0;
     /* Closing the zygote's channel stops it; it kills and reaps its workers. */
     for (int i = P->nw - 1; i >= 0; i--) remove_worker(P, i);
@@ -419,6 +448,9 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
         rc = QV_ENOMEM;
     } else {
         pthread_rwlock_wrlock(&fork_lock);
+        pthread_mutex_lock(&transit_mu);
+        while (in_transit) pthread_cond_wait(&transit_cv, &transit_mu);
+        pthread_mutex_unlock(&transit_mu);
         P->zygote = fork();
         if (P->zygote == 0) {
             close(zsv[0]);
@@ -429,7 +461,15 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
     }
     if (zsv[1] >= 0) close(zsv[1]);
     P->zfd = zsv[0];
-    if (!rc && pthread_create(&P->thread, NULL, dispatch_main, P)) rc = QV_ENOMEM;
+    if (!rc) {
+        pthread_rwlock_rdlock(&fork_lock);
+        transit_add(1);
+        if (pthread_create(&P->thread, NULL, dispatch_main, P)) {
+            transit_add(-1);
+            rc = QV_ENOMEM;
+        }
+        pthread_rwlock_unlock(&fork_lock);
+    }
     P->started = rc == QV_OK;
     if (rc) {
         pthread_mutex_lock(&P->base.mu);
