@@ -238,6 +238,8 @@ struct qv_session {
     struct curl_slist *default_headers; /* the lines of a request with none of its own */
     qv_retry_policy retry;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+    CURL *jar_easy; /* reads and writes the jar (session.c), under jar_mu */
+    pthread_mutex_t jar_mu;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     qv_future *live; /* futures not yet completed */

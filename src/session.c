@@ -134,6 +134,7 @@ static int copy_opts(qv_session *s, const qv_session_opts *in)
 static int share_new(qv_session *s)
 {
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s->share_mu[i], NULL);
+    pthread_mutex_init(&s->jar_mu, NULL);
     s->share = curl_share_init();
     if (!s->share) return QV_ENOMEM;
     if (curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock) ||
@@ -151,6 +152,8 @@ static void session_destroy(qv_session *s)
         qv_executor_free(s->ex);
     else if (s->ex)
         qv_executor_unref(s->ex);
+    /* attached to the share: it goes first */
+    if (s->jar_easy) curl_easy_cleanup(s->jar_easy);
     if (s->share) curl_share_cleanup(s->share);
     curl_slist_free_all(s->default_headers);
     for (size_t i = 0; i < s->nanyhost; i++) qv_free(s->anyhost[i].name);
@@ -158,6 +161,7 @@ static void session_destroy(qv_session *s)
     for (size_t i = 0; i < s->nseeded; i++) qv_free(s->seeded[i]);
     qv_free(s->seeded);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&s->share_mu[i]);
+    pthread_mutex_destroy(&s->jar_mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     qv_arena_free(&s->arena);
@@ -321,17 +325,26 @@ void qv_session_free(qv_session *s)
     session_destroy(s);
 }
 
-/* A short-lived easy handle attached to the jar, for reading or writing it. */
+/* The session's easy handle attached to the jar, for reading or writing it,
+ * made once (a process pool reads and writes the jar for every request, and
+ * a new handle each time cost more than the transfer's own cookie work).
+ * Returned locked: an easy handle serves one thread at a time. */
 static CURL *jar_handle(qv_session *s)
 {
-    CURL *e = curl_easy_init();
-    if (!e) return NULL;
-    if (curl_easy_setopt(e, CURLOPT_SHARE, s->share) ||
-        curl_easy_setopt(e, CURLOPT_COOKIEFILE, "")) {
-        curl_easy_cleanup(e);
-        return NULL;
+    pthread_mutex_lock(&s->jar_mu);
+    if (!s->jar_easy && (s->jar_easy = curl_easy_init()) &&
+        (curl_easy_setopt(s->jar_easy, CURLOPT_SHARE, s->share) ||
+         curl_easy_setopt(s->jar_easy, CURLOPT_COOKIEFILE, ""))) {
+        curl_easy_cleanup(s->jar_easy);
+        s->jar_easy = NULL;
     }
-    return e;
+    if (!s->jar_easy) pthread_mutex_unlock(&s->jar_mu);
+    return s->jar_easy;
+}
+
+static void jar_done(qv_session *s)
+{
+    pthread_mutex_unlock(&s->jar_mu);
 }
 
 /* Finds name in the Netscape-format lines of the jar (domain, tailmatch,
@@ -385,7 +398,7 @@ int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen)
     if (v) rc = copy_out(v, buf, buflen);
     pthread_mutex_unlock(&s->mu);
     curl_slist_free_all(list);
-    curl_easy_cleanup(e);
+    jar_done(s);
     return rc;
 }
 
@@ -446,7 +459,7 @@ static int set_anyhost(qv_session *s, const char *name, const char *value)
         for (size_t i = 0; i < s->nseeded && !rc; i++) rc = jar_add(e, s->seeded[i], name, value);
     }
     pthread_mutex_unlock(&s->mu);
-    curl_easy_cleanup(e);
+    jar_done(s);
     return rc;
 }
 
@@ -459,7 +472,7 @@ int qv_session_set_cookie(qv_session *s, const char *name, const char *value, co
     CURL *e = jar_handle(s);
     if (!e) return QV_ENOMEM;
     int rc = jar_add(e, domain, name, value);
-    curl_easy_cleanup(e);
+    jar_done(s);
     return rc;
 }
 
@@ -470,7 +483,7 @@ int qv_session_jar_export(qv_session *s, const char *host, struct curl_slist **o
     if (!e) return QV_ENOMEM;
     int rc = host ? qv_session_seed_cookies(s, e, host) : QV_OK;
     if (!rc && curl_easy_getinfo(e, CURLINFO_COOKIELIST, out) != CURLE_OK) rc = QV_ENOMEM;
-    curl_easy_cleanup(e);
+    jar_done(s);
     return rc;
 }
 
@@ -525,7 +538,7 @@ int qv_session_jar_merge(qv_session *s, const struct curl_slist *before,
         if (gone && curl_easy_setopt(e, CURLOPT_COOKIELIST, gone) != CURLE_OK) rc = QV_ENOMEM;
         qv_free(gone);
     }
-    curl_easy_cleanup(e);
+    jar_done(s);
     return rc;
 }
 
@@ -536,7 +549,7 @@ int qv_session_jar_replace(qv_session *s, const struct curl_slist *lines)
     int rc = curl_easy_setopt(e, CURLOPT_COOKIELIST, "ALL") == CURLE_OK ? QV_OK : QV_ENOMEM;
     for (const struct curl_slist *l = lines; l && !rc; l = l->next)
         if (curl_easy_setopt(e, CURLOPT_COOKIELIST, l->data) != CURLE_OK) rc = QV_ENOMEM;
-    curl_easy_cleanup(e);
+    jar_done(s);
     return rc;
 }
 
