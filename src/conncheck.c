@@ -84,7 +84,6 @@ static int prereq_cb(void *p, char *primary_ip, char *local_ip, int primary_port
 CURLcode qv_conncheck_setup(qv_slot *slot)
 {
     pthread_once(&by_port_once, by_port_init);
-    slot->opened_fd = CURL_SOCKET_BAD;
     CURL *e = slot->easy;
     CURLcode cc = curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
     if (!cc) cc = curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot);
@@ -99,6 +98,7 @@ int qv_conncheck_retry(qv_slot *slot, CURLM *multi)
 {
     if (slot->abort != QV_ABORT_DIRTY) return 0;
     slot->abort = QV_ABORT_NONE;
+    slot->configured = NULL; /* FRESH_CONNECT must not stay for the next request */
     curl_multi_remove_handle(multi, slot->easy);
     return curl_easy_setopt(slot->easy, CURLOPT_FRESH_CONNECT, 1L) == CURLE_OK &&
            curl_multi_add_handle(multi, slot->easy) == CURLM_OK;

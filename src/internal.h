@@ -362,6 +362,9 @@ typedef struct qv_slot {
     int active_idx;          /* where an executor keeps it while it runs */
     long alloc_failures;     /* qv_alloc_failures when the transfer started */
     curl_socket_t opened_fd; /* a socket this transfer opened, until registered */
+    CURL *configured;        /* easy, once its lifelong options are set (transfer.c) */
+    int dirty;               /* easy has options of a special request: reset first */
+    int ca_set;              /* easy has a CA file set */
     char errbuf[CURL_ERROR_SIZE];
 } qv_slot;
 
@@ -388,7 +391,8 @@ void qv_transfer_detach(qv_slot *slot, CURLM *multi);
 
 /* ------------------------------------------------------ clean connections (conncheck.c) */
 
-/* Makes slot->easy refuse a reused plain-HTTP connection with unread bytes. */
+/* Makes slot->easy refuse a reused plain-HTTP connection with unread bytes
+ * (options for the handle's life; slot->opened_fd is reset per transfer). */
 CURLcode qv_conncheck_setup(qv_slot *slot);
 /* After a transfer ended: if it stopped on such a connection, it is added to
  * multi again on a fresh connection and 1 is returned. */

@@ -165,45 +165,72 @@ static CURLcode setup_auth(CURL *e, const qv_req *r)
     }
 }
 
-static CURLcode setup_easy(qv_slot *slot, qv_future *f)
+/* Options that stay for the handle's life: set once after a reset. */
+static CURLcode setup_invariant(qv_slot *slot)
 {
     CURL *e = slot->easy;
-    const qv_req *r = &f->req;
     CURLcode cc = CURLE_OK;
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
         if (!cc) cc = curl_easy_setopt(e, opt, val);                                               \
     } while (0)
-    SET(CURLOPT_URL, r->url);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_ERRORBUFFER, slot->errbuf);
-    SET(CURLOPT_HTTPHEADER, r->headers);
     SET(CURLOPT_ACCEPT_ENCODING, "");
-    SET(CURLOPT_SHARE, f->session->share);
-    SET(CURLOPT_COOKIEFILE, "");
     SET(CURLOPT_HEADERFUNCTION, header_cb);
     SET(CURLOPT_HEADERDATA, slot);
     SET(CURLOPT_WRITEFUNCTION, write_cb);
     SET(CURLOPT_WRITEDATA, slot);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    SET(CURLOPT_PRIVATE, slot);
+    if (!cc) cc = qv_conncheck_setup(slot);
+    return cc;
+}
+
+/* Options every request sets, each to its value or libcurl's default, so
+ * that they need no reset in between. */
+static CURLcode setup_request(qv_slot *slot, qv_future *f)
+{
+    CURL *e = slot->easy;
+    const qv_req *r = &f->req;
+    CURLcode cc = CURLE_OK;
+    SET(CURLOPT_URL, r->url);
+    SET(CURLOPT_HTTPHEADER, r->headers);
+    SET(CURLOPT_SHARE, f->session->share);
+    SET(CURLOPT_COOKIEFILE, "");
     /* Over TLS, wait for a connection that may multiplex (HTTP/2, learnt in
      * the handshake) rather than open one per transfer meanwhile. Not over
      * plain HTTP: there libcurl would only learn it from the first response,
      * and would queue every request behind it. */
-    if (strncmp(r->url, "https:", 6) == 0) SET(CURLOPT_PIPEWAIT, 1L);
-    if (r->timeout_ms >= 0) SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    /* -1 leaves libcurl's own connect limit (300 s) */
-    if (r->connect_timeout_ms >= 0) SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
+    SET(CURLOPT_PIPEWAIT, strncmp(r->url, "https:", 6) == 0 ? 1L : 0L);
+    SET(CURLOPT_TIMEOUT_MS, r->timeout_ms >= 0 ? r->timeout_ms : 0L);
+    /* -1 (0 to libcurl) leaves libcurl's own connect limit (300 s) */
+    SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms >= 0 ? r->connect_timeout_ms : 0L);
     SET(CURLOPT_FOLLOWLOCATION, (long)r->follow);
     SET(CURLOPT_MAXREDIRS, (long)r->max_redirects);
-    if (r->max_response_bytes) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response_bytes);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response_bytes);
+    if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
+    return cc;
+}
+
+/* A request that sets options only a reset takes back. */
+static int special(const qv_req *r)
+{
+    return r->auth != QV_AUTH_NONE || r->insecure || r->proxy || r->has_body || r->nparts ||
+           strcmp(r->method, "GET") != 0;
+}
+
+/* The options of a special request (see special()). */
+static CURLcode setup_special(qv_slot *slot, const qv_req *r)
+{
+    CURL *e = slot->easy;
+    CURLcode cc = CURLE_OK;
     if (r->insecure) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
     if (r->proxy) {
         SET(CURLOPT_PROXY, r->proxy);
         /* An explicit proxy is used for every host; no_proxy only tempers
@@ -211,9 +238,31 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
         SET(CURLOPT_NOPROXY, "");
     }
 #undef SET
-    if (!cc && r->host && qv_session_seed_cookies(f->session, e, r->host)) cc = CURLE_OUT_OF_MEMORY;
     if (!cc) cc = setup_auth(e, r);
     if (!cc) cc = setup_method(slot, r);
+    return cc;
+}
+
+/* A handle reused from a plain request keeps its options; only what a
+ * request sets is set again (curl_easy_reset and every option anew cost as
+ * much as quiver's whole response building). After anything else, or a CA
+ * file that must go, it starts from a reset. */
+static CURLcode setup_easy(qv_slot *slot, qv_future *f)
+{
+    const qv_req *r = &f->req;
+    CURLcode cc = CURLE_OK;
+    if (slot->configured != slot->easy || slot->dirty || (slot->ca_set && !r->ca_file)) {
+        curl_easy_reset(slot->easy);
+        slot->configured = NULL;
+        cc = setup_invariant(slot);
+        if (!cc) slot->configured = slot->easy;
+    }
+    slot->dirty = special(r);
+    slot->ca_set = r->ca_file != NULL;
+    if (!cc) cc = setup_request(slot, f);
+    if (!cc && slot->dirty) cc = setup_special(slot, r);
+    if (!cc && r->host && qv_session_seed_cookies(f->session, slot->easy, r->host))
+        cc = CURLE_OUT_OF_MEMORY;
     return cc;
 }
 
@@ -232,7 +281,6 @@ static void slot_release(qv_slot *slot)
 
 int qv_transfer_setup(qv_slot *slot, qv_future *f)
 {
-    curl_easy_reset(slot->easy);
     slot->f = f;
     slot->abort = QV_ABORT_NONE;
     slot->in_headers = 0;
@@ -240,11 +288,11 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->errbuf[0] = '\0';
     slot->last_activity_ms = qv_now_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
+    slot->opened_fd = CURL_SOCKET_BAD;
     slot->resp = qv_response_new();
     CURLcode cc = slot->resp ? setup_easy(slot, f) : CURLE_OUT_OF_MEMORY;
-    if (cc == CURLE_OK) cc = curl_easy_setopt(slot->easy, CURLOPT_PRIVATE, slot);
-    if (cc == CURLE_OK) cc = qv_conncheck_setup(slot);
     if (cc == CURLE_OK) return QV_OK;
+    slot->configured = NULL; /* half set up: the next one starts from a reset */
     qv_future_end_transfer(f);
     qv_response_free(slot->resp);
     slot->resp = NULL;
