@@ -14,8 +14,8 @@ int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *val
         h->items = items;
         h->cap = cap;
     }
-    /* One allocation holds both strings. */
-    char *n = qv_malloc(nlen + vlen + 2);
+    /* The strings live in the headers' arena: no allocation per line. */
+    char *n = qv_arena_alloc(&h->strings, nlen + vlen + 2);
     if (!n) return QV_ENOMEM;
     memcpy(n, name, nlen);
     n[nlen] = '\0';
@@ -25,6 +25,21 @@ int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *val
     h->items[h->len].name = n;
     h->items[h->len].value = v;
     h->len++;
+    return QV_OK;
+}
+
+int qv_headers_continue(qv_headers *h, const char *more, size_t n)
+{
+    if (!h->len) return QV_OK;
+    qv_hdr *last = &h->items[h->len - 1];
+    size_t vlen = strlen(last->value);
+    char *v = qv_arena_alloc(&h->strings, vlen + n + 2);
+    if (!v) return QV_ENOMEM;
+    memcpy(v, last->value, vlen);
+    v[vlen] = ' ';
+    memcpy(v + vlen + 1, more, n);
+    v[vlen + 1 + n] = '\0';
+    last->value = v;
     return QV_OK;
 }
 
@@ -38,7 +53,7 @@ const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth)
 
 void qv_headers_free(qv_headers *h)
 {
-    for (size_t i = 0; i < h->len; i++) qv_free(h->items[i].name);
+    qv_arena_free(&h->strings);
     qv_free(h->items);
     h->items = NULL;
     h->len = h->cap = 0;

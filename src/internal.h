@@ -68,8 +68,11 @@ typedef struct qv_hdr {
 typedef struct qv_headers {
     qv_hdr *items;
     size_t len, cap;
+    qv_arena strings; /* every name and value */
 } qv_headers;
 int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *value, size_t vlen);
+/* Obsolete line folding: " more" joins the last value (if any). */
+int qv_headers_continue(qv_headers *h, const char *more, size_t n);
 const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth);
 void qv_headers_free(qv_headers *h);
 /* Header name: an HTTP token. Value: no CR, LF. */
@@ -281,7 +284,7 @@ void qv_session_stub_free(qv_session *s);
 struct qv_response {
     int status;
     int attempts;
-    char *reason;
+    char *reason; /* reason and url: in headers.strings (qv_response_strndup) */
     qv_headers headers;
     qv_buf body;
     char *url;
@@ -306,6 +309,8 @@ void qv_response_free(qv_response *r);
 /* Moves r's status line, headers and URL into a new history entry of r. */
 int qv_response_push_history(qv_response *r);
 void qv_response_reset_hop(qv_response *r);
+/* A copy for the current hop's reason or url: it goes with the hop's headers. */
+char *qv_response_strndup(qv_response *r, const char *s, size_t n);
 
 /* ----------------------------------------------------------------- wire (wire.c) */
 

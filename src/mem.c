@@ -125,7 +125,9 @@ void *qv_arena_alloc(qv_arena *a, size_t n)
     n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     qv_arena_chunk *c = a->head;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > 2048 ? n : 2048;
+        /* A small first chunk: most requests' copies and most responses'
+         * headers fit in it (it is memory per transfer in flight). */
+        size_t min = a->head ? 2048 : 512, cap = n > min ? n : min;
         c = qv_malloc(sizeof(*c) + cap);
         if (!c) return NULL;
         c->used = 0;

@@ -22,14 +22,17 @@ qv_response *qv_response_new(void)
     return r;
 }
 
+char *qv_response_strndup(qv_response *r, const char *s, size_t n)
+{
+    return qv_arena_memdup(&r->headers.strings, s, n);
+}
+
 void qv_response_reset_hop(qv_response *r)
 {
-    qv_headers_free(&r->headers);
+    qv_headers_free(&r->headers); /* reason and url with them */
     r->body.len = 0;
     if (r->body.data) r->body.data[0] = '\0';
-    qv_free(r->reason);
     r->reason = NULL;
-    qv_free(r->url);
     r->url = NULL;
     r->status = 0;
 }

@@ -35,10 +35,11 @@ static int start_hop(qv_slot *slot, const char *line, size_t len)
         if (p < end && *p == ' ') p++;
     }
     r->status = status;
-    r->reason = qv_strndup(p ? p : end, (size_t)(end - (p ? p : end)));
+    r->reason = qv_response_strndup(r, p ? p : end, (size_t)(end - (p ? p : end)));
     char *url = NULL;
     curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
-    r->url = qv_strdup(url ? url : "");
+    if (!url) url = "";
+    r->url = qv_response_strndup(r, url, strlen(url));
     slot->in_headers = 1;
     return r->reason && r->url ? QV_OK : QV_ENOMEM;
 }
@@ -49,19 +50,8 @@ static int add_header_line(qv_slot *slot, const char *line, size_t len)
     while (len && (line[len - 1] == '\r' || line[len - 1] == '\n')) len--;
     if (len && (line[0] == ' ' || line[0] == '\t')) {
         /* obsolete line folding: continues the previous value */
-        if (!h->len) return QV_OK;
-        qv_hdr *last = &h->items[h->len - 1];
         while (len && (*line == ' ' || *line == '\t')) line++, len--;
-        char *joined = qv_asprintf("%s %.*s", last->value, (int)len, line);
-        if (!joined) return QV_ENOMEM;
-        int rc = qv_headers_add(h, last->name, strlen(last->name), joined, strlen(joined));
-        qv_free(joined);
-        if (rc) return rc;
-        /* the new entry replaces the old one in place */
-        qv_free(last->name);
-        h->items[h->len - 2] = h->items[h->len - 1];
-        h->len--;
-        return QV_OK;
+        return qv_headers_continue(h, line, len);
     }
     const char *colon = memchr(line, ':', len);
     if (!colon) return QV_OK;
@@ -481,9 +471,11 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         r->attempts = f->attempts;
         r->elapsed_ms = (double)total / 1000.0;
         record_timing(slot, r);
-        char *u = qv_strdup(url ? url : "");
+        /* Usually the URL of the last status line already. */
+        if (!url) url = "";
+        char *u =
+            r->url && strcmp(r->url, url) == 0 ? r->url : qv_response_strndup(r, url, strlen(url));
         if (u) {
-            qv_free(r->url);
             r->url = u;
             f->out_resp = r;
         } else {

@@ -551,11 +551,9 @@ static int decode_hop_field(qv_response *r, unsigned tag, const unsigned char *v
         r->status = (int)i;
         return QV_OK;
     case T_REASON:
-        qv_free(r->reason);
-        return (r->reason = qv_strndup((const char *)v, n)) ? QV_OK : QV_ENOMEM;
+        return (r->reason = qv_response_strndup(r, (const char *)v, n)) ? QV_OK : QV_ENOMEM;
     case T_RURL:
-        qv_free(r->url);
-        return (r->url = qv_strndup((const char *)v, n)) ? QV_OK : QV_ENOMEM;
+        return (r->url = qv_response_strndup(r, (const char *)v, n)) ? QV_OK : QV_ENOMEM;
     case T_RHEADER:
         return decode_header(&r->headers, v, n);
     default:

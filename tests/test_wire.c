@@ -20,8 +20,8 @@ static qv_buf sample_response(void)
     qv_response *r = qv_response_new(), *hop = qv_response_new();
     cr_assert(r && hop);
     r->status = 200;
-    r->reason = strdup("OK");
-    r->url = strdup("http://127.0.0.1/final");
+    r->reason = qv_response_strndup(r, "OK", 2);
+    r->url = qv_response_strndup(r, "http://127.0.0.1/final", 22);
     r->http_version = 11;
     r->elapsed_ms = 12.5;
     cr_assert_eq(qv_headers_add(&r->headers, "Content-Type", 12, "text/plain", 10), QV_OK);
@@ -29,8 +29,8 @@ static qv_buf sample_response(void)
     cr_assert_eq(qv_buf_append(&r->body, "hello wire", 10), QV_OK);
     cr_assert_eq(qv_response_set_result_bytes(r, "res", 3), QV_OK);
     hop->status = 302;
-    hop->reason = strdup("Found");
-    hop->url = strdup("http://127.0.0.1/start");
+    hop->reason = qv_response_strndup(hop, "Found", 5);
+    hop->url = qv_response_strndup(hop, "http://127.0.0.1/start", 22);
     cr_assert_eq(qv_headers_add(&hop->headers, "Location", 8, "/final", 6), QV_OK);
     r->history = malloc(sizeof(*r->history));
     r->history[0] = hop;
