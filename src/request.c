@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -165,6 +166,23 @@ static int add_line(struct curl_slist **out, const char *name, const char *value
     return QV_OK;
 }
 
+/* What libcurl sends for CURLOPT_ACCEPT_ENCODING "" (all its decoders, in
+ * its order). As a line of ours, libcurl skips formatting its own for every
+ * request (~3% of a small request's CPU); decoding stays on. */
+static pthread_once_t encodings_once = PTHREAD_ONCE_INIT;
+static char encodings[32];
+
+static void encodings_init(void)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    int z = (v->features & CURL_VERSION_LIBZ) != 0, br = (v->features & CURL_VERSION_BROTLI) != 0,
+        zstd = (v->features & CURL_VERSION_ZSTD) != 0;
+    snprintf(encodings, sizeof(encodings), "%s%s%s%s%s", z ? "deflate, gzip" : "",
+             z && br ? ", " : "", br ? "br" : "", (z || br) && zstd ? ", " : "",
+             zstd ? "zstd" : "");
+    if (!encodings[0]) snprintf(encodings, sizeof(encodings), "identity");
+}
+
 int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pair *request,
                     const char *user_agent, int body, const char *content_type)
 {
@@ -177,7 +195,10 @@ int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pa
     for (const qv_pair *p = session; p && p->name; p++) list[k++] = p;
     for (const qv_pair *p = request; p && p->name; p++) list[k++] = p;
     int rc = QV_OK;
-    if (!has_header(list, n, "User-Agent")) rc = add_line(out, "User-Agent", user_agent);
+    /* libcurl's own line came before the User-Agent: the same order */
+    pthread_once(&encodings_once, encodings_init);
+    if (!has_header(list, n, "Accept-Encoding")) rc = add_line(out, "Accept-Encoding", encodings);
+    if (!rc && !has_header(list, n, "User-Agent")) rc = add_line(out, "User-Agent", user_agent);
     /* A raw body gets no Content-Type unless the caller gives one (libcurl
      * would claim it is a form); and no "Expect: 100-continue" round trip
      * before large bodies. */

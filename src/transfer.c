@@ -168,6 +168,7 @@ static CURLcode setup_invariant(qv_slot *slot)
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_ERRORBUFFER, slot->errbuf);
+    /* decoding; the Accept-Encoding line is the request's own (request.c) */
     SET(CURLOPT_ACCEPT_ENCODING, "");
     SET(CURLOPT_HEADERFUNCTION, header_cb);
     SET(CURLOPT_HEADERDATA, slot);
