@@ -103,9 +103,12 @@ static void serve_one(worker *w)
     /* An attempt to be retried gets no hooks: they see the final outcome. */
     f->out_retry_ms = rc ? -1 : qv_retry_wait_ms(f);
     if (f->out_resp && f->out_retry_ms < 0) {
-        /* Tell the parent, so that a hook timeout can start counting. */
-        if (qv_wire_frame_begin(&w->out, QV_WIRE_HOOKS) || qv_wire_frame_end(&w->out) ||
-            qv_fd_write_all(w->fd, w->out.data, w->out.len))
+        /* Tell the parent, so that a hook timeout can start counting; only
+         * if a hook runs (the hooks travel as one list): the frame costs a
+         * write here and a wake-up and reads in the parent. */
+        if (hooks && hooks->fn &&
+            (qv_wire_frame_begin(&w->out, QV_WIRE_HOOKS) || qv_wire_frame_end(&w->out) ||
+             qv_fd_write_all(w->fd, w->out.data, w->out.len)))
             _exit(0);
         char *msg = NULL;
         double t0 = qv_now_ms();
