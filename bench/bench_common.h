@@ -60,7 +60,7 @@ static inline void bench_raise_nofile(void)
     }
 }
 
-static inline void bench_usage(const char *prog, const char *extra)
+_Noreturn static inline void bench_usage(const char *prog, const char *extra)
 {
     fprintf(stderr,
             "usage: %s -n N -c C -s BYTES [--ca FILE] [--max-host-connections K]\n"
