@@ -32,6 +32,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <quiver.h>
 #include <stdatomic.h>
@@ -304,17 +305,27 @@ static void check(soak *S, slot *sl)
 }
 
 /* VmRSS in kB of a process (0 if it is gone). */
-static long rss_kb(int pid)
+/* A "Name: N kB" line of a process's status (0 if it is gone). */
+static long status_kb(int pid, const char *name)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%d/status", pid);
     FILE *fp = fopen(path, "r");
     if (!fp) return 0;
     long kb = 0;
+    size_t len = strlen(name);
     while (fgets(line, sizeof(line), fp))
-        if (sscanf(line, "VmRSS: %ld", &kb) == 1) break;
+        if (strncmp(line, name, len) == 0 && line[len] == ':') {
+            kb = atol(line + len + 1);
+            break;
+        }
     fclose(fp);
     return kb;
+}
+
+static long rss_kb(int pid)
+{
+    return status_kb(pid, "VmRSS");
 }
 
 /* The total VmRSS of this process's descendants (the process pool's zygote
@@ -524,7 +535,7 @@ int main(int argc, char **argv)
      * (the heap settles with some noise: bodies of the window, arenas). */
     long every = n / 100, warm_at = (long)(warmup_pct + 0.5);
     if (warm_at < 1) warm_at = 1;
-    rss_track self_rss = {0}, pool_rss = {0};
+    rss_track self_rss = {0}, pool_rss = {0}, heap_use = {0}, anon_rss = {0};
     const char *fail = NULL;
     double t0 = bench_now();
     /* Submitting stops at each sample point until the window has drained,
@@ -566,8 +577,18 @@ int main(int argc, char **argv)
             long kb = rss_kb((int)getpid()), pool = kind == QV_PROCESSES ? descendants_rss_kb() : 0;
             track(&self_rss, kb, at > warm_at);
             track(&pool_rss, pool, at > warm_at);
-            printf("sample done=%ld seconds=%.1f rss_kb=%ld workers_rss_kb=%ld\n", limit,
-                   bench_now() - t0, kb, pool);
+            /* Bytes malloc has handed out and not had back: a leak grows this
+             * too, fragmentation only the RSS. */
+            struct mallinfo2 mi = mallinfo2();
+            long heap = (long)((mi.uordblks + mi.hblkhd) / 1024);
+            track(&heap_use, heap, at > warm_at);
+            /* Anonymous memory apart: library pages first touched late count in
+             * VmRSS too, but are no growth of the heap. */
+            long anon = status_kb((int)getpid(), "RssAnon");
+            track(&anon_rss, anon, at > warm_at);
+            printf("sample done=%ld seconds=%.1f rss_kb=%ld anon_kb=%ld heap_kb=%ld "
+                   "workers_rss_kb=%ld\n",
+                   limit, bench_now() - t0, kb, anon, heap, pool);
             fflush(stdout);
             limit = limit + every < n ? limit + every : n;
             while (submitted < limit && submitted - S.collected < window) submit(&S, submitted++);
@@ -617,12 +638,15 @@ int main(int argc, char **argv)
            "cancel_lost=%ld cancel_at_pending=%ld cancel_at_running=%ld cancel_at_done=%ld "
            "bad=%ld callbacks=%ld stats_completed=%zu stats_failed=%zu stats_cancelled=%zu "
            "connections=%zu seconds=%.1f req_per_s=%.0f rss_base_kb=%ld rss_max_kb=%ld "
-           "rss_final_kb=%ld rss_drift_pct=%.1f rss_load_peak_kb=%ld workers_rss_base_kb=%ld "
+           "rss_final_kb=%ld rss_drift_pct=%.1f rss_load_peak_kb=%ld anon_base_kb=%ld "
+           "anon_max_kb=%ld anon_final_kb=%ld heap_base_kb=%ld "
+           "heap_max_kb=%ld heap_final_kb=%ld workers_rss_base_kb=%ld "
            "workers_rss_max_kb=%ld workers_rss_final_kb=%ld workers_rss_drift_pct=%.1f\n",
            exname, S.bad == 0 && rss_ok ? "PASS" : "FAIL", n, S.ok, S.faulted, S.cancelled,
            S.cancel_lost, S.cancel_seen[0], S.cancel_seen[1], S.cancel_seen[2], S.bad, cbs,
            st.completed, st.failed, st.cancelled, st.connections_opened, secs, (double)n / secs,
            self_rss.base, self_rss.max, self_rss.last, drift_pct(&self_rss), load_peak_kb,
+           anon_rss.base, anon_rss.max, anon_rss.last, heap_use.base, heap_use.max, heap_use.last,
            pool_rss.base, pool_rss.max, pool_rss.last, drift_pct(&pool_rss));
     free(S.ring);
     free(S.cancel_head);
