@@ -12,8 +12,9 @@
  *    5%  fault: a fault-server path (or a closed port) that fails fast, or
  *        after a short timeout: FAILED with the one expected error code
  *   10%  cancel target: good, fault or a never-answering /stall-status,
- *        cancelled after a random 0..W-1 later submits, so the cancel lands
- *        on queued, running and already completed futures alike; it ends
+ *        cancelled right after one of the (up to W-1) collections still to
+ *        come before its own, so the cancel lands on queued, running and
+ *        already completed futures alike; it ends
  *        CANCELLED if qv_future_cancel returned 1, else as its kind says
  * Every future has a done callback; the callback must fire exactly once per
  * future (checked at collection, and in total after the executor is freed,
@@ -21,9 +22,10 @@
  * must be the state collected. The executor's stats must equal the counts.
  *
  * RSS (VmRSS, and for processes the total of the zygote and workers) is
- * sampled every N/100 collections; the baseline is the highest sample of the
- * warm-up (--warmup, 10% of N), and every later sample must stay within
- * --rss-limit (5) % of it.
+ * sampled every N/100 collections, each time once the window has drained;
+ * the baseline is the highest sample of the warm-up (--warmup, 10% of N),
+ * and every later sample must stay within --rss-limit (5) % of it. RssAnon
+ * and malloc's bytes in use are reported beside it.
  *
  * Prints "sample ..." lines, one "errors ..." line and one summary line
  * "soak executor=... result=PASS|FAIL ...". Exit: 0 pass, 1 usage/setup,
@@ -126,12 +128,12 @@ static long below(soak *S, long n)
     return (long)(rnd(S) % (uint64_t)n);
 }
 
-static void problem(soak *S, const slot *sl, const char *fmt, const char *detail)
+static void problem(soak *S, const slot *sl, const char *what, const char *detail)
 {
     if (S->bad++ < 20)
         fprintf(stderr, "soak: request %ld (%s%s, cancel %d): %s%s\n", atomic_load(&sl->seq),
                 kinds[sl->kind].name, sl->cancel_target ? ", cancel target" : "", sl->cancel_rc,
-                fmt, detail ? detail : "");
+                what, detail ? detail : "");
 }
 
 static soak *the_soak; /* for the done callback: its arg is the request's seq */
