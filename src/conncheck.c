@@ -24,16 +24,10 @@
  * that is this transfer's connection (local port and peer checked) is peeked
  * at: peeking at another one would take its pending error (a peek reports and
  * clears ECONNRESET, and that transfer then sees a clean EOF), or take its
- * unread response for stale bytes. */
+ * unread response for stale bytes. Entries hold fd + 1, so that the zeroed
+ * table is empty without being written (1 MiB, touched only where used). */
 #define WAYS 4
 static atomic_int by_port[65536][WAYS];
-static pthread_once_t by_port_once = PTHREAD_ONCE_INIT;
-
-static void by_port_init(void)
-{
-    for (size_t i = 0; i < 65536; i++)
-        for (int w = 0; w < WAYS; w++) atomic_init(&by_port[i][w], -1);
-}
 
 static int port_of(const struct sockaddr_storage *ss)
 {
@@ -72,11 +66,11 @@ static void remember(int port, curl_socket_t fd)
 {
     for (int w = 0; w < WAYS; w++) {
         int e = atomic_load(&by_port[port][w]);
-        if ((e < 0 || local_port(e) != port) &&
-            atomic_compare_exchange_strong(&by_port[port][w], &e, fd))
+        if ((e == 0 || local_port(e - 1) != port) &&
+            atomic_compare_exchange_strong(&by_port[port][w], &e, fd + 1))
             return;
     }
-    atomic_store(&by_port[port][0], fd);
+    atomic_store(&by_port[port][0], fd + 1);
 }
 
 static curl_socket_t open_cb(void *p, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -93,8 +87,8 @@ static int close_cb(void *p, curl_socket_t fd)
     (void)p;
     int port = local_port(fd);
     for (int w = 0; port >= 0 && w < WAYS; w++) {
-        int expected = fd;
-        atomic_compare_exchange_strong(&by_port[port][w], &expected, -1);
+        int expected = fd + 1;
+        atomic_compare_exchange_strong(&by_port[port][w], &expected, 0);
     }
     return close(fd);
 }
@@ -112,7 +106,7 @@ static int prereq_cb(void *p, char *primary_ip, char *local_ip, int primary_port
     }
     if (strncmp(slot->f->req.url, "http:", 5) != 0) return CURL_PREREQFUNC_OK;
     for (int w = 0; w < WAYS; w++) {
-        int fd = atomic_load(&by_port[port][w]);
+        int fd = atomic_load(&by_port[port][w]) - 1;
         if (fd < 0 || !is_connection(fd, port, primary_ip, primary_port)) continue;
         char byte;
         if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
@@ -126,7 +120,6 @@ static int prereq_cb(void *p, char *primary_ip, char *local_ip, int primary_port
 
 CURLcode qv_conncheck_setup(qv_slot *slot)
 {
-    pthread_once(&by_port_once, by_port_init);
     slot->opened_fd = CURL_SOCKET_BAD;
     CURL *e = slot->easy;
     CURLcode cc = curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
