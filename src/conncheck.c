@@ -12,20 +12,28 @@
  * frames its streams, so only plain HTTP is checked. */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Local port -> socket, for the whole process (ports are unique per host
- * for loopback and ephemeral use; a stale or foreign entry is detected by
- * checking the socket's own address before use). */
-static atomic_int by_port[65536];
-static pthread_once_t by_port_once = PTHREAD_ONCE_INIT;
+/* Local port -> sockets, for the whole process. A local port is not unique
+ * to one connection: Linux gives the same ephemeral port to connections to
+ * different servers at once. So a port has a few entries, and only the socket
+ * that is this transfer's connection (local port and peer checked) is peeked
+ * at: peeking at another one would take its pending error (a peek reports and
+ * clears ECONNRESET, and that transfer then sees a clean EOF), or take its
+ * unread response for stale bytes. Entries hold fd + 1, so that the zeroed
+ * table is empty without being written (1 MiB, touched only where used). */
+#define WAYS 4
+static atomic_int by_port[65536][WAYS];
 
-static void by_port_init(void)
+static int port_of(const struct sockaddr_storage *ss)
 {
-    for (size_t i = 0; i < 65536; i++) atomic_init(&by_port[i], -1);
+    if (ss->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return -1;
 }
 
 static int local_port(curl_socket_t fd)
@@ -33,9 +41,36 @@ static int local_port(curl_socket_t fd)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     if (getsockname(fd, (struct sockaddr *)&ss, &len)) return -1;
-    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return -1;
+    return port_of(&ss);
+}
+
+/* Is fd the connection from local `port` to ip:peer_port? */
+static int is_connection(curl_socket_t fd, int port, const char *ip, int peer_port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char buf[INET6_ADDRSTRLEN];
+    if (local_port(fd) != port || getpeername(fd, (struct sockaddr *)&ss, &len) ||
+        port_of(&ss) != peer_port)
+        return 0;
+    const void *a = ss.ss_family == AF_INET
+                        ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                        : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return inet_ntop(ss.ss_family, a, buf, sizeof(buf)) && strcmp(buf, ip) == 0;
+}
+
+/* Takes a free entry of the port, or one whose socket no longer has that
+ * port; with all taken, the newest connection wins (an older one then goes
+ * unchecked, never mistaken for another). */
+static void remember(int port, curl_socket_t fd)
+{
+    for (int w = 0; w < WAYS; w++) {
+        int e = atomic_load(&by_port[port][w]);
+        if ((e == 0 || local_port(e - 1) != port) &&
+            atomic_compare_exchange_strong(&by_port[port][w], &e, fd + 1))
+            return;
+    }
+    atomic_store(&by_port[port][0], fd + 1);
 }
 
 static curl_socket_t open_cb(void *p, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -51,9 +86,9 @@ static int close_cb(void *p, curl_socket_t fd)
 {
     (void)p;
     int port = local_port(fd);
-    if (port >= 0) {
-        int expected = fd;
-        atomic_compare_exchange_strong(&by_port[port], &expected, -1);
+    for (int w = 0; port >= 0 && w < WAYS; w++) {
+        int expected = fd + 1;
+        atomic_compare_exchange_strong(&by_port[port][w], &expected, 0);
     }
     return close(fd);
 }
@@ -61,29 +96,30 @@ static int close_cb(void *p, curl_socket_t fd)
 static int prereq_cb(void *p, char *primary_ip, char *local_ip, int primary_port, int port)
 {
     qv_slot *slot = p;
-    (void)primary_ip, (void)local_ip, (void)primary_port;
+    (void)local_ip;
     if (port < 0 || port > 65535) return CURL_PREREQFUNC_OK;
     if (slot->opened_fd != CURL_SOCKET_BAD) {
         /* A new connection, opened by this transfer: remember it. */
-        if (local_port(slot->opened_fd) == port) atomic_store(&by_port[port], slot->opened_fd);
+        if (local_port(slot->opened_fd) == port) remember(port, slot->opened_fd);
         slot->opened_fd = CURL_SOCKET_BAD;
         return CURL_PREREQFUNC_OK;
     }
     if (strncmp(slot->f->req.url, "http:", 5) != 0) return CURL_PREREQFUNC_OK;
-    /* Entries are cleared when their socket closes, so this is that port's. */
-    int fd = atomic_load(&by_port[port]);
-    char byte;
-    if (fd < 0) return CURL_PREREQFUNC_OK;
-    if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-        slot->abort = QV_ABORT_DIRTY;
-        return CURL_PREREQFUNC_ABORT;
+    for (int w = 0; w < WAYS; w++) {
+        int fd = atomic_load(&by_port[port][w]) - 1;
+        if (fd < 0 || !is_connection(fd, port, primary_ip, primary_port)) continue;
+        char byte;
+        if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+            slot->abort = QV_ABORT_DIRTY;
+            return CURL_PREREQFUNC_ABORT;
+        }
+        break;
     }
     return CURL_PREREQFUNC_OK;
 }
 
 CURLcode qv_conncheck_setup(qv_slot *slot)
 {
-    pthread_once(&by_port_once, by_port_init);
     CURL *e = slot->easy;
     CURLcode cc = curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
     if (!cc) cc = curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot);
