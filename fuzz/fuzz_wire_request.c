@@ -98,8 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!f) abort();
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL;
-    int attempt;
-    int rc = qv_wire_decode_request(data, size, &f->req, &attempt, &hooks, &jar);
+    int attempt, jar_kept;
+    int rc = qv_wire_decode_request(data, size, &f->req, &attempt, &hooks, &jar, &jar_kept);
     if (rc != QV_OK && rc != QV_EPROTOCOL && rc != QV_ENOMEM) fail("an unexpected error code");
     if (rc == QV_OK) {
         if (!f->req.method || !f->req.url) fail("a request without a method or URL");
@@ -110,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         f->session = stub;
         f->attempts = attempt;
         qv_buf b = {0};
-        if (qv_wire_encode_request(&b, f, jar)) abort();
+        if (qv_wire_encode_request(&b, f, jar, jar_kept)) abort();
         f->session = NULL;
         stub->o.hooks = NULL;
         int type;
@@ -121,10 +121,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qv_req r2;
         qv_hook *hooks2 = NULL;
         struct curl_slist *jar2 = NULL;
-        int attempt2;
+        int attempt2, jar_kept2;
         if (qv_wire_decode_request((const unsigned char *)b.data + QV_WIRE_HEADER, len, &r2,
-                                   &attempt2, &hooks2, &jar2))
+                                   &attempt2, &hooks2, &jar2, &jar_kept2))
             fail("a re-encoded request does not decode");
+        if (jar_kept2 != jar_kept) fail("keeping the jar changed in a round trip");
         if (attempt2 != (f->req.retry.max_retries ? attempt : 0))
             fail("the attempt changed in a round trip");
         compare(&f->req, &r2, hooks, hooks2, jar, jar2);

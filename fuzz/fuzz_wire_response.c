@@ -43,7 +43,8 @@ static int same_hop(const qv_response *a, const qv_response *b)
     return 1;
 }
 
-static void round_trip(qv_response *r, const struct curl_slist *jar, long conns, double retry_ms)
+static void round_trip(qv_response *r, const struct curl_slist *jar, int jar_kept, long conns,
+                       double retry_ms)
 {
     qv_future *f = qv_future_alloc();
     if (!f) abort();
@@ -51,7 +52,7 @@ static void round_trip(qv_response *r, const struct curl_slist *jar, long conns,
     f->out_conns = conns;
     f->out_retry_ms = retry_ms;
     qv_buf b = {0};
-    if (qv_wire_encode_response(&b, f, jar)) abort();
+    if (qv_wire_encode_response(&b, f, jar, jar_kept)) abort();
     f->out_resp = NULL;
     qv_future_release(f);
 
@@ -64,17 +65,18 @@ static void round_trip(qv_response *r, const struct curl_slist *jar, long conns,
     int err;
     char *msg;
     struct curl_slist *jar2;
+    int jar_kept2;
     long conns2;
     double retry2;
     if (qv_wire_decode_response((const unsigned char *)b.data + QV_WIRE_HEADER, len, &r2, &err,
-                                &msg, &jar2, &conns2, &retry2) ||
+                                &msg, &jar2, &jar_kept2, &conns2, &retry2) ||
         !r2 || err)
         fail("a re-encoded response does not decode");
     if (!same_hop(r, r2) || r->body.len != r2->body.len ||
         memcmp(r->body.data, r2->body.data, r->body.len) || r->nhistory != r2->nhistory ||
         r->result_len != r2->result_len ||
         (r->result_len && memcmp(r->result_bytes, r2->result_bytes, r->result_len)) ||
-        r->http_version != r2->http_version || conns != conns2 ||
+        r->http_version != r2->http_version || conns != conns2 || jar_kept != jar_kept2 ||
         (retry_ms < 0 ? retry2 != -1 : fabs(retry2 - retry_ms) > 0.001))
         fail("a response changed in a round trip");
     for (size_t i = 0; i < r->nhistory; i++)
@@ -102,9 +104,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int err = -1;
     char *msg = NULL;
     struct curl_slist *jar = NULL;
+    int jar_kept;
     long conns = -1;
     double retry_ms;
-    int rc = qv_wire_decode_response(data, size, &r, &err, &msg, &jar, &conns, &retry_ms);
+    int rc =
+        qv_wire_decode_response(data, size, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
     if (rc) {
         if (rc != QV_EPROTOCOL && rc != QV_ENOMEM) fail("an unexpected error code");
         if (r || msg || jar) fail("a refused payload returned data");
@@ -116,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r) {
         if (!r->body.data || r->body.data[r->body.len] != '\0') fail("a body not NUL-terminated");
         if (r->status < 0 || r->status > 999) fail("a status out of range");
-        round_trip(r, jar, conns, retry_ms);
+        if (jar_kept && jar) fail("a payload decoded to both a kept jar and jar lines");
+        round_trip(r, jar, jar_kept, conns, retry_ms);
     }
     qv_response_free(r);
     qv_free(msg);

@@ -18,7 +18,10 @@ typedef struct pworker {
     pid_t pid;
     int fd; /* -1 once its end of the socket closed (death is then on its way) */
     qv_future *f;
-    struct curl_slist *sent_jar;
+    /* The worker's jar, as the parent last saw it, and the session jar's
+     * version that this is (0: no session's current one). */
+    struct curl_slist *jar;
+    uint64_t jar_version;
     int cancel_sent;
     double hook_deadline; /* 0 unless hooks are running and a hook timeout is set */
     int timed_out;
@@ -77,7 +80,8 @@ static void wake(procs *P)
     while (write(P->wake[1], &c, 1) < 0 && errno == EINTR) continue;
 }
 
-/* Takes f (popped) to worker w: begin, export the jar, send the request. */
+/* Takes f (popped) to worker w: begin, export the jar unless the worker has
+ * it already (versions are unique across sessions), send the request. */
 static void assign(procs *P, pworker *w, qv_future *f)
 {
     if (!qv_future_begin(f, NULL)) {
@@ -86,8 +90,10 @@ static void assign(procs *P, pworker *w, qv_future *f)
         return;
     }
     struct curl_slist *jar = NULL;
-    int rc = qv_session_jar_export(f->session, f->req.host, &jar);
-    if (!rc) rc = qv_wire_encode_request(&P->out, f, jar);
+    uint64_t version = w->jar_version;
+    int rc = qv_session_jar_export(f->session, f->req.host, &version, &jar);
+    int kept = version == w->jar_version;
+    if (!rc) rc = qv_wire_encode_request(&P->out, f, jar, kept);
     if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
     if (rc) {
         curl_slist_free_all(jar);
@@ -96,8 +102,12 @@ static void assign(procs *P, pworker *w, qv_future *f)
         if (rc == QV_EWORKER) kill(w->pid, SIGKILL);
         return;
     }
+    if (!kept) {
+        curl_slist_free_all(w->jar);
+        w->jar = jar;
+        w->jar_version = version;
+    }
     w->f = f;
-    w->sent_jar = jar;
     w->cancel_sent = 0;
     w->hook_deadline = 0;
 }
@@ -107,8 +117,6 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
 {
     qv_future *f = w->f;
     w->f = NULL;
-    curl_slist_free_all(w->sent_jar);
-    w->sent_jar = NULL;
     w->hook_deadline = 0;
     qv_future_complete(f, st, err, msg, r);
     qv_future_release(f); /* the queue's reference */
@@ -122,8 +130,9 @@ static void on_response(procs *P, pworker *w)
     struct curl_slist *jar = NULL;
     long conns = 0;
     double retry_ms = -1;
+    int jar_kept;
     int rc = qv_wire_decode_response((const unsigned char *)P->in.data, P->in.len, &r, &err, &msg,
-                                     &jar, &conns, &retry_ms);
+                                     &jar, &jar_kept, &conns, &retry_ms);
     qv_future *f = w->f;
     if (rc) {
         /* A worker that talks nonsense is not trusted with more work. */
@@ -134,8 +143,13 @@ static void on_response(procs *P, pworker *w)
         return;
     }
     atomic_fetch_add(&P->base.connections, (size_t)conns);
-    qv_session_jar_merge(f->session, w->sent_jar, jar);
-    curl_slist_free_all(jar);
+    if (!jar_kept) {
+        /* The worker's jar is `jar` now; still the session's if no other
+         * change came in between (then the version after the merge). */
+        qv_session_jar_merge(f->session, w->jar, jar, &w->jar_version);
+        curl_slist_free_all(w->jar);
+        w->jar = jar;
+    }
     qv_executor_host_done(f);
     if (retry_ms >= 0 && f->attempts <= f->req.retry.max_retries) {
         /* The worker skipped the hooks: this attempt is to be retried. The
@@ -145,8 +159,6 @@ static void on_response(procs *P, pworker *w)
         f->out_err = err;
         f->out_msg = msg;
         w->f = NULL;
-        curl_slist_free_all(w->sent_jar);
-        w->sent_jar = NULL;
         w->hook_deadline = 0;
         if (qv_retry_requeue(f, retry_ms < cap ? retry_ms : cap)) {
             qv_future_release(f); /* this attempt's queue reference */
@@ -214,6 +226,7 @@ static void fail_all_queued(procs *P, const char *why)
 static void remove_worker(procs *P, int i)
 {
     if (P->w[i].fd >= 0) close(P->w[i].fd);
+    curl_slist_free_all(P->w[i].jar);
     P->w[i] = P->w[--P->nw];
     atomic_store(&P->base.workers, P->nw);
 }

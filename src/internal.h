@@ -243,6 +243,12 @@ struct qv_session {
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
     CURL *jar_easy; /* reads and writes the jar (session.c), under jar_mu */
     pthread_mutex_t jar_mu;
+    /* Names the jar's content, unique across sessions: every change made
+     * through session.c draws a new one, so a process pool sends a worker the
+     * jar only when it holds another. Changes by libcurl's own cookie engine
+     * (threads, loop) draw none: the jar of a process pool's session changes
+     * only through session.c, its transfers run in the workers. */
+    _Atomic uint64_t jar_version;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     qv_future *live; /* futures not yet completed */
@@ -266,12 +272,17 @@ void qv_global_init(void);
 /* 1 once qv_global_init ran (the allocator is fixed from then on). */
 int qv_global_started(void);
 /* The jar as Netscape lines (libcurl's list: curl_slist_free_all), after
- * seeding the any-host cookies for host (may be NULL). */
-int qv_session_jar_export(qv_session *s, const char *host, struct curl_slist **out);
+ * seeding the any-host cookies for host (may be NULL). *version: the jar
+ * version the caller holds (0: none); if the jar is still at it, *out is
+ * NULL and nothing is exported, else *version becomes that of *out. */
+int qv_session_jar_export(qv_session *s, const char *host, uint64_t *version,
+                          struct curl_slist **out);
 /* Applies a worker's jar: lines new or changed since `before` are set, cookies
- * that are gone are expired. */
+ * that are gone are expired. *version: that of `before`; it becomes the
+ * jar's version after, if the jar was at it (the jar then holds `after`),
+ * else 0. */
 int qv_session_jar_merge(qv_session *s, const struct curl_slist *before,
-                         const struct curl_slist *after);
+                         const struct curl_slist *after, uint64_t *version);
 /* Empties the jar, then loads lines. */
 int qv_session_jar_replace(qv_session *s, const struct curl_slist *lines);
 /* A closed session with a jar and nothing else: what a process worker hands
@@ -327,20 +338,26 @@ int qv_wire_frame_end(qv_buf *b);
 /* Checks a frame header: QV_OK with type and payload length, or QV_EPROTOCOL. */
 int qv_wire_parse_header(const unsigned char *h, int *type, size_t *len);
 int qv_wire_put(qv_buf *b, unsigned tag, const void *p, size_t n);
-/* f's request (merged, as built at submit), its hooks and the jar to send. */
-int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar);
+/* f's request (merged, as built at submit), its hooks and the jar to send;
+ * jar_kept instead: the worker's jar is the session's already. */
+int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
+                           int jar_kept);
 /* Into r (zeroed first; free with qv_req_free even on error), the hooks
- * (in r's arena, ending with {0}) and the jar lines (caller frees). */
+ * (in r's arena, ending with {0}) and the jar lines (caller frees), or
+ * *jar_kept = 1: keep the jar. */
 int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
-                           qv_hook **hooks, struct curl_slist **jar);
-/* f's collected outcome (out_resp, or out_err/out_msg) and the jar after. */
-int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar);
+                           qv_hook **hooks, struct curl_slist **jar, int *jar_kept);
+/* f's collected outcome (out_resp, or out_err/out_msg) and the jar after;
+ * jar_kept instead: the transfer left the jar as it came. */
+int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
+                            int jar_kept);
 /* A worker's answer: QV_OK with either *out (a response) or *err and *msg
- * (the transfer's error), the jar lines, the connections it opened and the
- * wait before a retry (-1: the outcome is final, hooks ran); or
+ * (the transfer's error), the jar lines or *jar_kept, the connections it
+ * opened and the wait before a retry (-1: the outcome is final, hooks ran); or
  * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then). */
 int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
-                            char **msg, struct curl_slist **jar, long *conns, double *retry_ms);
+                            char **msg, struct curl_slist **jar, int *jar_kept, long *conns,
+                            double *retry_ms);
 
 /* --------------------------------------------------------- transfer (transfer.c) */
 
@@ -364,6 +381,7 @@ typedef struct qv_slot {
     curl_off_t last_upload;
     qv_abort abort;
     int in_headers;          /* between a status line and its blank line */
+    int set_cookies;         /* Set-Cookie lines seen: the jar may have changed */
     int active_idx;          /* where an executor keeps it while it runs */
     long alloc_failures;     /* qv_alloc_failures when the transfer started */
     curl_socket_t opened_fd; /* a socket this transfer opened, until registered */

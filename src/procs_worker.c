@@ -85,12 +85,15 @@ static void serve_one(worker *w)
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL, *jar_after = NULL;
     if (!f) _exit(3);
-    int attempt;
+    int attempt, jar_kept;
     int rc = qv_wire_decode_request((const unsigned char *)w->in.data, w->in.len, &f->req, &attempt,
-                                    &hooks, &jar);
+                                    &hooks, &jar, &jar_kept);
     /* The parent counted this attempt; begin below counts it again. */
     f->attempts = attempt > 0 ? attempt - 1 : 0;
-    if (!rc) rc = qv_session_jar_replace(w->ss, jar);
+    if (!rc && !jar_kept) rc = qv_session_jar_replace(w->ss, jar);
+    /* What the jar is now, to tell whether the transfer or a hook changed it. */
+    uint64_t version = atomic_load(&w->ss->jar_version);
+    w->slot.set_cookies = 0;
     f->session = w->ss;
     w->ss->o.hooks = hooks;
     if (rc) {
@@ -122,15 +125,18 @@ static void serve_one(worker *w)
         }
         qv_free(msg);
     }
-    qv_session_jar_export(w->ss, NULL, &jar_after);
-    rc = qv_wire_encode_response(&w->out, f, jar_after);
+    /* Unchanged, the jar need not travel back (nor be merged there). */
+    jar_kept = !rc && !w->slot.set_cookies && version == atomic_load(&w->ss->jar_version);
+    uint64_t none = 0;
+    if (!jar_kept) qv_session_jar_export(w->ss, NULL, &none, &jar_after);
+    rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);
     if (rc) { /* could not encode (a body over the frame limit): say so instead */
         qv_response_free(f->out_resp);
         f->out_resp = NULL;
         f->out_err = rc;
         qv_free(f->out_msg);
         f->out_msg = qv_future_message(f, rc, "the worker could not send the response");
-        rc = qv_wire_encode_response(&w->out, f, NULL);
+        rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);
     }
     if (rc || qv_fd_write_all(w->fd, w->out.data, w->out.len)) _exit(0);
     qv_response_free(f->out_resp);

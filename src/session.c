@@ -131,8 +131,17 @@ static int copy_opts(qv_session *s, const qv_session_opts *in)
     return rc;
 }
 
+static atomic_uint_fast64_t jar_versions;
+
+/* A change to s's jar: a version no jar had before. */
+static void jar_changed(qv_session *s)
+{
+    atomic_store(&s->jar_version, atomic_fetch_add(&jar_versions, 1) + 1);
+}
+
 static int share_new(qv_session *s)
 {
+    jar_changed(s); /* another session's version would name the wrong jar */
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s->share_mu[i], NULL);
     pthread_mutex_init(&s->jar_mu, NULL);
     s->share = curl_share_init();
@@ -402,13 +411,14 @@ int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen)
     return rc;
 }
 
-static int jar_add(CURL *e, const char *host, const char *name, const char *value)
+static int jar_add(qv_session *s, CURL *e, const char *host, const char *name, const char *value)
 {
     /* Netscape format: this host only, path /, not secure-only, session cookie. */
     char *line = qv_asprintf("%s\tFALSE\t/\tFALSE\t0\t%s\t%s", host, name, value);
     if (!line) return QV_ENOMEM;
     int rc = curl_easy_setopt(e, CURLOPT_COOKIELIST, line) == CURLE_OK ? QV_OK : QV_ENOMEM;
     qv_free(line);
+    jar_changed(s); /* even on failure: what the jar holds is not known */
     return rc;
 }
 
@@ -426,7 +436,7 @@ int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host)
         else
             s->nseeded++;
         for (size_t i = 0; i < s->nanyhost && !rc; i++)
-            rc = jar_add(easy, host, s->anyhost[i].name, s->anyhost[i].value);
+            rc = jar_add(s, easy, host, s->anyhost[i].name, s->anyhost[i].value);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -456,7 +466,8 @@ static int set_anyhost(qv_session *s, const char *name, const char *value)
         h->name = nv;
         h->value = nv + strlen(name) + 1;
         s->nanyhost += added;
-        for (size_t i = 0; i < s->nseeded && !rc; i++) rc = jar_add(e, s->seeded[i], name, value);
+        for (size_t i = 0; i < s->nseeded && !rc; i++)
+            rc = jar_add(s, e, s->seeded[i], name, value);
     }
     pthread_mutex_unlock(&s->mu);
     jar_done(s);
@@ -471,18 +482,23 @@ int qv_session_set_cookie(qv_session *s, const char *name, const char *value, co
     if (!domain) return set_anyhost(s, name, value);
     CURL *e = jar_handle(s);
     if (!e) return QV_ENOMEM;
-    int rc = jar_add(e, domain, name, value);
+    int rc = jar_add(s, e, domain, name, value);
     jar_done(s);
     return rc;
 }
 
-int qv_session_jar_export(qv_session *s, const char *host, struct curl_slist **out)
+int qv_session_jar_export(qv_session *s, const char *host, uint64_t *version,
+                          struct curl_slist **out)
 {
     *out = NULL;
     CURL *e = jar_handle(s);
     if (!e) return QV_ENOMEM;
     int rc = host ? qv_session_seed_cookies(s, e, host) : QV_OK;
-    if (!rc && curl_easy_getinfo(e, CURLINFO_COOKIELIST, out) != CURLE_OK) rc = QV_ENOMEM;
+    uint64_t now = atomic_load(&s->jar_version);
+    if (!rc && now != *version) {
+        if (curl_easy_getinfo(e, CURLINFO_COOKIELIST, out) != CURLE_OK) rc = QV_ENOMEM;
+        *version = rc ? 0 : now;
+    }
     jar_done(s);
     return rc;
 }
@@ -523,21 +539,34 @@ static char *expired(const char *line)
 }
 
 int qv_session_jar_merge(qv_session *s, const struct curl_slist *before,
-                         const struct curl_slist *after)
+                         const struct curl_slist *after, uint64_t *version)
 {
     CURL *e = jar_handle(s);
-    if (!e) return QV_ENOMEM;
-    int rc = QV_OK;
-    for (const struct curl_slist *l = after; l && !rc; l = l->next)
-        if (!strpbrk(l->data, "\r\n") && !listed(before, l->data, 1) &&
-            curl_easy_setopt(e, CURLOPT_COOKIELIST, l->data) != CURLE_OK)
-            rc = QV_ENOMEM;
+    if (!e) {
+        *version = 0;
+        return QV_ENOMEM;
+    }
+    int rc = QV_OK, changed = 0, whole = *version == atomic_load(&s->jar_version);
+    for (const struct curl_slist *l = after; l && !rc; l = l->next) {
+        /* A line not taken leaves the jar short of `after`. */
+        if (strpbrk(l->data, "\r\n")) {
+            whole = 0;
+            continue;
+        }
+        if (listed(before, l->data, 1)) continue;
+        changed = 1;
+        if (curl_easy_setopt(e, CURLOPT_COOKIELIST, l->data) != CURLE_OK) rc = QV_ENOMEM;
+    }
     for (const struct curl_slist *l = before; l && !rc; l = l->next) {
         if (listed(after, l->data, 0)) continue;
         char *gone = expired(l->data);
+        changed = 1;
+        whole &= gone != NULL;
         if (gone && curl_easy_setopt(e, CURLOPT_COOKIELIST, gone) != CURLE_OK) rc = QV_ENOMEM;
         qv_free(gone);
     }
+    if (changed) jar_changed(s);
+    *version = whole && !rc ? atomic_load(&s->jar_version) : 0;
     jar_done(s);
     return rc;
 }
@@ -549,6 +578,7 @@ int qv_session_jar_replace(qv_session *s, const struct curl_slist *lines)
     int rc = curl_easy_setopt(e, CURLOPT_COOKIELIST, "ALL") == CURLE_OK ? QV_OK : QV_ENOMEM;
     for (const struct curl_slist *l = lines; l && !rc; l = l->next)
         if (curl_easy_setopt(e, CURLOPT_COOKIELIST, l->data) != CURLE_OK) rc = QV_ENOMEM;
+    jar_changed(s);
     jar_done(s);
     return rc;
 }

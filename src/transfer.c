@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <strings.h>
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *p);
 static size_t write_cb(char *buf, size_t size, size_t n, void *p);
@@ -67,6 +68,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
     qv_slot *slot = p;
     size_t len = size * n;
     slot->last_activity_ms = qv_now_ms();
+    /* libcurl's cookie engine reads these (any hop, 1xx, a proxy's too) */
+    if (len > 11 && strncasecmp(buf, "set-cookie:", 11) == 0) slot->set_cookies++;
     int rc = QV_OK;
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
         rc = start_hop(slot, buf, len);
@@ -275,6 +278,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->f = f;
     slot->abort = QV_ABORT_NONE;
     slot->in_headers = 0;
+    slot->set_cookies = 0;
     slot->last_upload = 0;
     slot->errbuf[0] = '\0';
     slot->last_activity_ms = qv_now_ms();

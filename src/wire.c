@@ -34,7 +34,8 @@ enum {
     T_HOOK,   /* nested: fn, arg (session hooks in order, then the request's) */
     T_COOKIE, /* a jar line (Netscape format), both ways */
     T_ATTEMPT,
-    T_RETRY, /* the retry policy: integers (see put_retry) */
+    T_RETRY,    /* the retry policy: integers (see put_retry) */
+    T_JAR_KEPT, /* no jar lines, both ways: the receiver's jar is still right */
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -221,7 +222,17 @@ static int get_retry(const unsigned char *v, size_t len, qv_retry_policy *p)
     return QV_OK;
 }
 
-int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar)
+static int put_jar(qv_buf *b, const struct curl_slist *jar, int kept)
+{
+    if (kept) return put_int(b, T_JAR_KEPT, 1);
+    int rc = QV_OK;
+    for (const struct curl_slist *l = jar; l && !rc; l = l->next)
+        rc = put_str(b, T_COOKIE, l->data);
+    return rc;
+}
+
+int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
+                           int jar_kept)
 {
     const qv_req *r = &f->req;
     int rc = qv_wire_frame_begin(b, QV_WIRE_REQUEST);
@@ -249,8 +260,7 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slis
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
         rc = put_hook(b, h->fn, h->arg);
     if (!rc && r->hook) rc = put_hook(b, r->hook, r->hook_arg);
-    for (const struct curl_slist *l = jar; l && !rc; l = l->next)
-        rc = put_str(b, T_COOKIE, l->data);
+    if (!rc) rc = put_jar(b, jar, jar_kept);
     return rc ? rc : qv_wire_frame_end(b);
 }
 
@@ -324,9 +334,10 @@ static size_t count_tag(const unsigned char *p, size_t len, unsigned want)
 }
 
 int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
-                           qv_hook **hooks, struct curl_slist **jar)
+                           qv_hook **hooks, struct curl_slist **jar, int *jar_kept)
 {
     *attempt = 0;
+    *jar_kept = 0;
     memset(r, 0, sizeof(*r));
     *hooks = NULL;
     *jar = NULL;
@@ -415,6 +426,9 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             else
                 *attempt = (int)i;
             break;
+        case T_JAR_KEPT:
+            *jar_kept = 1;
+            break;
         case T_AUTH:
         case T_FOLLOW:
         case T_MAX_REDIRECTS:
@@ -442,7 +456,8 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
         else if (num)
             *num = (long)i;
     }
-    if (!rc && (more < 0 || !r->method || !r->url)) rc = QV_EPROTOCOL;
+    /* Kept and sent both: which jar is meant? */
+    if (!rc && (more < 0 || !r->method || !r->url || (*jar_kept && *jar))) rc = QV_EPROTOCOL;
     *hooks = h;
     return rc;
 }
@@ -496,7 +511,8 @@ static int put_hop(qv_buf *b, const qv_response *r)
     return rc ? rc : put_headers(b, &r->headers);
 }
 
-int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar)
+int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
+                            int jar_kept)
 {
     const qv_response *r = f->out_resp;
     int rc = qv_wire_frame_begin(b, QV_WIRE_RESPONSE);
@@ -521,8 +537,7 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_sli
     if (!rc) rc = put_int(b, T_CONNS, f->out_conns);
     if (!rc && f->out_retry_ms >= 0)
         rc = put_int(b, T_RETRY_US, (int64_t)(f->out_retry_ms * 1000.0 + 0.5));
-    for (const struct curl_slist *l = jar; l && !rc; l = l->next)
-        rc = put_str(b, T_COOKIE, l->data);
+    if (!rc) rc = put_jar(b, jar, jar_kept);
     return rc ? rc : qv_wire_frame_end(b);
 }
 
@@ -581,8 +596,10 @@ static int decode_history(qv_response *r, const unsigned char *v, size_t len)
 }
 
 int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
-                            char **msg, struct curl_slist **jar, long *conns, double *retry_ms)
+                            char **msg, struct curl_slist **jar, int *jar_kept, long *conns,
+                            double *retry_ms)
 {
+    *jar_kept = 0;
     *conns = 0;
     *retry_ms = -1;
     *out = NULL;
@@ -636,6 +653,9 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
         case T_HISTORY:
             rc = decode_history(r, v, n);
             break;
+        case T_JAR_KEPT:
+            *jar_kept = 1;
+            break;
         case T_COOKIE: {
             char *line = qv_strndup((const char *)v, n);
             struct curl_slist *l = line ? curl_slist_append(*jar, line) : NULL;
@@ -651,7 +671,8 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
             rc = decode_hop_field(r, tag, v, n);
         }
     }
-    if (!rc && (more < 0 || (!has_status && *err == QV_OK))) rc = QV_EPROTOCOL;
+    if (!rc && (more < 0 || (!has_status && *err == QV_OK) || (*jar_kept && *jar)))
+        rc = QV_EPROTOCOL;
     if (rc || *err) {
         qv_response_free(r);
         r = NULL;

@@ -273,6 +273,66 @@ Test(procs, cookies_cross_workers, .timeout = 60)
     qv_executor_free(ex);
 }
 
+/* The cookies a request sends, as httpbin echoes them: "a=1;b=2" sorted by
+ * name ("" for none). */
+static void expect_sent(qv_session *s, const char *want)
+{
+    qv_future *f;
+    json_t *c = json_object_get(tx_json(tx_get_ok(s, &f, tu("/cookies"))), "cookies");
+    char got[256] = "";
+    const char *key;
+    json_t *v;
+    json_object_foreach(c, key, v)
+    {
+        size_t n = strlen(got);
+        snprintf(got + n, sizeof(got) - n, "%s%s=%s", n ? ";" : "", key, json_string_value(v));
+    }
+    tx_assert_str_eq(got, want);
+    qv_future_release(f);
+}
+
+static int cookie_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)r, (void)arg;
+    return qv_session_set_cookie(s, "hooked", "yes", "127.0.0.1");
+}
+
+/* One worker serves two sessions in turn: each request gets its own
+ * session's jar, however the worker's jar was left by the one before, and
+ * every change (server, caller, hook) reaches the next request. */
+Test(procs, sessions_alternate_on_one_worker, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *a = TX_SESSION(.executor = ex), *b = TX_SESSION(.executor = ex);
+    qv_future *f;
+    tx_get_ok(a, &f, tu("/cookies/set?a=1"));
+    qv_future_release(f);
+    cr_assert_eq(qv_session_set_cookie(b, "b", "2", "127.0.0.1"), QV_OK);
+    for (int i = 0; i < 2; i++) {
+        expect_sent(a, "a=1");
+        expect_sent(a, "a=1"); /* the worker's jar is a's already */
+        expect_sent(b, "b=2");
+    }
+    tx_get_ok(b, &f, tu("/cookies/set?b=3"));
+    qv_future_release(f);
+    expect_sent(b, "b=3");
+    cr_assert_eq(qv_session_set_cookie(b, "c", "4", "127.0.0.1"), QV_OK);
+    expect_sent(b, "b=3;c=4");
+    cr_assert_eq(qv_get(b, &f, tu("/get"), .hook = cookie_hook), QV_OK);
+    tx_expect_status(f, 200);
+    qv_future_release(f);
+    tx_expect_cookie(b, "hooked", "yes");
+    expect_sent(b, "b=3;c=4;hooked=yes");
+    tx_get_ok(b, &f, tu("/cookies/delete?b"));
+    qv_future_release(f);
+    expect_sent(b, "c=4;hooked=yes");
+    expect_sent(a, "a=1");
+    qv_session_free(a);
+    qv_session_free(b);
+    qv_executor_free(ex);
+}
+
 Test(procs, must_come_before_other_executors, .timeout = 60)
 {
     skip_unless_processes();

@@ -39,7 +39,7 @@ static qv_buf sample_response(void)
     f->out_conns = 1;
     struct curl_slist *jar = curl_slist_append(NULL, "127.0.0.1\tFALSE\t/\tFALSE\t0\tk\tv");
     qv_buf b = {0};
-    cr_assert_eq(qv_wire_encode_response(&b, f, jar), QV_OK);
+    cr_assert_eq(qv_wire_encode_response(&b, f, jar, 0), QV_OK);
     curl_slist_free_all(jar);
     f->out_resp = NULL;
     qv_response_free(r);
@@ -54,9 +54,10 @@ static int decode(const unsigned char *p, size_t n)
     int err;
     char *msg;
     struct curl_slist *jar;
+    int jar_kept;
     long conns;
     double retry_ms;
-    int rc = qv_wire_decode_response(p, n, &r, &err, &msg, &jar, &conns, &retry_ms);
+    int rc = qv_wire_decode_response(p, n, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
     if (rc) cr_assert(!r && !msg && !jar, "a refused frame still returned data");
     qv_response_free(r);
     free(msg);
@@ -76,11 +77,13 @@ Test(wire, round_trip, .timeout = 60)
     int err;
     char *msg;
     struct curl_slist *jar;
+    int jar_kept;
     long conns;
     double retry_ms;
     cr_assert_eq(qv_wire_decode_response((unsigned char *)b.data + QV_WIRE_HEADER, len, &r, &err,
-                                         &msg, &jar, &conns, &retry_ms),
+                                         &msg, &jar, &jar_kept, &conns, &retry_ms),
                  QV_OK);
+    cr_assert_eq(jar_kept, 0, "jar lines came: the jar changed");
     cr_assert_eq(retry_ms, -1, "a final outcome says: no retry");
     cr_assert_eq(err, QV_OK);
     cr_assert_eq(qv_response_status(r), 200);
@@ -101,6 +104,32 @@ Test(wire, round_trip, .timeout = 60)
     qv_response_free(r);
     curl_slist_free_all(jar);
     qv_buf_free(&b);
+}
+
+Test(wire, a_kept_jar_round_trips, .timeout = 60)
+{
+    qv_future *f = qv_future_alloc();
+    cr_assert_not_null(f);
+    f->out_err = QV_ECONNECT;
+    f->out_msg = strdup("refused");
+    qv_buf b = {0};
+    cr_assert_eq(qv_wire_encode_response(&b, f, NULL, 1), QV_OK);
+    qv_response *r;
+    int err, jar_kept;
+    char *msg;
+    struct curl_slist *jar;
+    long conns;
+    double retry_ms;
+    cr_assert_eq(qv_wire_decode_response((unsigned char *)b.data + QV_WIRE_HEADER,
+                                         b.len - QV_WIRE_HEADER, &r, &err, &msg, &jar, &jar_kept,
+                                         &conns, &retry_ms),
+                 QV_OK);
+    cr_assert(jar_kept && !jar && err == QV_ECONNECT);
+    free(msg);
+    qv_buf_free(&b);
+    free(f->out_msg);
+    f->out_msg = NULL;
+    qv_future_release(f);
 }
 
 Test(wire, every_truncation_is_refused, .timeout = 60)
