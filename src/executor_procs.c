@@ -32,6 +32,7 @@ typedef struct procs {
     pid_t zygote;
     int zfd;
     int wake[2];
+    atomic_int sleeping; /* the dispatcher may be in poll: a submit must wake it */
     pthread_t thread;
     int started;
     pworker *w;
@@ -358,7 +359,11 @@ static void *dispatch_main(void *arg)
     in_dispatcher = 1;
     pthread_rwlock_rdlock(&fork_lock);
     int stop;
-    while (!(stop = schedule(P))) {
+    for (;;) {
+        /* Before schedule looks at the queue: a submit after that look sees
+         * the flag and wakes the poll; one before is scheduled. */
+        atomic_store(&P->sleeping, 1);
+        if ((stop = schedule(P))) break;
         int n = 0;
         pfd[n++] = (struct pollfd){P->wake[0], POLLIN, 0};
         pfd[n++] = (struct pollfd){P->broken ? -1 : P->zfd, POLLIN, 0};
@@ -368,11 +373,13 @@ static void *dispatch_main(void *arg)
             timeout = (int)P->queue_wait;
         pthread_rwlock_unlock(&fork_lock); /* sleeping: a pool may fork now */
         int polled = poll(pfd, (nfds_t)n, timeout);
+        atomic_store(&P->sleeping, 0);
         pthread_rwlock_rdlock(&fork_lock);
         if (polled < 0 && errno != EINTR) break;
         if (pfd[0].revents) {
             char drain[64];
-            while (read(P->wake[0], drain, sizeof(drain)) > 0) continue;
+            /* A short read emptied it (one read, not a second for EAGAIN). */
+            while (read(P->wake[0], drain, sizeof(drain)) == (ssize_t)sizeof(drain)) continue;
             send_cancels(P);
         }
         /* Workers first (their answers), then the zygote (deaths, spawns),
@@ -390,9 +397,11 @@ static void *dispatch_main(void *arg)
     return NULL;
 }
 
+/* Called under ex->mu, after the queue changed. */
 static int procs_notify(qv_executor *ex)
 {
-    wake((procs *)ex);
+    procs *P = (procs *)ex;
+    if (atomic_load(&P->sleeping)) wake(P);
     return QV_OK;
 }
 
