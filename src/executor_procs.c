@@ -17,6 +17,7 @@
 typedef struct pworker {
     pid_t pid;
     int fd; /* -1 once its end of the socket closed (death is then on its way) */
+    qv_frame_reader in;
     qv_future *f;
     /* The worker's jar, as the parent last saw it, and the session jar's
      * version that this is (0: no session's current one). */
@@ -41,7 +42,7 @@ typedef struct procs {
     int broken;      /* the zygote is gone: nothing can run any more */
     int stopped;     /* the dispatcher ended on shutdown, counted in transit */
     long queue_wait; /* ms until a queued retry or a host's token is due (-1: none) */
-    qv_buf in, out;
+    qv_buf out;
 } procs;
 
 /* Forking while a dispatcher thread is in the middle of its work (inside
@@ -123,7 +124,7 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     qv_future_release(f); /* the queue's reference */
 }
 
-static void on_response(procs *P, pworker *w)
+static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
 {
     qv_response *r = NULL;
     int err = QV_OK;
@@ -132,8 +133,7 @@ static void on_response(procs *P, pworker *w)
     long conns = 0;
     double retry_ms = -1;
     int jar_kept;
-    int rc = qv_wire_decode_response((const unsigned char *)P->in.data, P->in.len, &r, &err, &msg,
-                                     &jar, &jar_kept, &conns, &retry_ms);
+    int rc = qv_wire_decode_response(p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
     qv_future *f = w->f;
     if (rc) {
         /* A worker that talks nonsense is not trusted with more work. */
@@ -186,19 +186,24 @@ static void on_response(procs *P, pworker *w)
 
 static void on_worker_readable(procs *P, pworker *w)
 {
-    int type;
-    if (qv_frame_read(w->fd, &type, &P->in)) {
-        /* Gone (or garbage): its death notice from the zygote settles it. */
-        close(w->fd);
-        w->fd = -1;
-        kill(w->pid, SIGKILL);
-        return;
-    }
-    if (!w->f) return;
-    if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
-        w->hook_deadline = qv_now_ms() + (double)P->base.o.hook_timeout_ms;
-    else if (type == QV_WIRE_RESPONSE)
-        on_response(P, w);
+    /* The hooks frame and the response may come in one read. */
+    do {
+        int type;
+        const unsigned char *p;
+        size_t len;
+        if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) {
+            /* Gone (or garbage): its death notice from the zygote settles it. */
+            close(w->fd);
+            w->fd = -1;
+            kill(w->pid, SIGKILL);
+            return;
+        }
+        if (!w->f) continue;
+        if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
+            w->hook_deadline = qv_now_ms() + (double)P->base.o.hook_timeout_ms;
+        else if (type == QV_WIRE_RESPONSE)
+            on_response(P, w, p, len);
+    } while (qv_frame_buffered(&w->in));
 }
 
 static void describe_death(char *buf, size_t n, int status, int timed_out)
@@ -228,6 +233,7 @@ static void remove_worker(procs *P, int i)
 {
     if (P->w[i].fd >= 0) close(P->w[i].fd);
     curl_slist_free_all(P->w[i].jar);
+    qv_buf_free(&P->w[i].in.buf);
     P->w[i] = P->w[--P->nw];
     atomic_store(&P->base.workers, P->nw);
 }
@@ -432,7 +438,6 @@ static void procs_destroy(qv_executor *ex)
     procs *P = (procs *)ex;
     if (P->wake[0] >= 0) close(P->wake[0]);
     if (P->wake[1] >= 0) close(P->wake[1]);
-    qv_buf_free(&P->in);
     qv_buf_free(&P->out);
     qv_free(P->w);
     qv_free(P->pfd);

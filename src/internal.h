@@ -543,11 +543,20 @@ extern atomic_int qv_io_threads;
 
 /* The zygote's life; never returns. */
 void qv_zygote_main(int parent_fd);
-/* Whole writes and reads on a blocking socket: QV_OK or QV_EIO. */
+/* Whole writes on a blocking socket: QV_OK or QV_EIO. */
 int qv_fd_write_all(int fd, const void *p, size_t n);
-int qv_fd_read_all(int fd, void *p, size_t n);
-/* One frame: its type, and its payload in `payload` (reused buffer).
+/* Frames from one socket, read as many bytes at a time as have come, so a
+ * frame's header and payload usually cost one read. Bytes past the frame
+ * stay for the next; poll cannot see them (qv_frame_buffered can). */
+typedef struct qv_frame_reader {
+    qv_buf buf;   /* bytes read; those before `start` are handed out */
+    size_t start; /* where the frame after the last one handed out begins */
+} qv_frame_reader;
+/* One frame: its type and payload (in rd, valid until the next call).
  * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */
-int qv_frame_read(int fd, int *type, qv_buf *payload);
+int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,
+                  size_t *len);
+/* 1 if a whole frame is read already: the next qv_frame_read needs no read. */
+int qv_frame_buffered(const qv_frame_reader *rd);
 
 #endif

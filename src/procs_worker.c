@@ -28,35 +28,54 @@ int qv_fd_write_all(int fd, const void *p, size_t n)
     return QV_OK;
 }
 
-int qv_fd_read_all(int fd, void *p, size_t n)
+/* Reads until rd holds `need` bytes, taking whatever more has come. */
+static int frame_fill(qv_frame_reader *rd, int fd, size_t need)
 {
-    char *c = p;
-    while (n) {
-        ssize_t r = read(fd, c, n);
+    qv_buf *b = &rd->buf;
+    if (need > b->cap) {
+        size_t cap = need < 16384 ? 16384 : need;
+        char *d = qv_realloc(b->data, cap);
+        if (!d) return QV_ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    while (b->len < need) {
+        ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return QV_EIO;
-        c += r;
-        n -= (size_t)r;
+        b->len += (size_t)r;
     }
     return QV_OK;
 }
 
-int qv_frame_read(int fd, int *type, qv_buf *payload)
+int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,
+                  size_t *len)
 {
-    unsigned char h[QV_WIRE_HEADER];
-    size_t len;
-    payload->len = 0;
-    if (qv_fd_read_all(fd, h, sizeof(h))) return QV_EIO;
-    if (qv_wire_parse_header(h, type, &len)) return QV_EPROTOCOL;
-    if (len + 1 > payload->cap) {
-        char *d = qv_realloc(payload->data, len + 1);
-        if (!d) return QV_ENOMEM;
-        payload->data = d;
-        payload->cap = len + 1;
-    }
-    if (qv_fd_read_all(fd, payload->data, len)) return QV_EIO;
-    payload->len = len;
+    qv_buf *b = &rd->buf;
+    /* The frame handed out last is done with: keep only what followed it. */
+    b->len -= rd->start;
+    if (b->len)
+        memmove(b->data, b->data + rd->start, b->len);
+    else if (b->cap > ((size_t)1 << 20))
+        qv_buf_free(b); /* a large body's room is not kept for every worker */
+    rd->start = 0;
+    int rc = frame_fill(rd, fd, QV_WIRE_HEADER);
+    if (rc) return rc;
+    if (qv_wire_parse_header((const unsigned char *)b->data, type, len)) return QV_EPROTOCOL;
+    if ((rc = frame_fill(rd, fd, QV_WIRE_HEADER + *len))) return rc;
+    *payload = (const unsigned char *)b->data + QV_WIRE_HEADER;
+    rd->start = QV_WIRE_HEADER + *len;
     return QV_OK;
+}
+
+int qv_frame_buffered(const qv_frame_reader *rd)
+{
+    const qv_buf *b = &rd->buf;
+    size_t left = b->len - rd->start, len;
+    int type;
+    return left >= QV_WIRE_HEADER &&
+           qv_wire_parse_header((const unsigned char *)b->data + rd->start, &type, &len) == QV_OK &&
+           left >= QV_WIRE_HEADER + len;
 }
 
 /* ------------------------------------------------------------- worker */
@@ -66,7 +85,10 @@ typedef struct worker {
     qv_slot slot;
     CURLM *multi;
     qv_session *ss; /* stand-in session: the jar and the hooks */
-    qv_buf in, out;
+    qv_frame_reader in;
+    const unsigned char *frame; /* the request read last, in `in` until the next read */
+    size_t frame_len;
+    qv_buf out;
 } worker;
 
 static worker *the_worker;
@@ -75,7 +97,9 @@ static worker *the_worker;
 static void control_readable(qv_slot *slot)
 {
     int type;
-    if (qv_frame_read(the_worker->fd, &type, &the_worker->in)) _exit(0); /* parent gone */
+    const unsigned char *p;
+    size_t len;
+    if (qv_frame_read(&the_worker->in, the_worker->fd, &type, &p, &len)) _exit(0); /* parent gone */
     if (type == QV_WIRE_CANCEL) atomic_store(&slot->f->cancel_requested, 1);
 }
 
@@ -86,8 +110,8 @@ static void serve_one(worker *w)
     struct curl_slist *jar = NULL, *jar_after = NULL;
     if (!f) _exit(3);
     int attempt, jar_kept;
-    int rc = qv_wire_decode_request((const unsigned char *)w->in.data, w->in.len, &f->req, &attempt,
-                                    &hooks, &jar, &jar_kept);
+    int rc =
+        qv_wire_decode_request(w->frame, w->frame_len, &f->req, &attempt, &hooks, &jar, &jar_kept);
     /* The parent counted this attempt; begin below counts it again. */
     f->attempts = attempt > 0 ? attempt - 1 : 0;
     if (!rc && !jar_kept) rc = qv_session_jar_replace(w->ss, jar);
@@ -100,6 +124,8 @@ static void serve_one(worker *w)
         f->out_err = rc == QV_ENOMEM ? QV_ENOMEM : QV_EPROTOCOL;
         f->out_msg = qv_future_message(f, f->out_err, "the worker could not read the request");
     } else if (qv_future_begin(f, w->multi) && qv_transfer_setup(&w->slot, f) == QV_OK) {
+        /* A cancel read along with the request: poll would not see it. */
+        if (qv_frame_buffered(&w->in)) control_readable(&w->slot);
         CURLcode cc = qv_transfer_run(&w->slot, w->multi, w->fd, control_readable);
         qv_transfer_collect(&w->slot, cc);
     }
@@ -165,7 +191,8 @@ static void worker_main(int fd)
     if (!w.slot.easy || !w.multi || !w.ss) _exit(3);
     for (;;) {
         int type;
-        if (qv_frame_read(fd, &type, &w.in)) _exit(0); /* the parent closed: done */
+        if (qv_frame_read(&w.in, fd, &type, &w.frame, &w.frame_len))
+            _exit(0); /* the parent closed: done */
         if (type == QV_WIRE_REQUEST) serve_one(&w);
     }
 }
