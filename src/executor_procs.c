@@ -151,7 +151,6 @@ static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len
         curl_slist_free_all(w->jar);
         w->jar = jar;
     }
-    qv_executor_host_done(f);
     if (retry_ms >= 0 && f->attempts <= f->req.retry.max_retries) {
         /* The worker skipped the hooks: this attempt is to be retried. The
          * wait is the worker's word, so it is held to the policy's cap. */
