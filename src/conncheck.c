@@ -4,36 +4,115 @@
  * asked for; libcurl 7.88 would reuse the connection and hand them to the
  * next request as its answer (response smuggling). libcurl does not say which
  * socket a transfer uses while it runs, but its PREREQFUNCTION names the
- * connection's local port just before the request is sent: sockets are
- * opened here and remembered by local port, so that at that moment a reused
- * connection can be peeked at. If bytes are already waiting, the transfer is
- * stopped (libcurl closes the connection) and started again on a new one.
- * Over TLS unread bytes can be legitimate (session tickets), and HTTP/2
- * frames its streams, so only plain HTTP is checked. */
+ * connection (local and remote address and port) just before the request is
+ * sent: sockets are opened here and remembered by that name, so that at that
+ * moment a reused connection can be peeked at. If bytes are already waiting,
+ * the transfer is stopped (libcurl closes the connection) and started again
+ * on a new one. Over TLS unread bytes can be legitimate (session tickets), and
+ * HTTP/2 frames its streams, so only plain HTTP is checked.
+ *
+ * The name is stored when the connection is made, so a reused one costs one
+ * system call (the peek): no getsockname/getpeername per request. A local
+ * port alone is not a name: Linux gives one ephemeral port to connections to
+ * different servers at once, and peeking at another connection would take
+ * its pending error (a peek reports and clears ECONNRESET) or its response.
+ * The table (one for the process) holds the live connections only, so its
+ * memory follows how many are open, not how many ports were ever used. It
+ * uses the C library's allocator, not qv_set_allocator's: it outlives any
+ * one allocator, and without room a connection just goes unchecked. */
 #include "internal.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Local port -> sockets, for the whole process. A local port is not unique
- * to one connection: Linux gives the same ephemeral port to connections to
- * different servers at once. So a port has a few entries, and only the socket
- * that is this transfer's connection (local port and peer checked) is peeked
- * at: peeking at another one would take its pending error (a peek reports and
- * clears ECONNRESET, and that transfer then sees a clean EOF), or take its
- * unread response for stale bytes. Entries hold fd + 1, so that the zeroed
- * table is empty without being written (1 MiB, touched only where used). */
-#define WAYS 4
-static atomic_int by_port[65536][WAYS];
+typedef struct conn {
+    int fd; /* -1: free */
+    int lport, rport;
+    char lip[INET6_ADDRSTRLEN], rip[INET6_ADDRSTRLEN];
+} conn;
 
-static int port_of(const struct sockaddr_storage *ss)
+/* Open addressing, linear probing, keyed by local port; at most half full. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static conn *tab;
+static size_t cap, used;
+
+static size_t home(int lport)
 {
-    if (ss->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-    if (ss->ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-    return -1;
+    return ((size_t)lport * 40503u) & (cap - 1);
+}
+
+static int same(const conn *c, int lport, const char *lip, const char *rip, int rport)
+{
+    return c->fd >= 0 && c->lport == lport && c->rport == rport && strcmp(c->rip, rip) == 0 &&
+           strcmp(c->lip, lip) == 0;
+}
+
+static conn *find(int lport, const char *lip, const char *rip, int rport)
+{
+    for (size_t i = cap ? home(lport) : 0; cap && tab[i].fd >= 0; i = (i + 1) & (cap - 1))
+        if (same(&tab[i], lport, lip, rip, rport)) return &tab[i];
+    return NULL;
+}
+
+static void put(const conn *c)
+{
+    size_t i = home(c->lport);
+    while (tab[i].fd >= 0) i = (i + 1) & (cap - 1);
+    tab[i] = *c;
+    used++;
+}
+
+static int grow(void)
+{
+    size_t ncap = cap ? cap * 2 : 64;
+    conn *old = tab, *n = malloc(ncap * sizeof(*n));
+    if (!n) return -1;
+    for (size_t i = 0; i < ncap; i++) n[i].fd = -1;
+    size_t ocap = cap;
+    tab = n;
+    cap = ncap;
+    used = 0;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].fd >= 0) put(&old[i]);
+    free(old);
+    return 0;
+}
+
+/* Removes slot i, moving later entries of its probe run back so that no
+ * lookup stops early at the hole. */
+static void erase(size_t i)
+{
+    tab[i].fd = -1;
+    used--;
+    for (size_t j = (i + 1) & (cap - 1); tab[j].fd >= 0; j = (j + 1) & (cap - 1)) {
+        size_t h = home(tab[j].lport);
+        /* j's entry may fill the hole at i unless its home lies in (i, j]. */
+        if ((j > i && (h <= i || h > j)) || (j < i && h <= i && h > j)) {
+            tab[i] = tab[j];
+            tab[j].fd = -1;
+            i = j;
+        }
+    }
+}
+
+static void remember(int fd, int lport, const char *lip, const char *rip, int rport)
+{
+    if (strlen(lip) >= INET6_ADDRSTRLEN || strlen(rip) >= INET6_ADDRSTRLEN) return;
+    pthread_mutex_lock(&mu);
+    conn *c = find(lport, lip, rip, rport);
+    if (c) {
+        c->fd = fd; /* the name is unique among live connections: a stale entry */
+    } else if ((used + 1) * 2 <= cap || grow() == 0) {
+        conn n = {.fd = fd, .lport = lport, .rport = rport};
+        strcpy(n.lip, lip);
+        strcpy(n.rip, rip);
+        put(&n);
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 static int local_port(curl_socket_t fd)
@@ -41,36 +120,26 @@ static int local_port(curl_socket_t fd)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     if (getsockname(fd, (struct sockaddr *)&ss, &len)) return -1;
-    return port_of(&ss);
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
 }
 
-/* Is fd the connection from local `port` to ip:peer_port? */
-static int is_connection(curl_socket_t fd, int port, const char *ip, int peer_port)
+static void forget(curl_socket_t fd)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char buf[INET6_ADDRSTRLEN];
-    if (local_port(fd) != port || getpeername(fd, (struct sockaddr *)&ss, &len) ||
-        port_of(&ss) != peer_port)
-        return 0;
-    const void *a = ss.ss_family == AF_INET
-                        ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
-                        : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
-    return inet_ntop(ss.ss_family, a, buf, sizeof(buf)) && strcmp(buf, ip) == 0;
-}
-
-/* Takes a free entry of the port, or one whose socket no longer has that
- * port; with all taken, the newest connection wins (an older one then goes
- * unchecked, never mistaken for another). */
-static void remember(int port, curl_socket_t fd)
-{
-    for (int w = 0; w < WAYS; w++) {
-        int e = atomic_load(&by_port[port][w]);
-        if ((e == 0 || local_port(e - 1) != port) &&
-            atomic_compare_exchange_strong(&by_port[port][w], &e, fd + 1))
-            return;
+    int lport = local_port(fd);
+    pthread_mutex_lock(&mu);
+    /* Its probe run, or everywhere if the socket no longer has an address. */
+    size_t start = cap && lport >= 0 ? home(lport) : 0;
+    for (size_t k = 0; k < cap; k++) {
+        size_t i = (start + k) & (cap - 1);
+        if (lport >= 0 && tab[i].fd < 0) break;
+        if (tab[i].fd == fd) {
+            erase(i);
+            break;
+        }
     }
-    atomic_store(&by_port[port][0], fd + 1);
+    pthread_mutex_unlock(&mu);
 }
 
 static curl_socket_t open_cb(void *p, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -78,42 +147,39 @@ static curl_socket_t open_cb(void *p, curlsocktype purpose, struct curl_sockaddr
     qv_slot *slot = p;
     (void)purpose;
     curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
-    slot->opened_fd = fd; /* registered once connected, when its port is known */
+    slot->opened_fd = fd; /* registered once connected, when its name is known */
     return fd == -1 ? CURL_SOCKET_BAD : fd;
 }
 
 static int close_cb(void *p, curl_socket_t fd)
 {
     (void)p;
-    int port = local_port(fd);
-    for (int w = 0; port >= 0 && w < WAYS; w++) {
-        int expected = fd + 1;
-        atomic_compare_exchange_strong(&by_port[port][w], &expected, 0);
-    }
+    forget(fd);
     return close(fd);
 }
 
-static int prereq_cb(void *p, char *primary_ip, char *local_ip, int primary_port, int port)
+static int prereq_cb(void *p, char *rip, char *lip, int rport, int lport)
 {
     qv_slot *slot = p;
-    (void)local_ip;
-    if (port < 0 || port > 65535) return CURL_PREREQFUNC_OK;
+    if (lport < 0 || lport > 65535 || !rip || !lip) return CURL_PREREQFUNC_OK;
     if (slot->opened_fd != CURL_SOCKET_BAD) {
-        /* A new connection, opened by this transfer: remember it. */
-        if (local_port(slot->opened_fd) == port) remember(port, slot->opened_fd);
+        /* A new connection, opened by this transfer (the last socket it
+         * opened: with several attempts, another may have won; then the
+         * connection goes unchecked rather than mistaken). */
+        if (local_port(slot->opened_fd) == lport) remember(slot->opened_fd, lport, lip, rip, rport);
         slot->opened_fd = CURL_SOCKET_BAD;
         return CURL_PREREQFUNC_OK;
     }
     if (strncmp(slot->f->req.url, "http:", 5) != 0) return CURL_PREREQFUNC_OK;
-    for (int w = 0; w < WAYS; w++) {
-        int fd = atomic_load(&by_port[port][w]) - 1;
-        if (fd < 0 || !is_connection(fd, port, primary_ip, primary_port)) continue;
-        char byte;
-        if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-            slot->abort = QV_ABORT_DIRTY;
-            return CURL_PREREQFUNC_ABORT;
-        }
-        break;
+    pthread_mutex_lock(&mu);
+    conn *c = find(lport, lip, rip, rport);
+    int fd = c ? c->fd : -1;
+    pthread_mutex_unlock(&mu);
+    /* fd stays this transfer's connection while it runs: nobody closes it. */
+    char byte;
+    if (fd >= 0 && recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        slot->abort = QV_ABORT_DIRTY;
+        return CURL_PREREQFUNC_ABORT;
     }
     return CURL_PREREQFUNC_OK;
 }
