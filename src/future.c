@@ -145,7 +145,6 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     f->resp = resp;
     f->waker = NULL;
     for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
-    pthread_cond_broadcast(&f->cv);
     /* more_cbs was built newest first: put it in the order added. Callbacks
      * then run outside the lock; the list can no longer change, since
      * add_done_callback runs late callbacks itself once the state is terminal. */
@@ -158,6 +157,10 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     }
     f->more_cbs = rev;
     pthread_mutex_unlock(&f->mu);
+    /* Woken after the unlock, a waiter finds the lock free instead of
+     * sleeping on it at once (a second futex round trip and context switch
+     * per result). f stays valid: whoever completes it holds a reference. */
+    pthread_cond_broadcast(&f->cv);
 
     if (f->first_cb.fn) f->first_cb.fn(f, f->first_cb.arg);
     for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
