@@ -13,13 +13,18 @@ import csv
 import statistics
 import sys
 
-ORDER = ["raw_multi", "qv_loop", "raw_threads", "qv_threads", "qv_processes", "curl", "wrk", "h2load",
-         "requests_futures"]
-FLOOR = {"qv_loop": "raw_multi", "qv_threads": "raw_threads", "qv_processes": "raw_threads"}
+ORDER = ["raw_multi", "raw_multi_lq", "qv_loop", "raw_threads", "raw_threads_lq", "qv_threads",
+         "qv_processes", "curl", "wrk", "h2load", "requests_futures"]
+FLOOR = {"qv_loop": "raw_multi", "qv_threads": "raw_threads", "qv_processes": "raw_threads",
+         "raw_threads_lq": "raw_threads"}
+# The same floors doing the same libcurl work as quiver (raw_* --like-quiver).
+SAME_WORK = {"raw_multi": "raw_multi_lq", "raw_threads": "raw_threads_lq"}
 LABEL = {
     "raw_multi": "raw libcurl multi (1 thread)",
     "qv_loop": "quiver QV_LOOP",
+    "raw_multi_lq": "raw libcurl multi, quiver's libcurl options",
     "raw_threads": "raw libcurl thread-per-handle",
+    "raw_threads_lq": "raw libcurl thread-per-handle, quiver's libcurl options",
     "qv_threads": "quiver QV_THREADS",
     "qv_processes": "quiver QV_PROCESSES",
     "curl": "curl --parallel",
@@ -165,27 +170,30 @@ def main():
     p()
     p("| target | configuration | measured | per-run | verdict |")
     p("|---|---|---:|---:|---|")
+    def target(name, cfg, key, num, den, ok, digits=2):
+        """One row: CPU/req of num over den in configuration key, if both ran."""
+        a, b = S.get(key + (num,), {}), S.get(key + (den,), {})
+        if not (a.get("cpu") and b.get("cpu")):
+            return
+        r = a["cpu"] / b["cpu"]
+        pr = paired(rows, key[0], key[1], num, den)
+        prs = f"{pr:.{digits}f}×" if pr else "–"
+        p(f"| {name} | {cfg} | {r:.{digits}f}× | {prs} | {verdict(ok(r))} |")
+
     for proto in ("h1", "h2"):
         for conc in (8, 64):
-            cfg = f"{PROTO[proto]}, c={conc}"
+            cfg, key = f"{PROTO[proto]}, c={conc}", (proto, conc)
             for q, floor, name in (("qv_loop", "raw_multi", "QV_LOOP ≤ 1.10× raw multi CPU/req"),
                                    ("qv_threads", "raw_threads",
                                     "QV_THREADS ≤ 1.10× raw thread-per-handle CPU/req")):
-                a, b = S.get((proto, conc, q), {}), S.get((proto, conc, floor), {})
-                if a.get("cpu") and b.get("cpu"):
-                    r = a["cpu"] / b["cpu"]
-                    pr = paired(rows, proto, conc, q, floor)
-                    prs = f"{pr:.2f}×" if pr else "–"
-                    p(f"| {name} | {cfg} | {r:.2f}× | {prs} | {verdict(r <= 1.10)} |")
-            rf = S.get((proto, conc, "requests_futures"), {})
+                target(name, cfg, key, q, floor, lambda r: r <= 1.10)
+                target("same, floor with quiver's libcurl options", cfg, key, q, SAME_WORK[floor],
+                       lambda r: r <= 1.10)
+            target("QV_PROCESSES ≤ 1.5× QV_THREADS CPU/req", cfg, key, "qv_processes",
+                   "qv_threads", lambda r: r <= 1.5)
             for q, name in (("qv_loop", "QV_LOOP"), ("qv_threads", "QV_THREADS")):
-                a = S.get((proto, conc, q), {})
-                if a.get("cpu") and rf.get("cpu"):
-                    r = rf["cpu"] / a["cpu"]
-                    pr = paired(rows, proto, conc, "requests_futures", q)
-                    prs = f"{pr:.1f}×" if pr else "–"
-                    p(f"| {name} ≥ 30× less CPU/req than requests-futures | {cfg} | {r:.1f}× | "
-                      f"{prs} | {verdict(r >= 30)} |")
+                target(f"{name} ≥ 30× less CPU/req than requests-futures", cfg, key,
+                       "requests_futures", q, lambda r: r >= 30, digits=1)
     a, b = S.get(("h1", 10000, "qv_loop"), {}), S.get(("h1", 10000, "raw_multi"), {})
     if a.get("rss") and b.get("rss"):
         r = a["rss"] / b["rss"]
