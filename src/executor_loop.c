@@ -82,10 +82,12 @@ static void batch_add(batch *b, qv_future *f)
 
 /* Completes what runs no user code right here on the I/O thread (handing it
  * to another thread costs more than completing it), and gives futures with
- * hooks or done callbacks to the delivery threads. */
+ * hooks or done callbacks to the delivery threads. Threads waiting for the
+ * futures completed here are woken once all are: one woken early would
+ * often be back asleep on the next future before it is done. */
 static void deliver(loop *L, batch *done)
 {
-    batch user = {0};
+    batch user = {0}, here = {0};
     for (qv_future *f = done->head, *next; f; f = next) {
         next = f->next_done;
         /* Hooks run on responses only. */
@@ -93,12 +95,18 @@ static void deliver(loop *L, batch *done)
             f->out_resp && (f->req.hook || (f->session->o.hooks && f->session->o.hooks->fn));
         if (!hooks && qv_future_claim_inline(f)) {
             qv_transfer_deliver(f);
-            qv_future_release(f); /* the queue's reference */
+            batch_add(&here, f);
         } else {
             batch_add(&user, f);
         }
     }
     deliver_batch(L, user.head, user.tail);
+    for (qv_future *f = here.head, *next; f; f = next) {
+        next = f->next_done;
+        f->next_done = NULL;
+        qv_future_wake(f);
+        qv_future_release(f); /* the queue's reference */
+    }
 }
 
 static void slot_deactivate(loop *L, qv_slot *slot)

@@ -160,7 +160,7 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     /* Woken after the unlock, a waiter finds the lock free instead of
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */
-    pthread_cond_broadcast(&f->cv);
+    if (!f->defer_wake) pthread_cond_broadcast(&f->cv);
 
     if (f->first_cb.fn) f->first_cb.fn(f, f->first_cb.arg);
     for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
@@ -293,9 +293,14 @@ int qv_future_claim_inline(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
     int none = !f->first_cb.fn && !f->more_cbs;
-    if (none) f->inline_complete = 1;
+    if (none) f->inline_complete = f->defer_wake = 1;
     pthread_mutex_unlock(&f->mu);
     return none;
+}
+
+void qv_future_wake(qv_future *f)
+{
+    pthread_cond_broadcast(&f->cv);
 }
 
 int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)

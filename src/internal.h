@@ -181,6 +181,7 @@ struct qv_future {
     qv_wlink *waiters;
     CURLM *waker;        /* set while a transfer runs: woken to notice a cancel */
     int inline_complete; /* being completed on a thread that must run no user code */
+    int defer_wake;      /* whoever completes it wakes its waiters (qv_future_wake) */
     qv_session *session; /* until completion */
     qv_executor *ex;
     qv_future *qprev, *qnext; /* executor queue, or its host's parked list */
@@ -225,8 +226,10 @@ void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
 char *qv_future_message(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* 1 (and callbacks added from now on wait for completion and run in the
- * adder's thread) if f has no done callback yet; else 0. */
+ * adder's thread) if f has no done callback yet; else 0. A claimed future's
+ * completion wakes no one: the claimer calls qv_future_wake after it. */
 int qv_future_claim_inline(qv_future *f);
+void qv_future_wake(qv_future *f);
 void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx);
 void qv_waiter_unlink(qv_future *f, qv_wlink *l);
 
