@@ -64,9 +64,11 @@ def summarise(rows):
             cpu = [(num(r["user_s"]) + num(r["sys_s"])) * 1e6 / num(r["requests"]) for r in good]
             rps = [num(r["requests"]) / num(r["seconds"]) for r in good]
             rss = [num(r["maxrss_kb"]) / 1024 for r in good]
+            csw = [num(r.get("csw")) / num(r["requests"]) for r in good]
             s.update(cpu=statistics.median(cpu), cpu_min=min(cpu), cpu_max=max(cpu),
                      rps=statistics.median(rps), rss=statistics.median(rss),
-                     rss_max=max(rss), http=good[0]["http"], conns=good[0]["conns"],
+                     rss_max=max(rss), csw=statistics.median(csw), http=good[0]["http"],
+                     conns=good[0]["conns"],
                      requests=good[0]["requests"],
                      ns=statistics.median([num(r["seconds"]) * 1e9 / num(r["requests"])
                                            for r in good]))
@@ -125,10 +127,12 @@ def main():
     p()
     p("Medians over the runs that passed every check. CPU is user+sys of the whole client "
       "process per request (min–max over the runs in brackets); req/s is from the client's own "
-      "timing of the load; RSS is peak resident memory. \"× floor\" is CPU/request divided by "
-      "the raw libcurl client the row is built on (thread-per-handle for QV_THREADS and "
-      "QV_PROCESSES, raw multi for the rest). QV_PROCESSES' CPU includes its worker processes "
-      "(wait4 counts reaped descendants); its RSS is the largest single process, not the sum.")
+      "timing of the load; switches/req are the context switches of all the client's threads "
+      "(and reaped workers) per request, from wait4; RSS is peak resident memory. \"× floor\" "
+      "is CPU/request divided by the raw libcurl client the row is built on (thread-per-handle "
+      "for QV_THREADS and QV_PROCESSES, raw multi for the rest). QV_PROCESSES' CPU includes its "
+      "worker processes (wait4 counts reaped descendants); its RSS is the largest single process, "
+      "not the sum.")
 
     for proto in ("h1", "h2"):
         for conc in (8, 64):
@@ -138,13 +142,14 @@ def main():
             p()
             p(f"## {PROTO[proto]}, concurrency {conc}")
             p()
-            p("| client | HTTP | req/s | CPU µs/req | × floor | peak RSS MB | conns | runs ok |")
-            p("|---|---|---:|---:|---:|---:|---:|---:|")
+            p("| client | HTTP | req/s | CPU µs/req | × floor | switches/req | peak RSS MB | conns "
+              "| runs ok |")
+            p("|---|---|---:|---:|---:|---:|---:|---:|---:|")
             for key in keys:
                 s = S[key]
                 c = key[2]
                 if "cpu" not in s:
-                    p(f"| {LABEL[c]} | – | – | – | – | – | – | {s['good']}/{s['runs']} |")
+                    p(f"| {LABEL[c]} | – | – | – | – | – | – | – | {s['good']}/{s['runs']} |")
                     continue
                 floor = S.get((proto, conc, FLOOR.get(c, "raw_multi")), {})
                 ratio = f"{s['cpu'] / floor['cpu']:.2f}×" if floor.get("cpu") else "–"
@@ -152,7 +157,7 @@ def main():
                     ratio = "1.00×"
                 p(f"| {LABEL[c]} | {fmt_http(s['http'])} | {s['rps']:,.0f} | "
                   f"{s['cpu']:.1f} ({s['cpu_min']:.1f}–{s['cpu_max']:.1f}) | {ratio} | "
-                  f"{s['rss']:.1f} | {s['conns']} | {s['good']}/{s['runs']} |")
+                  f"{s['csw']:.2f} | {s['rss']:.1f} | {s['conns']} | {s['good']}/{s['runs']} |")
 
     lc = [(k, v["load_cpu"]) for k, v in sorted(S.items()) if v.get("load_cpu")]
     if lc:

@@ -4,7 +4,8 @@
  *   runstat OUTFILE TIMEOUT_SECONDS -- COMMAND [ARG...]
  *
  * The command inherits stdin/stdout/stderr. OUTFILE gets one line:
- *   wall_s=W user_s=U sys_s=S maxrss_kb=R exit=E signal=G
+ *   wall_s=W user_s=U sys_s=S maxrss_kb=R csw=C exit=E signal=G
+ * (C: context switches, voluntary and involuntary, of all its threads).
  * The child is killed (SIGKILL, by its pid) when TIMEOUT_SECONDS pass.
  * runstat exits with the child's exit status (128+signal if killed). */
 #include <errno.h>
@@ -77,10 +78,10 @@ int main(int argc, char **argv)
         perror("runstat: output file");
         return 125;
     }
-    fprintf(out, "wall_s=%.6f user_s=%.6f sys_s=%.6f maxrss_kb=%ld exit=%d signal=%d%s\n", wall,
-            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss, code, sig,
-            timed_out ? " timeout=1" : "");
+    fprintf(out, "wall_s=%.6f user_s=%.6f sys_s=%.6f maxrss_kb=%ld csw=%ld exit=%d signal=%d%s\n",
+            wall, (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss,
+            ru.ru_nvcsw + ru.ru_nivcsw, code, sig, timed_out ? " timeout=1" : "");
     fclose(out);
     if (timed_out) fprintf(stderr, "runstat: %s killed after %u s\n", argv[4], timeout);
     return sig ? 128 + sig : code;
