@@ -37,6 +37,29 @@ Test(executor, runs_max_workers_in_parallel, .timeout = 120)
     qv_session_free(s);
 }
 
+/* A queued request goes to the first worker that is free: one slow request
+ * must not hold back fast ones while another worker sits idle (no request is
+ * bound early to a busy worker). */
+Test(executor, a_slow_request_holds_back_no_queued_one, .timeout = 60)
+{
+    enum { FAST = 6 };
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    qv_future *slow, *fast[FAST];
+    double t0 = now_ms();
+    cr_assert_eq(qv_get(s, &slow, tu("/delay/3")), QV_OK);
+    for (int i = 0; i < FAST; i++) cr_assert_eq(qv_get(s, &fast[i], tu("/get")), QV_OK);
+    for (int i = 0; i < FAST; i++) {
+        tx_expect_status(fast[i], 200);
+        double el = now_ms() - t0;
+        cr_assert_lt(el, 2000.0, "fast request %d of %d done after %.0f ms, behind /delay/3", i,
+                     FAST, el);
+    }
+    tx_expect_status(slow, 200);
+    for (int i = 0; i < FAST; i++) qv_future_release(fast[i]);
+    qv_future_release(slow);
+    qv_session_free(s);
+}
+
 #define BUSY   8
 #define QUEUED 20
 
