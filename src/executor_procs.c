@@ -39,8 +39,8 @@ typedef struct procs {
     pworker *w;
     struct pollfd *pfd; /* the wake pipe, the zygote, then one per worker */
     int nw, spawning;
-    int broken;      /* the zygote is gone: nothing can run any more */
-    int stopped;     /* the dispatcher ended on shutdown, counted in transit */
+    const char *broken; /* why nothing can run any more (NULL: all is well) */
+    char why[128];
     long queue_wait; /* ms until a queued retry or a host's token is due (-1: none) */
     qv_buf out;
 } procs;
@@ -237,6 +237,21 @@ static void remove_worker(procs *P, int i)
     atomic_store(&P->base.workers, P->nw);
 }
 
+/* Nothing can run in this pool any more: every future it holds or gets
+ * fails with `why` (copied); workers are let go. */
+static void break_pool(procs *P, const char *why)
+{
+    snprintf(P->why, sizeof(P->why), "%s", why);
+    P->broken = P->why;
+    for (int i = P->nw - 1; i >= 0; i--) {
+        if (P->w[i].f)
+            settle(&P->w[i], QV_FAILED, QV_EWORKER,
+                   qv_future_message(P->w[i].f, QV_EWORKER, "%s", P->why), NULL);
+        remove_worker(P, i);
+    }
+    fail_all_queued(P, P->why);
+}
+
 static void on_zygote(procs *P)
 {
     zmsg m;
@@ -248,15 +263,7 @@ static void on_zygote(procs *P)
     if (r != (ssize_t)sizeof(m)) {
         if (r < 0 && errno == EINTR) return;
         /* The zygote is gone, and its workers with it (PDEATHSIG). */
-        P->broken = 1;
-        for (int i = P->nw - 1; i >= 0; i--) {
-            if (P->w[i].f)
-                settle(&P->w[i], QV_FAILED, QV_EWORKER,
-                       qv_future_message(P->w[i].f, QV_EWORKER, "the process pool's zygote died"),
-                       NULL);
-            remove_worker(P, i);
-        }
-        fail_all_queued(P, "the process pool's zygote died");
+        break_pool(P, "the process pool's zygote died");
         return;
     }
     if (m.type == 'W') {
@@ -309,7 +316,7 @@ static int schedule(procs *P)
     int stop = ex->shutdown && qv_executor_empty_locked(ex) && busy == 0;
     pthread_mutex_unlock(&ex->mu);
     if (P->broken) {
-        fail_all_queued(P, "the process pool's zygote died");
+        fail_all_queued(P, P->broken);
         return ex->shutdown;
     }
     for (int k = 0; k < want - P->spawning && k < room; k++) {
@@ -363,12 +370,11 @@ static void *dispatch_main(void *arg)
     transit_add(-1); /* started: before the read side, which a waiting fork holds off */
     in_dispatcher = 1;
     pthread_rwlock_rdlock(&fork_lock);
-    int stop;
     for (;;) {
         /* Before schedule looks at the queue: a submit after that look sees
          * the flag and wakes the poll; one before is scheduled. */
         atomic_store(&P->sleeping, 1);
-        if ((stop = schedule(P))) break;
+        if (schedule(P)) break;
         int n = 0;
         pfd[n++] = (struct pollfd){P->wake[0], POLLIN, 0};
         pfd[n++] = (struct pollfd){P->broken ? -1 : P->zfd, POLLIN, 0};
@@ -380,7 +386,21 @@ static void *dispatch_main(void *arg)
         int polled = poll(pfd, (nfds_t)n, timeout);
         atomic_store(&P->sleeping, 0);
         pthread_rwlock_rdlock(&fork_lock);
-        if (polled < 0 && errno != EINTR) break;
+        if (polled < 0 && errno != EINTR) {
+            /* (EINVAL: more descriptors than RLIMIT_NOFILE allows; ENOMEM.)
+             * Fail what the pool holds rather than leave it pending; go on
+             * with the wake pipe alone, failing what is submitted, until
+             * shut down. */
+            if (!P->broken) {
+                char why[96];
+                snprintf(why, sizeof(why), "the process pool could not wait for its workers: %s",
+                         strerror(errno));
+                break_pool(P, why);
+            } else {
+                nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+            }
+            continue;
+        }
         if (pfd[0].revents) {
             char drain[64];
             /* A short read emptied it (one read, not a second for EAGAIN). */
@@ -393,11 +413,9 @@ static void *dispatch_main(void *arg)
             if (pfd[2 + i].revents && P->w[i].fd == pfd[2 + i].fd) on_worker_readable(P, &P->w[i]);
         if (pfd[1].revents) on_zygote(P);
     }
-    /* Ending: procs_shutdown, already on its way, joins and counts it off.
-     * (Left on a poll error, it is joined only when its pool is freed: that
-     * must not hold off every fork until then.) */
-    P->stopped = stop;
-    if (stop) transit_add(1);
+    /* Ending (only on shutdown): procs_shutdown, already on its way, joins
+     * and counts it off. */
+    transit_add(1);
     pthread_rwlock_unlock(&fork_lock);
     return NULL;
 }
@@ -421,7 +439,7 @@ static void procs_shutdown(qv_executor *ex)
     wake(P);
     if (P->started) {
         pthread_join(P->thread, NULL);
-        if (P->stopped) transit_add(-1);
+        transit_add(-1);
     }
     P->started = 0;
     /* Closing the zygote's channel stops it; it kills and reaps its workers. */
