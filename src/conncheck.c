@@ -25,9 +25,22 @@
  * at: peeking at another one would take its pending error (a peek reports and
  * clears ECONNRESET, and that transfer then sees a clean EOF), or take its
  * unread response for stale bytes. Entries hold fd + 1, so that the zeroed
- * table is empty without being written (1 MiB, touched only where used). */
-#define WAYS 4
-static atomic_int by_port[65536][WAYS];
+ * table is empty without being written.
+ *
+ * The ports hash into BUCKETS buckets (128 KiB in all) rather than one row
+ * each: a row per port (1 MiB) had its pages touched as the kernel handed out
+ * new ports, 450 kB over a long run, a process's RSS growing for hours. Now
+ * all of it is touched within a few thousand connections. A bucket mixes
+ * ports, which costs nothing: every entry is checked against the socket. */
+#define WAYS    4
+#define BUCKETS 8192
+static atomic_int table[BUCKETS][WAYS];
+
+/* Linux hands out ports in steps of two: a multiplicative hash spreads them. */
+static atomic_int *bucket(int port)
+{
+    return table[((uint32_t)port * 2654435761u) >> 19];
+}
 
 static int port_of(const struct sockaddr_storage *ss)
 {
@@ -59,18 +72,18 @@ static int is_connection(curl_socket_t fd, int port, const char *ip, int peer_po
     return inet_ntop(ss.ss_family, a, buf, sizeof(buf)) && strcmp(buf, ip) == 0;
 }
 
-/* Takes a free entry of the port, or one whose socket no longer has that
- * port; with all taken, the newest connection wins (an older one then goes
- * unchecked, never mistaken for another). */
+/* Takes a free entry of the port's bucket, or one whose socket's port no
+ * longer hashes there; with all taken, the newest connection wins (an older
+ * one then goes unchecked, never mistaken for another). */
 static void remember(int port, curl_socket_t fd)
 {
+    atomic_int *b = bucket(port);
     for (int w = 0; w < WAYS; w++) {
-        int e = atomic_load(&by_port[port][w]);
-        if ((e == 0 || local_port(e - 1) != port) &&
-            atomic_compare_exchange_strong(&by_port[port][w], &e, fd + 1))
-            return;
+        int e = atomic_load(&b[w]);
+        int p = e ? local_port(e - 1) : -1;
+        if ((p < 0 || bucket(p) != b) && atomic_compare_exchange_strong(&b[w], &e, fd + 1)) return;
     }
-    atomic_store(&by_port[port][0], fd + 1);
+    atomic_store(&b[0], fd + 1);
 }
 
 static curl_socket_t open_cb(void *p, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -88,7 +101,7 @@ static int close_cb(void *p, curl_socket_t fd)
     int port = local_port(fd);
     for (int w = 0; port >= 0 && w < WAYS; w++) {
         int expected = fd + 1;
-        atomic_compare_exchange_strong(&by_port[port][w], &expected, 0);
+        atomic_compare_exchange_strong(&bucket(port)[w], &expected, 0);
     }
     return close(fd);
 }
@@ -106,7 +119,7 @@ static int prereq_cb(void *p, char *primary_ip, char *local_ip, int primary_port
     }
     if (strncmp(slot->f->req.url, "http:", 5) != 0) return CURL_PREREQFUNC_OK;
     for (int w = 0; w < WAYS; w++) {
-        int fd = atomic_load(&by_port[port][w]) - 1;
+        int fd = atomic_load(&bucket(port)[w]) - 1;
         if (fd < 0 || !is_connection(fd, port, primary_ip, primary_port)) continue;
         char byte;
         if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
