@@ -8,7 +8,7 @@
  * Checked beyond "no crash, no overrun, no leak":
  *  - a refused payload returns nothing (no response, message or jar);
  *  - an accepted one is either a response or an error code in range, never
- *    both; the body is NUL-terminated;
+ *    both; the body is NUL-terminated (or absent and empty);
  *  - a decoded response encodes (qv_wire_encode_response, what a worker
  *    does) and decodes again to the same status, reason, URL, headers,
  *    body, history and result bytes.
@@ -73,8 +73,8 @@ static void round_trip(qv_response *r, const struct curl_slist *jar, int jar_kep
         !r2 || err)
         fail("a re-encoded response does not decode");
     if (!same_hop(r, r2) || r->body.len != r2->body.len ||
-        memcmp(r->body.data, r2->body.data, r->body.len) || r->nhistory != r2->nhistory ||
-        r->result_len != r2->result_len ||
+        memcmp(qv_response_body(r, NULL), qv_response_body(r2, NULL), r->body.len) ||
+        r->nhistory != r2->nhistory || r->result_len != r2->result_len ||
         (r->result_len && memcmp(r->result_bytes, r2->result_bytes, r->result_len)) ||
         r->http_version != r2->http_version || conns != conns2 || jar_kept != jar_kept2 ||
         (retry_ms < 0 ? retry2 != -1 : fabs(retry2 - retry_ms) > 0.001))
@@ -118,7 +118,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (err && (err <= QV_OK || err >= QV_ERROR_COUNT_)) fail("an error code out of range");
     if (conns < 0) fail("a negative connection count");
     if (r) {
-        if (!r->body.data || r->body.data[r->body.len] != '\0') fail("a body not NUL-terminated");
+        /* No body yet is no block at all (an empty string to the user). */
+        size_t len;
+        const char *body = qv_response_body(r, &len);
+        if (len != r->body.len || body[len] != '\0' || (!r->body.data && len))
+            fail("a body not NUL-terminated");
         if (r->status < 0 || r->status > 999) fail("a status out of range");
         if (jar_kept && jar) fail("a payload decoded to both a kept jar and jar lines");
         round_trip(r, jar, jar_kept, conns, retry_ms);

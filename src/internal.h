@@ -32,6 +32,9 @@ typedef struct qv_buf {
     char *data;
     size_t len, cap;
 } qv_buf;
+/* Room for n more bytes and the NUL, growing by doubling but to no more
+ * than `most` bytes (and the NUL) unless n needs it; SIZE_MAX: no bound. */
+int qv_buf_grow(qv_buf *b, size_t n, size_t most);
 int qv_buf_append(qv_buf *b, const void *p, size_t n);
 int qv_buf_puts(qv_buf *b, const char *s);
 void qv_buf_free(qv_buf *b);
@@ -374,6 +377,10 @@ typedef enum qv_abort {
 } qv_abort;
 
 /* One reusable transfer slot: an easy handle and the state of its transfer. */
+/* The most room a response's Content-Length reserves at once (a hostile one
+ * must not allocate much); a body beyond grows as it comes. */
+#define QV_BODY_PRESIZE_MAX ((size_t)1 << 20)
+
 typedef struct qv_slot {
     CURL *easy;
     qv_future *f;
@@ -385,6 +392,7 @@ typedef struct qv_slot {
     qv_abort abort;
     int in_headers;          /* between a status line and its blank line */
     int set_cookies;         /* Set-Cookie lines seen: the jar may have changed */
+    int body_sized;          /* this hop's body has had its room (transfer.c) */
     int active_idx;          /* where an executor keeps it while it runs */
     long alloc_failures;     /* qv_alloc_failures when the transfer started */
     curl_socket_t opened_fd; /* a socket this transfer opened, until registered */

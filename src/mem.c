@@ -85,17 +85,27 @@ char *qv_asprintf(const char *fmt, ...)
     return s;
 }
 
-int qv_buf_append(qv_buf *b, const void *p, size_t n)
+int qv_buf_grow(qv_buf *b, size_t n, size_t most)
 {
     if (n > SIZE_MAX - b->len - 1) return QV_ENOMEM;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap = cap > SIZE_MAX / 2 ? b->len + n + 1 : cap * 2;
-        char *d = qv_realloc(b->data, cap);
-        if (!d) return QV_ENOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
+    size_t need = b->len + n + 1;
+    if (need <= b->cap) return QV_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    /* Doubling past the most the buffer can hold is room never used (a
+     * 64 KiB body would sit in a 128 KiB block). */
+    if (most < SIZE_MAX && cap > most + 1) cap = most + 1 > need ? most + 1 : need;
+    char *d = qv_realloc(b->data, cap);
+    if (!d) return QV_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return QV_OK;
+}
+
+int qv_buf_append(qv_buf *b, const void *p, size_t n)
+{
+    int rc = qv_buf_grow(b, n, SIZE_MAX);
+    if (rc) return rc;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';

@@ -14,12 +14,7 @@ qv_response *qv_response_new(void)
         qv_free(r);
         return NULL;
     }
-    /* An empty body is still a valid C string. */
-    if (qv_buf_append(&r->body, "", 0)) {
-        qv_response_free(r);
-        return NULL;
-    }
-    return r;
+    return r; /* the body's room comes with its first bytes (transfer.c) */
 }
 
 char *qv_response_strndup(qv_response *r, const char *s, size_t n)
@@ -103,7 +98,7 @@ json_t *qv_response_json(qv_response *r, int *err)
     if (!r->json_parsed) {
         r->json_parsed = 1;
         json_error_t je;
-        r->json = json_loadb(r->body.data, r->body.len, JSON_DECODE_ANY, &je);
+        r->json = json_loadb(qv_response_body(r, NULL), r->body.len, JSON_DECODE_ANY, &je);
         if (!r->json)
             r->json_err =
                 qv_asprintf("invalid JSON at line %d column %d: %s", je.line, je.column, je.text);

@@ -638,7 +638,8 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
             break;
         case T_RBODY:
             r->body.len = 0;
-            rc = qv_buf_append(&r->body, v, n);
+            rc = qv_buf_grow(&r->body, n, n); /* one block of the body's size */
+            if (!rc) rc = qv_buf_append(&r->body, v, n);
             break;
         case T_TIMING:
             rc = get_timing(v, n, &r->timing);

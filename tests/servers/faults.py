@@ -15,7 +15,9 @@ misbehaviour (GET; the query string is ignored unless said otherwise):
                  like /stall-status
   /drip          one byte per second of a 10-byte body (Content-Length 10);
                  ?bytes=N (1..100) and ?interval=S (0.01..5 s) change that
-  /short         Content-Length 1000, 100 bytes, then a clean close (FIN)
+  /short         Content-Length 1000, 100 bytes, then a clean close (FIN);
+                 ?length=N (0..2**62) announces N bytes instead (a lie as
+                 large as a hostile server's)
   /bad-chunked   chunked: one good chunk, then a chunk size that is not hex
                  ("zz"); then waits for the client to go
   /garbage       a garbage status line ("\\x00\\xffGARBAGE ..."); with
@@ -248,7 +250,8 @@ class Handler(socketserver.BaseRequestHandler):
         return True
 
     def do_short(self, q):
-        self.head(200, [("Content-Type", "text/plain"), ("Content-Length", "1000")])
+        n = _int(q, "length", 1000, 0, 2**62)
+        self.head(200, [("Content-Type", "text/plain"), ("Content-Length", str(n))])
         self.send(b"s" * 100)
         self.request.shutdown(socket.SHUT_WR)  # FIN: a clean, early end
         return False
