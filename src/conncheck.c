@@ -101,15 +101,16 @@ static void erase(size_t i)
 
 static void remember(int fd, int lport, const char *lip, const char *rip, int rport)
 {
-    if (strlen(lip) >= INET6_ADDRSTRLEN || strlen(rip) >= INET6_ADDRSTRLEN) return;
+    size_t ll = strlen(lip) + 1, rl = strlen(rip) + 1;
+    if (ll > INET6_ADDRSTRLEN || rl > INET6_ADDRSTRLEN) return;
     pthread_mutex_lock(&mu);
     conn *c = find(lport, lip, rip, rport);
     if (c) {
         c->fd = fd; /* the name is unique among live connections: a stale entry */
     } else if ((used + 1) * 2 <= cap || grow() == 0) {
         conn n = {.fd = fd, .lport = lport, .rport = rport};
-        strcpy(n.lip, lip);
-        strcpy(n.rip, rip);
+        memcpy(n.lip, lip, ll);
+        memcpy(n.rip, rip, rl);
         put(&n);
     }
     pthread_mutex_unlock(&mu);
@@ -117,7 +118,7 @@ static void remember(int fd, int lport, const char *lip, const char *rip, int rp
 
 static int local_port(curl_socket_t fd)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof(ss);
     if (getsockname(fd, (struct sockaddr *)&ss, &len)) return -1;
     if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
