@@ -198,19 +198,22 @@ static void on_saturated(qv_executor *ex, qv_saturation what, void *arg)
     atomic_fetch_add(&warnings[what], 1);
 }
 
-Test(hostlimits, saturation_is_told_once_per_kind, .timeout = 60)
+/* An executor of the test's kind whose warnings are counted from zero. */
+static qv_executor *warned_executor(qv_executor_opts o)
 {
     for (int i = 0; i < 4; i++) atomic_store(&warnings[i], 0);
-    qv_executor *ex;
-    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                          .kind = tx_kind(),
-                                                          .max_workers = 2,
-                                                          .max_queued = 3,
-                                                          .no_block = 1,
-                                                          .on_saturated = on_saturated,
-                                                          .saturated_arg = warnings}),
-                 QV_OK);
-    warned_ex = ex;
+    o.size = sizeof(o);
+    o.kind = tx_kind();
+    o.on_saturated = on_saturated;
+    o.saturated_arg = warnings;
+    cr_assert_eq(qv_executor_new(&warned_ex, &o), QV_OK);
+    return warned_ex;
+}
+
+Test(hostlimits, saturation_is_told_once_per_kind, .timeout = 60)
+{
+    qv_executor *ex =
+        warned_executor((qv_executor_opts){.max_workers = 2, .max_queued = 3, .no_block = 1});
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *f[16];
     int n = 0;
@@ -251,16 +254,8 @@ Test(hostlimits, saturation_is_told_once_per_kind, .timeout = 60)
 
 Test(hostlimits, more_transfers_than_connections_is_told_on_the_loop, .timeout = 60)
 {
-    for (int i = 0; i < 4; i++) atomic_store(&warnings[i], 0);
-    qv_executor *ex;
-    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                          .kind = tx_kind(),
-                                                          .max_workers = 4,
-                                                          .max_total_connections = 1,
-                                                          .on_saturated = on_saturated,
-                                                          .saturated_arg = warnings}),
-                 QV_OK);
-    warned_ex = ex;
+    qv_executor *ex =
+        warned_executor((qv_executor_opts){.max_workers = 4, .max_total_connections = 1});
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *f[4];
     for (int round = 0; round < 2; round++) { /* the second round's submits tell it */
