@@ -216,6 +216,11 @@ typedef struct qv_executor_opts {
     qv_host_limits per_host;
     qv_saturation_fn on_saturated; /* optional warning hook */
     void *saturated_arg;
+    /* QV_PROCESSES: a worker process that has answered this many requests
+     * is let go and replaced (its connections close with it), so whatever
+     * its hooks leak stays bounded, like Python's max_tasks_per_child;
+     * 0 = no limit. */
+    long max_requests_per_worker;
 } qv_executor_opts;
 
 /*

@@ -2,6 +2,7 @@
  * queue of pending futures, reference counting, stats and shutdown. */
 #include "internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
     ex->o = *o;
     if (ex->o.max_workers <= 0) ex->o.max_workers = QV_DEFAULT_MAX_WORKERS;
     if (ex->o.max_connections <= 0) ex->o.max_connections = 8;
+    if (ex->o.max_requests_per_worker == 0) ex->o.max_requests_per_worker = LONG_MAX;
     atomic_init(&ex->refs, 1);
     qv_hosts_init(ex);
     if (pthread_mutex_init(&ex->mu, NULL)) return QV_ENOMEM;
@@ -36,8 +38,9 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;
     if (o.max_workers < 0 || o.max_connections < 0 || o.max_host_connections < 0 ||
-        o.max_total_connections < 0 || o.hook_timeout_ms < 0 || o.per_host.max_concurrent < 0 ||
-        o.per_host.burst < 0 || !(o.per_host.rate >= 0) || isinf(o.per_host.rate))
+        o.max_requests_per_worker < 0 || o.max_total_connections < 0 || o.hook_timeout_ms < 0 ||
+        o.per_host.max_concurrent < 0 || o.per_host.burst < 0 || !(o.per_host.rate >= 0) ||
+        isinf(o.per_host.rate))
         return QV_EINVAL;
     qv_global_init();
     switch (o.kind) {

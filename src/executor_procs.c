@@ -26,6 +26,7 @@ typedef struct pworker {
     int cancel_sent;
     double hook_deadline; /* 0 unless hooks are running and a hook timeout is set */
     int timed_out;
+    long served; /* requests it has answered */
 } pworker;
 
 typedef struct procs {
@@ -120,6 +121,7 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     qv_future *f = w->f;
     w->f = NULL;
     w->hook_deadline = 0;
+    w->served++;
     qv_future_complete(f, st, err, msg, r);
     qv_future_release(f); /* the queue's reference */
 }
@@ -299,6 +301,11 @@ static void on_zygote(procs *P)
 static int schedule(procs *P)
 {
     qv_executor *ex = &P->base;
+    /* An idle worker that has served its max_requests_per_worker goes (it
+     * exits once it reads the end of its socket); a new one is asked for
+     * below if there is work. */
+    for (int i = P->nw - 1; i >= 0; i--)
+        if (!P->w[i].f && P->w[i].served >= ex->o.max_requests_per_worker) remove_worker(P, i);
     pthread_mutex_lock(&ex->mu);
     P->queue_wait = -1;
     for (int i = 0; i < P->nw; i++) {

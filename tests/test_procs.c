@@ -396,3 +396,76 @@ Test(procs, a_dispatcher_that_cannot_wait_fails_its_futures, .timeout = 60)
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+/* A hook that leaks 1 MiB every time it runs (what the limit is for), and
+ * names its worker in the result (its pid). */
+static int leaky_pid_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)arg;
+    char *lost = malloc(1 << 20);
+    if (lost) memset(lost, 1, 1 << 20);
+    int pid = (int)getpid();
+    return qv_response_set_result_bytes(r, &pid, sizeof pid);
+}
+
+/* 20 rounds of 2 concurrent requests on 2 workers that answer at most
+ * `per_worker` requests each (0: no limit): how many workers answered, and
+ * the connections they opened. */
+static int workers_seen(long per_worker, size_t *conns)
+{
+    qv_executor *ex;
+    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = QV_PROCESSES,
+                                                          .max_workers = 2,
+                                                          .max_requests_per_worker = per_worker}),
+                 QV_OK);
+    qv_session *s = TX_SESSION(.executor = ex);
+    int seen[40], nseen = 0;
+    for (int round = 0; round < 20; round++) {
+        qv_future *f[2];
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(qv_get(s, &f[i], tu("/get"), .hook = leaky_pid_hook), QV_OK);
+        for (int i = 0; i < 2; i++) {
+            int pid = result_pid(tx_expect_status(f[i], 200)), known = 0;
+            for (int k = 0; k < nseen; k++) known |= seen[k] == pid;
+            if (!known) seen[nseen++] = pid;
+            qv_future_release(f[i]);
+        }
+        qv_executor_stats st;
+        cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+        cr_assert_leq(st.workers, 2, "round %d: %d workers for max_workers = 2", round, st.workers);
+        int all, zombies;
+        descendants(&all, &zombies);
+        cr_assert_eq(zombies, 0, "round %d: %d zombie processes", round, zombies);
+    }
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    *conns = st.connections_opened;
+    qv_session_free(s);
+    qv_executor_free(ex);
+    int all, zombies;
+    descendants(&all, &zombies);
+    cr_assert_eq(all, 0, "%d processes left after the pool was freed", all);
+    return nseen;
+}
+
+Test(procs, a_worker_is_replaced_after_its_requests, .timeout = 60)
+{
+    skip_unless_processes();
+    size_t conns = 0;
+    /* 40 requests, at most 5 per worker: 8 workers or more, never more than
+     * 2 at once, each with its own connection, and no zombie left. */
+    int n = workers_seen(5, &conns);
+    cr_expect_geq(n, 8, "40 requests at 5 per worker came from %d workers", n);
+    cr_expect_geq(conns, 8, "%zu connections for %d workers", conns, n);
+    /* No limit (the default): the same two workers answer everything. */
+    n = workers_seen(0, &conns);
+    cr_expect_leq(n, 2, "with no limit, %d workers answered", n);
+    cr_expect_leq(conns, 2, "with no limit, %zu connections for 2 workers", conns);
+    qv_executor *ex = NULL;
+    cr_expect_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = QV_PROCESSES,
+                                                          .max_requests_per_worker = -1}),
+                 QV_EINVAL);
+    cr_expect_null(ex);
+}
