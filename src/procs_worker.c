@@ -191,6 +191,14 @@ static void worker_main(int fd)
     if (!w.slot.easy || !w.multi || !w.ss) _exit(3);
     for (;;) {
         int type;
+        /* Wait in poll, not in read: a reader asleep in read() on a unix
+         * socket is woken too whenever the parent takes in an answer this
+         * worker wrote (the freed room wakes all of the socket's sleepers),
+         * a context switch for nothing on every request; poll sleeps until
+         * there is input. */
+        while (!qv_frame_buffered(&w.in) && poll(&(struct pollfd){fd, POLLIN, 0}, 1, -1) < 0 &&
+               errno == EINTR) {
+        }
         if (qv_frame_read(&w.in, fd, &type, &w.frame, &w.frame_len))
             _exit(0); /* the parent closed: done */
         if (type == QV_WIRE_REQUEST) serve_one(&w);
