@@ -273,7 +273,18 @@ static void on_zygote(procs *P)
         int fd = -1;
         if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof(int));
         P->spawning--;
-        if (fd < 0) return;
+        if (fd < 0) {
+            /* Its socket did not come (this process is at its descriptor
+             * limit: the kernel drops it and says MSG_CTRUNC): a worker that
+             * cannot be reached goes; with none at all, what waits fails. */
+            kill(m.pid, SIGKILL);
+            if (P->nw == 0 && P->spawning == 0)
+                fail_all_queued(P, mh.msg_flags & MSG_CTRUNC
+                                       ? "could not take a new worker's socket: this process "
+                                         "is at its limit of open files"
+                                       : "a new worker came without its socket");
+            return;
+        }
         P->w[P->nw] = (pworker){.pid = m.pid, .fd = fd};
         P->nw++;
         atomic_store(&P->base.workers, P->nw);

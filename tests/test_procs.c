@@ -397,6 +397,45 @@ Test(procs, a_dispatcher_that_cannot_wait_fails_its_futures, .timeout = 60)
     qv_executor_free(ex);
 }
 
+/* At the process's descriptor limit a new worker's socket cannot be
+ * received: the request fails at once instead of waiting for a worker that
+ * can never be reached, and the pool serves again once there is room. */
+Test(procs, a_worker_whose_socket_cannot_come_fails_what_waits, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(2, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    /* The lowest free descriptor becomes the limit: no new one can be made. */
+    int lowest = dup(0);
+    cr_assert_geq(lowest, 0);
+    close(lowest);
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    qv_future *f;
+    double t0 = now_ms();
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    qv_response *r = NULL;
+    int rc = qv_future_result(f, &r, 10000);
+    double el = now_ms() - t0;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    cr_assert_eq(rc, QV_EWORKER, "got %s after %.0f ms", qv_errname(rc), el);
+    tx_assert_contains(qv_future_error(f), "limit of open files");
+    cr_assert_lt(el, 5000.0, "the future failed after %.0f ms", el);
+    qv_future_release(f);
+    qv_future *g;
+    cr_assert_eq(qv_get(s, &g, tu("/get")), QV_OK);
+    tx_expect_status(g, 200);
+    qv_future_release(g);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    int all, zombies;
+    descendants(&all, &zombies);
+    cr_assert_eq(all, 0, "%d processes left after the pool was freed", all);
+}
+
 /* A hook that leaks 1 MiB every time it runs (what the limit is for), and
  * names its worker in the result (its pid). */
 static int leaky_pid_hook(qv_session *s, qv_response *r, void *arg)
