@@ -7,9 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,11 +34,13 @@ typedef struct procs {
     pid_t zygote;
     int zfd;
     int wake[2];
-    atomic_int sleeping; /* the dispatcher may be in poll: a submit must wake it */
+    atomic_int sleeping; /* the dispatcher may be in epoll_wait: a submit must wake it */
     pthread_t thread;
     int started;
     pworker *w;
-    struct pollfd *pfd; /* the wake pipe, the zygote, then one per worker */
+    /* Watches the wake pipe, the zygote and every worker: a wait costs what
+     * is ready, not a visit to each of max_workers sockets (as poll does). */
+    int ep;
     int nw, spawning;
     const char *broken; /* why nothing can run any more (NULL: all is well) */
     char why[128];
@@ -80,7 +82,8 @@ typedef struct zmsg {
 static void wake(procs *P)
 {
     char c = 1;
-    while (write(P->wake[1], &c, 1) < 0 && errno == EINTR) continue;
+    while (write(P->wake[1], &c, 1) < 0 && errno == EINTR) {
+    }
 }
 
 /* Takes f (popped) to worker w: begin, export the jar unless the worker has
@@ -185,6 +188,23 @@ static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len
     }
 }
 
+static int watch(procs *P, int fd)
+{
+    return epoll_ctl(P->ep, EPOLL_CTL_ADD, fd,
+                     &(struct epoll_event){.events = EPOLLIN, .data.fd = fd});
+}
+
+/* Unwatched before it is closed: a copy of the descriptor in another
+ * process (a later pool's zygote, until it closes what it inherited) would
+ * keep the watch of a closed descriptor alive. */
+static void close_socket(procs *P, pworker *w)
+{
+    if (w->fd < 0) return;
+    epoll_ctl(P->ep, EPOLL_CTL_DEL, w->fd, NULL);
+    close(w->fd);
+    w->fd = -1;
+}
+
 static void on_worker_readable(procs *P, pworker *w)
 {
     /* The hooks frame and the response may come in one read. */
@@ -194,8 +214,7 @@ static void on_worker_readable(procs *P, pworker *w)
         size_t len;
         if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) {
             /* Gone (or garbage): its death notice from the zygote settles it. */
-            close(w->fd);
-            w->fd = -1;
+            close_socket(P, w);
             kill(w->pid, SIGKILL);
             return;
         }
@@ -232,7 +251,7 @@ static void fail_all_queued(procs *P, const char *why)
 
 static void remove_worker(procs *P, int i)
 {
-    if (P->w[i].fd >= 0) close(P->w[i].fd);
+    close_socket(P, &P->w[i]);
     curl_slist_free_all(P->w[i].jar);
     qv_buf_free(&P->w[i].in.buf);
     P->w[i] = P->w[--P->nw];
@@ -245,6 +264,7 @@ static void break_pool(procs *P, const char *why)
 {
     snprintf(P->why, sizeof(P->why), "%s", why);
     P->broken = P->why;
+    epoll_ctl(P->ep, EPOLL_CTL_DEL, P->zfd, NULL); /* gone, or not to be heard */
     for (int i = P->nw - 1; i >= 0; i--) {
         if (P->w[i].f)
             settle(&P->w[i], QV_FAILED, QV_EWORKER,
@@ -273,6 +293,10 @@ static void on_zygote(procs *P)
         int fd = -1;
         if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof(int));
         P->spawning--;
+        if (fd >= 0 && watch(P, fd)) {
+            close(fd); /* (no memory for one more watch: as if it never came) */
+            fd = -1;
+        }
         if (fd < 0) {
             /* Its socket did not come (this process is at its descriptor
              * limit: the kernel drops it and says MSG_CTRUNC): a worker that
@@ -381,32 +405,34 @@ static int check_hook_deadlines(procs *P)
     return next < 0 ? -1 : (int)next + 1;
 }
 
+static pworker *worker_by_fd(procs *P, int fd)
+{
+    for (int i = 0; i < P->nw; i++)
+        if (P->w[i].fd == fd) return &P->w[i];
+    return NULL;
+}
+
 static void *dispatch_main(void *arg)
 {
     procs *P = arg;
-    struct pollfd *pfd = P->pfd;
+    struct epoll_event ev[64];
     transit_add(-1); /* started: before the read side, which a waiting fork holds off */
     in_dispatcher = 1;
     pthread_rwlock_rdlock(&fork_lock);
     for (;;) {
         /* Before schedule looks at the queue: a submit after that look sees
-         * the flag and wakes the poll; one before is scheduled. */
+         * the flag and wakes the wait; one before is scheduled. */
         atomic_store(&P->sleeping, 1);
         if (schedule(P)) break;
-        int n = 0;
-        pfd[n++] = (struct pollfd){P->wake[0], POLLIN, 0};
-        pfd[n++] = (struct pollfd){P->broken ? -1 : P->zfd, POLLIN, 0};
-        for (int i = 0; i < P->nw; i++) pfd[n++] = (struct pollfd){P->w[i].fd, POLLIN, 0};
-        int nw = P->nw, timeout = check_hook_deadlines(P);
+        int timeout = check_hook_deadlines(P);
         if (P->queue_wait >= 0 && (timeout < 0 || P->queue_wait < timeout))
             timeout = (int)P->queue_wait;
         pthread_rwlock_unlock(&fork_lock); /* sleeping: a pool may fork now */
-        int polled = poll(pfd, (nfds_t)n, timeout);
+        int n = epoll_wait(P->ep, ev, (int)(sizeof(ev) / sizeof(ev[0])), timeout);
         atomic_store(&P->sleeping, 0);
         pthread_rwlock_rdlock(&fork_lock);
-        if (polled < 0 && errno != EINTR) {
-            /* (EINVAL: more descriptors than RLIMIT_NOFILE allows; ENOMEM.)
-             * Fail what the pool holds rather than leave it pending; go on
+        if (n < 0 && errno != EINTR) {
+            /* Fail what the pool holds rather than leave it pending; go on
              * with the wake pipe alone, failing what is submitted, until
              * shut down. */
             if (!P->broken) {
@@ -419,17 +445,27 @@ static void *dispatch_main(void *arg)
             }
             continue;
         }
-        if (pfd[0].revents) {
+        int woken = 0, zygote = 0;
+        for (int k = 0; k < n; k++) {
+            woken |= ev[k].data.fd == P->wake[0];
+            zygote |= ev[k].data.fd == P->zfd;
+        }
+        if (woken) {
             char drain[64];
             /* A short read emptied it (one read, not a second for EAGAIN). */
-            while (read(P->wake[0], drain, sizeof(drain)) == (ssize_t)sizeof(drain)) continue;
+            while (read(P->wake[0], drain, sizeof(drain)) == (ssize_t)sizeof(drain)) {
+            }
             send_cancels(P);
         }
         /* Workers first (their answers), then the zygote (deaths, spawns),
          * which may reorder the worker array. */
-        for (int i = 0; i < nw; i++)
-            if (pfd[2 + i].revents && P->w[i].fd == pfd[2 + i].fd) on_worker_readable(P, &P->w[i]);
-        if (pfd[1].revents) on_zygote(P);
+        for (int k = 0; k < n; k++) {
+            pworker *w = ev[k].data.fd == P->wake[0] || ev[k].data.fd == P->zfd
+                             ? NULL
+                             : worker_by_fd(P, ev[k].data.fd);
+            if (w) on_worker_readable(P, w);
+        }
+        if (zygote) on_zygote(P);
     }
     /* Ending (only on shutdown): procs_shutdown, already on its way, joins
      * and counts it off. */
@@ -474,8 +510,8 @@ static void procs_destroy(qv_executor *ex)
     if (P->wake[0] >= 0) close(P->wake[0]);
     if (P->wake[1] >= 0) close(P->wake[1]);
     qv_buf_free(&P->out);
+    if (P->ep >= 0) close(P->ep);
     qv_free(P->w);
-    qv_free(P->pfd);
     qv_free(P);
 }
 
@@ -496,16 +532,15 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
     if (in_dispatcher) return QV_EINVAL;
     procs *P = qv_calloc(1, sizeof(*P));
     if (!P) return QV_ENOMEM;
-    P->zfd = P->wake[0] = P->wake[1] = -1;
+    P->zfd = P->wake[0] = P->wake[1] = P->ep = -1;
     int rc = qv_executor_init(&P->base, &procs_vt, o);
     if (rc) {
         qv_free(P);
         return rc;
     }
     P->w = qv_calloc((size_t)P->base.o.max_workers, sizeof(*P->w));
-    P->pfd = qv_calloc((size_t)P->base.o.max_workers + 2, sizeof(*P->pfd));
     int zsv[2] = {-1, -1};
-    if (!P->w || !P->pfd || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
+    if (!P->w || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv)) {
         rc = QV_ENOMEM;
     } else {
@@ -523,6 +558,10 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
     }
     if (zsv[1] >= 0) close(zsv[1]);
     P->zfd = zsv[0];
+    /* After the fork: the zygote has no use for it. */
+    if (!rc &&
+        ((P->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || watch(P, P->wake[0]) || watch(P, P->zfd)))
+        rc = QV_ENOMEM;
     if (!rc) {
         pthread_rwlock_rdlock(&fork_lock);
         transit_add(1);

@@ -332,6 +332,7 @@ void qv_zygote_main(int parent)
     }
     /* Take the workers down with us and leave no zombie behind. */
     for (size_t i = 0; i < nkids; i++) kill(kids[i], SIGKILL);
-    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) continue;
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+    }
     _exit(0);
 }
