@@ -358,6 +358,21 @@ Test(procs, must_come_before_other_executors, .timeout = 60)
     qv_executor_free(ex);
 }
 
+/* Lowers RLIMIT_NOFILE to the lowest free descriptor, so that no new one
+ * can be made; returns the limit to restore. */
+static struct rlimit no_more_descriptors(void)
+{
+    int lowest = dup(0);
+    cr_assert_geq(lowest, 0);
+    close(lowest);
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    return old;
+}
+
 /* The dispatcher's wait does not grow with the workers it watches, nor need
  * a descriptor per worker under RLIMIT_NOFILE: at a limit of no more
  * descriptors at all, the workers the pool has go on serving. */
@@ -373,14 +388,7 @@ Test(procs, a_pool_at_the_descriptor_limit_goes_on_serving, .timeout = 60)
     while (qv_executor_stats_get(ex, &st) == QV_OK && st.workers < 2 && now_ms() - t0 < 10000)
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     cr_assert_eq(st.workers, 2, "the pool started %d workers for 2 requests", st.workers);
-    int lowest = dup(0);
-    cr_assert_geq(lowest, 0);
-    close(lowest);
-    struct rlimit old, low;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = (rlim_t)lowest;
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct rlimit old = no_more_descriptors();
     cr_assert_eq(qv_get(s, &late, tu("/get")), QV_OK); /* waits for one of the two */
     qv_response *r[3] = {NULL};
     int rc[3];
@@ -405,15 +413,7 @@ Test(procs, a_worker_whose_socket_cannot_come_fails_what_waits, .timeout = 60)
     skip_unless_processes();
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
-    /* The lowest free descriptor becomes the limit: no new one can be made. */
-    int lowest = dup(0);
-    cr_assert_geq(lowest, 0);
-    close(lowest);
-    struct rlimit old, low;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = (rlim_t)lowest;
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct rlimit old = no_more_descriptors();
     qv_future *f;
     double t0 = now_ms();
     cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
