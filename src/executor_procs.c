@@ -149,7 +149,13 @@ static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len
         return;
     }
     atomic_fetch_add(&P->base.connections, (size_t)conns);
-    if (!jar_kept) {
+    if (jar_kept == QV_JAR_UNKNOWN) {
+        /* It could not load the jar it was sent: the whole jar goes with
+         * its next request, and nothing of its jar comes into the session. */
+        curl_slist_free_all(w->jar);
+        w->jar = NULL;
+        w->jar_version = 0;
+    } else if (!jar_kept) {
         /* The worker's jar is `jar` now; still the session's if no other
          * change came in between (then the version after the merge). */
         qv_session_jar_merge(f->session, w->jar, jar, &w->jar_version);
@@ -236,10 +242,17 @@ static void describe_death(char *buf, size_t n, int status, int timed_out)
         snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
 }
 
-static void fail_all_queued(procs *P, const char *why)
+/* Fails what waits with `why`: everything, also what comes while this
+ * runs, for a pool that can run nothing any more; or, for a failure a
+ * later submit may not meet (no worker could be started just now), only
+ * what was waiting when it was called. */
+static void fail_queued(procs *P, const char *why, int all)
 {
     qv_executor *ex = &P->base;
-    for (;;) {
+    pthread_mutex_lock(&ex->mu);
+    size_t left = all ? SIZE_MAX : ex->queued + ex->nretries;
+    pthread_mutex_unlock(&ex->mu);
+    for (; left > 0; left--) {
         pthread_mutex_lock(&ex->mu);
         qv_future *f = qv_executor_drain_locked(ex);
         pthread_mutex_unlock(&ex->mu);
@@ -271,7 +284,7 @@ static void break_pool(procs *P, const char *why)
                    qv_future_message(P->w[i].f, QV_EWORKER, "%s", P->why), NULL);
         remove_worker(P, i);
     }
-    fail_all_queued(P, P->why);
+    fail_queued(P, P->why, 1);
 }
 
 static void on_zygote(procs *P)
@@ -303,10 +316,12 @@ static void on_zygote(procs *P)
              * cannot be reached goes; with none at all, what waits fails. */
             kill(m.pid, SIGKILL);
             if (P->nw == 0 && P->spawning == 0)
-                fail_all_queued(P, mh.msg_flags & MSG_CTRUNC
-                                       ? "could not take a new worker's socket: this process "
-                                         "is at its limit of open files"
-                                       : "a new worker came without its socket");
+                fail_queued(P,
+                            mh.msg_flags & MSG_CTRUNC
+                                ? "could not take a new worker's socket: this process is at "
+                                  "its limit of open files"
+                                : "a new worker came without its socket",
+                            0);
             return;
         }
         P->w[P->nw] = (pworker){.pid = m.pid, .fd = fd};
@@ -316,7 +331,7 @@ static void on_zygote(procs *P)
     }
     if (m.pid < 0) { /* a spawn failed */
         P->spawning--;
-        if (P->nw == 0 && P->spawning == 0) fail_all_queued(P, "could not start a worker process");
+        if (P->nw == 0 && P->spawning == 0) fail_queued(P, "could not start a worker process", 0);
         return;
     }
     for (int i = 0; i < P->nw; i++) {
@@ -358,7 +373,7 @@ static int schedule(procs *P)
     int stop = ex->shutdown && qv_executor_empty_locked(ex) && busy == 0;
     pthread_mutex_unlock(&ex->mu);
     if (P->broken) {
-        fail_all_queued(P, P->broken);
+        fail_queued(P, P->broken, 1);
         return ex->shutdown;
     }
     for (int k = 0; k < want - P->spawning && k < room; k++) {

@@ -353,12 +353,17 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slis
  * *jar_kept = 1: keep the jar. */
 int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
                            qv_hook **hooks, struct curl_slist **jar, int *jar_kept);
-/* f's collected outcome (out_resp, or out_err/out_msg) and the jar after;
- * jar_kept instead: the transfer left the jar as it came. */
+/* What a worker's answer says of its jar instead of sending it: the
+ * transfer left it as it came, or the worker could not load the one it was
+ * sent, so the next request to it must carry the whole jar. */
+enum { QV_JAR_KEPT = 1, QV_JAR_UNKNOWN = 2 };
+/* f's collected outcome (out_resp, or out_err/out_msg) and the jar after,
+ * or jar_kept (QV_JAR_KEPT or QV_JAR_UNKNOWN) instead. */
 int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
                             int jar_kept);
 /* A worker's answer: QV_OK with either *out (a response) or *err and *msg
- * (the transfer's error), the jar lines or *jar_kept, the connections it
+ * (the transfer's error), the jar lines or *jar_kept (0 or a QV_JAR_*
+ * value), the connections it
  * opened and the wait before a retry (-1: the outcome is final, hooks ran); or
  * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then). */
 int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,

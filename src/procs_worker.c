@@ -115,6 +115,7 @@ static void serve_one(worker *w)
     /* The parent counted this attempt; begin below counts it again. */
     f->attempts = attempt > 0 ? attempt - 1 : 0;
     if (!rc && !jar_kept) rc = qv_session_jar_replace(w->ss, jar);
+    int unreadable = rc != QV_OK;
     /* What the jar is now, to tell whether the transfer or a hook changed it. */
     uint64_t version = atomic_load(&w->ss->jar_version);
     w->slot.set_cookies = 0;
@@ -151,8 +152,15 @@ static void serve_one(worker *w)
         }
         qv_free(msg);
     }
-    /* Unchanged, the jar need not travel back (nor be merged there). */
-    jar_kept = !rc && !w->slot.set_cookies && version == atomic_load(&w->ss->jar_version);
+    /* Unchanged, the jar need not travel back (nor be merged there). After a
+     * request it could not read, this jar may be the one before, or half
+     * loaded: merged into the session, what it lacks would count as
+     * deleted. It stays here, and the parent sends the whole jar next time. */
+    if (unreadable)
+        jar_kept = QV_JAR_UNKNOWN;
+    else
+        jar_kept =
+            !w->slot.set_cookies && version == atomic_load(&w->ss->jar_version) ? QV_JAR_KEPT : 0;
     uint64_t none = 0;
     if (!jar_kept) qv_session_jar_export(w->ss, NULL, &none, &jar_after);
     rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);

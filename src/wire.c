@@ -224,7 +224,7 @@ static int get_retry(const unsigned char *v, size_t len, qv_retry_policy *p)
 
 static int put_jar(qv_buf *b, const struct curl_slist *jar, int kept)
 {
-    if (kept) return put_int(b, T_JAR_KEPT, 1);
+    if (kept) return put_int(b, T_JAR_KEPT, kept);
     int rc = QV_OK;
     for (const struct curl_slist *l = jar; l && !rc; l = l->next)
         rc = put_str(b, T_COOKIE, l->data);
@@ -654,9 +654,14 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
         case T_HISTORY:
             rc = decode_history(r, v, n);
             break;
-        case T_JAR_KEPT:
-            *jar_kept = 1;
+        case T_JAR_KEPT: {
+            int64_t k;
+            if (get_int(v, n, &k) || (k != QV_JAR_KEPT && k != QV_JAR_UNKNOWN))
+                rc = QV_EPROTOCOL;
+            else
+                *jar_kept = (int)k;
             break;
+        }
         case T_COOKIE: {
             char *line = qv_strndup((const char *)v, n);
             struct curl_slist *l = line ? curl_slist_append(*jar, line) : NULL;

@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,4 +513,69 @@ Test(procs, a_worker_is_replaced_after_its_requests, .timeout = 60)
                                                           .max_requests_per_worker = -1}),
                  QV_EINVAL);
     cr_expect_null(ex);
+}
+
+/* An allocator that refuses, in every process but the test's (so in the
+ * pool's workers), the one block a request body of ODD_BODY bytes takes in
+ * a worker's copy of the request: that worker cannot read the request. */
+#define ODD_BODY 77777
+static int odd_test_pid;
+
+static int refused(size_t n)
+{
+    return n > ODD_BODY && n <= ODD_BODY + 48 && getpid() != odd_test_pid;
+}
+
+static void *odd_malloc(size_t n)
+{
+    return refused(n) ? NULL : malloc(n);
+}
+
+static void *odd_calloc(size_t n, size_t k)
+{
+    return (k && n > SIZE_MAX / k) || refused(n * k) ? NULL : calloc(n, k);
+}
+
+static void *odd_realloc(void *p, size_t n)
+{
+    return refused(n) ? NULL : realloc(p, n);
+}
+
+static void odd_allocator(void)
+{
+    static const qv_allocator a = {odd_malloc, odd_calloc, odd_realloc, free};
+    odd_test_pid = (int)getpid();
+    cr_assert_eq(qv_set_allocator(&a), QV_OK);
+}
+
+/* A worker that cannot read a request (here: no memory for its body) fails
+ * that future and takes no cookie from the session: its jar, not the one it
+ * was sent, must not be merged back (what it lacks would count as deleted),
+ * and its next request carries the whole jar. */
+Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocator, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    cr_assert_eq(qv_session_set_cookie(s, "a", "1", NULL), QV_OK);
+    qv_future *f;
+    tx_get_ok(s, &f, tu("/cookies")); /* the worker's jar is {a} now */
+    qv_future_release(f);
+    cr_assert_eq(qv_session_set_cookie(s, "b", "2", NULL), QV_OK);
+    char *body = malloc(ODD_BODY);
+    cr_assert_not_null(body);
+    memset(body, 'x', ODD_BODY);
+    cr_assert_eq(qv_post(s, &f, tu("/post"), .body = body, .body_len = ODD_BODY), QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_ENOMEM), "could not read the request");
+    qv_future_release(f);
+    free(body);
+    tx_expect_cookie(s, "a", "1");
+    tx_expect_cookie(s, "b", "2");
+    qv_response *r = tx_get_ok(s, &f, tu("/cookies"));
+    json_t *j = tx_json(r);
+    tx_assert_str_eq(tx_jstr(j, "cookies/a"), "1");
+    tx_assert_str_eq(tx_jstr(j, "cookies/b"), "2");
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
 }
