@@ -475,9 +475,7 @@ static void *dispatch_main(void *arg)
         /* Workers first (their answers), then the zygote (deaths, spawns),
          * which may reorder the worker array. */
         for (int k = 0; k < n; k++) {
-            pworker *w = ev[k].data.fd == P->wake[0] || ev[k].data.fd == P->zfd
-                             ? NULL
-                             : worker_by_fd(P, ev[k].data.fd);
+            pworker *w = worker_by_fd(P, ev[k].data.fd); /* NULL for the pipe, the zygote */
             if (w) on_worker_readable(P, w);
         }
         if (zygote) on_zygote(P);

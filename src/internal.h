@@ -363,8 +363,8 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_sli
                             int jar_kept);
 /* A worker's answer: QV_OK with either *out (a response) or *err and *msg
  * (the transfer's error), the jar lines or *jar_kept (0 or a QV_JAR_*
- * value), the connections it
- * opened and the wait before a retry (-1: the outcome is final, hooks ran); or
+ * value), the connections it opened and the wait before a retry (-1: the
+ * outcome is final, hooks ran); or
  * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then). */
 int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
                             char **msg, struct curl_slist **jar, int *jar_kept, long *conns,
@@ -381,11 +381,11 @@ typedef enum qv_abort {
     QV_ABORT_DIRTY /* a reused connection had unread bytes: retry on a new one */
 } qv_abort;
 
-/* One reusable transfer slot: an easy handle and the state of its transfer. */
 /* The most room a response's Content-Length reserves at once (a hostile one
  * must not allocate much); a body beyond grows as it comes. */
 #define QV_BODY_PRESIZE_MAX ((size_t)1 << 20)
 
+/* One reusable transfer slot: an easy handle and the state of its transfer. */
 typedef struct qv_slot {
     CURL *easy;
     qv_future *f;
