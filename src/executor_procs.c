@@ -125,40 +125,32 @@ static void cancelled(qv_future *f)
     qv_future_release(f); /* the queue's reference */
 }
 
-enum { SENT, HELD, DROPPED, FAILED };
-
 /* Sends f (begun) to w: on its socket to an idle w, or ahead into its
  * mailbox while it is busy. The jar goes along unless the worker has it
- * already (versions are unique across sessions). Returns SENT; HELD when
- * it could not go ahead (the worker's jar is not the session's, or the
- * frame is too large); DROPPED when f was cancelled meanwhile (settled, w
- * untouched); FAILED when it could not be sent (settled). */
+ * already (versions are unique across sessions). Returns 0 when sent (or
+ * failed: then f is settled), 1 when it could not go ahead (held then:
+ * the worker's jar is not the session's, or the frame is too large). */
 static int hand(procs *P, pworker *w, qv_future *f, int ahead)
 {
-    if (atomic_load(&f->cancel_requested)) {
-        cancelled(f);
-        return DROPPED;
-    }
     struct curl_slist *jar = NULL;
     uint64_t version = w->jar_version;
     f->req.wire_id = ++P->ids;
     int rc = qv_session_jar_export(f->session, f->req.host, &version, &jar);
     int kept = version == w->jar_version;
-    /* (Ahead, a request that would carry a jar is held without encoding.) */
-    if (!rc && (kept || !ahead)) rc = qv_wire_encode_request(&P->out, f, jar, kept);
+    if (!rc) rc = qv_wire_encode_request(&P->out, f, jar, kept);
     if (!rc && ahead) {
         /* Up to PIPE_BUF, a write into the empty pipe is whole, and so is a read. */
         if (!kept || P->out.len > PIPE_BUF ||
             write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
             curl_slist_free_all(jar);
             hold(P, f);
-            return HELD;
+            return 1;
         }
         qv_future_set_pool_waiting(f, 1);
         w->next = f;
         w->next_id = f->req.wire_id;
         w->next_taken = w->next_cancel_sent = 0;
-        return SENT;
+        return 0;
     }
     if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
     if (rc) {
@@ -166,27 +158,28 @@ static int hand(procs *P, pworker *w, qv_future *f, int ahead)
         qv_future_fail(f, rc, "could not hand the request to worker %d", (int)w->pid);
         qv_future_release(f);
         if (rc == QV_EWORKER) kill_worker(w);
-        return FAILED;
+        return 0;
     }
     if (!kept) {
         curl_slist_free_all(w->jar);
         w->jar = jar;
         w->jar_version = version;
     }
-    if (qv_future_set_pool_waiting(f, 0)) f->started_ms = qv_now_ms(); /* held: its wait ends */
+    if (f->pool_waiting) qv_future_set_pool_waiting(f, 0); /* (only this thread sets it) */
     w->f = f;
     w->f_id = f->req.wire_id;
     w->cancel_sent = 0;
     w->hook_deadline = 0;
-    return SENT;
+    return 0;
 }
 
-/* Takes f (popped) to worker w, now or ahead (as hand). */
-static int assign(procs *P, pworker *w, qv_future *f, int ahead)
+/* Takes f (popped) to worker w, now or ahead. */
+static void assign(procs *P, pworker *w, qv_future *f, int ahead)
 {
-    if (qv_future_begin(f, NULL)) return hand(P, w, f, ahead);
-    cancelled(f);
-    return DROPPED;
+    if (!qv_future_begin(f, NULL))
+        cancelled(f);
+    else
+        hand(P, w, f, ahead);
 }
 
 /* Takes w's next back from its mailbox if the worker has not taken it;
@@ -559,8 +552,10 @@ static int schedule(procs *P)
             }
         }
         pthread_mutex_unlock(&ex->mu);
-        /* Cancelled meanwhile: this worker is still free for the next one. */
-        if ((begun ? hand(P, w, f, 0) : assign(P, w, f, 0)) == DROPPED) i--;
+        if (begun)
+            hand(P, w, f, 0);
+        else
+            assign(P, w, f, 0);
         pthread_mutex_lock(&ex->mu);
     }
     /* Every worker there and busy: send ahead (not to a worker that is to

@@ -93,13 +93,11 @@ int qv_future_waiting(qv_future *f)
     return w;
 }
 
-int qv_future_set_pool_waiting(qv_future *f, int on)
+void qv_future_set_pool_waiting(qv_future *f, int on)
 {
     pthread_mutex_lock(&f->mu);
-    int was = f->pool_waiting;
     f->pool_waiting = on;
     pthread_mutex_unlock(&f->mu);
-    return was;
 }
 
 int qv_future_attempts(qv_future *f)
@@ -277,11 +275,7 @@ int qv_future_cancel(qv_future *f)
     }
     atomic_store(&f->cancel_requested, 1);
     qv_future_state st = f->state;
-    /* Held by a process pool for a worker, it has not started either: it is
-     * done now, and the pool, woken below, takes it back or has its worker
-     * abort it (completing it again changes nothing). */
-    int held = st == QV_RUNNING && f->pool_waiting;
-    int queued = st == QV_PENDING || f->retrying || held;
+    int queued = st == QV_PENDING || f->retrying;
     /* The waker (a worker's curl_multi) stays valid while set: the worker
      * clears it under this lock before it moves on. */
     if (st == QV_RUNNING && f->ex) {
@@ -298,8 +292,6 @@ int qv_future_cancel(qv_future *f)
     if (queued && f->ex && qv_executor_remove(f->ex, f)) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
         qv_future_release(f); /* the queue's reference */
-    } else if (held) {
-        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL); /* the pool keeps its ref */
     }
     return 1;
 }

@@ -221,7 +221,7 @@ void qv_future_clear_retrying(qv_future *f);
 /* Queued for a first attempt or a retry, or held by a process pool for a
  * worker (what close(cancel_pending) cancels). */
 int qv_future_waiting(qv_future *f);
-int qv_future_set_pool_waiting(qv_future *f, int on); /* returns what it was */
+void qv_future_set_pool_waiting(qv_future *f, int on);
 /* Transfer over: the waker must no longer be used. */
 void qv_future_end_transfer(qv_future *f);
 /* The one terminal transition. Takes ownership of msg and resp. A pending
