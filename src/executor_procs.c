@@ -2,11 +2,19 @@
  * procs_worker.c), which forks workers on demand; one dispatcher thread here
  * hands queued futures to idle workers, reads their answers, and fails only
  * the future of a worker that died (QV_EWORKER), asking for a replacement.
- * What a worker sends is untrusted: a malformed frame fails its future. */
+ * What a worker sends is untrusted: a malformed frame fails its future.
+ *
+ * Sending ahead: when every worker is busy, a queued request goes into a
+ * busy worker's mailbox (a pipe of its own, which the worker reads only
+ * between requests), so that the worker goes on to it without sleeping
+ * until this thread has read its answer. Until the worker takes it, the
+ * request is not bound to it: this thread takes it back for an idle worker
+ * or a cancel, and whichever of the two reads the pipe first has it. */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -19,15 +27,30 @@ typedef struct pworker {
     int fd; /* -1 once its end of the socket closed (death is then on its way) */
     qv_frame_reader in;
     qv_future *f;
+    uint64_t f_id; /* the name f's request went by (cancels name it) */
     /* The worker's jar, as the parent last saw it, and the session jar's
      * version that this is (0: no session's current one). */
     struct curl_slist *jar;
     uint64_t jar_version;
     int cancel_sent;
+    int mbox_r, mbox_w; /* its mailbox: this process reads it too, to take back */
+    /* Sent ahead (only while f runs): in the mailbox, or taken by the worker
+     * (next_taken: this thread found the mailbox empty, or was told). It
+     * carries no jar: it goes ahead only if the worker's jar is its
+     * session's, and then runs with that jar as f leaves it. */
+    qv_future *next;
+    uint64_t next_id;
+    int next_taken, next_cancel_sent;
     double hook_deadline; /* 0 unless hooks are running and a hook timeout is set */
     int timed_out;
     long served; /* requests it has answered */
+    int reaped;  /* its death was told: its pid may be another process's now */
 } pworker;
+
+static void kill_worker(pworker *w)
+{
+    if (!w->reaped) kill(w->pid, SIGKILL);
+}
 
 typedef struct procs {
     qv_executor base;
@@ -45,6 +68,10 @@ typedef struct procs {
     const char *broken; /* why nothing can run any more (NULL: all is well) */
     char why[128];
     long queue_wait; /* ms until a queued retry or a host's token is due (-1: none) */
+    /* Begun, and for the next idle worker before anything queued: taken back
+     * from a mailbox, or too large for one. */
+    qv_flist held;
+    uint64_t ids; /* the last name given to a request sent */
     qv_buf out;
 } procs;
 
@@ -86,36 +113,133 @@ static void wake(procs *P)
     }
 }
 
-/* Takes f (popped) to worker w: begin, export the jar unless the worker has
- * it already (versions are unique across sessions), send the request. */
-static void assign(procs *P, pworker *w, qv_future *f)
+static void hold(procs *P, qv_future *f)
 {
-    if (!qv_future_begin(f, NULL)) {
-        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
-        qv_future_release(f);
-        return;
-    }
+    qv_future_set_pool_waiting(f, 1);
+    qv_flist_insert(&P->held, P->held.tail, f);
+}
+
+static void cancelled(qv_future *f)
+{
+    qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+    qv_future_release(f); /* the queue's reference */
+}
+
+/* Sends f (begun) to w: on its socket to an idle w, or ahead into its
+ * mailbox while it is busy. The jar goes along unless the worker has it
+ * already (versions are unique across sessions). Returns 0 when sent (or
+ * failed: then f is settled), 1 when it could not go ahead (held then:
+ * the worker's jar is not the session's, or the frame is too large). */
+static int hand(procs *P, pworker *w, qv_future *f, int ahead)
+{
     struct curl_slist *jar = NULL;
     uint64_t version = w->jar_version;
+    f->req.wire_id = ++P->ids;
     int rc = qv_session_jar_export(f->session, f->req.host, &version, &jar);
     int kept = version == w->jar_version;
     if (!rc) rc = qv_wire_encode_request(&P->out, f, jar, kept);
+    if (!rc && ahead) {
+        /* Up to PIPE_BUF, a write into the empty pipe is whole, and so is a read. */
+        if (!kept || P->out.len > PIPE_BUF ||
+            write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
+            curl_slist_free_all(jar);
+            hold(P, f);
+            return 1;
+        }
+        qv_future_set_pool_waiting(f, 1);
+        w->next = f;
+        w->next_id = f->req.wire_id;
+        w->next_taken = w->next_cancel_sent = 0;
+        return 0;
+    }
     if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
     if (rc) {
         curl_slist_free_all(jar);
         qv_future_fail(f, rc, "could not hand the request to worker %d", (int)w->pid);
         qv_future_release(f);
-        if (rc == QV_EWORKER) kill(w->pid, SIGKILL);
-        return;
+        if (rc == QV_EWORKER) kill_worker(w);
+        return 0;
     }
     if (!kept) {
         curl_slist_free_all(w->jar);
         w->jar = jar;
         w->jar_version = version;
     }
+    if (f->pool_waiting) qv_future_set_pool_waiting(f, 0); /* (only this thread sets it) */
     w->f = f;
+    w->f_id = f->req.wire_id;
     w->cancel_sent = 0;
     w->hook_deadline = 0;
+    return 0;
+}
+
+/* Takes f (popped) to worker w, now or ahead. */
+static void assign(procs *P, pworker *w, qv_future *f, int ahead)
+{
+    if (!qv_future_begin(f, NULL))
+        cancelled(f);
+    else
+        hand(P, w, f, ahead);
+}
+
+/* Takes w's next back from its mailbox if the worker has not taken it;
+ * returns 1 if it did (w->next is this thread's to give again). */
+static int take_back(pworker *w)
+{
+    if (w->next_taken) return 0;
+    unsigned char frame[PIPE_BUF];
+    ssize_t n;
+    while ((n = read(w->mbox_r, frame, sizeof(frame))) < 0 && errno == EINTR) {
+    }
+    if (n > 0) return 1;
+    w->next_taken = 1;
+    return 0;
+}
+
+/* w's next, no longer sent. */
+static qv_future *unsend(pworker *w)
+{
+    qv_future *f = w->next;
+    w->next = NULL;
+    return f;
+}
+
+/* The oldest request still in a mailbox, taken back (NULL: none). */
+static qv_future *take_oldest_ahead(procs *P)
+{
+    for (;;) {
+        pworker *oldest = NULL;
+        for (int i = 0; i < P->nw; i++) {
+            pworker *b = &P->w[i];
+            if (b->next && !b->next_taken && (!oldest || b->next_id < oldest->next_id)) oldest = b;
+        }
+        if (!oldest) return NULL;
+        if (take_back(oldest)) return unsend(oldest);
+    }
+}
+
+/* The worker has answered f and gone on to next: next's wait for a
+ * worker ends now (it counts as running from when it was sent ahead). */
+static void promote(pworker *w)
+{
+    w->next->started_ms = qv_now_ms();
+    qv_future_set_pool_waiting(w->next, 0);
+    w->f = w->next;
+    w->f_id = w->next_id;
+    w->cancel_sent = w->next_cancel_sent;
+    w->hook_deadline = 0;
+    w->next = NULL;
+}
+
+/* After an answer: the worker went on to next if it says it took it, or if
+ * this thread cannot take it back; else next waits for an idle worker. */
+static void after_answer(procs *P, pworker *w, int took)
+{
+    if (!w->next) return;
+    if (took || !take_back(w))
+        promote(w);
+    else
+        hold(P, unsend(w));
 }
 
 /* The future's last word from its worker, then the worker is idle again. */
@@ -129,7 +253,8 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     qv_future_release(f); /* the queue's reference */
 }
 
-static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
+/* Returns 0, or -1 for a malformed answer (the worker is being killed). */
+static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
 {
     qv_response *r = NULL;
     int err = QV_OK;
@@ -142,11 +267,11 @@ static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len
     qv_future *f = w->f;
     if (rc) {
         /* A worker that talks nonsense is not trusted with more work. */
-        kill(w->pid, SIGKILL);
+        kill_worker(w);
         settle(w, QV_FAILED, QV_EPROTOCOL,
                qv_future_message(f, QV_EPROTOCOL, "malformed answer from worker %d", (int)w->pid),
                NULL);
-        return;
+        return -1;
     }
     atomic_fetch_add(&P->base.connections, (size_t)conns);
     if (jar_kept == QV_JAR_UNKNOWN) {
@@ -173,7 +298,7 @@ static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len
         w->hook_deadline = 0;
         if (qv_retry_requeue(f, retry_ms < cap ? retry_ms : cap)) {
             qv_future_release(f); /* this attempt's queue reference */
-            return;
+            return 0;
         }
         /* No retry after all (cancelled, no memory): this is the outcome. */
         w->f = f;
@@ -192,6 +317,7 @@ static void on_response(procs *P, pworker *w, const unsigned char *p, size_t len
         r->attempts = f->attempts;
         settle(w, QV_FINISHED, QV_OK, NULL, r);
     }
+    return 0;
 }
 
 static int watch(procs *P, int fd)
@@ -221,14 +347,19 @@ static void on_worker_readable(procs *P, pworker *w)
         if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) {
             /* Gone (or garbage): its death notice from the zygote settles it. */
             close_socket(P, w);
-            kill(w->pid, SIGKILL);
+            kill_worker(w);
             return;
         }
         if (!w->f) continue;
         if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
             w->hook_deadline = qv_now_ms() + (double)P->base.o.hook_timeout_ms;
-        else if (type == QV_WIRE_RESPONSE)
-            on_response(P, w, p, len);
+        else if (type == QV_WIRE_RESPONSE || type == QV_WIRE_RESPONSE_TOOK) {
+            if (on_response(P, w, p, len)) {
+                close_socket(P, w); /* not to be given more; its death settles next */
+                return;
+            }
+            after_answer(P, w, type == QV_WIRE_RESPONSE_TOOK);
+        }
     } while (qv_frame_buffered(&w->in));
 }
 
@@ -265,10 +396,23 @@ static void fail_queued(procs *P, const char *why, int all)
 static void remove_worker(procs *P, int i)
 {
     close_socket(P, &P->w[i]);
+    close(P->w[i].mbox_r);
+    close(P->w[i].mbox_w);
     curl_slist_free_all(P->w[i].jar);
     qv_buf_free(&P->w[i].in.buf);
     P->w[i] = P->w[--P->nw];
     atomic_store(&P->base.workers, P->nw);
+}
+
+/* Fails the held futures with `why`. */
+static void fail_held(procs *P, const char *why)
+{
+    qv_future *f;
+    while ((f = P->held.head)) {
+        qv_flist_unlink(&P->held, f);
+        qv_future_fail(f, QV_EWORKER, "%s", why);
+        qv_future_release(f);
+    }
 }
 
 /* Nothing can run in this pool any more: every future it holds or gets
@@ -279,18 +423,36 @@ static void break_pool(procs *P, const char *why)
     P->broken = P->why;
     epoll_ctl(P->ep, EPOLL_CTL_DEL, P->zfd, NULL); /* gone, or not to be heard */
     for (int i = P->nw - 1; i >= 0; i--) {
-        if (P->w[i].f)
-            settle(&P->w[i], QV_FAILED, QV_EWORKER,
-                   qv_future_message(P->w[i].f, QV_EWORKER, "%s", P->why), NULL);
+        pworker *w = &P->w[i];
+        if (w->next) hold(P, unsend(w));
+        if (w->f)
+            settle(w, QV_FAILED, QV_EWORKER, qv_future_message(w->f, QV_EWORKER, "%s", P->why),
+                   NULL);
         remove_worker(P, i);
     }
+    fail_held(P, P->why);
     fail_queued(P, P->why, 1);
+}
+
+/* Its socket, then its mailbox's read and write ends; -1 each if they did
+ * not all come (the kernel drops what does not fit under the limit of open
+ * files, and says MSG_CTRUNC), closing whatever came. */
+static void take_fds(struct msghdr *mh, int fds[3])
+{
+    fds[0] = fds[1] = fds[2] = -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    memcpy(fds, CMSG_DATA(c), (n < 3 ? n : 3) * sizeof(int));
+    if (n == 3) return;
+    for (size_t i = 0; i < n && i < 3; i++) close(fds[i]);
+    fds[0] = fds[1] = fds[2] = -1;
 }
 
 static void on_zygote(procs *P)
 {
     zmsg m;
-    char ctl[CMSG_SPACE(sizeof(int))];
+    char ctl[CMSG_SPACE(3 * sizeof(int))];
     struct iovec iov = {&m, sizeof(m)};
     struct msghdr mh = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
@@ -302,15 +464,15 @@ static void on_zygote(procs *P)
         return;
     }
     if (m.type == 'W') {
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        int fd = -1;
-        if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof(int));
+        int fds[3];
+        take_fds(&mh, fds);
         P->spawning--;
-        if (fd >= 0 && watch(P, fd)) {
-            close(fd); /* (no memory for one more watch: as if it never came) */
-            fd = -1;
+        if (fds[0] >= 0 && watch(P, fds[0])) {
+            /* (no memory for one more watch: as if it never came) */
+            for (int i = 0; i < 3; i++) close(fds[i]);
+            fds[0] = -1;
         }
-        if (fd < 0) {
+        if (fds[0] < 0) {
             /* Its socket did not come (this process is at its descriptor
              * limit: the kernel drops it and says MSG_CTRUNC): a worker that
              * cannot be reached goes; with none at all, what waits fails. */
@@ -324,7 +486,7 @@ static void on_zygote(procs *P)
                             0);
             return;
         }
-        P->w[P->nw] = (pworker){.pid = m.pid, .fd = fd};
+        P->w[P->nw] = (pworker){.pid = m.pid, .fd = fds[0], .mbox_r = fds[1], .mbox_w = fds[2]};
         P->nw++;
         atomic_store(&P->base.workers, P->nw);
         return;
@@ -335,12 +497,22 @@ static void on_zygote(procs *P)
         return;
     }
     for (int i = 0; i < P->nw; i++) {
-        if (P->w[i].pid != m.pid) continue;
-        if (P->w[i].f) {
+        pworker *w = &P->w[i];
+        if (w->pid != m.pid) continue;
+        /* What it wrote before it died counts: an answer there settles its
+         * future, and says whether it had gone on to next. (Not waiting for
+         * more: a process it forked may hold its end open.) */
+        w->reaped = 1;
+        if (w->fd >= 0 && !fcntl(w->fd, F_SETFL, O_NONBLOCK))
+            while (w->fd >= 0) on_worker_readable(P, w);
+        /* A next that it had not started (its answer before it never came)
+         * goes to another worker. */
+        if (w->next) hold(P, unsend(w));
+        if (w->f) {
             char why[160];
-            describe_death(why, sizeof(why), m.status, P->w[i].timed_out);
-            settle(&P->w[i], QV_FAILED, QV_EWORKER,
-                   qv_future_message(P->w[i].f, QV_EWORKER, "worker %d %s", (int)m.pid, why), NULL);
+            describe_death(why, sizeof(why), m.status, w->timed_out);
+            settle(w, QV_FAILED, QV_EWORKER,
+                   qv_future_message(w->f, QV_EWORKER, "worker %d %s", (int)m.pid, why), NULL);
         }
         remove_worker(P, i);
         return;
@@ -358,21 +530,57 @@ static int schedule(procs *P)
         if (!P->w[i].f && P->w[i].served >= ex->o.max_requests_per_worker) remove_worker(P, i);
     pthread_mutex_lock(&ex->mu);
     P->queue_wait = -1;
+    int idle = 0;
     for (int i = 0; i < P->nw; i++) {
-        if (P->w[i].f || P->w[i].fd < 0) continue;
+        pworker *w = &P->w[i];
+        if (w->f || w->fd < 0) continue;
+        /* Oldest first: what was held or sent ahead left the queue before
+         * anything still in it, and must not wait behind a slow request. */
+        pthread_mutex_unlock(&ex->mu);
+        qv_future *f = P->held.head;
+        int begun = 1;
+        if (f)
+            qv_flist_unlink(&P->held, f);
+        else
+            f = take_oldest_ahead(P);
+        pthread_mutex_lock(&ex->mu);
+        if (!f) {
+            begun = 0;
+            if (!(f = qv_executor_pop_locked(ex, &P->queue_wait))) {
+                idle = 1;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&ex->mu);
+        if (begun)
+            hand(P, w, f, 0);
+        else
+            assign(P, w, f, 0);
+        pthread_mutex_lock(&ex->mu);
+    }
+    /* Every worker there and busy: send ahead (not to a worker that is to
+     * go after the request it runs). Not with max_queued: what it bounds is
+     * everything that waits for a worker, and the queue is what it counts. */
+    int ahead = !idle && !ex->o.max_queued && P->nw == ex->o.max_workers;
+    for (int i = 0; ahead && !P->held.head && i < P->nw; i++) {
+        pworker *w = &P->w[i];
+        if (!w->f || w->next || w->fd < 0 || w->served >= ex->o.max_requests_per_worker - 1)
+            continue;
         qv_future *f = qv_executor_pop_locked(ex, &P->queue_wait);
         if (!f) break;
         pthread_mutex_unlock(&ex->mu);
-        assign(P, &P->w[i], f);
+        assign(P, w, f, 1);
         pthread_mutex_lock(&ex->mu);
     }
     int busy = 0;
     for (int i = 0; i < P->nw; i++) busy += P->w[i].f != NULL;
     int want = (int)ex->queued;
+    for (qv_future *f = P->held.head; f; f = f->qnext) want++;
     int room = ex->o.max_workers - P->nw - P->spawning;
-    int stop = ex->shutdown && qv_executor_empty_locked(ex) && busy == 0;
+    int stop = ex->shutdown && qv_executor_empty_locked(ex) && busy == 0 && !P->held.head;
     pthread_mutex_unlock(&ex->mu);
     if (P->broken) {
+        fail_held(P, P->broken);
         fail_queued(P, P->broken, 1);
         return ex->shutdown;
     }
@@ -383,22 +591,41 @@ static int schedule(procs *P)
     return stop;
 }
 
+static int cancel_wanted(const qv_future *f)
+{
+    return f && atomic_load(&f->cancel_requested);
+}
+
+/* Tells w to cancel the request it knows as id (the worker ignores a
+ * cancel of one it has answered already). */
+static void send_cancel(procs *P, pworker *w, uint64_t id)
+{
+    if (!qv_wire_encode_cancel(&P->out, id)) qv_fd_write_all(w->fd, P->out.data, P->out.len);
+}
+
 static void send_cancels(procs *P)
 {
-    unsigned char frame[QV_WIRE_HEADER];
-    qv_buf b = {0};
-    if (qv_wire_frame_begin(&b, QV_WIRE_CANCEL) || qv_wire_frame_end(&b)) {
-        qv_buf_free(&b);
-        return;
-    }
-    memcpy(frame, b.data, sizeof(frame));
-    qv_buf_free(&b);
     for (int i = 0; i < P->nw; i++) {
         pworker *w = &P->w[i];
-        if (w->f && w->fd >= 0 && !w->cancel_sent && atomic_load(&w->f->cancel_requested)) {
-            qv_fd_write_all(w->fd, frame, sizeof(frame));
+        if (w->fd < 0) continue;
+        if (!w->cancel_sent && cancel_wanted(w->f)) {
+            send_cancel(P, w, w->f_id);
             w->cancel_sent = 1;
         }
+        if (!w->next_cancel_sent && cancel_wanted(w->next)) {
+            if (take_back(w)) {
+                cancelled(unsend(w));
+                continue;
+            }
+            send_cancel(P, w, w->next_id);
+            w->next_cancel_sent = 1;
+        }
+    }
+    for (qv_future *f = P->held.head, *after; f; f = after) {
+        after = f->qnext;
+        if (!cancel_wanted(f)) continue;
+        qv_flist_unlink(&P->held, f);
+        cancelled(f);
     }
 }
 
@@ -412,7 +639,7 @@ static int check_hook_deadlines(procs *P)
         if (!w->hook_deadline || w->timed_out) continue;
         if (now >= w->hook_deadline) {
             w->timed_out = 1;
-            kill(w->pid, SIGKILL);
+            kill_worker(w);
         } else if (next < 0 || w->hook_deadline - now < next) {
             next = w->hook_deadline - now;
         }

@@ -88,9 +88,16 @@ void qv_future_clear_retrying(qv_future *f)
 int qv_future_waiting(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
-    int w = f->state == QV_PENDING || f->retrying;
+    int w = f->state == QV_PENDING || f->retrying || f->pool_waiting;
     pthread_mutex_unlock(&f->mu);
     return w;
+}
+
+void qv_future_set_pool_waiting(qv_future *f, int on)
+{
+    pthread_mutex_lock(&f->mu);
+    f->pool_waiting = on;
+    pthread_mutex_unlock(&f->mu);
 }
 
 int qv_future_attempts(qv_future *f)
@@ -133,7 +140,7 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
             msg = qv_asprintf("cancelled (%s %s)", f->req.method ? f->req.method : "",
                               f->req.url ? f->req.url : "");
     }
-    f->retrying = 0;
+    f->retrying = f->pool_waiting = 0;
     /* Stats change before anyone can see the completion. */
     if (f->ex) {
         if (f->state == QV_RUNNING) atomic_fetch_sub(&f->ex->in_flight, 1);

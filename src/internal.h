@@ -130,6 +130,7 @@ typedef struct qv_req {
     int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
     const char *url_error_msg;
     qv_retry_policy retry;
+    uint64_t wire_id; /* a process pool's name for this attempt (0: none) */
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
@@ -195,6 +196,7 @@ struct qv_future {
     atomic_int host_held;     /* counted in its host's requests in flight */
     int attempts;             /* transfers started */
     int retrying;             /* between two attempts (RUNNING, but queued) */
+    int pool_waiting;         /* RUNNING, but a process pool holds it for a worker */
     double out_retry_ms;      /* a process worker's retry wait (-1: none) */
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
@@ -216,8 +218,10 @@ int qv_future_begin(qv_future *f, CURLM *waker);
  * changes) if it was cancelled. clear undoes it. */
 int qv_future_set_retrying(qv_future *f);
 void qv_future_clear_retrying(qv_future *f);
-/* Queued for a first attempt or a retry (what close(cancel_pending) cancels). */
+/* Queued for a first attempt or a retry, or held by a process pool for a
+ * worker (what close(cancel_pending) cancels). */
 int qv_future_waiting(qv_future *f);
+void qv_future_set_pool_waiting(qv_future *f, int on);
 /* Transfer over: the waker must no longer be used. */
 void qv_future_end_transfer(qv_future *f);
 /* The one terminal transition. Takes ownership of msg and resp. A pending
@@ -332,9 +336,17 @@ char *qv_response_strndup(qv_response *r, const char *s, size_t n);
 /* ----------------------------------------------------------------- wire (wire.c) */
 
 /* Frame types: a request (to a worker), a cancel of it (to the worker), the
- * worker starting the hooks, and the response (from the worker). */
-enum { QV_WIRE_REQUEST = 1, QV_WIRE_CANCEL, QV_WIRE_HOOKS, QV_WIRE_RESPONSE };
-#define QV_WIRE_VERSION 1
+ * worker starting the hooks, and the response (from the worker), or the
+ * response of a worker that took its next request from its mailbox before
+ * it answered (see executor_procs.c). */
+enum {
+    QV_WIRE_REQUEST = 1,
+    QV_WIRE_CANCEL,
+    QV_WIRE_HOOKS,
+    QV_WIRE_RESPONSE,
+    QV_WIRE_RESPONSE_TOOK
+};
+#define QV_WIRE_VERSION 2
 #define QV_WIRE_HEADER  12
 #define QV_WIRE_MAX     ((size_t)1 << 30) /* the largest frame: a 1 GiB body */
 
@@ -344,8 +356,13 @@ int qv_wire_frame_end(qv_buf *b);
 /* Checks a frame header: QV_OK with type and payload length, or QV_EPROTOCOL. */
 int qv_wire_parse_header(const unsigned char *h, int *type, size_t *len);
 int qv_wire_put(qv_buf *b, unsigned tag, const void *p, size_t n);
-/* f's request (merged, as built at submit), its hooks and the jar to send;
- * jar_kept instead: the worker's jar is the session's already. */
+/* Gives the frame in b another type (b holds a whole frame). */
+void qv_wire_frame_retype(qv_buf *b, int type);
+/* A cancel of the attempt the pool named id (> 0), and its reading. */
+int qv_wire_encode_cancel(qv_buf *b, uint64_t id);
+int qv_wire_decode_cancel(const unsigned char *p, size_t len, uint64_t *id);
+/* f's request (merged, as built at submit, with its wire_id), its hooks and
+ * the jar to send; jar_kept instead: the worker's jar is the session's already. */
 int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
                            int jar_kept);
 /* Into r (zeroed first; free with qv_req_free even on error), the hooks

@@ -6,6 +6,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -82,12 +84,20 @@ int qv_frame_buffered(const qv_frame_reader *rd)
 
 typedef struct worker {
     int fd;
+    int mbox;    /* the mailbox's read end (non-blocking; the parent reads it too) */
+    uint64_t id; /* the parent's name for the request being served */
+    /* It could not load the jar it was sent: until a request brings the
+     * whole jar again, it takes nothing from the mailbox (a request there
+     * may count on the jar being the parent's). */
+    int jar_lost;
     qv_slot slot;
     CURLM *multi;
     qv_session *ss; /* stand-in session: the jar and the hooks */
     qv_frame_reader in;
-    const unsigned char *frame; /* the request read last, in `in` until the next read */
+    const unsigned char *frame; /* the request read last, in `in` or `mail` until the next read */
     size_t frame_len;
+    unsigned char mail[PIPE_BUF];
+    unsigned char later[PIPE_BUF]; /* a request from the mailbox, kept while an older one runs */
     qv_buf out;
 } worker;
 
@@ -99,11 +109,36 @@ static void control_readable(qv_slot *slot)
     int type;
     const unsigned char *p;
     size_t len;
+    uint64_t id;
     if (qv_frame_read(&the_worker->in, the_worker->fd, &type, &p, &len)) _exit(0); /* parent gone */
-    if (type == QV_WIRE_CANCEL) atomic_store(&slot->f->cancel_requested, 1);
+    /* A cancel of a request before this one (it crossed that answer) is stale. */
+    if (type == QV_WIRE_CANCEL && !qv_wire_decode_cancel(p, len, &id) && id == the_worker->id)
+        atomic_store(&slot->f->cancel_requested, 1);
 }
 
-static void serve_one(worker *w)
+/* Takes the request the parent left in the mailbox, if it has not taken it
+ * back: one read gets a whole frame or nothing, as the parent writes one
+ * frame of at most PIPE_BUF bytes at a time into an empty pipe. */
+static int take_mail(worker *w)
+{
+    ssize_t n;
+    if (w->jar_lost) return 0;
+    while ((n = read(w->mbox, w->mail, sizeof(w->mail))) < 0 && errno == EINTR) {
+    }
+    if (n <= 0) return 0; /* empty (EAGAIN), or the parent let this worker go */
+    int type;
+    size_t len;
+    if (n < QV_WIRE_HEADER || qv_wire_parse_header(w->mail, &type, &len) ||
+        type != QV_WIRE_REQUEST || len != (size_t)n - QV_WIRE_HEADER)
+        _exit(3); /* the parent would not write that */
+    w->frame = w->mail + QV_WIRE_HEADER;
+    w->frame_len = len;
+    return 1;
+}
+
+/* Serves the request in w->frame; returns 1 if it took the next one from
+ * the mailbox (it is in w->frame then). */
+static int serve_one(worker *w)
 {
     qv_future *f = qv_future_alloc();
     qv_hook *hooks = NULL;
@@ -114,8 +149,10 @@ static void serve_one(worker *w)
         qv_wire_decode_request(w->frame, w->frame_len, &f->req, &attempt, &hooks, &jar, &jar_kept);
     /* The parent counted this attempt; begin below counts it again. */
     f->attempts = attempt > 0 ? attempt - 1 : 0;
+    w->id = f->req.wire_id;
     if (!rc && !jar_kept) rc = qv_session_jar_replace(w->ss, jar);
     int unreadable = rc != QV_OK;
+    if (!rc && !jar_kept) w->jar_lost = 0;
     /* What the jar is now, to tell whether the transfer or a hook changed it. */
     uint64_t version = atomic_load(&w->ss->jar_version);
     w->slot.set_cookies = 0;
@@ -156,13 +193,19 @@ static void serve_one(worker *w)
      * request it could not read, this jar may be the one before, or half
      * loaded: merged into the session, what it lacks would count as
      * deleted. It stays here, and the parent sends the whole jar next time. */
-    if (unreadable)
+    if (unreadable) {
         jar_kept = QV_JAR_UNKNOWN;
-    else
+        w->jar_lost = 1;
+    } else {
         jar_kept =
             !w->slot.set_cookies && version == atomic_load(&w->ss->jar_version) ? QV_JAR_KEPT : 0;
+    }
     uint64_t none = 0;
     if (!jar_kept) qv_session_jar_export(w->ss, NULL, &none, &jar_after);
+    /* The next request is taken now, before the answer, which says so: the
+     * parent then knows it is this worker's without asking, and this worker
+     * does not sleep between the two. */
+    int took = take_mail(w);
     rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);
     if (rc) { /* could not encode (a body over the frame limit): say so instead */
         qv_response_free(f->out_resp);
@@ -172,6 +215,7 @@ static void serve_one(worker *w)
         f->out_msg = qv_future_message(f, rc, "the worker could not send the response");
         rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);
     }
+    if (!rc && took) qv_wire_frame_retype(&w->out, QV_WIRE_RESPONSE_TOOK);
     if (rc || qv_fd_write_all(w->fd, w->out.data, w->out.len)) _exit(0);
     qv_response_free(f->out_resp);
     f->out_resp = NULL;
@@ -182,16 +226,45 @@ static void serve_one(worker *w)
     curl_slist_free_all(jar);
     curl_slist_free_all(jar_after);
     qv_future_release(f);
+    return took;
 }
 
-static void worker_main(int fd)
+static void serve_chain(worker *w)
+{
+    while (serve_one(w)) {
+    }
+}
+
+/* Serves the request just taken from the mailbox while this worker was
+ * idle. The parent may have handed it a request on the socket just before
+ * (when it took this worker for idle): that one is older and goes first. It
+ * is there already if it was sent, as the parent sends it before it writes
+ * the mailbox. */
+static void serve_mail(worker *w)
+{
+    size_t n = QV_WIRE_HEADER + w->frame_len;
+    memcpy(w->later, w->mail, n);
+    int type;
+    while (qv_frame_buffered(&w->in) || poll(&(struct pollfd){w->fd, POLLIN, 0}, 1, 0) > 0) {
+        if (qv_frame_read(&w->in, w->fd, &type, &w->frame, &w->frame_len)) _exit(0);
+        if (type == QV_WIRE_REQUEST) {
+            serve_chain(w);
+            break;
+        }
+    }
+    w->frame = w->later + QV_WIRE_HEADER;
+    w->frame_len = n - QV_WIRE_HEADER;
+    serve_chain(w);
+}
+
+static void worker_main(int fd, int mbox)
 {
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     /* If the zygote dies, so do its workers (the parent then sees them go). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    worker w = {.fd = fd};
+    worker w = {.fd = fd, .mbox = mbox};
     the_worker = &w;
     w.slot.easy = curl_easy_init();
     w.multi = curl_multi_init();
@@ -203,13 +276,24 @@ static void worker_main(int fd)
          * socket is woken too whenever the parent takes in an answer this
          * worker wrote (the freed room wakes all of the socket's sleepers),
          * a context switch for nothing on every request; poll sleeps until
-         * there is input. */
-        while (!qv_frame_buffered(&w.in) && poll(&(struct pollfd){fd, POLLIN, 0}, 1, -1) < 0 &&
-               errno == EINTR) {
+         * there is input. A request comes on the socket, or in the mailbox
+         * when it was sent ahead after this worker last looked there; the
+         * socket first, as what it brings is older (the parent writes the
+         * mailbox only once the request before is sent). */
+        if (!qv_frame_buffered(&w.in)) {
+            struct pollfd p[2] = {{fd, POLLIN, 0}, {w.jar_lost ? -1 : mbox, POLLIN, 0}};
+            if (poll(p, 2, -1) < 0) continue; /* EINTR */
+            if (!p[0].revents) {
+                if (p[1].revents && take_mail(&w))
+                    serve_mail(&w);
+                else if (p[1].revents & (POLLHUP | POLLERR))
+                    _exit(0); /* let go */
+                continue;
+            }
         }
         if (qv_frame_read(&w.in, fd, &type, &w.frame, &w.frame_len))
             _exit(0); /* the parent closed: done */
-        if (type == QV_WIRE_REQUEST) serve_one(&w);
+        if (type == QV_WIRE_REQUEST) serve_chain(&w);
     }
 }
 
@@ -223,12 +307,13 @@ typedef struct zmsg {
     int32_t status;
 } zmsg;
 
-static int send_started(int parent, pid_t pid, int fd)
+/* The worker's socket, then its mailbox's read and write ends. */
+static int send_started(int parent, pid_t pid, const int fds[3])
 {
     zmsg m = {'W', pid, 0};
     struct iovec iov = {&m, sizeof(m)};
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(3 * sizeof(int))];
         struct cmsghdr align;
     } ctl;
     memset(&ctl, 0, sizeof(ctl));
@@ -239,8 +324,8 @@ static int send_started(int parent, pid_t pid, int fd)
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(3 * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, 3 * sizeof(int));
     return sendmsg(parent, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? QV_OK : QV_EIO;
 }
 
@@ -271,28 +356,32 @@ static void kid_remove(pid_t pid)
 
 static void spawn(int parent, int sigfd)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
-        zmsg m = {'D', -1, 0}; /* tell the parent the spawn failed */
-        qv_fd_write_all(parent, &m, sizeof(m));
-        return;
+    int sv[2], mb[2] = {-1, -1};
+    pid_t pid = -1;
+    if (!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        /* Non-blocking both ways: the worker and the parent race to read it. */
+        if (!pipe2(mb, O_CLOEXEC | O_NONBLOCK)) pid = fork();
+        if (pid == 0) {
+            close(parent);
+            close(sigfd);
+            close(sv[0]);
+            close(mb[1]);
+            worker_main(sv[1], mb[0]);
+        }
+        close(sv[1]);
+    } else {
+        sv[0] = -1;
     }
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(parent);
-        close(sigfd);
-        close(sv[0]);
-        worker_main(sv[1]);
-    }
-    close(sv[1]);
     if (pid < 0) {
-        zmsg m = {'D', -1, 0};
+        zmsg m = {'D', -1, 0}; /* tell the parent the spawn failed */
         qv_fd_write_all(parent, &m, sizeof(m));
     } else {
         kid_add(pid);
-        if (send_started(parent, pid, sv[0])) kill(pid, SIGKILL);
+        if (send_started(parent, pid, (int[3]){sv[0], mb[0], mb[1]})) kill(pid, SIGKILL);
     }
-    close(sv[0]);
+    for (int i = 0; i < 2; i++)
+        if (mb[i] >= 0) close(mb[i]);
+    if (sv[0] >= 0) close(sv[0]);
 }
 
 static void reap(int parent)

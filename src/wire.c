@@ -36,6 +36,7 @@ enum {
     T_ATTEMPT,
     T_RETRY,    /* the retry policy: integers (see put_retry) */
     T_JAR_KEPT, /* no jar lines, both ways: the receiver's jar is still right */
+    T_ID,       /* the pool's name for this attempt (a request, a cancel of it) */
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -261,7 +262,33 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slis
         rc = put_hook(b, h->fn, h->arg);
     if (!rc && r->hook) rc = put_hook(b, r->hook, r->hook_arg);
     if (!rc) rc = put_jar(b, jar, jar_kept);
+    if (!rc && r->wire_id) rc = put_int(b, T_ID, (int64_t)r->wire_id);
     return rc ? rc : qv_wire_frame_end(b);
+}
+
+int qv_wire_encode_cancel(qv_buf *b, uint64_t id)
+{
+    int rc = qv_wire_frame_begin(b, QV_WIRE_CANCEL);
+    if (!rc) rc = put_int(b, T_ID, (int64_t)id);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+int qv_wire_decode_cancel(const unsigned char *p, size_t len, uint64_t *id)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t n;
+    int64_t i;
+    *id = 0;
+    while (next(&rd, &tag, &v, &n) == 1)
+        if (tag == T_ID && !get_int(v, n, &i) && i > 0) *id = (uint64_t)i;
+    return *id ? QV_OK : QV_EPROTOCOL;
+}
+
+void qv_wire_frame_retype(qv_buf *b, int type)
+{
+    put_u16((unsigned char *)b->data + 4, (unsigned)type);
 }
 
 static char *dup_field(qv_arena *a, const unsigned char *v, size_t len)
@@ -428,6 +455,12 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             break;
         case T_JAR_KEPT:
             *jar_kept = 1;
+            break;
+        case T_ID:
+            if (get_int(v, n, &i) || i <= 0)
+                rc = QV_EPROTOCOL;
+            else
+                r->wire_id = (uint64_t)i;
             break;
         case T_AUTH:
         case T_FOLLOW:

@@ -579,3 +579,185 @@ Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocato
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+/* ---------------------------------------------------------- sending ahead */
+
+/* With every worker busy, the next request waits in a busy worker's
+ * mailbox (it shows as running). Until that worker takes it, it is not
+ * bound to it; these tests pin what that must not change. */
+
+/* Waits until f has been sent ahead (RUNNING) while `busy` still runs. */
+static void expect_sent_ahead(qv_future *f, qv_future *busy)
+{
+    double t0 = now_ms();
+    while (qv_future_state_get(f) != QV_RUNNING && now_ms() - t0 < 5000)
+        nanosleep(&(struct timespec){.tv_nsec = 2 * 1000000L}, NULL);
+    cr_assert_eq(qv_future_state_get(f), QV_RUNNING, "the request was not sent ahead");
+    cr_assert_eq(qv_future_done(busy), 0, "the request before it ended first");
+}
+
+Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *slow, *ahead;
+    cr_assert_eq(qv_get(s, &slow, tu("/delay/2")), QV_OK);
+    cr_assert_eq(qv_get(s, &ahead, tu("/get")), QV_OK);
+    expect_sent_ahead(ahead, slow);
+    double t0 = now_ms();
+    cr_assert_eq(qv_future_cancel(ahead), 1);
+    tx_expect_error(ahead, QV_ECANCELLED);
+    double el = now_ms() - t0;
+    cr_assert_lt(el, 1000.0, "the cancel waited %.0f ms for the request before it", el);
+    tx_expect_status(slow, 200);
+    qv_future_release(slow);
+    qv_future_release(ahead);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* Creates the file named by arg, then keeps the worker 500 ms in its hook. */
+static int marking_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r;
+    FILE *fp = fopen(arg, "w");
+    if (fp) fclose(fp);
+    nanosleep(&(struct timespec){.tv_nsec = 500 * 1000000L}, NULL);
+    return 0;
+}
+
+static void wait_for_file(const char *path)
+{
+    double t0 = now_ms();
+    while (access(path, F_OK) != 0 && now_ms() - t0 < 10000)
+        nanosleep(&(struct timespec){.tv_nsec = 5 * 1000000L}, NULL);
+    cr_assert_eq(access(path, F_OK), 0, "the hook did not start");
+}
+
+Test(procs, a_cancel_that_crosses_its_answer_spares_the_next_request, .timeout = 60)
+{
+    skip_unless_processes();
+    char mark[64];
+    snprintf(mark, sizeof mark, "/tmp/qv-hook-%d", (int)getpid());
+    unlink(mark);
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *first, *next;
+    cr_assert_eq(qv_get(s, &first, tu("/get"), .hook = marking_hook, .hook_arg = mark), QV_OK);
+    cr_assert_eq(qv_get(s, &next, tu("/get?next")), QV_OK);
+    expect_sent_ahead(next, first);
+    /* The cancel reaches the worker while its hook runs, after the
+     * transfer: by the time the worker reads it, it runs the next request,
+     * which it must not abort. */
+    wait_for_file(mark);
+    cr_assert_eq(qv_future_cancel(first), 1);
+    tx_expect_error(first, QV_ECANCELLED);
+    tx_expect_status(next, 200);
+    unlink(mark);
+    qv_future_release(first);
+    qv_future_release(next);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* Dies in its hook once the request after it has been sent ahead. */
+static int late_segfault_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)arg;
+    nanosleep(&(struct timespec){.tv_nsec = 300 * 1000000L}, NULL);
+    return segfault_hook(s, r, NULL);
+}
+
+Test(procs, a_request_sent_ahead_outlives_the_worker_that_died_before_it, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *dying, *next;
+    cr_assert_eq(qv_get(s, &dying, tu("/get"), .hook = late_segfault_hook), QV_OK);
+    cr_assert_eq(qv_get(s, &next, tu("/get?next")), QV_OK);
+    expect_sent_ahead(next, dying);
+    tx_assert_contains(tx_expect_error(dying, QV_EWORKER), "signal 11");
+    /* It never started: a new worker runs it. */
+    tx_expect_status(next, 200);
+    qv_future_release(dying);
+    qv_future_release(next);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* A 300 ms hook that keeps the only worker busy. */
+static int short_nap_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+    nanosleep(&(struct timespec){.tv_nsec = 300 * 1000000L}, NULL);
+    return 0;
+}
+
+Test(procs, cookies_stay_right_across_requests_sent_ahead, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    expect_sent(s, "");
+
+    /* Sent ahead behind the request that sets a cookie, it runs after it
+     * on the same worker, and sends that cookie. */
+    qv_future *set, *after;
+    cr_assert_eq(qv_get(s, &set, tu("/cookies/set?a=1"), .hook = short_nap_hook), QV_OK);
+    cr_assert_eq(qv_get(s, &after, tu("/cookies")), QV_OK);
+    expect_sent_ahead(after, set);
+    tx_expect_status(set, 200);
+    tx_assert_str_eq(tx_jstr(tx_json(tx_expect_status(after, 200)), "cookies/a"), "1");
+    qv_future_release(set);
+    qv_future_release(after);
+
+    /* The caller changes the jar while the worker is busy: the request
+     * after that does not go ahead with the worker's older jar. */
+    qv_future *busy, *later;
+    cr_assert_eq(qv_get(s, &busy, tu("/cookies/set?b=2"), .hook = short_nap_hook), QV_OK);
+    tx_wait_started(busy, 5000);
+    cr_assert_eq(qv_session_set_cookie(s, "c", "3", NULL), QV_OK);
+    cr_assert_eq(qv_get(s, &later, tu("/cookies")), QV_OK);
+    tx_expect_status(busy, 200);
+    json_t *sent = tx_json(tx_expect_status(later, 200));
+    tx_assert_str_eq(tx_jstr(sent, "cookies/a"), "1");
+    tx_assert_str_eq(tx_jstr(sent, "cookies/b"), "2");
+    tx_assert_str_eq(tx_jstr(sent, "cookies/c"), "3");
+    qv_future_release(busy);
+    qv_future_release(later);
+    expect_sent(s, "a=1;b=2;c=3");
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* Many short requests on few workers, in a sliding window of twice as many
+ * (as a program that waits for the oldest and submits the next): mailboxes
+ * are filled, taken by workers, taken back for one that fell idle, and a
+ * request handed on the socket crosses one in the mailbox. Every answer must
+ * reach its own future; nginx answers fast enough to make those races common. */
+Test(procs, every_answer_reaches_its_own_future_while_sending_ahead, .timeout = 120)
+{
+    skip_unless_processes();
+    enum { N = 40000, WORKERS = 8, WINDOW = 2 * WORKERS };
+    qv_executor *ex = procs_executor(WORKERS, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    const char *base = tx_env("QV_NGINX_URL", "nginx over HTTP/1.1");
+    qv_future *fs[WINDOW];
+    for (int i = 0; i < N + WINDOW; i++) {
+        if (i >= WINDOW) {
+            char want[16];
+            snprintf(want, sizeof want, "i=%d", i - WINDOW);
+            qv_future *f = fs[i % WINDOW];
+            tx_assert_str_eq(qv_response_text(tx_expect_status(f, 200)), want);
+            qv_future_release(f);
+        }
+        if (i >= N) continue;
+        char url[512];
+        snprintf(url, sizeof url, "%s/echo?i=%d", base, i);
+        cr_assert_eq(qv_get(s, &fs[i % WINDOW], url), QV_OK);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
+}

@@ -201,3 +201,25 @@ Test(wire, lying_lengths_and_values, .timeout = 60)
     /* Nothing at all: no status, no error. */
     cr_assert_neq(decode((const unsigned char *)"", 0), QV_OK);
 }
+
+Test(wire, a_cancel_names_its_request, .timeout = 60)
+{
+    qv_buf b = {0};
+    cr_assert_eq(qv_wire_encode_cancel(&b, 42), QV_OK);
+    int type;
+    size_t len;
+    cr_assert_eq(qv_wire_parse_header((unsigned char *)b.data, &type, &len), QV_OK);
+    cr_assert_eq(type, QV_WIRE_CANCEL);
+    uint64_t id = 0;
+    cr_assert_eq(qv_wire_decode_cancel((unsigned char *)b.data + QV_WIRE_HEADER, len, &id), QV_OK);
+    cr_assert_eq(id, 42);
+    /* A cancel that names nothing (or request 0) is refused. */
+    cr_assert_eq(qv_wire_decode_cancel((unsigned char *)b.data + QV_WIRE_HEADER, 0, &id),
+                 QV_EPROTOCOL);
+    /* The answer of a worker that took its next request is the same frame,
+     * retyped. */
+    qv_wire_frame_retype(&b, QV_WIRE_RESPONSE_TOOK);
+    cr_assert_eq(qv_wire_parse_header((unsigned char *)b.data, &type, &len), QV_OK);
+    cr_assert_eq(type, QV_WIRE_RESPONSE_TOOK);
+    qv_buf_free(&b);
+}
