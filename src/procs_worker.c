@@ -252,6 +252,10 @@ static void serve_mail(worker *w)
             break;
         }
     }
+    /* That one lost the jar (no memory to load it): the one from the
+     * mailbox counts on it, and fails with this worker rather than go out
+     * with the wrong cookies. */
+    if (w->jar_lost) _exit(3);
     w->frame = w->later + QV_WIRE_HEADER;
     w->frame_len = n - QV_WIRE_HEADER;
     serve_chain(w);
