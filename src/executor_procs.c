@@ -28,6 +28,7 @@ typedef struct pworker {
     qv_frame_reader in;
     qv_future *f;
     uint64_t f_id; /* the name f's request went by (cancels name it) */
+    int f_lost;    /* f was completed by its cancel while held: its answer goes */
     /* The worker's jar, as the parent last saw it, and the session jar's
      * version that this is (0: no session's current one). */
     struct curl_slist *jar;
@@ -113,10 +114,14 @@ static void wake(procs *P)
     }
 }
 
+/* Held for the next idle worker; a future a cancel completed meanwhile
+ * (lost to the pool) is only let go. */
 static void hold(procs *P, qv_future *f)
 {
-    qv_future_set_pool_waiting(f, 1);
-    qv_flist_insert(&P->held, P->held.tail, f);
+    if (qv_future_hold(f))
+        qv_future_release(f); /* the queue's reference */
+    else
+        qv_flist_insert(&P->held, P->held.tail, f);
 }
 
 static void cancelled(qv_future *f)
@@ -125,13 +130,35 @@ static void cancelled(qv_future *f)
     qv_future_release(f); /* the queue's reference */
 }
 
-/* Sends f (begun) to w: on its socket to an idle w, or ahead into its
- * mailbox while it is busy. The jar goes along unless the worker has it
- * already (versions are unique across sessions). Returns 0 when sent (or
- * failed: then f is settled), 1 when it could not go ahead (held then:
- * the worker's jar is not the session's, or the frame is too large). */
+/* A held future that is to go nowhere now (its cancel was asked for):
+ * completed here, unless the cancel completed it already. */
+static void drop(qv_future *f)
+{
+    if (qv_future_unhold(f) < 0)
+        qv_future_release(f);
+    else
+        cancelled(f);
+}
+
+enum { SENT, HELD, DROPPED };
+
+/* Sends f (begun, and maybe held) to w: on its socket to an idle w, or
+ * ahead into its mailbox while it is busy. The jar goes along unless the
+ * worker has it already (versions are unique across sessions). Returns
+ * SENT when sent (or failed: then f is settled); HELD when it could not go
+ * ahead (the worker's jar is not the session's, or the frame is too large);
+ * DROPPED when it was cancelled (settled, w untouched). */
 static int hand(procs *P, pworker *w, qv_future *f, int ahead)
 {
+    int was_held = qv_future_unhold(f);
+    if (was_held < 0) {
+        qv_future_release(f); /* a cancel completed it while held */
+        return DROPPED;
+    }
+    if (atomic_load(&f->cancel_requested)) {
+        cancelled(f);
+        return DROPPED;
+    }
     struct curl_slist *jar = NULL;
     uint64_t version = w->jar_version;
     f->req.wire_id = ++P->ids;
@@ -144,13 +171,14 @@ static int hand(procs *P, pworker *w, qv_future *f, int ahead)
             write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
             curl_slist_free_all(jar);
             hold(P, f);
-            return 1;
+            return HELD;
         }
-        qv_future_set_pool_waiting(f, 1);
+        /* Held from here on: a cancel may complete it at any time. */
         w->next = f;
         w->next_id = f->req.wire_id;
         w->next_taken = w->next_cancel_sent = 0;
-        return 0;
+        (void)qv_future_hold(f); /* (never lost before it was first held) */
+        return SENT;
     }
     if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
     if (rc) {
@@ -158,28 +186,28 @@ static int hand(procs *P, pworker *w, qv_future *f, int ahead)
         qv_future_fail(f, rc, "could not hand the request to worker %d", (int)w->pid);
         qv_future_release(f);
         if (rc == QV_EWORKER) kill_worker(w);
-        return 0;
+        return SENT;
     }
     if (!kept) {
         curl_slist_free_all(w->jar);
         w->jar = jar;
         w->jar_version = version;
     }
-    if (f->pool_waiting) qv_future_set_pool_waiting(f, 0); /* (only this thread sets it) */
+    if (was_held) f->started_ms = qv_now_ms(); /* its wait for a worker ends */
     w->f = f;
     w->f_id = f->req.wire_id;
+    w->f_lost = 0;
     w->cancel_sent = 0;
     w->hook_deadline = 0;
-    return 0;
+    return SENT;
 }
 
-/* Takes f (popped) to worker w, now or ahead. */
-static void assign(procs *P, pworker *w, qv_future *f, int ahead)
+/* Takes f (popped) to worker w, now or ahead (as hand). */
+static int assign(procs *P, pworker *w, qv_future *f, int ahead)
 {
-    if (!qv_future_begin(f, NULL))
-        cancelled(f);
-    else
-        hand(P, w, f, ahead);
+    if (qv_future_begin(f, NULL)) return hand(P, w, f, ahead);
+    cancelled(f);
+    return DROPPED;
 }
 
 /* Takes w's next back from its mailbox if the worker has not taken it;
@@ -219,16 +247,16 @@ static qv_future *take_oldest_ahead(procs *P)
 }
 
 /* The worker has answered f and gone on to next: next's wait for a
- * worker ends now (it counts as running from when it was sent ahead). */
+ * worker ends now, unless a cancel completed it meanwhile (then the worker
+ * runs it for nothing, until the cancel reaches it, and its answer goes). */
 static void promote(pworker *w)
 {
-    w->next->started_ms = qv_now_ms();
-    qv_future_set_pool_waiting(w->next, 0);
-    w->f = w->next;
     w->f_id = w->next_id;
     w->cancel_sent = w->next_cancel_sent;
     w->hook_deadline = 0;
-    w->next = NULL;
+    w->f = unsend(w);
+    w->f_lost = qv_future_unhold(w->f) < 0;
+    if (!w->f_lost) w->f->started_ms = qv_now_ms();
 }
 
 /* After an answer: the worker went on to next if it says it took it, or if
@@ -249,7 +277,12 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     w->f = NULL;
     w->hook_deadline = 0;
     w->served++;
-    qv_future_complete(f, st, err, msg, r);
+    if (w->f_lost) {
+        qv_free(msg);
+        qv_response_free(r);
+    } else {
+        qv_future_complete(f, st, err, msg, r);
+    }
     qv_future_release(f); /* the queue's reference */
 }
 
@@ -274,6 +307,18 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
         return -1;
     }
     atomic_fetch_add(&P->base.connections, (size_t)conns);
+    if (w->f_lost) {
+        /* Nothing of a request completed by its cancel goes to the session
+         * (which the future no longer holds); the jar the worker has now is
+         * no session's. */
+        if (jar_kept != QV_JAR_KEPT) {
+            curl_slist_free_all(w->jar);
+            w->jar = jar;
+            w->jar_version = 0;
+        }
+        settle(w, QV_CANCELLED, QV_ECANCELLED, msg, r);
+        return 0;
+    }
     if (jar_kept == QV_JAR_UNKNOWN) {
         /* It could not load the jar it was sent: the whole jar goes with
          * its next request, and nothing of its jar comes into the session. */
@@ -410,7 +455,7 @@ static void fail_held(procs *P, const char *why)
     qv_future *f;
     while ((f = P->held.head)) {
         qv_flist_unlink(&P->held, f);
-        qv_future_fail(f, QV_EWORKER, "%s", why);
+        if (qv_future_unhold(f) >= 0) qv_future_fail(f, QV_EWORKER, "%s", why);
         qv_future_release(f);
     }
 }
@@ -552,19 +597,20 @@ static int schedule(procs *P)
             }
         }
         pthread_mutex_unlock(&ex->mu);
-        if (begun)
-            hand(P, w, f, 0);
-        else
-            assign(P, w, f, 0);
+        /* Cancelled meanwhile: this worker is still free for the next one. */
+        if ((begun ? hand(P, w, f, 0) : assign(P, w, f, 0)) == DROPPED) i--;
         pthread_mutex_lock(&ex->mu);
     }
     /* Every worker there and busy: send ahead (not to a worker that is to
-     * go after the request it runs). Not with max_queued: what it bounds is
-     * everything that waits for a worker, and the queue is what it counts. */
+     * go after the request it runs, nor to one running a request whose
+     * cancel completed it: what that does to its jar is no session's). Not
+     * with max_queued: what it bounds is everything that waits for a
+     * worker, and the queue is what it counts. */
     int ahead = !idle && !ex->o.max_queued && P->nw == ex->o.max_workers;
     for (int i = 0; ahead && !P->held.head && i < P->nw; i++) {
         pworker *w = &P->w[i];
-        if (!w->f || w->next || w->fd < 0 || w->served >= ex->o.max_requests_per_worker - 1)
+        if (!w->f || w->f_lost || w->next || w->fd < 0 ||
+            w->served >= ex->o.max_requests_per_worker - 1)
             continue;
         qv_future *f = qv_executor_pop_locked(ex, &P->queue_wait);
         if (!f) break;
@@ -614,7 +660,7 @@ static void send_cancels(procs *P)
         }
         if (!w->next_cancel_sent && cancel_wanted(w->next)) {
             if (take_back(w)) {
-                cancelled(unsend(w));
+                drop(unsend(w));
                 continue;
             }
             send_cancel(P, w, w->next_id);
@@ -625,7 +671,7 @@ static void send_cancels(procs *P)
         after = f->qnext;
         if (!cancel_wanted(f)) continue;
         qv_flist_unlink(&P->held, f);
-        cancelled(f);
+        drop(f);
     }
 }
 

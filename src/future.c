@@ -93,11 +93,22 @@ int qv_future_waiting(qv_future *f)
     return w;
 }
 
-void qv_future_set_pool_waiting(qv_future *f, int on)
+int qv_future_hold(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
-    f->pool_waiting = on;
+    int lost = f->pool_lost;
+    if (!lost) f->pool_waiting = 1;
     pthread_mutex_unlock(&f->mu);
+    return lost ? -1 : 0;
+}
+
+int qv_future_unhold(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int was = f->pool_lost ? -1 : f->pool_waiting;
+    f->pool_waiting = 0;
+    pthread_mutex_unlock(&f->mu);
+    return was;
 }
 
 int qv_future_attempts(qv_future *f)
@@ -275,6 +286,15 @@ int qv_future_cancel(qv_future *f)
     }
     atomic_store(&f->cancel_requested, 1);
     qv_future_state st = f->state;
+    /* Held by a process pool for a worker, it has not started either: it
+     * is done now, as a queued one. Marked lost under this lock, it is no
+     * longer the pool's to use: the pool only lets it go, and has a
+     * worker that took it meanwhile abort it. */
+    int held = st == QV_RUNNING && f->pool_waiting;
+    if (held) {
+        f->pool_waiting = 0;
+        f->pool_lost = 1;
+    }
     int queued = st == QV_PENDING || f->retrying;
     /* The waker (a worker's curl_multi) stays valid while set: the worker
      * clears it under this lock before it moves on. */
@@ -292,6 +312,8 @@ int qv_future_cancel(qv_future *f)
     if (queued && f->ex && qv_executor_remove(f->ex, f)) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
         qv_future_release(f); /* the queue's reference */
+    } else if (held) {
+        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL); /* the pool keeps its ref */
     }
     return 1;
 }

@@ -197,6 +197,7 @@ struct qv_future {
     int attempts;             /* transfers started */
     int retrying;             /* between two attempts (RUNNING, but queued) */
     int pool_waiting;         /* RUNNING, but a process pool holds it for a worker */
+    int pool_lost;            /* cancelled while held: the pool may only let it go */
     double out_retry_ms;      /* a process worker's retry wait (-1: none) */
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
@@ -221,7 +222,14 @@ void qv_future_clear_retrying(qv_future *f);
 /* Queued for a first attempt or a retry, or held by a process pool for a
  * worker (what close(cancel_pending) cancels). */
 int qv_future_waiting(qv_future *f);
-void qv_future_set_pool_waiting(qv_future *f, int on);
+/* A process pool's hold on a begun future that waits for a worker (held,
+ * or sent ahead and not yet taken): while held, a cancel completes it at
+ * once, as a queued one, and marks it lost to the pool, which keeps its
+ * reference but must not use it any more. hold returns 0, or -1 if it was
+ * lost already; unhold takes it back for the pool's own use: 1 if it was
+ * held, 0 if not, -1 if it was lost (the pool only releases it). */
+int qv_future_hold(qv_future *f);
+int qv_future_unhold(qv_future *f);
 /* Transfer over: the waker must no longer be used. */
 void qv_future_end_transfer(qv_future *f);
 /* The one terminal transition. Takes ownership of msg and resp. A pending

@@ -605,11 +605,10 @@ Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
     cr_assert_eq(qv_get(s, &slow, tu("/delay/2")), QV_OK);
     cr_assert_eq(qv_get(s, &ahead, tu("/get")), QV_OK);
     expect_sent_ahead(ahead, slow);
-    double t0 = now_ms();
     cr_assert_eq(qv_future_cancel(ahead), 1);
+    /* It has not started: done the moment it is cancelled, as a queued one. */
+    cr_assert_eq(qv_future_state_get(ahead), QV_CANCELLED);
     tx_expect_error(ahead, QV_ECANCELLED);
-    double el = now_ms() - t0;
-    cr_assert_lt(el, 1000.0, "the cancel waited %.0f ms for the request before it", el);
     tx_expect_status(slow, 200);
     qv_future_release(slow);
     qv_future_release(ahead);
