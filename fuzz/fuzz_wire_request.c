@@ -108,9 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * the request's own (they all came back in `hooks`). */
         stub->o.hooks = hooks;
         f->session = stub;
-        f->attempts = attempt;
         qv_buf b = {0};
-        if (qv_wire_encode_request(&b, f, jar, jar_kept)) abort();
+        if (qv_wire_encode_request(&b, f, attempt, jar, jar_kept)) abort();
         f->session = NULL;
         stub->o.hooks = NULL;
         int type;

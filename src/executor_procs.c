@@ -114,11 +114,11 @@ static void wake(procs *P)
     }
 }
 
-/* Held for the next idle worker; a future a cancel completed meanwhile
- * (lost to the pool) is only let go. */
+/* Held for the next idle worker (it is held already); a future a cancel
+ * completed meanwhile (lost to the pool) is only let go. */
 static void hold(procs *P, qv_future *f)
 {
-    if (qv_future_hold(f))
+    if (qv_future_lost(f))
         qv_future_release(f); /* the queue's reference */
     else
         qv_flist_insert(&P->held, P->held.tail, f);
@@ -142,13 +142,11 @@ static void drop(qv_future *f)
 
 enum { SENT, HELD, DROPPED };
 
-/* Sends f (begun, and maybe held) to w: on its socket to an idle w, or
- * ahead into its mailbox while it is busy. The jar goes along unless the
- * worker has it already (versions are unique across sessions). Returns
- * SENT when sent (or failed: then f is settled); HELD when it could not go
- * ahead (the worker's jar is not the session's, or the frame is too large);
+/* Sends f (begun, and maybe held) to idle worker w on its socket. The jar
+ * goes along unless the worker has it already (versions are unique across
+ * sessions). Returns SENT when sent (or failed: then f is settled), or
  * DROPPED when it was cancelled (settled, w untouched). */
-static int hand(procs *P, pworker *w, qv_future *f, int ahead)
+static int hand(procs *P, pworker *w, qv_future *f)
 {
     int was_held = qv_future_unhold(f);
     if (was_held < 0) {
@@ -164,22 +162,7 @@ static int hand(procs *P, pworker *w, qv_future *f, int ahead)
     f->req.wire_id = ++P->ids;
     int rc = qv_session_jar_export(f->session, f->req.host, &version, &jar);
     int kept = version == w->jar_version;
-    if (!rc) rc = qv_wire_encode_request(&P->out, f, jar, kept);
-    if (!rc && ahead) {
-        /* Up to PIPE_BUF, a write into the empty pipe is whole, and so is a read. */
-        if (!kept || P->out.len > PIPE_BUF ||
-            write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
-            curl_slist_free_all(jar);
-            hold(P, f);
-            return HELD;
-        }
-        /* Held from here on: a cancel may complete it at any time. */
-        w->next = f;
-        w->next_id = f->req.wire_id;
-        w->next_taken = w->next_cancel_sent = 0;
-        (void)qv_future_hold(f); /* (never lost before it was first held) */
-        return SENT;
-    }
+    if (!rc) rc = qv_wire_encode_request(&P->out, f, f->attempts, jar, kept);
     if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
     if (rc) {
         curl_slist_free_all(jar);
@@ -202,10 +185,42 @@ static int hand(procs *P, pworker *w, qv_future *f, int ahead)
     return SENT;
 }
 
-/* Takes f (popped) to worker w, now or ahead (as hand). */
-static int assign(procs *P, pworker *w, qv_future *f, int ahead)
+/* Sends f (popped, not begun) ahead into busy w's mailbox, with no jar: it
+ * goes only if the worker's jar is the session's. Its frame is made first,
+ * while no cancel can complete it; then it begins held, in one step, so
+ * that a cancel finds it either not begun (it never is) or held (the cancel
+ * completes it at once). Returns SENT, HELD when it could not go ahead
+ * (held for an idle worker: no frame in one pipe write, or no memory), or
+ * DROPPED when it was cancelled. */
+static int send_ahead(procs *P, pworker *w, qv_future *f)
 {
-    if (qv_future_begin(f, NULL)) return hand(P, w, f, ahead);
+    struct curl_slist *jar = NULL;
+    uint64_t version = w->jar_version;
+    f->req.wire_id = ++P->ids;
+    int rc = qv_session_jar_export(f->session, f->req.host, &version, &jar);
+    curl_slist_free_all(jar);
+    /* Up to PIPE_BUF, a write into the empty pipe is whole, and so is a read. */
+    int fits = !rc && version == w->jar_version &&
+               !qv_wire_encode_request(&P->out, f, f->attempts + 1, NULL, QV_JAR_KEPT) &&
+               P->out.len <= PIPE_BUF;
+    if (!qv_future_begin_held(f)) {
+        cancelled(f);
+        return DROPPED;
+    }
+    if (!fits || write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
+        hold(P, f);
+        return HELD;
+    }
+    w->next = f;
+    w->next_id = f->req.wire_id;
+    w->next_taken = w->next_cancel_sent = 0;
+    return SENT;
+}
+
+/* Takes f (popped) to idle worker w. */
+static int assign(procs *P, pworker *w, qv_future *f)
+{
+    if (qv_future_begin(f, NULL)) return hand(P, w, f);
     cancelled(f);
     return DROPPED;
 }
@@ -598,7 +613,7 @@ static int schedule(procs *P)
         }
         pthread_mutex_unlock(&ex->mu);
         /* Cancelled meanwhile: this worker is still free for the next one. */
-        if ((begun ? hand(P, w, f, 0) : assign(P, w, f, 0)) == DROPPED) i--;
+        if ((begun ? hand(P, w, f) : assign(P, w, f)) == DROPPED) i--;
         pthread_mutex_lock(&ex->mu);
     }
     /* Every worker there and busy: send ahead (not to a worker that is to
@@ -615,11 +630,13 @@ static int schedule(procs *P)
         qv_future *f = qv_executor_pop_locked(ex, &P->queue_wait);
         if (!f) break;
         pthread_mutex_unlock(&ex->mu);
-        assign(P, w, f, 1);
+        if (send_ahead(P, w, f) == DROPPED) i--; /* this worker can still take one */
         pthread_mutex_lock(&ex->mu);
     }
+    /* (A worker whose answer was garbage has no f but may have a next,
+     * which its death notice settles.) */
     int busy = 0;
-    for (int i = 0; i < P->nw; i++) busy += P->w[i].f != NULL;
+    for (int i = 0; i < P->nw; i++) busy += P->w[i].f || P->w[i].next;
     int want = (int)ex->queued;
     for (qv_future *f = P->held.head; f; f = f->qnext) want++;
     int room = ex->o.max_workers - P->nw - P->spawning;

@@ -51,9 +51,8 @@ void qv_future_release(qv_future *f)
     qv_free(f);
 }
 
-int qv_future_begin(qv_future *f, CURLM *waker)
+static int begin_locked(qv_future *f, CURLM *waker)
 {
-    pthread_mutex_lock(&f->mu);
     int ok = (f->state == QV_PENDING || f->retrying) && !atomic_load(&f->cancel_requested);
     if (ok) {
         if (f->state == QV_PENDING) {
@@ -65,6 +64,22 @@ int qv_future_begin(qv_future *f, CURLM *waker)
         f->attempts++;
         f->waker = waker;
     }
+    return ok;
+}
+
+int qv_future_begin(qv_future *f, CURLM *waker)
+{
+    pthread_mutex_lock(&f->mu);
+    int ok = begin_locked(f, waker);
+    pthread_mutex_unlock(&f->mu);
+    return ok;
+}
+
+int qv_future_begin_held(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int ok = begin_locked(f, NULL);
+    if (ok) f->pool_waiting = 1;
     pthread_mutex_unlock(&f->mu);
     return ok;
 }
@@ -93,13 +108,12 @@ int qv_future_waiting(qv_future *f)
     return w;
 }
 
-int qv_future_hold(qv_future *f)
+int qv_future_lost(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
     int lost = f->pool_lost;
-    if (!lost) f->pool_waiting = 1;
     pthread_mutex_unlock(&f->mu);
-    return lost ? -1 : 0;
+    return lost;
 }
 
 int qv_future_unhold(qv_future *f)

@@ -222,13 +222,15 @@ void qv_future_clear_retrying(qv_future *f);
 /* Queued for a first attempt or a retry, or held by a process pool for a
  * worker (what close(cancel_pending) cancels). */
 int qv_future_waiting(qv_future *f);
-/* A process pool's hold on a begun future that waits for a worker (held,
- * or sent ahead and not yet taken): while held, a cancel completes it at
+/* A process pool's hold on a future that waits for a worker (held, or sent
+ * ahead and not yet taken): begin_held begins it held, in one step (0 if
+ * it was cancelled: it never begins). While held, a cancel completes it at
  * once, as a queued one, and marks it lost to the pool, which keeps its
- * reference but must not use it any more. hold returns 0, or -1 if it was
- * lost already; unhold takes it back for the pool's own use: 1 if it was
- * held, 0 if not, -1 if it was lost (the pool only releases it). */
-int qv_future_hold(qv_future *f);
+ * reference but must not use it any more (lost says whether it is).
+ * unhold takes it back for the pool's own use: 1 if it was held, 0 if not,
+ * -1 if it was lost (the pool only releases it). */
+int qv_future_begin_held(qv_future *f);
+int qv_future_lost(qv_future *f);
 int qv_future_unhold(qv_future *f);
 /* Transfer over: the waker must no longer be used. */
 void qv_future_end_transfer(qv_future *f);
@@ -369,9 +371,10 @@ void qv_wire_frame_retype(qv_buf *b, int type);
 /* A cancel of the attempt the pool named id (> 0), and its reading. */
 int qv_wire_encode_cancel(qv_buf *b, uint64_t id);
 int qv_wire_decode_cancel(const unsigned char *p, size_t len, uint64_t *id);
-/* f's request (merged, as built at submit, with its wire_id), its hooks and
- * the jar to send; jar_kept instead: the worker's jar is the session's already. */
-int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
+/* f's request (merged, as built at submit, with its wire_id) as its attempt
+ * number `attempt` (1 for the first), its hooks and the jar to send;
+ * jar_kept instead: the worker's jar is the session's already. */
+int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const struct curl_slist *jar,
                            int jar_kept);
 /* Into r (zeroed first; free with qv_req_free even on error), the hooks
  * (in r's arena, ending with {0}) and the jar lines (caller frees), or

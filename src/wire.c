@@ -232,7 +232,7 @@ static int put_jar(qv_buf *b, const struct curl_slist *jar, int kept)
     return rc;
 }
 
-int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
+int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const struct curl_slist *jar,
                            int jar_kept)
 {
     const qv_req *r = &f->req;
@@ -256,7 +256,7 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, const struct curl_slis
     if (!rc) rc = put_int(b, T_INSECURE, r->insecure);
     if (!rc) rc = put_str(b, T_CA_FILE, r->ca_file);
     if (!rc) rc = put_str(b, T_PROXY, r->proxy);
-    if (!rc && r->retry.max_retries) rc = put_int(b, T_ATTEMPT, f->attempts);
+    if (!rc && r->retry.max_retries) rc = put_int(b, T_ATTEMPT, attempt);
     if (!rc && r->retry.max_retries) rc = put_retry(b, &r->retry);
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
         rc = put_hook(b, h->fn, h->arg);

@@ -8,6 +8,7 @@
 #include "support.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -612,6 +613,39 @@ Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
     tx_expect_status(slow, 200);
     qv_future_release(slow);
     qv_future_release(ahead);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* A request too large for one pipe write waits, held, for an idle worker
+ * (it shows as running too): cancelled, it is done at once; the one queued
+ * after it runs once the worker is free, with its body whole. */
+Test(procs, a_held_request_is_cancelled_at_once, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    enum { BIG = 3 * PIPE_BUF };
+    char *body = malloc(BIG + 1);
+    cr_assert_not_null(body);
+    memset(body, 'h', BIG);
+    body[BIG] = '\0';
+    qv_future *slow, *held, *after;
+    cr_assert_eq(qv_get(s, &slow, tu("/delay/2")), QV_OK);
+    cr_assert_eq(qv_post(s, &held, tu("/post"), .body = body, .body_len = BIG), QV_OK);
+    cr_assert_eq(qv_post(s, &after, tu("/post"), .body = body, .body_len = BIG), QV_OK);
+    expect_sent_ahead(held, slow);
+    cr_assert_eq(qv_future_state_get(after), QV_PENDING, "only one request waits held");
+    cr_assert_eq(qv_future_cancel(held), 1);
+    cr_assert_eq(qv_future_state_get(held), QV_CANCELLED);
+    tx_expect_error(held, QV_ECANCELLED);
+    tx_assert_str_eq(tx_jstr(tx_json(tx_expect_status(after, 200)), "data"), body);
+    cr_assert(qv_future_done(slow), "the request after it ran before it");
+    tx_expect_status(slow, 200);
+    qv_future_release(slow);
+    qv_future_release(held);
+    qv_future_release(after);
+    free(body);
     qv_session_free(s);
     qv_executor_free(ex);
 }
