@@ -86,6 +86,9 @@ typedef struct worker {
     int fd;
     int mbox;    /* the mailbox's read end (non-blocking; the parent reads it too) */
     uint64_t id; /* the parent's name for the request being served */
+    /* A cancel of a request taken from the mailbox but not started yet (it
+     * came while an older one ran): applied when that one starts. */
+    uint64_t cancel_next;
     /* It could not load the jar it was sent: until a request brings the
      * whole jar again, it takes nothing from the mailbox (a request there
      * may count on the jar being the parent's). */
@@ -103,17 +106,33 @@ typedef struct worker {
 
 static worker *the_worker;
 
-/* The parent wrote during a transfer: a cancel (nothing else is sent then). */
+/* A cancel from the parent, of the request being served (cur; NULL while
+ * idle), or of one taken from the mailbox and not started yet: the parent
+ * names requests in the order it sends them, so that one's name is the
+ * larger. A cancel of a request answered already (it crossed the answer)
+ * is stale. */
+static void on_cancel(worker *w, qv_future *cur, const unsigned char *p, size_t len)
+{
+    uint64_t id;
+    if (qv_wire_decode_cancel(p, len, &id)) return;
+    if (cur && id == w->id)
+        atomic_store(&cur->cancel_requested, 1);
+    else if (id > w->id)
+        w->cancel_next = id;
+}
+
+/* The parent wrote during a transfer: cancels (nothing else is sent then),
+ * maybe more than one in a read. */
 static void control_readable(qv_slot *slot)
 {
-    int type;
-    const unsigned char *p;
-    size_t len;
-    uint64_t id;
-    if (qv_frame_read(&the_worker->in, the_worker->fd, &type, &p, &len)) _exit(0); /* parent gone */
-    /* A cancel of a request before this one (it crossed that answer) is stale. */
-    if (type == QV_WIRE_CANCEL && !qv_wire_decode_cancel(p, len, &id) && id == the_worker->id)
-        atomic_store(&slot->f->cancel_requested, 1);
+    worker *w = the_worker;
+    do {
+        int type;
+        const unsigned char *p;
+        size_t len;
+        if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) _exit(0); /* parent gone */
+        if (type == QV_WIRE_CANCEL) on_cancel(w, slot->f, p, len);
+    } while (qv_frame_buffered(&w->in));
 }
 
 /* Takes the request the parent left in the mailbox, if it has not taken it
@@ -161,6 +180,10 @@ static int serve_one(worker *w)
     if (rc) {
         f->out_err = rc == QV_ENOMEM ? QV_ENOMEM : QV_EPROTOCOL;
         f->out_msg = qv_future_message(f, f->out_err, "the worker could not read the request");
+    } else if (w->cancel_next && w->cancel_next == w->id) {
+        /* Cancelled before it started: it never does. */
+        atomic_store(&f->cancel_requested, 1);
+        f->out_err = QV_ECANCELLED;
     } else if (qv_future_begin(f, w->multi) && qv_transfer_setup(&w->slot, f) == QV_OK) {
         /* A cancel read along with the request: poll would not see it. */
         if (qv_frame_buffered(&w->in)) control_readable(&w->slot);
@@ -251,6 +274,7 @@ static void serve_mail(worker *w)
             serve_chain(w);
             break;
         }
+        if (type == QV_WIRE_CANCEL) on_cancel(w, NULL, w->frame, w->frame_len);
     }
     /* That one lost the jar (no memory to load it): the one from the
      * mailbox counts on it, and fails with this worker rather than go out
