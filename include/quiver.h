@@ -300,7 +300,8 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);
 void qv_executor_free(qv_executor *ex);
 
 typedef struct qv_executor_stats {
-    size_t queued;    /* waiting for a worker (held back by a host limit included) */
+    size_t queued;    /* waiting for a worker (held back by a host limit, or
+                         held or sent ahead by a process pool, included) */
     size_t in_flight; /* being transferred, in hooks, or waiting to retry */
     size_t completed; /* finished with a response */
     size_t failed;    /* ended with an error */

@@ -351,7 +351,7 @@ int qv_executor_stats_get(qv_executor *ex, qv_executor_stats *out)
     if (!ex || !out) return QV_EINVAL;
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ex->mu);
-    out->queued = ex->queued;
+    out->queued = ex->queued + atomic_load(&ex->pool_held);
     pthread_mutex_unlock(&ex->mu);
     out->in_flight = atomic_load(&ex->in_flight);
     out->completed = atomic_load(&ex->completed);

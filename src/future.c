@@ -51,6 +51,22 @@ void qv_future_release(qv_future *f)
     qv_free(f);
 }
 
+/* Under f->mu. A held future waits for a worker: it counts as queued in
+ * the executor's stats, not in flight. */
+static void set_pool_waiting(qv_future *f, int on)
+{
+    if (f->pool_waiting == on) return;
+    f->pool_waiting = on;
+    if (!f->ex) return;
+    if (on) {
+        atomic_fetch_sub(&f->ex->in_flight, 1);
+        atomic_fetch_add(&f->ex->pool_held, 1);
+    } else {
+        atomic_fetch_sub(&f->ex->pool_held, 1);
+        atomic_fetch_add(&f->ex->in_flight, 1);
+    }
+}
+
 static int begin_locked(qv_future *f, CURLM *waker)
 {
     int ok = (f->state == QV_PENDING || f->retrying) && !atomic_load(&f->cancel_requested);
@@ -79,7 +95,7 @@ int qv_future_begin_held(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
     int ok = begin_locked(f, NULL);
-    if (ok) f->pool_waiting = 1;
+    if (ok) set_pool_waiting(f, 1);
     pthread_mutex_unlock(&f->mu);
     return ok;
 }
@@ -120,7 +136,7 @@ int qv_future_unhold(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
     int was = f->pool_lost ? -1 : f->pool_waiting;
-    f->pool_waiting = 0;
+    set_pool_waiting(f, 0);
     pthread_mutex_unlock(&f->mu);
     return was;
 }
@@ -165,7 +181,8 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
             msg = qv_asprintf("cancelled (%s %s)", f->req.method ? f->req.method : "",
                               f->req.url ? f->req.url : "");
     }
-    f->retrying = f->pool_waiting = 0;
+    f->retrying = 0;
+    set_pool_waiting(f, 0);
     /* Stats change before anyone can see the completion. */
     if (f->ex) {
         if (f->state == QV_RUNNING) atomic_fetch_sub(&f->ex->in_flight, 1);
@@ -306,7 +323,7 @@ int qv_future_cancel(qv_future *f)
      * worker that took it meanwhile abort it. */
     int held = st == QV_RUNNING && f->pool_waiting;
     if (held) {
-        f->pool_waiting = 0;
+        set_pool_waiting(f, 0);
         f->pool_lost = 1;
     }
     int queued = st == QV_PENDING || f->retrying;

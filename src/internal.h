@@ -522,6 +522,7 @@ struct qv_executor {
     int joined;
     atomic_int refs;
     atomic_size_t in_flight, completed, failed, cancelled, connections;
+    atomic_size_t pool_held; /* begun, but held by a process pool for a worker */
     atomic_int workers;
     atomic_int cancel_hint; /* a running future was cancelled: look for it */
 };

@@ -587,6 +587,15 @@ Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocato
  * mailbox (it shows as running). Until that worker takes it, it is not
  * bound to it; these tests pin what that must not change. */
 
+/* The executor's count of requests waiting for a worker, and in flight. */
+static void expect_counts(qv_executor *ex, size_t queued, size_t in_flight)
+{
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    cr_assert_eq(st.queued, queued, "queued: %zu, expected %zu", st.queued, queued);
+    cr_assert_eq(st.in_flight, in_flight, "in flight: %zu, expected %zu", st.in_flight, in_flight);
+}
+
 /* Waits until f has been sent ahead (RUNNING) while `busy` still runs. */
 static void expect_sent_ahead(qv_future *f, qv_future *busy)
 {
@@ -606,9 +615,11 @@ Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
     cr_assert_eq(qv_get(s, &slow, tu("/delay/2")), QV_OK);
     cr_assert_eq(qv_get(s, &ahead, tu("/get")), QV_OK);
     expect_sent_ahead(ahead, slow);
+    expect_counts(ex, 1, 1); /* it waits for a worker */
     cr_assert_eq(qv_future_cancel(ahead), 1);
     /* It has not started: done the moment it is cancelled, as a queued one. */
     cr_assert_eq(qv_future_state_get(ahead), QV_CANCELLED);
+    expect_counts(ex, 0, 1);
     tx_expect_error(ahead, QV_ECANCELLED);
     tx_expect_status(slow, 200);
     qv_future_release(slow);
@@ -636,6 +647,7 @@ Test(procs, a_held_request_is_cancelled_at_once, .timeout = 60)
     cr_assert_eq(qv_post(s, &after, tu("/post"), .body = body, .body_len = BIG), QV_OK);
     expect_sent_ahead(held, slow);
     cr_assert_eq(qv_future_state_get(after), QV_PENDING, "only one request waits held");
+    expect_counts(ex, 2, 1);
     cr_assert_eq(qv_future_cancel(held), 1);
     cr_assert_eq(qv_future_state_get(held), QV_CANCELLED);
     tx_expect_error(held, QV_ECANCELLED);
