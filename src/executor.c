@@ -311,9 +311,8 @@ int qv_executor_empty_locked(const qv_executor *ex)
     return ex->queued == 0 && ex->nretries == 0;
 }
 
-int qv_executor_remove(qv_executor *ex, qv_future *f)
+int qv_executor_remove_locked(qv_executor *ex, qv_future *f)
 {
-    pthread_mutex_lock(&ex->mu);
     int where = f->qwhere;
     if (where == QV_Q_READY) {
         fifo_unlink(ex, f);
@@ -324,7 +323,6 @@ int qv_executor_remove(qv_executor *ex, qv_future *f)
     } else if (where == QV_Q_RETRY) {
         heap_remove(ex, f);
     }
-    pthread_mutex_unlock(&ex->mu);
     return where != QV_Q_NONE;
 }
 

@@ -185,14 +185,16 @@ static int hand(procs *P, pworker *w, qv_future *f)
     return SENT;
 }
 
-/* Sends f (popped, not begun) ahead into busy w's mailbox, with no jar: it
- * goes only if the worker's jar is the session's. Its frame is made first,
- * while no cancel can complete it; then it begins held, in one step, so
- * that a cancel finds it either not begun (it never is) or held (the cancel
- * completes it at once). Returns SENT, HELD when it could not go ahead
- * (held for an idle worker: no frame in one pipe write, or no memory), or
- * DROPPED when it was cancelled. */
-static int send_ahead(procs *P, pworker *w, qv_future *f)
+/* Sends f (just popped, not begun) ahead into busy w's mailbox, with no
+ * jar: it goes only if the worker's jar is the session's. Called under the
+ * queue's lock, which a cancel takes first: the frame is made while no
+ * cancel can complete f, and f begins held in the same hold of the lock, so
+ * that a cancel finds it queued or held, never in between (either way the
+ * cancel completes it at once). Returns SENT, HELD when it could not go
+ * ahead (held for an idle worker: no frame in one pipe write, or no
+ * memory), or DROPPED when it was cancelled (for the caller to settle,
+ * outside the lock). */
+static int send_ahead_locked(procs *P, pworker *w, qv_future *f)
 {
     struct curl_slist *jar = NULL;
     uint64_t version = w->jar_version;
@@ -203,10 +205,7 @@ static int send_ahead(procs *P, pworker *w, qv_future *f)
     int fits = !rc && version == w->jar_version &&
                !qv_wire_encode_request(&P->out, f, f->attempts + 1, NULL, QV_JAR_KEPT) &&
                P->out.len <= PIPE_BUF;
-    if (!qv_future_begin_held(f)) {
-        cancelled(f);
-        return DROPPED;
-    }
+    if (!qv_future_begin_held(f)) return DROPPED;
     if (!fits || write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
         hold(P, f);
         return HELD;
@@ -629,9 +628,12 @@ static int schedule(procs *P)
             continue;
         qv_future *f = qv_executor_pop_locked(ex, &P->queue_wait);
         if (!f) break;
-        pthread_mutex_unlock(&ex->mu);
-        if (send_ahead(P, w, f) == DROPPED) i--; /* this worker can still take one */
-        pthread_mutex_lock(&ex->mu);
+        if (send_ahead_locked(P, w, f) == DROPPED) {
+            pthread_mutex_unlock(&ex->mu);
+            cancelled(f);
+            pthread_mutex_lock(&ex->mu);
+            i--; /* this worker can still take one */
+        }
     }
     /* (A worker whose answer was garbage has no f but may have a next,
      * which its death notice settles.) */

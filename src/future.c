@@ -309,10 +309,16 @@ const char *qv_future_error(qv_future *f)
 int qv_future_cancel(qv_future *f)
 {
     if (!f) return 0;
+    /* The executor's lock first: futures leave the queue under it, and a
+     * process pool begins the one it sends ahead held under it too, so what
+     * this sees (queued, or held, or neither) cannot change meanwhile. */
+    qv_executor *ex = f->ex;
+    if (ex) pthread_mutex_lock(&ex->mu);
     pthread_mutex_lock(&f->mu);
     if (terminal(f->state)) {
         int was = f->state == QV_CANCELLED;
         pthread_mutex_unlock(&f->mu);
+        if (ex) pthread_mutex_unlock(&ex->mu);
         return was;
     }
     atomic_store(&f->cancel_requested, 1);
@@ -326,21 +332,22 @@ int qv_future_cancel(qv_future *f)
         set_pool_waiting(f, 0);
         f->pool_lost = 1;
     }
-    int queued = st == QV_PENDING || f->retrying;
-    /* The waker (a worker's curl_multi) stays valid while set: the worker
-     * clears it under this lock before it moves on. */
-    if (st == QV_RUNNING && f->ex) {
-        atomic_store(&f->ex->cancel_hint, 1);
-        if (f->waker)
-            curl_multi_wakeup(f->waker);
-        else if (f->ex->vt->interrupt)
-            f->ex->vt->interrupt(f->ex);
-    }
-    pthread_mutex_unlock(&f->mu);
-
     /* Whoever takes a queued future off the queue completes it: here, or
      * the worker that popped it (qv_future_begin then sees the flag). */
-    if (queued && f->ex && qv_executor_remove(f->ex, f)) {
+    int removed = (st == QV_PENDING || f->retrying) && ex && qv_executor_remove_locked(ex, f);
+    /* The waker (a worker's curl_multi) stays valid while set: the worker
+     * clears it under this lock before it moves on. */
+    if (st == QV_RUNNING && ex) {
+        atomic_store(&ex->cancel_hint, 1);
+        if (f->waker)
+            curl_multi_wakeup(f->waker);
+        else if (ex->vt->interrupt)
+            ex->vt->interrupt(ex);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (ex) pthread_mutex_unlock(&ex->mu);
+
+    if (removed) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
         qv_future_release(f); /* the queue's reference */
     } else if (held) {

@@ -542,7 +542,7 @@ qv_future *qv_executor_drain_locked(qv_executor *ex);
 /* Nothing queued, parked or waiting to retry (ex->mu held). */
 int qv_executor_empty_locked(const qv_executor *ex);
 /* Removes f from wherever it waits; 1 if removed. */
-int qv_executor_remove(qv_executor *ex, qv_future *f);
+int qv_executor_remove_locked(qv_executor *ex, qv_future *f);
 /* Queues f (with a new queue reference) for another attempt at due_ms. */
 int qv_executor_retry(qv_executor *ex, qv_future *f, double due_ms);
 /* f's attempt is over: its host has room for another request. */
