@@ -662,6 +662,56 @@ Test(procs, a_held_request_is_cancelled_at_once, .timeout = 60)
     qv_executor_free(ex);
 }
 
+/* A cancel made from the done callback of the request before: that runs on
+ * the dispatcher's thread once the worker has answered, having taken the
+ * next request from its mailbox, and before the dispatcher knows it did. */
+typedef struct cancel_at_done {
+    qv_future *target;
+    int rc;
+    qv_future_state st;
+} cancel_at_done;
+
+static void cancel_at_done_cb(qv_future *f, void *arg)
+{
+    (void)f;
+    cancel_at_done *c = arg;
+    c->rc = qv_future_cancel(c->target);
+    c->st = qv_future_state_get(c->target);
+}
+
+/* Cancelled just as its worker takes it from the mailbox, a request is done
+ * at once all the same; its worker is told to abort it, so the request
+ * after it does not wait for it, and sends the session's cookies. */
+Test(procs, a_request_cancelled_as_its_worker_takes_it_is_aborted, .timeout = 60)
+{
+    skip_unless_processes();
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    cr_assert_eq(qv_session_set_cookie(s, "a", "1", NULL), QV_OK);
+    qv_future *first, *taken, *after;
+    cr_assert_eq(qv_get(s, &first, tu("/delay/1")), QV_OK);
+    cr_assert_eq(qv_get(s, &taken, tu("/delay/5")), QV_OK);
+    expect_sent_ahead(taken, first);
+    cancel_at_done c = {taken, -1, QV_PENDING};
+    cr_assert_eq(qv_future_add_done_callback(first, cancel_at_done_cb, &c), QV_OK);
+    cr_assert_eq(qv_get(s, &after, tu("/cookies")), QV_OK);
+    tx_expect_status(first, 200);
+    double t0 = now_ms();
+    tx_expect_error(taken, QV_ECANCELLED);
+    cr_assert_eq(c.rc, 1);
+    cr_assert_eq(c.st, QV_CANCELLED, "it was not done when the cancel returned");
+    json_t *sent = tx_json(tx_expect_status(after, 200));
+    double el = now_ms() - t0;
+    cr_assert_lt(el, 3000.0, "the next request waited %.0f ms for the cancelled one", el);
+    tx_assert_str_eq(tx_jstr(sent, "cookies/a"), "1");
+    expect_counts(ex, 0, 0);
+    qv_future_release(first);
+    qv_future_release(taken);
+    qv_future_release(after);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
 /* Creates the file named by arg, then keeps the worker 500 ms in its hook. */
 static int marking_hook(qv_session *s, qv_response *r, void *arg)
 {
