@@ -27,8 +27,7 @@ typedef struct pworker {
     int fd; /* -1 once its end of the socket closed (death is then on its way) */
     qv_frame_reader in;
     qv_future *f;
-    uint64_t f_id; /* the name f's request went by (cancels name it) */
-    int f_lost;    /* f was completed by its cancel while held: its answer goes */
+    int f_lost; /* f was completed by its cancel while held: its answer goes */
     /* The worker's jar, as the parent last saw it, and the session jar's
      * version that this is (0: no session's current one). */
     struct curl_slist *jar;
@@ -40,7 +39,6 @@ typedef struct pworker {
      * carries no jar: it goes ahead only if the worker's jar is its
      * session's, and then runs with that jar as f leaves it. */
     qv_future *next;
-    uint64_t next_id;
     int next_taken, next_cancel_sent;
     double hook_deadline; /* 0 unless hooks are running and a hook timeout is set */
     int timed_out;
@@ -178,7 +176,6 @@ static int hand(procs *P, pworker *w, qv_future *f)
     }
     if (was_held) f->started_ms = qv_now_ms(); /* its wait for a worker ends */
     w->f = f;
-    w->f_id = f->req.wire_id;
     w->f_lost = 0;
     w->cancel_sent = 0;
     w->hook_deadline = 0;
@@ -211,7 +208,6 @@ static int send_ahead_locked(procs *P, pworker *w, qv_future *f)
         return HELD;
     }
     w->next = f;
-    w->next_id = f->req.wire_id;
     w->next_taken = w->next_cancel_sent = 0;
     return SENT;
 }
@@ -253,7 +249,9 @@ static qv_future *take_oldest_ahead(procs *P)
         pworker *oldest = NULL;
         for (int i = 0; i < P->nw; i++) {
             pworker *b = &P->w[i];
-            if (b->next && !b->next_taken && (!oldest || b->next_id < oldest->next_id)) oldest = b;
+            if (b->next && !b->next_taken &&
+                (!oldest || b->next->req.wire_id < oldest->next->req.wire_id))
+                oldest = b;
         }
         if (!oldest) return NULL;
         if (take_back(oldest)) return unsend(oldest);
@@ -265,7 +263,6 @@ static qv_future *take_oldest_ahead(procs *P)
  * runs it for nothing, until the cancel reaches it, and its answer goes). */
 static void promote(pworker *w)
 {
-    w->f_id = w->next_id;
     w->cancel_sent = w->next_cancel_sent;
     w->hook_deadline = 0;
     w->f = unsend(w);
@@ -674,7 +671,7 @@ static void send_cancels(procs *P)
         pworker *w = &P->w[i];
         if (w->fd < 0) continue;
         if (!w->cancel_sent && cancel_wanted(w->f)) {
-            send_cancel(P, w, w->f_id);
+            send_cancel(P, w, w->f->req.wire_id);
             w->cancel_sent = 1;
         }
         if (!w->next_cancel_sent && cancel_wanted(w->next)) {
@@ -682,7 +679,7 @@ static void send_cancels(procs *P)
                 drop(unsend(w));
                 continue;
             }
-            send_cancel(P, w, w->next_id);
+            send_cancel(P, w, w->next->req.wire_id);
             w->next_cancel_sent = 1;
         }
     }

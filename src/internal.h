@@ -130,7 +130,7 @@ typedef struct qv_req {
     int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
     const char *url_error_msg;
     qv_retry_policy retry;
-    uint64_t wire_id; /* a process pool's name for this attempt (0: none) */
+    uint64_t wire_id; /* a process pool's name for this attempt (0: none; its dispatcher's alone) */
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
