@@ -193,11 +193,10 @@ static int hand(procs *P, pworker *w, qv_future *f)
  * outside the lock). */
 static int send_ahead_locked(procs *P, pworker *w, qv_future *f)
 {
-    struct curl_slist *jar = NULL;
     uint64_t version = w->jar_version;
     f->req.wire_id = ++P->ids;
-    int rc = qv_session_jar_export(f->session, f->req.host, &version, &jar);
-    curl_slist_free_all(jar);
+    /* (Only which version the jar is: this request cannot carry it.) */
+    int rc = qv_session_jar_export(f->session, f->req.host, &version, NULL);
     /* Up to PIPE_BUF, a write into the empty pipe is whole, and so is a read. */
     int fits = !rc && version == w->jar_version &&
                !qv_wire_encode_request(&P->out, f, f->attempts + 1, NULL, QV_JAR_KEPT) &&

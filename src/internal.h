@@ -294,7 +294,8 @@ int qv_global_started(void);
 /* The jar as Netscape lines (libcurl's list: curl_slist_free_all), after
  * seeding the any-host cookies for host (may be NULL). *version: the jar
  * version the caller holds (0: none); if the jar is still at it, *out is
- * NULL and nothing is exported, else *version becomes that of *out. */
+ * NULL and nothing is exported, else *version becomes that of *out. With
+ * out NULL, nothing is exported either way: *version becomes the jar's. */
 int qv_session_jar_export(qv_session *s, const char *host, uint64_t *version,
                           struct curl_slist **out);
 /* Applies a worker's jar: lines new or changed since `before` are set, cookies

@@ -490,13 +490,13 @@ int qv_session_set_cookie(qv_session *s, const char *name, const char *value, co
 int qv_session_jar_export(qv_session *s, const char *host, uint64_t *version,
                           struct curl_slist **out)
 {
-    *out = NULL;
+    if (out) *out = NULL;
     CURL *e = jar_handle(s);
     if (!e) return QV_ENOMEM;
     int rc = host ? qv_session_seed_cookies(s, e, host) : QV_OK;
     uint64_t now = atomic_load(&s->jar_version);
     if (!rc && now != *version) {
-        if (curl_easy_getinfo(e, CURLINFO_COOKIELIST, out) != CURLE_OK) rc = QV_ENOMEM;
+        if (out && curl_easy_getinfo(e, CURLINFO_COOKIELIST, out) != CURLE_OK) rc = QV_ENOMEM;
         *version = rc ? 0 : now;
     }
     jar_done(s);
