@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -669,6 +670,7 @@ typedef struct cancel_at_done {
     qv_future *target;
     int rc;
     qv_future_state st;
+    atomic_int returned; /* the target is done inside the cancel, before this */
 } cancel_at_done;
 
 static void cancel_at_done_cb(qv_future *f, void *arg)
@@ -677,6 +679,7 @@ static void cancel_at_done_cb(qv_future *f, void *arg)
     cancel_at_done *c = arg;
     c->rc = qv_future_cancel(c->target);
     c->st = qv_future_state_get(c->target);
+    atomic_store(&c->returned, 1);
 }
 
 /* Cancelled just as its worker takes it from the mailbox, a request is done
@@ -692,12 +695,15 @@ Test(procs, a_request_cancelled_as_its_worker_takes_it_is_aborted, .timeout = 60
     cr_assert_eq(qv_get(s, &first, tu("/delay/1")), QV_OK);
     cr_assert_eq(qv_get(s, &taken, tu("/delay/5")), QV_OK);
     expect_sent_ahead(taken, first);
-    cancel_at_done c = {taken, -1, QV_PENDING};
+    cancel_at_done c = {taken, -1, QV_PENDING, 0};
     cr_assert_eq(qv_future_add_done_callback(first, cancel_at_done_cb, &c), QV_OK);
     cr_assert_eq(qv_get(s, &after, tu("/cookies")), QV_OK);
     tx_expect_status(first, 200);
     double t0 = now_ms();
     tx_expect_error(taken, QV_ECANCELLED);
+    while (!atomic_load(&c.returned) && now_ms() - t0 < 10000)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000L}, NULL);
+    cr_assert(atomic_load(&c.returned), "the cancel did not return");
     cr_assert_eq(c.rc, 1);
     cr_assert_eq(c.st, QV_CANCELLED, "it was not done when the cancel returned");
     json_t *sent = tx_json(tx_expect_status(after, 200));
