@@ -79,7 +79,17 @@ typedef struct procs {
  * dispatchers work under the read side, a new pool forks under the write
  * side (writers first, so a busy program still gets to fork). */
 static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
-static _Thread_local int in_dispatcher;
+
+/* A done callback runs outside the read side: it may block on another pool
+ * (wait for its future, free it) whose dispatcher waits for the read side
+ * behind a pool being made, or make a pool itself. */
+static void dispatcher_gate(int take)
+{
+    if (take)
+        pthread_rwlock_rdlock(&fork_lock);
+    else
+        pthread_rwlock_unlock(&fork_lock);
+}
 
 /* A dispatcher thread also allocates outside the read side: while it
  * starts, before dispatch_main runs (ASan calls pthread_getattr_np), and
@@ -720,7 +730,7 @@ static void *dispatch_main(void *arg)
     procs *P = arg;
     struct epoll_event ev[64];
     transit_add(-1); /* started: before the read side, which a waiting fork holds off */
-    in_dispatcher = 1;
+    qv_callback_gate = dispatcher_gate;
     pthread_rwlock_rdlock(&fork_lock);
     for (;;) {
         /* Before schedule looks at the queue: a submit after that look sees
@@ -829,8 +839,6 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
      * lookup, a handshake) could leave the zygote with a lock nobody will
      * release: create process pools before any other quiver executor. */
     if (atomic_load(&qv_io_threads) > 0) return QV_EINVAL;
-    /* From a pool's own done callback the fork could not wait for that pool. */
-    if (in_dispatcher) return QV_EINVAL;
     procs *P = qv_calloc(1, sizeof(*P));
     if (!P) return QV_ENOMEM;
     P->zfd = P->wake[0] = P->wake[1] = P->ep = -1;
@@ -851,6 +859,7 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
         pthread_mutex_unlock(&transit_mu);
         P->zygote = fork();
         if (P->zygote == 0) {
+            qv_callback_gate = NULL; /* made from a done callback: no dispatcher here */
             close(zsv[0]);
             qv_zygote_main(zsv[1]); /* never returns */
         }

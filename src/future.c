@@ -10,6 +10,8 @@ static int terminal(qv_future_state st)
     return st == QV_FINISHED || st == QV_FAILED || st == QV_CANCELLED;
 }
 
+_Thread_local void (*qv_callback_gate)(int take);
+
 qv_future *qv_future_alloc(void)
 {
     qv_future *f = qv_calloc(1, sizeof(*f));
@@ -211,8 +213,13 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
      * per result). f stays valid: whoever completes it holds a reference. */
     if (!f->defer_wake) pthread_cond_broadcast(&f->cv);
 
-    if (f->first_cb.fn) f->first_cb.fn(f, f->first_cb.arg);
-    for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
+    if (f->first_cb.fn) {
+        void (*gate)(int) = qv_callback_gate;
+        if (gate) gate(0);
+        f->first_cb.fn(f, f->first_cb.arg);
+        for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
+        if (gate) gate(1);
+    }
 
     qv_session *s = f->session;
     f->session = NULL;

@@ -237,6 +237,10 @@ void qv_future_end_transfer(qv_future *f);
 /* The one terminal transition. Takes ownership of msg and resp. A pending
  * cancel turns any outcome into CANCELLED. */
 void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp);
+/* Set by a thread that holds a lock user code must not run under (the
+ * process pool's dispatcher, the fork lock's read side): done callbacks run
+ * between gate(0), which lets it go, and gate(1), which takes it again. */
+extern _Thread_local void (*qv_callback_gate)(int take);
 void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "<kind>: <detail> (<METHOD> <URL>)", the message of a failed future. */

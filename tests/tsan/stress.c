@@ -20,7 +20,10 @@
  *  3. close while submitting: qv_session_close(s, 1) while threads keep
  *     submitting to s, until each sees QV_ESHUTDOWN;
  *  4. executor free with work in flight: qv_executor_free while work is
- *     queued and running and threads keep submitting to a session on it.
+ *     queued and running and threads keep submitting to a session on it;
+ *  5. (processes) pools made around done callbacks: a callback on the
+ *     shared pool's dispatcher makes a pool, uses it and frees it, while
+ *     the main thread does the same.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -571,6 +574,46 @@ static void free_with_work_in_flight(world *w, qv_executor *ex2)
     qv_session_free(s);
 }
 
+/* ------------------------------------- 5. pools made around done callbacks */
+
+/* A pool made, asked once and freed: a fork under the fork lock's write
+ * side, met by the read side of the dispatchers already running. */
+static void use_a_new_pool(void)
+{
+    qv_executor *ex = new_executor(QV_PROCESSES, 1);
+    qv_session *s = new_session(ex, QV_PROCESSES, 0);
+    item *it;
+    int rc = submit(s, url_small, &it);
+    CHECK(rc == QV_OK, "submit to a new pool: %s", qv_errname(rc));
+    if (rc == QV_OK) settle(it);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+static void pool_from_callback(qv_future *f, void *arg)
+{
+    (void)f;
+    use_a_new_pool();
+    atomic_store((atomic_int *)arg, 1);
+}
+
+static void pools_around_callbacks(world *w)
+{
+    for (int i = 0; i < 3; i++) {
+        atomic_int done = 0;
+        qv_future *f = NULL;
+        int rc = qv_get(w->s[0], &f, url_small);
+        CHECK(rc == QV_OK, "submit: %s", qv_errname(rc));
+        if (rc) continue;
+        atomic_fetch_add(&w->on_ex, 1);
+        rc = qv_future_add_done_callback(f, pool_from_callback, &done);
+        CHECK(rc == QV_OK, "add_done_callback: %s", qv_errname(rc));
+        use_a_new_pool();
+        while (rc == QV_OK && !atomic_load(&done)) sleep_us(1000); /* the alarm bounds it */
+        qv_future_release(f);
+    }
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void run_kind(qv_executor_kind kind, int rounds)
@@ -599,6 +642,7 @@ static void run_kind(qv_executor_kind kind, int rounds)
     for (int i = 0; i < NSUBMITTERS; i++) pthread_join(t[i], NULL);
     close_while_submitting(&w);
     free_with_work_in_flight(&w, ex2);
+    if (kind == QV_PROCESSES) pools_around_callbacks(&w);
 
     for (int i = 0; i < 3; i++) qv_session_free(w.s[i]);
     /* Every callback has run by now (sessions wait for them). */
