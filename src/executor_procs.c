@@ -82,13 +82,18 @@ static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZ
 
 /* A done callback runs outside the read side: it may block on another pool
  * (wait for its future, free it) whose dispatcher waits for the read side
- * behind a pool being made, or make a pool itself. */
+ * behind a pool being made, or make a pool itself. Callbacks nest (one that
+ * cancels a queued future runs that future's), so only the outermost let
+ * it go and take it again. */
+static _Thread_local int in_callbacks;
+
 static void dispatcher_gate(int take)
 {
-    if (take)
-        pthread_rwlock_rdlock(&fork_lock);
-    else
+    if (take) {
+        if (--in_callbacks == 0) pthread_rwlock_rdlock(&fork_lock);
+    } else if (in_callbacks++ == 0) {
         pthread_rwlock_unlock(&fork_lock);
+    }
 }
 
 /* A dispatcher thread also allocates outside the read side: while it

@@ -99,12 +99,15 @@ typedef struct at_done {
     pthread_t main;
     int on_other_thread;
     maker m;
-    qv_future *other;    /* a future of another pool to wait for */
+    qv_future *other;    /* a future of another pool to wait for, or to cancel */
     qv_session *other_s; /* or a session and pool to free */
     qv_executor *other_ex;
     int wait_rc;
     int make_rc;
     qv_executor *made;
+    int cancel_rc;
+    int inside;     /* 1 while the outer callback cancels */
+    int inner_runs; /* runs of the cancelled future's callback within it */
     atomic_int finished;
 } at_done;
 
@@ -130,6 +133,28 @@ static void make_a_pool(qv_future *f, void *arg)
     d->make_rc = qv_executor_new(&d->made, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
                                                                .kind = QV_PROCESSES,
                                                                .max_workers = 1});
+    atomic_store(&d->finished, 1);
+}
+
+/* The cancelled future's callback, run by the cancel: makes a pool. */
+static void make_a_pool_within(qv_future *f, void *arg)
+{
+    (void)f;
+    at_done *d = arg;
+    d->inner_runs += d->inside;
+    d->make_rc = qv_executor_new(&d->made, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                               .kind = QV_PROCESSES,
+                                                               .max_workers = 1});
+}
+
+static void cancel_other(qv_future *f, void *arg)
+{
+    (void)f;
+    at_done *d = arg;
+    d->on_other_thread = !pthread_equal(pthread_self(), d->main);
+    d->inside = 1;
+    d->cancel_rc = qv_future_cancel(d->other);
+    d->inside = 0;
     atomic_store(&d->finished, 1);
 }
 
@@ -203,4 +228,36 @@ Test(pools, a_done_callback_may_make_a_pool)
     expect_serves(a);
     qv_executor_free(d.made);
     qv_executor_free(a);
+}
+
+/* Callbacks nest: one that cancels a waiting future runs that future's
+ * callback within itself, which may make a pool all the same. */
+Test(pools, a_callback_run_within_a_callback_may_make_a_pool)
+{
+    skip_unless_processes();
+    qv_executor *a = pool(), *b = pool();
+    qv_session *sa = TX_SESSION(.executor = a), *sb = TX_SESSION(.executor = b);
+    at_done d = {0};
+    qv_future *busy;
+    cr_assert_eq(qv_get(sb, &busy, tu("/delay/3")), QV_OK);
+    /* Waits for b's one worker (queued, or held for it): a cancel ends it
+     * on the cancelling thread. */
+    cr_assert_eq(qv_get(sb, &d.other, tu("/get")), QV_OK);
+    cr_assert_eq(qv_future_add_done_callback(d.other, make_a_pool_within, &d), QV_OK);
+    run_at_done(sa, cancel_other, &d);
+    cr_assert_eq(d.cancel_rc, 1);
+    tx_expect_error(d.other, QV_ECANCELLED);
+    cr_assert_eq(d.inner_runs, 1, "the cancelled future's callback ran %d times within the cancel",
+                 d.inner_runs);
+    cr_assert_eq(d.make_rc, QV_OK, "making a pool there failed: %s", qv_strerror(d.make_rc));
+    expect_serves(d.made);
+    tx_expect_status(busy, 200);
+    qv_future_release(busy);
+    qv_future_release(d.other);
+    qv_session_free(sa);
+    qv_session_free(sb);
+    expect_serves(a);
+    qv_executor_free(d.made);
+    qv_executor_free(a);
+    qv_executor_free(b);
 }

@@ -22,8 +22,9 @@
  *  4. executor free with work in flight: qv_executor_free while work is
  *     queued and running and threads keep submitting to a session on it;
  *  5. (processes) pools made around done callbacks: a callback on the
- *     shared pool's dispatcher makes a pool, uses it and frees it, while
- *     the main thread does the same.
+ *     shared pool's dispatcher makes a pool, uses it (a cancel there runs
+ *     a done callback within this one) and frees it, while the main
+ *     thread does the same.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -576,16 +577,27 @@ static void free_with_work_in_flight(world *w, qv_executor *ex2)
 
 /* ------------------------------------- 5. pools made around done callbacks */
 
-/* A pool made, asked once and freed: a fork under the fork lock's write
- * side, met by the read side of the dispatchers already running. */
+/* A pool made, asked twice and freed: a fork under the fork lock's write
+ * side, met by the read side of the dispatchers already running. The second
+ * request, waiting behind the first for the one worker, is cancelled: done
+ * here, its done callback runs here too (within this one's, when called
+ * from a callback). */
 static void use_a_new_pool(void)
 {
     qv_executor *ex = new_executor(QV_PROCESSES, 1);
     qv_session *s = new_session(ex, QV_PROCESSES, 0);
-    item *it;
-    int rc = submit(s, url_small, &it);
+    item *it[2];
+    int rc = submit(s, url_drip, &it[0]);
     CHECK(rc == QV_OK, "submit to a new pool: %s", qv_errname(rc));
-    if (rc == QV_OK) settle(it);
+    if (rc == QV_OK) {
+        rc = submit(s, url_small, &it[1]);
+        CHECK(rc == QV_OK, "submit to a new pool: %s", qv_errname(rc));
+        if (rc == QV_OK) {
+            it[1]->cancel_rc = qv_future_cancel(it[1]->f);
+            settle(it[1]);
+        }
+        settle(it[0]);
+    }
     qv_session_free(s);
     qv_executor_free(ex);
 }
@@ -602,7 +614,9 @@ static void pools_around_callbacks(world *w)
     for (int i = 0; i < 3; i++) {
         atomic_int done = 0;
         qv_future *f = NULL;
-        int rc = qv_get(w->s[0], &f, url_small);
+        /* Slow enough for the callback to be added before it is done, so
+         * that it runs on the dispatcher. */
+        int rc = qv_get(w->s[0], &f, url_drip);
         CHECK(rc == QV_OK, "submit: %s", qv_errname(rc));
         if (rc) continue;
         atomic_fetch_add(&w->on_ex, 1);
