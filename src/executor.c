@@ -4,6 +4,8 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 atomic_int qv_io_threads;
@@ -71,9 +73,18 @@ void qv_executor_unref(qv_executor *ex)
     ex->vt->destroy(ex);
 }
 
+_Thread_local qv_executor *qv_own_executor;
+
 void qv_executor_free(qv_executor *ex)
 {
     if (!ex) return;
+    /* Its threads would have to join themselves: memory would be freed
+     * under the very thread running. A misuse no return value can report. */
+    if (qv_own_executor == ex) {
+        fprintf(stderr, "quiver: qv_executor_free called from one of the executor's own hooks "
+                        "or done callbacks; free it from another thread\n");
+        abort();
+    }
     pthread_mutex_lock(&ex->mu);
     int first = !ex->shutdown;
     ex->shutdown = 1;

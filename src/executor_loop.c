@@ -46,6 +46,7 @@ static void deliver_batch(loop *L, qv_future *head, qv_future *tail)
 static void *delivery_main(void *arg)
 {
     loop *L = arg;
+    qv_own_executor = &L->base;
     for (;;) {
         pthread_mutex_lock(&L->dmu);
         while (!L->dhead && !L->dstop) pthread_cond_wait(&L->dcv, &L->dmu);
@@ -181,6 +182,7 @@ static void *io_main(void *arg)
 {
     loop *L = arg;
     qv_executor *ex = &L->base;
+    qv_own_executor = ex;
     double next_scan = 0;
     int wait_ms = 1000;
     for (;;) {

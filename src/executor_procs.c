@@ -736,6 +736,7 @@ static void *dispatch_main(void *arg)
     struct epoll_event ev[64];
     transit_add(-1); /* started: before the read side, which a waiting fork holds off */
     qv_callback_gate = dispatcher_gate;
+    qv_own_executor = &P->base;
     pthread_rwlock_rdlock(&fork_lock);
     for (;;) {
         /* Before schedule looks at the queue: a submit after that look sees
@@ -844,6 +845,9 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
      * lookup, a handshake) could leave the zygote with a lock nobody will
      * release: create process pools before any other quiver executor. */
     if (atomic_load(&qv_io_threads) > 0) return QV_EINVAL;
+    /* A dispatcher outside a done callback holds the read side: the write
+     * side would wait for it for good. */
+    if (qv_callback_gate == dispatcher_gate && !in_callbacks) return QV_EINVAL;
     procs *P = qv_calloc(1, sizeof(*P));
     if (!P) return QV_ENOMEM;
     P->zfd = P->wake[0] = P->wake[1] = P->ep = -1;

@@ -39,6 +39,7 @@ static void *worker_main(void *arg)
     tpool *tp = (tpool *)ex;
     qv_slot slot = {0};
     CURLM *multi = NULL;
+    qv_own_executor = ex;
     for (;;) {
         pthread_mutex_lock(&ex->mu);
         qv_future *f;

@@ -535,6 +535,9 @@ struct qv_executor {
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);
 void qv_executor_ref(qv_executor *ex);
 void qv_executor_unref(qv_executor *ex);
+/* The executor whose thread this is (a worker, an I/O, delivery or
+ * dispatcher thread), where its hooks and done callbacks run. */
+extern _Thread_local qv_executor *qv_own_executor;
 /* Queues f (taking the queue's reference); QV_ESHUTDOWN if shut down. */
 int qv_executor_submit(qv_executor *ex, qv_future *f);
 /* Pops the oldest future allowed to start (ex->mu held): due retries

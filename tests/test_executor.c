@@ -3,10 +3,12 @@
 #include "support.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 TestSuite(executor, .timeout = 120);
 
@@ -228,6 +230,28 @@ Test(executor, executor_free_waits_for_work_in_flight, .timeout = 120)
     cr_assert_null(f);
     for (int i = 0; i < 3; i++) qv_future_release(fs[i]);
     qv_session_free(s);
+}
+
+static void free_own_executor(qv_future *f, void *arg)
+{
+    (void)f;
+    qv_executor_free(arg);
+}
+
+/* Freed from one of its own done callbacks, an executor would have its
+ * threads join themselves and free memory under the thread running: a
+ * misuse no return value can report, so the program stops with a message. */
+Test(executor, freeing_an_executor_from_its_own_callback_aborts, .signal = SIGABRT, .timeout = 60)
+{
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *f;
+    /* Long enough for the callback to be added before the answer. */
+    cr_assert_eq(qv_get(s, &f, tu("/delay/1")), QV_OK);
+    cr_assert_eq(qv_future_add_done_callback(f, free_own_executor, ex), QV_OK);
+    qv_future_wait(f, 30000);
+    for (double t0 = now_ms(); now_ms() - t0 < 10000;)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
 }
 
 Test(executor, session_free_drains_queue, .timeout = 120)

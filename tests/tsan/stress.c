@@ -602,16 +602,22 @@ static void use_a_new_pool(void)
     qv_executor_free(ex);
 }
 
+static pthread_t main_thread;
+static atomic_int on_dispatcher; /* of phase 5's callbacks */
+
 static void pool_from_callback(qv_future *f, void *arg)
 {
     (void)f;
+    atomic_fetch_add(&on_dispatcher, !pthread_equal(pthread_self(), main_thread));
     use_a_new_pool();
     atomic_store((atomic_int *)arg, 1);
 }
 
 static void pools_around_callbacks(world *w)
 {
-    for (int i = 0; i < 3; i++) {
+    main_thread = pthread_self();
+    enum { ROUNDS = 3 };
+    for (int i = 0; i < ROUNDS; i++) {
         atomic_int done = 0;
         qv_future *f = NULL;
         /* Slow enough for the callback to be added before it is done, so
@@ -626,6 +632,9 @@ static void pools_around_callbacks(world *w)
         while (rc == QV_OK && !atomic_load(&done)) sleep_us(1000); /* the alarm bounds it */
         qv_future_release(f);
     }
+    /* Else the phase tested nothing it says (a callback added too late runs
+     * on the thread that adds it). */
+    CHECK(atomic_load(&on_dispatcher) > 0, "none of %d pool callbacks ran on a dispatcher", ROUNDS);
 }
 
 /* ------------------------------------------------------------------- main */
