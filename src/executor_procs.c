@@ -868,7 +868,9 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
         pthread_mutex_unlock(&transit_mu);
         P->zygote = fork();
         if (P->zygote == 0) {
-            qv_callback_gate = NULL; /* made from a done callback: no dispatcher here */
+            /* Made from a done callback: no dispatcher, no executor's thread here. */
+            qv_callback_gate = NULL;
+            qv_own_executor = NULL;
             close(zsv[0]);
             qv_zygote_main(zsv[1]); /* never returns */
         }
