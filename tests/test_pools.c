@@ -23,13 +23,18 @@ static void skip_unless_processes(void)
         cr_skip_test("QV_PROCESSES-only test; runs in the processes registration");
 }
 
+/* A pool of one worker: its qv_executor_new result. */
+static int new_pool(qv_executor **out)
+{
+    return qv_executor_new(out, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                    .kind = QV_PROCESSES,
+                                                    .max_workers = 1});
+}
+
 static qv_executor *pool(void)
 {
     qv_executor *ex;
-    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                          .kind = QV_PROCESSES,
-                                                          .max_workers = 1}),
-                 QV_OK);
+    cr_assert_eq(new_pool(&ex), QV_OK);
     return ex;
 }
 
@@ -46,9 +51,7 @@ static void *make_pool(void *arg)
 {
     maker *m = arg;
     atomic_store(&m->tid, (int)syscall(SYS_gettid));
-    m->rc = qv_executor_new(&m->made, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                          .kind = QV_PROCESSES,
-                                                          .max_workers = 1});
+    m->rc = new_pool(&m->made);
     atomic_store(&m->done, 1);
     return NULL;
 }
@@ -99,7 +102,10 @@ static void finish_maker(maker *m)
     qv_executor_free(m->made);
 }
 
-typedef struct at_done {
+/* What a test's done callback does, and what it saw. */
+typedef struct at_done at_done;
+struct at_done {
+    void (*body)(at_done *d); /* run by the callback */
     pthread_t main;
     int on_other_thread;
     maker m;
@@ -113,31 +119,21 @@ typedef struct at_done {
     int inside;     /* 1 while the outer callback cancels */
     int inner_runs; /* runs of the cancelled future's callback within it */
     atomic_int finished;
-} at_done;
+};
 
-static void block_on_other_pool(qv_future *f, void *arg)
+static void block_on_other_pool(at_done *d)
 {
-    (void)f;
-    at_done *d = arg;
-    d->on_other_thread = !pthread_equal(pthread_self(), d->main);
     start_maker(&d->m);
     if (d->other) d->wait_rc = qv_future_wait(d->other, 20000);
     if (d->other_ex) {
         qv_session_free(d->other_s);
         qv_executor_free(d->other_ex);
     }
-    atomic_store(&d->finished, 1);
 }
 
-static void make_a_pool(qv_future *f, void *arg)
+static void make_a_pool(at_done *d)
 {
-    (void)f;
-    at_done *d = arg;
-    d->on_other_thread = !pthread_equal(pthread_self(), d->main);
-    d->make_rc = qv_executor_new(&d->made, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                               .kind = QV_PROCESSES,
-                                                               .max_workers = 1});
-    atomic_store(&d->finished, 1);
+    d->make_rc = new_pool(&d->made);
 }
 
 /* The cancelled future's callback, run by the cancel: makes a pool. */
@@ -146,32 +142,36 @@ static void make_a_pool_within(qv_future *f, void *arg)
     (void)f;
     at_done *d = arg;
     d->inner_runs += d->inside;
-    d->make_rc = qv_executor_new(&d->made, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                               .kind = QV_PROCESSES,
-                                                               .max_workers = 1});
+    make_a_pool(d);
 }
 
-static void cancel_other(qv_future *f, void *arg)
+static void cancel_other(at_done *d)
+{
+    d->inside = 1;
+    d->cancel_rc = qv_future_cancel(d->other);
+    d->inside = 0;
+}
+
+static void at_done_cb(qv_future *f, void *arg)
 {
     (void)f;
     at_done *d = arg;
     d->on_other_thread = !pthread_equal(pthread_self(), d->main);
-    d->inside = 1;
-    d->cancel_rc = qv_future_cancel(d->other);
-    d->inside = 0;
+    d->body(d);
     atomic_store(&d->finished, 1);
 }
 
-/* Submits a request to a pool's own session with cb as its done callback,
- * and waits for the callback to return: at most 30 s, which a deadlock
- * between the pools would exceed. */
-static void run_at_done(qv_session *s, qv_done_fn cb, at_done *d)
+/* Submits a request to a pool's own session with a done callback that runs
+ * body, and waits for the callback to return: at most 30 s, which a
+ * deadlock between the pools would exceed. */
+static void run_at_done(qv_session *s, void (*body)(at_done *d), at_done *d)
 {
+    d->body = body;
     d->main = pthread_self();
     qv_future *f;
     /* Long enough for the callback to be added before the answer. */
     cr_assert_eq(qv_get(s, &f, tu("/delay/1")), QV_OK);
-    cr_assert_eq(qv_future_add_done_callback(f, cb, d), QV_OK);
+    cr_assert_eq(qv_future_add_done_callback(f, at_done_cb, d), QV_OK);
     tx_expect_status(f, 200);
     double t0 = now_ms();
     while (!atomic_load(&d->finished) && now_ms() - t0 < 30000)
