@@ -1,6 +1,7 @@
 /* quiver bench: N requests to one URL, C at a time, then a wrk/hey-style
  * summary on stdout. */
 #include "cli.h"
+#include "cmdline.h"
 #include "parse.h"
 #include "progress.h"
 #include "reqopts.h"
@@ -112,22 +113,14 @@ int cmd_bench(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {0},
     };
+    static const cli_cmd cmd = {"bench", synopsis, "n:c:q", longopts, help};
     cli_req req;
     cli_req_init(&req);
     bench b = {0};
     long n = 200, conc = 10;
     int quiet = 0, c, rc;
-    while ((c = getopt_long(argc, argv, ":" CLI_REQ_SHORTOPTS "hn:c:q", longopts, NULL)) != -1) {
-        if ((rc = cli_req_option(&req, "bench", synopsis, c, optarg)) >= 0) {
-            if (rc) goto out;
-            continue;
-        }
+    while ((c = cli_next_option(&cmd, &req, argc, argv, &rc)) > 0) {
         switch (c) {
-        case 'h':
-        case CLI_OPT_HELP:
-            help();
-            rc = CLI_OK;
-            goto out;
         case 'n':
             if (parse_long(optarg, 1, MAX_REQUESTS, &n)) {
                 rc = cli_usage_error("bench", synopsis, "-n wants 1 to %ld, not '%s'", MAX_REQUESTS,
@@ -145,11 +138,9 @@ int cmd_bench(int argc, char **argv)
         case 'q':
             quiet = 1;
             break;
-        default:
-            rc = cli_getopt_error("bench", synopsis, c, argv);
-            goto out;
         }
     }
+    if (c == 0) goto out;
     if ((rc = cli_one_url("bench", synopsis, argc - optind))) goto out;
     if ((rc = cli_req_finish(&req, "bench", synopsis))) goto out;
     if (conc > n) conc = n; /* more workers than requests would only idle */

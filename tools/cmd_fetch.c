@@ -1,6 +1,7 @@
 /* quiver fetch: many URLs concurrently, one JSON Lines record per URL on
  * stdout as each completes, a progress line and a summary on stderr. */
 #include "cli.h"
+#include "cmdline.h"
 #include "input.h"
 #include "jsonl.h"
 #include "outdir.h"
@@ -127,23 +128,15 @@ int cmd_fetch(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {0},
     };
+    static const cli_cmd cmd = {"fetch", synopsis, "i:j:o:fq", longopts, help};
     cli_req req;
     cli_req_init(&req);
     fetch ft = {0};
     const char *input_path = NULL;
     long jobs = QV_DEFAULT_MAX_WORKERS;
     int quiet = 0, fail = 0, c, rc;
-    while ((c = getopt_long(argc, argv, ":" CLI_REQ_SHORTOPTS "hi:j:o:fq", longopts, NULL)) != -1) {
-        if ((rc = cli_req_option(&req, "fetch", synopsis, c, optarg)) >= 0) {
-            if (rc) goto out;
-            continue;
-        }
+    while ((c = cli_next_option(&cmd, &req, argc, argv, &rc)) > 0) {
         switch (c) {
-        case 'h':
-        case CLI_OPT_HELP:
-            help();
-            rc = CLI_OK;
-            goto out;
         case 'i':
             input_path = optarg;
             break;
@@ -163,11 +156,9 @@ int cmd_fetch(int argc, char **argv)
         case 'q':
             quiet = 1;
             break;
-        default:
-            rc = cli_getopt_error("fetch", synopsis, c, argv);
-            goto out;
         }
     }
+    if (c == 0) goto out;
     if (optind >= argc && !input_path) {
         rc = cli_usage_error("fetch", synopsis,
                              "no URLs: give them as arguments or with -i FILE (- for stdin)");

@@ -1,6 +1,7 @@
 /* quiver get: one request, printed like an HTTP message: status line,
  * headers, a blank line, the body. */
 #include "cli.h"
+#include "cmdline.h"
 #include "pretty.h"
 #include "reqopts.h"
 
@@ -75,20 +76,12 @@ int cmd_get(int argc, char **argv)
         {"body", no_argument, NULL, 'b'},
         {0},
     };
+    static const cli_cmd cmd = {"get", synopsis, "fb", longopts, help};
     cli_req req;
     cli_req_init(&req);
     int pretty = 0, fail = 0, body_only = 0, c, rc;
-    while ((c = getopt_long(argc, argv, ":" CLI_REQ_SHORTOPTS "hfb", longopts, NULL)) != -1) {
-        if ((rc = cli_req_option(&req, "get", synopsis, c, optarg)) >= 0) {
-            if (rc) goto out;
-            continue;
-        }
+    while ((c = cli_next_option(&cmd, &req, argc, argv, &rc)) > 0) {
         switch (c) {
-        case 'h':
-        case CLI_OPT_HELP:
-            help();
-            rc = CLI_OK;
-            goto out;
         case OPT_PRETTY:
             pretty = 1;
             break;
@@ -98,11 +91,9 @@ int cmd_get(int argc, char **argv)
         case 'b':
             body_only = 1;
             break;
-        default:
-            rc = cli_getopt_error("get", synopsis, c, argv);
-            goto out;
         }
     }
+    if (c == 0) goto out;
     if ((rc = cli_one_url("get", synopsis, argc - optind))) goto out;
     if ((rc = cli_req_finish(&req, "get", synopsis))) goto out;
 
