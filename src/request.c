@@ -231,6 +231,10 @@ static int build_parts(qv_req *r, const qv_part *parts)
     size_t n = 0;
     for (const qv_part *p = parts; p->name; p++) {
         if (!p->value == !p->file) return QV_EINVAL; /* exactly one of value / file */
+        /* Both become part header lines: CR/LF would inject headers. */
+        if ((p->filename && strpbrk(p->filename, "\r\n")) ||
+            (p->content_type && strpbrk(p->content_type, "\r\n")))
+            return QV_EINVAL;
         n++;
     }
     r->parts = qv_arena_alloc(&r->arena, n * sizeof(*r->parts));

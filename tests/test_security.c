@@ -179,3 +179,27 @@ Test(security, redirect_to_non_http_schemes_refused, .timeout = 30)
     }
     qv_session_free(s);
 }
+
+Test(security, crlf_in_multipart_part_headers_rejected_at_submit, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    const qv_part bad[][2] = {
+        {{.name = "f", .value = "x", .content_type = "text/plain\r\nX-Injected: 1"}, {0}},
+        {{.name = "f", .value = "x", .filename = "a.txt\r\nX-Injected: 1"}, {0}},
+        {{.name = "f", .value = "x", .content_type = "text/plain\nX-Injected: 1"}, {0}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        qv_future *f = NULL;
+        cr_assert_eq(qv_post(s, &f, tu("/post"), .multipart = bad[i]), QV_EINVAL,
+                     "part %zu with CR/LF in a part header was accepted", i);
+        cr_assert_null(f);
+    }
+    qv_session_free(s);
+}
+
+Test(security, response_json_of_null_sets_err, .timeout = 30)
+{
+    int err = QV_OK;
+    cr_assert_null(qv_response_json(NULL, &err));
+    cr_assert_eq(err, QV_EINVAL, "err is %s, expected QV_EINVAL", qv_errname(err));
+}
