@@ -81,7 +81,7 @@ enum qv_error {
     QV_ECANCELLED,       /* the future was cancelled */
     QV_ESHUTDOWN,        /* the session or executor is closed */
     QV_EWORKER,          /* a worker process died */
-    QV_EHOOK,            /* a response hook failed */
+    QV_EHOOK,            /* a response or request hook failed */
     QV_EWAIT_TIMEOUT,    /* a result/wait timeout expired; the future goes on */
     QV_EIO,              /* a local file (e.g. a multipart upload) could not be read */
     QV_ETRANSFER,        /* any other transfer failure; the message has libcurl's detail */
@@ -128,6 +128,35 @@ typedef struct qv_hook {
     qv_hook_fn fn;
     void *arg;
 } qv_hook; /* arrays end with {0} */
+
+/* A request hook (.on_request, on the session and on a request): runs
+ * before each attempt of a request, retries included, on the thread that
+ * starts the attempt: a QV_THREADS worker, QV_LOOP's I/O thread (keep it
+ * short there: every transfer waits for it), and with QV_PROCESSES in the
+ * worker process, like response hooks (`s` is then the worker's stand-in
+ * session, and what the hook changes in memory stays in that process). It
+ * may change the headers of that attempt alone, e.g. put a fresh OAuth
+ * token on a retry. The session's hook runs first, then the request's. A
+ * non-zero return fails the future with QV_EHOOK (the attempt is not sent,
+ * nor retried; qv_attempt_set_error gives the message). The qv_attempt is
+ * valid during the call only. */
+typedef struct qv_attempt qv_attempt;
+typedef int (*qv_request_hook_fn)(qv_session *s, qv_attempt *a, void *arg);
+
+/* Sets a header of this attempt: replaces every header of that name
+ * (case-insensitive; libcurl's own, e.g. the Authorization of .auth, too)
+ * or adds it; value NULL removes it (libcurl's own default, e.g. Accept,
+ * included); "" sends it empty. QV_EINVAL for a name that is not an HTTP
+ * token or CR/LF in the value (nothing changes), QV_ENOMEM. */
+int qv_attempt_set_header(qv_attempt *a, const char *name, const char *value);
+/* 1 for the first attempt, 2 for the first retry, ... */
+int qv_attempt_number(const qv_attempt *a);
+/* The request's method ("GET") and URL (with its query parameters). */
+const char *qv_attempt_method(const qv_attempt *a);
+const char *qv_attempt_url(const qv_attempt *a);
+/* The message of a failing request hook (copied). QV_OK, QV_EINVAL or
+ * QV_ENOMEM. */
+int qv_attempt_set_error(qv_attempt *a, const char *message);
 
 typedef enum qv_auth_kind {
     QV_AUTH_NONE = 0, /* none; but a username alone means basic */
@@ -258,6 +287,9 @@ typedef struct qv_session_opts {
     const char *proxy;         /* proxy URL; NULL = libcurl's environment proxies */
     const char *user_agent;    /* NULL = "quiver/<version>" */
     const qv_retry *retry;     /* NULL = no retries */
+    /* Runs before each attempt of every request (see qv_request_hook_fn). */
+    qv_request_hook_fn on_request;
+    void *on_request_arg;
 } qv_session_opts;
 
 /*
@@ -290,6 +322,9 @@ typedef struct qv_request_opts {
     void *hook_arg;
     void *user_data;       /* the future's user data */
     const qv_retry *retry; /* NULL = the session's; else replaces it whole */
+    /* Runs before each attempt, after the session's on_request. */
+    qv_request_hook_fn on_request;
+    void *on_request_arg;
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */

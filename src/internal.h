@@ -105,6 +105,12 @@ typedef struct qv_retry_policy {
     int statuses[QV_RETRY_STATUSES_MAX];
 } qv_retry_policy;
 
+/* A request hook with its argument (fn NULL: none). */
+typedef struct qv_req_hook {
+    qv_request_hook_fn fn;
+    void *arg;
+} qv_req_hook;
+
 /* Everything a transfer needs, merged from session + request and copied. */
 typedef struct qv_req {
     qv_arena arena;
@@ -131,6 +137,8 @@ typedef struct qv_req {
     const char *url_error_msg;
     qv_retry_policy retry;
     uint64_t wire_id; /* a process pool's name for this attempt (0: none; its dispatcher's alone) */
+    /* The session's on_request hook, then the request's: run before each attempt. */
+    qv_req_hook on_request[2];
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
@@ -138,6 +146,9 @@ typedef struct qv_req {
  * content_type, or no Content-Type at all), 2 multipart. */
 int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pair *request,
                     const char *user_agent, int body, const char *content_type);
+/* Appends the line of one header: "Name: value", "Name;" for an empty value,
+ * "Name:" for NULL (libcurl then sends none, not even its own). */
+int qv_header_line_add(struct curl_slist **out, const char *name, const char *value);
 /* Builds r from session defaults + opts (a full-size copy, see qv_opts_copy).
  * QV_EINVAL/QV_ENOMEM/QV_EJSON. */
 int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts);
@@ -424,6 +435,7 @@ typedef struct qv_slot {
     qv_future *f;
     qv_response *resp;
     struct curl_slist *resolved_headers;
+    struct curl_slist *attempt_headers; /* the lines an on_request hook changed (owned) */
     curl_mime *mime;
     double last_activity_ms;
     curl_off_t last_upload;
@@ -473,6 +485,13 @@ int qv_conncheck_retry(qv_slot *slot, CURLM *multi);
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
+
+/* ------------------------------------------------------ request hooks (attempt.c) */
+
+/* Runs f's on_request hooks for the attempt about to start on slot (the
+ * lines they change go to slot->attempt_headers): QV_OK, or QV_EHOOK or
+ * QV_ENOMEM with *msg set (NULL if out of memory). */
+int qv_attempt_run_hooks(qv_slot *slot, qv_future *f, char **msg);
 
 /* --------------------------------------------------------- executor (executor.c) */
 

@@ -152,7 +152,7 @@ static int has_header(const qv_pair *const *list, size_t n, const char *name)
     return 0;
 }
 
-static int add_line(struct curl_slist **out, const char *name, const char *value)
+int qv_header_line_add(struct curl_slist **out, const char *name, const char *value)
 {
     /* libcurl's conventions: "Name:" removes a header, "Name;" sends it empty. */
     char *line = !value   ? qv_asprintf("%s:", name)
@@ -197,16 +197,18 @@ int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pa
     int rc = QV_OK;
     /* libcurl's own line came before the User-Agent: the same order */
     pthread_once(&encodings_once, encodings_init);
-    if (!has_header(list, n, "Accept-Encoding")) rc = add_line(out, "Accept-Encoding", encodings);
-    if (!rc && !has_header(list, n, "User-Agent")) rc = add_line(out, "User-Agent", user_agent);
+    if (!has_header(list, n, "Accept-Encoding"))
+        rc = qv_header_line_add(out, "Accept-Encoding", encodings);
+    if (!rc && !has_header(list, n, "User-Agent"))
+        rc = qv_header_line_add(out, "User-Agent", user_agent);
     /* A raw body gets no Content-Type unless the caller gives one (libcurl
      * would claim it is a form); and no "Expect: 100-continue" round trip
      * before large bodies. */
     if (!rc && body == 1 && !has_header(list, n, "Content-Type"))
-        rc = add_line(out, "Content-Type", content_type);
-    if (!rc && body && !has_header(list, n, "Expect")) rc = add_line(out, "Expect", NULL);
+        rc = qv_header_line_add(out, "Content-Type", content_type);
+    if (!rc && body && !has_header(list, n, "Expect")) rc = qv_header_line_add(out, "Expect", NULL);
     for (size_t i = 0; i < n && !rc; i++)
-        if (!overridden(list, n, i)) rc = add_line(out, list[i]->name, list[i]->value);
+        if (!overridden(list, n, i)) rc = qv_header_line_add(out, list[i]->name, list[i]->value);
     qv_free(list);
     return rc;
 }
@@ -358,6 +360,8 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     r->proxy = s->o.proxy;
     r->hook = o.hook;
     r->hook_arg = o.hook_arg;
+    r->on_request[0] = (qv_req_hook){s->o.on_request, s->o.on_request_arg};
+    r->on_request[1] = (qv_req_hook){o.on_request, o.on_request_arg};
     if (o.retry) return qv_retry_resolve(&r->retry, o.retry);
     r->retry = s->retry;
     return QV_OK;

@@ -209,7 +209,8 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
     const qv_req *r = &f->req;
     CURLcode cc = CURLE_OK;
     SET(CURLOPT_URL, r->url);
-    SET(CURLOPT_HTTPHEADER, r->headers);
+    /* an on_request hook's lines, if it changed them */
+    SET(CURLOPT_HTTPHEADER, slot->attempt_headers ? slot->attempt_headers : r->headers);
     SET(CURLOPT_SHARE, f->session->share);
     SET(CURLOPT_COOKIEFILE, "");
     /* Over TLS, wait for a connection that may multiplex (HTTP/2, learnt in
@@ -285,6 +286,11 @@ static void slot_release(qv_slot *slot)
     curl_mime_free(slot->mime);
     slot->mime = NULL;
     slot->f = NULL;
+    if (slot->attempt_headers) {
+        curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_slist_free_all(slot->attempt_headers);
+        slot->attempt_headers = NULL;
+    }
     /* libcurl 7.88's curl_easy_reset forgets the cookie-file list without
      * freeing it: clear it here, while the share is still attached. */
     curl_easy_setopt(slot->easy, CURLOPT_COOKIEFILE, NULL);
@@ -304,15 +310,21 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
     slot->resp = qv_response_new();
-    CURLcode cc = slot->resp ? setup_easy(slot, f) : CURLE_OUT_OF_MEMORY;
-    if (cc == CURLE_OK) return QV_OK;
-    slot->configured = NULL; /* half set up: the next one starts from a reset */
+    char *hook_msg = NULL;
+    int err = slot->resp ? qv_attempt_run_hooks(slot, f, &hook_msg) : QV_ENOMEM;
+    CURLcode cc = err ? CURLE_OK : setup_easy(slot, f);
+    if (!err && cc == CURLE_OK) return QV_OK;
+    if (cc) slot->configured = NULL; /* half set up: the next one starts from a reset */
     qv_future_end_transfer(f);
     qv_response_free(slot->resp);
     slot->resp = NULL;
-    f->out_err = qv_error_from_curl(cc);
+    f->out_err = err ? err : qv_error_from_curl(cc);
     f->out_msg = qv_future_message(f, f->out_err, "%s",
-                                   slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc));
+                                   hook_msg          ? hook_msg
+                                   : err             ? "before the transfer"
+                                   : slot->errbuf[0] ? slot->errbuf
+                                                     : curl_easy_strerror(cc));
+    qv_free(hook_msg);
     slot_release(slot);
     return f->out_err;
 }

@@ -37,6 +37,8 @@ enum {
     T_RETRY,    /* the retry policy: integers (see put_retry) */
     T_JAR_KEPT, /* no jar lines, both ways: the receiver's jar is still right */
     T_ID,       /* the pool's name for this attempt (a request, a cancel of it) */
+    /* nested: fn, arg (a request hook: the session's, then the request's) */
+    T_ON_REQUEST,
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -177,12 +179,14 @@ static int put_part(qv_buf *b, const qv_req_part *p)
     return rc;
 }
 
-static int put_hook(qv_buf *b, qv_hook_fn fn, void *arg)
+/* A function pointer and its argument: valid in a worker, forked from
+ * this process. */
+static int put_fn(qv_buf *b, unsigned tag, uintptr_t fn, void *arg)
 {
     qv_buf t = {0};
-    int rc = put_int(&t, N_FN, (int64_t)(uintptr_t)fn);
+    int rc = put_int(&t, N_FN, (int64_t)fn);
     if (!rc) rc = put_int(&t, N_ARG, (int64_t)(uintptr_t)arg);
-    if (!rc) rc = put_nested(b, T_HOOK, &t);
+    if (!rc) rc = put_nested(b, tag, &t);
     qv_buf_free(&t);
     return rc;
 }
@@ -259,8 +263,11 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc && r->retry.max_retries) rc = put_int(b, T_ATTEMPT, attempt);
     if (!rc && r->retry.max_retries) rc = put_retry(b, &r->retry);
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
-        rc = put_hook(b, h->fn, h->arg);
-    if (!rc && r->hook) rc = put_hook(b, r->hook, r->hook_arg);
+        rc = put_fn(b, T_HOOK, (uintptr_t)h->fn, h->arg);
+    if (!rc && r->hook) rc = put_fn(b, T_HOOK, (uintptr_t)r->hook, r->hook_arg);
+    for (size_t i = 0; i < sizeof(r->on_request) / sizeof(r->on_request[0]) && !rc; i++)
+        if (r->on_request[i].fn)
+            rc = put_fn(b, T_ON_REQUEST, (uintptr_t)r->on_request[i].fn, r->on_request[i].arg);
     if (!rc) rc = put_jar(b, jar, jar_kept);
     if (!rc && r->wire_id) rc = put_int(b, T_ID, (int64_t)r->wire_id);
     return rc ? rc : qv_wire_frame_end(b);
@@ -331,7 +338,7 @@ static int decode_part(qv_req *r, const unsigned char *v, size_t len, qv_req_par
     return more < 0 || !p->name ? QV_EPROTOCOL : QV_OK;
 }
 
-static int decode_hook(const unsigned char *v, size_t len, qv_hook *h)
+static int decode_fn(const unsigned char *v, size_t len, uintptr_t *fnp, void **argp)
 {
     reader rd = {v, len};
     unsigned tag;
@@ -344,9 +351,28 @@ static int decode_hook(const unsigned char *v, size_t len, qv_hook *h)
         if (tag == N_ARG && get_int(x, n, &arg)) return QV_EPROTOCOL;
     }
     if (more < 0 || !fn) return QV_EPROTOCOL;
-    h->fn = (qv_hook_fn)(uintptr_t)fn;
-    h->arg = (void *)(uintptr_t)arg;
+    *fnp = (uintptr_t)fn;
+    *argp = (void *)(uintptr_t)arg;
     return QV_OK;
+}
+
+static int decode_hook(const unsigned char *v, size_t len, qv_hook *h)
+{
+    uintptr_t fn;
+    int rc = decode_fn(v, len, &fn, &h->arg);
+    if (!rc) h->fn = (qv_hook_fn)fn;
+    return rc;
+}
+
+/* The next of r's request hooks. */
+static int decode_on_request(const unsigned char *v, size_t len, qv_req *r, size_t *n)
+{
+    if (*n >= sizeof(r->on_request) / sizeof(r->on_request[0])) return QV_EPROTOCOL;
+    qv_req_hook *h = &r->on_request[(*n)++];
+    uintptr_t fn;
+    int rc = decode_fn(v, len, &fn, &h->arg);
+    if (!rc) h->fn = (qv_request_hook_fn)fn;
+    return rc;
 }
 
 /* Counts fields with `tag`, to size arrays before filling them. */
@@ -373,7 +399,7 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
     qv_hook *h = qv_arena_alloc(&r->arena, (nhooks + 1) * sizeof(*h));
     if (!r->parts || !h) return QV_ENOMEM;
     memset(h, 0, (nhooks + 1) * sizeof(*h));
-    size_t nh = 0;
+    size_t nh = 0, nreq = 0;
     reader rd = {p, len};
     unsigned tag;
     const unsigned char *v;
@@ -443,6 +469,9 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             break;
         case T_HOOK:
             rc = nh < nhooks ? decode_hook(v, n, &h[nh++]) : QV_EPROTOCOL;
+            break;
+        case T_ON_REQUEST:
+            rc = decode_on_request(v, n, r, &nreq);
             break;
         case T_RETRY:
             rc = get_retry(v, n, &r->retry);
