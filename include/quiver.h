@@ -412,8 +412,9 @@ qv_future_state qv_future_state_get(qv_future *f);
 int qv_future_cancel(qv_future *f);
 /* The error code of a completed future (QV_OK when finished or not done). */
 int qv_future_error_code(qv_future *f);
-/* A human message naming the URL and libcurl's detail; NULL unless the
- * future ended FAILED or CANCELLED. Valid while the future lives. */
+/* A human message naming the URL (without its userinfo: no password) and
+ * libcurl's detail; NULL unless the future ended FAILED or CANCELLED. Valid
+ * while the future lives. */
 const char *qv_future_error(qv_future *f);
 /* Attempts made so far (more than 1 after retries; 0 before the first). */
 int qv_future_attempts(qv_future *f);
@@ -480,7 +481,8 @@ const char *qv_response_header_nth(const qv_response *r, const char *name, size_
 /* All headers in arrival order. */
 size_t qv_response_header_count(const qv_response *r);
 int qv_response_header_at(const qv_response *r, size_t i, const char **name, const char **value);
-/* The final URL, after redirects. */
+/* The final URL, after redirects, without userinfo ("user:password@"), like
+ * the URLs of the history's entries. */
 const char *qv_response_url(const qv_response *r);
 /* Redirect responses that led here, oldest first (status, reason, headers
  * and URL; their bodies are not kept). */

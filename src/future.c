@@ -179,9 +179,7 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     }
     if (st == QV_CANCELLED) {
         err = QV_ECANCELLED;
-        if (!msg)
-            msg = qv_asprintf("cancelled (%s %s)", f->req.method ? f->req.method : "",
-                              f->req.url ? f->req.url : "");
+        if (!msg) msg = qv_future_note(f, "cancelled");
     }
     f->retrying = 0;
     set_pool_waiting(f, 0);
@@ -226,13 +224,24 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     if (s) qv_session_future_done(s, f);
 }
 
+char *qv_future_note(qv_future *f, const char *text)
+{
+    char *url = qv_url_shown(f->req.url); /* no password in a message */
+    char *msg =
+        url ? qv_asprintf("%s (%s %s)", text, f->req.method ? f->req.method : "", url) : NULL;
+    qv_free(url);
+    return msg;
+}
+
 static char *vmessage(qv_future *f, int err, const char *fmt, va_list ap)
 {
     char detail[512], tries[48] = "";
     vsnprintf(detail, sizeof(detail), fmt, ap);
     if (f->attempts > 1) snprintf(tries, sizeof(tries), ", after %d attempts", f->attempts);
-    return qv_asprintf("%s: %s%s (%s %s)", qv_strerror(err), detail, tries,
-                       f->req.method ? f->req.method : "", f->req.url ? f->req.url : "");
+    char *text = qv_asprintf("%s: %s%s", qv_strerror(err), detail, tries);
+    char *msg = text ? qv_future_note(f, text) : NULL;
+    qv_free(text);
+    return msg;
 }
 
 char *qv_future_message(qv_future *f, int err, const char *fmt, ...)

@@ -82,6 +82,15 @@ void qv_headers_free(qv_headers *h);
 int qv_header_name_ok(const char *name);
 int qv_header_value_ok(const char *value);
 
+/* ----------------------------------------------------------------- URLs (url.c) */
+
+/* The span of url's userinfo with its '@' ("user:pass@" in
+ * "http://user:pass@host/"): 1 with [*start, *end), or 0 if none. */
+int qv_url_userinfo(const char *url, size_t *start, size_t *end);
+/* A copy of url without its userinfo, to show (free with qv_free); NULL
+ * (out of memory) or the copy. */
+char *qv_url_shown(const char *url);
+
 /* ------------------------------------------------------------ errors (error.c) */
 
 int qv_error_from_curl(CURLcode cc);
@@ -254,6 +263,8 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
 extern _Thread_local void (*qv_callback_gate)(int take);
 void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* "<text> (<METHOD> <URL>)", the URL without its userinfo. */
+char *qv_future_note(qv_future *f, const char *text);
 /* "<kind>: <detail> (<METHOD> <URL>)", the message of a failed future. */
 char *qv_future_message(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -358,6 +369,8 @@ int qv_response_push_history(qv_response *r);
 void qv_response_reset_hop(qv_response *r);
 /* A copy for the current hop's reason or url: it goes with the hop's headers. */
 char *qv_response_strndup(qv_response *r, const char *s, size_t n);
+/* The same for a URL, without its userinfo: a response never shows a password. */
+char *qv_response_url_copy(qv_response *r, const char *url);
 
 /* ----------------------------------------------------------------- wire (wire.c) */
 

@@ -22,6 +22,15 @@ char *qv_response_strndup(qv_response *r, const char *s, size_t n)
     return qv_arena_memdup(&r->headers.strings, s, n);
 }
 
+char *qv_response_url_copy(qv_response *r, const char *url)
+{
+    size_t a, b, n = strlen(url);
+    if (!qv_url_userinfo(url, &a, &b)) return qv_response_strndup(r, url, n);
+    char *c = qv_response_strndup(r, url, n - (b - a));
+    if (c) memcpy(c + a, url + b, n - b);
+    return c;
+}
+
 void qv_response_reset_hop(qv_response *r)
 {
     qv_headers_free(&r->headers); /* reason and url with them */

@@ -276,9 +276,7 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
 
     if (f->req.url_error) {
         /* Shifted error: the future exists and fails without a transfer. */
-        qv_future_complete(
-            f, QV_FAILED, QV_EURL,
-            qv_asprintf("%s (%s %s)", f->req.url_error_msg, f->req.method, f->req.url), NULL);
+        qv_future_complete(f, QV_FAILED, QV_EURL, qv_future_note(f, f->req.url_error_msg), NULL);
         *out = f;
         return QV_OK;
     }

@@ -41,7 +41,7 @@ static int start_hop(qv_slot *slot, const char *line, size_t len)
     char *url = NULL;
     curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
     if (!url) url = "";
-    r->url = qv_response_strndup(r, url, strlen(url));
+    r->url = qv_response_url_copy(r, url);
     slot->in_headers = 1;
     return r->reason && r->url ? QV_OK : QV_ENOMEM;
 }
@@ -509,8 +509,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         record_timing(slot, r);
         /* Usually the URL of the last status line already. */
         if (!url) url = "";
-        char *u =
-            r->url && strcmp(r->url, url) == 0 ? r->url : qv_response_strndup(r, url, strlen(url));
+        char *u = r->url && strcmp(r->url, url) == 0 ? r->url : qv_response_url_copy(r, url);
         if (u) {
             r->url = u;
             f->out_resp = r;

@@ -203,3 +203,59 @@ Test(security, response_json_of_null_sets_err, .timeout = 30)
     cr_assert_null(qv_response_json(NULL, &err));
     cr_assert_eq(err, QV_EINVAL, "err is %s, expected QV_EINVAL", qv_errname(err));
 }
+
+/* A response's URL, its history's URLs and the message of a failure show
+ * no userinfo: the password must not leak into logs. */
+static void expect_no_userinfo(const char *text, const char *what)
+{
+    cr_assert_not_null(text, "%s is NULL", what);
+    cr_assert_null(strstr(text, "s3cret@"), "%s shows the password: %s", what, text);
+    cr_assert_null(strstr(text, "user:"), "%s shows the userinfo: %s", what, text);
+}
+
+Test(security, response_urls_show_no_userinfo, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    /* The credentials work (basic auth from the URL), through a redirect. */
+    const char *target = "/basic-auth/user/s3cret";
+    cr_assert_eq(qv_get(s, &f, tu_host("user:s3cret@127.0.0.1", "/redirect-to"),
+                        .params = (const qv_param[]){{"url", target}, {0}}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    expect_no_userinfo(qv_response_url(r), "qv_response_url");
+    tx_assert_str_eq(qv_response_url(r), tu(target));
+    cr_assert_eq(qv_response_history_len(r), 1);
+    expect_no_userinfo(qv_response_url(qv_response_history(r, 0)), "the history entry's URL");
+    qv_future_release(f);
+
+    /* Without a redirect too. */
+    r = tx_get_ok(s, &f, tu_host("user:s3cret@127.0.0.1", target));
+    expect_no_userinfo(qv_response_url(r), "qv_response_url");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, error_messages_show_no_userinfo, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    char url[128];
+    snprintf(url, sizeof url, "http://user:s3cret@127.0.0.1:%d/get", tx_closed_port());
+    cr_assert_eq(qv_get(s, &f, url), QV_OK);
+    expect_no_userinfo(tx_expect_error(f, QV_ECONNECT), "qv_future_error");
+    tx_assert_contains(qv_future_error(f), "127.0.0.1");
+    qv_future_release(f);
+
+    /* A URL rejected before any transfer (a bad port), and a cancelled request. */
+    cr_assert_eq(qv_get(s, &f, "http://user:s3cret@127.0.0.1:99999/get",
+                        .params = (const qv_param[]){{"a", "b"}, {0}}),
+                 QV_OK);
+    expect_no_userinfo(tx_expect_error(f, QV_EURL), "qv_future_error");
+    qv_future_release(f);
+    cr_assert_eq(qv_get(s, &f, tu_host("user:s3cret@127.0.0.1", "/delay/10")), QV_OK);
+    qv_future_cancel(f);
+    expect_no_userinfo(tx_expect_error(f, QV_ECANCELLED), "qv_future_error");
+    qv_future_release(f);
+    qv_session_free(s);
+}
