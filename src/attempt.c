@@ -29,12 +29,6 @@ static int copy_lines(qv_attempt *a)
     return QV_OK;
 }
 
-/* Is `line` ("Name: v", "Name:" or "Name;") a line of header `name`? */
-static int line_of(const char *line, const char *name, size_t nlen)
-{
-    return strncasecmp(line, name, nlen) == 0 && (line[nlen] == ':' || line[nlen] == ';');
-}
-
 int qv_attempt_set_header(qv_attempt *a, const char *name, const char *value)
 {
     if (!a || !qv_header_name_ok(name) || (value && !qv_header_value_ok(value))) return QV_EINVAL;
@@ -46,7 +40,7 @@ int qv_attempt_set_header(qv_attempt *a, const char *name, const char *value)
     struct curl_slist **at = a->lines;
     while (*at) {
         struct curl_slist *l = *at;
-        if (line_of(l->data, name, nlen)) {
+        if (qv_header_line_is(l->data, name, nlen)) {
             *at = l->next;
             l->next = NULL;
             curl_slist_free_all(l);

@@ -147,7 +147,7 @@ static void start(loop *L, qv_future *f, batch *done)
 
 static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
 {
-    if (qv_conncheck_retry(slot, L->multi)) return; /* a dirty connection: again */
+    if (qv_transfer_again(slot, L->multi, &cc)) return;
     qv_future *f = slot->f;
     qv_transfer_detach(slot, L->multi);
     qv_transfer_collect(slot, cc);

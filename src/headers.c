@@ -59,6 +59,11 @@ void qv_headers_free(qv_headers *h)
     h->len = h->cap = 0;
 }
 
+int qv_header_line_is(const char *line, const char *name, size_t nlen)
+{
+    return strncasecmp(line, name, nlen) == 0 && (line[nlen] == ':' || line[nlen] == ';');
+}
+
 int qv_header_name_ok(const char *name)
 {
     /* RFC 9110 token characters. */

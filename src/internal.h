@@ -78,6 +78,9 @@ int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *val
 int qv_headers_continue(qv_headers *h, const char *more, size_t n);
 const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth);
 void qv_headers_free(qv_headers *h);
+/* Is `line` ("Name: v", "Name:" or "Name;") a line of header `name`
+ * (nlen: its length)? */
+int qv_header_line_is(const char *line, const char *name, size_t nlen);
 /* Header name: an HTTP token. Value: no CR, LF. */
 int qv_header_name_ok(const char *name);
 int qv_header_value_ok(const char *value);
@@ -449,6 +452,15 @@ typedef struct qv_slot {
     qv_response *resp;
     struct curl_slist *resolved_headers;
     struct curl_slist *attempt_headers; /* the lines an on_request hook changed (owned) */
+    /* Redirects quiver follows itself (redirect.c): */
+    struct curl_slist *hop_headers; /* the lines of this hop, when not the request's (owned) */
+    const char *hop_method;         /* the method of this hop */
+    int self_follow;                /* redirects are followed by redirect.c, not libcurl */
+    int hops;                       /* redirects followed so far */
+    int left_origin;                /* a hop went to another scheme, host or port */
+    int body_dropped;               /* a hop went without the request's body */
+    curl_off_t prior_us;            /* the time of the hops before this one */
+    long prior_conns;               /* connections they opened */
     curl_mime *mime;
     double last_activity_ms;
     curl_off_t last_upload;
@@ -498,6 +510,17 @@ int qv_conncheck_retry(qv_slot *slot, CURLM *multi);
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
+
+/* Sets up how f's redirects are followed, after every other option: by
+ * libcurl, or hop by hop by qv_redirect_next (see redirect.c). */
+CURLcode qv_redirect_setup(qv_slot *slot);
+/* After a transfer ended with *cc: 1 if it was a redirect that quiver
+ * follows, and the handle is in multi again for the next hop; else 0, with
+ * *cc (and the error buffer) set if the next hop could not be made. */
+int qv_redirect_next(qv_slot *slot, CURLM *multi, CURLcode *cc);
+/* After a transfer ended: 1 if the handle is in multi again, for another
+ * go at the request (a dirty connection, or a redirect quiver follows). */
+int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc);
 
 /* ------------------------------------------------------ request hooks (attempt.c) */
 

@@ -274,6 +274,7 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     slot->ca_set = r->ca_file != NULL;
     if (!cc) cc = setup_request(slot, f);
     if (!cc && slot->dirty) cc = setup_special(slot, r);
+    if (!cc) cc = qv_redirect_setup(slot);
     if (!cc && r->host && qv_session_seed_cookies(f->session, slot->easy, r->host))
         cc = CURLE_OUT_OF_MEMORY;
     return cc;
@@ -286,10 +287,11 @@ static void slot_release(qv_slot *slot)
     curl_mime_free(slot->mime);
     slot->mime = NULL;
     slot->f = NULL;
-    if (slot->attempt_headers) {
+    if (slot->attempt_headers || slot->hop_headers) {
         curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, NULL);
         curl_slist_free_all(slot->attempt_headers);
-        slot->attempt_headers = NULL;
+        curl_slist_free_all(slot->hop_headers);
+        slot->attempt_headers = slot->hop_headers = NULL;
     }
     /* libcurl 7.88's curl_easy_reset forgets the cookie-file list without
      * freeing it: clear it here, while the share is still attached. */
@@ -485,6 +487,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     slot->resp = NULL;
     long conns = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns);
+    conns += slot->prior_conns; /* and those of earlier hops quiver followed */
     f->out_conns = conns;
     if (f->ex) atomic_fetch_add(&f->ex->connections, (size_t)conns);
     qv_future_end_transfer(f);
@@ -505,8 +508,10 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
                                                              : 0;
         r->status = (int)status;
         r->attempts = f->attempts;
-        r->elapsed_ms = (double)total / 1000.0;
         record_timing(slot, r);
+        /* with the hops before the last when quiver followed them */
+        r->elapsed_ms = (double)(total + slot->prior_us) / 1000.0;
+        r->timing.total_ms = r->elapsed_ms;
         /* Usually the URL of the last status line already. */
         if (!url) url = "";
         char *u = r->url && strcmp(r->url, url) == 0 ? r->url : qv_response_url_copy(r, url);
@@ -557,6 +562,11 @@ void qv_transfer_finish(qv_slot *slot, CURLcode cc)
     if (!qv_retry_maybe(f)) qv_transfer_deliver(f);
 }
 
+int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc)
+{
+    return qv_conncheck_retry(slot, multi) || qv_redirect_next(slot, multi, cc);
+}
+
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *))
 {
     CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
@@ -572,7 +582,7 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
             int left;
             CURLMsg *m = curl_multi_info_read(multi, &left);
             cc = m && m->msg == CURLMSG_DONE ? m->data.result : CURLE_GOT_NOTHING;
-            if (qv_conncheck_retry(slot, multi)) continue; /* a dirty connection: again */
+            if (qv_transfer_again(slot, multi, &cc)) continue;
             break;
         }
         if (qv_transfer_should_abort(slot)) break;

@@ -259,3 +259,134 @@ Test(security, error_messages_show_no_userinfo, .timeout = 30)
     qv_future_release(f);
     qv_session_free(s);
 }
+
+/* What a redirect does to a request's method and body (requests' rules):
+ * 303 and 302 turn it into GET, 301 turns POST into GET, and only 307 and
+ * 308 send the body again. Checked on what the server saw at the end. */
+Test(security, redirect_changes_method_and_drops_body_like_requests, .timeout = 30)
+{
+    static const struct {
+        const char *method, *status, *seen;
+        int body_kept;
+    } cases[] = {
+        {"PUT", "302", "GET", 0},     {"PUT", "303", "GET", 0},    {"PATCH", "302", "GET", 0},
+        {"DELETE", "302", "GET", 0},  {"DELETE", "303", "GET", 0}, {"PUT", "301", "PUT", 0},
+        {"POST", "301", "GET", 0},    {"POST", "302", "GET", 0},   {"PUT", "307", "PUT", 1},
+        {"PATCH", "308", "PATCH", 1}, {"POST", "307", "POST", 1},
+    };
+    qv_session *s = TX_SESSION();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qv_future *f;
+        cr_assert_eq(
+            qv_request(s, &f,
+                       &(qv_request_opts){
+                           .size = sizeof(qv_request_opts),
+                           .method = cases[i].method,
+                           .url = tu("/redirect-to"),
+                           .params = (const qv_param[]){{"url", tu("/anything")},
+                                                        {"status_code", cases[i].status},
+                                                        {0}},
+                           .headers = (const qv_header[]){{"Content-Type", "text/plain"}, {0}},
+                           .body = "payload",
+                       }),
+            QV_OK);
+        qv_response *r = tx_expect_status(f, 200);
+        cr_assert_eq(qv_response_history_len(r), 1);
+        json_t *j = tx_json(r);
+        const char *what = cases[i].body_kept ? "payload" : "";
+        cr_assert_str_eq(tx_jstr(j, "method"), cases[i].seen, "%s through %s arrived as %s",
+                         cases[i].method, cases[i].status, tx_jstr(j, "method"));
+        cr_assert_str_eq(tx_jstr(j, "data"), what, "%s through %s arrived with body \"%s\"",
+                         cases[i].method, cases[i].status, tx_jstr(j, "data"));
+        if (!cases[i].body_kept) expect_no_header(j, "Content-Type", "the body was dropped");
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+}
+
+Test(security, redirects_followed_by_quiver_keep_the_limits, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    /* Two redirects (PUT -> GET on the first) with a limit of one. */
+    const char *twice = tuf("/redirect-to?url=%s", "%2Fanything");
+    cr_assert_eq(qv_put(s, &f, tu("/redirect-to"),
+                        .params = (const qv_param[]){{"url", twice}, {0}}, .body = "x",
+                        .max_redirects = 1),
+                 QV_OK);
+    tx_expect_error(f, QV_EREDIRECTS);
+    qv_future_release(f);
+    /* A redirect to another scheme. */
+    cr_assert_eq(qv_put(s, &f, tu("/redirect-to"),
+                        .params = (const qv_param[]){{"url", "ftp://127.0.0.1/"}, {0}},
+                        .body = "x"),
+                 QV_OK);
+    tx_expect_error(f, QV_EURL);
+    qv_future_release(f);
+    /* Not followed when told so. */
+    cr_assert_eq(qv_put(s, &f, tu("/redirect-to"),
+                        .params = (const qv_param[]){{"url", "/anything"}, {0}}, .body = "x",
+                        .no_redirects = 1),
+                 QV_OK);
+    tx_expect_status(f, 302);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, credentials_of_a_put_not_sent_to_another_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION(.auth = QV_AUTH_BASIC, .username = "user", .password = "passwd");
+    qv_future *f;
+    const qv_header auth[] = {{"Authorization", "Token very-secret"}, {0}};
+    cr_assert_eq(qv_put(s, &f, tu("/redirect-to"),
+                        .params = (const qv_param[]){{"url", tu_host("localhost", "/anything")},
+                                                     {"status_code", "307"},
+                                                     {0}},
+                        .body = "x"),
+                 QV_OK);
+    json_t *j = tx_json(tx_expect_status(f, 200));
+    tx_assert_str_eq(tx_jstr(j, "method"), "PUT");
+    expect_no_header(j, "Authorization", "session credentials after a cross-host redirect");
+    qv_future_release(f);
+    cr_assert_eq(
+        qv_put(s, &f, tu("/redirect-to"),
+               .params = (const qv_param[]){{"url", tu_host("localhost", "/anything")}, {0}},
+               .headers = auth, .body = "x"),
+        QV_OK);
+    expect_no_header(tx_json(tx_expect_status(f, 200)), "Authorization",
+                     "an Authorization header after a cross-host redirect");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, proxy_authorization_header_not_sent_to_another_host, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    const qv_header pa[] = {{"Proxy-Authorization", "Basic c2VjcmV0OnByb3h5"}, {0}};
+    json_t *j = follow_to(s, &f, tu_host("localhost", "/headers"), pa);
+    expect_no_header(j, "Proxy-Authorization", "after a cross-host redirect");
+    qv_future_release(f);
+    j = follow_to(s, &f, tu("/headers"), pa);
+    tx_assert_str_eq(tx_jstr(j, "headers/Proxy-Authorization"), "Basic c2VjcmV0OnByb3h5");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, cookie_header_and_jar_cookies_go_in_one_line, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    cr_assert_eq(qv_session_set_cookie(s, "jar", "1", NULL), QV_OK);
+    qv_future *f;
+    cr_assert_eq(
+        qv_get(s, &f, tu("/headers"), .headers = (const qv_header[]){{"Cookie", "hdr=2"}, {0}}),
+        QV_OK);
+    json_t *j = tx_json(tx_expect_status(f, 200));
+    tx_assert_str_eq(tx_jstr(j, "headers/Cookie"), "jar=1; hdr=2");
+    qv_future_release(f);
+    /* And through a redirect to the same host, once. */
+    j = follow_to(s, &f, tu("/headers"), (const qv_header[]){{"Cookie", "hdr=2"}, {0}});
+    tx_assert_str_eq(tx_jstr(j, "headers/Cookie"), "jar=1; hdr=2");
+    qv_future_release(f);
+    qv_session_free(s);
+}
