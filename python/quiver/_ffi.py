@@ -1,0 +1,147 @@
+"""The cffi binding (ABI mode: no compiler, only libquiver.so.0 at run time).
+
+The declarations below are the parts of include/quiver.h this package uses,
+copied as they are: option structs are prefixes of the header's (new fields
+only ever go at the end, and `size` tells the library which version we
+passed), so a newer library with longer structs still works.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cffi import FFI
+
+CDEF = """
+const char *qv_version(void);
+struct json_t;
+typedef struct qv_session qv_session;
+typedef struct qv_executor qv_executor;
+typedef struct qv_future qv_future;
+typedef struct qv_response qv_response;
+typedef struct qv_cq qv_cq;
+
+const char *qv_strerror(int code);
+const char *qv_errname(int code);
+
+typedef struct qv_pair { const char *name; const char *value; } qv_pair;
+typedef qv_pair qv_header;
+typedef qv_pair qv_param;
+typedef qv_pair qv_cookie;
+
+typedef struct qv_part {
+    const char *name; const char *value; size_t value_len; const char *file;
+    const char *filename; const char *content_type;
+} qv_part;
+
+typedef int (*qv_hook_fn)(qv_session *s, qv_response *r, void *arg);
+typedef struct qv_hook { qv_hook_fn fn; void *arg; } qv_hook;
+
+typedef struct qv_retry {
+    int max_retries; unsigned on; const int *statuses; long backoff_ms;
+    long max_backoff_ms; int all_methods; int no_retry_after;
+} qv_retry;
+
+typedef struct qv_host_limits { int max_concurrent; double rate; int burst; } qv_host_limits;
+
+typedef void (*qv_saturation_fn)(qv_executor *ex, int what, void *arg);
+
+typedef struct qv_executor_opts {
+    size_t size; int kind; int max_workers; int max_connections;
+    int max_host_connections; int max_total_connections; long hook_timeout_ms;
+    size_t max_queued; int no_block; qv_host_limits per_host;
+    qv_saturation_fn on_saturated; void *saturated_arg; long max_requests_per_worker;
+} qv_executor_opts;
+
+typedef struct qv_session_opts {
+    size_t size; qv_executor *executor; int executor_kind; int max_workers;
+    const qv_header *headers; const qv_param *params; const qv_cookie *cookies;
+    const qv_hook *hooks; int auth; const char *username; const char *password;
+    long timeout_ms; long connect_timeout_ms; long read_timeout_ms; int max_redirects;
+    int no_redirects; size_t max_response_bytes; int insecure; const char *ca_file;
+    const char *proxy; const char *user_agent; const qv_retry *retry;
+} qv_session_opts;
+
+typedef struct qv_request_opts {
+    size_t size; const char *method; const char *url; const qv_header *headers;
+    const qv_param *params; const void *body; size_t body_len; const qv_param *form;
+    const qv_part *multipart; const struct json_t *json; int auth; const char *username;
+    const char *password; long timeout_ms; long connect_timeout_ms; long read_timeout_ms;
+    int max_redirects; int no_redirects; size_t max_response_bytes; int insecure;
+    qv_hook_fn hook; void *hook_arg; void *user_data; const qv_retry *retry;
+} qv_request_opts;
+
+int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);
+void qv_executor_free(qv_executor *ex);
+typedef struct qv_executor_stats {
+    size_t queued; size_t in_flight; size_t completed; size_t failed; size_t cancelled;
+    size_t connections_opened; int workers;
+} qv_executor_stats;
+int qv_executor_stats_get(qv_executor *ex, qv_executor_stats *out);
+int qv_executor_set_host_limits(qv_executor *ex, const char *host, const qv_host_limits *limits);
+
+int qv_session_new(qv_session **out, const qv_session_opts *opts);
+void qv_session_close(qv_session *s, int cancel_pending);
+void qv_session_free(qv_session *s);
+int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen);
+int qv_session_set_cookie(qv_session *s, const char *name, const char *value, const char *domain);
+int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts);
+
+int qv_future_result(qv_future *f, qv_response **out, long timeout_ms);
+int qv_future_cancel(qv_future *f);
+int qv_future_error_code(qv_future *f);
+const char *qv_future_error(qv_future *f);
+int qv_future_attempts(qv_future *f);
+void *qv_future_user_data(qv_future *f);
+void qv_future_release(qv_future *f);
+
+int qv_cq_new(qv_cq **out);
+int qv_cq_add(qv_cq *cq, qv_future *f);
+int qv_cq_fd(qv_cq *cq);
+int qv_cq_pop(qv_cq *cq, qv_future **out);
+void qv_cq_free(qv_cq *cq);
+
+int qv_response_status(const qv_response *r);
+const char *qv_response_reason(const qv_response *r);
+const char *qv_response_body(const qv_response *r, size_t *len);
+size_t qv_response_header_count(const qv_response *r);
+int qv_response_header_at(const qv_response *r, size_t i, const char **name, const char **value);
+const char *qv_response_url(const qv_response *r);
+size_t qv_response_history_len(const qv_response *r);
+const qv_response *qv_response_history(const qv_response *r, size_t i);
+typedef struct qv_timing {
+    double queued_ms; double dns_ms; double connect_ms; double tls_ms;
+    double first_byte_ms; double total_ms; double hooks_ms;
+} qv_timing;
+int qv_response_timing(const qv_response *r, qv_timing *out);
+int qv_response_http_version(const qv_response *r);
+int qv_response_attempts(const qv_response *r);
+double qv_response_elapsed_ms(const qv_response *r);
+"""
+
+ffi = FFI()
+ffi.cdef(CDEF)
+
+
+def _candidates() -> list[str]:
+    """Where libquiver.so.0 is looked for, in order (see docs/python.md)."""
+    env = os.environ.get("QUIVER_LIB")
+    if env:
+        return [env]  # set: that library or an error, never a silent fallback
+    repo_build = Path(__file__).resolve().parents[2] / "build" / "libquiver.so.0"
+    return ["libquiver.so.0", str(repo_build)]
+
+
+def _load():
+    errors = []
+    for cand in _candidates():
+        try:
+            return ffi.dlopen(cand), cand
+        except OSError as e:
+            errors.append(f"{cand}: {e}")
+    raise ImportError("quiver: cannot load libquiver.so.0 (set QUIVER_LIB to its path, install "
+                      "it, or build it with CMake into build/): " + "; ".join(errors))
+
+
+lib, LIB_PATH = _load()

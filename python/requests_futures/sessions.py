@@ -1,0 +1,652 @@
+"""FuturesSession: requests-futures 1.0.2's API with quiver doing the I/O.
+
+    from requests_futures.sessions import FuturesSession
+
+    session = FuturesSession()
+    future = session.get("http://127.0.0.1:8080/get")   # returns at once
+    response = future.result()                           # a requests.Response
+
+Two paths, one behaviour:
+
+- The quiver path (the default: FuturesSession(), FuturesSession(max_workers=n),
+  FuturesSession(session=s)): the request is prepared here with requests' own
+  rules, but only what can change is computed per request (the session's
+  headers, params, auth, hooks, proxies and TLS settings are turned into C
+  once and reused until they change), libquiver sends it, follows redirects
+  and keeps the cookie jar, and the result is built into a requests.Response
+  by one completion thread. Futures cancel for real.
+- requests' own path, on a thread (or process) pool, exactly as
+  requests-futures runs it: when you pass an executor, when a mounted
+  adapter is not requests' plain HTTPAdapter (a custom transport), when a
+  subclass overrides how requests prepares or sends, and for the few
+  arguments quiver cannot carry (files, cert, per-request cookies, streamed
+  uploads). See docs/python.md for the list.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
+from http.cookiejar import CookieJar
+from logging import getLogger
+from pickle import PickleError, dumps
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+from requests import Session
+from requests.adapters import DEFAULT_POOLSIZE, DEFAULT_RETRIES, HTTPAdapter
+from requests.auth import HTTPBasicAuth, HTTPDigestAuth
+from requests.cookies import MockRequest, MockResponse
+from requests.exceptions import TooManyRedirects
+from requests.hooks import default_hooks, dispatch_hook
+from requests.models import PreparedRequest
+from requests.sessions import merge_hooks, merge_setting
+from requests.structures import CaseInsensitiveDict
+from requests.utils import (check_header_validity, get_environ_proxies, get_netrc_auth,
+                            select_proxy)
+
+from urllib3.connection import _get_default_user_agent
+
+from quiver import _cdata
+from quiver._engine import (Engine, add_quiver_details, build_response, error_for,
+                            future_error, settle)
+from quiver._ffi import ffi, lib
+
+__all__ = ["FuturesSession"]
+
+PICKLE_ERROR = ("Cannot pickle function. Refer to documentation: https://"
+                "github.com/ross/requests-futures/#using-processpoolexecutor")
+
+# What requests' Session does that the quiver path does in its own way: a
+# subclass (or a session= object) that overrides any of these gets requests'
+# own path, so its override runs.
+_SESSION_METHODS = ("request", "prepare_request", "send", "merge_environment_settings",
+                    "get_adapter", "resolve_redirects", "rebuild_auth", "rebuild_proxies",
+                    "rebuild_method", "get_redirect_target", "should_strip_auth")
+# Headers libcurl adds by itself (Content-Type to a POST): when requests
+# would not send one, it is removed (a NULL value) so the two send the same.
+_CURL_DEFAULTS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+_URLLIB3_UA = _get_default_user_agent()
+_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+              "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_URL_CACHE_MAX = 4096
+_plain_classes: dict = {}
+
+
+def _wrap(self: Any, sup: Callable, background_callback: Callable, *args: Any,
+          **kwargs: Any) -> Any:
+    """Module level so that ProcessPoolExecutor can pickle it."""
+    resp = sup(*args, **kwargs)
+    return background_callback(self, resp) or resp
+
+
+def _plain(cls: type) -> bool:
+    """True if cls prepares and sends as requests' Session does (its
+    request() is FuturesSession's own, or Session's)."""
+    ok = _plain_classes.get(cls)
+    if ok is None:
+        ok = all(getattr(cls, m) is getattr(Session, m) for m in _SESSION_METHODS[1:]) and \
+            (issubclass(cls, FuturesSession) or cls.request is Session.request)
+        _plain_classes[cls] = ok
+    return ok
+
+
+def _default_retries(adapter: HTTPAdapter) -> bool:
+    r = adapter.max_retries
+    return r.total == DEFAULT_RETRIES and r.read is False
+
+
+def _jar_signature(jar: CookieJar) -> tuple:
+    """What identifies a jar's content (domain, path, name, value)."""
+    c = jar._cookies  # type: ignore[attr-defined]
+    if not c:
+        return ()
+    return tuple((d, p, n, ck.value) for d, paths in c.items() for p, names in paths.items()
+                 for n, ck in names.items())
+
+
+def _headers_key(h: Any) -> tuple:
+    if type(h) is CaseInsensitiveDict:
+        return tuple(h._store.values())
+    return tuple(h.items())
+
+
+class _SetCookies:
+    """The Set-Cookie values of one response, as cookielib reads them."""
+
+    def __init__(self, values: list) -> None:
+        self.values = values
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        return self.values if name.lower() == "set-cookie" else default
+
+
+class _RawBody(io.BytesIO):
+    """Response.raw for stream=True: the body, read whole by quiver (until
+    the C library's pull reader), served in chunks like urllib3's."""
+
+    def stream(self, amt: int = 2 ** 16, decode_content: Any = None) -> Any:
+        while True:
+            chunk = self.read(amt)
+            if not chunk:
+                return
+            yield chunk
+
+    def read(self, amt: Optional[int] = None, decode_content: Any = None,  # type: ignore
+             cache_content: bool = False) -> bytes:
+        return super().read(amt if amt is not None else -1)
+
+    def release_conn(self) -> None:
+        pass
+
+
+class _CSession:
+    """One qv_session: the C side of one (proxy, CA file) pair, and the
+    state of the Python jar its own jar was last in step with."""
+
+    def __init__(self, engine: Engine, proxy: Optional[str], ca_file: Optional[str],
+                 jar: CookieJar, sig: tuple) -> None:
+        keep: list = []
+        opts = ffi.new("qv_session_opts *", {
+            "size": ffi.sizeof("qv_session_opts"), "executor": engine.ex,
+            "proxy": _cdata.cstr(proxy, keep), "ca_file": _cdata.cstr(ca_file, keep)})
+        out = ffi.new("qv_session **")
+        rc = lib.qv_session_new(out, opts)
+        if rc:
+            raise error_for(rc, "quiver: cannot make a session")
+        self.ptr = out[0]
+        for ck in list(jar):
+            # requests' jar is the one users see; quiver's sends. A cookie
+            # quiver cannot take (a ';' in the value) is left out.
+            lib.qv_session_set_cookie(self.ptr, ck.name.encode(), (ck.value or "").encode(),
+                                      ck.domain.encode() if ck.domain else ffi.NULL)
+        self.sig = sig
+
+    def free(self) -> None:
+        lib.qv_session_free(self.ptr)
+
+
+class _Plan:
+    """What the session's state gives every request, in Python and in C;
+    made again only when that state changes (`key` tells)."""
+
+    def __init__(self, src: Session, key: tuple) -> None:
+        self.key = key
+        self.headers = merge_setting(None, src.headers, CaseInsensitiveDict)
+        if not isinstance(self.headers, CaseInsensitiveDict):
+            self.headers = CaseInsensitiveDict(self.headers)
+        for item in self.headers.items():
+            check_header_validity(item)
+        self.keep: list = []
+        self.c_headers = _c_headers(self.headers, self.keep)
+        self.params = dict(src.params) if src.params else None
+        self.hooks = src.hooks
+        self.has_hooks = bool(src.hooks.get("response"))
+
+
+def _c_headers(headers: CaseInsensitiveDict, keep: list) -> Any:
+    # Content-Length is libcurl's to send: it drops it when a redirect
+    # turns the request into a GET, as requests does.
+    items = [(k, v) for k, v in headers.items() if k.lower() != "content-length"]
+    for name in _CURL_DEFAULTS:
+        if name not in headers:
+            # urllib3 sends its own User-Agent when there is none
+            items.append((name, _URLLIB3_UA if name == "User-Agent" else None))
+    return _cdata.pairs(items, keep)
+
+
+class _Bridge:
+    """The quiver side of one FuturesSession: the engine, the qv_sessions,
+    and the caches that let a request skip requests' preparation."""
+
+    def __init__(self, max_workers: int) -> None:
+        self.engine = Engine("loop", max_workers, hook_workers=max_workers)
+        self.csessions: dict = {}
+        self.retired: list = []
+        self.lock = threading.Lock()  # csessions, jar signatures
+        self.plan: Optional[_Plan] = None
+        self.urls: dict = {}
+        self.env: dict = {}
+        self.netrc: dict = {}
+
+    def close(self) -> None:
+        for cs in list(self.csessions.values()) + self.retired:
+            cs.free()
+        self.csessions.clear()
+        self.retired.clear()
+        self.engine.close()
+
+
+class FuturesSession(Session):
+    """A requests.Session whose request methods return futures.
+
+    executor: run requests' own code in this executor (requests-futures'
+    semantics, no quiver); max_workers: requests in flight at once (also the
+    size of the thread pool in `executor`, and of urllib3's pools above 10);
+    session: a requests.Session whose state (headers, cookies, auth...) the
+    requests use instead of this one's; adapter_kwargs: for the mounted
+    HTTPAdapters.
+    """
+
+    def __init__(self, executor: Any = None, max_workers: int = 8,
+                 session: Optional[Session] = None, adapter_kwargs: Optional[dict] = None,
+                 *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        adapter_args: dict = {}
+        self._owned_executor = executor is None
+        if executor is None:
+            # Created as requests-futures does (code reads _max_workers), used
+            # for requests' own path and for hooks; it starts no thread until
+            # it is used.
+            executor = ThreadPoolExecutor(max_workers=max_workers)
+            if max_workers > DEFAULT_POOLSIZE:
+                adapter_args.update(pool_connections=max_workers, pool_maxsize=max_workers)
+        adapter_args.update(adapter_kwargs or {})
+        if adapter_args:
+            self.mount("https://", HTTPAdapter(**adapter_args))
+            self.mount("http://", HTTPAdapter(**adapter_args))
+        self.executor = executor
+        self.session = session
+        self._max_workers = max_workers
+        self._bridge: Optional[_Bridge] = None
+        self._bridge_lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------ requests
+    def request(self, method: str, url: Any, params: Any = None, data: Any = None,
+                headers: Any = None, cookies: Any = None, files: Any = None, auth: Any = None,
+                timeout: Any = None, allow_redirects: bool = True, proxies: Any = None,
+                hooks: Any = None, stream: Any = None, verify: Any = None, cert: Any = None,
+                json: Any = None, background_callback: Optional[Callable] = None,
+                **extra: Any) -> Future:
+        """Session.request's arguments (plus background_callback); returns a
+        concurrent.futures.Future of the requests.Response."""
+        if background_callback is not None:
+            getLogger(self.__class__.__name__).warning(
+                "`background_callback` is deprecated and will be removed in 1.0, use `hooks` "
+                "instead")
+        kwargs = dict(params=params, data=data, headers=headers, cookies=cookies, files=files,
+                      auth=auth, timeout=timeout, allow_redirects=allow_redirects,
+                      proxies=proxies, hooks=hooks, stream=stream, verify=verify, cert=cert,
+                      json=json, **extra)
+        src = self.session or self
+        if (not self._owned_executor or extra or files or cert or cookies
+                or not isinstance(url, str) or not isinstance(method, str)
+                or not self._quiver_can(src, url, data, auth, timeout)):
+            return self._submit_requests(method, url, background_callback, kwargs)
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        return self._submit_quiver(src, method, url, params, data, headers, auth, timeout,
+                                   allow_redirects, proxies, hooks, stream, verify, json,
+                                   background_callback)
+
+    def _submit_requests(self, method: str, url: Any, background_callback: Any,
+                         kwargs: dict) -> Future:
+        """requests' own code in the executor, as requests-futures runs it."""
+        if self.session:
+            func = self.session.request
+        else:
+            func = partial(Session.request, self)  # no super(): it must pickle
+        if background_callback:
+            func = partial(_wrap, self, func, background_callback)
+        if isinstance(self.executor, ProcessPoolExecutor):
+            try:
+                dumps(func)
+            except (TypeError, PickleError):
+                raise RuntimeError(PICKLE_ERROR)
+        return self.executor.submit(func, method, url, **kwargs)
+
+    @staticmethod
+    def _quiver_can(src: Session, url: str, data: Any, auth: Any, timeout: Any) -> bool:
+        """True when quiver can send this request as requests would."""
+        if not _plain(type(src)):
+            return False
+        if not url[:8].lower().startswith(("http://", "https://")):
+            return False  # requests' own errors (MissingSchema, InvalidSchema...)
+        for a in src.adapters.values():
+            if type(a) is not HTTPAdapter or not _default_retries(a):
+                return False
+        if not isinstance(src.cookies, CookieJar):
+            return False
+        if data is not None and not isinstance(data, (str, bytes, dict, list, tuple)):
+            return False  # file-like or iterable bodies are streamed by requests
+        if timeout is not None and not isinstance(timeout, (int, float, tuple)):
+            return False
+        return True
+
+    def _get_bridge(self) -> _Bridge:
+        b = self._bridge
+        if b is None:
+            with self._bridge_lock:
+                if self._bridge is None:
+                    self._bridge = _Bridge(self._max_workers)
+                b = self._bridge
+        return b
+
+    def _plan(self, b: _Bridge, src: Session) -> _Plan:
+        h = src.headers
+        hooks = src.hooks
+        key = (_headers_key(h), tuple(src.params.items()) if src.params else (),
+               src.hooks.get("response") and tuple(src.hooks["response"]), id(hooks),
+               tuple(src.proxies.items()) if src.proxies else ())
+        plan = b.plan
+        if plan is None or plan.key != key:
+            plan = b.plan = _Plan(src, key)
+        return plan
+
+    def _env(self, b: _Bridge) -> tuple:
+        return tuple(os.environ.get(k) for k in _PROXY_ENV)
+
+    def _submit_quiver(self, src: Session, method: str, url: str, params: Any, data: Any,
+                       headers: Any, auth: Any, timeout: Any, allow_redirects: bool,
+                       proxies: Any, hooks: Any, stream: Any, verify: Any, json: Any,
+                       background_callback: Any) -> Future:
+        b = self._get_bridge()
+        eng = b.engine
+        fut = eng.new_future()
+        try:
+            sub = self._prepare(b, src, method, url, params, data, headers, auth, timeout,
+                                allow_redirects, proxies, hooks, stream, verify, json)
+        except Exception as e:  # noqa: BLE001 - requests raises these from result()
+            settle(fut, exc=e)
+            return fut
+        opts, keep, cs, rec = sub
+        rec.background_callback = background_callback
+        opts.user_data = fut._handle
+        fpp = ffi.new("qv_future **")
+        rc = lib.qv_request(cs.ptr, fpp, opts)
+        if rc:
+            settle(fut, exc=error_for(rc, f"{ffi.string(lib.qv_strerror(rc)).decode()}: "
+                                          f"{method} {url}", rec.prepared()))
+            return fut
+        fut._rec = rec
+        eng.track(fut, fpp[0], _finish)
+        return fut
+
+    def _prepare(self, b: _Bridge, src: Session, method: str, url: str, params: Any,
+                 data: Any, headers: Any, auth: Any, timeout: Any, allow_redirects: bool,
+                 proxies: Any, hooks: Any, stream: Any, verify: Any, json: Any) -> tuple:
+        """The request as requests would send it, as qv_request_opts."""
+        plan = self._plan(b, src)
+        keep: list = []
+        method = method.upper()
+        o = ffi.new("qv_request_opts *")
+        o.size = ffi.sizeof("qv_request_opts")
+        # URL and query: requests' own preparation, cached per URL when the
+        # query does not change (it is ~15 us and pure).
+        qparams = merge_setting(params, plan.params) if params or plan.params else None
+        if qparams:
+            p = PreparedRequest()
+            p.prepare_url(url, qparams)
+            full = p.url
+        else:
+            full = b.urls.get(url)
+            if full is None:
+                p = PreparedRequest()
+                p.prepare_url(url, None)
+                full = p.url
+                if len(b.urls) >= _URL_CACHE_MAX:
+                    b.urls.clear()
+                b.urls[url] = full
+        # Headers: the session's in C already; merged again only if the
+        # request brings its own.
+        if headers:
+            hdrs = merge_setting(headers, plan.headers, CaseInsensitiveDict)
+            for item in hdrs.items():
+                check_header_validity(item)
+            c_headers = None
+        else:
+            hdrs = plan.headers
+            c_headers = plan.c_headers
+        body = None
+        if data is not None or json is not None or method not in ("GET", "HEAD"):
+            p = PreparedRequest()
+            p.headers = CaseInsensitiveDict(hdrs)
+            p.prepare_body(data, None, json)
+            if p.body is not None or p.headers != hdrs:
+                hdrs = p.headers
+                c_headers = None
+                body = p.body
+                if body is None and hdrs.get("Content-Length") == "0":
+                    body = b""  # so that libcurl sends "Content-Length: 0" too
+        # Auth: requests' precedence: the request's, the session's, netrc.
+        env = self._env(b) if src.trust_env else None
+        auth = merge_setting(auth, src.auth)
+        if auth is None and src.trust_env:
+            host = urlsplit(full).netloc
+            if host not in b.netrc:
+                b.netrc[host] = get_netrc_auth(full)
+            auth = b.netrc[host]
+        auth_hooks: list = []
+        if auth is not None:
+            if isinstance(auth, tuple) and len(auth) == 2:
+                o.auth, user, pw = 1, auth[0], auth[1]
+            elif type(auth) is HTTPBasicAuth:
+                o.auth, user, pw = 1, auth.username, auth.password
+            elif type(auth) is HTTPDigestAuth:
+                o.auth, user, pw = 2, auth.username, auth.password
+            else:
+                # Any other AuthBase: applied here, to the request as it
+                # stands, like requests' prepare_auth.
+                p = PreparedRequest()
+                p.method, p.url, p.headers, p.body = method, full, CaseInsensitiveDict(hdrs), body
+                p.hooks = default_hooks()
+                p._cookies = None
+                r = auth(p)
+                full, hdrs, body = r.url, r.headers, r.body
+                auth_hooks = list(r.hooks.get("response", []))
+                c_headers = None
+                user = pw = None
+            if user is not None:
+                o.username = _cdata.cstr(user, keep, "latin-1")
+                o.password = _cdata.cstr(pw, keep, "latin-1")
+        if c_headers is None:
+            c_headers = _c_headers(hdrs, keep)
+        o.headers = c_headers
+        o.method = _cdata.cstr(method, keep)
+        o.url = _cdata.cstr(full, keep)
+        if body is not None:
+            raw = body if isinstance(body, bytes) else body.encode("latin-1")
+            buf = ffi.new("char[]", raw)
+            keep.append(buf)
+            o.body, o.body_len = buf, len(raw)
+        o.connect_timeout_ms, o.read_timeout_ms = _cdata.timeouts(timeout)
+        max_redirects = src.max_redirects
+        if not allow_redirects or max_redirects == 0:
+            o.no_redirects = 1
+        else:
+            o.no_redirects = -1
+            o.max_redirects = max_redirects
+        # Environment: requests' merge_environment_settings, cached per host
+        # and state of the environment variables it reads.
+        req_proxies = proxies or {}
+        if src.trust_env:
+            ekey = (env, urlsplit(full)[:2], req_proxies.get("no_proxy"))
+            env_proxies = b.env.get(ekey)
+            if env_proxies is None:
+                env_proxies = b.env[ekey] = get_environ_proxies(full, req_proxies.get("no_proxy"))
+            if env_proxies:
+                req_proxies = dict(req_proxies)
+                for k, v in env_proxies.items():
+                    req_proxies.setdefault(k, v)
+            if verify is True or verify is None:
+                verify = env[8] or env[9] or verify
+        all_proxies = merge_setting(req_proxies, src.proxies)
+        proxy = select_proxy(full, all_proxies) if all_proxies else None
+        if not proxy and any(os.environ.get(k) for k in _PROXY_ENV[:6]):
+            proxy = ""  # none, though libcurl would find one in the environment
+        verify = merge_setting(verify, src.verify)
+        stream = merge_setting(stream, src.stream)
+        ca_file = None
+        if verify is False:
+            o.insecure = 1
+        else:
+            o.insecure = -1
+            if isinstance(verify, str):
+                ca_file = verify
+        # Hooks: the request's (as requests registers them) over the session's.
+        if hooks:
+            req_hooks = default_hooks()
+            for event, hook in hooks.items():
+                if callable(hook):
+                    req_hooks.setdefault(event, []).append(hook)
+                elif hasattr(hook, "__iter__"):
+                    req_hooks.setdefault(event, []).extend(h for h in hook if callable(h))
+            all_hooks = merge_hooks(req_hooks, plan.hooks)
+        else:
+            all_hooks = plan.hooks
+        response_hooks = list(all_hooks.get("response") or ()) + auth_hooks
+        cs = self._csession(b, src, proxy, ca_file)
+        rec = _Record(self, src, b, cs, method, full, hdrs, body, all_hooks, response_hooks,
+                      bool(stream), max_redirects == 0 and allow_redirects,
+                      {"timeout": timeout, "verify": verify, "proxies": all_proxies,
+                       "stream": stream, "cert": None})
+        keep.append(plan)  # its C headers may be in o.headers
+        return o, keep, cs, rec
+
+    def _csession(self, b: _Bridge, src: Session, proxy: Optional[str],
+                  ca_file: Optional[str]) -> _CSession:
+        """The qv_session for this proxy and CA file, with its jar in step
+        with requests' (made again if the Python jar changed behind it)."""
+        key = (proxy, ca_file)
+        with b.lock:
+            cs = b.csessions.get(key)
+            sig = _jar_signature(src.cookies)
+            if cs is None or cs.sig != sig:
+                new = _CSession(b.engine, proxy, ca_file, src.cookies, sig)
+                if cs is not None:
+                    b.retired.append(cs)
+                b.csessions[key] = cs = new
+        return cs
+
+    def close(self) -> None:
+        """Closes the adapters; waits for what is in flight and frees the
+        executor if it is the session's own."""
+        super().close()
+        if self._owned_executor:
+            self._closed = True
+            with self._bridge_lock:
+                b, self._bridge = self._bridge, None
+            if b is not None:
+                b.close()
+            self.executor.shutdown()
+
+
+class _Record:
+    """One request on the quiver path: what finishing it needs."""
+
+    __slots__ = ("session", "src", "bridge", "cs", "method", "url", "headers", "body", "hooks",
+                 "response_hooks", "stream", "zero_redirects", "hook_kwargs",
+                 "background_callback")
+
+    def __init__(self, session: FuturesSession, src: Session, bridge: _Bridge, cs: _CSession,
+                 method: str, url: str, headers: Any, body: Any, hooks: dict,
+                 response_hooks: list, stream: bool, zero_redirects: bool,
+                 hook_kwargs: dict) -> None:
+        self.session, self.src, self.bridge, self.cs = session, src, bridge, cs
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+        self.hooks, self.response_hooks = hooks, response_hooks
+        self.stream, self.zero_redirects, self.hook_kwargs = stream, zero_redirects, hook_kwargs
+        self.background_callback = None
+
+    def prepared(self, url: Optional[str] = None, method: Optional[str] = None) -> PreparedRequest:
+        """Response.request: a PreparedRequest as requests would have made."""
+        p = PreparedRequest.__new__(PreparedRequest)
+        h = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+        h._store = OrderedDict(self.headers._store)
+        p.__dict__.update({"method": method or self.method, "url": url or self.url,
+                           "headers": h, "_cookies": None,
+                           "body": self.body if method in (None, self.method) else None,
+                           "hooks": self.hooks, "_body_position": None})
+        return p
+
+
+def _redirected_method(method: str, status: int) -> str:
+    """The method after a redirect, by requests' rebuild_method rules."""
+    if (status == 303 and method != "HEAD") or (status == 302 and method != "HEAD") or \
+            (status == 301 and method == "POST"):
+        return "GET"
+    return method
+
+
+def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
+    """On the completion thread: the qv_response as a requests.Response."""
+    rec: _Record = fut._rec
+    fut._rec = None
+    if rc:
+        settle(fut, exc=future_error(qvf, rc, rec.prepared()))
+        return
+    n = lib.qv_response_history_len(r)
+    hist = []
+    jar_updates = []
+    method = rec.method
+    for i in range(n):
+        h = lib.qv_response_history(r, i)
+        hurl = ffi.string(lib.qv_response_url(h)).decode("utf-8", "replace")
+        hr, hc = build_response(h, rec.prepared(hurl, method), False)
+        method = _redirected_method(method, hr.status_code)
+        if hc:
+            jar_updates.append((hr, hc))
+        hist.append(hr)
+    for i, hr in enumerate(hist):
+        hr.history = hist[1:i + 1]  # as requests' resolve_redirects leaves them
+    resp, set_cookies = build_response(r, rec.prepared(None, method) if n else rec.prepared())
+    if n:
+        resp.request.url = resp.url
+        resp.history = hist
+    if set_cookies:
+        jar_updates.append((resp, set_cookies))
+    if jar_updates:
+        _update_jars(rec, jar_updates)
+    add_quiver_details(resp, r)
+    if rec.stream:
+        resp.raw = _RawBody(resp._content)
+        resp._content = False
+        resp._content_consumed = False
+    if rec.zero_redirects and resp.is_redirect:
+        settle(fut, exc=TooManyRedirects("Exceeded 0 redirects.", response=resp))
+        return
+    if rec.response_hooks or rec.background_callback:
+        rec.bridge.engine.run_in_background(_after, fut, rec, resp)
+    else:
+        settle(fut, resp)
+
+
+def _after(fut: Future, rec: _Record, resp: Any) -> None:
+    """Response hooks, then the background callback, off the completion
+    thread (they may be slow); an exception in one is the future's."""
+    try:
+        if rec.response_hooks:
+            resp.connection = rec.src.get_adapter(resp.url)
+            hooks = {"response": rec.response_hooks}
+            for hr in resp.history:
+                dispatch_hook("response", hooks, hr, **rec.hook_kwargs)
+            resp = dispatch_hook("response", hooks, resp, **rec.hook_kwargs)
+        if rec.background_callback:
+            resp = rec.background_callback(rec.session, resp) or resp
+    except BaseException as e:  # noqa: BLE001 - it belongs to the future
+        settle(fut, exc=e)
+        return
+    settle(fut, resp)
+
+
+def _update_jars(rec: _Record, updates: list) -> None:
+    """Set-Cookie into the response's jar and the session's, as requests
+    does; quiver's own jar took them already, so the qv_session stays in
+    step unless the Python jar had changed meanwhile."""
+    b = rec.bridge
+    jar = rec.src.cookies
+    with b.lock:
+        before = _jar_signature(jar)
+        for resp, values in updates:
+            mreq = MockRequest(resp.request)
+            mresp = MockResponse(_SetCookies(values))
+            resp.cookies.extract_cookies(mresp, mreq)
+            jar.extract_cookies(mresp, mreq)
+        if rec.cs.sig == before:
+            rec.cs.sig = _jar_signature(jar)
+

@@ -1,0 +1,212 @@
+"""The drop-in side by side with Debian's requests-futures: the same
+requests through both, the same answers (status, headers, body, cookies,
+history, exception types)."""
+
+from __future__ import annotations
+
+import requests
+import pytest
+from requests.auth import AuthBase, HTTPBasicAuth
+
+from conftest import debian
+from requests_futures.sessions import FuturesSession
+
+# Headers whose values differ between two requests whatever the client.
+VARYING = {"date", "content-length"}
+
+
+def both(call, configure=None):
+    """Runs call(session) on a fresh session of each implementation
+    (configure(session) first) and returns (ours, theirs): each a Response
+    or the exception the future raised."""
+    out = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        s = cls()
+        try:
+            if configure:
+                configure(s)
+            try:
+                out.append(call(s).result(timeout=30))
+            except requests.RequestException as e:
+                out.append(e)
+        finally:
+            s.close()
+    return out
+
+
+def assert_same(a, b, body=True):
+    if isinstance(b, Exception):
+        assert type(a) is type(b), (a, b)
+        return
+    assert isinstance(a, requests.Response)
+    assert (a.status_code, a.reason, a.url) == (b.status_code, b.reason, b.url)
+    assert {k.lower() for k in a.headers} == {k.lower() for k in b.headers}
+    for k in b.headers:
+        if k.lower() not in VARYING:
+            assert a.headers[k] == b.headers[k], k
+    if body:
+        assert a.content == b.content
+        assert a.text == b.text
+        assert a.encoding == b.encoding
+    assert dict(a.cookies) == dict(b.cookies)
+    assert [(h.status_code, h.url, dict(h.cookies)) for h in a.history] == \
+        [(h.status_code, h.url, dict(h.cookies)) for h in b.history]
+    assert a.request.method == b.request.method and a.request.url == b.request.url
+
+
+def test_is_a_session_and_a_future(ours, httpbin):
+    import concurrent.futures
+    assert isinstance(ours, requests.Session)
+    f = ours.get(httpbin + "/get")
+    assert isinstance(f, concurrent.futures.Future)
+    r = f.result(timeout=30)
+    assert type(r) is requests.Response and r.ok and r.json()["url"] == httpbin + "/get"
+    assert ours.executor._max_workers == 8
+
+
+def test_get_with_params_and_headers(httpbin):
+    call = lambda s: s.get(httpbin + "/get", params={"q": "two words", "n": [1, 2]},  # noqa: E731
+                           headers={"X-Test": "yes", "Accept": None})
+    assert_same(*both(call))
+
+
+def test_session_headers_params_and_auth(httpbin):
+    def configure(s):
+        s.headers["X-Session"] = "1"
+        s.headers.pop("User-Agent")
+        s.params = {"from": "session"}
+        s.auth = ("user", "pass")
+    for path in ("/get", "/basic-auth/user/pass", "/headers"):
+        assert_same(*both(lambda s: s.get(httpbin + path, params={"x": "y"}), configure))
+
+
+def test_session_state_changes_between_requests(ours, httpbin):
+    r = ours.get(httpbin + "/headers").result(timeout=30)
+    assert "X-Late" not in r.json()["headers"]
+    ours.headers["X-Late"] = "now"
+    ours.auth = HTTPBasicAuth("a", "b")
+    r = ours.get(httpbin + "/basic-auth/a/b").result(timeout=30)
+    assert r.status_code == 200
+    assert ours.get(httpbin + "/headers").result(timeout=30).json()["headers"]["X-Late"] == "now"
+    del ours.headers["X-Late"]
+    assert "X-Late" not in ours.get(httpbin + "/headers").result(timeout=30).json()["headers"]
+
+
+class TokenAuth(AuthBase):
+    def __call__(self, r):
+        r.headers["Authorization"] = "Bearer t0k3n"
+        return r
+
+
+def test_auth_callable_and_digest(httpbin):
+    assert_same(*both(lambda s: s.get(httpbin + "/bearer", auth=TokenAuth())))
+    digest = requests.auth.HTTPDigestAuth("u", "p")
+    a, b = both(lambda s: s.get(httpbin + "/digest-auth/auth/u/p", auth=digest))
+    assert a.status_code == b.status_code == 200 and a.json() == b.json()
+
+
+def test_wrong_basic_auth(httpbin):
+    assert_same(*both(lambda s: s.get(httpbin + "/basic-auth/user/pass", auth=("user", "no"))))
+
+
+def test_cookies_from_responses_and_session(httpbin):
+    def steps(s):
+        r1 = s.get(httpbin + "/cookies/set?a=1&b=2").result(timeout=30)
+        s.cookies.set("c", "3")
+        del s.cookies["a"]
+        r2 = s.get(httpbin + "/cookies").result(timeout=30)
+        return dict(s.cookies), r1.json(), r2.json(), dict(r1.history[0].cookies)
+
+    results = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        with cls() as s:
+            results.append(steps(s))
+    assert results[0] == results[1]
+    assert results[0][2] == {"cookies": {"b": "2", "c": "3"}}
+
+
+def test_redirects_and_history(httpbin):
+    assert_same(*both(lambda s: s.get(httpbin + "/redirect/3")))
+    assert_same(*both(lambda s: s.get(httpbin + "/redirect/3", allow_redirects=False)))
+    assert_same(*both(lambda s: s.head(httpbin + "/redirect/1")), body=False)
+    assert_same(*both(lambda s: s.post(httpbin + "/redirect-to?url=/get&status_code=303")))
+
+
+def test_too_many_redirects(httpbin):
+    def limit(n):
+        def configure(s):
+            s.max_redirects = n
+        return configure
+    a, b = both(lambda s: s.get(httpbin + "/redirect/3"), limit(2))
+    assert type(a) is type(b) is requests.TooManyRedirects
+    assert_same(*both(lambda s: s.get(httpbin + "/redirect/2"), limit(2)))
+    a, b = both(lambda s: s.get(httpbin + "/redirect/1"), limit(0))
+    assert type(a) is type(b) is requests.TooManyRedirects
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"json": {"a": [1, 2], "b": None}},
+    {"data": {"f": "v", "g": ["1", "2"]}},
+    {"data": b"\x00raw bytes"},
+    {"data": "text body"},
+    {"data": [("k", "v"), ("k", "w")]},
+    {},
+])
+def test_bodies(httpbin, kwargs):
+    for method in ("post", "put", "patch"):
+        assert_same(*both(lambda s: getattr(s, method)(httpbin + "/" + method, **kwargs)))
+
+
+def test_other_methods_and_statuses(httpbin):
+    assert_same(*both(lambda s: s.delete(httpbin + "/delete")))
+    assert_same(*both(lambda s: s.options(httpbin + "/get")), body=False)
+    for code in (204, 404, 418, 500):
+        assert_same(*both(lambda s: s.get(httpbin + f"/status/{code}")))
+    assert_same(*both(lambda s: s.get(httpbin + "/encoding/utf8")))
+    assert_same(*both(lambda s: s.get(httpbin + "/gzip")))
+    assert_same(*both(lambda s: s.get(httpbin + "/response-headers?X-A=1&X-A=2")))
+
+
+def test_errors_are_requests_exceptions(httpbin, faults, tls):
+    cases = [
+        lambda s: s.get("http://127.0.0.1:1/"),
+        lambda s: s.get(httpbin + "/delay/3", timeout=0.3),
+        lambda s: s.get(httpbin + "/delay/3", timeout=(5, 0.3)),
+        lambda s: s.get(tls[0] + "/hello"),
+        lambda s: s.get("http:///nohost"),
+        lambda s: s.get("nothing"),
+        lambda s: s.get("ftp://127.0.0.1/"),
+        lambda s: s.get(httpbin + "/get", headers={"X-Bad": "a\r\nb"}),
+        lambda s: s.get(faults + "/reset"),
+    ]
+    for call in cases:
+        a, b = both(call)
+        assert isinstance(b, Exception) and type(a) is type(b), (a, b)
+
+
+def test_tls_verify(tls):
+    url, ca = tls
+    assert_same(*both(lambda s: s.get(url + "/hello", verify=ca)))
+    assert_same(*both(lambda s: s.get(url + "/hello", verify=False)))
+
+    def configure(s):
+        s.verify = ca
+    assert_same(*both(lambda s: s.get(url + "/hello"), configure))
+
+
+def test_proxies(httpbin, proxy):
+    def configure(s):
+        s.proxies = {"http": proxy}
+    a, b = both(lambda s: s.get(httpbin + "/get"), configure)
+    assert a.headers["Via"] == b.headers["Via"] == "quiver-test-proxy"
+    a, b = both(lambda s: s.get(httpbin + "/get", proxies={"http": proxy}))
+    assert a.headers["Via"] == b.headers["Via"]
+
+
+def test_stream_iter_content(ours, httpbin):
+    r = ours.get(httpbin + "/bytes/5000?seed=1", stream=True).result(timeout=30)
+    chunks = list(r.iter_content(1000))
+    assert [len(c) for c in chunks] == [1000] * 5
+    s = requests.Session()
+    assert b"".join(chunks) == s.get(httpbin + "/bytes/5000?seed=1").content
+    s.close()

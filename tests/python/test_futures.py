@@ -1,0 +1,148 @@
+"""The drop-in's futures: hooks and background callbacks in the background,
+user executors, custom adapters, real cancellation, and the standard ways of
+waiting on futures."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import pickle
+import threading
+import time
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from conftest import debian
+from requests_futures.sessions import FuturesSession
+
+
+@pytest.mark.parametrize("cls", [FuturesSession, debian.FuturesSession])
+def test_hooks_and_background_callback_run_in_background(httpbin, cls):
+    seen = []
+
+    def session_hook(r, *args, **kwargs):
+        seen.append(("session", threading.current_thread() is threading.main_thread()))
+        r.hooked = True
+
+    def bg(sess, r):
+        r.data = r.json()["args"]
+
+    with cls() as s:
+        s.hooks["response"].append(session_hook)
+        r = s.get(httpbin + "/get?x=1", background_callback=bg).result(timeout=30)
+        assert r.hooked and r.data == {"x": "1"}
+        assert seen == [("session", False)]
+        # a request's hooks replace the session's, as in requests
+        r = s.get(httpbin + "/get", hooks={"response": lambda r, **kw: setattr(r, "mine", 1)}) \
+            .result(timeout=30)
+        assert r.mine == 1 and len(seen) == 1
+
+
+@pytest.mark.parametrize("cls", [FuturesSession, debian.FuturesSession])
+def test_exception_in_hook_or_callback_surfaces_from_result(httpbin, cls):
+    def bad(*args, **kwargs):
+        raise ValueError("from the hook")
+
+    with cls() as s:
+        with pytest.raises(ValueError, match="from the hook"):
+            s.get(httpbin + "/get", hooks={"response": bad}).result(timeout=30)
+        with pytest.raises(ValueError, match="from the hook"):
+            s.get(httpbin + "/get", background_callback=bad).result(timeout=30)
+
+
+def test_user_thread_pool_runs_the_requests(httpbin):
+    names = []
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mine") as ex:
+        s = FuturesSession(executor=ex)
+        s.hooks["response"].append(lambda r, **kw: names.append(threading.current_thread().name))
+        r = s.get(httpbin + "/get").result(timeout=30)
+        s.close()
+    assert r.status_code == 200 and names[0].startswith("mine")
+
+
+def test_user_process_pool(httpbin):
+    with concurrent.futures.ProcessPoolExecutor(1) as ex:
+        s = FuturesSession(executor=ex)
+        r = s.get(httpbin + "/get?p=1").result(timeout=60)
+        assert r.json()["args"] == {"p": "1"}
+        with pytest.raises(RuntimeError, match="Cannot pickle"):
+            s.get(httpbin + "/get", background_callback=functools.partial(print, threading.Lock()))
+        s.close()
+    assert pickle.loads(pickle.dumps(FuturesSession())).headers["User-Agent"].startswith(
+        "python-requests")
+
+
+class Canned(BaseAdapter):
+    def send(self, request, **kwargs):
+        r = requests.Response()
+        r.status_code, r._content, r.url, r.request = 299, b"canned", request.url, request
+        return r
+
+    def close(self):
+        pass
+
+
+def test_custom_adapter_is_honoured(httpbin):
+    with FuturesSession() as s:
+        s.mount("http://", Canned())
+        r = s.get(httpbin + "/get").result(timeout=30)
+    assert (r.status_code, r.content) == (299, b"canned")
+
+
+def test_attributes_code_looks_at():
+    s = FuturesSession(max_workers=20)
+    assert s.executor._max_workers == 20
+    assert s.get_adapter("http://x/")._pool_maxsize == 20
+    s.close()
+    s = FuturesSession(adapter_kwargs={"pool_connections": 3})
+    assert s.get_adapter("https://x/")._pool_connections == 3
+    s.close()
+    with pytest.raises(RuntimeError):
+        s.get("http://127.0.0.1:1/")
+
+
+def test_cancel_stops_an_in_flight_request(ours, httpbin):
+    f = ours.get(httpbin + "/delay/10")
+    stats = ours._get_bridge().engine.stats
+    deadline = time.monotonic() + 10
+    while stats()["in_flight"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stats()["in_flight"] == 1  # on the wire, not queued
+    t0 = time.monotonic()
+    assert f.cancel() and f.cancelled()
+    with pytest.raises(concurrent.futures.CancelledError):
+        f.result(timeout=1)
+    while stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stats()["in_flight"] == 0 and stats()["cancelled"] == 1
+    assert time.monotonic() - t0 < 2
+    assert not ours.get(httpbin + "/get").result(timeout=30).history  # still works
+    done = ours.get(httpbin + "/get")
+    done.result(timeout=30)
+    assert not done.cancel()
+
+
+def test_wait_and_as_completed(ours, httpbin):
+    fs = [ours.get(httpbin + f"/delay/{d}") for d in (0.6, 0.3, 0)]
+    order = [fs.index(f) for f in concurrent.futures.as_completed(fs, timeout=30)]
+    assert order == [2, 1, 0]
+    done, pending = concurrent.futures.wait(fs, timeout=30)
+    assert len(done) == 3 and not pending
+
+
+def test_asyncio_wrap_future(ours, httpbin):
+    async def main():
+        rs = await asyncio.gather(*(asyncio.wrap_future(ours.get(httpbin + f"/get?i={i}"))
+                                    for i in range(5)))
+        return [r.json()["args"]["i"] for r in rs]
+
+    assert asyncio.run(main()) == [str(i) for i in range(5)]
+
+
+def test_many_in_flight(nginx):
+    with FuturesSession(max_workers=16) as s:
+        fs = [s.get(nginx + "/small") for _ in range(500)]
+        assert all(f.result(timeout=60).content == b"q" * 100 for f in fs)

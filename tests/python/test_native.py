@@ -1,0 +1,79 @@
+"""quiver.Session, the Python-native layer: what requests-futures lacks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+import quiver
+
+
+def test_loop_executor_http2(nginx_tls):
+    url, ca = nginx_tls
+    with quiver.Session(executor="loop", max_workers=32, verify=ca) as s:
+        fs = [s.get(url + "/small") for _ in range(50)]
+        rs = [f.result(timeout=30) for f in fs]
+        assert {r.http_version for r in rs} == {20}
+        assert all(type(r) is requests.Response and r.content == b"q" * 100 for r in rs)
+        assert s.stats()["connections_opened"] <= 2
+        assert rs[0].timing["total_ms"] > 0
+
+
+@pytest.mark.parametrize("executor", ["threads", "loop", "processes"])
+def test_defaults_and_echo(httpbin, executor):
+    with quiver.Session(executor, headers={"X-S": "1"}, params={"p": "s"},
+                        auth=("u", "pw")) as s:
+        r = s.get(httpbin + "/basic-auth/u/pw").result(timeout=30)
+        assert r.status_code == 200
+        r = s.post(httpbin + "/post", json={"a": 1}, params={"q": "r"}).result(timeout=30)
+        body = r.json()
+        assert body["json"] == {"a": 1} and body["args"] == {"p": "s", "q": "r"}
+        assert body["headers"]["X-S"] == "1"
+
+
+def test_retries_with_retry_after(faults):
+    key = uuid.uuid4().hex
+    with quiver.Session(retries={"max_retries": 3, "backoff_ms": 10}) as s:
+        r = s.get(f"{faults}/flaky?key={key}&fail=2&after=0").result(timeout=30)
+        assert (r.status_code, r.text, r.attempts) == (200, "ok", 3)
+        f = s.get(f"{faults}/flaky?key={key}x&fail=5", retries=1)
+        assert f.result(timeout=30).status_code == 503
+
+
+def test_rate_limit(nginx):
+    host = nginx.split("//")[1]
+    with quiver.Session(executor="loop") as s:
+        s.set_host_limits(host, rate=20, burst=1)
+        t0 = time.monotonic()
+        rs = [f.result(timeout=30) for f in [s.get(nginx + "/small") for _ in range(6)]]
+        assert all(r.ok for r in rs)
+        assert time.monotonic() - t0 >= 0.2  # 5 waits of 50 ms after the first
+
+
+def test_errors_and_cancel(httpbin):
+    with quiver.Session(timeout=(5, 0.2)) as s:
+        with pytest.raises(requests.ReadTimeout):
+            s.get(httpbin + "/delay/3").result(timeout=30)
+        with pytest.raises(requests.ConnectionError):
+            s.get("http://127.0.0.1:1/").result(timeout=30)
+        f = s.get(httpbin + "/delay/10", timeout=30)
+        time.sleep(0.2)
+        assert f.cancel()
+        deadline = time.monotonic() + 5
+        while s.stats()["cancelled"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert s.stats()["cancelled"] == 1 and s.stats()["in_flight"] == 0
+
+
+def test_backpressure_no_block(httpbin):
+    with quiver.Session(max_workers=1, max_queued=1, no_block=True) as s:
+        fs = [s.get(httpbin + "/delay/0.5")]
+        time.sleep(0.1)
+        fs.append(s.get(httpbin + "/get"))
+        with pytest.raises(quiver.QuiverError) as e:
+            s.get(httpbin + "/get")
+        assert e.value.qv_name == "QV_EAGAIN"
+        assert all(f.result(timeout=30).ok for f in fs)
