@@ -8,10 +8,11 @@
  *    with {0};
  *  - a decoded request encodes again (qv_wire_encode_request, what the
  *    parent does) and decodes to the same method, URL, host, header lines,
- *    body, parts, credentials, limits, retry policy and attempt, hooks and
- *    cookie lines (a policy without retries is not sent, so it comes back
- *    empty). (The hooks' function pointers are only carried as numbers,
- *    never called.)
+ *    body, parts, credentials, limits, retry policy and attempt, hooks,
+ *    cookie lines and the network settings (certificates, proxies, Unix
+ *    socket, resolve and connect_to pairs, interface, versions) (a policy without retries is not
+ * sent, so it comes back empty). (The hooks' function pointers are only carried as numbers, never
+ * called.)
  */
 #include "../src/internal.h"
 
@@ -48,9 +49,34 @@ static int same_list(const struct curl_slist *a, const struct curl_slist *b)
     return !a && !b;
 }
 
+static int same_pairs(const qv_pair *a, const qv_pair *b)
+{
+    for (; a && a->name && b && b->name; a++, b++)
+        if (!same_str(a->name, b->name) || !same_str(a->value, b->value)) return 0;
+    return !(a && a->name) && !(b && b->name);
+}
+
+/* The networks-and-identity fields. */
+static void compare_net(const qv_req *a, const qv_req *b)
+{
+    const char *sa[] = {a->client_cert,       a->client_key,  a->key_password,   a->ca_path,
+                        a->pinned_public_key, a->no_proxy,    a->proxy_username, a->proxy_password,
+                        a->proxy_ca_file,     a->unix_socket, a->interface};
+    const char *sb[] = {b->client_cert,       b->client_key,  b->key_password,   b->ca_path,
+                        b->pinned_public_key, b->no_proxy,    b->proxy_username, b->proxy_password,
+                        b->proxy_ca_file,     b->unix_socket, b->interface};
+    for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
+        if (!same_str(sa[i], sb[i])) fail("a network string changed in a round trip");
+    if (a->tls_min_version != b->tls_min_version || a->ip_version != b->ip_version)
+        fail("a network number changed in a round trip");
+    if (!same_pairs(a->resolve, b->resolve) || !same_pairs(a->connect_to, b->connect_to))
+        fail("resolve or connect_to changed in a round trip");
+}
+
 static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const qv_hook *hb,
                     const struct curl_slist *ja, const struct curl_slist *jb)
 {
+    compare_net(a, b);
     if (!same_str(a->method, b->method) || !same_str(a->url, b->url) ||
         !same_str(a->host, b->host) || !same_str(a->username, b->username) ||
         !same_str(a->password, b->password) || !same_str(a->ca_file, b->ca_file) ||

@@ -290,6 +290,38 @@ typedef struct qv_session_opts {
     /* Runs before each attempt of every request (see qv_request_hook_fn). */
     qv_request_hook_fn on_request;
     void *on_request_arg;
+    /* Networks and identity (docs/guide.md, "Networks and identity"). */
+    const char *client_cert;       /* client certificate (PEM file) for servers that ask */
+    const char *client_key;        /* its private key (PEM file); NULL = in client_cert */
+    const char *key_password;      /* the key's password, if it is encrypted */
+    const char *ca_path;           /* a directory of CA certificates (c_rehash'ed) */
+    const char *pinned_public_key; /* "sha256//<base64>[;sha256//...]" or a key file:
+                                      the server's key must match (else QV_ETLS) */
+    int tls_min_version;           /* 0 = libcurl's default (TLS 1.2), 12 = TLS 1.2,
+                                      13 = TLS 1.3 */
+    /* Proxies by the request URL's scheme: pairs "http", "https" or "all"
+     * → proxy URL (http://, https://, socks4a://, socks5://, socks5h://;
+     * credentials may be in it; "" = no proxy). A scheme's own entry wins
+     * over "all", which wins over `proxy`. A redirect keeps the proxy of the
+     * request's URL. With no proxy set, libcurl's environment proxies
+     * (http_proxy, https_proxy, all_proxy, no_proxy) apply. */
+    const qv_pair *proxies;
+    const char *no_proxy;       /* hosts to reach directly, libcurl's syntax
+                                   ("example.com,.local,10.0.0.0/8", "*") */
+    const char *proxy_username; /* proxy credentials (instead of in the URL) */
+    const char *proxy_password;
+    const char *proxy_ca_file; /* CA bundle for an https:// proxy */
+    int trust_env;             /* 0 = use the environment's proxies when none is
+                                  set; -1 = ignore them */
+    const char *unix_socket;   /* connect to this Unix socket (the URL still
+                                  gives Host and path) */
+    const qv_pair *resolve;    /* pairs "host:port" → "addr[,addr...]": those
+                                  addresses instead of DNS */
+    const qv_pair *connect_to; /* pairs "host:port" → "host2:port2": connect
+                                  there instead (Host, TLS name unchanged);
+                                  an empty host or port matches any */
+    const char *interface;     /* local interface name or address to send from */
+    int ip_version;            /* 0 = any, 4 = IPv4 only, 6 = IPv6 only */
 } qv_session_opts;
 
 /*
@@ -325,6 +357,12 @@ typedef struct qv_request_opts {
     /* Runs before each attempt, after the session's on_request. */
     qv_request_hook_fn on_request;
     void *on_request_arg;
+    /* The session's, unless given (see qv_session_opts): */
+    const char *client_cert; /* with client_key and key_password: replaces the
+                                session's three as a whole */
+    const char *client_key;
+    const char *key_password;
+    const char *unix_socket;
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */

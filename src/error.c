@@ -58,6 +58,7 @@ int qv_error_from_curl(CURLcode cc)
         return QV_EURL;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
+    case CURLE_INTERFACE_FAILED: /* .interface: no such device or address here */
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
         return QV_ECONNECT;

@@ -142,7 +142,16 @@ typedef struct qv_req {
     int follow, max_redirects;
     size_t max_response_bytes;
     int insecure;
-    const char *ca_file, *proxy; /* borrowed from the session */
+    const char *ca_file, *proxy; /* borrowed from the session; proxy: the one for
+                                    the URL's scheme, "" = none (not even the
+                                    environment's) */
+    /* Networks and identity (see qv_session_opts), borrowed from the session
+     * or in the arena; 0 and NULL: not set. */
+    const char *client_cert, *client_key, *key_password, *ca_path, *pinned_public_key;
+    const char *no_proxy, *proxy_username, *proxy_password, *proxy_ca_file;
+    const char *unix_socket, *interface;
+    const qv_pair *resolve, *connect_to; /* end with {0} */
+    int tls_min_version, ip_version;
     qv_hook_fn hook;
     void *hook_arg;
     int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
@@ -438,7 +447,8 @@ typedef enum qv_abort {
     QV_ABORT_READ_TIMEOUT,
     QV_ABORT_TOO_LARGE,
     QV_ABORT_NOMEM,
-    QV_ABORT_DIRTY /* a reused connection had unread bytes: retry on a new one */
+    QV_ABORT_DIRTY,     /* a reused connection had unread bytes: retry on a new one */
+    QV_ABORT_PROXY_AUTH /* the response is a proxy's 407 */
 } qv_abort;
 
 /* The most room a response's Content-Length reserves at once (a hostile one
@@ -474,6 +484,7 @@ typedef struct qv_slot {
     CURL *configured;        /* easy, once its lifelong options are set (transfer.c) */
     int dirty;               /* easy has options of a special request: reset first */
     int ca_set;              /* easy has a CA file set */
+    struct curl_slist *resolve, *connect_to; /* the request's lists, while it runs */
     char errbuf[CURL_ERROR_SIZE];
 } qv_slot;
 
@@ -497,6 +508,25 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
 /* Takes the transfer's handle out of its multi (closing the connection if
  * the transfer did not end cleanly). */
 void qv_transfer_detach(qv_slot *slot, CURLM *multi);
+
+/* ----------------------------------------------- networks and identity (network.c) */
+
+/* The session's network options: QV_OK or QV_EINVAL. */
+int qv_net_validate(const qv_session_opts *o);
+/* Fills r's network fields from the session's options and the request's
+ * (r->url set): QV_OK, QV_EINVAL or QV_ENOMEM. */
+int qv_net_build(qv_req *r, const qv_session_opts *so, const qv_request_opts *o);
+/* 1 if r sets any of them (a request that needs a reset after it). */
+int qv_net_special(const qv_req *r);
+/* Sets them on slot->easy (just reset); the lists stay in slot until
+ * qv_net_release. */
+CURLcode qv_net_setup(qv_slot *slot, const qv_req *r);
+void qv_net_release(qv_slot *slot);
+/* A TLS failure's cause in words (which option it is about), or NULL. */
+const char *qv_net_tls_hint(const qv_req *r, CURLcode cc, const char *detail);
+/* 1 if a receive or send error before any response is the TLS server
+ * refusing the connection (e.g. the client's certificate). */
+int qv_net_tls_refused(qv_slot *slot, const char *detail);
 
 /* ------------------------------------------------------ clean connections (conncheck.c) */
 

@@ -357,7 +357,7 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     r->max_response_bytes = o.max_response_bytes ? o.max_response_bytes : s->o.max_response_bytes;
     r->insecure = pick_flag(o.insecure, s->o.insecure);
     r->ca_file = s->o.ca_file;
-    r->proxy = s->o.proxy;
+    if ((rc = qv_net_build(r, &s->o, &o))) return rc;
     r->hook = o.hook;
     r->hook_arg = o.hook_arg;
     r->on_request[0] = (qv_req_hook){s->o.on_request, s->o.on_request_arg};

@@ -109,7 +109,7 @@ static int validate(const qv_session_opts *o)
     if ((unsigned)o->auth > QV_AUTH_BEARER || o->max_workers < 0 ||
         (unsigned)o->executor_kind > QV_PROCESSES)
         return QV_EINVAL;
-    return QV_OK;
+    return qv_net_validate(o);
 }
 
 static int copy_opts(qv_session *s, const qv_session_opts *in)
@@ -128,6 +128,14 @@ static int copy_opts(qv_session *s, const qv_session_opts *in)
     s->o.proxy = copy_str(a, s->o.proxy, &rc);
     s->o.user_agent =
         copy_str(a, s->o.user_agent ? s->o.user_agent : "quiver/" QV_VERSION_STRING, &rc);
+    const char **net[] = {&s->o.client_cert,    &s->o.client_key,        &s->o.key_password,
+                          &s->o.ca_path,        &s->o.pinned_public_key, &s->o.no_proxy,
+                          &s->o.proxy_username, &s->o.proxy_password,    &s->o.proxy_ca_file,
+                          &s->o.unix_socket,    &s->o.interface};
+    for (size_t i = 0; i < sizeof(net) / sizeof(net[0]); i++) *net[i] = copy_str(a, *net[i], &rc);
+    s->o.proxies = copy_pairs(a, s->o.proxies, &rc);
+    s->o.resolve = copy_pairs(a, s->o.resolve, &rc);
+    s->o.connect_to = copy_pairs(a, s->o.connect_to, &rc);
     return rc;
 }
 

@@ -231,8 +231,8 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
 /* A request that sets options only a reset takes back. */
 static int special(const qv_req *r)
 {
-    return r->auth != QV_AUTH_NONE || r->insecure || r->proxy || r->has_body || r->nparts ||
-           strcmp(r->method, "GET") != 0;
+    return r->auth != QV_AUTH_NONE || r->insecure || r->has_body || r->nparts ||
+           strcmp(r->method, "GET") != 0 || qv_net_special(r);
 }
 
 /* The options of a special request (see special()). */
@@ -244,13 +244,8 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (r->proxy) {
-        SET(CURLOPT_PROXY, r->proxy);
-        /* An explicit proxy is used for every host; no_proxy only tempers
-         * the environment's proxies (as in requests). */
-        SET(CURLOPT_NOPROXY, "");
-    }
 #undef SET
+    if (!cc) cc = qv_net_setup(slot, r);
     if (!cc) cc = setup_auth(e, r);
     if (!cc) cc = setup_method(slot, r);
     return cc;
@@ -286,6 +281,7 @@ static void slot_release(qv_slot *slot)
 {
     curl_mime_free(slot->mime);
     slot->mime = NULL;
+    qv_net_release(slot);
     slot->f = NULL;
     if (slot->attempt_headers || slot->hop_headers) {
         curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, NULL);
@@ -411,7 +407,10 @@ static int refine(qv_slot *slot, CURLcode cc, const char *detail, int started)
          * failure once the response began is a broken response (e.g. bad
          * chunked encoding, reset mid-body), before it a connection failure. */
         if (strstr(detail, "Too large response headers")) return QV_ETOO_LARGE;
+        if (!started && qv_net_tls_refused(slot, detail)) return QV_ETLS;
         return started ? QV_EPROTOCOL : QV_ECONNECT;
+    case CURLE_SEND_ERROR:
+        return !started && qv_net_tls_refused(slot, detail) ? QV_ETLS : QV_ECONNECT;
     case CURLE_UNSUPPORTED_PROTOCOL:
         /* Our own URL was checked at submit: here it is either a redirect to
          * a scheme we refuse, or an answer that is not HTTP we speak
@@ -432,6 +431,7 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
 {
     qv_future *f = slot->f;
     const char *detail = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc);
+    const char *hint;
     int err;
     switch (slot->abort) {
     case QV_ABORT_CANCEL:
@@ -451,10 +451,18 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
         f->out_err = QV_ENOMEM;
         f->out_msg = qv_future_message(f, f->out_err, "while receiving the response");
         return;
+    case QV_ABORT_PROXY_AUTH:
+        f->out_err = QV_EPROXY;
+        f->out_msg = qv_future_message(f, f->out_err,
+                                       "the proxy wants credentials, or refused those given "
+                                       "(407 Proxy Authentication Required)");
+        return;
     default:
         err = refine(slot, cc, detail, started);
+        hint = err == QV_ETLS ? qv_net_tls_hint(&f->req, cc, detail) : NULL;
         f->out_err = err;
-        f->out_msg = qv_future_message(f, err, "%s", detail);
+        f->out_msg = hint ? qv_future_message(f, err, "%s (%s)", hint, detail)
+                          : qv_future_message(f, err, "%s", detail);
     }
 }
 
@@ -492,11 +500,16 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     if (f->ex) atomic_fetch_add(&f->ex->connections, (size_t)conns);
     qv_future_end_transfer(f);
     qv_executor_host_done(f);
+    long status = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+    /* Through a proxy (plain http, no tunnel), the proxy's refusal is a
+     * response: a failure of the proxy all the same. */
+    if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE && status == 407 && f->req.proxy &&
+        *f->req.proxy)
+        slot->abort = QV_ABORT_PROXY_AUTH;
     if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
-        long status = 0;
         char *url = NULL;
         curl_off_t total = 0;
-        curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
         curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total);
         long version = 0;

@@ -39,6 +39,21 @@ enum {
     T_ID,       /* the pool's name for this attempt (a request, a cancel of it) */
     /* nested: fn, arg (a request hook: the session's, then the request's) */
     T_ON_REQUEST,
+    T_CLIENT_CERT, /* networks and identity: strings (see net_strs) */
+    T_CLIENT_KEY,
+    T_KEY_PASSWORD,
+    T_CA_PATH,
+    T_PINNED_KEY,
+    T_NO_PROXY,
+    T_PROXY_USER,
+    T_PROXY_PASS,
+    T_PROXY_CA,
+    T_UNIX_SOCKET,
+    T_INTERFACE,
+    T_TLS_MIN, /* integers */
+    T_IP_VERSION,
+    T_RESOLVE,    /* nested: name, value */
+    T_CONNECT_TO, /* nested: name, value */
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -236,6 +251,53 @@ static int put_jar(qv_buf *b, const struct curl_slist *jar, int kept)
     return rc;
 }
 
+/* The network strings of a request, by tag: what encode sends and decode
+ * fills. */
+static const struct {
+    unsigned tag;
+    size_t off;
+} net_strs[] = {
+    {T_CLIENT_CERT, offsetof(qv_req, client_cert)},
+    {T_CLIENT_KEY, offsetof(qv_req, client_key)},
+    {T_KEY_PASSWORD, offsetof(qv_req, key_password)},
+    {T_CA_PATH, offsetof(qv_req, ca_path)},
+    {T_PINNED_KEY, offsetof(qv_req, pinned_public_key)},
+    {T_NO_PROXY, offsetof(qv_req, no_proxy)},
+    {T_PROXY_USER, offsetof(qv_req, proxy_username)},
+    {T_PROXY_PASS, offsetof(qv_req, proxy_password)},
+    {T_PROXY_CA, offsetof(qv_req, proxy_ca_file)},
+    {T_UNIX_SOCKET, offsetof(qv_req, unix_socket)},
+    {T_INTERFACE, offsetof(qv_req, interface)},
+};
+#define NET_STR(r, i) (*(const char **)((char *)(r) + net_strs[i].off))
+
+/* Pairs as nested name/value fields, one per pair. */
+static int put_pairs(qv_buf *b, unsigned tag, const qv_pair *p)
+{
+    qv_buf t = {0};
+    int rc = QV_OK;
+    for (; p && p->name && !rc; p++) {
+        t.len = 0;
+        rc = put_str(&t, N_NAME, p->name);
+        if (!rc) rc = put_str(&t, N_VALUE, p->value);
+        if (!rc) rc = put_nested(b, tag, &t);
+    }
+    qv_buf_free(&t);
+    return rc;
+}
+
+static int put_net(qv_buf *b, const qv_req *r)
+{
+    int rc = QV_OK;
+    for (size_t i = 0; i < sizeof(net_strs) / sizeof(net_strs[0]) && !rc; i++)
+        rc = put_str(b, net_strs[i].tag, NET_STR(r, i));
+    if (!rc && r->tls_min_version) rc = put_int(b, T_TLS_MIN, r->tls_min_version);
+    if (!rc && r->ip_version) rc = put_int(b, T_IP_VERSION, r->ip_version);
+    if (!rc) rc = put_pairs(b, T_RESOLVE, r->resolve);
+    if (!rc) rc = put_pairs(b, T_CONNECT_TO, r->connect_to);
+    return rc;
+}
+
 int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const struct curl_slist *jar,
                            int jar_kept)
 {
@@ -260,6 +322,7 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_int(b, T_INSECURE, r->insecure);
     if (!rc) rc = put_str(b, T_CA_FILE, r->ca_file);
     if (!rc) rc = put_str(b, T_PROXY, r->proxy);
+    if (!rc) rc = put_net(b, r);
     if (!rc && r->retry.max_retries) rc = put_int(b, T_ATTEMPT, attempt);
     if (!rc && r->retry.max_retries) rc = put_retry(b, &r->retry);
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
@@ -386,6 +449,45 @@ static size_t count_tag(const unsigned char *p, size_t len, unsigned want)
     return count;
 }
 
+/* An array for the pairs with `tag` (ending with {0}), NULL if none; *rc
+ * QV_ENOMEM if it could not be made. */
+static qv_pair *alloc_pairs(qv_req *r, const unsigned char *p, size_t len, unsigned tag, int *rc)
+{
+    size_t n = count_tag(p, len, tag);
+    qv_pair *a = n ? qv_arena_alloc(&r->arena, (n + 1) * sizeof(*a)) : NULL;
+    if (n && !a) *rc = QV_ENOMEM;
+    if (a) memset(a, 0, (n + 1) * sizeof(*a));
+    return a;
+}
+
+/* One pair into the first free entry of a (sized by alloc_pairs). */
+static int decode_pair(qv_req *r, const unsigned char *v, size_t len, qv_pair *a)
+{
+    reader rd = {v, len};
+    unsigned tag;
+    const unsigned char *x;
+    size_t n;
+    int more;
+    if (!a) return QV_EPROTOCOL;
+    while (a->name) a++;
+    const char *name = NULL, *value = NULL;
+    while ((more = next(&rd, &tag, &x, &n)) == 1) {
+        const char **to = tag == N_NAME ? &name : tag == N_VALUE ? &value : NULL;
+        if (to && !(*to = dup_field(&r->arena, x, n))) return QV_ENOMEM;
+    }
+    if (more < 0 || !name || !value) return QV_EPROTOCOL;
+    a->value = value;
+    a->name = name;
+    return QV_OK;
+}
+
+static const char **net_str_field(qv_req *r, unsigned tag)
+{
+    for (size_t i = 0; i < sizeof(net_strs) / sizeof(net_strs[0]); i++)
+        if (net_strs[i].tag == tag) return &NET_STR(r, i);
+    return NULL;
+}
+
 int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
                            qv_hook **hooks, struct curl_slist **jar, int *jar_kept)
 {
@@ -399,15 +501,20 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
     qv_hook *h = qv_arena_alloc(&r->arena, (nhooks + 1) * sizeof(*h));
     if (!r->parts || !h) return QV_ENOMEM;
     memset(h, 0, (nhooks + 1) * sizeof(*h));
+    int rc = QV_OK;
+    qv_pair *resolve = alloc_pairs(r, p, len, T_RESOLVE, &rc);
+    qv_pair *connect_to = alloc_pairs(r, p, len, T_CONNECT_TO, &rc);
+    r->resolve = resolve;
+    r->connect_to = connect_to;
     size_t nh = 0, nreq = 0;
     reader rd = {p, len};
     unsigned tag;
     const unsigned char *v;
     size_t n;
-    int more, rc = QV_OK;
+    int more = 0;
     while (!rc && (more = next(&rd, &tag, &v, &n)) == 1) {
         int64_t i = 0;
-        const char **str = NULL;
+        const char **str = net_str_field(r, tag);
         long *num = NULL;
         switch (tag) {
         case T_METHOD:
@@ -475,6 +582,19 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             break;
         case T_RETRY:
             rc = get_retry(v, n, &r->retry);
+            break;
+        case T_RESOLVE:
+            rc = decode_pair(r, v, n, resolve);
+            break;
+        case T_CONNECT_TO:
+            rc = decode_pair(r, v, n, connect_to);
+            break;
+        case T_TLS_MIN:
+        case T_IP_VERSION:
+            if (get_int(v, n, &i) || i < 0 || i > 99)
+                rc = QV_EPROTOCOL;
+            else
+                *(tag == T_TLS_MIN ? &r->tls_min_version : &r->ip_version) = (int)i;
             break;
         case T_ATTEMPT:
             if (get_int(v, n, &i) || i < 0 || i > INT32_MAX)

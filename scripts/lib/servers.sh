@@ -7,6 +7,9 @@
 #   qv_start_proxy [LOG_DIR]        # exports QV_PROXY_URL
 #   qv_start_nginx [LOG_DIR]        # exports QV_NGINX_URL, QV_NGINX_TLS_URL, QV_NGINX_CA
 #   qv_start_faults [LOG_DIR]       # exports QV_FAULTS_URL
+#   qv_start_mtls [LOG_DIR]         # exports QV_MTLS_URL, QV_MTLS12_URL, QV_MTLS_DIR, ...
+#   qv_start_socks [LOG_DIR]        # exports QV_SOCKS_PORT
+#   qv_start_auth_proxy [LOG_DIR]   # exports QV_AUTH_PROXY_URL, QV_AUTH_PROXY_USER, ...
 #
 # Everything listens on 127.0.0.1 only. /usr/bin/python3 is used on purpose: the
 # python3 on PATH may be a pyenv one without Debian's httpbin and gunicorn.
@@ -119,7 +122,7 @@ _qv_start_py_server() {
         pid=$!
         QV_SERVER_PIDS+=("$pid")
         for ((i = 0; i < QV_SERVER_START_TIMEOUT * 10; i++)); do
-            if grep -qE "listening on https?://127\.0\.0\.1:$port\$" "$log" &&
+            if grep -qE "listening on [a-z0-9]+://127\.0\.0\.1:$port\$" "$log" &&
                 "$probe" "$port"; then
                 _qv_port=$port _qv_pid=$pid
                 return 0
@@ -185,17 +188,41 @@ _qv_probe_proxy() {
         grep -qi '^Via: quiver-test-proxy'
 }
 
+# _qv_tls_extras DIR: for the certificates of _qv_tls_certs in DIR, a CA
+# directory (DIR/capath, hashed for OpenSSL) and the server key's pin
+# (DIR/server.pin: "sha256//BASE64", libcurl's form).
+_qv_tls_extras() {
+    local dir=$1 out
+    if ! out=$(
+        set -eo pipefail
+        mkdir -p "$dir/capath"
+        cp "$dir/ca.pem" "$dir/capath/ca.pem"
+        openssl rehash "$dir/capath" 2>&1
+        printf 'sha256//%s\n' "$(openssl x509 -in "$dir/server.pem" -pubkey -noout |
+            openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)" \
+            >"$dir/server.pin"
+    ); then
+        echo "tls: making the CA directory and pin in $dir failed:" >&2
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+}
+
 # Starts tests/servers/tls_server.py (HTTPS: GET /hello → "hello tls") on a
 # free loopback port with a certificate made now by a throwaway CA, waits
 # until it answers, exports QV_TLS_URL (https://127.0.0.1:PORT), QV_TLS_CA
-# (the CA file to trust) and QV_TLS_PID.
+# (the CA file to trust), QV_TLS_CAPATH (a CA directory holding it),
+# QV_TLS_PIN (the server key's sha256// pin) and QV_TLS_PID.
 # LOG_DIR (optional) gets tls.log and tls/ (certificates); default: mktemp.
 qv_start_tls() {
     local logdir
     _qv_logdir "${1:-}" || return 1
     logdir=$_qv_dir
     _qv_tls_certs "$logdir/tls" || return 1
-    export QV_TLS_CA=$logdir/tls/ca.pem
+    _qv_tls_extras "$logdir/tls" || return 1
+    export QV_TLS_CA=$logdir/tls/ca.pem QV_TLS_CAPATH=$logdir/tls/capath
+    QV_TLS_PIN=$(cat "$logdir/tls/server.pin") || return 1
+    export QV_TLS_PIN
     _qv_start_py_server tls "$logdir/tls.log" _qv_probe_tls tls_server.py \
         --cert "$logdir/tls/server.pem" --key "$logdir/tls/server.key" || return 1
     export QV_TLS_URL=https://127.0.0.1:$_qv_port QV_TLS_PID=$_qv_pid
@@ -213,6 +240,107 @@ qv_start_proxy() {
     _qv_start_py_server proxy "$logdir/proxy.log" _qv_probe_proxy proxy.py || return 1
     export QV_PROXY_URL=http://127.0.0.1:$_qv_port QV_PROXY_PID=$_qv_pid
     echo "proxy: $QV_PROXY_URL (pid $QV_PROXY_PID, log $logdir/proxy.log)"
+}
+
+# _qv_client_cert DIR NAME CA: a client certificate DIR/NAME.pem (CN NAME,
+# for TLS client authentication) and its key DIR/NAME.key, issued by
+# CA.pem/CA.key in DIR.
+_qv_client_cert() {
+    local dir=$1 name=$2 ca=$3
+    printf '%s\n' "basicConstraints = critical, CA:FALSE" \
+        "keyUsage = critical, digitalSignature" "extendedKeyUsage = clientAuth" >"$dir/client.ext"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$dir/$name.key" -out "$dir/$name.csr" -subj "/CN=$name" 2>&1 &&
+        openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.pem" -CAkey "$dir/$ca.key" \
+            -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$dir/client.ext" \
+            -out "$dir/$name.pem" 2>&1
+}
+
+_qv_probe_mtls() {
+    local body
+    body=$(curl -s --noproxy '*' --max-time 2 --cacert "$QV_MTLS_DIR/ca.pem" \
+        --cert "$QV_MTLS_DIR/client.pem" --key "$QV_MTLS_DIR/client.key" \
+        "https://127.0.0.1:$1/whoami") && [[ $body == "client" ]]
+}
+
+# Starts two tests/servers/tls_server.py that demand a client certificate
+# issued by a throwaway CA (mutual TLS; GET /whoami answers the client
+# certificate's common name): one up to TLS 1.3 (QV_MTLS_URL), one capped
+# at TLS 1.2 (QV_MTLS12_URL). QV_MTLS_DIR holds ca.pem (the CA of the
+# servers and clients), client.pem with client.key (CN "client"),
+# client-enc.key (the same key encrypted with the password in
+# QV_MTLS_KEY_PASSWORD), and rogue.pem with rogue.key (CN "rogue", from
+# another CA, which the servers reject).
+qv_start_mtls() {
+    local logdir dir out
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    dir=$logdir/mtls
+    _qv_tls_certs "$dir" || return 1
+    export QV_MTLS_KEY_PASSWORD=quiver-key-secret
+    if ! out=$(
+        set -e
+        _qv_client_cert "$dir" client ca
+        openssl pkey -in "$dir/client.key" -aes256 -passout "pass:$QV_MTLS_KEY_PASSWORD" \
+            -out "$dir/client-enc.key" 2>&1
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$dir/rogue-ca.key" -out "$dir/rogue-ca.pem" -days 2 -subj "/CN=rogue CA" \
+            -addext "basicConstraints = critical, CA:TRUE" \
+            -addext "keyUsage = critical, keyCertSign, cRLSign" 2>&1
+        _qv_client_cert "$dir" rogue rogue-ca
+    ); then
+        echo "mtls: making client certificates in $dir failed:" >&2
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+    export QV_MTLS_DIR=$dir
+    _qv_start_py_server mtls "$logdir/mtls.log" _qv_probe_mtls tls_server.py \
+        --cert "$dir/server.pem" --key "$dir/server.key" --client-ca "$dir/ca.pem" || return 1
+    export QV_MTLS_URL=https://127.0.0.1:$_qv_port
+    _qv_start_py_server mtls12 "$logdir/mtls12.log" _qv_probe_mtls tls_server.py \
+        --cert "$dir/server.pem" --key "$dir/server.key" --client-ca "$dir/ca.pem" \
+        --max-tls 1.2 || return 1
+    export QV_MTLS12_URL=https://127.0.0.1:$_qv_port
+    echo "mtls: $QV_MTLS_URL and $QV_MTLS12_URL (TLS 1.2), certificates in $dir"
+}
+
+_qv_probe_socks() {
+    # A SOCKS5 greeting offering "no authentication" gets it accepted.
+    "$QV_PYTHON" -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"\x05\x01\x00")
+sys.exit(s.recv(2) != b"\x05\x00")' "$1" 2>/dev/null
+}
+
+# Starts tests/servers/socks.py (SOCKS5 without authentication, SOCKS4 and
+# 4a; targets: 127.0.0.1, localhost and any name under .quiver.test, which
+# it resolves to 127.0.0.1) on a free loopback port, exports QV_SOCKS_PORT.
+qv_start_socks() {
+    local logdir
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    _qv_start_py_server socks "$logdir/socks.log" _qv_probe_socks socks.py || return 1
+    export QV_SOCKS_PORT=$_qv_port
+    echo "socks: 127.0.0.1:$QV_SOCKS_PORT (pid $_qv_pid, log $logdir/socks.log)"
+}
+
+_qv_probe_auth_proxy() {
+    curl -s --noproxy '*' --max-time 2 -o /dev/null -D - "http://127.0.0.1:$1/" |
+        grep -qi '^Via: quiver-test-proxy'
+}
+
+# Starts tests/servers/proxy.py demanding credentials (QV_AUTH_PROXY_USER,
+# QV_AUTH_PROXY_PASSWORD) on a free loopback port; exports
+# QV_AUTH_PROXY_URL (without the credentials).
+qv_start_auth_proxy() {
+    local logdir
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    export QV_AUTH_PROXY_USER=quiver QV_AUTH_PROXY_PASSWORD=proxy-secret
+    _qv_start_py_server auth_proxy "$logdir/auth_proxy.log" _qv_probe_auth_proxy proxy.py \
+        --auth "$QV_AUTH_PROXY_USER:$QV_AUTH_PROXY_PASSWORD" || return 1
+    export QV_AUTH_PROXY_URL=http://127.0.0.1:$_qv_port
+    echo "auth proxy: $QV_AUTH_PROXY_URL (pid $_qv_pid, log $logdir/auth_proxy.log)"
 }
 
 _qv_probe_faults() {
@@ -235,8 +363,9 @@ qv_start_faults() {
 
 # Starts nginx (one worker, see tests/servers/nginx.conf.in) serving /small
 # (100 bytes) and /64k (65,536 bytes) over HTTP/1.1 and over HTTPS with HTTP/2,
-# and /nginx_status (stub_status: connections accepted). Exports
-# QV_NGINX_URL, QV_NGINX_TLS_URL and QV_NGINX_CA (the CA to trust).
+# and /nginx_status (stub_status: connections accepted); HTTP/1.1 on a Unix
+# socket too. Exports QV_NGINX_URL, QV_NGINX_TLS_URL, QV_NGINX_CA (the CA to
+# trust) and QV_NGINX_SOCKET (the socket's path).
 qv_start_nginx() {
     local dir http https pid attempt i
     _qv_logdir "${1:-}" || return 1
@@ -260,7 +389,7 @@ qv_start_nginx() {
                 curl -sf --noproxy '*' --max-time 2 --cacert "$dir/tls/ca.pem" -o /dev/null \
                     "https://127.0.0.1:$https/small"; then
                 export QV_NGINX_URL=http://127.0.0.1:$http QV_NGINX_TLS_URL=https://127.0.0.1:$https
-                export QV_NGINX_CA=$dir/tls/ca.pem
+                export QV_NGINX_CA=$dir/tls/ca.pem QV_NGINX_SOCKET=$dir/nginx.sock
                 echo "nginx: $QV_NGINX_URL and $QV_NGINX_TLS_URL (pid $pid, dir $dir)"
                 return 0
             fi
@@ -303,5 +432,7 @@ qv_stop_servers() {
     done
     QV_SERVER_TMPDIRS=()
     unset QV_HTTPBIN_URL QV_HTTPBIN_PID QV_TLS_URL QV_TLS_CA QV_TLS_PID QV_PROXY_URL QV_PROXY_PID \
-        QV_NGINX_URL QV_NGINX_TLS_URL QV_NGINX_CA QV_FAULTS_URL QV_FAULTS_PID
+        QV_NGINX_URL QV_NGINX_TLS_URL QV_NGINX_CA QV_FAULTS_URL QV_FAULTS_PID QV_TLS_CAPATH \
+        QV_TLS_PIN QV_NGINX_SOCKET QV_MTLS_URL QV_MTLS12_URL QV_MTLS_DIR QV_MTLS_KEY_PASSWORD \
+        QV_SOCKS_PORT QV_AUTH_PROXY_URL QV_AUTH_PROXY_USER QV_AUTH_PROXY_PASSWORD
 }

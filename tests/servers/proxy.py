@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A tiny forward HTTP proxy for quiver's proxy tests (Python stdlib only).
 
-    proxy.py --port PORT
+    proxy.py --port PORT [--auth USER:PASSWORD]
 
 Listens on 127.0.0.1 only and serves absolute-form requests for plain http,
 e.g. "GET http://127.0.0.1:8080/get HTTP/1.1":
@@ -16,12 +16,16 @@ e.g. "GET http://127.0.0.1:8080/get HTTP/1.1":
   - CONNECT host:port (a tunnel, e.g. for https) is allowed to the same
     hosts (403 otherwise); if the target cannot be reached the answer is 502;
   - a request that is not in absolute form (e.g. "GET / HTTP/1.1", as sent
-    to an origin server) gets 400.
+    to an origin server) gets 400;
+  - with --auth, every request (CONNECT too) must carry those credentials
+    in "Proxy-Authorization: Basic ..."; without them, or with others, the
+    answer is 407 with "Proxy-Authenticate: Basic".
 
 Each request is logged on one line to stderr: "proxy: METHOD URL -> STATUS".
 """
 
 import argparse
+import base64
 import http.client
 import http.server
 import select
@@ -53,9 +57,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "quiver-test-proxy"
     timeout = 30
 
+    def _authorized(self):
+        """True if no credentials are needed or the right ones came; else
+        answers 407."""
+        want = self.server.auth
+        if want is None:
+            return True
+        got = self.headers.get("Proxy-Authorization") or ""
+        if got == "Basic " + base64.b64encode(want.encode()).decode():
+            return True
+        self._reply(407, "proxy credentials %s" % ("refused" if got else "required"))
+        return False
+
     def _reply(self, status, text):
         body = (text + "\n").encode()
         self.send_response(status)
+        if status == 407:
+            self.send_header("Proxy-Authenticate", 'Basic realm="quiver-test-proxy"')
         self.send_header("Via", VIA)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -83,6 +101,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else None
 
     def _forward(self):
+        if not self._authorized():
+            return
         url = urllib.parse.urlsplit(self.path)
         if url.scheme.lower() != "http" or not url.hostname:
             self._reply(400, "not a proxy request (absolute http:// URI expected)")
@@ -132,6 +152,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sys.stderr.write("proxy: %s %s -> %d\n" % (self.command, self.path, resp.status))
 
     def do_CONNECT(self):
+        if not self._authorized():
+            return
         host, sep, port = self.path.rpartition(":")
         host = host.strip("[]").lower()
         if not sep or not port.isdigit():
@@ -192,8 +214,10 @@ class Server(http.server.ThreadingHTTPServer):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--auth", help="USER:PASSWORD that every request must carry")
     a = p.parse_args()
     srv = Server(("127.0.0.1", a.port), Handler)
+    srv.auth = a.auth
     serve.run("proxy", "http", srv)
 
 

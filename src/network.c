@@ -1,0 +1,230 @@
+/* Networks and identity: client certificates and TLS settings, proxies,
+ * Unix sockets, name resolution and local binding. Checked at session
+ * creation, merged into a request record at submit, and set on an easy
+ * handle for the transfer (always a "special" request: after it, the handle
+ * starts from a reset). */
+#include "internal.h"
+
+#include <string.h>
+#include <strings.h>
+
+static int str_ok(const char *s)
+{
+    return !s || !strpbrk(s, "\r\n");
+}
+
+/* "host:port" (host may be "[v6]"; with empty_ok, either part may be
+ * empty, as libcurl's CONNECT_TO allows). */
+static int host_port_ok(const char *s, int empty_ok)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || (!empty_ok && colon == s)) return 0;
+    size_t digits = strspn(colon + 1, "0123456789");
+    if (colon[1 + digits] || digits > 5 || (!digits && !empty_ok)) return 0;
+    return strchr(s, ',') == NULL;
+}
+
+static int pairs_ok(const qv_pair *p, int connect_to)
+{
+    for (; p && p->name; p++) {
+        if (!str_ok(p->name) || !str_ok(p->value) || !host_port_ok(p->name, connect_to)) return 0;
+        if (!p->value || !*p->value || (connect_to && !host_port_ok(p->value, 1))) return 0;
+    }
+    return 1;
+}
+
+static int proxies_ok(const qv_pair *p)
+{
+    for (; p && p->name; p++)
+        if ((strcmp(p->name, "http") && strcmp(p->name, "https") && strcmp(p->name, "all")) ||
+            !p->value || !str_ok(p->value))
+            return 0;
+    return 1;
+}
+
+int qv_net_validate(const qv_session_opts *o)
+{
+    const char *strs[] = {o->client_cert,    o->client_key,        o->key_password,
+                          o->ca_path,        o->pinned_public_key, o->no_proxy,
+                          o->proxy_username, o->proxy_password,    o->proxy_ca_file,
+                          o->unix_socket,    o->interface};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if (!str_ok(strs[i])) return QV_EINVAL;
+    if (!proxies_ok(o->proxies) || !pairs_ok(o->resolve, 0) || !pairs_ok(o->connect_to, 1))
+        return QV_EINVAL;
+    if (o->tls_min_version && o->tls_min_version != 12 && o->tls_min_version != 13)
+        return QV_EINVAL;
+    if (o->ip_version && o->ip_version != 4 && o->ip_version != 6) return QV_EINVAL;
+    return o->trust_env < -1 || o->trust_env > 1 ? QV_EINVAL : QV_OK;
+}
+
+/* The proxy for url: its scheme's own entry, else "all", else `proxy`;
+ * with none, NULL (the environment's) or "" if the environment is ignored. */
+static const char *pick_proxy(const qv_session_opts *o, const char *url)
+{
+    size_t n = strcspn(url, ":");
+    const char *all = o->proxy;
+    for (const qv_pair *p = o->proxies; p && p->name; p++) {
+        if (strlen(p->name) == n && strncasecmp(url, p->name, n) == 0) return p->value;
+        if (strcmp(p->name, "all") == 0) all = p->value;
+    }
+    return all ? all : o->trust_env < 0 ? "" : NULL;
+}
+
+static int own(qv_req *r, const char **field, const char *s)
+{
+    if (!str_ok(s)) return QV_EINVAL;
+    *field = qv_arena_strdup(&r->arena, s);
+    return s && !*field ? QV_ENOMEM : QV_OK;
+}
+
+int qv_net_build(qv_req *r, const qv_session_opts *so, const qv_request_opts *o)
+{
+    r->proxy = pick_proxy(so, r->url);
+    r->ca_path = so->ca_path;
+    r->pinned_public_key = so->pinned_public_key;
+    r->tls_min_version = so->tls_min_version;
+    r->no_proxy = so->no_proxy;
+    r->proxy_username = so->proxy_username;
+    r->proxy_password = so->proxy_password;
+    r->proxy_ca_file = so->proxy_ca_file;
+    r->interface = so->interface;
+    r->ip_version = so->ip_version;
+    r->resolve = so->resolve;
+    r->connect_to = so->connect_to;
+    int rc = QV_OK;
+    /* The request's identity replaces the session's as a whole. */
+    if (o->client_cert || o->client_key || o->key_password) {
+        if (!(rc = own(r, &r->client_cert, o->client_cert)) &&
+            !(rc = own(r, &r->client_key, o->client_key)))
+            rc = own(r, &r->key_password, o->key_password);
+    } else {
+        r->client_cert = so->client_cert;
+        r->client_key = so->client_key;
+        r->key_password = so->key_password;
+    }
+    if (rc) return rc;
+    if (o->unix_socket) return own(r, &r->unix_socket, o->unix_socket);
+    r->unix_socket = so->unix_socket;
+    return QV_OK;
+}
+
+int qv_net_special(const qv_req *r)
+{
+    return r->proxy || r->client_cert || r->client_key || r->key_password || r->ca_path ||
+           r->pinned_public_key || r->tls_min_version || r->no_proxy || r->proxy_username ||
+           r->proxy_password || r->proxy_ca_file || r->unix_socket || r->interface ||
+           r->ip_version || (r->resolve && r->resolve->name) ||
+           (r->connect_to && r->connect_to->name);
+}
+
+/* libcurl's "a:b:c" lines from pairs "a:b" → "c". */
+static CURLcode pair_lines(struct curl_slist **out, const qv_pair *p)
+{
+    for (; p && p->name; p++) {
+        char *line = qv_asprintf("%s:%s", p->name, p->value);
+        struct curl_slist *l = line ? curl_slist_append(*out, line) : NULL;
+        qv_free(line);
+        if (!l) return CURLE_OUT_OF_MEMORY;
+        *out = l;
+    }
+    return CURLE_OK;
+}
+
+CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
+{
+    CURL *e = slot->easy;
+    CURLcode cc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (!cc) cc = curl_easy_setopt(e, opt, val);                                               \
+    } while (0)
+#define SET_STR(opt, s)                                                                            \
+    do {                                                                                           \
+        if (s) SET(opt, s);                                                                        \
+    } while (0)
+    SET_STR(CURLOPT_SSLCERT, r->client_cert);
+    SET_STR(CURLOPT_SSLKEY, r->client_key);
+    SET_STR(CURLOPT_KEYPASSWD, r->key_password);
+    SET_STR(CURLOPT_CAPATH, r->ca_path);
+    SET_STR(CURLOPT_PINNEDPUBLICKEY, r->pinned_public_key);
+    if (r->tls_min_version)
+        SET(CURLOPT_SSLVERSION,
+            r->tls_min_version == 13 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2);
+    if (r->proxy) {
+        SET(CURLOPT_PROXY, r->proxy);
+        /* An explicit proxy is used for every host but no_proxy's; the
+         * environment's no_proxy only tempers the environment's proxies
+         * (as in requests). */
+        SET(CURLOPT_NOPROXY, r->no_proxy ? r->no_proxy : "");
+        if (r->insecure) {
+            SET(CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
+            SET(CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
+        }
+    } else {
+        SET_STR(CURLOPT_NOPROXY, r->no_proxy);
+    }
+    SET_STR(CURLOPT_PROXYUSERNAME, r->proxy_username);
+    SET_STR(CURLOPT_PROXYPASSWORD, r->proxy_password);
+    SET_STR(CURLOPT_PROXY_CAINFO, r->proxy_ca_file);
+    SET_STR(CURLOPT_UNIX_SOCKET_PATH, r->unix_socket);
+    SET_STR(CURLOPT_INTERFACE, r->interface);
+    if (r->ip_version)
+        SET(CURLOPT_IPRESOLVE, r->ip_version == 4 ? CURL_IPRESOLVE_V4 : CURL_IPRESOLVE_V6);
+    if (!cc && r->resolve) cc = pair_lines(&slot->resolve, r->resolve);
+    if (!cc && r->connect_to) cc = pair_lines(&slot->connect_to, r->connect_to);
+    if (slot->resolve) SET(CURLOPT_RESOLVE, slot->resolve);
+    if (slot->connect_to) SET(CURLOPT_CONNECT_TO, slot->connect_to);
+#undef SET_STR
+#undef SET
+    return cc;
+}
+
+void qv_net_release(qv_slot *slot)
+{
+    if (slot->resolve) curl_easy_setopt(slot->easy, CURLOPT_RESOLVE, NULL);
+    if (slot->connect_to) curl_easy_setopt(slot->easy, CURLOPT_CONNECT_TO, NULL);
+    curl_slist_free_all(slot->resolve);
+    curl_slist_free_all(slot->connect_to);
+    slot->resolve = slot->connect_to = NULL;
+}
+
+/* libcurl's detail of a TLS failure (with OpenSSL, an alert the server sent
+ * reads "... alert <what>") says what went wrong; this says which setting
+ * it is about. */
+const char *qv_net_tls_hint(const qv_req *r, CURLcode cc, const char *detail)
+{
+    int cert = r->client_cert != NULL;
+    if (cc == CURLE_SSL_CERTPROBLEM)
+        return strstr(detail, "private key")
+                   ? "the client key could not be used (a wrong key_password, or not the key of "
+                     "client_cert?)"
+                   : "the client certificate could not be loaded";
+    if (cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH)
+        return "the server's public key does not match pinned_public_key";
+    if (strstr(detail, "certificate required") || (!cert && strstr(detail, "handshake failure")))
+        return "the server demands a client certificate (set client_cert)";
+    if (strstr(detail, "protocol version"))
+        return "no TLS version that both sides accept (see tls_min_version)";
+    if (strstr(detail, "alert")) return cert ? "the server rejected the client certificate" : NULL;
+    if (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR)
+        return cert ? "the server closed the connection after the TLS handshake: it rejected the "
+                      "client certificate"
+                    : "the server closed the connection after the TLS handshake: it demands a "
+                      "client certificate (set client_cert)";
+    return NULL;
+}
+
+int qv_net_tls_refused(qv_slot *slot, const char *detail)
+{
+    /* A TLS 1.3 server checks the client's certificate after the handshake
+     * is done for the client: its verdict comes as an alert in place of the
+     * response, which libcurl reports as a receive or send error; or, when
+     * the server closed at once and the request crossed its alert, as a
+     * reset. Either way on a connection just made for this transfer. */
+    curl_off_t tls = 0;
+    long conns = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_APPCONNECT_TIME_T, &tls);
+    curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns);
+    return tls > 0 && (conns > 0 || strstr(detail, "alert") != NULL);
+}
