@@ -1,5 +1,6 @@
 /* The shared request/session options: parsing -H/-X/-d/--json/--timeout/
- * -k/--cacert/--executor/--retries/--rate/--max-queued, and building
+ * -k/--cacert/--executor/--retries/--rate/--max-queued/--cert/--key/--pass/
+ * --proxy/--unix-socket/--resolve, and building
  * quiver's option structs from them. */
 #include "reqopts.h"
 
@@ -35,6 +36,13 @@ const char cli_req_help[] =
     "                              Retry-After ends the retries (default 10)\n"
     "      --rate R                at most R requests per second to each host\n"
     "      --max-queued N          at most N requests wait for a worker\n"
+    "  -E, --cert FILE             client certificate (PEM) for servers that ask\n"
+    "      --key FILE              its private key (PEM; default: in the --cert file)\n"
+    "      --pass PASSWORD         the key's password (also --key-password)\n"
+    "  -x, --proxy URL             proxy for every request: http://, https://,\n"
+    "                              socks4a://, socks5://, socks5h:// (user:pass@ allowed)\n"
+    "      --unix-socket PATH      connect to this Unix socket (the URL gives Host, path)\n"
+    "      --resolve HOST:PORT:ADDR  send requests for HOST:PORT to ADDR (repeatable)\n"
     "  -h, --help                  show this help\n";
 
 /* Timeouts longer than this are surely a typo (and would overflow long ms
@@ -52,6 +60,8 @@ void cli_req_init(cli_req *r)
 
 void cli_req_free(cli_req *r)
 {
+    for (size_t i = 0; i < r->nresolve; i++) free((char *)r->resolve[i].name);
+    free(r->resolve);
     for (size_t i = 0; i < r->nheaders; i++) free(r->owned[i]);
     free(r->owned);
     free(r->headers);
@@ -163,6 +173,29 @@ static int read_data(const char *cmd, const char *arg, char **out, size_t *len)
     return 0;
 }
 
+/* curl's HOST:PORT:ADDR (HOST may be [v6]) as quiver's {"HOST:PORT", "ADDR"}. */
+static int add_resolve(cli_req *r, const char *cmd, const char *synopsis, const char *arg)
+{
+    const char *host_end = arg[0] == '[' ? strchr(arg, ']') : arg + strcspn(arg, ":");
+    const char *port = host_end && *host_end ? strchr(host_end, ':') : NULL;
+    const char *addr = port ? strchr(port + 1, ':') : NULL;
+    if (!addr || port == arg || addr == port + 1 || !addr[1] ||
+        strspn(port + 1, "0123456789") != (size_t)(addr - port - 1))
+        return cli_usage_error(cmd, synopsis, "--resolve wants HOST:PORT:ADDRESS, not '%s'", arg);
+    char *copy = strdup(arg);
+    qv_pair *ps = realloc(r->resolve, (r->nresolve + 2) * sizeof(*ps));
+    if (ps) r->resolve = ps;
+    if (!copy || !ps) {
+        free(copy);
+        cli_error(cmd, "out of memory");
+        return CLI_EFAIL;
+    }
+    copy[addr - arg] = '\0';
+    r->resolve[r->nresolve++] = (qv_pair){copy, copy + (addr - arg) + 1};
+    r->resolve[r->nresolve] = (qv_pair){0};
+    return 0;
+}
+
 static int set_executor(cli_req *r, const char *cmd, const char *synopsis, const char *arg)
 {
     static const struct {
@@ -220,6 +253,23 @@ int cli_req_option(cli_req *r, const char *cmd, const char *synopsis, int key, c
         return 0;
     case CLI_OPT_EXECUTOR:
         return set_executor(r, cmd, synopsis, arg);
+    case 'E':
+        r->client_cert = arg;
+        return 0;
+    case CLI_OPT_KEY:
+        r->client_key = arg;
+        return 0;
+    case CLI_OPT_PASS:
+        r->key_password = arg;
+        return 0;
+    case 'x':
+        r->proxy = arg;
+        return 0;
+    case CLI_OPT_UNIX_SOCKET:
+        r->unix_socket = arg;
+        return 0;
+    case CLI_OPT_RESOLVE:
+        return add_resolve(r, cmd, synopsis, arg);
     case CLI_OPT_RETRIES:
         if (parse_long(arg, 0, 100, &r->retries))
             return cli_usage_error(cmd, synopsis, "--retries wants 0 to 100, not '%s'", arg);
@@ -277,6 +327,12 @@ int cli_session_new(const cli_req *r, int workers, const char *cmd, qv_session *
             .timeout_ms = r->timeout_ms,
             .insecure = r->insecure,
             .ca_file = r->ca_file,
+            .client_cert = r->client_cert,
+            .client_key = r->client_key,
+            .key_password = r->key_password,
+            .proxy = r->proxy,
+            .unix_socket = r->unix_socket,
+            .resolve = r->resolve,
             .retry = r->retries ? &(qv_retry){.max_retries = (int)r->retries,
                                               .backoff_ms = r->retry_delay_ms,
                                               .max_backoff_ms = r->retry_max_ms}

@@ -1,7 +1,8 @@
 /*
  * Request and session options shared by every subcommand (-H, -X, -d,
  * --json, --timeout, -k, --cacert, --executor, --retries and its delays,
- * --rate, --max-queued): parsed once here, turned into quiver's option
+ * --rate, --max-queued, --cert/--key/--pass, --proxy, --unix-socket,
+ * --resolve): parsed once here, turned into quiver's option
  * structs in one place.
  */
 #ifndef QV_CLI_REQOPTS_H
@@ -31,6 +32,16 @@ typedef struct cli_req {
     long retry_max_ms;     /* --retry-max-delay: the cap, Retry-After included */
     double rate;           /* --rate: requests started per second per host; 0 = no limit */
     long max_queued;       /* --max-queued: submits wait beyond this many; 0 = no limit */
+
+    /* Networks and identity */
+    const char *client_cert;  /* -E, --cert */
+    const char *client_key;   /* --key */
+    const char *key_password; /* --pass, --key-password */
+    const char *proxy;        /* -x, --proxy */
+    const char *unix_socket;  /* --unix-socket */
+    qv_pair *resolve;         /* --resolve HOST:PORT:ADDR as {"HOST:PORT", "ADDR"} (one
+                                 allocation per pair, at name), ends with {0}; or NULL */
+    size_t nresolve;
 } cli_req;
 
 /* getopt values of the shared long-only options; subcommands number theirs
@@ -46,10 +57,14 @@ enum {
     CLI_OPT_RATE,
     CLI_OPT_MAX_QUEUED,
     CLI_OPT_HELP,
+    CLI_OPT_KEY,
+    CLI_OPT_PASS,
+    CLI_OPT_UNIX_SOCKET,
+    CLI_OPT_RESOLVE,
     CLI_OPT_OWN = 300
 };
 
-#define CLI_REQ_SHORTOPTS "H:X:d:k"
+#define CLI_REQ_SHORTOPTS "H:X:d:kE:x:"
 #define CLI_REQ_LONGOPTS                                                                           \
     {"header", required_argument, NULL, 'H'}, {"request", required_argument, NULL, 'X'},           \
         {"data", required_argument, NULL, 'd'}, {"json", required_argument, NULL, CLI_OPT_JSON},   \
@@ -61,6 +76,12 @@ enum {
         {"retry-max-delay", required_argument, NULL, CLI_OPT_RETRY_MAX},                           \
         {"rate", required_argument, NULL, CLI_OPT_RATE},                                           \
         {"max-queued", required_argument, NULL, CLI_OPT_MAX_QUEUED},                               \
+        {"cert", required_argument, NULL, 'E'}, {"key", required_argument, NULL, CLI_OPT_KEY},     \
+        {"pass", required_argument, NULL, CLI_OPT_PASS},                                           \
+        {"key-password", required_argument, NULL, CLI_OPT_PASS},                                   \
+        {"proxy", required_argument, NULL, 'x'},                                                   \
+        {"unix-socket", required_argument, NULL, CLI_OPT_UNIX_SOCKET},                             \
+        {"resolve", required_argument, NULL, CLI_OPT_RESOLVE},                                     \
     {                                                                                              \
         "help", no_argument, NULL, CLI_OPT_HELP                                                    \
     }
