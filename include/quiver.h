@@ -262,6 +262,11 @@ typedef struct qv_executor_opts {
 #define QV_DEFAULT_READ_TIMEOUT_MS    30000
 #define QV_DEFAULT_MAX_REDIRECTS      30
 #define QV_DEFAULT_MAX_WORKERS        8
+/* The longest URL (in bytes, query parameters included) quiver sends; a
+ * longer one fails at result with QV_EURL ("URL too long"). libcurl 7.88
+ * builds a request in at most 1 MiB; servers accept far less (nginx 8 KiB,
+ * gunicorn 4 KiB by default). */
+#define QV_MAX_URL_LENGTH (256 * 1024)
 
 typedef struct qv_session_opts {
     size_t size;

@@ -224,11 +224,16 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     if (s) qv_session_future_done(s, f);
 }
 
+/* The most of a URL a message shows. */
+#define URL_SHOWN_MAX 1024
+
 char *qv_future_note(qv_future *f, const char *text)
 {
     char *url = qv_url_shown(f->req.url); /* no password in a message */
-    char *msg =
-        url ? qv_asprintf("%s (%s %s)", text, f->req.method ? f->req.method : "", url) : NULL;
+    int cut = url && strlen(url) > URL_SHOWN_MAX;
+    char *msg = url ? qv_asprintf("%s (%s %.*s%s)", text, f->req.method ? f->req.method : "",
+                                  URL_SHOWN_MAX, url, cut ? "..." : "")
+                    : NULL;
     qv_free(url);
     return msg;
 }

@@ -61,6 +61,14 @@ static int set_url_error(qv_req *r, const char *fmt, const char *detail)
     return r->url_error_msg ? QV_OK : QV_ENOMEM;
 }
 
+static int too_long(qv_req *r)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "%zu bytes, over the limit of %d bytes", strlen(r->url),
+             QV_MAX_URL_LENGTH);
+    return set_url_error(r, "URL too long: %s", detail);
+}
+
 /* The host of an http(s) URL without parameters to add, found without a
  * full parse (most requests): NULL if the URL needs the full parser. */
 static const char *quick_host(qv_req *r, const char *url)
@@ -84,6 +92,10 @@ static const char *quick_host(qv_req *r, const char *url)
  * is not a submit error: the future fails with QV_EURL at result. */
 static int build_url(qv_req *r, const char *url, const qv_pair *p1, const qv_pair *p2)
 {
+    if (strlen(url) > QV_MAX_URL_LENGTH) {
+        r->url = qv_arena_strdup(&r->arena, url); /* for the message */
+        return r->url ? too_long(r) : QV_ENOMEM;
+    }
     /* No parameters to add: libcurl parses the URL anyway when the transfer
      * runs (and a malformed one still fails with QV_EURL there). */
     if (!(p1 && p1->name) && !(p2 && p2->name) && (r->host = quick_host(r, url))) {
@@ -118,6 +130,8 @@ static int build_url(qv_req *r, const char *url, const qv_pair *p1, const qv_pai
                  : set_url_error(r, "invalid URL: %s", curl_url_strerror(uc));
     } else if (!(r->url = qv_arena_strdup(&r->arena, full))) {
         rc = QV_ENOMEM;
+    } else if (strlen(r->url) > QV_MAX_URL_LENGTH) {
+        rc = too_long(r);
     } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
                !(r->host = qv_arena_strdup(&r->arena, host))) {
         rc = QV_ENOMEM;

@@ -6,6 +6,7 @@
  * same httpbin: tu_host("localhost", path) is the "other host". */
 #include "support.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 TestSuite(security, .timeout = 30);
@@ -387,6 +388,40 @@ Test(security, cookie_header_and_jar_cookies_go_in_one_line, .timeout = 30)
     /* And through a redirect to the same host, once. */
     j = follow_to(s, &f, tu("/headers"), (const qv_header[]){{"Cookie", "hdr=2"}, {0}});
     tx_assert_str_eq(tx_jstr(j, "headers/Cookie"), "jar=1; hdr=2");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(security, too_long_urls_fail_with_eurl_stating_the_limit, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    char limit[32];
+    snprintf(limit, sizeof limit, "%d", QV_MAX_URL_LENGTH);
+    static const size_t sizes[] = {QV_MAX_URL_LENGTH + 1, 1000 * 1000, 10 * 1000 * 1000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char *url = malloc(sizes[i] + 1);
+        cr_assert_not_null(url);
+        int k = snprintf(url, sizes[i], "%s", tu("/get?q="));
+        memset(url + k, 'a', sizes[i] - (size_t)k);
+        url[sizes[i]] = '\0';
+        qv_future *f;
+        cr_assert_eq(qv_get(s, &f, url), QV_OK);
+        free(url);
+        const char *msg = tx_expect_error(f, QV_EURL);
+        tx_assert_contains(msg, "URL too long");
+        tx_assert_contains(msg, limit);
+        cr_assert_lt(strlen(msg), 2000, "a message of %zu bytes", strlen(msg));
+        qv_future_release(f);
+    }
+    /* Over the limit once the parameters are in. */
+    char *value = malloc(QV_MAX_URL_LENGTH + 1);
+    cr_assert_not_null(value);
+    memset(value, 'b', QV_MAX_URL_LENGTH);
+    value[QV_MAX_URL_LENGTH] = '\0';
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/get"), .params = (const qv_param[]){{"q", value}, {0}}), QV_OK);
+    free(value);
+    tx_assert_contains(tx_expect_error(f, QV_EURL), "URL too long");
     qv_future_release(f);
     qv_session_free(s);
 }
