@@ -61,10 +61,12 @@ static void compare_net(const qv_req *a, const qv_req *b)
 {
     const char *sa[] = {a->client_cert,       a->client_key,  a->key_password,   a->ca_path,
                         a->pinned_public_key, a->no_proxy,    a->proxy_username, a->proxy_password,
-                        a->proxy_ca_file,     a->unix_socket, a->interface};
+                        a->proxy_ca_file,     a->unix_socket, a->interface,      a->client_cert_pem,
+                        a->client_key_pem};
     const char *sb[] = {b->client_cert,       b->client_key,  b->key_password,   b->ca_path,
                         b->pinned_public_key, b->no_proxy,    b->proxy_username, b->proxy_password,
-                        b->proxy_ca_file,     b->unix_socket, b->interface};
+                        b->proxy_ca_file,     b->unix_socket, b->interface,      b->client_cert_pem,
+                        b->client_key_pem};
     for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
         if (!same_str(sa[i], sb[i])) fail("a network string changed in a round trip");
     if (a->tls_min_version != b->tls_min_version || a->ip_version != b->ip_version)

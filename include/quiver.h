@@ -327,6 +327,10 @@ typedef struct qv_session_opts {
                                   an empty host or port matches any */
     const char *interface;     /* local interface name or address to send from */
     int ip_version;            /* 0 = any, 4 = IPv4 only, 6 = IPv6 only */
+    /* The client certificate and key as PEM text (copied) instead of files:
+     * each replaces its file, client_cert or client_key. */
+    const char *client_cert_pem;
+    const char *client_key_pem;
 } qv_session_opts;
 
 /*
@@ -363,11 +367,13 @@ typedef struct qv_request_opts {
     qv_request_hook_fn on_request;
     void *on_request_arg;
     /* The session's, unless given (see qv_session_opts): */
-    const char *client_cert; /* with client_key and key_password: replaces the
-                                session's three as a whole */
+    const char *client_cert; /* with client_key, key_password and the _pem two
+                                below: replaces the session's five as a whole */
     const char *client_key;
     const char *key_password;
     const char *unix_socket;
+    const char *client_cert_pem; /* in the group of client_cert (see qv_session_opts) */
+    const char *client_key_pem;
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */

@@ -148,6 +148,7 @@ typedef struct qv_req {
     /* Networks and identity (see qv_session_opts), borrowed from the session
      * or in the arena; 0 and NULL: not set. */
     const char *client_cert, *client_key, *key_password, *ca_path, *pinned_public_key;
+    const char *client_cert_pem, *client_key_pem;
     const char *no_proxy, *proxy_username, *proxy_password, *proxy_ca_file;
     const char *unix_socket, *interface;
     const qv_pair *resolve, *connect_to; /* end with {0} */
@@ -523,7 +524,7 @@ int qv_net_special(const qv_req *r);
 CURLcode qv_net_setup(qv_slot *slot, const qv_req *r);
 void qv_net_release(qv_slot *slot);
 /* A TLS failure's cause in words (which option it is about), or NULL. */
-const char *qv_net_tls_hint(const qv_req *r, CURLcode cc, const char *detail);
+const char *qv_net_tls_hint(qv_slot *slot, CURLcode cc, const char *detail);
 /* 1 if a receive or send error before any response is the TLS server
  * refusing the connection (e.g. the client's certificate). */
 int qv_net_tls_refused(qv_slot *slot, const char *detail);

@@ -71,9 +71,10 @@ static const char *pick_proxy(const qv_session_opts *o, const char *url)
     return all ? all : o->trust_env < 0 ? "" : NULL;
 }
 
-static int own(qv_req *r, const char **field, const char *s)
+/* A copy of the request's s in r; `text`: multi-line text (PEM) allowed. */
+static int own(qv_req *r, const char **field, const char *s, int text)
 {
-    if (!str_ok(s)) return QV_EINVAL;
+    if (!text && !str_ok(s)) return QV_EINVAL;
     *field = qv_arena_strdup(&r->arena, s);
     return s && !*field ? QV_ENOMEM : QV_OK;
 }
@@ -94,27 +95,32 @@ int qv_net_build(qv_req *r, const qv_session_opts *so, const qv_request_opts *o)
     r->connect_to = so->connect_to;
     int rc = QV_OK;
     /* The request's identity replaces the session's as a whole. */
-    if (o->client_cert || o->client_key || o->key_password) {
-        if (!(rc = own(r, &r->client_cert, o->client_cert)) &&
-            !(rc = own(r, &r->client_key, o->client_key)))
-            rc = own(r, &r->key_password, o->key_password);
+    if (o->client_cert || o->client_key || o->key_password || o->client_cert_pem ||
+        o->client_key_pem) {
+        if (!(rc = own(r, &r->client_cert, o->client_cert, 0)) &&
+            !(rc = own(r, &r->client_key, o->client_key, 0)) &&
+            !(rc = own(r, &r->key_password, o->key_password, 0)) &&
+            !(rc = own(r, &r->client_cert_pem, o->client_cert_pem, 1)))
+            rc = own(r, &r->client_key_pem, o->client_key_pem, 1);
     } else {
         r->client_cert = so->client_cert;
         r->client_key = so->client_key;
         r->key_password = so->key_password;
+        r->client_cert_pem = so->client_cert_pem;
+        r->client_key_pem = so->client_key_pem;
     }
     if (rc) return rc;
-    if (o->unix_socket) return own(r, &r->unix_socket, o->unix_socket);
+    if (o->unix_socket) return own(r, &r->unix_socket, o->unix_socket, 0);
     r->unix_socket = so->unix_socket;
     return QV_OK;
 }
 
 int qv_net_special(const qv_req *r)
 {
-    return r->proxy || r->client_cert || r->client_key || r->key_password || r->ca_path ||
-           r->pinned_public_key || r->tls_min_version || r->no_proxy || r->proxy_username ||
-           r->proxy_password || r->proxy_ca_file || r->unix_socket || r->interface ||
-           r->ip_version || (r->resolve && r->resolve->name) ||
+    return r->proxy || r->client_cert || r->client_key || r->key_password || r->client_cert_pem ||
+           r->client_key_pem || r->ca_path || r->pinned_public_key || r->tls_min_version ||
+           r->no_proxy || r->proxy_username || r->proxy_password || r->proxy_ca_file ||
+           r->unix_socket || r->interface || r->ip_version || (r->resolve && r->resolve->name) ||
            (r->connect_to && r->connect_to->name);
 }
 
@@ -129,6 +135,13 @@ static CURLcode pair_lines(struct curl_slist **out, const qv_pair *p)
         *out = l;
     }
     return CURLE_OK;
+}
+
+/* PEM text for a _BLOB option (libcurl copies it). */
+static CURLcode set_blob(CURL *e, CURLoption opt, const char *pem)
+{
+    struct curl_blob b = {.data = (void *)pem, .len = strlen(pem), .flags = CURL_BLOB_COPY};
+    return curl_easy_setopt(e, opt, &b);
 }
 
 CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
@@ -146,6 +159,8 @@ CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
     SET_STR(CURLOPT_SSLCERT, r->client_cert);
     SET_STR(CURLOPT_SSLKEY, r->client_key);
     SET_STR(CURLOPT_KEYPASSWD, r->key_password);
+    if (!cc && r->client_cert_pem) cc = set_blob(e, CURLOPT_SSLCERT_BLOB, r->client_cert_pem);
+    if (!cc && r->client_key_pem) cc = set_blob(e, CURLOPT_SSLKEY_BLOB, r->client_key_pem);
     SET_STR(CURLOPT_CAPATH, r->ca_path);
     SET_STR(CURLOPT_PINNEDPUBLICKEY, r->pinned_public_key);
     if (r->tls_min_version)
@@ -192,9 +207,15 @@ void qv_net_release(qv_slot *slot)
 /* libcurl's detail of a TLS failure (with OpenSSL, an alert the server sent
  * reads "... alert <what>") says what went wrong; this says which setting
  * it is about. */
-const char *qv_net_tls_hint(const qv_req *r, CURLcode cc, const char *detail)
+const char *qv_net_tls_hint(qv_slot *slot, CURLcode cc, const char *detail)
 {
-    int cert = r->client_cert != NULL;
+    const qv_req *r = &slot->f->req;
+    int cert = r->client_cert || r->client_cert_pem;
+    long proxy_verify = 0;
+    if (r->proxy && strncasecmp(r->proxy, "https:", 6) == 0 &&
+        curl_easy_getinfo(slot->easy, CURLINFO_PROXY_SSL_VERIFYRESULT, &proxy_verify) == CURLE_OK &&
+        proxy_verify)
+        return "the proxy's certificate did not verify (see proxy_ca_file)";
     if (cc == CURLE_SSL_CERTPROBLEM)
         return strstr(detail, "private key")
                    ? "the client key could not be used (a wrong key_password, or not the key of "

@@ -131,7 +131,8 @@ static int copy_opts(qv_session *s, const qv_session_opts *in)
     const char **net[] = {&s->o.client_cert,    &s->o.client_key,        &s->o.key_password,
                           &s->o.ca_path,        &s->o.pinned_public_key, &s->o.no_proxy,
                           &s->o.proxy_username, &s->o.proxy_password,    &s->o.proxy_ca_file,
-                          &s->o.unix_socket,    &s->o.interface};
+                          &s->o.unix_socket,    &s->o.interface,         &s->o.client_cert_pem,
+                          &s->o.client_key_pem};
     for (size_t i = 0; i < sizeof(net) / sizeof(net[0]); i++) *net[i] = copy_str(a, *net[i], &rc);
     s->o.proxies = copy_pairs(a, s->o.proxies, &rc);
     s->o.resolve = copy_pairs(a, s->o.resolve, &rc);

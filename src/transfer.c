@@ -459,7 +459,7 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
         return;
     default:
         err = refine(slot, cc, detail, started);
-        hint = err == QV_ETLS ? qv_net_tls_hint(&f->req, cc, detail) : NULL;
+        hint = err == QV_ETLS ? qv_net_tls_hint(slot, cc, detail) : NULL;
         f->out_err = err;
         f->out_msg = hint ? qv_future_message(f, err, "%s (%s)", hint, detail)
                           : qv_future_message(f, err, "%s", detail);

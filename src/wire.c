@@ -54,6 +54,8 @@ enum {
     T_IP_VERSION,
     T_RESOLVE,    /* nested: name, value */
     T_CONNECT_TO, /* nested: name, value */
+    T_CLIENT_CERT_PEM,
+    T_CLIENT_KEY_PEM,
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -268,6 +270,8 @@ static const struct {
     {T_PROXY_CA, offsetof(qv_req, proxy_ca_file)},
     {T_UNIX_SOCKET, offsetof(qv_req, unix_socket)},
     {T_INTERFACE, offsetof(qv_req, interface)},
+    {T_CLIENT_CERT_PEM, offsetof(qv_req, client_cert_pem)},
+    {T_CLIENT_KEY_PEM, offsetof(qv_req, client_key_pem)},
 };
 #define NET_STR(r, i) (*(const char **)((char *)(r) + net_strs[i].off))
 

@@ -10,6 +10,7 @@
 #include "support.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 TestSuite(identity, .timeout = 30);
@@ -141,6 +142,45 @@ Test(identity, per_request_certificate_replaces_the_session_s, .timeout = 30)
     tx_assert_str_eq(qv_response_text(tx_expect_status(f, 200)), "client");
     qv_future_release(f);
     expect_refused(s, 1, "demands a client certificate");
+    qv_session_free(s);
+}
+
+/* A file's text (free it). */
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp, "cannot open %s", path);
+    static char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+Test(identity, certificate_and_key_as_pem_text, .timeout = 30)
+{
+    char *cert = slurp(mtls_file("client.pem")), *key = slurp(mtls_file("client-enc.key"));
+    qv_session *s = TX_SESSION(.ca_file = mtls_file("ca.pem"), .client_cert_pem = cert,
+                               .client_key_pem = key, .key_password = key_password());
+    /* Copied: the caller's text may go at once. */
+    memset(cert, 'x', strlen(cert));
+    free(cert);
+    free(key);
+    for (int tls12 = 0; tls12 <= 1; tls12++) expect_whoami(s, tls12, "client");
+    qv_session_free(s);
+
+    /* Per request, over a session without one. */
+    cert = slurp(mtls_file("client.pem"));
+    key = slurp(mtls_file("client.key"));
+    s = TX_SESSION(.ca_file = mtls_file("ca.pem"));
+    qv_future *f;
+    cr_assert_eq(
+        qv_get(s, &f, mtls_url(0, "/whoami"), .client_cert_pem = cert, .client_key_pem = key),
+        QV_OK);
+    free(cert);
+    free(key);
+    tx_assert_str_eq(qv_response_text(tx_expect_status(f, 200)), "client");
+    qv_future_release(f);
     qv_session_free(s);
 }
 

@@ -1,11 +1,12 @@
 /* Networks: Unix sockets, name resolution (.resolve, .connect_to), local
  * binding (.interface, .ip_version), proxies by scheme, SOCKS proxies,
- * proxy credentials, no_proxy and trust_env.
+ * HTTPS proxies, proxy credentials, no_proxy and trust_env.
  *
  * Servers: httpbin (QV_HTTPBIN_URL), nginx on a Unix socket too
  * (QV_NGINX_SOCKET; GET /whoami answers "<Host> <path>"), the forward proxy
  * (QV_PROXY_URL, "Via: quiver-test-proxy" on what it relays), the same
- * proxy demanding credentials (QV_AUTH_PROXY_URL, _USER, _PASSWORD) and a
+ * proxy demanding credentials (QV_AUTH_PROXY_URL, _USER, _PASSWORD) or
+ * speaking TLS (QV_TLS_PROXY_URL, its CA in QV_TLS_PROXY_CA), and a
  * SOCKS4/4a/5 proxy (QV_SOCKS_PORT) that resolves any name under
  * .quiver.test to 127.0.0.1. Each Criterion test runs in its own process,
  * so a test's environment changes stay in it. */
@@ -348,4 +349,29 @@ Test(network, bad_settings_are_einval, .timeout = 30)
         cr_assert_eq(qv_session_new(&s, &bad[i]), QV_EINVAL, "case %zu", i);
         cr_assert_null(s);
     }
+}
+
+Test(network, https_proxy_verified_against_proxy_ca_file, .timeout = 30)
+{
+    clear_env_proxies();
+    const char *proxy = tx_env("QV_TLS_PROXY_URL", "the HTTPS proxy (qv_start_tls_proxy)");
+    const char *proxy_ca = tx_env("QV_TLS_PROXY_CA", "the HTTPS proxy's CA");
+    qv_session *s = TX_SESSION(.proxy = proxy, .proxy_ca_file = proxy_ca, .ca_file = tx_tls_ca());
+    qv_future *f;
+    qv_response *r = tx_get_ok(s, &f, tu("/get"));
+    tx_assert_str_eq(via(r), VIA);
+    qv_future_release(f);
+    /* TLS to the proxy, and TLS to the server inside its tunnel. */
+    r = tx_get_ok(s, &f, tx_tls_url("/hello"));
+    tx_assert_str_eq(qv_response_text(r), "hello tls");
+    qv_future_release(f);
+    qv_session_free(s);
+
+    /* The proxy's CA is not the server's: without proxy_ca_file, the
+     * proxy's certificate does not verify. */
+    s = TX_SESSION(.proxy = proxy, .ca_file = proxy_ca);
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_ETLS), "proxy_ca_file");
+    qv_future_release(f);
+    qv_session_free(s);
 }

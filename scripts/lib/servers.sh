@@ -10,6 +10,7 @@
 #   qv_start_mtls [LOG_DIR]         # exports QV_MTLS_URL, QV_MTLS12_URL, QV_MTLS_DIR, ...
 #   qv_start_socks [LOG_DIR]        # exports QV_SOCKS_PORT
 #   qv_start_auth_proxy [LOG_DIR]   # exports QV_AUTH_PROXY_URL, QV_AUTH_PROXY_USER, ...
+#   qv_start_tls_proxy [LOG_DIR]    # exports QV_TLS_PROXY_URL, QV_TLS_PROXY_CA
 #
 # Everything listens on 127.0.0.1 only. /usr/bin/python3 is used on purpose: the
 # python3 on PATH may be a pyenv one without Debian's httpbin and gunicorn.
@@ -343,6 +344,26 @@ qv_start_auth_proxy() {
     echo "auth proxy: $QV_AUTH_PROXY_URL (pid $_qv_pid, log $logdir/auth_proxy.log)"
 }
 
+_qv_probe_tls_proxy() {
+    curl -s --noproxy '*' --max-time 2 --cacert "$QV_TLS_PROXY_CA" -o /dev/null -D - \
+        "https://127.0.0.1:$1/" | grep -qi '^Via: quiver-test-proxy'
+}
+
+# Starts tests/servers/proxy.py as an HTTPS proxy (TLS to the proxy, with a
+# certificate for 127.0.0.1 from a throwaway CA) on a free loopback port;
+# exports QV_TLS_PROXY_URL (https://127.0.0.1:PORT) and QV_TLS_PROXY_CA.
+qv_start_tls_proxy() {
+    local logdir
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    _qv_tls_certs "$logdir/tls_proxy" || return 1
+    export QV_TLS_PROXY_CA=$logdir/tls_proxy/ca.pem
+    _qv_start_py_server tls_proxy "$logdir/tls_proxy.log" _qv_probe_tls_proxy proxy.py \
+        --cert "$logdir/tls_proxy/server.pem" --key "$logdir/tls_proxy/server.key" || return 1
+    export QV_TLS_PROXY_URL=https://127.0.0.1:$_qv_port
+    echo "tls proxy: $QV_TLS_PROXY_URL (pid $_qv_pid, log $logdir/tls_proxy.log)"
+}
+
 _qv_probe_faults() {
     local body
     body=$(curl -s --noproxy '*' --max-time 2 "http://127.0.0.1:$1/ok") && [[ $body == "ok" ]]
@@ -434,5 +455,6 @@ qv_stop_servers() {
     unset QV_HTTPBIN_URL QV_HTTPBIN_PID QV_TLS_URL QV_TLS_CA QV_TLS_PID QV_PROXY_URL QV_PROXY_PID \
         QV_NGINX_URL QV_NGINX_TLS_URL QV_NGINX_CA QV_FAULTS_URL QV_FAULTS_PID QV_TLS_CAPATH \
         QV_TLS_PIN QV_NGINX_SOCKET QV_MTLS_URL QV_MTLS12_URL QV_MTLS_DIR QV_MTLS_KEY_PASSWORD \
-        QV_SOCKS_PORT QV_AUTH_PROXY_URL QV_AUTH_PROXY_USER QV_AUTH_PROXY_PASSWORD
+        QV_SOCKS_PORT QV_AUTH_PROXY_URL QV_AUTH_PROXY_USER QV_AUTH_PROXY_PASSWORD \
+        QV_TLS_PROXY_URL QV_TLS_PROXY_CA
 }

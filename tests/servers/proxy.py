@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A tiny forward HTTP proxy for quiver's proxy tests (Python stdlib only).
 
-    proxy.py --port PORT [--auth USER:PASSWORD]
+    proxy.py --port PORT [--auth USER:PASSWORD] [--cert server.pem --key server.key]
 
 Listens on 127.0.0.1 only and serves absolute-form requests for plain http,
 e.g. "GET http://127.0.0.1:8080/get HTTP/1.1":
@@ -19,7 +19,9 @@ e.g. "GET http://127.0.0.1:8080/get HTTP/1.1":
     to an origin server) gets 400;
   - with --auth, every request (CONNECT too) must carry those credentials
     in "Proxy-Authorization: Basic ..."; without them, or with others, the
-    answer is 407 with "Proxy-Authenticate: Basic".
+    answer is 407 with "Proxy-Authenticate: Basic";
+  - with --cert and --key, it is an HTTPS proxy: clients speak TLS to it
+    (and, for an https:// target, TLS again inside the tunnel).
 
 Each request is logged on one line to stderr: "proxy: METHOD URL -> STATUS".
 """
@@ -30,6 +32,7 @@ import http.client
 import http.server
 import select
 import socket
+import ssl
 import sys
 import urllib.parse
 
@@ -179,7 +182,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             client.settimeout(None)
             socks = [client, upstream]
             while True:
-                readable, _, _ = select.select(socks, [], [], self.timeout)
+                # Bytes TLS has decrypted already are not on the socket.
+                pending = [s for s in socks if isinstance(s, ssl.SSLSocket) and s.pending()]
+                readable = pending or select.select(socks, [], [], self.timeout)[0]
                 if not readable:
                     break  # idle for too long
                 for sock in readable:
@@ -205,6 +210,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    auth = None  # "USER:PASSWORD" that requests must carry
+    context = None  # an ssl.SSLContext: an HTTPS proxy
+
+    def finish_request(self, request, client_address):
+        # In the connection's thread: a slow TLS handshake holds up no one.
+        if self.context:
+            request.settimeout(Handler.timeout)
+            try:
+                request = self.context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                sys.stderr.write("proxy: %s handshake failed: %s\n" % (client_address[0], e))
+                return
+            try:
+                self.RequestHandlerClass(request, client_address, self)
+            finally:
+                request.close()
+            return
+        self.RequestHandlerClass(request, client_address, self)
 
     def handle_error(self, request, client_address):
         e = sys.exc_info()[1]
@@ -215,10 +238,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--auth", help="USER:PASSWORD that every request must carry")
+    p.add_argument("--cert", help="certificate (PEM): an HTTPS proxy")
+    p.add_argument("--key", help="the certificate's key (PEM)")
     a = p.parse_args()
     srv = Server(("127.0.0.1", a.port), Handler)
     srv.auth = a.auth
-    serve.run("proxy", "http", srv)
+    if a.cert:
+        srv.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        srv.context.load_cert_chain(a.cert, a.key)
+    serve.run("proxy", "https" if a.cert else "http", srv)
 
 
 if __name__ == "__main__":
