@@ -530,6 +530,12 @@ const char *qv_response_header_nth(const qv_response *r, const char *name, size_
 /* All headers in arrival order. */
 size_t qv_response_header_count(const qv_response *r);
 int qv_response_header_at(const qv_response *r, size_t i, const char **name, const char **value);
+/* All headers in one call, for language bindings (where each call into C
+ * costs more than the copy): "name\0value\0" for each header, in arrival
+ * order, copied into buf if they fit in buflen bytes. Returns the number of
+ * bytes they take (ask with buf NULL, buflen 0; nothing is copied when that
+ * is more than buflen). */
+size_t qv_response_headers_copy(const qv_response *r, char *buf, size_t buflen);
 /* The final URL, after redirects, without userinfo ("user:password@"), like
  * the URLs of the history's entries. */
 const char *qv_response_url(const qv_response *r);

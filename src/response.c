@@ -150,6 +150,24 @@ int qv_response_header_at(const qv_response *r, size_t i, const char **name, con
     return QV_OK;
 }
 
+size_t qv_response_headers_copy(const qv_response *r, char *buf, size_t buflen)
+{
+    if (!r) return 0;
+    size_t need = 0;
+    for (size_t i = 0; i < r->headers.len; i++)
+        need += strlen(r->headers.items[i].name) + strlen(r->headers.items[i].value) + 2;
+    if (!buf || need > buflen) return need;
+    for (size_t i = 0; i < r->headers.len; i++) {
+        const char *parts[2] = {r->headers.items[i].name, r->headers.items[i].value};
+        for (int k = 0; k < 2; k++) {
+            size_t n = strlen(parts[k]) + 1;
+            memcpy(buf, parts[k], n);
+            buf += n;
+        }
+    }
+    return need;
+}
+
 const char *qv_response_url(const qv_response *r)
 {
     return r && r->url ? r->url : "";

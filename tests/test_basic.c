@@ -2,6 +2,7 @@
  * elapsed time, raise_for_status. */
 #include "support.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 TestSuite(basic, .timeout = 30);
@@ -193,6 +194,26 @@ Test(basic, repeated_headers, .timeout = 30)
     const char *name, *value;
     cr_assert_neq(qv_response_header_at(r, count, &name, &value), QV_OK,
                   "header_at past the end must fail");
+
+    /* The same headers in one copy: "name\0value\0"..., in the same order. */
+    size_t need = qv_response_headers_copy(r, NULL, 0);
+    char small[4] = "xyz";
+    cr_assert_eq(qv_response_headers_copy(r, small, sizeof small), need);
+    cr_assert_str_eq(small, "xyz", "nothing is copied into a buffer too small");
+    char *buf = malloc(need);
+    cr_assert_not_null(buf);
+    cr_assert_eq(qv_response_headers_copy(r, buf, need), need);
+    const char *p = buf;
+    for (size_t i = 0; i < count; i++) {
+        qv_response_header_at(r, i, &name, &value);
+        cr_assert_str_eq(p, name);
+        p += strlen(p) + 1;
+        cr_assert_str_eq(p, value);
+        p += strlen(p) + 1;
+    }
+    cr_assert_eq(p, buf + need);
+    free(buf);
+    cr_assert_eq(qv_response_headers_copy(NULL, NULL, 0), 0);
     qv_future_release(f);
     qv_session_free(s);
 }

@@ -19,6 +19,7 @@ import os
 import select
 import threading
 import weakref
+from collections import OrderedDict
 from concurrent.futures._base import PENDING
 from typing import Any, Callable, Optional
 
@@ -306,24 +307,34 @@ def future_error(qvf: Any, rc: int, request: Any = None) -> Exception:
     return error_for(rc, text, request)
 
 
+_buffers = threading.local()
+
+
 def read_headers(r: Any) -> tuple[CaseInsensitiveDict, list[str]]:
     """The headers as requests has them (repeated ones joined with ", ", like
-    urllib3), and the raw Set-Cookie values."""
-    n = lib.qv_response_header_count(r)
-    name = ffi.new("char *[2]")
-    store: dict = {}
-    cookies: list[str] = []
-    for i in range(n):
-        lib.qv_response_header_at(r, i, name, name + 1)
-        k = ffi.string(name[0]).decode("latin-1")
-        v = ffi.string(name[1]).decode("latin-1")
-        lk = k.lower()
-        old = store.get(lk)
-        store[lk] = (k, v) if old is None else (old[0], old[1] + ", " + v)
-        if lk == "set-cookie":
-            cookies.append(v)
-    h = CaseInsensitiveDict()
-    h._store.update(store)
+    urllib3), and the raw Set-Cookie values. One C call copies them all."""
+    buf = getattr(_buffers, "headers", None)
+    if buf is None:
+        buf = _buffers.headers = ffi.new("char[]", 16384)
+    n = lib.qv_response_headers_copy(r, buf, len(buf))
+    if n > len(buf):
+        buf = _buffers.headers = ffi.new("char[]", n)
+        lib.qv_response_headers_copy(r, buf, n)
+    text = ffi.unpack(buf, n).decode("latin-1")
+    fields = text.split("\0")
+    names, values = fields[0:-1:2], fields[1::2]
+    lows = text.lower().split("\0")[0:-1:2]
+    h = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    if len(set(lows)) == len(lows):
+        h._store = OrderedDict(zip(lows, zip(names, values)))
+    else:
+        store: OrderedDict = OrderedDict()
+        for lk, k, v in zip(lows, names, values):
+            old = store.get(lk)
+            store[lk] = (k, v) if old is None else (old[0], old[1] + ", " + v)
+        h._store = store
+    cookies = [v for lk, v in zip(lows, values) if lk == "set-cookie"] \
+        if "set-cookie" in lows else []
     return h, cookies
 
 

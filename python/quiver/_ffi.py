@@ -107,6 +107,7 @@ const char *qv_response_reason(const qv_response *r);
 const char *qv_response_body(const qv_response *r, size_t *len);
 size_t qv_response_header_count(const qv_response *r);
 int qv_response_header_at(const qv_response *r, size_t i, const char **name, const char **value);
+size_t qv_response_headers_copy(const qv_response *r, char *buf, size_t buflen);
 const char *qv_response_url(const qv_response *r);
 size_t qv_response_history_len(const qv_response *r);
 const qv_response *qv_response_history(const qv_response *r, size_t i);

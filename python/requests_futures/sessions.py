@@ -52,8 +52,7 @@ from requests.utils import (check_header_validity, get_environ_proxies, get_netr
 from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
-from quiver._engine import (Engine, add_quiver_details, build_response, error_for,
-                            future_error, settle)
+from quiver._engine import Engine, build_response, error_for, future_error, settle
 from quiver._ffi import ffi, lib
 
 __all__ = ["FuturesSession"]
@@ -71,10 +70,41 @@ _SESSION_METHODS = ("request", "prepare_request", "send", "merge_environment_set
 # would not send one, it is removed (a NULL value) so the two send the same.
 _CURL_DEFAULTS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _URLLIB3_UA = _get_default_user_agent()
-_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-              "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+# The proxies first (libcurl reads them too), then what else requests reads.
+_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+              "no_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _URL_CACHE_MAX = 4096
 _plain_classes: dict = {}
+_methods: dict = {}
+_OPTS_T = ffi.typeof("qv_request_opts *")
+_OPTS_SIZE = ffi.sizeof("qv_request_opts")
+_FUTURE_PP = ffi.typeof("qv_future **")
+try:
+    _environ_data = os.environ._data  # type: ignore[attr-defined]
+    _PROXY_ENV_KEYS = tuple(os.environ.encodekey(k) for k in _PROXY_ENV)  # type: ignore
+except AttributeError:  # not CPython's os.environ: the slower, public way
+    _environ_data, _PROXY_ENV_KEYS = os.environ, _PROXY_ENV
+
+
+def _environment() -> tuple:
+    """The environment variables requests' merge_environment_settings and
+    libcurl read (proxies, CA bundles), read per request like requests does."""
+    return tuple(map(_environ_data.get, _PROXY_ENV_KEYS))
+
+
+def _method(method: str) -> Any:
+    c = _methods.get(method)
+    if c is None:
+        c = _methods[method] = ffi.new("char[]", method.encode())
+    return c
+
+
+def _prepare_url(url: str, params: Any) -> tuple:
+    """requests' own URL preparation: the URL, as C, and its scheme+host."""
+    p = PreparedRequest()
+    p.prepare_url(url, params)
+    parts = urlsplit(p.url)
+    return p.url, ffi.new("char[]", p.url.encode()), (parts.scheme, parts.netloc)
 
 
 def _wrap(self: Any, sup: Callable, background_callback: Callable, *args: Any,
@@ -338,9 +368,6 @@ class FuturesSession(Session):
             plan = b.plan = _Plan(src, key)
         return plan
 
-    def _env(self, b: _Bridge) -> tuple:
-        return tuple(os.environ.get(k) for k in _PROXY_ENV)
-
     def _submit_quiver(self, src: Session, method: str, url: str, params: Any, data: Any,
                        headers: Any, auth: Any, timeout: Any, allow_redirects: bool,
                        proxies: Any, hooks: Any, stream: Any, verify: Any, json: Any,
@@ -357,7 +384,7 @@ class FuturesSession(Session):
         opts, keep, cs, rec = sub
         rec.background_callback = background_callback
         opts.user_data = fut._handle
-        fpp = ffi.new("qv_future **")
+        fpp = ffi.new(_FUTURE_PP)
         rc = lib.qv_request(cs.ptr, fpp, opts)
         if rc:
             settle(fut, exc=error_for(rc, f"{ffi.string(lib.qv_strerror(rc)).decode()}: "
@@ -374,24 +401,20 @@ class FuturesSession(Session):
         plan = self._plan(b, src)
         keep: list = []
         method = method.upper()
-        o = ffi.new("qv_request_opts *")
-        o.size = ffi.sizeof("qv_request_opts")
+        o = ffi.new(_OPTS_T)
+        o.size = _OPTS_SIZE
         # URL and query: requests' own preparation, cached per URL when the
         # query does not change (it is ~15 us and pure).
         qparams = merge_setting(params, plan.params) if params or plan.params else None
         if qparams:
-            p = PreparedRequest()
-            p.prepare_url(url, qparams)
-            full = p.url
+            full, c_url, origin = _prepare_url(url, qparams)
         else:
-            full = b.urls.get(url)
-            if full is None:
-                p = PreparedRequest()
-                p.prepare_url(url, None)
-                full = p.url
+            cached = b.urls.get(url)
+            if cached is None:
                 if len(b.urls) >= _URL_CACHE_MAX:
                     b.urls.clear()
-                b.urls[url] = full
+                cached = b.urls[url] = _prepare_url(url, None)
+            full, c_url, origin = cached
         # Headers: the session's in C already; merged again only if the
         # request brings its own.
         if headers:
@@ -414,13 +437,15 @@ class FuturesSession(Session):
                 if body is None and hdrs.get("Content-Length") == "0":
                     body = b""  # so that libcurl sends "Content-Length: 0" too
         # Auth: requests' precedence: the request's, the session's, netrc.
-        env = self._env(b) if src.trust_env else None
-        auth = merge_setting(auth, src.auth)
-        if auth is None and src.trust_env:
-            host = urlsplit(full).netloc
-            if host not in b.netrc:
-                b.netrc[host] = get_netrc_auth(full)
-            auth = b.netrc[host]
+        env = _environment()
+        trust_env = src.trust_env
+        if auth is None:
+            auth = src.auth
+        if auth is None and trust_env:
+            # requests reads ~/.netrc per request; here once per host
+            if origin not in b.netrc:
+                b.netrc[origin] = get_netrc_auth(full)
+            auth = b.netrc[origin]
         auth_hooks: list = []
         if auth is not None:
             if isinstance(auth, tuple) and len(auth) == 2:
@@ -437,7 +462,9 @@ class FuturesSession(Session):
                 p.hooks = default_hooks()
                 p._cookies = None
                 r = auth(p)
-                full, hdrs, body = r.url, r.headers, r.body
+                if r.url != full:
+                    full, c_url = r.url, None
+                hdrs, body = r.headers, r.body
                 auth_hooks = list(r.hooks.get("response", []))
                 c_headers = None
                 user = pw = None
@@ -447,8 +474,8 @@ class FuturesSession(Session):
         if c_headers is None:
             c_headers = _c_headers(hdrs, keep)
         o.headers = c_headers
-        o.method = _cdata.cstr(method, keep)
-        o.url = _cdata.cstr(full, keep)
+        o.method = _method(method)
+        o.url = c_url if c_url is not None else _cdata.cstr(full, keep)
         if body is not None:
             raw = body if isinstance(body, bytes) else body.encode("latin-1")
             buf = ffi.new("char[]", raw)
@@ -464,23 +491,28 @@ class FuturesSession(Session):
         # Environment: requests' merge_environment_settings, cached per host
         # and state of the environment variables it reads.
         req_proxies = proxies or {}
-        if src.trust_env:
-            ekey = (env, urlsplit(full)[:2], req_proxies.get("no_proxy"))
+        if trust_env:
+            ekey = (env, origin, req_proxies.get("no_proxy"))
             env_proxies = b.env.get(ekey)
             if env_proxies is None:
+                if len(b.env) >= _URL_CACHE_MAX:
+                    b.env.clear()
                 env_proxies = b.env[ekey] = get_environ_proxies(full, req_proxies.get("no_proxy"))
             if env_proxies:
                 req_proxies = dict(req_proxies)
                 for k, v in env_proxies.items():
                     req_proxies.setdefault(k, v)
-            if verify is True or verify is None:
-                verify = env[8] or env[9] or verify
-        all_proxies = merge_setting(req_proxies, src.proxies)
+            if (verify is True or verify is None) and (env[-2] or env[-1]):
+                verify = os.fsdecode(env[-2] or env[-1])
+        all_proxies = merge_setting(req_proxies, src.proxies) if req_proxies or src.proxies \
+            else None
         proxy = select_proxy(full, all_proxies) if all_proxies else None
-        if not proxy and any(os.environ.get(k) for k in _PROXY_ENV[:6]):
+        if not proxy and any(env[:6]):
             proxy = ""  # none, though libcurl would find one in the environment
-        verify = merge_setting(verify, src.verify)
-        stream = merge_setting(stream, src.stream)
+        if verify is None:
+            verify = src.verify
+        if stream is None:
+            stream = src.stream
         ca_file = None
         if verify is False:
             o.insecure = 1
@@ -602,7 +634,6 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         jar_updates.append((resp, set_cookies))
     if jar_updates:
         _update_jars(rec, jar_updates)
-    add_quiver_details(resp, r)
     if rec.stream:
         resp.raw = _RawBody(resp._content)
         resp._content = False

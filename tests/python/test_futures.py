@@ -146,3 +146,16 @@ def test_many_in_flight(nginx):
     with FuturesSession(max_workers=16) as s:
         fs = [s.get(nginx + "/small") for _ in range(500)]
         assert all(f.result(timeout=60).content == b"q" * 100 for f in fs)
+
+
+def test_quickstart_example(httpbin):
+    """examples/python_quickstart.py (scripts/demo runs it) on the drop-in."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    out = subprocess.run([sys.executable, os.path.join(root, "examples", "python_quickstart.py"),
+                          httpbin], capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == "response one status: 200" and lines[2] == "response two status: 200"
+    assert '"foo": "bar"' in lines[3] or "'foo': 'bar'" in lines[3] or '"foo":"bar"' in lines[3]

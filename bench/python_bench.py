@@ -1,0 +1,122 @@
+"""Python clients side by side: Debian's requests-futures, the quiver drop-in
+(python/requests_futures) and quiver.Session, on the requests-futures idiom
+(submit all N, then result() in order), HTTP/1.1 against a local nginx.
+
+    bench/python_bench.py client --mode MODE -n N -c C URL    # one run, one line
+    bench/python_bench.py compare -n N -c 8,64 --runs R URL
+
+`compare` runs every mode in its own process, interleaved (run 1 of each
+mode, then run 2 of each, ...), and prints the medians: CPU per request (user
++ system time of the whole process, every thread of it, quiver's included,
+over the load alone: from the first submit to the last result) and requests
+per second. Started by bench/python_run, which starts nginx; PYTHONPATH and
+QUIVER_LIB must point at python/ and libquiver.so.0 (it sets them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("requests_futures", "dropin", "quiver_threads", "quiver_loop")
+DEBIAN_RF = "/usr/lib/python3/dist-packages/requests_futures/sessions.py"
+
+
+def make_session(mode: str, c: int):
+    if mode == "requests_futures":
+        spec = importlib.util.spec_from_file_location("debian_requests_futures", DEBIAN_RF)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        s = mod.FuturesSession(max_workers=c)
+        s.trust_env = False  # loopback only, whatever the environment says
+        return s
+    if mode == "dropin":
+        from requests_futures.sessions import FuturesSession
+        s = FuturesSession(max_workers=c)
+        s.trust_env = False
+        return s
+    import quiver
+    return quiver.Session(executor=mode.split("_")[1], max_workers=c, proxy="")
+
+
+def client(mode: str, n: int, c: int, url: str, size: int) -> int:
+    s = make_session(mode, c)
+    # one request first: connections and lazily made objects are not the load
+    assert s.get(url).result(timeout=30).status_code == 200
+    t0 = time.monotonic()
+    c0 = time.process_time()
+    futures = [s.get(url) for _ in range(n)]
+    ok = 0
+    for f in futures:
+        r = f.result(timeout=120)
+        ok += r.status_code == 200 and len(r.content) == size
+    cpu = time.process_time() - c0
+    secs = time.monotonic() - t0
+    s.close()
+    print(f"mode={mode} c={c} n={n} ok={ok} seconds={secs:.4f} cpu_us_per_req="
+          f"{cpu / n * 1e6:.1f} req_per_s={n / secs:.0f}")
+    return 0 if ok == n else 2
+
+
+def compare(n: int, cs: list[int], runs: int, url: str, size: int, modes: list[str]) -> int:
+    results: dict = {}
+    bad = 0
+    for run in range(runs):
+        for c in cs:
+            for mode in modes:
+                # requests-futures is ~20x slower: it gets fewer requests
+                nn = max(200, n // 10) if mode == "requests_futures" else n
+                p = subprocess.run([sys.executable, __file__, "client", "--mode", mode, "-n", str(nn),
+                                    "-c", str(c), "-s", str(size), url],
+                                   capture_output=True, text=True, timeout=300)
+                line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+                if p.returncode or not line:
+                    bad += 1
+                    print(f"run {run + 1} {mode} c={c} FAILED: {p.stderr.strip()[-500:]}")
+                    continue
+                kv = dict(f.split("=") for f in line.split())
+                results.setdefault((c, mode), []).append(kv)
+                print(f"run {run + 1}: {line}", flush=True)
+    print()
+    print("| client | c | CPU µs/req (median, min–max) | × requests-futures | req/s |")
+    print("|---|---:|---:|---:|---:|")
+    for c in cs:
+        base = None
+        for mode in modes:
+            rs = results.get((c, mode))
+            if not rs:
+                continue
+            cpu = [float(r["cpu_us_per_req"]) for r in rs]
+            rps = [float(r["req_per_s"]) for r in rs]
+            med = statistics.median(cpu)
+            if mode == "requests_futures":
+                base = med
+            ratio = f"1/{base / med:.1f}" if base and mode != "requests_futures" else "1"
+            print(f"| {mode} | {c} | {med:.1f} ({min(cpu):.1f}–{max(cpu):.1f}) | {ratio} | "
+                  f"{statistics.median(rps):,.0f} |")
+    return 1 if bad else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=("client", "compare"))
+    ap.add_argument("--mode", choices=MODES, help="the client's (client)")
+    ap.add_argument("-n", type=int, default=5000)
+    ap.add_argument("-c", default="8,64")
+    ap.add_argument("-s", type=int, default=100, help="expected body size")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("url")
+    a = ap.parse_args()
+    if a.what == "client":
+        return client(a.mode, a.n, int(a.c), a.url, a.s)
+    return compare(a.n, [int(x) for x in a.c.split(",")], a.runs, a.url, a.s,
+                   a.modes.split(","))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
