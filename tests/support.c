@@ -103,9 +103,19 @@ const char *tx_faults_url(const char *path)
                     path);
 }
 
+/* Files without TX_KIND_ONLY run for every kind: NULL. */
+__attribute__((weak)) const char *tx_only_kind;
+
 qv_executor_kind tx_kind(void)
 {
     const char *k = getenv("QV_TEST_EXECUTOR");
+    if (tx_only_kind) {
+        if (k && *k && strcmp(k, tx_only_kind) != 0)
+            cr_assert_fail("these tests are for the %s executor only (TX_KIND_ONLY), not "
+                           "QV_TEST_EXECUTOR=\"%s\"",
+                           tx_only_kind, k);
+        k = tx_only_kind;
+    }
     if (!k || !*k || strcmp(k, "threads") == 0) return QV_THREADS;
     if (strcmp(k, "loop") == 0) return QV_LOOP;
     if (strcmp(k, "processes") == 0) return QV_PROCESSES;

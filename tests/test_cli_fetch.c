@@ -229,13 +229,12 @@ Test(cli_fetch, a_flaky_path_succeeds_after_retries, .timeout = 60)
 {
     /* The fault server's /flaky answers 503 to the first `fail` requests
      * with a key, then 200. httpbin has no such path. */
-    const char *faults = getenv("QV_FAULTS_URL");
-    if (!faults || !*faults) cr_skip_test("QV_FAULTS_URL is not set (tests/servers/faults.py)");
-    char url[512];
+    char path[256];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(url, sizeof url, "%s/flaky?key=cli-%s-%ld-%ld&fail=2", faults, tx_kind_name(),
-             (long)getpid(), (long)ts.tv_nsec);
+    snprintf(path, sizeof path, "/flaky?key=cli-%s-%ld-%ld&fail=2", tx_kind_name(), (long)getpid(),
+             (long)ts.tv_nsec);
+    const char *url = tx_faults_url(path);
     cli_result *r =
         CLI("fetch", "--executor", tx_kind_name(), "--retries", "3", "--retry-delay", "0.01", url);
     cli_expect_status(r, 0);

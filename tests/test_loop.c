@@ -1,16 +1,12 @@
 /* What only the event-loop executor promises: a slow hook does not hold up
  * other transfers, and the connection caps hold. These tests make their own
- * QV_LOOP executor, so they run once, under the "loop" registration. */
+ * QV_LOOP executor, so the file is registered for that kind alone. */
 #include "support.h"
 
 #include <time.h>
 
 TestSuite(loop, .timeout = 60);
-
-static void skip_unless_loop(void)
-{
-    if (tx_kind() != QV_LOOP) cr_skip_test("QV_LOOP-only test; runs in the loop registration");
-}
+TX_KIND_ONLY(loop);
 
 static qv_executor *loop_executor(int max_workers, int max_host_connections)
 {
@@ -35,7 +31,6 @@ static int sleepy_hook(qv_session *s, qv_response *r, void *arg)
 
 Test(loop, slow_hook_does_not_delay_other_transfers, .timeout = 60)
 {
-    skip_unless_loop();
     qv_executor *ex = loop_executor(32, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *slow, *fast[20];
@@ -56,7 +51,6 @@ Test(loop, slow_hook_does_not_delay_other_transfers, .timeout = 60)
 
 Test(loop, max_host_connections_caps_parallelism, .timeout = 60)
 {
-    skip_unless_loop();
     qv_executor *ex = loop_executor(16, 2);
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[6];
@@ -77,7 +71,6 @@ Test(loop, max_host_connections_caps_parallelism, .timeout = 60)
 
 Test(loop, many_in_flight_at_once, .timeout = 60)
 {
-    skip_unless_loop();
     /* 64 concurrent /delay/1 finish in about a second, not 64. */
     qv_executor *ex = loop_executor(64, 0);
     qv_session *s = TX_SESSION(.executor = ex);

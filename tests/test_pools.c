@@ -3,7 +3,7 @@
  * write side; a done callback, which runs on a dispatcher, may still block
  * on another pool (wait for its future, free it) while a thread makes a
  * pool, or make one itself. These tests make their own QV_PROCESSES
- * executors, so they run once, under the "processes" registration. */
+ * executors, so the file is registered for that kind alone. */
 #include "support.h"
 
 #include <fcntl.h>
@@ -16,12 +16,7 @@
 #include <unistd.h>
 
 TestSuite(pools, .timeout = 60);
-
-static void skip_unless_processes(void)
-{
-    if (tx_kind() != QV_PROCESSES)
-        cr_skip_test("QV_PROCESSES-only test; runs in the processes registration");
-}
+TX_KIND_ONLY(processes);
 
 /* A pool of one worker: its qv_executor_new result. */
 static int new_pool(qv_executor **out)
@@ -183,7 +178,6 @@ static void run_at_done(qv_session *s, void (*body)(at_done *d), at_done *d)
 
 Test(pools, a_done_callback_may_wait_for_another_pool_while_one_is_made)
 {
-    skip_unless_processes();
     qv_executor *a = pool(), *b = pool();
     qv_session *sa = TX_SESSION(.executor = a), *sb = TX_SESSION(.executor = b);
     at_done d = {0};
@@ -203,7 +197,6 @@ Test(pools, a_done_callback_may_wait_for_another_pool_while_one_is_made)
 
 Test(pools, a_done_callback_may_free_another_pool_while_one_is_made)
 {
-    skip_unless_processes();
     qv_executor *a = pool();
     qv_session *sa = TX_SESSION(.executor = a);
     at_done d = {.other_ex = pool()};
@@ -220,7 +213,6 @@ Test(pools, a_done_callback_may_free_another_pool_while_one_is_made)
 
 Test(pools, a_done_callback_may_make_a_pool)
 {
-    skip_unless_processes();
     qv_executor *a = pool();
     qv_session *sa = TX_SESSION(.executor = a);
     at_done d = {0};
@@ -238,7 +230,6 @@ Test(pools, a_done_callback_may_make_a_pool)
  * callback within itself, which may make a pool all the same. */
 Test(pools, a_callback_run_within_a_callback_may_make_a_pool)
 {
-    skip_unless_processes();
     qv_executor *a = pool(), *b = pool();
     qv_session *sa = TX_SESSION(.executor = a), *sb = TX_SESSION(.executor = b);
     at_done d = {0};

@@ -3,8 +3,7 @@
  * worker is replaced; no zombie is left; cookies set in one worker reach the
  * next request on another; a hook stuck past the hook timeout is killed; and
  * it must be created before any other executor. These tests make their own
- * QV_PROCESSES executors, so they run once, under the "processes"
- * registration. */
+ * QV_PROCESSES executors, so the file is registered for that kind alone. */
 #include "support.h"
 
 #include <dirent.h>
@@ -19,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-TestSuite(procs, .timeout = 60);
+TX_KIND_ONLY(processes);
 
 /* Under LeakSanitizer a worker that dies through exit() would report the
  * parent's memory it inherited: leak checks belong to the test process
@@ -31,12 +30,12 @@ int __lsan_is_turned_off(void)
     return test_pid && getpid() != test_pid;
 }
 
-static void skip_unless_processes(void)
+static void note_test_pid(void)
 {
     test_pid = (int)getpid();
-    if (tx_kind() != QV_PROCESSES)
-        cr_skip_test("QV_PROCESSES-only test; runs in the processes registration");
 }
+
+TestSuite(procs, .init = note_test_pid, .timeout = 60);
 
 static qv_executor *procs_executor(int workers, long hook_timeout_ms)
 {
@@ -183,19 +182,16 @@ static void one_death_among_many(qv_hook_fn killer, void *arg, const char *why,
 
 Test(procs, segfaulting_hook_costs_one_future, .timeout = 60)
 {
-    skip_unless_processes();
     one_death_among_many(segfault_hook, NULL, "signal 11", NULL, NULL);
 }
 
 Test(procs, aborting_hook_costs_one_future, .timeout = 60)
 {
-    skip_unless_processes();
     one_death_among_many(abort_hook, NULL, "signal 6", NULL, NULL);
 }
 
 Test(procs, exiting_hook_costs_one_future, .timeout = 60)
 {
-    skip_unless_processes();
     one_death_among_many(exit_hook, NULL, "exited with status 3", NULL, NULL);
 }
 
@@ -218,7 +214,6 @@ static void kill_from_outside(void *path)
 
 Test(procs, worker_killed_from_outside_costs_one_future, .timeout = 60)
 {
-    skip_unless_processes();
     static char path[64];
     snprintf(path, sizeof path, "/tmp/quiver-test-pid-%d", (int)getpid());
     unlink(path);
@@ -228,7 +223,6 @@ Test(procs, worker_killed_from_outside_costs_one_future, .timeout = 60)
 
 Test(procs, hook_timeout_kills_a_stuck_worker, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(2, 300);
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *f;
@@ -246,7 +240,6 @@ Test(procs, hook_timeout_kills_a_stuck_worker, .timeout = 60)
 
 Test(procs, cookies_cross_workers, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *set;
@@ -306,7 +299,6 @@ static int cookie_hook(qv_session *s, qv_response *r, void *arg)
  * every change (server, caller, hook) reaches the next request. */
 Test(procs, sessions_alternate_on_one_worker, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(1, 0);
     qv_session *a = TX_SESSION(.executor = ex), *b = TX_SESSION(.executor = ex);
     qv_future *f;
@@ -339,7 +331,6 @@ Test(procs, sessions_alternate_on_one_worker, .timeout = 60)
 
 Test(procs, must_come_before_other_executors, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *threads, *ex = NULL;
     cr_assert_eq(qv_executor_new(&threads, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
                                                                .kind = QV_THREADS}),
@@ -381,7 +372,6 @@ static struct rlimit no_more_descriptors(void)
  * descriptors at all, the workers the pool has go on serving. */
 Test(procs, a_pool_at_the_descriptor_limit_goes_on_serving, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *busy[2], *late;
@@ -413,7 +403,6 @@ Test(procs, a_pool_at_the_descriptor_limit_goes_on_serving, .timeout = 60)
  * can never be reached, and the pool serves again once there is room. */
 Test(procs, a_worker_whose_socket_cannot_come_fails_what_waits, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     struct rlimit old = no_more_descriptors();
@@ -498,7 +487,6 @@ static int workers_seen(long per_worker, size_t *conns)
 
 Test(procs, a_worker_is_replaced_after_its_requests, .timeout = 60)
 {
-    skip_unless_processes();
     size_t conns = 0;
     /* 40 requests, at most 5 per worker: 8 workers or more, never more than
      * 2 at once, each with its own connection, and no zombie left. */
@@ -556,7 +544,6 @@ static void odd_allocator(void)
  * and its next request carries the whole jar. */
 Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocator, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     cr_assert_eq(qv_session_set_cookie(s, "a", "1", NULL), QV_OK);
@@ -609,7 +596,6 @@ static void expect_sent_ahead(qv_future *f, qv_future *busy)
 
 Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *slow, *ahead;
@@ -634,7 +620,6 @@ Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
  * after it runs once the worker is free, with its body whole. */
 Test(procs, a_held_request_is_cancelled_at_once, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     enum { BIG = 3 * PIPE_BUF };
@@ -687,7 +672,6 @@ static void cancel_at_done_cb(qv_future *f, void *arg)
  * after it does not wait for it, and sends the session's cookies. */
 Test(procs, a_request_cancelled_as_its_worker_takes_it_is_aborted, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     cr_assert_eq(qv_session_set_cookie(s, "a", "1", NULL), QV_OK);
@@ -738,7 +722,6 @@ static void wait_for_file(const char *path)
 
 Test(procs, a_cancel_that_crosses_its_answer_spares_the_next_request, .timeout = 60)
 {
-    skip_unless_processes();
     char mark[64];
     snprintf(mark, sizeof mark, "/tmp/qv-hook-%d", (int)getpid());
     unlink(mark);
@@ -772,7 +755,6 @@ static int late_segfault_hook(qv_session *s, qv_response *r, void *arg)
 
 Test(procs, a_request_sent_ahead_outlives_the_worker_that_died_before_it, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     qv_future *dying, *next;
@@ -798,7 +780,6 @@ static int short_nap_hook(qv_session *s, qv_response *r, void *arg)
 
 Test(procs, cookies_stay_right_across_requests_sent_ahead, .timeout = 60)
 {
-    skip_unless_processes();
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     expect_sent(s, "");
@@ -840,7 +821,6 @@ Test(procs, cookies_stay_right_across_requests_sent_ahead, .timeout = 60)
  * reach its own future; nginx answers fast enough to make those races common. */
 Test(procs, every_answer_reaches_its_own_future_while_sending_ahead, .timeout = 120)
 {
-    skip_unless_processes();
     enum { N = 40000, WORKERS = 8, WINDOW = 2 * WORKERS };
     qv_executor *ex = procs_executor(WORKERS, 0);
     qv_session *s = TX_SESSION(.executor = ex);

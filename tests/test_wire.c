@@ -10,6 +10,8 @@
 #include <string.h>
 
 TestSuite(wire, .timeout = 60);
+/* The format only the process executor speaks; no executor runs here. */
+TX_KIND_ONLY(processes);
 
 /* A realistic answer: status, headers, a body, a redirect in the history,
  * result bytes and cookie lines. */
