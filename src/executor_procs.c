@@ -42,8 +42,9 @@ typedef struct pworker {
     int next_taken, next_cancel_sent;
     double hook_deadline; /* 0 unless hooks are running and a hook timeout is set */
     int timed_out;
-    long served; /* requests it has answered */
-    int reaped;  /* its death was told: its pid may be another process's now */
+    int malformed; /* killed by this process: what it sent was no frame */
+    long served;   /* requests it has answered */
+    int reaped;    /* its death was told: its pid may be another process's now */
 } pworker;
 
 static void kill_worker(pworker *w)
@@ -327,7 +328,9 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
         /* A worker that talks nonsense is not trusted with more work. */
         kill_worker(w);
         settle(w, QV_FAILED, QV_EPROTOCOL,
-               qv_future_message(f, QV_EPROTOCOL, "malformed answer from worker %d", (int)w->pid),
+               qv_future_message(f, QV_EPROTOCOL,
+                                 "malformed answer from worker %d: the pool stopped it",
+                                 (int)w->pid),
                NULL);
         return -1;
     }
@@ -414,8 +417,10 @@ static void on_worker_readable(procs *P, pworker *w)
         int type;
         const unsigned char *p;
         size_t len;
-        if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) {
+        int rc = qv_frame_read(&w->in, w->fd, &type, &p, &len);
+        if (rc) {
             /* Gone (or garbage): its death notice from the zygote settles it. */
+            w->malformed |= rc == QV_EPROTOCOL;
             close_socket(P, w);
             kill_worker(w);
             return;
@@ -578,7 +583,14 @@ static void on_zygote(procs *P)
         /* A next that it had not started (its answer before it never came)
          * goes to another worker. */
         if (w->next) hold(P, unsend(w));
-        if (w->f) {
+        if (w->f && w->malformed) {
+            /* Its death is this process's doing, not the hook's. */
+            settle(w, QV_FAILED, QV_EPROTOCOL,
+                   qv_future_message(w->f, QV_EPROTOCOL,
+                                     "malformed answer from worker %d: the pool stopped it",
+                                     (int)m.pid),
+                   NULL);
+        } else if (w->f) {
             char why[160];
             describe_death(why, sizeof(why), m.status, w->timed_out);
             settle(w, QV_FAILED, QV_EWORKER,

@@ -695,7 +695,8 @@ typedef struct qv_frame_reader {
  * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */
 int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,
                   size_t *len);
-/* 1 if a whole frame is read already: the next qv_frame_read needs no read. */
+/* 1 if a whole frame (or a malformed header) is read already: the next
+ * qv_frame_read needs no read. */
 int qv_frame_buffered(const qv_frame_reader *rd);
 
 #endif

@@ -75,9 +75,11 @@ int qv_frame_buffered(const qv_frame_reader *rd)
     const qv_buf *b = &rd->buf;
     size_t left = b->len - rd->start, len;
     int type;
-    return left >= QV_WIRE_HEADER &&
-           qv_wire_parse_header((const unsigned char *)b->data + rd->start, &type, &len) == QV_OK &&
-           left >= QV_WIRE_HEADER + len;
+    if (left < QV_WIRE_HEADER) return 0;
+    /* A malformed header counts too: no more bytes come to wake a poll for
+     * it, and the next qv_frame_read reports it without reading. */
+    if (qv_wire_parse_header((const unsigned char *)b->data + rd->start, &type, &len)) return 1;
+    return left >= QV_WIRE_HEADER + len;
 }
 
 /* ------------------------------------------------------------- worker */
