@@ -147,51 +147,45 @@ static CURLcode set_blob(CURL *e, CURLoption opt, const char *pem)
 CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
 {
     CURL *e = slot->easy;
+    /* An explicit proxy is used for every host but no_proxy's; the
+     * environment's no_proxy only tempers the environment's proxies (as in
+     * requests). */
+    const char *no_proxy = r->no_proxy ? r->no_proxy : r->proxy ? "" : NULL;
+    const struct {
+        CURLoption opt;
+        const char *value; /* NULL: not set */
+    } strs[] = {
+        {CURLOPT_SSLCERT, r->client_cert},
+        {CURLOPT_SSLKEY, r->client_key},
+        {CURLOPT_KEYPASSWD, r->key_password},
+        {CURLOPT_CAPATH, r->ca_path},
+        {CURLOPT_PINNEDPUBLICKEY, r->pinned_public_key},
+        {CURLOPT_PROXY, r->proxy},
+        {CURLOPT_NOPROXY, no_proxy},
+        {CURLOPT_PROXYUSERNAME, r->proxy_username},
+        {CURLOPT_PROXYPASSWORD, r->proxy_password},
+        {CURLOPT_PROXY_CAINFO, r->proxy_ca_file},
+        {CURLOPT_UNIX_SOCKET_PATH, r->unix_socket},
+        {CURLOPT_INTERFACE, r->interface},
+    };
     CURLcode cc = CURLE_OK;
-#define SET(opt, val)                                                                              \
-    do {                                                                                           \
-        if (!cc) cc = curl_easy_setopt(e, opt, val);                                               \
-    } while (0)
-#define SET_STR(opt, s)                                                                            \
-    do {                                                                                           \
-        if (s) SET(opt, s);                                                                        \
-    } while (0)
-    SET_STR(CURLOPT_SSLCERT, r->client_cert);
-    SET_STR(CURLOPT_SSLKEY, r->client_key);
-    SET_STR(CURLOPT_KEYPASSWD, r->key_password);
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]) && !cc; i++)
+        if (strs[i].value) cc = curl_easy_setopt(e, strs[i].opt, strs[i].value);
     if (!cc && r->client_cert_pem) cc = set_blob(e, CURLOPT_SSLCERT_BLOB, r->client_cert_pem);
     if (!cc && r->client_key_pem) cc = set_blob(e, CURLOPT_SSLKEY_BLOB, r->client_key_pem);
-    SET_STR(CURLOPT_CAPATH, r->ca_path);
-    SET_STR(CURLOPT_PINNEDPUBLICKEY, r->pinned_public_key);
-    if (r->tls_min_version)
-        SET(CURLOPT_SSLVERSION,
-            r->tls_min_version == 13 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2);
-    if (r->proxy) {
-        SET(CURLOPT_PROXY, r->proxy);
-        /* An explicit proxy is used for every host but no_proxy's; the
-         * environment's no_proxy only tempers the environment's proxies
-         * (as in requests). */
-        SET(CURLOPT_NOPROXY, r->no_proxy ? r->no_proxy : "");
-        if (r->insecure) {
-            SET(CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
-            SET(CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
-        }
-    } else {
-        SET_STR(CURLOPT_NOPROXY, r->no_proxy);
-    }
-    SET_STR(CURLOPT_PROXYUSERNAME, r->proxy_username);
-    SET_STR(CURLOPT_PROXYPASSWORD, r->proxy_password);
-    SET_STR(CURLOPT_PROXY_CAINFO, r->proxy_ca_file);
-    SET_STR(CURLOPT_UNIX_SOCKET_PATH, r->unix_socket);
-    SET_STR(CURLOPT_INTERFACE, r->interface);
-    if (r->ip_version)
-        SET(CURLOPT_IPRESOLVE, r->ip_version == 4 ? CURL_IPRESOLVE_V4 : CURL_IPRESOLVE_V6);
-    if (!cc && r->resolve) cc = pair_lines(&slot->resolve, r->resolve);
-    if (!cc && r->connect_to) cc = pair_lines(&slot->connect_to, r->connect_to);
-    if (slot->resolve) SET(CURLOPT_RESOLVE, slot->resolve);
-    if (slot->connect_to) SET(CURLOPT_CONNECT_TO, slot->connect_to);
-#undef SET_STR
-#undef SET
+    if (!cc && r->tls_min_version)
+        cc = curl_easy_setopt(
+            e, CURLOPT_SSLVERSION,
+            (long)(r->tls_min_version == 13 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2));
+    if (!cc && r->proxy && r->insecure) cc = curl_easy_setopt(e, CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
+    if (!cc && r->proxy && r->insecure) cc = curl_easy_setopt(e, CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
+    if (!cc && r->ip_version)
+        cc = curl_easy_setopt(e, CURLOPT_IPRESOLVE,
+                              (long)(r->ip_version == 4 ? CURL_IPRESOLVE_V4 : CURL_IPRESOLVE_V6));
+    if (!cc) cc = pair_lines(&slot->resolve, r->resolve);
+    if (!cc) cc = pair_lines(&slot->connect_to, r->connect_to);
+    if (!cc && slot->resolve) cc = curl_easy_setopt(e, CURLOPT_RESOLVE, slot->resolve);
+    if (!cc && slot->connect_to) cc = curl_easy_setopt(e, CURLOPT_CONNECT_TO, slot->connect_to);
     return cc;
 }
 

@@ -30,7 +30,6 @@ import argparse
 import base64
 import http.client
 import http.server
-import select
 import socket
 import ssl
 import sys
@@ -176,26 +175,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         sys.stderr.write("proxy: CONNECT %s -> 200 (tunnel)\n" % self.path)
         self.close_connection = True
-        client = self.connection
-        try:
-            upstream.settimeout(None)
-            client.settimeout(None)
-            socks = [client, upstream]
-            while True:
-                # Bytes TLS has decrypted already are not on the socket.
-                pending = [s for s in socks if isinstance(s, ssl.SSLSocket) and s.pending()]
-                readable = pending or select.select(socks, [], [], self.timeout)[0]
-                if not readable:
-                    break  # idle for too long
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    (upstream if sock is client else client).sendall(data)
-        except OSError:
-            pass
-        finally:
-            upstream.close()
+        with upstream:
+            serve.relay(self.connection, upstream, self.timeout)
 
     def __getattr__(self, name):
         # do_GET, do_POST, ... : every other method is forwarded.

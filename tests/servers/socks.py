@@ -17,7 +17,6 @@ Each connection is logged on one line to stderr:
 """
 
 import argparse
-import select
 import socket
 import socketserver
 import struct
@@ -123,23 +122,7 @@ class Handler(socketserver.BaseRequestHandler):
             return
         if upstream:
             with upstream:
-                relay(self.request, upstream)
-
-
-def relay(a: socket.socket, b: socket.socket) -> None:
-    socks = [a, b]
-    try:
-        while True:
-            readable, _, _ = select.select(socks, [], [], IDLE_TIMEOUT)
-            if not readable:
-                return
-            for s in readable:
-                data = s.recv(65536)
-                if not data:
-                    return
-                (b if s is a else a).sendall(data)
-    except OSError:
-        pass
+                serve.relay(self.request, upstream, IDLE_TIMEOUT)
 
 
 class Server(socketserver.ThreadingTCPServer):
