@@ -153,22 +153,29 @@ Test(network, interface_and_ip_version, .timeout = 30)
     }
 }
 
+/* A made-up name reaches httpbin through s's proxy, which resolves it. */
+static void expect_resolved_by_proxy(qv_session *s, const char *name)
+{
+    qv_future *f;
+    qv_response *r = tx_get_ok(s, &f, made_up_url(name, "/headers"));
+    tx_assert_contains(tx_jstr(tx_json(r), "headers/Host"), name);
+    qv_future_release(f);
+}
+
 Test(network, socks5h_resolves_at_the_proxy, .timeout = 30)
 {
     clear_env_proxies();
     qv_session *s = TX_SESSION(.proxy = socks_url("socks5h"));
-    qv_future *f;
-    qv_response *r = tx_get_ok(s, &f, made_up_url("made-up.quiver.test", "/headers"));
-    tx_assert_contains(tx_jstr(tx_json(r), "headers/Host"), "made-up.quiver.test");
-    qv_future_release(f);
+    expect_resolved_by_proxy(s, "made-up.quiver.test");
     qv_session_free(s);
 
     /* socks5:// resolves here, where the name means nothing. */
     s = TX_SESSION(.proxy = socks_url("socks5"));
+    qv_future *f;
     cr_assert_eq(qv_get(s, &f, made_up_url("made-up.quiver.test", "/get")), QV_OK);
     tx_assert_contains(tx_expect_error(f, QV_EPROXY), "resolve");
     qv_future_release(f);
-    r = tx_get_ok(s, &f, tu("/get"));
+    qv_response *r = tx_get_ok(s, &f, tu("/get"));
     tx_assert_str_eq(tx_jstr(tx_json(r), "url"), tu("/get"));
     qv_future_release(f);
     qv_session_free(s);
@@ -178,11 +185,9 @@ Test(network, socks4a_and_socks_over_tls, .timeout = 30)
 {
     clear_env_proxies();
     qv_session *s = TX_SESSION(.proxy = socks_url("socks4a"), .ca_file = tx_tls_ca());
+    expect_resolved_by_proxy(s, "four.quiver.test");
     qv_future *f;
-    qv_response *r = tx_get_ok(s, &f, made_up_url("four.quiver.test", "/headers"));
-    tx_assert_contains(tx_jstr(tx_json(r), "headers/Host"), "four.quiver.test");
-    qv_future_release(f);
-    r = tx_get_ok(s, &f, tx_tls_url("/hello"));
+    qv_response *r = tx_get_ok(s, &f, tx_tls_url("/hello"));
     tx_assert_str_eq(qv_response_text(r), "hello tls");
     qv_future_release(f);
     qv_session_free(s);
