@@ -158,6 +158,30 @@ const char *qv_attempt_url(const qv_attempt *a);
  * QV_ENOMEM. */
 int qv_attempt_set_error(qv_attempt *a, const char *message);
 
+/* A debug trace (.on_debug, on the session or a request): what libcurl
+ * sends, receives and does, one event at a time. Header events are one
+ * line each (the request or status line, or a header; no CR LF); info
+ * events are libcurl's comments (connecting, TLS, redirects), one line each.
+ * Body bytes come only with .debug_body, as libcurl reads and writes them
+ * (possibly chunked or compressed). The values of Authorization,
+ * Proxy-Authorization, Cookie and Set-Cookie headers, and passwords in URLs,
+ * are "[redacted]" unless QV_DEBUG=unsafe is in the environment; body bytes
+ * are never redacted. Runs on the thread doing the transfer (a QV_THREADS
+ * worker, QV_LOOP's I/O thread: keep it short); with QV_PROCESSES the
+ * events cross from the worker and the callback runs in this process, on
+ * the pool's dispatcher thread, as they come. `data` is valid during the
+ * call only. QV_DEBUG=1 in the environment prints the same events (bodies
+ * aside) to stderr, one line each, "quiver #ID" first (see docs/guide.md). */
+typedef enum qv_debug_kind {
+    QV_DEBUG_INFO = 0,   /* libcurl's comment on what it does */
+    QV_DEBUG_HEADER_OUT, /* the request line or a header sent */
+    QV_DEBUG_HEADER_IN,  /* the status line or a header received */
+    QV_DEBUG_DATA_OUT,   /* body bytes sent (.debug_body only) */
+    QV_DEBUG_DATA_IN     /* body bytes received (.debug_body only) */
+} qv_debug_kind;
+typedef void (*qv_debug_fn)(qv_future *f, qv_debug_kind kind, const char *data, size_t len,
+                            void *arg);
+
 typedef enum qv_auth_kind {
     QV_AUTH_NONE = 0, /* none; but a username alone means basic */
     QV_AUTH_BASIC,
@@ -331,6 +355,11 @@ typedef struct qv_session_opts {
      * each replaces its file, client_cert or client_key. */
     const char *client_cert_pem;
     const char *client_key_pem;
+    /* A debug trace of every request (see qv_debug_fn); debug_body: 1 =
+     * body bytes too. */
+    qv_debug_fn on_debug;
+    void *on_debug_arg;
+    int debug_body;
 } qv_session_opts;
 
 /*
@@ -374,6 +403,11 @@ typedef struct qv_request_opts {
     const char *unix_socket;
     const char *client_cert_pem; /* in the group of client_cert (see qv_session_opts) */
     const char *client_key_pem;
+    /* This request's debug trace, instead of the session's; debug_body is
+     * tri-state. */
+    qv_debug_fn on_debug;
+    void *on_debug_arg;
+    int debug_body;
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */

@@ -393,6 +393,20 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
     return 0;
 }
 
+/* A debug event of f's transfer, from its worker: f's on_debug runs here,
+ * outside the fork lock's read side, as done callbacks do. What does not
+ * read as one is dropped: it is only a trace. */
+static void debug_event(qv_future *f, const unsigned char *p, size_t len)
+{
+    qv_debug_kind kind;
+    const char *data;
+    size_t n;
+    if (!f->req.on_debug || qv_wire_decode_debug(p, len, &kind, &data, &n)) return;
+    dispatcher_gate(0);
+    f->req.on_debug(f, kind, data, n, f->req.on_debug_arg);
+    dispatcher_gate(1);
+}
+
 static int watch(procs *P, int fd)
 {
     return epoll_ctl(P->ep, EPOLL_CTL_ADD, fd,
@@ -426,7 +440,9 @@ static void on_worker_readable(procs *P, pworker *w)
             return;
         }
         if (!w->f) continue;
-        if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
+        if (type == QV_WIRE_DEBUG && !w->f_lost)
+            debug_event(w->f, p, len);
+        else if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
             w->hook_deadline = qv_now_ms() + (double)P->base.o.hook_timeout_ms;
         else if (type == QV_WIRE_RESPONSE || type == QV_WIRE_RESPONSE_TOOK) {
             if (on_response(P, w, p, len)) {

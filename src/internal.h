@@ -161,6 +161,14 @@ typedef struct qv_req {
     uint64_t wire_id; /* a process pool's name for this attempt (0: none; its dispatcher's alone) */
     /* The session's on_request hook, then the request's: run before each attempt. */
     qv_req_hook on_request[2];
+    /* The debug trace (debug.c): the callback, with body bytes or not, the
+     * environment's QV_DEBUG (QV_TRACE_*) and the request's id in the trace
+     * (0 when not traced). */
+    qv_debug_fn on_debug;
+    void *on_debug_arg;
+    int debug_body;
+    int trace_env;
+    uint64_t trace_id;
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
@@ -396,7 +404,8 @@ enum {
     QV_WIRE_CANCEL,
     QV_WIRE_HOOKS,
     QV_WIRE_RESPONSE,
-    QV_WIRE_RESPONSE_TOOK
+    QV_WIRE_RESPONSE_TOOK,
+    QV_WIRE_DEBUG /* a debug trace event, from the worker during the transfer */
 };
 #define QV_WIRE_VERSION 2
 #define QV_WIRE_HEADER  12
@@ -427,6 +436,10 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
  * transfer left it as it came, or the worker could not load the one it was
  * sent, so the next request to it must carry the whole jar. */
 enum { QV_JAR_KEPT = 1, QV_JAR_UNKNOWN = 2 };
+/* A debug event, and its reading (data points into p). */
+int qv_wire_encode_debug(qv_buf *b, qv_debug_kind kind, const char *data, size_t len);
+int qv_wire_decode_debug(const unsigned char *p, size_t len, qv_debug_kind *kind, const char **data,
+                         size_t *n);
 /* f's collected outcome (out_resp, or out_err/out_msg) and the jar after,
  * or jar_kept (QV_JAR_KEPT or QV_JAR_UNKNOWN) instead. */
 int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
@@ -552,6 +565,15 @@ int qv_redirect_next(qv_slot *slot, CURLM *multi, CURLcode *cc);
 /* After a transfer ended: 1 if the handle is in multi again, for another
  * go at the request (a dirty connection, or a redirect quiver follows). */
 int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc);
+/* ------------------------------------------------------------ debug trace (debug.c) */
+
+enum { QV_TRACE_OFF = 0, QV_TRACE_REDACTED, QV_TRACE_UNSAFE };
+/* At submit: r's trace_env (QV_DEBUG, read once per process) and, if it is
+ * traced, its id (a per-process counter). */
+void qv_trace_init(qv_req *r);
+/* libcurl's debug callback on easy, for the transfers of slot; a transfer
+ * sends events only with CURLOPT_VERBOSE. */
+CURLcode qv_trace_setup(CURL *easy, qv_slot *slot);
 
 /* ------------------------------------------------------ request hooks (attempt.c) */
 
@@ -680,6 +702,9 @@ extern atomic_int qv_io_threads;
 
 /* ------------------------------------------------- process workers (procs_worker.c) */
 
+/* The on_debug of a request decoded in a worker: sends the event to the
+ * parent, whose on_debug it is. */
+void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg);
 /* The zygote's life; never returns. */
 void qv_zygote_main(int parent_fd);
 /* Whole writes on a blocking socket: QV_OK or QV_EIO. */

@@ -137,6 +137,16 @@ static void control_readable(qv_slot *slot)
     } while (qv_frame_buffered(&w->in));
 }
 
+void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg)
+{
+    (void)f;
+    (void)arg;
+    static qv_buf b;
+    /* A trace that cannot be sent is not the request's failure; a parent
+     * gone is noticed where the worker waits for it. */
+    if (!qv_wire_encode_debug(&b, kind, data, len)) qv_fd_write_all(the_worker->fd, b.data, b.len);
+}
+
 /* Takes the request the parent left in the mailbox, if it has not taken it
  * back: one read gets a whole frame or nothing, as the parent writes one
  * frame of at most PIPE_BUF bytes at a time into an empty pipe. */

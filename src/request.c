@@ -376,6 +376,10 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     r->hook_arg = o.hook_arg;
     r->on_request[0] = (qv_req_hook){s->o.on_request, s->o.on_request_arg};
     r->on_request[1] = (qv_req_hook){o.on_request, o.on_request_arg};
+    r->on_debug = o.on_debug ? o.on_debug : s->o.on_debug;
+    r->on_debug_arg = o.on_debug ? o.on_debug_arg : s->o.on_debug_arg;
+    r->debug_body = pick_flag(o.debug_body, s->o.debug_body);
+    qv_trace_init(r);
     if (o.retry) return qv_retry_resolve(&r->retry, o.retry);
     r->retry = s->retry;
     return QV_OK;

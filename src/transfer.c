@@ -197,6 +197,7 @@ static CURLcode setup_invariant(qv_slot *slot)
     SET(CURLOPT_WRITEDATA, slot);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     SET(CURLOPT_PRIVATE, slot);
+    if (!cc) cc = qv_trace_setup(e, slot);
     if (!cc) cc = qv_conncheck_setup(slot);
     return cc;
 }
@@ -224,6 +225,7 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
     SET(CURLOPT_FOLLOWLOCATION, (long)r->follow);
     SET(CURLOPT_MAXREDIRS, (long)r->max_redirects);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response_bytes);
+    SET(CURLOPT_VERBOSE, r->trace_id ? 1L : 0L);
     if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
     return cc;
 }

@@ -56,6 +56,8 @@ enum {
     T_CONNECT_TO, /* nested: name, value */
     T_CLIENT_CERT_PEM,
     T_CLIENT_KEY_PEM,
+    T_TRACE,     /* the trace id (only when traced) */
+    T_TRACE_HOW, /* DEBUG_* bits and QV_DEBUG's mode (see put_trace) */
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -71,6 +73,9 @@ enum {
     T_ERRMSG,
     T_RETRY_US,     /* the worker skipped the hooks: retry after this wait */
     T_TIMING = 100, /* 6 integers, microseconds: dns, connect, tls, first byte, total, hooks */
+    /* debug event */
+    T_DEBUG_KIND = 110,
+    T_DEBUG_DATA,
     /* nested fields */
     N_NAME = 128,
     N_VALUE,
@@ -302,6 +307,31 @@ static int put_net(qv_buf *b, const qv_req *r)
     return rc;
 }
 
+/* How a request is traced: whether the parent has an on_debug (the worker
+ * sends it the events), with body bytes, and the parent's QV_DEBUG mode
+ * (the worker prints and redacts as the parent would). */
+enum { DEBUG_CALLBACK = 1, DEBUG_BODY = 2, DEBUG_ENV_SHIFT = 2 };
+
+static int put_trace(qv_buf *b, const qv_req *r)
+{
+    if (!r->trace_id) return QV_OK;
+    int64_t how = (r->on_debug ? DEBUG_CALLBACK : 0) | (r->debug_body ? DEBUG_BODY : 0) |
+                  (int64_t)r->trace_env << DEBUG_ENV_SHIFT;
+    int rc = put_int(b, T_TRACE, (int64_t)r->trace_id);
+    return rc ? rc : put_int(b, T_TRACE_HOW, how);
+}
+
+static int get_trace_how(const unsigned char *v, size_t n, qv_req *r)
+{
+    int64_t how;
+    if (get_int(v, n, &how) || how < 0 || (how >> DEBUG_ENV_SHIFT) > QV_TRACE_UNSAFE)
+        return QV_EPROTOCOL;
+    r->on_debug = how & DEBUG_CALLBACK ? qv_worker_debug : NULL;
+    r->debug_body = (how & DEBUG_BODY) != 0;
+    r->trace_env = (int)(how >> DEBUG_ENV_SHIFT);
+    return QV_OK;
+}
+
 int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const struct curl_slist *jar,
                            int jar_kept)
 {
@@ -337,6 +367,7 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
             rc = put_fn(b, T_ON_REQUEST, (uintptr_t)r->on_request[i].fn, r->on_request[i].arg);
     if (!rc) rc = put_jar(b, jar, jar_kept);
     if (!rc && r->wire_id) rc = put_int(b, T_ID, (int64_t)r->wire_id);
+    if (!rc) rc = put_trace(b, r);
     return rc ? rc : qv_wire_frame_end(b);
 }
 
@@ -358,6 +389,33 @@ int qv_wire_decode_cancel(const unsigned char *p, size_t len, uint64_t *id)
     while (next(&rd, &tag, &v, &n) == 1)
         if (tag == T_ID && !get_int(v, n, &i) && i > 0) *id = (uint64_t)i;
     return *id ? QV_OK : QV_EPROTOCOL;
+}
+
+int qv_wire_encode_debug(qv_buf *b, qv_debug_kind kind, const char *data, size_t len)
+{
+    int rc = qv_wire_frame_begin(b, QV_WIRE_DEBUG);
+    if (!rc) rc = put_int(b, T_DEBUG_KIND, kind);
+    if (!rc) rc = qv_wire_put(b, T_DEBUG_DATA, data, len);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+int qv_wire_decode_debug(const unsigned char *p, size_t len, qv_debug_kind *kind, const char **data,
+                         size_t *n)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t vn;
+    int64_t k = -1;
+    int more;
+    *data = NULL;
+    while ((more = next(&rd, &tag, &v, &vn)) == 1) {
+        if (tag == T_DEBUG_KIND && get_int(v, vn, &k)) return QV_EPROTOCOL;
+        if (tag == T_DEBUG_DATA) *data = (const char *)v, *n = vn;
+    }
+    if (more < 0 || !*data || k < QV_DEBUG_INFO || k > QV_DEBUG_DATA_IN) return QV_EPROTOCOL;
+    *kind = (qv_debug_kind)k;
+    return QV_OK;
 }
 
 void qv_wire_frame_retype(qv_buf *b, int type)
@@ -583,6 +641,15 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             break;
         case T_ON_REQUEST:
             rc = decode_on_request(v, n, r, &nreq);
+            break;
+        case T_TRACE:
+            if (get_int(v, n, &i) || i <= 0)
+                rc = QV_EPROTOCOL;
+            else
+                r->trace_id = (uint64_t)i;
+            break;
+        case T_TRACE_HOW:
+            rc = get_trace_how(v, n, r);
             break;
         case T_RETRY:
             rc = get_retry(v, n, &r->retry);

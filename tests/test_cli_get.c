@@ -274,3 +274,58 @@ Test(cli_get, help_and_version, .timeout = 60)
     cr_assert(strncmp(r->out, want, strlen(want)) == 0, "version: %s", r->out);
     cli_result_free(r);
 }
+
+Test(cli_get, verbose_shows_the_exchange_with_secrets_redacted, .timeout = 60)
+{
+    cli_result *r = CLI("get", "-v", "--executor", tx_kind_name(), tu("/headers"), "-H",
+                        "Authorization: Bearer cli-s3cret", "-H", "Cookie: c=cli-c00kie");
+    cli_expect_status(r, 0);
+    tx_assert_contains(r->err, "\n> GET /headers HTTP/1.1\n");
+    tx_assert_contains(r->err, "\n> Authorization: Bearer [redacted]\n");
+    tx_assert_contains(r->err, "\n> Cookie: c=[redacted]\n");
+    tx_assert_contains(r->err, "\n< HTTP/1.1 200 OK\n");
+    tx_assert_contains(r->err, "* Connected to 127.0.0.1");
+    cr_assert(!strstr(r->err, "cli-s3cret") && !strstr(r->err, "cli-c00kie"), "%s", r->err);
+    /* stdout is the response, as without -v (the server got the token). */
+    cr_assert(strncmp(r->out, "HTTP/1.1 200 OK\n", 16) == 0, "status line: %.40s", r->out);
+    tx_assert_contains(r->out, "cli-s3cret");
+    cli_result_free(r);
+}
+
+/* QV_DEBUG in the environment: every event on stderr, one line each, after
+ * "quiver #<request id>"; secrets redacted unless it says "unsafe". */
+Test(cli_get, qv_debug_env_prints_the_trace_to_stderr, .timeout = 60)
+{
+    cr_assert_eq(setenv("QV_DEBUG", "1", 1), 0);
+    cli_result *r =
+        CLI("get", "--executor", tx_kind_name(), tu("/cookies/set?k=env-j4r"), "-H",
+            "Authorization: Bearer env-s3cret", "-H", "Proxy-Authorization: Basic env-pr0xy");
+    cli_expect_status(r, 0);
+    tx_assert_contains(r->err, "quiver #1 > GET /cookies/set?k=env-j4r HTTP/1.1\n");
+    tx_assert_contains(r->err, "quiver #1 > Authorization: Bearer [redacted]\n");
+    tx_assert_contains(r->err, "quiver #1 > Proxy-Authorization: Basic [redacted]\n");
+    tx_assert_contains(r->err, "quiver #1 < Set-Cookie: k=[redacted]; Path=/");
+    tx_assert_contains(r->err, "quiver #1 > Cookie: k=[redacted]\n");
+    for (const char *line = r->err; *line; line = strchr(line, '\n') + 1) {
+        cr_assert(strncmp(line, "quiver #1 ", 10) == 0, "a line of stderr: %.60s", line);
+        cr_assert_not_null(strchr(line, '\n'));
+        cr_assert(!strstr(line, "env-s3cret") && !strstr(line, "env-pr0xy"), "%.200s", line);
+        /* the cookie's value: in the request line's query only */
+        cr_assert(!strstr(line, "env-j4r") || strstr(line, "GET /cookies/set?k=env-j4r"), "%.200s",
+                  line);
+    }
+    cli_result_free(r);
+
+    cr_assert_eq(setenv("QV_DEBUG", "unsafe", 1), 0);
+    r = CLI("get", "--executor", tx_kind_name(), tu("/get"), "-H",
+            "Authorization: Bearer env-s3cret");
+    cli_expect_status(r, 0);
+    tx_assert_contains(r->err, "quiver #1 > Authorization: Bearer env-s3cret\n");
+    cli_result_free(r);
+
+    cr_assert_eq(setenv("QV_DEBUG", "0", 1), 0);
+    r = CLI("get", "--executor", tx_kind_name(), tu("/get"));
+    cli_expect_status(r, 0);
+    cr_assert_eq(r->err_len, 0, "stderr: %s", r->err);
+    cli_result_free(r);
+}

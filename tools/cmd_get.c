@@ -23,6 +23,9 @@ static void help(void)
            "      --pretty                indent a JSON body\n"
            "  -b, --body                  print only the body\n"
            "  -f, --fail                  exit 3 on a 4xx/5xx status\n"
+           "  -v, --verbose               show the exchange on stderr: '>' lines sent, '<'\n"
+           "                              received, '*' libcurl's comments (secrets\n"
+           "                              redacted unless QV_DEBUG=unsafe)\n"
            "%s",
            synopsis, cli_req_help);
 }
@@ -41,6 +44,15 @@ static const char *version_text(int v)
     default:
         return "1.1";
     }
+}
+
+/* -v: the trace, as curl -v shows it. */
+static void print_trace(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg)
+{
+    (void)f;
+    (void)arg;
+    static const char mark[] = {'*', '>', '<'};
+    if (kind <= QV_DEBUG_HEADER_IN) fprintf(stderr, "%c %.*s\n", mark[kind], (int)len, data);
 }
 
 static void print_response(qv_response *r, int pretty, int body_only)
@@ -74,12 +86,13 @@ int cmd_get(int argc, char **argv)
         {"pretty", no_argument, NULL, OPT_PRETTY},
         {"fail", no_argument, NULL, 'f'},
         {"body", no_argument, NULL, 'b'},
+        {"verbose", no_argument, NULL, 'v'},
         {0},
     };
-    static const cli_cmd cmd = {"get", synopsis, "fb", longopts, help};
+    static const cli_cmd cmd = {"get", synopsis, "fbv", longopts, help};
     cli_req req;
     cli_req_init(&req);
-    int pretty = 0, fail = 0, body_only = 0, c, rc;
+    int pretty = 0, fail = 0, body_only = 0, verbose = 0, c, rc;
     while ((c = cli_next_option(&cmd, &req, argc, argv, &rc)) > 0) {
         switch (c) {
         case OPT_PRETTY:
@@ -91,6 +104,9 @@ int cmd_get(int argc, char **argv)
         case 'b':
             body_only = 1;
             break;
+        case 'v':
+            verbose = 1;
+            break;
         }
     }
     if (c == 0) goto out;
@@ -101,6 +117,7 @@ int cmd_get(int argc, char **argv)
     if ((rc = cli_session_new(&req, 1, "get", &s))) goto out;
     qv_request_opts o;
     cli_req_fill(&req, argv[optind], &o);
+    if (verbose) o.on_debug = print_trace;
     qv_future *f;
     int qrc = qv_request(s, &f, &o);
     if (qrc != QV_OK) {
