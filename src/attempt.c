@@ -3,7 +3,6 @@
 #include "internal.h"
 
 #include <string.h>
-#include <strings.h>
 
 struct qv_attempt {
     qv_future *f;
