@@ -601,7 +601,10 @@ double qv_response_elapsed_ms(const qv_response *r);
 int qv_response_raise_for_status(const qv_response *r);
 
 /* For hooks: attach a result (freed with free_fn, which may be NULL, when
- * the response goes or the result is replaced). */
+ * the response goes or the result is replaced). Not with QV_PROCESSES: a
+ * pointer cannot leave the worker process the hook runs in, so there it
+ * returns QV_EINVAL (the result stays the caller's to free) and the future
+ * fails with QV_EHOOK, its message pointing at qv_response_set_result_bytes. */
 int qv_response_set_result(qv_response *r, void *result, void (*free_fn)(void *));
 void *qv_response_result(const qv_response *r);
 /* For hooks: attach bytes as the result (copied). The form that works on

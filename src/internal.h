@@ -380,8 +380,16 @@ struct qv_response {
     void (*result_free)(void *);
     unsigned char *result_bytes; /* qv_response_set_result_bytes: a copy */
     size_t result_len;
+    int result_refused; /* qv_response_set_result was called in a worker process */
     char *hook_error;
 };
+
+/* 1 in a process pool's worker: a pointer result cannot reach the caller. */
+extern int qv_in_worker_process;
+/* Why a hook that set a pointer result in a worker process fails. */
+#define QV_RESULT_REFUSED                                                                          \
+    "qv_response_set_result: a pointer cannot leave a QV_PROCESSES worker process; attach "        \
+    "the result with qv_response_set_result_bytes"
 
 qv_response *qv_response_new(void);
 void qv_response_free(qv_response *r);

@@ -306,6 +306,7 @@ static void worker_main(int fd, int mbox)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     worker w = {.fd = fd, .mbox = mbox};
     the_worker = &w;
+    qv_in_worker_process = 1;
     w.slot.easy = curl_easy_init();
     w.multi = curl_multi_init();
     w.ss = qv_session_stub_new();

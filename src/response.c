@@ -211,9 +211,17 @@ int qv_response_raise_for_status(const qv_response *r)
     return r->status >= 400 && r->status <= 599 ? QV_EHTTP : QV_OK;
 }
 
+int qv_in_worker_process;
+
 int qv_response_set_result(qv_response *r, void *result, void (*free_fn)(void *))
 {
     if (!r) return QV_EINVAL;
+    if (qv_in_worker_process && result) {
+        /* It would stay in this process, lost to the caller: the hook's
+         * future fails (qv_run_hooks), and the result stays the caller's. */
+        r->result_refused = 1;
+        return QV_EINVAL;
+    }
     if (r->result_free && r->result != result) r->result_free(r->result);
     r->result = result;
     r->result_free = free_fn;

@@ -370,8 +370,10 @@ int qv_run_hooks(qv_future *f, qv_response *r, char **msg)
     int rc = 0;
     for (const qv_hook *h = s->o.hooks; h && h->fn && !rc; h++) rc = h->fn(s, r, h->arg);
     if (!rc && f->req.hook) rc = f->req.hook(s, r, f->req.hook_arg);
-    if (!rc) return QV_OK;
-    *msg = r->hook_error ? qv_strdup(r->hook_error) : qv_asprintf("the hook returned %d", rc);
+    if (!rc && !r->result_refused) return QV_OK;
+    *msg = r->hook_error       ? qv_strdup(r->hook_error)
+           : r->result_refused ? qv_strdup(QV_RESULT_REFUSED)
+                               : qv_asprintf("the hook returned %d", rc);
     return QV_EHOOK;
 }
 

@@ -457,3 +457,27 @@ Test(security, a_worker_stopped_for_a_malformed_answer_is_told_as_such, .timeout
     qv_future_release((tx_get_ok(s, &f, tu("/get")), f));
     qv_session_free(s);
 }
+
+/* A hook written for threads: attaches a pointer and ignores the code. */
+static int pointer_result_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)arg;
+    char *p = strdup("parsed");
+    if (qv_response_set_result(r, p, free)) free(p);
+    return 0;
+}
+
+Test(security, a_pointer_result_is_never_lost_silently, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/get"), .hook = pointer_result_hook), QV_OK);
+    if (tx_kind() == QV_PROCESSES) {
+        tx_assert_contains(tx_expect_error(f, QV_EHOOK), "qv_response_set_result_bytes");
+    } else {
+        qv_response *r = tx_expect_status(f, 200);
+        tx_assert_str_eq(qv_response_result(r), "parsed");
+    }
+    qv_future_release(f);
+    qv_session_free(s);
+}
