@@ -247,7 +247,13 @@ static int serve_one(worker *w)
         f->out_resp = NULL;
         f->out_err = rc;
         qv_free(f->out_msg);
-        f->out_msg = qv_future_message(f, rc, "the worker could not send the response");
+        f->out_msg = rc == QV_ETOO_LARGE
+                         ? qv_future_message(f, rc,
+                                             "the response is over the process executor's "
+                                             "limit of %zu MiB, the most one wire frame "
+                                             "carries back from a worker",
+                                             QV_WIRE_MAX >> 20)
+                         : qv_future_message(f, rc, "the worker could not send the response");
         rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);
     }
     if (!rc && took) qv_wire_frame_retype(&w->out, QV_WIRE_RESPONSE_TOOK);
