@@ -330,6 +330,10 @@ const char *qv_future_error(qv_future *f)
 int qv_future_cancel(qv_future *f)
 {
     if (!f) return 0;
+    /* A done future never touches its executor again: that may be freed by
+     * now (qv_executor_free returns once every future of it is done). */
+    qv_future_state now = qv_future_state_get(f);
+    if (terminal(now)) return now == QV_CANCELLED;
     /* The executor's lock first: futures leave the queue under it, and a
      * process pool begins the one it sends ahead held under it too, so what
      * this sees (queued, or held, or neither) cannot change meanwhile. */

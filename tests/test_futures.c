@@ -190,6 +190,24 @@ Test(futures, ref_and_release, .timeout = 30)
     qv_session_free(s);
 }
 
+/* A future may outlive its session and executor: what it holds (its state,
+ * its response) stays, and a cancel of it, done, no longer reaches the
+ * executor, whose memory is gone (the valgrind pass reads this test). */
+Test(futures, a_done_future_outlives_its_executor, .timeout = 30)
+{
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    tx_expect_status(f, 200);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    cr_assert_eq(qv_future_cancel(f), 0, "a finished future cannot be cancelled");
+    cr_assert_eq(qv_future_state_get(f), QV_FINISHED);
+    tx_expect_status(f, 200);
+    qv_future_release(f);
+}
+
 Test(futures, wait_all_completed, .timeout = 30)
 {
     qv_session *s = TX_SESSION();
