@@ -126,8 +126,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!f) abort();
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL;
-    int attempt, jar_kept;
-    int rc = qv_wire_decode_request(data, size, &f->req, &attempt, &hooks, &jar, &jar_kept);
+    int attempt, jar_kept, sink_flags;
+    int rc =
+        qv_wire_decode_request(data, size, &f->req, &attempt, &hooks, &jar, &jar_kept, &sink_flags);
     if (rc != QV_OK && rc != QV_EPROTOCOL && rc != QV_ENOMEM) fail("an unexpected error code");
     if (rc == QV_OK) {
         if (!f->req.method || !f->req.url) fail("a request without a method or URL");
@@ -148,10 +149,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qv_req r2;
         qv_hook *hooks2 = NULL;
         struct curl_slist *jar2 = NULL;
-        int attempt2, jar_kept2;
+        int attempt2, jar_kept2, sink_flags2;
         if (qv_wire_decode_request((const unsigned char *)b.data + QV_WIRE_HEADER, len, &r2,
-                                   &attempt2, &hooks2, &jar2, &jar_kept2))
+                                   &attempt2, &hooks2, &jar2, &jar_kept2, &sink_flags2))
             fail("a re-encoded request does not decode");
+        /* (The data and progress bits name the parent's callbacks, which
+         * a worker's request does not have.) */
+        if ((sink_flags2 ^ sink_flags) & (QV_SINK_KEEP | QV_SINK_RESUME))
+            fail("keep_partial or resume changed in a round trip");
         if (jar_kept2 != jar_kept) fail("keeping the jar changed in a round trip");
         if (attempt2 != (f->req.retry.max_retries ? attempt : 0))
             fail("the attempt changed in a round trip");

@@ -409,6 +409,71 @@ typedef struct qv_request_opts {
     qv_debug_fn on_debug;
     void *on_debug_arg;
     int debug_body;
+
+    /* ---- Large bodies (see "Large bodies" in docs/guide.md). One download
+     * form at most: output_path, output_fd, on_data or stream. */
+
+    /* Write the (decoded) body to this file as it arrives, never whole in
+     * memory: to a temporary file beside it ("<path>.qv-XXXXXX"), renamed into
+     * place when the transfer succeeded. On failure or cancel the temporary
+     * file is removed, unless keep_partial = 1: then it is renamed into
+     * place and the error message says how many bytes it holds. The
+     * response's body is then empty; qv_response_body_bytes() says how many
+     * bytes were written. With QV_PROCESSES the worker writes the file. */
+    const char *output_path;
+    int keep_partial;
+    /* With output_path: append to the file as it is (a partial download),
+     * sending "Range: bytes=<its size>-". A 206 answer is appended (its
+     * Content-Range must start there); a server that ignores the range (200)
+     * rewrites the file from its start. The file is written in place and
+     * kept whatever happens (keep_partial is implied); a retry resumes from
+     * where the last attempt stopped. */
+    int resume;
+    /* Write the body to this descriptor, which stays the caller's (not
+     * closed, not seeked). 0 means none: to write to descriptor 0, dup() it
+     * first. A failed attempt's bytes cannot be taken back, so requests
+     * with output_fd (and on_data) are never retried once body bytes went
+     * out. */
+    int output_fd;
+    /* Push: called in order with every decoded chunk of the final
+     * response's body (not of redirects). Return 0 to go on, non-zero to
+     * stop: the future then fails with QV_EHOOK. Calls for one future never
+     * overlap. Where it runs: on the thread that runs the transfer (the
+     * worker for QV_THREADS, the I/O thread for QV_LOOP), or on the pool's
+     * dispatcher thread for QV_PROCESSES (the worker sends the chunks over
+     * its socket; a dispatcher that falls behind slows the worker down).
+     * While it runs, that thread moves nothing else: on QV_LOOP and
+     * QV_PROCESSES keep it short (copy, hash, hand off), or use
+     * output_path, which costs no other transfer anything. */
+    int (*on_data)(qv_future *f, const void *chunk, size_t len, void *arg);
+    void *on_data_arg;
+    /* Progress: at most every 100 ms and once at the end, with the bytes
+     * received and sent so far and their totals (-1 when unknown). Runs on
+     * the thread that runs the transfer (the loop's I/O thread for QV_LOOP,
+     * the dispatcher for QV_PROCESSES): keep it short. */
+    void (*on_progress)(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                        long long ul_total, void *arg);
+    void *on_progress_arg;
+    /* A Range header, e.g. "bytes=0-1023" (not with resume). */
+    const char *range;
+
+    /* ---- Uploads. One body source at most (body, form, json, multipart,
+     * upload_path, on_upload). The method stays the request's (POST, PUT). */
+
+    /* Send this file's content, read as it is sent; Content-Length from its
+     * size (at the start of each attempt). A 307/308 redirect or a retry
+     * reads it again from the start. Unreadable: QV_EIO. */
+    const char *upload_path;
+    /* Produce the body: fill at most cap bytes of buf and return how many
+     * (0 = the end, < 0 = fail the future with QV_EHOOK). Sent with
+     * chunked transfer encoding unless upload_len gives its length. Such
+     * a body can't be produced twice: a redirect or retry that must resend
+     * it fails with QV_EIO ("can't rewind") instead of sending a truncated
+     * body. Runs on the transfer's thread (QV_PROCESSES: not available,
+     * QV_EINVAL at submit; use upload_path). */
+    long (*on_upload)(void *buf, size_t cap, void *arg);
+    void *on_upload_arg;
+    long long upload_len; /* on_upload's length; 0 = unknown (chunked) */
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */
@@ -552,6 +617,9 @@ int qv_response_status(const qv_response *r);
 const char *qv_response_reason(const qv_response *r); /* "OK", may be "" */
 /* The body, always followed by a NUL byte (not counted in *len). */
 const char *qv_response_body(const qv_response *r, size_t *len);
+/* Body bytes received: the length of the body in memory, or what was
+ * written to output_path / output_fd or handed to on_data. */
+long long qv_response_body_bytes(const qv_response *r);
 /* The body as a C string (same bytes, no charset conversion). */
 const char *qv_response_text(const qv_response *r);
 /* Parsed JSON, owned by the response (parsed once). NULL on error, with

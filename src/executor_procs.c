@@ -44,7 +44,11 @@ typedef struct pworker {
     int timed_out;
     int malformed; /* killed by this process: what it sent was no frame */
     long served;   /* requests it has answered */
-    int reaped;    /* its death was told: its pid may be another process's now */
+    /* f's on_data said stop, or its output_fd failed: the worker was told
+     * to cancel, and the outcome is this error (0: none) and message. */
+    int stopped;
+    char *stopped_msg;
+    int reaped; /* its death was told: its pid may be another process's now */
 } pworker;
 
 static void kill_worker(pworker *w)
@@ -195,6 +199,7 @@ static int hand(procs *P, pworker *w, qv_future *f)
     w->f_lost = 0;
     w->cancel_sent = 0;
     w->hook_deadline = 0;
+    w->stopped = 0;
     return SENT;
 }
 
@@ -281,6 +286,7 @@ static void promote(pworker *w)
     w->cancel_sent = w->next_cancel_sent;
     w->hook_deadline = 0;
     w->f = unsend(w);
+    w->stopped = 0;
     w->f_lost = qv_future_unhold(w->f) < 0;
     if (!w->f_lost) w->f->started_ms = qv_now_ms();
 }
@@ -303,6 +309,9 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     w->f = NULL;
     w->hook_deadline = 0;
     w->served++;
+    w->stopped = 0;
+    qv_free(w->stopped_msg);
+    w->stopped_msg = NULL;
     if (w->f_lost) {
         qv_free(msg);
         qv_response_free(r);
@@ -335,6 +344,16 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
         return -1;
     }
     atomic_fetch_add(&P->base.connections, (size_t)conns);
+    if (w->stopped && !w->f_lost) {
+        /* Stopped here, whatever the worker made of it. */
+        qv_response_free(r);
+        r = NULL;
+        qv_free(msg);
+        msg = w->stopped_msg;
+        w->stopped_msg = NULL;
+        err = w->stopped;
+        retry_ms = -1;
+    }
     if (w->f_lost) {
         /* Nothing of a request completed by its cancel goes to the session
          * (which the future no longer holds); the jar the worker has now is
@@ -424,6 +443,45 @@ static void close_socket(procs *P, pworker *w)
     w->fd = -1;
 }
 
+static void send_cancel(procs *P, pworker *w, uint64_t id);
+
+/* A data frame for f's on_data or output_fd, in this thread (the
+ * callback outside the fork lock, as a done callback). A failure tells the
+ * worker to stop and keeps the error for its answer. */
+static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t len)
+{
+    qv_future *f = w->f;
+    const unsigned char *chunk;
+    size_t n;
+    if (w->stopped || w->f_lost || qv_wire_decode_data(p, len, &chunk, &n)) return;
+    int rc = QV_OK, e = 0;
+    if (f->req.on_data) {
+        dispatcher_gate(0);
+        rc = f->req.on_data(f, chunk, n, f->req.on_data_arg) ? QV_EHOOK : QV_OK;
+        dispatcher_gate(1);
+    } else if (f->req.output_fd > 0 &&
+               (e = qv_write_fd(f->req.output_fd, (const char *)chunk, n))) {
+        rc = QV_EIO;
+    }
+    if (!rc) return;
+    w->stopped = rc;
+    w->stopped_msg =
+        rc == QV_EHOOK ? qv_future_message(f, rc, "on_data stopped the transfer")
+                       : qv_future_message(f, rc, "writing the output descriptor: %s", strerror(e));
+    if (!w->cancel_sent) send_cancel(P, w, f->req.wire_id);
+    w->cancel_sent = 1;
+}
+
+static void on_progress_frame(pworker *w, const unsigned char *p, size_t len)
+{
+    qv_future *f = w->f;
+    long long v[4];
+    if (w->f_lost || !f->req.on_progress || qv_wire_decode_progress(p, len, v)) return;
+    dispatcher_gate(0);
+    f->req.on_progress(f, v[0], v[1], v[2], v[3], f->req.on_progress_arg);
+    dispatcher_gate(1);
+}
+
 static void on_worker_readable(procs *P, pworker *w)
 {
     /* The hooks frame and the response may come in one read. */
@@ -442,6 +500,10 @@ static void on_worker_readable(procs *P, pworker *w)
         if (!w->f) continue;
         if (type == QV_WIRE_DEBUG && !w->f_lost)
             debug_event(w->f, p, len);
+        else if (type == QV_WIRE_DATA)
+            on_data_frame(P, w, p, len);
+        else if (type == QV_WIRE_PROGRESS)
+            on_progress_frame(w, p, len);
         else if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
             w->hook_deadline = qv_now_ms() + (double)P->base.o.hook_timeout_ms;
         else if (type == QV_WIRE_RESPONSE || type == QV_WIRE_RESPONSE_TOOK) {

@@ -169,6 +169,18 @@ typedef struct qv_req {
     int debug_body;
     int trace_env;
     uint64_t trace_id;
+    /* Large bodies (sink.c, upload.c): copied, except the callbacks' args. */
+    const char *output_path;
+    int keep_partial, resume, output_fd; /* output_fd: 0 none */
+    int (*on_data)(qv_future *f, const void *chunk, size_t len, void *arg);
+    void *on_data_arg;
+    void (*on_progress)(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                        long long ul_total, void *arg);
+    void *on_progress_arg;
+    const char *upload_path;
+    long (*on_upload)(void *buf, size_t cap, void *arg);
+    void *on_upload_arg;
+    long long upload_len;
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
@@ -249,6 +261,8 @@ struct qv_future {
     char *out_msg;
     long out_conns;       /* connections the transfer opened */
     qv_future *next_done; /* a loop executor's list of outcomes to deliver */
+    int out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
+                             produced some: no retry can take them back */
     qv_req req;
 };
 
@@ -382,6 +396,7 @@ struct qv_response {
     size_t result_len;
     int result_refused; /* qv_response_set_result was called in a worker process */
     char *hook_error;
+    long long body_bytes; /* streamed elsewhere (sink.c); -1: the body is in memory */
 };
 
 /* 1 in a process pool's worker: a pointer result cannot reach the caller. */
@@ -413,8 +428,21 @@ enum {
     QV_WIRE_HOOKS,
     QV_WIRE_RESPONSE,
     QV_WIRE_RESPONSE_TOOK,
-    QV_WIRE_DEBUG /* a debug trace event, from the worker during the transfer */
+    QV_WIRE_DEBUG,   /* a debug trace event, from the worker during the transfer */
+    QV_WIRE_DATA,    /* body bytes for the parent's on_data or output_fd (from the worker) */
+    QV_WIRE_PROGRESS /* for the parent's on_progress (from the worker) */
 };
+/* What a request tells its worker of its body's ways (wire.c). */
+enum {
+    QV_SINK_KEEP = 1,     /* keep_partial */
+    QV_SINK_RESUME = 2,   /* resume */
+    QV_SINK_DATA = 4,     /* the body goes to the parent in data frames */
+    QV_SINK_PROGRESS = 8, /* progress goes to the parent in progress frames */
+};
+int qv_wire_encode_data(qv_buf *b, const void *chunk, size_t len);
+int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n);
+int qv_wire_encode_progress(qv_buf *b, const long long v[4]);
+int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4]);
 #define QV_WIRE_VERSION 2
 #define QV_WIRE_HEADER  12
 #define QV_WIRE_MAX     ((size_t)1 << 30) /* the largest frame: a 1 GiB body */
@@ -439,7 +467,8 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
  * (in r's arena, ending with {0}) and the jar lines (caller frees), or
  * *jar_kept = 1: keep the jar. */
 int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
-                           qv_hook **hooks, struct curl_slist **jar, int *jar_kept);
+                           qv_hook **hooks, struct curl_slist **jar, int *jar_kept,
+                           int *sink_flags);
 /* What a worker's answer says of its jar instead of sending it: the
  * transfer left it as it came, or the worker could not load the one it was
  * sent, so the next request to it must carry the whole jar. */
@@ -469,13 +498,32 @@ typedef enum qv_abort {
     QV_ABORT_READ_TIMEOUT,
     QV_ABORT_TOO_LARGE,
     QV_ABORT_NOMEM,
-    QV_ABORT_DIRTY,     /* a reused connection had unread bytes: retry on a new one */
-    QV_ABORT_PROXY_AUTH /* the response is a proxy's 407 */
+    QV_ABORT_DIRTY,      /* a reused connection had unread bytes: retry on a new one */
+    QV_ABORT_PROXY_AUTH, /* the response is a proxy's 407 */
+    QV_ABORT_IO,         /* writing the body to its file or descriptor failed */
+    QV_ABORT_HOOK,       /* on_data or on_upload said stop */
+    QV_ABORT_RANGE       /* a resumed download's answer does not start where the file ends */
 } qv_abort;
 
 /* The most room a response's Content-Length reserves at once (a hostile one
  * must not allocate much); a body beyond grows as it comes. */
 #define QV_BODY_PRESIZE_MAX ((size_t)1 << 20)
+
+/* Where this attempt's body goes when not in memory (sink.c). */
+typedef struct qv_sink {
+    int fd;                /* our file (output_path), -1 if none */
+    char *tmp;             /* its temporary name, renamed into place on success */
+    long long written;     /* bytes of the final response's body passed on */
+    long long offset;      /* resuming: the file's size when the attempt began */
+    int hop;               /* this hop's body: 0 undecided, 1 to the sink, -1 in memory */
+    int streamed;          /* the final response's body went to the sink */
+    int started;           /* its first bytes were seen */
+    int challenged;        /* a digest auth challenge was answered */
+    long long range_start; /* resuming: where the 206 answer started */
+    int err;               /* errno of a failed file operation */
+    const char *io_path;   /* the file it concerns (NULL: output_fd) */
+    int io_reading;        /* it was upload_path, being read */
+} qv_sink;
 
 /* One reusable transfer slot: an easy handle and the state of its transfer. */
 typedef struct qv_slot {
@@ -507,8 +555,34 @@ typedef struct qv_slot {
     int dirty;               /* easy has options of a special request: reset first */
     int ca_set;              /* easy has a CA file set */
     struct curl_slist *resolve, *connect_to; /* the request's lists, while it runs */
+    qv_sink sink;
+    int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
+    double progress_ms; /* when on_progress last ran */
     char errbuf[CURL_ERROR_SIZE];
 } qv_slot;
+
+/* sink.c: 1 if the request has a download form (output_path, output_fd,
+ * on_data). */
+int qv_sink_wanted(const qv_req *r);
+/* Per attempt: opens output_path's file; QV_EIO (with *msg) or QV_ENOMEM. */
+int qv_sink_begin(qv_slot *slot, char **msg);
+/* A resumed download's CURLOPT_RANGE value ("N-") in buf: 1, or 0 if none. */
+int qv_sink_range(qv_slot *slot, char *buf, size_t cap);
+/* The write callback's work for a body going to the sink. */
+size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len);
+/* Hands a chunk to on_data: 0, or non-zero with slot->abort set. */
+int qv_sink_push(qv_slot *slot, const char *buf, size_t len);
+/* Writes all of p to a file, pipe or socket: 0, or errno. */
+int qv_write_fd(int fd, const char *p, size_t n);
+/* The message of a failed write (QV_ABORT_IO). */
+char *qv_sink_io_message(qv_slot *slot);
+/* After the outcome is in f: closes the file, renames it into place (or
+ * fails f with QV_EIO), or removes or keeps a partial one. */
+void qv_sink_end(qv_slot *slot);
+
+/* upload.c: the body source of upload_path / on_upload, per attempt. */
+CURLcode qv_upload_setup(qv_slot *slot, char **msg);
+void qv_upload_end(qv_slot *slot);
 
 /* Prepares slot->easy for f (already RUNNING). On error the slot is free
  * again and the outcome is in f, to deliver. */
@@ -692,6 +766,9 @@ int qv_hosts_release_locked(qv_future *f);
 
 /* From the public policy (NULL = none): QV_OK or QV_EINVAL. */
 int qv_retry_resolve(qv_retry_policy *p, const qv_retry *in);
+/* 1 if a response with this status would be retried (so its body is not
+ * the final one). */
+int qv_retry_would_retry(const qv_future *f, int status);
 /* How long to wait before retrying f's collected outcome; -1: no retry. */
 double qv_retry_wait_ms(const qv_future *f);
 /* Drops f's outcome and queues it again after wait_ms (>= 0): 1. Or 0, and

@@ -147,6 +147,27 @@ void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t 
     if (!qv_wire_encode_debug(&b, kind, data, len)) qv_fd_write_all(the_worker->fd, b.data, b.len);
 }
 
+/* The parent's on_data or output_fd, fed with data frames; a blocking
+ * write, so a parent that reads slowly slows this transfer down. */
+static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    worker *w = arg;
+    (void)f;
+    if (qv_wire_encode_data(&w->out, chunk, len) || qv_fd_write_all(w->fd, w->out.data, w->out.len))
+        _exit(0); /* the parent is gone */
+    return 0;
+}
+
+static void forward_progress(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                             long long ul_total, void *arg)
+{
+    worker *w = arg;
+    (void)f;
+    const long long v[4] = {dl_now, dl_total, ul_now, ul_total};
+    if (qv_wire_encode_progress(&w->out, v) || qv_fd_write_all(w->fd, w->out.data, w->out.len))
+        _exit(0);
+}
+
 /* Takes the request the parent left in the mailbox, if it has not taken it
  * back: one read gets a whole frame or nothing, as the parent writes one
  * frame of at most PIPE_BUF bytes at a time into an empty pipe. */
@@ -175,9 +196,17 @@ static int serve_one(worker *w)
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL, *jar_after = NULL;
     if (!f) _exit(3);
-    int attempt, jar_kept;
-    int rc =
-        qv_wire_decode_request(w->frame, w->frame_len, &f->req, &attempt, &hooks, &jar, &jar_kept);
+    int attempt, jar_kept, sink_flags;
+    int rc = qv_wire_decode_request(w->frame, w->frame_len, &f->req, &attempt, &hooks, &jar,
+                                    &jar_kept, &sink_flags);
+    if (sink_flags & QV_SINK_DATA) {
+        f->req.on_data = forward_data;
+        f->req.on_data_arg = w;
+    }
+    if (sink_flags & QV_SINK_PROGRESS) {
+        f->req.on_progress = forward_progress;
+        f->req.on_progress_arg = w;
+    }
     /* The parent counted this attempt; begin below counts it again. */
     f->attempts = attempt > 0 ? attempt - 1 : 0;
     w->id = f->req.wire_id;

@@ -232,14 +232,35 @@ int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pa
 static int build_headers(qv_req *r, const qv_session *s, const qv_request_opts *o,
                          const char *content_type)
 {
-    int body = r->has_body ? 1 : r->nparts ? 2 : 0;
-    if (!o->headers && !body) {
+    int body = r->has_body || r->upload_path || r->on_upload ? 1 : r->nparts ? 2 : 0;
+    if (!o->headers && !body && !o->range) {
         r->headers = s->default_headers;
         r->headers_borrowed = 1;
         return QV_OK;
     }
-    return qv_header_lines(&r->headers, s->o.headers, o->headers, s->o.user_agent, body,
-                           content_type);
+    int rc =
+        qv_header_lines(&r->headers, s->o.headers, o->headers, s->o.user_agent, body, content_type);
+    if (!rc && o->range) rc = qv_header_line_add(&r->headers, "Range", o->range);
+    return rc;
+}
+
+/* The download forms: one at most; a file's path copied. */
+static int build_sink(qv_req *r, const qv_request_opts *o)
+{
+    if (!!o->output_path + !!o->output_fd + !!o->on_data > 1) return QV_EINVAL;
+    if (o->output_fd < 0 || ((o->resume || o->keep_partial) && !o->output_path)) return QV_EINVAL;
+    if (o->range && (o->resume || !qv_header_value_ok(o->range))) return QV_EINVAL;
+    if (o->output_path && !*o->output_path) return QV_EINVAL;
+    r->output_path = qv_arena_strdup(&r->arena, o->output_path);
+    if (o->output_path && !r->output_path) return QV_ENOMEM;
+    r->keep_partial = o->keep_partial > 0 || o->resume > 0;
+    r->resume = o->resume > 0;
+    r->output_fd = o->output_fd;
+    r->on_data = o->on_data;
+    r->on_data_arg = o->on_data_arg;
+    r->on_progress = o->on_progress;
+    r->on_progress_arg = o->on_progress_arg;
+    return QV_OK;
 }
 
 static int build_parts(qv_req *r, const qv_part *parts)
@@ -275,10 +296,18 @@ static int build_parts(qv_req *r, const qv_part *parts)
 
 static int build_body(qv_req *r, const qv_request_opts *o, const char **content_type)
 {
-    int kinds = !!o->body + !!o->form + !!o->multipart + !!o->json;
+    int kinds =
+        !!o->body + !!o->form + !!o->multipart + !!o->json + !!o->upload_path + !!o->on_upload;
     if (kinds > 1) return QV_EINVAL; /* one body, one encoding */
     *content_type = NULL;
-    if (o->body) {
+    if (o->upload_path || o->on_upload) {
+        if (o->upload_len < 0 || (o->upload_len && !o->on_upload)) return QV_EINVAL;
+        r->upload_path = qv_arena_strdup(&r->arena, o->upload_path);
+        if (o->upload_path && !r->upload_path) return QV_ENOMEM;
+        r->on_upload = o->on_upload;
+        r->on_upload_arg = o->on_upload_arg;
+        r->upload_len = o->upload_len;
+    } else if (o->body) {
         r->body_len = o->body_len ? o->body_len : strlen(o->body);
         r->body = qv_arena_memdup(&r->arena, o->body, r->body_len);
         if (!r->body) return QV_ENOMEM;
@@ -345,7 +374,10 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     const char *content_type = NULL;
     r->method = qv_arena_strdup(&r->arena, o.method ? o.method : "GET");
     if (!r->method) return QV_ENOMEM;
+    /* A worker process cannot call back into this one for body bytes. */
+    if (o.on_upload && s->ex->o.kind == QV_PROCESSES) return QV_EINVAL;
     if ((rc = build_body(r, &o, &content_type))) return rc;
+    if ((rc = build_sink(r, &o))) return rc;
     if ((rc = build_headers(r, s, &o, content_type))) return rc;
     if ((rc = build_url(r, o.url, s->o.params, o.params))) return rc;
 

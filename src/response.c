@@ -14,6 +14,7 @@ qv_response *qv_response_new(void)
         qv_free(r);
         return NULL;
     }
+    r->body_bytes = -1;
     return r; /* the body's room comes with its first bytes (transfer.c) */
 }
 
@@ -83,6 +84,12 @@ int qv_response_status(const qv_response *r)
 const char *qv_response_reason(const qv_response *r)
 {
     return r && r->reason ? r->reason : "";
+}
+
+long long qv_response_body_bytes(const qv_response *r)
+{
+    if (!r) return 0;
+    return r->body_bytes >= 0 ? r->body_bytes : (long long)r->body.len;
 }
 
 const char *qv_response_body(const qv_response *r, size_t *len)

@@ -100,16 +100,34 @@ static double uniform01(void)
     return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
 }
 
+/* Another attempt is allowed at all (attempts left, method, not
+ * cancelled, nothing sent that can't be taken back or produced again). */
+static int may_retry(const qv_future *f)
+{
+    const qv_retry_policy *p = &f->req.retry;
+    return f->attempts <= p->max_retries && !atomic_load(&f->cancel_requested) &&
+           (p->all_methods || idempotent(f->req.method)) && !f->out_unrepeatable;
+}
+
+static int status_listed(const qv_retry_policy *p, int status)
+{
+    int listed = 0;
+    for (int i = 0; i < p->nstatuses && !listed; i++) listed = status == p->statuses[i];
+    return listed && (p->on & QV_RETRY_STATUS);
+}
+
+int qv_retry_would_retry(const qv_future *f, int status)
+{
+    return may_retry(f) && status_listed(&f->req.retry, status);
+}
+
 double qv_retry_wait_ms(const qv_future *f)
 {
     const qv_retry_policy *p = &f->req.retry;
-    if (f->attempts > p->max_retries || atomic_load(&f->cancel_requested)) return -1;
-    if (!p->all_methods && !idempotent(f->req.method)) return -1;
+    if (!may_retry(f)) return -1;
     const qv_response *r = f->out_resp;
     if (r) {
-        int listed = 0;
-        for (int i = 0; i < p->nstatuses && !listed; i++) listed = r->status == p->statuses[i];
-        if (!listed || !(p->on & QV_RETRY_STATUS)) return -1;
+        if (!status_listed(p, r->status)) return -1;
         double ra = p->no_retry_after ? -1 : retry_after_ms(r);
         if (ra >= 0) return ra <= (double)p->max_backoff_ms ? ra : -1;
     } else if (!retried_error(p->on, f->out_err)) {

@@ -27,6 +27,7 @@ static int start_hop(qv_slot *slot, const char *line, size_t len)
     r->body.len = 0;
     if (r->body.data) r->body.data[0] = '\0';
     slot->body_sized = 0;
+    slot->sink.hop = 0;
     /* "HTTP/1.1 200 OK" or "HTTP/2 200" */
     const char *p = memchr(line, ' ', len), *end = line + len;
     while (end > line && (end[-1] == '\r' || end[-1] == '\n')) end--;
@@ -101,6 +102,22 @@ static int presize(qv_slot *slot, qv_buf *body, size_t max)
     return qv_buf_grow(body, n, n);
 }
 
+/* Does this hop's body go to the request's sink? Not a redirect libcurl
+ * follows, a digest challenge it answers, a response that will be retried,
+ * nor, when resuming, an answer that is neither 200 nor 206: those bodies
+ * stay in memory, as without a sink. */
+static int hop_streams(qv_slot *slot)
+{
+    const qv_req *r = &slot->f->req;
+    const qv_response *resp = slot->resp;
+    int st = resp->status;
+    if (st >= 300 && st < 400 && r->follow && qv_headers_get(&resp->headers, "Location", 0))
+        return 0;
+    if (st == 401 && r->auth == QV_AUTH_DIGEST && !slot->sink.challenged++) return 0;
+    if (r->resume && st != 200 && st != 206) return 0;
+    return !qv_retry_would_retry(slot->f, st);
+}
+
 static size_t write_cb(char *buf, size_t size, size_t n, void *p)
 {
     qv_slot *slot = p;
@@ -108,6 +125,9 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
     qv_buf *body = &slot->resp->body;
     size_t max = slot->f->req.max_response_bytes;
     slot->last_activity_ms = qv_now_ms();
+    if (!slot->sink.hop && qv_sink_wanted(&slot->f->req))
+        slot->sink.hop = hop_streams(slot) ? 1 : -1;
+    if (slot->sink.hop > 0) return qv_sink_write(slot, buf, len);
     if (max && (body->len > max || len > max - body->len)) {
         slot->abort = QV_ABORT_TOO_LARGE;
         return 0;
@@ -144,6 +164,7 @@ static CURLcode setup_method(qv_slot *slot, const qv_req *r)
     CURLcode cc = CURLE_OK;
     int is_get = strcmp(r->method, "GET") == 0, is_post = strcmp(r->method, "POST") == 0;
     if (strcmp(r->method, "HEAD") == 0) return curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (r->upload_path || r->on_upload) return CURLE_OK; /* upload.c */
     if (r->nparts)
         cc = setup_mime(slot, r);
     else if (r->has_body || is_post) {
@@ -174,6 +195,28 @@ static CURLcode setup_auth(CURL *e, const qv_req *r)
     default:
         return CURLE_OK;
     }
+}
+
+/* on_progress, at most every 100 ms (and once more at the end, from
+ * collect). A resumed download counts the bytes the file had. */
+static void report_progress(qv_slot *slot, curl_off_t dlnow, curl_off_t ulnow)
+{
+    const qv_req *r = &slot->f->req;
+    curl_off_t dl = -1, ul = -1;
+    curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &dl);
+    curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_UPLOAD_T, &ul);
+    long long off = slot->sink.offset;
+    slot->progress_ms = qv_now_ms();
+    r->on_progress(slot->f, off + dlnow, dl >= 0 ? off + dl : -1, ulnow, ul, r->on_progress_arg);
+}
+
+static int progress_cb(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    qv_slot *slot = p;
+    (void)dltotal, (void)ultotal;
+    if (qv_now_ms() - slot->progress_ms >= 100) report_progress(slot, dlnow, ulnow);
+    return 0;
 }
 
 /* Options that stay for the handle's life: set once after a reset. */
@@ -234,7 +277,8 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
 static int special(const qv_req *r)
 {
     return r->auth != QV_AUTH_NONE || r->insecure || r->has_body || r->nparts ||
-           strcmp(r->method, "GET") != 0 || qv_net_special(r);
+           strcmp(r->method, "GET") != 0 || qv_net_special(r) || r->on_progress || r->resume ||
+           r->upload_path || r->on_upload;
 }
 
 /* The options of a special request (see special()). */
@@ -246,6 +290,13 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
+    if (r->on_progress) {
+        SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
+        SET(CURLOPT_XFERINFODATA, slot);
+        SET(CURLOPT_NOPROGRESS, 0L);
+    }
+    char range[32];
+    if (qv_sink_range(slot, range, sizeof(range))) SET(CURLOPT_RANGE, range);
 #undef SET
     if (!cc) cc = qv_net_setup(slot, r);
     if (!cc) cc = setup_auth(e, r);
@@ -281,6 +332,7 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
  * (the session's cookie jar) may go with its session. */
 static void slot_release(qv_slot *slot)
 {
+    qv_upload_end(slot);
     curl_mime_free(slot->mime);
     slot->mime = NULL;
     qv_net_release(slot);
@@ -300,6 +352,10 @@ static void slot_release(qv_slot *slot)
 int qv_transfer_setup(qv_slot *slot, qv_future *f)
 {
     slot->f = f;
+    slot->upload_fd = -1;
+    slot->progress_ms = 0;
+    memset(&slot->sink, 0, sizeof(slot->sink));
+    slot->sink.fd = -1;
     slot->abort = QV_ABORT_NONE;
     slot->in_headers = 0;
     slot->set_cookies = 0;
@@ -310,21 +366,28 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
     slot->resp = qv_response_new();
-    char *hook_msg = NULL;
+    char *hook_msg = NULL, *msg = NULL;
     int err = slot->resp ? qv_attempt_run_hooks(slot, f, &hook_msg) : QV_ENOMEM;
+    if (!err) err = qv_sink_begin(slot, &msg);
     CURLcode cc = err ? CURLE_OK : setup_easy(slot, f);
+    if (!err && !cc && (f->req.upload_path || f->req.on_upload)) {
+        cc = qv_upload_setup(slot, &msg);
+        if (msg) err = QV_EIO;
+    }
     if (!err && cc == CURLE_OK) return QV_OK;
     if (cc) slot->configured = NULL; /* half set up: the next one starts from a reset */
     qv_future_end_transfer(f);
     qv_response_free(slot->resp);
     slot->resp = NULL;
     f->out_err = err ? err : qv_error_from_curl(cc);
-    f->out_msg = qv_future_message(f, f->out_err, "%s",
-                                   hook_msg          ? hook_msg
-                                   : err             ? "before the transfer"
-                                   : slot->errbuf[0] ? slot->errbuf
-                                                     : curl_easy_strerror(cc));
+    f->out_msg = msg ? msg
+                     : qv_future_message(f, f->out_err, "%s",
+                                         hook_msg          ? hook_msg
+                                         : err             ? "before the transfer"
+                                         : slot->errbuf[0] ? slot->errbuf
+                                                           : curl_easy_strerror(cc));
     qv_free(hook_msg);
+    qv_sink_end(slot);
     slot_release(slot);
     return f->out_err;
 }
@@ -420,6 +483,8 @@ static int refine(qv_slot *slot, CURLcode cc, const char *detail, int started)
          * a scheme we refuse, or an answer that is not HTTP we speak
          * (HTTP/0.9, an unknown version). */
         return code >= 300 && code < 400 ? QV_EURL : QV_EPROTOCOL;
+    case CURLE_SEND_FAIL_REWIND:
+        return QV_EIO; /* an on_upload body to send again */
     case CURLE_OUT_OF_MEMORY:
         /* Also what libcurl 7.88 says of a single header over 100 KiB; if
          * no allocation failed meanwhile, that is what happened. */
@@ -461,7 +526,26 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        "the proxy wants credentials, or refused those given "
                                        "(407 Proxy Authentication Required)");
         return;
+    case QV_ABORT_IO:
+        f->out_err = QV_EIO;
+        f->out_msg = qv_sink_io_message(slot);
+        return;
+    case QV_ABORT_HOOK:
+        f->out_err = QV_EHOOK;
+        f->out_msg = qv_future_message(f, f->out_err, "%s stopped the transfer",
+                                       f->req.on_data ? "on_data" : "on_upload");
+        return;
+    case QV_ABORT_RANGE:
+        f->out_err = QV_EPROTOCOL;
+        f->out_msg = qv_future_message(f, f->out_err,
+                                       "a resumed download's answer starts at byte %lld, not "
+                                       "at %lld where the file ends",
+                                       slot->sink.range_start, slot->sink.offset);
+        return;
     default:
+        if (cc == CURLE_SEND_FAIL_REWIND && f->req.on_upload)
+            detail = "the on_upload body must be sent again (a redirect or an auth round), but "
+                     "a callback's body can't rewind: give upload_path or body instead";
         err = refine(slot, cc, detail, started);
         hint = err == QV_ETLS ? qv_net_tls_hint(slot, cc, detail) : NULL;
         f->out_err = err;
@@ -545,6 +629,13 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         qv_response_free(r);
         collect_error(slot, cc, started);
     }
+    if (f->req.on_progress) {
+        curl_off_t dl = 0, ul = 0;
+        curl_easy_getinfo(slot->easy, CURLINFO_SIZE_DOWNLOAD_T, &dl);
+        curl_easy_getinfo(slot->easy, CURLINFO_SIZE_UPLOAD_T, &ul);
+        report_progress(slot, dl, ul);
+    }
+    qv_sink_end(slot);
     slot_release(slot);
 }
 

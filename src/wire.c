@@ -58,6 +58,9 @@ enum {
     T_CLIENT_KEY_PEM,
     T_TRACE,     /* the trace id (only when traced) */
     T_TRACE_HOW, /* DEBUG_* bits and QV_DEBUG's mode (see put_trace) */
+    T_OUTPUT_PATH,
+    T_SINK_FLAGS, /* SINK_* bits */
+    T_UPLOAD_PATH,
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -76,6 +79,9 @@ enum {
     /* debug event */
     T_DEBUG_KIND = 110,
     T_DEBUG_DATA,
+    T_BODY_BYTES, /* the body went elsewhere: how many bytes */
+    T_CHUNK,      /* a data frame's bytes */
+    T_PROGRESS,   /* 4 integers: received, its total, sent, its total (-1: unknown) */
     /* nested fields */
     N_NAME = 128,
     N_VALUE,
@@ -368,7 +374,59 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_jar(b, jar, jar_kept);
     if (!rc && r->wire_id) rc = put_int(b, T_ID, (int64_t)r->wire_id);
     if (!rc) rc = put_trace(b, r);
+    if (!rc) rc = put_str(b, T_OUTPUT_PATH, r->output_path);
+    if (!rc) rc = put_str(b, T_UPLOAD_PATH, r->upload_path);
+    int flags = (r->keep_partial ? QV_SINK_KEEP : 0) | (r->resume ? QV_SINK_RESUME : 0) |
+                (r->on_data || r->output_fd > 0 ? QV_SINK_DATA : 0) |
+                (r->on_progress ? QV_SINK_PROGRESS : 0);
+    if (!rc && flags) rc = put_int(b, T_SINK_FLAGS, flags);
     return rc ? rc : qv_wire_frame_end(b);
+}
+
+/* Data and progress frames share one shape: a single field. */
+static int put_single(qv_buf *b, int type, unsigned tag, const void *p, size_t n)
+{
+    int rc = qv_wire_frame_begin(b, type);
+    if (!rc) rc = qv_wire_put(b, tag, p, n);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+static int get_single(const unsigned char *p, size_t len, unsigned want, const unsigned char **v,
+                      size_t *n)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    return next(&rd, &tag, v, n) == 1 && tag == want ? QV_OK : QV_EPROTOCOL;
+}
+
+int qv_wire_encode_data(qv_buf *b, const void *chunk, size_t len)
+{
+    return put_single(b, QV_WIRE_DATA, T_CHUNK, chunk, len);
+}
+
+int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n)
+{
+    return get_single(p, len, T_CHUNK, chunk, n);
+}
+
+int qv_wire_encode_progress(qv_buf *b, const long long v[4])
+{
+    unsigned char x[32];
+    for (int i = 0; i < 4; i++) put_u64(x + 8 * i, (uint64_t)v[i]);
+    return put_single(b, QV_WIRE_PROGRESS, T_PROGRESS, x, sizeof(x));
+}
+
+int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4])
+{
+    const unsigned char *x;
+    size_t n;
+    if (get_single(p, len, T_PROGRESS, &x, &n) || n != 32) return QV_EPROTOCOL;
+    for (int i = 0; i < 4; i++) {
+        int64_t k;
+        get_int(x + 8 * i, 8, &k);
+        v[i] = k;
+    }
+    return QV_OK;
 }
 
 int qv_wire_encode_cancel(qv_buf *b, uint64_t id)
@@ -551,9 +609,10 @@ static const char **net_str_field(qv_req *r, unsigned tag)
 }
 
 int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *attempt,
-                           qv_hook **hooks, struct curl_slist **jar, int *jar_kept)
+                           qv_hook **hooks, struct curl_slist **jar, int *jar_kept, int *sink_flags)
 {
     *attempt = 0;
+    *sink_flags = 0;
     *jar_kept = 0;
     memset(r, 0, sizeof(*r));
     *hooks = NULL;
@@ -599,6 +658,21 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             break;
         case T_PROXY:
             str = &r->proxy;
+            break;
+        case T_OUTPUT_PATH:
+            str = &r->output_path;
+            break;
+        case T_UPLOAD_PATH:
+            str = &r->upload_path;
+            break;
+        case T_SINK_FLAGS:
+            if (get_int(v, n, &i) || i < 0) {
+                rc = QV_EPROTOCOL;
+                break;
+            }
+            r->keep_partial = (i & QV_SINK_KEEP) != 0;
+            r->resume = (i & QV_SINK_RESUME) != 0;
+            *sink_flags = (int)i;
             break;
         case T_TIMEOUT:
             num = &r->timeout_ms;
@@ -774,6 +848,7 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_sli
         if (!rc) rc = put_int(b, T_VERSION, r->http_version);
         if (!rc) rc = put_int(b, T_ELAPSED_US, (int64_t)(r->elapsed_ms * 1000.0));
         if (!rc) rc = qv_wire_put(b, T_RBODY, r->body.data, r->body.len);
+        if (!rc && r->body_bytes >= 0) rc = put_int(b, T_BODY_BYTES, r->body_bytes);
         if (!rc) rc = put_timing(b, &r->timing);
         if (!rc && r->result_bytes) rc = qv_wire_put(b, T_RESULT, r->result_bytes, r->result_len);
         qv_buf t = {0};
@@ -874,8 +949,11 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
         case T_CONNS:
         case T_ERROR:
         case T_RETRY_US:
+        case T_BODY_BYTES:
             if (get_int(v, n, &i))
                 rc = QV_EPROTOCOL;
+            else if (tag == T_BODY_BYTES)
+                r->body_bytes = i >= 0 ? i : -1;
             else if (tag == T_RETRY_US)
                 *retry_ms = i >= 0 && i < 86400000000LL ? (double)i / 1000.0 : -1;
             else if (tag == T_VERSION)

@@ -11,6 +11,7 @@
 #   qv_start_socks [LOG_DIR]        # exports QV_SOCKS_PORT
 #   qv_start_auth_proxy [LOG_DIR]   # exports QV_AUTH_PROXY_URL, QV_AUTH_PROXY_USER, ...
 #   qv_start_tls_proxy [LOG_DIR]    # exports QV_TLS_PROXY_URL, QV_TLS_PROXY_CA
+#   qv_start_sink [LOG_DIR]         # exports QV_SINK_URL
 #
 # Everything listens on 127.0.0.1 only. /usr/bin/python3 is used on purpose: the
 # python3 on PATH may be a pyenv one without Debian's httpbin and gunicorn.
@@ -382,11 +383,30 @@ qv_start_faults() {
     echo "faults: $QV_FAULTS_URL (pid $QV_FAULTS_PID, log $logdir/faults.log)"
 }
 
+_qv_probe_sink() {
+    local body
+    body=$(curl -s --noproxy '*' --max-time 2 "http://127.0.0.1:$1/hello") && [[ $body == "sink" ]]
+}
+
+# Starts tests/servers/sink.py (an upload sink: answers the SHA-256 and size
+# of any request body it reads; see its docstring) on a free loopback port,
+# waits until it answers, exports QV_SINK_URL and QV_SINK_PID.
+# LOG_DIR (optional) gets sink.log (one line per request); default: mktemp.
+qv_start_sink() {
+    local logdir
+    _qv_logdir "${1:-}" || return 1
+    logdir=$_qv_dir
+    _qv_start_py_server sink "$logdir/sink.log" _qv_probe_sink sink.py || return 1
+    export QV_SINK_URL=http://127.0.0.1:$_qv_port QV_SINK_PID=$_qv_pid
+    echo "sink: $QV_SINK_URL (pid $QV_SINK_PID, log $logdir/sink.log)"
+}
+
 # Starts nginx (one worker, see tests/servers/nginx.conf.in) serving /small
 # (100 bytes) and /64k (65,536 bytes) over HTTP/1.1 and over HTTPS with HTTP/2,
-# and /nginx_status (stub_status: connections accepted); HTTP/1.1 on a Unix
-# socket too. Exports QV_NGINX_URL, QV_NGINX_TLS_URL, QV_NGINX_CA (the CA to
-# trust) and QV_NGINX_SOCKET (the socket's path).
+# /big (64 MiB of random bytes) and /nginx_status (stub_status: connections
+# accepted); HTTP/1.1 on a Unix socket too. Exports QV_NGINX_URL,
+# QV_NGINX_TLS_URL, QV_NGINX_CA (the CA to trust), QV_NGINX_SOCKET (the
+# socket's path) and QV_NGINX_WWW (the directory it serves).
 qv_start_nginx() {
     local dir http https pid attempt i
     _qv_logdir "${1:-}" || return 1
@@ -395,6 +415,8 @@ qv_start_nginx() {
     _qv_tls_certs "$dir/tls" || return 1
     head -c 100 /dev/zero | tr '\0' 'q' >"$dir/www/small"
     head -c 65536 /dev/urandom >"$dir/www/64k"
+    # Large bodies (streaming tests); the bench makes its own, larger one.
+    head -c $((64 << 20)) /dev/urandom >"$dir/www/big"
     for attempt in 1 2 3; do
         http=$(qv_free_port) && https=$(qv_free_port) || return 1
         [[ $http != "$https" ]] || continue
@@ -410,7 +432,7 @@ qv_start_nginx() {
                 curl -sf --noproxy '*' --max-time 2 --cacert "$dir/tls/ca.pem" -o /dev/null \
                     "https://127.0.0.1:$https/small"; then
                 export QV_NGINX_URL=http://127.0.0.1:$http QV_NGINX_TLS_URL=https://127.0.0.1:$https
-                export QV_NGINX_CA=$dir/tls/ca.pem QV_NGINX_SOCKET=$dir/nginx.sock
+                export QV_NGINX_CA=$dir/tls/ca.pem QV_NGINX_SOCKET=$dir/nginx.sock QV_NGINX_WWW=$dir/www
                 echo "nginx: $QV_NGINX_URL and $QV_NGINX_TLS_URL (pid $pid, dir $dir)"
                 return 0
             fi
@@ -456,5 +478,5 @@ qv_stop_servers() {
         QV_NGINX_URL QV_NGINX_TLS_URL QV_NGINX_CA QV_FAULTS_URL QV_FAULTS_PID QV_TLS_CAPATH \
         QV_TLS_PIN QV_NGINX_SOCKET QV_MTLS_URL QV_MTLS12_URL QV_MTLS_DIR QV_MTLS_KEY_PASSWORD \
         QV_SOCKS_PORT QV_AUTH_PROXY_URL QV_AUTH_PROXY_USER QV_AUTH_PROXY_PASSWORD \
-        QV_TLS_PROXY_URL QV_TLS_PROXY_CA
+        QV_TLS_PROXY_URL QV_TLS_PROXY_CA QV_NGINX_WWW QV_SINK_URL QV_SINK_PID
 }

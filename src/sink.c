@@ -1,0 +1,196 @@
+/* Where a response body goes when it is not kept in memory: a file of ours
+ * (output_path: a temporary file renamed into place, or the file itself when
+ * resuming), the caller's descriptor (output_fd) or the on_data callback.
+ * Only the final response's body goes there; the bodies of redirects, auth
+ * challenges and responses that will be retried stay in memory as before. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int qv_sink_wanted(const qv_req *r)
+{
+    return r->output_path || r->output_fd > 0 || r->on_data;
+}
+
+/* A temporary name beside path, opened exclusively (mode 0666 less the
+ * umask, as the final file would get). */
+static int open_temp(qv_sink *k, const char *path)
+{
+    static atomic_ulong counter;
+    for (int tries = 0; tries < 100; tries++) {
+        char *tmp =
+            qv_asprintf("%s.qv-%ld-%lu", path, (long)getpid(), atomic_fetch_add(&counter, 1) + 1);
+        if (!tmp) return QV_ENOMEM;
+        k->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (k->fd >= 0) {
+            k->tmp = tmp;
+            return QV_OK;
+        }
+        k->err = errno;
+        qv_free(tmp);
+        if (k->err != EEXIST) return QV_EIO;
+    }
+    return QV_EIO;
+}
+
+int qv_sink_begin(qv_slot *slot, char **msg)
+{
+    qv_sink *k = &slot->sink;
+    const qv_req *r = &slot->f->req;
+    if (!r->output_path) return QV_OK;
+    int rc;
+    if (r->resume) {
+        struct stat st;
+        k->fd = open(r->output_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (k->fd < 0 || fstat(k->fd, &st) || lseek(k->fd, 0, SEEK_END) < 0) {
+            k->err = errno;
+            rc = QV_EIO;
+        } else {
+            k->offset = st.st_size;
+            rc = QV_OK;
+        }
+    } else {
+        rc = open_temp(k, r->output_path);
+    }
+    if (rc == QV_EIO)
+        *msg = qv_future_message(slot->f, QV_EIO, "cannot open %s: %s", r->output_path,
+                                 strerror(k->err));
+    return rc;
+}
+
+/* The Range a resumed download asks for ("N-"), or NULL. */
+int qv_sink_range(qv_slot *slot, char *buf, size_t cap)
+{
+    if (!slot->f->req.resume || slot->sink.offset <= 0) return 0;
+    snprintf(buf, cap, "%lld-", slot->sink.offset);
+    return 1;
+}
+
+int qv_write_fd(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? errno : EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The start of Content-Range "bytes S-E/T", or -1. */
+static long long range_start(const qv_response *resp)
+{
+    const char *v = qv_headers_get(&resp->headers, "Content-Range", 0);
+    long long s = -1;
+    if (v && sscanf(v, "bytes %lld-", &s) != 1) s = -1;
+    return s;
+}
+
+/* A resumed download's first bytes: append after a 206 that starts where
+ * the file ends, start over after a 200. */
+static int resume_check(qv_slot *slot)
+{
+    qv_sink *k = &slot->sink;
+    int status = slot->resp->status;
+    if (status == 206 && k->offset > 0) {
+        if ((k->range_start = range_start(slot->resp)) == k->offset) return 0;
+        slot->abort = QV_ABORT_RANGE;
+        return -1;
+    }
+    if (k->offset > 0 && (ftruncate(k->fd, 0) || lseek(k->fd, 0, SEEK_SET) < 0)) {
+        k->err = errno;
+        k->io_path = slot->f->req.output_path;
+        slot->abort = QV_ABORT_IO;
+        return -1;
+    }
+    k->offset = 0;
+    return 0;
+}
+
+size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
+{
+    qv_sink *k = &slot->sink;
+    qv_future *f = slot->f;
+    size_t max = f->req.max_response_bytes;
+    if (max && ((unsigned long long)k->written > max || len > max - (size_t)k->written)) {
+        slot->abort = QV_ABORT_TOO_LARGE;
+        return 0;
+    }
+    if (!k->started) {
+        k->started = 1;
+        if (f->req.resume && resume_check(slot)) return 0;
+    }
+    int fd = k->fd >= 0 ? k->fd : f->req.output_fd;
+    if (fd > 0) {
+        if ((k->err = qv_write_fd(fd, buf, len))) {
+            k->io_path = f->req.output_path;
+            slot->abort = QV_ABORT_IO;
+            return 0;
+        }
+    } else if (qv_sink_push(slot, buf, len)) {
+        return 0; /* the callback said stop, or the transfer pauses */
+    }
+    k->written += (long long)len;
+    k->streamed = 1;
+    if (f->req.output_fd > 0 || f->req.on_data) f->out_unrepeatable = 1;
+    return len;
+}
+
+char *qv_sink_io_message(qv_slot *slot)
+{
+    const qv_sink *k = &slot->sink;
+    const char *what = k->io_path ? k->io_path : "the output descriptor";
+    return qv_future_message(slot->f, QV_EIO, "%s %s: %s", k->io_reading ? "reading" : "writing",
+                             what, strerror(k->err));
+}
+
+void qv_sink_end(qv_slot *slot)
+{
+    qv_sink *k = &slot->sink;
+    qv_future *f = slot->f;
+    const char *path = f->req.output_path;
+    if (f->out_resp) f->out_resp->body_bytes = k->streamed ? k->written + k->offset : -1;
+    if (k->fd < 0) return;
+    int failed = close(k->fd) != 0;
+    k->fd = -1;
+    if (f->out_resp) {
+        if (failed || (k->tmp && rename(k->tmp, path))) {
+            /* The body arrived, but did not reach its file. */
+            k->err = errno;
+            qv_response_free(f->out_resp);
+            f->out_resp = NULL;
+            f->out_err = QV_EIO;
+            f->out_msg = qv_future_message(f, QV_EIO, "finishing %s: %s", path, strerror(k->err));
+        } else {
+            qv_free(k->tmp);
+            k->tmp = NULL;
+        }
+    }
+    if (k->tmp && (!f->req.keep_partial || rename(k->tmp, path))) unlink(k->tmp);
+    qv_free(k->tmp);
+    k->tmp = NULL;
+    if (!f->out_resp && f->req.keep_partial) {
+        /* Say what is left where, so the caller can resume from it. */
+        long long n = k->written + k->offset;
+        char *m = f->out_msg ? qv_asprintf("%s; %s keeps %lld bytes", f->out_msg, path, n)
+                             : qv_future_message(f, f->out_err, "%s keeps %lld bytes", path, n);
+        if (m) {
+            qv_free(f->out_msg);
+            f->out_msg = m;
+        }
+    }
+}
+
+int qv_sink_push(qv_slot *slot, const char *buf, size_t len)
+{
+    qv_future *f = slot->f;
+    if (!f->req.on_data(f, buf, len, f->req.on_data_arg)) return 0;
+    slot->abort = QV_ABORT_HOOK;
+    return -1;
+}

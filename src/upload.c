@@ -1,0 +1,95 @@
+/* Request bodies read as they are sent: a file (upload_path, opened again
+ * for each attempt, rewound for a 307/308 redirect or an auth round) or the
+ * caller's on_upload callback (sent once; a resend fails clearly). */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static size_t read_file(char *buf, size_t size, size_t n, void *p)
+{
+    qv_slot *slot = p;
+    for (;;) {
+        ssize_t got = read(slot->upload_fd, buf, size * n);
+        if (got >= 0) return (size_t)got;
+        if (errno != EINTR) break;
+    }
+    slot->sink.err = errno;
+    slot->sink.io_path = slot->f->req.upload_path;
+    slot->sink.io_reading = 1;
+    slot->abort = QV_ABORT_IO;
+    return CURL_READFUNC_ABORT;
+}
+
+static int seek_file(void *p, curl_off_t offset, int origin)
+{
+    qv_slot *slot = p;
+    return lseek(slot->upload_fd, (off_t)offset, origin) < 0 ? CURL_SEEKFUNC_FAIL
+                                                             : CURL_SEEKFUNC_OK;
+}
+
+static size_t read_callback(char *buf, size_t size, size_t n, void *p)
+{
+    qv_slot *slot = p;
+    qv_future *f = slot->f;
+    long got = f->req.on_upload(buf, size * n, f->req.on_upload_arg);
+    if (got < 0 || (size_t)got > size * n) {
+        slot->abort = QV_ABORT_HOOK;
+        return CURL_READFUNC_ABORT;
+    }
+    if (got > 0) f->out_unrepeatable = 1;
+    return (size_t)got;
+}
+
+static int cant_seek(void *p, curl_off_t offset, int origin)
+{
+    (void)p, (void)offset, (void)origin;
+    return CURL_SEEKFUNC_CANTSEEK;
+}
+
+CURLcode qv_upload_setup(qv_slot *slot, char **msg)
+{
+    CURL *e = slot->easy;
+    const qv_req *r = &slot->f->req;
+    curl_off_t size = -1;
+    CURLcode cc = CURLE_OK;
+    if (r->upload_path) {
+        struct stat st;
+        slot->upload_fd = open(r->upload_path, O_RDONLY | O_CLOEXEC);
+        if (slot->upload_fd < 0 || fstat(slot->upload_fd, &st)) {
+            *msg = qv_future_message(slot->f, QV_EIO, "cannot read %s: %s", r->upload_path,
+                                     strerror(errno));
+            return CURLE_READ_ERROR;
+        }
+        size = S_ISREG(st.st_mode) ? (curl_off_t)st.st_size : -1;
+        cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_file);
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_file);
+    } else {
+        if (r->upload_len > 0) size = (curl_off_t)r->upload_len;
+        cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_callback);
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, cant_seek);
+    }
+    if (!cc) cc = curl_easy_setopt(e, CURLOPT_READDATA, slot);
+    if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKDATA, slot);
+    /* POST keeps libcurl's POST handling (303 turns it into a GET); any
+     * other method is an upload under the request's own method name. */
+    if (strcmp(r->method, "POST") == 0) {
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_POST, 1L);
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, size);
+    } else {
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        if (!cc) cc = curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, size);
+        if (!cc && strcmp(r->method, "PUT") != 0)
+            cc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    return cc;
+}
+
+void qv_upload_end(qv_slot *slot)
+{
+    if (slot->upload_fd >= 0) close(slot->upload_fd);
+    slot->upload_fd = -1;
+}

@@ -1,0 +1,726 @@
+/* Large bodies: downloads to a file, a descriptor or a callback, uploads
+ * from a file or a callback, progress, ranges and resume, and the faults
+ * that can hit each, against nginx (a 64 MiB file), httpbin, the upload sink
+ * (tests/servers/sink.py: answers the SHA-256 of what it read) and the
+ * fault server. Every body is checked by its SHA-256. */
+#include "support.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+TestSuite(stream, .timeout = 120);
+
+#define BIG_BYTES (64LL << 20)
+
+static const char *nginx(const char *path)
+{
+    static _Thread_local char buf[512];
+    snprintf(buf, sizeof buf, "%s%s", tx_env("QV_NGINX_URL", "nginx"), path);
+    return buf;
+}
+
+static const char *sink(const char *path)
+{
+    static _Thread_local char buf[512];
+    snprintf(buf, sizeof buf, "%s%s", tx_env("QV_SINK_URL", "the upload sink"), path);
+    return buf;
+}
+
+static const char *big_file(void)
+{
+    static _Thread_local char buf[512];
+    snprintf(buf, sizeof buf, "%s/big", tx_env("QV_NGINX_WWW", "nginx"));
+    return buf;
+}
+
+/* A fresh directory for a test's files (removed with its content at the end). */
+static char dir[64];
+
+static void make_dir(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/qv-stream-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static const char *in_dir(const char *name)
+{
+    static _Thread_local char buf[256];
+    snprintf(buf, sizeof buf, "%s/%s", dir, name);
+    return buf;
+}
+
+/* Files in dir, to check that no temporary file is left behind. */
+static int files_in_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    cr_assert(p && fscanf(p, "%d", &n) == 1);
+    pclose(p);
+    return n;
+}
+
+typedef struct sha {
+    EVP_MD_CTX *ctx;
+    long long bytes;
+} sha;
+
+static void sha_init(sha *h)
+{
+    h->ctx = EVP_MD_CTX_new();
+    h->bytes = 0;
+    cr_assert(h->ctx && EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL));
+}
+
+static void sha_add(sha *h, const void *p, size_t n)
+{
+    EVP_DigestUpdate(h->ctx, p, n);
+    h->bytes += (long long)n;
+}
+
+static void sha_hex(sha *h, char out[65])
+{
+    unsigned char md[32];
+    unsigned len = 0;
+    EVP_DigestFinal_ex(h->ctx, md, &len);
+    EVP_MD_CTX_free(h->ctx);
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+/* SHA-256 of a file's first `limit` bytes (-1: all); *bytes gets its size read. */
+static void sha_file(const char *path, long long limit, char out[65], long long *bytes)
+{
+    sha h;
+    sha_init(&h);
+    int fd = open(path, O_RDONLY);
+    cr_assert(fd >= 0, "cannot open %s: %s", path, strerror(errno));
+    static char buf[1 << 16];
+    for (;;) {
+        size_t want = sizeof buf;
+        if (limit >= 0 && (long long)want > limit - h.bytes) want = (size_t)(limit - h.bytes);
+        ssize_t n = want ? read(fd, buf, want) : 0;
+        cr_assert(n >= 0);
+        if (n == 0) break;
+        sha_add(&h, buf, (size_t)n);
+    }
+    close(fd);
+    *bytes = h.bytes;
+    sha_hex(&h, out);
+}
+
+static void expect_same_file(const char *got, const char *want)
+{
+    char a[65], b[65];
+    long long na, nb;
+    sha_file(got, -1, a, &na);
+    sha_file(want, -1, b, &nb);
+    cr_assert_eq(na, nb, "%s has %lld bytes, %s %lld", got, na, want, nb);
+    tx_assert_str_eq(a, b);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* ----------------------------------------------------------- to a file */
+
+Test(stream, output_path_writes_a_64_mib_body_to_disk_and_keeps_none_in_memory)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .output_path = in_dir("big")}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    size_t len = 99;
+    qv_response_body(r, &len);
+    cr_assert_eq(len, 0, "the body was kept in memory (%zu bytes)", len);
+    cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
+    expect_same_file(in_dir("big"), big_file());
+    cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, a_body_cut_short_removes_the_partial_file)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/short?length=100000"),
+                                               .output_path = in_dir("out")}),
+                 QV_OK);
+    tx_expect_error(f, QV_EPROTOCOL);
+    cr_assert_eq(files_in_dir(), 0, "the partial file (or its temporary) is still there");
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, keep_partial_leaves_the_bytes_under_the_final_name_and_says_how_many)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/short?length=100000"),
+                                               .output_path = in_dir("out"),
+                                               .keep_partial = 1}),
+                 QV_OK);
+    const char *msg = tx_expect_error(f, QV_EPROTOCOL);
+    tx_assert_contains(msg, "keeps 100 bytes");
+    struct stat st;
+    cr_assert_eq(stat(in_dir("out"), &st), 0);
+    cr_assert_eq(st.st_size, 100);
+    cr_assert_eq(files_in_dir(), 1);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, a_cancelled_download_removes_its_file)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/stall-body"),
+                                               .output_path = in_dir("out")}),
+                 QV_OK);
+    tx_wait_started(f, 10000);
+    /* The temporary file exists once the transfer has begun. */
+    for (int i = 0; i < 2000 && files_in_dir() == 0; i++) usleep(5000);
+    cr_assert_eq(files_in_dir(), 1, "no temporary file while downloading");
+    cr_assert(!exists(in_dir("out")), "the final name exists before the end");
+    qv_future_cancel(f);
+    tx_expect_error(f, QV_ECANCELLED);
+    qv_session_free(s); /* the transfer is over once the session is */
+    cr_assert_eq(files_in_dir(), 0, "the partial file is still there after a cancel");
+    qv_future_release(f);
+    remove_dir();
+}
+
+Test(stream, a_stall_mid_body_fails_with_the_read_timeout_and_removes_the_file)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/stall-body"),
+                                               .output_path = in_dir("out"),
+                                               .read_timeout_ms = 300}),
+                 QV_OK);
+    tx_expect_error(f, QV_EREAD_TIMEOUT);
+    cr_assert_eq(files_in_dir(), 0);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, bad_chunked_encoding_fails_and_removes_the_file)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/bad-chunked"),
+                                               .output_path = in_dir("out")}),
+                 QV_OK);
+    tx_expect_error(f, QV_EPROTOCOL);
+    cr_assert_eq(files_in_dir(), 0);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, a_gzip_bomb_streamed_to_a_file_stops_at_max_response_bytes)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/gzip-bomb"),
+                                               .output_path = in_dir("out"),
+                                               .max_response_bytes = 4 << 20}),
+                 QV_OK);
+    tx_expect_error(f, QV_ETOO_LARGE);
+    cr_assert_eq(files_in_dir(), 0);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, a_directory_that_does_not_exist_fails_with_qv_eio_naming_the_path)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = nginx("/small"),
+                                               .output_path = "/nonexistent-qv/dir/out"}),
+                 QV_OK);
+    const char *msg = tx_expect_error(f, QV_EIO);
+    tx_assert_contains(msg, "/nonexistent-qv/dir/out");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, redirects_leave_only_the_final_body_in_the_file)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    char url[1024];
+    snprintf(url, sizeof url, "%s", tu("/redirect-to?url=/bytes/5000%3Fseed%3D7&status_code=302"));
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = url, .output_path = in_dir("out")}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_history_len(r), 1);
+    cr_assert_eq(qv_response_body_bytes(r), 5000);
+    struct stat st;
+    cr_assert_eq(stat(in_dir("out"), &st), 0);
+    cr_assert_eq(st.st_size, 5000);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+/* ------------------------------------------------------- to a descriptor */
+
+Test(stream, output_fd_writes_to_the_callers_descriptor_and_leaves_it_open)
+{
+    make_dir();
+    int fd = open(in_dir("out"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(fd > 0);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .output_fd = fd}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
+    cr_assert_eq(write(fd, "", 0), 0, "the descriptor was closed");
+    close(fd);
+    expect_same_file(in_dir("out"), big_file());
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, a_full_disk_fails_with_qv_eio_and_says_so)
+{
+    int fd = open("/dev/full", O_WRONLY);
+    cr_assert(fd > 0);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/64k"), .output_fd = fd}),
+                 QV_OK);
+    const char *msg = tx_expect_error(f, QV_EIO);
+    tx_assert_contains(msg, strerror(ENOSPC));
+    close(fd);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* ------------------------------------------------------- to a callback */
+
+typedef struct got {
+    sha h;
+    int calls, stop_after;
+    qv_future *f;
+} got;
+
+static int on_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    got *g = arg;
+    g->f = f;
+    sha_add(&g->h, chunk, len);
+    return g->stop_after && ++g->calls >= g->stop_after;
+}
+
+Test(stream, on_data_gets_every_byte_in_order)
+{
+    qv_session *s = TX_SESSION(0);
+    got g = {0};
+    sha_init(&g.h);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.url = nginx("/big"), .on_data = on_data, .on_data_arg = &g}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
+    cr_assert_eq(g.h.bytes, BIG_BYTES);
+    cr_assert_eq(g.f, f, "on_data got another future");
+    char a[65], b[65];
+    long long n;
+    sha_hex(&g.h, a);
+    sha_file(big_file(), -1, b, &n);
+    tx_assert_str_eq(a, b);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, on_data_returning_non_zero_stops_the_transfer_with_qv_ehook)
+{
+    qv_session *s = TX_SESSION(0);
+    got g = {.stop_after = 3};
+    sha_init(&g.h);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.url = nginx("/big"), .on_data = on_data, .on_data_arg = &g}),
+        QV_OK);
+    const char *msg = tx_expect_error(f, QV_EHOOK);
+    tx_assert_contains(msg, "on_data");
+    cr_assert_eq(g.calls, 3, "on_data ran %d times after it said stop", g.calls - 3);
+    cr_assert_lt(g.h.bytes, BIG_BYTES);
+    char hex[65];
+    sha_hex(&g.h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_body_cut_short_fails_the_callback_download_with_qv_eprotocol)
+{
+    qv_session *s = TX_SESSION(0);
+    got g = {0};
+    sha_init(&g.h);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/short?length=5000"),
+                                               .on_data = on_data,
+                                               .on_data_arg = &g}),
+                 QV_OK);
+    tx_expect_error(f, QV_EPROTOCOL);
+    cr_assert_eq(g.h.bytes, 100);
+    char hex[65];
+    sha_hex(&g.h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* ------------------------------------------------------------- progress */
+
+typedef struct prog {
+    int calls;
+    long long last_dl, total, regress;
+} prog;
+
+static void on_progress(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                        long long ul_total, void *arg)
+{
+    (void)f, (void)ul_now, (void)ul_total;
+    prog *p = arg;
+    if (dl_now < p->last_dl) p->regress++;
+    p->last_dl = dl_now;
+    p->total = dl_total;
+    p->calls++;
+}
+
+Test(stream, on_progress_counts_up_to_the_total_and_runs_at_the_end)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    prog p = {0};
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/drip?bytes=5&interval=0.15"),
+                                               .output_path = in_dir("out"),
+                                               .on_progress = on_progress,
+                                               .on_progress_arg = &p}),
+                 QV_OK);
+    tx_expect_status(f, 200);
+    cr_assert_geq(p.calls, 2, "on_progress ran %d times over ~750 ms", p.calls);
+    cr_assert_eq(p.regress, 0, "the byte count went backwards");
+    cr_assert_eq(p.last_dl, 5, "the last call did not see the whole body");
+    cr_assert_eq(p.total, 5);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+/* ------------------------------------------------------- range and resume */
+
+Test(stream, range_asks_for_part_of_a_file)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .range = "bytes=0-1023"}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 206);
+    size_t len;
+    const char *body = qv_response_body(r, &len);
+    cr_assert_eq(len, 1024);
+    char a[65], b[65];
+    long long n;
+    sha h;
+    sha_init(&h);
+    sha_add(&h, body, len);
+    sha_hex(&h, a);
+    sha_file(big_file(), 1024, b, &n);
+    tx_assert_str_eq(a, b);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* Copies the first n bytes of from into to. */
+static void copy_head(const char *from, const char *to, long long n)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "head -c %lld '%s' > '%s'", n, from, to);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(stream, resume_appends_the_rest_of_a_partial_file)
+{
+    make_dir();
+    copy_head(big_file(), in_dir("big"), 12345678);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = nginx("/big"), .output_path = in_dir("big"), .resume = 1}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 206);
+    cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
+    expect_same_file(in_dir("big"), big_file());
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, resume_from_a_server_that_ignores_range_starts_the_file_over)
+{
+    make_dir();
+    copy_head(big_file(), in_dir("out"), 3000);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    /* httpbin's /bytes ignores Range: a whole 200 answer. */
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tu("/bytes/2000"),
+                                               .output_path = in_dir("out"),
+                                               .resume = 1}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_body_bytes(r), 2000);
+    struct stat st;
+    cr_assert_eq(stat(in_dir("out"), &st), 0);
+    cr_assert_eq(st.st_size, 2000, "the whole body was appended to the partial file");
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+Test(stream, resume_of_a_complete_file_leaves_it_alone)
+{
+    make_dir();
+    copy_head(big_file(), in_dir("big"), BIG_BYTES);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = nginx("/big"), .output_path = in_dir("big"), .resume = 1}),
+                 QV_OK);
+    tx_expect_status(f, 416);
+    expect_same_file(in_dir("big"), big_file());
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+/* ---------------------------------------------------------------- uploads */
+
+/* The sink's JSON answer: its sha256 and byte count. */
+static void expect_sunk(qv_response *r, const char *sha256, long long bytes, int chunked)
+{
+    json_t *j = tx_json(r);
+    tx_assert_str_eq(tx_jstr(j, "sha256"), sha256);
+    cr_assert_eq(json_integer_value(tx_jget(j, "bytes")), bytes);
+    cr_assert_eq(json_is_true(tx_jget(j, "chunked")), chunked);
+}
+
+Test(stream, upload_path_sends_a_64_mib_file_with_its_length)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .method = "PUT", .url = sink("/up"), .upload_path = big_file()}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char hex[65];
+    long long n;
+    sha_file(big_file(), -1, hex, &n);
+    expect_sunk(r, hex, BIG_BYTES, 0);
+    tx_assert_str_eq(tx_jstr(tx_json(r), "method"), "PUT");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+typedef struct producer {
+    long long left, made;
+    sha h;
+    unsigned seed;
+} producer;
+
+static long produce(void *buf, size_t cap, void *arg)
+{
+    producer *p = arg;
+    size_t n = cap < (size_t)p->left ? cap : (size_t)p->left;
+    unsigned char *b = buf;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)((p->seed = p->seed * 1103515245 + 12345) >> 16);
+    sha_add(&p->h, buf, n);
+    p->left -= (long long)n;
+    return (long)n;
+}
+
+Test(stream, on_upload_streams_a_body_of_unknown_length_chunked)
+{
+    qv_session *s = TX_SESSION(0);
+    producer p = {.left = 3 << 20, .seed = 1};
+    sha_init(&p.h);
+    qv_future *f;
+    int rc = qv_request(
+        s, &f,
+        &(qv_request_opts){
+            .method = "POST", .url = sink("/up"), .on_upload = produce, .on_upload_arg = &p});
+    if (tx_kind() == QV_PROCESSES) {
+        cr_assert_eq(rc, QV_EINVAL, "on_upload cannot run in a worker process");
+        EVP_MD_CTX_free(p.h.ctx);
+        qv_session_free(s);
+        return;
+    }
+    cr_assert_eq(rc, QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char hex[65];
+    long long bytes = p.h.bytes;
+    sha_hex(&p.h, hex);
+    expect_sunk(r, hex, bytes, 1);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_307_sends_the_upload_file_again)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .method = "POST", .url = sink("/307"), .upload_path = big_file()}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char hex[65];
+    long long n;
+    sha_file(big_file(), -1, hex, &n);
+    expect_sunk(r, hex, BIG_BYTES, 0);
+    tx_assert_str_eq(tx_jstr(tx_json(r), "method"), "POST");
+    tx_assert_str_eq(tx_jstr(tx_json(r), "path"), "/sink");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_retry_sends_the_upload_file_again_from_its_start)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    char url[256];
+    snprintf(url, sizeof url, "/fail-once?key=retry-%s-%d", tx_kind_name(), getpid());
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.method = "PUT",
+                                      .url = sink(url),
+                                      .upload_path = big_file(),
+                                      .retry = &(qv_retry){.max_retries = 2, .backoff_ms = 1}}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_attempts(r), 2);
+    char hex[65];
+    long long n;
+    sha_file(big_file(), -1, hex, &n);
+    expect_sunk(r, hex, BIG_BYTES, 0);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_callback_upload_that_must_be_sent_again_fails_clearly)
+{
+    if (tx_kind() == QV_PROCESSES) return; /* on_upload: QV_EINVAL there (above) */
+    qv_session *s = TX_SESSION(0);
+    producer p = {.left = 100000, .seed = 2};
+    sha_init(&p.h);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "POST",
+                                               .url = sink("/307"),
+                                               .on_upload = produce,
+                                               .on_upload_arg = &p,
+                                               .upload_len = 100000}),
+                 QV_OK);
+    const char *msg = tx_expect_error(f, QV_EIO);
+    tx_assert_contains(msg, "rewind");
+    char hex[65];
+    sha_hex(&p.h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, an_unreadable_upload_file_fails_with_qv_eio_naming_it)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "PUT",
+                                               .url = sink("/up"),
+                                               .upload_path = "/nonexistent-qv/upload"}),
+                 QV_OK);
+    const char *msg = tx_expect_error(f, QV_EIO);
+    tx_assert_contains(msg, "/nonexistent-qv/upload");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* ------------------------------------------------------------ bad options */
+
+Test(stream, conflicting_forms_are_refused_at_submit)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f = NULL;
+    const char *u = nginx("/small");
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = u, .output_path = "/tmp/x", .output_fd = 1}),
+        QV_EINVAL);
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = u, .resume = 1}), QV_EINVAL);
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){
+                       .url = u, .output_path = "/tmp/x", .resume = 1, .range = "bytes=0-1"}),
+        QV_EINVAL);
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = u, .range = "bytes=0-1\r\nX: y"}),
+                 QV_EINVAL);
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = u, .body = "x", .upload_path = "/tmp/x"}),
+        QV_EINVAL);
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = u, .output_fd = -2}), QV_EINVAL);
+    cr_assert_null(f);
+    qv_session_free(s);
+}
