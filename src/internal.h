@@ -583,6 +583,11 @@ void qv_sink_end(qv_slot *slot);
 /* upload.c: the body source of upload_path / on_upload, per attempt. */
 CURLcode qv_upload_setup(qv_slot *slot, char **msg);
 void qv_upload_end(qv_slot *slot);
+/* The body from its start again, for a 307/308 hop quiver follows itself:
+ * CURLE_OK, or a failure (a callback's body can't rewind). */
+CURLcode qv_upload_rewind(qv_slot *slot);
+/* What a request whose on_upload body had to be sent again fails with. */
+extern const char *const qv_upload_cant_rewind;
 
 /* Prepares slot->easy for f (already RUNNING). On error the slot is free
  * again and the outcome is in f, to deliver. */

@@ -135,7 +135,8 @@ static CURLcode next_method(qv_slot *slot, long status)
 {
     CURL *e = slot->easy;
     const char *m = slot->hop_method;
-    if (strcmp(m, "HEAD") == 0 || status == 307 || status == 308) return CURLE_OK;
+    if (strcmp(m, "HEAD") == 0) return CURLE_OK;
+    if (status == 307 || status == 308) return qv_upload_rewind(slot); /* the body again */
     if (status == 302 || status == 303 || (status == 301 && strcmp(m, "POST") == 0))
         slot->hop_method = "GET";
     slot->body_dropped = 1;

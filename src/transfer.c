@@ -543,9 +543,7 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        slot->sink.range_start, slot->sink.offset);
         return;
     default:
-        if (cc == CURLE_SEND_FAIL_REWIND && f->req.on_upload)
-            detail = "the on_upload body must be sent again (a redirect or an auth round), but "
-                     "a callback's body can't rewind: give upload_path or body instead";
+        if (cc == CURLE_SEND_FAIL_REWIND && f->req.on_upload) detail = qv_upload_cant_rewind;
         err = refine(slot, cc, detail, started);
         hint = err == QV_ETLS ? qv_net_tls_hint(slot, cc, detail) : NULL;
         f->out_err = err;

@@ -5,9 +5,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+const char *const qv_upload_cant_rewind =
+    "the on_upload body must be sent again (a redirect or an auth round), but a "
+    "callback's body can't rewind: give upload_path or body instead";
 
 static size_t read_file(char *buf, size_t size, size_t n, void *p)
 {
@@ -92,4 +97,21 @@ void qv_upload_end(qv_slot *slot)
 {
     if (slot->upload_fd >= 0) close(slot->upload_fd);
     slot->upload_fd = -1;
+}
+
+CURLcode qv_upload_rewind(qv_slot *slot)
+{
+    const qv_req *r = &slot->f->req;
+    if (r->on_upload) {
+        snprintf(slot->errbuf, sizeof(slot->errbuf), "%s", qv_upload_cant_rewind);
+        return CURLE_SEND_FAIL_REWIND;
+    }
+    if (slot->upload_fd >= 0 && lseek(slot->upload_fd, 0, SEEK_SET) < 0) {
+        slot->sink.err = errno;
+        slot->sink.io_path = r->upload_path;
+        slot->sink.io_reading = 1;
+        slot->abort = QV_ABORT_IO;
+        return CURLE_READ_ERROR;
+    }
+    return CURLE_OK;
 }
