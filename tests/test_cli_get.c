@@ -329,3 +329,68 @@ Test(cli_get, qv_debug_env_prints_the_trace_to_stderr, .timeout = 60)
     cr_assert_eq(r->err_len, 0, "stderr: %s", r->err);
     cli_result_free(r);
 }
+
+/* ------------------------------------------------------ -o and --continue */
+
+static long long file_size(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp, "%s was not written", path);
+    fseek(fp, 0, SEEK_END);
+    long long n = ftell(fp);
+    fclose(fp);
+    return n;
+}
+
+/* 1 if the two files hold the same bytes. */
+static int same_file(const char *a, const char *b)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+Test(cli_get, output_writes_the_body_to_a_file_with_a_progress_line, .timeout = 60)
+{
+    char dir[] = "/tmp/qv-cli-o-XXXXXX", path[64], src[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/big", dir);
+    snprintf(src, sizeof src, "%s/big", tx_env("QV_NGINX_WWW", "nginx"));
+    char url[512];
+    snprintf(url, sizeof url, "%s/big", tx_env("QV_NGINX_URL", "nginx"));
+    cli_result *r = CLI("get", "--executor", tx_kind_name(), url, "-o", path, "--progress");
+    cli_expect_status(r, 0);
+    cr_assert(strncmp(r->out, "HTTP/1.1 200 OK\n", 16) == 0, "status line: %.40s", r->out);
+    cr_assert(same_file(path, src), "the file differs from what nginx serves");
+    /* The last progress line counts every byte: 64 MiB of 64 MiB. */
+    tx_assert_contains(r->err, "64.0 MiB / 64.0 MiB");
+    tx_assert_contains(r->err, "/s");
+    cli_result_free(r);
+    snprintf(url, sizeof url, "rm -rf '%s'", dir);
+    cr_assert_eq(system(url), 0);
+}
+
+Test(cli_get, continue_fetches_only_the_rest, .timeout = 60)
+{
+    char dir[] = "/tmp/qv-cli-c-XXXXXX", path[64], src[512], cmd[1200];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/big", dir);
+    snprintf(src, sizeof src, "%s/big", tx_env("QV_NGINX_WWW", "nginx"));
+    snprintf(cmd, sizeof cmd, "head -c 1000000 '%s' > '%s'", src, path);
+    cr_assert_eq(system(cmd), 0);
+    char url[512];
+    snprintf(url, sizeof url, "%s/big", tx_env("QV_NGINX_URL", "nginx"));
+    cli_result *r = CLI("get", "--executor", tx_kind_name(), url, "-o", path, "-C");
+    cli_expect_status(r, 0);
+    cr_assert(strncmp(r->out, "HTTP/1.1 206 Partial Content\n", 29) == 0, "status line: %.40s",
+              r->out);
+    cr_assert_eq(file_size(path), 64LL << 20);
+    cr_assert(same_file(path, src), "the resumed file differs from what nginx serves");
+    cli_result_free(r);
+    cli_result *bad = CLI("get", url, "-C");
+    cli_expect_status(bad, 2);
+    tx_assert_contains(bad->err, "--continue needs -o FILE");
+    cli_result_free(bad);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -1,5 +1,6 @@
 /* quiver get: one request, printed like an HTTP message: status line,
  * headers, a blank line, the body. */
+#include "byteprogress.h"
 #include "cli.h"
 #include "cmdline.h"
 #include "pretty.h"
@@ -7,10 +8,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char synopsis[] = "quiver get URL [options]";
 
-enum { OPT_PRETTY = CLI_OPT_OWN, OPT_FAIL, OPT_BODY };
+enum { OPT_PRETTY = CLI_OPT_OWN, OPT_FAIL, OPT_BODY, OPT_PROGRESS };
 
 static void help(void)
 {
@@ -26,6 +28,12 @@ static void help(void)
            "  -v, --verbose               show the exchange on stderr: '>' lines sent, '<'\n"
            "                              received, '*' libcurl's comments (secrets\n"
            "                              redacted unless QV_DEBUG=unsafe)\n"
+           "  -o, --output FILE           write the body to FILE as it arrives (never whole\n"
+           "                              in memory; FILE appears only once complete)\n"
+           "  -C, --continue              with -o: append to what FILE holds already\n"
+           "                              (asks for the rest with a Range request)\n"
+           "      --progress              a progress line on stderr (with -o it is on by\n"
+           "                              default when stderr is a terminal)\n"
            "%s",
            synopsis, cli_req_help);
 }
@@ -87,12 +95,16 @@ int cmd_get(int argc, char **argv)
         {"fail", no_argument, NULL, 'f'},
         {"body", no_argument, NULL, 'b'},
         {"verbose", no_argument, NULL, 'v'},
+        {"output", required_argument, NULL, 'o'},
+        {"continue", no_argument, NULL, 'C'},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
         {0},
     };
-    static const cli_cmd cmd = {"get", synopsis, "fbv", longopts, help};
+    static const cli_cmd cmd = {"get", synopsis, "fbvo:C", longopts, help};
     cli_req req;
     cli_req_init(&req);
-    int pretty = 0, fail = 0, body_only = 0, verbose = 0, c, rc;
+    int pretty = 0, fail = 0, body_only = 0, verbose = 0, resume = 0, progress = -1, c, rc;
+    const char *output = NULL;
     while ((c = cli_next_option(&cmd, &req, argc, argv, &rc)) > 0) {
         switch (c) {
         case OPT_PRETTY:
@@ -107,17 +119,39 @@ int cmd_get(int argc, char **argv)
         case 'v':
             verbose = 1;
             break;
+        case 'o':
+            output = optarg;
+            break;
+        case 'C':
+            resume = 1;
+            break;
+        case OPT_PROGRESS:
+            progress = 1;
+            break;
         }
     }
     if (c == 0) goto out;
     if ((rc = cli_one_url("get", synopsis, argc - optind))) goto out;
     if ((rc = cli_req_finish(&req, "get", synopsis))) goto out;
+    if (resume && !output) {
+        rc = cli_usage_error("get", synopsis, "--continue needs -o FILE");
+        goto out;
+    }
 
     qv_session *s;
     if ((rc = cli_session_new(&req, 1, "get", &s))) goto out;
     qv_request_opts o;
     cli_req_fill(&req, argv[optind], &o);
     if (verbose) o.on_debug = print_trace;
+    o.output_path = output;
+    o.resume = resume;
+    cli_byteprogress bar;
+    cli_byteprogress_init(&bar);
+    if (progress < 0) progress = output && isatty(STDERR_FILENO);
+    if (progress) {
+        o.on_progress = cli_byteprogress_cb;
+        o.on_progress_arg = &bar;
+    }
     qv_future *f;
     int qrc = qv_request(s, &f, &o);
     if (qrc != QV_OK) {
@@ -127,6 +161,7 @@ int cmd_get(int argc, char **argv)
     } else {
         qv_response *r;
         qrc = qv_future_result(f, &r, -1);
+        cli_byteprogress_end(&bar);
         if (qrc != QV_OK) {
             const char *msg = qv_future_error(f);
             cli_error("get", "%s: %s", qv_errname(qrc), msg ? msg : qv_strerror(qrc));
