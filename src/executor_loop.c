@@ -2,7 +2,8 @@
  * at once on a curl_multi (HTTP/1.1 keep-alive, HTTP/2 multiplexing over
  * TLS). Submitters hand work over through the shared queue and
  * curl_multi_wakeup. Finished transfers go to a few delivery threads that run
- * hooks and done callbacks, so user code never stalls the transfers. */
+ * response hooks and done callbacks, so these never stall the transfers (the
+ * request hooks of attempt.c run here, as each transfer starts). */
 #include "internal.h"
 
 #define LOOP_DELIVERY_THREADS 4

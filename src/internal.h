@@ -241,7 +241,7 @@ struct qv_future {
     int defer_wake;      /* whoever completes it wakes its waiters (qv_future_wake) */
     qv_session *session; /* until completion */
     qv_executor *ex;
-    qv_future *qprev, *qnext; /* executor queue, or its host's parked list */
+    qv_future *qprev, *qnext; /* executor queue, its host's parked list, or a pool's held list */
     int qwhere;               /* which of the executor's lists holds it (QV_Q_*) */
     size_t ridx;              /* its place in the executor's retry heap */
     double due_ms;            /* when a waiting retry may go */
@@ -719,7 +719,6 @@ struct qv_executor {
     atomic_uint warned;       /* the saturation warnings given (bits) */
     atomic_uint warn_pending; /* noted, to give at the next submit */
     int shutdown;
-    int joined;
     atomic_int refs;
     atomic_size_t in_flight, completed, failed, cancelled, connections;
     atomic_size_t pool_held; /* begun, but held by a process pool for a worker */
