@@ -314,7 +314,9 @@ typedef struct qv_session_opts {
     size_t max_response_bytes; /* 0 = no limit (decoded bytes) */
     int insecure;              /* 1 = skip TLS verification */
     const char *ca_file;       /* CA bundle to verify against */
-    const char *proxy;         /* proxy URL; NULL = libcurl's environment proxies */
+    const char *proxy;         /* proxy URL for every scheme ("" = none); NULL =
+                                  libcurl's environment proxies (see proxies,
+                                  trust_env) */
     const char *user_agent;    /* NULL = "quiver/<version>" */
     const qv_retry *retry;     /* NULL = no retries */
     /* Runs before each attempt of every request (see qv_request_hook_fn). */
@@ -345,8 +347,8 @@ typedef struct qv_session_opts {
                                   set; -1 = ignore them */
     const char *unix_socket;   /* connect to this Unix socket (the URL still
                                   gives Host and path) */
-    const qv_pair *resolve;    /* pairs "host:port" → "addr[,addr...]": those
-                                  addresses instead of DNS */
+    const qv_pair *resolve;    /* pairs "host:port" → "addr" (one address): that
+                                  address instead of DNS, for this session only */
     const qv_pair *connect_to; /* pairs "host:port" → "host2:port2": connect
                                   there instead (Host, TLS name unchanged);
                                   an empty host or port matches any */

@@ -554,7 +554,8 @@ typedef struct qv_slot {
     CURL *configured;        /* easy, once its lifelong options are set (transfer.c) */
     int dirty;               /* easy has options of a special request: reset first */
     int ca_set;              /* easy has a CA file set */
-    struct curl_slist *resolve, *connect_to; /* the request's lists, while it runs */
+    /* The request's CONNECT_TO lines, while it runs (network.c). */
+    struct curl_slist *connect_to;
     qv_sink sink;
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
     double progress_ms; /* when on_progress last ran */

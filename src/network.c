@@ -28,7 +28,9 @@ static int pairs_ok(const qv_pair *p, int connect_to)
 {
     for (; p && p->name; p++) {
         if (!str_ok(p->name) || !str_ok(p->value) || !host_port_ok(p->name, connect_to)) return 0;
-        if (!p->value || !*p->value || (connect_to && !host_port_ok(p->value, 1))) return 0;
+        if (!p->value || !*p->value) return 0;
+        /* A pin is one address (a connect-to, see pair_lines). */
+        if (connect_to ? !host_port_ok(p->value, 1) : strpbrk(p->value, ", ") != NULL) return 0;
     }
     return 1;
 }
@@ -124,11 +126,20 @@ int qv_net_special(const qv_req *r)
            (r->connect_to && r->connect_to->name);
 }
 
-/* libcurl's "a:b:c" lines from pairs "a:b" → "c". */
-static CURLcode pair_lines(struct curl_slist **out, const qv_pair *p)
+/* libcurl's CONNECT_TO lines: a connect_to pair "h:p" → "h2:p2" as
+ * "h:p:h2:p2"; a resolve pin "h:p" → "addr" as "h:p:addr:p". A pin is a
+ * connect-to rather than a DNS cache entry (CURLOPT_RESOLVE) so that it
+ * stays with its request: a DNS cache entry would outlive it in a cache
+ * that other sessions' requests read (a process worker's), and a
+ * connection made through it could be reused by a request of another
+ * session to the same name (libcurl keeps connect-to connections apart). */
+static CURLcode pair_lines(struct curl_slist **out, const qv_pair *p, int pin)
 {
     for (; p && p->name; p++) {
-        char *line = qv_asprintf("%s:%s", p->name, p->value);
+        int v6 = pin && strchr(p->value, ':') && p->value[0] != '[';
+        char *line = pin ? qv_asprintf("%s:%s%s%s%s", p->name, v6 ? "[" : "", p->value,
+                                       v6 ? "]" : "", strrchr(p->name, ':'))
+                         : qv_asprintf("%s:%s", p->name, p->value);
         struct curl_slist *l = line ? curl_slist_append(*out, line) : NULL;
         qv_free(line);
         if (!l) return CURLE_OUT_OF_MEMORY;
@@ -182,20 +193,19 @@ CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
     if (!cc && r->ip_version)
         cc = curl_easy_setopt(e, CURLOPT_IPRESOLVE,
                               (long)(r->ip_version == 4 ? CURL_IPRESOLVE_V4 : CURL_IPRESOLVE_V6));
-    if (!cc) cc = pair_lines(&slot->resolve, r->resolve);
-    if (!cc) cc = pair_lines(&slot->connect_to, r->connect_to);
-    if (!cc && slot->resolve) cc = curl_easy_setopt(e, CURLOPT_RESOLVE, slot->resolve);
+    /* The first entry that matches wins: the explicit connect_to first. */
+    if (!cc) cc = pair_lines(&slot->connect_to, r->connect_to, 0);
+    if (!cc) cc = pair_lines(&slot->connect_to, r->resolve, 1);
     if (!cc && slot->connect_to) cc = curl_easy_setopt(e, CURLOPT_CONNECT_TO, slot->connect_to);
     return cc;
 }
 
 void qv_net_release(qv_slot *slot)
 {
-    if (slot->resolve) curl_easy_setopt(slot->easy, CURLOPT_RESOLVE, NULL);
-    if (slot->connect_to) curl_easy_setopt(slot->easy, CURLOPT_CONNECT_TO, NULL);
-    curl_slist_free_all(slot->resolve);
+    if (!slot->connect_to) return;
+    curl_easy_setopt(slot->easy, CURLOPT_CONNECT_TO, NULL);
     curl_slist_free_all(slot->connect_to);
-    slot->resolve = slot->connect_to = NULL;
+    slot->connect_to = NULL;
 }
 
 /* libcurl's detail of a TLS failure (with OpenSSL, an alert the server sent

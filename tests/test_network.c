@@ -105,11 +105,45 @@ Test(network, resolve_sends_a_made_up_name_to_loopback, .timeout = 30)
     /* The Host is the name, the connection went to the address. */
     tx_assert_str_eq(tx_jstr(tx_json(r), "headers/Host"), name);
     qv_future_release(f);
+    /* IPv6, bracketed or not: a pin there (where nothing listens). */
+    const char *v6[] = {"::1", "[::1]"};
+    for (size_t i = 0; i < 2; i++) {
+        qv_session *s6 = TX_SESSION(.resolve = (const qv_pair[]){{name, v6[i]}, {0}});
+        cr_assert_eq(qv_get(s6, &f, made_up_url("api.quiver.test", "/get")), QV_OK);
+        tx_assert_contains(tx_expect_error(f, QV_ECONNECT), "::1");
+        qv_future_release(f);
+        qv_session_free(s6);
+    }
     /* Another name is not affected: nothing resolves it. */
     cr_assert_eq(qv_get(s, &f, made_up_url("other.quiver.test", "/get")), QV_OK);
     tx_expect_error(f, QV_ECONNECT);
     qv_future_release(f);
     qv_session_free(s);
+}
+
+Test(network, resolve_pins_stay_in_their_session, .timeout = 30)
+{
+    /* Two sessions on one single-worker executor: the second pins nothing,
+     * so the made-up name must not reach httpbin through the first one's
+     * pin (its DNS cache entry, or its connection kept open for reuse). */
+    char name[64];
+    snprintf(name, sizeof name, "pin.quiver.test:%s", httpbin_port());
+    qv_executor *ex = tx_executor(1);
+    qv_session *pinned =
+        TX_SESSION(.executor = ex, .resolve = (const qv_pair[]){{name, "127.0.0.1"}, {0}});
+    qv_session *plain = TX_SESSION(.executor = ex);
+    const char *url = made_up_url("pin.quiver.test", "/get");
+    for (int i = 0; i < 2; i++) {
+        qv_future *f;
+        tx_get_ok(pinned, &f, url);
+        qv_future_release(f);
+        cr_assert_eq(qv_get(plain, &f, url), QV_OK);
+        tx_expect_error(f, QV_ECONNECT);
+        qv_future_release(f);
+    }
+    qv_session_free(pinned);
+    qv_session_free(plain);
+    qv_executor_free(ex);
 }
 
 Test(network, connect_to_goes_elsewhere_with_the_same_host, .timeout = 30)
@@ -338,12 +372,14 @@ Test(network, bad_settings_are_einval, .timeout = 30)
     const qv_pair no_value[] = {{"http", NULL}, {0}};
     const qv_pair no_port[] = {{"example.com", "127.0.0.1"}, {0}};
     const qv_pair crlf[] = {{"example.com:80", "127.0.0.1\r\n"}, {0}};
+    const qv_pair two[] = {{"example.com:80", "127.0.0.1,127.0.0.2"}, {0}};
     const qv_pair bad_target[] = {{"example.com:80", "elsewhere"}, {0}};
     const qv_session_opts bad[] = {
         {.size = sizeof(qv_session_opts), .proxies = bad_scheme},
         {.size = sizeof(qv_session_opts), .proxies = no_value},
         {.size = sizeof(qv_session_opts), .resolve = no_port},
         {.size = sizeof(qv_session_opts), .resolve = crlf},
+        {.size = sizeof(qv_session_opts), .resolve = two},
         {.size = sizeof(qv_session_opts), .connect_to = bad_target},
         {.size = sizeof(qv_session_opts), .ip_version = 5},
         {.size = sizeof(qv_session_opts), .trust_env = 2},

@@ -124,7 +124,8 @@ _qv_start_py_server() {
         pid=$!
         QV_SERVER_PIDS+=("$pid")
         for ((i = 0; i < QV_SERVER_START_TIMEOUT * 10; i++)); do
-            if grep -qE "listening on [a-z0-9]+://127\.0\.0\.1:$port\$" "$log" &&
+            # -s: the log may not exist yet, in the instant after the start.
+            if grep -qsE "listening on [a-z0-9]+://127\.0\.0\.1:$port\$" "$log" &&
                 "$probe" "$port"; then
                 _qv_port=$port _qv_pid=$pid
                 return 0
