@@ -176,8 +176,9 @@ Test(network, interface_and_ip_version, .timeout = 30)
     qv_session_free(s);
 
     /* An address this machine does not have cannot be sent from; nor can
-     * a device it does not have. */
-    const char *nowhere[] = {"192.0.2.1", "quiver-no-such-if0"};
+     * a device it does not have ("if!": a device name only, never looked
+     * up as a host name, so no DNS query leaves the machine). */
+    const char *nowhere[] = {"192.0.2.1", "if!quiver-no-such-if0"};
     for (size_t i = 0; i < 2; i++) {
         s = TX_SESSION(.interface = nowhere[i]);
         cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
