@@ -232,11 +232,12 @@ const char *qv_net_tls_hint(qv_slot *slot, CURLcode cc, const char *detail)
     if (strstr(detail, "protocol version"))
         return "no TLS version that both sides accept (see tls_min_version)";
     if (strstr(detail, "alert")) return cert ? "the server rejected the client certificate" : NULL;
+    /* Only the connection's end was seen, not the alert: a likely cause. */
     if (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR)
-        return cert ? "the server closed the connection after the TLS handshake: it rejected the "
-                      "client certificate"
-                    : "the server closed the connection after the TLS handshake: it demands a "
-                      "client certificate (set client_cert)";
+        return cert ? "the server closed the connection right after the TLS handshake: it "
+                      "probably rejected the client certificate"
+                    : "the server closed the connection right after the TLS handshake: it "
+                      "probably demands a client certificate (set client_cert)";
     return NULL;
 }
 
@@ -249,6 +250,9 @@ int qv_net_tls_refused(qv_slot *slot, const char *detail)
      * reset. Either way on a connection just made for this transfer. */
     curl_off_t tls = 0;
     long conns = 0;
+    char *url = NULL;
+    curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
+    if (!url || strncasecmp(url, "https:", 6) != 0) return 0; /* TLS to a proxy only */
     curl_easy_getinfo(slot->easy, CURLINFO_APPCONNECT_TIME_T, &tls);
     curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns);
     return tls > 0 && (conns > 0 || strstr(detail, "alert") != NULL);
