@@ -17,6 +17,12 @@
  *  - Everything passed in is copied at submit: the caller may free it at once.
  *  - If a submit call returns an error, no future exists and no callback
  *    ever fires.
+ *  - Misuse no return code can report (a future released more often than
+ *    referenced, a session or executor freed twice, a pointer that is not
+ *    one passed as one) prints what happened on stderr and aborts. Checked
+ *    cheaply, with a magic word in each object: a best effort once the
+ *    memory is really freed and reused (ASan reports it anyway), but a
+ *    future's extra release is caught for sure while quiver holds it.
  */
 #ifndef QUIVER_H
 #define QUIVER_H

@@ -17,7 +17,7 @@ struct qv_cq {
 static void cq_unref(qv_cq *cq)
 {
     if (atomic_fetch_sub(&cq->refs, 1) != 1) return;
-    for (size_t i = 0; i < cq->len; i++) qv_future_release(cq->ring[(cq->head + i) % cq->cap]);
+    for (size_t i = 0; i < cq->len; i++) qv_future_drop(cq->ring[(cq->head + i) % cq->cap]);
     qv_free(cq->ring);
     close(cq->fd);
     pthread_mutex_destroy(&cq->mu);
@@ -86,14 +86,15 @@ static void on_done(qv_future *f, void *arg)
 int qv_cq_add(qv_cq *cq, qv_future *f)
 {
     if (!cq || !f) return QV_EINVAL;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&cq->mu);
     atomic_fetch_add(&cq->refs, 1);
     int rc = reserve(cq);
     pthread_mutex_unlock(&cq->mu);
     if (!rc) {
-        qv_future_ref(f);
+        qv_future_hold(f);
         rc = qv_future_add_done_callback(f, on_done, cq);
-        if (rc) qv_future_release(f);
+        if (rc) qv_future_drop(f);
     }
     if (rc) cq_unref(cq);
     return rc;
@@ -108,6 +109,7 @@ int qv_cq_pop(qv_cq *cq, qv_future **out)
     int rc = QV_EAGAIN;
     if (cq->len) {
         *out = cq->ring[cq->head];
+        qv_future_hand_over(*out); /* the queue's reference is the caller's now */
         cq->head = (cq->head + 1) % cq->cap;
         if (--cq->len == 0) {
             uint64_t n;

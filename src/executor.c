@@ -4,14 +4,13 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 atomic_int qv_io_threads;
 
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o)
 {
+    ex->magic = QV_MAGIC_EXECUTOR;
     ex->vt = vt;
     ex->o = *o;
     if (ex->o.max_workers <= 0) ex->o.max_workers = QV_DEFAULT_MAX_WORKERS;
@@ -78,13 +77,15 @@ _Thread_local qv_executor *qv_own_executor;
 void qv_executor_free(qv_executor *ex)
 {
     if (!ex) return;
+    QV_CHECK_EXECUTOR(ex);
     /* Its threads would have to join themselves: memory would be freed
      * under the very thread running. A misuse no return value can report. */
-    if (qv_own_executor == ex) {
-        fprintf(stderr, "quiver: qv_executor_free called from one of the executor's own hooks "
-                        "or done callbacks; free it from another thread\n");
-        abort();
-    }
+    if (qv_own_executor == ex)
+        qv_misuse(__func__, ex,
+                  "called from one of the executor's own hooks or done callbacks; free it "
+                  "from another thread");
+    /* Sessions may keep it a while: a second free is caught until they go. */
+    ex->magic = QV_MAGIC_FREED;
     pthread_mutex_lock(&ex->mu);
     int first = !ex->shutdown;
     ex->shutdown = 1;
@@ -358,6 +359,7 @@ void qv_executor_count(qv_executor *ex, qv_future_state st)
 int qv_executor_stats_get(qv_executor *ex, qv_executor_stats *out)
 {
     if (!ex || !out) return QV_EINVAL;
+    QV_CHECK_EXECUTOR(ex);
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ex->mu);
     out->queued = ex->queued + atomic_load(&ex->pool_held);

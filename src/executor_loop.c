@@ -63,7 +63,7 @@ static void *delivery_main(void *arg)
         pthread_mutex_unlock(&L->dmu);
         if (!f) break; /* stopped and drained */
         qv_transfer_deliver(f);
-        qv_future_release(f); /* the queue's reference */
+        qv_future_drop(f); /* the queue's reference */
     }
     return NULL;
 }
@@ -107,7 +107,7 @@ static void deliver(loop *L, batch *done)
         next = f->next_done;
         f->next_done = NULL;
         qv_future_wake(f);
-        qv_future_release(f); /* the queue's reference */
+        qv_future_drop(f); /* the queue's reference */
     }
 }
 
@@ -154,8 +154,8 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
     qv_transfer_collect(slot, cc);
     slot_deactivate(L, slot);
     if (qv_retry_maybe(f)) {
-        qv_future_release(f); /* this attempt's queue reference */
-        L->requeued = 1;      /* look at the queue before sleeping */
+        qv_future_drop(f); /* this attempt's queue reference */
+        L->requeued = 1;   /* look at the queue before sleeping */
         return;
     }
     batch_add(done, f);

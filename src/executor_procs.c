@@ -137,7 +137,7 @@ static void wake(procs *P)
 static void hold(procs *P, qv_future *f)
 {
     if (qv_future_lost(f))
-        qv_future_release(f); /* the queue's reference */
+        qv_future_drop(f); /* the queue's reference */
     else
         qv_flist_insert(&P->held, P->held.tail, f);
 }
@@ -145,7 +145,7 @@ static void hold(procs *P, qv_future *f)
 static void cancelled(qv_future *f)
 {
     qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
-    qv_future_release(f); /* the queue's reference */
+    qv_future_drop(f); /* the queue's reference */
 }
 
 /* A held future that is to go nowhere now (its cancel was asked for):
@@ -153,7 +153,7 @@ static void cancelled(qv_future *f)
 static void drop(qv_future *f)
 {
     if (qv_future_unhold(f) < 0)
-        qv_future_release(f);
+        qv_future_drop(f);
     else
         cancelled(f);
 }
@@ -168,7 +168,7 @@ static int hand(procs *P, pworker *w, qv_future *f)
 {
     int was_held = qv_future_unhold(f);
     if (was_held < 0) {
-        qv_future_release(f); /* a cancel completed it while held */
+        qv_future_drop(f); /* a cancel completed it while held */
         return DROPPED;
     }
     if (atomic_load(&f->cancel_requested)) {
@@ -185,7 +185,7 @@ static int hand(procs *P, pworker *w, qv_future *f)
     if (rc) {
         curl_slist_free_all(jar);
         qv_future_fail(f, rc, "could not hand the request to worker %d", (int)w->pid);
-        qv_future_release(f);
+        qv_future_drop(f);
         if (rc == QV_EWORKER) kill_worker(w);
         return SENT;
     }
@@ -318,7 +318,7 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     } else {
         qv_future_complete(f, st, err, msg, r);
     }
-    qv_future_release(f); /* the queue's reference */
+    qv_future_drop(f); /* the queue's reference */
 }
 
 /* Returns 0, or -1 for a malformed answer (the worker is being killed). */
@@ -389,7 +389,7 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
         w->f = NULL;
         w->hook_deadline = 0;
         if (qv_retry_requeue(f, retry_ms < cap ? retry_ms : cap)) {
-            qv_future_release(f); /* this attempt's queue reference */
+            qv_future_drop(f); /* this attempt's queue reference */
             return 0;
         }
         /* No retry after all (cancelled, no memory): this is the outcome. */
@@ -542,7 +542,7 @@ static void fail_queued(procs *P, const char *why, int all)
         pthread_mutex_unlock(&ex->mu);
         if (!f) return;
         qv_future_fail(f, QV_EWORKER, "%s", why);
-        qv_future_release(f);
+        qv_future_drop(f);
     }
 }
 
@@ -564,7 +564,7 @@ static void fail_held(procs *P, const char *why)
     while ((f = P->held.head)) {
         qv_flist_unlink(&P->held, f);
         if (qv_future_unhold(f) >= 0) qv_future_fail(f, QV_EWORKER, "%s", why);
-        qv_future_release(f);
+        qv_future_drop(f);
     }
 }
 

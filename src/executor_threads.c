@@ -30,7 +30,7 @@ static void run_one(qv_executor *ex, qv_slot *slot, CURLM **mp, qv_future *f)
     } else {
         qv_transfer_deliver(f);
     }
-    qv_future_release(f); /* the queue's reference */
+    qv_future_drop(f); /* the queue's reference */
 }
 
 static void *worker_main(void *arg)

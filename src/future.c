@@ -19,6 +19,8 @@ qv_future *qv_future_alloc(void)
     if (pthread_mutex_init(&f->mu, NULL)) goto fail_mu;
     if (qv_cond_init(&f->cv)) goto fail_cv;
     atomic_init(&f->refs, 1);
+    atomic_init(&f->user_refs, 1);
+    f->magic = QV_MAGIC_FUTURE;
     atomic_init(&f->cancel_requested, 0);
     f->state = QV_PENDING;
     f->out_retry_ms = -1;
@@ -30,15 +32,38 @@ fail_mu:
     return NULL;
 }
 
+qv_future *qv_future_hold(qv_future *f)
+{
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    return f;
+}
+
 qv_future *qv_future_ref(qv_future *f)
 {
-    if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-    return f;
+    if (!f) return NULL;
+    QV_CHECK_FUTURE(f);
+    atomic_fetch_add_explicit(&f->user_refs, 1, memory_order_relaxed);
+    return qv_future_hold(f);
+}
+
+void qv_future_hand_over(qv_future *f)
+{
+    atomic_fetch_add_explicit(&f->user_refs, 1, memory_order_relaxed);
 }
 
 void qv_future_release(qv_future *f)
 {
-    if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1) return;
+    if (!f) return;
+    QV_CHECK_FUTURE(f);
+    if (atomic_fetch_sub_explicit(&f->user_refs, 1, memory_order_relaxed) <= 0)
+        qv_misuse(__func__, f, "released more often than it was referenced (released twice?)");
+    qv_future_drop(f);
+}
+
+void qv_future_drop(qv_future *f)
+{
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1) return;
+    f->magic = QV_MAGIC_FREED;
     qv_cb *cb = f->more_cbs;
     while (cb) {
         qv_cb *next = cb->next;
@@ -146,6 +171,7 @@ int qv_future_unhold(qv_future *f)
 int qv_future_attempts(qv_future *f)
 {
     if (!f) return 0;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     int n = f->attempts;
     pthread_mutex_unlock(&f->mu);
@@ -270,6 +296,7 @@ void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
 int qv_future_wait(qv_future *f, long timeout_ms)
 {
     if (!f) return QV_EINVAL;
+    QV_CHECK_FUTURE(f);
     struct timespec dl;
     if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
     pthread_mutex_lock(&f->mu);
@@ -302,6 +329,7 @@ int qv_future_done(qv_future *f)
 qv_future_state qv_future_state_get(qv_future *f)
 {
     if (!f) return QV_FAILED;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     qv_future_state st = f->state;
     pthread_mutex_unlock(&f->mu);
@@ -311,6 +339,7 @@ qv_future_state qv_future_state_get(qv_future *f)
 int qv_future_error_code(qv_future *f)
 {
     if (!f) return QV_EINVAL;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     int err = terminal(f->state) ? f->error : QV_OK;
     pthread_mutex_unlock(&f->mu);
@@ -320,6 +349,7 @@ int qv_future_error_code(qv_future *f)
 const char *qv_future_error(qv_future *f)
 {
     if (!f) return NULL;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     const char *m = f->state == QV_FAILED || f->state == QV_CANCELLED ? f->errmsg : NULL;
     if ((f->state == QV_FAILED || f->state == QV_CANCELLED) && !m) m = qv_strerror(f->error);
@@ -330,6 +360,7 @@ const char *qv_future_error(qv_future *f)
 int qv_future_cancel(qv_future *f)
 {
     if (!f) return 0;
+    QV_CHECK_FUTURE(f);
     /* A done future never touches its executor again: that may be freed by
      * now (qv_executor_free returns once every future of it is done). */
     qv_future_state now = qv_future_state_get(f);
@@ -374,7 +405,7 @@ int qv_future_cancel(qv_future *f)
 
     if (removed) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
-        qv_future_release(f); /* the queue's reference */
+        qv_future_drop(f); /* the queue's reference */
     } else if (held) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL); /* the pool keeps its ref */
     }
@@ -398,6 +429,7 @@ void qv_future_wake(qv_future *f)
 int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
 {
     if (!f || !fn) return QV_EINVAL;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     /* Being completed where user code must not run (a loop's I/O thread):
      * wait the moment it takes, then run the callback here. */
@@ -428,6 +460,7 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
 void *qv_future_user_data(qv_future *f)
 {
     if (!f) return NULL;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     void *p = f->user_data;
     pthread_mutex_unlock(&f->mu);
@@ -437,6 +470,7 @@ void *qv_future_user_data(qv_future *f)
 void qv_future_set_user_data(qv_future *f, void *user_data)
 {
     if (!f) return;
+    QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     f->user_data = user_data;
     pthread_mutex_unlock(&f->mu);

@@ -314,6 +314,7 @@ int qv_executor_set_host_limits(qv_executor *ex, const char *host, const qv_host
 {
     if (!ex || !host || !*host || strlen(host) > 260 || strpbrk(host, "/?#@ \t\r\n"))
         return QV_EINVAL;
+    QV_CHECK_EXECUTOR(ex);
     if (limits && (limits->max_concurrent < 0 || limits->burst < 0 || !(limits->rate >= 0) ||
                    isinf(limits->rate)))
         return QV_EINVAL;

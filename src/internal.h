@@ -85,6 +85,28 @@ int qv_header_line_is(const char *line, const char *name, size_t nlen);
 int qv_header_name_ok(const char *name);
 int qv_header_value_ok(const char *value);
 
+/* ------------------------------------------------------------- misuse (misuse.c) */
+
+/* Magic words: the first field of a future, session and executor, set when
+ * it is made, checked at every public entry, QV_MAGIC_FREED once freed. */
+#define QV_MAGIC_FUTURE   0x51564675u /* "QVFu" */
+#define QV_MAGIC_SESSION  0x51565365u /* "QVSe" */
+#define QV_MAGIC_EXECUTOR 0x51564578u /* "QVEx" */
+#define QV_MAGIC_FREED    0xdeadbeefu
+
+/* Says on stderr that fn(p) was misused (what), then aborts. */
+_Noreturn void qv_misuse(const char *fn, const void *p, const char *what);
+_Noreturn void qv_magic_fail(const char *fn, const void *p, unsigned have, const char *kind);
+/* Aborts unless p's magic word `have` is `want` (kind: "future", ...). */
+#define QV_CHECK_MAGIC(p, want, kind)                                                              \
+    do {                                                                                           \
+        if (__builtin_expect((p)->magic != (want), 0))                                             \
+            qv_magic_fail(__func__, (p), (p)->magic, (kind));                                      \
+    } while (0)
+#define QV_CHECK_FUTURE(f)   QV_CHECK_MAGIC(f, QV_MAGIC_FUTURE, "future")
+#define QV_CHECK_SESSION(s)  QV_CHECK_MAGIC(s, QV_MAGIC_SESSION, "session")
+#define QV_CHECK_EXECUTOR(x) QV_CHECK_MAGIC(x, QV_MAGIC_EXECUTOR, "executor")
+
 /* ----------------------------------------------------------------- URLs (url.c) */
 
 /* The span of url's userinfo with its '@' ("user:pass@" in
@@ -224,6 +246,10 @@ typedef struct qv_cb {
 } qv_cb;
 
 struct qv_future {
+    unsigned magic; /* QV_MAGIC_FUTURE */
+    /* The caller's references (qv_request's, qv_future_ref's, qv_cq_pop's),
+     * apart from quiver's own: one release too many is caught for sure. */
+    atomic_int user_refs;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     atomic_int refs;
@@ -266,7 +292,13 @@ struct qv_future {
     qv_req req;
 };
 
+/* A new future with one reference, the caller's (user_refs 1). */
 qv_future *qv_future_alloc(void);
+/* quiver's own references (a queue's, a waiter's): not the caller's. */
+qv_future *qv_future_hold(qv_future *f);
+void qv_future_drop(qv_future *f);
+/* One of quiver's references becomes the caller's (qv_cq_pop). */
+void qv_future_hand_over(qv_future *f);
 /* Moves PENDING → RUNNING (or starts a retry's next attempt) and counts the
  * attempt; 0 if the future was cancelled meanwhile. */
 int qv_future_begin(qv_future *f, CURLM *waker);
@@ -314,6 +346,7 @@ void qv_waiter_unlink(qv_future *f, qv_wlink *l);
 /* ---------------------------------------------------------- session (session.c) */
 
 struct qv_session {
+    unsigned magic; /* QV_MAGIC_SESSION */
     qv_arena arena; /* copied defaults */
     qv_executor *ex;
     int owns_ex;
@@ -707,6 +740,7 @@ typedef struct qv_hosts {
 } qv_hosts;
 
 struct qv_executor {
+    unsigned magic; /* QV_MAGIC_EXECUTOR until qv_executor_free, then QV_MAGIC_FREED */
     const qv_executor_vt *vt;
     qv_executor_opts o;
     pthread_mutex_t mu;

@@ -295,7 +295,7 @@ static int serve_one(worker *w)
     w->ss->o.hooks = NULL;
     curl_slist_free_all(jar);
     curl_slist_free_all(jar_after);
-    qv_future_release(f);
+    qv_future_drop(f);
     return took;
 }
 

@@ -166,6 +166,7 @@ static int share_new(qv_session *s)
 
 static void session_destroy(qv_session *s)
 {
+    s->magic = QV_MAGIC_FREED;
     if (s->owns_ex)
         qv_executor_free(s->ex);
     else if (s->ex)
@@ -194,6 +195,7 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
     if (global_rc) return QV_ENOMEM;
     qv_session *s = qv_calloc(1, sizeof(*s));
     if (!s) return QV_ENOMEM;
+    s->magic = QV_MAGIC_SESSION;
     if (pthread_mutex_init(&s->mu, NULL)) {
         qv_free(s);
         return QV_ENOMEM;
@@ -231,7 +233,9 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
 
 qv_executor *qv_session_executor(qv_session *s)
 {
-    return s ? s->ex : NULL;
+    if (!s) return NULL;
+    QV_CHECK_SESSION(s);
+    return s->ex;
 }
 
 static void live_unlink(qv_session *s, qv_future *f)
@@ -257,13 +261,14 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     if (!out) return QV_EINVAL;
     *out = NULL;
     if (!s || !opts) return QV_EINVAL;
+    QV_CHECK_SESSION(s);
     qv_request_opts o;
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;
     qv_future *f = qv_future_alloc();
     if (!f) return QV_ENOMEM;
     if ((rc = qv_req_build(&f->req, s, &o))) {
-        qv_future_release(f);
+        qv_future_drop(f);
         return rc;
     }
     f->user_data = o.user_data;
@@ -274,7 +279,7 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     pthread_mutex_lock(&s->mu);
     if (s->closed) {
         pthread_mutex_unlock(&s->mu);
-        qv_future_release(f);
+        qv_future_drop(f);
         return QV_ESHUTDOWN;
     }
     f->snext = s->live;
@@ -289,15 +294,15 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
         *out = f;
         return QV_OK;
     }
-    qv_future_ref(f); /* the queue's reference */
+    qv_future_hold(f); /* the queue's reference */
     rc = qv_executor_submit(s->ex, f);
     if (rc) {
         pthread_mutex_lock(&s->mu);
         live_unlink(s, f);
         pthread_mutex_unlock(&s->mu);
         f->session = NULL;
-        qv_future_release(f);
-        qv_future_release(f);
+        qv_future_drop(f);
+        qv_future_drop(f);
         return rc;
     }
     *out = f;
@@ -309,13 +314,14 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
 static qv_future *next_pending(qv_session *s)
 {
     for (qv_future *f = s->live; f; f = f->snext)
-        if (!atomic_load(&f->cancel_requested) && qv_future_waiting(f)) return qv_future_ref(f);
+        if (!atomic_load(&f->cancel_requested) && qv_future_waiting(f)) return qv_future_hold(f);
     return NULL;
 }
 
 void qv_session_close(qv_session *s, int cancel_pending)
 {
     if (!s) return;
+    QV_CHECK_SESSION(s);
     pthread_mutex_lock(&s->mu);
     s->closed = 1;
     pthread_mutex_unlock(&s->mu);
@@ -327,7 +333,7 @@ void qv_session_close(qv_session *s, int cancel_pending)
         pthread_mutex_unlock(&s->mu);
         if (!f) break;
         qv_future_cancel(f);
-        qv_future_release(f);
+        qv_future_drop(f);
     }
     pthread_mutex_lock(&s->mu);
     while (s->nlive) pthread_cond_wait(&s->cv, &s->mu);
@@ -337,6 +343,7 @@ void qv_session_close(qv_session *s, int cancel_pending)
 void qv_session_free(qv_session *s)
 {
     if (!s) return;
+    QV_CHECK_SESSION(s);
     qv_session_close(s, 0);
     session_destroy(s);
 }
@@ -403,6 +410,7 @@ static int copy_out(const char *value, char *buf, size_t buflen)
 int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen)
 {
     if (!s || !name || (!buf && buflen)) return QV_EINVAL;
+    QV_CHECK_SESSION(s);
     CURL *e = jar_handle(s);
     if (!e) return QV_ENOMEM;
     struct curl_slist *list = NULL;
@@ -483,6 +491,7 @@ static int set_anyhost(qv_session *s, const char *name, const char *value)
 
 int qv_session_set_cookie(qv_session *s, const char *name, const char *value, const char *domain)
 {
+    if (s) QV_CHECK_SESSION(s);
     if (!s || !name || !value || !qv_header_name_ok(name) || strpbrk(value, "\r\n;\t") ||
         (domain && (!*domain || strpbrk(domain, "\r\n;\t "))))
         return QV_EINVAL;
@@ -594,6 +603,7 @@ qv_session *qv_session_stub_new(void)
 {
     qv_session *s = qv_calloc(1, sizeof(*s));
     if (!s) return NULL;
+    s->magic = QV_MAGIC_SESSION;
     pthread_mutex_init(&s->mu, NULL);
     qv_cond_init(&s->cv);
     s->closed = 1;

@@ -54,7 +54,10 @@ int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms)
     if (mode != QV_ALL_COMPLETED && mode != QV_FIRST_COMPLETED && mode != QV_FIRST_EXCEPTION)
         return QV_EINVAL;
     size_t live = 0;
-    for (size_t i = 0; i < n; i++) live += fs[i] != NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (fs[i]) QV_CHECK_FUTURE(fs[i]);
+        live += fs[i] != NULL;
+    }
     if (live == 0) return QV_OK;
 
     wait_state ws = {.done = 0, .failed = 0};
@@ -106,8 +109,10 @@ int qv_as_completed_new(qv_as_completed **out, qv_future *const *fs, size_t n)
     if (!out) return QV_EINVAL;
     *out = NULL;
     if (n && !fs) return QV_EINVAL;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (!fs[i]) return QV_EINVAL;
+        QV_CHECK_FUTURE(fs[i]);
+    }
     qv_as_completed *ac = qv_calloc(1, sizeof(*ac));
     if (!ac) return QV_ENOMEM;
     ac->fs = qv_calloc(n, sizeof(*ac->fs));
@@ -121,7 +126,7 @@ int qv_as_completed_new(qv_as_completed **out, qv_future *const *fs, size_t n)
         return QV_ENOMEM;
     }
     ac->n = n;
-    for (size_t i = 0; i < n; i++) ac->fs[i] = qv_future_ref(fs[i]);
+    for (size_t i = 0; i < n; i++) ac->fs[i] = qv_future_hold(fs[i]);
     for (size_t i = 0; i < n; i++) qv_waiter_link(ac->fs[i], &ac->links[i], &ac->w, i);
     *out = ac;
     return QV_OK;
@@ -155,7 +160,7 @@ void qv_as_completed_free(qv_as_completed *ac)
     if (!ac) return;
     for (size_t i = 0; i < ac->n; i++) {
         qv_waiter_unlink(ac->fs[i], &ac->links[i]);
-        qv_future_release(ac->fs[i]);
+        qv_future_drop(ac->fs[i]);
     }
     waiter_destroy(&ac->w);
     qv_free(ac->fs);

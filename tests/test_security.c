@@ -6,6 +6,7 @@
  * same httpbin: tu_host("localhost", path) is the "other host". */
 #include "support.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -480,4 +481,44 @@ Test(security, a_pointer_result_is_never_lost_silently, .timeout = 30)
     }
     qv_future_release(f);
     qv_session_free(s);
+}
+
+/* Misuse no return value can report stops the program with a message. */
+static unsigned char not_an_object[4096];
+
+Test(security, releasing_a_future_once_too_often_aborts, .signal = SIGABRT, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    tx_get_ok(s, &f, tu("/get"));
+    /* The queue's own reference keeps the future's memory: no luck involved. */
+    qv_cq *cq;
+    cr_assert_eq(qv_cq_new(&cq), QV_OK);
+    cr_assert_eq(qv_cq_add(cq, f), QV_OK);
+    qv_future_release(f);
+    qv_future_release(f);
+}
+
+Test(security, freeing_an_executor_twice_aborts, .signal = SIGABRT, .timeout = 30)
+{
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex); /* keeps the executor's memory */
+    qv_executor_free(ex);
+    qv_executor_free(ex);
+    qv_session_free(s);
+}
+
+Test(security, freeing_what_is_not_a_session_aborts, .signal = SIGABRT, .timeout = 30)
+{
+    qv_session_free((qv_session *)not_an_object);
+}
+
+Test(security, releasing_what_is_not_a_future_aborts, .signal = SIGABRT, .timeout = 30)
+{
+    qv_future_release((qv_future *)not_an_object);
+}
+
+Test(security, freeing_what_is_not_an_executor_aborts, .signal = SIGABRT, .timeout = 30)
+{
+    qv_executor_free((qv_executor *)not_an_object);
 }
