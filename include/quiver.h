@@ -95,6 +95,12 @@ enum qv_error {
     QV_ERROR_COUNT_      /* not an error: the number of codes */
 };
 
+/* The message of the last call on this thread that failed with something
+ * to tell beyond its code (qv_session_new loading a cookie_file,
+ * qv_session_save_cookies): e.g. which file and why. "" when that call
+ * succeeded or no such call was made; never NULL. Valid until the thread's
+ * next such call. */
+const char *qv_last_error(void);
 /* A short human message for a code ("connection failed"); never NULL. */
 const char *qv_strerror(int code);
 /* The code's name ("QV_ECONNECT"); never NULL. */
@@ -369,6 +375,12 @@ typedef struct qv_session_opts {
     qv_debug_fn on_debug;
     void *on_debug_arg;
     int debug_body;
+    /* A Netscape cookie file (the format of curl's -b and -c) loaded into
+     * the jar at creation. A missing file is an empty jar (as for curl and
+     * requests); one that cannot be read fails qv_session_new with QV_EIO, a
+     * line that is not a comment or a cookie with QV_EINVAL (qv_last_error
+     * says which). Nothing is written back: see qv_session_save_cookies. */
+    const char *cookie_file;
 } qv_session_opts;
 
 /*
@@ -525,6 +537,14 @@ qv_executor *qv_session_executor(qv_session *s);
 int qv_session_cookie(qv_session *s, const char *name, char *buf, size_t buflen);
 /* Puts a cookie in the jar for `domain` (NULL = sent to every host). */
 int qv_session_set_cookie(qv_session *s, const char *name, const char *value, const char *domain);
+/* Writes the jar to path as a Netscape cookie file (what .cookie_file and
+ * curl -b read), atomically: a new file in path's directory (mode 0600),
+ * renamed over path, so a reader sees the old file or the new one whole.
+ * Session cookies (no expiry) are written too, as curl does; cookies set
+ * for every host (no domain) are written for each host they were sent to.
+ * QV_OK, QV_EINVAL, QV_ENOMEM or QV_EIO (qv_last_error names the path and
+ * the reason). */
+int qv_session_save_cookies(qv_session *s, const char *path);
 
 /* Submits a request. On QV_OK *out is a new future owned by the caller (one
  * reference). Errors at submit: QV_EINVAL (bad options, CR/LF/NUL in a header
@@ -674,6 +694,13 @@ int qv_response_http_version(const qv_response *r);
 int qv_response_attempts(const qv_response *r);
 /* Total transfer time in milliseconds. */
 double qv_response_elapsed_ms(const qv_response *r);
+/* The value of cookie `name` as this response's Set-Cookie headers set it
+ * (the last one of that name wins); NULL if they set none, or one that
+ * deletes it (Max-Age 0 or less, or an expiry in the past). The final
+ * response's own headers only, like requests' r.cookies: cookies set by
+ * the redirects that led to it are in the session's jar, and in
+ * qv_response_history's headers. Owned by the response. */
+const char *qv_response_cookie(qv_response *r, const char *name);
 /* QV_EHTTP for 4xx/5xx, else QV_OK. */
 int qv_response_raise_for_status(const qv_response *r);
 

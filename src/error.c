@@ -2,6 +2,8 @@
  * libcurl's codes to quiver's requests-like kinds. */
 #include "internal.h"
 
+#include <stdio.h>
+
 static const struct {
     int code;
     const char *name;
@@ -103,4 +105,19 @@ int qv_error_from_curl(CURLcode cc)
     default:
         return QV_ETRANSFER;
     }
+}
+
+static _Thread_local char last_error[512];
+
+const char *qv_last_error(void)
+{
+    return last_error;
+}
+
+void qv_set_last_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
 }

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ------------------------------------------------------------- memory (mem.c) */
 
@@ -119,6 +120,8 @@ char *qv_url_shown(const char *url);
 /* ------------------------------------------------------------ errors (error.c) */
 
 int qv_error_from_curl(CURLcode cc);
+/* Sets qv_last_error's message ("" clears it). */
+void qv_set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* --------------------------------------------------------- request (request.c) */
 
@@ -400,6 +403,18 @@ int qv_session_jar_merge(qv_session *s, const struct curl_slist *before,
                          const struct curl_slist *after, uint64_t *version);
 /* Empties the jar, then loads lines. */
 int qv_session_jar_replace(qv_session *s, const struct curl_slist *lines);
+
+/* -------------------------------------------------------- cookie files (cookiefile.c) */
+
+/* The cookie lines of a Netscape cookie file (*out NULL for a missing or
+ * empty one): QV_OK, QV_EIO, QV_EINVAL (both with qv_last_error set) or
+ * QV_ENOMEM. */
+int qv_cookie_file_read(const char *path, struct curl_slist **out);
+/* Whether a Netscape line's expiry (field 4; 0: a session cookie) is
+ * before now: the jar lists such a cookie until its next send drops it. */
+int qv_cookie_line_expired(const char *line, time_t now);
+/* Loads a cookie file into the jar of a new session (same codes). */
+int qv_session_load_cookie_file(qv_session *s, const char *path);
 /* A closed session with a jar and nothing else: what a process worker hands
  * to hooks and transfers. */
 qv_session *qv_session_stub_new(void);
@@ -430,6 +445,11 @@ struct qv_response {
     int result_refused; /* qv_response_set_result was called in a worker process */
     char *hook_error;
     long long body_bytes; /* streamed elsewhere (sink.c); -1: the body is in memory */
+    /* The cookies its Set-Cookie headers set (response_cookies.c), read on
+     * first use under json_mu; a deleted one's value is NULL. */
+    qv_hdr *cookies;
+    size_t ncookies;
+    int cookies_read;
 };
 
 /* 1 in a process pool's worker: a pointer result cannot reach the caller. */
@@ -441,6 +461,7 @@ extern int qv_in_worker_process;
 
 qv_response *qv_response_new(void);
 void qv_response_free(qv_response *r);
+void qv_response_cookies_free(qv_response *r);
 /* Moves r's status line, headers and URL into a new history entry of r. */
 int qv_response_push_history(qv_response *r);
 void qv_response_reset_hop(qv_response *r);

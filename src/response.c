@@ -72,6 +72,7 @@ void qv_response_free(qv_response *r)
     if (r->result_free) r->result_free(r->result);
     qv_free(r->result_bytes);
     qv_free(r->hook_error);
+    qv_response_cookies_free(r);
     pthread_mutex_destroy(&r->json_mu);
     qv_free(r);
 }

@@ -191,6 +191,7 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
 {
     if (!out) return QV_EINVAL;
     *out = NULL;
+    qv_set_last_error("%s", "");
     qv_global_init();
     if (global_rc) return QV_ENOMEM;
     qv_session *s = qv_calloc(1, sizeof(*s));
@@ -209,7 +210,10 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
     if (!(rc = copy_opts(s, opts))) rc = share_new(s);
     if (!rc)
         rc = qv_header_lines(&s->default_headers, s->o.headers, NULL, s->o.user_agent, 0, NULL);
-    /* The caller's cookies go into the jar; the option is not kept. */
+    /* The cookie file, then the caller's cookies go into the jar; the
+     * options are not kept. */
+    if (!rc && s->o.cookie_file) rc = qv_session_load_cookie_file(s, s->o.cookie_file);
+    s->o.cookie_file = NULL;
     for (const qv_cookie *c = s->o.cookies; !rc && c && c->name; c++)
         rc = qv_session_set_cookie(s, c->name, c->value, NULL);
     s->o.cookies = NULL;
@@ -377,16 +381,11 @@ static const char *jar_find(struct curl_slist *list, const char *name)
     size_t nlen = strlen(name);
     time_t now = time(NULL);
     for (struct curl_slist *l = list; l; l = l->next) {
-        const char *field = l->data, *expires = NULL;
-        for (int i = 0; i < 5 && field; i++) {
-            if (i == 4) expires = field;
-            field = strchr(field, '\t');
-            if (field) field++;
-        }
+        if (qv_cookie_line_expired(l->data, now)) continue;
+        const char *field = l->data;
+        for (int i = 0; i < 5 && field; i++)
+            if ((field = strchr(field, '\t'))) field++;
         const char *tab = field ? strchr(field, '\t') : NULL;
-        /* The jar lists expired cookies until its next send drops them. */
-        long long exp = expires ? strtoll(expires, NULL, 10) : 0;
-        if (exp > 0 && exp < (long long)now) continue;
         if (tab && (size_t)(tab - field) == nlen && strncmp(field, name, nlen) == 0) return tab + 1;
     }
     return NULL;
