@@ -164,6 +164,45 @@ static void emit(qv_future *f, qv_debug_kind kind, const char *line, size_t len)
     qv_buf_free(&b);
 }
 
+/* libcurl's info or header block as events, a line each. */
+static void emit_lines(qv_future *f, qv_debug_kind kind, const char *data, size_t size)
+{
+    /* A block of header lines (a request's come as one) becomes a line each. */
+    const char *s = data, *end = data + size;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        const char *e = nl ? nl : end;
+        size_t len = (size_t)(e - s);
+        if (len && s[len - 1] == '\r') len--;
+        if (len) emit(f, kind, s, len);
+        s = nl ? nl + 1 : end;
+    }
+}
+
+/* libcurl tells of its cookie engine's work from inside the engine, with
+ * the session's cookie lock held: those comments wait in the slot (each a
+ * length and its bytes) for the next event or the end of the transfer, so
+ * that on_debug never runs under a lock (it may read the jar). */
+static void hold(qv_slot *slot, const char *data, size_t size)
+{
+    if (qv_buf_append(&slot->trace_held, &size, sizeof(size)) ||
+        qv_buf_append(&slot->trace_held, data, size))
+        slot->trace_held.len = 0; /* no memory: the trace loses them */
+}
+
+void qv_trace_flush(qv_slot *slot)
+{
+    qv_buf held = slot->trace_held;
+    slot->trace_held = (qv_buf){0};
+    for (size_t at = 0; slot->f && at + sizeof(size_t) <= held.len;) {
+        size_t size;
+        memcpy(&size, held.data + at, sizeof(size));
+        emit_lines(slot->f, QV_DEBUG_INFO, held.data + at + sizeof(size), size);
+        at += sizeof(size) + size;
+    }
+    qv_buf_free(&held);
+}
+
 static int on_curl_debug(CURL *h, curl_infotype type, char *data, size_t size, void *p)
 {
     (void)h;
@@ -171,6 +210,11 @@ static int on_curl_debug(CURL *h, curl_infotype type, char *data, size_t size, v
     qv_future *f = slot->f;
     if (!f) return 0;
     const qv_req *r = &f->req;
+    if (type == CURLINFO_TEXT && memmem(data, size, "cookie", 6)) {
+        hold(slot, data, size);
+        return 0;
+    }
+    if (slot->trace_held.len) qv_trace_flush(slot);
     qv_debug_kind kind;
     switch (type) {
     case CURLINFO_TEXT:
@@ -191,16 +235,7 @@ static int on_curl_debug(CURL *h, curl_infotype type, char *data, size_t size, v
     default:
         return 0; /* TLS records */
     }
-    /* A block of header lines (a request's come as one) becomes a line each. */
-    const char *s = data, *end = data + size;
-    while (s < end) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *e = nl ? nl : end;
-        size_t len = (size_t)(e - s);
-        if (len && s[len - 1] == '\r') len--;
-        if (len) emit(f, kind, s, len);
-        s = nl ? nl + 1 : end;
-    }
+    emit_lines(f, kind, data, size);
     return 0;
 }
 

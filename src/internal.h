@@ -614,6 +614,7 @@ typedef struct qv_slot {
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
     double progress_ms; /* when on_progress last ran */
     char errbuf[CURL_ERROR_SIZE];
+    qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
 } qv_slot;
 
 /* sink.c: 1 if the request has a download form (output_path, output_fd,
@@ -716,6 +717,8 @@ void qv_trace_init(qv_req *r);
 /* libcurl's debug callback on easy, for the transfers of slot; a transfer
  * sends events only with CURLOPT_VERBOSE. */
 CURLcode qv_trace_setup(CURL *easy, qv_slot *slot);
+/* Gives on_debug (and stderr) the events held back during the transfer. */
+void qv_trace_flush(qv_slot *slot);
 
 /* ------------------------------------------------------ request hooks (attempt.c) */
 

@@ -576,6 +576,7 @@ static void record_timing(qv_slot *slot, qv_response *r)
 
 void qv_transfer_collect(qv_slot *slot, CURLcode cc)
 {
+    qv_trace_flush(slot);
     qv_future *f = slot->f;
     qv_response *r = slot->resp;
     slot->resp = NULL;

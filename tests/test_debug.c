@@ -20,6 +20,7 @@ typedef struct trace {
     char *data[MAX_EVENTS];
     size_t len[MAX_EVENTS];
     qv_future *f[MAX_EVENTS];
+    qv_session *session;
 } trace;
 
 static void record(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg)
@@ -230,4 +231,31 @@ Test(debug, request_callback_replaces_the_sessions, .timeout = 30)
     qv_session_free(s);
     trace_free(ts);
     trace_free(tr);
+}
+
+/* Reads the jar at every event: libcurl's comments on its cookie engine
+ * come from inside it, under the jar's lock, and must wait until it is let
+ * go (else this deadlocks on the transfer's thread). */
+static void read_jar(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg)
+{
+    record(f, kind, data, len, arg);
+    char buf[64];
+    qv_session *s = ((trace *)arg)->session;
+    qv_session_cookie(s, "k", buf, sizeof(buf));
+}
+
+Test(debug, callback_may_read_the_jar, .timeout = 30)
+{
+    trace *t = trace_new();
+    qv_session *s = TX_SESSION(.on_debug = read_jar, .on_debug_arg = t);
+    t->session = s;
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/cookies/set?k=v")), QV_OK);
+    tx_expect_status(f, 200);
+    qv_future_release(f);
+    tx_expect_cookie(s, "k", "v");
+    /* libcurl's comment on it came, when the lock was let go. */
+    cr_assert_not_null(find_part(t, QV_DEBUG_INFO, "Added cookie k=\"[redacted]\""));
+    qv_session_free(s);
+    trace_free(t);
 }
