@@ -1,7 +1,8 @@
 """The cffi binding (ABI mode: no compiler, only libquiver.so.0 at run time).
 
 The declarations below are the parts of include/quiver.h this package uses,
-copied as they are: option structs are prefixes of the header's (new fields
+copied as they are (on_request hooks, which it does not use, as void *):
+option structs are prefixes of the header's (new fields
 only ever go at the end, and `size` tells the library which version we
 passed), so a newer library with longer structs still works.
 """
@@ -61,6 +62,13 @@ typedef struct qv_session_opts {
     long timeout_ms; long connect_timeout_ms; long read_timeout_ms; int max_redirects;
     int no_redirects; size_t max_response_bytes; int insecure; const char *ca_file;
     const char *proxy; const char *user_agent; const qv_retry *retry;
+    void *on_request; void *on_request_arg;
+    const char *client_cert; const char *client_key; const char *key_password;
+    const char *ca_path; const char *pinned_public_key; int tls_min_version;
+    const qv_pair *proxies; const char *no_proxy; const char *proxy_username;
+    const char *proxy_password; const char *proxy_ca_file; int trust_env;
+    const char *unix_socket; const qv_pair *resolve; const qv_pair *connect_to;
+    const char *interface; int ip_version;
 } qv_session_opts;
 
 typedef struct qv_request_opts {
@@ -70,6 +78,9 @@ typedef struct qv_request_opts {
     const char *password; long timeout_ms; long connect_timeout_ms; long read_timeout_ms;
     int max_redirects; int no_redirects; size_t max_response_bytes; int insecure;
     qv_hook_fn hook; void *hook_arg; void *user_data; const qv_retry *retry;
+    void *on_request; void *on_request_arg;
+    const char *client_cert; const char *client_key; const char *key_password;
+    const char *unix_socket;
 } qv_request_opts;
 
 int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);

@@ -45,6 +45,13 @@ def _auth(auth: Any) -> tuple[int, Optional[str], Optional[str]]:
                      "('basic'|'digest'|'bearer', user, password)")
 
 
+def _cert(cert: Any, keep: list) -> tuple:
+    """requests' cert: a PEM file holding certificate and key, or a (cert,
+    key) pair of files; as C strings."""
+    c, k = (cert, None) if isinstance(cert, (str, bytes)) else cert
+    return _cdata.cstr(c, keep), _cdata.cstr(k, keep)
+
+
 def _verify(verify: Union[bool, str, None]) -> tuple[int, Optional[str]]:
     """(insecure, ca_file) from requests' verify (True, False or a CA path)."""
     if verify is None or verify is True:
@@ -61,7 +68,9 @@ class Session:
     "processes"; max_workers: transfers at once. retries: an int or a dict of
     qv_retry's fields; per_host: {"max_concurrent", "rate", "burst"} for every
     host (set_host_limits for one); max_queued/no_block: backpressure.
-    Timeouts keep quiver's safe defaults (connect 10 s, read 30 s) unless set.
+    cert: a client certificate (requests' form: a PEM file with the key, or a
+    (cert, key) pair). Timeouts keep quiver's safe defaults (connect 10 s,
+    read 30 s) unless set.
     """
 
     def __init__(self, executor: str = "threads", max_workers: int = 8, *,
@@ -72,7 +81,7 @@ class Session:
                  retries: Any = None, max_redirects: int = 30, allow_redirects: bool = True,
                  max_queued: int = 0, no_block: bool = False,
                  per_host: Optional[dict] = None, user_agent: Optional[str] = None,
-                 max_response_bytes: int = 0) -> None:
+                 max_response_bytes: int = 0, cert: Any = None) -> None:
         if max_redirects < 1:
             raise ValueError("max_redirects must be at least 1 (allow_redirects=False "
                              "to follow none)")
@@ -96,6 +105,8 @@ class Session:
             "ca_file": _cdata.cstr(ca, keep), "proxy": _cdata.cstr(proxy, keep),
             "user_agent": _cdata.cstr(user_agent, keep, "latin-1"),
             "retry": _cdata.retry_struct(retries, keep)})
+        if cert:
+            opts.client_cert, opts.client_key = _cert(cert, keep)
         out = ffi.new("qv_session **")
         rc = lib.qv_session_new(out, opts)
         if rc:
@@ -109,7 +120,7 @@ class Session:
                 headers: Optional[Pairs] = None, data: Any = None, json: Any = None,
                 timeout: Any = None, allow_redirects: Optional[bool] = None,
                 verify: Optional[bool] = None, retries: Any = None, auth: Any = None,
-                stream: bool = False) -> Future:
+                cert: Any = None, stream: bool = False) -> Future:
         """Submits a request; never blocks (unless max_queued is reached),
         never raises for the network: failures come from result().
 
@@ -154,6 +165,8 @@ class Session:
             o.auth, user, pw = _auth(auth)
             o.username = _cdata.cstr(user, keep, "latin-1")
             o.password = _cdata.cstr(pw, keep, "latin-1")
+        if cert:
+            o.client_cert, o.client_key = _cert(cert, keep)
         eng = self._engine
         fut = eng.new_future()
         o.user_data = fut._handle

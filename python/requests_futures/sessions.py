@@ -19,7 +19,7 @@ Two paths, one behaviour:
   requests-futures runs it: when you pass an executor, when a mounted
   adapter is not requests' plain HTTPAdapter (a custom transport), when a
   subclass overrides how requests prepares or sends, and for the few
-  arguments quiver cannot carry (files, cert, per-request cookies, streamed
+  arguments quiver cannot carry (files, per-request cookies, streamed
   uploads). See docs/python.md for the list.
 """
 
@@ -90,6 +90,18 @@ def _environment() -> tuple:
     """The environment variables requests' merge_environment_settings and
     libcurl read (proxies, CA bundles), read per request like requests does."""
     return tuple(map(_environ_data.get, _PROXY_ENV_KEYS))
+
+
+def _client_cert(o: Any, cert: Any, keep: list) -> None:
+    """requests' cert (a PEM file with the key, or a (cert, key) pair) as
+    quiver's client certificate; missing files fail as in requests."""
+    cert_file, key_file = (cert, None) if isinstance(cert, str) else cert
+    if cert_file and not os.path.exists(cert_file):
+        raise OSError(f"Could not find the TLS certificate file, invalid path: {cert_file}")
+    if key_file and not os.path.exists(key_file):
+        raise OSError(f"Could not find the TLS key file, invalid path: {key_file}")
+    o.client_cert = _cdata.cstr(cert_file, keep)
+    o.client_key = _cdata.cstr(key_file, keep)
 
 
 def _method(method: str) -> Any:
@@ -304,14 +316,14 @@ class FuturesSession(Session):
                       proxies=proxies, hooks=hooks, stream=stream, verify=verify, cert=cert,
                       json=json, **extra)
         src = self.session or self
-        if (not self._owned_executor or extra or files or cert or cookies
+        if (not self._owned_executor or extra or files or cookies
                 or not isinstance(url, str) or not isinstance(method, str)
                 or not self._quiver_can(src, url, data, auth, timeout)):
             return self._submit_requests(method, url, background_callback, kwargs)
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         return self._submit_quiver(src, method, url, params, data, headers, auth, timeout,
-                                   allow_redirects, proxies, hooks, stream, verify, json,
+                                   allow_redirects, proxies, hooks, stream, verify, cert, json,
                                    background_callback)
 
     def _submit_requests(self, method: str, url: Any, background_callback: Any,
@@ -370,14 +382,14 @@ class FuturesSession(Session):
 
     def _submit_quiver(self, src: Session, method: str, url: str, params: Any, data: Any,
                        headers: Any, auth: Any, timeout: Any, allow_redirects: bool,
-                       proxies: Any, hooks: Any, stream: Any, verify: Any, json: Any,
-                       background_callback: Any) -> Future:
+                       proxies: Any, hooks: Any, stream: Any, verify: Any, cert: Any,
+                       json: Any, background_callback: Any) -> Future:
         b = self._get_bridge()
         eng = b.engine
         fut = eng.new_future()
         try:
             sub = self._prepare(b, src, method, url, params, data, headers, auth, timeout,
-                                allow_redirects, proxies, hooks, stream, verify, json)
+                                allow_redirects, proxies, hooks, stream, verify, cert, json)
         except Exception as e:  # noqa: BLE001 - requests raises these from result()
             settle(fut, exc=e)
             return fut
@@ -396,7 +408,8 @@ class FuturesSession(Session):
 
     def _prepare(self, b: _Bridge, src: Session, method: str, url: str, params: Any,
                  data: Any, headers: Any, auth: Any, timeout: Any, allow_redirects: bool,
-                 proxies: Any, hooks: Any, stream: Any, verify: Any, json: Any) -> tuple:
+                 proxies: Any, hooks: Any, stream: Any, verify: Any, cert: Any,
+                 json: Any) -> tuple:
         """The request as requests would send it, as qv_request_opts."""
         plan = self._plan(b, src)
         keep: list = []
@@ -513,6 +526,10 @@ class FuturesSession(Session):
             verify = src.verify
         if stream is None:
             stream = src.stream
+        if cert is None:
+            cert = src.cert
+        if cert:
+            _client_cert(o, cert, keep)
         ca_file = None
         if verify is False:
             o.insecure = 1
@@ -536,7 +553,7 @@ class FuturesSession(Session):
         rec = _Record(self, src, b, cs, method, full, hdrs, body, all_hooks, response_hooks,
                       bool(stream), max_redirects == 0 and allow_redirects,
                       {"timeout": timeout, "verify": verify, "proxies": all_proxies,
-                       "stream": stream, "cert": None})
+                       "stream": stream, "cert": cert})
         keep.append(plan)  # its C headers may be in o.headers
         return o, keep, cs, rec
 

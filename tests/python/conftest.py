@@ -62,6 +62,13 @@ def proxy() -> str:
 
 
 @pytest.fixture(scope="session")
+def mtls() -> tuple[str, str]:
+    """A server that demands a client certificate, and the directory of the
+    certificates (ca.pem, client.pem, client.key)."""
+    return _env("QV_MTLS_URL"), _env("QV_MTLS_DIR")
+
+
+@pytest.fixture(scope="session")
 def faults() -> str:
     return _env("QV_FAULTS_URL")
 

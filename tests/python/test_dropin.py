@@ -27,7 +27,7 @@ def both(call, configure=None):
                 configure(s)
             try:
                 out.append(call(s).result(timeout=30))
-            except requests.RequestException as e:
+            except Exception as e:  # noqa: BLE001 - compared with the other's
                 out.append(e)
         finally:
             s.close()
@@ -210,3 +210,18 @@ def test_stream_iter_content(ours, httpbin):
     s = requests.Session()
     assert b"".join(chunks) == s.get(httpbin + "/bytes/5000?seed=1").content
     s.close()
+
+
+def test_client_certificate(mtls):
+    url, d = mtls
+    cert = (d + "/client.pem", d + "/client.key")
+    a, b = both(lambda s: s.get(url + "/whoami", cert=cert, verify=d + "/ca.pem"))
+    assert_same(a, b)
+    assert "client" in a.text
+
+    def configure(s):
+        s.cert = cert
+        s.verify = d + "/ca.pem"
+    assert_same(*both(lambda s: s.get(url + "/whoami"), configure))
+    a, b = both(lambda s: s.get(url + "/whoami", cert=d + "/nonexistent.pem", verify=False))
+    assert type(a) is type(b) is OSError
