@@ -19,7 +19,7 @@ import os
 import select
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures._base import PENDING
 from typing import Any, Callable, Optional
 
@@ -94,13 +94,129 @@ _POLICY = RequestsCookieJar().get_policy()
 _REASONS = http.client.responses
 
 
+class _Scratch(threading.local):
+    """Out-parameters and buffers reused by one thread (an allocation each
+    would cost more than the call they serve)."""
+
+    def __init__(self) -> None:
+        self.future = ffi.new("qv_future **")
+        self.resp = ffi.new("qv_response **")
+        self.size = ffi.new("size_t *")
+        self.timing = ffi.new("qv_timing *")
+        self.headers = ffi.new("char[]", 16384)
+
+
+_scratch = _Scratch()
+
+
+def scratch() -> _Scratch:
+    return _scratch
+
+
+_strings: dict = {}
+
+
+def c_string(s: str) -> Any:
+    """A C copy of a method or URL string, cached (the same few are sent
+    over and over); the cache is emptied when it grows past 4096."""
+    c = _strings.get(s)
+    if c is None:
+        if len(_strings) >= 4096:
+            _strings.clear()
+        c = _strings[s] = ffi.new("char[]", s.encode())
+    return c
+
+
+class _ArmingList(list):
+    """Future._waiters: concurrent.futures.wait and as_completed append a
+    waiter to it; that is when a pulled future must start to push."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: "Future") -> None:
+        super().__init__()
+        self.fut = fut
+
+    def append(self, waiter: Any) -> None:
+        self.fut._arm()
+        super().append(waiter)
+
+
 class Future(concurrent.futures.Future):
     """A concurrent.futures.Future completed by quiver. cancel() really
-    cancels: a queued request never starts, an in-flight one is aborted."""
+    cancels: a queued request never starts, an in-flight one is aborted.
 
-    _qvf: Any = None  # the qv_future while it is in flight (under _condition)
-    _completing = False
+    A future is *pulled* until someone waits for it in a way that needs to be
+    told (add_done_callback, concurrent.futures.wait/as_completed,
+    asyncio.wrap_future): result(), exception() and done() ask quiver
+    directly and build the result on the calling thread, so the common
+    "submit, then result()" costs no thread hand-off. Such a wait *arms* the
+    future: quiver then queues it on completion and the engine's completion
+    thread finishes it. Either way it is finished once (_claim)."""
+
+    _qvf: Any = None  # our qv_future reference until the future is finished
+    _completing = False  # claimed by the one who finishes it
+    _armed = False
     _handle: Any = None
+    _engine: "Engine"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters = _ArmingList(self)
+
+    def _claim(self) -> Any:
+        """Our qv_future reference if the caller is the one to finish."""
+        with self._condition:
+            if self._completing or self._qvf is None:
+                return None
+            self._completing = True
+            qvf, self._qvf = self._qvf, None
+            return qvf
+
+    def _arm(self) -> None:
+        with self._condition:
+            if self._armed or self._completing or self._qvf is None:
+                return
+            self._armed = True
+            self._engine.arm(self, self._qvf)
+
+    def _pull(self, timeout: Optional[float]) -> None:
+        """Waits in C (without the GIL) and finishes on this thread."""
+        with self._condition:
+            if self._completing or self._qvf is None or self._state != PENDING:
+                return
+            qvf = lib.qv_future_ref(self._qvf)
+        try:
+            ms = -1 if timeout is None else max(0, int(timeout * 1000))
+            rc = lib.qv_future_result(qvf, ffi.NULL, ms)
+        finally:
+            lib.qv_future_release(qvf)
+        if rc == QV_EWAIT_TIMEOUT:
+            raise concurrent.futures.TimeoutError()
+        self._engine.finish(self)
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        if self._state == PENDING and not self._armed:
+            self._pull(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if self._state == PENDING and not self._armed:
+            self._pull(timeout)
+        return super().exception(timeout)
+
+    def done(self) -> bool:
+        if self._state == PENDING and not self._armed:
+            with self._condition:
+                ready = self._qvf is not None and not self._completing and \
+                    lib.qv_future_done(self._qvf)
+            if ready:
+                self._engine.finish(self)
+        return super().done()
+
+    def add_done_callback(self, fn: Callable) -> None:
+        self._arm()
+        super().add_done_callback(fn)
 
     def cancel(self) -> bool:
         with self._condition:
@@ -119,9 +235,12 @@ class Future(concurrent.futures.Future):
 
 
 class Engine:
-    """One quiver executor, the completion queue its futures land in, and the
-    thread that drains it. Finishers (callables taking the qv_future, its
-    result code and response pointer) turn each outcome into a result."""
+    """One quiver executor, its futures, and how they are finished: pulled
+    by whoever asks for a result (see Future), or pushed through a
+    completion queue (qv_cq) that one Python thread drains, so that quiver's
+    own threads never take the GIL. Finishers (callables taking the future,
+    the qv_future, its result code and response pointer) turn each outcome
+    into a result."""
 
     def __init__(self, kind: str = "threads", max_workers: int = 8, max_queued: int = 0,
                  no_block: bool = False, per_host: Optional[dict] = None,
@@ -146,38 +265,90 @@ class Engine:
         self.cq = cq[0]
         self.kind = kind
         self.max_workers = max_workers
-        self._live: set = set()  # handles of futures in flight (keep them alive)
+        self._live: set = set()  # handles of armed futures in flight (keep them alive)
+        self._pulled: deque = deque()  # pulled futures not finished yet, oldest first
+        self._sweeping = threading.Lock()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._hook_workers = hook_workers
         self._hook_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._wake_r, self._wake_w = os.pipe()
         self._closed = False
-        self._drainer = threading.Thread(target=self._drain, name="quiver-completions",
-                                         daemon=True)
-        self._drainer.start()
+        self._drainer: Optional[threading.Thread] = None
         _ENGINES.add(self)
 
     # -------------------------------------------------------------- submit
-    def track(self, fut: Future, qvf: Any, finish: Callable) -> None:
-        """Hands a just-submitted qv_future (one reference, ours) to the
-        completion queue; `finish(fut, qvf, rc, resp)` runs when it is done."""
+    def track(self, fut: Future, qvf: Any, finish: Callable, push: bool = False) -> None:
+        """Takes a just-submitted qv_future (one reference, ours);
+        `finish(fut, qvf, rc, resp)` makes its result. push: armed at once
+        (its finisher runs hooks that must not wait for a result() call)."""
         fut._qvf = qvf
         fut._finish = finish
+        if push:
+            fut._arm()
+        else:
+            self._pulled.append(fut)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Finishes the oldest pulled futures that are done: what a caller
+        never asks for is finished anyway (a response's cookies reach the
+        session's jar), on the submitting thread, a few at a time."""
+        q = self._pulled
+        if not q or not self._sweeping.acquire(blocking=False):
+            return
+        try:
+            while q:
+                fut = q[0]
+                with fut._condition:
+                    # finished, being finished, or armed: not ours to finish
+                    gone = fut._qvf is None or fut._completing or fut._armed
+                    ready = not gone and lib.qv_future_done(fut._qvf)
+                if not gone and not ready:
+                    return
+                q.popleft()
+                if ready:
+                    self.finish(fut)
+        finally:
+            self._sweeping.release()
+
+    def arm(self, fut: Future, qvf: Any) -> None:
+        """Queues fut on completion (under fut._condition, qvf still ours)."""
+        if self._drainer is None:
+            with self._lock:
+                if self._drainer is None:
+                    self._drainer = threading.Thread(target=self._drain, daemon=True,
+                                                     name="quiver-completions")
+                    self._drainer.start()
         with self._lock:
             self._live.add(fut._handle)
         rc = lib.qv_cq_add(self.cq, qvf)
         if rc:  # no memory for the queue's slot: fail it here, never lose it
-            lib.qv_future_cancel(qvf)
             with self._lock:
                 self._live.discard(fut._handle)
-            fut._qvf = None
+            fut._armed = False
+            lib.qv_future_cancel(qvf)
+
+    def finish(self, fut: Future, resp: Any = None) -> None:
+        """Makes fut's result, if no one else has or is making it."""
+        qvf = fut._claim()
+        if qvf is None:
+            return
+        try:
+            if fut._state == PENDING:  # else cancelled meanwhile
+                resp = resp if resp is not None else scratch().resp
+                rc = lib.qv_future_result(qvf, resp, 0)
+                try:
+                    fut._finish(fut, qvf, rc, resp[0] if rc == QV_OK else ffi.NULL)
+                except BaseException as e:  # noqa: BLE001 - it belongs to the future
+                    settle(fut, exc=e)
+        finally:
             lib.qv_future_release(qvf)
-            fut.set_exception(error_for(rc, "quiver: cannot queue the completion"))
 
     def new_future(self) -> Future:
         fut = Future()
         fut._handle = ffi.new_handle(fut)
+        fut._engine = self
         return fut
 
     def run_in_background(self, fn: Callable, *args: Any) -> None:
@@ -202,32 +373,20 @@ class Engine:
         poller.register(self._wake_r, select.POLLIN)
         while True:
             while lib.qv_cq_pop(self.cq, out) == QV_OK:
-                self._complete(out[0], resp)
+                qvf = out[0]
+                fut = ffi.from_handle(lib.qv_future_user_data(qvf))
+                try:
+                    self.finish(fut, resp)
+                finally:
+                    lib.qv_future_release(qvf)  # the completion queue's reference
+                    with self._lock:
+                        self._live.discard(fut._handle)
+                        if not self._live:
+                            self._idle.notify_all()
             with self._lock:
                 if self._closed and not self._live:
                     return
             poller.poll()
-
-    def _complete(self, qvf: Any, resp: Any) -> None:
-        fut = ffi.from_handle(lib.qv_future_user_data(qvf))
-        with fut._condition:
-            fut._completing = True
-            fut._qvf = None
-            cancelled = fut._state != PENDING
-        try:
-            if not cancelled:
-                rc = lib.qv_future_result(qvf, resp, 0)
-                try:
-                    fut._finish(fut, qvf, rc, resp[0] if rc == QV_OK else ffi.NULL)
-                except BaseException as e:  # noqa: BLE001 - it belongs to the future
-                    settle(fut, exc=e)
-        finally:
-            lib.qv_future_release(qvf)  # the completion queue's reference
-            lib.qv_future_release(qvf)  # the submitter's
-            with self._lock:
-                self._live.discard(fut._handle)
-                if not self._live:
-                    self._idle.notify_all()
 
     # -------------------------------------------------------------- state
     def stats(self) -> dict:
@@ -256,8 +415,10 @@ class Engine:
                 return
             self._closed = True
         self.wait_idle()
+        while self._pulled:  # all done: their sessions were closed first
+            self.finish(self._pulled.popleft())
         os.write(self._wake_w, b"x")
-        if threading.current_thread() is not self._drainer:
+        if self._drainer is not None and threading.current_thread() is not self._drainer:
             self._drainer.join()
         if self._hook_pool is not None:
             self._hook_pool.shutdown(wait=True)
@@ -307,18 +468,14 @@ def future_error(qvf: Any, rc: int, request: Any = None) -> Exception:
     return error_for(rc, text, request)
 
 
-_buffers = threading.local()
-
-
 def read_headers(r: Any) -> tuple[CaseInsensitiveDict, list[str]]:
     """The headers as requests has them (repeated ones joined with ", ", like
     urllib3), and the raw Set-Cookie values. One C call copies them all."""
-    buf = getattr(_buffers, "headers", None)
-    if buf is None:
-        buf = _buffers.headers = ffi.new("char[]", 16384)
+    sc = scratch()
+    buf = sc.headers
     n = lib.qv_response_headers_copy(r, buf, len(buf))
     if n > len(buf):
-        buf = _buffers.headers = ffi.new("char[]", n)
+        buf = sc.headers = ffi.new("char[]", n)
         lib.qv_response_headers_copy(r, buf, n)
     text = ffi.unpack(buf, n).decode("latin-1")
     fields = text.split("\0")
@@ -348,7 +505,7 @@ def build_response(r: Any, request: Any, with_body: bool = True) -> tuple[reques
     reason = ffi.string(lib.qv_response_reason(r)).decode("latin-1") or \
         _REASONS.get(status, "")  # HTTP/2 has no reason phrase
     if with_body:
-        lp = ffi.new("size_t *")
+        lp = scratch().size
         body = lib.qv_response_body(r, lp)
         content = ffi.unpack(body, lp[0])
     else:
@@ -367,10 +524,11 @@ def build_response(r: Any, request: Any, with_body: bool = True) -> tuple[reques
 
 def add_quiver_details(resp: requests.Response, r: Any) -> None:
     """What quiver knows beyond requests: HTTP version, attempts, timing."""
-    t = ffi.new("qv_timing *")
+    t = scratch().timing
     lib.qv_response_timing(r, t)
     resp.http_version = lib.qv_response_http_version(r)  # type: ignore[attr-defined]
     resp.attempts = lib.qv_response_attempts(r)  # type: ignore[attr-defined]
-    resp.timing = {k: getattr(t, k) for k in (  # type: ignore[attr-defined]
-        "queued_ms", "dns_ms", "connect_ms", "tls_ms", "first_byte_ms", "total_ms",
-        "hooks_ms")}
+    resp.timing = {"queued_ms": t.queued_ms, "dns_ms": t.dns_ms,  # type: ignore[attr-defined]
+                   "connect_ms": t.connect_ms, "tls_ms": t.tls_ms,
+                   "first_byte_ms": t.first_byte_ms, "total_ms": t.total_ms,
+                   "hooks_ms": t.hooks_ms}

@@ -100,6 +100,8 @@ int qv_session_set_cookie(qv_session *s, const char *name, const char *value, co
 int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts);
 
 int qv_future_result(qv_future *f, qv_response **out, long timeout_ms);
+int qv_future_done(qv_future *f);
+qv_future *qv_future_ref(qv_future *f);
 int qv_future_cancel(qv_future *f);
 int qv_future_error_code(qv_future *f);
 const char *qv_future_error(qv_future *f);

@@ -17,12 +17,14 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from . import _cdata
-from ._engine import (Engine, Future, add_quiver_details, build_response, check, error_for,
-                      future_error, settle)
+from ._engine import (Engine, Future, add_quiver_details, build_response, c_string, check,
+                      error_for, future_error, scratch, settle)
 from ._ffi import ffi, lib
 
 Pairs = Union[Mapping[str, Any], list]
 AUTH_KINDS = {"basic": 1, "digest": 2, "bearer": 3}
+_OPTS_T = ffi.typeof("qv_request_opts *")
+_OPTS_SIZE = ffi.sizeof("qv_request_opts")
 
 
 def _items(p: Optional[Pairs]) -> list:
@@ -129,10 +131,11 @@ class Session:
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         keep: list = []
-        o = ffi.new("qv_request_opts *")
-        o.size = ffi.sizeof("qv_request_opts")
-        o.method = _cdata.cstr(method.upper(), keep)
-        o.url = _cdata.cstr(url, keep)
+        o = ffi.new(_OPTS_T)
+        o.size = _OPTS_SIZE
+        method = method.upper()
+        o.method = c_string(method)
+        o.url = c_string(url)
         req_headers = _items(headers)
         if json is not None:
             data = _json.dumps(json, allow_nan=False).encode()
@@ -170,12 +173,12 @@ class Session:
         eng = self._engine
         fut = eng.new_future()
         o.user_data = fut._handle
-        fpp = ffi.new("qv_future **")
+        fpp = scratch().future
         rc = lib.qv_request(self._s, fpp, o)
         if rc:
             raise error_for(rc, f"quiver: {method} {url}: "
                             + ffi.string(lib.qv_strerror(rc)).decode())
-        fut._req = (method.upper(), url, req_headers)
+        fut._req = (method, url, req_headers)
         eng.track(fut, fpp[0], _finish)
         return fut
 

@@ -52,7 +52,8 @@ from requests.utils import (check_header_validity, get_environ_proxies, get_netr
 from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
-from quiver._engine import Engine, build_response, error_for, future_error, settle
+from quiver._engine import (Engine, build_response, c_string, error_for, future_error, scratch,
+                            settle)
 from quiver._ffi import ffi, lib
 
 __all__ = ["FuturesSession"]
@@ -75,10 +76,8 @@ _PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PRO
               "no_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _URL_CACHE_MAX = 4096
 _plain_classes: dict = {}
-_methods: dict = {}
 _OPTS_T = ffi.typeof("qv_request_opts *")
 _OPTS_SIZE = ffi.sizeof("qv_request_opts")
-_FUTURE_PP = ffi.typeof("qv_future **")
 try:
     _environ_data = os.environ._data  # type: ignore[attr-defined]
     _PROXY_ENV_KEYS = tuple(os.environ.encodekey(k) for k in _PROXY_ENV)  # type: ignore
@@ -104,19 +103,12 @@ def _client_cert(o: Any, cert: Any, keep: list) -> None:
     o.client_key = _cdata.cstr(key_file, keep)
 
 
-def _method(method: str) -> Any:
-    c = _methods.get(method)
-    if c is None:
-        c = _methods[method] = ffi.new("char[]", method.encode())
-    return c
-
-
 def _prepare_url(url: str, params: Any) -> tuple:
     """requests' own URL preparation: the URL, as C, and its scheme+host."""
     p = PreparedRequest()
     p.prepare_url(url, params)
     parts = urlsplit(p.url)
-    return p.url, ffi.new("char[]", p.url.encode()), (parts.scheme, parts.netloc)
+    return p.url, c_string(p.url), (parts.scheme, parts.netloc)
 
 
 def _wrap(self: Any, sup: Callable, background_callback: Callable, *args: Any,
@@ -396,14 +388,15 @@ class FuturesSession(Session):
         opts, keep, cs, rec = sub
         rec.background_callback = background_callback
         opts.user_data = fut._handle
-        fpp = ffi.new(_FUTURE_PP)
+        fpp = scratch().future
         rc = lib.qv_request(cs.ptr, fpp, opts)
         if rc:
             settle(fut, exc=error_for(rc, f"{ffi.string(lib.qv_strerror(rc)).decode()}: "
                                           f"{method} {url}", rec.prepared()))
             return fut
         fut._rec = rec
-        eng.track(fut, fpp[0], _finish)
+        # hooks and background callbacks must run without a result() call
+        eng.track(fut, fpp[0], _finish, push=bool(rec.response_hooks or background_callback))
         return fut
 
     def _prepare(self, b: _Bridge, src: Session, method: str, url: str, params: Any,
@@ -487,7 +480,7 @@ class FuturesSession(Session):
         if c_headers is None:
             c_headers = _c_headers(hdrs, keep)
         o.headers = c_headers
-        o.method = _method(method)
+        o.method = c_string(method)
         o.url = c_url if c_url is not None else _cdata.cstr(full, keep)
         if body is not None:
             raw = body if isinstance(body, bytes) else body.encode("latin-1")

@@ -159,3 +159,46 @@ def test_quickstart_example(httpbin):
     lines = out.splitlines()
     assert lines[0] == "response one status: 200" and lines[2] == "response two status: 200"
     assert '"foo": "bar"' in lines[3] or "'foo': 'bar'" in lines[3] or '"foo":"bar"' in lines[3]
+
+
+def _wait_completed(engine, n, seconds=10):
+    deadline = time.monotonic() + seconds
+    while engine.stats()["completed"] < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.stats()["completed"] >= n
+
+
+def test_futures_nobody_asks_for_still_update_the_jar(ours, httpbin):
+    """A future is finished when its result is asked for, or at a later
+    submit: its cookies reach session.cookies even if no one asks."""
+    ours.get(httpbin + "/cookies/set?unasked=1")  # never result()
+    _wait_completed(ours._get_bridge().engine, 1)
+    r = ours.get(httpbin + "/cookies").result(timeout=30)
+    assert ours.cookies.get("unasked") == "1" and r.json()["cookies"] == {"unasked": "1"}
+
+
+def test_done_wait_and_as_completed_on_finished_transfers(ours, httpbin):
+    fs = [ours.get(httpbin + f"/get?i={i}") for i in range(3)]
+    _wait_completed(ours._get_bridge().engine, 3)
+    assert len(list(concurrent.futures.as_completed(fs, timeout=10))) == 3
+    fs = [ours.get(httpbin + f"/get?j={i}") for i in range(3)]
+    _wait_completed(ours._get_bridge().engine, 6)
+    assert fs[0].done() and fs[0].result().json()["args"] == {"j": "0"}
+    done, pending = concurrent.futures.wait(fs, timeout=10)
+    assert len(done) == 3 and not pending
+    seen = []
+    f = ours.get(httpbin + "/get")
+    f.add_done_callback(lambda fut: seen.append(fut.result().status_code))
+    concurrent.futures.wait([f], timeout=30)
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [200]
+
+
+def test_result_timeout_then_result(ours, httpbin):
+    f = ours.get(httpbin + "/delay/1")
+    with pytest.raises(concurrent.futures.TimeoutError):
+        f.result(timeout=0.1)
+    assert not f.done()
+    assert f.result(timeout=30).status_code == 200
