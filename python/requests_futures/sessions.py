@@ -75,6 +75,7 @@ _URLLIB3_UA = _get_default_user_agent()
 _PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
               "no_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _URL_CACHE_MAX = 4096
+_RETIRED_MAX = 8  # qv_sessions kept after the Python jar changed behind them
 _plain_classes: dict = {}
 _OPTS_T = ffi.typeof("qv_request_opts *")
 _OPTS_SIZE = ffi.sizeof("qv_request_opts")
@@ -562,6 +563,10 @@ class FuturesSession(Session):
                 new = _CSession(b.engine, proxy, ca_file, src.cookies, sig)
                 if cs is not None:
                     b.retired.append(cs)
+                    if len(b.retired) > _RETIRED_MAX:
+                        # waits for what it still has in flight, which quiver
+                        # completes without us
+                        b.retired.pop(0).free()
                 b.csessions[key] = cs = new
         return cs
 

@@ -225,3 +225,12 @@ def test_client_certificate(mtls):
     assert_same(*both(lambda s: s.get(url + "/whoami"), configure))
     a, b = both(lambda s: s.get(url + "/whoami", cert=d + "/nonexistent.pem", verify=False))
     assert type(a) is type(b) is OSError
+
+
+def test_cookie_changes_many_times(ours, httpbin):
+    """Each change of session.cookies by hand makes a fresh C jar; old ones
+    are let go (bounded), and every request sends the jar as it is then."""
+    for i in range(20):
+        ours.cookies.set("n", str(i))
+        assert ours.get(httpbin + "/cookies").result(timeout=30).json() == {"cookies": {"n": str(i)}}
+    assert len(ours._get_bridge().retired) <= 8
