@@ -320,6 +320,8 @@ class Engine:
                     self._drainer = threading.Thread(target=self._drain, daemon=True,
                                                      name="quiver-completions")
                     self._drainer.start()
+        fut._handle = ffi.new_handle(fut)
+        lib.qv_future_set_user_data(qvf, fut._handle)
         with self._lock:
             self._live.add(fut._handle)
         rc = lib.qv_cq_add(self.cq, qvf)
@@ -347,7 +349,6 @@ class Engine:
 
     def new_future(self) -> Future:
         fut = Future()
-        fut._handle = ffi.new_handle(fut)
         fut._engine = self
         return fut
 
@@ -468,58 +469,87 @@ def future_error(qvf: Any, rc: int, request: Any = None) -> Exception:
     return error_for(rc, text, request)
 
 
-def read_headers(r: Any) -> tuple[CaseInsensitiveDict, list[str]]:
-    """The headers as requests has them (repeated ones joined with ", ", like
-    urllib3), and the raw Set-Cookie values. One C call copies them all."""
+def _parse_headers(block: str) -> OrderedDict:
+    """CaseInsensitiveDict's store from "name\0value\0...": repeated headers
+    joined with ", " (as urllib3 joins them), the first name's case kept."""
+    fields = block.split("\0")
+    names, values = fields[0:-1:2], fields[1::2]
+    lows = block.lower().split("\0")[0:-1:2]
+    if len(set(lows)) == len(lows):
+        return OrderedDict(zip(lows, zip(names, values)))
+    store: OrderedDict = OrderedDict()
+    for lk, k, v in zip(lows, names, values):
+        old = store.get(lk)
+        store[lk] = (k, v) if old is None else (old[0], old[1] + ", " + v)
+    return store
+
+
+class Headers(CaseInsensitiveDict):
+    """A response's headers: requests' CaseInsensitiveDict, parsed from
+    quiver's copy of them the first time they are read (many callers only
+    look at the status and the body)."""
+
+    def __init__(self, block: str) -> None:  # pylint: disable=super-init-not-called
+        self.__dict__["_block"] = block
+
+    @property  # type: ignore[override]
+    def _store(self) -> OrderedDict:
+        d = self.__dict__
+        store = d.get("_parsed")
+        if store is None:
+            store = d["_parsed"] = _parse_headers(d["_block"])
+        return store
+
+    @_store.setter
+    def _store(self, store: OrderedDict) -> None:
+        self.__dict__["_parsed"] = store
+
+
+def _header(r: Any, name: bytes) -> Optional[str]:
+    v = lib.qv_response_header(r, name)
+    return None if v == ffi.NULL else ffi.string(v).decode("latin-1")
+
+
+def set_cookie_values(r: Any) -> list[str]:
+    """The Set-Cookie values of a response (usually none: one call)."""
+    out = []
+    while True:
+        v = lib.qv_response_header_nth(r, b"set-cookie", len(out))
+        if v == ffi.NULL:
+            return out
+        out.append(ffi.string(v).decode("latin-1"))
+
+
+def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Response:
+    """A requests.Response from a qv_response (one hop). What it holds is
+    copied: the qv_response goes with its future."""
     sc = scratch()
     buf = sc.headers
     n = lib.qv_response_headers_copy(r, buf, len(buf))
     if n > len(buf):
         buf = sc.headers = ffi.new("char[]", n)
         lib.qv_response_headers_copy(r, buf, n)
-    text = ffi.unpack(buf, n).decode("latin-1")
-    fields = text.split("\0")
-    names, values = fields[0:-1:2], fields[1::2]
-    lows = text.lower().split("\0")[0:-1:2]
-    h = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-    if len(set(lows)) == len(lows):
-        h._store = OrderedDict(zip(lows, zip(names, values)))
-    else:
-        store: OrderedDict = OrderedDict()
-        for lk, k, v in zip(lows, names, values):
-            old = store.get(lk)
-            store[lk] = (k, v) if old is None else (old[0], old[1] + ", " + v)
-        h._store = store
-    cookies = [v for lk, v in zip(lows, values) if lk == "set-cookie"] \
-        if "set-cookie" in lows else []
-    return h, cookies
-
-
-def build_response(r: Any, request: Any, with_body: bool = True) -> tuple[requests.Response,
-                                                                           list[str]]:
-    """A requests.Response from a qv_response (one hop), and its Set-Cookie
-    values. The body is copied: the qv_response goes with its future."""
-    resp = requests.Response.__new__(requests.Response)
-    headers, set_cookies = read_headers(r)
     status = lib.qv_response_status(r)
     reason = ffi.string(lib.qv_response_reason(r)).decode("latin-1") or \
         _REASONS.get(status, "")  # HTTP/2 has no reason phrase
     if with_body:
-        lp = scratch().size
+        lp = sc.size
         body = lib.qv_response_body(r, lp)
         content = ffi.unpack(body, lp[0])
     else:
         content = b""
+    ctype = _header(r, b"content-type")
+    resp = requests.Response.__new__(requests.Response)
     resp.__dict__.update({
         "_content": content, "_content_consumed": True, "_next": None,
-        "status_code": status, "headers": headers, "raw": None,
-        "url": ffi.string(lib.qv_response_url(r)).decode("utf-8", "replace"),
-        "encoding": get_encoding_from_headers(headers), "history": [], "reason": reason,
-        "cookies": RequestsCookieJar(_POLICY),
+        "status_code": status, "headers": Headers(ffi.unpack(buf, n).decode("latin-1")),
+        "raw": None, "url": ffi.string(lib.qv_response_url(r)).decode("utf-8", "replace"),
+        "encoding": get_encoding_from_headers({"content-type": ctype}) if ctype else None,
+        "history": [], "reason": reason, "cookies": RequestsCookieJar(_POLICY),
         "elapsed": datetime.timedelta(milliseconds=lib.qv_response_elapsed_ms(r)),
         "request": request, "connection": None,
     })
-    return resp, set_cookies
+    return resp
 
 
 def add_quiver_details(resp: requests.Response, r: Any) -> None:

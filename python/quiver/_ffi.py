@@ -107,6 +107,7 @@ int qv_future_error_code(qv_future *f);
 const char *qv_future_error(qv_future *f);
 int qv_future_attempts(qv_future *f);
 void *qv_future_user_data(qv_future *f);
+void qv_future_set_user_data(qv_future *f, void *user_data);
 void qv_future_release(qv_future *f);
 
 int qv_cq_new(qv_cq **out);
@@ -118,6 +119,8 @@ void qv_cq_free(qv_cq *cq);
 int qv_response_status(const qv_response *r);
 const char *qv_response_reason(const qv_response *r);
 const char *qv_response_body(const qv_response *r, size_t *len);
+const char *qv_response_header(const qv_response *r, const char *name);
+const char *qv_response_header_nth(const qv_response *r, const char *name, size_t n);
 size_t qv_response_header_count(const qv_response *r);
 int qv_response_header_at(const qv_response *r, size_t i, const char **name, const char **value);
 size_t qv_response_headers_copy(const qv_response *r, char *buf, size_t buflen);

@@ -172,7 +172,6 @@ class Session:
             o.client_cert, o.client_key = _cert(cert, keep)
         eng = self._engine
         fut = eng.new_future()
-        o.user_data = fut._handle
         fpp = scratch().future
         rc = lib.qv_request(self._s, fpp, o)
         if rc:
@@ -260,14 +259,14 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     if rc:
         settle(fut, exc=future_error(qvf, rc, req))
         return
-    resp, _ = build_response(r, req)
+    resp = build_response(r, req)
     n = lib.qv_response_history_len(r)
     if n:
         hist = []
         for i in range(n):
             h = lib.qv_response_history(r, i)
-            hr, _ = build_response(h, _prepared(method, ffi.string(lib.qv_response_url(h))
-                                                .decode("utf-8", "replace"), headers), False)
+            hr = build_response(h, _prepared(method, ffi.string(lib.qv_response_url(h))
+                                             .decode("utf-8", "replace"), headers), False)
             hist.append(hr)
         resp.history = hist
     add_quiver_details(resp, r)

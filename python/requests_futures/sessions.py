@@ -53,7 +53,7 @@ from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
 from quiver._engine import (Engine, build_response, c_string, error_for, future_error, scratch,
-                            settle)
+                            set_cookie_values, settle)
 from quiver._ffi import ffi, lib
 
 __all__ = ["FuturesSession"]
@@ -388,7 +388,6 @@ class FuturesSession(Session):
             return fut
         opts, keep, cs, rec = sub
         rec.background_callback = background_callback
-        opts.user_data = fut._handle
         fpp = scratch().future
         rc = lib.qv_request(cs.ptr, fpp, opts)
         if rc:
@@ -634,14 +633,16 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     for i in range(n):
         h = lib.qv_response_history(r, i)
         hurl = ffi.string(lib.qv_response_url(h)).decode("utf-8", "replace")
-        hr, hc = build_response(h, rec.prepared(hurl, method), False)
+        hr = build_response(h, rec.prepared(hurl, method), False)
+        hc = set_cookie_values(h)
         method = _redirected_method(method, hr.status_code)
         if hc:
             jar_updates.append((hr, hc))
         hist.append(hr)
     for i, hr in enumerate(hist):
         hr.history = hist[1:i + 1]  # as requests' resolve_redirects leaves them
-    resp, set_cookies = build_response(r, rec.prepared(None, method) if n else rec.prepared())
+    resp = build_response(r, rec.prepared(None, method) if n else rec.prepared())
+    set_cookies = set_cookie_values(r)
     if n:
         resp.request.url = resp.url
         resp.history = hist

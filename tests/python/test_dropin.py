@@ -234,3 +234,14 @@ def test_cookie_changes_many_times(ours, httpbin):
         ours.cookies.set("n", str(i))
         assert ours.get(httpbin + "/cookies").result(timeout=30).json() == {"cookies": {"n": str(i)}}
     assert len(ours._get_bridge().retired) <= 8
+
+
+def test_response_pickles_and_copies(ours, httpbin):
+    import pickle
+    r = ours.get(httpbin + "/response-headers?X-A=1&X-A=2").result(timeout=30)
+    r2 = pickle.loads(pickle.dumps(r))
+    assert dict(r2.headers) == dict(r.headers) and r2.headers["x-a"] == "1, 2"
+    h = r.headers.copy()
+    h["X-New"] = "1"
+    assert "X-New" not in r.headers and h["content-type"] == r.headers["Content-Type"]
+    assert r2.content == r.content and r2.status_code == 200
