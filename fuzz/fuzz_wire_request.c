@@ -10,7 +10,8 @@
  *    parent does) and decodes to the same method, URL, host, header lines,
  *    body, parts, credentials, limits, retry policy and attempt, hooks,
  *    cookie lines and the network settings (certificates, proxies, Unix
- *    socket, resolve and connect_to pairs, interface, versions) (a policy without retries is not
+ *    socket, resolve and connect_to pairs, interface, versions), the request
+ *    hooks and the trace settings (a policy without retries is not
  * sent, so it comes back empty). (The hooks' function pointers are only carried as numbers, never
  * called.)
  */
@@ -113,6 +114,13 @@ static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const q
                ra->nstatuses != rb->nstatuses ||
                memcmp(ra->statuses, rb->statuses, sizeof(ra->statuses[0]) * (size_t)ra->nstatuses))
         fail("the retry policy changed in a round trip");
+    for (size_t k = 0; k < sizeof(a->on_request) / sizeof(a->on_request[0]); k++)
+        if (a->on_request[k].fn != b->on_request[k].fn ||
+            a->on_request[k].arg != b->on_request[k].arg)
+            fail("a request hook changed in a round trip");
+    if (a->trace_id != b->trace_id || a->debug_body != b->debug_body ||
+        a->trace_env != b->trace_env || !a->on_debug != !b->on_debug)
+        fail("the trace settings changed in a round trip");
     size_t i = 0;
     for (; ha[i].fn && hb[i].fn; i++)
         if (ha[i].fn != hb[i].fn || ha[i].arg != hb[i].arg) fail("a hook changed in a round trip");

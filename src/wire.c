@@ -716,12 +716,6 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
         case T_ON_REQUEST:
             rc = decode_on_request(v, n, r, &nreq);
             break;
-        case T_TRACE:
-            if (get_int(v, n, &i) || i <= 0)
-                rc = QV_EPROTOCOL;
-            else
-                r->trace_id = (uint64_t)i;
-            break;
         case T_TRACE_HOW:
             rc = get_trace_how(v, n, r);
             break;
@@ -751,10 +745,11 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             *jar_kept = 1;
             break;
         case T_ID:
+        case T_TRACE:
             if (get_int(v, n, &i) || i <= 0)
                 rc = QV_EPROTOCOL;
             else
-                r->wire_id = (uint64_t)i;
+                *(tag == T_ID ? &r->wire_id : &r->trace_id) = (uint64_t)i;
             break;
         case T_AUTH:
         case T_FOLLOW:
