@@ -698,9 +698,9 @@ double qv_response_elapsed_ms(const qv_response *r);
  * (the last one of that name wins); NULL if they set none, or one that
  * deletes it (Max-Age 0 or less, or an expiry in the past). The final
  * response's own headers only, like requests' r.cookies: cookies set by
- * the redirects that led to it are in the session's jar, and in
- * qv_response_history's headers. Owned by the response. */
-const char *qv_response_cookie(qv_response *r, const char *name);
+ * the redirects that led to it are in the session's jar, and each hop of
+ * qv_response_history answers for its own. Owned by the response. */
+const char *qv_response_cookie(const qv_response *r, const char *name);
 /* QV_EHTTP for 4xx/5xx, else QV_OK. */
 int qv_response_raise_for_status(const qv_response *r);
 

@@ -72,8 +72,10 @@ static int note(qv_response *r, const char *h)
     return QV_OK;
 }
 
-const char *qv_response_cookie(qv_response *r, const char *name)
+const char *qv_response_cookie(const qv_response *cr, const char *name)
 {
+    /* const to the caller (history hops are); the cache below is guarded */
+    qv_response *r = (qv_response *)cr;
     if (!r || !name) return NULL;
     const char *v = NULL;
     pthread_mutex_lock(&r->json_mu);

@@ -202,7 +202,7 @@ Test(cookiefile, response_cookie_reads_the_final_responses_set_cookie, .timeout 
     r = tx_expect_status(f, 200);
     cr_assert_null(qv_response_cookie(r, "c"));
     cr_assert_eq(qv_response_history_len(r), 1);
-    tx_assert_contains(qv_response_header(qv_response_history(r, 0), "Set-Cookie"), "c=3");
+    tx_assert_str_eq(qv_response_cookie(qv_response_history(r, 0), "c"), "3");
     tx_expect_cookie(s, "c", "3");
     qv_future_release(f);
 
