@@ -245,3 +245,35 @@ def test_response_pickles_and_copies(ours, httpbin):
     h["X-New"] = "1"
     assert "X-New" not in r.headers and h["content-type"] == r.headers["Content-Type"]
     assert r2.content == r.content and r2.status_code == 200
+
+
+def test_session_argument_state_is_used(httpbin):
+    """FuturesSession(session=s): s's headers, auth and jar, as in
+    requests-futures (it calls s.request)."""
+    def call(cls):
+        inner = requests.Session()
+        inner.headers["X-From"] = "inner"
+        inner.auth = ("u", "p")
+        with cls(session=inner) as s:
+            r1 = s.get(httpbin + "/cookies/set?jar=inner").result(timeout=30)
+            r2 = s.get(httpbin + "/basic-auth/u/p").result(timeout=30)
+            r3 = s.get(httpbin + "/headers").result(timeout=30)
+        return r1.json(), r2.status_code, r3.json()["headers"]["X-From"], dict(inner.cookies)
+
+    assert call(FuturesSession) == call(debian.FuturesSession)
+
+
+def test_environment_proxies(httpbin, proxy, monkeypatch):
+    monkeypatch.setenv("http_proxy", proxy)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    a, b = both(lambda s: s.get(httpbin + "/get"))
+    assert a.headers.get("Via") == b.headers.get("Via") == "quiver-test-proxy"
+
+    def no_env(s):
+        s.trust_env = False
+    a, b = both(lambda s: s.get(httpbin + "/get"), no_env)
+    assert "Via" not in a.headers and "Via" not in b.headers
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    a, b = both(lambda s: s.get(httpbin + "/get"))
+    assert "Via" not in a.headers and "Via" not in b.headers

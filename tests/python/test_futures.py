@@ -202,3 +202,13 @@ def test_result_timeout_then_result(ours, httpbin):
         f.result(timeout=0.1)
     assert not f.done()
     assert f.result(timeout=30).status_code == 200
+
+
+def test_close_waits_and_results_stay(httpbin):
+    s = FuturesSession()
+    fs = [s.get(httpbin + f"/delay/0.2?i={i}") for i in range(3)]
+    s.close()  # waits for what is in flight, like requests-futures' executor.shutdown()
+    assert all(f.done() for f in fs)
+    assert [f.result().json()["args"]["i"] for f in fs] == ["0", "1", "2"]
+    with pytest.raises(RuntimeError):
+        s.get(httpbin + "/get")
