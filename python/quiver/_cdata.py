@@ -59,6 +59,8 @@ def _ms(seconds: Optional[float]) -> int:
 def timeouts(timeout: Any) -> tuple[int, int]:
     """requests' timeout (a number, a (connect, read) tuple, or None) as
     (connect_timeout_ms, read_timeout_ms); None is no limit, as in requests."""
+    if timeout is None:
+        return -1, -1
     if isinstance(timeout, tuple):
         try:
             connect, read = timeout

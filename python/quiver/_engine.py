@@ -132,10 +132,7 @@ class _ArmingList(list):
     waiter to it; that is when a pulled future must start to push."""
 
     __slots__ = ("fut",)
-
-    def __init__(self, fut: "Future") -> None:
-        super().__init__()
-        self.fut = fut
+    fut: "Future"
 
     def append(self, waiter: Any) -> None:
         self.fut._arm()
@@ -162,7 +159,8 @@ class Future(concurrent.futures.Future):
 
     def __init__(self) -> None:
         super().__init__()
-        self._waiters = _ArmingList(self)
+        self._waiters = waiters = _ArmingList()
+        waiters.fut = self
 
     def _claim(self) -> Any:
         """Our qv_future reference if the caller is the one to finish."""
@@ -520,6 +518,21 @@ def set_cookie_values(r: Any) -> list[str]:
         out.append(ffi.string(v).decode("latin-1"))
 
 
+_encodings: dict = {}
+
+
+def _encoding(content_type: str) -> Optional[str]:
+    """requests' encoding rule for a Content-Type, remembered per value."""
+    try:
+        return _encodings[content_type]
+    except KeyError:
+        if len(_encodings) >= 256:
+            _encodings.clear()
+        enc = _encodings[content_type] = get_encoding_from_headers(
+            {"content-type": content_type})
+        return enc
+
+
 def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Response:
     """A requests.Response from a qv_response (one hop). What it holds is
     copied: the qv_response goes with its future."""
@@ -544,7 +557,7 @@ def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Res
         "_content": content, "_content_consumed": True, "_next": None,
         "status_code": status, "headers": Headers(ffi.unpack(buf, n).decode("latin-1")),
         "raw": None, "url": ffi.string(lib.qv_response_url(r)).decode("utf-8", "replace"),
-        "encoding": get_encoding_from_headers({"content-type": ctype}) if ctype else None,
+        "encoding": _encoding(ctype) if ctype else None,
         "history": [], "reason": reason, "cookies": RequestsCookieJar(_POLICY),
         "elapsed": datetime.timedelta(milliseconds=lib.qv_response_elapsed_ms(r)),
         "request": request, "connection": None,
