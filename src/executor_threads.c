@@ -60,6 +60,7 @@ static void *worker_main(void *arg)
         run_one(ex, &slot, &multi, f);
     }
     if (slot.easy) curl_easy_cleanup(slot.easy);
+    qv_net_slot_free(&slot);
     if (multi) curl_multi_cleanup(multi);
     return NULL;
 }

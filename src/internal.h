@@ -608,8 +608,11 @@ typedef struct qv_slot {
     CURL *configured;        /* easy, once its lifelong options are set (transfer.c) */
     int dirty;               /* easy has options of a special request: reset first */
     int ca_set;              /* easy has a CA file set */
-    /* The request's CONNECT_TO lines, while it runs (network.c). */
+    /* Network settings on easy (network.c): their CONNECT_TO lines, and
+     * what they are (net_sig, if net_set; net_next: the next request's). */
     struct curl_slist *connect_to;
+    qv_buf net_sig, net_next;
+    int net_set;
     qv_sink sink;
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
     double progress_ms; /* when on_progress last ran */
@@ -675,10 +678,18 @@ int qv_net_validate(const qv_session_opts *o);
 int qv_net_build(qv_req *r, const qv_session_opts *so, const qv_request_opts *o);
 /* 1 if r sets any of them (a request that needs a reset after it). */
 int qv_net_special(const qv_req *r);
-/* Sets them on slot->easy (just reset); the lists stay in slot until
- * qv_net_release. */
+/* A handle keeps a request's network settings for the next request with
+ * the same (so a session that uses them needs no reset between its plain
+ * GETs): 1 if slot->easy has r's settings (or none, and r has none), 0 if
+ * it must be reset first, -1 out of memory. */
+int qv_net_same(qv_slot *slot, const qv_req *r);
+/* Sets r's on slot->easy (after a reset, or if it has them already:
+ * nothing); qv_net_same came first. */
 CURLcode qv_net_setup(qv_slot *slot, const qv_req *r);
-void qv_net_release(qv_slot *slot);
+/* After a reset: the handle has none. */
+void qv_net_forget(qv_slot *slot);
+/* When the slot goes (after its handle). */
+void qv_net_slot_free(qv_slot *slot);
 /* A TLS failure's cause in words (which option it is about), or NULL. */
 const char *qv_net_tls_hint(qv_slot *slot, CURLcode cc, const char *detail);
 /* 1 if a receive or send error before any response is the TLS server

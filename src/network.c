@@ -1,8 +1,9 @@
 /* Networks and identity: client certificates and TLS settings, proxies,
  * Unix sockets, name resolution and local binding. Checked at session
  * creation, merged into a request record at submit, and set on an easy
- * handle for the transfer (always a "special" request: after it, the handle
- * starts from a reset). */
+ * handle for the transfer. The handle keeps them for the next request with
+ * the same settings (a byte signature of them tells); a request with other
+ * settings, or none, has the handle reset first (transfer.c). */
 #include "internal.h"
 
 #include <string.h>
@@ -155,7 +156,8 @@ static CURLcode set_blob(CURL *e, CURLoption opt, const char *pem)
     return curl_easy_setopt(e, opt, &b);
 }
 
-CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
+/* Sets r's network options on slot->easy, which has none (just reset). */
+static CURLcode net_setup(qv_slot *slot, const qv_req *r)
 {
     CURL *e = slot->easy;
     /* An explicit proxy is used for every host but no_proxy's; the
@@ -200,12 +202,70 @@ CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
     return cc;
 }
 
-void qv_net_release(qv_slot *slot)
+CURLcode qv_net_setup(qv_slot *slot, const qv_req *r)
 {
-    if (!slot->connect_to) return;
-    curl_easy_setopt(slot->easy, CURLOPT_CONNECT_TO, NULL);
+    if (!qv_net_special(r) || slot->net_set) return CURLE_OK;
+    CURLcode cc = net_setup(slot, r);
+    if (cc) return cc;
+    /* The handle has them now: net_next (from qv_net_same) names them. */
+    qv_buf t = slot->net_sig;
+    slot->net_sig = slot->net_next;
+    slot->net_next = t;
+    slot->net_set = 1;
+    return CURLE_OK;
+}
+
+/* Appends a string field (NULL and "" differ). */
+static int sig_put(qv_buf *b, const char *s)
+{
+    int rc = qv_buf_append(b, s ? "+" : "-", 1);
+    return rc || !s ? rc : qv_buf_append(b, s, strlen(s) + 1);
+}
+
+static int sig_pairs(qv_buf *b, const qv_pair *p)
+{
+    int rc = QV_OK;
+    for (; p && p->name && !rc; p++)
+        if (!(rc = sig_put(b, p->name))) rc = sig_put(b, p->value);
+    return rc ? rc : sig_put(b, NULL);
+}
+
+/* Everything qv_net_setup sets for r, as bytes. */
+static int signature(const qv_req *r, qv_buf *b)
+{
+    const char *strs[] = {r->client_cert,       r->client_key,     r->key_password,
+                          r->client_cert_pem,   r->client_key_pem, r->ca_path,
+                          r->pinned_public_key, r->proxy,          r->no_proxy,
+                          r->proxy_username,    r->proxy_password, r->proxy_ca_file,
+                          r->unix_socket,       r->interface};
+    char ints[3] = {(char)r->tls_min_version, (char)r->ip_version, (char)(r->proxy && r->insecure)};
+    b->len = 0;
+    int rc = qv_buf_append(b, ints, sizeof(ints));
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]) && !rc; i++) rc = sig_put(b, strs[i]);
+    if (!rc) rc = sig_pairs(b, r->resolve);
+    return rc ? rc : sig_pairs(b, r->connect_to);
+}
+
+int qv_net_same(qv_slot *slot, const qv_req *r)
+{
+    if (!qv_net_special(r)) return !slot->net_set;
+    if (signature(r, &slot->net_next)) return -1;
+    return slot->net_set && slot->net_sig.len == slot->net_next.len &&
+           memcmp(slot->net_sig.data, slot->net_next.data, slot->net_sig.len) == 0;
+}
+
+void qv_net_forget(qv_slot *slot)
+{
     curl_slist_free_all(slot->connect_to);
     slot->connect_to = NULL;
+    slot->net_set = 0;
+}
+
+void qv_net_slot_free(qv_slot *slot)
+{
+    qv_net_forget(slot);
+    qv_buf_free(&slot->net_sig);
+    qv_buf_free(&slot->net_next);
 }
 
 /* libcurl's detail of a TLS failure (with OpenSSL, an alert the server sent

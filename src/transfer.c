@@ -277,8 +277,8 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
 static int special(const qv_req *r)
 {
     return r->auth != QV_AUTH_NONE || r->insecure || r->has_body || r->nparts ||
-           strcmp(r->method, "GET") != 0 || qv_net_special(r) || r->on_progress || r->resume ||
-           r->upload_path || r->on_upload;
+           strcmp(r->method, "GET") != 0 || r->on_progress || r->resume || r->upload_path ||
+           r->on_upload;
 }
 
 /* The options of a special request (see special()). */
@@ -298,7 +298,6 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
     char range[32];
     if (qv_sink_range(slot, range, sizeof(range))) SET(CURLOPT_RANGE, range);
 #undef SET
-    if (!cc) cc = qv_net_setup(slot, r);
     if (!cc) cc = setup_auth(e, r);
     if (!cc) cc = setup_method(slot, r);
     return cc;
@@ -306,14 +305,19 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
 
 /* A handle reused from a plain request keeps its options; only what a
  * request sets is set again (curl_easy_reset and every option anew cost as
- * much as quiver's whole response building). After anything else, or a CA
- * file that must go, it starts from a reset. */
+ * much as quiver's whole response building). So does one whose network
+ * settings are those the handle has (network.c). After anything else, or a
+ * CA file that must go, it starts from a reset. */
 static CURLcode setup_easy(qv_slot *slot, qv_future *f)
 {
     const qv_req *r = &f->req;
     CURLcode cc = CURLE_OK;
-    if (slot->configured != slot->easy || slot->dirty || (slot->ca_set && !r->ca_file)) {
+    int same_net = qv_net_same(slot, r);
+    if (same_net < 0) return CURLE_OUT_OF_MEMORY;
+    if (slot->configured != slot->easy || slot->dirty || (slot->ca_set && !r->ca_file) ||
+        !same_net) {
         curl_easy_reset(slot->easy);
+        qv_net_forget(slot);
         slot->configured = NULL;
         cc = setup_invariant(slot);
         if (!cc) slot->configured = slot->easy;
@@ -322,6 +326,7 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     slot->ca_set = r->ca_file != NULL;
     if (!cc) cc = setup_request(slot, f);
     if (!cc && slot->dirty) cc = setup_special(slot, r);
+    if (!cc) cc = qv_net_setup(slot, r);
     if (!cc) cc = qv_redirect_setup(slot);
     if (!cc && r->host && qv_session_seed_cookies(f->session, slot->easy, r->host))
         cc = CURLE_OUT_OF_MEMORY;
@@ -335,7 +340,6 @@ static void slot_release(qv_slot *slot)
     qv_upload_end(slot);
     curl_mime_free(slot->mime);
     slot->mime = NULL;
-    qv_net_release(slot);
     slot->f = NULL;
     if (slot->attempt_headers || slot->hop_headers) {
         curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, NULL);

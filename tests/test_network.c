@@ -85,6 +85,39 @@ Test(network, unix_socket_keeps_the_url_s_host_and_path, .timeout = 30)
     qv_session_free(s);
 }
 
+Test(network, settings_kept_on_a_handle_follow_each_request, .timeout = 30)
+{
+    /* One worker, so one easy handle: it keeps a request's network settings
+     * for the next request with the same; another request (a POST, a plain
+     * session's GET) must neither lose them nor inherit them. (Without the
+     * socket, localhost:1 refuses: no traffic leaves the machine.) */
+    const char *sock = tx_env("QV_NGINX_SOCKET", "nginx on a Unix socket (qv_start_nginx)");
+    qv_executor *ex = tx_executor(1);
+    qv_session *viasock = TX_SESSION(.executor = ex, .unix_socket = sock);
+    qv_session *plain = TX_SESSION(.executor = ex);
+    /* NULL: the plain session's GET. */
+    const char *methods[] = {"GET", "GET", "POST", "GET", NULL, "GET", "PUT", "GET", NULL, "GET"};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        qv_future *f;
+        if (!methods[i]) {
+            qv_response *r = tx_get_ok(plain, &f, tu("/get"));
+            tx_assert_str_eq(tx_jstr(tx_json(r), "url"), tu("/get"));
+            qv_future_release(f);
+            continue;
+        }
+        cr_assert_eq(qv_request(viasock, &f,
+                                &(qv_request_opts){.size = sizeof(qv_request_opts),
+                                                   .method = methods[i],
+                                                   .url = "http://localhost:1/whoami"}),
+                     QV_OK);
+        tx_assert_str_eq(qv_response_text(tx_expect_status(f, 200)), "localhost:1 /whoami");
+        qv_future_release(f);
+    }
+    qv_session_free(viasock);
+    qv_session_free(plain);
+    qv_executor_free(ex);
+}
+
 Test(network, missing_unix_socket_is_econnect, .timeout = 30)
 {
     qv_session *s = TX_SESSION(.unix_socket = "/nonexistent/quiver-test.sock");
