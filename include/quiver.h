@@ -494,6 +494,18 @@ typedef struct qv_request_opts {
     long (*on_upload)(void *buf, size_t cap, void *arg);
     void *on_upload_arg;
     long long upload_len; /* on_upload's length; 0 = unknown (chunked) */
+
+    /* Pull, as requests' stream=True: the future completes as soon as the
+     * final response's headers have arrived (hooks run then, without the
+     * body); read the body with qv_response_read(). The reader sets the
+     * pace: while it does not read, the transfer pauses and the connection
+     * is not read further, so at most a small fixed buffer (QV_PIPE_CAP)
+     * waits in memory. Releasing the future before the end closes the
+     * transfer (and its connection). Not with output_path, output_fd or
+     * on_data. Never retried once the headers were delivered. Don't read
+     * the body in a hook or done callback: on QV_THREADS they run on the
+     * thread that would bring it. */
+    int stream;
 } qv_request_opts;
 
 /* ---------------------------------------------------------------- executor */
@@ -645,6 +657,17 @@ int qv_response_status(const qv_response *r);
 const char *qv_response_reason(const qv_response *r); /* "OK", may be "" */
 /* The body, always followed by a NUL byte (not counted in *len). */
 const char *qv_response_body(const qv_response *r, size_t *len);
+/* Reads the next bytes of the body into buf (at most cap): QV_OK with *n
+ * bytes, and *n == 0 at the end of the body. With .stream = 1 it waits up to
+ * timeout_ms (-1 = forever) for bytes to come (QV_EWAIT_TIMEOUT: none yet,
+ * the stream goes on), and a failure of the transfer while the body comes
+ * is returned here with the usual codes (QV_EPROTOCOL, QV_EREAD_TIMEOUT,
+ * QV_ETOO_LARGE, ...; qv_response_read_error() says more), as is
+ * QV_ESHUTDOWN once the session that made it was closed. Without stream,
+ * it reads the body held in memory, from the start. One reader at a time. */
+int qv_response_read(qv_response *r, void *buf, size_t cap, size_t *n, long timeout_ms);
+/* The message of the error qv_response_read returned last (NULL if none). */
+const char *qv_response_read_error(const qv_response *r);
 /* Body bytes received: the length of the body in memory, or what was
  * written to output_path / output_fd or handed to on_data. */
 long long qv_response_body_bytes(const qv_response *r);

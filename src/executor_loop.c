@@ -62,8 +62,13 @@ static void *delivery_main(void *arg)
         }
         pthread_mutex_unlock(&L->dmu);
         if (!f) break; /* stopped and drained */
-        qv_transfer_deliver(f);
-        qv_future_drop(f); /* the queue's reference */
+        /* A streamed response's headers (taken once), or an outcome. */
+        qv_response *early = __atomic_exchange_n(&f->early_resp, NULL, __ATOMIC_ACQ_REL);
+        if (early)
+            qv_transfer_deliver_early(f, early);
+        else
+            qv_transfer_deliver(f);
+        qv_future_drop(f); /* the queue's reference (or the early delivery's) */
     }
     return NULL;
 }
@@ -92,6 +97,13 @@ static void deliver(loop *L, batch *done)
     batch user = {0}, here = {0};
     for (qv_future *f = done->head, *next; f; f = next) {
         next = f->next_done;
+        if (f->streamed) {
+            /* Completed with its headers (on a delivery thread): what is
+             * left runs no user code. */
+            qv_transfer_deliver(f);
+            qv_future_drop(f);
+            continue;
+        }
         /* Hooks run on responses only. */
         int hooks =
             f->out_resp && (f->req.hook || (f->session->o.hooks && f->session->o.hooks->fn));
@@ -275,8 +287,18 @@ static void loop_destroy(qv_executor *ex)
     qv_free(L);
 }
 
+/* A streamed response's headers: hooks and done callbacks run on a
+ * delivery thread, as for any response, while the I/O thread goes on. */
+static void loop_deliver_early(qv_executor *ex, qv_future *f, qv_response *r)
+{
+    f->early_resp = r;
+    f->next_done = NULL;
+    deliver_batch((loop *)ex, qv_future_hold(f), f);
+}
+
 static const qv_executor_vt loop_vt = {
     .notify = loop_notify,
+    .deliver_early = loop_deliver_early,
     .shutdown = loop_shutdown,
     .destroy = loop_destroy,
 };

@@ -48,6 +48,11 @@ typedef struct pworker {
      * to cancel, and the outcome is this error (0: none) and message. */
     int stopped;
     char *stopped_msg;
+    /* f's streamed body (stream = 1), once its headers came: data frames
+     * go there; while it has too little room the worker's socket is not
+     * read (throttled), so the worker, and its transfer, wait. */
+    qv_pipe *pipe;
+    int throttled;
     int reaped; /* its death was told: its pid may be another process's now */
 } pworker;
 
@@ -312,7 +317,15 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     w->stopped = 0;
     qv_free(w->stopped_msg);
     w->stopped_msg = NULL;
-    if (w->f_lost) {
+    if (w->pipe) {
+        /* Completed with its headers: this outcome ends its body. */
+        qv_pipe_finish(w->pipe, st == QV_FINISHED ? QV_OK : err, msg);
+        qv_pipe_unref(w->pipe);
+        w->pipe = NULL;
+        qv_free(msg);
+        qv_response_free(r);
+        qv_stream_release(f);
+    } else if (w->f_lost) {
         qv_free(msg);
         qv_response_free(r);
     } else {
@@ -472,6 +485,63 @@ static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     w->cancel_sent = 1;
 }
 
+/* A streamed response's headers: the future completes now (its hooks ran
+ * in the worker); its body comes in data frames. */
+static void on_head_frame(pworker *w, const unsigned char *p, size_t len)
+{
+    qv_future *f = w->f;
+    qv_response *r = NULL;
+    int err, jar_kept;
+    char *msg = NULL;
+    struct curl_slist *jar = NULL;
+    long conns;
+    double retry_ms;
+    if (w->pipe || w->f_lost ||
+        qv_wire_decode_response(p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms) || !r) {
+        qv_free(msg);
+        curl_slist_free_all(jar);
+        qv_response_free(r);
+        return; /* (then its data has nowhere to go, and its answer completes it) */
+    }
+    if (!(w->pipe = qv_pipe_new(f))) {
+        qv_response_free(r);
+        return;
+    }
+    r->pipe = w->pipe;
+    r->body_bytes = 0;
+    r->timing.queued_ms = f->started_ms - f->submitted_ms;
+    r->attempts = f->attempts;
+    atomic_store(&f->stream_open, 1); /* the transfer's hold */
+    qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
+    if (atomic_load(&f->user_refs) == 0) qv_pipe_close(w->pipe); /* let go already */
+}
+
+/* Stops or starts reading w's socket. */
+static void throttle(procs *P, pworker *w, int on)
+{
+    if (w->throttled == on || w->fd < 0) return;
+    w->throttled = on;
+    epoll_ctl(P->ep, EPOLL_CTL_MOD, w->fd,
+              &(struct epoll_event){.events = on ? 0 : EPOLLIN, .data.fd = w->fd});
+}
+
+/* Room that a data frame always fits in (a chunk is at most 16 KiB). */
+#define PIPE_LOW ((size_t)64 << 10)
+
+static void on_stream_data(procs *P, pworker *w, const unsigned char *p, size_t len)
+{
+    const unsigned char *chunk;
+    size_t n;
+    if (qv_wire_decode_data(p, len, &chunk, &n)) return;
+    if (qv_pipe_push_any(w->pipe, (const char *)chunk, n) == -1) {
+        /* The reader let go: the worker stops; what it still sends goes. */
+        if (!w->cancel_sent) send_cancel(P, w, w->f->req.wire_id);
+        w->cancel_sent = 1;
+        return;
+    }
+    if (qv_pipe_hold_below(w->pipe, PIPE_LOW)) throttle(P, w, 1);
+}
+
 static void on_progress_frame(pworker *w, const unsigned char *p, size_t len)
 {
     qv_future *f = w->f;
@@ -498,7 +568,11 @@ static void on_worker_readable(procs *P, pworker *w)
             return;
         }
         if (!w->f) continue;
-        if (type == QV_WIRE_DEBUG && !w->f_lost)
+        if (type == QV_WIRE_HEAD)
+            on_head_frame(w, p, len);
+        else if (type == QV_WIRE_DATA && w->pipe)
+            on_stream_data(P, w, p, len);
+        else if (type == QV_WIRE_DEBUG && !w->f_lost)
             debug_event(w->f, p, len);
         else if (type == QV_WIRE_DATA)
             on_data_frame(P, w, p, len);
@@ -513,7 +587,21 @@ static void on_worker_readable(procs *P, pworker *w)
             }
             after_answer(P, w, type == QV_WIRE_RESPONSE_TOOK);
         }
-    } while (qv_frame_buffered(&w->in));
+    } while (!w->throttled && qv_frame_buffered(&w->in));
+}
+
+/* Throttled workers whose readers made room (or let go) are read again,
+ * from the frames already buffered on. */
+static void unthrottle(procs *P)
+{
+    for (int i = 0; i < P->nw; i++) {
+        pworker *w = &P->w[i];
+        int resume;
+        if (!w->throttled) continue;
+        if (w->pipe && !qv_pipe_state(w->pipe, &resume) && !resume) continue;
+        throttle(P, w, 0);
+        if (qv_frame_buffered(&w->in)) on_worker_readable(P, w);
+    }
 }
 
 static void describe_death(char *buf, size_t n, int status, int timed_out)
@@ -865,6 +953,7 @@ static void *dispatch_main(void *arg)
             while (read(P->wake[0], drain, sizeof(drain)) == (ssize_t)sizeof(drain)) {
             }
             send_cancels(P);
+            unthrottle(P);
         }
         /* Workers first (their answers), then the zygote (deaths, spawns),
          * which may reorder the worker array. */

@@ -51,12 +51,25 @@ void qv_future_hand_over(qv_future *f)
     atomic_fetch_add_explicit(&f->user_refs, 1, memory_order_relaxed);
 }
 
+/* A streamed body whose future the caller let go is read by no one: its
+ * transfer stops. */
+void qv_future_abandon_stream(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    qv_pipe *p = f->resp ? f->resp->pipe : NULL;
+    pthread_mutex_unlock(&f->mu);
+    if (p) qv_pipe_close(p);
+}
+
 void qv_future_release(qv_future *f)
 {
     if (!f) return;
     QV_CHECK_FUTURE(f);
-    if (atomic_fetch_sub_explicit(&f->user_refs, 1, memory_order_relaxed) <= 0)
+    int left = atomic_fetch_sub_explicit(&f->user_refs, 1, memory_order_acq_rel) - 1;
+    if (left < 0)
         qv_misuse(__func__, f, "released more often than it was referenced (released twice?)");
+    /* The caller's last: a streamed body still coming is read by no one. */
+    if (left == 0 && atomic_load(&f->stream_open)) qv_future_abandon_stream(f);
     qv_future_drop(f);
 }
 
@@ -218,7 +231,8 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     f->error = st == QV_FINISHED ? QV_OK : err;
     f->errmsg = msg;
     f->resp = resp;
-    f->waker = NULL;
+    /* A streamed body's transfer goes on: its reader still pokes it. */
+    if (!atomic_load(&f->stream_open)) f->waker = NULL;
     for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
     /* more_cbs was built newest first: put it in the order added. Callbacks
      * then run outside the lock; the list can no longer change, since
@@ -245,9 +259,43 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
         if (gate) gate(1);
     }
 
+    /* A streamed body still comes: the session lets the future go when its
+     * transfer ends (qv_stream_done). */
+    if (atomic_load(&f->stream_open)) return;
     qv_session *s = f->session;
     f->session = NULL;
     if (s) qv_session_future_done(s, f);
+}
+
+int (*qv_stream_head_hook)(struct qv_slot *slot, qv_response *r);
+
+void qv_stream_release(qv_future *f)
+{
+    if (atomic_fetch_sub(&f->stream_open, 1) != 1) return;
+    qv_session *s = f->session;
+    f->session = NULL;
+    if (s) qv_session_future_done(s, f);
+}
+
+/* Under f->mu: wakes the thread driving f's transfer. The waker (a worker's
+ * curl_multi) stays valid while set: the worker clears it under this lock
+ * before it moves on. */
+static void poke_locked(qv_future *f)
+{
+    qv_executor *ex = f->ex;
+    if (!ex) return;
+    atomic_store(&ex->cancel_hint, 1);
+    if (f->waker)
+        curl_multi_wakeup(f->waker);
+    else if (ex->vt->interrupt)
+        ex->vt->interrupt(ex);
+}
+
+void qv_future_poke(qv_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    poke_locked(f);
+    pthread_mutex_unlock(&f->mu);
 }
 
 /* The most of a URL a message shows. */
@@ -391,15 +439,7 @@ int qv_future_cancel(qv_future *f)
     /* Whoever takes a queued future off the queue completes it: here, or
      * the worker that popped it (qv_future_begin then sees the flag). */
     int removed = (st == QV_PENDING || f->retrying) && ex && qv_executor_remove_locked(ex, f);
-    /* The waker (a worker's curl_multi) stays valid while set: the worker
-     * clears it under this lock before it moves on. */
-    if (st == QV_RUNNING && ex) {
-        atomic_store(&ex->cancel_hint, 1);
-        if (f->waker)
-            curl_multi_wakeup(f->waker);
-        else if (ex->vt->interrupt)
-            ex->vt->interrupt(ex);
-    }
+    if (st == QV_RUNNING) poke_locked(f);
     pthread_mutex_unlock(&f->mu);
     if (ex) pthread_mutex_unlock(&ex->mu);
 

@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <time.h>
 
+/* The body of a streamed response between its transfer and its reader (pipe.c). */
+typedef struct qv_pipe qv_pipe;
+
 /* ------------------------------------------------------------- memory (mem.c) */
 
 /* Allocations that failed so far (through qv_malloc & co). */
@@ -206,6 +209,7 @@ typedef struct qv_req {
     long (*on_upload)(void *buf, size_t cap, void *arg);
     void *on_upload_arg;
     long long upload_len;
+    int stream;
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
@@ -290,8 +294,15 @@ struct qv_future {
     char *out_msg;
     long out_conns;       /* connections the transfer opened */
     qv_future *next_done; /* a loop executor's list of outcomes to deliver */
-    int out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
-                             produced some: no retry can take them back */
+    /* stream = 1: the response goes out with its headers while its body
+     * still comes. stream_open counts what still holds the future in its
+     * session (the early delivery, the transfer); streamed is set by the
+     * transfer's thread, for itself. */
+    atomic_int stream_open;
+    int streamed;
+    qv_response *early_resp; /* the response for a loop's delivery thread */
+    int out_unrepeatable;    /* body bytes went to output_fd/on_data, or on_upload
+                                produced some: no retry can take them back */
     qv_req req;
 };
 
@@ -322,6 +333,22 @@ int qv_future_waiting(qv_future *f);
 int qv_future_begin_held(qv_future *f);
 int qv_future_lost(qv_future *f);
 int qv_future_unhold(qv_future *f);
+/* Wakes the thread that drives f's transfer, to look at it again (a
+ * cancel, a streamed body's reader). */
+void qv_future_poke(qv_future *f);
+/* Completes f (RUNNING) with the headers of a streamed response: its hooks,
+ * then FINISHED, while the transfer goes on; on the thread it may run user
+ * code on. */
+void qv_transfer_deliver_early(qv_future *f, qv_response *r);
+/* Stops the transfer of f's streamed body (its reader let go). */
+void qv_future_abandon_stream(qv_future *f);
+/* Lets go of one of a streamed future's holds (stream_open): the early
+ * delivery's, the transfer's; with the last, the session lets it go. */
+void qv_stream_release(qv_future *f);
+/* Set in a process worker: what becomes of a streamed response's headers
+ * there (sent to the parent). 0, or -1 to stop the transfer. */
+struct qv_slot;
+extern int (*qv_stream_head_hook)(struct qv_slot *slot, qv_response *r);
 /* Transfer over: the waker must no longer be used. */
 void qv_future_end_transfer(qv_future *f);
 /* The one terminal transition. Takes ownership of msg and resp. A pending
@@ -450,6 +477,9 @@ struct qv_response {
     qv_hdr *cookies;
     size_t ncookies;
     int cookies_read;
+    qv_pipe *pipe;  /* stream = 1: the body, as it comes (pipe.c) */
+    size_t read_at; /* qv_response_read of a body in memory: bytes read */
+    const char *read_error;
 };
 
 /* 1 in a process pool's worker: a pointer result cannot reach the caller. */
@@ -482,9 +512,10 @@ enum {
     QV_WIRE_HOOKS,
     QV_WIRE_RESPONSE,
     QV_WIRE_RESPONSE_TOOK,
-    QV_WIRE_DEBUG,   /* a debug trace event, from the worker during the transfer */
-    QV_WIRE_DATA,    /* body bytes for the parent's on_data or output_fd (from the worker) */
-    QV_WIRE_PROGRESS /* for the parent's on_progress (from the worker) */
+    QV_WIRE_DEBUG,    /* a debug trace event, from the worker during the transfer */
+    QV_WIRE_DATA,     /* body bytes for the parent's on_data or output_fd (from the worker) */
+    QV_WIRE_PROGRESS, /* for the parent's on_progress (from the worker) */
+    QV_WIRE_HEAD      /* a streamed response's headers (from the worker); its body follows */
 };
 /* What a request tells its worker of its body's ways (wire.c). */
 enum {
@@ -492,6 +523,7 @@ enum {
     QV_SINK_RESUME = 2,   /* resume */
     QV_SINK_DATA = 4,     /* the body goes to the parent in data frames */
     QV_SINK_PROGRESS = 8, /* progress goes to the parent in progress frames */
+    QV_SINK_STREAM = 16,  /* stream = 1: the headers go first, in a head frame */
 };
 int qv_wire_encode_data(qv_buf *b, const void *chunk, size_t len);
 int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n);
@@ -556,7 +588,8 @@ typedef enum qv_abort {
     QV_ABORT_PROXY_AUTH, /* the response is a proxy's 407 */
     QV_ABORT_IO,         /* writing the body to its file or descriptor failed */
     QV_ABORT_HOOK,       /* on_data or on_upload said stop */
-    QV_ABORT_RANGE       /* a resumed download's answer does not start where the file ends */
+    QV_ABORT_RANGE,      /* a resumed download's answer does not start where the file ends */
+    QV_ABORT_CLOSED      /* a streamed body's reader let go */
 } qv_abort;
 
 /* The most room a response's Content-Length reserves at once (a hostile one
@@ -614,6 +647,9 @@ typedef struct qv_slot {
     qv_buf net_sig, net_next;
     int net_set;
     qv_sink sink;
+    qv_pipe *pipe;      /* stream = 1, once the headers went out */
+    char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */
+    int paused;         /* the transfer waits for the reader (CURL_WRITEFUNC_PAUSE) */
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
     double progress_ms; /* when on_progress last ran */
     char errbuf[CURL_ERROR_SIZE];
@@ -638,6 +674,33 @@ char *qv_sink_io_message(qv_slot *slot);
 /* After the outcome is in f: closes the file, renames it into place (or
  * fails f with QV_EIO), or removes or keeps a partial one. */
 void qv_sink_end(qv_slot *slot);
+
+/* pipe.c: the body of a streamed response (stream = 1), between its
+ * transfer and its reader. */
+#define QV_PIPE_CAP ((size_t)256 << 10)
+/* With two references (the transfer's and the response's); producer is
+ * poked when the reader made room or let go, until qv_pipe_finish. */
+qv_pipe *qv_pipe_new(qv_future *producer);
+void qv_pipe_unref(qv_pipe *p);
+/* The transfer's bytes: 0 taken, 1 no room (the transfer pauses; pushed
+ * again later), -1 the reader let go, -2 out of memory. */
+int qv_pipe_push(qv_pipe *p, const char *data, size_t n);
+/* The same, taking the bytes even without room (the ring grows): for a
+ * process pool's dispatcher, which holds back at the socket instead. */
+int qv_pipe_push_any(qv_pipe *p, const char *data, size_t n);
+/* Body bytes pushed so far. */
+long long qv_pipe_total(qv_pipe *p);
+/* 1 (and the producer counts as paused, to be poked as for a full pipe)
+ * if fewer than low bytes are free. */
+int qv_pipe_hold_below(qv_pipe *p, size_t low);
+/* For the transfer's thread: 1 if the reader let go; *resume = 1 if the
+ * transfer paused and may go on now. */
+int qv_pipe_state(qv_pipe *p, int *resume);
+/* The transfer ended: err QV_OK (the whole body is in) or its error. */
+void qv_pipe_finish(qv_pipe *p, int err, const char *msg);
+/* The reader lets go: the transfer is stopped. */
+void qv_pipe_close(qv_pipe *p);
+int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg);
 
 /* upload.c: the body source of upload_path / on_upload, per attempt. */
 CURLcode qv_upload_setup(qv_slot *slot, char **msg);
@@ -747,6 +810,10 @@ typedef struct qv_executor_vt {
     /* A running future was cancelled (optional: executors whose transfers
      * do not run on a curl_multi the canceller can wake). */
     void (*interrupt)(qv_executor *ex);
+    /* A streamed response's headers are in (optional; without it they are
+     * delivered at once, on the transfer's thread): the executor runs
+     * qv_transfer_deliver_early(f, r) where user code may run. */
+    void (*deliver_early)(qv_executor *ex, qv_future *f, qv_response *r);
     /* Stop after draining the queue; join workers. */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);

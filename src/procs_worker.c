@@ -168,6 +168,35 @@ static void forward_progress(qv_future *f, long long dl_now, long long dl_total,
         _exit(0);
 }
 
+/* stream = 1: the final response's headers are in. Its hooks run now (as
+ * they do for a streamed response on every executor), then the headers go
+ * to the parent, which completes the future; the body follows in data
+ * frames. 0, or -1 to stop the transfer (a hook failed). */
+static int stream_head(qv_slot *slot, qv_response *r)
+{
+    worker *w = the_worker;
+    qv_future *f = slot->f;
+    char *msg = NULL;
+    double t0 = qv_now_ms();
+    if (qv_run_hooks(f, r, &msg)) {
+        slot->abort = QV_ABORT_HOOK;
+        slot->abort_msg = msg ? msg : qv_strdup("out of memory");
+        return -1;
+    }
+    r->timing.hooks_ms = qv_now_ms() - t0;
+    f->streamed = 1;
+    f->out_resp = r; /* only to encode it: the slot keeps it */
+    int rc = qv_wire_encode_response(&w->out, f, NULL, QV_JAR_KEPT);
+    f->out_resp = NULL;
+    if (rc) {
+        slot->abort = QV_ABORT_NOMEM;
+        return -1;
+    }
+    qv_wire_frame_retype(&w->out, QV_WIRE_HEAD);
+    if (qv_fd_write_all(w->fd, w->out.data, w->out.len)) _exit(0); /* the parent is gone */
+    return 0;
+}
+
 /* Takes the request the parent left in the mailbox, if it has not taken it
  * back: one read gets a whole frame or nothing, as the parent writes one
  * frame of at most PIPE_BUF bytes at a time into an empty pipe. */
@@ -233,7 +262,8 @@ static int serve_one(worker *w)
     }
     /* An attempt to be retried gets no hooks: they see the final outcome. */
     f->out_retry_ms = rc ? -1 : qv_retry_wait_ms(f);
-    if (f->out_resp && f->out_retry_ms < 0) {
+    /* A streamed response's hooks ran with its headers (stream_head). */
+    if (f->out_resp && f->out_retry_ms < 0 && !f->streamed) {
         /* Tell the parent, so that a hook timeout can start counting; only
          * if a hook runs (the hooks travel as one list): the frame costs a
          * write here and a wake-up and reads in the parent. */
@@ -342,6 +372,7 @@ static void worker_main(int fd, int mbox)
     worker w = {.fd = fd, .mbox = mbox};
     the_worker = &w;
     qv_in_worker_process = 1;
+    qv_stream_head_hook = stream_head;
     w.slot.easy = curl_easy_init();
     w.multi = curl_multi_init();
     w.ss = qv_session_stub_new();

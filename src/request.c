@@ -247,7 +247,7 @@ static int build_headers(qv_req *r, const qv_session *s, const qv_request_opts *
 /* The download forms: one at most; a file's path copied. */
 static int build_sink(qv_req *r, const qv_request_opts *o)
 {
-    if (!!o->output_path + !!o->output_fd + !!o->on_data > 1) return QV_EINVAL;
+    if (!!o->output_path + !!o->output_fd + !!o->on_data + (o->stream > 0) > 1) return QV_EINVAL;
     if (o->output_fd < 0 || ((o->resume || o->keep_partial) && !o->output_path)) return QV_EINVAL;
     if (o->range && (o->resume || !qv_header_value_ok(o->range))) return QV_EINVAL;
     if (o->output_path && !*o->output_path) return QV_EINVAL;
@@ -256,6 +256,7 @@ static int build_sink(qv_req *r, const qv_request_opts *o)
     r->keep_partial = o->keep_partial > 0 || o->resume > 0;
     r->resume = o->resume > 0;
     r->output_fd = o->output_fd;
+    r->stream = o->stream > 0;
     r->on_data = o->on_data;
     r->on_data_arg = o->on_data_arg;
     r->on_progress = o->on_progress;

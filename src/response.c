@@ -63,6 +63,10 @@ int qv_response_push_history(qv_response *r)
 void qv_response_free(qv_response *r)
 {
     if (!r) return;
+    if (r->pipe) {
+        qv_pipe_close(r->pipe); /* a transfer still feeding it stops */
+        qv_pipe_unref(r->pipe);
+    }
     qv_response_reset_hop(r);
     qv_buf_free(&r->body);
     for (size_t i = 0; i < r->nhistory; i++) qv_response_free(r->history[i]);
@@ -90,6 +94,7 @@ const char *qv_response_reason(const qv_response *r)
 long long qv_response_body_bytes(const qv_response *r)
 {
     if (!r) return 0;
+    if (r->pipe) return qv_pipe_total(r->pipe);
     return r->body_bytes >= 0 ? r->body_bytes : (long long)r->body.len;
 }
 
@@ -267,4 +272,31 @@ int qv_response_set_hook_error(qv_response *r, const char *message)
     qv_free(r->hook_error);
     r->hook_error = m;
     return QV_OK;
+}
+
+int qv_response_read(qv_response *r, void *buf, size_t cap, size_t *n, long timeout_ms)
+{
+    if (n) *n = 0;
+    if (!r || !n || (!buf && cap)) {
+        if (r) r->read_error = NULL;
+        return QV_EINVAL;
+    }
+    const char *msg = NULL;
+    int rc;
+    if (r->pipe) {
+        rc = qv_pipe_read(r->pipe, buf, cap, n, timeout_ms, &msg);
+    } else {
+        size_t left = r->body.len - r->read_at;
+        *n = cap < left ? cap : left;
+        if (*n) memcpy(buf, r->body.data + r->read_at, *n);
+        r->read_at += *n;
+        rc = QV_OK;
+    }
+    r->read_error = rc == QV_OK || rc == QV_EWAIT_TIMEOUT ? NULL : msg ? msg : qv_strerror(rc);
+    return rc;
+}
+
+const char *qv_response_read_error(const qv_response *r)
+{
+    return r ? r->read_error : NULL;
 }

@@ -340,6 +340,10 @@ void qv_session_close(qv_session *s, int cancel_pending)
         qv_future_drop(f);
     }
     pthread_mutex_lock(&s->mu);
+    /* A streamed body that no one reads would keep its transfer, and so
+     * this wait, going for ever: it stops, and its reader gets QV_ESHUTDOWN. */
+    for (qv_future *f = s->live; f; f = f->snext)
+        if (atomic_load(&f->stream_open)) qv_future_abandon_stream(f);
     while (s->nlive) pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }

@@ -9,6 +9,8 @@
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *p);
 static size_t write_cb(char *buf, size_t size, size_t n, void *p);
+static int hop_streams(qv_slot *slot);
+static int stream_headers(qv_slot *slot);
 
 /* Starts a new hop at a status line: the previous hop becomes history if it
  * was a redirect that libcurl follows, otherwise (1xx, an auth challenge) it
@@ -75,9 +77,13 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
     int rc = QV_OK;
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
         rc = start_hop(slot, buf, len);
-    else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n'))
+    else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
         slot->in_headers = 0;
-    else if (slot->in_headers)
+        if (slot->f->req.stream && !slot->pipe && !slot->sink.hop && hop_streams(slot)) {
+            slot->sink.hop = 1;
+            if (stream_headers(slot)) return 0;
+        }
+    } else if (slot->in_headers)
         rc = add_header_line(slot, buf, len);
     if (rc) {
         slot->abort = QV_ABORT_NOMEM;
@@ -111,11 +117,38 @@ static int hop_streams(qv_slot *slot)
     const qv_req *r = &slot->f->req;
     const qv_response *resp = slot->resp;
     int st = resp->status;
+    if (st < 200) return 0; /* 100 Continue and the like: the response is still to come */
     if (st >= 300 && st < 400 && r->follow && qv_headers_get(&resp->headers, "Location", 0))
         return 0;
     if (st == 401 && r->auth == QV_AUTH_DIGEST && !slot->sink.challenged++) return 0;
     if (r->resume && st != 200 && st != 206) return 0;
     return !qv_retry_would_retry(slot->f, st);
+}
+
+/* A streamed response's body bytes, for its reader: they wait in the pipe,
+ * or (no room) the transfer pauses until the reader makes some. */
+static size_t stream_write(qv_slot *slot, char *buf, size_t len)
+{
+    qv_sink *k = &slot->sink;
+    size_t max = slot->f->req.max_response_bytes;
+    if (max && ((unsigned long long)k->written > max || len > max - (size_t)k->written)) {
+        slot->abort = QV_ABORT_TOO_LARGE;
+        return 0;
+    }
+    switch (qv_pipe_push(slot->pipe, buf, len)) {
+    case 0:
+        k->written += (long long)len;
+        return len;
+    case 1:
+        slot->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    case -1:
+        slot->abort = QV_ABORT_CLOSED;
+        return 0;
+    default:
+        slot->abort = QV_ABORT_NOMEM;
+        return 0;
+    }
 }
 
 static size_t write_cb(char *buf, size_t size, size_t n, void *p)
@@ -125,6 +158,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
     qv_buf *body = &slot->resp->body;
     size_t max = slot->f->req.max_response_bytes;
     slot->last_activity_ms = qv_now_ms();
+    if (slot->pipe) return stream_write(slot, buf, len);
     if (!slot->sink.hop && qv_sink_wanted(&slot->f->req))
         slot->sink.hop = hop_streams(slot) ? 1 : -1;
     if (slot->sink.hop > 0) return qv_sink_write(slot, buf, len);
@@ -402,6 +436,22 @@ int qv_transfer_should_abort(qv_slot *slot)
         slot->abort = QV_ABORT_CANCEL;
         return 1;
     }
+    if (slot->pipe) {
+        int resume;
+        if (qv_pipe_state(slot->pipe, &resume)) {
+            slot->abort = QV_ABORT_CLOSED;
+            return 1;
+        }
+        if (slot->paused) {
+            /* Waiting for the reader is no silence of the server's. */
+            slot->last_activity_ms = qv_now_ms();
+            if (resume) {
+                slot->paused = 0;
+                curl_easy_pause(slot->easy, CURLPAUSE_CONT); /* may write at once */
+            }
+            if (slot->abort) return 1;
+        }
+    }
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return 0;
     double now = qv_now_ms();
@@ -530,14 +580,23 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        "the proxy wants credentials, or refused those given "
                                        "(407 Proxy Authentication Required)");
         return;
+    case QV_ABORT_CLOSED:
+        f->out_err = QV_ESHUTDOWN;
+        f->out_msg = qv_future_message(f, f->out_err, "the streamed body's reader let it go");
+        return;
     case QV_ABORT_IO:
         f->out_err = QV_EIO;
         f->out_msg = qv_sink_io_message(slot);
         return;
     case QV_ABORT_HOOK:
         f->out_err = QV_EHOOK;
-        f->out_msg = qv_future_message(f, f->out_err, "%s stopped the transfer",
-                                       f->req.on_data ? "on_data" : "on_upload");
+        if (slot->abort_msg) /* a hook's, with a streamed response's headers */
+            f->out_msg = qv_future_message(f, f->out_err, "%s", slot->abort_msg);
+        else
+            f->out_msg = qv_future_message(f, f->out_err, "%s stopped the transfer",
+                                           f->req.on_data ? "on_data" : "on_upload");
+        qv_free(slot->abort_msg);
+        slot->abort_msg = NULL;
         return;
     case QV_ABORT_RANGE:
         f->out_err = QV_EPROTOCOL;
@@ -578,6 +637,106 @@ static void record_timing(qv_slot *slot, qv_response *r)
     r->timing.queued_ms = slot->f->started_ms - slot->f->submitted_ms;
 }
 
+/* The response's fields libcurl knows at its end, or (streamed) once its
+ * headers are in. */
+static int fill_response(qv_slot *slot, qv_response *r, long status)
+{
+    char *url = NULL;
+    curl_off_t total = 0;
+    long version = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
+    curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total);
+    curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
+    r->http_version = version == CURL_HTTP_VERSION_1_0   ? 10
+                      : version == CURL_HTTP_VERSION_1_1 ? 11
+                      : version == CURL_HTTP_VERSION_2_0 ? 20
+                      : version == CURL_HTTP_VERSION_3   ? 30
+                                                         : 0;
+    r->status = (int)status;
+    r->attempts = slot->f->attempts;
+    record_timing(slot, r);
+    /* with the hops before the last when quiver followed them */
+    r->elapsed_ms = (double)(total + slot->prior_us) / 1000.0;
+    r->timing.total_ms = r->elapsed_ms;
+    /* Usually the URL of the last status line already. */
+    if (!url) url = "";
+    char *u = r->url && strcmp(r->url, url) == 0 ? r->url : qv_response_url_copy(r, url);
+    if (!u) return QV_ENOMEM;
+    r->url = u;
+    return QV_OK;
+}
+
+/* The final response's headers are in and its body goes to a reader: the
+ * future completes now (stream = 1), and the transfer goes on, feeding the
+ * pipe. 0, or -1 to stop the transfer. */
+static int stream_headers(qv_slot *slot)
+{
+    qv_future *f = slot->f;
+    qv_response *r = slot->resp;
+    long status = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (fill_response(slot, r, status ? status : r->status)) {
+        slot->abort = QV_ABORT_NOMEM;
+        return -1;
+    }
+    f->out_unrepeatable = 1; /* the caller has it: no retry can take it back */
+    if (qv_stream_head_hook) return qv_stream_head_hook(slot, r); /* a process worker */
+    if (!(slot->pipe = qv_pipe_new(f))) {
+        slot->abort = QV_ABORT_NOMEM;
+        return -1;
+    }
+    r->pipe = slot->pipe;
+    r->body_bytes = 0;
+    f->streamed = 1;
+    atomic_store(&f->stream_open, 2); /* the delivery's hold, the transfer's */
+    qv_executor *ex = f->ex;
+    if (ex && ex->vt->deliver_early) {
+        ex->vt->deliver_early(ex, f, r);
+    } else {
+        qv_transfer_deliver_early(f, r);
+    }
+    return 0;
+}
+
+/* The transfer of a streamed response ended: the body is whole, or its
+ * error goes to the reader. The future was completed with the headers. */
+static void stream_end(qv_slot *slot, CURLcode cc)
+{
+    qv_future *f = slot->f;
+    int err = QV_OK;
+    char *msg = NULL;
+    if (cc != CURLE_OK || slot->abort != QV_ABORT_NONE) {
+        collect_error(slot, cc, 1);
+        err = f->out_err;
+        msg = f->out_msg;
+        f->out_err = QV_OK;
+        f->out_msg = NULL;
+    }
+    qv_pipe_finish(slot->pipe, err, msg);
+    qv_free(msg);
+    qv_pipe_unref(slot->pipe);
+    slot->pipe = NULL;
+    slot->paused = 0;
+}
+
+void qv_transfer_deliver_early(qv_future *f, qv_response *r)
+{
+    char *hook_msg = NULL;
+    double t0 = qv_now_ms();
+    int rc = qv_run_hooks(f, r, &hook_msg);
+    r->timing.hooks_ms = qv_now_ms() - t0;
+    if (rc) {
+        qv_response_free(r); /* closes the pipe: the transfer stops */
+        qv_future_fail(f, rc, "%s", hook_msg ? hook_msg : "out of memory");
+        qv_free(hook_msg);
+    } else {
+        qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
+        /* The caller let go before it completed: no one will read it. */
+        if (atomic_load(&f->user_refs) == 0) qv_pipe_close(r->pipe);
+    }
+    qv_stream_release(f);
+}
+
 void qv_transfer_collect(qv_slot *slot, CURLcode cc)
 {
     qv_trace_flush(slot);
@@ -598,29 +757,10 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE && status == 407 && f->req.proxy &&
         *f->req.proxy)
         slot->abort = QV_ABORT_PROXY_AUTH;
-    if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
-        char *url = NULL;
-        curl_off_t total = 0;
-        curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
-        curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total);
-        long version = 0;
-        curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
-        r->http_version = version == CURL_HTTP_VERSION_1_0   ? 10
-                          : version == CURL_HTTP_VERSION_1_1 ? 11
-                          : version == CURL_HTTP_VERSION_2_0 ? 20
-                          : version == CURL_HTTP_VERSION_3   ? 30
-                                                             : 0;
-        r->status = (int)status;
-        r->attempts = f->attempts;
-        record_timing(slot, r);
-        /* with the hops before the last when quiver followed them */
-        r->elapsed_ms = (double)(total + slot->prior_us) / 1000.0;
-        r->timing.total_ms = r->elapsed_ms;
-        /* Usually the URL of the last status line already. */
-        if (!url) url = "";
-        char *u = r->url && strcmp(r->url, url) == 0 ? r->url : qv_response_url_copy(r, url);
-        if (u) {
-            r->url = u;
+    if (slot->pipe) {
+        stream_end(slot, cc);
+    } else if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
+        if (fill_response(slot, r, status) == QV_OK) {
             f->out_resp = r;
         } else {
             qv_response_free(r);
@@ -644,6 +784,10 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
 
 void qv_transfer_deliver(qv_future *f)
 {
+    if (f->streamed) { /* completed with its headers; its transfer is over now */
+        qv_stream_release(f);
+        return;
+    }
     qv_response *r = f->out_resp;
     char *msg = f->out_msg;
     f->out_resp = NULL;

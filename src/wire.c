@@ -378,7 +378,8 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_str(b, T_UPLOAD_PATH, r->upload_path);
     int flags = (r->keep_partial ? QV_SINK_KEEP : 0) | (r->resume ? QV_SINK_RESUME : 0) |
                 (r->on_data || r->output_fd > 0 ? QV_SINK_DATA : 0) |
-                (r->on_progress ? QV_SINK_PROGRESS : 0);
+                (r->on_progress ? QV_SINK_PROGRESS : 0) |
+                (r->stream ? QV_SINK_STREAM | QV_SINK_DATA : 0);
     if (!rc && flags) rc = put_int(b, T_SINK_FLAGS, flags);
     return rc ? rc : qv_wire_frame_end(b);
 }
@@ -672,6 +673,7 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             }
             r->keep_partial = (i & QV_SINK_KEEP) != 0;
             r->resume = (i & QV_SINK_RESUME) != 0;
+            r->stream = (i & QV_SINK_STREAM) != 0;
             *sink_flags = (int)i;
             break;
         case T_TIMEOUT:

@@ -724,3 +724,271 @@ Test(stream, conflicting_forms_are_refused_at_submit)
     cr_assert_null(f);
     qv_session_free(s);
 }
+
+/* ------------------------------------------------ pull: stream and read */
+
+/* Reads r's whole body through qv_response_read into h; the last code. */
+static int read_all(qv_response *r, sha *h, size_t chunk)
+{
+    static char buf[1 << 16];
+    for (;;) {
+        size_t n = 0;
+        int rc = qv_response_read(r, buf, chunk, &n, TX_RESULT_TIMEOUT_MS);
+        if (rc != QV_OK) return rc;
+        if (n == 0) return QV_OK;
+        sha_add(h, buf, n);
+    }
+}
+
+Test(stream, stream_reads_a_64_mib_body_through_the_reader)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .stream = 1}), QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    size_t len = 99;
+    qv_response_body(r, &len);
+    cr_assert_eq(len, 0, "a streamed body is not kept in memory");
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 1 << 16), QV_OK, "%s", qv_response_read_error(r));
+    cr_assert_eq(h.bytes, BIG_BYTES);
+    char a[65], b[65];
+    long long n;
+    sha_hex(&h, a);
+    sha_file(big_file(), -1, b, &n);
+    tx_assert_str_eq(a, b);
+    cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
+    size_t more = 1;
+    char c;
+    cr_assert_eq(qv_response_read(r, &c, 1, &more, 0), QV_OK);
+    cr_assert_eq(more, 0, "bytes after the end");
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_reader_that_stops_reading_holds_the_transfer_back)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .stream = 1}), QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char buf[1000];
+    size_t n;
+    cr_assert_eq(qv_response_read(r, buf, sizeof buf, &n, TX_RESULT_TIMEOUT_MS), QV_OK);
+    cr_assert_gt(n, 0);
+    /* Without a reader the transfer may take in at most the buffer's worth
+     * (and libcurl's one chunk): give it time to overrun if it would. */
+    long long seen = 0;
+    for (int i = 0; i < 50; i++) {
+        usleep(10000);
+        seen = qv_response_body_bytes(r);
+    }
+    cr_assert_leq(seen, (256 << 10) + (64 << 10), "%lld bytes came in without a reader", seen);
+    /* And it goes on once read again. */
+    sha h;
+    sha_init(&h);
+    sha_add(&h, buf, n);
+    cr_assert_eq(read_all(r, &h, 4096), QV_OK, "%s", qv_response_read_error(r));
+    cr_assert_eq(h.bytes, BIG_BYTES);
+    char hex[65];
+    sha_hex(&h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, the_future_completes_with_the_headers_before_the_body)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    double t0 = now_ms();
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/drip?bytes=4&interval=0.4"),
+                                               .stream = 1}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    double at_headers = now_ms() - t0;
+    char buf[16];
+    size_t got = 0, n;
+    int rc;
+    while ((rc = qv_response_read(r, buf + got, sizeof buf - got, &n, 5000)) == QV_OK && n)
+        got += n;
+    cr_assert_eq(rc, QV_OK, "%s", qv_response_read_error(r));
+    double at_end = now_ms() - t0;
+    cr_assert_eq(got, 4);
+    cr_assert(memcmp(buf, "dddd", 4) == 0);
+    /* The body takes 1.6 s to drip; the headers come first. */
+    cr_assert_lt(at_headers, at_end - 800, "headers at %.0f ms, body done at %.0f ms", at_headers,
+                 at_end);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_body_cut_short_fails_the_read_with_qv_eprotocol)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.url = tx_faults_url("/short?length=100000"), .stream = 1}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 1000), QV_EPROTOCOL);
+    cr_assert_eq(h.bytes, 100);
+    tx_assert_contains(qv_response_read_error(r), "/short");
+    char hex[65];
+    sha_hex(&h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_stall_mid_body_fails_the_read_with_the_read_timeout)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/stall-body"),
+                                               .stream = 1,
+                                               .read_timeout_ms = 300}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char buf[100];
+    size_t n;
+    /* a read that waits less than the stall: nothing yet, the stream goes on */
+    cr_assert_eq(qv_response_read(r, buf, sizeof buf, &n, TX_RESULT_TIMEOUT_MS), QV_OK);
+    cr_assert_eq(n, 10);
+    cr_assert_eq(qv_response_read(r, buf, sizeof buf, &n, 50), QV_EWAIT_TIMEOUT);
+    cr_assert_eq(qv_response_read(r, buf, sizeof buf, &n, TX_RESULT_TIMEOUT_MS), QV_EREAD_TIMEOUT);
+    cr_assert_eq(n, 0);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_gzip_bomb_read_through_the_stream_stops_at_max_response_bytes)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/gzip-bomb"),
+                                               .stream = 1,
+                                               .max_response_bytes = 4 << 20}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 1 << 16), QV_ETOO_LARGE);
+    cr_assert_leq(h.bytes, 4 << 20);
+    char hex[65];
+    sha_hex(&h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, releasing_an_unread_stream_stops_its_transfer)
+{
+    qv_session *s = TX_SESSION(0);
+    for (int i = 0; i < 3; i++) {
+        qv_future *f;
+        cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .stream = 1}),
+                     QV_OK);
+        tx_expect_status(f, 200);
+        qv_future_release(f); /* 64 MiB left unread */
+    }
+    /* The session waits for its transfers: they must have stopped. */
+    double t0 = now_ms();
+    qv_session_free(s);
+    cr_assert_lt(now_ms() - t0, 10000, "freeing the session waited %.0f ms", now_ms() - t0);
+}
+
+Test(stream, closing_the_session_ends_a_stream_nobody_reads)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .stream = 1}), QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    qv_session_close(s, 0); /* returns: the unread stream does not hold it */
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 1 << 16), QV_ESHUTDOWN);
+    cr_assert_lt(h.bytes, BIG_BYTES);
+    char hex[65];
+    sha_hex(&h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, a_streamed_redirect_gives_only_the_final_body)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    char url[1024];
+    snprintf(url, sizeof url, "%s", tu("/redirect-to?url=/bytes/5000%3Fseed%3D7&status_code=302"));
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = url, .stream = 1}), QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_history_len(r), 1);
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 999), QV_OK);
+    cr_assert_eq(h.bytes, 5000);
+    char hex[65];
+    sha_hex(&h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+static int status_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s;
+    size_t len = 1;
+    qv_response_body(r, &len);
+    if (arg) *(int *)arg = qv_response_status(r) * 10 + (len == 0);
+    return 0;
+}
+
+Test(stream, hooks_run_with_the_headers)
+{
+    qv_session *s = TX_SESSION(0);
+    int seen = 0;
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.url = tu("/bytes/3000"),
+                                      .stream = 1,
+                                      .hook = status_hook,
+                                      /* no such address in a worker process */
+                                      .hook_arg = tx_kind() == QV_PROCESSES ? NULL : &seen}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    if (tx_kind() != QV_PROCESSES) /* there the hook ran in the worker */
+        cr_assert_eq(seen, 2001, "the hook saw %d (status * 10 + body empty)", seen);
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 1000), QV_OK);
+    cr_assert_eq(h.bytes, 3000);
+    char hex[65];
+    sha_hex(&h, hex);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, read_also_reads_a_body_held_in_memory)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    qv_response *r = tx_get_ok(s, &f, tu("/bytes/2500"));
+    size_t len;
+    const char *body = qv_response_body(r, &len);
+    cr_assert_eq(len, 2500);
+    char buf[1000];
+    size_t n, at = 0;
+    while (qv_response_read(r, buf, sizeof buf, &n, 0) == QV_OK && n) {
+        cr_assert(memcmp(buf, body + at, n) == 0);
+        at += n;
+    }
+    cr_assert_eq(at, 2500);
+    cr_assert_eq(qv_response_read(NULL, buf, 1, &n, 0), QV_EINVAL);
+    qv_future_release(f);
+    qv_session_free(s);
+}

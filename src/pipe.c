@@ -1,0 +1,190 @@
+/* The body of a streamed response (stream = 1): a bounded byte queue
+ * between the transfer, which pushes what arrives, and the reader, which
+ * pulls with qv_response_read. When it is full the transfer pauses
+ * (CURL_WRITEFUNC_PAUSE: libcurl stops reading the connection); the reader
+ * that makes room again pokes the transfer's thread, which resumes it. So a
+ * slow reader holds at most QV_PIPE_CAP bytes here, plus what libcurl keeps
+ * of the one chunk it could not hand over. */
+#include "internal.h"
+
+#include <string.h>
+
+struct qv_pipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int refs; /* the transfer's, the response's */
+    char *buf;       /* a ring of cap bytes */
+    size_t cap, start, len;
+    int finished; /* the transfer ended: err (QV_OK at the end of the body) */
+    int err;
+    char *msg;
+    int closed;          /* the reader let go: the transfer stops */
+    int paused;          /* the transfer waits for room */
+    long long total;     /* bytes pushed */
+    qv_future *producer; /* poked for room or a close; NULL once finished */
+};
+
+qv_pipe *qv_pipe_new(qv_future *producer)
+{
+    qv_pipe *p = qv_calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->buf = qv_malloc(QV_PIPE_CAP);
+    if (!p->buf || pthread_mutex_init(&p->mu, NULL)) goto fail;
+    if (qv_cond_init(&p->cv)) {
+        pthread_mutex_destroy(&p->mu);
+        goto fail;
+    }
+    p->cap = QV_PIPE_CAP;
+    atomic_init(&p->refs, 2);
+    p->producer = producer;
+    return p;
+fail:
+    qv_free(p->buf);
+    qv_free(p);
+    return NULL;
+}
+
+void qv_pipe_unref(qv_pipe *p)
+{
+    if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    qv_free(p->buf);
+    qv_free(p->msg);
+    qv_free(p);
+}
+
+/* Under p->mu: tells the transfer's thread to look at the pipe again. */
+static void poke(qv_pipe *p)
+{
+    if (p->producer) qv_future_poke(p->producer);
+}
+
+/* Under p->mu: a ring of at least want bytes, its content kept in order. */
+static int grow(qv_pipe *p, size_t want)
+{
+    char *b = qv_malloc(want);
+    if (!b) return -1;
+    size_t first = p->cap - p->start < p->len ? p->cap - p->start : p->len;
+    memcpy(b, p->buf + p->start, first);
+    memcpy(b + first, p->buf, p->len - first);
+    qv_free(p->buf);
+    p->buf = b;
+    p->cap = want;
+    p->start = 0;
+    return 0;
+}
+
+static int push(qv_pipe *p, const char *data, size_t n, int any)
+{
+    pthread_mutex_lock(&p->mu);
+    int rc = 0;
+    if (p->closed) {
+        rc = -1;
+    } else if (n > p->cap - p->len && p->len > 0 && !any) {
+        p->paused = 1; /* libcurl keeps the chunk and stops reading */
+        rc = 1;
+    } else {
+        /* Larger than the room (empty, or taking any): a larger ring. */
+        if (n > p->cap - p->len && grow(p, p->len + n)) {
+            pthread_mutex_unlock(&p->mu);
+            return -2;
+        }
+        size_t at = (p->start + p->len) % p->cap, first = p->cap - at < n ? p->cap - at : n;
+        memcpy(p->buf + at, data, first);
+        memcpy(p->buf, data + first, n - first);
+        p->len += n;
+        p->total += (long long)n;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int qv_pipe_push(qv_pipe *p, const char *data, size_t n)
+{
+    return push(p, data, n, 0);
+}
+
+int qv_pipe_push_any(qv_pipe *p, const char *data, size_t n)
+{
+    return push(p, data, n, 1);
+}
+
+int qv_pipe_state(qv_pipe *p, int *resume)
+{
+    pthread_mutex_lock(&p->mu);
+    int closed = p->closed;
+    /* Half the ring free: worth resuming (not a byte at a time). */
+    *resume = p->paused && !closed && p->cap - p->len >= p->cap / 2;
+    if (*resume) p->paused = 0;
+    pthread_mutex_unlock(&p->mu);
+    return closed;
+}
+
+void qv_pipe_finish(qv_pipe *p, int err, const char *msg)
+{
+    pthread_mutex_lock(&p->mu);
+    p->finished = 1;
+    p->err = err;
+    p->msg = msg ? qv_strdup(msg) : NULL;
+    p->producer = NULL;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void qv_pipe_close(qv_pipe *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->closed = 1;
+    poke(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg)
+{
+    struct timespec dl;
+    if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
+    *n = 0;
+    pthread_mutex_lock(&p->mu);
+    int timed_out = 0;
+    while (!p->len && !p->finished && !p->closed && !timed_out)
+        timed_out = qv_cond_wait(&p->cv, &p->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
+    int rc = QV_OK;
+    if (p->len) {
+        size_t take = cap < p->len ? cap : p->len;
+        size_t first = p->cap - p->start < take ? p->cap - p->start : take;
+        memcpy(out, p->buf + p->start, first);
+        memcpy((char *)out + first, p->buf, take - first);
+        p->start = (p->start + take) % p->cap;
+        p->len -= take;
+        *n = take;
+        if (p->paused && p->cap - p->len >= p->cap / 2) poke(p);
+    } else if (p->closed) {
+        rc = QV_ESHUTDOWN;
+    } else if (p->finished) {
+        rc = p->err;
+        *msg = p->msg;
+    } else {
+        rc = QV_EWAIT_TIMEOUT;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+long long qv_pipe_total(qv_pipe *p)
+{
+    pthread_mutex_lock(&p->mu);
+    long long n = p->total;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+int qv_pipe_hold_below(qv_pipe *p, size_t low)
+{
+    pthread_mutex_lock(&p->mu);
+    int hold = !p->closed && p->cap - p->len < low;
+    if (hold) p->paused = 1;
+    pthread_mutex_unlock(&p->mu);
+    return hold;
+}
