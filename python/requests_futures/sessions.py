@@ -183,12 +183,14 @@ class _CSession:
     """One qv_session: the C side of one (proxy, CA file) pair, and the
     state of the Python jar its own jar was last in step with."""
 
-    def __init__(self, engine: Engine, proxy: Optional[str], ca_file: Optional[str],
+    def __init__(self, engine: Engine, proxy: Optional[str], ca: Optional[str],
                  jar: CookieJar, sig: tuple) -> None:
         keep: list = []
         opts = ffi.new("qv_session_opts *", {
             "size": ffi.sizeof("qv_session_opts"), "executor": engine.ex,
-            "proxy": _cdata.cstr(proxy, keep), "ca_file": _cdata.cstr(ca_file, keep)})
+            "proxy": _cdata.cstr(proxy, keep)})
+        if ca is not None:  # requests' verify: a CA bundle, or a directory of CAs
+            setattr(opts, "ca_path" if os.path.isdir(ca) else "ca_file", _cdata.cstr(ca, keep))
         out = ffi.new("qv_session **")
         rc = lib.qv_session_new(out, opts)
         if rc:
@@ -529,6 +531,9 @@ class FuturesSession(Session):
         else:
             o.insecure = -1
             if isinstance(verify, str):
+                if not os.path.exists(verify):
+                    raise OSError("Could not find a suitable TLS CA certificate bundle, "
+                                  f"invalid path: {verify}")
                 ca_file = verify
         # Hooks: the request's (as requests registers them) over the session's.
         if hooks:

@@ -277,3 +277,14 @@ def test_environment_proxies(httpbin, proxy, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     a, b = both(lambda s: s.get(httpbin + "/get"))
     assert "Via" not in a.headers and "Via" not in b.headers
+
+
+def test_verify_with_a_ca_directory_or_a_missing_file(tls):
+    """verify= may name a directory of CA certificates (c_rehash'ed), as in
+    requests; a path that does not exist fails with requests' OSError."""
+    import os
+    url, ca = tls
+    capath = os.environ["QV_TLS_CAPATH"]  # exported by qv_start_tls
+    assert_same(*both(lambda s: s.get(url + "/hello", verify=capath)))
+    a, b = both(lambda s: s.get(url + "/hello", verify="/nonexistent/ca.pem"))
+    assert type(a) is type(b) is OSError
