@@ -38,6 +38,7 @@ from ._ffi import ffi, lib
  QV_EIO, QV_ETRANSFER, QV_EAGAIN) = range(24)
 
 EXECUTOR_KINDS = {"threads": 0, "loop": 1, "processes": 2}
+QV_RUNNING_STATE = 1  # enum qv_future_state
 
 # quiver's codes as requests' exceptions (the ones requests raises for the
 # same failure); anything else is a plain RequestException.
@@ -211,6 +212,14 @@ class Future(concurrent.futures.Future):
             if ready:
                 self._engine.finish(self)
         return super().done()
+
+    def running(self) -> bool:
+        """True while quiver transfers it (or runs its hooks, or waits to
+        retry); like a thread pool's future between start and finish."""
+        with self._condition:
+            if self._state != PENDING or self._qvf is None or self._completing:
+                return super().running()
+            return lib.qv_future_state_get(self._qvf) == QV_RUNNING_STATE
 
     def add_done_callback(self, fn: Callable) -> None:
         self._arm()

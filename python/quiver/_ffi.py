@@ -101,6 +101,7 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts);
 
 int qv_future_result(qv_future *f, qv_response **out, long timeout_ms);
 int qv_future_done(qv_future *f);
+int qv_future_state_get(qv_future *f);
 qv_future *qv_future_ref(qv_future *f);
 int qv_future_cancel(qv_future *f);
 int qv_future_error_code(qv_future *f);

@@ -111,6 +111,7 @@ def test_cancel_stops_an_in_flight_request(ours, httpbin):
     while stats()["in_flight"] == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert stats()["in_flight"] == 1  # on the wire, not queued
+    assert f.running() and not f.done()
     t0 = time.monotonic()
     assert f.cancel() and f.cancelled()
     with pytest.raises(concurrent.futures.CancelledError):
@@ -212,3 +213,30 @@ def test_close_waits_and_results_stay(httpbin):
     assert [f.result().json()["args"]["i"] for f in fs] == ["0", "1", "2"]
     with pytest.raises(RuntimeError):
         s.get(httpbin + "/get")
+
+
+def test_one_session_many_threads(nginx, httpbin):
+    """Submitting, waiting and cancelling from several threads at once on one
+    session (bounded: 4 threads x 150 requests)."""
+    errors = []
+    with FuturesSession(max_workers=8) as s:
+        def worker(k):
+            try:
+                fs = [s.get(nginx + f"/small?t={k}&i={i}") for i in range(150)]
+                slow = s.get(httpbin + "/delay/5")
+                slow.cancel()
+                for i, f in enumerate(fs):
+                    if i % 3 == 0:
+                        concurrent.futures.wait([f], timeout=30)
+                    assert f.result(timeout=30).content == b"q" * 100
+                assert slow.cancelled()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+    assert errors == []
