@@ -19,8 +19,8 @@ Two paths, one behaviour:
   requests-futures runs it: when you pass an executor, when a mounted
   adapter is not requests' plain HTTPAdapter (a custom transport), when a
   subclass overrides how requests prepares or sends, and for the few
-  arguments quiver cannot carry (files, per-request cookies, streamed
-  uploads). See docs/python.md for the list.
+  arguments quiver cannot carry (files, cookies given as a CookieJar,
+  streamed uploads). See docs/python.md for the list.
 """
 
 from __future__ import annotations
@@ -311,15 +311,16 @@ class FuturesSession(Session):
                       proxies=proxies, hooks=hooks, stream=stream, verify=verify, cert=cert,
                       json=json, **extra)
         src = self.session or self
-        if (not self._owned_executor or extra or files or cookies
+        if (not self._owned_executor or extra or files
+                or (cookies and type(cookies) is not dict)
                 or not isinstance(url, str) or not isinstance(method, str)
                 or not self._quiver_can(src, url, data, auth, timeout)):
             return self._submit_requests(method, url, background_callback, kwargs)
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        return self._submit_quiver(src, method, url, params, data, headers, auth, timeout,
-                                   allow_redirects, proxies, hooks, stream, verify, cert, json,
-                                   background_callback)
+        return self._submit_quiver(src, method, url, params, data, headers, cookies, auth,
+                                   timeout, allow_redirects, proxies, hooks, stream, verify,
+                                   cert, json, background_callback)
 
     def _submit_requests(self, method: str, url: Any, background_callback: Any,
                          kwargs: dict) -> Future:
@@ -376,15 +377,17 @@ class FuturesSession(Session):
         return plan
 
     def _submit_quiver(self, src: Session, method: str, url: str, params: Any, data: Any,
-                       headers: Any, auth: Any, timeout: Any, allow_redirects: bool,
+                       headers: Any, cookies: Any, auth: Any, timeout: Any,
+                       allow_redirects: bool,
                        proxies: Any, hooks: Any, stream: Any, verify: Any, cert: Any,
                        json: Any, background_callback: Any) -> Future:
         b = self._get_bridge()
         eng = b.engine
         fut = eng.new_future()
         try:
-            sub = self._prepare(b, src, method, url, params, data, headers, auth, timeout,
-                                allow_redirects, proxies, hooks, stream, verify, cert, json)
+            sub = self._prepare(b, src, method, url, params, data, headers, cookies, auth,
+                                timeout, allow_redirects, proxies, hooks, stream, verify, cert,
+                                json)
         except Exception as e:  # noqa: BLE001 - requests raises these from result()
             settle(fut, exc=e)
             return fut
@@ -402,7 +405,8 @@ class FuturesSession(Session):
         return fut
 
     def _prepare(self, b: _Bridge, src: Session, method: str, url: str, params: Any,
-                 data: Any, headers: Any, auth: Any, timeout: Any, allow_redirects: bool,
+                 data: Any, headers: Any, cookies: Any, auth: Any, timeout: Any,
+                 allow_redirects: bool,
                  proxies: Any, hooks: Any, stream: Any, verify: Any, cert: Any,
                  json: Any) -> tuple:
         """The request as requests would send it, as qv_request_opts."""
@@ -433,6 +437,13 @@ class FuturesSession(Session):
         else:
             hdrs = plan.headers
             c_headers = plan.c_headers
+        if cookies and "Cookie" not in hdrs:
+            # This request's own cookies: a Cookie header, which libcurl sends
+            # in one line with the jar's, as requests merges them (for this
+            # request only; they stay out of both jars).
+            hdrs = CaseInsensitiveDict(hdrs)
+            hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items() if v is not None)
+            c_headers = None
         body = None
         if data is not None or json is not None or method not in ("GET", "HEAD"):
             p = PreparedRequest()

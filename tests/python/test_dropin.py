@@ -288,3 +288,20 @@ def test_verify_with_a_ca_directory_or_a_missing_file(tls):
     assert_same(*both(lambda s: s.get(url + "/hello", verify=capath)))
     a, b = both(lambda s: s.get(url + "/hello", verify="/nonexistent/ca.pem"))
     assert type(a) is type(b) is OSError
+
+
+def test_request_cookies(httpbin):
+    """A request's own cookies go with the session's, and stay out of the
+    session's jar."""
+    def steps(s):
+        s.get(httpbin + "/cookies/set?jar=1").result(timeout=30)
+        r = s.get(httpbin + "/cookies", cookies={"mine": "2"}).result(timeout=30)
+        r2 = s.get(httpbin + "/cookies").result(timeout=30)
+        return r.json(), r2.json(), dict(s.cookies)
+
+    results = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        with cls() as s:
+            results.append(steps(s))
+    assert results[0] == results[1]
+    assert results[0][0] == {"cookies": {"jar": "1", "mine": "2"}}
