@@ -543,3 +543,27 @@ Test(cli_fetch, bad_command_lines, .timeout = 60)
     tx_assert_contains(r->err, "cannot open /nonexistent/urls.txt");
     cli_result_free(r);
 }
+
+Test(cli_fetch, output_dir_takes_a_large_body_as_it_arrives, .timeout = 60)
+{
+    char *root = cli_tmpdir();
+    char out[PATH_MAX], url[512], src[512], cmd[2 * PATH_MAX + 32];
+    snprintf(out, sizeof out, "%s/bodies", root);
+    snprintf(url, sizeof url, "%s/big", tx_env("QV_NGINX_URL", "nginx"));
+    snprintf(src, sizeof src, "%s/big", tx_env("QV_NGINX_WWW", "nginx"));
+    cli_result *r = CLI("fetch", "--executor", tx_kind_name(), "-o", out, url);
+    cli_expect_status(r, 0);
+    records *rs = parse_jsonl(r);
+    cr_assert_eq(rs->n, 1);
+    json_t *rec = record_for(rs, url);
+    const char *file = json_string_value(json_object_get(rec, "file"));
+    cr_assert_not_null(file);
+    cr_assert_eq(jint(rec, "bytes"), 64LL << 20);
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", file, src);
+    cr_assert_eq(system(cmd), 0, "%s differs from what nginx serves", file);
+    cr_assert_eq(count_entries(out), 1, "a temporary file was left behind");
+    records_free(rs);
+    cli_result_free(r);
+    cli_rmtree(root);
+    free(root);
+}

@@ -50,39 +50,22 @@ typedef struct fetch {
     cli_stats *stats;
     cli_progress progress;
     const char *outdir;
-    int local_failed; /* a body could not be saved, or stdout failed */
+    int local_failed; /* stdout failed */
 } fetch;
 
 static void on_outcome(void *arg, const cli_outcome *o)
 {
     fetch *ft = arg;
-    size_t bytes = 0;
-    if (o->resp) qv_response_body(o->resp, &bytes);
-    cli_stats_add(ft->stats, o->resp ? qv_response_status(o->resp) : 0, bytes, o->elapsed_ms,
-                  o->error, o->attempts);
+    long long bytes = o->resp ? qv_response_body_bytes(o->resp) : 0;
+    cli_stats_add(ft->stats, o->resp ? qv_response_status(o->resp) : 0, (size_t)bytes,
+                  o->elapsed_ms, o->error, o->attempts);
     cli_progress_add(&ft->progress, o->error != QV_OK);
-
-    char *file = NULL;
-    if (ft->outdir && o->resp) {
-        char *name = cli_outdir_name(o->url);
-        size_t len;
-        const char *body = qv_response_body(o->resp, &len);
-        char err[512];
-        if (name && cli_outdir_save(ft->outdir, name, body, len, err, sizeof err) == 0) {
-            size_t n = strlen(ft->outdir) + strlen(name) + 2;
-            file = malloc(n);
-            if (file) snprintf(file, n, "%s/%s", ft->outdir, name);
-        } else {
-            cli_error("fetch", "%s: not saved: %s", o->url, name ? err : "out of memory");
-            ft->local_failed = 1;
-        }
-        free(name);
-    }
-    if (cli_jsonl_write(stdout, o, ft->outdir != NULL, file) != 0 && !ft->local_failed) {
+    /* With -o the body went to its file as it came (a failure to write it
+     * is the request's QV_EIO). */
+    if (cli_jsonl_write(stdout, o, ft->outdir != NULL, o->path) != 0 && !ft->local_failed) {
         cli_error("fetch", "cannot write to stdout");
         ft->local_failed = 1;
     }
-    free(file);
 }
 
 static void on_tick(void *arg)
@@ -200,6 +183,7 @@ int cmd_fetch(int argc, char **argv)
         .tick = on_tick,
         .arg = &ft,
         .stop = stop,
+        .outdir = ft.outdir,
     };
     double t0 = cli_now_ms();
     enum cli_run_result res = cli_run_all(&run);

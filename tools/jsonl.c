@@ -28,11 +28,11 @@ int cli_jsonl_write(FILE *out, const cli_outcome *o, int with_file, const char *
     if (!rec) return -1;
     json_object_set_new(rec, "url", jstring(o->url));
     if (o->resp) {
-        size_t len;
-        qv_response_body(o->resp, &len);
         json_object_set_new(rec, "status", json_integer(qv_response_status(o->resp)));
         json_object_set_new(rec, "elapsed_ms", json_real(round(o->elapsed_ms * 1000) / 1000));
-        json_object_set_new(rec, "bytes", json_integer((json_int_t)len));
+        /* in memory, or (fetch -o) written to its file */
+        json_object_set_new(rec, "bytes",
+                            json_integer((json_int_t)qv_response_body_bytes(o->resp)));
         json_object_set_new(rec, "error", json_null());
     } else {
         json_object_set_new(rec, "status", json_null());

@@ -4,13 +4,11 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 /* Longest readable part of a name; with the hash and extension the whole
  * stays far below NAME_MAX (255). */
@@ -110,57 +108,4 @@ char *cli_outdir_name(const char *url)
     if (!name) return NULL;
     snprintf(name, size, "%s-%012llx%s%s", stem, h, ext[0] ? "." : "", ext);
     return name;
-}
-
-int cli_outdir_save(const char *dir, const char *name, const void *data, size_t len, char *err,
-                    size_t errlen)
-{
-    size_t plen = strlen(dir) + strlen(name) + 64;
-    char *path = malloc(plen), *tmp = malloc(plen);
-    if (!path || !tmp) {
-        free(path);
-        free(tmp);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    snprintf(path, plen, "%s/%s", dir, name);
-    /* A dot name is never one of ours, so it cannot clash with a result;
-     * O_EXCL refuses to follow a planted symlink. */
-    snprintf(tmp, plen, "%s/.%s.%ld.part", dir, name, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    int rc = -1;
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-            snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            goto out;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    if (close(fd) != 0) {
-        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    rc = 0;
-out:
-    free(path);
-    free(tmp);
-    return rc;
 }

@@ -3,8 +3,8 @@
  * so its file name is built from a short list of safe characters (no '/',
  * so no path traversal; no leading '.', so no "..", hidden or special
  * names), with a hash of the whole URL so that different URLs never share
- * a name. Files are written to a temporary name and renamed, so a name
- * never holds half a body.
+ * a name. The body goes there through output_path: written to a temporary
+ * name and renamed, so a name never holds half a body.
  */
 #ifndef QV_CLI_OUTDIR_H
 #define QV_CLI_OUTDIR_H
@@ -20,10 +20,5 @@ int cli_outdir_prepare(const char *cmd, const char *dir);
  * Deterministic: the same URL always gets the same name. NULL if out of
  * memory. */
 char *cli_outdir_name(const char *url);
-
-/* Writes data to DIR/name (atomically replacing it). 0, or -1 with a
- * reason in err. */
-int cli_outdir_save(const char *dir, const char *name, const void *data, size_t len, char *err,
-                    size_t errlen);
 
 #endif

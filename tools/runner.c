@@ -6,12 +6,16 @@
  */
 #include "runner.h"
 
+#include "outdir.h"
+
 #include "cli.h"
 #include "parse.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define TICK_MS 100.0
@@ -26,6 +30,7 @@ typedef struct item {
     double submit_ms; /* its submit */
     double done_ms;   /* its completion, stamped by the done callback */
     qv_future *f;     /* NULL if it could not be submitted */
+    char *path;       /* with an outdir: where its body goes */
 } item;
 
 typedef struct done_queue {
@@ -91,9 +96,11 @@ static void finish(runner *rn, item *it, qv_response *resp, int err, const char 
         .message = msg,
         .elapsed_ms = elapsed_ms,
         .attempts = it->f ? qv_future_attempts(it->f) : 0,
+        .path = resp ? it->path : NULL,
     };
     rn->run->sink(rn->run->arg, &o);
     qv_future_release(it->f);
+    free(it->path);
     free(it->url);
     free(it);
     rn->outstanding--;
@@ -103,6 +110,18 @@ static void submit(runner *rn, item *it)
 {
     qv_request_opts o;
     cli_req_fill(rn->run->req, it->url, &o);
+    if (rn->run->outdir) {
+        char *name = cli_outdir_name(it->url);
+        size_t n = name ? strlen(rn->run->outdir) + strlen(name) + 2 : 0;
+        if (name && (it->path = malloc(n))) snprintf(it->path, n, "%s/%s", rn->run->outdir, name);
+        free(name);
+        if (!it->path) {
+            it->f = NULL;
+            finish(rn, it, NULL, QV_ENOMEM, qv_strerror(QV_ENOMEM), 0);
+            return;
+        }
+        o.output_path = it->path;
+    }
     it->submit_ms = cli_now_ms();
     int rc = qv_request(rn->run->session, &it->f, &o);
     if (rc != QV_OK) {

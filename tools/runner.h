@@ -24,6 +24,7 @@ typedef struct cli_outcome {
     double elapsed_ms;   /* the last attempt's transfer time of a response, or the
                             submit-to-failure time of an error (all attempts) */
     int attempts;        /* requests sent for this URL (0: it could not be submitted) */
+    const char *path;    /* with an outdir and a response: the file its body is in */
 } cli_outcome;
 
 /* Gives the next URL (malloc'd; the runner frees it): 1, or 0 at the end,
@@ -42,6 +43,9 @@ typedef struct cli_run {
     cli_tick_fn tick; /* may be NULL */
     void *arg;
     volatile sig_atomic_t *stop; /* set (by a signal handler) to stop early */
+    /* May be NULL. Else each body goes, as it arrives, to a file in it named
+     * by cli_outdir_name(url) (output_path: never whole in memory). */
+    const char *outdir;
 } cli_run;
 
 enum cli_run_result {
