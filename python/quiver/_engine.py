@@ -15,6 +15,7 @@ import atexit
 import concurrent.futures
 import datetime
 import http.client
+import io
 import os
 import select
 import threading
@@ -572,6 +573,66 @@ def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Res
         "request": request, "connection": None,
     })
     return resp
+
+
+class StreamBody(io.RawIOBase):
+    """Response.raw for stream=True: the body read from quiver's pull reader
+    (qv_response_read) as the caller reads it, so it is never whole in
+    memory; the transfer waits while nobody reads. Holds its own reference
+    to the future, released by close() (Response.close(), the end of the
+    body, or garbage collection), which stops an unfinished transfer."""
+
+    def __init__(self, qvf: Any, r: Any) -> None:
+        super().__init__()
+        self._qvf = lib.qv_future_ref(qvf)
+        self._r = r
+        self._lock = threading.Lock()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        with self._lock:
+            if self._qvf is None:
+                return 0
+            n = ffi.new("size_t *")
+            rc = lib.qv_response_read(self._r, ffi.from_buffer(b), len(b), n, -1)
+            if rc:
+                msg = lib.qv_response_read_error(self._r)
+                text = ffi.string(msg).decode("utf-8", "replace") if msg != ffi.NULL else \
+                    ffi.string(lib.qv_strerror(rc)).decode()
+                raise error_for(rc, text)
+            if n[0] == 0:
+                self._release()
+            return n[0]
+
+    def read(self, amt: Optional[int] = None, decode_content: Any = None,  # type: ignore
+             cache_content: bool = False) -> bytes:
+        return super().read(-1 if amt is None else amt)
+
+    def stream(self, amt: int = 2 ** 16, decode_content: Any = None) -> Any:
+        """urllib3's interface, which requests' iter_content uses."""
+        while True:
+            chunk = self.read(amt)
+            if not chunk:
+                return
+            yield chunk
+
+    def release_conn(self) -> None:
+        pass
+
+    def _release(self) -> None:
+        if self._qvf is not None:
+            lib.qv_future_release(self._qvf)
+            self._qvf = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._release()
+        super().close()
+
+    def __del__(self) -> None:
+        self._release()
 
 
 def add_quiver_details(resp: requests.Response, r: Any) -> None:

@@ -1,7 +1,7 @@
 """The cffi binding (ABI mode: no compiler, only libquiver.so.0 at run time).
 
 The declarations below are the parts of include/quiver.h this package uses,
-copied as they are (on_request hooks, which it does not use, as void *):
+copied as they are (callbacks it does not use as void *):
 option structs are prefixes of the header's (new fields
 only ever go at the end, and `size` tells the library which version we
 passed), so a newer library with longer structs still works.
@@ -81,6 +81,12 @@ typedef struct qv_request_opts {
     void *on_request; void *on_request_arg;
     const char *client_cert; const char *client_key; const char *key_password;
     const char *unix_socket;
+    const char *client_cert_pem; const char *client_key_pem;
+    void *on_debug; void *on_debug_arg; int debug_body;
+    const char *output_path; int keep_partial; int resume; int output_fd;
+    void *on_data; void *on_data_arg; void *on_progress; void *on_progress_arg;
+    const char *range; const char *upload_path; void *on_upload; void *on_upload_arg;
+    long long upload_len; int stream;
 } qv_request_opts;
 
 int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);
@@ -138,6 +144,8 @@ int qv_response_timing(const qv_response *r, qv_timing *out);
 int qv_response_http_version(const qv_response *r);
 int qv_response_attempts(const qv_response *r);
 double qv_response_elapsed_ms(const qv_response *r);
+int qv_response_read(qv_response *r, void *buf, size_t cap, size_t *n, long timeout_ms);
+const char *qv_response_read_error(const qv_response *r);
 """
 
 ffi = FFI()

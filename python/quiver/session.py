@@ -17,8 +17,8 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from . import _cdata
-from ._engine import (Engine, Future, add_quiver_details, build_response, c_string, check,
-                      error_for, future_error, scratch, settle)
+from ._engine import (Engine, Future, StreamBody, add_quiver_details, build_response, c_string,
+                      check, error_for, future_error, scratch, settle)
 from ._ffi import ffi, lib
 
 Pairs = Union[Mapping[str, Any], list]
@@ -126,8 +126,9 @@ class Session:
         """Submits a request; never blocks (unless max_queued is reached),
         never raises for the network: failures come from result().
 
-        stream=True is accepted for requests' sake but the body is read whole
-        (quiver's pull reader is not in this library yet)."""
+        stream=True: the future completes with the headers, and the body is
+        read from Response.raw / iter_content as the caller reads it
+        (quiver's pull reader), never whole in memory."""
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         keep: list = []
@@ -170,6 +171,8 @@ class Session:
             o.password = _cdata.cstr(pw, keep, "latin-1")
         if cert:
             o.client_cert, o.client_key = _cert(cert, keep)
+        if stream:
+            o.stream = 1
         eng = self._engine
         fut = eng.new_future()
         fpp = scratch().future
@@ -177,7 +180,7 @@ class Session:
         if rc:
             raise error_for(rc, f"quiver: {method} {url}: "
                             + ffi.string(lib.qv_strerror(rc)).decode())
-        fut._req = (method, url, req_headers)
+        fut._req = (method, url, req_headers, stream)
         eng.track(fut, fpp[0], _finish)
         return fut
 
@@ -254,12 +257,16 @@ def _prepared(method: str, url: str, headers: list) -> requests.PreparedRequest:
 
 
 def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
-    method, url, headers = fut._req
+    method, url, headers, stream = fut._req
     req = _prepared(method, url, headers)
     if rc:
         settle(fut, exc=future_error(qvf, rc, req))
         return
-    resp = build_response(r, req)
+    resp = build_response(r, req, not stream)
+    if stream:
+        resp.raw = StreamBody(qvf, r)
+        resp._content = False
+        resp._content_consumed = False
     n = lib.qv_response_history_len(r)
     if n:
         hist = []

@@ -25,7 +25,6 @@ Two paths, one behaviour:
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections import OrderedDict
@@ -52,8 +51,8 @@ from requests.utils import (check_header_validity, get_environ_proxies, get_netr
 from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
-from quiver._engine import (Engine, build_response, c_string, error_for, future_error, scratch,
-                            set_cookie_values, settle)
+from quiver._engine import (Engine, StreamBody, build_response, c_string, error_for,
+                            future_error, scratch, set_cookie_values, settle)
 from quiver._ffi import ffi, lib
 
 __all__ = ["FuturesSession"]
@@ -158,25 +157,6 @@ class _SetCookies:
 
     def get_all(self, name: str, default: Any = None) -> Any:
         return self.values if name.lower() == "set-cookie" else default
-
-
-class _RawBody(io.BytesIO):
-    """Response.raw for stream=True: the body, read whole by quiver (until
-    the C library's pull reader), served in chunks like urllib3's."""
-
-    def stream(self, amt: int = 2 ** 16, decode_content: Any = None) -> Any:
-        while True:
-            chunk = self.read(amt)
-            if not chunk:
-                return
-            yield chunk
-
-    def read(self, amt: Optional[int] = None, decode_content: Any = None,  # type: ignore
-             cache_content: bool = False) -> bytes:
-        return super().read(amt if amt is not None else -1)
-
-    def release_conn(self) -> None:
-        pass
 
 
 class _CSession:
@@ -532,6 +512,8 @@ class FuturesSession(Session):
             verify = src.verify
         if stream is None:
             stream = src.stream
+        if stream:
+            o.stream = 1  # the body through quiver's pull reader (Response.raw)
         if cert is None:
             cert = src.cert
         if cert:
@@ -657,7 +639,8 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         hist.append(hr)
     for i, hr in enumerate(hist):
         hr.history = hist[1:i + 1]  # as requests' resolve_redirects leaves them
-    resp = build_response(r, rec.prepared(None, method) if n else rec.prepared())
+    resp = build_response(r, rec.prepared(None, method) if n else rec.prepared(),
+                          not rec.stream)
     set_cookies = set_cookie_values(r)
     if n:
         resp.request.url = resp.url
@@ -667,7 +650,7 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     if jar_updates:
         _update_jars(rec, jar_updates)
     if rec.stream:
-        resp.raw = _RawBody(resp._content)
+        resp.raw = StreamBody(qvf, r)
         resp._content = False
         resp._content_consumed = False
     if rec.zero_redirects and resp.is_redirect:

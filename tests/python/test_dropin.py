@@ -210,6 +210,28 @@ def test_stream_iter_content(ours, httpbin):
     s = requests.Session()
     assert b"".join(chunks) == s.get(httpbin + "/bytes/5000?seed=1").content
     s.close()
+    lines = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        with cls() as s2:
+            r = s2.get(httpbin + "/stream/20", stream=True).result(timeout=30)
+            lines.append([len(line) > 0 for line in r.iter_lines()])
+    assert lines[0] == lines[1] and len(lines[0]) == 20
+
+
+def test_stream_reads_at_the_readers_pace(ours, nginx):
+    """stream=True goes through quiver's pull reader: the future completes
+    with the headers, the body comes as it is read (a 64 KiB file here,
+    read 1 KiB at a time), and closing early stops the transfer."""
+    r = ours.get(nginx + "/64k", stream=True).result(timeout=30)
+    assert r.headers["Content-Length"] == "65536" and r._content is False
+    first = r.raw.read(1024)
+    rest = b"".join(r.iter_content(1024))
+    assert len(first) + len(rest) == 65536
+    assert first + rest == requests.get(nginx + "/64k").content
+    r2 = ours.get(nginx + "/64k", stream=True).result(timeout=30)
+    assert len(r2.raw.read(100)) == 100
+    r2.close()
+    assert ours.get(nginx + "/small").result(timeout=30).content == b"q" * 100
 
 
 def test_client_certificate(mtls):

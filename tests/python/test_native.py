@@ -77,3 +77,12 @@ def test_backpressure_no_block(httpbin):
             s.get(httpbin + "/get")
         assert e.value.qv_name == "QV_EAGAIN"
         assert all(f.result(timeout=30).ok for f in fs)
+
+
+@pytest.mark.parametrize("executor", ["threads", "loop", "processes"])
+def test_stream(nginx, executor):
+    with quiver.Session(executor) as s:
+        r = s.get(nginx + "/64k", stream=True).result(timeout=30)
+        assert r._content is False and r.headers["content-length"] == "65536"
+        body = b"".join(r.iter_content(4096))
+        assert len(body) == 65536 and body == s.get(nginx + "/64k").result(timeout=30).content
