@@ -86,3 +86,21 @@ def test_stream(nginx, executor):
         assert r._content is False and r.headers["content-length"] == "65536"
         body = b"".join(r.iter_content(4096))
         assert len(body) == 65536 and body == s.get(nginx + "/64k").result(timeout=30).content
+
+
+def test_library_lookup():
+    """QUIVER_LIB, when set, is the library or an error naming it; unset,
+    an installed libquiver.so.0 or else the repository's build/."""
+    import os
+    import subprocess
+    import sys
+    code = "import quiver; print(quiver.LIB_PATH)"
+    env = dict(os.environ, QUIVER_LIB="/nonexistent/libquiver.so.0")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode != 0 and "QUIVER_LIB" in p.stderr and "/nonexistent" in p.stderr
+    env.pop("QUIVER_LIB")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60, check=True)
+    found = p.stdout.strip()
+    assert found == "libquiver.so.0" or found.endswith("/build/libquiver.so.0"), found
