@@ -97,13 +97,6 @@ static void deliver(loop *L, batch *done)
     batch user = {0}, here = {0};
     for (qv_future *f = done->head, *next; f; f = next) {
         next = f->next_done;
-        if (f->streamed) {
-            /* Completed with its headers (on a delivery thread): what is
-             * left runs no user code. */
-            qv_transfer_deliver(f);
-            qv_future_drop(f);
-            continue;
-        }
         /* Hooks run on responses only. */
         int hooks =
             f->out_resp && (f->req.hook || (f->session->o.hooks && f->session->o.hooks->fn));
@@ -165,6 +158,14 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
     qv_transfer_detach(slot, L->multi);
     qv_transfer_collect(slot, cc);
     slot_deactivate(L, slot);
+    if (f->streamed) {
+        /* Completed with its headers (on a delivery thread): what is left
+         * runs no user code. Never linked into a batch: its headers may
+         * still wait in the delivery queue, linked by the same next_done. */
+        qv_transfer_deliver(f);
+        qv_future_drop(f);
+        return;
+    }
     if (qv_retry_maybe(f)) {
         qv_future_drop(f); /* this attempt's queue reference */
         L->requeued = 1;   /* look at the queue before sleeping */

@@ -3,7 +3,10 @@
  * QV_LOOP executor, so the file is registered for that kind alone. */
 #include "support.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 TestSuite(loop, .timeout = 60);
 TX_KIND_ONLY(loop);
@@ -81,6 +84,91 @@ Test(loop, many_in_flight_at_once, .timeout = 60)
     double el = now_ms() - t0;
     cr_assert_lt(el, 4000.0, "64 x /delay/1 on one loop took %.0f ms", el);
     for (int i = 0; i < 64; i++) qv_future_release(fs[i]);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* Response hooks that hold every delivery thread (QV_LOOP has 4) until let go. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int inside, open;
+} gate;
+
+static int gate_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r;
+    gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    g->inside++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+static void body_seen(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                      long long ul_total, void *arg)
+{
+    (void)f, (void)dl_total, (void)ul_now, (void)ul_total;
+    if (dl_now > 0) atomic_store((atomic_int *)arg, 1);
+}
+
+static size_t connections_opened(qv_executor *ex)
+{
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    return st.connections_opened;
+}
+
+/* Waits (bounded) until ex has opened more than `than` connections. */
+static void wait_connections(qv_executor *ex, size_t than)
+{
+    for (int i = 0; i < 1000 && connections_opened(ex) <= than; i++) usleep(10000);
+    cr_assert_gt(connections_opened(ex), than);
+}
+
+Test(loop, a_stream_that_ends_before_its_headers_are_delivered_loses_no_other_outcome)
+{
+    qv_executor *ex = loop_executor(8, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    qv_future *busy[4];
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(qv_get(s, &busy[i], tu("/get"), .hook = gate_hook, .hook_arg = &g), QV_OK);
+    }
+    pthread_mutex_lock(&g.mu);
+    while (g.inside < 4) pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    /* Every delivery thread is busy: the stream's headers wait in the queue. */
+    atomic_int seen = 0;
+    qv_future *f, *h;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/stall-body"),
+                                               .stream = 1,
+                                               .on_progress = body_seen,
+                                               .on_progress_arg = &seen}),
+                 QV_OK);
+    for (int i = 0; i < 1000 && !atomic_load(&seen); i++) usleep(10000);
+    cr_assert(atomic_load(&seen), "the stream's body never started");
+    /* Another outcome queued behind them (its transfer's end counted) */
+    size_t before = connections_opened(ex);
+    cr_assert_eq(qv_get(s, &h, tx_faults_url("/ok"), .hook = gate_hook, .hook_arg = &g), QV_OK);
+    wait_connections(ex, before);
+    usleep(100000); /* its delivery is handed over in the same turn of the loop */
+    /* then the stream's transfer ends while its headers still wait. */
+    qv_future_cancel(f);
+    wait_connections(ex, before + 1);
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    cr_assert_eq(qv_future_wait(h, 10000), QV_OK, "the outcome queued behind the stream was lost");
+    tx_expect_status(h, 200);
+    cr_assert_eq(qv_future_wait(f, 10000), QV_OK);
+    for (int i = 0; i < 4; i++) qv_future_release(busy[i]);
+    qv_future_release(h);
+    qv_future_release(f);
     qv_session_free(s);
     qv_executor_free(ex);
 }
