@@ -513,7 +513,7 @@ static void on_head_frame(pworker *w, const unsigned char *p, size_t len)
     r->attempts = f->attempts;
     atomic_store(&f->stream_open, 1); /* the transfer's hold */
     qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
-    if (atomic_load(&f->user_refs) == 0) qv_pipe_close(w->pipe); /* let go already */
+    qv_stream_opened(f);
 }
 
 /* Stops or starts reading w's socket. */

@@ -61,6 +61,15 @@ void qv_future_abandon_stream(qv_future *f)
     if (p) qv_pipe_close(p);
 }
 
+void qv_stream_opened(qv_future *f)
+{
+    /* After the completion: a release or a close that began before it
+     * found no pipe to close (f->resp still unset), and is seen here. A
+     * cancelled f has no response, and its pipe may be gone. */
+    if (atomic_load(&f->user_refs) == 0 || (f->session && qv_session_closing(f->session)))
+        qv_future_abandon_stream(f);
+}
+
 void qv_future_release(qv_future *f)
 {
     if (!f) return;

@@ -342,6 +342,9 @@ void qv_future_poke(qv_future *f);
 void qv_transfer_deliver_early(qv_future *f, qv_response *r);
 /* Stops the transfer of f's streamed body (its reader let go). */
 void qv_future_abandon_stream(qv_future *f);
+/* f just completed with a streamed body: stops it if no one will read it
+ * (the caller let go, or the session is closing). */
+void qv_stream_opened(qv_future *f);
 /* Lets go of one of a streamed future's holds (stream_open): the early
  * delivery's, the transfer's; with the last, the session lets it go. */
 void qv_stream_release(qv_future *f);
@@ -409,6 +412,8 @@ struct qv_session {
 /* Called once per future after its callbacks ran; the session may be freed
  * right after, so the future must not touch it again. */
 void qv_session_future_done(qv_session *s, qv_future *f);
+/* qv_session_close has begun. */
+int qv_session_closing(qv_session *s);
 /* Puts the any-host cookies in the jar for host, the first time it is seen
  * (easy must be attached to the session's share). */
 int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host);

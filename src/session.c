@@ -348,6 +348,14 @@ void qv_session_close(qv_session *s, int cancel_pending)
     pthread_mutex_unlock(&s->mu);
 }
 
+int qv_session_closing(qv_session *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int closed = s->closed;
+    pthread_mutex_unlock(&s->mu);
+    return closed;
+}
+
 void qv_session_free(qv_session *s)
 {
     if (!s) return;

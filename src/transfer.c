@@ -731,8 +731,7 @@ void qv_transfer_deliver_early(qv_future *f, qv_response *r)
         qv_free(hook_msg);
     } else {
         qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
-        /* The caller let go before it completed: no one will read it. */
-        if (atomic_load(&f->user_refs) == 0) qv_pipe_close(r->pipe);
+        qv_stream_opened(f);
     }
     qv_stream_release(f);
 }

@@ -159,16 +159,15 @@ Test(loop, a_stream_that_ends_before_its_headers_are_delivered_loses_no_other_ou
     /* then the stream's transfer ends while its headers still wait. */
     qv_future_cancel(f);
     wait_connections(ex, before + 1);
+    qv_future_release(f); /* and its caller lets go before it completes */
     pthread_mutex_lock(&g.mu);
     g.open = 1;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.mu);
     cr_assert_eq(qv_future_wait(h, 10000), QV_OK, "the outcome queued behind the stream was lost");
     tx_expect_status(h, 200);
-    cr_assert_eq(qv_future_wait(f, 10000), QV_OK);
     for (int i = 0; i < 4; i++) qv_future_release(busy[i]);
     qv_future_release(h);
-    qv_future_release(f);
     qv_session_free(s);
     qv_executor_free(ex);
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -917,6 +918,45 @@ Test(stream, closing_the_session_ends_a_stream_nobody_reads)
     sha_hex(&h, hex);
     qv_future_release(f);
     qv_session_free(s);
+}
+
+static void *close_session(void *s)
+{
+    qv_session_close(s, 0);
+    return NULL;
+}
+
+Test(stream, closing_the_session_before_the_headers_come_ends_the_stream_too)
+{
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *first, *f;
+    /* The one worker is busy for a while: the stream waits its turn. */
+    cr_assert_eq(qv_request(s, &first,
+                            &(qv_request_opts){.url = tx_faults_url("/stall-status"),
+                                               .read_timeout_ms = 1500}),
+                 QV_OK);
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = tx_faults_url("/huge"), .stream = 1}),
+                 QV_OK);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, close_session, s), 0);
+    /* Its headers come after the close began: no one will read the body. */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    cr_assert_eq(pthread_timedjoin_np(t, NULL, &dl), 0,
+                 "closing the session waits for a stream no one reads");
+    tx_expect_error(first, QV_EREAD_TIMEOUT);
+    qv_response *r = tx_expect_status(f, 200);
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 1 << 16), QV_ESHUTDOWN);
+    char hex[65];
+    sha_hex(&h, hex);
+    qv_future_release(first);
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
 }
 
 Test(stream, a_streamed_redirect_gives_only_the_final_body)
