@@ -159,7 +159,10 @@ void qv_sink_end(qv_slot *slot)
     if (k->fd < 0) return;
     int failed = close(k->fd) != 0;
     k->fd = -1;
-    if (f->out_resp) {
+    /* A response that will be retried kept its body in memory (hop_streams):
+     * the file it would put in place is empty, and the last attempt's. */
+    int retried = f->out_resp && qv_retry_would_retry(f, f->out_resp->status);
+    if (f->out_resp && !retried) {
         if (failed || (k->tmp && rename(k->tmp, path))) {
             /* The body arrived, but did not reach its file. */
             k->err = errno;
@@ -172,7 +175,7 @@ void qv_sink_end(qv_slot *slot)
             k->tmp = NULL;
         }
     }
-    if (k->tmp && (!f->req.keep_partial || rename(k->tmp, path))) unlink(k->tmp);
+    if (k->tmp && (retried || !f->req.keep_partial || rename(k->tmp, path))) unlink(k->tmp);
     qv_free(k->tmp);
     k->tmp = NULL;
     if (!f->out_resp && f->req.keep_partial) {

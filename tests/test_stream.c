@@ -220,6 +220,80 @@ Test(stream, a_cancelled_download_removes_its_file)
     remove_dir();
 }
 
+/* The first bytes of a file ("" if there is none). */
+static const char *file_text(const char *path)
+{
+    static char buf[64];
+    buf[0] = '\0';
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+        buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
+        fclose(fp);
+    }
+    return buf;
+}
+
+Test(stream, a_response_that_will_be_retried_leaves_the_file_alone)
+{
+    make_dir();
+    FILE *fp = fopen(in_dir("out"), "w");
+    cr_assert(fp && fputs("precious\n", fp) >= 0 && fclose(fp) == 0);
+    qv_session *s = TX_SESSION(0);
+    char key[128], url[256];
+    snprintf(key, sizeof key, "stream-%s-%d-%.0f", tx_kind_name(), (int)getpid(), now_ms());
+    snprintf(url, sizeof url, "/flaky?key=%s&fail=1&after=5", key);
+    qv_future *f;
+    /* A 503 first, retried after 5 s: cancelled while it waits. */
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = tx_faults_url(url),
+                                .output_path = in_dir("out"),
+                                .retry = &(qv_retry){.max_retries = 1, .max_backoff_ms = 10000}}),
+                 QV_OK);
+    snprintf(url, sizeof url, "/flaky-count?key=%s", key);
+    const char *count = "0";
+    for (int i = 0; i < 500 && strcmp(count, "1") != 0; i++) {
+        qv_future *c;
+        count = qv_response_text(tx_get_ok(s, &c, tx_faults_url(url)));
+        count = strcmp(count, "1") == 0 ? "1" : "0";
+        qv_future_release(c);
+        usleep(10000);
+    }
+    tx_assert_str_eq(count, "1");
+    /* (the client takes the 503 in at once; a file it replaced would show) */
+    for (int i = 0; i < 50 && strcmp(file_text(in_dir("out")), "precious\n") == 0; i++)
+        usleep(10000);
+    qv_future_cancel(f);
+    tx_expect_error(f, QV_ECANCELLED);
+    qv_future_release(f);
+    qv_session_free(s);
+    tx_assert_str_eq(file_text(in_dir("out")), "precious\n");
+    cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
+    remove_dir();
+}
+
+Test(stream, a_retried_download_puts_the_last_answer_in_the_file)
+{
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    char url[256];
+    snprintf(url, sizeof url, "/flaky?key=stream-ok-%s-%d-%.0f&fail=1", tx_kind_name(),
+             (int)getpid(), now_ms());
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url(url),
+                                               .output_path = in_dir("out"),
+                                               .retry = &(qv_retry){.max_retries = 3}}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_attempts(r), 2);
+    tx_assert_str_eq(file_text(in_dir("out")), "ok");
+    cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
 Test(stream, a_stall_mid_body_fails_with_the_read_timeout_and_removes_the_file)
 {
     make_dir();
