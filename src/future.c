@@ -218,8 +218,11 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
         qv_response_free(resp);
         return;
     }
+    /* Freed after the unlock: a streamed response's pipe pokes its
+     * transfer, under f->mu. */
+    qv_response *dropped = NULL;
     if (atomic_load(&f->cancel_requested) && st != QV_CANCELLED) {
-        qv_response_free(resp);
+        dropped = resp;
         resp = NULL;
         qv_free(msg);
         msg = NULL;
@@ -255,6 +258,7 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     }
     f->more_cbs = rev;
     pthread_mutex_unlock(&f->mu);
+    qv_response_free(dropped);
     /* Woken after the unlock, a waiter finds the lock free instead of
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */

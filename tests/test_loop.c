@@ -95,16 +95,36 @@ typedef struct gate {
     int inside, open;
 } gate;
 
-static int gate_hook(qv_session *s, qv_response *r, void *arg)
+static void gate_pass(gate *g)
 {
-    (void)s, (void)r;
-    gate *g = arg;
     pthread_mutex_lock(&g->mu);
     g->inside++;
     pthread_cond_broadcast(&g->cv);
     while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
+}
+
+static int gate_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r;
+    gate_pass(arg);
     return 0;
+}
+
+/* Waits until n threads are held at g. */
+static void gate_wait(gate *g, int n)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->inside < n) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_open(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
 }
 
 static void body_seen(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
@@ -137,9 +157,7 @@ Test(loop, a_stream_that_ends_before_its_headers_are_delivered_loses_no_other_ou
     for (int i = 0; i < 4; i++) {
         cr_assert_eq(qv_get(s, &busy[i], tu("/get"), .hook = gate_hook, .hook_arg = &g), QV_OK);
     }
-    pthread_mutex_lock(&g.mu);
-    while (g.inside < 4) pthread_cond_wait(&g.cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
+    gate_wait(&g, 4);
     /* Every delivery thread is busy: the stream's headers wait in the queue. */
     atomic_int seen = 0;
     qv_future *f, *h;
@@ -160,14 +178,68 @@ Test(loop, a_stream_that_ends_before_its_headers_are_delivered_loses_no_other_ou
     qv_future_cancel(f);
     wait_connections(ex, before + 1);
     qv_future_release(f); /* and its caller lets go before it completes */
-    pthread_mutex_lock(&g.mu);
-    g.open = 1;
-    pthread_cond_broadcast(&g.cv);
-    pthread_mutex_unlock(&g.mu);
+    gate_open(&g);
     cr_assert_eq(qv_future_wait(h, 10000), QV_OK, "the outcome queued behind the stream was lost");
     tx_expect_status(h, 200);
     for (int i = 0; i < 4; i++) qv_future_release(busy[i]);
     qv_future_release(h);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* A request hook that holds the I/O thread. */
+static int io_gate_hook(qv_session *s, qv_attempt *a, void *arg)
+{
+    (void)s, (void)a;
+    gate_pass(arg);
+    return 0;
+}
+
+static void *wait_future(void *f)
+{
+    qv_future_wait(f, -1);
+    return NULL;
+}
+
+Test(loop, a_stream_cancelled_before_its_headers_are_delivered_completes_cancelled)
+{
+    qv_executor *ex = loop_executor(8, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    gate io = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    qv_future *busy[4], *f, *other;
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(qv_get(s, &busy[i], tu("/get"), .hook = gate_hook, .hook_arg = &g), QV_OK);
+    gate_wait(&g, 4);
+    /* The stream's headers wait for a delivery thread; its body goes on. */
+    atomic_int seen = 0;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/huge"),
+                                               .stream = 1,
+                                               .on_progress = body_seen,
+                                               .on_progress_arg = &seen}),
+                 QV_OK);
+    for (int i = 0; i < 1000 && !atomic_load(&seen); i++) usleep(10000);
+    cr_assert(atomic_load(&seen), "the stream's body never started");
+    /* The I/O thread is held too, so the transfer is still on when the
+     * cancelled future's headers are delivered. */
+    cr_assert_eq(qv_get(s, &other, tu("/get"), .on_request = io_gate_hook, .on_request_arg = &io),
+                 QV_OK);
+    gate_wait(&io, 1);
+    qv_future_cancel(f);
+    gate_open(&g);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, wait_future, f), 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    cr_assert_eq(pthread_timedjoin_np(t, NULL, &dl), 0, "the cancelled stream never completed");
+    tx_expect_error(f, QV_ECANCELLED);
+    gate_open(&io);
+    tx_expect_status(other, 200);
+    for (int i = 0; i < 4; i++) qv_future_release(busy[i]);
+    qv_future_release(other);
+    qv_future_release(f);
     qv_session_free(s);
     qv_executor_free(ex);
 }
