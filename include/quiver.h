@@ -458,13 +458,14 @@ typedef struct qv_request_opts {
     /* Push: called in order with every decoded chunk of the final
      * response's body (not of redirects). Return 0 to go on, non-zero to
      * stop: the future then fails with QV_EHOOK. Calls for one future never
-     * overlap. Where it runs: on the thread that runs the transfer (the
-     * worker for QV_THREADS, the I/O thread for QV_LOOP), or on the pool's
-     * dispatcher thread for QV_PROCESSES (the worker sends the chunks over
-     * its socket; a dispatcher that falls behind slows the worker down).
-     * While it runs, that thread moves nothing else: on QV_LOOP and
-     * QV_PROCESSES keep it short (copy, hash, hand off), or use
-     * output_path, which costs no other transfer anything. */
+     * overlap. Where it runs: on the worker thread (QV_THREADS); on one of
+     * the loop's delivery threads (QV_LOOP: the body waits in a 256 KiB
+     * buffer, and the transfer pauses while it is full, so a slow callback
+     * holds up its own transfer only; output_fd is written there too); on
+     * the pool's dispatcher thread (QV_PROCESSES: the worker sends the
+     * chunks over its socket; a slow callback there holds up the pool's
+     * other answers, so keep it short, or use output_path, which the worker
+     * writes itself). */
     int (*on_data)(qv_future *f, const void *chunk, size_t len, void *arg);
     void *on_data_arg;
     /* Progress: at most every 100 ms and once at the end, with the bytes

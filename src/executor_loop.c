@@ -23,6 +23,10 @@ typedef struct loop {
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
     qv_future *dhead, *dtail;
+    /* tasks for futures still in transfer (a streamed response's headers,
+     * pump runs), linked by next_task: such a future may be in a batch of
+     * outcomes (next_done) at the same time */
+    qv_future *thead, *ttail;
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
@@ -44,31 +48,60 @@ static void deliver_batch(loop *L, qv_future *head, qv_future *tail)
     pthread_mutex_unlock(&L->dmu);
 }
 
+/* Queues a task for f (which holds a reference for it). */
+static void add_task(loop *L, qv_future *f)
+{
+    qv_future_hold(f);
+    pthread_mutex_lock(&L->dmu);
+    f->next_task = NULL;
+    if (L->ttail)
+        L->ttail->next_task = f;
+    else
+        L->thead = f;
+    L->ttail = f;
+    pthread_cond_signal(&L->dcv);
+    pthread_mutex_unlock(&L->dmu);
+}
+
+/* Under dmu: the next outcome to deliver, or task, or NULL. */
+static qv_future *take(loop *L, int *task)
+{
+    qv_future *f = L->dhead;
+    *task = !f;
+    if (f) {
+        L->dhead = f->next_done;
+        if (!L->dhead) L->dtail = NULL;
+        f->next_done = NULL;
+    } else if ((f = L->thead)) {
+        L->thead = f->next_task;
+        if (!L->thead) L->ttail = NULL;
+        f->next_task = NULL;
+    }
+    if (L->dhead || L->thead) pthread_cond_signal(&L->dcv); /* more: let another help */
+    return f;
+}
+
 static void *delivery_main(void *arg)
 {
     loop *L = arg;
     qv_own_executor = &L->base;
     for (;;) {
+        int task;
         pthread_mutex_lock(&L->dmu);
-        while (!L->dhead && !L->dstop) pthread_cond_wait(&L->dcv, &L->dmu);
-        qv_future *f = L->dhead;
-        if (f) {
-            L->dhead = f->next_done;
-            if (!L->dhead)
-                L->dtail = NULL;
-            else
-                pthread_cond_signal(&L->dcv); /* more: let another help */
-            f->next_done = NULL;
-        }
+        while (!L->dhead && !L->thead && !L->dstop) pthread_cond_wait(&L->dcv, &L->dmu);
+        qv_future *f = take(L, &task);
         pthread_mutex_unlock(&L->dmu);
         if (!f) break; /* stopped and drained */
-        /* A streamed response's headers (taken once), or an outcome. */
-        qv_response *early = __atomic_exchange_n(&f->early_resp, NULL, __ATOMIC_ACQ_REL);
+        /* A task: a streamed response's headers (taken once), or a pump run. */
+        qv_response *early =
+            task ? __atomic_exchange_n(&f->early_resp, NULL, __ATOMIC_ACQ_REL) : NULL;
         if (early)
             qv_transfer_deliver_early(f, early);
+        else if (task)
+            qv_pump_run(f);
         else
             qv_transfer_deliver(f);
-        qv_future_drop(f); /* the queue's reference (or the early delivery's) */
+        qv_future_drop(f); /* the queue's reference, or the task's */
     }
     return NULL;
 }
@@ -97,6 +130,8 @@ static void deliver(loop *L, batch *done)
     batch user = {0}, here = {0};
     for (qv_future *f = done->head, *next; f; f = next) {
         next = f->next_done;
+        /* Its pump's last run delivers (and lets the queue's reference go). */
+        if (f->pump && !qv_pump_last(f)) continue;
         /* Hooks run on responses only. */
         int hooks =
             f->out_resp && (f->req.hook || (f->session->o.hooks && f->session->o.hooks->fn));
@@ -293,13 +328,20 @@ static void loop_destroy(qv_executor *ex)
 static void loop_deliver_early(qv_executor *ex, qv_future *f, qv_response *r)
 {
     f->early_resp = r;
-    f->next_done = NULL;
-    deliver_batch((loop *)ex, qv_future_hold(f), f);
+    add_task((loop *)ex, f);
+}
+
+/* on_data and output_fd run on delivery threads (pump.c). */
+static void loop_pump_ready(void *arg)
+{
+    qv_future *f = arg;
+    add_task((loop *)f->ex, f);
 }
 
 static const qv_executor_vt loop_vt = {
     .notify = loop_notify,
     .deliver_early = loop_deliver_early,
+    .pump_ready = loop_pump_ready,
     .shutdown = loop_shutdown,
     .destroy = loop_destroy,
 };

@@ -94,6 +94,7 @@ void qv_future_drop(qv_future *f)
     }
     qv_response_free(f->resp);
     qv_free(f->errmsg);
+    qv_pipe_unref(f->pump);
     qv_req_free(&f->req);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);

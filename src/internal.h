@@ -301,8 +301,17 @@ struct qv_future {
     atomic_int stream_open;
     int streamed;
     qv_response *early_resp; /* the response for a loop's delivery thread */
-    int out_unrepeatable;    /* body bytes went to output_fd/on_data, or on_upload
-                                produced some: no retry can take them back */
+    /* QV_LOOP with on_data or output_fd: the body goes through this pipe to
+     * pump runs on delivery threads (pump.c), so a slow callback holds up
+     * only its own transfer. pump_holds: the transfer's end and the pump's
+     * last run; whichever comes last delivers the outcome. */
+    qv_pipe *pump;
+    atomic_int pump_holds;
+    qv_future *next_task; /* a loop's queue of tasks (early deliveries, pump runs) */
+    int pump_err;         /* on_data said stop (QV_EHOOK) or output_fd failed (QV_EIO) */
+    int pump_errno;       /* with QV_EIO */
+    int out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
+                             produced some: no retry can take them back */
     qv_req req;
 };
 
@@ -687,6 +696,16 @@ void qv_sink_end(qv_slot *slot);
  * poked when the reader made room or let go, until qv_pipe_finish. */
 qv_pipe *qv_pipe_new(qv_future *producer);
 void qv_pipe_unref(qv_pipe *p);
+/* A pipe drained by pump runs instead of a reader: ready(arg) is called
+ * (under the pipe's lock: it may only queue the run) when bytes or the end
+ * came and no run is asked for yet. */
+qv_pipe *qv_pipe_new_pump(qv_future *producer, void (*ready)(void *arg), void *arg);
+/* A pump run: hands what is there to fn, in order, in one thread at a
+ * time. 1: the transfer ended and everything was handed (or dropped after
+ * a stop); 0: nothing more now (the next bytes ask for another run);
+ * -1: fn returned non-zero before the transfer ended (it is being
+ * stopped; its end asks for a last run, which drops what came). */
+int qv_pipe_pump(qv_pipe *p, int (*fn)(void *arg, const char *data, size_t n), void *arg);
 /* The transfer's bytes: 0 taken, 1 no room (the transfer pauses; pushed
  * again later), -1 the reader let go, -2 out of memory. */
 int qv_pipe_push(qv_pipe *p, const char *data, size_t n);
@@ -706,6 +725,13 @@ void qv_pipe_finish(qv_pipe *p, int err, const char *msg);
 /* The reader lets go: the transfer is stopped. */
 void qv_pipe_close(qv_pipe *p);
 int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg);
+
+/* pump.c: a pump run for f (on a thread that may run user code). */
+void qv_pump_run(qv_future *f);
+/* For the transfer's end and the pump's last run: 1 if this was the last
+ * of the two (its caller delivers the outcome, now with what the pump ran
+ * into), 0 if the other one will. */
+int qv_pump_last(qv_future *f);
 
 /* upload.c: the body source of upload_path / on_upload, per attempt. */
 CURLcode qv_upload_setup(qv_slot *slot, char **msg);
@@ -819,6 +845,9 @@ typedef struct qv_executor_vt {
      * delivered at once, on the transfer's thread): the executor runs
      * qv_transfer_deliver_early(f, r) where user code may run. */
     void (*deliver_early)(qv_executor *ex, qv_future *f, qv_response *r);
+    /* A pump run for f is wanted (optional: without it on_data and output_fd
+     * run on the transfer's thread). Called under a pipe's lock. */
+    void (*pump_ready)(void *f);
     /* Stop after draining the queue; join workers. */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);

@@ -22,6 +22,11 @@ struct qv_pipe {
     int paused;          /* the transfer waits for room */
     long long total;     /* bytes pushed */
     qv_future *producer; /* poked for room or a close; NULL once finished */
+    /* A pumped pipe (qv_pipe_new_pump): ready(ready_arg) asks for a pump
+     * run when bytes or the end came and none is asked for (scheduled). */
+    void (*ready)(void *arg);
+    void *ready_arg;
+    int scheduled;
 };
 
 qv_pipe *qv_pipe_new(qv_future *producer)
@@ -42,6 +47,24 @@ fail:
     qv_free(p->buf);
     qv_free(p);
     return NULL;
+}
+
+qv_pipe *qv_pipe_new_pump(qv_future *producer, void (*ready)(void *arg), void *arg)
+{
+    qv_pipe *p = qv_pipe_new(producer);
+    if (p) {
+        p->ready = ready;
+        p->ready_arg = arg;
+    }
+    return p;
+}
+
+/* Under p->mu: asks for a pump run unless one is asked for already. */
+static void schedule(qv_pipe *p)
+{
+    if (!p->ready || p->scheduled) return;
+    p->scheduled = 1;
+    p->ready(p->ready_arg);
 }
 
 void qv_pipe_unref(qv_pipe *p)
@@ -96,6 +119,7 @@ static int push(qv_pipe *p, const char *data, size_t n, int any)
         p->len += n;
         p->total += (long long)n;
         pthread_cond_broadcast(&p->cv);
+        schedule(p);
     }
     pthread_mutex_unlock(&p->mu);
     return rc;
@@ -130,7 +154,42 @@ void qv_pipe_finish(qv_pipe *p, int err, const char *msg)
     p->msg = msg ? qv_strdup(msg) : NULL;
     p->producer = NULL;
     pthread_cond_broadcast(&p->cv);
+    schedule(p);
     pthread_mutex_unlock(&p->mu);
+}
+
+int qv_pipe_pump(qv_pipe *p, int (*fn)(void *arg, const char *data, size_t n), void *arg)
+{
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        if (p->closed) p->len = 0; /* stopped: what is left goes */
+        if (!p->len) {
+            int done = p->finished;
+            if (!done) p->scheduled = 0; /* the next bytes ask again */
+            pthread_mutex_unlock(&p->mu);
+            return done ? 1 : 0;
+        }
+        /* The bytes before start + len are not touched by the producer
+         * (it only appends, or grows an empty ring): read them unlocked. */
+        const char *at = p->buf + p->start;
+        size_t n = p->cap - p->start < p->len ? p->cap - p->start : p->len;
+        pthread_mutex_unlock(&p->mu);
+        int stop = fn(arg, at, n);
+        pthread_mutex_lock(&p->mu);
+        p->start = (p->start + n) % p->cap;
+        p->len -= n;
+        if (stop) {
+            p->closed = 1;
+            p->len = 0;
+            int done = p->finished;
+            /* Not over yet: the transfer's end asks for the last run. */
+            if (!done) p->scheduled = 0;
+            poke(p);
+            pthread_mutex_unlock(&p->mu);
+            return done ? 1 : -1;
+        }
+        if (p->paused && p->cap - p->len >= p->cap / 2) poke(p);
+    }
 }
 
 void qv_pipe_close(qv_pipe *p)

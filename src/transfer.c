@@ -125,11 +125,30 @@ static int hop_streams(qv_slot *slot)
     return !qv_retry_would_retry(slot->f, st);
 }
 
-/* A streamed response's body bytes, for its reader: they wait in the pipe,
- * or (no room) the transfer pauses until the reader makes some. */
+/* on_data or output_fd on an executor that pumps them on another thread
+ * (QV_LOOP): the body goes through a pipe from here on (pump.c). -1 (out
+ * of memory) stops the transfer. */
+static int start_pump(qv_slot *slot)
+{
+    qv_future *f = slot->f;
+    const qv_req *r = &f->req;
+    if (!f->ex || !f->ex->vt->pump_ready || (!r->on_data && r->output_fd <= 0)) return 0;
+    if (!(slot->pipe = qv_pipe_new_pump(f, f->ex->vt->pump_ready, f))) {
+        slot->abort = QV_ABORT_NOMEM;
+        return -1;
+    }
+    f->pump = slot->pipe;
+    atomic_store(&f->pump_holds, 2);
+    return 0;
+}
+
+/* Body bytes for a streamed response's reader, or for a pump: they wait in
+ * the pipe, or (no room) the transfer pauses until some is made. */
 static size_t stream_write(qv_slot *slot, char *buf, size_t len)
 {
     qv_sink *k = &slot->sink;
+    k->streamed = 1;
+    slot->f->out_unrepeatable = 1;
     size_t max = slot->f->req.max_response_bytes;
     if (max && ((unsigned long long)k->written > max || len > max - (size_t)k->written)) {
         slot->abort = QV_ABORT_TOO_LARGE;
@@ -159,8 +178,11 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
     size_t max = slot->f->req.max_response_bytes;
     slot->last_activity_ms = qv_now_ms();
     if (slot->pipe) return stream_write(slot, buf, len);
-    if (!slot->sink.hop && qv_sink_wanted(&slot->f->req))
+    if (!slot->sink.hop && qv_sink_wanted(&slot->f->req)) {
         slot->sink.hop = hop_streams(slot) ? 1 : -1;
+        if (slot->sink.hop > 0 && start_pump(slot)) return 0;
+        if (slot->pipe) return stream_write(slot, buf, len);
+    }
     if (slot->sink.hop > 0) return qv_sink_write(slot, buf, len);
     if (max && (body->len > max || len > max - body->len)) {
         slot->abort = QV_ABORT_TOO_LARGE;
@@ -580,7 +602,7 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        "the proxy wants credentials, or refused those given "
                                        "(407 Proxy Authentication Required)");
         return;
-    case QV_ABORT_CLOSED:
+    case QV_ABORT_CLOSED: /* (a pump's stop is told at delivery: pump.c) */
         f->out_err = QV_ESHUTDOWN;
         f->out_msg = qv_future_message(f, f->out_err, "the streamed body's reader let it go");
         return;
@@ -756,7 +778,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE && status == 407 && f->req.proxy &&
         *f->req.proxy)
         slot->abort = QV_ABORT_PROXY_AUTH;
-    if (slot->pipe) {
+    if (f->streamed && slot->pipe) { /* (a process worker has no pipe: it answers in full) */
         stream_end(slot, cc);
     } else if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
         if (fill_response(slot, r, status) == QV_OK) {
@@ -778,6 +800,12 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         report_progress(slot, dl, ul);
     }
     qv_sink_end(slot);
+    if (slot->pipe) { /* a pump's: the rest of the outcome is f's */
+        qv_pipe_finish(slot->pipe, QV_OK, NULL);
+        qv_pipe_unref(slot->pipe);
+        slot->pipe = NULL;
+        slot->paused = 0;
+    }
     slot_release(slot);
 }
 

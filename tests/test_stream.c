@@ -1106,3 +1106,39 @@ Test(stream, read_also_reads_a_body_held_in_memory)
     qv_future_release(f);
     qv_session_free(s);
 }
+
+/* A callback that takes its time over every chunk. */
+static int slow_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f, (void)chunk;
+    *(long long *)arg += (long long)len;
+    usleep(200 * 1000);
+    return 0;
+}
+
+Test(stream, a_slow_on_data_holds_up_only_its_own_transfer)
+{
+    /* On QV_PROCESSES on_data runs on the pool's dispatcher (documented):
+     * there a slow one holds up the pool's other answers. */
+    if (tx_kind() == QV_PROCESSES) return;
+    qv_session *s = TX_SESSION(.max_workers = 4);
+    long long got = 0;
+    qv_future *slow, *quick;
+    cr_assert_eq(qv_request(s, &slow,
+                            &(qv_request_opts){
+                                .url = nginx("/big"), .on_data = slow_data, .on_data_arg = &got}),
+                 QV_OK);
+    /* Once its callback is busy, another request must still go through. */
+    for (int i = 0; i < 2000 && !__atomic_load_n(&got, __ATOMIC_RELAXED); i++) usleep(1000);
+    double t0 = now_ms();
+    cr_assert_eq(qv_get(s, &quick, tu("/get")), QV_OK);
+    tx_expect_status(quick, 200);
+    double took = now_ms() - t0;
+    cr_assert_lt(took, 1500, "a quick request took %.0f ms beside a slow on_data", took);
+    cr_assert(!qv_future_done(slow), "the slow download finished already");
+    qv_future_cancel(slow);
+    tx_expect_error(slow, QV_ECANCELLED);
+    qv_future_release(quick);
+    qv_future_release(slow);
+    qv_session_free(s);
+}

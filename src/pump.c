@@ -1,0 +1,53 @@
+/* on_data and output_fd on an executor whose transfers share one thread
+ * (QV_LOOP): the body goes through a pipe (pipe.c) to pump runs on another
+ * thread, which hand it on. A slow callback or a full output pipe then
+ * holds up its own transfer (paused while the pipe is full), not the
+ * others. The outcome is delivered once both the transfer has ended and
+ * every byte was handed on, by whichever of the two comes last. */
+#include "internal.h"
+
+#include <string.h>
+
+static int hand_on(void *arg, const char *data, size_t n)
+{
+    qv_future *f = arg;
+    if (atomic_load(&f->cancel_requested)) return 1; /* no more calls: the outcome says why */
+    if (f->req.on_data) {
+        if (!f->req.on_data(f, data, n, f->req.on_data_arg)) return 0;
+        f->pump_err = QV_EHOOK;
+        return 1;
+    }
+    if (!(f->pump_errno = qv_write_fd(f->req.output_fd, data, n))) return 0;
+    f->pump_err = QV_EIO;
+    return 1;
+}
+
+/* The outcome, with what the pump ran into over it. */
+static void pump_outcome(qv_future *f)
+{
+    if (!f->pump_err) return;
+    qv_response_free(f->out_resp);
+    f->out_resp = NULL;
+    qv_free(f->out_msg);
+    f->out_err = f->pump_err;
+    f->out_msg = f->pump_err == QV_EHOOK
+                     ? qv_future_message(f, QV_EHOOK, "on_data stopped the transfer")
+                     : qv_future_message(f, QV_EIO, "writing the output descriptor: %s",
+                                         strerror(f->pump_errno));
+}
+
+int qv_pump_last(qv_future *f)
+{
+    if (atomic_fetch_sub(&f->pump_holds, 1) != 1) return 0;
+    pump_outcome(f);
+    return 1;
+}
+
+void qv_pump_run(qv_future *f)
+{
+    if (qv_pipe_pump(f->pump, hand_on, f) != 1) return;
+    /* Everything handed on, the transfer over: the outcome, if it is in. */
+    if (!qv_pump_last(f)) return;
+    qv_transfer_deliver(f);
+    qv_future_drop(f); /* the queue's reference, which the transfer's end left */
+}
