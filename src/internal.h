@@ -21,6 +21,9 @@ typedef struct qv_pipe qv_pipe;
 extern atomic_long qv_alloc_failures;
 /* 1 if qv_set_allocator installed one (then libcurl and jansson use it too). */
 int qv_allocator_is_custom(void);
+/* Every allocation from now on through a (is_custom: not the C library's);
+ * only qv_set_allocator (init.c) calls it, before anything is allocated. */
+void qv_allocator_use(qv_allocator a, int is_custom);
 
 void *qv_malloc(size_t n);
 void *qv_calloc(size_t n, size_t size);
@@ -53,6 +56,12 @@ void *qv_arena_alloc(qv_arena *a, size_t n);
 char *qv_arena_strdup(qv_arena *a, const char *s);
 char *qv_arena_memdup(qv_arena *a, const void *p, size_t n);
 void qv_arena_free(qv_arena *a);
+
+/* ------------------------------------------------------------ library (init.c) */
+
+/* libcurl and jansson set up once (with the allocator fixed from then on):
+ * QV_OK, or QV_ENOMEM if libcurl could not be. */
+int qv_global_init(void);
 
 /* ----------------------------------------------------------- time (clock.c) */
 
@@ -397,13 +406,13 @@ struct qv_session {
     struct curl_slist *default_headers; /* the lines of a request with none of its own */
     qv_retry_policy retry;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
-    CURL *jar_easy; /* reads and writes the jar (session.c), under jar_mu */
+    CURL *jar_easy; /* reads and writes the jar (jar.c), under jar_mu */
     pthread_mutex_t jar_mu;
     /* Names the jar's content, unique across sessions: every change made
-     * through session.c draws a new one, so a process pool sends a worker the
+     * through jar.c draws a new one, so a process pool sends a worker the
      * jar only when it holds another. Changes by libcurl's own cookie engine
      * (threads, loop) draw none: the jar of a process pool's session changes
-     * only through session.c, its transfers run in the workers. */
+     * only through jar.c, its transfers run in the workers. */
     _Atomic uint64_t jar_version;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -423,12 +432,18 @@ struct qv_session {
 void qv_session_future_done(qv_session *s, qv_future *f);
 /* qv_session_close has begun. */
 int qv_session_closing(qv_session *s);
+
+/* ------------------------------------------------------------ cookie jar (jar.c) */
+
+/* s's share (the jar and the DNS cache) with its locks, and a jar version no
+ * jar had before: QV_OK or QV_ENOMEM (free with qv_session_jar_free even
+ * then). */
+int qv_session_jar_new(qv_session *s);
+/* The share, the jar's handle and the any-host cookies. */
+void qv_session_jar_free(qv_session *s);
 /* Puts the any-host cookies in the jar for host, the first time it is seen
  * (easy must be attached to the session's share). */
 int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host);
-void qv_global_init(void);
-/* 1 once qv_global_init ran (the allocator is fixed from then on). */
-int qv_global_started(void);
 /* The jar as Netscape lines (libcurl's list: curl_slist_free_all), after
  * seeding the any-host cookies for host (may be NULL). *version: the jar
  * version the caller holds (0: none); if the jar is still at it, *out is

@@ -12,15 +12,10 @@
 static qv_allocator alloc = {malloc, calloc, realloc, free};
 static atomic_int custom; /* 1 once qv_set_allocator installed one */
 
-int qv_set_allocator(const qv_allocator *a)
+void qv_allocator_use(qv_allocator a, int is_custom)
 {
-    if (a && (!a->malloc || !a->calloc || !a->realloc || !a->free)) return QV_EINVAL;
-    /* Memory from one allocator must never be freed by another: only before
-     * the library has allocated anything. */
-    if (qv_global_started()) return QV_EINVAL;
-    alloc = a ? *a : (qv_allocator){malloc, calloc, realloc, free};
-    atomic_store(&custom, a != NULL);
-    return QV_OK;
+    alloc = a;
+    atomic_store(&custom, is_custom);
 }
 
 int qv_allocator_is_custom(void)
