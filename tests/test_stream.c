@@ -815,6 +815,18 @@ static int read_all(qv_response *r, sha *h, size_t chunk)
     }
 }
 
+/* Reads r's whole body and drops it: the last code; *bytes gets the count. */
+static int drain(qv_response *r, size_t chunk, long long *bytes)
+{
+    sha h;
+    sha_init(&h);
+    int rc = read_all(r, &h, chunk);
+    char hex[65];
+    sha_hex(&h, hex);
+    *bytes = h.bytes;
+    return rc;
+}
+
 Test(stream, stream_reads_a_64_mib_body_through_the_reader)
 {
     qv_session *s = TX_SESSION(0);
@@ -908,13 +920,10 @@ Test(stream, a_body_cut_short_fails_the_read_with_qv_eprotocol)
                    &(qv_request_opts){.url = tx_faults_url("/short?length=100000"), .stream = 1}),
         QV_OK);
     qv_response *r = tx_expect_status(f, 200);
-    sha h;
-    sha_init(&h);
-    cr_assert_eq(read_all(r, &h, 1000), QV_EPROTOCOL);
-    cr_assert_eq(h.bytes, 100);
+    long long bytes;
+    cr_assert_eq(drain(r, 1000, &bytes), QV_EPROTOCOL);
+    cr_assert_eq(bytes, 100);
     tx_assert_contains(qv_response_read_error(r), "/short");
-    char hex[65];
-    sha_hex(&h, hex);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -951,12 +960,9 @@ Test(stream, a_gzip_bomb_read_through_the_stream_stops_at_max_response_bytes)
                                                .max_response_bytes = 4 << 20}),
                  QV_OK);
     qv_response *r = tx_expect_status(f, 200);
-    sha h;
-    sha_init(&h);
-    cr_assert_eq(read_all(r, &h, 1 << 16), QV_ETOO_LARGE);
-    cr_assert_leq(h.bytes, 4 << 20);
-    char hex[65];
-    sha_hex(&h, hex);
+    long long bytes;
+    cr_assert_eq(drain(r, 1 << 16, &bytes), QV_ETOO_LARGE);
+    cr_assert_leq(bytes, 4 << 20);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -984,12 +990,9 @@ Test(stream, closing_the_session_ends_a_stream_nobody_reads)
     cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .stream = 1}), QV_OK);
     qv_response *r = tx_expect_status(f, 200);
     qv_session_close(s, 0); /* returns: the unread stream does not hold it */
-    sha h;
-    sha_init(&h);
-    cr_assert_eq(read_all(r, &h, 1 << 16), QV_ESHUTDOWN);
-    cr_assert_lt(h.bytes, BIG_BYTES);
-    char hex[65];
-    sha_hex(&h, hex);
+    long long bytes;
+    cr_assert_eq(drain(r, 1 << 16, &bytes), QV_ESHUTDOWN);
+    cr_assert_lt(bytes, BIG_BYTES);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -1022,11 +1025,8 @@ Test(stream, closing_the_session_before_the_headers_come_ends_the_stream_too)
                  "closing the session waits for a stream no one reads");
     tx_expect_error(first, QV_EREAD_TIMEOUT);
     qv_response *r = tx_expect_status(f, 200);
-    sha h;
-    sha_init(&h);
-    cr_assert_eq(read_all(r, &h, 1 << 16), QV_ESHUTDOWN);
-    char hex[65];
-    sha_hex(&h, hex);
+    long long bytes;
+    cr_assert_eq(drain(r, 1 << 16, &bytes), QV_ESHUTDOWN);
     qv_future_release(first);
     qv_future_release(f);
     qv_session_free(s);
@@ -1042,12 +1042,9 @@ Test(stream, a_streamed_redirect_gives_only_the_final_body)
     cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = url, .stream = 1}), QV_OK);
     qv_response *r = tx_expect_status(f, 200);
     cr_assert_eq(qv_response_history_len(r), 1);
-    sha h;
-    sha_init(&h);
-    cr_assert_eq(read_all(r, &h, 999), QV_OK);
-    cr_assert_eq(h.bytes, 5000);
-    char hex[65];
-    sha_hex(&h, hex);
+    long long bytes;
+    cr_assert_eq(drain(r, 999, &bytes), QV_OK);
+    cr_assert_eq(bytes, 5000);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -1077,12 +1074,9 @@ Test(stream, hooks_run_with_the_headers)
     qv_response *r = tx_expect_status(f, 200);
     if (tx_kind() != QV_PROCESSES) /* there the hook ran in the worker */
         cr_assert_eq(seen, 2001, "the hook saw %d (status * 10 + body empty)", seen);
-    sha h;
-    sha_init(&h);
-    cr_assert_eq(read_all(r, &h, 1000), QV_OK);
-    cr_assert_eq(h.bytes, 3000);
-    char hex[65];
-    sha_hex(&h, hex);
+    long long bytes;
+    cr_assert_eq(drain(r, 1000, &bytes), QV_OK);
+    cr_assert_eq(bytes, 3000);
     qv_future_release(f);
     qv_session_free(s);
 }

@@ -37,6 +37,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    def read_into(self, h, left):
+        """Reads exactly `left` body bytes into the hash h."""
+        while left:
+            data = self.rfile.read(min(left, 1 << 16))
+            if not data:
+                raise ConnectionError("body cut short")
+            h.update(data)
+            left -= len(data)
+
     def read_body(self):
         """(bytes read, sha256 hex, chunked) of the request body."""
         h = hashlib.sha256()
@@ -49,24 +58,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                left = size
-                while left:
-                    data = self.rfile.read(min(left, 1 << 16))
-                    if not data:
-                        raise ConnectionError("body cut short")
-                    h.update(data)
-                    n += len(data)
-                    left -= len(data)
+                self.read_into(h, size)
+                n += size
                 self.rfile.readline()
         else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left:
-                data = self.rfile.read(min(left, 1 << 16))
-                if not data:
-                    raise ConnectionError("body cut short")
-                h.update(data)
-                n += len(data)
-                left -= len(data)
+            n = int(self.headers.get("Content-Length") or 0)
+            self.read_into(h, n)
         return n, h.hexdigest(), chunked
 
     def answer(self, status, body, headers=()):
