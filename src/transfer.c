@@ -177,6 +177,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
     qv_buf *body = &slot->resp->body;
     size_t max = slot->f->req.max_response_bytes;
     slot->last_activity_ms = qv_now_ms();
+    if (slot->abort) return 0; /* being stopped: what libcurl still holds goes */
     if (slot->pipe) return stream_write(slot, buf, len);
     if (!slot->sink.hop && qv_sink_wanted(&slot->f->req)) {
         slot->sink.hop = hop_streams(slot) ? 1 : -1;
@@ -461,7 +462,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     return f->out_err;
 }
 
-int qv_transfer_should_abort(qv_slot *slot)
+static int abort_wanted(qv_slot *slot)
 {
     if (atomic_load(&slot->f->cancel_requested)) {
         slot->abort = QV_ABORT_CANCEL;
@@ -501,6 +502,20 @@ int qv_transfer_should_abort(qv_slot *slot)
         return 1;
     }
     return 0;
+}
+
+int qv_transfer_should_abort(qv_slot *slot)
+{
+    if (!abort_wanted(slot)) return 0;
+    if (slot->paused) {
+        /* libcurl 7.88 keeps what a paused transfer could not hand over in
+         * the handle, past the transfer's end while the connection serves
+         * other HTTP/2 streams, and gives it to the handle's next transfer.
+         * Resumed now, with abort set, it is refused, and libcurl frees it. */
+        slot->paused = 0;
+        curl_easy_pause(slot->easy, CURLPAUSE_CONT);
+    }
+    return 1;
 }
 
 long qv_transfer_poll_ms(qv_slot *slot, long cap_ms)
@@ -787,6 +802,11 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE && status == 407 && f->req.proxy &&
         *f->req.proxy)
         slot->abort = QV_ABORT_PROXY_AUTH;
+    /* Ended paused by libcurl itself (a timeout, a connection lost): what
+     * it held may stay in the handle (see qv_transfer_should_abort), and
+     * can no longer be resumed out of it. That handle goes (libcurl 7.88's
+     * curl_easy_cleanup does not free it either, but no body gets it). */
+    int held = slot->pipe && slot->paused;
     if (f->streamed && slot->pipe) { /* (a process worker has no pipe: it answers in full) */
         stream_end(slot, cc);
     } else if (cc == CURLE_OK && slot->abort == QV_ABORT_NONE) {
@@ -816,6 +836,11 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         slot->paused = 0;
     }
     slot_release(slot);
+    if (held) {
+        curl_easy_cleanup(slot->easy);
+        slot->easy = NULL;
+        slot->configured = NULL;
+    }
 }
 
 void qv_transfer_deliver(qv_future *f)

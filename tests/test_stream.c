@@ -884,6 +884,62 @@ Test(stream, a_reader_that_stops_reading_holds_the_transfer_back)
     qv_session_free(s);
 }
 
+/* Waits (bounded) until r's transfer has filled the buffer and stopped:
+ * paused, with a chunk it could not hand over still in libcurl. */
+static void wait_paused(qv_response *r)
+{
+    long long last = -1;
+    for (int i = 0; i < 100; i++) {
+        long long now = qv_response_body_bytes(r);
+        if (now >= (128 << 10) && now == last) return;
+        last = now;
+        usleep(100000);
+    }
+    cr_assert_fail("the stream never paused (%lld bytes in)", last);
+}
+
+static const char *nginx_h2(const char *path)
+{
+    static _Thread_local char buf[512];
+    snprintf(buf, sizeof buf, "%s%s", tx_env("QV_NGINX_TLS_URL", "nginx with HTTP/2"), path);
+    return buf;
+}
+
+Test(stream, a_stream_let_go_while_paused_leaves_nothing_for_the_next_one)
+{
+    qv_session *s =
+        TX_SESSION(.max_workers = 2, .ca_file = tx_env("QV_NGINX_CA", "nginx's test CA"));
+    /* Two streams paused on one HTTP/2 connection (QV_LOOP multiplexes):
+     * the first is let go while the connection stays in use. */
+    qv_future *a, *b, *f;
+    cr_assert_eq(qv_request(s, &a, &(qv_request_opts){.url = nginx_h2("/big"), .stream = 1}),
+                 QV_OK);
+    wait_paused(tx_expect_status(a, 200));
+    cr_assert_eq(qv_request(s, &b, &(qv_request_opts){.url = nginx_h2("/big"), .stream = 1}),
+                 QV_OK);
+    wait_paused(tx_expect_status(b, 200));
+    qv_future_release(a);
+    /* The next stream gets its handle; it pauses and resumes too. */
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = nginx("/big"), .range = "bytes=0-1048575", .stream = 1}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 206);
+    wait_paused(r);
+    sha h;
+    sha_init(&h);
+    cr_assert_eq(read_all(r, &h, 1000), QV_OK, "%s", qv_response_read_error(r));
+    cr_assert_eq(h.bytes, 1 << 20, "another body's bytes came in");
+    char x[65], y[65];
+    long long n;
+    sha_hex(&h, x);
+    sha_file(big_file(), 1 << 20, y, &n);
+    tx_assert_str_eq(x, y);
+    qv_future_release(f);
+    qv_future_release(b);
+    qv_session_free(s);
+}
+
 Test(stream, the_future_completes_with_the_headers_before_the_body)
 {
     qv_session *s = TX_SESSION(0);
