@@ -605,6 +605,25 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
                             char **msg, struct curl_slist **jar, int *jar_kept, long *conns,
                             double *retry_ms);
 
+/* ------------------------------------------------------- frame I/O (frames.c) */
+
+/* Whole writes on a blocking socket: QV_OK or QV_EIO. */
+int qv_fd_write_all(int fd, const void *p, size_t n);
+/* Frames from one socket, read as many bytes at a time as have come, so a
+ * frame's header and payload usually cost one read. Bytes past the frame
+ * stay for the next; poll cannot see them (qv_frame_buffered can). */
+typedef struct qv_frame_reader {
+    qv_buf buf;   /* bytes read; those before `start` are handed out */
+    size_t start; /* where the frame after the last one handed out begins */
+} qv_frame_reader;
+/* One frame: its type and payload (in rd, valid until the next call).
+ * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */
+int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,
+                  size_t *len);
+/* 1 if a whole frame (or a malformed header) is read already: the next
+ * qv_frame_read needs no read. */
+int qv_frame_buffered(const qv_frame_reader *rd);
+
 /* --------------------------------------------------------- transfer (transfer.c) */
 
 typedef enum qv_abort {
@@ -982,21 +1001,5 @@ extern atomic_int qv_io_threads;
 void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg);
 /* The zygote's life; never returns. */
 void qv_zygote_main(int parent_fd);
-/* Whole writes on a blocking socket: QV_OK or QV_EIO. */
-int qv_fd_write_all(int fd, const void *p, size_t n);
-/* Frames from one socket, read as many bytes at a time as have come, so a
- * frame's header and payload usually cost one read. Bytes past the frame
- * stay for the next; poll cannot see them (qv_frame_buffered can). */
-typedef struct qv_frame_reader {
-    qv_buf buf;   /* bytes read; those before `start` are handed out */
-    size_t start; /* where the frame after the last one handed out begins */
-} qv_frame_reader;
-/* One frame: its type and payload (in rd, valid until the next call).
- * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */
-int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,
-                  size_t *len);
-/* 1 if a whole frame (or a malformed header) is read already: the next
- * qv_frame_read needs no read. */
-int qv_frame_buffered(const qv_frame_reader *rd);
 
 #endif

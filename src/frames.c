@@ -1,0 +1,75 @@
+/* Frames on a socket: whole writes, and reads that take as many bytes as
+ * have come and hand out one whole frame at a time. Both sides of a process
+ * pool use them (the parent in executor_procs.c, the workers in
+ * procs_worker.c); the frames' format is wire.c's. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int qv_fd_write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return QV_EIO;
+        c += w;
+        n -= (size_t)w;
+    }
+    return QV_OK;
+}
+
+/* Reads until rd holds `need` bytes, taking whatever more has come. */
+static int frame_fill(qv_frame_reader *rd, int fd, size_t need)
+{
+    qv_buf *b = &rd->buf;
+    if (need > b->cap) {
+        size_t cap = need < 16384 ? 16384 : need;
+        char *d = qv_realloc(b->data, cap);
+        if (!d) return QV_ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    while (b->len < need) {
+        ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return QV_EIO;
+        b->len += (size_t)r;
+    }
+    return QV_OK;
+}
+
+int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,
+                  size_t *len)
+{
+    qv_buf *b = &rd->buf;
+    /* The frame handed out last is done with: keep only what followed it. */
+    b->len -= rd->start;
+    if (b->len)
+        memmove(b->data, b->data + rd->start, b->len);
+    else if (b->cap > ((size_t)1 << 20))
+        qv_buf_free(b); /* a large body's room is not kept for every worker */
+    rd->start = 0;
+    int rc = frame_fill(rd, fd, QV_WIRE_HEADER);
+    if (rc) return rc;
+    if (qv_wire_parse_header((const unsigned char *)b->data, type, len)) return QV_EPROTOCOL;
+    if ((rc = frame_fill(rd, fd, QV_WIRE_HEADER + *len))) return rc;
+    *payload = (const unsigned char *)b->data + QV_WIRE_HEADER;
+    rd->start = QV_WIRE_HEADER + *len;
+    return QV_OK;
+}
+
+int qv_frame_buffered(const qv_frame_reader *rd)
+{
+    const qv_buf *b = &rd->buf;
+    size_t left = b->len - rd->start, len;
+    int type;
+    if (left < QV_WIRE_HEADER) return 0;
+    /* A malformed header counts too: no more bytes come to wake a poll for
+     * it, and the next qv_frame_read reports it without reading. */
+    if (qv_wire_parse_header((const unsigned char *)b->data + rd->start, &type, &len)) return 1;
+    return left >= QV_WIRE_HEADER + len;
+}
