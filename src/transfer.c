@@ -178,6 +178,12 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
     size_t max = slot->f->req.max_response_bytes;
     slot->last_activity_ms = qv_now_ms();
     if (slot->abort) return 0; /* being stopped: what libcurl still holds goes */
+    /* One libcurl call may hand over many pieces: a cancel stops the next
+     * (on_data may take its time over each). */
+    if (atomic_load_explicit(&slot->f->cancel_requested, memory_order_relaxed)) {
+        slot->abort = QV_ABORT_CANCEL;
+        return 0;
+    }
     if (slot->pipe) return stream_write(slot, buf, len);
     if (!slot->sink.hop && qv_sink_wanted(&slot->f->req)) {
         slot->sink.hop = hop_streams(slot) ? 1 : -1;
