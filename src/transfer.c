@@ -360,7 +360,11 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (r->stream || qv_sink_wanted(r)) SET(CURLOPT_BUFFERSIZE, QV_STREAM_BUFFER);
+    /* libcurl 7.88 refuses a new receive buffer size once the handle has
+     * its buffer (after its first transfer, reset or not): then the one it
+     * has serves, as a hint refused must not fail the request. */
+    if (r->stream || qv_sink_wanted(r))
+        (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, QV_STREAM_BUFFER);
     if (r->upload_path || r->on_upload) SET(CURLOPT_UPLOAD_BUFFERSIZE, QV_STREAM_BUFFER);
     if (r->on_progress) {
         SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
