@@ -354,10 +354,6 @@ int qv_future_unhold(qv_future *f);
 /* Wakes the thread that drives f's transfer, to look at it again (a
  * cancel, a streamed body's reader). */
 void qv_future_poke(qv_future *f);
-/* Completes f (RUNNING) with the headers of a streamed response: its hooks,
- * then FINISHED, while the transfer goes on; on the thread it may run user
- * code on. */
-void qv_transfer_deliver_early(qv_future *f, qv_response *r);
 /* Stops the transfer of f's streamed body (its reader let go). */
 void qv_future_abandon_stream(qv_future *f);
 /* f just completed with a streamed body: stops it if no one will read it
@@ -432,6 +428,10 @@ struct qv_session {
 void qv_session_future_done(qv_session *s, qv_future *f);
 /* qv_session_close has begun. */
 int qv_session_closing(qv_session *s);
+/* A closed session with a jar and nothing else: what a process worker hands
+ * to hooks and transfers. */
+qv_session *qv_session_stub_new(void);
+void qv_session_stub_free(qv_session *s);
 
 /* ------------------------------------------------------------ cookie jar (jar.c) */
 
@@ -471,10 +471,6 @@ int qv_cookie_file_read(const char *path, struct curl_slist **out);
 int qv_cookie_line_expired(const char *line, time_t now);
 /* Loads a cookie file into the jar of a new session (same codes). */
 int qv_session_load_cookie_file(qv_session *s, const char *path);
-/* A closed session with a jar and nothing else: what a process worker hands
- * to hooks and transfers. */
-qv_session *qv_session_stub_new(void);
-void qv_session_stub_free(qv_session *s);
 
 /* --------------------------------------------------------- response (response.c) */
 
@@ -520,7 +516,6 @@ extern int qv_in_worker_process;
 
 qv_response *qv_response_new(void);
 void qv_response_free(qv_response *r);
-void qv_response_cookies_free(qv_response *r);
 /* Moves r's status line, headers and URL into a new history entry of r. */
 int qv_response_push_history(qv_response *r);
 void qv_response_reset_hop(qv_response *r);
@@ -528,6 +523,10 @@ void qv_response_reset_hop(qv_response *r);
 char *qv_response_strndup(qv_response *r, const char *s, size_t n);
 /* The same for a URL, without its userinfo: a response never shows a password. */
 char *qv_response_url_copy(qv_response *r, const char *url);
+
+/* ---------------------------------- response cookies (response_cookies.c) */
+
+void qv_response_cookies_free(qv_response *r);
 
 /* ----------------------------------------------------------------- wire (wire.c) */
 
@@ -704,8 +703,41 @@ typedef struct qv_slot {
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
 } qv_slot;
 
-/* sink.c: 1 if the request has a download form (output_path, output_fd,
- * on_data). */
+/* Prepares slot->easy for f (already RUNNING). On error the slot is free
+ * again and the outcome is in f, to deliver. */
+int qv_transfer_setup(qv_slot *slot, qv_future *f);
+/* Checks cancel and the read timeout; sets slot->abort and returns 1 to stop. */
+int qv_transfer_should_abort(qv_slot *slot);
+/* Milliseconds until the read timeout would fire (for poll), capped at cap_ms. */
+long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
+/* Gathers the transfer's outcome into f (out_resp, or out_err + out_msg),
+ * counts the connections it opened and frees the slot for the next one. */
+void qv_transfer_collect(qv_slot *slot, CURLcode cc);
+/* Completes f from its collected outcome: hooks then the terminal state. */
+void qv_transfer_deliver(qv_future *f);
+/* Drives one transfer on a private multi until it ends, is cancelled or
+ * times out; the result is for qv_transfer_collect. If watch_fd >= 0,
+ * on_readable(slot) runs when it becomes readable (a worker's control
+ * channel). */
+CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
+/* Takes the transfer's handle out of its multi (closing the connection if
+ * the transfer did not end cleanly). */
+void qv_transfer_detach(qv_slot *slot, CURLM *multi);
+/* collect + deliver, on one thread. */
+void qv_transfer_finish(qv_slot *slot, CURLcode cc);
+/* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
+int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
+/* After a transfer ended: 1 if the handle is in multi again, for another
+ * go at the request (a dirty connection, or a redirect quiver follows). */
+int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc);
+/* Completes f (RUNNING) with the headers of a streamed response: its hooks,
+ * then FINISHED, while the transfer goes on; on the thread it may run user
+ * code on. */
+void qv_transfer_deliver_early(qv_future *f, qv_response *r);
+
+/* ----------------------------------------------------- downloads (sink.c) */
+
+/* 1 if the request has a download form (output_path, output_fd, on_data). */
 int qv_sink_wanted(const qv_req *r);
 /* Per attempt: opens output_path's file; QV_EIO (with *msg) or QV_ENOMEM. */
 int qv_sink_begin(qv_slot *slot, char **msg);
@@ -723,8 +755,10 @@ char *qv_sink_io_message(qv_slot *slot);
  * fails f with QV_EIO), or removes or keeps a partial one. */
 void qv_sink_end(qv_slot *slot);
 
-/* pipe.c: the body of a streamed response (stream = 1), between its
- * transfer and its reader. */
+/* ----------------------------------------------- streamed bodies (pipe.c) */
+
+/* The body of a streamed response (stream = 1), between its transfer and
+ * its reader. */
 #define QV_PIPE_CAP ((size_t)256 << 10)
 /* With two references (the transfer's and the response's); producer is
  * poked when the reader made room or let go, until qv_pipe_finish. */
@@ -760,14 +794,18 @@ void qv_pipe_finish(qv_pipe *p, int err, const char *msg);
 void qv_pipe_close(qv_pipe *p);
 int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg);
 
-/* pump.c: a pump run for f (on a thread that may run user code). */
+/* ----------------------------------------------------- pump runs (pump.c) */
+
+/* A pump run for f (on a thread that may run user code). */
 void qv_pump_run(qv_future *f);
 /* For the transfer's end and the pump's last run: 1 if this was the last
  * of the two (its caller delivers the outcome, now with what the pump ran
  * into), 0 if the other one will. */
 int qv_pump_last(qv_future *f);
 
-/* upload.c: the body source of upload_path / on_upload, per attempt. */
+/* ---------------------------------------------- request bodies (upload.c) */
+
+/* The body source of upload_path / on_upload, per attempt. */
 CURLcode qv_upload_setup(qv_slot *slot, char **msg);
 void qv_upload_end(qv_slot *slot);
 /* The body from its start again, for a 307/308 hop quiver follows itself:
@@ -775,27 +813,6 @@ void qv_upload_end(qv_slot *slot);
 CURLcode qv_upload_rewind(qv_slot *slot);
 /* What a request whose on_upload body had to be sent again fails with. */
 extern const char *const qv_upload_cant_rewind;
-
-/* Prepares slot->easy for f (already RUNNING). On error the slot is free
- * again and the outcome is in f, to deliver. */
-int qv_transfer_setup(qv_slot *slot, qv_future *f);
-/* Checks cancel and the read timeout; sets slot->abort and returns 1 to stop. */
-int qv_transfer_should_abort(qv_slot *slot);
-/* Milliseconds until the read timeout would fire (for poll), capped at cap_ms. */
-long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
-/* Gathers the transfer's outcome into f (out_resp, or out_err + out_msg),
- * counts the connections it opened and frees the slot for the next one. */
-void qv_transfer_collect(qv_slot *slot, CURLcode cc);
-/* Completes f from its collected outcome: hooks then the terminal state. */
-void qv_transfer_deliver(qv_future *f);
-/* Drives one transfer on a private multi until it ends, is cancelled or
- * times out; the result is for qv_transfer_collect. If watch_fd >= 0,
- * on_readable(slot) runs when it becomes readable (a worker's control
- * channel). */
-CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
-/* Takes the transfer's handle out of its multi (closing the connection if
- * the transfer did not end cleanly). */
-void qv_transfer_detach(qv_slot *slot, CURLM *multi);
 
 /* ----------------------------------------------- networks and identity (network.c) */
 
@@ -832,10 +849,8 @@ CURLcode qv_conncheck_setup(qv_slot *slot);
 /* After a transfer ended: if it stopped on such a connection, it is added to
  * multi again on a fresh connection and 1 is returned. */
 int qv_conncheck_retry(qv_slot *slot, CURLM *multi);
-/* collect + deliver, on one thread. */
-void qv_transfer_finish(qv_slot *slot, CURLcode cc);
-/* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
-int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
+
+/* ------------------------------------------------- redirects (redirect.c) */
 
 /* Sets up how f's redirects are followed, after every other option: by
  * libcurl, or hop by hop by qv_redirect_next (see redirect.c). */
@@ -844,9 +859,7 @@ CURLcode qv_redirect_setup(qv_slot *slot);
  * follows, and the handle is in multi again for the next hop; else 0, with
  * *cc (and the error buffer) set if the next hop could not be made. */
 int qv_redirect_next(qv_slot *slot, CURLM *multi, CURLcode *cc);
-/* After a transfer ended: 1 if the handle is in multi again, for another
- * go at the request (a dirty connection, or a redirect quiver follows). */
-int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc);
+
 /* ------------------------------------------------------------ debug trace (debug.c) */
 
 enum { QV_TRACE_OFF = 0, QV_TRACE_REDACTED, QV_TRACE_UNSAFE };
@@ -959,6 +972,11 @@ void qv_executor_host_done(qv_future *f);
 void qv_executor_note(qv_executor *ex, qv_saturation what);
 /* Counts an outcome in the stats. */
 void qv_executor_count(qv_executor *ex, qv_future_state st);
+/* Threads of thread-pool and loop executors alive in this process: a
+ * process pool must fork before there are any. */
+extern atomic_int qv_io_threads;
+
+/* ------------------------------------------ per-host limits (hostlimit.c) */
 
 void qv_hosts_init(qv_executor *ex);
 void qv_hosts_free(qv_executor *ex);
@@ -987,12 +1005,17 @@ int qv_retry_requeue(qv_future *f, double wait_ms);
 /* qv_retry_requeue(f, qv_retry_wait_ms(f)). */
 int qv_retry_maybe(qv_future *f);
 
+/* -------------------------------------- thread pools (executor_threads.c) */
+
 int qv_threads_new(qv_executor **out, const qv_executor_opts *o);
+
+/* ------------------------------------------ event loops (executor_loop.c) */
+
 int qv_loop_new(qv_executor **out, const qv_executor_opts *o);
+
+/* --------------------------------------- process pools (executor_procs.c) */
+
 int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
-/* Threads of thread-pool and loop executors alive in this process: a
- * process pool must fork before there are any. */
-extern atomic_int qv_io_threads;
 
 /* ------------------------------------------------- process workers (procs_worker.c) */
 
