@@ -341,15 +341,15 @@ static int special(const qv_req *r)
 {
     return r->auth != QV_AUTH_NONE || r->insecure || r->has_body || r->nparts ||
            strcmp(r->method, "GET") != 0 || r->on_progress || r->resume || r->upload_path ||
-           r->on_upload || r->stream || qv_sink_wanted(r);
+           r->on_upload;
 }
 
-/* Large bodies move in larger pieces: a fourth of a pipe's room, so the
- * callbacks, the hand-offs to a reader or a pump, and a process worker's
- * data frames come 4x less often than with libcurl's 16 KiB (curl's own
- * tool uses 100 KiB). Only for streaming requests: every transfer of a loop
- * would keep the larger buffer. */
-#define QV_STREAM_BUFFER ((long)(QV_PIPE_CAP / 4))
+/* Upload bodies are read in larger pieces than libcurl's 16 KiB: a fourth
+ * of a pipe's room (curl's own tool uses 100 KiB). Not the receive buffer:
+ * libcurl 7.88 refuses CURLOPT_BUFFERSIZE once a handle has made a
+ * transfer, and handles are reused; a first transfer's larger buffer
+ * would then stay with its handle (a loop slot) for every later one. */
+#define QV_UPLOAD_BUFFER ((long)(QV_PIPE_CAP / 4))
 
 /* The options of a special request (see special()). */
 static CURLcode setup_special(qv_slot *slot, const qv_req *r)
@@ -360,12 +360,7 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    /* libcurl 7.88 refuses a new receive buffer size once the handle has
-     * its buffer (after its first transfer, reset or not): then the one it
-     * has serves, as a hint refused must not fail the request. */
-    if (r->stream || qv_sink_wanted(r))
-        (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, QV_STREAM_BUFFER);
-    if (r->upload_path || r->on_upload) SET(CURLOPT_UPLOAD_BUFFERSIZE, QV_STREAM_BUFFER);
+    if (r->upload_path || r->on_upload) SET(CURLOPT_UPLOAD_BUFFERSIZE, QV_UPLOAD_BUFFER);
     if (r->on_progress) {
         SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
         SET(CURLOPT_XFERINFODATA, slot);
