@@ -24,7 +24,11 @@
  *  5. (processes) pools made around done callbacks: a callback on the
  *     shared pool's dispatcher makes a pool, uses it (a cancel there runs
  *     a done callback within this one) and frees it, while the main
- *     thread does the same.
+ *     thread does the same;
+ *  6. streams (.stream = 1, 1 MiB of nginx's file, over HTTP/1.1 and
+ *     HTTP/2): threads read them to the end, slowly, in part or not at
+ *     all, release them before or after they complete, cancel them, and
+ *     close their session with streams still open.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -130,6 +134,7 @@ static void sleep_us(long us)
 /* ------------------------------------------------------------ the servers */
 
 static char url_small[256], url_get[256], url_ok[256], url_drip[256], url_h2[256];
+static char url_big[256], url_big_h2[256];
 /* A 503 once, then 200: with every session's retry policy, a retry. The
  * request's key (appended at submit) makes each one flaky on its own. */
 static char url_flaky[256];
@@ -147,6 +152,8 @@ static void setup_urls(void)
 {
     snprintf(url_small, sizeof(url_small), "%s/small", env_or_die("QV_NGINX_URL"));
     snprintf(url_h2, sizeof(url_h2), "%s/small", env_or_die("QV_NGINX_TLS_URL"));
+    snprintf(url_big, sizeof(url_big), "%s/big", env_or_die("QV_NGINX_URL"));
+    snprintf(url_big_h2, sizeof(url_big_h2), "%s/big", env_or_die("QV_NGINX_TLS_URL"));
     nginx_ca = env_or_die("QV_NGINX_CA");
     snprintf(url_get, sizeof(url_get), "%s/get", env_or_die("QV_HTTPBIN_URL"));
     const char *faults = env_or_die("QV_FAULTS_URL");
@@ -640,6 +647,147 @@ static void pools_around_callbacks(world *w)
     CHECK(atomic_load(&on_dispatcher) > 0, "none of %d pool callbacks ran on a dispatcher", ROUNDS);
 }
 
+/* ------------------------------------------------------------ 6. streams */
+
+#define STREAM_BYTES  (1 << 20)
+#define STREAMS_EACH  8 /* per thread and round */
+#define STREAM_THREAD 4
+
+static atomic_int streams_made;
+static atomic_llong stream_bytes;
+
+typedef struct streamer {
+    world *w;
+    qv_session *s;
+    int id;
+} streamer;
+
+static int submit_stream(world *w, qv_session *s, unsigned long long *rs, qv_future **f)
+{
+    int rc = qv_request(s, f,
+                        &(qv_request_opts){.url = rnd(rs, 3) ? url_big : url_big_h2,
+                                           .range = "bytes=0-1048575",
+                                           .stream = 1});
+    CHECK(rc == QV_OK, "submit a stream: %s", qv_errname(rc));
+    if (rc == QV_OK) atomic_fetch_add(&w->on_ex, 1);
+    if (rc == QV_OK) atomic_fetch_add(&streams_made, 1);
+    return rc;
+}
+
+/* Reads r until its end, at most `most` bytes (-1: all), with pauses if slow.
+ * The bytes read, or -1 on an error. */
+static long long read_stream(qv_response *r, long long most, int slow, unsigned long long *rs)
+{
+    static _Thread_local char buf[1 << 16];
+    long long got = 0;
+    for (;;) {
+        size_t n = 0, cap = 1 + rnd(rs, sizeof(buf));
+        int rc = qv_response_read(r, buf, cap, &n, slow ? 10 : RESULT_MS);
+        if (rc == QV_EWAIT_TIMEOUT && slow) continue;
+        if (rc != QV_OK) {
+            CHECK(0, "reading a stream: %s: %s", qv_errname(rc), qv_response_read_error(r));
+            return -1;
+        }
+        if (n == 0) return got;
+        got += (long long)n;
+        atomic_fetch_add(&stream_bytes, (long long)n);
+        if (most >= 0 && got >= most) return got;
+        if (slow) sleep_us(rnd(rs, 300));
+    }
+}
+
+static void *streamer_main(void *arg)
+{
+    streamer *me = arg;
+    unsigned long long rs = seed * 7919 + (unsigned long long)me->id;
+    for (int i = 0; i < STREAMS_EACH; i++) {
+        qv_future *f;
+        if (submit_stream(me->w, me->s, &rs, &f)) continue;
+        unsigned mode = rnd(&rs, 6);
+        if (mode == 0) { /* let go before it completes */
+            qv_future_release(f);
+            continue;
+        }
+        int cancelled = mode == 1 && qv_future_cancel(f);
+        qv_response *r = NULL;
+        int rc = qv_future_result(f, &r, RESULT_MS);
+        if (cancelled) {
+            CHECK(rc == QV_ECANCELLED, "a cancelled stream: %s", qv_errname(rc));
+        } else {
+            CHECK(rc == QV_OK && qv_response_status(r) == 206, "a stream: %s, status %d",
+                  qv_errname(rc), r ? qv_response_status(r) : 0);
+        }
+        if (rc == QV_OK && mode <= 3) { /* all of it, quickly or slowly */
+            long long got = read_stream(r, -1, mode == 3, &rs);
+            CHECK(got == STREAM_BYTES, "a stream gave %lld bytes", got);
+        } else if (rc == QV_OK && mode == 4) { /* a part */
+            read_stream(r, (long long)rnd(&rs, STREAM_BYTES / 2), rnd(&rs, 2), &rs);
+        } /* mode 5: none of it */
+        qv_future_release(f);
+    }
+    return NULL;
+}
+
+/* A session closed with streams open, read by other threads meanwhile. */
+typedef struct open_stream {
+    qv_response *r;
+    unsigned long long rs;
+} open_stream;
+
+static void *read_until_closed(void *arg)
+{
+    open_stream *o = arg;
+    static _Thread_local char buf[4096];
+    for (;;) {
+        size_t n = 0;
+        int rc = qv_response_read(o->r, buf, sizeof(buf), &n, RESULT_MS);
+        if (rc == QV_ESHUTDOWN || (rc == QV_OK && n == 0)) break;
+        CHECK(rc == QV_OK, "reading a stream while its session closes: %s", qv_errname(rc));
+        if (rc) break;
+        sleep_us(rnd(&o->rs, 200));
+    }
+    return NULL;
+}
+
+static void streams(world *w)
+{
+    for (int round = 0; round < 2; round++) {
+        qv_session *s = new_session(w->ex, w->kind, 0);
+        streamer st[STREAM_THREAD];
+        pthread_t t[STREAM_THREAD];
+        for (int i = 0; i < STREAM_THREAD; i++) {
+            st[i] = (streamer){.w = w, .s = s, .id = round * STREAM_THREAD + i};
+            t[i] = spawn(streamer_main, &st[i]);
+        }
+        for (int i = 0; i < STREAM_THREAD; i++) pthread_join(t[i], NULL);
+        /* Streams open, some being read, some not: the close stops them. */
+        unsigned long long rs = seed * 104729 + (unsigned long long)round;
+        qv_future *f[4] = {0};
+        open_stream o[4];
+        pthread_t rt[4];
+        int reading[4] = {0};
+        for (int i = 0; i < 4; i++) {
+            if (submit_stream(w, s, &rs, &f[i])) continue;
+            qv_response *r = NULL;
+            int rc = qv_future_result(f[i], &r, rnd(&rs, 2) ? RESULT_MS : 0);
+            if (rc != QV_OK || !rnd(&rs, 2)) continue;
+            o[i] = (open_stream){.r = r, .rs = rs + (unsigned long long)i};
+            rt[i] = spawn(read_until_closed, &o[i]);
+            reading[i] = 1;
+        }
+        qv_session_close(s, 0);
+        for (int i = 0; i < 4; i++) {
+            if (reading[i]) pthread_join(rt[i], NULL);
+            if (f[i]) {
+                int rc = qv_future_result(f[i], NULL, RESULT_MS);
+                CHECK(rc == QV_OK, "a stream of a closed session: %s", qv_errname(rc));
+                qv_future_release(f[i]);
+            }
+        }
+        qv_session_free(s);
+    }
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void run_kind(qv_executor_kind kind, int rounds)
@@ -669,6 +817,7 @@ static void run_kind(qv_executor_kind kind, int rounds)
     close_while_submitting(&w);
     free_with_work_in_flight(&w, ex2);
     if (kind == QV_PROCESSES) pools_around_callbacks(&w);
+    streams(&w);
 
     for (int i = 0; i < 3; i++) qv_session_free(w.s[i]);
     /* Every callback has run by now (sessions wait for them). */
@@ -692,8 +841,10 @@ static void run_kind(qv_executor_kind kind, int rounds)
           stats.queued, stats.in_flight);
     qv_executor_free(w.ex);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    printf("stress (%s): %d requests, %d cancelled, %.1f s\n", kind_name(kind), done - first,
-           cancelled, (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
+    printf("stress (%s): %d requests, %d cancelled, %d streams (%lld MiB read), %.1f s\n",
+           kind_name(kind), done - first, cancelled, atomic_exchange(&streams_made, 0),
+           atomic_exchange(&stream_bytes, 0) >> 20,
+           (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
     fflush(stdout);
 }
 
