@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1191,4 +1193,27 @@ Test(stream, a_slow_on_data_holds_up_only_its_own_transfer)
     qv_future_release(quick);
     qv_future_release(slow);
     qv_session_free(s);
+}
+
+Test(stream, a_file_that_cannot_grow_fails_with_qv_eio_naming_it_and_is_removed)
+{
+    /* A full disk, as the file size limit shows it (EFBIG instead of
+     * ENOSPC): set before the session, so that a process pool's zygote and
+     * workers inherit it. Criterion runs each test in its own process. */
+    make_dir();
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {1 << 20, 1 << 20};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .output_path = in_dir("big")}),
+        QV_OK);
+    const char *msg = tx_expect_error(f, QV_EIO);
+    tx_assert_contains(msg, in_dir("big"));
+    tx_assert_contains(msg, strerror(EFBIG));
+    cr_assert_eq(files_in_dir(), 0, "the partial file is still there");
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
 }
