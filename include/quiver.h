@@ -204,8 +204,9 @@ typedef enum qv_auth_kind {
 typedef enum qv_executor_kind {
     QV_THREADS = 0, /* thread pool (default; 8 workers like requests-futures) */
     QV_LOOP,        /* one I/O thread driving many transfers, HTTP/2 multiplexing */
-    QV_PROCESSES    /* crash-isolating worker processes; a response must fit in
-                       1 GiB (one wire frame), or QV_ETOO_LARGE */
+    QV_PROCESSES    /* crash-isolating worker processes; a response held in
+                       memory must fit in 1 GiB (one wire frame), or
+                       QV_ETOO_LARGE (the large-body forms have no limit) */
 } qv_executor_kind;
 
 /* Retrying failed attempts (per session, or per request). An attempt that
