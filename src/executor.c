@@ -74,6 +74,19 @@ void qv_executor_unref(qv_executor *ex)
 
 _Thread_local qv_executor *qv_own_executor;
 
+/* Stops ex's threads (once: the first to set shutdown does) and drops the
+ * caller's reference. */
+static void stop_and_unref(qv_executor *ex)
+{
+    pthread_mutex_lock(&ex->mu);
+    int first = !ex->shutdown;
+    ex->shutdown = 1;
+    pthread_cond_broadcast(&ex->space); /* blocked submitters get QV_ESHUTDOWN */
+    pthread_mutex_unlock(&ex->mu);
+    if (first) ex->vt->shutdown(ex);
+    qv_executor_unref(ex);
+}
+
 void qv_executor_free(qv_executor *ex)
 {
     if (!ex) return;
@@ -86,13 +99,13 @@ void qv_executor_free(qv_executor *ex)
                   "from another thread");
     /* Sessions may keep it a while: a second free is caught until they go. */
     ex->magic = QV_MAGIC_FREED;
-    pthread_mutex_lock(&ex->mu);
-    int first = !ex->shutdown;
-    ex->shutdown = 1;
-    pthread_cond_broadcast(&ex->space); /* blocked submitters get QV_ESHUTDOWN */
-    pthread_mutex_unlock(&ex->mu);
-    if (first) ex->vt->shutdown(ex);
-    qv_executor_unref(ex);
+    stop_and_unref(ex);
+}
+
+int qv_executor_abandon(qv_executor *ex, int rc)
+{
+    stop_and_unref(ex);
+    return rc;
 }
 
 void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f)

@@ -395,15 +395,7 @@ int qv_loop_new(qv_executor **out, const qv_executor_opts *o)
         qv_free(L);
         return rc;
     }
-    if ((rc = loop_start(L))) {
-        /* Stop whatever started; nothing was queued yet. */
-        pthread_mutex_lock(&L->base.mu);
-        L->base.shutdown = 1;
-        pthread_mutex_unlock(&L->base.mu);
-        loop_shutdown(&L->base);
-        qv_executor_unref(&L->base);
-        return rc;
-    }
+    if ((rc = loop_start(L))) return qv_executor_abandon(&L->base, rc);
     *out = &L->base;
     return QV_OK;
 }

@@ -1072,14 +1072,7 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
         pthread_rwlock_unlock(&fork_lock);
     }
     P->started = rc == QV_OK;
-    if (rc) {
-        pthread_mutex_lock(&P->base.mu);
-        P->base.shutdown = 1;
-        pthread_mutex_unlock(&P->base.mu);
-        procs_shutdown(&P->base);
-        qv_executor_unref(&P->base);
-        return rc;
-    }
+    if (rc) return qv_executor_abandon(&P->base, rc);
     *out = &P->base;
     return QV_OK;
 }

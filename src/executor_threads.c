@@ -122,10 +122,7 @@ int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
         return rc;
     }
     tp->threads = qv_calloc((size_t)tp->base.o.max_workers, sizeof(*tp->threads));
-    if (!tp->threads) {
-        qv_executor_unref(&tp->base); /* no thread yet: just the memory */
-        return QV_ENOMEM;
-    }
+    if (!tp->threads) return qv_executor_abandon(&tp->base, QV_ENOMEM);
     *out = &tp->base;
     return QV_OK;
 }

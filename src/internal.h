@@ -945,6 +945,10 @@ struct qv_executor {
 };
 
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);
+/* A half-built executor's end, for its kind's constructor once
+ * qv_executor_init succeeded (nothing is queued yet): whatever the kind
+ * started stops (its shutdown runs), then it is freed. Returns rc. */
+int qv_executor_abandon(qv_executor *ex, int rc);
 void qv_executor_ref(qv_executor *ex);
 void qv_executor_unref(qv_executor *ex);
 /* The executor whose thread this is (a worker, an I/O, delivery or
