@@ -134,6 +134,30 @@ static void body_seen(qv_future *f, long long dl_now, long long dl_total, long l
     if (dl_now > 0) atomic_store((atomic_int *)arg, 1);
 }
 
+/* Set once a stream's body is coming (its on_progress). */
+static atomic_int body_started;
+
+/* Holds every delivery thread at g (busy: their futures), then starts a
+ * stream of url and waits until its body comes: its headers then wait in
+ * the delivery queue. */
+static qv_future *stream_behind_held_delivery(qv_session *s, gate *g, qv_future *busy[4],
+                                              const char *url)
+{
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(qv_get(s, &busy[i], tu("/get"), .hook = gate_hook, .hook_arg = g), QV_OK);
+    gate_wait(g, 4);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = url,
+                                               .stream = 1,
+                                               .on_progress = body_seen,
+                                               .on_progress_arg = &body_started}),
+                 QV_OK);
+    for (int i = 0; i < 1000 && !atomic_load(&body_started); i++) usleep(10000);
+    cr_assert(atomic_load(&body_started), "the stream's body never started");
+    return f;
+}
+
 static size_t connections_opened(qv_executor *ex)
 {
     qv_executor_stats st;
@@ -153,22 +177,8 @@ Test(loop, a_stream_that_ends_before_its_headers_are_delivered_loses_no_other_ou
     qv_executor *ex = loop_executor(8, 0);
     qv_session *s = TX_SESSION(.executor = ex);
     gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    qv_future *busy[4];
-    for (int i = 0; i < 4; i++) {
-        cr_assert_eq(qv_get(s, &busy[i], tu("/get"), .hook = gate_hook, .hook_arg = &g), QV_OK);
-    }
-    gate_wait(&g, 4);
-    /* Every delivery thread is busy: the stream's headers wait in the queue. */
-    atomic_int seen = 0;
-    qv_future *f, *h;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = tx_faults_url("/stall-body"),
-                                               .stream = 1,
-                                               .on_progress = body_seen,
-                                               .on_progress_arg = &seen}),
-                 QV_OK);
-    for (int i = 0; i < 1000 && !atomic_load(&seen); i++) usleep(10000);
-    cr_assert(atomic_load(&seen), "the stream's body never started");
+    qv_future *busy[4], *h;
+    qv_future *f = stream_behind_held_delivery(s, &g, busy, tx_faults_url("/stall-body"));
     /* Another outcome queued behind them (its transfer's end counted) */
     size_t before = connections_opened(ex);
     cr_assert_eq(qv_get(s, &h, tx_faults_url("/ok"), .hook = gate_hook, .hook_arg = &g), QV_OK);
@@ -207,20 +217,9 @@ Test(loop, a_stream_cancelled_before_its_headers_are_delivered_completes_cancell
     qv_session *s = TX_SESSION(.executor = ex);
     gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     gate io = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    qv_future *busy[4], *f, *other;
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(qv_get(s, &busy[i], tu("/get"), .hook = gate_hook, .hook_arg = &g), QV_OK);
-    gate_wait(&g, 4);
-    /* The stream's headers wait for a delivery thread; its body goes on. */
-    atomic_int seen = 0;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = tx_faults_url("/huge"),
-                                               .stream = 1,
-                                               .on_progress = body_seen,
-                                               .on_progress_arg = &seen}),
-                 QV_OK);
-    for (int i = 0; i < 1000 && !atomic_load(&seen); i++) usleep(10000);
-    cr_assert(atomic_load(&seen), "the stream's body never started");
+    qv_future *busy[4], *other;
+    /* Its body goes on (1 GiB) while its headers wait. */
+    qv_future *f = stream_behind_held_delivery(s, &g, busy, tx_faults_url("/huge"));
     /* The I/O thread is held too, so the transfer is still on when the
      * cancelled future's headers are delivered. */
     cr_assert_eq(qv_get(s, &other, tu("/get"), .on_request = io_gate_hook, .on_request_arg = &io),
