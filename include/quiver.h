@@ -666,7 +666,8 @@ const char *qv_response_body(const qv_response *r, size_t *len);
  * is returned here with the usual codes (QV_EPROTOCOL, QV_EREAD_TIMEOUT,
  * QV_ETOO_LARGE, ...; qv_response_read_error() says more), as is
  * QV_ESHUTDOWN once the session that made it was closed. Without stream,
- * it reads the body held in memory, from the start. One reader at a time. */
+ * it reads the body held in memory, from the start. One reader at a time.
+ * QV_EINVAL for cap 0 (nothing read, nothing waited for). */
 int qv_response_read(qv_response *r, void *buf, size_t cap, size_t *n, long timeout_ms);
 /* The message of the error qv_response_read returned last (NULL if none). */
 const char *qv_response_read_error(const qv_response *r);

@@ -277,7 +277,8 @@ int qv_response_set_hook_error(qv_response *r, const char *message)
 int qv_response_read(qv_response *r, void *buf, size_t cap, size_t *n, long timeout_ms)
 {
     if (n) *n = 0;
-    if (!r || !n || (!buf && cap)) {
+    /* No room: an *n of 0 would say the body ended. */
+    if (!r || !n || !buf || !cap) {
         if (r) r->read_error = NULL;
         return QV_EINVAL;
     }

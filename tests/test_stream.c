@@ -838,6 +838,10 @@ Test(stream, stream_reads_a_64_mib_body_through_the_reader)
     size_t len = 99;
     qv_response_body(r, &len);
     cr_assert_eq(len, 0, "a streamed body is not kept in memory");
+    char room;
+    size_t none = 1;
+    cr_assert_eq(qv_response_read(r, &room, 0, &none, -1), QV_EINVAL, "no room is no end");
+    cr_assert_eq(none, 0);
     sha h;
     sha_init(&h);
     cr_assert_eq(read_all(r, &h, 1 << 16), QV_OK, "%s", qv_response_read_error(r));
@@ -1155,6 +1159,7 @@ Test(stream, read_also_reads_a_body_held_in_memory)
     }
     cr_assert_eq(at, 2500);
     cr_assert_eq(qv_response_read(NULL, buf, 1, &n, 0), QV_EINVAL);
+    cr_assert_eq(qv_response_read(r, buf, 0, &n, 0), QV_EINVAL, "no room is no end of the body");
     qv_future_release(f);
     qv_session_free(s);
 }

@@ -593,7 +593,7 @@ class StreamBody(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         with self._lock:
-            if self._qvf is None:
+            if self._qvf is None or not len(b):  # read(0) is no end of the body
                 return 0
             n = ffi.new("size_t *")
             rc = lib.qv_response_read(self._r, ffi.from_buffer(b), len(b), n, -1)

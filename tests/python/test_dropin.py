@@ -229,6 +229,7 @@ def test_stream_reads_at_the_readers_pace(ours, nginx):
     assert len(first) + len(rest) == 65536
     assert first + rest == requests.get(nginx + "/64k").content
     r2 = ours.get(nginx + "/64k", stream=True).result(timeout=30)
+    assert r2.raw.read(0) == b""  # no room read: the body goes on
     assert len(r2.raw.read(100)) == 100
     r2.close()
     assert ours.get(nginx + "/small").result(timeout=30).content == b"q" * 100
