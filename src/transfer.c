@@ -374,6 +374,18 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
     return cc;
 }
 
+/* A transfer that may pause (a streamed body's reader, a loop's pump) on
+ * a curl_multi that other transfers share: over HTTP/2 libcurl 7.88 keeps
+ * receiving a paused stream into memory, up to its large stream window,
+ * while the connection serves the others (35 MB measured for one unread
+ * stream beside a download). Over HTTP/1.1 a pause stops reading its
+ * connection, and memory stays at the pipe's bound. */
+static int pauses_shared(const qv_future *f)
+{
+    const qv_req *r = &f->req;
+    return f->ex && f->ex->o.kind == QV_LOOP && (r->stream || r->on_data || r->output_fd > 0);
+}
+
 /* A handle reused from a plain request keeps its options; only what a
  * request sets is set again (curl_easy_reset and every option anew cost as
  * much as quiver's whole response building). So does one whose network
@@ -393,10 +405,12 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
         cc = setup_invariant(slot);
         if (!cc) slot->configured = slot->easy;
     }
-    slot->dirty = special(r);
+    int h1 = pauses_shared(f);
+    slot->dirty = special(r) || h1;
     slot->ca_set = r->ca_file != NULL;
     if (!cc) cc = setup_request(slot, f);
     if (!cc && slot->dirty) cc = setup_special(slot, r);
+    if (!cc && h1) cc = curl_easy_setopt(slot->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     if (!cc) cc = qv_net_setup(slot, r);
     if (!cc) cc = qv_redirect_setup(slot);
     if (!cc && r->host && qv_session_seed_cookies(f->session, slot->easy, r->host))

@@ -1222,3 +1222,26 @@ Test(stream, a_file_that_cannot_grow_fails_with_qv_eio_naming_it_and_is_removed)
     qv_session_free(s);
     remove_dir();
 }
+
+Test(stream, an_unread_stream_beside_a_download_to_the_same_host_stays_small)
+{
+    /* Over HTTP/2 a paused stream would go on being received while the
+     * connection serves the other transfer: a loop streams over HTTP/1.1. */
+    qv_session *s = TX_SESSION(.ca_file = tx_env("QV_NGINX_CA", "nginx's test CA"));
+    qv_future *a, *b;
+    cr_assert_eq(qv_request(s, &a, &(qv_request_opts){.url = nginx_h2("/big"), .stream = 1}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(a, 200);
+    int devnull = open("/dev/null", O_WRONLY);
+    cr_assert_eq(
+        qv_request(s, &b, &(qv_request_opts){.url = nginx_h2("/big"), .output_fd = devnull}),
+        QV_OK);
+    tx_expect_status(b, 200);
+    long long seen = qv_response_body_bytes(r);
+    cr_assert_leq(seen, (256 << 10) + (64 << 10), "%lld bytes of the unread stream came in", seen);
+    if (tx_kind() == QV_LOOP) cr_assert_eq(qv_response_http_version(r), 11);
+    close(devnull);
+    qv_future_release(b);
+    qv_future_release(a);
+    qv_session_free(s);
+}
