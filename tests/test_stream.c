@@ -635,19 +635,30 @@ static void expect_sunk(qv_response *r, const char *sha256, long long bytes, int
     cr_assert_eq(json_is_true(tx_jget(j, "chunked")), chunked);
 }
 
-Test(stream, upload_path_sends_a_64_mib_file_with_its_length)
+/* Sends nginx's 64 MiB file with upload_path to the sink at path, and
+ * checks that the sink got it all (its SHA-256 and size); the response. */
+static qv_response *upload_big(qv_session *s, qv_future **f, const char *method, const char *path,
+                               const qv_retry *retry)
 {
-    qv_session *s = TX_SESSION(0);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){
-                                .method = "PUT", .url = sink("/up"), .upload_path = big_file()}),
+    cr_assert_eq(qv_request(s, f,
+                            &(qv_request_opts){.method = method,
+                                               .url = sink(path),
+                                               .upload_path = big_file(),
+                                               .retry = retry}),
                  QV_OK);
-    qv_response *r = tx_expect_status(f, 200);
+    qv_response *r = tx_expect_status(*f, 200);
     char hex[65];
     long long n;
     sha_file(big_file(), -1, hex, &n);
     expect_sunk(r, hex, BIG_BYTES, 0);
+    return r;
+}
+
+Test(stream, upload_path_sends_a_64_mib_file_with_its_length)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    qv_response *r = upload_big(s, &f, "PUT", "/up", NULL);
     tx_assert_str_eq(tx_jstr(tx_json(r), "method"), "PUT");
     qv_future_release(f);
     qv_session_free(s);
@@ -701,15 +712,7 @@ Test(stream, a_307_sends_the_upload_file_again)
 {
     qv_session *s = TX_SESSION(0);
     qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){
-                                .method = "POST", .url = sink("/307"), .upload_path = big_file()}),
-                 QV_OK);
-    qv_response *r = tx_expect_status(f, 200);
-    char hex[65];
-    long long n;
-    sha_file(big_file(), -1, hex, &n);
-    expect_sunk(r, hex, BIG_BYTES, 0);
+    qv_response *r = upload_big(s, &f, "POST", "/307", NULL);
     tx_assert_str_eq(tx_jstr(tx_json(r), "method"), "POST");
     tx_assert_str_eq(tx_jstr(tx_json(r), "path"), "/sink");
     qv_future_release(f);
@@ -720,21 +723,10 @@ Test(stream, a_retry_sends_the_upload_file_again_from_its_start)
 {
     qv_session *s = TX_SESSION(0);
     qv_future *f;
-    char url[256];
-    snprintf(url, sizeof url, "/fail-once?key=retry-%s-%d", tx_kind_name(), getpid());
-    cr_assert_eq(
-        qv_request(s, &f,
-                   &(qv_request_opts){.method = "PUT",
-                                      .url = sink(url),
-                                      .upload_path = big_file(),
-                                      .retry = &(qv_retry){.max_retries = 2, .backoff_ms = 1}}),
-        QV_OK);
-    qv_response *r = tx_expect_status(f, 200);
+    char path[256];
+    snprintf(path, sizeof path, "/fail-once?key=retry-%s-%d", tx_kind_name(), getpid());
+    qv_response *r = upload_big(s, &f, "PUT", path, &(qv_retry){.max_retries = 2, .backoff_ms = 1});
     cr_assert_eq(qv_response_attempts(r), 2);
-    char hex[65];
-    long long n;
-    sha_file(big_file(), -1, hex, &n);
-    expect_sunk(r, hex, BIG_BYTES, 0);
     qv_future_release(f);
     qv_session_free(s);
 }
