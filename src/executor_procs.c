@@ -467,20 +467,13 @@ static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     const unsigned char *chunk;
     size_t n;
     if (w->stopped || w->f_lost || qv_wire_decode_data(p, len, &chunk, &n)) return;
-    int rc = QV_OK, e = 0;
-    if (f->req.on_data) {
-        dispatcher_gate(0);
-        rc = f->req.on_data(f, chunk, n, f->req.on_data_arg) ? QV_EHOOK : QV_OK;
-        dispatcher_gate(1);
-    } else if (f->req.output_fd > 0 &&
-               (e = qv_write_fd(f->req.output_fd, (const char *)chunk, n))) {
-        rc = QV_EIO;
-    }
+    int e = 0;
+    dispatcher_gate(0);
+    int rc = qv_sink_hand_on(f, (const char *)chunk, n, &e);
+    dispatcher_gate(1);
     if (!rc) return;
     w->stopped = rc;
-    w->stopped_msg =
-        rc == QV_EHOOK ? qv_future_message(f, rc, "on_data stopped the transfer")
-                       : qv_future_message(f, rc, "writing the output descriptor: %s", strerror(e));
+    w->stopped_msg = qv_sink_stop_message(f, rc, e);
     if (!w->cancel_sent) send_cancel(P, w, f->req.wire_id);
     w->cancel_sent = 1;
 }

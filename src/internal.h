@@ -745,6 +745,12 @@ int qv_sink_begin(qv_slot *slot, char **msg);
 int qv_sink_range(qv_slot *slot, char *buf, size_t cap);
 /* The write callback's work for a body going to the sink. */
 size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len);
+/* Hands a chunk on away from the transfer's thread (a loop's pump, a
+ * process pool's dispatcher): on_data, or output_fd. QV_OK, QV_EHOOK (on_data
+ * said stop) or QV_EIO (*err: the write's errno); and the message of such a
+ * stop. */
+int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err);
+char *qv_sink_stop_message(qv_future *f, int rc, int err);
 /* Hands a chunk to on_data: 0, or non-zero with slot->abort set. */
 int qv_sink_push(qv_slot *slot, const char *buf, size_t len);
 /* Writes all of p to a file, pipe or socket: 0, or errno. */

@@ -6,20 +6,11 @@
  * every byte was handed on, by whichever of the two comes last. */
 #include "internal.h"
 
-#include <string.h>
-
 static int hand_on(void *arg, const char *data, size_t n)
 {
     qv_future *f = arg;
     if (atomic_load(&f->cancel_requested)) return 1; /* no more calls: the outcome says why */
-    if (f->req.on_data) {
-        if (!f->req.on_data(f, data, n, f->req.on_data_arg)) return 0;
-        f->pump_err = QV_EHOOK;
-        return 1;
-    }
-    if (!(f->pump_errno = qv_write_fd(f->req.output_fd, data, n))) return 0;
-    f->pump_err = QV_EIO;
-    return 1;
+    return (f->pump_err = qv_sink_hand_on(f, data, n, &f->pump_errno)) != QV_OK;
 }
 
 /* The outcome, with what the pump ran into over it. */
@@ -30,10 +21,7 @@ static void pump_outcome(qv_future *f)
     f->out_resp = NULL;
     qv_free(f->out_msg);
     f->out_err = f->pump_err;
-    f->out_msg = f->pump_err == QV_EHOOK
-                     ? qv_future_message(f, QV_EHOOK, "on_data stopped the transfer")
-                     : qv_future_message(f, QV_EIO, "writing the output descriptor: %s",
-                                         strerror(f->pump_errno));
+    f->out_msg = qv_sink_stop_message(f, f->pump_err, f->pump_errno);
 }
 
 int qv_pump_last(qv_future *f)

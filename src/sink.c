@@ -197,3 +197,17 @@ int qv_sink_push(qv_slot *slot, const char *buf, size_t len)
     slot->abort = QV_ABORT_HOOK;
     return -1;
 }
+
+int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err)
+{
+    if (f->req.on_data) return f->req.on_data(f, data, n, f->req.on_data_arg) ? QV_EHOOK : QV_OK;
+    if (f->req.output_fd <= 0) return QV_OK; /* (a stream whose pipe could not be made) */
+    return (*err = qv_write_fd(f->req.output_fd, data, n)) ? QV_EIO : QV_OK;
+}
+
+char *qv_sink_stop_message(qv_future *f, int rc, int err)
+{
+    return rc == QV_EHOOK
+               ? qv_future_message(f, rc, "on_data stopped the transfer")
+               : qv_future_message(f, rc, "writing the output descriptor: %s", strerror(err));
+}
