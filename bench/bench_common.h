@@ -9,6 +9,8 @@
  *   --ca FILE   CA bundle for https URLs
  *   --max-host-connections K   CURLMOPT_MAX_HOST_CONNECTIONS (multi clients)
  *   --deadline SECONDS         give up (exit 3) after this long (default 120)
+ *   --submit IDIOM             how requests are issued and collected: window
+ *               (default) or all; see qv_bench.c, raw_multi.c, raw_threads.c
  *   URL
  * and prints one line on stdout:
  *   client=NAME requests=N ok=N seconds=S http=VER conns=K [extra=...]
@@ -21,6 +23,7 @@
 #include <curl/curl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +40,7 @@ typedef struct bench_opts {
     double deadline_s;
     /* client-specific */
     const char *executor; /* qv_bench: loop | threads | processes */
-    const char *submit;   /* qv_bench: window | all | callback | overhead */
+    const char *submit;   /* window | all (every client); callback | overhead (qv_bench) */
     int window;           /* qv_bench: futures outstanding in window mode (0 = 2*C) */
     int like_quiver;      /* raw clients: also set the libcurl options quiver sets */
 } bench_opts;
@@ -194,6 +197,58 @@ static inline void bench_like_quiver(CURL *e, bench_share *s, char *errbuf)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 30L);
+}
+
+/* --submit all in the raw clients: one record per request, made up front
+ * (what a caller of the submit-all idiom holds), whose body is kept until the
+ * main thread collects it in submission order, as a future's response is. */
+typedef struct bench_rec {
+    char *body;
+    size_t len, cap;
+    long status;
+    CURLcode result;
+    atomic_int done; /* set when the transfer ended (raw_threads: by a worker) */
+} bench_rec;
+
+/* CURLOPT_WRITEFUNCTION of a kept body: appended, the buffer doubling. */
+static inline size_t bench_rec_write(char *buf, size_t size, size_t n, void *p)
+{
+    bench_rec *r = p;
+    size_t add = size * n;
+    if (r->len + add > r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 16384;
+        while (cap < r->len + add) cap *= 2;
+        char *b = realloc(r->body, cap);
+        if (!b) return 0; /* libcurl fails the transfer: the check reports it */
+        r->body = b;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, buf, add);
+    r->len += add;
+    return add;
+}
+
+/* Checks a collected record (result OK, status 200, body of the expected
+ * size), reports the first few failures, frees the body; 1 if good. */
+static inline int bench_rec_collect(const char *client, bench_rec *r, long size, int *bad)
+{
+    int good = r->result == CURLE_OK && r->status == 200 && (long)r->len == size;
+    if (!good && (*bad)++ < 5)
+        fprintf(stderr, "%s: bad response: %s, status %ld, %zu bytes\n", client,
+                curl_easy_strerror(r->result), r->status, r->len);
+    free(r->body);
+    r->body = NULL;
+    return good;
+}
+
+/* The raw clients' --submit: 1 for all, 0 for window (their default idiom:
+ * C transfers in flight, each response checked as it completes, no body
+ * kept). */
+static inline int bench_raw_submit_all(const bench_opts *o, const char *prog)
+{
+    if (strcmp(o->submit, "all") == 0) return 1;
+    if (strcmp(o->submit, "window") != 0) bench_usage(prog, " [--submit window|all]");
+    return 0;
 }
 
 static inline int bench_http_version(long v)

@@ -8,12 +8,18 @@
  * URLs only, no per-host connection cap unless --max-host-connections.
  * Only what a minimal client needs is set on the easy handles (URL, write
  * callback, CA, NOSIGNAL); the body is counted, not kept. --like-quiver adds
- * the libcurl options quiver sets (see bench_common.h). */
+ * the libcurl options quiver sets (see bench_common.h).
+ *
+ * --submit all: the submit-all-then-collect idiom's floor. A record per
+ * request is made up front, each body is kept in its record, and responses
+ * are collected (checked, body freed) in submission order, a finished one
+ * waiting for those before it. */
 #include "bench_common.h"
 
 typedef struct xfer {
     CURL *easy;
     long bytes;
+    bench_rec *rec; /* --submit all: the request the handle is doing */
     char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
@@ -24,10 +30,22 @@ static size_t count_cb(char *buf, size_t size, size_t n, void *p)
     return size * n;
 }
 
+/* Points handle t at the next request: its record (--submit all) or a fresh count. */
+static void next_request(xfer *t, bench_rec *recs, long i)
+{
+    if (recs) {
+        t->rec = &recs[i];
+        curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t->rec);
+    } else {
+        t->bytes = 0;
+    }
+}
+
 int main(int argc, char **argv)
 {
     bench_opts o;
-    bench_parse(&o, argc, argv, NULL);
+    bench_parse(&o, argc, argv, " [--submit window|all]");
+    int all = bench_raw_submit_all(&o, argv[0]);
     if (curl_global_init(CURL_GLOBAL_DEFAULT)) return 1;
     CURLM *multi = curl_multi_init();
     long cache = o.c > 8 ? o.c : 8;
@@ -41,19 +59,22 @@ int main(int argc, char **argv)
     bench_share share;
     if (o.like_quiver && bench_share_init(&share)) return 1;
     double t0 = bench_now();
-    long started = 0, done = 0, ok = 0, conns = 0;
+    bench_rec *recs = NULL;
+    if (all && !(recs = calloc((size_t)o.n, sizeof(*recs)))) return 1;
+    long started = 0, done = 0, collected = 0, ok = 0, conns = 0;
     int http = 0, bad = 0;
     for (int i = 0; i < o.c && started < o.n; i++) {
         CURL *e = x[i].easy = curl_easy_init();
         if (!e) return 1;
         curl_easy_setopt(e, CURLOPT_URL, o.url);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, count_cb);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, all ? bench_rec_write : count_cb);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, &x[i]);
         curl_easy_setopt(e, CURLOPT_PRIVATE, &x[i]);
         if (https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
         if (o.ca) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca);
         if (o.like_quiver) bench_like_quiver(e, &share, x[i].errbuf);
+        next_request(&x[i], recs, started);
         if (curl_multi_add_handle(multi, e)) return 1;
         started++;
     }
@@ -74,7 +95,11 @@ int main(int argc, char **argv)
             conns += nc;
             if (!http) http = bench_http_version(ver);
             done++;
-            if (m->data.result == CURLE_OK && status == 200 && t->bytes == o.size) {
+            if (all) {
+                t->rec->result = m->data.result;
+                t->rec->status = status;
+                atomic_store_explicit(&t->rec->done, 1, memory_order_relaxed);
+            } else if (m->data.result == CURLE_OK && status == 200 && t->bytes == o.size) {
                 ok++;
             } else if (bad++ < 5) {
                 fprintf(stderr, "raw_multi: bad response: %s, status %ld, %ld bytes\n",
@@ -82,11 +107,14 @@ int main(int argc, char **argv)
             }
             curl_multi_remove_handle(multi, e);
             if (started < o.n) {
-                t->bytes = 0;
+                next_request(t, recs, started);
                 if (curl_multi_add_handle(multi, e)) return 1;
                 started++;
             }
         }
+        while (all && collected < o.n &&
+               atomic_load_explicit(&recs[collected].done, memory_order_relaxed))
+            ok += bench_rec_collect("raw_multi", &recs[collected++], o.size, &bad);
         if (done >= o.n) break;
         if (bench_now() - t0 > o.deadline_s) {
             fprintf(stderr, "raw_multi: deadline of %.0f s passed (%ld of %ld done)\n",
@@ -99,6 +127,7 @@ int main(int argc, char **argv)
     bench_result(o.like_quiver ? "raw_multi_like_quiver" : "raw_multi", o.n, ok, secs, http, conns);
     for (int i = 0; i < o.c; i++) curl_easy_cleanup(x[i].easy);
     curl_multi_cleanup(multi);
+    free(recs);
     free(x);
     curl_global_cleanup();
     return ok == o.n ? 0 : 2;

@@ -2,6 +2,9 @@
 
     /usr/bin/python3 report.py RAW.tsv META.txt > results.md
 
+META.txt's mode=targets (TARGETS=1 bench/run) gives issue #19's target
+tables instead (see targets_report).
+
 Per client and configuration: medians over the runs that passed their checks
 of requests/s (requests / the client's own wall time of the load), CPU
 microseconds per request ((user + sys of the whole client process, from
@@ -50,11 +53,20 @@ def num(x, default=0.0):
         return default
 
 
-def summarise(rows):
-    """{(proto, conc, client): stats} over the runs that passed."""
+def suite_key(r):
+    return (r["proto"], int(r["conc"]), r["client"])
+
+
+def target_key(r):
+    return (r.get("idiom", "window"), r.get("body", "small"), r["proto"], int(r["conc"]),
+            r["client"])
+
+
+def summarise(rows, key=suite_key):
+    """{key(row): stats} over the runs that passed."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["proto"], int(r["conc"]), r["client"]), []).append(r)
+        groups.setdefault(key(r), []).append(r)
     out = {}
     for key, runs in groups.items():
         good = [r for r in runs if r["rc"] == "0" and r["requests"] and r["ok"] == r["requests"]
@@ -80,11 +92,12 @@ def summarise(rows):
     return out
 
 
-def paired(rows, proto, conc, a, b):
-    """Median over run indexes of cpu(a)/cpu(b), both runs having passed."""
+def paired(rows, a, b, key=suite_key, where=()):
+    """Median over run indexes of cpu(a)/cpu(b), both runs having passed, over
+    the rows whose key(row) without its client is where."""
     per = {}
     for r in rows:
-        if (r["proto"], int(r["conc"])) != (proto, conc) or r["client"] not in (a, b):
+        if key(r)[:-1] != tuple(where) or r["client"] not in (a, b):
             continue
         if r["rc"] != "0" or r["ok"] != r["requests"] or num(r["requests"]) <= 0:
             continue
@@ -102,6 +115,114 @@ def verdict(ok):
     return "**met**" if ok else "**MISSED**"
 
 
+def header(meta, title):
+    p = print
+    p(f"# {title}")
+    p()
+    p(f"{meta.get('date', '?')} · quiver {meta.get('quiver', '?')} · libcurl "
+      f"{meta.get('libcurl', '?')} · nginx {meta.get('nginx', '?')} · {meta.get('cpu', '?')} · "
+      f"kernel {meta.get('kernel', '?')}")
+    p()
+
+
+MIB = 1024 * 1024
+IDIOM = {"window": "sliding window", "all": "submit all, collect in order"}
+BODY = {"small": "100 B", "64k": "64 KiB"}
+# quiver's executors and the raw client each is judged against.
+PAIRS = (("qv_loop", "raw_multi", "QV_LOOP"), ("qv_threads", "raw_threads", "QV_THREADS"))
+
+
+def mark(ok):
+    return "✓" if ok else "✗"
+
+
+def cpu_limit(client, conc):
+    """Issue #19: CPU/request ≤ 1.10× the floor's; ≤ 1.00× for QV_LOOP at c = 1."""
+    return 1.00 if client == "qv_loop" and conc == 1 else 1.10
+
+
+def targets_report(rows, meta):
+    """Issue #19's targets: CPU per request of each executor over its raw
+    floor in the same idiom, and peak RSS of the submit-all idiom over the
+    raw floor's in the window idiom (C transfers, nothing kept or queued)."""
+    S = summarise(rows, target_key)
+    keys = sorted({k[:-1] for k in S}, key=lambda k: (k[0] != "window", k[1] != "small",
+                                                      k[2], k[3]))
+    p = print
+    met = total = 0
+    header(meta, "quiver against issue #19's targets")
+    p(f"Settings: {meta.get('settings', '?')}. Machine load: {meta.get('load', '?')} (2 shared "
+      f"cores: other work shows up as spread between runs).")
+    p()
+    p("CPU is user+sys of the whole client process per request, the median over the runs that "
+      "passed every check (the last column: the fewest of the four clients); the ratio is of the medians, with the "
+      "median of per-run ratios (quiver run right after its floor) in brackets. Limits: 1.10×, "
+      "and 1.00× for QV_LOOP at c = 1. The raw floors run the same idiom: in the window idiom "
+      "they count the body and drop it; in submit-all they make a record per request up front, "
+      "keep each body, and collect in submission order.")
+    p()
+    p("## CPU per request")
+    p()
+    p("| idiom | body | HTTP | c | raw multi µs | QV_LOOP µs | ÷ | | raw threads µs "
+      "| QV_THREADS µs | ÷ | | runs ok |")
+    p("|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|")
+    for k in keys:
+        cells, oks = [], []
+        for q, floor, _ in PAIRS:
+            a, b = S.get(k + (q,), {}), S.get(k + (floor,), {})
+            if not (a.get("cpu") and b.get("cpu")):
+                cells += [f"{b['cpu']:.1f}" if b.get("cpu") else "–",
+                          f"{a['cpu']:.1f}" if a.get("cpu") else "–", "–", "–"]
+            else:
+                r = a["cpu"] / b["cpu"]
+                pr = paired(rows, q, floor, target_key, k)
+                ok = r <= cpu_limit(q, k[3])
+                met, total = met + ok, total + 1
+                cells += [f"{b['cpu']:.1f}", f"{a['cpu']:.1f}",
+                          f"{r:.2f}× ({pr:.2f}×)" if pr else f"{r:.2f}×", mark(ok)]
+            oks += [s for s in (b, a) if s]
+        worst = min(oks, key=lambda s: s["good"] - s["runs"])
+        p(f"| {IDIOM[k[0]]} | {BODY[k[1]]} | {PROTO[k[2]]} | {k[3]} | " + " | ".join(cells) +
+          f" | {worst['good']}/{worst['runs']} |")
+
+    p()
+    p("## Peak RSS")
+    p()
+    p("Against the raw floor's peak RSS in the window idiom (the same body, HTTP version and "
+      "c: what libcurl needs for c transfers, no body kept, nothing queued). With N futures "
+      "queued (submit all, 100 B bodies): ≤ 1.2× the floor's + 512 B × N. With 64 KiB bodies "
+      "in submit all: ≤ 2× the floor's. \"raw, submit all\" is the raw client in the same "
+      "idiom, for comparison (its threads pile up finished bodies too).")
+    p()
+    p("| target | executor | HTTP | c | quiver MiB | floor MiB | limit MiB | | raw, submit all "
+      "MiB |")
+    p("|---|---|---|---:|---:|---:|---:|---|---:|")
+    for body in ("small", "64k"):
+        for q, floor, name in PAIRS:
+            for k in keys:
+                if k[0] != "all" or k[1] != body or (body == "small" and k[3] == 1):
+                    continue
+                a = S.get(k + (q,), {})
+                f = S.get(("window",) + k[1:] + (floor,), {})
+                same = S.get(k + (floor,), {})
+                if not (a.get("rss") and f.get("rss")):
+                    continue
+                n = int(a["requests"])
+                if body == "small":
+                    what = f"{n:,} futures queued"
+                    limit = 1.2 * f["rss"] + 512 * n / MIB
+                else:
+                    what = "64 KiB bodies, submit all"
+                    limit = 2 * f["rss"]
+                ok = a["rss"] <= limit
+                met, total = met + ok, total + 1
+                raw = f"{same['rss']:.1f}" if same.get("rss") else "–"
+                p(f"| {what} | {name} | {PROTO[k[2]]} | {k[3]} | {a['rss']:.1f} | "
+                  f"{f['rss']:.1f} | {limit:.1f} | {mark(ok)} | {raw} |")
+    p()
+    p(f"**{met} of {total} targets met.** Total bench time: {meta.get('elapsed_s', '?')} s.")
+
+
 def main():
     rows = load(sys.argv[1])
     meta = {}
@@ -109,15 +230,13 @@ def main():
         for line in f:
             k, _, v = line.rstrip("\n").partition("=")
             meta[k] = v
+    if meta.get("mode") == "targets":
+        targets_report(rows, meta)
+        return
     S = summarise(rows)
     p = print
 
-    p("# quiver benchmark results")
-    p()
-    p(f"{meta.get('date', '?')} · quiver {meta.get('quiver', '?')} · libcurl "
-      f"{meta.get('libcurl', '?')} · nginx {meta.get('nginx', '?')} · {meta.get('cpu', '?')} · "
-      f"kernel {meta.get('kernel', '?')}")
-    p()
+    header(meta, "quiver benchmark results")
     p(f"Peers: wrk {meta.get('wrk', '?')}, h2load {meta.get('h2load', '?')}, Python "
       f"{meta.get('python', '?')} with requests {meta.get('requests', '?')} and "
       f"requests-futures {meta.get('requests_futures', '?')}. Settings: {meta.get('settings', '?')}.")
@@ -181,7 +300,7 @@ def main():
         if not (a.get("cpu") and b.get("cpu")):
             return
         r = a["cpu"] / b["cpu"]
-        pr = paired(rows, key[0], key[1], num, den)
+        pr = paired(rows, num, den, where=key)
         prs = f"{pr:.{digits}f}×" if pr else "–"
         p(f"| {name} | {cfg} | {r:.{digits}f}× | {prs} | {verdict(ok(r))} |")
 
