@@ -20,10 +20,12 @@ import os
 import select
 import threading
 import weakref
+from _thread import RLock as _RLock
 from collections import OrderedDict, deque
-from concurrent.futures._base import PENDING
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import Any, Callable, Optional
 
+import _cffi_backend
 import requests
 from requests import exceptions as rex
 from requests.cookies import RequestsCookieJar
@@ -95,6 +97,18 @@ def error_for(code: int, message: str, request: Any = None) -> Exception:
 _POLICY = RequestsCookieJar().get_policy()
 _REASONS = http.client.responses
 
+_Response = requests.Response
+_timedelta = datetime.timedelta
+_headers_copy = lib.qv_response_headers_copy
+_status = lib.qv_response_status
+_reason = lib.qv_response_reason
+_body = lib.qv_response_body
+_url = lib.qv_response_url
+_elapsed = lib.qv_response_elapsed_ms
+# the C functions under ffi.unpack/ffi.string (those add a Python call each)
+_unpack = _cffi_backend.unpack
+_string = _cffi_backend.string
+
 
 class _Scratch(threading.local):
     """Out-parameters and buffers reused by one thread (an allocation each
@@ -141,6 +155,23 @@ class _ArmingList(list):
         super().append(waiter)
 
 
+def _arming_list(fut: "Future") -> _ArmingList:
+    waiters = _ArmingList()
+    waiters.fut = fut
+    return waiters
+
+
+# concurrent.futures.Future's attributes that most of our futures never use,
+# made on first use (a Condition costs more to make than the rest of a
+# request's future): what makes each from the future.
+_LAZY: dict = {
+    "_condition": lambda fut: threading.Condition(fut._lock),
+    "_waiters": _arming_list,
+    "_done_callbacks": lambda fut: [],
+}
+_DONE_STATES = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
+
+
 class Future(concurrent.futures.Future):
     """A concurrent.futures.Future completed by quiver. cancel() really
     cancels: a queued request never starts, an in-flight one is aborted.
@@ -151,22 +182,39 @@ class Future(concurrent.futures.Future):
     directly and build the result on the calling thread, so the common
     "submit, then result()" costs no thread hand-off. Such a wait *arms* the
     future: quiver then queues it on completion and the engine's completion
-    thread finishes it. Either way it is finished once (_claim)."""
+    thread finishes it. Either way it is finished once (_claim).
+
+    Its lock is an RLock made at once; the Condition over that lock, the
+    waiter list and the callback list of concurrent.futures.Future are made
+    when first used (__getattr__, under the lock, so that every user gets the
+    same one), and a finished future's result() touches none of them."""
 
     _qvf: Any = None  # our qv_future reference until the future is finished
     _completing = False  # claimed by the one who finishes it
     _armed = False
     _handle: Any = None
     _engine: "Engine"
+    _state = PENDING
+    _result: Any = None
+    _exception: Optional[BaseException] = None
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._waiters = waiters = _ArmingList()
-        waiters.fut = self
+    def __init__(self) -> None:  # pylint: disable=super-init-not-called
+        self._lock = _RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        make = _LAZY.get(name)
+        if make is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        with self._lock:
+            d = self.__dict__
+            value = d.get(name)
+            if value is None:
+                value = d[name] = make(self)
+            return value
 
     def _claim(self) -> Any:
         """Our qv_future reference if the caller is the one to finish."""
-        with self._condition:
+        with self._lock:
             if self._completing or self._qvf is None:
                 return None
             self._completing = True
@@ -174,7 +222,7 @@ class Future(concurrent.futures.Future):
             return qvf
 
     def _arm(self) -> None:
-        with self._condition:
+        with self._lock:
             if self._armed or self._completing or self._qvf is None:
                 return
             self._armed = True
@@ -182,7 +230,7 @@ class Future(concurrent.futures.Future):
 
     def _pull(self, timeout: Optional[float]) -> None:
         """Waits in C (without the GIL) and finishes on this thread."""
-        with self._condition:
+        with self._lock:
             if self._completing or self._qvf is None or self._state != PENDING:
                 return
             qvf = lib.qv_future_ref(self._qvf)
@@ -198,26 +246,30 @@ class Future(concurrent.futures.Future):
     def result(self, timeout: Optional[float] = None) -> Any:
         if self._state == PENDING and not self._armed:
             self._pull(timeout)
+        if self._state == FINISHED and self._exception is None:
+            return self._result  # set before _state, and never changed after
         return super().result(timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         if self._state == PENDING and not self._armed:
             self._pull(timeout)
+        if self._state == FINISHED:
+            return self._exception
         return super().exception(timeout)
 
     def done(self) -> bool:
         if self._state == PENDING and not self._armed:
-            with self._condition:
+            with self._lock:
                 ready = self._qvf is not None and not self._completing and \
                     lib.qv_future_done(self._qvf)
             if ready:
                 self._engine.finish(self)
-        return super().done()
+        return self._state in _DONE_STATES
 
     def running(self) -> bool:
         """True while quiver transfers it (or runs its hooks, or waits to
         retry); like a thread pool's future between start and finish."""
-        with self._condition:
+        with self._lock:
             if self._state != PENDING or self._qvf is None or self._completing:
                 return super().running()
             return lib.qv_future_state_get(self._qvf) == QV_RUNNING_STATE
@@ -227,7 +279,7 @@ class Future(concurrent.futures.Future):
         super().add_done_callback(fn)
 
     def cancel(self) -> bool:
-        with self._condition:
+        with self._lock:
             if self._completing:
                 return False
             qvf = self._qvf
@@ -235,10 +287,37 @@ class Future(concurrent.futures.Future):
                 return False  # it completed first: its result is on its way
             return super().cancel()
 
+    def set_result(self, result: Any) -> None:
+        self._set(result, None)
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        self._set(None, exception)
+
+    def _set(self, result: Any, exception: Optional[BaseException]) -> None:
+        """concurrent.futures.Future's set_result/set_exception, telling
+        only the waiters and callbacks that exist."""
+        with self._lock:
+            if self._state in _DONE_STATES:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._exception = exception
+            self._state = FINISHED
+            d = self.__dict__
+            for waiter in d.get("_waiters", ()):
+                if exception is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            cond = d.get("_condition")
+            if cond is not None:
+                cond.notify_all()
+        if self.__dict__.get("_done_callbacks"):
+            self._invoke_callbacks()
+
     @property
     def qv_attempts(self) -> int:
         """Attempts made so far (more than 1 after retries)."""
-        with self._condition:
+        with self._lock:
             return lib.qv_future_attempts(self._qvf) if self._qvf is not None else -1
 
 
@@ -308,7 +387,7 @@ class Engine:
         try:
             while q:
                 fut = q[0]
-                with fut._condition:
+                with fut._lock:
                     # finished, being finished, or armed: not ours to finish
                     gone = fut._qvf is None or fut._completing or fut._armed
                     ready = not gone and lib.qv_future_done(fut._qvf)
@@ -321,7 +400,7 @@ class Engine:
             self._sweeping.release()
 
     def arm(self, fut: Future, qvf: Any) -> None:
-        """Queues fut on completion (under fut._condition, qvf still ours)."""
+        """Queues fut on completion (under fut._lock, qvf still ours)."""
         if self._drainer is None:
             with self._lock:
                 if self._drainer is None:
@@ -492,20 +571,21 @@ def _parse_headers(block: str) -> OrderedDict:
     return store
 
 
-class Headers(CaseInsensitiveDict):
-    """A response's headers: requests' CaseInsensitiveDict, parsed from
-    quiver's copy of them the first time they are read (many callers only
-    look at the status and the body)."""
+class _LazyDict(CaseInsensitiveDict):
+    """requests' CaseInsensitiveDict whose store is made from `source` the
+    first time it is used (many callers never look): _make(source)."""
 
-    def __init__(self, block: str) -> None:  # pylint: disable=super-init-not-called
-        self.__dict__["_block"] = block
+    _make: Callable[[Any], OrderedDict]
+
+    def __init__(self, source: Any) -> None:  # pylint: disable=super-init-not-called
+        self.__dict__["_source"] = source
 
     @property  # type: ignore[override]
     def _store(self) -> OrderedDict:
         d = self.__dict__
         store = d.get("_parsed")
-        if store is None:
-            store = d["_parsed"] = _parse_headers(d["_block"])
+        if store is None:  # two threads at once: both get the first one set
+            store = d.setdefault("_parsed", self._make(d["_source"]))
         return store
 
     @_store.setter
@@ -513,9 +593,37 @@ class Headers(CaseInsensitiveDict):
         self.__dict__["_parsed"] = store
 
 
+class Headers(_LazyDict):
+    """A response's headers, parsed from quiver's copy of them ("name\0value\0
+    ...") the first time they are read."""
+
+    _make = staticmethod(_parse_headers)
+
+
+class RequestHeaders(_LazyDict):
+    """Response.request's headers: a copy of the store of the headers the
+    request was prepared with (shared by the requests made alike), made the
+    first time they are used."""
+
+    _make = staticmethod(OrderedDict)
+
+
+def prepared_request(method: str, url: str, headers: OrderedDict, body: Any = None,
+                     hooks: Optional[dict] = None) -> requests.PreparedRequest:
+    """Response.request: a PreparedRequest as requests would have made it,
+    without running requests' preparation (headers: a CaseInsensitiveDict's
+    store, copied when first used)."""
+    p = requests.PreparedRequest.__new__(requests.PreparedRequest)
+    p.__dict__.update({"method": method, "url": url, "headers": RequestHeaders(headers),
+                       "_cookies": None, "body": body,
+                       "hooks": {"response": []} if hooks is None else hooks,
+                       "_body_position": None})
+    return p
+
+
 def _header(r: Any, name: bytes) -> Optional[str]:
     v = lib.qv_response_header(r, name)
-    return None if v == ffi.NULL else ffi.string(v).decode("latin-1")
+    return None if v == ffi.NULL else _string(v).decode("latin-1")
 
 
 def set_cookie_values(r: Any) -> list[str]:
@@ -525,7 +633,7 @@ def set_cookie_values(r: Any) -> list[str]:
         v = lib.qv_response_header_nth(r, b"set-cookie", len(out))
         if v == ffi.NULL:
             return out
-        out.append(ffi.string(v).decode("latin-1"))
+        out.append(_string(v).decode("latin-1"))
 
 
 _encodings: dict = {}
@@ -548,28 +656,27 @@ def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Res
     copied: the qv_response goes with its future."""
     sc = scratch()
     buf = sc.headers
-    n = lib.qv_response_headers_copy(r, buf, len(buf))
+    n = _headers_copy(r, buf, len(buf))
     if n > len(buf):
         buf = sc.headers = ffi.new("char[]", n)
-        lib.qv_response_headers_copy(r, buf, n)
-    status = lib.qv_response_status(r)
-    reason = ffi.string(lib.qv_response_reason(r)).decode("latin-1") or \
+        _headers_copy(r, buf, n)
+    status = _status(r)
+    reason = _string(_reason(r)).decode("latin-1") or \
         _REASONS.get(status, "")  # HTTP/2 has no reason phrase
     if with_body:
         lp = sc.size
-        body = lib.qv_response_body(r, lp)
-        content = ffi.unpack(body, lp[0])
+        content = _unpack(_body(r, lp), lp[0])
     else:
         content = b""
     ctype = _header(r, b"content-type")
-    resp = requests.Response.__new__(requests.Response)
+    resp = _Response.__new__(_Response)
     resp.__dict__.update({
         "_content": content, "_content_consumed": True, "_next": None,
-        "status_code": status, "headers": Headers(ffi.unpack(buf, n).decode("latin-1")),
-        "raw": None, "url": ffi.string(lib.qv_response_url(r)).decode("utf-8", "replace"),
+        "status_code": status, "headers": Headers(_unpack(buf, n).decode("latin-1")),
+        "raw": None, "url": _string(_url(r)).decode("utf-8", "replace"),
         "encoding": _encoding(ctype) if ctype else None,
         "history": [], "reason": reason, "cookies": RequestsCookieJar(_POLICY),
-        "elapsed": datetime.timedelta(milliseconds=lib.qv_response_elapsed_ms(r)),
+        "elapsed": _timedelta(0, 0, 0, _elapsed(r)),  # (days, s, µs, ms)
         "request": request, "connection": None,
     })
     return resp

@@ -13,18 +13,18 @@ from __future__ import annotations
 import json as _json
 from typing import Any, Mapping, Optional, Union
 
-import requests
 from requests.structures import CaseInsensitiveDict
 
 from . import _cdata
 from ._engine import (Engine, Future, StreamBody, add_quiver_details, build_response, c_string,
-                      check, error_for, future_error, scratch, settle)
+                      check, error_for, future_error, prepared_request, scratch, settle)
 from ._ffi import ffi, lib
 
 Pairs = Union[Mapping[str, Any], list]
 AUTH_KINDS = {"basic": 1, "digest": 2, "bearer": 3}
 _OPTS_T = ffi.typeof("qv_request_opts *")
 _OPTS_SIZE = ffi.sizeof("qv_request_opts")
+_PREPARED_MAX = 4096  # requests whose C options are kept for the next alike
 
 
 def _items(p: Optional[Pairs]) -> list:
@@ -116,6 +116,7 @@ class Session:
             check(rc, "qv_session_new")
         self._s = out[0]
         self._closed = False
+        self._prepared: dict = {}
 
     # ------------------------------------------------------------ requests
     def request(self, method: str, url: str, *, params: Optional[Pairs] = None,
@@ -131,6 +132,45 @@ class Session:
         (quiver's pull reader), never whole in memory."""
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
+        if params is None and headers is None and data is None and json is None and \
+                retries is None and auth is None and cert is None:
+            # Only scalars besides the URL: the C options made for the same
+            # ones before (quiver copies them at submit), when hashable.
+            key = (method, url, timeout, allow_redirects, verify, stream)
+            try:
+                sub = self._prepared[key]
+            except KeyError:
+                sub = self._prepare(method, url, None, None, None, None, timeout,
+                                    allow_redirects, verify, None, None, None, stream)
+                if len(self._prepared) >= _PREPARED_MAX:
+                    self._prepared.clear()
+                self._prepared[key] = sub
+            except TypeError:  # an unhashable timeout: an error or a list
+                sub = self._prepare(method, url, None, None, None, None, timeout,
+                                    allow_redirects, verify, None, None, None, stream)
+        else:
+            sub = self._prepare(method, url, params, headers, data, json, timeout,
+                                allow_redirects, verify, retries, auth, cert, stream)
+        o, req, _ = sub
+        eng = self._engine
+        fut = Future()
+        fut._engine = eng
+        fpp = scratch().future
+        rc = lib.qv_request(self._s, fpp, o)
+        if rc:
+            raise error_for(rc, f"quiver: {req[0]} {req[1]}: "
+                            + ffi.string(lib.qv_strerror(rc)).decode())
+        fut._req = req
+        eng.track(fut, fpp[0], _finish)
+        return fut
+
+    @staticmethod
+    def _prepare(method: str, url: str, params: Optional[Pairs], headers: Optional[Pairs],
+                 data: Any, json: Any, timeout: Any, allow_redirects: Optional[bool],
+                 verify: Optional[bool], retries: Any, auth: Any, cert: Any,
+                 stream: bool) -> tuple:
+        """The request as qv_request_opts, what finishing it needs (method,
+        URL, headers' store, stream), and what the options point to."""
         keep: list = []
         o = ffi.new(_OPTS_T)
         o.size = _OPTS_SIZE
@@ -173,16 +213,8 @@ class Session:
             o.client_cert, o.client_key = _cert(cert, keep)
         if stream:
             o.stream = 1
-        eng = self._engine
-        fut = eng.new_future()
-        fpp = scratch().future
-        rc = lib.qv_request(self._s, fpp, o)
-        if rc:
-            raise error_for(rc, f"quiver: {method} {url}: "
-                            + ffi.string(lib.qv_strerror(rc)).decode())
-        fut._req = (method, url, req_headers, stream)
-        eng.track(fut, fpp[0], _finish)
-        return fut
+        store = CaseInsensitiveDict(req_headers)._store
+        return o, (method, url, store, stream), keep
 
     def get(self, url: str, **kwargs: Any) -> Future:
         return self.request("GET", url, **kwargs)
@@ -245,20 +277,9 @@ class Session:
         self.close()
 
 
-def _prepared(method: str, url: str, headers: list) -> requests.PreparedRequest:
-    """A PreparedRequest for Response.request, without requests' preparation."""
-    p = requests.PreparedRequest.__new__(requests.PreparedRequest)
-    h = CaseInsensitiveDict()
-    for k, v in headers:
-        h[k] = v
-    p.__dict__.update({"method": method, "url": url, "headers": h, "_cookies": None,
-                       "body": None, "hooks": {"response": []}, "_body_position": None})
-    return p
-
-
 def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     method, url, headers, stream = fut._req
-    req = _prepared(method, url, headers)
+    req = prepared_request(method, url, headers)
     if rc:
         settle(fut, exc=future_error(qvf, rc, req))
         return
@@ -272,8 +293,8 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         hist = []
         for i in range(n):
             h = lib.qv_response_history(r, i)
-            hr = build_response(h, _prepared(method, ffi.string(lib.qv_response_url(h))
-                                             .decode("utf-8", "replace"), headers), False)
+            hr = build_response(h, prepared_request(method, ffi.string(lib.qv_response_url(h))
+                                                    .decode("utf-8", "replace"), headers), False)
             hist.append(hr)
         resp.history = hist
     add_quiver_details(resp, r)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from http.cookiejar import CookieJar
@@ -52,7 +51,7 @@ from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
 from quiver._engine import (Engine, StreamBody, build_response, c_string, error_for,
-                            future_error, scratch, set_cookie_values, settle)
+                            future_error, prepared_request, scratch, set_cookie_values, settle)
 from quiver._ffi import ffi, lib
 
 __all__ = ["FuturesSession"]
@@ -149,6 +148,28 @@ def _headers_key(h: Any) -> tuple:
     return tuple(h.items())
 
 
+def _plan_key(src: Session) -> tuple:
+    """What a _Plan is made from."""
+    hooks = src.hooks
+    return (_headers_key(src.headers), tuple(src.params.items()) if src.params else (),
+            hooks.get("response") and tuple(hooks["response"]), id(hooks),
+            tuple(src.proxies.items()) if src.proxies else ())
+
+
+def _state(src: Session) -> Optional[tuple]:
+    """What preparing a request reads from the session (but its cookie
+    jar, which _csession follows) and from the environment: a request with
+    the same arguments in the same state is prepared the same way. None
+    when it cannot be made again (an auth callable runs for each request)."""
+    auth = src.auth
+    if auth is not None and not (type(auth) is tuple and len(auth) == 2):
+        if type(auth) is not HTTPBasicAuth and type(auth) is not HTTPDigestAuth:
+            return None
+        auth = (type(auth), auth.username, auth.password)
+    return (_plan_key(src), auth, src.trust_env, src.max_redirects, src.verify, src.stream,
+            src.cert, _environment())
+
+
 class _SetCookies:
     """The Set-Cookie values of one response, as cookielib reads them."""
 
@@ -176,6 +197,7 @@ class _CSession:
         if rc:
             raise error_for(rc, "quiver: cannot make a session")
         self.ptr = out[0]
+        self.key = (proxy, ca)
         for ck in list(jar):
             # requests' jar is the one users see; quiver's sends. A cookie
             # quiver cannot take (a ';' in the value) is left out.
@@ -216,6 +238,22 @@ def _c_headers(headers: CaseInsensitiveDict, keep: list) -> Any:
     return _cdata.pairs(items, keep)
 
 
+class _Again:
+    """A prepared request that the same arguments in the same state
+    (_state) make again: its C options, what they point to, its record, and
+    the files its preparation checks (CA bundle, client certificate)."""
+
+    __slots__ = ("opts", "keep", "rec", "state", "paths")
+
+    def __init__(self, opts: Any, keep: list, rec: "_Record", state: tuple) -> None:
+        self.opts, self.keep, self.rec, self.state = opts, keep, rec, state
+        kw = rec.hook_kwargs
+        cert = kw["cert"] or ()
+        paths = [kw["verify"]] if isinstance(kw["verify"], str) else []
+        paths += [cert] if isinstance(cert, str) else [p for p in cert if p]
+        self.paths = tuple(paths)
+
+
 class _Bridge:
     """The quiver side of one FuturesSession: the engine, the qv_sessions,
     and the caches that let a request skip requests' preparation."""
@@ -229,6 +267,7 @@ class _Bridge:
         self.urls: dict = {}
         self.env: dict = {}
         self.netrc: dict = {}
+        self.again: dict = {}  # (method, URL, scalar arguments) -> _Again
 
     def close(self) -> None:
         for cs in list(self.csessions.values()) + self.retired:
@@ -286,6 +325,14 @@ class FuturesSession(Session):
             getLogger(self.__class__.__name__).warning(
                 "`background_callback` is deprecated and will be removed in 1.0, use `hooks` "
                 "instead")
+        if params is None and data is None and headers is None and cookies is None and \
+                files is None and auth is None and proxies is None and hooks is None and \
+                json is None and background_callback is None and not extra:
+            # Only the URL and scalars: the request may be one made before.
+            fut = self._submit_again(method, url, timeout, allow_redirects, stream, verify,
+                                     cert)
+            if fut is not None:
+                return fut
         kwargs = dict(params=params, data=data, headers=headers, cookies=cookies, files=files,
                       auth=auth, timeout=timeout, allow_redirects=allow_redirects,
                       proxies=proxies, hooks=hooks, stream=stream, verify=verify, cert=cert,
@@ -301,6 +348,29 @@ class FuturesSession(Session):
         return self._submit_quiver(src, method, url, params, data, headers, cookies, auth,
                                    timeout, allow_redirects, proxies, hooks, stream, verify,
                                    cert, json, background_callback)
+
+    def _submit_again(self, method: str, url: Any, timeout: Any, allow_redirects: bool,
+                      stream: Any, verify: Any, cert: Any) -> Optional[Future]:
+        """Submits the C options of an earlier request made with the same
+        arguments in the same state of the session and the environment
+        (_state), skipping requests' preparation; None if there is none."""
+        b = self._bridge
+        if b is None or self._closed:
+            return None
+        try:
+            again = b.again.get((method, url, timeout, allow_redirects, stream, verify, cert))
+        except TypeError:  # unhashable: not made again
+            return None
+        src = self.session or self
+        if again is None or again.state != _state(src) or \
+                not self._quiver_can(src, url, None, None, timeout):
+            return None
+        rec = again.rec
+        if self._csession(b, src, *rec.cs.key) is not rec.cs:
+            return None  # the jar was changed by hand: a new C session
+        if again.paths and not all(map(os.path.exists, again.paths)):
+            return None  # requests' OSError, from the preparation
+        return self._send(b, method, url, again.opts, rec, bool(rec.response_hooks))
 
     def _submit_requests(self, method: str, url: Any, background_callback: Any,
                          kwargs: dict) -> Future:
@@ -345,12 +415,9 @@ class FuturesSession(Session):
                 b = self._bridge
         return b
 
-    def _plan(self, b: _Bridge, src: Session) -> _Plan:
-        h = src.headers
-        hooks = src.hooks
-        key = (_headers_key(h), tuple(src.params.items()) if src.params else (),
-               src.hooks.get("response") and tuple(src.hooks["response"]), id(hooks),
-               tuple(src.proxies.items()) if src.proxies else ())
+    @staticmethod
+    def _plan(b: _Bridge, src: Session) -> _Plan:
+        key = _plan_key(src)
         plan = b.plan
         if plan is None or plan.key != key:
             plan = b.plan = _Plan(src, key)
@@ -362,26 +429,44 @@ class FuturesSession(Session):
                        proxies: Any, hooks: Any, stream: Any, verify: Any, cert: Any,
                        json: Any, background_callback: Any) -> Future:
         b = self._get_bridge()
-        eng = b.engine
-        fut = eng.new_future()
+        again = params is None and data is None and headers is None and cookies is None and \
+            auth is None and proxies is None and hooks is None and json is None and \
+            background_callback is None
+        state = _state(src) if again else None
         try:
-            sub = self._prepare(b, src, method, url, params, data, headers, cookies, auth,
-                                timeout, allow_redirects, proxies, hooks, stream, verify, cert,
-                                json)
+            opts, keep, rec = self._prepare(b, src, method, url, params, data, headers, cookies,
+                                            auth, timeout, allow_redirects, proxies, hooks,
+                                            stream, verify, cert, json)
         except Exception as e:  # noqa: BLE001 - requests raises these from result()
+            fut = b.engine.new_future()
             settle(fut, exc=e)
             return fut
-        opts, keep, cs, rec = sub
         rec.background_callback = background_callback
+        if state is not None:
+            try:
+                key = (method, url, timeout, allow_redirects, stream, verify, cert)
+                if len(b.again) >= _URL_CACHE_MAX:
+                    b.again.clear()
+                b.again[key] = _Again(opts, keep, rec, state)
+            except TypeError:  # unhashable arguments: not made again
+                pass
+        # hooks and background callbacks must run without a result() call
+        return self._send(b, method, url, opts, rec,
+                          bool(rec.response_hooks or background_callback))
+
+    @staticmethod
+    def _send(b: _Bridge, method: str, url: str, opts: Any, rec: _Record, push: bool) -> Future:
+        """qv_request, and the future that finishes it (push: armed at once)."""
+        eng = b.engine
+        fut = eng.new_future()
         fpp = scratch().future
-        rc = lib.qv_request(cs.ptr, fpp, opts)
+        rc = lib.qv_request(rec.cs.ptr, fpp, opts)
         if rc:
             settle(fut, exc=error_for(rc, f"{ffi.string(lib.qv_strerror(rc)).decode()}: "
                                           f"{method} {url}", rec.prepared()))
             return fut
         fut._rec = rec
-        # hooks and background callbacks must run without a result() call
-        eng.track(fut, fpp[0], _finish, push=bool(rec.response_hooks or background_callback))
+        eng.track(fut, fpp[0], _finish, push=push)
         return fut
 
     def _prepare(self, b: _Bridge, src: Session, method: str, url: str, params: Any,
@@ -546,7 +631,7 @@ class FuturesSession(Session):
                       {"timeout": timeout, "verify": verify, "proxies": all_proxies,
                        "stream": stream, "cert": cert})
         keep.append(plan)  # its C headers may be in o.headers
-        return o, keep, cs, rec
+        return o, keep, rec
 
     def _csession(self, b: _Bridge, src: Session, proxy: Optional[str],
                   ca_file: Optional[str]) -> _CSession:
@@ -599,14 +684,9 @@ class _Record:
 
     def prepared(self, url: Optional[str] = None, method: Optional[str] = None) -> PreparedRequest:
         """Response.request: a PreparedRequest as requests would have made."""
-        p = PreparedRequest.__new__(PreparedRequest)
-        h = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-        h._store = OrderedDict(self.headers._store)
-        p.__dict__.update({"method": method or self.method, "url": url or self.url,
-                           "headers": h, "_cookies": None,
-                           "body": self.body if method in (None, self.method) else None,
-                           "hooks": self.hooks, "_body_position": None})
-        return p
+        return prepared_request(method or self.method, url or self.url, self.headers._store,
+                                self.body if method in (None, self.method) else None,
+                                self.hooks)
 
 
 def _redirected_method(method: str, status: int) -> str:

@@ -328,3 +328,106 @@ def test_request_cookies(httpbin):
             results.append(steps(s))
     assert results[0] == results[1]
     assert results[0][0] == {"cookies": {"jar": "1", "mine": "2"}}
+
+
+def test_same_request_again_follows_the_session_and_environment(httpbin, proxy, monkeypatch):
+    """A request made again with the same arguments reuses its preparation
+    only while nothing it was prepared from changed: each change of the
+    session or of the proxy variables between two alike requests is
+    honoured, as requests honours it."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    url = httpbin + "/anything"
+    hooked: list = []
+
+    def steps(s):
+        out = []
+
+        def get(target=url):
+            try:
+                r = s.get(target).result(timeout=30)
+                out.append((r.status_code, len(r.history), r.headers.get("Via"),
+                            r.json() if target == url else None))
+            except Exception as e:  # noqa: BLE001 - compared with the other's
+                out.append(type(e))
+
+        get()
+        get()
+        s.headers["X-Late"] = "1"
+        get()
+        s.headers["X-Late"] = "2"
+        get()
+        del s.headers["Accept"]
+        get()
+        s.params = {"p": "1"}
+        get()
+        s.params["p"] = "2"
+        get()
+        s.auth = ("u", "p")
+        get()
+        s.auth = HTTPBasicAuth("u", "q")
+        get()
+        s.auth.password = "r"
+        get()
+        s.auth = None
+        s.hooks["response"].append(lambda r, *a, **k: hooked.append(r.url))
+        get()
+        s.proxies = {"http": proxy}
+        get()
+        s.proxies = {}
+        get()
+        monkeypatch.setenv("http_proxy", proxy)
+        get()
+        s.trust_env = False
+        get()
+        s.trust_env = True
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        get()
+        monkeypatch.delenv("no_proxy")
+        get()
+        monkeypatch.delenv("http_proxy")
+        get()
+        s.hooks["response"].clear()
+        get()
+        for n in (30, 1, 0, 30):
+            s.max_redirects = n
+            get(httpbin + "/redirect/2")
+        return out
+
+    results = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        hooked.clear()
+        with cls() as s:
+            results.append((steps(s), list(hooked)))
+    assert results[0] == results[1]
+    vias = [step[2] for step in results[0][0][:-4]]
+    assert vias.count("quiver-test-proxy") == 3, vias
+    assert len(results[0][1]) == 8  # the hook ran from its step to its removal
+
+
+def test_same_request_again_checks_its_files(tls, tmp_path, monkeypatch):
+    """verify= naming a CA bundle that is gone by the next alike request
+    fails with requests' OSError, as requests checks it for each request."""
+    import shutil
+    url, ca = tls
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # they would beat s.verify
+        monkeypatch.delenv(name, raising=False)
+    mine = tmp_path / "ca.pem"
+    shutil.copy(ca, mine)
+
+    def steps(s):
+        s.verify = str(mine)
+        first = [s.get(url + "/hello").result(timeout=30).status_code for _ in range(2)]
+        mine.unlink()
+        try:
+            s.get(url + "/hello").result(timeout=30)
+        except Exception as e:  # noqa: BLE001 - compared with the other's
+            first.append(type(e))
+        shutil.copy(ca, mine)
+        return first
+
+    results = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        with cls() as s:
+            results.append(steps(s))
+    assert results[0] == results[1] == [200, 200, OSError]

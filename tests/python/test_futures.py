@@ -240,3 +240,33 @@ def test_one_session_many_threads(nginx, httpbin):
             t.join(60)
         assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+def test_many_waiters_on_one_future(ours, httpbin):
+    """Threads waiting on one in-flight future in every way at once (its
+    Condition and waiter list are made on first use) all see the one
+    response."""
+    f = ours.get(httpbin + "/delay/0.5")
+    got = []
+
+    def result():
+        got.append(f.result(timeout=30))
+
+    def exception():
+        assert f.exception(timeout=30) is None
+        got.append(f.result())
+
+    def wait():
+        done, _ = concurrent.futures.wait([f], timeout=30)
+        got.append(done.pop().result())
+
+    def as_completed():
+        got.append(next(concurrent.futures.as_completed([f], timeout=30)).result())
+
+    threads = [threading.Thread(target=fn) for fn in (result, exception, wait, as_completed) * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(got) == 12 and all(r is got[0] for r in got) and got[0].status_code == 200

@@ -68,6 +68,22 @@ def test_errors_and_cancel(httpbin):
         assert s.stats()["cancelled"] == 1 and s.stats()["in_flight"] == 0
 
 
+def test_same_url_with_other_arguments(httpbin):
+    """A request with only scalar arguments reuses the C options made for
+    the same ones; other arguments for the same URL get their own."""
+    url = httpbin + "/redirect/1"
+    with quiver.Session() as s:
+        for _ in range(2):
+            assert len(s.get(url).result(timeout=30).history) == 1
+            r = s.get(url, allow_redirects=False).result(timeout=30)
+            assert (r.status_code, r.history) == (302, [])
+            assert s.get(url, headers={"X": "1"}).result(timeout=30).url == httpbin + "/get"
+            with pytest.raises(requests.ReadTimeout):
+                s.get(httpbin + "/delay/3", timeout=(5, 0.2)).result(timeout=30)
+            assert s.get(httpbin + "/delay/0", timeout=(5, 0.2)).result(timeout=30).ok
+            assert s.head(url).result(timeout=30).status_code == 302
+
+
 def test_backpressure_no_block(httpbin):
     with quiver.Session(max_workers=1, max_queued=1, no_block=True) as s:
         fs = [s.get(httpbin + "/delay/0.5")]
