@@ -23,6 +23,15 @@ void qv_deadline(struct timespec *ts, long timeout_ms)
     }
 }
 
+long qv_ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000LL +
+                   (deadline->tv_nsec - now.tv_nsec);
+    return ns <= 0 ? 0 : (long)((ns + 999999) / 1000000);
+}
+
 int qv_cond_init(pthread_cond_t *cv)
 {
     pthread_condattr_t attr;

@@ -1,13 +1,27 @@
-/* The event-loop executor: one I/O thread drives up to max_workers transfers
- * at once on a curl_multi (HTTP/1.1 keep-alive, HTTP/2 multiplexing over
- * TLS). Submitters hand work over through the shared queue and
- * curl_multi_wakeup. Finished transfers go to a few delivery threads that run
- * response hooks and done callbacks, so these never stall the transfers (the
- * request hooks of attempt.c run here, as each transfer starts). */
+/* The event-loop executor: one curl_multi drives up to max_workers transfers
+ * at once (HTTP/1.1 keep-alive, HTTP/2 multiplexing over TLS). Whoever
+ * drives it is its *leader*: a thread of the caller's blocked in a wait for
+ * one of its futures (it does the I/O itself, and a completion there wakes
+ * no one), else the I/O thread, which steps aside for a waiting thread and
+ * takes over again once no one has waited for LOOP_TAKEOVER_MS. Submitters
+ * hand work over through the shared queue and curl_multi_wakeup. Finished
+ * transfers go to a few delivery threads that run response hooks and done
+ * callbacks, so these never stall the transfers (the request hooks of
+ * attempt.c run on the leader, as each transfer starts). */
 #include "internal.h"
 
 #define LOOP_DELIVERY_THREADS 4
 #define LOOP_SCAN_MS          100 /* how often running transfers are checked for timeouts */
+#define LOOP_TAKEOVER_MS      2   /* no one waited that long: the I/O thread drives */
+
+enum { LEAD_NONE, LEAD_IO, LEAD_USER };
+
+/* A thread blocked in a wait while another leads (on its stack). */
+typedef struct follower {
+    qv_waiter *w;
+    struct follower *next;
+    int offered; /* under the loop's lmu and w->mu: it leads now */
+} follower;
 
 typedef struct loop {
     qv_executor base;
@@ -30,8 +44,20 @@ typedef struct loop {
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
-    atomic_int sleeping; /* the I/O thread is (about to be) in curl_multi_poll */
-    int requeued;        /* a finished transfer went back to the queue (a retry) */
+    atomic_int sleeping; /* the leader is (about to be) in curl_multi_poll */
+    /* The leader's: */
+    int requeued;     /* a finished transfer went back to the queue (a retry) */
+    double next_scan; /* when running transfers are checked next */
+    int wait_ms;      /* how long a poll may sleep before that check */
+    /* Who leads, under lmu (taking the lead gives the leader the fields
+     * above and the multi, slots, idle and active). */
+    pthread_mutex_t lmu;
+    pthread_cond_t iocv; /* the I/O thread waits on it while a thread of yours leads */
+    int lead;            /* LEAD_* */
+    follower *fhead, *ftail;
+    atomic_int nfollowers; /* followers are waiting: the I/O thread hands over */
+    double released_ms;    /* when the last thread of yours stopped leading */
+    int stopped;           /* the I/O thread is gone: no one leads again */
 } loop;
 
 /* Hands a batch of futures (linked by next_done) to the delivery threads. */
@@ -227,62 +253,209 @@ static int scan(loop *L, batch *done)
     return (int)wait;
 }
 
+enum { ROUND_AGAIN, ROUND_IDLE, ROUND_STOP };
+
+/* One round of the leader: start queued work, run the transfers, collect
+ * and deliver what finished. ROUND_IDLE: poll next, for at most *timeout
+ * ms; ROUND_STOP: shut down, nothing queued or running. */
+static int run_round(loop *L, int *timeout)
+{
+    qv_executor *ex = &L->base;
+    batch done = {0};
+    long queue_wait = -1; /* until a retry or a host's token is due */
+    pthread_mutex_lock(&ex->mu);
+    for (qv_future *f; L->nidle > 0 && (f = qv_executor_pop_locked(ex, &queue_wait));) {
+        pthread_mutex_unlock(&ex->mu);
+        start(L, f, &done);
+        pthread_mutex_lock(&ex->mu);
+    }
+    int stop = ex->shutdown && qv_executor_empty_locked(ex) && L->nactive == 0;
+    pthread_mutex_unlock(&ex->mu);
+    if (stop) {
+        deliver(L, &done);
+        return ROUND_STOP;
+    }
+
+    int running = 0;
+    curl_multi_perform(L->multi, &running);
+    int left;
+    for (CURLMsg *m; (m = curl_multi_info_read(L->multi, &left));) {
+        if (m->msg != CURLMSG_DONE) continue;
+        char *slot = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &slot);
+        finish(L, (qv_slot *)(void *)slot, m->data.result, &done);
+    }
+    double now = qv_now_ms();
+    if (atomic_exchange(&ex->cancel_hint, 0) || now >= L->next_scan) {
+        L->wait_ms = scan(L, &done);
+        L->next_scan = now + LOOP_SCAN_MS;
+    }
+    int finished = done.head != NULL || L->requeued;
+    L->requeued = 0;
+    deliver(L, &done);
+    /* Finished transfers freed slots: start queued work before sleeping. */
+    if (finished) return ROUND_AGAIN;
+    *timeout = L->nactive ? L->wait_ms : 1000;
+    if (queue_wait >= 0 && queue_wait < *timeout) *timeout = (int)queue_wait;
+    return ROUND_IDLE;
+}
+
+/* The leader sleeps until a socket is ready, a submit, cancel or
+ * completion wakes it, or the timeout. */
+static void poll_idle(loop *L, int timeout)
+{
+    qv_executor *ex = &L->base;
+    /* Submitters wake the loop only while it sleeps: announce it, then
+     * look at the queue once more, so no submit goes unnoticed. (A
+     * queued future that may not start yet was parked by the pop of the
+     * round, so the queue's head is always one that may.) */
+    atomic_store(&L->sleeping, 1);
+    pthread_mutex_lock(&ex->mu);
+    int work = ex->ready.head && L->nidle > 0;
+    pthread_mutex_unlock(&ex->mu);
+    if (!work) curl_multi_poll(L->multi, NULL, 0, timeout, NULL);
+    atomic_store(&L->sleeping, 0);
+}
+
+/* Under lmu: the leader lets go, to the oldest follower if any (which is
+ * woken to lead), else to no one (the I/O thread takes over in a while). */
+static void hand_on(loop *L)
+{
+    follower *next = L->fhead;
+    if (!next) {
+        L->lead = LEAD_NONE;
+        L->released_ms = qv_now_ms();
+        return;
+    }
+    L->fhead = next->next;
+    if (!L->fhead) L->ftail = NULL;
+    atomic_fetch_sub(&L->nfollowers, 1);
+    L->lead = LEAD_USER;
+    pthread_mutex_lock(&next->w->mu);
+    next->offered = 1;
+    pthread_cond_broadcast(&next->w->cv); /* other threads may wait on w too */
+    pthread_mutex_unlock(&next->w->mu);
+}
+
+/* Under lmu: takes f out of the followers; 0 if it was not there (it was
+ * offered the lead). */
+static int unfollow(loop *L, follower *me)
+{
+    for (follower **p = &L->fhead, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+        if (*p != me) continue;
+        *p = me->next;
+        if (L->ftail == me) L->ftail = prev;
+        atomic_fetch_sub(&L->nfollowers, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Leads for w until it is ready, its deadline passes or the loop stops. */
+static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
+{
+    qv_executor *own = qv_own_executor;
+    qv_own_executor = &L->base; /* its callbacks run here now */
+    qv_waiter *before = qv_waiter_lead(w, L->multi);
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int ready = w->ready(w);
+        pthread_mutex_unlock(&w->mu);
+        long left = dl ? qv_ms_left(dl) : -1;
+        if (ready || left == 0) break;
+        int timeout = 0, r = run_round(L, &timeout);
+        if (r == ROUND_STOP) break; /* what w waits for is being delivered */
+        if (r == ROUND_IDLE) poll_idle(L, left >= 0 && left < timeout ? (int)left : timeout);
+    }
+    qv_waiter_unlead(w, before);
+    qv_own_executor = own;
+}
+
+static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
+{
+    loop *L = (loop *)ex;
+    follower me = {.w = w};
+    pthread_mutex_lock(&L->lmu);
+    if (L->stopped) {
+        pthread_mutex_unlock(&L->lmu);
+        return;
+    }
+    int leads = L->lead == LEAD_NONE;
+    if (leads) {
+        L->lead = LEAD_USER;
+    } else {
+        if (L->ftail)
+            L->ftail->next = &me;
+        else
+            L->fhead = &me;
+        L->ftail = &me;
+        /* The I/O thread hands over after its round: end its poll. */
+        if (atomic_fetch_add(&L->nfollowers, 1) == 0 && L->lead == LEAD_IO)
+            curl_multi_wakeup(L->multi);
+    }
+    pthread_mutex_unlock(&L->lmu);
+    if (!leads) {
+        pthread_mutex_lock(&w->mu);
+        int timed_out = 0;
+        while (!w->ready(w) && !me.offered && !timed_out)
+            timed_out = qv_cond_wait(&w->cv, &w->mu, dl) != 0;
+        pthread_mutex_unlock(&w->mu);
+        pthread_mutex_lock(&L->lmu);
+        leads = !unfollow(L, &me);
+        /* Offered by the I/O thread as it stopped: no one leads again. */
+        int stopped = L->stopped;
+        if (leads && stopped) hand_on(L);
+        pthread_mutex_unlock(&L->lmu);
+        if (!leads || stopped) return;
+    }
+    lead(L, w, dl);
+    pthread_mutex_lock(&L->lmu);
+    hand_on(L);
+    pthread_mutex_unlock(&L->lmu);
+}
+
+/* The I/O thread waits until no one has led for LOOP_TAKEOVER_MS, then
+ * leads. */
+static void io_take_lead(loop *L)
+{
+    pthread_mutex_lock(&L->lmu);
+    for (;;) {
+        double due = L->released_ms + LOOP_TAKEOVER_MS, now = qv_now_ms();
+        if (L->lead == LEAD_NONE && now >= due) break;
+        struct timespec dl;
+        qv_deadline(&dl, L->lead == LEAD_NONE ? (long)(due - now) + 1 : LOOP_TAKEOVER_MS);
+        qv_cond_wait(&L->iocv, &L->lmu, &dl);
+    }
+    L->lead = LEAD_IO;
+    pthread_mutex_unlock(&L->lmu);
+}
+
 static void *io_main(void *arg)
 {
     loop *L = arg;
-    qv_executor *ex = &L->base;
-    qv_own_executor = ex;
-    double next_scan = 0;
-    int wait_ms = 1000;
+    qv_own_executor = &L->base;
     for (;;) {
-        batch done = {0};
-        long queue_wait = -1; /* until a retry or a host's token is due */
-        pthread_mutex_lock(&ex->mu);
-        for (qv_future *f; L->nidle > 0 && (f = qv_executor_pop_locked(ex, &queue_wait));) {
-            pthread_mutex_unlock(&ex->mu);
-            start(L, f, &done);
-            pthread_mutex_lock(&ex->mu);
+        io_take_lead(L);
+        for (;;) {
+            int timeout = 0, r = run_round(L, &timeout);
+            if (r == ROUND_STOP) {
+                /* No one leads again: followers wait as before. */
+                pthread_mutex_lock(&L->lmu);
+                L->stopped = 1;
+                while (L->fhead) hand_on(L);
+                pthread_mutex_unlock(&L->lmu);
+                return NULL;
+            }
+            if (atomic_load(&L->nfollowers)) {
+                pthread_mutex_lock(&L->lmu);
+                int handed = L->fhead != NULL;
+                if (handed) hand_on(L);
+                pthread_mutex_unlock(&L->lmu);
+                if (handed) break;
+            }
+            if (r == ROUND_IDLE) poll_idle(L, timeout);
         }
-        int stop = ex->shutdown && qv_executor_empty_locked(ex) && L->nactive == 0;
-        pthread_mutex_unlock(&ex->mu);
-        if (stop) {
-            deliver(L, &done);
-            break;
-        }
-
-        int running = 0;
-        curl_multi_perform(L->multi, &running);
-        int left;
-        for (CURLMsg *m; (m = curl_multi_info_read(L->multi, &left));) {
-            if (m->msg != CURLMSG_DONE) continue;
-            char *slot = NULL;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &slot);
-            finish(L, (qv_slot *)(void *)slot, m->data.result, &done);
-        }
-        double now = qv_now_ms();
-        if (atomic_exchange(&ex->cancel_hint, 0) || now >= next_scan) {
-            wait_ms = scan(L, &done);
-            next_scan = now + LOOP_SCAN_MS;
-        }
-        int finished = done.head != NULL || L->requeued;
-        L->requeued = 0;
-        deliver(L, &done);
-        /* Finished transfers freed slots: start queued work before sleeping. */
-        if (finished) continue;
-        /* Submitters wake the loop only while it sleeps: announce it, then
-         * look at the queue once more, so no submit goes unnoticed. (A
-         * queued future that may not start yet was parked by the pop above,
-         * so the queue's head is always one that may.) */
-        atomic_store(&L->sleeping, 1);
-        pthread_mutex_lock(&ex->mu);
-        int work = ex->ready.head && L->nidle > 0;
-        pthread_mutex_unlock(&ex->mu);
-        int timeout = L->nactive ? wait_ms : 1000;
-        if (queue_wait >= 0 && queue_wait < timeout) timeout = (int)queue_wait;
-        if (!work) curl_multi_poll(L->multi, NULL, 0, timeout, NULL);
-        atomic_store(&L->sleeping, 0);
     }
-    return NULL;
 }
 
 static int loop_notify(qv_executor *ex)
@@ -310,6 +483,8 @@ static void loop_shutdown(qv_executor *ex)
 static void loop_destroy(qv_executor *ex)
 {
     loop *L = (loop *)ex;
+    pthread_cond_destroy(&L->iocv);
+    pthread_mutex_destroy(&L->lmu);
     for (int i = 0; i < ex->o.max_workers && L->slots; i++) {
         if (L->slots[i].easy) curl_easy_cleanup(L->slots[i].easy);
         qv_net_slot_free(&L->slots[i]);
@@ -342,6 +517,7 @@ static const qv_executor_vt loop_vt = {
     .notify = loop_notify,
     .deliver_early = loop_deliver_early,
     .pump_ready = loop_pump_ready,
+    .drive = loop_drive,
     .shutdown = loop_shutdown,
     .destroy = loop_destroy,
 };
@@ -379,23 +555,25 @@ int qv_loop_new(qv_executor **out, const qv_executor_opts *o)
 {
     loop *L = qv_calloc(1, sizeof(*L));
     if (!L) return QV_ENOMEM;
-    if (pthread_mutex_init(&L->dmu, NULL)) {
-        qv_free(L);
-        return QV_ENOMEM;
-    }
-    if (qv_cond_init(&L->dcv)) {
-        pthread_mutex_destroy(&L->dmu);
-        qv_free(L);
-        return QV_ENOMEM;
-    }
-    int rc = qv_executor_init(&L->base, &loop_vt, o);
-    if (rc) {
-        pthread_cond_destroy(&L->dcv);
-        pthread_mutex_destroy(&L->dmu);
-        qv_free(L);
-        return rc;
-    }
+    int rc = QV_ENOMEM;
+    if (pthread_mutex_init(&L->dmu, NULL)) goto fail_dmu;
+    if (qv_cond_init(&L->dcv)) goto fail_dcv;
+    if (pthread_mutex_init(&L->lmu, NULL)) goto fail_lmu;
+    if (qv_cond_init(&L->iocv)) goto fail_iocv;
+    L->wait_ms = 1000;
+    if ((rc = qv_executor_init(&L->base, &loop_vt, o))) goto fail_init;
     if ((rc = loop_start(L))) return qv_executor_abandon(&L->base, rc);
     *out = &L->base;
     return QV_OK;
+fail_init:
+    pthread_cond_destroy(&L->iocv);
+fail_iocv:
+    pthread_mutex_destroy(&L->lmu);
+fail_lmu:
+    pthread_cond_destroy(&L->dcv);
+fail_dcv:
+    pthread_mutex_destroy(&L->dmu);
+fail_dmu:
+    qv_free(L);
+    return rc;
 }

@@ -362,6 +362,15 @@ int qv_future_wait(qv_future *f, long timeout_ms)
     struct timespec dl;
     if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
     pthread_mutex_lock(&f->mu);
+    /* A waiting thread may drive the transfers of f's executor meanwhile:
+     * the waits of wait.c do that. */
+    if (!terminal(f->state) && timeout_ms != 0 && f->ex && f->ex->vt->drive &&
+        qv_own_executor != f->ex) {
+        pthread_mutex_unlock(&f->mu);
+        int rc = qv_wait(&f, 1, QV_ALL_COMPLETED, timeout_ms);
+        if (rc != QV_ENOMEM) return rc;
+        pthread_mutex_lock(&f->mu);
+    }
     int timed_out = 0;
     while (!terminal(f->state) && !timed_out)
         timed_out = qv_cond_wait(&f->cv, &f->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
@@ -540,6 +549,11 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
         w->notify(w, idx, f->state);
     } else {
         l->linked = 1;
+        /* Running here, f keeps its executor alive: so does w from now on. */
+        if (!w->ex && f->ex && f->ex->vt->drive) {
+            w->ex = f->ex;
+            qv_executor_ref(w->ex);
+        }
         l->prev = NULL;
         l->next = f->waiters;
         if (f->waiters) f->waiters->prev = l;

@@ -69,6 +69,8 @@ int qv_global_init(void);
 double qv_now_ms(void);
 /* Absolute CLOCK_MONOTONIC deadline for a timeout in ms (< 0 = none). */
 void qv_deadline(struct timespec *ts, long timeout_ms);
+/* Milliseconds left until a deadline (0 once past it, rounded up). */
+long qv_ms_left(const struct timespec *deadline);
 /* pthread_cond_timedwait on a monotonic deadline; NULL = forever. 0 or ETIMEDOUT. */
 int qv_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline);
 int qv_cond_init(pthread_cond_t *cv);
@@ -247,12 +249,19 @@ typedef struct qv_wlink {
     int linked;
 } qv_wlink;
 
-/* A multi-future waiter (qv_wait, qv_as_completed): told of each completion
- * under the future's lock. */
+/* A thread blocked in a wait (qv_future_wait, qv_wait, qv_as_completed):
+ * told of each completion under the future's lock, with notify, which ends
+ * with qv_waiter_kick. */
 typedef struct qv_waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     void (*notify)(struct qv_waiter *w, size_t idx, qv_future_state st);
+    int (*ready)(struct qv_waiter *w); /* under mu: the wait is over */
+    /* An executor whose transfers the blocked thread may drive (QV_LOOP's
+     * leader/follower), referenced from the first link to a future of it
+     * still running, until qv_waiter_destroy. */
+    qv_executor *ex;
+    CURLM *lead_multi; /* under mu: the multi a thread of this wait drives */
 } qv_waiter;
 
 typedef struct qv_cb {
@@ -389,6 +398,22 @@ int qv_future_claim_inline(qv_future *f);
 void qv_future_wake(qv_future *f);
 void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx);
 void qv_waiter_unlink(qv_future *f, qv_wlink *l);
+
+/* ------------------------------------------------------------- waits (wait.c) */
+
+int qv_waiter_init(qv_waiter *w, void (*notify)(qv_waiter *, size_t, qv_future_state),
+                   int (*ready)(qv_waiter *));
+void qv_waiter_destroy(qv_waiter *w);
+/* Blocks (nothing held) until w is ready or the deadline (NULL: none)
+ * passes, driving w->ex's transfers meanwhile if it can; 1 if ready. */
+int qv_waiter_block(qv_waiter *w, const struct timespec *deadline);
+/* Under w->mu, at the end of a notify: wakes the threads blocked on w (a
+ * thread driving a multi for w through its poll, unless that is this one). */
+void qv_waiter_kick(qv_waiter *w);
+/* This thread drives multi for w from now on (w->mu not held); returns
+ * the wait it drove for before (a nested wait), for qv_waiter_unlead. */
+qv_waiter *qv_waiter_lead(qv_waiter *w, CURLM *multi);
+void qv_waiter_unlead(qv_waiter *w, qv_waiter *before);
 
 /* ---------------------------------------------------------- session (session.c) */
 
@@ -901,6 +926,11 @@ typedef struct qv_executor_vt {
     /* A pump run for f is wanted (optional: without it on_data and output_fd
      * run on the transfer's thread). Called under a pipe's lock. */
     void (*pump_ready)(void *f);
+    /* A thread of the caller's blocks until w is ready or the deadline
+     * (NULL: none) passes (optional): it drives the executor's transfers
+     * meanwhile, or sleeps on w until the one driving hands it the lead.
+     * Returns early when it may not drive (the caller then sleeps on w). */
+    void (*drive)(qv_executor *ex, qv_waiter *w, const struct timespec *deadline);
     /* Stop after draining the queue; join workers. */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);

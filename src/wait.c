@@ -1,11 +1,16 @@
-/* Waiting on many futures: qv_wait and qv_as_completed. Each registers one
+/* Waiting on futures: qv_wait and qv_as_completed, and qv_future_wait on an
+ * executor whose transfers a waiting thread may drive. Each registers one
  * waiter on every future and is told of completions as they happen, so no
  * one polls. */
 #include "internal.h"
 
+/* The wait this thread drives a multi for, if any. */
+static _Thread_local qv_waiter *leading;
+
 typedef struct wait_state {
     qv_waiter w;
-    size_t done, failed;
+    size_t live, done, failed;
+    qv_wait_mode mode;
 } wait_state;
 
 static void wait_notify(qv_waiter *w, size_t idx, qv_future_state st)
@@ -15,11 +20,25 @@ static void wait_notify(qv_waiter *w, size_t idx, qv_future_state st)
     pthread_mutex_lock(&w->mu);
     ws->done++;
     if (st != QV_FINISHED) ws->failed++;
-    pthread_cond_broadcast(&w->cv);
+    qv_waiter_kick(w);
     pthread_mutex_unlock(&w->mu);
 }
 
-static int waiter_init(qv_waiter *w, void (*notify)(qv_waiter *, size_t, qv_future_state))
+static int wait_ready(qv_waiter *w)
+{
+    const wait_state *ws = (const wait_state *)w;
+    switch (ws->mode) {
+    case QV_FIRST_COMPLETED:
+        return ws->done > 0 || ws->live == 0;
+    case QV_FIRST_EXCEPTION:
+        return ws->failed > 0 || ws->done == ws->live;
+    default:
+        return ws->done == ws->live;
+    }
+}
+
+int qv_waiter_init(qv_waiter *w, void (*notify)(qv_waiter *, size_t, qv_future_state),
+                   int (*ready)(qv_waiter *))
 {
     if (pthread_mutex_init(&w->mu, NULL)) return QV_ENOMEM;
     if (qv_cond_init(&w->cv)) {
@@ -27,25 +46,56 @@ static int waiter_init(qv_waiter *w, void (*notify)(qv_waiter *, size_t, qv_futu
         return QV_ENOMEM;
     }
     w->notify = notify;
+    w->ready = ready;
+    w->ex = NULL;
+    w->lead_multi = NULL;
     return QV_OK;
 }
 
-static void waiter_destroy(qv_waiter *w)
+void qv_waiter_destroy(qv_waiter *w)
 {
+    if (w->ex) qv_executor_unref(w->ex);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
 }
 
-static int wait_satisfied(const wait_state *ws, size_t n, qv_wait_mode mode)
+void qv_waiter_kick(qv_waiter *w)
 {
-    switch (mode) {
-    case QV_FIRST_COMPLETED:
-        return ws->done > 0 || n == 0;
-    case QV_FIRST_EXCEPTION:
-        return ws->failed > 0 || ws->done == n;
-    default:
-        return ws->done == n;
-    }
+    pthread_cond_broadcast(&w->cv);
+    /* A completion on the driving thread itself needs no wake-up: it looks
+     * at w before it polls again. */
+    if (w->lead_multi && leading != w) curl_multi_wakeup(w->lead_multi);
+}
+
+qv_waiter *qv_waiter_lead(qv_waiter *w, CURLM *multi)
+{
+    qv_waiter *before = leading;
+    leading = w;
+    pthread_mutex_lock(&w->mu);
+    w->lead_multi = multi;
+    pthread_mutex_unlock(&w->mu);
+    return before;
+}
+
+void qv_waiter_unlead(qv_waiter *w, qv_waiter *before)
+{
+    pthread_mutex_lock(&w->mu);
+    w->lead_multi = NULL;
+    pthread_mutex_unlock(&w->mu);
+    leading = before;
+}
+
+int qv_waiter_block(qv_waiter *w, const struct timespec *deadline)
+{
+    /* Not from the executor's own threads: one of its callbacks that waits
+     * for its futures waits as before (it holds up its thread, as ever). */
+    if (w->ex && qv_own_executor != w->ex) w->ex->vt->drive(w->ex, w, deadline);
+    pthread_mutex_lock(&w->mu);
+    int timed_out = 0;
+    while (!w->ready(w) && !timed_out) timed_out = qv_cond_wait(&w->cv, &w->mu, deadline) != 0;
+    int ok = w->ready(w);
+    pthread_mutex_unlock(&w->mu);
+    return ok;
 }
 
 int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms)
@@ -60,11 +110,11 @@ int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms)
     }
     if (live == 0) return QV_OK;
 
-    wait_state ws = {.done = 0, .failed = 0};
-    if (waiter_init(&ws.w, wait_notify)) return QV_ENOMEM;
-    qv_wlink *links = qv_calloc(n, sizeof(*links));
+    wait_state ws = {.live = live, .mode = mode};
+    if (qv_waiter_init(&ws.w, wait_notify, wait_ready)) return QV_ENOMEM;
+    qv_wlink one, *links = n == 1 ? &one : qv_calloc(n, sizeof(*links));
     if (!links) {
-        waiter_destroy(&ws.w);
+        qv_waiter_destroy(&ws.w);
         return QV_ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
@@ -72,17 +122,12 @@ int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms)
 
     struct timespec dl;
     if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
-    pthread_mutex_lock(&ws.w.mu);
-    int timed_out = 0;
-    while (!wait_satisfied(&ws, live, mode) && !timed_out)
-        timed_out = qv_cond_wait(&ws.w.cv, &ws.w.mu, timeout_ms >= 0 ? &dl : NULL) != 0;
-    int ok = wait_satisfied(&ws, live, mode);
-    pthread_mutex_unlock(&ws.w.mu);
+    int ok = qv_waiter_block(&ws.w, timeout_ms >= 0 ? &dl : NULL);
 
     for (size_t i = 0; i < n; i++)
         if (fs[i]) qv_waiter_unlink(fs[i], &links[i]);
-    qv_free(links);
-    waiter_destroy(&ws.w);
+    if (links != &one) qv_free(links);
+    qv_waiter_destroy(&ws.w);
     return ok ? QV_OK : QV_EWAIT_TIMEOUT;
 }
 
@@ -100,8 +145,15 @@ static void ac_notify(qv_waiter *w, size_t idx, qv_future_state st)
     qv_as_completed *ac = (qv_as_completed *)w;
     pthread_mutex_lock(&w->mu);
     ac->ring[ac->completed++] = idx;
-    pthread_cond_broadcast(&w->cv);
+    qv_waiter_kick(w);
     pthread_mutex_unlock(&w->mu);
+}
+
+/* A next() call may return (the given ones all taken is answered before). */
+static int ac_ready(qv_waiter *w)
+{
+    const qv_as_completed *ac = (const qv_as_completed *)w;
+    return ac->given < ac->completed;
 }
 
 int qv_as_completed_new(qv_as_completed **out, qv_future *const *fs, size_t n)
@@ -118,7 +170,7 @@ int qv_as_completed_new(qv_as_completed **out, qv_future *const *fs, size_t n)
     ac->fs = qv_calloc(n, sizeof(*ac->fs));
     ac->links = qv_calloc(n, sizeof(*ac->links));
     ac->ring = qv_calloc(n, sizeof(*ac->ring));
-    if (!ac->fs || !ac->links || !ac->ring || waiter_init(&ac->w, ac_notify)) {
+    if (!ac->fs || !ac->links || !ac->ring || qv_waiter_init(&ac->w, ac_notify, ac_ready)) {
         qv_free(ac->fs);
         qv_free(ac->links);
         qv_free(ac->ring);
@@ -139,20 +191,25 @@ int qv_as_completed_next(qv_as_completed *ac, qv_future **out, long timeout_ms)
     struct timespec dl;
     if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
     pthread_mutex_lock(&ac->w.mu);
-    int rc = QV_OK;
-    if (ac->given == ac->n) {
-        rc = QV_ESHUTDOWN;
-    } else {
-        int timed_out = 0;
-        while (ac->given == ac->completed && !timed_out)
-            timed_out = qv_cond_wait(&ac->w.cv, &ac->w.mu, timeout_ms >= 0 ? &dl : NULL) != 0;
-        if (ac->given < ac->completed)
-            *out = ac->fs[ac->ring[ac->given++]];
-        else
-            rc = QV_EWAIT_TIMEOUT;
-    }
+    int all_given = ac->given == ac->n;
     pthread_mutex_unlock(&ac->w.mu);
-    return rc;
+    if (all_given) return QV_ESHUTDOWN;
+    for (;;) {
+        qv_waiter_block(&ac->w, timeout_ms >= 0 ? &dl : NULL);
+        /* Another thread calling next on ac may have taken it meanwhile. */
+        pthread_mutex_lock(&ac->w.mu);
+        int rc = -1;
+        if (ac->given < ac->completed) {
+            *out = ac->fs[ac->ring[ac->given++]];
+            rc = QV_OK;
+        } else if (ac->given == ac->n) {
+            rc = QV_ESHUTDOWN;
+        } else if (timeout_ms >= 0 && qv_ms_left(&dl) == 0) {
+            rc = QV_EWAIT_TIMEOUT;
+        }
+        pthread_mutex_unlock(&ac->w.mu);
+        if (rc != -1) return rc;
+    }
 }
 
 void qv_as_completed_free(qv_as_completed *ac)
@@ -162,7 +219,7 @@ void qv_as_completed_free(qv_as_completed *ac)
         qv_waiter_unlink(ac->fs[i], &ac->links[i]);
         qv_future_drop(ac->fs[i]);
     }
-    waiter_destroy(&ac->w);
+    qv_waiter_destroy(&ac->w);
     qv_free(ac->fs);
     qv_free(ac->links);
     qv_free(ac->ring);

@@ -242,3 +242,29 @@ Test(loop, a_stream_cancelled_before_its_headers_are_delivered_completes_cancell
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+static void last_progress_thread(qv_future *f, long long dl_now, long long dl_total,
+                                 long long ul_now, long long ul_total, void *arg)
+{
+    (void)f, (void)dl_now, (void)dl_total, (void)ul_now, (void)ul_total;
+    *(pthread_t *)arg = pthread_self();
+}
+
+/* The thread that waits drives the transfer: libcurl's last progress call
+ * of the attempt, as it ends, comes on that thread. */
+Test(loop, the_waiting_thread_drives_its_own_transfer)
+{
+    qv_executor *ex = loop_executor(4, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    pthread_t ran = 0;
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/delay/0.5"), .on_progress = last_progress_thread,
+                        .on_progress_arg = &ran),
+                 QV_OK);
+    tx_expect_status(f, 200);
+    cr_assert(pthread_equal(ran, pthread_self()),
+              "the transfer ended on another thread than the one waiting for it");
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
