@@ -10,7 +10,9 @@
  *     executor (and to one that owns its own), add done callbacks, cancel
  *     some at once and some after a random pause (racing the completion),
  *     release some at once (the session keeps them alive), and wait with
- *     qv_wait, qv_as_completed or qv_future_result; a session hook attaches
+ *     qv_wait, qv_as_completed (pausing between some results) or
+ *     qv_future_result (on QV_LOOP the waiting threads lead the loop in
+ *     turn, and the I/O thread takes it back); a session hook attaches
  *     a result on the worker that the submitter then reads; every session
  *     retries (some URLs answer 503 once) and the shared executors cap
  *     each host at 3 requests in flight (futures park and unpark);
@@ -391,6 +393,9 @@ static void *submitter_main(void *arg)
             while (ac && (rc = qv_as_completed_next(ac, &f, RESULT_MS)) == QV_OK) {
                 CHECK(qv_future_done(f), "as_completed gave a future that is not done");
                 got++;
+                /* Work between results, without quiver: on QV_LOOP the
+                 * I/O thread takes back the loop this thread led. */
+                if (rnd(&rs, 4) == 0) sleep_us(rnd(&rs, 4000));
             }
             CHECK(!ac || rc == QV_ESHUTDOWN, "as_completed_next: %s", qv_errname(rc));
             CHECK(!ac || got == n, "as_completed gave %d of %d futures", got, n);
