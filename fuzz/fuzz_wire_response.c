@@ -68,8 +68,8 @@ static void round_trip(qv_response *r, const struct curl_slist *jar, int jar_kep
     int jar_kept2;
     long conns2;
     double retry2;
-    if (qv_wire_decode_response((const unsigned char *)b.data + QV_WIRE_HEADER, len, &r2, &err,
-                                &msg, &jar2, &jar_kept2, &conns2, &retry2) ||
+    if (qv_wire_decode_response(NULL, (const unsigned char *)b.data + QV_WIRE_HEADER, len, &r2,
+                                &err, &msg, &jar2, &jar_kept2, &conns2, &retry2) ||
         !r2 || err)
         fail("a re-encoded response does not decode");
     if (!same_hop(r, r2) || r->body.len != r2->body.len ||
@@ -107,8 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int jar_kept;
     long conns = -1;
     double retry_ms;
-    int rc =
-        qv_wire_decode_response(data, size, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
+    int rc = qv_wire_decode_response(NULL, data, size, &r, &err, &msg, &jar, &jar_kept, &conns,
+                                     &retry_ms);
     if (rc) {
         if (rc != QV_EPROTOCOL && rc != QV_ENOMEM) fail("an unexpected error code");
         if (r || msg || jar) fail("a refused payload returned data");

@@ -28,6 +28,12 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
         pthread_mutex_destroy(&ex->mu);
         return QV_ENOMEM;
     }
+    if (!(ex->bodies = qv_bodies_new())) {
+        pthread_cond_destroy(&ex->space);
+        pthread_cond_destroy(&ex->cv);
+        pthread_mutex_destroy(&ex->mu);
+        return QV_ENOMEM;
+    }
     return QV_OK;
 }
 
@@ -66,6 +72,7 @@ void qv_executor_unref(qv_executor *ex)
     if (atomic_fetch_sub(&ex->refs, 1) != 1) return;
     qv_hosts_free(ex);
     qv_free(ex->retries);
+    qv_bodies_close(ex->bodies); /* responses still held give theirs back later */
     pthread_cond_destroy(&ex->space);
     pthread_cond_destroy(&ex->cv);
     pthread_mutex_destroy(&ex->mu);

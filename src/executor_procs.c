@@ -344,7 +344,8 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
     long conns = 0;
     double retry_ms = -1;
     int jar_kept;
-    int rc = qv_wire_decode_response(p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
+    int rc = qv_wire_decode_response(P->base.bodies, p, len, &r, &err, &msg, &jar, &jar_kept,
+                                     &conns, &retry_ms);
     qv_future *f = w->f;
     if (rc) {
         /* A worker that talks nonsense is not trusted with more work. */
@@ -490,7 +491,8 @@ static void on_head_frame(pworker *w, const unsigned char *p, size_t len)
     long conns;
     double retry_ms;
     if (w->pipe || w->f_lost ||
-        qv_wire_decode_response(p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms) || !r) {
+        qv_wire_decode_response(NULL, p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms) ||
+        !r) {
         qv_free(msg);
         curl_slist_free_all(jar);
         qv_response_free(r);

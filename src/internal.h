@@ -497,6 +497,28 @@ int qv_cookie_line_expired(const char *line, time_t now);
 /* Loads a cookie file into the jar of a new session (same codes). */
 int qv_session_load_cookie_file(qv_session *s, const char *path);
 
+/* --------------------------------------------------- body buffers (bodies.c) */
+
+/* The body buffers an executor keeps for its next responses: at most
+ * QV_BODIES_COUNT of them and QV_BODIES_BYTES in all, each of
+ * QV_BODIES_SMALLEST bytes to QV_BODY_PRESIZE_MAX (and the NUL). */
+#define QV_BODIES_COUNT    64
+#define QV_BODIES_BYTES    ((size_t)4 << 20)
+#define QV_BODIES_SMALLEST ((size_t)4096)
+typedef struct qv_bodies qv_bodies;
+qv_bodies *qv_bodies_new(void);
+/* The executor's end: the kept buffers are freed, and so will be the bodies
+ * given back from now on; b itself goes with the last of them. */
+void qv_bodies_close(qv_bodies *b);
+/* body (empty, no block yet) gets a kept block of `need` bytes or more if
+ * one fits (1), else nothing (0). Either way the body is b's from now on: it
+ * ends with qv_bodies_give, which keeps b alive until then. */
+int qv_bodies_take(qv_bodies *b, qv_buf *body, size_t need);
+/* Keeps body's block if it is within the bounds, else frees it; any thread. */
+void qv_bodies_give(qv_bodies *b, qv_buf *body);
+/* How many blocks b keeps now, and (bytes) how many bytes they are. */
+size_t qv_bodies_kept(qv_bodies *b, size_t *bytes);
+
 /* --------------------------------------------------------- response (response.c) */
 
 struct qv_response {
@@ -530,6 +552,7 @@ struct qv_response {
     qv_pipe *pipe;  /* stream = 1: the body, as it comes (pipe.c) */
     size_t read_at; /* qv_response_read of a body in memory: bytes read */
     const char *read_error;
+    qv_bodies *bodies; /* the executor's buffers the body goes back to, or NULL */
 };
 
 /* 1 in a process pool's worker: a pointer result cannot reach the caller. */
@@ -544,6 +567,9 @@ void qv_response_free(qv_response *r);
 /* Moves r's status line, headers and URL into a new history entry of r. */
 int qv_response_push_history(qv_response *r);
 void qv_response_reset_hop(qv_response *r);
+/* Room for n body bytes (and the NUL) in one block, taken from the
+ * executor's kept buffers (b, may be NULL) when one fits. */
+int qv_response_body_room(qv_response *r, qv_bodies *b, size_t n);
 /* A copy for the current hop's reason or url: it goes with the hop's headers. */
 char *qv_response_strndup(qv_response *r, const char *s, size_t n);
 /* The same for a URL, without its userinfo: a response never shows a password. */
@@ -624,10 +650,11 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_sli
  * (the transfer's error), the jar lines or *jar_kept (0 or a QV_JAR_*
  * value), the connections it opened and the wait before a retry (-1: the
  * outcome is final, hooks ran); or
- * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then). */
-int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
-                            char **msg, struct curl_slist **jar, int *jar_kept, long *conns,
-                            double *retry_ms);
+ * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then).
+ * The body's block comes from bodies (may be NULL) when one fits. */
+int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t len,
+                            qv_response **out, int *err, char **msg, struct curl_slist **jar,
+                            int *jar_kept, long *conns, double *retry_ms);
 
 /* ------------------------------------------------------- frame I/O (frames.c) */
 
@@ -978,6 +1005,7 @@ struct qv_executor {
     atomic_size_t pool_held; /* begun, but held by a process pool for a worker */
     atomic_int workers;
     atomic_int cancel_hint; /* a running future was cancelled: look for it */
+    qv_bodies *bodies;      /* response bodies kept for reuse (bodies.c) */
 };
 
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);

@@ -32,6 +32,15 @@ char *qv_response_url_copy(qv_response *r, const char *url)
     return c;
 }
 
+int qv_response_body_room(qv_response *r, qv_bodies *b, size_t n)
+{
+    if (b && !r->bodies && !r->body.data) {
+        r->bodies = b;
+        qv_bodies_take(b, &r->body, n + 1);
+    }
+    return n ? qv_buf_grow(&r->body, n, n) : QV_OK;
+}
+
 void qv_response_reset_hop(qv_response *r)
 {
     qv_headers_free(&r->headers); /* reason and url with them */
@@ -68,7 +77,10 @@ void qv_response_free(qv_response *r)
         qv_pipe_unref(r->pipe);
     }
     qv_response_reset_hop(r);
-    qv_buf_free(&r->body);
+    if (r->bodies)
+        qv_bodies_give(r->bodies, &r->body);
+    else
+        qv_buf_free(&r->body);
     for (size_t i = 0; i < r->nhistory; i++) qv_response_free(r->history[i]);
     qv_free(r->history);
     if (r->json) json_decref(r->json);

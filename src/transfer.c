@@ -96,16 +96,18 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
  * grown by doubling is copied ~10 times on its way to 64 KiB and ends in a
  * 128 KiB block, mmap's threshold, where glibc's heap then takes the blocks
  * in flight and keeps the pages. Only a hint: a decoded body is longer, and
- * a server may lie; so bounded by the limit and QV_BODY_PRESIZE_MAX. */
-static int presize(qv_slot *slot, qv_buf *body, size_t max)
+ * a server may lie; so bounded by the limit and QV_BODY_PRESIZE_MAX. The
+ * block is one the executor kept from a released response when one fits
+ * (bodies.c); a body of unknown length only joins the executor's buffers. */
+static int presize(qv_slot *slot, size_t max)
 {
     curl_off_t cl = -1;
     slot->body_sized = 1;
     curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-    if (cl <= 0) return QV_OK;
-    size_t n = (uint64_t)cl < QV_BODY_PRESIZE_MAX ? (size_t)cl : QV_BODY_PRESIZE_MAX;
+    size_t n = cl <= 0 ? 0 : (uint64_t)cl < QV_BODY_PRESIZE_MAX ? (size_t)cl : QV_BODY_PRESIZE_MAX;
     if (max && n > max) n = max;
-    return qv_buf_grow(body, n, n);
+    qv_executor *ex = slot->f->ex;
+    return qv_response_body_room(slot->resp, ex ? ex->bodies : NULL, n);
 }
 
 /* Does this hop's body go to the request's sink? Not a redirect libcurl
@@ -195,8 +197,8 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
         slot->abort = QV_ABORT_TOO_LARGE;
         return 0;
     }
-    if ((!slot->body_sized && presize(slot, body, max)) ||
-        qv_buf_grow(body, len, max ? max : SIZE_MAX) || qv_buf_append(body, buf, len)) {
+    if ((!slot->body_sized && presize(slot, max)) || qv_buf_grow(body, len, max ? max : SIZE_MAX) ||
+        qv_buf_append(body, buf, len)) {
         slot->abort = QV_ABORT_NOMEM;
         return 0;
     }

@@ -920,9 +920,9 @@ static int decode_history(qv_response *r, const unsigned char *v, size_t len)
     return rc ? rc : more < 0 ? QV_EPROTOCOL : QV_OK;
 }
 
-int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **out, int *err,
-                            char **msg, struct curl_slist **jar, int *jar_kept, long *conns,
-                            double *retry_ms)
+int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t len,
+                            qv_response **out, int *err, char **msg, struct curl_slist **jar,
+                            int *jar_kept, long *conns, double *retry_ms)
 {
     *jar_kept = 0;
     *conns = 0;
@@ -966,7 +966,7 @@ int qv_wire_decode_response(const unsigned char *p, size_t len, qv_response **ou
             break;
         case T_RBODY:
             r->body.len = 0;
-            rc = qv_buf_grow(&r->body, n, n); /* one block of the body's size */
+            rc = qv_response_body_room(r, bodies, n);
             if (!rc) rc = qv_buf_append(&r->body, v, n);
             break;
         case T_TIMING:

@@ -59,7 +59,8 @@ static int decode(const unsigned char *p, size_t n)
     int jar_kept;
     long conns;
     double retry_ms;
-    int rc = qv_wire_decode_response(p, n, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
+    int rc =
+        qv_wire_decode_response(NULL, p, n, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
     if (rc) cr_assert(!r && !msg && !jar, "a refused frame still returned data");
     qv_response_free(r);
     free(msg);
@@ -82,8 +83,8 @@ Test(wire, round_trip, .timeout = 60)
     int jar_kept;
     long conns;
     double retry_ms;
-    cr_assert_eq(qv_wire_decode_response((unsigned char *)b.data + QV_WIRE_HEADER, len, &r, &err,
-                                         &msg, &jar, &jar_kept, &conns, &retry_ms),
+    cr_assert_eq(qv_wire_decode_response(NULL, (unsigned char *)b.data + QV_WIRE_HEADER, len, &r,
+                                         &err, &msg, &jar, &jar_kept, &conns, &retry_ms),
                  QV_OK);
     cr_assert_eq(jar_kept, 0, "jar lines came: the jar changed");
     cr_assert_eq(retry_ms, -1, "a final outcome says: no retry");
@@ -122,7 +123,7 @@ Test(wire, a_kept_jar_round_trips, .timeout = 60)
     struct curl_slist *jar;
     long conns;
     double retry_ms;
-    cr_assert_eq(qv_wire_decode_response((unsigned char *)b.data + QV_WIRE_HEADER,
+    cr_assert_eq(qv_wire_decode_response(NULL, (unsigned char *)b.data + QV_WIRE_HEADER,
                                          b.len - QV_WIRE_HEADER, &r, &err, &msg, &jar, &jar_kept,
                                          &conns, &retry_ms),
                  QV_OK);

@@ -1,0 +1,138 @@
+/* The body buffers an executor recycles. A body is written by the thread
+ * that runs its transfer and freed by the one that releases its response;
+ * given back to malloc there, glibc trims the transfer thread's arena (an
+ * madvise of the freed pages) and the next body faults the same pages in
+ * again, ~16 faults for every 64 KiB body. Kept here instead, up to a
+ * bound, for the next body of about the same size: their pages stay ours. */
+#include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define QV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QV_ASAN 1
+#endif
+#endif
+#ifdef QV_ASAN
+#include <sanitizer/asan_interface.h>
+/* A kept buffer is out of bounds until taken (all but the list's own
+ * fields): a body read after its response was released is still caught. */
+#define HIDE(s) ASAN_POISON_MEMORY_REGION((s) + 1, (s)->cap - sizeof(*(s)))
+#define SHOW(s) ASAN_UNPOISON_MEMORY_REGION((s) + 1, (s)->cap - sizeof(*(s)))
+#else
+#define HIDE(s) ((void)(s))
+#define SHOW(s) ((void)(s))
+#endif
+
+/* A kept buffer: its first bytes say how big it is and which is next. */
+typedef struct spare {
+    struct spare *next;
+    size_t cap;
+} spare;
+
+struct qv_bodies {
+    pthread_mutex_t mu; /* guards the fields below; a leaf: nothing is taken under it */
+    spare *top;         /* the most recently given back first: its pages are the warmest */
+    size_t count, bytes;
+    int closed; /* the executor is gone: what comes back is freed */
+    atomic_size_t refs;
+};
+
+qv_bodies *qv_bodies_new(void)
+{
+    qv_bodies *b = qv_calloc(1, sizeof(*b));
+    if (!b) return NULL;
+    if (pthread_mutex_init(&b->mu, NULL)) {
+        qv_free(b);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    return b;
+}
+
+static void unref(qv_bodies *b)
+{
+    if (atomic_fetch_sub(&b->refs, 1) != 1) return;
+    pthread_mutex_destroy(&b->mu);
+    qv_free(b);
+}
+
+void qv_bodies_close(qv_bodies *b)
+{
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    spare *s = b->top;
+    b->top = NULL;
+    b->count = b->bytes = 0;
+    b->closed = 1;
+    pthread_mutex_unlock(&b->mu);
+    while (s) {
+        spare *next = s->next;
+        SHOW(s);
+        qv_free(s);
+        s = next;
+    }
+    unref(b);
+}
+
+/* Keeping a block of `cap` bytes for a body of `need` (NUL included) wastes
+ * at most half of it: a response held a long time holds no more. */
+static int fits(size_t cap, size_t need)
+{
+    return cap >= need && cap / 2 <= need;
+}
+
+int qv_bodies_take(qv_bodies *b, qv_buf *body, size_t need)
+{
+    spare *s = NULL;
+    pthread_mutex_lock(&b->mu);
+    for (spare **at = &b->top; *at; at = &(*at)->next)
+        if (fits((*at)->cap, need)) {
+            s = *at;
+            *at = s->next;
+            b->count--;
+            b->bytes -= s->cap;
+            break;
+        }
+    atomic_fetch_add(&b->refs, 1); /* the body's, until qv_bodies_give */
+    pthread_mutex_unlock(&b->mu);
+    if (!s) return 0;
+    SHOW(s);
+    body->cap = s->cap;
+    body->data = (char *)s;
+    body->len = 0;
+    body->data[0] = '\0';
+    return 1;
+}
+
+void qv_bodies_give(qv_bodies *b, qv_buf *body)
+{
+    spare *s = (spare *)body->data;
+    size_t cap = body->cap;
+    body->data = NULL;
+    body->len = body->cap = 0;
+    if (s && cap >= QV_BODIES_SMALLEST && cap <= QV_BODY_PRESIZE_MAX + 1) {
+        pthread_mutex_lock(&b->mu);
+        if (!b->closed && b->count < QV_BODIES_COUNT && b->bytes + cap <= QV_BODIES_BYTES) {
+            s->cap = cap;
+            s->next = b->top;
+            b->top = s;
+            b->count++;
+            b->bytes += cap;
+            HIDE(s);
+            s = NULL;
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
+    qv_free(s);
+    unref(b);
+}
+
+size_t qv_bodies_kept(qv_bodies *b, size_t *bytes)
+{
+    pthread_mutex_lock(&b->mu);
+    size_t n = b->count;
+    if (bytes) *bytes = b->bytes;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}

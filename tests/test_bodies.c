@@ -1,0 +1,211 @@
+/* Response bodies on the buffers an executor recycles (src/bodies.c): bodies
+ * of many sizes stay whole and apart however many are held at once, in
+ * whatever order and on whatever thread they are released, and after their
+ * executor is gone; and what the executor keeps stays within its bound.
+ * The bodies are files of known bytes that nginx serves. */
+#include "../src/internal.h"
+#include "support.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define NSIZES 7
+/* Small (malloc's own), kept, and over QV_BODY_PRESIZE_MAX (never kept). */
+static const size_t sizes[NSIZES] = {100, 5000, 20000, 65536, 100000, 300000, 1500000};
+
+static unsigned char byte_at(size_t size, size_t i)
+{
+    return (unsigned char)(i * 131 + size);
+}
+
+static const char *url_for(size_t size)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s/bodies-%zu", tx_env("QV_NGINX_URL", "nginx over HTTP/1.1"), size);
+    return buf;
+}
+
+/* Each test writes them (its own process): into place by a rename, so a
+ * test running at the same time never reads a file half written. */
+static void write_files(void)
+{
+    const char *www = tx_env("QV_NGINX_WWW", "the directory nginx serves");
+    for (size_t k = 0; k < NSIZES; k++) {
+        char path[512], tmp[600];
+        snprintf(path, sizeof path, "%s/bodies-%zu", www, sizes[k]);
+        snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
+        FILE *fp = fopen(tmp, "wb");
+        cr_assert_not_null(fp, "cannot write %s", tmp);
+        for (size_t i = 0; i < sizes[k]; i++) fputc(byte_at(sizes[k], i), fp);
+        cr_assert_eq(fclose(fp), 0);
+        cr_assert_eq(rename(tmp, path), 0);
+    }
+}
+
+TestSuite(bodies, .init = write_files, .timeout = 120);
+
+typedef struct held {
+    qv_future **f;
+    size_t n;
+} held;
+
+/* n GETs, their sizes in turn, all completed and held. */
+static held fetch(qv_session *s, size_t n, const size_t *which, size_t nwhich)
+{
+    held h = {calloc(n, sizeof(qv_future *)), n};
+    cr_assert_not_null(h.f);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(qv_get(s, &h.f[i], url_for(which[i % nwhich])), QV_OK);
+    for (size_t i = 0; i < n; i++) tx_expect_status(h.f[i], 200);
+    return h;
+}
+
+static const char *body_of(qv_future *f, size_t *len)
+{
+    qv_response *r = NULL;
+    cr_assert_eq(qv_future_result(f, &r, 0), QV_OK);
+    return qv_response_body(r, len);
+}
+
+static int by_address(const void *a, const void *b)
+{
+    const char *x = body_of(*(qv_future *const *)a, NULL);
+    const char *y = body_of(*(qv_future *const *)b, NULL);
+    return x < y ? -1 : x > y;
+}
+
+/* Every body is its file's bytes, NUL-terminated, and no two share a byte. */
+static void check_whole_and_apart(held h, const size_t *which, size_t nwhich)
+{
+    for (size_t i = 0; i < h.n; i++) {
+        size_t len, want = which[i % nwhich];
+        const unsigned char *b = (const unsigned char *)body_of(h.f[i], &len);
+        cr_assert_eq(len, want, "body %zu: %zu bytes, not %zu", i, len, want);
+        for (size_t k = 0; k < len; k++)
+            if (b[k] != byte_at(want, k)) cr_assert_fail("body %zu: byte %zu differs", i, k);
+        cr_assert_eq(b[len], '\0');
+    }
+    qv_future **sorted = malloc(h.n * sizeof(*sorted));
+    cr_assert_not_null(sorted);
+    memcpy(sorted, h.f, h.n * sizeof(*sorted));
+    qsort(sorted, h.n, sizeof(*sorted), by_address);
+    for (size_t i = 1; i < h.n; i++) {
+        size_t len;
+        const char *prev = body_of(sorted[i - 1], &len);
+        cr_assert_lt(prev + len, body_of(sorted[i], NULL), "two bodies overlap");
+    }
+    free(sorted);
+}
+
+/* What ex keeps is within the bound: how many blocks, and (bytes) bytes. */
+static size_t check_bound(qv_executor *ex, size_t *bytes)
+{
+    size_t b, n = qv_bodies_kept(ex->bodies, &b);
+    cr_assert_leq(n, QV_BODIES_COUNT);
+    cr_assert_leq(b, QV_BODIES_BYTES);
+    if (bytes) *bytes = b;
+    return n;
+}
+
+/* Three rounds on one executor: bodies of every size fetched and held at
+ * once, checked, then let go by `release`; something is kept each time,
+ * within the bound, and the next round's bodies on those blocks are whole. */
+static void rounds(void (*release)(held h))
+{
+    qv_executor *ex = tx_executor(8);
+    qv_session *s = TX_SESSION(.executor = ex);
+    for (int round = 0; round < 3; round++) {
+        held h = fetch(s, 10 * NSIZES, sizes, NSIZES);
+        check_whole_and_apart(h, sizes, NSIZES);
+        release(h);
+        free(h.f);
+        cr_assert_gt(check_bound(ex, NULL), 0, "nothing kept to recycle");
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+static void release_odd_then_even_backwards(held h)
+{
+    for (size_t i = 1; i < h.n; i += 2) qv_future_release(h.f[i]);
+    for (size_t i = (h.n - 1) & ~(size_t)1; i < h.n; i -= 2) qv_future_release(h.f[i]);
+}
+
+Test(bodies, many_held_at_once_stay_whole_and_apart_released_out_of_order)
+{
+    rounds(release_odd_then_even_backwards);
+}
+
+typedef struct part {
+    held h;
+    size_t from, step;
+} part;
+
+static void *release_part(void *p)
+{
+    part *q = p;
+    for (size_t i = q->from; i < q->h.n; i += q->step) qv_future_release(q->h.f[i]);
+    return NULL;
+}
+
+static void release_on_four_threads(held h)
+{
+    enum { T = 4 };
+    pthread_t t[T];
+    part parts[T];
+    for (size_t i = 0; i < T; i++) {
+        parts[i] = (part){h, i, T};
+        cr_assert_eq(pthread_create(&t[i], NULL, release_part, &parts[i]), 0);
+    }
+    for (size_t i = 0; i < T; i++) pthread_join(t[i], NULL);
+}
+
+Test(bodies, released_on_other_threads_then_recycled_whole)
+{
+    rounds(release_on_four_threads);
+}
+
+/* n bodies of `size` bytes held at once on a new executor, then all
+ * released: how many blocks it keeps, and (bytes) how many bytes. */
+static size_t kept_after(size_t size, size_t n, size_t *bytes)
+{
+    qv_executor *ex = tx_executor(8);
+    qv_session *s = TX_SESSION(.executor = ex);
+    held h = fetch(s, n, &size, 1);
+    for (size_t i = 0; i < h.n; i++) qv_future_release(h.f[i]);
+    free(h.f);
+    size_t kept = check_bound(ex, bytes);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    return kept;
+}
+
+Test(bodies, kept_buffers_stop_at_the_count_bound)
+{
+    cr_assert_eq(kept_after(5000, QV_BODIES_COUNT + 20, NULL), QV_BODIES_COUNT);
+}
+
+Test(bodies, kept_buffers_stop_at_the_byte_bound)
+{
+    size_t bytes;
+    kept_after(300000, 2 * QV_BODIES_BYTES / 300000, &bytes);
+    cr_assert_gt(bytes + 300001, QV_BODIES_BYTES, "room left: %zu kept", bytes);
+}
+
+Test(bodies, bodies_outlive_their_executor)
+{
+    qv_executor *ex = tx_executor(4);
+    qv_session *s = TX_SESSION(.executor = ex);
+    held first = fetch(s, 2 * NSIZES, sizes, NSIZES);
+    for (size_t i = 0; i < first.n; i++) qv_future_release(first.f[i]);
+    free(first.f);
+    /* Some of these are on recycled buffers; the executor goes first. */
+    held h = fetch(s, 2 * NSIZES, sizes, NSIZES);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    check_whole_and_apart(h, sizes, NSIZES);
+    for (size_t i = 0; i < h.n; i++) qv_future_release(h.f[i]);
+    free(h.f);
+}
