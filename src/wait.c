@@ -88,8 +88,12 @@ void qv_waiter_unlead(qv_waiter *w, qv_waiter *before)
 int qv_waiter_block(qv_waiter *w, const struct timespec *deadline)
 {
     /* Not from the executor's own threads: one of its callbacks that waits
-     * for its futures waits as before (it holds up its thread, as ever). */
-    if (w->ex && qv_own_executor != w->ex) w->ex->vt->drive(w->ex, w, deadline);
+     * for its futures waits as before (it holds up its thread, as ever).
+     * Nor for a wait already over (a poll): taking the lead for no round
+     * would only put off the I/O thread's take-over, for good if the
+     * caller polls more often than that. */
+    if (w->ex && qv_own_executor != w->ex && !(deadline && qv_ms_left(deadline) == 0))
+        w->ex->vt->drive(w->ex, w, deadline);
     pthread_mutex_lock(&w->mu);
     int timed_out = 0;
     while (!w->ready(w) && !timed_out) timed_out = qv_cond_wait(&w->cv, &w->mu, deadline) != 0;

@@ -158,3 +158,42 @@ Test(waiters, freeing_the_executor_while_a_thread_waits_finishes_its_future)
     qv_future_release(f);
     qv_session_free(s);
 }
+
+/* After a blocking wait, the consumer polls (timeout 0) between short
+ * computes: a poll waits for nothing, so it must not keep the transfers
+ * from going on (on QV_LOOP: hold off the I/O thread's take-over). */
+static void poll_while_computing(int as_completed)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *first, *f;
+    cr_assert_eq(qv_get(s, &first, tu("/get")), QV_OK);
+    tx_expect_status(first, 200); /* a blocking wait: on QV_LOOP it led */
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    qv_as_completed *ac = NULL;
+    if (as_completed) cr_assert_eq(qv_as_completed_new(&ac, &f, 1), QV_OK);
+    double t0 = now_ms();
+    int rc;
+    for (;;) {
+        qv_future *got = NULL;
+        rc = ac ? qv_as_completed_next(ac, &got, 0) : qv_wait(&f, 1, QV_ALL_COMPLETED, 0);
+        if (rc != QV_EWAIT_TIMEOUT || now_ms() - t0 > 10000) break;
+        for (int k = 0; k < 20000; k++) spin += (unsigned long)k;
+    }
+    cr_assert_eq(rc, QV_OK, "still not done after %.0f ms of polling: %s", now_ms() - t0,
+                 qv_strerror(rc));
+    tx_expect_status(f, 200);
+    qv_as_completed_free(ac);
+    qv_future_release(f);
+    qv_future_release(first);
+    qv_session_free(s);
+}
+
+Test(waiters, polling_with_no_timeout_between_computes_lets_transfers_finish)
+{
+    poll_while_computing(0);
+}
+
+Test(waiters, as_completed_polled_with_no_timeout_lets_transfers_finish)
+{
+    poll_while_computing(1);
+}
