@@ -50,9 +50,8 @@ static void round_trip(qv_response *r, const struct curl_slist *jar, int jar_kep
     if (!f) abort();
     f->out_resp = r;
     f->out_conns = conns;
-    f->out_retry_ms = retry_ms;
     qv_buf b = {0};
-    if (qv_wire_encode_response(&b, f, jar, jar_kept)) abort();
+    if (qv_wire_encode_response(&b, f, retry_ms, jar, jar_kept)) abort();
     f->out_resp = NULL;
     qv_future_release(f);
 

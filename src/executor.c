@@ -8,9 +8,27 @@
 
 atomic_int qv_io_threads;
 
+static int remove_locked(qv_executor *ex, qv_future *f);
+
+/* A cancel of a future the queue holds: whoever takes it off the queue
+ * completes it, here (the canceller, with the queue's reference let go) or
+ * the worker that popped it (its qv_future_begin sees the cancel). Under
+ * the future's lock, which is taken before the executor's. */
+static int queue_cancel(qv_future *f, void *arg, int cancel)
+{
+    qv_executor *ex = arg;
+    if (!cancel) return 0;
+    pthread_mutex_lock(&ex->mu);
+    int removed = remove_locked(ex, f);
+    pthread_mutex_unlock(&ex->mu);
+    if (removed) qv_future_drop(f); /* the queue's; the canceller holds one */
+    return removed;
+}
+
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o)
 {
     ex->magic = QV_MAGIC_EXECUTOR;
+    ex->queued_by = (qv_holder){.fn = queue_cancel, .arg = ex, .waiting = 1};
     ex->vt = vt;
     ex->o = *o;
     if (ex->o.max_workers <= 0) ex->o.max_workers = QV_DEFAULT_MAX_WORKERS;
@@ -184,6 +202,9 @@ static void warn_seen(qv_executor *ex, unsigned seen)
 int qv_executor_submit(qv_executor *ex, qv_future *f)
 {
     unsigned seen = 0;
+    /* Held by the queue before it is in it: a cancel from now on looks there
+     * (no one else has f yet to cancel it). */
+    qv_future_hold_by(f, &ex->queued_by);
     pthread_mutex_lock(&ex->mu);
     while (ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
         seen |= 1u << QV_SATURATED_QUEUE;
@@ -261,6 +282,7 @@ static void heap_remove(qv_executor *ex, qv_future *f)
 
 int qv_executor_retry(qv_executor *ex, qv_future *f, double due_ms)
 {
+    if (!qv_future_hold_by(f, &ex->queued_by)) return QV_ECANCELLED;
     int rc = QV_OK;
     pthread_mutex_lock(&ex->mu);
     if (ex->nretries == ex->cap_retries) {
@@ -287,6 +309,7 @@ int qv_executor_retry(qv_executor *ex, qv_future *f, double due_ms)
         if (rc) heap_remove(ex, f);
     }
     pthread_mutex_unlock(&ex->mu);
+    if (rc) qv_future_hold_by(f, NULL); /* waits no more: its caller ends it */
     return rc;
 }
 
@@ -343,7 +366,8 @@ int qv_executor_empty_locked(const qv_executor *ex)
     return ex->queued == 0 && ex->nretries == 0;
 }
 
-int qv_executor_remove_locked(qv_executor *ex, qv_future *f)
+/* Removes f from wherever it waits; 1 if removed. */
+static int remove_locked(qv_executor *ex, qv_future *f)
 {
     int where = f->qwhere;
     if (where == QV_Q_READY) {

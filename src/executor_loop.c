@@ -58,7 +58,21 @@ typedef struct loop {
     atomic_int nfollowers; /* followers are waiting: the I/O thread hands over */
     double released_ms;    /* when the last thread of yours stopped leading */
     int stopped;           /* the I/O thread is gone: no one leads again */
+    atomic_int look;       /* a running future was cancelled or poked: scan now */
+    qv_holder run_by;      /* the hold on a future whose transfer runs here */
 } loop;
+
+/* A running future was cancelled, or its streamed body's reader made room:
+ * the loop's leader wakes and scans. */
+static int loop_poke(qv_future *f, void *arg, int cancel)
+{
+    loop *L = arg;
+    (void)f;
+    (void)cancel;
+    atomic_store(&L->look, 1);
+    curl_multi_wakeup(L->multi);
+    return 0;
+}
 
 /* Hands a batch of futures (linked by next_done) to the delivery threads. */
 static void deliver_batch(loop *L, qv_future *head, qv_future *tail)
@@ -190,7 +204,7 @@ static void start(loop *L, qv_future *f, batch *done)
 {
     qv_slot *slot = L->idle[--L->nidle];
     if (!slot->easy) slot->easy = curl_easy_init();
-    if (!qv_future_begin(f, L->multi)) {
+    if (!qv_future_begin(f, &L->run_by)) {
         f->out_err = QV_ECANCELLED;
     } else if (!slot->easy) {
         qv_future_end_transfer(f);
@@ -286,7 +300,7 @@ static int run_round(loop *L, int *timeout)
         finish(L, (qv_slot *)(void *)slot, m->data.result, &done);
     }
     double now = qv_now_ms();
-    if (atomic_exchange(&ex->cancel_hint, 0) || now >= L->next_scan) {
+    if (atomic_exchange(&L->look, 0) || now >= L->next_scan) {
         L->wait_ms = scan(L, &done);
         L->next_scan = now + LOOP_SCAN_MS;
     }
@@ -530,6 +544,7 @@ static int loop_start(loop *L)
     L->active = qv_calloc((size_t)n, sizeof(*L->active));
     L->multi = curl_multi_init();
     if (!L->slots || !L->idle || !L->active || !L->multi) return QV_ENOMEM;
+    L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
     for (int i = 0; i < n; i++) L->idle[L->nidle++] = &L->slots[n - 1 - i];
     long cache = n > L->base.o.max_connections ? n : L->base.o.max_connections;
     if (curl_multi_setopt(L->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) ||

@@ -82,6 +82,12 @@ typedef struct procs {
     qv_flist held;
     uint64_t ids; /* the last name given to a request sent */
     qv_buf out;
+    /* The pool's holds on a future: held for a worker (sent ahead, or in
+     * `held`), counted as waiting, which a cancel completes at once, as a
+     * queued one; and running in a worker, which a cancel wakes this thread
+     * for (send_cancels). A held future a cancel completed is lost to the
+     * pool: it keeps its reference but only lets it go. */
+    qv_holder held_by, run_by;
 } procs;
 
 /* Forking while a dispatcher thread is in the middle of its work (inside
@@ -137,14 +143,37 @@ static void wake(procs *P)
     }
 }
 
+/* A cancel or a poke of a future the pool holds: this thread looks. */
+static int pool_poke(qv_future *f, void *arg, int cancel)
+{
+    (void)f;
+    (void)cancel;
+    wake(arg);
+    return 0;
+}
+
+/* A cancel of a held future, which has not started: it is done now. */
+static int held_cancel(qv_future *f, void *arg, int cancel)
+{
+    pool_poke(f, arg, cancel);
+    return cancel;
+}
+
+/* Takes a held f back for the pool's own use: 1, or 0 if a cancel
+ * completed it meanwhile (lost: the pool only lets it go). */
+static int unhold(procs *P, qv_future *f)
+{
+    return qv_future_rehold(f, &P->held_by, &P->run_by);
+}
+
 /* Held for the next idle worker (it is held already); a future a cancel
- * completed meanwhile (lost to the pool) is only let go. */
+ * completed meanwhile is only let go. */
 static void hold(procs *P, qv_future *f)
 {
-    if (qv_future_lost(f))
-        qv_future_drop(f); /* the queue's reference */
-    else
+    if (qv_future_rehold(f, &P->held_by, &P->held_by))
         qv_flist_insert(&P->held, P->held.tail, f);
+    else
+        qv_future_drop(f); /* the queue's reference */
 }
 
 static void cancelled(qv_future *f)
@@ -155,24 +184,23 @@ static void cancelled(qv_future *f)
 
 /* A held future that is to go nowhere now (its cancel was asked for):
  * completed here, unless the cancel completed it already. */
-static void drop(qv_future *f)
+static void drop(procs *P, qv_future *f)
 {
-    if (qv_future_unhold(f) < 0)
-        qv_future_drop(f);
-    else
+    if (unhold(P, f))
         cancelled(f);
+    else
+        qv_future_drop(f);
 }
 
 enum { SENT, HELD, DROPPED };
 
-/* Sends f (begun, and maybe held) to idle worker w on its socket. The jar
- * goes along unless the worker has it already (versions are unique across
- * sessions). Returns SENT when sent (or failed: then f is settled), or
- * DROPPED when it was cancelled (settled, w untouched). */
-static int hand(procs *P, pworker *w, qv_future *f)
+/* Sends f (begun, and held if was_held) to idle worker w on its socket.
+ * The jar goes along unless the worker has it already (versions are unique
+ * across sessions). Returns SENT when sent (or failed: then f is settled),
+ * or DROPPED when it was cancelled (settled, w untouched). */
+static int hand(procs *P, pworker *w, qv_future *f, int was_held)
 {
-    int was_held = qv_future_unhold(f);
-    if (was_held < 0) {
+    if (was_held && !unhold(P, f)) {
         qv_future_drop(f); /* a cancel completed it while held */
         return DROPPED;
     }
@@ -209,15 +237,12 @@ static int hand(procs *P, pworker *w, qv_future *f)
 }
 
 /* Sends f (just popped, not begun) ahead into busy w's mailbox, with no
- * jar: it goes only if the worker's jar is the session's. Called under the
- * queue's lock, which a cancel takes first: the frame is made while no
- * cancel can complete f, and f begins held in the same hold of the lock, so
- * that a cancel finds it queued or held, never in between (either way the
- * cancel completes it at once). Returns SENT, HELD when it could not go
- * ahead (held for an idle worker: no frame in one pipe write, or no
- * memory), or DROPPED when it was cancelled (for the caller to settle,
- * outside the lock). */
-static int send_ahead_locked(procs *P, pworker *w, qv_future *f)
+ * jar: it goes only if the worker's jar is the session's. f begins held
+ * (a cancel then completes it at once, as a queued one). Returns SENT,
+ * HELD when it could not go ahead (held for an idle worker: no frame in one
+ * pipe write, or no memory), or DROPPED when it was cancelled before it
+ * began (for the caller to settle). */
+static int send_ahead(procs *P, pworker *w, qv_future *f)
 {
     uint64_t version = w->jar_version;
     f->req.wire_id = ++P->ids;
@@ -227,7 +252,7 @@ static int send_ahead_locked(procs *P, pworker *w, qv_future *f)
     int fits = !rc && version == w->jar_version &&
                !qv_wire_encode_request(&P->out, f, f->attempts + 1, NULL, QV_JAR_KEPT) &&
                P->out.len <= PIPE_BUF;
-    if (!qv_future_begin_held(f)) return DROPPED;
+    if (!qv_future_begin(f, &P->held_by)) return DROPPED;
     if (!fits || write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
         hold(P, f);
         return HELD;
@@ -240,7 +265,7 @@ static int send_ahead_locked(procs *P, pworker *w, qv_future *f)
 /* Takes f (popped) to idle worker w. */
 static int assign(procs *P, pworker *w, qv_future *f)
 {
-    if (qv_future_begin(f, NULL)) return hand(P, w, f);
+    if (qv_future_begin(f, &P->run_by)) return hand(P, w, f, 0);
     cancelled(f);
     return DROPPED;
 }
@@ -286,13 +311,13 @@ static qv_future *take_oldest_ahead(procs *P)
 /* The worker has answered f and gone on to next: next's wait for a
  * worker ends now, unless a cancel completed it meanwhile (then the worker
  * runs it for nothing, until the cancel reaches it, and its answer goes). */
-static void promote(pworker *w)
+static void promote(procs *P, pworker *w)
 {
     w->cancel_sent = w->next_cancel_sent;
     w->hook_deadline = 0;
     w->f = unsend(w);
     w->stopped = 0;
-    w->f_lost = qv_future_unhold(w->f) < 0;
+    w->f_lost = !unhold(P, w->f);
     if (!w->f_lost) w->f->started_ms = qv_now_ms();
 }
 
@@ -302,7 +327,7 @@ static void after_answer(procs *P, pworker *w, int took)
 {
     if (!w->next) return;
     if (took || !take_back(w))
-        promote(w);
+        promote(P, w);
     else
         hold(P, unsend(w));
 }
@@ -646,7 +671,7 @@ static void fail_held(procs *P, const char *why)
     qv_future *f;
     while ((f = P->held.head)) {
         qv_flist_unlink(&P->held, f);
-        if (qv_future_unhold(f) >= 0) qv_future_fail(f, QV_EWORKER, "%s", why);
+        if (unhold(P, f)) qv_future_fail(f, QV_EWORKER, "%s", why);
         qv_future_drop(f);
     }
 }
@@ -796,7 +821,7 @@ static int schedule(procs *P)
         }
         pthread_mutex_unlock(&ex->mu);
         /* Cancelled meanwhile: this worker is still free for the next one. */
-        if ((begun ? hand(P, w, f) : assign(P, w, f)) == DROPPED) i--;
+        if ((begun ? hand(P, w, f, 1) : assign(P, w, f)) == DROPPED) i--;
         pthread_mutex_lock(&ex->mu);
     }
     /* Every worker there and busy: send ahead (not to a worker that is to
@@ -812,12 +837,13 @@ static int schedule(procs *P)
             continue;
         qv_future *f = qv_executor_pop_locked(ex, &P->queue_wait);
         if (!f) break;
-        if (send_ahead_locked(P, w, f) == DROPPED) {
-            pthread_mutex_unlock(&ex->mu);
+        /* Outside the queue's lock: a cancel takes the future's lock first. */
+        pthread_mutex_unlock(&ex->mu);
+        if (send_ahead(P, w, f) == DROPPED) {
             cancelled(f);
-            pthread_mutex_lock(&ex->mu);
             i--; /* this worker can still take one */
         }
+        pthread_mutex_lock(&ex->mu);
     }
     /* (A worker whose answer was garbage has no f but may have a next,
      * which its death notice settles.) */
@@ -863,7 +889,7 @@ static void send_cancels(procs *P)
         }
         if (!w->next_cancel_sent && cancel_wanted(w->next)) {
             if (take_back(w)) {
-                drop(unsend(w));
+                drop(P, unsend(w));
                 continue;
             }
             send_cancel(P, w, w->next->req.wire_id);
@@ -874,7 +900,7 @@ static void send_cancels(procs *P)
         after = f->qnext;
         if (!cancel_wanted(f)) continue;
         qv_flist_unlink(&P->held, f);
-        drop(f);
+        drop(P, f);
     }
 }
 
@@ -973,11 +999,6 @@ static int procs_notify(qv_executor *ex)
     return QV_OK;
 }
 
-static void procs_interrupt(qv_executor *ex)
-{
-    wake((procs *)ex);
-}
-
 static void procs_shutdown(qv_executor *ex)
 {
     procs *P = (procs *)ex;
@@ -1008,7 +1029,6 @@ static void procs_destroy(qv_executor *ex)
 
 static const qv_executor_vt procs_vt = {
     .notify = procs_notify,
-    .interrupt = procs_interrupt,
     .shutdown = procs_shutdown,
     .destroy = procs_destroy,
 };
@@ -1025,6 +1045,9 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
     procs *P = qv_calloc(1, sizeof(*P));
     if (!P) return QV_ENOMEM;
     P->zfd = P->wake[0] = P->wake[1] = P->ep = -1;
+    P->held_by =
+        (qv_holder){.fn = held_cancel, .arg = P, .count = &P->base.pool_held, .waiting = 1};
+    P->run_by = (qv_holder){.fn = pool_poke, .arg = P};
     int rc = qv_executor_init(&P->base, &procs_vt, o);
     if (rc) {
         qv_free(P);

@@ -20,7 +20,8 @@ static void run_one(qv_executor *ex, qv_slot *slot, CURLM **mp, qv_future *f)
     if (!*mp && (*mp = curl_multi_init()))
         curl_multi_setopt(*mp, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
     CURLM *multi = *mp;
-    if (!qv_future_begin(f, multi)) {
+    qv_holder running = qv_transfer_holder(multi);
+    if (!qv_future_begin(f, &running)) {
         qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
     } else if (!slot->easy || !multi) {
         qv_future_end_transfer(f);

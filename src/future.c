@@ -23,7 +23,6 @@ qv_future *qv_future_alloc(void)
     f->magic = QV_MAGIC_FUTURE;
     atomic_init(&f->cancel_requested, 0);
     f->state = QV_PENDING;
-    f->out_retry_ms = -1;
     return f;
 fail_cv:
     pthread_mutex_destroy(&f->mu);
@@ -101,94 +100,68 @@ void qv_future_drop(qv_future *f)
     qv_free(f);
 }
 
-/* Under f->mu. A held future waits for a worker: it counts as queued in
- * the executor's stats, not in flight. */
-static void set_pool_waiting(qv_future *f, int on)
+/* Under f->mu: the stat that counts f while it runs. */
+static atomic_size_t *counter(qv_future *f)
 {
-    if (f->pool_waiting == on) return;
-    f->pool_waiting = on;
-    if (!f->ex) return;
-    if (on) {
-        atomic_fetch_sub(&f->ex->in_flight, 1);
-        atomic_fetch_add(&f->ex->pool_held, 1);
-    } else {
-        atomic_fetch_sub(&f->ex->pool_held, 1);
-        atomic_fetch_add(&f->ex->in_flight, 1);
-    }
+    return f->holder.count ? f->holder.count : f->ex ? &f->ex->in_flight : NULL;
 }
 
-static int begin_locked(qv_future *f, CURLM *waker)
+/* Under f->mu: h (NULL: no one) holds f from now on; a running f moves to
+ * the stat h counts it in. */
+static void set_holder(qv_future *f, const qv_holder *h)
 {
-    int ok = (f->state == QV_PENDING || f->retrying) && !atomic_load(&f->cancel_requested);
+    atomic_size_t *was = f->state == QV_RUNNING ? counter(f) : NULL;
+    f->holder = h ? *h : (qv_holder){0};
+    atomic_size_t *now = f->state == QV_RUNNING ? counter(f) : NULL;
+    if (was == now) return;
+    if (now) atomic_fetch_add(now, 1);
+    if (was) atomic_fetch_sub(was, 1);
+}
+
+int qv_future_begin(qv_future *f, const qv_holder *h)
+{
+    pthread_mutex_lock(&f->mu);
+    int ok = (f->state == QV_PENDING || f->holder.waiting) && !atomic_load(&f->cancel_requested);
     if (ok) {
         if (f->state == QV_PENDING) {
             f->state = QV_RUNNING;
             f->started_ms = qv_now_ms();
-            if (f->ex) atomic_fetch_add(&f->ex->in_flight, 1);
+            f->holder = *h;
+            atomic_size_t *c = counter(f);
+            if (c) atomic_fetch_add(c, 1);
+        } else {
+            set_holder(f, h);
         }
-        f->retrying = 0;
         f->attempts++;
-        f->waker = waker;
     }
-    return ok;
-}
-
-int qv_future_begin(qv_future *f, CURLM *waker)
-{
-    pthread_mutex_lock(&f->mu);
-    int ok = begin_locked(f, waker);
     pthread_mutex_unlock(&f->mu);
     return ok;
 }
 
-int qv_future_begin_held(qv_future *f)
+int qv_future_hold_by(qv_future *f, const qv_holder *h)
 {
     pthread_mutex_lock(&f->mu);
-    int ok = begin_locked(f, NULL);
-    if (ok) set_pool_waiting(f, 1);
+    int ok = !h || !atomic_load(&f->cancel_requested);
+    if (ok) set_holder(f, h);
     pthread_mutex_unlock(&f->mu);
     return ok;
 }
 
-int qv_future_set_retrying(qv_future *f)
+int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to)
 {
     pthread_mutex_lock(&f->mu);
-    int ok = !atomic_load(&f->cancel_requested);
-    if (ok) f->retrying = 1;
+    int ok = f->holder.fn == from->fn && f->holder.arg == from->arg;
+    if (ok) set_holder(f, to);
     pthread_mutex_unlock(&f->mu);
     return ok;
-}
-
-void qv_future_clear_retrying(qv_future *f)
-{
-    pthread_mutex_lock(&f->mu);
-    f->retrying = 0;
-    pthread_mutex_unlock(&f->mu);
 }
 
 int qv_future_waiting(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
-    int w = f->state == QV_PENDING || f->retrying || f->pool_waiting;
+    int w = f->state == QV_PENDING || f->holder.waiting;
     pthread_mutex_unlock(&f->mu);
     return w;
-}
-
-int qv_future_lost(qv_future *f)
-{
-    pthread_mutex_lock(&f->mu);
-    int lost = f->pool_lost;
-    pthread_mutex_unlock(&f->mu);
-    return lost;
-}
-
-int qv_future_unhold(qv_future *f)
-{
-    pthread_mutex_lock(&f->mu);
-    int was = f->pool_lost ? -1 : f->pool_waiting;
-    set_pool_waiting(f, 0);
-    pthread_mutex_unlock(&f->mu);
-    return was;
 }
 
 int qv_future_attempts(qv_future *f)
@@ -203,9 +176,7 @@ int qv_future_attempts(qv_future *f)
 
 void qv_future_end_transfer(qv_future *f)
 {
-    pthread_mutex_lock(&f->mu);
-    f->waker = NULL;
-    pthread_mutex_unlock(&f->mu);
+    qv_future_hold_by(f, NULL);
 }
 
 void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp)
@@ -233,19 +204,16 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
         err = QV_ECANCELLED;
         if (!msg) msg = qv_future_note(f, "cancelled");
     }
-    f->retrying = 0;
-    set_pool_waiting(f, 0);
     /* Stats change before anyone can see the completion. */
-    if (f->ex) {
-        if (f->state == QV_RUNNING) atomic_fetch_sub(&f->ex->in_flight, 1);
-        qv_executor_count(f->ex, st);
-    }
+    atomic_size_t *running = f->state == QV_RUNNING ? counter(f) : NULL;
+    if (running) atomic_fetch_sub(running, 1);
+    if (f->ex) qv_executor_count(f->ex, st);
     f->state = st;
     f->error = st == QV_FINISHED ? QV_OK : err;
     f->errmsg = msg;
     f->resp = resp;
     /* A streamed body's transfer goes on: its reader still pokes it. */
-    if (!atomic_load(&f->stream_open)) f->waker = NULL;
+    if (!atomic_load(&f->stream_open)) f->holder = (qv_holder){0};
     for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
     /* more_cbs was built newest first: put it in the order added. Callbacks
      * then run outside the lock; the list can no longer change, since
@@ -291,24 +259,10 @@ void qv_stream_release(qv_future *f)
     if (s) qv_session_future_done(s, f);
 }
 
-/* Under f->mu: wakes the thread driving f's transfer. The waker (a worker's
- * curl_multi) stays valid while set: the worker clears it under this lock
- * before it moves on. */
-static void poke_locked(qv_future *f)
-{
-    qv_executor *ex = f->ex;
-    if (!ex) return;
-    atomic_store(&ex->cancel_hint, 1);
-    if (f->waker)
-        curl_multi_wakeup(f->waker);
-    else if (ex->vt->interrupt)
-        ex->vt->interrupt(ex);
-}
-
 void qv_future_poke(qv_future *f)
 {
     pthread_mutex_lock(&f->mu);
-    poke_locked(f);
+    if (f->holder.fn) f->holder.fn(f, f->holder.arg, 0);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -432,46 +386,23 @@ int qv_future_cancel(qv_future *f)
 {
     if (!f) return 0;
     QV_CHECK_FUTURE(f);
-    /* A done future never touches its executor again: that may be freed by
-     * now (qv_executor_free returns once every future of it is done). */
-    qv_future_state now = qv_future_state_get(f);
-    if (terminal(now)) return now == QV_CANCELLED;
-    /* The executor's lock first: futures leave the queue under it, and a
-     * process pool begins the one it sends ahead held under it too, so what
-     * this sees (queued, or held, or neither) cannot change meanwhile. */
-    qv_executor *ex = f->ex;
-    if (ex) pthread_mutex_lock(&ex->mu);
     pthread_mutex_lock(&f->mu);
+    /* A done future never touches its holder again: its executor may be
+     * freed by now (qv_executor_free returns once every future of it is
+     * done). */
     if (terminal(f->state)) {
         int was = f->state == QV_CANCELLED;
         pthread_mutex_unlock(&f->mu);
-        if (ex) pthread_mutex_unlock(&ex->mu);
         return was;
     }
     atomic_store(&f->cancel_requested, 1);
-    qv_future_state st = f->state;
-    /* Held by a process pool for a worker, it has not started either: it
-     * is done now, as a queued one. Marked lost under this lock, it is no
-     * longer the pool's to use: the pool only lets it go, and has a
-     * worker that took it meanwhile abort it. */
-    int held = st == QV_RUNNING && f->pool_waiting;
-    if (held) {
-        set_pool_waiting(f, 0);
-        f->pool_lost = 1;
-    }
-    /* Whoever takes a queued future off the queue completes it: here, or
-     * the worker that popped it (qv_future_begin then sees the flag). */
-    int removed = (st == QV_PENDING || f->retrying) && ex && qv_executor_remove_locked(ex, f);
-    if (st == QV_RUNNING) poke_locked(f);
+    /* A holder that lets it go (a queue, a process pool holding it for a
+     * worker: it has not started) has it completed here, at once; one
+     * running it is woken and ends it as cancelled. */
+    int let_go = f->holder.fn && f->holder.fn(f, f->holder.arg, 1);
+    if (let_go) set_holder(f, NULL);
     pthread_mutex_unlock(&f->mu);
-    if (ex) pthread_mutex_unlock(&ex->mu);
-
-    if (removed) {
-        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
-        qv_future_drop(f); /* the queue's reference */
-    } else if (held) {
-        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL); /* the pool keeps its ref */
-    }
+    if (let_go) qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
     return 1;
 }
 

@@ -264,6 +264,25 @@ typedef struct qv_waiter {
     CURLM *lead_multi; /* under mu: the multi a thread of this wait drives */
 } qv_waiter;
 
+/* Whoever holds a future (a queue, a transfer, a process pool) registers how
+ * it is told to look at it again: a cancel, or a poke (a streamed body's
+ * reader made room). The holder keeps its own state in its own records. */
+typedef struct qv_holder {
+    /* Called under the future's lock (so it may take only the locks after
+     * that one in the lock order), for a cancel (cancel: 1, with
+     * cancel_requested set) or a poke (0). Returns 1 if, on a cancel, the
+     * holder let f go before it started: the canceller completes it (and the
+     * registration ends); else 0 (the holder sees cancel_requested and ends
+     * f itself). */
+    int (*fn)(qv_future *f, void *arg, int cancel);
+    void *arg;
+    /* The stat that counts f while it runs held so (NULL: its executor's
+     * in_flight): a process pool counts a future it holds for a worker as
+     * waiting. */
+    atomic_size_t *count;
+    int waiting; /* f waits here for an attempt to start (queued or held) */
+} qv_holder;
+
 typedef struct qv_cb {
     qv_done_fn fn;
     void *arg;
@@ -287,7 +306,7 @@ struct qv_future {
     qv_cb first_cb; /* inline: most futures have at most one callback */
     qv_cb *more_cbs;
     qv_wlink *waiters;
-    CURLM *waker;        /* set while a transfer runs: woken to notice a cancel */
+    qv_holder holder;    /* who holds it now, and how it is told of a cancel */
     int inline_complete; /* being completed on a thread that must run no user code */
     int defer_wake;      /* whoever completes it wakes its waiters (qv_future_wake) */
     qv_session *session; /* until completion */
@@ -299,10 +318,6 @@ struct qv_future {
     struct qv_host *host;     /* parked on, or counted by, this host's limits */
     atomic_int host_held;     /* counted in its host's requests in flight */
     int attempts;             /* transfers started */
-    int retrying;             /* between two attempts (RUNNING, but queued) */
-    int pool_waiting;         /* RUNNING, but a process pool holds it for a worker */
-    int pool_lost;            /* cancelled while held: the pool may only let it go */
-    double out_retry_ms;      /* a process worker's retry wait (-1: none) */
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
     /* The transfer's outcome, collected on the I/O side and delivered
@@ -340,28 +355,21 @@ qv_future *qv_future_hold(qv_future *f);
 void qv_future_drop(qv_future *f);
 /* One of quiver's references becomes the caller's (qv_cq_pop). */
 void qv_future_hand_over(qv_future *f);
-/* Moves PENDING → RUNNING (or starts a retry's next attempt) and counts the
- * attempt; 0 if the future was cancelled meanwhile. */
-int qv_future_begin(qv_future *f, CURLM *waker);
-/* Marks a running future as waiting for its next attempt; 0 (and nothing
- * changes) if it was cancelled. clear undoes it. */
-int qv_future_set_retrying(qv_future *f);
-void qv_future_clear_retrying(qv_future *f);
-/* Queued for a first attempt or a retry, or held by a process pool for a
- * worker (what close(cancel_pending) cancels). */
+/* Moves a waiting future (PENDING, or RUNNING between attempts) to its
+ * next attempt under h, and counts the attempt; 0 if it was cancelled
+ * meanwhile (then nothing changes). */
+int qv_future_begin(qv_future *f, const qv_holder *h);
+/* h holds f from now on (NULL: no one, as a transfer ends); 0 if a cancel
+ * was asked for already (then, unless h is NULL, nothing changes: the
+ * caller ends f itself). */
+int qv_future_hold_by(qv_future *f, const qv_holder *h);
+/* to holds f from now on if from (its fn and arg) still does: 1. Else 0:
+ * a cancel took f from `from` (and completed it), or another holds it. */
+int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to);
+/* Waits for an attempt (its holder says so), or PENDING: what
+ * close(cancel_pending) cancels. */
 int qv_future_waiting(qv_future *f);
-/* A process pool's hold on a future that waits for a worker (held, or sent
- * ahead and not yet taken): begin_held begins it held, in one step (0 if
- * it was cancelled: it never begins). While held, a cancel completes it at
- * once, as a queued one, and marks it lost to the pool, which keeps its
- * reference but must not use it any more (lost says whether it is).
- * unhold takes it back for the pool's own use: 1 if it was held, 0 if not,
- * -1 if it was lost (the pool only releases it). */
-int qv_future_begin_held(qv_future *f);
-int qv_future_lost(qv_future *f);
-int qv_future_unhold(qv_future *f);
-/* Wakes the thread that drives f's transfer, to look at it again (a
- * cancel, a streamed body's reader). */
+/* Tells f's holder to look at it again (a streamed body's reader). */
 void qv_future_poke(qv_future *f);
 /* Stops the transfer of f's streamed body (its reader let go). */
 void qv_future_abandon_stream(qv_future *f);
@@ -642,10 +650,11 @@ enum { QV_JAR_KEPT = 1, QV_JAR_UNKNOWN = 2 };
 int qv_wire_encode_debug(qv_buf *b, qv_debug_kind kind, const char *data, size_t len);
 int qv_wire_decode_debug(const unsigned char *p, size_t len, qv_debug_kind *kind, const char **data,
                          size_t *n);
-/* f's collected outcome (out_resp, or out_err/out_msg) and the jar after,
- * or jar_kept (QV_JAR_KEPT or QV_JAR_UNKNOWN) instead. */
-int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
-                            int jar_kept);
+/* f's collected outcome (out_resp, or out_err/out_msg), the wait before
+ * its retry (retry_ms >= 0: the attempt is to be retried), and the jar
+ * after, or jar_kept (QV_JAR_KEPT or QV_JAR_UNKNOWN) instead. */
+int qv_wire_encode_response(qv_buf *b, const qv_future *f, double retry_ms,
+                            const struct curl_slist *jar, int jar_kept);
 /* A worker's answer: QV_OK with either *out (a response) or *err and *msg
  * (the transfer's error), the jar lines or *jar_kept (0 or a QV_JAR_*
  * value), the connections it opened and the wait before a retry (-1: the
@@ -755,6 +764,10 @@ typedef struct qv_slot {
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
 } qv_slot;
 
+/* The holder of a future whose transfer runs on a private curl_multi (a
+ * QV_THREADS worker's, a process worker's): a cancel or a poke wakes its
+ * poll (the multi stays valid while it holds the future). */
+qv_holder qv_transfer_holder(CURLM *multi);
 /* Prepares slot->easy for f (already RUNNING). On error the slot is free
  * again and the outcome is in f, to deliver. */
 int qv_transfer_setup(qv_slot *slot, qv_future *f);
@@ -943,9 +956,6 @@ typedef struct qv_executor_vt {
     /* Work was queued: wake or start a worker. Called with ex->mu held;
      * an error means no worker exists to ever run it. */
     int (*notify)(qv_executor *ex);
-    /* A running future was cancelled (optional: executors whose transfers
-     * do not run on a curl_multi the canceller can wake). */
-    void (*interrupt)(qv_executor *ex);
     /* A streamed response's headers are in (optional; without it they are
      * delivered at once, on the transfer's thread): the executor runs
      * qv_transfer_deliver_early(f, r) where user code may run. */
@@ -1004,8 +1014,8 @@ struct qv_executor {
     atomic_size_t in_flight, completed, failed, cancelled, connections;
     atomic_size_t pool_held; /* begun, but held by a process pool for a worker */
     atomic_int workers;
-    atomic_int cancel_hint; /* a running future was cancelled: look for it */
-    qv_bodies *bodies;      /* response bodies kept for reuse (bodies.c) */
+    qv_bodies *bodies;   /* response bodies kept for reuse (bodies.c) */
+    qv_holder queued_by; /* the queue's hold on what waits in it */
 };
 
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);
@@ -1029,9 +1039,9 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
 qv_future *qv_executor_drain_locked(qv_executor *ex);
 /* Nothing queued, parked or waiting to retry (ex->mu held). */
 int qv_executor_empty_locked(const qv_executor *ex);
-/* Removes f from wherever it waits; 1 if removed. */
-int qv_executor_remove_locked(qv_executor *ex, qv_future *f);
-/* Queues f (with a new queue reference) for another attempt at due_ms. */
+/* Queues f (with a new queue reference) for another attempt at due_ms:
+ * QV_OK, or QV_ECANCELLED (a cancel came first) or another error, and then
+ * f is not queued (its outcome is for the caller to deliver). */
 int qv_executor_retry(qv_executor *ex, qv_future *f, double due_ms);
 /* f's attempt is over: its host has room for another request. */
 void qv_executor_host_done(qv_future *f);

@@ -121,7 +121,7 @@ static int stream_head(qv_slot *slot, qv_response *r)
     r->timing.hooks_ms = qv_now_ms() - t0;
     f->streamed = 1;
     f->out_resp = r; /* only to encode it: the slot keeps it */
-    int rc = qv_wire_encode_response(&w->out, f, NULL, QV_JAR_KEPT);
+    int rc = qv_wire_encode_response(&w->out, f, -1, NULL, QV_JAR_KEPT);
     f->out_resp = NULL;
     if (rc) {
         slot->abort = QV_ABORT_NOMEM;
@@ -161,6 +161,9 @@ static int serve_one(worker *w)
     struct curl_slist *jar = NULL, *jar_after = NULL;
     if (!f) _exit(3);
     int attempt, jar_kept, sink_flags;
+    /* No one here cancels or pokes it: its cancel comes on the socket the
+     * transfer watches (control_readable). */
+    const qv_holder unpoked = {0};
     int rc = qv_wire_decode_request(w->frame, w->frame_len, &f->req, &attempt, &hooks, &jar,
                                     &jar_kept, &sink_flags);
     if (sink_flags & QV_SINK_DATA) {
@@ -189,16 +192,16 @@ static int serve_one(worker *w)
         /* Cancelled before it started: it never does. */
         atomic_store(&f->cancel_requested, 1);
         f->out_err = QV_ECANCELLED;
-    } else if (qv_future_begin(f, w->multi) && qv_transfer_setup(&w->slot, f) == QV_OK) {
+    } else if (qv_future_begin(f, &unpoked) && qv_transfer_setup(&w->slot, f) == QV_OK) {
         /* A cancel read along with the request: poll would not see it. */
         if (qv_frame_buffered(&w->in)) control_readable(&w->slot);
         CURLcode cc = qv_transfer_run(&w->slot, w->multi, w->fd, control_readable);
         qv_transfer_collect(&w->slot, cc);
     }
     /* An attempt to be retried gets no hooks: they see the final outcome. */
-    f->out_retry_ms = rc ? -1 : qv_retry_wait_ms(f);
+    double retry_ms = rc ? -1 : qv_retry_wait_ms(f);
     /* A streamed response's hooks ran with its headers (stream_head). */
-    if (f->out_resp && f->out_retry_ms < 0 && !f->streamed) {
+    if (f->out_resp && retry_ms < 0 && !f->streamed) {
         /* Tell the parent, so that a hook timeout can start counting; only
          * if a hook runs (the hooks travel as one list): the frame costs a
          * write here and a wake-up and reads in the parent. */
@@ -235,7 +238,7 @@ static int serve_one(worker *w)
      * parent then knows it is this worker's without asking, and this worker
      * does not sleep between the two. */
     int took = take_mail(w);
-    rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);
+    rc = qv_wire_encode_response(&w->out, f, retry_ms, jar_after, jar_kept);
     if (rc) { /* could not encode (a body over the frame limit): say so instead */
         qv_response_free(f->out_resp);
         f->out_resp = NULL;
@@ -248,7 +251,7 @@ static int serve_one(worker *w)
                                              "carries back from a worker",
                                              QV_WIRE_MAX >> 20)
                          : qv_future_message(f, rc, "the worker could not send the response");
-        rc = qv_wire_encode_response(&w->out, f, jar_after, jar_kept);
+        rc = qv_wire_encode_response(&w->out, f, retry_ms, jar_after, jar_kept);
     }
     if (!rc && took) qv_wire_frame_retype(&w->out, QV_WIRE_RESPONSE_TOOK);
     if (rc || qv_fd_write_all(w->fd, w->out.data, w->out.len)) _exit(0);

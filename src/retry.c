@@ -150,16 +150,13 @@ int qv_retry_requeue(qv_future *f, double wait_ms)
     f->out_msg = NULL;
     f->out_err = QV_OK;
     qv_executor_host_done(f);
-    if (!qv_future_set_retrying(f)) goto keep; /* cancelled meanwhile */
-    qv_future_hold(f);                         /* the queue's reference, again */
+    qv_future_hold(f); /* the queue's reference, again */
     if (qv_executor_retry(f->ex, f, qv_now_ms() + wait_ms) == QV_OK) {
         qv_response_free(r);
         qv_free(msg);
         return 1;
     }
     qv_future_drop(f);
-    qv_future_clear_retrying(f);
-keep:
     /* No retry after all: the attempt's outcome is the future's. */
     f->out_resp = r;
     f->out_msg = msg;

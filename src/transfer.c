@@ -483,6 +483,19 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     return f->out_err;
 }
 
+static int wake_multi(qv_future *f, void *multi, int cancel)
+{
+    (void)f;
+    (void)cancel;
+    curl_multi_wakeup(multi);
+    return 0;
+}
+
+qv_holder qv_transfer_holder(CURLM *multi)
+{
+    return (qv_holder){.fn = wake_multi, .arg = multi};
+}
+
 static int abort_wanted(qv_slot *slot)
 {
     if (atomic_load(&slot->f->cancel_requested)) {

@@ -835,8 +835,8 @@ static int put_hop(qv_buf *b, const qv_response *r)
     return rc ? rc : put_headers(b, &r->headers);
 }
 
-int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_slist *jar,
-                            int jar_kept)
+int qv_wire_encode_response(qv_buf *b, const qv_future *f, double retry_ms,
+                            const struct curl_slist *jar, int jar_kept)
 {
     const qv_response *r = f->out_resp;
     int rc = qv_wire_frame_begin(b, QV_WIRE_RESPONSE);
@@ -860,8 +860,7 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, const struct curl_sli
         if (!rc) rc = put_str(b, T_ERRMSG, f->out_msg);
     }
     if (!rc) rc = put_int(b, T_CONNS, f->out_conns);
-    if (!rc && f->out_retry_ms >= 0)
-        rc = put_int(b, T_RETRY_US, (int64_t)(f->out_retry_ms * 1000.0 + 0.5));
+    if (!rc && retry_ms >= 0) rc = put_int(b, T_RETRY_US, (int64_t)(retry_ms * 1000.0 + 0.5));
     if (!rc) rc = put_jar(b, jar, jar_kept);
     return rc ? rc : qv_wire_frame_end(b);
 }

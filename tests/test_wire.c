@@ -41,7 +41,7 @@ static qv_buf sample_response(void)
     f->out_conns = 1;
     struct curl_slist *jar = curl_slist_append(NULL, "127.0.0.1\tFALSE\t/\tFALSE\t0\tk\tv");
     qv_buf b = {0};
-    cr_assert_eq(qv_wire_encode_response(&b, f, jar, 0), QV_OK);
+    cr_assert_eq(qv_wire_encode_response(&b, f, -1, jar, 0), QV_OK);
     curl_slist_free_all(jar);
     f->out_resp = NULL;
     qv_response_free(r);
@@ -116,7 +116,7 @@ Test(wire, a_kept_jar_round_trips, .timeout = 60)
     f->out_err = QV_ECONNECT;
     f->out_msg = strdup("refused");
     qv_buf b = {0};
-    cr_assert_eq(qv_wire_encode_response(&b, f, NULL, 1), QV_OK);
+    cr_assert_eq(qv_wire_encode_response(&b, f, -1, NULL, 1), QV_OK);
     qv_response *r;
     int err, jar_kept;
     char *msg;

@@ -31,6 +31,8 @@
  *     HTTP/2): threads read them to the end, slowly, in part or not at
  *     all, release them before or after they complete, cancel them, and
  *     close their session with streams still open.
+ *  7. holders (holders.c, once, before the executors): a future's holder
+ *     hands it to another while a cancel races the hand-over.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -46,6 +48,8 @@
  * QV_STRESS_SEED=<n> repeats a run's random choices (not its timing).
  */
 #define _GNU_SOURCE
+#include "holders.h"
+
 #include <quiver.h>
 
 #include <pthread.h>
@@ -867,6 +871,10 @@ int main(int argc, char **argv)
     max_items = ITEMS_FIXED + ITEMS_PER_ROUND * rounds;
     items = calloc((size_t)max_items, sizeof(*items));
     if (!items) die("out of memory");
+
+    int h = holders_race(200 * rounds);
+    if (h < 0) die("holders: could not set up");
+    CHECK(h == 0, "holders: a cancel raced a hand-over badly (see above)");
 
     /* Processes first: a process pool must exist before any other
      * executor's threads. */
