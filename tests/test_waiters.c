@@ -120,15 +120,23 @@ Test(waiters, transfers_finish_while_the_consumer_computes)
     qv_session_free(s);
 }
 
+/* A GET of path, its transfer started, and a thread waiting for it. */
+static qv_future *start_waiter(qv_session *s, const char *path, waiter_arg *a, pthread_t *th)
+{
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu(path)), QV_OK);
+    *a = (waiter_arg){.f = f};
+    cr_assert_eq(pthread_create(th, NULL, wait_one, a), 0);
+    tx_wait_started(f, 5000);
+    return f;
+}
+
 Test(waiters, a_cancel_from_another_thread_ends_a_wait)
 {
     qv_session *s = TX_SESSION();
-    qv_future *f;
-    cr_assert_eq(qv_get(s, &f, tu("/delay/10")), QV_OK);
-    waiter_arg a = {.f = f};
+    waiter_arg a;
     pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, wait_one, &a), 0);
-    tx_wait_started(f, 5000);
+    qv_future *f = start_waiter(s, "/delay/10", &a, &th);
     double t0 = now_ms();
     cr_assert_eq(qv_future_cancel(f), 1);
     pthread_join(th, NULL);
@@ -144,12 +152,9 @@ Test(waiters, freeing_the_executor_while_a_thread_waits_finishes_its_future)
 {
     qv_executor *ex = tx_executor(2);
     qv_session *s = TX_SESSION(.executor = ex);
-    qv_future *f;
-    cr_assert_eq(qv_get(s, &f, tu("/delay/0.5")), QV_OK);
-    waiter_arg a = {.f = f};
+    waiter_arg a;
     pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, wait_one, &a), 0);
-    tx_wait_started(f, 5000);
+    qv_future *f = start_waiter(s, "/delay/0.5", &a, &th);
     qv_executor_free(ex); /* finishes what is in flight */
     cr_assert(qv_future_done(f), "qv_executor_free returned before its future was done");
     pthread_join(th, NULL);
