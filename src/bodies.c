@@ -34,11 +34,12 @@ struct qv_bodies {
     pthread_mutex_t mu; /* guards the fields below; a leaf: nothing is taken under it */
     spare *top;         /* the most recently given back first: its pages are the warmest */
     size_t count, bytes;
-    int closed; /* the executor is gone: what comes back is freed */
+    size_t most; /* blocks kept at most */
+    int closed;  /* the executor is gone: what comes back is freed */
     atomic_size_t refs;
 };
 
-qv_bodies *qv_bodies_new(void)
+qv_bodies *qv_bodies_new(size_t most)
 {
     qv_bodies *b = qv_calloc(1, sizeof(*b));
     if (!b) return NULL;
@@ -47,6 +48,7 @@ qv_bodies *qv_bodies_new(void)
         return NULL;
     }
     atomic_init(&b->refs, 1);
+    b->most = most < QV_BODIES_COUNT ? most : QV_BODIES_COUNT;
     return b;
 }
 
@@ -113,7 +115,7 @@ void qv_bodies_give(qv_bodies *b, qv_buf *body)
     body->len = body->cap = 0;
     if (s && cap >= QV_BODIES_SMALLEST && cap <= QV_BODY_PRESIZE_MAX + 1) {
         pthread_mutex_lock(&b->mu);
-        if (!b->closed && b->count < QV_BODIES_COUNT && b->bytes + cap <= QV_BODIES_BYTES) {
+        if (!b->closed && b->count < b->most && b->bytes + cap <= QV_BODIES_BYTES) {
             s->cap = cap;
             s->next = b->top;
             b->top = s;

@@ -507,14 +507,15 @@ int qv_session_load_cookie_file(qv_session *s, const char *path);
 
 /* --------------------------------------------------- body buffers (bodies.c) */
 
-/* The body buffers an executor keeps for its next responses: at most
- * QV_BODIES_COUNT of them and QV_BODIES_BYTES in all, each of
- * QV_BODIES_SMALLEST bytes to QV_BODY_PRESIZE_MAX (and the NUL). */
+/* The body buffers an executor keeps for its next responses: at most one
+ * per transfer it runs at once and QV_BODIES_COUNT, QV_BODIES_BYTES in all,
+ * each of QV_BODIES_SMALLEST bytes to QV_BODY_PRESIZE_MAX (and the NUL). */
 #define QV_BODIES_COUNT    64
 #define QV_BODIES_BYTES    ((size_t)4 << 20)
 #define QV_BODIES_SMALLEST ((size_t)4096)
 typedef struct qv_bodies qv_bodies;
-qv_bodies *qv_bodies_new(void);
+/* Keeps at most `most` blocks (and QV_BODIES_COUNT). */
+qv_bodies *qv_bodies_new(size_t most);
 /* The executor's end: the kept buffers are freed, and so will be the bodies
  * given back from now on; b itself goes with the last of them. */
 void qv_bodies_close(qv_bodies *b);

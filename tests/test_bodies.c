@@ -103,6 +103,7 @@ static void check_whole_and_apart(held h, const size_t *which, size_t nwhich)
 static size_t check_bound(qv_executor *ex, size_t *bytes)
 {
     size_t b, n = qv_bodies_kept(ex->bodies, &b);
+    cr_assert_leq(n, (size_t)ex->o.max_workers);
     cr_assert_leq(n, QV_BODIES_COUNT);
     cr_assert_leq(b, QV_BODIES_BYTES);
     if (bytes) *bytes = b;
@@ -167,11 +168,11 @@ Test(bodies, released_on_other_threads_then_recycled_whole)
     rounds(release_on_four_threads);
 }
 
-/* n bodies of `size` bytes held at once on a new executor, then all
- * released: how many blocks it keeps, and (bytes) how many bytes. */
-static size_t kept_after(size_t size, size_t n, size_t *bytes)
+/* n bodies of `size` bytes held at once on a new executor of `workers`,
+ * then all released: how many blocks it keeps, and (bytes) how many bytes. */
+static size_t kept_after(int workers, size_t size, size_t n, size_t *bytes)
 {
-    qv_executor *ex = tx_executor(8);
+    qv_executor *ex = tx_executor(workers);
     qv_session *s = TX_SESSION(.executor = ex);
     held h = fetch(s, n, &size, 1);
     for (size_t i = 0; i < h.n; i++) qv_future_release(h.f[i]);
@@ -182,15 +183,35 @@ static size_t kept_after(size_t size, size_t n, size_t *bytes)
     return kept;
 }
 
+Test(bodies, kept_buffers_stop_at_one_per_worker)
+{
+    cr_assert_eq(kept_after(4, 5000, 20, NULL), 4);
+}
+
+/* Without the network: an executor of many workers keeps no more than
+ * QV_BODIES_COUNT blocks either. */
 Test(bodies, kept_buffers_stop_at_the_count_bound)
 {
-    cr_assert_eq(kept_after(5000, QV_BODIES_COUNT + 20, NULL), QV_BODIES_COUNT);
+    enum { N = QV_BODIES_COUNT + 20 };
+    qv_bodies *b = qv_bodies_new(1000);
+    qv_buf bufs[N] = {{0}};
+    for (size_t i = 0; i < N; i++) {
+        cr_assert_eq(qv_bodies_take(b, &bufs[i], 5001), 0, "nothing kept yet");
+        cr_assert_eq(qv_buf_grow(&bufs[i], 5000, 5000), QV_OK);
+    }
+    for (size_t i = 0; i < N; i++) qv_bodies_give(b, &bufs[i]);
+    cr_assert_eq(qv_bodies_kept(b, NULL), QV_BODIES_COUNT);
+    qv_buf again = {0};
+    cr_assert_eq(qv_bodies_take(b, &again, 5001), 1);
+    cr_assert_eq(qv_bodies_kept(b, NULL), QV_BODIES_COUNT - 1);
+    qv_bodies_give(b, &again);
+    qv_bodies_close(b);
 }
 
 Test(bodies, kept_buffers_stop_at_the_byte_bound)
 {
     size_t bytes;
-    kept_after(300000, 2 * QV_BODIES_BYTES / 300000, &bytes);
+    kept_after(16, 300000, 2 * QV_BODIES_BYTES / 300000, &bytes);
     cr_assert_gt(bytes + 300001, QV_BODIES_BYTES, "room left: %zu kept", bytes);
 }
 
