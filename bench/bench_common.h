@@ -199,10 +199,68 @@ static inline void bench_like_quiver(CURL *e, bench_share *s, char *errbuf)
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 30L);
 }
 
+/* Body buffers a raw client recycles in --submit all: glibc gives the pages
+ * of a freed 64 KiB body back to the kernel and the next one faults them in
+ * again (45 page faults a request), which a good client on libcurl avoids.
+ * A stack of up to max buffers, locked: raw_threads' workers take from it,
+ * its main thread gives back. */
+typedef struct bench_buf {
+    char *p;
+    size_t cap;
+} bench_buf;
+
+typedef struct bench_pool {
+    pthread_mutex_t mu;
+    bench_buf *v;
+    int n, max;
+} bench_pool;
+
+static inline int bench_pool_init(bench_pool *pool, int max)
+{
+    pthread_mutex_init(&pool->mu, NULL);
+    pool->n = 0;
+    pool->max = max;
+    return !(pool->v = calloc((size_t)max, sizeof(*pool->v)));
+}
+
+/* A buffer of at least need bytes (its size in *cap), or NULL. */
+static inline char *bench_pool_get(bench_pool *pool, size_t need, size_t *cap)
+{
+    bench_buf b = {NULL, 0};
+    pthread_mutex_lock(&pool->mu);
+    if (pool->n) b = pool->v[--pool->n];
+    pthread_mutex_unlock(&pool->mu);
+    if (b.cap < need) {
+        char *p = realloc(b.p, need);
+        if (!p) free(b.p);
+        b = (bench_buf){p, need};
+    }
+    *cap = b.cap;
+    return b.p;
+}
+
+static inline void bench_pool_put(bench_pool *pool, char *p, size_t cap)
+{
+    pthread_mutex_lock(&pool->mu);
+    int kept = p && pool->n < pool->max;
+    if (kept) pool->v[pool->n++] = (bench_buf){p, cap};
+    pthread_mutex_unlock(&pool->mu);
+    if (!kept) free(p);
+}
+
+static inline void bench_pool_free(bench_pool *pool)
+{
+    while (pool->n) free(pool->v[--pool->n].p);
+    free(pool->v);
+    pthread_mutex_destroy(&pool->mu);
+}
+
 /* --submit all in the raw clients: one record per request, made up front
  * (what a caller of the submit-all idiom holds), whose body is kept until the
  * main thread collects it in submission order, as a future's response is. */
 typedef struct bench_rec {
+    CURL *easy;       /* the handle doing the request (for its Content-Length) */
+    bench_pool *pool; /* where its body comes from and goes back to */
     char *body;
     size_t len, cap;
     long status;
@@ -210,13 +268,20 @@ typedef struct bench_rec {
     atomic_int done; /* set when the transfer ended (raw_threads: by a worker) */
 } bench_rec;
 
-/* CURLOPT_WRITEFUNCTION of a kept body: appended, the buffer doubling. */
+/* CURLOPT_WRITEFUNCTION of a kept body: appended to a pooled buffer of the
+ * Content-Length when the server sends one (nginx does), else doubling. */
 static inline size_t bench_rec_write(char *buf, size_t size, size_t n, void *p)
 {
     bench_rec *r = p;
     size_t add = size * n;
+    if (!r->body) {
+        curl_off_t cl = -1;
+        curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+        size_t need = cl > (curl_off_t)add ? (size_t)cl : add > 16384 ? add : 16384;
+        if (!(r->body = bench_pool_get(r->pool, need, &r->cap))) return 0;
+    }
     if (r->len + add > r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 16384;
+        size_t cap = 2 * r->cap;
         while (cap < r->len + add) cap *= 2;
         char *b = realloc(r->body, cap);
         if (!b) return 0; /* libcurl fails the transfer: the check reports it */
@@ -228,15 +293,23 @@ static inline size_t bench_rec_write(char *buf, size_t size, size_t n, void *p)
     return add;
 }
 
+/* Makes easy handle e do request r next, its body kept in r. */
+static inline void bench_rec_start(bench_rec *r, CURL *e, bench_pool *pool)
+{
+    r->easy = e;
+    r->pool = pool;
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+}
+
 /* Checks a collected record (result OK, status 200, body of the expected
- * size), reports the first few failures, frees the body; 1 if good. */
+ * size), reports the first few failures, gives the body back; 1 if good. */
 static inline int bench_rec_collect(const char *client, bench_rec *r, long size, int *bad)
 {
     int good = r->result == CURLE_OK && r->status == 200 && (long)r->len == size;
     if (!good && (*bad)++ < 5)
         fprintf(stderr, "%s: bad response: %s, status %ld, %zu bytes\n", client,
                 curl_easy_strerror(r->result), r->status, r->len);
-    free(r->body);
+    bench_pool_put(r->pool, r->body, r->cap);
     r->body = NULL;
     return good;
 }

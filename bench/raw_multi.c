@@ -11,9 +11,10 @@
  * the libcurl options quiver sets (see bench_common.h).
  *
  * --submit all: the submit-all-then-collect idiom's floor. A record per
- * request is made up front, each body is kept in its record, and responses
- * are collected (checked, body freed) in submission order, a finished one
- * waiting for those before it. */
+ * request is made up front, each body is kept in its record (in a buffer of
+ * its Content-Length that the client recycles), and responses are collected
+ * (checked, buffer given back) in submission order, a finished one waiting
+ * for those before it. */
 #include "bench_common.h"
 
 typedef struct xfer {
@@ -31,11 +32,11 @@ static size_t count_cb(char *buf, size_t size, size_t n, void *p)
 }
 
 /* Points handle t at the next request: its record (--submit all) or a fresh count. */
-static void next_request(xfer *t, bench_rec *recs, long i)
+static void next_request(xfer *t, bench_rec *recs, bench_pool *pool, long i)
 {
     if (recs) {
         t->rec = &recs[i];
-        curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t->rec);
+        bench_rec_start(t->rec, t->easy, pool);
     } else {
         t->bytes = 0;
     }
@@ -60,7 +61,9 @@ int main(int argc, char **argv)
     if (o.like_quiver && bench_share_init(&share)) return 1;
     double t0 = bench_now();
     bench_rec *recs = NULL;
-    if (all && !(recs = calloc((size_t)o.n, sizeof(*recs)))) return 1;
+    bench_pool pool;
+    if (all && (!(recs = calloc((size_t)o.n, sizeof(*recs))) || bench_pool_init(&pool, 4 * o.c)))
+        return 1;
     long started = 0, done = 0, collected = 0, ok = 0, conns = 0;
     int http = 0, bad = 0;
     for (int i = 0; i < o.c && started < o.n; i++) {
@@ -74,7 +77,7 @@ int main(int argc, char **argv)
         if (https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
         if (o.ca) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca);
         if (o.like_quiver) bench_like_quiver(e, &share, x[i].errbuf);
-        next_request(&x[i], recs, started);
+        next_request(&x[i], recs, &pool, started);
         if (curl_multi_add_handle(multi, e)) return 1;
         started++;
     }
@@ -107,7 +110,7 @@ int main(int argc, char **argv)
             }
             curl_multi_remove_handle(multi, e);
             if (started < o.n) {
-                next_request(t, recs, started);
+                next_request(t, recs, &pool, started);
                 if (curl_multi_add_handle(multi, e)) return 1;
                 started++;
             }
@@ -127,6 +130,7 @@ int main(int argc, char **argv)
     bench_result(o.like_quiver ? "raw_multi_like_quiver" : "raw_multi", o.n, ok, secs, http, conns);
     for (int i = 0; i < o.c; i++) curl_easy_cleanup(x[i].easy);
     curl_multi_cleanup(multi);
+    if (all) bench_pool_free(&pool);
     free(recs);
     free(x);
     curl_global_cleanup();

@@ -8,9 +8,10 @@
  *
  * --submit all: the submit-all-then-collect idiom's floor. A record per
  * request is made up front; the threads take the next request from a shared
- * counter and keep its body in its record; the main thread collects the
- * records in submission order (checks them, frees the bodies), sleeping on a
- * condition variable only when the next one is not done yet. */
+ * counter and keep its body in its record (in a recycled buffer, see
+ * bench_pool); the main thread collects the records in submission order
+ * (checks them, gives the buffers back), sleeping on a condition variable
+ * only when the next one is not done yet. */
 #include "bench_common.h"
 
 #include <pthread.h>
@@ -18,6 +19,7 @@
 /* What the threads share in --submit all. */
 typedef struct queue {
     bench_rec *recs;
+    bench_pool pool;     /* the bodies' buffers */
     atomic_long next;    /* the next request a thread takes */
     atomic_long waiting; /* the record the main thread sleeps on, or -1 */
     pthread_mutex_t mu;
@@ -102,7 +104,7 @@ static void *worker_main(void *arg)
         if (q) {
             if ((ri = atomic_fetch_add(&q->next, 1)) >= o->n) break;
             r = &q->recs[ri];
-            curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+            bench_rec_start(r, e, &q->pool);
         }
         w->bytes = 0;
         CURLcode cc = curl_easy_perform(e);
@@ -142,7 +144,8 @@ int main(int argc, char **argv)
     double t0 = bench_now();
     queue q = {.waiting = -1};
     if (all) {
-        if (!(q.recs = calloc((size_t)o.n, sizeof(*q.recs)))) return 1;
+        if (!(q.recs = calloc((size_t)o.n, sizeof(*q.recs))) || bench_pool_init(&q.pool, 4 * o.c))
+            return 1;
         pthread_mutex_init(&q.mu, NULL);
         pthread_cond_init(&q.cv, NULL);
     }
@@ -174,6 +177,7 @@ int main(int argc, char **argv)
     double secs = bench_now() - t0;
     bench_result(o.like_quiver ? "raw_threads_like_quiver" : "raw_threads", o.n, ok, secs, http,
                  conns);
+    if (all) bench_pool_free(&q.pool);
     free(q.recs);
     free(w);
     curl_global_cleanup();
