@@ -142,32 +142,35 @@ def _jar_signature(jar: CookieJar) -> tuple:
                  for n, ck in names.items())
 
 
-def _headers_key(h: Any) -> tuple:
-    if type(h) is CaseInsensitiveDict:
-        return tuple(h._store.values())
-    return tuple(h.items())
-
-
 def _plan_key(src: Session) -> tuple:
     """What a _Plan is made from."""
+    h = src.headers
     hooks = src.hooks
-    return (_headers_key(src.headers), tuple(src.params.items()) if src.params else (),
+    return (tuple(h._store.values()) if type(h) is CaseInsensitiveDict else tuple(h.items()),
+            tuple(src.params.items()) if src.params else (),
             hooks.get("response") and tuple(hooks["response"]), id(hooks),
             tuple(src.proxies.items()) if src.proxies else ())
 
 
+def _max_retries(adapter: Any) -> Any:
+    return getattr(adapter, "max_retries", None)  # a BaseAdapter has none
+
+
 def _state(src: Session) -> Optional[tuple]:
     """What preparing a request reads from the session (but its cookie
-    jar, which _csession follows) and from the environment: a request with
-    the same arguments in the same state is prepared the same way. None
-    when it cannot be made again (an auth callable runs for each request)."""
+    jar, which _csession follows) and from the environment, and what
+    _quiver_can reads of the session: a request with the same arguments in
+    the same state is prepared the same way. None when it cannot be made
+    again (an auth callable runs for each request)."""
     auth = src.auth
     if auth is not None and not (type(auth) is tuple and len(auth) == 2):
         if type(auth) is not HTTPBasicAuth and type(auth) is not HTTPDigestAuth:
             return None
         auth = (type(auth), auth.username, auth.password)
+    adapters = src.adapters.values()
     return (_plan_key(src), auth, src.trust_env, src.max_redirects, src.verify, src.stream,
-            src.cert, _environment())
+            src.cert, _environment(), type(src), type(src.cookies), tuple(adapters),
+            tuple(map(_max_retries, adapters)))
 
 
 class _SetCookies:
@@ -362,9 +365,8 @@ class FuturesSession(Session):
         except TypeError:  # unhashable: not made again
             return None
         src = self.session or self
-        if again is None or again.state != _state(src) or \
-                not self._quiver_can(src, url, None, None, timeout):
-            return None
+        if again is None or again.state != _state(src):
+            return None  # (the state holds all that _quiver_can read of src)
         rec = again.rec
         if self._csession(b, src, *rec.cs.key) is not rec.cs:
             return None  # the jar was changed by hand: a new C session

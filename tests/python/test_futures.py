@@ -92,6 +92,22 @@ def test_custom_adapter_is_honoured(httpbin):
     assert (r.status_code, r.content) == (299, b"canned")
 
 
+def test_adapter_mounted_or_changed_between_alike_requests(httpbin, faults):
+    """The same request, before and after an adapter's retries are changed
+    or a custom adapter is mounted, goes where requests would send it."""
+    import uuid
+    from urllib3.util.retry import Retry
+    with FuturesSession() as s:
+        url = f"{faults}/flaky?key={uuid.uuid4().hex}&fail=3"
+        assert s.get(url).result(timeout=30).status_code == 503  # the 1st failure
+        s.get_adapter(url).max_retries = Retry(3, status_forcelist=[503], backoff_factor=0)
+        assert s.get(url).result(timeout=30).status_code == 200  # after the 2nd and 3rd
+        s.mount("http://", Canned())
+        assert s.get(url).result(timeout=30).status_code == 299
+        s.mount("http://", requests.adapters.HTTPAdapter())
+        assert s.get(url).result(timeout=30).status_code == 200
+
+
 def test_attributes_code_looks_at():
     s = FuturesSession(max_workers=20)
     assert s.executor._max_workers == 20
