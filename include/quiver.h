@@ -730,6 +730,33 @@ const char *qv_response_cookie(const qv_response *r, const char *name);
 /* QV_EHTTP for 4xx/5xx, else QV_OK. */
 int qv_response_raise_for_status(const qv_response *r);
 
+/* What a language binding reads of a response, in one call (where each call
+ * into C costs a binding more than these copies). Strings and body are the
+ * response's own, valid while it lives. The caller sets .size to
+ * sizeof(qv_response_info): fields are only ever added at the end, and an
+ * older caller's shorter struct gets the fields it has. */
+typedef struct qv_response_info {
+    size_t size;
+    int status;
+    int http_version;   /* as qv_response_http_version */
+    int attempts;       /* as qv_response_attempts */
+    const char *reason; /* as qv_response_reason ("" for none) */
+    const char *url;    /* as qv_response_url */
+    const char *body;   /* as qv_response_body, body_len bytes */
+    size_t body_len;
+    const char *content_type; /* the first Content-Type value, or NULL */
+    size_t headers_len;       /* what qv_response_headers_copy needs */
+    size_t history_len;       /* as qv_response_history_len */
+    size_t set_cookies;       /* how many Set-Cookie headers it has */
+    double elapsed_ms;        /* as qv_response_elapsed_ms */
+    qv_timing timing;         /* as qv_response_timing */
+} qv_response_info;
+/* Fills *out and copies the headers as qv_response_headers_copy(r, headers,
+ * headers_cap) does (nothing when headers_len > headers_cap; headers may be
+ * NULL). QV_EINVAL if r or out is NULL or out->size is 0. */
+int qv_response_info_get(const qv_response *r, qv_response_info *out, char *headers,
+                         size_t headers_cap);
+
 /* For hooks: attach a result (freed with free_fn, which may be NULL, when
  * the response goes or the result is replaced). Not with QV_PROCESSES: a
  * pointer cannot leave the worker process the hook runs in, so there it

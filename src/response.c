@@ -236,6 +236,32 @@ int qv_response_raise_for_status(const qv_response *r)
     return r->status >= 400 && r->status <= 599 ? QV_EHTTP : QV_OK;
 }
 
+int qv_response_info_get(const qv_response *r, qv_response_info *out, char *headers,
+                         size_t headers_cap)
+{
+    if (!r || !out || !out->size) return QV_EINVAL;
+    size_t set_cookies = 0;
+    while (qv_headers_get(&r->headers, "Set-Cookie", set_cookies)) set_cookies++;
+    qv_response_info info = {
+        .size = out->size,
+        .status = r->status,
+        .http_version = r->http_version,
+        .attempts = r->attempts,
+        .reason = qv_response_reason(r),
+        .url = qv_response_url(r),
+        .content_type = qv_headers_get(&r->headers, "Content-Type", 0),
+        .headers_len = qv_response_headers_copy(r, headers, headers ? headers_cap : 0),
+        .history_len = r->nhistory,
+        .set_cookies = set_cookies,
+        .elapsed_ms = r->elapsed_ms,
+        .timing = r->timing,
+    };
+    info.body = qv_response_body(r, &info.body_len);
+    /* An older caller's struct is a prefix of ours: copy what it has. */
+    memcpy(out, &info, out->size < sizeof info ? out->size : sizeof info);
+    return QV_OK;
+}
+
 int qv_in_worker_process;
 
 int qv_response_set_result(qv_response *r, void *result, void (*free_fn)(void *))

@@ -2,6 +2,7 @@
  * elapsed time, raise_for_status. */
 #include "support.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,6 +215,82 @@ Test(basic, repeated_headers, .timeout = 30)
     cr_assert_eq(p, buf + need);
     free(buf);
     cr_assert_eq(qv_response_headers_copy(NULL, NULL, 0), 0);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* Checks qv_response_info_get(r) against the accessors one by one. */
+static void assert_info_agrees(const qv_response *r)
+{
+    char headers[4096];
+    qv_response_info info = {.size = sizeof info};
+    cr_assert_eq(qv_response_info_get(r, &info, headers, sizeof headers), QV_OK);
+    cr_assert_eq(info.size, sizeof info, "size is the caller's");
+    cr_assert_eq(info.status, qv_response_status(r));
+    cr_assert_eq(info.http_version, qv_response_http_version(r));
+    cr_assert_eq(info.attempts, qv_response_attempts(r));
+    cr_assert_eq(info.reason, qv_response_reason(r));
+    cr_assert_eq(info.url, qv_response_url(r));
+    size_t len;
+    cr_assert_eq(info.body, qv_response_body(r, &len));
+    cr_assert_eq(info.body_len, len);
+    cr_assert_eq(info.content_type, qv_response_header(r, "content-type"));
+    cr_assert_eq(info.history_len, qv_response_history_len(r));
+    size_t cookies = 0;
+    while (qv_response_header_nth(r, "set-cookie", cookies)) cookies++;
+    cr_assert_eq(info.set_cookies, cookies);
+    cr_assert_eq(info.elapsed_ms, qv_response_elapsed_ms(r));
+    qv_timing t;
+    cr_assert_eq(qv_response_timing(r, &t), QV_OK);
+    cr_assert_eq(memcmp(&info.timing, &t, sizeof t), 0);
+    char copy[4096];
+    cr_assert_eq(qv_response_headers_copy(r, copy, sizeof copy), info.headers_len);
+    cr_assert_leq(info.headers_len, sizeof headers);
+    cr_assert_eq(memcmp(headers, copy, info.headers_len), 0);
+}
+
+Test(basic, response_info_in_one_call, .timeout = 30)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    qv_response *r =
+        tx_get_ok(s, &f, tu("/response-headers?Set-Cookie=a%3D1&Set-Cookie=b%3D2&X-A=1"));
+    assert_info_agrees(r);
+    qv_response_info info = {.size = sizeof info};
+    cr_assert_eq(qv_response_info_get(r, &info, NULL, 0), QV_OK);
+    cr_assert_eq(info.set_cookies, 2);
+    tx_assert_str_eq(info.content_type, "application/json");
+    cr_assert_gt(info.headers_len, 0, "the length, with nowhere to copy to");
+
+    /* A buffer too small gets nothing; a shorter (older) struct gets the
+     * fields it has and nothing past them. */
+    char small[4] = "xyz";
+    cr_assert_eq(qv_response_info_get(r, &info, small, sizeof small), QV_OK);
+    cr_assert_str_eq(small, "xyz");
+    struct {
+        qv_response_info head;
+        char past[8];
+    } older;
+    memset(&older, 0x5a, sizeof older);
+    older.head.size = offsetof(qv_response_info, reason);
+    cr_assert_eq(qv_response_info_get(r, &older.head, NULL, 0), QV_OK);
+    cr_assert_eq(older.head.status, 200);
+    const unsigned char *rest = (const unsigned char *)&older + older.head.size;
+    for (size_t i = 0; i < sizeof older - older.head.size; i++)
+        cr_assert_eq(rest[i], 0x5a, "byte %zu past the caller's size was written", i);
+    qv_future_release(f);
+
+    /* A redirect: the final response and its hop. */
+    r = tx_get_ok(s, &f, tu("/redirect/1"));
+    assert_info_agrees(r);
+    cr_assert_eq(qv_response_history_len(r), 1);
+    assert_info_agrees(qv_response_history(r, 0));
+
+    info.size = 0;
+    cr_assert_eq(qv_response_info_get(r, &info, NULL, 0), QV_EINVAL);
+    info.size = sizeof info;
+    cr_assert_eq(qv_response_info_get(NULL, &info, NULL, 0), QV_EINVAL);
+    cr_assert_eq(qv_response_info_get(r, NULL, NULL, 0), QV_EINVAL);
     qv_future_release(f);
     qv_session_free(s);
 }

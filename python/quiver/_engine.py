@@ -100,11 +100,7 @@ _REASONS = http.client.responses
 _Response = requests.Response
 _timedelta = datetime.timedelta
 _headers_copy = lib.qv_response_headers_copy
-_status = lib.qv_response_status
-_reason = lib.qv_response_reason
-_body = lib.qv_response_body
-_url = lib.qv_response_url
-_elapsed = lib.qv_response_elapsed_ms
+_info_get = lib.qv_response_info_get
 # the C functions under ffi.unpack/ffi.string (those add a Python call each)
 _unpack = _cffi_backend.unpack
 _string = _cffi_backend.string
@@ -118,7 +114,7 @@ class _Scratch(threading.local):
         self.future = ffi.new("qv_future **")
         self.resp = ffi.new("qv_response **")
         self.size = ffi.new("size_t *")
-        self.timing = ffi.new("qv_timing *")
+        self.info = ffi.new("qv_response_info *", {"size": ffi.sizeof("qv_response_info")})
         self.headers = ffi.new("char[]", 16384)
 
 
@@ -621,13 +617,8 @@ def prepared_request(method: str, url: str, headers: OrderedDict, body: Any = No
     return p
 
 
-def _header(r: Any, name: bytes) -> Optional[str]:
-    v = lib.qv_response_header(r, name)
-    return None if v == ffi.NULL else _string(v).decode("latin-1")
-
-
 def set_cookie_values(r: Any) -> list[str]:
-    """The Set-Cookie values of a response (usually none: one call)."""
+    """The Set-Cookie values of a response."""
     out = []
     while True:
         v = lib.qv_response_header_nth(r, b"set-cookie", len(out))
@@ -639,7 +630,7 @@ def set_cookie_values(r: Any) -> list[str]:
 _encodings: dict = {}
 
 
-def _encoding(content_type: str) -> Optional[str]:
+def _encoding(content_type: bytes) -> Optional[str]:
     """requests' encoding rule for a Content-Type, remembered per value."""
     try:
         return _encodings[content_type]
@@ -647,36 +638,36 @@ def _encoding(content_type: str) -> Optional[str]:
         if len(_encodings) >= 256:
             _encodings.clear()
         enc = _encodings[content_type] = get_encoding_from_headers(
-            {"content-type": content_type})
+            {"content-type": content_type.decode("latin-1")})
         return enc
 
 
 def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Response:
-    """A requests.Response from a qv_response (one hop). What it holds is
-    copied: the qv_response goes with its future."""
+    """A requests.Response from a qv_response (one hop), in one call into
+    C. What it holds is copied: the qv_response goes with its future. The
+    rest of what quiver said of it (history_len, set_cookies, timing, ...)
+    stays in scratch().info until this thread's next build_response."""
     sc = scratch()
+    info = sc.info
     buf = sc.headers
-    n = _headers_copy(r, buf, len(buf))
+    _info_get(r, info, buf, len(buf))
+    n = info.headers_len
     if n > len(buf):
         buf = sc.headers = ffi.new("char[]", n)
         _headers_copy(r, buf, n)
-    status = _status(r)
-    reason = _string(_reason(r)).decode("latin-1") or \
+    status = info.status
+    reason = _string(info.reason).decode("latin-1") or \
         _REASONS.get(status, "")  # HTTP/2 has no reason phrase
-    if with_body:
-        lp = sc.size
-        content = _unpack(_body(r, lp), lp[0])
-    else:
-        content = b""
-    ctype = _header(r, b"content-type")
+    ctype = info.content_type
     resp = _Response.__new__(_Response)
     resp.__dict__.update({
-        "_content": content, "_content_consumed": True, "_next": None,
+        "_content": _unpack(info.body, info.body_len) if with_body else b"",
+        "_content_consumed": True, "_next": None,
         "status_code": status, "headers": Headers(_unpack(buf, n).decode("latin-1")),
-        "raw": None, "url": _string(_url(r)).decode("utf-8", "replace"),
-        "encoding": _encoding(ctype) if ctype else None,
+        "raw": None, "url": _string(info.url).decode("utf-8", "replace"),
+        "encoding": _encoding(_string(ctype)) if ctype else None,
         "history": [], "reason": reason, "cookies": RequestsCookieJar(_POLICY),
-        "elapsed": _timedelta(0, 0, 0, _elapsed(r)),  # (days, s, µs, ms)
+        "elapsed": _timedelta(0, 0, 0, info.elapsed_ms),  # (days, s, µs, ms)
         "request": request, "connection": None,
     })
     return resp
@@ -742,12 +733,12 @@ class StreamBody(io.RawIOBase):
         self._release()
 
 
-def add_quiver_details(resp: requests.Response, r: Any) -> None:
-    """What quiver knows beyond requests: HTTP version, attempts, timing."""
-    t = scratch().timing
-    lib.qv_response_timing(r, t)
-    resp.http_version = lib.qv_response_http_version(r)  # type: ignore[attr-defined]
-    resp.attempts = lib.qv_response_attempts(r)  # type: ignore[attr-defined]
+def add_quiver_details(resp: requests.Response, info: Any) -> None:
+    """What quiver knows beyond requests (from build_response's info):
+    HTTP version, attempts, timing."""
+    t = info.timing
+    resp.http_version = info.http_version  # type: ignore[attr-defined]
+    resp.attempts = info.attempts  # type: ignore[attr-defined]
     resp.timing = {"queued_ms": t.queued_ms, "dns_ms": t.dns_ms,  # type: ignore[attr-defined]
                    "connect_ms": t.connect_ms, "tls_ms": t.tls_ms,
                    "first_byte_ms": t.first_byte_ms, "total_ms": t.total_ms,

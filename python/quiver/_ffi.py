@@ -141,6 +141,14 @@ typedef struct qv_timing {
     double first_byte_ms; double total_ms; double hooks_ms;
 } qv_timing;
 int qv_response_timing(const qv_response *r, qv_timing *out);
+typedef struct qv_response_info {
+    size_t size; int status; int http_version; int attempts; const char *reason;
+    const char *url; const char *body; size_t body_len; const char *content_type;
+    size_t headers_len; size_t history_len; size_t set_cookies; double elapsed_ms;
+    qv_timing timing;
+} qv_response_info;
+int qv_response_info_get(const qv_response *r, qv_response_info *out, char *headers,
+                         size_t headers_cap);
 int qv_response_http_version(const qv_response *r);
 int qv_response_attempts(const qv_response *r);
 double qv_response_elapsed_ms(const qv_response *r);

@@ -284,20 +284,20 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         settle(fut, exc=future_error(qvf, rc, req))
         return
     resp = build_response(r, req, not stream)
+    info = scratch().info  # the response's, until the next build_response
+    add_quiver_details(resp, info)
+    n = info.history_len
     if stream:
         resp.raw = StreamBody(qvf, r)
         resp._content = False
         resp._content_consumed = False
-    n = lib.qv_response_history_len(r)
     if n:
         hist = []
         for i in range(n):
-            h = lib.qv_response_history(r, i)
-            hr = build_response(h, prepared_request(method, ffi.string(lib.qv_response_url(h))
-                                                    .decode("utf-8", "replace"), headers), False)
+            hr = build_response(lib.qv_response_history(r, i), None, False)
+            hr.request = prepared_request(method, hr.url, headers)
             hist.append(hr)
         resp.history = hist
-    add_quiver_details(resp, r)
     settle(fut, resp)
 
 

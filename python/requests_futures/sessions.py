@@ -706,27 +706,28 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     if rc:
         settle(fut, exc=future_error(qvf, rc, rec.prepared()))
         return
-    n = lib.qv_response_history_len(r)
-    hist = []
+    resp = build_response(r, None, not rec.stream)
+    info = scratch().info  # the response's, until the next build_response
+    n = info.history_len
+    set_cookies = set_cookie_values(r) if info.set_cookies else None
     jar_updates = []
     method = rec.method
-    for i in range(n):
-        h = lib.qv_response_history(r, i)
-        hurl = ffi.string(lib.qv_response_url(h)).decode("utf-8", "replace")
-        hr = build_response(h, rec.prepared(hurl, method), False)
-        hc = set_cookie_values(h)
-        method = _redirected_method(method, hr.status_code)
-        if hc:
-            jar_updates.append((hr, hc))
-        hist.append(hr)
-    for i, hr in enumerate(hist):
-        hr.history = hist[1:i + 1]  # as requests' resolve_redirects leaves them
-    resp = build_response(r, rec.prepared(None, method) if n else rec.prepared(),
-                          not rec.stream)
-    set_cookies = set_cookie_values(r)
+    if n:
+        hist = []
+        for i in range(n):
+            h = lib.qv_response_history(r, i)
+            hr = build_response(h, None, False)
+            hr.request = rec.prepared(hr.url, method)
+            if info.set_cookies:  # now the hop's
+                jar_updates.append((hr, set_cookie_values(h)))
+            method = _redirected_method(method, hr.status_code)
+            hist.append(hr)
+        for i, hr in enumerate(hist):
+            hr.history = hist[1:i + 1]  # as requests' resolve_redirects leaves them
+        resp.history = hist
+    resp.request = rec.prepared(None, method)
     if n:
         resp.request.url = resp.url
-        resp.history = hist
     if set_cookies:
         jar_updates.append((resp, set_cookies))
     if jar_updates:
