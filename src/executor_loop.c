@@ -306,6 +306,7 @@ static int run_round(loop *L, int *timeout)
     }
     int finished = done.head != NULL || L->requeued;
     L->requeued = 0;
+    qv_later_run(); /* on this round's thread: the pipes its transfers filled */
     deliver(L, &done);
     /* Finished transfers freed slots: start queued work before sleeping. */
     if (finished) return ROUND_AGAIN;

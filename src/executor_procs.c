@@ -545,8 +545,9 @@ static void throttle(procs *P, pworker *w, int on)
               &(struct epoll_event){.events = on ? 0 : EPOLLIN, .data.fd = w->fd});
 }
 
-/* Room that a data frame always fits in (a chunk is at most 16 KiB). */
-#define PIPE_LOW ((size_t)64 << 10)
+/* Room that a data frame always fits in (libcurl's chunks, at most 16 KiB,
+ * are smaller than a batch). */
+#define PIPE_LOW QV_DATA_BATCH
 
 static void on_stream_data(procs *P, pworker *w, const unsigned char *p, size_t len)
 {
@@ -941,6 +942,7 @@ static void *dispatch_main(void *arg)
         /* Before schedule looks at the queue: a submit after that look sees
          * the flag and wakes the wait; one before is scheduled. */
         atomic_store(&P->sleeping, 1);
+        qv_later_run(); /* the streams' readers, once per pass */
         if (schedule(P)) break;
         int timeout = check_hook_deadlines(P);
         if (P->queue_wait >= 0 && (timeout < 0 || P->queue_wait < timeout))

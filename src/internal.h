@@ -613,7 +613,12 @@ enum {
     QV_SINK_PROGRESS = 8, /* progress goes to the parent in progress frames */
     QV_SINK_STREAM = 16,  /* stream = 1: the headers go first, in a head frame */
 };
-int qv_wire_encode_data(qv_buf *b, const void *chunk, size_t len);
+/* A data frame filled in place: begin, append the chunk's bytes to b, end. */
+int qv_wire_data_begin(qv_buf *b);
+int qv_wire_data_end(qv_buf *b);
+/* A worker sends a data frame once it holds this much (or at the end of
+ * its transfer's pass); one chunk more would start the next frame. */
+#define QV_DATA_BATCH ((size_t)64 << 10)
 int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n);
 int qv_wire_encode_progress(qv_buf *b, const long long v[4]);
 int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4]);
@@ -827,11 +832,27 @@ char *qv_sink_io_message(qv_slot *slot);
  * fails f with QV_EIO), or removes or keeps a partial one. */
 void qv_sink_end(qv_slot *slot);
 
+/* ------------------------------------- work put off to a pass's end (later.c) */
+
+/* Something a thread owes once its current pass over transfers ends. */
+typedef struct qv_later {
+    void (*run)(struct qv_later *l);
+    struct qv_later *next;
+    int queued; /* on its thread's list (only that thread touches it) */
+} qv_later;
+/* Queues l on this thread's list, unless it is there already. */
+void qv_later_add(qv_later *l);
+/* Runs and empties this thread's list: every thread that produces streamed
+ * bytes calls it after each pass of its transfers and before it sleeps. */
+void qv_later_run(void);
+
 /* ----------------------------------------------- streamed bodies (pipe.c) */
 
 /* The body of a streamed response (stream = 1), between its transfer and
  * its reader. */
 #define QV_PIPE_CAP ((size_t)256 << 10)
+/* Bytes in a pipe that wake its consumer before the producer's pass ends. */
+#define QV_PIPE_WAKE ((size_t)64 << 10)
 /* With two references (the transfer's and the response's); producer is
  * poked when the reader made room or let go, until qv_pipe_finish. */
 qv_pipe *qv_pipe_new(qv_future *producer);

@@ -4,9 +4,12 @@
  * (CURL_WRITEFUNC_PAUSE: libcurl stops reading the connection); the reader
  * that makes room again pokes the transfer's thread, which resumes it. So a
  * slow reader holds at most QV_PIPE_CAP bytes here, plus what libcurl keeps
- * of the one chunk it could not hand over. */
+ * of the one chunk it could not hand over. The consumer is woken once a
+ * batch (QV_PIPE_WAKE) is in, or at the end of the transfer thread's pass
+ * (later.c) for what is less: not once for every chunk. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <string.h>
 
 struct qv_pipe {
@@ -20,6 +23,7 @@ struct qv_pipe {
     char *msg;
     int closed;          /* the reader let go: the transfer stops */
     int paused;          /* the transfer waits for room */
+    int poked;           /* ... and was told that there is some */
     long long total;     /* bytes pushed */
     qv_future *producer; /* poked for room or a close; NULL once finished */
     /* A pumped pipe (qv_pipe_new_pump): ready(ready_arg) asks for a pump
@@ -27,7 +31,10 @@ struct qv_pipe {
     void (*ready)(void *arg);
     void *ready_arg;
     int scheduled;
+    qv_later later; /* bytes came that the consumer was not woken for */
 };
+
+static void pay(qv_later *l);
 
 qv_pipe *qv_pipe_new(qv_future *producer)
 {
@@ -40,6 +47,7 @@ qv_pipe *qv_pipe_new(qv_future *producer)
         goto fail;
     }
     p->cap = QV_PIPE_CAP;
+    p->later.run = pay;
     atomic_init(&p->refs, 2);
     p->producer = producer;
     return p;
@@ -83,6 +91,32 @@ static void poke(qv_pipe *p)
     if (p->producer) qv_future_poke(p->producer);
 }
 
+/* Under p->mu: a paused transfer is told once that it may go on. */
+static void poke_if_room(qv_pipe *p)
+{
+    if (!p->paused || p->poked || p->cap - p->len < p->cap / 2) return;
+    p->poked = 1;
+    poke(p);
+}
+
+/* Under p->mu: the consumer takes what is there. */
+static void wake(qv_pipe *p)
+{
+    pthread_cond_broadcast(&p->cv);
+    schedule(p);
+}
+
+/* The end of the producer's pass: the consumer takes what it was not woken
+ * for. */
+static void pay(qv_later *l)
+{
+    qv_pipe *p = (qv_pipe *)(void *)((char *)l - offsetof(qv_pipe, later));
+    pthread_mutex_lock(&p->mu);
+    if (p->len) wake(p);
+    pthread_mutex_unlock(&p->mu);
+    qv_pipe_unref(p);
+}
+
 /* Under p->mu: a ring of at least want bytes, its content kept in order. */
 static int grow(qv_pipe *p, size_t want)
 {
@@ -106,6 +140,7 @@ static int push(qv_pipe *p, const char *data, size_t n, int any)
         rc = -1;
     } else if (n > p->cap - p->len && p->len > 0 && !any) {
         p->paused = 1; /* libcurl keeps the chunk and stops reading */
+        p->poked = 0;
         rc = 1;
     } else {
         /* Larger than the room (empty, or taking any): a larger ring. */
@@ -118,8 +153,12 @@ static int push(qv_pipe *p, const char *data, size_t n, int any)
         memcpy(p->buf, data + first, n - first);
         p->len += n;
         p->total += (long long)n;
-        pthread_cond_broadcast(&p->cv);
-        schedule(p);
+        if (p->len >= QV_PIPE_WAKE) {
+            wake(p);
+        } else if (!p->later.queued) {
+            atomic_fetch_add(&p->refs, 1); /* the list's, until pay */
+            qv_later_add(&p->later);
+        }
     }
     pthread_mutex_unlock(&p->mu);
     return rc;
@@ -153,8 +192,7 @@ void qv_pipe_finish(qv_pipe *p, int err, const char *msg)
     p->err = err;
     p->msg = msg ? qv_strdup(msg) : NULL;
     p->producer = NULL;
-    pthread_cond_broadcast(&p->cv);
-    schedule(p);
+    wake(p);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -188,7 +226,7 @@ int qv_pipe_pump(qv_pipe *p, int (*fn)(void *arg, const char *data, size_t n), v
             pthread_mutex_unlock(&p->mu);
             return done ? 1 : -1;
         }
-        if (p->paused && p->cap - p->len >= p->cap / 2) poke(p);
+        poke_if_room(p);
     }
 }
 
@@ -218,7 +256,7 @@ int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, 
         p->start = (p->start + take) % p->cap;
         p->len -= take;
         *n = take;
-        if (p->paused && p->cap - p->len >= p->cap / 2) poke(p);
+        poke_if_room(p);
     } else if (p->closed) {
         rc = QV_ESHUTDOWN;
     } else if (p->finished) {
@@ -243,7 +281,10 @@ int qv_pipe_hold_below(qv_pipe *p, size_t low)
 {
     pthread_mutex_lock(&p->mu);
     int hold = !p->closed && p->cap - p->len < low;
-    if (hold) p->paused = 1;
+    if (hold && !p->paused) {
+        p->paused = 1;
+        p->poked = 0;
+    }
     pthread_mutex_unlock(&p->mu);
     return hold;
 }

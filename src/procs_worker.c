@@ -39,9 +39,33 @@ typedef struct worker {
     unsigned char mail[PIPE_BUF];
     unsigned char later[PIPE_BUF]; /* a request from the mailbox, kept while an older one runs */
     qv_buf out;
+    qv_buf data;        /* a data frame being filled (len 0: none) */
+    qv_later data_owed; /* sends it at the end of the transfer's pass */
 } worker;
 
 static worker *the_worker;
+
+/* Sends the data frame being filled, if any. */
+static void send_data(worker *w)
+{
+    if (!w->data.len) return;
+    if (qv_wire_data_end(&w->data) || qv_fd_write_all(w->fd, w->data.data, w->data.len))
+        _exit(0); /* the parent is gone */
+    w->data.len = 0;
+}
+
+static void send_data_owed(qv_later *l)
+{
+    (void)l;
+    send_data(the_worker);
+}
+
+/* Writes a frame other than data, after the body bytes that came before it. */
+static int send_frame(worker *w, const qv_buf *b)
+{
+    send_data(w);
+    return qv_fd_write_all(w->fd, b->data, b->len);
+}
 
 /* A cancel from the parent, of the request being served (cur; NULL while
  * idle), or of one taken from the mailbox and not started yet: the parent
@@ -79,17 +103,24 @@ void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t 
     static qv_buf b;
     /* A trace that cannot be sent is not the request's failure; a parent
      * gone is noticed where the worker waits for it. */
-    if (!qv_wire_encode_debug(&b, kind, data, len)) qv_fd_write_all(the_worker->fd, b.data, b.len);
+    if (!qv_wire_encode_debug(&b, kind, data, len)) send_frame(the_worker, &b);
 }
 
-/* The parent's on_data or output_fd, fed with data frames; a blocking
- * write, so a parent that reads slowly slows this transfer down. */
+/* The parent's on_data, output_fd or reader, fed with data frames of up to
+ * QV_DATA_BATCH bytes (one per batch, not one per chunk: fewer writes here
+ * and wake-ups there); blocking writes, so a parent that reads slowly slows
+ * this transfer down. */
 static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
 {
     worker *w = arg;
     (void)f;
-    if (qv_wire_encode_data(&w->out, chunk, len) || qv_fd_write_all(w->fd, w->out.data, w->out.len))
-        _exit(0); /* the parent is gone */
+    if (w->data.len && w->data.len + len > QV_WIRE_HEADER + 6 + QV_DATA_BATCH) send_data(w);
+    if ((!w->data.len && qv_wire_data_begin(&w->data)) || qv_buf_append(&w->data, chunk, len))
+        _exit(0);
+    if (w->data.len >= QV_WIRE_HEADER + 6 + QV_DATA_BATCH)
+        send_data(w);
+    else
+        qv_later_add(&w->data_owed);
     return 0;
 }
 
@@ -99,8 +130,7 @@ static void forward_progress(qv_future *f, long long dl_now, long long dl_total,
     worker *w = arg;
     (void)f;
     const long long v[4] = {dl_now, dl_total, ul_now, ul_total};
-    if (qv_wire_encode_progress(&w->out, v) || qv_fd_write_all(w->fd, w->out.data, w->out.len))
-        _exit(0);
+    if (qv_wire_encode_progress(&w->out, v) || send_frame(w, &w->out)) _exit(0);
 }
 
 /* stream = 1: the final response's headers are in. Its hooks run now (as
@@ -207,7 +237,7 @@ static int serve_one(worker *w)
          * write here and a wake-up and reads in the parent. */
         if (hooks && hooks->fn &&
             (qv_wire_frame_begin(&w->out, QV_WIRE_HOOKS) || qv_wire_frame_end(&w->out) ||
-             qv_fd_write_all(w->fd, w->out.data, w->out.len)))
+             send_frame(w, &w->out)))
             _exit(0);
         char *msg = NULL;
         double t0 = qv_now_ms();
@@ -254,7 +284,7 @@ static int serve_one(worker *w)
         rc = qv_wire_encode_response(&w->out, f, retry_ms, jar_after, jar_kept);
     }
     if (!rc && took) qv_wire_frame_retype(&w->out, QV_WIRE_RESPONSE_TOOK);
-    if (rc || qv_fd_write_all(w->fd, w->out.data, w->out.len)) _exit(0);
+    if (rc || send_frame(w, &w->out)) _exit(0);
     qv_response_free(f->out_resp);
     f->out_resp = NULL;
     qv_free(f->out_msg);
@@ -307,7 +337,7 @@ static void worker_main(int fd, int mbox)
     sigprocmask(SIG_SETMASK, &all, NULL);
     /* If the zygote dies, so do its workers (the parent then sees them go). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    worker w = {.fd = fd, .mbox = mbox};
+    worker w = {.fd = fd, .mbox = mbox, .data_owed = {.run = send_data_owed}};
     the_worker = &w;
     qv_in_worker_process = 1;
     qv_stream_head_hook = stream_head;

@@ -936,11 +936,13 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
             break;
         }
         if (qv_transfer_should_abort(slot)) break;
+        qv_later_run();
         wfd.revents = 0;
         curl_multi_poll(multi, watch_fd >= 0 ? &wfd : NULL, watch_fd >= 0,
                         (int)qv_transfer_poll_ms(slot, 1000), NULL);
         if (wfd.revents) on_readable(slot);
     }
+    qv_later_run();
     qv_transfer_detach(slot, multi);
     return cc;
 }

@@ -384,7 +384,7 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     return rc ? rc : qv_wire_frame_end(b);
 }
 
-/* Data and progress frames share one shape: a single field. */
+/* A progress frame (as a data frame): a single field. */
 static int put_single(qv_buf *b, int type, unsigned tag, const void *p, size_t n)
 {
     int rc = qv_wire_frame_begin(b, type);
@@ -400,9 +400,18 @@ static int get_single(const unsigned char *p, size_t len, unsigned want, const u
     return next(&rd, &tag, v, n) == 1 && tag == want ? QV_OK : QV_EPROTOCOL;
 }
 
-int qv_wire_encode_data(qv_buf *b, const void *chunk, size_t len)
+int qv_wire_data_begin(qv_buf *b)
 {
-    return put_single(b, QV_WIRE_DATA, T_CHUNK, chunk, len);
+    int rc = qv_wire_frame_begin(b, QV_WIRE_DATA);
+    return rc ? rc : qv_wire_put(b, T_CHUNK, "", 0);
+}
+
+int qv_wire_data_end(qv_buf *b)
+{
+    size_t n = b->len - QV_WIRE_HEADER - 6; /* after the chunk field's tag and length */
+    if (n > QV_WIRE_MAX) return QV_ETOO_LARGE;
+    put_u32((unsigned char *)b->data + QV_WIRE_HEADER + 2, (uint32_t)n);
+    return qv_wire_frame_end(b);
 }
 
 int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n)

@@ -965,6 +965,65 @@ Test(stream, the_future_completes_with_the_headers_before_the_body)
     qv_session_free(s);
 }
 
+/* Hand-offs are batched (a consumer is woken per batch of chunks, a process
+ * worker sends a data frame per batch): a body that trickles in must still
+ * reach its consumer byte by byte, not wait for the bytes after it. */
+static const char *trickle(void)
+{
+    return tx_faults_url("/drip?bytes=4&interval=0.4");
+}
+
+/* The body takes 1.6 s; its first byte comes at 0.4 s. */
+static void expect_first_byte_early(double first, double end)
+{
+    cr_assert_lt(first, end - 700, "first byte at %.0f ms, the last at %.0f ms", first, end);
+}
+
+Test(stream, a_trickling_body_reaches_the_reader_byte_by_byte)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = trickle(), .stream = 1}), QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    double t0 = now_ms(), first = -1;
+    char buf[16];
+    size_t got = 0, n;
+    int rc;
+    while ((rc = qv_response_read(r, buf + got, sizeof buf - got, &n, 5000)) == QV_OK && n) {
+        if (first < 0) first = now_ms() - t0;
+        got += n;
+    }
+    cr_assert_eq(rc, QV_OK, "%s", qv_response_read_error(r));
+    cr_assert_eq(got, 4);
+    expect_first_byte_early(first, now_ms() - t0);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+static int note_first(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f, (void)chunk, (void)len;
+    double *first = arg;
+    if (*first < 0) *first = now_ms();
+    return 0;
+}
+
+Test(stream, a_trickling_body_reaches_on_data_byte_by_byte)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    double first = -1, t0 = now_ms();
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = trickle(), .on_data = note_first, .on_data_arg = &first}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_body_bytes(r), 4);
+    expect_first_byte_early(first - t0, now_ms() - t0);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
 Test(stream, a_body_cut_short_fails_the_read_with_qv_eprotocol)
 {
     qv_session *s = TX_SESSION(0);
