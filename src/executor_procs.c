@@ -88,6 +88,7 @@ typedef struct procs {
      * for (send_cancels). A held future a cancel completed is lost to the
      * pool: it keeps its reference but only lets it go. */
     qv_holder held_by, run_by;
+    qv_buf up; /* what an on_upload makes, before it goes in a frame */
 } procs;
 
 /* Forking while a dispatcher thread is in the middle of its work (inside
@@ -504,6 +505,37 @@ static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     w->cancel_sent = 1;
 }
 
+/* The most on_upload is asked for at once: with at most one answer on its
+ * way, the worker's socket always has room for it, so this thread's write
+ * never waits for a worker that is itself waiting to write a data frame. */
+#define UPLOAD_PIECE ((size_t)64 << 10)
+
+/* f's worker wants on_upload's next bytes: the callback runs in this
+ * thread (outside the fork lock, as on_data) and its answer goes back. An
+ * answer it cannot give is an error (-1), which stops the transfer. */
+static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t len)
+{
+    qv_future *f = w->f;
+    uint64_t id;
+    size_t cap;
+    long got = -1;
+    if (qv_wire_decode_upload_want(p, len, &id, &cap)) {
+        id = f->req.wire_id; /* (no worker of ours asks so): an error answers */
+        cap = 0;
+    }
+    if (cap > UPLOAD_PIECE) cap = UPLOAD_PIECE;
+    P->up.len = 0;
+    if (cap && !w->f_lost && f->req.on_upload && id == f->req.wire_id &&
+        !qv_buf_grow(&P->up, cap, cap)) {
+        dispatcher_gate(0);
+        got = f->req.on_upload(P->up.data, cap, f->req.on_upload_arg);
+        dispatcher_gate(1);
+        if (got < 0 || (size_t)got > cap) got = -1;
+    }
+    if (!qv_wire_encode_upload(&P->out, id, got, P->up.data))
+        qv_fd_write_all(w->fd, P->out.data, P->out.len);
+}
+
 /* A streamed response's headers: the future completes now (its hooks ran
  * in the worker); its body comes in data frames. */
 static void on_head_frame(pworker *w, const unsigned char *p, size_t len)
@@ -599,6 +631,8 @@ static void on_worker_readable(procs *P, pworker *w)
             on_data_frame(P, w, p, len);
         else if (type == QV_WIRE_PROGRESS)
             on_progress_frame(w, p, len);
+        else if (type == QV_WIRE_UPLOAD_WANT)
+            on_upload_want(P, w, p, len);
         else if (type == QV_WIRE_HOOKS && P->base.o.hook_timeout_ms > 0)
             w->hook_deadline = qv_now_ms() + (double)P->base.o.hook_timeout_ms;
         else if (type == QV_WIRE_RESPONSE || type == QV_WIRE_RESPONSE_TOOK) {
@@ -1024,6 +1058,7 @@ static void procs_destroy(qv_executor *ex)
     if (P->wake[0] >= 0) close(P->wake[0]);
     if (P->wake[1] >= 0) close(P->wake[1]);
     qv_buf_free(&P->out);
+    qv_buf_free(&P->up);
     if (P->ep >= 0) close(P->ep);
     qv_free(P->w);
     qv_free(P);

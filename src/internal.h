@@ -603,7 +603,9 @@ enum {
     QV_WIRE_DEBUG,    /* a debug trace event, from the worker during the transfer */
     QV_WIRE_DATA,     /* body bytes for the parent's on_data or output_fd (from the worker) */
     QV_WIRE_PROGRESS, /* for the parent's on_progress (from the worker) */
-    QV_WIRE_HEAD      /* a streamed response's headers (from the worker); its body follows */
+    QV_WIRE_HEAD,     /* a streamed response's headers (from the worker); its body follows */
+    QV_WIRE_UPLOAD_WANT, /* on_upload: the worker's read callback wants bytes */
+    QV_WIRE_UPLOAD       /* on_upload's answer (to the worker): bytes, the end or an error */
 };
 /* What a request tells its worker of its body's ways (wire.c). */
 enum {
@@ -612,6 +614,7 @@ enum {
     QV_SINK_DATA = 4,     /* the body goes to the parent in data frames */
     QV_SINK_PROGRESS = 8, /* progress goes to the parent in progress frames */
     QV_SINK_STREAM = 16,  /* stream = 1: the headers go first, in a head frame */
+    QV_SINK_UPLOAD = 32,  /* on_upload: the body comes from the parent in upload frames */
 };
 /* A data frame filled in place: begin, append the chunk's bytes to b, end. */
 int qv_wire_data_begin(qv_buf *b);
@@ -620,6 +623,14 @@ int qv_wire_data_end(qv_buf *b);
  * its transfer's pass); one chunk more would start the next frame. */
 #define QV_DATA_BATCH ((size_t)64 << 10)
 int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n);
+/* on_upload on a process pool: the worker asks for up to cap bytes of the
+ * request named id; the parent answers with what on_upload returned (got:
+ * bytes, 0 at the end, -1 for an error) and the bytes. */
+int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap);
+int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap);
+int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got, const void *chunk);
+int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got,
+                          const unsigned char **chunk);
 int qv_wire_encode_progress(qv_buf *b, const long long v[4]);
 int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4]);
 #define QV_WIRE_VERSION 2

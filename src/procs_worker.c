@@ -41,6 +41,12 @@ typedef struct worker {
     qv_buf out;
     qv_buf data;        /* a data frame being filled (len 0: none) */
     qv_later data_owed; /* sends it at the end of the transfer's pass */
+    /* on_upload: the parent's bytes libcurl has not taken yet (from up_pos),
+     * whether more are asked for, and the end the parent said (1, or -1 for
+     * an error). */
+    qv_buf up;
+    size_t up_pos;
+    int up_asked, up_end;
 } worker;
 
 static worker *the_worker;
@@ -82,8 +88,36 @@ static void on_cancel(worker *w, qv_future *cur, const unsigned char *p, size_t 
         w->cancel_next = id;
 }
 
-/* The parent wrote during a transfer: cancels (nothing else is sent then),
- * maybe more than one in a read. */
+/* on_upload's answer from the parent, for the request being served (one
+ * for a request answered already, which crossed the answer, goes). */
+static void on_upload_frame(worker *w, const unsigned char *p, size_t len)
+{
+    uint64_t id;
+    long got;
+    const unsigned char *chunk;
+    if (qv_wire_decode_upload(p, len, &id, &got, &chunk)) _exit(3); /* the parent would not */
+    if (id != w->id || !w->up_asked) return;
+    w->up_asked = 0;
+    if (got <= 0) {
+        w->up_end = got < 0 ? -1 : 1;
+        return;
+    }
+    if (w->up_pos) { /* what libcurl took goes */
+        w->up.len -= w->up_pos;
+        memmove(w->up.data, w->up.data + w->up_pos, w->up.len);
+        w->up_pos = 0;
+    }
+    if (qv_buf_append(&w->up, chunk, (size_t)got)) w->up_end = -1;
+}
+
+/* A frame from the parent during a transfer: a cancel or upload bytes. */
+static void on_control(worker *w, qv_future *cur, int type, const unsigned char *p, size_t len)
+{
+    if (type == QV_WIRE_CANCEL) on_cancel(w, cur, p, len);
+    if (type == QV_WIRE_UPLOAD) on_upload_frame(w, p, len);
+}
+
+/* The parent wrote during a transfer, maybe more than one frame in a read. */
 static void control_readable(qv_slot *slot)
 {
     worker *w = the_worker;
@@ -92,7 +126,7 @@ static void control_readable(qv_slot *slot)
         const unsigned char *p;
         size_t len;
         if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) _exit(0); /* parent gone */
-        if (type == QV_WIRE_CANCEL) on_cancel(w, slot->f, p, len);
+        on_control(w, slot->f, type, p, len);
     } while (qv_frame_buffered(&w->in));
 }
 
@@ -122,6 +156,42 @@ static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
     else
         qv_later_add(&w->data_owed);
     return 0;
+}
+
+/* Asks the parent for up to cap more bytes of on_upload's body, unless
+ * asked already or at the end. */
+static void ask_upload(worker *w, size_t cap)
+{
+    if (w->up_asked || w->up_end) return;
+    if (qv_wire_encode_upload_want(&w->out, w->id, cap) || send_frame(w, &w->out)) _exit(0);
+    w->up_asked = 1;
+}
+
+/* The parent's on_upload, as this transfer's: the parent runs it and sends
+ * what it made. At most one answer is on its way, asked for as libcurl
+ * takes the one before, so the parent makes the next piece while this one
+ * is sent; libcurl waits here (as for the callback itself elsewhere) when
+ * it is not in yet. */
+static long fetch_upload(void *buf, size_t cap, void *arg)
+{
+    worker *w = arg;
+    qv_future *f = w->slot.f;
+    if (w->up.len == w->up_pos) ask_upload(w, cap);
+    while (w->up.len == w->up_pos && !w->up_end) {
+        int type;
+        const unsigned char *p;
+        size_t len;
+        if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) _exit(0); /* parent gone */
+        on_control(w, f, type, p, len);
+        if (atomic_load(&f->cancel_requested)) return -1;
+    }
+    size_t n = w->up.len - w->up_pos;
+    if (!n) return w->up_end < 0 ? -1 : 0;
+    if (n > cap) n = cap;
+    memcpy(buf, w->up.data + w->up_pos, n);
+    w->up_pos += n;
+    ask_upload(w, cap);
+    return (long)n;
 }
 
 static void forward_progress(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
@@ -199,6 +269,12 @@ static int serve_one(worker *w)
     if (sink_flags & QV_SINK_DATA) {
         f->req.on_data = forward_data;
         f->req.on_data_arg = w;
+    }
+    if (sink_flags & QV_SINK_UPLOAD) {
+        f->req.on_upload = fetch_upload;
+        f->req.on_upload_arg = w;
+        w->up.len = w->up_pos = 0;
+        w->up_asked = w->up_end = 0;
     }
     if (sink_flags & QV_SINK_PROGRESS) {
         f->req.on_progress = forward_progress;

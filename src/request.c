@@ -375,8 +375,6 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     const char *content_type = NULL;
     r->method = qv_arena_strdup(&r->arena, o.method ? o.method : "GET");
     if (!r->method) return QV_ENOMEM;
-    /* A worker process cannot call back into this one for body bytes. */
-    if (o.on_upload && s->ex->o.kind == QV_PROCESSES) return QV_EINVAL;
     if ((rc = build_body(r, &o, &content_type))) return rc;
     if ((rc = build_sink(r, &o))) return rc;
     if ((rc = build_headers(r, s, &o, content_type))) return rc;

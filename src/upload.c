@@ -42,7 +42,8 @@ static size_t read_callback(char *buf, size_t size, size_t n, void *p)
     qv_future *f = slot->f;
     long got = f->req.on_upload(buf, size * n, f->req.on_upload_arg);
     if (got < 0 || (size_t)got > size * n) {
-        slot->abort = QV_ABORT_HOOK;
+        /* (A process worker's stands for the parent's, and stops for a cancel.) */
+        slot->abort = atomic_load(&f->cancel_requested) ? QV_ABORT_CANCEL : QV_ABORT_HOOK;
         return CURL_READFUNC_ABORT;
     }
     if (got > 0) f->out_unrepeatable = 1;

@@ -61,6 +61,7 @@ enum {
     T_OUTPUT_PATH,
     T_SINK_FLAGS, /* SINK_* bits */
     T_UPLOAD_PATH,
+    T_UPLOAD_LEN,
     /* response */
     T_STATUS = 64,
     T_REASON,
@@ -82,6 +83,8 @@ enum {
     T_BODY_BYTES, /* the body went elsewhere: how many bytes */
     T_CHUNK,      /* a data frame's bytes */
     T_PROGRESS,   /* 4 integers: received, its total, sent, its total (-1: unknown) */
+    T_UPLOAD_CAP, /* the most bytes the worker takes in the next upload frame */
+    T_UPLOAD_GOT, /* what the parent's on_upload returned (-1: an error or too many) */
     /* nested fields */
     N_NAME = 128,
     N_VALUE,
@@ -376,10 +379,12 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_trace(b, r);
     if (!rc) rc = put_str(b, T_OUTPUT_PATH, r->output_path);
     if (!rc) rc = put_str(b, T_UPLOAD_PATH, r->upload_path);
+    if (!rc && r->upload_len) rc = put_int(b, T_UPLOAD_LEN, r->upload_len);
     int flags = (r->keep_partial ? QV_SINK_KEEP : 0) | (r->resume ? QV_SINK_RESUME : 0) |
                 (r->on_data || r->output_fd > 0 ? QV_SINK_DATA : 0) |
                 (r->on_progress ? QV_SINK_PROGRESS : 0) |
-                (r->stream ? QV_SINK_STREAM | QV_SINK_DATA : 0);
+                (r->stream ? QV_SINK_STREAM | QV_SINK_DATA : 0) |
+                (r->on_upload ? QV_SINK_UPLOAD : 0);
     if (!rc && flags) rc = put_int(b, T_SINK_FLAGS, flags);
     return rc ? rc : qv_wire_frame_end(b);
 }
@@ -436,6 +441,69 @@ int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4])
         get_int(x + 8 * i, 8, &k);
         v[i] = k;
     }
+    return QV_OK;
+}
+
+int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap)
+{
+    int rc = qv_wire_frame_begin(b, QV_WIRE_UPLOAD_WANT);
+    if (!rc) rc = put_int(b, T_ID, (int64_t)id);
+    if (!rc) rc = put_int(b, T_UPLOAD_CAP, (int64_t)cap);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t n;
+    int64_t i, got_id = 0, got_cap = 0;
+    while (next(&rd, &tag, &v, &n) == 1) {
+        if (get_int(v, n, &i)) return QV_EPROTOCOL;
+        if (tag == T_ID) got_id = i;
+        if (tag == T_UPLOAD_CAP) got_cap = i;
+    }
+    if (got_id <= 0 || got_cap <= 0 || (uint64_t)got_cap > QV_WIRE_MAX) return QV_EPROTOCOL;
+    *id = (uint64_t)got_id;
+    *cap = (size_t)got_cap;
+    return QV_OK;
+}
+
+int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got, const void *chunk)
+{
+    int rc = qv_wire_frame_begin(b, QV_WIRE_UPLOAD);
+    if (!rc) rc = put_int(b, T_ID, (int64_t)id);
+    if (!rc) rc = put_int(b, T_UPLOAD_GOT, got);
+    if (!rc && got > 0) rc = qv_wire_put(b, T_CHUNK, chunk, (size_t)got);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got,
+                          const unsigned char **chunk)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t n, chunk_len = 0;
+    int64_t i, got_id = 0, g = -2;
+    *chunk = NULL;
+    while (next(&rd, &tag, &v, &n) == 1) {
+        if (tag == T_CHUNK) {
+            *chunk = v;
+            chunk_len = n;
+        } else if (get_int(v, n, &i)) {
+            return QV_EPROTOCOL;
+        } else if (tag == T_ID) {
+            got_id = i;
+        } else if (tag == T_UPLOAD_GOT) {
+            g = i;
+        }
+    }
+    /* The bytes said are the bytes there. */
+    if (got_id <= 0 || g < -1 || (size_t)(g > 0 ? g : 0) != chunk_len) return QV_EPROTOCOL;
+    *id = (uint64_t)got_id;
+    *got = (long)g;
     return QV_OK;
 }
 
@@ -761,6 +829,12 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
                 rc = QV_EPROTOCOL;
             else
                 *(tag == T_ID ? &r->wire_id : &r->trace_id) = (uint64_t)i;
+            break;
+        case T_UPLOAD_LEN:
+            if (get_int(v, n, &i) || i <= 0)
+                rc = QV_EPROTOCOL;
+            else
+                r->upload_len = i;
             break;
         case T_AUTH:
         case T_FOLLOW:

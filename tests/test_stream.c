@@ -688,22 +688,67 @@ Test(stream, on_upload_streams_a_body_of_unknown_length_chunked)
     producer p = {.left = 3 << 20, .seed = 1};
     sha_init(&p.h);
     qv_future *f;
-    int rc = qv_request(
-        s, &f,
-        &(qv_request_opts){
-            .method = "POST", .url = sink("/up"), .on_upload = produce, .on_upload_arg = &p});
-    if (tx_kind() == QV_PROCESSES) {
-        cr_assert_eq(rc, QV_EINVAL, "on_upload cannot run in a worker process");
-        EVP_MD_CTX_free(p.h.ctx);
-        qv_session_free(s);
-        return;
-    }
-    cr_assert_eq(rc, QV_OK);
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "POST",
+                                               .url = sink("/up"),
+                                               .on_upload = produce,
+                                               .on_upload_arg = &p}),
+                 QV_OK);
     qv_response *r = tx_expect_status(f, 200);
     char hex[65];
     long long bytes = p.h.bytes;
     sha_hex(&p.h, hex);
     expect_sunk(r, hex, bytes, 1);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, on_upload_with_upload_len_sends_that_content_length)
+{
+    qv_session *s = TX_SESSION(0);
+    producer p = {.left = 1 << 20, .seed = 3};
+    sha_init(&p.h);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "PUT",
+                                               .url = sink("/up"),
+                                               .on_upload = produce,
+                                               .on_upload_arg = &p,
+                                               .upload_len = 1 << 20}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char hex[65];
+    sha_hex(&p.h, hex);
+    expect_sunk(r, hex, 1 << 20, 0);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+static long produce_then_fail(void *buf, size_t cap, void *arg)
+{
+    producer *p = arg;
+    if (p->made >= (1 << 20)) return -1;
+    long n = produce(buf, cap, arg);
+    p->made += n;
+    return n;
+}
+
+Test(stream, an_on_upload_that_fails_stops_the_transfer_with_qv_ehook)
+{
+    qv_session *s = TX_SESSION(0);
+    producer p = {.left = 8 << 20, .seed = 4};
+    sha_init(&p.h);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "POST",
+                                               .url = sink("/up"),
+                                               .on_upload = produce_then_fail,
+                                               .on_upload_arg = &p}),
+                 QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_EHOOK), "on_upload");
+    cr_assert_lt(p.made, 2 << 20, "on_upload was called on after it failed");
+    char hex[65];
+    sha_hex(&p.h, hex);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -733,7 +778,6 @@ Test(stream, a_retry_sends_the_upload_file_again_from_its_start)
 
 Test(stream, a_callback_upload_that_must_be_sent_again_fails_clearly)
 {
-    if (tx_kind() == QV_PROCESSES) return; /* on_upload: QV_EINVAL there (above) */
     qv_session *s = TX_SESSION(0);
     producer p = {.left = 100000, .seed = 2};
     sha_init(&p.h);
