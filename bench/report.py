@@ -151,7 +151,8 @@ def targets_report(rows, meta):
     p = print
     met = total = 0
     header(meta, "quiver against issue #19's targets")
-    p(f"Settings: {meta.get('settings', '?')}. Machine load: {meta.get('load', '?')} (2 shared "
+    p(f"Settings: {meta.get('settings', '?')}; runs finished: {meta.get('runs_done', '?')}. "
+      f"Machine load: {meta.get('load', '?')} (2 shared "
       f"cores: other work shows up as spread between runs).")
     p()
     p("CPU is user+sys of the whole client process per request, the median over the runs that "
@@ -231,7 +232,9 @@ def main():
             k, _, v = line.rstrip("\n").partition("=")
             meta[k] = v
     if meta.get("mode") == "targets":
-        targets_report(rows, meta)
+        # A matrix stopped early: only the runs it finished.
+        done = int(meta.get("runs_done") or 0)
+        targets_report([r for r in rows if int(r["run"]) <= done], meta)
         return
     S = summarise(rows)
     p = print
