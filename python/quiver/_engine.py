@@ -157,14 +157,23 @@ def _arming_list(fut: "Future") -> _ArmingList:
     return waiters
 
 
-# concurrent.futures.Future's attributes that most of our futures never use,
-# made on first use (a Condition costs more to make than the rest of a
-# request's future): what makes each from the future.
-_LAZY: dict = {
-    "_condition": lambda fut: threading.Condition(fut._lock),
-    "_waiters": _arming_list,
-    "_done_callbacks": lambda fut: [],
-}
+def _made_on_first_use(slot: str, make: Callable[["Future"], Any]) -> property:
+    """A concurrent.futures.Future attribute that most of our futures never
+    use (a Condition costs more to make than the rest of a request's
+    future): made on first use, under the future's lock so that every user
+    gets the same one, and kept in `slot` (None until then)."""
+    def get(fut: "Future") -> Any:
+        value = getattr(fut, slot)
+        if value is None:
+            with fut._lock:
+                value = getattr(fut, slot)
+                if value is None:
+                    value = make(fut)
+                    setattr(fut, slot, value)
+        return value
+    return property(get)
+
+
 _DONE_STATES = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
 
 
@@ -182,8 +191,15 @@ class Future(concurrent.futures.Future):
 
     Its lock is an RLock made at once; the Condition over that lock, the
     waiter list and the callback list of concurrent.futures.Future are made
-    when first used (__getattr__, under the lock, so that every user gets the
-    same one), and a finished future's result() touches none of them."""
+    when first used, and a finished future's result() touches none of
+    them."""
+
+    _condition = _made_on_first_use("_cond", lambda fut: threading.Condition(fut._lock))
+    _waiters = _made_on_first_use("_waiter_list", _arming_list)
+    _done_callbacks = _made_on_first_use("_callbacks", lambda fut: [])
+    _cond: Optional[threading.Condition] = None
+    _waiter_list: Optional[_ArmingList] = None
+    _callbacks: Optional[list] = None
 
     _qvf: Any = None  # our qv_future reference until the future is finished
     _completing = False  # claimed by the one who finishes it
@@ -196,17 +212,6 @@ class Future(concurrent.futures.Future):
 
     def __init__(self) -> None:  # pylint: disable=super-init-not-called
         self._lock = _RLock()
-
-    def __getattr__(self, name: str) -> Any:
-        make = _LAZY.get(name)
-        if make is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        with self._lock:
-            d = self.__dict__
-            value = d.get(name)
-            if value is None:
-                value = d[name] = make(self)
-            return value
 
     def _claim(self) -> Any:
         """Our qv_future reference if the caller is the one to finish."""
@@ -298,16 +303,14 @@ class Future(concurrent.futures.Future):
             self._result = result
             self._exception = exception
             self._state = FINISHED
-            d = self.__dict__
-            for waiter in d.get("_waiters", ()):
+            for waiter in self._waiter_list or ():
                 if exception is None:
                     waiter.add_result(self)
                 else:
                     waiter.add_exception(self)
-            cond = d.get("_condition")
-            if cond is not None:
-                cond.notify_all()
-        if self.__dict__.get("_done_callbacks"):
+            if self._cond is not None:
+                self._cond.notify_all()
+        if self._callbacks:
             self._invoke_callbacks()
 
     @property
@@ -537,10 +540,7 @@ def check(rc: int, what: str) -> None:
 def settle(fut: Future, result: Any = None, exc: Optional[BaseException] = None) -> None:
     """Finishes fut unless it was cancelled meanwhile."""
     try:
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
+        fut._set(result, exc)
     except concurrent.futures.InvalidStateError:
         pass
 
@@ -567,26 +567,32 @@ def _parse_headers(block: str) -> OrderedDict:
     return store
 
 
+_lazy_lock = threading.Lock()
+
+
 class _LazyDict(CaseInsensitiveDict):
     """requests' CaseInsensitiveDict whose store is made from `source` the
     first time it is used (many callers never look): _make(source)."""
 
     _make: Callable[[Any], OrderedDict]
+    _parsed: Optional[OrderedDict] = None
 
     def __init__(self, source: Any) -> None:  # pylint: disable=super-init-not-called
-        self.__dict__["_source"] = source
+        self._source = source
 
     @property  # type: ignore[override]
     def _store(self) -> OrderedDict:
-        d = self.__dict__
-        store = d.get("_parsed")
-        if store is None:  # two threads at once: both get the first one set
-            store = d.setdefault("_parsed", self._make(d["_source"]))
+        store = self._parsed
+        if store is None:
+            with _lazy_lock:  # two threads at once: both get the first one made
+                store = self._parsed
+                if store is None:
+                    store = self._parsed = self._make(self._source)
         return store
 
     @_store.setter
     def _store(self, store: OrderedDict) -> None:
-        self.__dict__["_parsed"] = store
+        self._parsed = store
 
 
 class Headers(_LazyDict):
@@ -609,12 +615,18 @@ def prepared_request(method: str, url: str, headers: OrderedDict, body: Any = No
     """Response.request: a PreparedRequest as requests would have made it,
     without running requests' preparation (headers: a CaseInsensitiveDict's
     store, copied when first used)."""
-    p = requests.PreparedRequest.__new__(requests.PreparedRequest)
-    p.__dict__.update({"method": method, "url": url, "headers": RequestHeaders(headers),
-                       "_cookies": None, "body": body,
-                       "hooks": {"response": []} if hooks is None else hooks,
-                       "_body_position": None})
+    p = _PREPARED_NEW(requests.PreparedRequest)
+    p.method = method
+    p.url = url
+    p.headers = RequestHeaders(headers)
+    p._cookies = None
+    p.body = body
+    p.hooks = {"response": []} if hooks is None else hooks
+    p._body_position = None
     return p
+
+
+_PREPARED_NEW = requests.PreparedRequest.__new__
 
 
 def set_cookie_values(r: Any) -> list[str]:
@@ -659,17 +671,22 @@ def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Res
     reason = _string(info.reason).decode("latin-1") or \
         _REASONS.get(status, "")  # HTTP/2 has no reason phrase
     ctype = info.content_type
+    # the attributes Response.__init__ sets, in its order
     resp = _Response.__new__(_Response)
-    resp.__dict__.update({
-        "_content": _unpack(info.body, info.body_len) if with_body else b"",
-        "_content_consumed": True, "_next": None,
-        "status_code": status, "headers": Headers(_unpack(buf, n).decode("latin-1")),
-        "raw": None, "url": _string(info.url).decode("utf-8", "replace"),
-        "encoding": _encoding(_string(ctype)) if ctype else None,
-        "history": [], "reason": reason, "cookies": RequestsCookieJar(_POLICY),
-        "elapsed": _timedelta(0, 0, 0, info.elapsed_ms),  # (days, s, µs, ms)
-        "request": request, "connection": None,
-    })
+    resp._content = _unpack(info.body, info.body_len) if with_body else b""
+    resp._content_consumed = True
+    resp._next = None
+    resp.status_code = status
+    resp.headers = Headers(_unpack(buf, n).decode("latin-1"))
+    resp.raw = None
+    resp.url = _string(info.url).decode("utf-8", "replace")
+    resp.encoding = _encoding(_string(ctype)) if ctype else None
+    resp.history = []
+    resp.reason = reason
+    resp.cookies = RequestsCookieJar(_POLICY)
+    resp.elapsed = _timedelta(0, 0, 0, info.elapsed_ms)  # (days, s, µs, ms)
+    resp.request = request
+    resp.connection = None
     return resp
 
 
