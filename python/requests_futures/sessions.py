@@ -277,6 +277,7 @@ class _Bridge:
             cs.free()
         self.csessions.clear()
         self.retired.clear()
+        self.again.clear()  # its records point back at the session
         self.engine.close()
 
 
