@@ -1,9 +1,11 @@
-/* The body buffers an executor recycles. A body is written by the thread
- * that runs its transfer and freed by the one that releases its response;
- * given back to malloc there, glibc trims the transfer thread's arena (an
- * madvise of the freed pages) and the next body faults the same pages in
- * again, ~16 faults for every 64 KiB body. Kept here instead, up to a
- * bound, for the next body of about the same size: their pages stay ours. */
+/* The blocks an executor recycles for its responses. A body is written by
+ * the thread that runs its transfer and freed by the one that releases its
+ * response; given back to malloc there, glibc trims the transfer thread's
+ * arena (an madvise of the freed pages) and the next body faults the same
+ * pages in again, ~16 faults for every 64 KiB body. Kept here instead, up
+ * to a bound, for the next body of about the same size: their pages stay
+ * ours. The response itself (its struct, its headers' first strings block
+ * and their array) is kept the same way: a shell, for the next response. */
 #include "internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -34,12 +36,15 @@ struct qv_bodies {
     pthread_mutex_t mu; /* guards the fields below; a leaf: nothing is taken under it */
     spare *top;         /* the most recently given back first: its pages are the warmest */
     size_t count, bytes;
-    size_t most; /* blocks kept at most */
-    int closed;  /* the executor is gone: what comes back is freed */
+    spare *shells; /* kept responses (their first bytes are a spare's) */
+    size_t nshells;
+    size_t most; /* blocks, and shells, kept at most */
+    void (*free_shell)(void *);
+    int closed; /* the executor is gone: what comes back is freed */
     atomic_size_t refs;
 };
 
-qv_bodies *qv_bodies_new(size_t most)
+qv_bodies *qv_bodies_new(size_t most, void (*free_shell)(void *))
 {
     qv_bodies *b = qv_calloc(1, sizeof(*b));
     if (!b) return NULL;
@@ -49,10 +54,16 @@ qv_bodies *qv_bodies_new(size_t most)
     }
     atomic_init(&b->refs, 1);
     b->most = most < QV_BODIES_COUNT ? most : QV_BODIES_COUNT;
+    b->free_shell = free_shell;
     return b;
 }
 
-static void unref(qv_bodies *b)
+void qv_bodies_hold(qv_bodies *b)
+{
+    atomic_fetch_add(&b->refs, 1);
+}
+
+void qv_bodies_drop(qv_bodies *b)
 {
     if (atomic_fetch_sub(&b->refs, 1) != 1) return;
     pthread_mutex_destroy(&b->mu);
@@ -63,9 +74,9 @@ void qv_bodies_close(qv_bodies *b)
 {
     if (!b) return;
     pthread_mutex_lock(&b->mu);
-    spare *s = b->top;
-    b->top = NULL;
-    b->count = b->bytes = 0;
+    spare *s = b->top, *shells = b->shells;
+    b->top = b->shells = NULL;
+    b->count = b->bytes = b->nshells = 0;
     b->closed = 1;
     pthread_mutex_unlock(&b->mu);
     while (s) {
@@ -74,7 +85,12 @@ void qv_bodies_close(qv_bodies *b)
         qv_free(s);
         s = next;
     }
-    unref(b);
+    while (shells) {
+        spare *next = shells->next;
+        b->free_shell(shells);
+        shells = next;
+    }
+    qv_bodies_drop(b);
 }
 
 /* Keeping a block of `cap` bytes for a body of `need` (NUL included) wastes
@@ -96,7 +112,6 @@ int qv_bodies_take(qv_bodies *b, qv_buf *body, size_t need)
             b->bytes -= s->cap;
             break;
         }
-    atomic_fetch_add(&b->refs, 1); /* the body's, until qv_bodies_give */
     pthread_mutex_unlock(&b->mu);
     if (!s) return 0;
     SHOW(s);
@@ -127,7 +142,32 @@ void qv_bodies_give(qv_bodies *b, qv_buf *body)
         pthread_mutex_unlock(&b->mu);
     }
     qv_free(s);
-    unref(b);
+}
+
+qv_response *qv_bodies_take_shell(qv_bodies *b)
+{
+    pthread_mutex_lock(&b->mu);
+    spare *s = b->shells;
+    if (s) {
+        b->shells = s->next;
+        b->nshells--;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return (qv_response *)s;
+}
+
+int qv_bodies_keep_shell(qv_bodies *b, qv_response *r)
+{
+    spare *s = (spare *)r;
+    pthread_mutex_lock(&b->mu);
+    int keep = !b->closed && b->nshells < b->most;
+    if (keep) {
+        s->next = b->shells;
+        b->shells = s;
+        b->nshells++;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return keep;
 }
 
 size_t qv_bodies_kept(qv_bodies *b, size_t *bytes)

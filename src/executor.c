@@ -49,7 +49,7 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
     /* One kept block per transfer at once: enough for the next round of
      * transfers; a few more would only follow the peaks of what the user
      * holds, a little higher over a long run. */
-    if (!(ex->bodies = qv_bodies_new((size_t)ex->o.max_workers))) {
+    if (!(ex->bodies = qv_bodies_new((size_t)ex->o.max_workers, qv_response_shell_free))) {
         pthread_cond_destroy(&ex->space);
         pthread_cond_destroy(&ex->cv);
         pthread_mutex_destroy(&ex->mu);

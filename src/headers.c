@@ -51,6 +51,17 @@ const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth)
     return NULL;
 }
 
+void qv_headers_clear(qv_headers *h)
+{
+    qv_arena_reset(&h->strings);
+    h->len = 0;
+    if (h->cap > 64) { /* a response with many: not the room to keep */
+        qv_free(h->items);
+        h->items = NULL;
+        h->cap = 0;
+    }
+}
+
 void qv_headers_free(qv_headers *h)
 {
     qv_arena_free(&h->strings);

@@ -55,6 +55,8 @@ void *qv_arena_alloc(qv_arena *a, size_t n);
 /* NULL in → NULL out (not an error); check `s && !copy` for failure. */
 char *qv_arena_strdup(qv_arena *a, const char *s);
 char *qv_arena_memdup(qv_arena *a, const void *p, size_t n);
+/* Empty again, keeping its first chunk. */
+void qv_arena_reset(qv_arena *a);
 void qv_arena_free(qv_arena *a);
 
 /* ------------------------------------------------------------ library (init.c) */
@@ -92,6 +94,8 @@ int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *val
 /* Obsolete line folding: " more" joins the last value (if any). */
 int qv_headers_continue(qv_headers *h, const char *more, size_t n);
 const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth);
+/* No lines, keeping the room of the usual few for the next ones. */
+void qv_headers_clear(qv_headers *h);
 void qv_headers_free(qv_headers *h);
 /* Is `line` ("Name: v", "Name:" or "Name;") a line of header `name`
  * (nlen: its length)? */
@@ -505,7 +509,7 @@ int qv_cookie_line_expired(const char *line, time_t now);
 /* Loads a cookie file into the jar of a new session (same codes). */
 int qv_session_load_cookie_file(qv_session *s, const char *path);
 
-/* --------------------------------------------------- body buffers (bodies.c) */
+/* ------------------------------------------- response blocks kept (bodies.c) */
 
 /* The body buffers an executor keeps for its next responses: at most one
  * per transfer it runs at once and QV_BODIES_COUNT, QV_BODIES_BYTES in all,
@@ -514,17 +518,26 @@ int qv_session_load_cookie_file(qv_session *s, const char *path);
 #define QV_BODIES_BYTES    ((size_t)4 << 20)
 #define QV_BODIES_SMALLEST ((size_t)4096)
 typedef struct qv_bodies qv_bodies;
-/* Keeps at most `most` blocks (and QV_BODIES_COUNT). */
-qv_bodies *qv_bodies_new(size_t most);
+/* Keeps at most `most` blocks and shells (and QV_BODIES_COUNT);
+ * free_shell ends the shells still kept when b is closed. */
+qv_bodies *qv_bodies_new(size_t most, void (*free_shell)(void *));
 /* The executor's end: the kept buffers are freed, and so will be the bodies
  * given back from now on; b itself goes with the last of them. */
 void qv_bodies_close(qv_bodies *b);
+/* A reference for each response whose blocks go back to b (qv_response_new_in,
+ * qv_response_body_room), dropped when it is freed: b outlives its executor
+ * while a response holds one. */
+void qv_bodies_hold(qv_bodies *b);
+void qv_bodies_drop(qv_bodies *b);
 /* body (empty, no block yet) gets a kept block of `need` bytes or more if
- * one fits (1), else nothing (0). Either way the body is b's from now on: it
- * ends with qv_bodies_give, which keeps b alive until then. */
+ * one fits (1), else nothing (0). */
 int qv_bodies_take(qv_bodies *b, qv_buf *body, size_t need);
 /* Keeps body's block if it is within the bounds, else frees it; any thread. */
 void qv_bodies_give(qv_bodies *b, qv_buf *body);
+/* A kept response shell (qv_response_new_in makes it a response), or NULL. */
+qv_response *qv_bodies_take_shell(qv_bodies *b);
+/* Keeps r's shell (1) or not (0: the caller frees it). */
+int qv_bodies_keep_shell(qv_bodies *b, qv_response *r);
 /* How many blocks b keeps now, and (bytes) how many bytes they are. */
 size_t qv_bodies_kept(qv_bodies *b, size_t *bytes);
 
@@ -572,7 +585,12 @@ extern int qv_in_worker_process;
     "the result with qv_response_set_result_bytes"
 
 qv_response *qv_response_new(void);
+/* A response whose blocks go back to b (may be NULL) when it is freed: on a
+ * shell b kept when there is one. */
+qv_response *qv_response_new_in(qv_bodies *b);
 void qv_response_free(qv_response *r);
+/* The end of a shell qv_bodies_keep_shell kept (qv_bodies_new's free_shell). */
+void qv_response_shell_free(void *shell);
 /* Moves r's status line, headers and URL into a new history entry of r. */
 int qv_response_push_history(qv_response *r);
 void qv_response_reset_hop(qv_response *r);

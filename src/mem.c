@@ -159,6 +159,19 @@ char *qv_arena_strdup(qv_arena *a, const char *s)
     return s ? qv_arena_memdup(a, s, strlen(s)) : NULL;
 }
 
+void qv_arena_reset(qv_arena *a)
+{
+    qv_arena_chunk *c = a->head;
+    if (!c) return;
+    while (c->next) { /* all but the first, smallest chunk */
+        qv_arena_chunk *next = c->next;
+        qv_free(c);
+        c = next;
+    }
+    c->used = 0;
+    a->head = c;
+}
+
 void qv_arena_free(qv_arena *a)
 {
     qv_arena_chunk *c = a->head;

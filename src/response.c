@@ -6,16 +6,52 @@
 #include <jansson.h>
 #include <string.h>
 
-qv_response *qv_response_new(void)
+/* r: zeroed but for the headers' room. */
+static qv_response *init(qv_response *r)
 {
-    qv_response *r = qv_calloc(1, sizeof(*r));
-    if (!r) return NULL;
     if (pthread_mutex_init(&r->json_mu, NULL)) {
-        qv_free(r);
+        qv_response_shell_free(r);
         return NULL;
     }
     r->body_bytes = -1;
     return r; /* the body's room comes with its first bytes (transfer.c) */
+}
+
+/* Everything but the headers' room is zero again. */
+static void to_shell(qv_response *r)
+{
+    qv_headers h = r->headers;
+    memset(r, 0, sizeof(*r));
+    r->headers = h;
+}
+
+qv_response *qv_response_new(void)
+{
+    qv_response *r = qv_calloc(1, sizeof(*r));
+    return r ? init(r) : NULL;
+}
+
+qv_response *qv_response_new_in(qv_bodies *b)
+{
+    qv_response *r = b ? qv_bodies_take_shell(b) : NULL;
+    if (r) {
+        to_shell(r); /* the kept list's link is in its first bytes */
+        r = init(r);
+    } else {
+        r = qv_response_new();
+    }
+    if (r && b) {
+        r->bodies = b;
+        qv_bodies_hold(b);
+    }
+    return r;
+}
+
+void qv_response_shell_free(void *shell)
+{
+    qv_response *r = shell;
+    qv_headers_free(&r->headers);
+    qv_free(r);
 }
 
 char *qv_response_strndup(qv_response *r, const char *s, size_t n)
@@ -34,8 +70,11 @@ char *qv_response_url_copy(qv_response *r, const char *url)
 
 int qv_response_body_room(qv_response *r, qv_bodies *b, size_t n)
 {
-    if (b && !r->bodies && !r->body.data) {
-        r->bodies = b;
+    if (b && !r->body.data) {
+        if (!r->bodies) {
+            r->bodies = b;
+            qv_bodies_hold(b);
+        }
         qv_bodies_take(b, &r->body, n + 1);
     }
     return n ? qv_buf_grow(&r->body, n, n) : QV_OK;
@@ -43,7 +82,7 @@ int qv_response_body_room(qv_response *r, qv_bodies *b, size_t n)
 
 void qv_response_reset_hop(qv_response *r)
 {
-    qv_headers_free(&r->headers); /* reason and url with them */
+    qv_headers_clear(&r->headers); /* reason and url with them */
     r->body.len = 0;
     if (r->body.data) r->body.data[0] = '\0';
     r->reason = NULL;
@@ -77,8 +116,9 @@ void qv_response_free(qv_response *r)
         qv_pipe_unref(r->pipe);
     }
     qv_response_reset_hop(r);
-    if (r->bodies)
-        qv_bodies_give(r->bodies, &r->body);
+    qv_bodies *b = r->bodies;
+    if (b)
+        qv_bodies_give(b, &r->body);
     else
         qv_buf_free(&r->body);
     for (size_t i = 0; i < r->nhistory; i++) qv_response_free(r->history[i]);
@@ -90,7 +130,13 @@ void qv_response_free(qv_response *r)
     qv_free(r->hook_error);
     qv_response_cookies_free(r);
     pthread_mutex_destroy(&r->json_mu);
-    qv_free(r);
+    if (!b) {
+        qv_response_shell_free(r);
+        return;
+    }
+    to_shell(r);
+    if (!qv_bodies_keep_shell(b, r)) qv_response_shell_free(r);
+    qv_bodies_drop(b);
 }
 
 int qv_response_status(const qv_response *r)

@@ -456,7 +456,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->last_activity_ms = qv_now_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
-    slot->resp = qv_response_new();
+    slot->resp = qv_response_new_in(f->ex ? f->ex->bodies : NULL);
     char *hook_msg = NULL, *msg = NULL;
     int err = slot->resp ? qv_attempt_run_hooks(slot, f, &hook_msg) : QV_ENOMEM;
     if (!err) err = qv_sink_begin(slot, &msg);

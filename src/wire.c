@@ -1013,7 +1013,7 @@ int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t le
     *err = QV_OK;
     *msg = NULL;
     *jar = NULL;
-    qv_response *r = qv_response_new();
+    qv_response *r = qv_response_new_in(bodies);
     if (!r) return QV_ENOMEM;
     reader rd = {p, len};
     unsigned tag;

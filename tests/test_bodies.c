@@ -1,8 +1,9 @@
-/* Response bodies on the buffers an executor recycles (src/bodies.c): bodies
- * of many sizes stay whole and apart however many are held at once, in
+/* Responses on the blocks an executor recycles (src/bodies.c): bodies of
+ * many sizes stay whole and apart however many are held at once, in
  * whatever order and on whatever thread they are released, and after their
- * executor is gone; and what the executor keeps stays within its bound.
- * The bodies are files of known bytes that nginx serves. */
+ * executor is gone; what the executor keeps stays within its bound; and a
+ * response made on a kept one carries nothing of it over. The bodies are
+ * files of known bytes that nginx serves. */
 #include "../src/internal.h"
 #include "support.h"
 
@@ -193,7 +194,7 @@ Test(bodies, kept_buffers_stop_at_one_per_worker)
 Test(bodies, kept_buffers_stop_at_the_count_bound)
 {
     enum { N = QV_BODIES_COUNT + 20 };
-    qv_bodies *b = qv_bodies_new(1000);
+    qv_bodies *b = qv_bodies_new(1000, qv_response_shell_free);
     qv_buf bufs[N] = {{0}};
     for (size_t i = 0; i < N; i++) {
         cr_assert_eq(qv_bodies_take(b, &bufs[i], 5001), 0, "nothing kept yet");
@@ -229,4 +230,37 @@ Test(bodies, bodies_outlive_their_executor)
     check_whole_and_apart(h, sizes, NSIZES);
     for (size_t i = 0; i < h.n; i++) qv_future_release(h.f[i]);
     free(h.f);
+}
+
+/* Each response on the shell the one before left: its own status, headers,
+ * history and cookies only. */
+Test(bodies, recycled_responses_carry_nothing_over)
+{
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex);
+    for (int i = 0; i < 6; i++) {
+        qv_future *f;
+        qv_response *r;
+        if (i % 3 == 0) {
+            r = tx_get_ok(s, &f, tuf("/response-headers?X-Round=%d", i));
+            cr_assert_str_eq(qv_response_header(r, "X-Round"), i == 0 ? "0" : "3");
+            cr_assert_null(qv_response_header_nth(r, "X-Round", 1));
+        } else if (i % 3 == 1) {
+            r = tx_get_ok(s, &f, tu("/redirect/2"));
+            cr_assert_eq(qv_response_history_len(r), 2);
+            cr_assert_null(qv_response_header(r, "X-Round"));
+        } else {
+            r = tx_get_ok(s, &f, tuf("/cookies/set?round%d=yes", i));
+            /* set by the redirect to /cookies */
+            const qv_response *hop = qv_response_history(r, 0);
+            cr_assert_str_eq(qv_response_cookie(hop, i == 2 ? "round2" : "round5"), "yes");
+            cr_assert_null(qv_response_cookie(hop, i == 2 ? "round5" : "round2"));
+            cr_assert_null(qv_response_header(r, "X-Round"));
+        }
+        if (i % 3 != 1) cr_assert_eq(qv_response_history_len(r), i % 3 == 2 ? 1 : 0);
+        cr_assert_str_eq(qv_response_reason(r), "OK");
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
 }
