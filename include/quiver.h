@@ -143,7 +143,8 @@ typedef struct qv_hook {
 
 /* A request hook (.on_request, on the session and on a request): runs
  * before each attempt of a request, retries included, on the thread that
- * starts the attempt: a QV_THREADS worker, QV_LOOP's I/O thread (keep it
+ * starts the attempt: a QV_THREADS worker, the thread driving QV_LOOP (its
+ * I/O thread, or a thread of yours waiting for one of its results; keep it
  * short there: every transfer waits for it), and with QV_PROCESSES in the
  * worker process, like response hooks (`s` is then the worker's stand-in
  * session, and what the hook changes in memory stays in that process). It
@@ -179,7 +180,8 @@ int qv_attempt_set_error(qv_attempt *a, const char *message);
  * Proxy-Authorization, Cookie and Set-Cookie headers, and passwords in URLs,
  * are "[redacted]" unless QV_DEBUG=unsafe is in the environment; body bytes
  * are never redacted. Runs on the thread doing the transfer (a QV_THREADS
- * worker, QV_LOOP's I/O thread: keep it short); with QV_PROCESSES the
+ * worker, the thread driving QV_LOOP: its I/O thread or a thread of yours
+ * waiting for one of its results; keep it short); with QV_PROCESSES the
  * events cross from the worker and the callback runs in this process, on
  * the pool's dispatcher thread, as they come. `data` is valid during the
  * call only. QV_DEBUG=1 in the environment prints the same events (bodies
@@ -471,7 +473,8 @@ typedef struct qv_request_opts {
     void *on_data_arg;
     /* Progress: at most every 100 ms and once at the end, with the bytes
      * received and sent so far and their totals (-1 when unknown). Runs on
-     * the thread that runs the transfer (the loop's I/O thread for QV_LOOP,
+     * the thread that runs the transfer (for QV_LOOP the one driving it,
+     * its I/O thread or a thread of yours waiting for one of its results;
      * the dispatcher for QV_PROCESSES): keep it short. */
     void (*on_progress)(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
                         long long ul_total, void *arg);
