@@ -52,7 +52,7 @@ typedef struct loop {
     /* Who leads, under lmu (taking the lead gives the leader the fields
      * above and the multi, slots, idle and active). */
     pthread_mutex_t lmu;
-    pthread_cond_t iocv; /* the I/O thread waits on it while a thread of yours leads */
+    pthread_cond_t iocv; /* the I/O thread waits on it to take the lead back */
     int lead;            /* LEAD_* */
     follower *fhead, *ftail;
     atomic_int nfollowers; /* followers are waiting: the I/O thread hands over */
@@ -352,7 +352,19 @@ static void hand_on(loop *L)
     pthread_mutex_unlock(&next->w->mu);
 }
 
-/* Under lmu: takes f out of the followers; 0 if it was not there (it was
+/* Under lmu: a lead offered to a wait that is over already (its future
+ * completed in the round that handed over, or its deadline passed) goes on
+ * at once: to the next follower, else to the I/O thread, which would
+ * otherwise wait LOOP_TAKEOVER_MS for a leader that never drove. */
+static void give_back(loop *L)
+{
+    hand_on(L);
+    if (L->lead != LEAD_NONE) return;
+    L->released_ms = 0;
+    pthread_cond_signal(&L->iocv);
+}
+
+/* Under lmu: takes me out of the followers; 0 if it was not there (it was
  * offered the lead). */
 static int unfollow(loop *L, follower *me)
 {
@@ -414,14 +426,15 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
         int timed_out = 0;
         while (!w->ready(w) && !me.offered && !timed_out)
             timed_out = qv_cond_wait(&w->cv, &w->mu, dl) != 0;
+        int over = w->ready(w) || timed_out;
         pthread_mutex_unlock(&w->mu);
         pthread_mutex_lock(&L->lmu);
         leads = !unfollow(L, &me);
         /* Offered by the I/O thread as it stopped: no one leads again. */
         int stopped = L->stopped;
-        if (leads && stopped) hand_on(L);
+        if (leads && (stopped || over)) give_back(L);
         pthread_mutex_unlock(&L->lmu);
-        if (!leads || stopped) return;
+        if (!leads || stopped || over) return;
     }
     lead(L, w, dl);
     pthread_mutex_lock(&L->lmu);
