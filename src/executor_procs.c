@@ -485,6 +485,22 @@ static void close_socket(procs *P, pworker *w)
 
 static void send_cancel(procs *P, pworker *w, uint64_t id);
 
+/* Tells w to stop f's transfer (once). */
+static void cancel_running(procs *P, pworker *w)
+{
+    if (!w->cancel_sent) send_cancel(P, w, w->f->req.wire_id);
+    w->cancel_sent = 1;
+}
+
+/* f fails here with err and msg, whatever its worker answers: it is told
+ * to stop, and what it still sends goes. */
+static void stop_running(procs *P, pworker *w, int err, char *msg)
+{
+    w->stopped = err;
+    w->stopped_msg = msg;
+    cancel_running(P, w);
+}
+
 /* A data frame for f's on_data or output_fd, in this thread (the
  * callback outside the fork lock, as a done callback). A failure tells the
  * worker to stop and keeps the error for its answer. */
@@ -498,11 +514,7 @@ static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     dispatcher_gate(0);
     int rc = qv_sink_hand_on(f, (const char *)chunk, n, &e);
     dispatcher_gate(1);
-    if (!rc) return;
-    w->stopped = rc;
-    w->stopped_msg = qv_sink_stop_message(f, rc, e);
-    if (!w->cancel_sent) send_cancel(P, w, f->req.wire_id);
-    w->cancel_sent = 1;
+    if (rc) stop_running(P, w, rc, qv_sink_stop_message(f, rc, e));
 }
 
 /* The most on_upload is asked for at once: with at most one answer on its
@@ -538,7 +550,7 @@ static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t 
 
 /* A streamed response's headers: the future completes now (its hooks ran
  * in the worker); its body comes in data frames. */
-static void on_head_frame(pworker *w, const unsigned char *p, size_t len)
+static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t len)
 {
     qv_future *f = w->f;
     qv_response *r = NULL;
@@ -547,16 +559,21 @@ static void on_head_frame(pworker *w, const unsigned char *p, size_t len)
     struct curl_slist *jar = NULL;
     long conns;
     double retry_ms;
-    if (w->pipe || w->f_lost ||
-        qv_wire_decode_response(NULL, p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms) ||
-        !r) {
-        qv_free(msg);
-        curl_slist_free_all(jar);
+    if (w->pipe || w->f_lost || w->stopped) return;
+    int rc =
+        qv_wire_decode_response(NULL, p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
+    qv_free(msg);
+    curl_slist_free_all(jar);
+    if (!rc && !r) rc = QV_EPROTOCOL;
+    if (!rc && !(w->pipe = qv_pipe_new(f))) rc = QV_ENOMEM;
+    if (rc) {
+        /* The body would have nowhere to go: the future fails with its answer. */
         qv_response_free(r);
-        return; /* (then its data has nowhere to go, and its answer completes it) */
-    }
-    if (!(w->pipe = qv_pipe_new(f))) {
-        qv_response_free(r);
+        stop_running(
+            P, w, rc,
+            rc == QV_ENOMEM
+                ? qv_future_message(f, rc, "out of memory for the streamed body")
+                : qv_future_message(f, rc, "malformed headers from worker %d", (int)w->pid));
         return;
     }
     r->pipe = w->pipe;
@@ -588,8 +605,7 @@ static void on_stream_data(procs *P, pworker *w, const unsigned char *p, size_t 
     if (qv_wire_decode_data(p, len, &chunk, &n)) return;
     if (qv_pipe_push_any(w->pipe, (const char *)chunk, n) == -1) {
         /* The reader let go: the worker stops; what it still sends goes. */
-        if (!w->cancel_sent) send_cancel(P, w, w->f->req.wire_id);
-        w->cancel_sent = 1;
+        cancel_running(P, w);
         return;
     }
     if (qv_pipe_hold_below(w->pipe, PIPE_LOW)) throttle(P, w, 1);
@@ -622,7 +638,7 @@ static void on_worker_readable(procs *P, pworker *w)
         }
         if (!w->f) continue;
         if (type == QV_WIRE_HEAD)
-            on_head_frame(w, p, len);
+            on_head_frame(P, w, p, len);
         else if (type == QV_WIRE_DATA && w->pipe)
             on_stream_data(P, w, p, len);
         else if (type == QV_WIRE_DEBUG && !w->f_lost)
@@ -918,10 +934,7 @@ static void send_cancels(procs *P)
     for (int i = 0; i < P->nw; i++) {
         pworker *w = &P->w[i];
         if (w->fd < 0) continue;
-        if (!w->cancel_sent && cancel_wanted(w->f)) {
-            send_cancel(P, w, w->f->req.wire_id);
-            w->cancel_sent = 1;
-        }
+        if (!w->cancel_sent && cancel_wanted(w->f)) cancel_running(P, w);
         if (!w->next_cancel_sent && cancel_wanted(w->next)) {
             if (take_back(w)) {
                 drop(P, unsend(w));

@@ -1068,6 +1068,48 @@ Test(stream, a_trickling_body_reaches_on_data_byte_by_byte)
     qv_session_free(s);
 }
 
+/* No memory for a stream's buffer (a ring of 256 KiB, the one allocation
+ * of that size) in this process: a process pool's workers, forked before,
+ * allocate as usual. */
+static int ring_test_pid;
+
+static int ring_refused(size_t n)
+{
+    return n == (256 << 10) && getpid() == ring_test_pid;
+}
+
+static void *ring_malloc(size_t n)
+{
+    return ring_refused(n) ? NULL : malloc(n);
+}
+
+static void *ring_calloc(size_t n, size_t k)
+{
+    return (k && n > SIZE_MAX / k) || ring_refused(n * k) ? NULL : calloc(n, k);
+}
+
+static void *ring_realloc(void *p, size_t n)
+{
+    return ring_refused(n) ? NULL : realloc(p, n);
+}
+
+static void no_ring_allocator(void)
+{
+    static const qv_allocator a = {ring_malloc, ring_calloc, ring_realloc, free};
+    ring_test_pid = (int)getpid();
+    cr_assert_eq(qv_set_allocator(&a), QV_OK);
+}
+
+Test(stream, a_stream_without_memory_for_its_buffer_fails_with_qv_enomem, .init = no_ring_allocator)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .stream = 1}), QV_OK);
+    tx_expect_error(f, QV_ENOMEM);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
 Test(stream, a_body_cut_short_fails_the_read_with_qv_eprotocol)
 {
     qv_session *s = TX_SESSION(0);
