@@ -163,20 +163,26 @@ Test(stream, output_path_writes_a_64_mib_body_to_disk_and_keeps_none_in_memory)
     remove_dir();
 }
 
-Test(stream, a_body_cut_short_removes_the_partial_file)
+/* A download to a file that a fault (from the fault server) stops: the
+ * future fails with want, and neither the file nor its temporary is left. */
+static void expect_fault_leaves_no_file(qv_request_opts o, int want)
 {
     make_dir();
     qv_session *s = TX_SESSION(0);
     qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = tx_faults_url("/short?length=100000"),
-                                               .output_path = in_dir("out")}),
-                 QV_OK);
-    tx_expect_error(f, QV_EPROTOCOL);
+    o.output_path = in_dir("out");
+    cr_assert_eq(qv_request(s, &f, &o), QV_OK);
+    tx_expect_error(f, want);
     cr_assert_eq(files_in_dir(), 0, "the partial file (or its temporary) is still there");
     qv_future_release(f);
     qv_session_free(s);
     remove_dir();
+}
+
+Test(stream, a_body_cut_short_removes_the_partial_file)
+{
+    expect_fault_leaves_no_file((qv_request_opts){.url = tx_faults_url("/short?length=100000")},
+                                QV_EPROTOCOL);
 }
 
 Test(stream, keep_partial_leaves_the_bytes_under_the_final_name_and_says_how_many)
@@ -298,52 +304,22 @@ Test(stream, a_retried_download_puts_the_last_answer_in_the_file)
 
 Test(stream, a_stall_mid_body_fails_with_the_read_timeout_and_removes_the_file)
 {
-    make_dir();
-    qv_session *s = TX_SESSION(0);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = tx_faults_url("/stall-body"),
-                                               .output_path = in_dir("out"),
-                                               .read_timeout_ms = 300}),
-                 QV_OK);
-    tx_expect_error(f, QV_EREAD_TIMEOUT);
-    cr_assert_eq(files_in_dir(), 0);
-    qv_future_release(f);
-    qv_session_free(s);
-    remove_dir();
+    expect_fault_leaves_no_file(
+        (qv_request_opts){.url = tx_faults_url("/stall-body"), .read_timeout_ms = 300},
+        QV_EREAD_TIMEOUT);
 }
 
 Test(stream, bad_chunked_encoding_fails_and_removes_the_file)
 {
-    make_dir();
-    qv_session *s = TX_SESSION(0);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = tx_faults_url("/bad-chunked"),
-                                               .output_path = in_dir("out")}),
-                 QV_OK);
-    tx_expect_error(f, QV_EPROTOCOL);
-    cr_assert_eq(files_in_dir(), 0);
-    qv_future_release(f);
-    qv_session_free(s);
-    remove_dir();
+    expect_fault_leaves_no_file((qv_request_opts){.url = tx_faults_url("/bad-chunked")},
+                                QV_EPROTOCOL);
 }
 
 Test(stream, a_gzip_bomb_streamed_to_a_file_stops_at_max_response_bytes)
 {
-    make_dir();
-    qv_session *s = TX_SESSION(0);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = tx_faults_url("/gzip-bomb"),
-                                               .output_path = in_dir("out"),
-                                               .max_response_bytes = 4 << 20}),
-                 QV_OK);
-    tx_expect_error(f, QV_ETOO_LARGE);
-    cr_assert_eq(files_in_dir(), 0);
-    qv_future_release(f);
-    qv_session_free(s);
-    remove_dir();
+    expect_fault_leaves_no_file(
+        (qv_request_opts){.url = tx_faults_url("/gzip-bomb"), .max_response_bytes = 4 << 20},
+        QV_ETOO_LARGE);
 }
 
 Test(stream, a_directory_that_does_not_exist_fails_with_qv_eio_naming_the_path)
