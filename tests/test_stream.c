@@ -658,23 +658,48 @@ static long produce(void *buf, size_t cap, void *arg)
     return (long)n;
 }
 
+/* A callback upload of p's bytes (fn: produce, or one that fails) to the
+ * sink's path; len: upload_len. The future; p's hash is done with after. */
+static qv_future *upload_produced(qv_session *s, const char *method, const char *path,
+                                  long (*fn)(void *buf, size_t cap, void *arg), producer *p,
+                                  long long len)
+{
+    sha_init(&p->h);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = method,
+                                               .url = sink(path),
+                                               .on_upload = fn,
+                                               .on_upload_arg = p,
+                                               .upload_len = len}),
+                 QV_OK);
+    return f;
+}
+
+/* The sink got what p made, chunked or not. */
+static void expect_produced(qv_future *f, producer *p, int chunked)
+{
+    qv_response *r = tx_expect_status(f, 200);
+    char hex[65];
+    long long bytes = p->h.bytes;
+    sha_hex(&p->h, hex);
+    expect_sunk(r, hex, bytes, chunked);
+}
+
+/* The callback upload fails with want, its message naming what. */
+static void expect_produced_fails(qv_future *f, producer *p, int want, const char *what)
+{
+    tx_assert_contains(tx_expect_error(f, want), what);
+    char hex[65];
+    sha_hex(&p->h, hex); /* (frees its hash) */
+}
+
 Test(stream, on_upload_streams_a_body_of_unknown_length_chunked)
 {
     qv_session *s = TX_SESSION(0);
     producer p = {.left = 3 << 20, .seed = 1};
-    sha_init(&p.h);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.method = "POST",
-                                               .url = sink("/up"),
-                                               .on_upload = produce,
-                                               .on_upload_arg = &p}),
-                 QV_OK);
-    qv_response *r = tx_expect_status(f, 200);
-    char hex[65];
-    long long bytes = p.h.bytes;
-    sha_hex(&p.h, hex);
-    expect_sunk(r, hex, bytes, 1);
+    qv_future *f = upload_produced(s, "POST", "/up", produce, &p, 0);
+    expect_produced(f, &p, 1);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -683,19 +708,9 @@ Test(stream, on_upload_with_upload_len_sends_that_content_length)
 {
     qv_session *s = TX_SESSION(0);
     producer p = {.left = 1 << 20, .seed = 3};
-    sha_init(&p.h);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.method = "PUT",
-                                               .url = sink("/up"),
-                                               .on_upload = produce,
-                                               .on_upload_arg = &p,
-                                               .upload_len = 1 << 20}),
-                 QV_OK);
-    qv_response *r = tx_expect_status(f, 200);
-    char hex[65];
-    sha_hex(&p.h, hex);
-    expect_sunk(r, hex, 1 << 20, 0);
+    qv_future *f = upload_produced(s, "PUT", "/up", produce, &p, 1 << 20);
+    expect_produced(f, &p, 0);
+    cr_assert_eq(p.h.bytes, 1 << 20);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -713,18 +728,9 @@ Test(stream, an_on_upload_that_fails_stops_the_transfer_with_qv_ehook)
 {
     qv_session *s = TX_SESSION(0);
     producer p = {.left = 8 << 20, .seed = 4};
-    sha_init(&p.h);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.method = "POST",
-                                               .url = sink("/up"),
-                                               .on_upload = produce_then_fail,
-                                               .on_upload_arg = &p}),
-                 QV_OK);
-    tx_assert_contains(tx_expect_error(f, QV_EHOOK), "on_upload");
+    qv_future *f = upload_produced(s, "POST", "/up", produce_then_fail, &p, 0);
+    expect_produced_fails(f, &p, QV_EHOOK, "on_upload");
     cr_assert_lt(p.made, 2 << 20, "on_upload was called on after it failed");
-    char hex[65];
-    sha_hex(&p.h, hex);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -756,19 +762,8 @@ Test(stream, a_callback_upload_that_must_be_sent_again_fails_clearly)
 {
     qv_session *s = TX_SESSION(0);
     producer p = {.left = 100000, .seed = 2};
-    sha_init(&p.h);
-    qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.method = "POST",
-                                               .url = sink("/307"),
-                                               .on_upload = produce,
-                                               .on_upload_arg = &p,
-                                               .upload_len = 100000}),
-                 QV_OK);
-    const char *msg = tx_expect_error(f, QV_EIO);
-    tx_assert_contains(msg, "rewind");
-    char hex[65];
-    sha_hex(&p.h, hex);
+    qv_future *f = upload_produced(s, "POST", "/307", produce, &p, 100000);
+    expect_produced_fails(f, &p, QV_EIO, "rewind");
     qv_future_release(f);
     qv_session_free(s);
 }
