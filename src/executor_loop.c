@@ -3,7 +3,7 @@
  * drives it is its *leader*: a thread of the caller's blocked in a wait for
  * one of its futures (it does the I/O itself, and a completion there wakes
  * no one), else the I/O thread, which steps aside for a waiting thread and
- * takes over again once no one has waited for LOOP_TAKEOVER_MS. Submitters
+ * takes over again within LOOP_TAKEOVER_MS of no one waiting. Submitters
  * hand work over through the shared queue and curl_multi_wakeup. Finished
  * transfers go to a few delivery threads that run response hooks and done
  * callbacks, so these never stall the transfers (the request hooks of
@@ -12,7 +12,7 @@
 
 #define LOOP_DELIVERY_THREADS 4
 #define LOOP_SCAN_MS          100 /* how often running transfers are checked for timeouts */
-#define LOOP_TAKEOVER_MS      2   /* no one waited that long: the I/O thread drives */
+#define LOOP_TAKEOVER_MS      2   /* how often the I/O thread looks for a loop no one leads */
 
 enum { LEAD_NONE, LEAD_IO, LEAD_USER };
 
@@ -442,16 +442,18 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
     pthread_mutex_unlock(&L->lmu);
 }
 
-/* The I/O thread waits until no one has led for LOOP_TAKEOVER_MS, then
- * leads. */
+/* The I/O thread looks every LOOP_TAKEOVER_MS, and leads once no one has
+ * for a quarter of that: a thread of yours between two waits (a submit, a
+ * result already in) keeps the lead, one that computes is taken over at
+ * the next look. */
 static void io_take_lead(loop *L)
 {
     pthread_mutex_lock(&L->lmu);
     for (;;) {
-        double due = L->released_ms + LOOP_TAKEOVER_MS, now = qv_now_ms();
-        if (L->lead == LEAD_NONE && now >= due) break;
+        double idle = qv_now_ms() - L->released_ms;
+        if (L->lead == LEAD_NONE && idle >= LOOP_TAKEOVER_MS / 4.0) break;
         struct timespec dl;
-        qv_deadline(&dl, L->lead == LEAD_NONE ? (long)(due - now) + 1 : LOOP_TAKEOVER_MS);
+        qv_deadline(&dl, L->lead == LEAD_NONE ? 1 : LOOP_TAKEOVER_MS);
         qv_cond_wait(&L->iocv, &L->lmu, &dl);
     }
     L->lead = LEAD_IO;
