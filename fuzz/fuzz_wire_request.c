@@ -105,7 +105,7 @@ static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const q
             (p->value && memcmp(p->value, q->value, p->value_len)))
             fail("a part changed in a round trip");
     }
-    const qv_retry_policy *ra = &a->retry, *rb = &b->retry;
+    const qv_retry_policy *ra = a->retry, *rb = b->retry;
     if (!ra->max_retries) {
         if (rb->max_retries || rb->nstatuses) fail("a policy without retries came back");
     } else if (ra->max_retries != rb->max_retries || ra->on != rb->on ||
@@ -130,7 +130,7 @@ static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const q
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    qv_future *f = qv_future_alloc();
+    qv_future *f = qv_future_alloc(0);
     if (!f) abort();
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL;
@@ -154,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (qv_wire_parse_header((const unsigned char *)b.data, &type, &len) ||
             type != QV_WIRE_REQUEST || len != b.len - QV_WIRE_HEADER)
             fail("an encoded frame has a bad header");
-        qv_req r2;
+        qv_req r2 = {0};
         qv_hook *hooks2 = NULL;
         struct curl_slist *jar2 = NULL;
         int attempt2, jar_kept2, sink_flags2;
@@ -166,7 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if ((sink_flags2 ^ sink_flags) & (QV_SINK_KEEP | QV_SINK_RESUME))
             fail("keep_partial or resume changed in a round trip");
         if (jar_kept2 != jar_kept) fail("keeping the jar changed in a round trip");
-        if (attempt2 != (f->req.retry.max_retries ? attempt : 0))
+        if (attempt2 != (f->req.retry->max_retries ? attempt : 0))
             fail("the attempt changed in a round trip");
         compare(&f->req, &r2, hooks, hooks2, jar, jar2);
         qv_req_free(&r2);

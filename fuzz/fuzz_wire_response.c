@@ -46,7 +46,7 @@ static int same_hop(const qv_response *a, const qv_response *b)
 static void round_trip(qv_response *r, const struct curl_slist *jar, int jar_kept, long conns,
                        double retry_ms)
 {
-    qv_future *f = qv_future_alloc();
+    qv_future *f = qv_future_alloc(0);
     if (!f) abort();
     f->out_resp = r;
     f->out_conns = conns;

@@ -419,10 +419,10 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
         curl_slist_free_all(w->jar);
         w->jar = jar;
     }
-    if (retry_ms >= 0 && f->attempts <= f->req.retry.max_retries) {
+    if (retry_ms >= 0 && f->attempts <= f->req.retry->max_retries) {
         /* The worker skipped the hooks: this attempt is to be retried. The
          * wait is the worker's word, so it is held to the policy's cap. */
-        double cap = (double)f->req.retry.max_backoff_ms;
+        double cap = (double)f->req.retry->max_backoff_ms;
         f->out_resp = r;
         f->out_err = err;
         f->out_msg = msg;

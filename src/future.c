@@ -12,10 +12,16 @@ static int terminal(qv_future_state st)
 
 _Thread_local void (*qv_callback_gate)(int take);
 
-qv_future *qv_future_alloc(void)
+/* Where a future's own arena chunk starts: after it, aligned for anything. */
+#define ROOM_AT                                                                                    \
+    ((sizeof(qv_future) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *                     \
+     _Alignof(max_align_t))
+
+qv_future *qv_future_alloc(size_t room)
 {
-    qv_future *f = qv_calloc(1, sizeof(*f));
+    qv_future *f = qv_calloc(1, ROOM_AT + (room ? qv_arena_in_size(room) : 0));
     if (!f) return NULL;
+    if (room) qv_arena_init_in(&f->req.arena, (char *)f + ROOM_AT, room);
     if (pthread_mutex_init(&f->mu, NULL)) goto fail_mu;
     if (qv_cond_init(&f->cv)) goto fail_cv;
     atomic_init(&f->refs, 1);

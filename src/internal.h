@@ -51,6 +51,14 @@ typedef struct qv_arena_chunk qv_arena_chunk;
 typedef struct qv_arena {
     qv_arena_chunk *head;
 } qv_arena;
+/* The room n bytes take in an arena (rounded up for alignment). */
+size_t qv_arena_room(size_t n);
+/* Bytes to give qv_arena_init_in for a first chunk of `room` bytes. */
+size_t qv_arena_in_size(size_t room);
+/* An empty arena whose first chunk is mem (qv_arena_in_size(room) bytes,
+ * aligned for anything), which the caller owns: copies that fit take no
+ * allocation of their own. */
+void qv_arena_init_in(qv_arena *a, void *mem, size_t room);
 void *qv_arena_alloc(qv_arena *a, size_t n);
 /* NULL in → NULL out (not an error); check `s && !copy` for failure. */
 char *qv_arena_strdup(qv_arena *a, const char *s);
@@ -200,7 +208,7 @@ typedef struct qv_req {
     void *hook_arg;
     int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
     const char *url_error_msg;
-    qv_retry_policy retry;
+    const qv_retry_policy *retry; /* the session's, or one of its own in the arena */
     uint64_t wire_id; /* a process pool's name for this attempt (0: none; its dispatcher's alone) */
     /* The session's on_request hook, then the request's: run before each attempt. */
     qv_req_hook on_request[2];
@@ -238,6 +246,12 @@ int qv_header_line_add(struct curl_slist **out, const char *name, const char *va
 /* Builds r from session defaults + opts (a full-size copy, see qv_opts_copy).
  * QV_EINVAL/QV_ENOMEM/QV_EJSON. */
 int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts);
+/* The room in its arena that the copies of a request made from o take,
+ * as far as known before it is built (its strings, its raw body). */
+size_t qv_req_room(const qv_request_opts *o);
+/* Empties r (no retries, nothing set) but keeps its arena, whose first
+ * chunk may be in the future's own allocation. */
+void qv_req_clear(qv_req *r);
 void qv_req_free(qv_req *r);
 /* Copies at most sizeof(*dst) bytes of an option struct whose first member is
  * its size; QV_EINVAL if a newer caller set fields this library lacks. */
@@ -352,8 +366,9 @@ struct qv_future {
     qv_req req;
 };
 
-/* A new future with one reference, the caller's (user_refs 1). */
-qv_future *qv_future_alloc(void);
+/* A new future with one reference, the caller's (user_refs 1), and room
+ * for `room` bytes of its request's copies in the same allocation. */
+qv_future *qv_future_alloc(size_t room);
 /* quiver's own references (a queue's, a waiter's): not the caller's. */
 qv_future *qv_future_hold(qv_future *f);
 void qv_future_drop(qv_future *f);
@@ -1120,6 +1135,8 @@ int qv_hosts_release_locked(qv_future *f);
 
 /* -------------------------------------------------------------- retries (retry.c) */
 
+/* No retries. */
+extern const qv_retry_policy qv_retry_none;
 /* From the public policy (NULL = none): QV_OK or QV_EINVAL. */
 int qv_retry_resolve(qv_retry_policy *p, const qv_retry *in);
 /* 1 if a response with this status would be retried (so its body is not

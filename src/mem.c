@@ -122,12 +122,30 @@ void qv_buf_free(qv_buf *b)
 struct qv_arena_chunk {
     qv_arena_chunk *next;
     size_t used, cap;
+    int borrowed; /* the arena's first, in its owner's allocation: not freed */
     max_align_t data[];
 };
 
+size_t qv_arena_in_size(size_t room)
+{
+    return sizeof(qv_arena_chunk) + room;
+}
+
+void qv_arena_init_in(qv_arena *a, void *mem, size_t room)
+{
+    qv_arena_chunk *c = mem;
+    *c = (qv_arena_chunk){.cap = room, .borrowed = 1};
+    a->head = c;
+}
+
+size_t qv_arena_room(size_t n)
+{
+    return (n + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) * _Alignof(max_align_t);
+}
+
 void *qv_arena_alloc(qv_arena *a, size_t n)
 {
-    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    n = qv_arena_room(n);
     qv_arena_chunk *c = a->head;
     if (!c || c->cap - c->used < n) {
         /* A small first chunk: most requests' copies and most responses'
@@ -137,6 +155,7 @@ void *qv_arena_alloc(qv_arena *a, size_t n)
         if (!c) return NULL;
         c->used = 0;
         c->cap = cap;
+        c->borrowed = 0;
         c->next = a->head;
         a->head = c;
     }
@@ -177,7 +196,7 @@ void qv_arena_free(qv_arena *a)
     qv_arena_chunk *c = a->head;
     while (c) {
         qv_arena_chunk *next = c->next;
-        qv_free(c);
+        if (!c->borrowed) qv_free(c);
         c = next;
     }
     a->head = NULL;

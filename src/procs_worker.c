@@ -256,7 +256,7 @@ static int take_mail(worker *w)
  * the mailbox (it is in w->frame then). */
 static int serve_one(worker *w)
 {
-    qv_future *f = qv_future_alloc();
+    qv_future *f = qv_future_alloc(0);
     qv_hook *hooks = NULL;
     struct curl_slist *jar = NULL, *jar_after = NULL;
     if (!f) _exit(3);

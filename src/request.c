@@ -364,7 +364,7 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
 {
     const qv_request_opts o = *opts;
     int rc;
-    memset(r, 0, sizeof(*r));
+    qv_req_clear(r);
     if (!o.url || strpbrk(o.url, "\r\n")) return QV_EINVAL;
     if (o.method && !method_ok(o.method)) return QV_EINVAL;
     if (!pairs_ok(o.headers)) return QV_EINVAL;
@@ -411,9 +411,40 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     r->on_debug_arg = o.on_debug ? o.on_debug_arg : s->o.on_debug_arg;
     r->debug_body = pick_flag(o.debug_body, s->o.debug_body);
     qv_trace_init(r);
-    if (o.retry) return qv_retry_resolve(&r->retry, o.retry);
-    r->retry = s->retry;
-    return QV_OK;
+    r->retry = &s->retry; /* the session outlives the futures it runs */
+    if (!o.retry) return QV_OK;
+    /* Its own policy: in the arena, only when it has one. */
+    qv_retry_policy *own = qv_arena_alloc(&r->arena, sizeof(*own));
+    if (!own) return QV_ENOMEM;
+    r->retry = own;
+    return qv_retry_resolve(own, o.retry);
+}
+
+/* The room a copy of s takes (none for NULL). */
+static size_t str_room(const char *s)
+{
+    return s ? qv_arena_room(strlen(s) + 1) : 0;
+}
+
+size_t qv_req_room(const qv_request_opts *o)
+{
+    /* The URL, and the host copied from its authority. */
+    const char *authority = o->url ? strstr(o->url, "://") : NULL;
+    size_t room = str_room(o->method ? o->method : "GET") + str_room(o->url) +
+                  (authority ? qv_arena_room(strcspn(authority + 3, "/?#") + 1) : 0) +
+                  str_room(o->username) + str_room(o->password) + str_room(o->output_path) +
+                  str_room(o->upload_path);
+    if (o->body) room += qv_arena_room((o->body_len ? o->body_len : strlen(o->body)) + 1);
+    if (o->retry) room += qv_arena_room(sizeof(qv_retry_policy));
+    return room;
+}
+
+void qv_req_clear(qv_req *r)
+{
+    qv_arena arena = r->arena;
+    memset(r, 0, sizeof(*r));
+    r->arena = arena;
+    r->retry = &qv_retry_none;
 }
 
 void qv_req_free(qv_req *r)

@@ -12,6 +12,8 @@
 
 static const int default_statuses[] = {429, 502, 503, 504};
 
+const qv_retry_policy qv_retry_none;
+
 int qv_retry_resolve(qv_retry_policy *p, const qv_retry *in)
 {
     memset(p, 0, sizeof(*p));
@@ -104,7 +106,7 @@ static double uniform01(void)
  * cancelled, nothing sent that can't be taken back or produced again). */
 static int may_retry(const qv_future *f)
 {
-    const qv_retry_policy *p = &f->req.retry;
+    const qv_retry_policy *p = f->req.retry;
     return f->attempts <= p->max_retries && !atomic_load(&f->cancel_requested) &&
            (p->all_methods || idempotent(f->req.method)) && !f->out_unrepeatable;
 }
@@ -118,12 +120,12 @@ static int status_listed(const qv_retry_policy *p, int status)
 
 int qv_retry_would_retry(const qv_future *f, int status)
 {
-    return may_retry(f) && status_listed(&f->req.retry, status);
+    return may_retry(f) && status_listed(f->req.retry, status);
 }
 
 double qv_retry_wait_ms(const qv_future *f)
 {
-    const qv_retry_policy *p = &f->req.retry;
+    const qv_retry_policy *p = f->req.retry;
     if (!may_retry(f)) return -1;
     const qv_response *r = f->out_resp;
     if (r) {

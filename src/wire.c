@@ -366,8 +366,8 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_str(b, T_CA_FILE, r->ca_file);
     if (!rc) rc = put_str(b, T_PROXY, r->proxy);
     if (!rc) rc = put_net(b, r);
-    if (!rc && r->retry.max_retries) rc = put_int(b, T_ATTEMPT, attempt);
-    if (!rc && r->retry.max_retries) rc = put_retry(b, &r->retry);
+    if (!rc && r->retry->max_retries) rc = put_int(b, T_ATTEMPT, attempt);
+    if (!rc && r->retry->max_retries) rc = put_retry(b, r->retry);
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
         rc = put_fn(b, T_HOOK, (uintptr_t)h->fn, h->arg);
     if (!rc && r->hook) rc = put_fn(b, T_HOOK, (uintptr_t)r->hook, r->hook_arg);
@@ -692,7 +692,7 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
     *attempt = 0;
     *sink_flags = 0;
     *jar_kept = 0;
-    memset(r, 0, sizeof(*r));
+    qv_req_clear(r);
     *hooks = NULL;
     *jar = NULL;
     size_t nparts = count_tag(p, len, T_PART), nhooks = count_tag(p, len, T_HOOK);
@@ -798,9 +798,12 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
         case T_TRACE_HOW:
             rc = get_trace_how(v, n, r);
             break;
-        case T_RETRY:
-            rc = get_retry(v, n, &r->retry);
+        case T_RETRY: {
+            qv_retry_policy *policy = qv_arena_alloc(&r->arena, sizeof(*policy));
+            rc = policy ? get_retry(v, n, policy) : QV_ENOMEM;
+            if (!rc) r->retry = policy;
             break;
+        }
         case T_RESOLVE:
             rc = decode_pair(r, v, n, resolve);
             break;

@@ -17,7 +17,7 @@ TX_KIND_ONLY(processes);
  * result bytes and cookie lines. */
 static qv_buf sample_response(void)
 {
-    qv_future *f = qv_future_alloc();
+    qv_future *f = qv_future_alloc(0);
     cr_assert_not_null(f);
     qv_response *r = qv_response_new(), *hop = qv_response_new();
     cr_assert(r && hop);
@@ -111,7 +111,7 @@ Test(wire, round_trip, .timeout = 60)
 
 Test(wire, a_kept_jar_round_trips, .timeout = 60)
 {
-    qv_future *f = qv_future_alloc();
+    qv_future *f = qv_future_alloc(0);
     cr_assert_not_null(f);
     f->out_err = QV_ECONNECT;
     f->out_msg = strdup("refused");

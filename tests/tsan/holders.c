@@ -75,7 +75,7 @@ int holders_race(int rounds)
 {
     int bad = 0;
     for (int i = 0; i < rounds && !bad; i++) {
-        R.f = qv_future_alloc();
+        R.f = qv_future_alloc(0);
         if (!R.f || pthread_barrier_init(&R.go, NULL, 2)) return -1;
         atomic_store(&R.first_calls, 0);
         atomic_store(&R.second_calls, 0);
