@@ -58,7 +58,7 @@ static int same_pairs(const qv_pair *a, const qv_pair *b)
 }
 
 /* The networks-and-identity fields. */
-static void compare_net(const qv_req *a, const qv_req *b)
+static void compare_net(const qv_req_net *a, const qv_req_net *b)
 {
     const char *sa[] = {a->client_cert,       a->client_key,  a->key_password,   a->ca_path,
                         a->pinned_public_key, a->no_proxy,    a->proxy_username, a->proxy_password,
@@ -79,7 +79,7 @@ static void compare_net(const qv_req *a, const qv_req *b)
 static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const qv_hook *hb,
                     const struct curl_slist *ja, const struct curl_slist *jb)
 {
-    compare_net(a, b);
+    compare_net(a->net, b->net);
     if (!same_str(a->method, b->method) || !same_str(a->url, b->url) ||
         !same_str(a->host, b->host) || !same_str(a->username, b->username) ||
         !same_str(a->password, b->password) || !same_str(a->ca_file, b->ca_file) ||

@@ -174,6 +174,20 @@ typedef struct qv_req_hook {
     void *arg;
 } qv_req_hook;
 
+/* A request's networks and identity (see qv_session_opts): the strings
+ * borrowed from the session or in the request's arena; 0 and NULL: not set.
+ * Out of line, in the arena, only for a request that sets any. */
+typedef struct qv_req_net {
+    const char *client_cert, *client_key, *key_password, *ca_path, *pinned_public_key;
+    const char *client_cert_pem, *client_key_pem;
+    const char *no_proxy, *proxy_username, *proxy_password, *proxy_ca_file;
+    const char *unix_socket, *interface;
+    const qv_pair *resolve, *connect_to; /* end with {0} */
+    int tls_min_version, ip_version;
+} qv_req_net;
+/* None of them (network.c). */
+extern const qv_req_net qv_net_none;
+
 /* Everything a transfer needs, merged from session + request and copied. */
 typedef struct qv_req {
     qv_arena arena;
@@ -196,14 +210,7 @@ typedef struct qv_req {
     const char *ca_file, *proxy; /* borrowed from the session; proxy: the one for
                                     the URL's scheme, "" = none (not even the
                                     environment's) */
-    /* Networks and identity (see qv_session_opts), borrowed from the session
-     * or in the arena; 0 and NULL: not set. */
-    const char *client_cert, *client_key, *key_password, *ca_path, *pinned_public_key;
-    const char *client_cert_pem, *client_key_pem;
-    const char *no_proxy, *proxy_username, *proxy_password, *proxy_ca_file;
-    const char *unix_socket, *interface;
-    const qv_pair *resolve, *connect_to; /* end with {0} */
-    int tls_min_version, ip_version;
+    const qv_req_net *net;       /* &qv_net_none unless it sets any */
     qv_hook_fn hook;
     void *hook_arg;
     int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */

@@ -82,49 +82,63 @@ static int own(qv_req *r, const char **field, const char *s, int text)
     return s && !*field ? QV_ENOMEM : QV_OK;
 }
 
+const qv_req_net qv_net_none;
+
+/* Whether n sets anything. */
+static int net_any(const qv_req_net *n)
+{
+    return n->client_cert || n->client_key || n->key_password || n->client_cert_pem ||
+           n->client_key_pem || n->ca_path || n->pinned_public_key || n->tls_min_version ||
+           n->no_proxy || n->proxy_username || n->proxy_password || n->proxy_ca_file ||
+           n->unix_socket || n->interface || n->ip_version || (n->resolve && n->resolve->name) ||
+           (n->connect_to && n->connect_to->name);
+}
+
 int qv_net_build(qv_req *r, const qv_session_opts *so, const qv_request_opts *o)
 {
     r->proxy = pick_proxy(so, r->url);
-    r->ca_path = so->ca_path;
-    r->pinned_public_key = so->pinned_public_key;
-    r->tls_min_version = so->tls_min_version;
-    r->no_proxy = so->no_proxy;
-    r->proxy_username = so->proxy_username;
-    r->proxy_password = so->proxy_password;
-    r->proxy_ca_file = so->proxy_ca_file;
-    r->interface = so->interface;
-    r->ip_version = so->ip_version;
-    r->resolve = so->resolve;
-    r->connect_to = so->connect_to;
+    qv_req_net n = {
+        .ca_path = so->ca_path,
+        .pinned_public_key = so->pinned_public_key,
+        .tls_min_version = so->tls_min_version,
+        .no_proxy = so->no_proxy,
+        .proxy_username = so->proxy_username,
+        .proxy_password = so->proxy_password,
+        .proxy_ca_file = so->proxy_ca_file,
+        .interface = so->interface,
+        .ip_version = so->ip_version,
+        .resolve = so->resolve,
+        .connect_to = so->connect_to,
+        .unix_socket = so->unix_socket,
+    };
     int rc = QV_OK;
     /* The request's identity replaces the session's as a whole. */
     if (o->client_cert || o->client_key || o->key_password || o->client_cert_pem ||
         o->client_key_pem) {
-        if (!(rc = own(r, &r->client_cert, o->client_cert, 0)) &&
-            !(rc = own(r, &r->client_key, o->client_key, 0)) &&
-            !(rc = own(r, &r->key_password, o->key_password, 0)) &&
-            !(rc = own(r, &r->client_cert_pem, o->client_cert_pem, 1)))
-            rc = own(r, &r->client_key_pem, o->client_key_pem, 1);
+        if (!(rc = own(r, &n.client_cert, o->client_cert, 0)) &&
+            !(rc = own(r, &n.client_key, o->client_key, 0)) &&
+            !(rc = own(r, &n.key_password, o->key_password, 0)) &&
+            !(rc = own(r, &n.client_cert_pem, o->client_cert_pem, 1)))
+            rc = own(r, &n.client_key_pem, o->client_key_pem, 1);
     } else {
-        r->client_cert = so->client_cert;
-        r->client_key = so->client_key;
-        r->key_password = so->key_password;
-        r->client_cert_pem = so->client_cert_pem;
-        r->client_key_pem = so->client_key_pem;
+        n.client_cert = so->client_cert;
+        n.client_key = so->client_key;
+        n.key_password = so->key_password;
+        n.client_cert_pem = so->client_cert_pem;
+        n.client_key_pem = so->client_key_pem;
     }
-    if (rc) return rc;
-    if (o->unix_socket) return own(r, &r->unix_socket, o->unix_socket, 0);
-    r->unix_socket = so->unix_socket;
+    if (!rc && o->unix_socket) rc = own(r, &n.unix_socket, o->unix_socket, 0);
+    if (rc || !net_any(&n)) return rc;
+    qv_req_net *copy = qv_arena_alloc(&r->arena, sizeof(*copy));
+    if (!copy) return QV_ENOMEM;
+    *copy = n;
+    r->net = copy;
     return QV_OK;
 }
 
 int qv_net_special(const qv_req *r)
 {
-    return r->proxy || r->client_cert || r->client_key || r->key_password || r->client_cert_pem ||
-           r->client_key_pem || r->ca_path || r->pinned_public_key || r->tls_min_version ||
-           r->no_proxy || r->proxy_username || r->proxy_password || r->proxy_ca_file ||
-           r->unix_socket || r->interface || r->ip_version || (r->resolve && r->resolve->name) ||
-           (r->connect_to && r->connect_to->name);
+    return r->proxy || net_any(r->net);
 }
 
 /* libcurl's CONNECT_TO lines: a connect_to pair "h:p" → "h2:p2" as
@@ -163,41 +177,44 @@ static CURLcode net_setup(qv_slot *slot, const qv_req *r)
     /* An explicit proxy is used for every host but no_proxy's; the
      * environment's no_proxy only tempers the environment's proxies (as in
      * requests). */
-    const char *no_proxy = r->no_proxy ? r->no_proxy : r->proxy ? "" : NULL;
+    const char *no_proxy = r->net->no_proxy ? r->net->no_proxy : r->proxy ? "" : NULL;
     const struct {
         CURLoption opt;
         const char *value; /* NULL: not set */
     } strs[] = {
-        {CURLOPT_SSLCERT, r->client_cert},
-        {CURLOPT_SSLKEY, r->client_key},
-        {CURLOPT_KEYPASSWD, r->key_password},
-        {CURLOPT_CAPATH, r->ca_path},
-        {CURLOPT_PINNEDPUBLICKEY, r->pinned_public_key},
+        {CURLOPT_SSLCERT, r->net->client_cert},
+        {CURLOPT_SSLKEY, r->net->client_key},
+        {CURLOPT_KEYPASSWD, r->net->key_password},
+        {CURLOPT_CAPATH, r->net->ca_path},
+        {CURLOPT_PINNEDPUBLICKEY, r->net->pinned_public_key},
         {CURLOPT_PROXY, r->proxy},
         {CURLOPT_NOPROXY, no_proxy},
-        {CURLOPT_PROXYUSERNAME, r->proxy_username},
-        {CURLOPT_PROXYPASSWORD, r->proxy_password},
-        {CURLOPT_PROXY_CAINFO, r->proxy_ca_file},
-        {CURLOPT_UNIX_SOCKET_PATH, r->unix_socket},
-        {CURLOPT_INTERFACE, r->interface},
+        {CURLOPT_PROXYUSERNAME, r->net->proxy_username},
+        {CURLOPT_PROXYPASSWORD, r->net->proxy_password},
+        {CURLOPT_PROXY_CAINFO, r->net->proxy_ca_file},
+        {CURLOPT_UNIX_SOCKET_PATH, r->net->unix_socket},
+        {CURLOPT_INTERFACE, r->net->interface},
     };
     CURLcode cc = CURLE_OK;
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]) && !cc; i++)
         if (strs[i].value) cc = curl_easy_setopt(e, strs[i].opt, strs[i].value);
-    if (!cc && r->client_cert_pem) cc = set_blob(e, CURLOPT_SSLCERT_BLOB, r->client_cert_pem);
-    if (!cc && r->client_key_pem) cc = set_blob(e, CURLOPT_SSLKEY_BLOB, r->client_key_pem);
-    if (!cc && r->tls_min_version)
-        cc = curl_easy_setopt(
-            e, CURLOPT_SSLVERSION,
-            (long)(r->tls_min_version == 13 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2));
+    if (!cc && r->net->client_cert_pem)
+        cc = set_blob(e, CURLOPT_SSLCERT_BLOB, r->net->client_cert_pem);
+    if (!cc && r->net->client_key_pem)
+        cc = set_blob(e, CURLOPT_SSLKEY_BLOB, r->net->client_key_pem);
+    if (!cc && r->net->tls_min_version)
+        cc = curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                              (long)(r->net->tls_min_version == 13 ? CURL_SSLVERSION_TLSv1_3
+                                                                   : CURL_SSLVERSION_TLSv1_2));
     if (!cc && r->proxy && r->insecure) cc = curl_easy_setopt(e, CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
     if (!cc && r->proxy && r->insecure) cc = curl_easy_setopt(e, CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
-    if (!cc && r->ip_version)
-        cc = curl_easy_setopt(e, CURLOPT_IPRESOLVE,
-                              (long)(r->ip_version == 4 ? CURL_IPRESOLVE_V4 : CURL_IPRESOLVE_V6));
+    if (!cc && r->net->ip_version)
+        cc = curl_easy_setopt(
+            e, CURLOPT_IPRESOLVE,
+            (long)(r->net->ip_version == 4 ? CURL_IPRESOLVE_V4 : CURL_IPRESOLVE_V6));
     /* The first entry that matches wins: the explicit connect_to first. */
-    if (!cc) cc = pair_lines(&slot->connect_to, r->connect_to, 0);
-    if (!cc) cc = pair_lines(&slot->connect_to, r->resolve, 1);
+    if (!cc) cc = pair_lines(&slot->connect_to, r->net->connect_to, 0);
+    if (!cc) cc = pair_lines(&slot->connect_to, r->net->resolve, 1);
     if (!cc && slot->connect_to) cc = curl_easy_setopt(e, CURLOPT_CONNECT_TO, slot->connect_to);
     return cc;
 }
@@ -233,17 +250,20 @@ static int sig_pairs(qv_buf *b, const qv_pair *p)
 /* Everything qv_net_setup sets for r, as bytes. */
 static int signature(const qv_req *r, qv_buf *b)
 {
-    const char *strs[] = {r->client_cert,       r->client_key,     r->key_password,
-                          r->client_cert_pem,   r->client_key_pem, r->ca_path,
-                          r->pinned_public_key, r->proxy,          r->no_proxy,
-                          r->proxy_username,    r->proxy_password, r->proxy_ca_file,
-                          r->unix_socket,       r->interface};
-    char ints[3] = {(char)r->tls_min_version, (char)r->ip_version, (char)(r->proxy && r->insecure)};
+    const char *strs[] = {r->net->client_cert,       r->net->client_key,
+                          r->net->key_password,      r->net->client_cert_pem,
+                          r->net->client_key_pem,    r->net->ca_path,
+                          r->net->pinned_public_key, r->proxy,
+                          r->net->no_proxy,          r->net->proxy_username,
+                          r->net->proxy_password,    r->net->proxy_ca_file,
+                          r->net->unix_socket,       r->net->interface};
+    char ints[3] = {(char)r->net->tls_min_version, (char)r->net->ip_version,
+                    (char)(r->proxy && r->insecure)};
     b->len = 0;
     int rc = qv_buf_append(b, ints, sizeof(ints));
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]) && !rc; i++) rc = sig_put(b, strs[i]);
-    if (!rc) rc = sig_pairs(b, r->resolve);
-    return rc ? rc : sig_pairs(b, r->connect_to);
+    if (!rc) rc = sig_pairs(b, r->net->resolve);
+    return rc ? rc : sig_pairs(b, r->net->connect_to);
 }
 
 int qv_net_same(qv_slot *slot, const qv_req *r)
@@ -274,7 +294,7 @@ void qv_net_slot_free(qv_slot *slot)
 const char *qv_net_tls_hint(qv_slot *slot, CURLcode cc, const char *detail)
 {
     const qv_req *r = &slot->f->req;
-    int cert = r->client_cert || r->client_cert_pem;
+    int cert = r->net->client_cert || r->net->client_cert_pem;
     long proxy_verify = 0;
     if (r->proxy && strncasecmp(r->proxy, "https:", 6) == 0 &&
         curl_easy_getinfo(slot->easy, CURLINFO_PROXY_SSL_VERIFYRESULT, &proxy_verify) == CURLE_OK &&

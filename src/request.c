@@ -445,6 +445,7 @@ void qv_req_clear(qv_req *r)
     memset(r, 0, sizeof(*r));
     r->arena = arena;
     r->retry = &qv_retry_none;
+    r->net = &qv_net_none;
 }
 
 void qv_req_free(qv_req *r)

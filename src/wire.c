@@ -273,19 +273,19 @@ static const struct {
     unsigned tag;
     size_t off;
 } net_strs[] = {
-    {T_CLIENT_CERT, offsetof(qv_req, client_cert)},
-    {T_CLIENT_KEY, offsetof(qv_req, client_key)},
-    {T_KEY_PASSWORD, offsetof(qv_req, key_password)},
-    {T_CA_PATH, offsetof(qv_req, ca_path)},
-    {T_PINNED_KEY, offsetof(qv_req, pinned_public_key)},
-    {T_NO_PROXY, offsetof(qv_req, no_proxy)},
-    {T_PROXY_USER, offsetof(qv_req, proxy_username)},
-    {T_PROXY_PASS, offsetof(qv_req, proxy_password)},
-    {T_PROXY_CA, offsetof(qv_req, proxy_ca_file)},
-    {T_UNIX_SOCKET, offsetof(qv_req, unix_socket)},
-    {T_INTERFACE, offsetof(qv_req, interface)},
-    {T_CLIENT_CERT_PEM, offsetof(qv_req, client_cert_pem)},
-    {T_CLIENT_KEY_PEM, offsetof(qv_req, client_key_pem)},
+    {T_CLIENT_CERT, offsetof(qv_req_net, client_cert)},
+    {T_CLIENT_KEY, offsetof(qv_req_net, client_key)},
+    {T_KEY_PASSWORD, offsetof(qv_req_net, key_password)},
+    {T_CA_PATH, offsetof(qv_req_net, ca_path)},
+    {T_PINNED_KEY, offsetof(qv_req_net, pinned_public_key)},
+    {T_NO_PROXY, offsetof(qv_req_net, no_proxy)},
+    {T_PROXY_USER, offsetof(qv_req_net, proxy_username)},
+    {T_PROXY_PASS, offsetof(qv_req_net, proxy_password)},
+    {T_PROXY_CA, offsetof(qv_req_net, proxy_ca_file)},
+    {T_UNIX_SOCKET, offsetof(qv_req_net, unix_socket)},
+    {T_INTERFACE, offsetof(qv_req_net, interface)},
+    {T_CLIENT_CERT_PEM, offsetof(qv_req_net, client_cert_pem)},
+    {T_CLIENT_KEY_PEM, offsetof(qv_req_net, client_key_pem)},
 };
 #define NET_STR(r, i) (*(const char **)((char *)(r) + net_strs[i].off))
 
@@ -304,7 +304,7 @@ static int put_pairs(qv_buf *b, unsigned tag, const qv_pair *p)
     return rc;
 }
 
-static int put_net(qv_buf *b, const qv_req *r)
+static int put_net(qv_buf *b, const qv_req_net *r)
 {
     int rc = QV_OK;
     for (size_t i = 0; i < sizeof(net_strs) / sizeof(net_strs[0]) && !rc; i++)
@@ -365,7 +365,7 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_int(b, T_INSECURE, r->insecure);
     if (!rc) rc = put_str(b, T_CA_FILE, r->ca_file);
     if (!rc) rc = put_str(b, T_PROXY, r->proxy);
-    if (!rc) rc = put_net(b, r);
+    if (!rc) rc = put_net(b, r->net);
     if (!rc && r->retry->max_retries) rc = put_int(b, T_ATTEMPT, attempt);
     if (!rc && r->retry->max_retries) rc = put_retry(b, r->retry);
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
@@ -679,7 +679,7 @@ static int decode_pair(qv_req *r, const unsigned char *v, size_t len, qv_pair *a
     return QV_OK;
 }
 
-static const char **net_str_field(qv_req *r, unsigned tag)
+static const char **net_str_field(qv_req_net *r, unsigned tag)
 {
     for (size_t i = 0; i < sizeof(net_strs) / sizeof(net_strs[0]); i++)
         if (net_strs[i].tag == tag) return &NET_STR(r, i);
@@ -700,11 +700,16 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
     qv_hook *h = qv_arena_alloc(&r->arena, (nhooks + 1) * sizeof(*h));
     if (!r->parts || !h) return QV_ENOMEM;
     memset(h, 0, (nhooks + 1) * sizeof(*h));
+    /* (A worker's own: it need not be the smallest.) */
+    qv_req_net *net = qv_arena_alloc(&r->arena, sizeof(*net));
+    if (!net) return QV_ENOMEM;
+    *net = qv_net_none;
+    r->net = net;
     int rc = QV_OK;
     qv_pair *resolve = alloc_pairs(r, p, len, T_RESOLVE, &rc);
     qv_pair *connect_to = alloc_pairs(r, p, len, T_CONNECT_TO, &rc);
-    r->resolve = resolve;
-    r->connect_to = connect_to;
+    net->resolve = resolve;
+    net->connect_to = connect_to;
     size_t nh = 0, nreq = 0;
     reader rd = {p, len};
     unsigned tag;
@@ -713,7 +718,7 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
     int more = 0;
     while (!rc && (more = next(&rd, &tag, &v, &n)) == 1) {
         int64_t i = 0;
-        const char **str = net_str_field(r, tag);
+        const char **str = net_str_field(net, tag);
         long *num = NULL;
         switch (tag) {
         case T_METHOD:
@@ -815,7 +820,7 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             if (get_int(v, n, &i) || i < 0 || i > 99)
                 rc = QV_EPROTOCOL;
             else
-                *(tag == T_TLS_MIN ? &r->tls_min_version : &r->ip_version) = (int)i;
+                *(tag == T_TLS_MIN ? &net->tls_min_version : &net->ip_version) = (int)i;
             break;
         case T_ATTEMPT:
             if (get_int(v, n, &i) || i < 0 || i > INT32_MAX)
