@@ -41,21 +41,22 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
         pthread_mutex_destroy(&ex->mu);
         return QV_ENOMEM;
     }
-    if (qv_cond_init(&ex->space)) {
-        pthread_cond_destroy(&ex->cv);
-        pthread_mutex_destroy(&ex->mu);
-        return QV_ENOMEM;
-    }
+    if (qv_cond_init(&ex->space)) goto fail_space;
+    if (qv_cond_init(&ex->resume)) goto fail_resume;
     /* One kept block per transfer at once: enough for the next round of
      * transfers; a few more would only follow the peaks of what the user
      * holds, a little higher over a long run. */
-    if (!(ex->bodies = qv_bodies_new((size_t)ex->o.max_workers, qv_response_shell_free))) {
-        pthread_cond_destroy(&ex->space);
-        pthread_cond_destroy(&ex->cv);
-        pthread_mutex_destroy(&ex->mu);
-        return QV_ENOMEM;
-    }
+    if (!(ex->bodies = qv_bodies_new((size_t)ex->o.max_workers, qv_response_shell_free)))
+        goto fail_bodies;
     return QV_OK;
+fail_bodies:
+    pthread_cond_destroy(&ex->resume);
+fail_resume:
+    pthread_cond_destroy(&ex->space);
+fail_space:
+    pthread_cond_destroy(&ex->cv);
+    pthread_mutex_destroy(&ex->mu);
+    return QV_ENOMEM;
 }
 
 int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
@@ -94,6 +95,7 @@ void qv_executor_unref(qv_executor *ex)
     qv_hosts_free(ex);
     qv_free(ex->retries);
     qv_bodies_close(ex->bodies); /* responses still held give theirs back later */
+    pthread_cond_destroy(&ex->resume);
     pthread_cond_destroy(&ex->space);
     pthread_cond_destroy(&ex->cv);
     pthread_mutex_destroy(&ex->mu);
@@ -109,7 +111,8 @@ static void stop_and_unref(qv_executor *ex)
     pthread_mutex_lock(&ex->mu);
     int first = !ex->shutdown;
     ex->shutdown = 1;
-    pthread_cond_broadcast(&ex->space); /* blocked submitters get QV_ESHUTDOWN */
+    pthread_cond_broadcast(&ex->space);  /* blocked submitters get QV_ESHUTDOWN */
+    pthread_cond_broadcast(&ex->resume); /* paused workers drain the queue */
     pthread_mutex_unlock(&ex->mu);
     if (first) ex->vt->shutdown(ex);
     qv_executor_unref(ex);
@@ -189,6 +192,73 @@ void qv_executor_note(qv_executor *ex, qv_saturation what)
         atomic_fetch_or(&ex->warn_pending, bit);
 }
 
+/* ----------------------------------------------- uncollected responses */
+
+/* Paused workers look again (ex->mu held): all of them, or one for the one
+ * response just collected. */
+static void resume_locked(qv_executor *ex, int all)
+{
+    if (!atomic_load(&ex->paused)) return;
+    if (all)
+        pthread_cond_broadcast(&ex->resume);
+    else
+        pthread_cond_signal(&ex->resume);
+}
+
+static void resume(qv_executor *ex, int all)
+{
+    /* Read after the caller's change to the counts, as hold_back reads
+     * those after counting itself paused: one of the two sees the other. */
+    if (!atomic_load(&ex->paused)) return;
+    pthread_mutex_lock(&ex->mu);
+    resume_locked(ex, all);
+    pthread_mutex_unlock(&ex->mu);
+}
+
+static void urge_locked(qv_executor *ex, int d)
+{
+    if (!ex->max_uncollected) return;
+    atomic_fetch_add(&ex->urgent, d);
+    if (d > 0) resume_locked(ex, 1);
+}
+
+int qv_executor_hold_back(qv_executor *ex)
+{
+    if (!ex->max_uncollected || ex->shutdown || qv_executor_empty_locked(ex) ||
+        atomic_load(&ex->uncollected) < ex->max_uncollected)
+        return 0;
+    atomic_fetch_add(&ex->paused, 1);
+    if (!atomic_load(&ex->urgent) && atomic_load(&ex->uncollected) >= ex->max_uncollected) return 1;
+    atomic_fetch_sub(&ex->paused, 1);
+    return 0;
+}
+
+void qv_executor_urge(qv_executor *ex, int d)
+{
+    if (!ex || !ex->max_uncollected) return;
+    atomic_fetch_add(&ex->urgent, d);
+    if (d >= 0) resume(ex, 1);
+}
+
+void qv_executor_count_uncollected(qv_future *f)
+{
+    qv_executor *ex = f->ex;
+    /* A callback or a waiter takes it as it completes. */
+    if (!ex || !ex->max_uncollected || f->first_cb.fn || f->waiters) return;
+    qv_executor_ref(ex); /* the executor may be freed before f is collected */
+    atomic_fetch_add(&ex->uncollected, 1);
+    atomic_store(&f->counted, 1);
+}
+
+void qv_executor_collected(qv_future *f)
+{
+    if (!atomic_load(&f->counted) || !atomic_exchange(&f->counted, 0)) return;
+    qv_executor *ex = f->ex;
+    atomic_fetch_sub(&ex->uncollected, 1);
+    resume(ex, 0);
+    qv_executor_unref(ex);
+}
+
 /* Gives the warnings seen (bits) and noted since the last submit, each once
  * per executor; no lock held. */
 static void warn_seen(qv_executor *ex, unsigned seen)
@@ -216,7 +286,11 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
             warn_seen(ex, seen);
             return QV_EAGAIN;
         }
+        /* The workers must make room: none may pause for uncollected
+         * responses while this thread, which may be their collector, waits. */
+        urge_locked(ex, 1);
         pthread_cond_wait(&ex->space, &ex->mu);
+        urge_locked(ex, -1);
     }
     if (ex->shutdown) {
         pthread_mutex_unlock(&ex->mu);

@@ -45,8 +45,17 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&ex->mu);
         qv_future *f;
         long wait_ms;
-        while (!(f = qv_executor_pop_locked(ex, &wait_ms)) &&
-               !(ex->shutdown && qv_executor_empty_locked(ex))) {
+        for (;;) {
+            if (qv_executor_hold_back(ex)) {
+                /* Enough finished responses wait for their collector: let
+                 * it have the core rather than finish more. */
+                pthread_cond_wait(&ex->resume, &ex->mu);
+                atomic_fetch_sub(&ex->paused, 1);
+                continue;
+            }
+            if ((f = qv_executor_pop_locked(ex, &wait_ms)) ||
+                (ex->shutdown && qv_executor_empty_locked(ex)))
+                break;
             /* Nothing may start yet: sleep until a submit, a finished
              * request of a limited host, or the next retry or token. */
             struct timespec dl;
@@ -122,6 +131,9 @@ int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
         qv_free(tp);
         return rc;
     }
+    long bound = o->max_uncollected;
+    if (bound == 0) bound = tp->base.o.max_workers > 32 ? 2L * tp->base.o.max_workers : 64;
+    tp->base.max_uncollected = bound < 0 ? 0 : bound;
     tp->threads = qv_calloc((size_t)tp->base.o.max_workers, sizeof(*tp->threads));
     if (!tp->threads) return qv_executor_abandon(&tp->base, QV_ENOMEM);
     *out = &tp->base;

@@ -79,9 +79,11 @@ void qv_future_release(qv_future *f)
 {
     if (!f) return;
     QV_CHECK_FUTURE(f);
-    int left = atomic_fetch_sub_explicit(&f->user_refs, 1, memory_order_acq_rel) - 1;
+    int left = atomic_fetch_sub(&f->user_refs, 1) - 1;
     if (left < 0)
         qv_misuse(__func__, f, "released more often than it was referenced (released twice?)");
+    /* Let go uncollected: no longer held against its executor's bound. */
+    if (left == 0) qv_executor_collected(f);
     /* The caller's last: a streamed body still coming is read by no one. */
     if (left == 0 && atomic_load(&f->stream_open)) qv_future_abandon_stream(f);
     qv_future_drop(f);
@@ -112,6 +114,40 @@ static atomic_size_t *counter(qv_future *f)
     return f->holder.count ? f->holder.count : f->ex ? &f->ex->in_flight : NULL;
 }
 
+/* Under f->mu: counts f in its executor's urgent needs while someone wants
+ * it and it waits to start. 1 if it was just counted: paused workers must
+ * look (qv_executor_urge(ex, 0), after the unlock). */
+static int sync_urgent(qv_future *f)
+{
+    qv_executor *ex = f->ex;
+    int u = f->wanted &&
+            (f->state == QV_PENDING || (f->state == QV_RUNNING && f->holder.waiting)) && ex &&
+            ex->max_uncollected;
+    if (u == f->urgent) return 0;
+    f->urgent = u;
+    atomic_fetch_add(&ex->urgent, u ? 1 : -1);
+    return u;
+}
+
+/* Under f->mu: someone waits for f, or may (a callback, a waiter, a poll),
+ * so its executor must not pause before starting it. Returns the executor
+ * whose paused workers must look, with a reference (see wake_for). */
+static qv_executor *want_locked(qv_future *f)
+{
+    f->wanted = 1;
+    if (!sync_urgent(f)) return NULL;
+    qv_executor_ref(f->ex);
+    return f->ex;
+}
+
+/* After f->mu is released: wakes what want_locked returned. */
+static void wake_for(qv_executor *ex)
+{
+    if (!ex) return;
+    qv_executor_urge(ex, 0);
+    qv_executor_unref(ex);
+}
+
 /* Under f->mu: h (NULL: no one) holds f from now on; a running f moves to
  * the stat h counts it in. */
 static void set_holder(qv_future *f, const qv_holder *h)
@@ -139,6 +175,7 @@ int qv_future_begin(qv_future *f, const qv_holder *h)
             set_holder(f, h);
         }
         f->attempts++;
+        sync_urgent(f);
     }
     pthread_mutex_unlock(&f->mu);
     return ok;
@@ -149,7 +186,9 @@ int qv_future_hold_by(qv_future *f, const qv_holder *h)
     pthread_mutex_lock(&f->mu);
     int ok = !h || !atomic_load(&f->cancel_requested);
     if (ok) set_holder(f, h);
+    int woke = sync_urgent(f); /* a wanted future back in a queue (a retry) */
     pthread_mutex_unlock(&f->mu);
+    if (woke) qv_executor_urge(f->ex, 0); /* f's executor lives: f is not done */
     return ok;
 }
 
@@ -158,7 +197,9 @@ int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to)
     pthread_mutex_lock(&f->mu);
     int ok = f->holder.fn == from->fn && f->holder.arg == from->arg;
     if (ok) set_holder(f, to);
+    int woke = sync_urgent(f);
     pthread_mutex_unlock(&f->mu);
+    if (woke) qv_executor_urge(f->ex, 0); /* f's executor lives: f is not done */
     return ok;
 }
 
@@ -218,6 +259,8 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     f->error = st == QV_FINISHED ? QV_OK : err;
     f->errmsg = msg;
     f->resp = resp;
+    sync_urgent(f);
+    if (resp && !atomic_load(&f->stream_open)) qv_executor_count_uncollected(f);
     /* A streamed body's transfer goes on: its reader still pokes it. */
     if (!atomic_load(&f->stream_open)) f->holder = (qv_holder){0};
     for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
@@ -234,6 +277,8 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     f->more_cbs = rev;
     pthread_mutex_unlock(&f->mu);
     qv_response_free(dropped);
+    /* Its holder let it go before it was counted (see qv_future_release). */
+    if (atomic_load(&f->user_refs) == 0) qv_executor_collected(f);
     /* Woken after the unlock, a waiter finds the lock free instead of
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */
@@ -331,12 +376,22 @@ int qv_future_wait(qv_future *f, long timeout_ms)
         if (rc != QV_ENOMEM) return rc;
         pthread_mutex_lock(&f->mu);
     }
+    if (!terminal(f->state)) {
+        qv_executor *wake = want_locked(f);
+        if (wake) {
+            pthread_mutex_unlock(&f->mu);
+            wake_for(wake);
+            pthread_mutex_lock(&f->mu);
+        }
+    }
     int timed_out = 0;
     while (!terminal(f->state) && !timed_out)
         timed_out = qv_cond_wait(&f->cv, &f->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
     int done = terminal(f->state);
     pthread_mutex_unlock(&f->mu);
-    return done ? QV_OK : QV_EWAIT_TIMEOUT;
+    if (!done) return QV_EWAIT_TIMEOUT;
+    qv_executor_collected(f);
+    return QV_OK;
 }
 
 int qv_future_result(qv_future *f, qv_response **out, long timeout_ms)
@@ -363,7 +418,10 @@ qv_future_state qv_future_state_get(qv_future *f)
     QV_CHECK_FUTURE(f);
     pthread_mutex_lock(&f->mu);
     qv_future_state st = f->state;
+    /* A poll: the poller waits for it, though not here. */
+    qv_executor *wake = terminal(st) ? NULL : want_locked(f);
     pthread_mutex_unlock(&f->mu);
+    wake_for(wake);
     return st;
 }
 
@@ -436,9 +494,11 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
     while (f->inline_complete && !terminal(f->state)) pthread_cond_wait(&f->cv, &f->mu);
     if (terminal(f->state)) {
         pthread_mutex_unlock(&f->mu);
+        qv_executor_collected(f); /* the callback takes it */
         fn(f, arg);
         return QV_OK;
     }
+    qv_executor *wake = want_locked(f);
     if (!f->first_cb.fn) {
         f->first_cb.fn = fn;
         f->first_cb.arg = arg;
@@ -446,6 +506,7 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
         qv_cb *cb = qv_malloc(sizeof(*cb));
         if (!cb) {
             pthread_mutex_unlock(&f->mu);
+            wake_for(wake);
             return QV_ENOMEM;
         }
         cb->fn = fn;
@@ -454,6 +515,7 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
         f->more_cbs = cb;
     }
     pthread_mutex_unlock(&f->mu);
+    wake_for(wake);
     return QV_OK;
 }
 
@@ -481,7 +543,9 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
     l->w = w;
     l->idx = idx;
     pthread_mutex_lock(&f->mu);
-    if (terminal(f->state)) {
+    qv_executor *wake = NULL;
+    int done = terminal(f->state);
+    if (done) {
         l->linked = 0;
         w->notify(w, idx, f->state);
     } else {
@@ -495,8 +559,11 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
         l->next = f->waiters;
         if (f->waiters) f->waiters->prev = l;
         f->waiters = l;
+        wake = want_locked(f);
     }
     pthread_mutex_unlock(&f->mu);
+    wake_for(wake);
+    if (done) qv_executor_collected(f); /* the waiter takes it */
 }
 
 void qv_waiter_unlink(qv_future *f, qv_wlink *l)

@@ -343,6 +343,13 @@ struct qv_future {
     struct qv_host *host;     /* parked on, or counted by, this host's limits */
     atomic_int host_held;     /* counted in its host's requests in flight */
     int attempts;             /* transfers started */
+    /* QV_THREADS' bound on uncollected responses (executor.c): `wanted`, once
+     * someone waits for it (or may: a callback, a waiter link, a poll);
+     * `urgent` while wanted and waiting to start (counted in ex->urgent);
+     * `counted` while finished with a response not yet collected (counted
+     * in ex->uncollected, with a reference to ex). */
+    int wanted, urgent;
+    atomic_int counted;
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
     /* The transfer's outcome, collected on the I/O side and delivered
@@ -1089,6 +1096,15 @@ struct qv_executor {
     atomic_int workers;
     qv_bodies *bodies;   /* response bodies kept for reuse (bodies.c) */
     qv_holder queued_by; /* the queue's hold on what waits in it */
+    /* The bound on finished-but-uncollected futures (0: none; QV_THREADS
+     * sets it). Workers pause (on `resume`) while `uncollected` is at it,
+     * unless something `urgent` needs them: a wanted future waiting to
+     * start, a submitter waiting for room, a session closing. */
+    long max_uncollected;
+    atomic_long uncollected;
+    atomic_int urgent;
+    atomic_int paused; /* workers about to wait, or waiting, on resume */
+    pthread_cond_t resume;
 };
 
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);
@@ -1123,6 +1139,18 @@ void qv_executor_host_done(qv_future *f);
 void qv_executor_note(qv_executor *ex, qv_saturation what);
 /* Counts an outcome in the stats. */
 void qv_executor_count(qv_executor *ex, qv_future_state st);
+/* The bound on uncollected responses. A worker asks qv_executor_hold_back
+ * (ex->mu held) before it pops; 1: it has been counted in `paused` and must
+ * wait on `resume`, then uncount itself. */
+int qv_executor_hold_back(qv_executor *ex);
+/* Adds d (+1 or -1) to ex's urgent needs; paused workers go on. ex->mu not
+ * held. */
+void qv_executor_urge(qv_executor *ex, int d);
+/* f (finished with a response, f->mu held) is counted as uncollected if
+ * its executor bounds that and no callback or waiter takes it. */
+void qv_executor_count_uncollected(qv_future *f);
+/* f's holder collected it (or let it go): uncounted, once. No lock held. */
+void qv_executor_collected(qv_future *f);
 /* Threads of thread-pool and loop executors alive in this process: a
  * process pool must fork before there are any. */
 extern atomic_int qv_io_threads;

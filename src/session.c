@@ -255,6 +255,8 @@ void qv_session_close(qv_session *s, int cancel_pending)
         qv_future_cancel(f);
         qv_future_drop(f);
     }
+    /* Every future must end, however many responses wait to be collected. */
+    qv_executor_urge(s->ex, 1);
     pthread_mutex_lock(&s->mu);
     /* A streamed body that no one reads would keep its transfer, and so
      * this wait, going for ever: it stops, and its reader gets QV_ESHUTDOWN. */
@@ -262,6 +264,7 @@ void qv_session_close(qv_session *s, int cancel_pending)
         if (atomic_load(&f->stream_open)) qv_future_abandon_stream(f);
     while (s->nlive) pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    qv_executor_urge(s->ex, -1);
 }
 
 int qv_session_closing(qv_session *s)

@@ -1,0 +1,292 @@
+/* QV_THREADS' bound on finished-but-uncollected responses (max_uncollected):
+ * workers pause while that many wait for their collector, and never while
+ * someone needs a future that has not started (a wait on it, a poll, a
+ * waiter, a callback), a submit waits for room or a session closes. The
+ * executor's counts (src/internal.h) tell when every worker has paused and
+ * that nothing is left counted at the end. */
+#include "support.h"
+
+#include "../src/internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+TX_KIND_ONLY(threads);
+
+TestSuite(uncollected, .timeout = 60);
+
+enum { WORKERS = 3, BOUND = 5, N = 40 };
+
+static qv_executor *bounded(size_t max_queued)
+{
+    qv_executor *ex;
+    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = QV_THREADS,
+                                                          .max_workers = WORKERS,
+                                                          .max_queued = max_queued,
+                                                          .max_uncollected = BOUND}),
+                 QV_OK);
+    return ex;
+}
+
+static void submit_all(qv_session *s, qv_future **fs, int n)
+{
+    for (int i = 0; i < n; i++) cr_assert_eq(qv_get(s, &fs[i], tuf("/get?i=%d", i)), QV_OK);
+}
+
+static size_t finished(qv_executor *ex)
+{
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    return st.completed;
+}
+
+/* Polls (1 ms apart, 20 s at most) until every worker has paused. */
+static void until_all_paused(qv_executor *ex)
+{
+    double deadline = now_ms() + 20000;
+    while (atomic_load(&ex->paused) < WORKERS) {
+        cr_assert(now_ms() < deadline, "workers never paused: %zu finished, %ld uncollected",
+                  finished(ex), atomic_load(&ex->uncollected));
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+}
+
+static void collect_all(qv_future **fs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        tx_expect_status(fs[i], 200);
+        qv_future_release(fs[i]);
+    }
+}
+
+/* Nothing is counted once everything is collected, and the executor goes. */
+static void done(qv_session *s, qv_executor *ex)
+{
+    cr_assert_eq(atomic_load(&ex->uncollected), 0);
+    cr_assert_eq(atomic_load(&ex->urgent), 0);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+Test(uncollected, workers_pause_at_the_bound_and_go_on_as_responses_are_collected, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    /* Pops stop at the bound; what already ran may still finish. */
+    size_t at_pause = finished(ex);
+    cr_assert(at_pause >= BOUND && at_pause <= BOUND + WORKERS - 1,
+              "%zu finished with a bound of %d and %d workers", at_pause, BOUND, WORKERS);
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    cr_assert_eq(st.queued, N - at_pause, "every worker paused, yet only %zu of %d are queued",
+                 st.queued, N - (int)at_pause);
+    /* Collected in order, the rest finishes, never far ahead of us. */
+    for (int i = 0; i < N; i++) {
+        tx_expect_status(fs[i], 200);
+        qv_future_release(fs[i]);
+        size_t ahead = finished(ex) - (size_t)(i + 1);
+        cr_assert_leq(ahead, BOUND + 2 * WORKERS, "%zu finished responses uncollected", ahead);
+    }
+    cr_assert_eq(finished(ex), N);
+    done(s, ex);
+}
+
+Test(uncollected, waiting_on_the_last_submitted_first_runs_it, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    tx_expect_status(fs[N - 1], 200);
+    collect_all(fs, N);
+    done(s, ex);
+}
+
+Test(uncollected, polling_a_queued_future_runs_it, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    double deadline = now_ms() + 20000;
+    while (!qv_future_done(fs[N - 1])) {
+        cr_assert(now_ms() < deadline, "the polled future never finished");
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    collect_all(fs, N);
+    done(s, ex);
+}
+
+Test(uncollected, qv_wait_on_queued_futures_runs_them, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    cr_assert_eq(qv_wait(fs + N - 3, 3, QV_ALL_COMPLETED, TX_RESULT_TIMEOUT_MS), QV_OK);
+    collect_all(fs, N);
+    done(s, ex);
+}
+
+Test(uncollected, as_completed_gives_every_future, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    qv_as_completed *ac;
+    cr_assert_eq(qv_as_completed_new(&ac, fs, N), QV_OK);
+    qv_future *f;
+    int n = 0;
+    while (qv_as_completed_next(ac, &f, TX_RESULT_TIMEOUT_MS) == QV_OK) n++;
+    cr_assert_eq(n, N);
+    qv_as_completed_free(ac);
+    collect_all(fs, N);
+    done(s, ex);
+}
+
+typedef struct counter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n, ok;
+} counter;
+
+static void count_done(qv_future *f, void *arg)
+{
+    counter *c = arg;
+    qv_response *r;
+    int ok = qv_future_result(f, &r, 0) == QV_OK && qv_response_status(r) == 200;
+    pthread_mutex_lock(&c->mu);
+    c->n++;
+    c->ok += ok;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* A program that only uses done callbacks, and waits on its own condition
+ * variable, never collects: the callbacks take each response. Half the
+ * futures are released at once, half kept. */
+Test(uncollected, callbacks_only_never_pause, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    qv_future *kept[N];
+    for (int i = 0; i < 2 * N; i++) {
+        qv_future *f;
+        cr_assert_eq(qv_get(s, &f, tuf("/get?i=%d", i)), QV_OK);
+        cr_assert_eq(qv_future_add_done_callback(f, count_done, &c), QV_OK);
+        if (i % 2)
+            qv_future_release(f);
+        else
+            kept[i / 2] = f;
+    }
+    pthread_mutex_lock(&c.mu);
+    while (c.n < 2 * N) pthread_cond_wait(&c.cv, &c.mu);
+    pthread_mutex_unlock(&c.mu);
+    cr_assert_eq(c.ok, 2 * N);
+    for (int i = 0; i < N; i++) qv_future_release(kept[i]);
+    done(s, ex);
+}
+
+/* Released, finished or not, they are no one's to collect. */
+Test(uncollected, released_futures_do_not_count, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    for (int i = 0; i < N; i++) qv_future_release(fs[i]);
+    double deadline = now_ms() + 20000;
+    while (finished(ex) < N) {
+        cr_assert(now_ms() < deadline, "%zu of %d finished", finished(ex), N);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    done(s, ex);
+}
+
+/* The submitting thread, blocked by max_queued, is the collector. */
+Test(uncollected, a_submit_waiting_for_room_is_not_left_waiting, .timeout = 60)
+{
+    qv_executor *ex = bounded(2);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    collect_all(fs, N);
+    done(s, ex);
+}
+
+Test(uncollected, closing_the_session_finishes_everything, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    qv_session_close(s, 0);
+    for (int i = 0; i < N; i++) cr_assert(qv_future_done(fs[i]), "future %d not done", i);
+    collect_all(fs, N);
+    done(s, ex);
+}
+
+/* Freeing the executor runs what is queued; the futures outlive it. */
+Test(uncollected, freeing_the_executor_finishes_everything, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    collect_all(fs, N);
+}
+
+static void *cancel_half(void *arg)
+{
+    qv_future **fs = arg;
+    for (int i = 1; i < 4 * N; i += 2) qv_future_cancel(fs[i]);
+    return NULL;
+}
+
+/* Cancels from another thread while this one collects: every future ends
+ * once, and the counts balance. */
+Test(uncollected, a_cancel_storm_leaves_nothing_counted, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[4 * N];
+    submit_all(s, fs, 4 * N);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, cancel_half, fs), 0);
+    size_t ok = 0, cancelled = 0;
+    for (int i = 0; i < 4 * N; i++) {
+        qv_response *r;
+        int rc = qv_future_result(fs[i], &r, TX_RESULT_TIMEOUT_MS);
+        cr_assert(rc == QV_OK || (rc == QV_ECANCELLED && i % 2), "future %d: %s", i,
+                  qv_strerror(rc));
+        if (rc == QV_OK) {
+            cr_assert_eq(qv_response_status(r), 200);
+            ok++;
+        } else {
+            cancelled++;
+        }
+    }
+    pthread_join(t, NULL);
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    cr_assert_eq(st.completed, ok);
+    cr_assert_eq(st.cancelled, cancelled);
+    cr_assert_eq(st.failed, 0);
+    for (int i = 0; i < 4 * N; i++) qv_future_release(fs[i]);
+    done(s, ex);
+}
