@@ -647,10 +647,10 @@ enum {
     QV_WIRE_HOOKS,
     QV_WIRE_RESPONSE,
     QV_WIRE_RESPONSE_TOOK,
-    QV_WIRE_DEBUG,    /* a debug trace event, from the worker during the transfer */
-    QV_WIRE_DATA,     /* body bytes for the parent's on_data or output_fd (from the worker) */
-    QV_WIRE_PROGRESS, /* for the parent's on_progress (from the worker) */
-    QV_WIRE_HEAD,     /* a streamed response's headers (from the worker); its body follows */
+    QV_WIRE_DEBUG,       /* a debug trace event, from the worker during the transfer */
+    QV_WIRE_DATA,        /* body bytes for the parent's on_data or output_fd (from the worker) */
+    QV_WIRE_PROGRESS,    /* for the parent's on_progress (from the worker) */
+    QV_WIRE_HEAD,        /* a streamed response's headers (from the worker); its body follows */
     QV_WIRE_UPLOAD_WANT, /* on_upload: the worker's read callback wants bytes */
     QV_WIRE_UPLOAD       /* on_upload's answer (to the worker): bytes, the end or an error */
 };
@@ -803,6 +803,7 @@ typedef struct qv_slot {
     curl_mime *mime;
     double last_activity_ms;
     curl_off_t last_upload;
+    int read_clock; /* a read-timeout check has seen the request sent */
     qv_abort abort;
     int in_headers;          /* between a status line and its blank line */
     int set_cookies;         /* Set-Cookie lines seen: the jar may have changed */

@@ -452,6 +452,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->set_cookies = 0;
     slot->body_sized = 0;
     slot->last_upload = 0;
+    slot->read_clock = 0;
     slot->errbuf[0] = '\0';
     slot->last_activity_ms = qv_now_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
@@ -524,9 +525,12 @@ static int abort_wanted(qv_slot *slot)
     curl_off_t pre = 0, up = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
     curl_easy_getinfo(slot->easy, CURLINFO_SIZE_UPLOAD_T, &up);
-    /* The read clock starts once the request is on its way; sending counts
-     * as activity too. */
-    if (pre == 0 || up != slot->last_upload) {
+    /* The read clock starts when a check first sees the request on its way
+     * (never earlier: one long round may connect, send and find the check
+     * late, and the connect is not the server's silence); sending counts as
+     * activity too. */
+    if (pre == 0 || !slot->read_clock || up != slot->last_upload) {
+        slot->read_clock = pre != 0;
         slot->last_upload = up;
         slot->last_activity_ms = now;
         return 0;
