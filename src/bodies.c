@@ -21,9 +21,15 @@
  * fields): a body read after its response was released is still caught. */
 #define HIDE(s) ASAN_POISON_MEMORY_REGION((s) + 1, (s)->cap - sizeof(*(s)))
 #define SHOW(s) ASAN_UNPOISON_MEMORY_REGION((s) + 1, (s)->cap - sizeof(*(s)))
+/* A kept shell likewise, all but its link: a response read after its
+ * release is caught (but for its status, which the link overlays). */
+#define HIDE_SHELL(s) ASAN_POISON_MEMORY_REGION((s) + 1, sizeof(qv_response) - sizeof(*(s)))
+#define SHOW_SHELL(s) ASAN_UNPOISON_MEMORY_REGION((s) + 1, sizeof(qv_response) - sizeof(*(s)))
 #else
-#define HIDE(s) ((void)(s))
-#define SHOW(s) ((void)(s))
+#define HIDE(s)       ((void)(s))
+#define SHOW(s)       ((void)(s))
+#define HIDE_SHELL(s) ((void)(s))
+#define SHOW_SHELL(s) ((void)(s))
 #endif
 
 /* A kept buffer: its first bytes say how big it is and which is next. */
@@ -31,6 +37,10 @@ typedef struct spare {
     struct spare *next;
     size_t cap;
 } spare;
+/* A kept shell's link overlays its first fields; its headers' room, kept
+ * for the next response, must lie past it. */
+_Static_assert(offsetof(qv_response, headers) >= sizeof(spare),
+               "a shell's link overlays its headers");
 
 struct qv_bodies {
     pthread_mutex_t mu; /* guards the fields below; a leaf: nothing is taken under it */
@@ -87,6 +97,7 @@ void qv_bodies_close(qv_bodies *b)
     }
     while (shells) {
         spare *next = shells->next;
+        SHOW_SHELL(shells);
         b->free_shell(shells);
         shells = next;
     }
@@ -153,6 +164,7 @@ qv_response *qv_bodies_take_shell(qv_bodies *b)
         b->nshells--;
     }
     pthread_mutex_unlock(&b->mu);
+    if (s) SHOW_SHELL(s);
     return (qv_response *)s;
 }
 
@@ -162,6 +174,7 @@ int qv_bodies_keep_shell(qv_bodies *b, qv_response *r)
     pthread_mutex_lock(&b->mu);
     int keep = !b->closed && b->nshells < b->most;
     if (keep) {
+        HIDE_SHELL(s); /* before it is on the list: a taker unhides it */
         s->next = b->shells;
         b->shells = s;
         b->nshells++;
