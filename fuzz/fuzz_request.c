@@ -263,6 +263,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == QV_OK) {
         if (shdr.bad || fz_has_crlf(so.user_agent)) fail("a bad session header accepted", NULL);
         qv_req r;
+        memset(&r, 0, sizeof(r)); /* an empty arena: qv_req_build keeps r's */
         int brc = qv_req_build(&r, s, &o);
         if (expect_einval && brc != QV_EINVAL)
             fail("a bad request was not refused", qv_errname(brc));

@@ -250,7 +250,8 @@ int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pa
 /* Appends the line of one header: "Name: value", "Name;" for an empty value,
  * "Name:" for NULL (libcurl then sends none, not even its own). */
 int qv_header_line_add(struct curl_slist **out, const char *name, const char *value);
-/* Builds r from session defaults + opts (a full-size copy, see qv_opts_copy).
+/* Builds r from session defaults + opts (a full-size copy, see qv_opts_copy)
+ * into r's arena, which must be set up first (zeroed, or qv_arena_init_in).
  * QV_EINVAL/QV_ENOMEM/QV_EJSON. */
 int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts);
 /* The room in its arena that the copies of a request made from o take,
