@@ -37,10 +37,7 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
     atomic_init(&ex->refs, 1);
     qv_hosts_init(ex);
     if (pthread_mutex_init(&ex->mu, NULL)) return QV_ENOMEM;
-    if (qv_cond_init(&ex->cv)) {
-        pthread_mutex_destroy(&ex->mu);
-        return QV_ENOMEM;
-    }
+    if (qv_cond_init(&ex->cv)) goto fail_cv;
     if (qv_cond_init(&ex->space)) goto fail_space;
     if (qv_cond_init(&ex->resume)) goto fail_resume;
     /* One kept block per transfer at once: enough for the next round of
@@ -55,6 +52,7 @@ fail_resume:
     pthread_cond_destroy(&ex->space);
 fail_space:
     pthread_cond_destroy(&ex->cv);
+fail_cv:
     pthread_mutex_destroy(&ex->mu);
     return QV_ENOMEM;
 }
