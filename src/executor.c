@@ -10,9 +10,10 @@ atomic_int qv_io_threads;
 
 static int remove_locked(qv_executor *ex, qv_future *f);
 
-/* A cancel of a future the queue holds: whoever takes it off the queue
- * completes it, here (the canceller, with the queue's reference let go) or
- * the worker that popped it (its qv_future_begin sees the cancel). Under
+/* A cancel of a future the queue holds: one still in it leaves it, with the
+ * queue's reference, and the canceller completes it at once. One a worker
+ * has taken but not begun is marked for the canceller to wait the moment
+ * until the worker's qv_future_begin fails (see qv_future_cancel). Under
  * the future's lock, which is taken before the executor's. */
 static int queue_cancel(qv_future *f, void *arg, int cancel)
 {
@@ -20,9 +21,11 @@ static int queue_cancel(qv_future *f, void *arg, int cancel)
     if (!cancel) return 0;
     pthread_mutex_lock(&ex->mu);
     int removed = remove_locked(ex, f);
+    int taken = !removed && f->popped;
+    if (taken) f->popped = QV_POPPED_CANCEL_WAITS;
     pthread_mutex_unlock(&ex->mu);
     if (removed) qv_future_drop(f); /* the queue's; the canceller holds one */
-    return removed;
+    return taken ? QV_LET_GO_AT_BEGIN : removed;
 }
 
 int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o)
@@ -181,6 +184,13 @@ static void dequeued(qv_executor *ex)
 {
     ex->queued--;
     if (ex->o.max_queued) pthread_cond_signal(&ex->space);
+}
+
+/* f leaves the queue for a worker, which begins it next. */
+static void taken(qv_executor *ex, qv_future *f)
+{
+    dequeued(ex);
+    f->popped = QV_POPPED;
 }
 
 void qv_executor_note(qv_executor *ex, qv_saturation what)
@@ -414,7 +424,7 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
             if (qv_hosts_admit(ex, f, now, &wake_at)) break;
         }
     }
-    if (f) dequeued(ex);
+    if (f) taken(ex, f);
     if (wait_ms) {
         double left = wake_at - now;
         *wait_ms = f || wake_at == INFINITY ? -1 : left < 1 ? 1 : (long)left + 1;

@@ -202,11 +202,13 @@ static void slot_deactivate(loop *L, qv_slot *slot)
 /* Starts f on a free slot; a future that cannot start goes to delivery. */
 static void start(loop *L, qv_future *f, batch *done)
 {
+    if (!qv_future_begin(f, &L->run_by)) {
+        qv_future_drop(f); /* the queue's: its cancel completed it */
+        return;
+    }
     qv_slot *slot = L->idle[--L->nidle];
     if (!slot->easy) slot->easy = curl_easy_init();
-    if (!qv_future_begin(f, &L->run_by)) {
-        f->out_err = QV_ECANCELLED;
-    } else if (!slot->easy) {
+    if (!slot->easy) {
         qv_future_end_transfer(f);
         f->out_err = QV_ENOMEM;
         f->out_msg = qv_future_message(f, QV_ENOMEM, "no transfer handle");

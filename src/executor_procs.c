@@ -241,8 +241,8 @@ static int hand(procs *P, pworker *w, qv_future *f, int was_held)
  * jar: it goes only if the worker's jar is the session's. f begins held
  * (a cancel then completes it at once, as a queued one). Returns SENT,
  * HELD when it could not go ahead (held for an idle worker: no frame in one
- * pipe write, or no memory), or DROPPED when it was cancelled before it
- * began (for the caller to settle). */
+ * pipe write, or no memory), or DROPPED when its cancel completed it before
+ * it began (the queue's reference let go). */
 static int send_ahead(procs *P, pworker *w, qv_future *f)
 {
     uint64_t version = w->jar_version;
@@ -253,7 +253,11 @@ static int send_ahead(procs *P, pworker *w, qv_future *f)
     int fits = !rc && version == w->jar_version &&
                !qv_wire_encode_request(&P->out, f, f->attempts + 1, NULL, QV_JAR_KEPT) &&
                P->out.len <= PIPE_BUF;
-    if (!qv_future_begin(f, &P->held_by)) return DROPPED;
+    /* Only now: once held, a cancel completes f at once (f->session goes). */
+    if (!qv_future_begin(f, &P->held_by)) {
+        qv_future_drop(f);
+        return DROPPED;
+    }
     if (!fits || write(w->mbox_w, P->out.data, P->out.len) != (ssize_t)P->out.len) {
         hold(P, f);
         return HELD;
@@ -267,7 +271,7 @@ static int send_ahead(procs *P, pworker *w, qv_future *f)
 static int assign(procs *P, pworker *w, qv_future *f)
 {
     if (qv_future_begin(f, &P->run_by)) return hand(P, w, f, 0);
-    cancelled(f);
+    qv_future_drop(f); /* the queue's: its cancel completed it */
     return DROPPED;
 }
 
@@ -890,10 +894,7 @@ static int schedule(procs *P)
         if (!f) break;
         /* Outside the queue's lock: a cancel takes the future's lock first. */
         pthread_mutex_unlock(&ex->mu);
-        if (send_ahead(P, w, f) == DROPPED) {
-            cancelled(f);
-            i--; /* this worker can still take one */
-        }
+        if (send_ahead(P, w, f) == DROPPED) i--; /* this worker can still take one */
         pthread_mutex_lock(&ex->mu);
     }
     /* (A worker whose answer was garbage has no f but may have a next,

@@ -22,7 +22,7 @@ static void run_one(qv_executor *ex, qv_slot *slot, CURLM **mp, qv_future *f)
     CURLM *multi = *mp;
     qv_holder running = qv_transfer_holder(multi);
     if (!qv_future_begin(f, &running)) {
-        qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+        /* Its cancel completed it. */
     } else if (!slot->easy || !multi) {
         qv_future_end_transfer(f);
         qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");

@@ -163,6 +163,8 @@ static void set_holder(qv_future *f, const qv_holder *h)
 int qv_future_begin(qv_future *f, const qv_holder *h)
 {
     pthread_mutex_lock(&f->mu);
+    if (f->popped == QV_POPPED_CANCEL_WAITS) pthread_cond_broadcast(&f->cv);
+    f->popped = 0;
     int ok = (f->state == QV_PENDING || f->holder.waiting) && !atomic_load(&f->cancel_requested);
     if (ok) {
         if (f->state == QV_PENDING) {
@@ -463,7 +465,13 @@ int qv_future_cancel(qv_future *f)
     /* A holder that lets it go (a queue, a process pool holding it for a
      * worker: it has not started) has it completed here, at once; one
      * running it is woken and ends it as cancelled. */
-    int let_go = f->holder.fn && f->holder.fn(f, f->holder.arg, 1);
+    int let_go = f->holder.fn ? f->holder.fn(f, f->holder.arg, 1) : 0;
+    /* Taken off the queue, about to begin: that begin fails now, and the
+     * worker only lets f go, so that it is done here as a queued one. The
+     * worker does no more than encode it meanwhile, and takes no lock the
+     * canceller could hold. */
+    if (let_go == QV_LET_GO_AT_BEGIN)
+        while (f->popped == QV_POPPED_CANCEL_WAITS) pthread_cond_wait(&f->cv, &f->mu);
     if (let_go) set_holder(f, NULL);
     pthread_mutex_unlock(&f->mu);
     if (let_go) qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);

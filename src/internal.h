@@ -298,8 +298,9 @@ typedef struct qv_holder {
      * that one in the lock order), for a cancel (cancel: 1, with
      * cancel_requested set) or a poke (0). Returns 1 if, on a cancel, the
      * holder let f go before it started: the canceller completes it (and the
-     * registration ends); else 0 (the holder sees cancel_requested and ends
-     * f itself). */
+     * registration ends); QV_LET_GO_AT_BEGIN if it will once the worker that
+     * took f has begun it (the canceller waits that moment); else 0 (the
+     * holder sees cancel_requested and ends f itself). */
     int (*fn)(qv_future *f, void *arg, int cancel);
     void *arg;
     /* The stat that counts f while it runs held so (NULL: its executor's
@@ -339,6 +340,7 @@ struct qv_future {
     qv_executor *ex;
     qv_future *qprev, *qnext; /* executor queue, its host's parked list, or a pool's held list */
     int qwhere;               /* which of the executor's lists holds it (QV_Q_*) */
+    int popped;               /* taken off the queue, not yet begun (QV_POPPED*) */
     size_t ridx;              /* its place in the executor's retry heap */
     double due_ms;            /* when a waiting retry may go */
     struct qv_host *host;     /* parked on, or counted by, this host's limits */
@@ -391,7 +393,8 @@ void qv_future_drop(qv_future *f);
 void qv_future_hand_over(qv_future *f);
 /* Moves a waiting future (PENDING, or RUNNING between attempts) to its
  * next attempt under h, and counts the attempt; 0 if it was cancelled
- * meanwhile (then nothing changes). */
+ * meanwhile (then nothing changes, and the cancel completed it or is
+ * completing it: the caller only drops the queue's reference). */
 int qv_future_begin(qv_future *f, const qv_holder *h);
 /* h holds f from now on (NULL: no one, as a transfer ends); 0 if a cancel
  * was asked for already (then, unless h is NULL, nothing changes: the
@@ -1062,6 +1065,13 @@ typedef struct qv_flist {
 /* Puts f after `after` (NULL: at the head). */
 void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f);
 void qv_flist_unlink(qv_flist *l, qv_future *f);
+
+/* A future a worker took off the queue and has not begun (popped): set
+ * under the executor's lock, cleared by qv_future_begin under f->mu. A
+ * cancel, which holds both, marks it and waits for that begin (future.c). */
+enum { QV_POPPED = 1, QV_POPPED_CANCEL_WAITS };
+/* What queue_cancel returns for such a future (see qv_holder's fn). */
+enum { QV_LET_GO_AT_BEGIN = 2 };
 
 /* Where a queued future is (qwhere). */
 enum { QV_Q_NONE = 0, QV_Q_READY, QV_Q_PARKED, QV_Q_RETRY };

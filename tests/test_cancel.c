@@ -4,6 +4,8 @@
 #include "support.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 TestSuite(cancel, .timeout = 60);
 
@@ -84,5 +86,35 @@ Test(cancel, ten_thousand_queued, .timeout = 60)
     cr_assert_eq(st.completed, 1, "stats.completed = %zu", st.completed);
     cr_assert_eq(st.cancelled, NQUEUED, "stats.cancelled = %zu", st.cancelled);
     cr_assert_eq(st.connections_opened, 1, "stats.connections_opened = %zu", st.connections_opened);
+    qv_session_free(s);
+}
+
+/* A queued future is done when its cancel returns, even one an executor is
+ * taking off the queue at that moment (a process pool sends a request ahead
+ * to a busy worker: a large body takes a while to encode for it). The
+ * cancels come at delays spread over that time. */
+Test(cancel, queued_done_at_once, .timeout = 60)
+{
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    qv_future *busy;
+    cr_assert_eq(qv_get(s, &busy, tu("/delay/2")), QV_OK);
+    tx_wait_started(busy, 5000);
+    enum { BODY = 4 << 20, ROUNDS = 30 };
+    char *body = malloc(BODY);
+    cr_assert_not_null(body);
+    memset(body, 'q', BODY);
+    for (int i = 0; i < ROUNDS; i++) {
+        qv_future *f;
+        cr_assert_eq(qv_post(s, &f, tu("/anything"), .body = body, .body_len = BODY), QV_OK);
+        usleep((useconds_t)(i * 100));
+        cr_assert_eq(qv_future_cancel(f), 1);
+        cr_assert(qv_future_done(f), "round %d: the queued future was not done after its cancel",
+                  i);
+        cr_assert_eq(qv_future_state_get(f), QV_CANCELLED);
+        qv_future_release(f);
+    }
+    free(body);
+    tx_expect_status(busy, 200);
+    qv_future_release(busy);
     qv_session_free(s);
 }
