@@ -10,9 +10,9 @@ requests.Response objects and whose failures are requests' exceptions.
 """
 
 from ._engine import Future, QuiverError
-from ._ffi import LIB_PATH, ffi, lib
+from ._ffi import BINDING, LIB_PATH, ffi, lib
 from .session import Session
 
 __version__ = ffi.string(lib.qv_version()).decode()
 
-__all__ = ["Future", "QuiverError", "Session", "LIB_PATH", "__version__"]
+__all__ = ["Future", "QuiverError", "Session", "BINDING", "LIB_PATH", "__version__"]

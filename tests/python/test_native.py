@@ -120,3 +120,30 @@ def test_library_lookup():
                        timeout=60, check=True)
     found = p.stdout.strip()
     assert found == "libquiver.so.0" or found.endswith("/build/libquiver.so.0"), found
+
+
+def test_binding_choice(tmp_path):
+    """The compiled binding is used when it was built next to the library
+    QUIVER_LIB names (QUIVER_BINDING=api: or an ImportError), ABI mode
+    otherwise or when asked (QUIVER_BINDING=abi); both send requests."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    lib = os.environ["QUIVER_LIB"]
+    code = "import quiver; print(quiver.BINDING)"
+
+    def binding(lib_path: str, mode: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, QUIVER_LIB=lib_path, QUIVER_BINDING=mode)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    assert binding(lib, "abi").stdout.strip() == "abi"
+    assert binding(lib, "api").stdout.strip() == "api", binding(lib, "api").stderr
+    assert binding(lib, "").stdout.strip() == "api"
+    alone = tmp_path / "libquiver.so.0"  # no build directory around it
+    shutil.copy(os.path.realpath(lib), alone)
+    assert binding(str(alone), "").stdout.strip() == "abi"
+    p = binding(str(alone), "api")
+    assert p.returncode != 0 and "QUIVER_BINDING=api" in p.stderr
+    assert quiver.BINDING == (os.environ.get("QUIVER_BINDING") or "api")
