@@ -283,8 +283,10 @@ static void warn_seen(qv_executor *ex, unsigned seen)
 int qv_executor_submit(qv_executor *ex, qv_future *f)
 {
     unsigned seen = 0;
-    /* Held by the queue before it is in it: a cancel from now on looks there
-     * (no one else has f yet to cancel it). */
+    /* Held by the queue before it is in it: a cancel from now on looks there.
+     * Only qv_session_close(cancel_pending) can cancel f yet (it is in the
+     * session's list): a cancel that came before it was in the queue is
+     * seen below, under the lock a later one takes to remove it. */
     qv_future_hold_by(f, &ex->queued_by);
     pthread_mutex_lock(&ex->mu);
     while (ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
@@ -300,7 +302,7 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
         pthread_cond_wait(&ex->space, &ex->mu);
         urge_locked(ex, -1);
     }
-    if (ex->shutdown) {
+    if (ex->shutdown || atomic_load(&f->cancel_requested)) {
         pthread_mutex_unlock(&ex->mu);
         return QV_ESHUTDOWN;
     }

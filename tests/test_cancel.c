@@ -3,6 +3,8 @@
  * cancelled fast and never reach the server. */
 #include "support.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -117,4 +119,67 @@ Test(cancel, queued_done_at_once, .timeout = 60)
     tx_expect_status(busy, 200);
     qv_future_release(busy);
     qv_session_free(s);
+}
+
+typedef struct {
+    qv_session *s;
+    int rc;
+    qv_future *f;
+    atomic_int closed;
+} closing;
+
+static void *submit_for_room(void *arg)
+{
+    closing *c = arg;
+    c->rc = qv_get(c->s, &c->f, tu("/get"));
+    return NULL;
+}
+
+static void *close_cancelling(void *arg)
+{
+    closing *c = arg;
+    qv_session_close(c->s, 1);
+    atomic_store(&c->closed, 1);
+    return NULL;
+}
+
+/* A submit that waits for room (max_queued) when its session is closed with
+ * cancel_pending: the close reaches it in the session's list before it is in
+ * the queue. It must still end (the submit gets QV_ESHUTDOWN, or its future
+ * is done), and the close must return once the running request is. */
+Test(cancel, close_cancels_a_submit_waiting_for_room, .timeout = 60)
+{
+    qv_executor *ex;
+    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = tx_kind(),
+                                                          .max_workers = 1,
+                                                          .max_queued = 1}),
+                 QV_OK);
+    closing c = {.s = TX_SESSION(.executor = ex)};
+    qv_future *busy, *queued;
+    cr_assert_eq(qv_get(c.s, &busy, tu("/delay/1")), QV_OK);
+    tx_wait_started(busy, 5000);
+    cr_assert_eq(qv_get(c.s, &queued, tu("/get")), QV_OK); /* the queue is full */
+    pthread_t submitter, closer;
+    cr_assert_eq(pthread_create(&submitter, NULL, submit_for_room, &c), 0);
+    /* Time for the submit to block; the test passes whenever it does. */
+    usleep(200 * 1000);
+    cr_assert_eq(pthread_create(&closer, NULL, close_cancelling, &c), 0);
+    pthread_join(submitter, NULL);
+    if (c.rc == QV_OK) {
+        cr_assert_eq(qv_future_wait(c.f, 10000), QV_OK, "a submit the close cancelled never ended");
+        qv_future_release(c.f);
+    } else {
+        cr_assert_eq(c.rc, QV_ESHUTDOWN, "the submit gave %s", qv_errname(c.rc));
+    }
+    double deadline = now_ms() + 10000;
+    while (!atomic_load(&c.closed) && now_ms() < deadline) usleep(1000);
+    cr_assert(atomic_load(&c.closed), "qv_session_close(cancel_pending) did not return");
+    pthread_join(closer, NULL);
+    tx_expect_error(queued, QV_ECANCELLED);
+    tx_expect_status(busy, 200);
+    qv_future_release(queued);
+    qv_future_release(busy);
+    qv_session_free(c.s);
+    qv_executor_free(ex);
 }
