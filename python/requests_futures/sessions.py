@@ -39,7 +39,7 @@ from requests import Session
 from requests.adapters import DEFAULT_POOLSIZE, DEFAULT_RETRIES, HTTPAdapter
 from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 from requests.cookies import MockRequest, MockResponse
-from requests.exceptions import TooManyRedirects
+from requests.exceptions import ConnectionError, RetryError, TooManyRedirects
 from requests.hooks import default_hooks, dispatch_hook
 from requests.models import PreparedRequest
 from requests.sessions import merge_hooks, merge_setting
@@ -50,9 +50,12 @@ from requests.utils import (check_header_validity, get_environ_proxies, get_netr
 from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
-from quiver._engine import (Engine, StreamBody, build_response, c_string, error_for,
-                            future_error, prepared_request, scratch, set_cookie_values, settle)
+from quiver._engine import (QV_EPROTOCOL, QV_EREAD_TIMEOUT, QV_ETIMEOUT, Engine, StreamBody,
+                            build_response, c_string, error_for, future_error, prepared_request,
+                            scratch, set_cookie_values, settle)
 from quiver._ffi import ffi, lib
+
+from ._retries import RetryPlan, retry_plan
 
 __all__ = ["FuturesSession"]
 
@@ -131,6 +134,31 @@ def _plain(cls: type) -> bool:
 def _default_retries(adapter: HTTPAdapter) -> bool:
     r = adapter.max_retries
     return r.total == DEFAULT_RETRIES and r.read is False
+
+
+def _retries(src: Session, method: str) -> Any:
+    """The retries the mounted adapters give `method` (quiver follows
+    redirects across schemes itself, so they must agree): None for
+    requests' default (none), a RetryPlan, or False when an adapter is not
+    requests' plain HTTPAdapter or quiver cannot retry as urllib3 would
+    (requests' own path)."""
+    first = None
+    for a in src.adapters.values():
+        if type(a) is not HTTPAdapter:
+            return False
+        if _default_retries(a):
+            if first is not None:
+                return False
+            continue
+        if first is None:
+            first = a.max_retries
+        elif a.max_retries is not first and vars(a.max_retries) != vars(first):
+            return False
+    if first is None:
+        return None
+    if len(src.adapters) > 1 and any(_default_retries(a) for a in src.adapters.values()):
+        return False
+    return retry_plan(first, method) or False
 
 
 def _jar_signature(jar: CookieJar) -> tuple:
@@ -345,7 +373,7 @@ class FuturesSession(Session):
         if (not self._owned_executor or extra or files
                 or (cookies and type(cookies) is not dict)
                 or not isinstance(url, str) or not isinstance(method, str)
-                or not self._quiver_can(src, url, data, auth, timeout)):
+                or not self._quiver_can(src, method, url, data, auth, timeout)):
             return self._submit_requests(method, url, background_callback, kwargs)
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
@@ -392,15 +420,15 @@ class FuturesSession(Session):
         return self.executor.submit(func, method, url, **kwargs)
 
     @staticmethod
-    def _quiver_can(src: Session, url: str, data: Any, auth: Any, timeout: Any) -> bool:
+    def _quiver_can(src: Session, method: str, url: str, data: Any, auth: Any,
+                    timeout: Any) -> bool:
         """True when quiver can send this request as requests would."""
         if not _plain(type(src)):
             return False
         if not url[:8].lower().startswith(("http://", "https://")):
             return False  # requests' own errors (MissingSchema, InvalidSchema...)
-        for a in src.adapters.values():
-            if type(a) is not HTTPAdapter or not _default_retries(a):
-                return False
+        if _retries(src, method.upper()) is False:
+            return False
         if not isinstance(src.cookies, CookieJar):
             return False
         if data is not None and not isinstance(data, (str, bytes, dict, list, tuple)):
@@ -628,11 +656,14 @@ class FuturesSession(Session):
         else:
             all_hooks = plan.hooks
         response_hooks = list(all_hooks.get("response") or ()) + auth_hooks
+        retry = _retries(src, method)
+        if retry is not None:
+            o.retry = retry.c_retry
         cs = self._csession(b, src, proxy, ca_file)
         rec = _Record(self, src, b, cs, method, full, hdrs, body, all_hooks, response_hooks,
                       bool(stream), max_redirects == 0 and allow_redirects,
                       {"timeout": timeout, "verify": verify, "proxies": all_proxies,
-                       "stream": stream, "cert": cert})
+                       "stream": stream, "cert": cert}, retry)
         keep.append(plan)  # its C headers may be in o.headers
         return o, keep, rec
 
@@ -673,17 +704,18 @@ class _Record:
 
     __slots__ = ("session", "src", "bridge", "cs", "method", "url", "headers", "body", "hooks",
                  "response_hooks", "stream", "zero_redirects", "hook_kwargs",
-                 "background_callback")
+                 "background_callback", "retry")
 
     def __init__(self, session: FuturesSession, src: Session, bridge: _Bridge, cs: _CSession,
                  method: str, url: str, headers: Any, body: Any, hooks: dict,
                  response_hooks: list, stream: bool, zero_redirects: bool,
-                 hook_kwargs: dict) -> None:
+                 hook_kwargs: dict, retry: Optional[RetryPlan]) -> None:
         self.session, self.src, self.bridge, self.cs = session, src, bridge, cs
         self.method, self.url, self.headers, self.body = method, url, headers, body
         self.hooks, self.response_hooks = hooks, response_hooks
         self.stream, self.zero_redirects, self.hook_kwargs = stream, zero_redirects, hook_kwargs
         self.background_callback = None
+        self.retry = retry  # keeps the qv_retry the options point to
 
     def prepared(self, url: Optional[str] = None, method: Optional[str] = None) -> PreparedRequest:
         """Response.request: a PreparedRequest as requests would have made."""
@@ -700,15 +732,30 @@ def _redirected_method(method: str, status: int) -> str:
     return method
 
 
+_READ_ERRORS = frozenset((QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_EPROTOCOL))
+
+
 def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     """On the completion thread: the qv_response as a requests.Response."""
     rec: _Record = fut._rec
     fut._rec = None
+    retry = rec.retry
     if rc:
-        settle(fut, exc=future_error(qvf, rc, rec.prepared()))
+        exc = future_error(qvf, rc, rec.prepared())
+        if retry is not None and retry.read_retried and rc in _READ_ERRORS:
+            # urllib3's MaxRetryError, which requests raises as ConnectionError
+            exc = ConnectionError(str(exc), request=exc.request)
+        settle(fut, exc=exc)
         return
     resp = build_response(r, None, not rec.stream)
     info = scratch().info  # the response's, until the next build_response
+    if retry is not None and resp.status_code in retry.statuses and \
+            info.attempts > retry.max_retries:
+        # urllib3's MaxRetryError(ResponseError), requests' RetryError
+        settle(fut, exc=RetryError(f"Max retries exceeded with url: {resp.url} (Caused by "
+                                   f"ResponseError('too many {resp.status_code} error "
+                                   "responses'))", request=rec.prepared()))
+        return
     n = info.history_len
     set_cookies = set_cookie_values(r) if info.set_cookies else None
     jar_updates = []

@@ -39,7 +39,9 @@ misbehaviour (GET; the query string is ignored unless said otherwise):
   /flaky         ?key=K&fail=N: 503 for the first N requests with key K,
                  then 200 "ok" (for retry tests); Retry-After: ?after=S
                  seconds (default 0), or with ?date=1 an HTTP date S ahead
-  /flaky-count   ?key=K: how many /flaky requests key K got (the body)
+  /flaky-count   ?key=K: how many requests key K got (the body): those of
+                 /flaky and of any other path given ?key=K (to count the
+                 attempts a client retrying /stall-status or /reset makes)
 
 Any other path is 404. Each request is logged on one line to stderr:
 "faults: PEER METHOD TARGET". Nothing here ever connects anywhere.
@@ -111,6 +113,18 @@ FLAKY_LOCK = threading.Lock()
 
 class ClientGone(Exception):
     pass
+
+
+def count_key(path, q):
+    """Counts a request of /flaky or with ?key=K (not /flaky-count's); how
+    many its key had before it."""
+    if path == "/flaky-count" or (path != "/flaky" and "key" not in q):
+        return 0
+    key = q.get("key", [""])[0]
+    with FLAKY_LOCK:
+        seen = FLAKY.get(key, 0)
+        FLAKY[key] = seen + 1
+    return seen
 
 
 def _int(q, name, default, lo, hi):
@@ -210,6 +224,7 @@ class Handler(socketserver.BaseRequestHandler):
                 sys.stderr.write("faults: %s %s %s\n" % (peer, method, target))
                 url = urllib.parse.urlsplit(target)
                 query = urllib.parse.parse_qs(url.query)
+                self.seen = count_key(url.path, query)
                 route = ROUTES.get(url.path)
                 if route is None:
                     keep = self.simple(404, b"not found\n")
@@ -336,12 +351,9 @@ class Handler(socketserver.BaseRequestHandler):
         # 503 to the first `fail` requests of `key`, then 200. Retry-After is
         # `after` seconds (default 0), or with date=1 an HTTP date that many
         # seconds ahead. /flaky-count?key=K says how many requests K got.
-        key = q.get("key", [""])[0]
         fail = _int(q, "fail", 1, 0, 1000)
         after = _int(q, "after", 0, 0, 86400)
-        with FLAKY_LOCK:
-            seen = FLAKY.get(key, 0)
-            FLAKY[key] = seen + 1
+        seen = self.seen
         if seen < fail:
             body = b"flaky: failure %d of %d\n" % (seen + 1, fail)
             if q.get("date", ["0"])[0] == "1":
