@@ -12,6 +12,13 @@ double qv_now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+double qv_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 void qv_deadline(struct timespec *ts, long timeout_ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);

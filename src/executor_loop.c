@@ -173,9 +173,7 @@ static void deliver(loop *L, batch *done)
         /* Its pump's last run delivers (and lets the queue's reference go). */
         if (f->pump && !qv_pump_last(f)) continue;
         /* Hooks run on responses only. */
-        int hooks =
-            f->out_resp && (f->req.hook || (f->session->o.hooks && f->session->o.hooks->fn));
-        if (!hooks && qv_future_claim_inline(f)) {
+        if (!(f->out_resp && qv_has_hooks(f)) && qv_future_claim_inline(f)) {
             qv_transfer_deliver(f);
             batch_add(&here, f);
         } else {

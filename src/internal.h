@@ -77,6 +77,10 @@ int qv_global_init(void);
 
 /* Monotonic milliseconds. */
 double qv_now_ms(void);
+/* The same clock to the kernel's tick (a few ms), several times cheaper to
+ * read: for stamps taken in every libcurl callback and compared with it
+ * (the read timeout), where a tick's error does not matter. */
+double qv_coarse_ms(void);
 /* Absolute CLOCK_MONOTONIC deadline for a timeout in ms (< 0 = none). */
 void qv_deadline(struct timespec *ts, long timeout_ms);
 /* Milliseconds left until a deadline (0 once past it, rounded up). */
@@ -805,7 +809,7 @@ typedef struct qv_slot {
     curl_off_t prior_us;            /* the time of the hops before this one */
     long prior_conns;               /* connections they opened */
     curl_mime *mime;
-    double last_activity_ms;
+    double last_activity_ms; /* qv_coarse_ms: the read timeout's clock */
     curl_off_t last_upload;
     int read_clock; /* a read-timeout check has seen the request sent */
     qv_abort abort;
@@ -818,6 +822,14 @@ typedef struct qv_slot {
     CURL *configured;        /* easy, once its lifelong options are set (transfer.c) */
     int dirty;               /* easy has options of a special request: reset first */
     int ca_set;              /* easy has a CA file set */
+    /* The per-request options as last set on easy, so that only those that
+     * differ are set again (transfer.c); not `known` after a reset. */
+    struct {
+        int known;
+        const struct curl_slist *headers;
+        long pipewait, timeout_ms, connect_timeout_ms, follow, max_redirects, verbose;
+        curl_off_t max_filesize;
+    } last;
     /* Network settings on easy (network.c): their CONNECT_TO lines, and
      * what they are (net_sig, if net_set; net_next: the next request's). */
     struct curl_slist *connect_to;
@@ -859,6 +871,8 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
 void qv_transfer_detach(qv_slot *slot, CURLM *multi);
 /* collect + deliver, on one thread. */
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
+/* Whether f has response hooks to run (the session's or its own). */
+int qv_has_hooks(const qv_future *f);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
 /* After a transfer ended: 1 if the handle is in multi again, for another

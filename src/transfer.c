@@ -71,9 +71,10 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
 {
     qv_slot *slot = p;
     size_t len = size * n;
-    slot->last_activity_ms = qv_now_ms();
+    slot->last_activity_ms = qv_coarse_ms();
     /* libcurl's cookie engine reads these (any hop, 1xx, a proxy's too) */
-    if (len > 11 && strncasecmp(buf, "set-cookie:", 11) == 0) slot->set_cookies++;
+    if (len > 11 && (buf[0] | 0x20) == 's' && strncasecmp(buf, "set-cookie:", 11) == 0)
+        slot->set_cookies++;
     int rc = QV_OK;
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
         rc = start_hop(slot, buf, len);
@@ -178,7 +179,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
     size_t len = size * n;
     qv_buf *body = &slot->resp->body;
     size_t max = slot->f->req.max_response_bytes;
-    slot->last_activity_ms = qv_now_ms();
+    slot->last_activity_ms = qv_coarse_ms();
     if (slot->abort) return 0; /* being stopped: what libcurl still holds goes */
     /* One libcurl call may hand over many pieces: a cancel stops the next
      * (on_data may take its time over each). */
@@ -271,7 +272,7 @@ static void report_progress(qv_slot *slot, curl_off_t dlnow, curl_off_t ulnow)
     curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &dl);
     curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_UPLOAD_T, &ul);
     long long off = slot->sink.offset;
-    slot->progress_ms = qv_now_ms();
+    slot->progress_ms = qv_coarse_ms();
     r->on_progress(slot->f, off + dlnow, dl >= 0 ? off + dl : -1, ulnow, ul, r->on_progress_arg);
 }
 
@@ -280,7 +281,7 @@ static int progress_cb(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
 {
     qv_slot *slot = p;
     (void)dltotal, (void)ultotal;
-    if (qv_now_ms() - slot->progress_ms >= 100) report_progress(slot, dlnow, ulnow);
+    if (qv_coarse_ms() - slot->progress_ms >= 100) report_progress(slot, dlnow, ulnow);
     return 0;
 }
 
@@ -305,13 +306,25 @@ static CURLcode setup_invariant(qv_slot *slot)
     SET(CURLOPT_WRITEDATA, slot);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     SET(CURLOPT_PRIVATE, slot);
+    /* The cookie engine, on the jar of the share each request attaches. */
+    SET(CURLOPT_COOKIEFILE, "");
     if (!cc) cc = qv_trace_setup(e, slot);
     if (!cc) cc = qv_conncheck_setup(slot);
     return cc;
 }
 
+/* A per-request option, set only if it differs from what the handle has:
+ * a request like the last (the common case) costs no libcurl call. */
+static CURLcode set_long(qv_slot *slot, CURLoption opt, long *last, long v)
+{
+    if (slot->last.known && *last == v) return CURLE_OK;
+    *last = v;
+    return curl_easy_setopt(slot->easy, opt, v);
+}
+
 /* Options every request sets, each to its value or libcurl's default, so
- * that they need no reset in between. */
+ * that they need no reset in between. The URL is always set: libcurl
+ * follows a redirect by changing the handle's URL. */
 static CURLcode setup_request(qv_slot *slot, qv_future *f)
 {
     CURL *e = slot->easy;
@@ -319,22 +332,36 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
     CURLcode cc = CURLE_OK;
     SET(CURLOPT_URL, r->url);
     /* an on_request hook's lines, if it changed them */
-    SET(CURLOPT_HTTPHEADER, slot->attempt_headers ? slot->attempt_headers : r->headers);
+    const struct curl_slist *lines = slot->attempt_headers ? slot->attempt_headers : r->headers;
+    if (!slot->last.known || slot->last.headers != lines) {
+        SET(CURLOPT_HTTPHEADER, lines);
+        slot->last.headers = lines;
+    }
     SET(CURLOPT_SHARE, f->session->share);
-    SET(CURLOPT_COOKIEFILE, "");
+#define SET_LONG(opt, field, val)                                                                  \
+    do {                                                                                           \
+        if (!cc) cc = set_long(slot, opt, &slot->last.field, val);                                 \
+    } while (0)
     /* Over TLS, wait for a connection that may multiplex (HTTP/2, learnt in
      * the handshake) rather than open one per transfer meanwhile. Not over
      * plain HTTP: there libcurl would only learn it from the first response,
      * and would queue every request behind it. */
-    SET(CURLOPT_PIPEWAIT, strncmp(r->url, "https:", 6) == 0 ? 1L : 0L);
-    SET(CURLOPT_TIMEOUT_MS, r->timeout_ms >= 0 ? r->timeout_ms : 0L);
+    SET_LONG(CURLOPT_PIPEWAIT, pipewait, strncmp(r->url, "https:", 6) == 0 ? 1L : 0L);
+    SET_LONG(CURLOPT_TIMEOUT_MS, timeout_ms, r->timeout_ms >= 0 ? r->timeout_ms : 0L);
     /* -1 (0 to libcurl) leaves libcurl's own connect limit (300 s) */
-    SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms >= 0 ? r->connect_timeout_ms : 0L);
-    SET(CURLOPT_FOLLOWLOCATION, (long)r->follow);
-    SET(CURLOPT_MAXREDIRS, (long)r->max_redirects);
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response_bytes);
-    SET(CURLOPT_VERBOSE, r->trace_id ? 1L : 0L);
+    SET_LONG(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms,
+             r->connect_timeout_ms >= 0 ? r->connect_timeout_ms : 0L);
+    SET_LONG(CURLOPT_FOLLOWLOCATION, follow, (long)r->follow);
+    SET_LONG(CURLOPT_MAXREDIRS, max_redirects, (long)r->max_redirects);
+    SET_LONG(CURLOPT_VERBOSE, verbose, r->trace_id ? 1L : 0L);
+#undef SET_LONG
+    curl_off_t max = (curl_off_t)r->max_response_bytes;
+    if (!slot->last.known || slot->last.max_filesize != max) {
+        SET(CURLOPT_MAXFILESIZE_LARGE, max);
+        slot->last.max_filesize = max;
+    }
     if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
+    slot->last.known = !cc;
     return cc;
 }
 
@@ -401,9 +428,13 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     if (same_net < 0) return CURLE_OUT_OF_MEMORY;
     if (slot->configured != slot->easy || slot->dirty || (slot->ca_set && !r->ca_file) ||
         !same_net) {
+        /* libcurl 7.88's curl_easy_reset forgets the cookie-file list
+         * without freeing it (the share was detached by the last release). */
+        curl_easy_setopt(slot->easy, CURLOPT_COOKIEFILE, NULL);
         curl_easy_reset(slot->easy);
         qv_net_forget(slot);
         slot->configured = NULL;
+        slot->last.known = 0;
         cc = setup_invariant(slot);
         if (!cc) slot->configured = slot->easy;
     }
@@ -430,13 +461,11 @@ static void slot_release(qv_slot *slot)
     slot->f = NULL;
     if (slot->attempt_headers || slot->hop_headers) {
         curl_easy_setopt(slot->easy, CURLOPT_HTTPHEADER, NULL);
+        slot->last.headers = NULL;
         curl_slist_free_all(slot->attempt_headers);
         curl_slist_free_all(slot->hop_headers);
         slot->attempt_headers = slot->hop_headers = NULL;
     }
-    /* libcurl 7.88's curl_easy_reset forgets the cookie-file list without
-     * freeing it: clear it here, while the share is still attached. */
-    curl_easy_setopt(slot->easy, CURLOPT_COOKIEFILE, NULL);
     curl_easy_setopt(slot->easy, CURLOPT_SHARE, NULL);
 }
 
@@ -454,7 +483,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->last_upload = 0;
     slot->read_clock = 0;
     slot->errbuf[0] = '\0';
-    slot->last_activity_ms = qv_now_ms();
+    slot->last_activity_ms = qv_coarse_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
     slot->resp = qv_response_new_in(f->ex ? f->ex->bodies : NULL);
@@ -511,7 +540,7 @@ static int abort_wanted(qv_slot *slot)
         }
         if (slot->paused) {
             /* Waiting for the reader is no silence of the server's. */
-            slot->last_activity_ms = qv_now_ms();
+            slot->last_activity_ms = qv_coarse_ms();
             if (resume) {
                 slot->paused = 0;
                 curl_easy_pause(slot->easy, CURLPAUSE_CONT); /* may write at once */
@@ -521,7 +550,7 @@ static int abort_wanted(qv_slot *slot)
     }
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return 0;
-    double now = qv_now_ms();
+    double now = qv_coarse_ms();
     curl_off_t pre = 0, up = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
     curl_easy_getinfo(slot->easy, CURLINFO_SIZE_UPLOAD_T, &up);
@@ -560,9 +589,15 @@ long qv_transfer_poll_ms(qv_slot *slot, long cap_ms)
 {
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return cap_ms;
-    double left = (double)rt - (qv_now_ms() - slot->last_activity_ms);
+    double left = (double)rt - (qv_coarse_ms() - slot->last_activity_ms);
     if (left < 1) return 1;
     return left < (double)cap_ms ? (long)left + 1 : cap_ms;
+}
+
+int qv_has_hooks(const qv_future *f)
+{
+    const qv_hook *h = f->session->o.hooks;
+    return f->req.hook || (h && h->fn);
 }
 
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg)
@@ -706,19 +741,22 @@ void qv_transfer_detach(qv_slot *slot, CURLM *multi)
     curl_multi_remove_handle(multi, slot->easy);
 }
 
-static void record_timing(qv_slot *slot, qv_response *r)
+/* Returns the total time, in µs. */
+static curl_off_t record_timing(qv_slot *slot, qv_response *r)
 {
     static const CURLINFO what[] = {CURLINFO_NAMELOOKUP_TIME_T, CURLINFO_CONNECT_TIME_T,
                                     CURLINFO_APPCONNECT_TIME_T, CURLINFO_STARTTRANSFER_TIME_T,
                                     CURLINFO_TOTAL_TIME_T};
     double *to[] = {&r->timing.dns_ms, &r->timing.connect_ms, &r->timing.tls_ms,
                     &r->timing.first_byte_ms, &r->timing.total_ms};
+    curl_off_t us = 0;
     for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
-        curl_off_t us = 0;
+        us = 0;
         curl_easy_getinfo(slot->easy, what[i], &us);
         *to[i] = (double)us / 1000.0;
     }
     r->timing.queued_ms = slot->f->started_ms - slot->f->submitted_ms;
+    return us;
 }
 
 /* The response's fields libcurl knows at its end, or (streamed) once its
@@ -726,10 +764,8 @@ static void record_timing(qv_slot *slot, qv_response *r)
 static int fill_response(qv_slot *slot, qv_response *r, long status)
 {
     char *url = NULL;
-    curl_off_t total = 0;
     long version = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
-    curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total);
     curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
     r->http_version = version == CURL_HTTP_VERSION_1_0   ? 10
                       : version == CURL_HTTP_VERSION_1_1 ? 11
@@ -738,7 +774,7 @@ static int fill_response(qv_slot *slot, qv_response *r, long status)
                                                          : 0;
     r->status = (int)status;
     r->attempts = slot->f->attempts;
-    record_timing(slot, r);
+    curl_off_t total = record_timing(slot, r);
     /* with the hops before the last when quiver followed them */
     r->elapsed_ms = (double)(total + slot->prior_us) / 1000.0;
     r->timing.total_ms = r->elapsed_ms;
@@ -803,12 +839,21 @@ static void stream_end(qv_slot *slot, CURLcode cc)
     slot->paused = 0;
 }
 
+/* The hooks, timed into hooks_ms; with none, hooks_ms stays 0 and no clock
+ * is read. */
+static int run_hooks_timed(qv_future *f, qv_response *r, char **msg)
+{
+    if (!qv_has_hooks(f)) return QV_OK;
+    double t0 = qv_now_ms();
+    int rc = qv_run_hooks(f, r, msg);
+    r->timing.hooks_ms = qv_now_ms() - t0;
+    return rc;
+}
+
 void qv_transfer_deliver_early(qv_future *f, qv_response *r)
 {
     char *hook_msg = NULL;
-    double t0 = qv_now_ms();
-    int rc = qv_run_hooks(f, r, &hook_msg);
-    r->timing.hooks_ms = qv_now_ms() - t0;
+    int rc = run_hooks_timed(f, r, &hook_msg);
     if (rc) {
         qv_response_free(r); /* closes the pipe: the transfer stops */
         qv_future_fail(f, rc, "%s", hook_msg ? hook_msg : "out of memory");
@@ -897,9 +942,7 @@ void qv_transfer_deliver(qv_future *f)
         return;
     }
     char *hook_msg = NULL;
-    double t0 = qv_now_ms();
-    int rc = qv_run_hooks(f, r, &hook_msg);
-    r->timing.hooks_ms = qv_now_ms() - t0;
+    int rc = run_hooks_timed(f, r, &hook_msg);
     if (rc) {
         qv_response_free(r);
         qv_future_fail(f, rc, "%s", hook_msg ? hook_msg : "out of memory");
