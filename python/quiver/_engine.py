@@ -32,7 +32,7 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-from ._ffi import ffi, lib
+from ._ffi import ffi, lib, take_result, wait_release
 
 # Error codes (enum qv_error in quiver.h).
 (QV_OK, QV_EINVAL, QV_ENOMEM, QV_EURL, QV_ECONNECT, QV_ECONNECT_TIMEOUT, QV_EREAD_TIMEOUT,
@@ -96,6 +96,7 @@ def error_for(code: int, message: str, request: Any = None) -> Exception:
 # DefaultCookiePolicy for each costs more than the rest of the jar.
 _POLICY = RequestsCookieJar().get_policy()
 _REASONS = http.client.responses
+_JAR_NEW = RequestsCookieJar.__new__
 
 _Response = requests.Response
 _timedelta = datetime.timedelta
@@ -235,11 +236,7 @@ class Future(concurrent.futures.Future):
             if self._completing or self._qvf is None or self._state != PENDING:
                 return
             qvf = lib.qv_future_ref(self._qvf)
-        try:
-            ms = -1 if timeout is None else max(0, int(timeout * 1000))
-            rc = lib.qv_future_result(qvf, ffi.NULL, ms)
-        finally:
-            lib.qv_future_release(qvf)
+        rc = wait_release(qvf, -1 if timeout is None else max(0, int(timeout * 1000)))
         if rc == QV_EWAIT_TIMEOUT:
             raise concurrent.futures.TimeoutError()
         self._engine.finish(self)
@@ -424,8 +421,11 @@ class Engine:
             return
         try:
             if fut._state == PENDING:  # else cancelled meanwhile
-                resp = resp if resp is not None else scratch().resp
-                rc = lib.qv_future_result(qvf, resp, 0)
+                sc = scratch()
+                resp = resp if resp is not None else sc.resp
+                # a response's info goes to sc.info, for the finisher's
+                # build_response(..., filled=True)
+                rc = take_result(qvf, resp, sc.info, sc.headers, len(sc.headers))
                 try:
                     fut._finish(fut, qvf, rc, resp[0] if rc == QV_OK else ffi.NULL)
                 except BaseException as e:  # noqa: BLE001 - it belongs to the future
@@ -654,15 +654,18 @@ def _encoding(content_type: bytes) -> Optional[str]:
         return enc
 
 
-def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Response:
+def build_response(r: Any, request: Any, with_body: bool = True,
+                   filled: bool = False) -> requests.Response:
     """A requests.Response from a qv_response (one hop), in one call into
-    C. What it holds is copied: the qv_response goes with its future. The
-    rest of what quiver said of it (history_len, set_cookies, timing, ...)
-    stays in scratch().info until this thread's next build_response."""
+    C (none if `filled`: Engine.finish got r's info with its outcome). What
+    it holds is copied: the qv_response goes with its future. The rest of
+    what quiver said of it (history_len, set_cookies, timing, ...) stays in
+    scratch().info until this thread's next build_response."""
     sc = scratch()
     info = sc.info
     buf = sc.headers
-    _info_get(r, info, buf, len(buf))
+    if not filled:
+        _info_get(r, info, buf, len(buf))
     n = info.headers_len
     if n > len(buf):
         buf = sc.headers = ffi.new("char[]", n)
@@ -683,7 +686,10 @@ def build_response(r: Any, request: Any, with_body: bool = True) -> requests.Res
     resp.encoding = _encoding(_string(ctype)) if ctype else None
     resp.history = []
     resp.reason = reason
-    resp.cookies = RequestsCookieJar(_POLICY)
+    jar = resp.cookies = _JAR_NEW(RequestsCookieJar)  # CookieJar.__init__'s, inline
+    jar._policy = _POLICY
+    jar._cookies_lock = _RLock()
+    jar._cookies = {}
     resp.elapsed = _timedelta(0, 0, 0, info.elapsed_ms)  # (days, s, µs, ms)
     resp.request = request
     resp.connection = None

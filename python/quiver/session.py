@@ -283,7 +283,7 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     if rc:
         settle(fut, exc=future_error(qvf, rc, req))
         return
-    resp = build_response(r, req, not stream)
+    resp = build_response(r, req, not stream, filled=True)
     info = scratch().info  # the response's, until the next build_response
     add_quiver_details(resp, info)
     n = info.history_len

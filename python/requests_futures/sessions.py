@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import os
 import threading
+from copy import copy
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from http.cookiejar import CookieJar
 from logging import getLogger
+from operator import attrgetter
 from pickle import PickleError, dumps
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
@@ -142,22 +144,17 @@ def _retries(src: Session, method: str) -> Any:
     requests' default (none), a RetryPlan, or False when an adapter is not
     requests' plain HTTPAdapter or quiver cannot retry as urllib3 would
     (requests' own path)."""
-    first = None
+    retries = []
     for a in src.adapters.values():
         if type(a) is not HTTPAdapter:
             return False
-        if _default_retries(a):
-            if first is not None:
-                return False
-            continue
-        if first is None:
-            first = a.max_retries
-        elif a.max_retries is not first and vars(a.max_retries) != vars(first):
+        retries.append(None if _default_retries(a) else a.max_retries)
+    first = retries[0] if retries else None
+    for r in retries[1:]:
+        if r is not first and (r is None or first is None or vars(r) != vars(first)):
             return False
     if first is None:
         return None
-    if len(src.adapters) > 1 and any(_default_retries(a) for a in src.adapters.values()):
-        return False
     return retry_plan(first, method) or False
 
 
@@ -180,25 +177,68 @@ def _plan_key(src: Session) -> tuple:
             tuple(src.proxies.items()) if src.proxies else ())
 
 
-def _max_retries(adapter: Any) -> Any:
-    return getattr(adapter, "max_retries", None)  # a BaseAdapter has none
+_CALLABLE = object()  # an auth that runs for each request
+_max_retries = attrgetter("max_retries")
 
 
-def _state(src: Session) -> Optional[tuple]:
+def _auth_key(auth: Any) -> Any:
+    """What a request's preparation reads of an auth."""
+    if auth is None or (type(auth) is tuple and len(auth) == 2):
+        return auth
+    if type(auth) is HTTPBasicAuth or type(auth) is HTTPDigestAuth:
+        return (type(auth), auth.username, auth.password)
+    return _CALLABLE
+
+
+def _headers_store(h: Any) -> Any:
+    return h._store if type(h) is CaseInsensitiveDict else h
+
+
+class _State:
     """What preparing a request reads from the session (but its cookie
     jar, which _csession follows) and from the environment, and what
     _quiver_can reads of the session: a request with the same arguments in
-    the same state is prepared the same way. None when it cannot be made
-    again (an auth callable runs for each request)."""
-    auth = src.auth
-    if auth is not None and not (type(auth) is tuple and len(auth) == 2):
-        if type(auth) is not HTTPBasicAuth and type(auth) is not HTTPDigestAuth:
+    the same state is prepared the same way. Copies, compared with the
+    session's own objects (C-level equality: no tuple of it all is made
+    for each request)."""
+
+    __slots__ = ("cls", "headers", "params", "hooks", "response_hooks", "proxies", "auth",
+                 "scalars", "env", "jar_type", "adapters", "retries")
+
+    @classmethod
+    def of(cls, src: Session) -> Optional["_State"]:
+        """src's state; None when it cannot be made again (an auth callable
+        runs for each request)."""
+        auth = _auth_key(src.auth)
+        if auth is _CALLABLE:
             return None
-        auth = (type(auth), auth.username, auth.password)
-    adapters = src.adapters.values()
-    return (_plan_key(src), auth, src.trust_env, src.max_redirects, src.verify, src.stream,
-            src.cert, _environment(), type(src), type(src.cookies), tuple(adapters),
-            tuple(map(_max_retries, adapters)))
+        st = cls.__new__(cls)
+        st.cls, st.auth, st.jar_type = type(src), auth, type(src.cookies)
+        st.headers = dict(_headers_store(src.headers))
+        st.params = copy(src.params)
+        st.hooks = src.hooks
+        hooks = src.hooks.get("response")
+        st.response_hooks = list(hooks) if hooks is not None else None
+        st.proxies = copy(src.proxies)
+        st.scalars = (src.trust_env, src.max_redirects, src.verify, src.stream, src.cert)
+        st.env = _environment()
+        st.adapters = src.adapters.copy()
+        st.retries = list(map(_max_retries, src.adapters.values()))
+        return st
+
+    def matches(self, src: Session) -> bool:
+        auth = src.auth
+        # adapters before their retries: an adapter mounted since may have none
+        return (type(src) is self.cls and _headers_store(src.headers) == self.headers
+                and src.params == self.params and src.hooks is self.hooks
+                and src.hooks.get("response") == self.response_hooks
+                and src.proxies == self.proxies
+                and (auth is self.auth or _auth_key(auth) == self.auth)
+                and (src.trust_env, src.max_redirects, src.verify, src.stream,
+                     src.cert) == self.scalars
+                and _environment() == self.env and type(src.cookies) is self.jar_type
+                and src.adapters == self.adapters
+                and list(map(_max_retries, src.adapters.values())) == self.retries)
 
 
 class _SetCookies:
@@ -271,12 +311,12 @@ def _c_headers(headers: CaseInsensitiveDict, keep: list) -> Any:
 
 class _Again:
     """A prepared request that the same arguments in the same state
-    (_state) make again: its C options, what they point to, its record, and
+    (_State) make again: its C options, what they point to, its record, and
     the files its preparation checks (CA bundle, client certificate)."""
 
     __slots__ = ("opts", "keep", "rec", "state", "paths")
 
-    def __init__(self, opts: Any, keep: list, rec: "_Record", state: tuple) -> None:
+    def __init__(self, opts: Any, keep: list, rec: "_Record", state: _State) -> None:
         self.opts, self.keep, self.rec, self.state = opts, keep, rec, state
         kw = rec.hook_kwargs
         cert = kw["cert"] or ()
@@ -385,7 +425,7 @@ class FuturesSession(Session):
                       stream: Any, verify: Any, cert: Any) -> Optional[Future]:
         """Submits the C options of an earlier request made with the same
         arguments in the same state of the session and the environment
-        (_state), skipping requests' preparation; None if there is none."""
+        (_State), skipping requests' preparation; None if there is none."""
         b = self._bridge
         if b is None or self._closed:
             return None
@@ -394,7 +434,7 @@ class FuturesSession(Session):
         except TypeError:  # unhashable: not made again
             return None
         src = self.session or self
-        if again is None or again.state != _state(src):
+        if again is None or not again.state.matches(src):
             return None  # (the state holds all that _quiver_can read of src)
         rec = again.rec
         if self._csession(b, src, *rec.cs.key) is not rec.cs:
@@ -463,7 +503,7 @@ class FuturesSession(Session):
         again = params is None and data is None and headers is None and cookies is None and \
             auth is None and proxies is None and hooks is None and json is None and \
             background_callback is None
-        state = _state(src) if again else None
+        state = _State.of(src) if again else None
         try:
             opts, keep, rec = self._prepare(b, src, method, url, params, data, headers, cookies,
                                             auth, timeout, allow_redirects, proxies, hooks,
@@ -747,7 +787,7 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
             exc = ConnectionError(str(exc), request=exc.request)
         settle(fut, exc=exc)
         return
-    resp = build_response(r, None, not rec.stream)
+    resp = build_response(r, None, not rec.stream, filled=True)
     info = scratch().info  # the response's, until the next build_response
     if retry is not None and resp.status_code in retry.statuses and \
             info.attempts > retry.max_retries:
