@@ -265,11 +265,25 @@ static int submit(qv_session *s, const char *url, item **out)
 /* The outcome agrees with what was done to the item: a cancel that returned
  * 1 means CANCELLED; otherwise 200 (or CANCELLED after a close with
  * cancel_pending). Then the item's reference goes. */
+static double mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 static void settle(item *it)
 {
     qv_response *r = NULL;
+    /* A slow outcome is said (state, attempts, how late): after a wait for
+     * the whole batch gave up, it tells a late outcome from none. */
+    int late = !qv_future_done(it->f);
+    double t0 = late ? mono_ms() : 0;
     int rc = qv_future_result(it->f, &r, RESULT_MS);
     qv_future_state st = qv_future_state_get(it->f);
+    if (late && mono_ms() - t0 > 5000)
+        fprintf(stderr, "stress: %s ended (state %d, %d attempts, cancel %d) %.0f ms later\n",
+                it->url, (int)st, qv_future_attempts(it->f), it->cancel_rc, mono_ms() - t0);
     CHECK(rc != QV_EWAIT_TIMEOUT, "%s: no outcome after %d ms", it->url, RESULT_MS);
     CHECK(qv_future_done(it->f), "%s: result %s but not done", it->url, qv_errname(rc));
     if (it->cancel_rc == 1) {
