@@ -13,6 +13,7 @@
 #define LOOP_DELIVERY_THREADS 4
 #define LOOP_SCAN_MS          100 /* how often running transfers are checked for timeouts */
 #define LOOP_TAKEOVER_MS      2   /* how often the I/O thread looks for a loop no one leads */
+#define LOOP_PARK_LOOKS       4   /* looks at one unbroken lead before the I/O thread parks */
 
 enum { LEAD_NONE, LEAD_IO, LEAD_USER };
 
@@ -55,11 +56,13 @@ typedef struct loop {
     pthread_cond_t iocv; /* the I/O thread waits on it to take the lead back */
     int lead;            /* LEAD_* */
     follower *fhead, *ftail;
-    atomic_int nfollowers; /* followers are waiting: the I/O thread hands over */
-    double released_ms;    /* when the last thread of yours stopped leading */
-    int stopped;           /* the I/O thread is gone: no one leads again */
-    atomic_int look;       /* a running future was cancelled or poked: scan now */
-    qv_holder run_by;      /* the hold on a future whose transfer runs here */
+    atomic_int nfollowers;  /* followers are waiting: the I/O thread hands over */
+    double released_ms;     /* when the last thread of yours stopped leading */
+    unsigned long releases; /* how often the lead went to no one */
+    int io_parked;          /* the I/O thread sleeps until the lead goes to no one */
+    int stopped;            /* the I/O thread is gone: no one leads again */
+    atomic_int look;        /* a running future was cancelled or poked: scan now */
+    qv_holder run_by;       /* the hold on a future whose transfer runs here */
 } loop;
 
 /* A running future was cancelled, or its streamed body's reader made room:
@@ -340,6 +343,11 @@ static void hand_on(loop *L)
     if (!next) {
         L->lead = LEAD_NONE;
         L->released_ms = qv_now_ms();
+        L->releases++;
+        if (L->io_parked) {
+            L->io_parked = 0;
+            pthread_cond_signal(&L->iocv);
+        }
         return;
     }
     L->fhead = next->next;
@@ -445,13 +453,25 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
 /* The I/O thread looks every LOOP_TAKEOVER_MS, and leads once no one has
  * for a quarter of that: a thread of yours between two waits (a submit, a
  * result already in) keeps the lead, one that computes is taken over at
- * the next look. */
+ * the next look. A lead unbroken over LOOP_PARK_LOOKS looks (a long
+ * transfer waited for) parks it until the lead goes to no one, which then
+ * wakes it: looking every 2 ms through a whole download or upload cost
+ * more than the one wake-up at its end. */
 static void io_take_lead(loop *L)
 {
     pthread_mutex_lock(&L->lmu);
+    unsigned long seen = L->releases;
+    int unbroken = 0;
     for (;;) {
         double idle = qv_now_ms() - L->released_ms;
         if (L->lead == LEAD_NONE && idle >= LOOP_TAKEOVER_MS / 4.0) break;
+        unbroken = L->lead != LEAD_NONE && L->releases == seen ? unbroken + 1 : 0;
+        seen = L->releases;
+        if (unbroken > LOOP_PARK_LOOKS) {
+            L->io_parked = 1;
+            while (L->io_parked) qv_cond_wait(&L->iocv, &L->lmu, NULL);
+            continue;
+        }
         struct timespec dl;
         qv_deadline(&dl, L->lead == LEAD_NONE ? 1 : LOOP_TAKEOVER_MS);
         qv_cond_wait(&L->iocv, &L->lmu, &dl);

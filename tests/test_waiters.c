@@ -91,7 +91,9 @@ static void stamp_done(qv_future *f, void *arg)
 }
 
 /* The consumer waits for one result, then computes (without waiting)
- * while the rest finish: they must not wait for its next wait. */
+ * while the rest finish: they must not wait for its next wait. (On
+ * QV_LOOP the wait leads long enough for the I/O thread to park: the end
+ * of the lead must wake it.) */
 Test(waiters, transfers_finish_while_the_consumer_computes)
 {
     qv_session *s = TX_SESSION(.max_workers = 8);
