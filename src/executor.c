@@ -9,6 +9,7 @@
 atomic_int qv_io_threads;
 
 static int remove_locked(qv_executor *ex, qv_future *f);
+static void take_inbox(qv_executor *ex);
 
 /* A cancel of a future the queue holds: one still in it leaves it, with the
  * queue's reference, and the canceller completes it at once. One a worker
@@ -20,6 +21,7 @@ static int queue_cancel(qv_future *f, void *arg, int cancel)
     qv_executor *ex = arg;
     if (!cancel) return 0;
     pthread_mutex_lock(&ex->mu);
+    take_inbox(ex);
     int removed = remove_locked(ex, f);
     int taken = !removed && f->popped;
     if (taken) f->popped = QV_POPPED_CANCEL_WAITS;
@@ -107,11 +109,14 @@ _Thread_local qv_executor *qv_own_executor;
 
 /* Stops ex's threads (once: the first to set shutdown does) and drops the
  * caller's reference. */
+static void close_inbox(qv_executor *ex);
+
 static void stop_and_unref(qv_executor *ex)
 {
     pthread_mutex_lock(&ex->mu);
     int first = !ex->shutdown;
     ex->shutdown = 1;
+    close_inbox(ex);                     /* later submits get QV_ESHUTDOWN */
     pthread_cond_broadcast(&ex->space);  /* blocked submitters get QV_ESHUTDOWN */
     pthread_cond_broadcast(&ex->resume); /* paused workers drain the queue */
     pthread_mutex_unlock(&ex->mu);
@@ -200,6 +205,68 @@ void qv_executor_note(qv_executor *ex, qv_saturation what)
         atomic_fetch_or(&ex->warn_pending, bit);
 }
 
+/* ------------------------------------------------------------ the inbox */
+
+/* The inbox's mark once closed: no future is ever at this address. */
+#define INBOX_CLOSED(ex) ((qv_future *)(void *)&(ex)->inbox)
+
+/* Pushes f on the inbox; 0 if it is closed (shut down). Only qnext is
+ * written: the rest of f's queue fields change under ex->mu, when a pop
+ * moves it to the ready list. */
+static int push_inbox(qv_executor *ex, qv_future *f)
+{
+    qv_future *head = atomic_load(&ex->inbox);
+    do {
+        if (head == INBOX_CLOSED(ex)) return 0;
+        f->qnext = head;
+    } while (!atomic_compare_exchange_weak(&ex->inbox, &head, f));
+    return 1;
+}
+
+/* Under ex->mu: the futures of l (newest first) to the ready list's tail,
+ * in the order they were submitted. */
+static void append_newest_first(qv_executor *ex, qv_future *l)
+{
+    qv_future *oldest = NULL;
+    while (l) {
+        qv_future *next = l->qnext;
+        l->qnext = oldest;
+        oldest = l;
+        l = next;
+    }
+    while (oldest) {
+        qv_future *next = oldest->qnext;
+        fifo_insert(ex, ex->ready.tail, oldest);
+        ex->queued++;
+        oldest = next;
+    }
+}
+
+/* Under ex->mu: whatever the inbox holds joins the ready list. Whoever
+ * looks at the queue under the lock does this first, so the inbox is part
+ * of the queue for every pop, cancel, count and drain. */
+static void take_inbox(qv_executor *ex)
+{
+    qv_future *l = atomic_load(&ex->inbox);
+    do {
+        if (!l || l == INBOX_CLOSED(ex)) return;
+    } while (!atomic_compare_exchange_weak(&ex->inbox, &l, NULL));
+    append_newest_first(ex, l);
+}
+
+/* Under ex->mu, at shutdown: no push succeeds from now on. */
+static void close_inbox(qv_executor *ex)
+{
+    qv_future *l = atomic_exchange(&ex->inbox, INBOX_CLOSED(ex));
+    if (l != INBOX_CLOSED(ex)) append_newest_first(ex, l);
+}
+
+int qv_executor_inbox_empty(qv_executor *ex)
+{
+    qv_future *l = atomic_load(&ex->inbox);
+    return !l || l == INBOX_CLOSED(ex);
+}
+
 /* ----------------------------------------------- uncollected responses */
 
 /* Paused workers look again (ex->mu held): all of them, or one for the one
@@ -280,6 +347,14 @@ static void warn_seen(qv_executor *ex, unsigned seen)
     }
 }
 
+/* The warning that work waits while every worker is busy, if it is due. */
+static unsigned workers_saturated(qv_executor *ex)
+{
+    return ex->o.on_saturated && atomic_load(&ex->in_flight) >= (size_t)ex->o.max_workers
+               ? 1u << QV_SATURATED_WORKERS
+               : 0;
+}
+
 int qv_executor_submit(qv_executor *ex, qv_future *f)
 {
     unsigned seen = 0;
@@ -288,8 +363,24 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
      * session's list): a cancel that came before it was in the queue is
      * seen below, under the lock a later one takes to remove it. */
     qv_future_hold_by(f, &ex->queued_by);
+    /* With every worker busy a submit takes no executor lock: the workers,
+     * the submitters and the cancels do not all queue up on it. f's lock,
+     * which a cancel holds while it looks in the queue, orders the push and
+     * a cancel: the cancel finds f in the inbox, or the push sees it. */
+    int pushed = 0;
+    if (ex->vt->all_busy && !ex->o.max_queued) {
+        pthread_mutex_lock(&f->mu);
+        pushed = !atomic_load(&f->cancel_requested) && push_inbox(ex, f);
+        pthread_mutex_unlock(&f->mu);
+        if (!pushed) return QV_ESHUTDOWN;
+        if (ex->vt->all_busy(ex)) {
+            warn_seen(ex, workers_saturated(ex));
+            return QV_OK;
+        }
+    }
     pthread_mutex_lock(&ex->mu);
-    while (ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
+    if (pushed) take_inbox(ex); /* f is in the ready list, or a worker took it */
+    while (!pushed && ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
         seen |= 1u << QV_SATURATED_QUEUE;
         if (ex->o.no_block) {
             pthread_mutex_unlock(&ex->mu);
@@ -302,22 +393,21 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
         pthread_cond_wait(&ex->space, &ex->mu);
         urge_locked(ex, -1);
     }
-    if (ex->shutdown || atomic_load(&f->cancel_requested)) {
-        pthread_mutex_unlock(&ex->mu);
-        return QV_ESHUTDOWN;
+    int rc = ex->shutdown || (!pushed && atomic_load(&f->cancel_requested)) ? QV_ESHUTDOWN : QV_OK;
+    if (!rc && !pushed) {
+        fifo_insert(ex, ex->ready.tail, f);
+        ex->queued++;
     }
-    fifo_insert(ex, ex->ready.tail, f);
-    ex->queued++;
-    int rc = ex->vt->notify(ex);
-    if (rc) {
+    if (!rc) rc = ex->vt->notify(ex);
+    if (rc && f->qwhere == QV_Q_READY) {
         /* No worker can ever run it: take it back, the submit fails. */
         fifo_unlink(ex, f);
         ex->queued--;
+    } else if (rc && pushed) {
+        rc = QV_OK; /* a worker took it already */
     }
     /* Work waits while every worker is busy. */
-    if (ex->o.on_saturated && ex->queued > 0 &&
-        atomic_load(&ex->in_flight) >= (size_t)ex->o.max_workers)
-        seen |= 1u << QV_SATURATED_WORKERS;
+    if (ex->queued > 0) seen |= workers_saturated(ex);
     pthread_mutex_unlock(&ex->mu);
     warn_seen(ex, seen);
     return rc;
@@ -405,6 +495,7 @@ int qv_executor_retry(qv_executor *ex, qv_future *f, double due_ms)
 qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
 {
     double wake_at = INFINITY, now = 0;
+    take_inbox(ex);
     if (ex->nretries || ex->hosts.active || ex->hosts.phead) now = qv_now_ms();
     /* Due retries go first, in due order: they are older than anything queued. */
     for (qv_future *after = NULL; ex->nretries && ex->retries[0]->due_ms <= now;) {
@@ -436,6 +527,7 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
 
 qv_future *qv_executor_drain_locked(qv_executor *ex)
 {
+    take_inbox(ex);
     qv_future *f = ex->ready.head;
     if (f) {
         fifo_unlink(ex, f);
@@ -448,9 +540,9 @@ qv_future *qv_executor_drain_locked(qv_executor *ex)
     return f;
 }
 
-int qv_executor_empty_locked(const qv_executor *ex)
+int qv_executor_empty_locked(qv_executor *ex)
 {
-    return ex->queued == 0 && ex->nretries == 0;
+    return ex->queued == 0 && ex->nretries == 0 && qv_executor_inbox_empty(ex);
 }
 
 /* Removes f from wherever it waits; 1 if removed. */
@@ -493,6 +585,7 @@ int qv_executor_stats_get(qv_executor *ex, qv_executor_stats *out)
     QV_CHECK_EXECUTOR(ex);
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ex->mu);
+    take_inbox(ex);
     out->queued = ex->queued + atomic_load(&ex->pool_held);
     pthread_mutex_unlock(&ex->mu);
     out->in_flight = atomic_load(&ex->in_flight);

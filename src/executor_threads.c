@@ -8,8 +8,8 @@ typedef struct tpool {
     qv_executor base;
     pthread_t *threads;
     int nthreads;
-    int idle;      /* workers waiting for work */
-    int signalled; /* of those, already woken for a queued future */
+    atomic_int idle; /* workers waiting for work (changed under ex->mu) */
+    int signalled;   /* of those, already woken for a queued future */
 } tpool;
 
 static void run_one(qv_executor *ex, qv_slot *slot, CURLM **mp, qv_future *f)
@@ -60,10 +60,15 @@ static void *worker_main(void *arg)
              * request of a limited host, or the next retry or token. */
             struct timespec dl;
             if (wait_ms >= 0) qv_deadline(&dl, wait_ms);
-            tp->idle++;
-            qv_cond_wait(&ex->cv, &ex->mu, wait_ms >= 0 ? &dl : NULL);
-            tp->idle--;
-            if (tp->signalled) tp->signalled--;
+            atomic_fetch_add(&tp->idle, 1);
+            /* A submit that saw no idle worker pushed on the inbox without
+             * a notify: counted idle first, this one looks once more (of
+             * the two, one sees the other). */
+            if (qv_executor_inbox_empty(ex)) {
+                qv_cond_wait(&ex->cv, &ex->mu, wait_ms >= 0 ? &dl : NULL);
+                if (tp->signalled) tp->signalled--;
+            }
+            atomic_fetch_sub(&tp->idle, 1);
         }
         pthread_mutex_unlock(&ex->mu);
         if (!f) break; /* shut down and drained */
@@ -97,6 +102,13 @@ static int tp_notify(qv_executor *ex)
     return tp->nthreads > 0 ? QV_OK : QV_ENOMEM;
 }
 
+static int tp_all_busy(qv_executor *ex)
+{
+    tpool *tp = (tpool *)ex;
+    /* No worker idle and none to start: each busy one pops before it sleeps. */
+    return atomic_load(&tp->idle) == 0 && atomic_load(&ex->workers) >= ex->o.max_workers;
+}
+
 static void tp_shutdown(qv_executor *ex)
 {
     tpool *tp = (tpool *)ex;
@@ -118,6 +130,7 @@ static void tp_destroy(qv_executor *ex)
 
 static const qv_executor_vt tpool_vt = {
     .notify = tp_notify,
+    .all_busy = tp_all_busy,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
 };

@@ -1055,6 +1055,11 @@ typedef struct qv_executor_vt {
     /* Work was queued: wake or start a worker. Called with ex->mu held;
      * an error means no worker exists to ever run it. */
     int (*notify)(qv_executor *ex);
+    /* Optional, called without a lock after a submit put a future on the
+     * inbox: 1 if no notify is needed, every worker being busy (each looks
+     * at the inbox before it sleeps: see qv_executor_inbox_empty). Without
+     * it every submit takes the executor's lock and notifies. */
+    int (*all_busy)(qv_executor *ex);
     /* A streamed response's headers are in (optional; without it they are
      * delivered at once, on the transfer's thread): the executor runs
      * qv_transfer_deliver_early(f, r) where user code may run. */
@@ -1109,8 +1114,12 @@ struct qv_executor {
     pthread_cond_t cv;
     pthread_cond_t space; /* a queued future left the queue (max_queued) */
     qv_flist ready;       /* may start now (as far as known), oldest first */
-    size_t queued;        /* ready or parked on a host */
-    qv_future **retries;  /* a min-heap by due time: retries waiting */
+    /* Submits that took no lock (vt->all_busy), newest first through qnext:
+     * a lock-free stack that the next pop moves to the ready list's tail
+     * (executor.c); closed at shutdown. */
+    _Atomic(qv_future *) inbox;
+    size_t queued;       /* ready or parked on a host */
+    qv_future **retries; /* a min-heap by due time: retries waiting */
     size_t nretries, cap_retries;
     qv_hosts hosts;
     atomic_uint warned;       /* the saturation warnings given (bits) */
@@ -1153,7 +1162,11 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
 /* Pops anything still waiting, limits and retry times aside (to fail it). */
 qv_future *qv_executor_drain_locked(qv_executor *ex);
 /* Nothing queued, parked or waiting to retry (ex->mu held). */
-int qv_executor_empty_locked(const qv_executor *ex);
+int qv_executor_empty_locked(qv_executor *ex);
+/* Nothing waits in the inbox (no lock needed): a worker about to sleep
+ * asks this after it counts itself idle, as a submit that found no idle
+ * worker did not notify. */
+int qv_executor_inbox_empty(qv_executor *ex);
 /* Queues f (with a new queue reference) for another attempt at due_ms:
  * QV_OK, or QV_ECANCELLED (a cancel came first) or another error, and then
  * f is not queued (its outcome is for the caller to deliver). */
