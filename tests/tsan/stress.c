@@ -64,9 +64,8 @@
 
 #define NSUBMITTERS 4
 #define BATCH       8
-#define NWAITERS    4  /* threads waiting on one shared batch */
-#define SHARED_N    16 /* futures in that batch */
-#define RESULT_MS   30000
+#define NWAITERS    4   /* threads waiting on one shared batch */
+#define SHARED_N    16  /* futures in that batch */
 #define TIME_LIMIT  600 /* seconds for the whole run: more is a hang */
 /* Room for the requests of a run: phases 3 and 4 submit for a set time
  * (at most ~2,000 per kind), phases 1 and 2 ~40 per kind and round. */
@@ -265,6 +264,14 @@ static int submit(qv_session *s, const char *url, item **out)
 /* The outcome agrees with what was done to the item: a cancel that returned
  * 1 means CANCELLED; otherwise 200 (or CANCELLED after a close with
  * cancel_pending). Then the item's reference goes. */
+/* How long a result may take before it counts as none (a hang): 30 s, or
+ * QV_STRESS_RESULT_MS (the valgrind pass: every process there runs tens of
+ * times slower, and each new process worker translates its code anew). */
+static int result_ms = 30000;
+
+/* The shared executor of the kind being run (for what a slow outcome says). */
+static qv_executor *shared_ex;
+
 static double mono_ms(void)
 {
     struct timespec t;
@@ -279,12 +286,18 @@ static void settle(item *it)
      * the whole batch gave up, it tells a late outcome from none. */
     int late = !qv_future_done(it->f);
     double t0 = late ? mono_ms() : 0;
-    int rc = qv_future_result(it->f, &r, RESULT_MS);
+    int rc = qv_future_result(it->f, &r, result_ms);
     qv_future_state st = qv_future_state_get(it->f);
-    if (late && mono_ms() - t0 > 5000)
-        fprintf(stderr, "stress: %s ended (state %d, %d attempts, cancel %d) %.0f ms later\n",
-                it->url, (int)st, qv_future_attempts(it->f), it->cancel_rc, mono_ms() - t0);
-    CHECK(rc != QV_EWAIT_TIMEOUT, "%s: no outcome after %d ms", it->url, RESULT_MS);
+    if (late && mono_ms() - t0 > 5000) {
+        qv_executor_stats es = {0};
+        qv_executor_stats_get(shared_ex, &es);
+        fprintf(stderr,
+                "stress: %s ended (state %d, %d attempts, cancel %d) %.0f ms later; shared "
+                "executor: %zu queued, %zu in flight, %d workers\n",
+                it->url, (int)st, qv_future_attempts(it->f), it->cancel_rc, mono_ms() - t0,
+                es.queued, es.in_flight, es.workers);
+    }
+    CHECK(rc != QV_EWAIT_TIMEOUT, "%s: no outcome after %d ms", it->url, result_ms);
     CHECK(qv_future_done(it->f), "%s: result %s but not done", it->url, qv_errname(rc));
     if (it->cancel_rc == 1) {
         CHECK(rc == QV_ECANCELLED && st == QV_CANCELLED && !r,
@@ -398,7 +411,7 @@ static void *submitter_main(void *arg)
                 batch[i]->cancel_rc = qv_future_cancel(batch[i]->f);
         switch (round % 3) {
         case 0: {
-            int rc = qv_wait(fs, (size_t)n, QV_ALL_COMPLETED, RESULT_MS);
+            int rc = qv_wait(fs, (size_t)n, QV_ALL_COMPLETED, result_ms);
             CHECK(rc == QV_OK, "qv_wait(ALL): %s", qv_errname(rc));
             break;
         }
@@ -408,7 +421,7 @@ static void *submitter_main(void *arg)
             CHECK(rc == QV_OK, "qv_as_completed_new: %s", qv_errname(rc));
             int got = 0;
             qv_future *f;
-            while (ac && (rc = qv_as_completed_next(ac, &f, RESULT_MS)) == QV_OK) {
+            while (ac && (rc = qv_as_completed_next(ac, &f, result_ms)) == QV_OK) {
                 CHECK(qv_future_done(f), "as_completed gave a future that is not done");
                 got++;
                 /* Work between results, without quiver: on QV_LOOP the
@@ -445,13 +458,13 @@ static void *waiter_main(void *arg)
     int rc;
     switch (me) {
     case 0:
-        rc = qv_wait(sh->fs, SHARED_N, QV_FIRST_COMPLETED, RESULT_MS);
+        rc = qv_wait(sh->fs, SHARED_N, QV_FIRST_COMPLETED, result_ms);
         CHECK(rc == QV_OK, "qv_wait(FIRST_COMPLETED): %s", qv_errname(rc));
-        rc = qv_wait(sh->fs, SHARED_N, QV_ALL_COMPLETED, RESULT_MS);
+        rc = qv_wait(sh->fs, SHARED_N, QV_ALL_COMPLETED, result_ms);
         CHECK(rc == QV_OK, "qv_wait(ALL_COMPLETED): %s", qv_errname(rc));
         break;
     case 1:
-        rc = qv_wait(sh->fs, SHARED_N, QV_FIRST_EXCEPTION, RESULT_MS);
+        rc = qv_wait(sh->fs, SHARED_N, QV_FIRST_EXCEPTION, result_ms);
         CHECK(rc == QV_OK, "qv_wait(FIRST_EXCEPTION): %s", qv_errname(rc));
         break;
     case 2: {
@@ -460,14 +473,14 @@ static void *waiter_main(void *arg)
         CHECK(rc == QV_OK, "qv_as_completed_new: %s", qv_errname(rc));
         int got = 0;
         qv_future *f;
-        while (ac && qv_as_completed_next(ac, &f, RESULT_MS) == QV_OK) got++;
+        while (ac && qv_as_completed_next(ac, &f, result_ms) == QV_OK) got++;
         CHECK(!ac || got == SHARED_N, "as_completed gave %d of %d futures", got, SHARED_N);
         qv_as_completed_free(ac);
         break;
     }
     default:
         for (int i = 0; i < SHARED_N; i++) {
-            rc = qv_future_result(sh->fs[i], NULL, RESULT_MS);
+            rc = qv_future_result(sh->fs[i], NULL, result_ms);
             CHECK(rc == QV_OK || rc == QV_ECANCELLED, "qv_future_result: %s", qv_errname(rc));
         }
         break;
@@ -705,7 +718,7 @@ static long long read_stream(qv_response *r, long long most, int slow, unsigned 
     long long got = 0;
     for (;;) {
         size_t n = 0, cap = 1 + rnd(rs, sizeof(buf));
-        int rc = qv_response_read(r, buf, cap, &n, slow ? 10 : RESULT_MS);
+        int rc = qv_response_read(r, buf, cap, &n, slow ? 10 : result_ms);
         if (rc == QV_EWAIT_TIMEOUT && slow) continue;
         if (rc != QV_OK) {
             CHECK(0, "reading a stream: %s: %s", qv_errname(rc), qv_response_read_error(r));
@@ -733,7 +746,7 @@ static void *streamer_main(void *arg)
         }
         int cancelled = mode == 1 && qv_future_cancel(f);
         qv_response *r = NULL;
-        int rc = qv_future_result(f, &r, RESULT_MS);
+        int rc = qv_future_result(f, &r, result_ms);
         if (cancelled) {
             CHECK(rc == QV_ECANCELLED, "a cancelled stream: %s", qv_errname(rc));
         } else {
@@ -763,7 +776,7 @@ static void *read_until_closed(void *arg)
     static _Thread_local char buf[4096];
     for (;;) {
         size_t n = 0;
-        int rc = qv_response_read(o->r, buf, sizeof(buf), &n, RESULT_MS);
+        int rc = qv_response_read(o->r, buf, sizeof(buf), &n, result_ms);
         if (rc == QV_ESHUTDOWN || (rc == QV_OK && n == 0)) break;
         CHECK(rc == QV_OK, "reading a stream while its session closes: %s", qv_errname(rc));
         if (rc) break;
@@ -792,7 +805,7 @@ static void streams(world *w)
         for (int i = 0; i < 4; i++) {
             if (submit_stream(w, s, &rs, &f[i])) continue;
             qv_response *r = NULL;
-            int rc = qv_future_result(f[i], &r, rnd(&rs, 2) ? RESULT_MS : 0);
+            int rc = qv_future_result(f[i], &r, rnd(&rs, 2) ? result_ms : 0);
             if (rc != QV_OK || !rnd(&rs, 2)) continue;
             o[i] = (open_stream){.r = r, .rs = rs + (unsigned long long)i};
             rt[i] = spawn(read_until_closed, &o[i]);
@@ -802,7 +815,7 @@ static void streams(world *w)
         for (int i = 0; i < 4; i++) {
             if (reading[i]) pthread_join(rt[i], NULL);
             if (f[i]) {
-                int rc = qv_future_result(f[i], NULL, RESULT_MS);
+                int rc = qv_future_result(f[i], NULL, result_ms);
                 CHECK(rc == QV_OK, "a stream of a closed session: %s", qv_errname(rc));
                 qv_future_release(f[i]);
             }
@@ -823,7 +836,7 @@ static void run_kind(qv_executor_kind kind, int rounds)
     /* Everything is created before the first thread starts: a process
      * executor forks its zygote at creation and refuses once threads of
      * other executors exist. */
-    w.ex = new_executor(kind, 4);
+    w.ex = shared_ex = new_executor(kind, 4);
     qv_executor *ex2 = new_executor(kind, 2);
     w.s[0] = new_session(w.ex, kind, 0);
     w.s[1] = new_session(w.ex, kind, 0);
@@ -877,6 +890,8 @@ int main(int argc, char **argv)
     if (rounds < 1) die("usage: stress [ROUNDS >= 1]");
     const char *s = getenv("QV_STRESS_SEED");
     seed = s && *s ? strtoull(s, NULL, 0) : (unsigned long long)time(NULL);
+    const char *ms = getenv("QV_STRESS_RESULT_MS");
+    if (ms && atoi(ms) > 0) result_ms = atoi(ms);
     printf("stress: seed %llu (QV_STRESS_SEED=%llu repeats it)\n", seed, seed);
     fflush(stdout); /* before the process executors fork */
     signal(SIGALRM, on_alarm);
