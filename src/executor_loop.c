@@ -48,7 +48,7 @@ typedef struct loop {
     atomic_int sleeping; /* the leader is (about to be) in curl_multi_poll */
     /* The leader's: */
     int requeued;     /* a finished transfer went back to the queue (a retry) */
-    double next_scan; /* when running transfers are checked next */
+    double next_scan; /* when running transfers are checked next (qv_coarse_ms) */
     int wait_ms;      /* how long a poll may sleep before that check */
     /* Who leads, under lmu (taking the lead gives the leader the fields
      * above and the multi, slots, idle and active). */
@@ -302,7 +302,7 @@ static int run_round(loop *L, int *timeout)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &slot);
         finish(L, (qv_slot *)(void *)slot, m->data.result, &done);
     }
-    double now = qv_now_ms();
+    double now = qv_coarse_ms(); /* (a clock read a round: the coarse one does) */
     if (atomic_exchange(&L->look, 0) || now >= L->next_scan) {
         L->wait_ms = scan(L, &done);
         L->next_scan = now + LOOP_SCAN_MS;
