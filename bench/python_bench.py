@@ -8,7 +8,10 @@ binding's calls cost, with no Python objects per request).
     bench/python_bench.py compare -n N -c 8,64 --runs R URL
 
 `compare` runs every mode in its own process, interleaved (run 1 of each
-mode, then run 2 of each, ...), and prints the medians: CPU per request (user
+mode, then run 2 of each, ...), and prints the medians. A mode may carry a
+variant: MODE@abi runs it on cffi's ABI mode (QUIVER_BINDING=abi), and
+MODE@before on the python/ named by --before (an earlier copy, for
+before/after). It prints CPU per request (user
 + system time of the whole process, every thread of it, quiver's included,
 over the load alone: from the first submit to the last result) and requests
 per second. Started by bench/python_run, which starts nginx; PYTHONPATH and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -99,25 +103,45 @@ def client(mode: str, n: int, c: int, url: str, size: int) -> int:
     return 0 if ok == n else 2
 
 
-def compare(n: int, cs: list[int], runs: int, url: str, size: int, modes: list[str]) -> int:
+def variant_env(label: str, before: str) -> tuple[str, dict]:
+    """The mode and the environment of a label: MODE, MODE@abi, MODE@before."""
+    mode, _, variant = label.partition("@")
+    env = dict(os.environ)
+    if variant == "abi":
+        env["QUIVER_BINDING"] = "abi"
+    elif variant == "before":
+        if not before:
+            raise SystemExit("MODE@before needs --before DIR (a copy of python/)")
+        env["PYTHONPATH"] = before
+        env["QUIVER_BINDING"] = "abi"  # what an older python/ always used
+    elif variant:
+        raise SystemExit(f"unknown variant in {label!r}: @abi or @before")
+    if mode not in MODES:
+        raise SystemExit(f"unknown mode in {label!r}")
+    return mode, env
+
+
+def compare(n: int, cs: list[int], runs: int, url: str, size: int, modes: list[str],
+            before: str = "") -> int:
     results: dict = {}
     bad = 0
     for run in range(runs):
         for c in cs:
-            for mode in modes:
+            for label in modes:
+                mode, env = variant_env(label, before)
                 # requests-futures is ~20x slower: it gets fewer requests
                 nn = max(200, n // 10) if mode == "requests_futures" else n
                 p = subprocess.run([sys.executable, __file__, "client", "--mode", mode, "-n", str(nn),
                                     "-c", str(c), "-s", str(size), url],
-                                   capture_output=True, text=True, timeout=300)
+                                   capture_output=True, text=True, timeout=300, env=env)
                 line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
                 if p.returncode or not line:
                     bad += 1
-                    print(f"run {run + 1} {mode} c={c} FAILED: {p.stderr.strip()[-500:]}")
+                    print(f"run {run + 1} {label} c={c} FAILED: {p.stderr.strip()[-500:]}")
                     continue
                 kv = dict(f.split("=") for f in line.split())
-                results.setdefault((c, mode), []).append(kv)
-                print(f"run {run + 1}: {line}", flush=True)
+                results.setdefault((c, label), []).append(kv)
+                print(f"run {run + 1}: {label}: {line}", flush=True)
     print()
     print("| client | c | CPU µs/req (median, min–max) | × requests-futures | req/s |")
     print("|---|---:|---:|---:|---:|")
@@ -146,13 +170,14 @@ def main() -> int:
     ap.add_argument("-c", default="8,64")
     ap.add_argument("-s", type=int, default=100, help="expected body size")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--modes", default=",".join(MODES), help="MODE, MODE@abi or MODE@before")
+    ap.add_argument("--before", default="", help="a copy of python/ for MODE@before")
     ap.add_argument("url")
     a = ap.parse_args()
     if a.what == "client":
         return client(a.mode, a.n, int(a.c), a.url, a.s)
     return compare(a.n, [int(x) for x in a.c.split(",")], a.runs, a.url, a.s,
-                   a.modes.split(","))
+                   a.modes.split(","), a.before)
 
 
 if __name__ == "__main__":
