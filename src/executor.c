@@ -319,7 +319,7 @@ void qv_executor_count_uncollected(qv_future *f)
 {
     qv_executor *ex = f->ex;
     /* A callback or a waiter takes it as it completes. */
-    if (!ex || !ex->max_uncollected || f->first_cb.fn || f->waiters) return;
+    if (!ex || !ex->max_uncollected || f->first_fn || f->waiters) return;
     qv_executor_ref(ex); /* the executor may be freed before f is collected */
     atomic_fetch_add(&ex->uncollected, 1);
     atomic_store(&f->counted, 1);
@@ -369,9 +369,9 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
      * a cancel: the cancel finds f in the inbox, or the push sees it. */
     int pushed = 0;
     if (ex->vt->all_busy && !ex->o.max_queued) {
-        pthread_mutex_lock(&f->mu);
+        qv_lock_take(&f->lock);
         pushed = !atomic_load(&f->cancel_requested) && push_inbox(ex, f);
-        pthread_mutex_unlock(&f->mu);
+        qv_lock_give(&f->lock);
         if (!pushed) return QV_ESHUTDOWN;
         if (ex->vt->all_busy(ex)) {
             warn_seen(ex, workers_saturated(ex));

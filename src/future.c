@@ -22,19 +22,13 @@ qv_future *qv_future_alloc(size_t room)
     qv_future *f = qv_calloc(1, ROOM_AT + (room ? qv_arena_in_size(room) : 0));
     if (!f) return NULL;
     if (room) qv_arena_init_in(&f->req.arena, (char *)f + ROOM_AT, room);
-    if (pthread_mutex_init(&f->mu, NULL)) goto fail_mu;
-    if (qv_cond_init(&f->cv)) goto fail_cv;
+    /* Zeroed: the lock free, no one waiting on `changed`. */
     atomic_init(&f->refs, 1);
     atomic_init(&f->user_refs, 1);
     f->magic = QV_MAGIC_FUTURE;
     atomic_init(&f->cancel_requested, 0);
     f->state = QV_PENDING;
     return f;
-fail_cv:
-    pthread_mutex_destroy(&f->mu);
-fail_mu:
-    qv_free(f);
-    return NULL;
 }
 
 qv_future *qv_future_hold(qv_future *f)
@@ -60,9 +54,9 @@ void qv_future_hand_over(qv_future *f)
  * transfer stops. */
 void qv_future_abandon_stream(qv_future *f)
 {
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     qv_pipe *p = f->resp ? f->resp->pipe : NULL;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     if (p) qv_pipe_close(p);
 }
 
@@ -103,18 +97,16 @@ void qv_future_drop(qv_future *f)
     qv_free(f->errmsg);
     qv_pipe_unref(f->pump);
     qv_req_free(&f->req);
-    pthread_cond_destroy(&f->cv);
-    pthread_mutex_destroy(&f->mu);
     qv_free(f);
 }
 
-/* Under f->mu: the stat that counts f while it runs. */
+/* Under f->lock: the stat that counts f while it runs. */
 static atomic_size_t *counter(qv_future *f)
 {
     return f->holder.count ? f->holder.count : f->ex ? &f->ex->in_flight : NULL;
 }
 
-/* Under f->mu: counts f in its executor's urgent needs while someone wants
+/* Under f->lock: counts f in its executor's urgent needs while someone wants
  * it and it waits to start. 1 if it was just counted: paused workers must
  * look (qv_executor_urge(ex, 0), after the unlock). */
 static int sync_urgent(qv_future *f)
@@ -129,7 +121,7 @@ static int sync_urgent(qv_future *f)
     return u;
 }
 
-/* Under f->mu: someone waits for f, or may (a callback, a waiter, a poll),
+/* Under f->lock: someone waits for f, or may (a callback, a waiter, a poll),
  * so its executor must not pause before starting it. Returns the executor
  * whose paused workers must look, with a reference (see wake_for). */
 static qv_executor *want_locked(qv_future *f)
@@ -140,7 +132,7 @@ static qv_executor *want_locked(qv_future *f)
     return f->ex;
 }
 
-/* After f->mu is released: wakes what want_locked returned. */
+/* After f->lock is released: wakes what want_locked returned. */
 static void wake_for(qv_executor *ex)
 {
     if (!ex) return;
@@ -148,7 +140,7 @@ static void wake_for(qv_executor *ex)
     qv_executor_unref(ex);
 }
 
-/* Under f->mu: h (NULL: no one) holds f from now on; a running f moves to
+/* Under f->lock: h (NULL: no one) holds f from now on; a running f moves to
  * the stat h counts it in. */
 static void set_holder(qv_future *f, const qv_holder *h)
 {
@@ -162,8 +154,8 @@ static void set_holder(qv_future *f, const qv_holder *h)
 
 int qv_future_begin(qv_future *f, const qv_holder *h)
 {
-    pthread_mutex_lock(&f->mu);
-    if (f->popped == QV_POPPED_CANCEL_WAITS) pthread_cond_broadcast(&f->cv);
+    qv_lock_take(&f->lock);
+    if (f->popped == QV_POPPED_CANCEL_WAITS) qv_signal_all(&f->changed);
     f->popped = 0;
     int ok = (f->state == QV_PENDING || f->holder.waiting) && !atomic_load(&f->cancel_requested);
     if (ok) {
@@ -179,37 +171,37 @@ int qv_future_begin(qv_future *f, const qv_holder *h)
         f->attempts++;
         sync_urgent(f);
     }
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     return ok;
 }
 
 int qv_future_hold_by(qv_future *f, const qv_holder *h)
 {
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     int ok = !h || !atomic_load(&f->cancel_requested);
     if (ok) set_holder(f, h);
     int woke = sync_urgent(f); /* a wanted future back in a queue (a retry) */
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     if (woke) qv_executor_urge(f->ex, 0); /* f's executor lives: f is not done */
     return ok;
 }
 
 int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to)
 {
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     int ok = f->holder.fn == from->fn && f->holder.arg == from->arg;
     if (ok) set_holder(f, to);
     int woke = sync_urgent(f);
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     if (woke) qv_executor_urge(f->ex, 0); /* f's executor lives: f is not done */
     return ok;
 }
 
 int qv_future_waiting(qv_future *f)
 {
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     int w = f->state == QV_PENDING || f->holder.waiting;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     return w;
 }
 
@@ -217,9 +209,9 @@ int qv_future_attempts(qv_future *f)
 {
     if (!f) return 0;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     int n = f->attempts;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     return n;
 }
 
@@ -231,16 +223,16 @@ void qv_future_end_transfer(qv_future *f)
 void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp)
 {
     qv_executor_host_done(f); /* if the executor did not say so already */
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     if (terminal(f->state)) {
         /* Cannot happen by design; never let a second outcome overwrite the first. */
-        pthread_mutex_unlock(&f->mu);
+        qv_lock_give(&f->lock);
         qv_free(msg);
         qv_response_free(resp);
         return;
     }
     /* Freed after the unlock: a streamed response's pipe pokes its
-     * transfer, under f->mu. */
+     * transfer, under f->lock. */
     qv_response *dropped = NULL;
     if (atomic_load(&f->cancel_requested) && st != QV_CANCELLED) {
         dropped = resp;
@@ -277,19 +269,19 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
         f->more_cbs = next;
     }
     f->more_cbs = rev;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     qv_response_free(dropped);
     /* Its holder let it go before it was counted (see qv_future_release). */
     if (atomic_load(&f->user_refs) == 0) qv_executor_collected(f);
     /* Woken after the unlock, a waiter finds the lock free instead of
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */
-    if (!f->defer_wake) pthread_cond_broadcast(&f->cv);
+    if (!f->defer_wake) qv_signal_all(&f->changed);
 
-    if (f->first_cb.fn) {
+    if (f->first_fn) {
         void (*gate)(int) = qv_callback_gate;
         if (gate) gate(0);
-        f->first_cb.fn(f, f->first_cb.arg);
+        f->first_fn(f, f->first_arg);
         for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
         if (gate) gate(1);
     }
@@ -314,9 +306,9 @@ void qv_stream_release(qv_future *f)
 
 void qv_future_poke(qv_future *f)
 {
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     if (f->holder.fn) f->holder.fn(f, f->holder.arg, 0);
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
 }
 
 /* The most of a URL a message shows. */
@@ -368,29 +360,29 @@ int qv_future_wait(qv_future *f, long timeout_ms)
     QV_CHECK_FUTURE(f);
     struct timespec dl;
     if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     /* A waiting thread may drive the transfers of f's executor meanwhile:
      * the waits of wait.c do that. */
     if (!terminal(f->state) && timeout_ms != 0 && f->ex && f->ex->vt->drive &&
         qv_own_executor != f->ex) {
-        pthread_mutex_unlock(&f->mu);
+        qv_lock_give(&f->lock);
         int rc = qv_wait(&f, 1, QV_ALL_COMPLETED, timeout_ms);
         if (rc != QV_ENOMEM) return rc;
-        pthread_mutex_lock(&f->mu);
+        qv_lock_take(&f->lock);
     }
     if (!terminal(f->state)) {
         qv_executor *wake = want_locked(f);
         if (wake) {
-            pthread_mutex_unlock(&f->mu);
+            qv_lock_give(&f->lock);
             wake_for(wake);
-            pthread_mutex_lock(&f->mu);
+            qv_lock_take(&f->lock);
         }
     }
     int timed_out = 0;
     while (!terminal(f->state) && !timed_out)
-        timed_out = qv_cond_wait(&f->cv, &f->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
+        timed_out = qv_signal_wait(&f->changed, &f->lock, timeout_ms >= 0 ? &dl : NULL) != 0;
     int done = terminal(f->state);
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     if (!done) return QV_EWAIT_TIMEOUT;
     qv_executor_collected(f);
     return QV_OK;
@@ -418,11 +410,11 @@ qv_future_state qv_future_state_get(qv_future *f)
 {
     if (!f) return QV_FAILED;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     qv_future_state st = f->state;
     /* A poll: the poller waits for it, though not here. */
     qv_executor *wake = terminal(st) ? NULL : want_locked(f);
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     wake_for(wake);
     return st;
 }
@@ -431,9 +423,9 @@ int qv_future_error_code(qv_future *f)
 {
     if (!f) return QV_EINVAL;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     int err = terminal(f->state) ? f->error : QV_OK;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     return err;
 }
 
@@ -441,10 +433,10 @@ const char *qv_future_error(qv_future *f)
 {
     if (!f) return NULL;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     const char *m = f->state == QV_FAILED || f->state == QV_CANCELLED ? f->errmsg : NULL;
     if ((f->state == QV_FAILED || f->state == QV_CANCELLED) && !m) m = qv_strerror(f->error);
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     return m;
 }
 
@@ -452,13 +444,13 @@ int qv_future_cancel(qv_future *f)
 {
     if (!f) return 0;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     /* A done future never touches its holder again: its executor may be
      * freed by now (qv_executor_free returns once every future of it is
      * done). */
     if (terminal(f->state)) {
         int was = f->state == QV_CANCELLED;
-        pthread_mutex_unlock(&f->mu);
+        qv_lock_give(&f->lock);
         return was;
     }
     atomic_store(&f->cancel_requested, 1);
@@ -471,49 +463,49 @@ int qv_future_cancel(qv_future *f)
      * worker does no more than encode it meanwhile, and takes no lock the
      * canceller could hold. */
     if (let_go == QV_LET_GO_AT_BEGIN)
-        while (f->popped == QV_POPPED_CANCEL_WAITS) pthread_cond_wait(&f->cv, &f->mu);
+        while (f->popped == QV_POPPED_CANCEL_WAITS) qv_signal_wait(&f->changed, &f->lock, NULL);
     if (let_go) set_holder(f, NULL);
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     if (let_go) qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
     return 1;
 }
 
 int qv_future_claim_inline(qv_future *f)
 {
-    pthread_mutex_lock(&f->mu);
-    int none = !f->first_cb.fn && !f->more_cbs;
+    qv_lock_take(&f->lock);
+    int none = !f->first_fn && !f->more_cbs;
     if (none) f->inline_complete = f->defer_wake = 1;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     return none;
 }
 
 void qv_future_wake(qv_future *f)
 {
-    pthread_cond_broadcast(&f->cv);
+    qv_signal_all(&f->changed);
 }
 
 int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
 {
     if (!f || !fn) return QV_EINVAL;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     /* Being completed where user code must not run (a loop's I/O thread):
      * wait the moment it takes, then run the callback here. */
-    while (f->inline_complete && !terminal(f->state)) pthread_cond_wait(&f->cv, &f->mu);
+    while (f->inline_complete && !terminal(f->state)) qv_signal_wait(&f->changed, &f->lock, NULL);
     if (terminal(f->state)) {
-        pthread_mutex_unlock(&f->mu);
+        qv_lock_give(&f->lock);
         qv_executor_collected(f); /* the callback takes it */
         fn(f, arg);
         return QV_OK;
     }
     qv_executor *wake = want_locked(f);
-    if (!f->first_cb.fn) {
-        f->first_cb.fn = fn;
-        f->first_cb.arg = arg;
+    if (!f->first_fn) {
+        f->first_fn = fn;
+        f->first_arg = arg;
     } else {
         qv_cb *cb = qv_malloc(sizeof(*cb));
         if (!cb) {
-            pthread_mutex_unlock(&f->mu);
+            qv_lock_give(&f->lock);
             wake_for(wake);
             return QV_ENOMEM;
         }
@@ -522,7 +514,7 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
         cb->next = f->more_cbs;
         f->more_cbs = cb;
     }
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     wake_for(wake);
     return QV_OK;
 }
@@ -531,9 +523,9 @@ void *qv_future_user_data(qv_future *f)
 {
     if (!f) return NULL;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     void *p = f->user_data;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     return p;
 }
 
@@ -541,16 +533,16 @@ void qv_future_set_user_data(qv_future *f, void *user_data)
 {
     if (!f) return;
     QV_CHECK_FUTURE(f);
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     f->user_data = user_data;
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
 }
 
 void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
 {
     l->w = w;
     l->idx = idx;
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     qv_executor *wake = NULL;
     int done = terminal(f->state);
     if (done) {
@@ -569,14 +561,14 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
         f->waiters = l;
         wake = want_locked(f);
     }
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
     wake_for(wake);
     if (done) qv_executor_collected(f); /* the waiter takes it */
 }
 
 void qv_waiter_unlink(qv_future *f, qv_wlink *l)
 {
-    pthread_mutex_lock(&f->mu);
+    qv_lock_take(&f->lock);
     if (l->linked) {
         if (l->prev)
             l->prev->next = l->next;
@@ -585,5 +577,5 @@ void qv_waiter_unlink(qv_future *f, qv_wlink *l)
         if (l->next) l->next->prev = l->prev;
         l->linked = 0;
     }
-    pthread_mutex_unlock(&f->mu);
+    qv_lock_give(&f->lock);
 }

@@ -89,6 +89,25 @@ long qv_ms_left(const struct timespec *deadline);
 int qv_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline);
 int qv_cond_init(pthread_cond_t *cv);
 
+/* ------------------------------------------------------------ locks (lock.c) */
+
+/* A lock of 4 bytes (zero: free) for objects made by the ten thousand. */
+typedef struct qv_lock {
+    atomic_uint v;
+} qv_lock;
+void qv_lock_take(qv_lock *l);
+void qv_lock_give(qv_lock *l);
+/* What threads holding a qv_lock wait on for a change (zero: no one
+ * waits), as on a condition variable. */
+typedef struct qv_signal {
+    atomic_uint v;
+} qv_signal;
+/* Lets l go, sleeps until a broadcast (or spuriously), or the monotonic
+ * deadline (NULL: none), takes l again. 0 or ETIMEDOUT. */
+int qv_signal_wait(qv_signal *s, qv_lock *l, const struct timespec *deadline);
+/* Wakes every thread asleep on s (with or without the lock held). */
+void qv_signal_all(qv_signal *s);
+
 /* ------------------------------------------------------- headers (headers.c) */
 
 typedef struct qv_hdr {
@@ -325,65 +344,66 @@ struct qv_future {
     /* The caller's references (qv_request's, qv_future_ref's, qv_cq_pop's),
      * apart from quiver's own: one release too many is caught for sure. */
     atomic_int user_refs;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     atomic_int refs;
-    qv_future_state state;
     atomic_int cancel_requested;
-    int error;
-    char *errmsg;
-    qv_response *resp;
-    void *user_data;
-    qv_cb first_cb; /* inline: most futures have at most one callback */
-    qv_cb *more_cbs;
-    qv_wlink *waiters;
-    qv_holder holder;    /* who holds it now, and how it is told of a cancel */
-    int inline_complete; /* being completed on a thread that must run no user code */
-    int defer_wake;      /* whoever completes it wakes its waiters (qv_future_wake) */
-    qv_session *session; /* until completion */
-    qv_executor *ex;
-    qv_future *qprev, *qnext; /* executor queue, its host's parked list, or a pool's held list */
-    int qwhere;               /* which of the executor's lists holds it (QV_Q_*) */
-    int popped;               /* taken off the queue, not yet begun (QV_POPPED*) */
-    size_t ridx;              /* its place in the executor's retry heap */
-    double due_ms;            /* when a waiting retry may go */
-    struct qv_host *host;     /* parked on, or counted by, this host's limits */
-    atomic_int host_held;     /* counted in its host's requests in flight */
-    int attempts;             /* transfers started */
+    qv_lock lock;      /* the state machine's fields (docs/internals.md, Locks) */
+    qv_signal changed; /* a terminal state, a begin after a pop, an inline completion */
+    /* Bytes, each its own memory location: the lock each is under differs. */
+    unsigned char state;  /* qv_future_state */
+    unsigned char popped; /* taken off the queue, not yet begun (QV_POPPED*) */
+    unsigned char qwhere; /* which of the executor's lists holds it (QV_Q_*) */
     /* QV_THREADS' bound on uncollected responses (executor.c): `wanted`, once
      * someone waits for it (or may: a callback, a waiter link, a poll);
      * `urgent` while wanted and waiting to start (counted in ex->urgent);
      * `counted` while finished with a response not yet collected (counted
      * in ex->uncollected, with a reference to ex). */
-    int wanted, urgent;
+    unsigned char wanted, urgent;
+    unsigned char inline_complete;  /* being completed on a thread that must run no user code */
+    unsigned char defer_wake;       /* whoever completes it wakes its waiters (qv_future_wake) */
+    unsigned char streamed;         /* set by the transfer's thread, for itself (stream = 1) */
+    unsigned char out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
+                                       produced some: no retry can take them back */
+    int error;
+    int attempts; /* transfers started */
+    char *errmsg;
+    qv_response *resp;
+    void *user_data;
+    qv_done_fn first_fn; /* inline: most futures have at most one callback */
+    void *first_arg;
+    qv_cb *more_cbs;
+    qv_wlink *waiters;
+    qv_holder holder;    /* who holds it now, and how it is told of a cancel */
+    qv_session *session; /* until completion */
+    qv_executor *ex;
+    qv_future *qprev, *qnext; /* executor queue, its host's parked list, or a pool's held list */
+    size_t ridx;              /* its place in the executor's retry heap */
+    double due_ms;            /* when a waiting retry may go */
+    struct qv_host *host;     /* parked on, or counted by, this host's limits */
+    atomic_int host_held;     /* counted in its host's requests in flight */
     atomic_int counted;
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
     /* The transfer's outcome, collected on the I/O side and delivered
      * (hooks, completion) possibly on another thread. */
     qv_response *out_resp;
-    int out_err;
     char *out_msg;
-    long out_conns;       /* connections the transfer opened */
-    qv_future *next_done; /* a loop executor's list of outcomes to deliver */
+    int out_err;
     /* stream = 1: the response goes out with its headers while its body
      * still comes. stream_open counts what still holds the future in its
-     * session (the early delivery, the transfer); streamed is set by the
-     * transfer's thread, for itself. */
+     * session (the early delivery, the transfer). */
     atomic_int stream_open;
-    int streamed;
+    long out_conns;          /* connections the transfer opened */
+    qv_future *next_done;    /* a loop executor's list of outcomes to deliver */
     qv_response *early_resp; /* the response for a loop's delivery thread */
+    qv_future *next_task;    /* a loop's queue of tasks (early deliveries, pump runs) */
     /* QV_LOOP with on_data or output_fd: the body goes through this pipe to
      * pump runs on delivery threads (pump.c), so a slow callback holds up
      * only its own transfer. pump_holds: the transfer's end and the pump's
      * last run; whichever comes last delivers the outcome. */
     qv_pipe *pump;
     atomic_int pump_holds;
-    qv_future *next_task; /* a loop's queue of tasks (early deliveries, pump runs) */
-    int pump_err;         /* on_data said stop (QV_EHOOK) or output_fd failed (QV_EIO) */
-    int pump_errno;       /* with QV_EIO */
-    int out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
-                             produced some: no retry can take them back */
+    int pump_err;   /* on_data said stop (QV_EHOOK) or output_fd failed (QV_EIO) */
+    int pump_errno; /* with QV_EIO */
     qv_req req;
 };
 
@@ -1086,7 +1106,7 @@ void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f);
 void qv_flist_unlink(qv_flist *l, qv_future *f);
 
 /* A future a worker took off the queue and has not begun (popped): set
- * under the executor's lock, cleared by qv_future_begin under f->mu. A
+ * under the executor's lock, cleared by qv_future_begin under f->lock. A
  * cancel, which holds both, marks it and waits for that begin (future.c). */
 enum { QV_POPPED = 1, QV_POPPED_CANCEL_WAITS };
 /* What queue_cancel returns for such a future (see qv_holder's fn). */
@@ -1185,7 +1205,7 @@ int qv_executor_hold_back(qv_executor *ex);
 /* Adds d (+1 or -1) to ex's urgent needs; paused workers go on. ex->mu not
  * held. */
 void qv_executor_urge(qv_executor *ex, int d);
-/* f (finished with a response, f->mu held) is counted as uncollected if
+/* f (finished with a response, f->lock held) is counted as uncollected if
  * its executor bounds that and no callback or waiter takes it. */
 void qv_executor_count_uncollected(qv_future *f);
 /* f's holder collected it (or let it go): uncounted, once. No lock held. */
