@@ -34,13 +34,15 @@ typedef struct loop {
     int nidle;
     qv_slot **active; /* slots with a transfer, for the timeout and cancel scan */
     int nactive;
-    /* outcomes waiting for a delivery thread */
+    /* Work for the delivery threads, under dmu: outcomes to deliver, and
+     * futures completed on the leader whose done callbacks are left to run
+     * (both linked by the futures' qnext); tasks for futures still in
+     * transfer (a streamed response's headers, pump runs), linked by qprev:
+     * a pump's future may be in a batch of outcomes at the same time. */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
     qv_future *dhead, *dtail;
-    /* tasks for futures still in transfer (a streamed response's headers,
-     * pump runs), linked by next_task: such a future may be in a batch of
-     * outcomes (next_done) at the same time */
+    qv_future *chead, *ctail;
     qv_future *thead, *ttail;
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
@@ -77,16 +79,40 @@ static int loop_poke(qv_future *f, void *arg, int cancel)
     return 0;
 }
 
-/* Hands a batch of futures (linked by next_done) to the delivery threads. */
-static void deliver_batch(loop *L, qv_future *head, qv_future *tail)
+typedef struct batch {
+    qv_future *head, *tail;
+} batch;
+
+/* A batch of outcomes, linked by qnext. */
+static void batch_add(batch *b, qv_future *f)
 {
-    if (!head) return;
-    pthread_mutex_lock(&L->dmu);
-    if (L->dtail)
-        L->dtail->next_done = head;
+    f->qnext = NULL;
+    if (b->tail)
+        b->tail->qnext = f;
     else
-        L->dhead = head;
-    L->dtail = tail;
+        b->head = f;
+    b->tail = f;
+}
+
+/* Appends batch b to the list at *head, *tail, under dmu. */
+static void batch_move(qv_future **head, qv_future **tail, const batch *b)
+{
+    if (!b->head) return;
+    if (*tail)
+        (*tail)->qnext = b->head;
+    else
+        *head = b->head;
+    *tail = b->tail;
+}
+
+/* Hands outcomes to deliver, and futures whose done callbacks are left to
+ * run, to the delivery threads. */
+static void deliver_batch(loop *L, const batch *outcomes, const batch *callbacks)
+{
+    if (!outcomes->head && !callbacks->head) return;
+    pthread_mutex_lock(&L->dmu);
+    batch_move(&L->dhead, &L->dtail, outcomes);
+    batch_move(&L->chead, &L->ctail, callbacks);
     pthread_cond_signal(&L->dcv); /* one thread takes the batch; it wakes no others */
     pthread_mutex_unlock(&L->dmu);
 }
@@ -96,9 +122,9 @@ static void add_task(loop *L, qv_future *f)
 {
     qv_future_hold(f);
     pthread_mutex_lock(&L->dmu);
-    f->next_task = NULL;
+    f->qprev = NULL;
     if (L->ttail)
-        L->ttail->next_task = f;
+        L->ttail->qprev = f;
     else
         L->thead = f;
     L->ttail = f;
@@ -106,21 +132,32 @@ static void add_task(loop *L, qv_future *f)
     pthread_mutex_unlock(&L->dmu);
 }
 
-/* Under dmu: the next outcome to deliver, or task, or NULL. */
-static qv_future *take(loop *L, int *task)
+enum { OUTCOME, CALLBACKS, TASK };
+
+/* Under dmu: the first of the list at *head, *tail linked by its qnext
+ * (link 1) or qprev (link 0), or NULL. */
+static qv_future *take_from(qv_future **head, qv_future **tail, int next)
 {
-    qv_future *f = L->dhead;
-    *task = !f;
-    if (f) {
-        L->dhead = f->next_done;
-        if (!L->dhead) L->dtail = NULL;
-        f->next_done = NULL;
-    } else if ((f = L->thead)) {
-        L->thead = f->next_task;
-        if (!L->thead) L->ttail = NULL;
-        f->next_task = NULL;
-    }
-    if (L->dhead || L->thead) pthread_cond_signal(&L->dcv); /* more: let another help */
+    qv_future *f = *head;
+    if (!f) return NULL;
+    qv_future **link = next ? &f->qnext : &f->qprev;
+    *head = *link;
+    if (!*head) *tail = NULL;
+    *link = NULL;
+    return f;
+}
+
+/* Under dmu: the next outcome, done callbacks or task (*what), or NULL. */
+static qv_future *take(loop *L, int *what)
+{
+    qv_future *f;
+    if ((f = take_from(&L->dhead, &L->dtail, 1)))
+        *what = OUTCOME;
+    else if ((f = take_from(&L->chead, &L->ctail, 1)))
+        *what = CALLBACKS;
+    else if ((f = take_from(&L->thead, &L->ttail, 0)))
+        *what = TASK;
+    if (L->dhead || L->chead || L->thead) pthread_cond_signal(&L->dcv); /* more: let another help */
     return f;
 }
 
@@ -129,67 +166,52 @@ static void *delivery_main(void *arg)
     loop *L = arg;
     qv_own_executor = &L->base;
     for (;;) {
-        int task;
+        int what = OUTCOME;
         pthread_mutex_lock(&L->dmu);
-        while (!L->dhead && !L->thead && !L->dstop) pthread_cond_wait(&L->dcv, &L->dmu);
-        qv_future *f = take(L, &task);
+        while (!L->dhead && !L->chead && !L->thead && !L->dstop)
+            pthread_cond_wait(&L->dcv, &L->dmu);
+        qv_future *f = take(L, &what);
         pthread_mutex_unlock(&L->dmu);
         if (!f) break; /* stopped and drained */
-        /* A task: a streamed response's headers (taken once), or a pump run. */
-        qv_response *early =
-            task ? __atomic_exchange_n(&f->early_resp, NULL, __ATOMIC_ACQ_REL) : NULL;
-        if (early)
-            qv_transfer_deliver_early(f, early);
-        else if (task)
-            qv_pump_run(f);
-        else
+        if (what == OUTCOME) {
             qv_transfer_deliver(f);
+        } else if (what == CALLBACKS) {
+            qv_future_finish(f);
+        } else if (f->streamed) {
+            /* A streamed response's headers, waiting in out_resp (which a
+             * streamed transfer's end leaves alone). */
+            qv_response *early = f->out_resp;
+            f->out_resp = NULL;
+            qv_transfer_deliver_early(f, early);
+        } else {
+            qv_pump_run(f);
+        }
         qv_future_drop(f); /* the queue's reference, or the task's */
     }
     return NULL;
 }
 
-typedef struct batch {
-    qv_future *head, *tail;
-} batch;
-
-static void batch_add(batch *b, qv_future *f)
-{
-    f->next_done = NULL;
-    if (b->tail)
-        b->tail->next_done = f;
-    else
-        b->head = f;
-    b->tail = f;
-}
-
-/* Completes what runs no user code right here on the I/O thread (handing it
- * to another thread costs more than completing it), and gives futures with
- * hooks or done callbacks to the delivery threads. Threads waiting for the
- * futures completed here are woken once all are: one woken early would
- * often be back asleep on the next future before it is done. */
+/* Completes what runs no hooks right here on the leader (handing it to
+ * another thread costs more than completing it), and gives futures with
+ * hooks to the delivery threads, and the done callbacks of those completed
+ * here: the leader runs no user code but request hooks and what a transfer
+ * calls as it goes. */
 static void deliver(loop *L, batch *done)
 {
-    batch user = {0}, here = {0};
+    batch user = {0}, callbacks = {0};
     for (qv_future *f = done->head, *next; f; f = next) {
-        next = f->next_done;
+        next = f->qnext;
         /* Its pump's last run delivers (and lets the queue's reference go). */
         if (f->pump && !qv_pump_last(f)) continue;
         /* Hooks run on responses only. */
-        if (!(f->out_resp && qv_has_hooks(f)) && qv_future_claim_inline(f)) {
-            qv_transfer_deliver(f);
-            batch_add(&here, f);
-        } else {
+        if (f->out_resp && qv_has_hooks(f))
             batch_add(&user, f);
-        }
+        else if (qv_transfer_settle(f))
+            batch_add(&callbacks, f);
+        else
+            qv_future_drop(f); /* the queue's reference */
     }
-    deliver_batch(L, user.head, user.tail);
-    for (qv_future *f = here.head, *next; f; f = next) {
-        next = f->next_done;
-        f->next_done = NULL;
-        qv_future_wake(f);
-        qv_future_drop(f); /* the queue's reference */
-    }
+    deliver_batch(L, &user, &callbacks);
 }
 
 static void slot_deactivate(loop *L, qv_slot *slot)
@@ -238,8 +260,7 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
     slot_deactivate(L, slot);
     if (f->streamed) {
         /* Completed with its headers (on a delivery thread): what is left
-         * runs no user code. Never linked into a batch: its headers may
-         * still wait in the delivery queue, linked by the same next_done. */
+         * runs no user code. */
         qv_transfer_deliver(f);
         qv_future_drop(f);
         return;
@@ -552,7 +573,7 @@ static void loop_destroy(qv_executor *ex)
  * delivery thread, as for any response, while the I/O thread goes on. */
 static void loop_deliver_early(qv_executor *ex, qv_future *f, qv_response *r)
 {
-    f->early_resp = r;
+    f->out_resp = r;
     add_task((loop *)ex, f);
 }
 

@@ -113,6 +113,24 @@ static void dispatcher_gate(int take)
     }
 }
 
+/* This thread is a dispatcher (which holds the read side outside callbacks). */
+static _Thread_local int on_dispatcher;
+
+/* Completes f on the dispatcher: its done callbacks run outside the read side. */
+static void complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *r)
+{
+    if (!qv_future_settle(f, st, err, msg, r)) return;
+    dispatcher_gate(0);
+    qv_future_finish(f);
+    dispatcher_gate(1);
+}
+
+/* The same, failed: the pool lost it (why). */
+static void fail_lost(qv_future *f, const char *why)
+{
+    complete(f, QV_FAILED, QV_EWORKER, qv_future_message(f, QV_EWORKER, "%s", why), NULL);
+}
+
 /* A dispatcher thread also allocates outside the read side: while it
  * starts, before dispatch_main runs (ASan calls pthread_getattr_np), and
  * while it ends, after. glibc's malloc locks itself around fork; clang 14's
@@ -179,7 +197,7 @@ static void hold(procs *P, qv_future *f)
 
 static void cancelled(qv_future *f)
 {
-    qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
+    complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
     qv_future_drop(f); /* the queue's reference */
 }
 
@@ -218,7 +236,9 @@ static int hand(procs *P, pworker *w, qv_future *f, int was_held)
     if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
     if (rc) {
         curl_slist_free_all(jar);
-        qv_future_fail(f, rc, "could not hand the request to worker %d", (int)w->pid);
+        complete(f, QV_FAILED, rc,
+                 qv_future_message(f, rc, "could not hand the request to worker %d", (int)w->pid),
+                 NULL);
         qv_future_drop(f);
         if (rc == QV_EWORKER) kill_worker(w);
         return SENT;
@@ -359,7 +379,7 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
         qv_free(msg);
         qv_response_free(r);
     } else {
-        qv_future_complete(f, st, err, msg, r);
+        complete(f, st, err, msg, r);
     }
     qv_future_drop(f); /* the queue's reference */
 }
@@ -585,7 +605,7 @@ static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     r->timing.queued_ms = f->started_ms - f->submitted_ms;
     r->attempts = f->attempts;
     atomic_store(&f->stream_open, 1); /* the transfer's hold */
-    qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
+    complete(f, QV_FINISHED, QV_OK, NULL, r);
     qv_stream_opened(f);
 }
 
@@ -704,7 +724,7 @@ static void fail_queued(procs *P, const char *why, int all)
         qv_future *f = qv_executor_drain_locked(ex);
         pthread_mutex_unlock(&ex->mu);
         if (!f) return;
-        qv_future_fail(f, QV_EWORKER, "%s", why);
+        fail_lost(f, why);
         qv_future_drop(f);
     }
 }
@@ -726,7 +746,7 @@ static void fail_held(procs *P, const char *why)
     qv_future *f;
     while ((f = P->held.head)) {
         qv_flist_unlink(&P->held, f);
-        if (unhold(P, f)) qv_future_fail(f, QV_EWORKER, "%s", why);
+        if (unhold(P, f)) fail_lost(f, why);
         qv_future_drop(f);
     }
 }
@@ -983,7 +1003,7 @@ static void *dispatch_main(void *arg)
     procs *P = arg;
     struct epoll_event ev[64];
     transit_add(-1); /* started: before the read side, which a waiting fork holds off */
-    qv_callback_gate = dispatcher_gate;
+    on_dispatcher = 1;
     qv_own_executor = &P->base;
     pthread_rwlock_rdlock(&fork_lock);
     for (;;) {
@@ -1092,7 +1112,7 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
     if (atomic_load(&qv_io_threads) > 0) return QV_EINVAL;
     /* A dispatcher outside a done callback holds the read side: the write
      * side would wait for it for good. */
-    if (qv_callback_gate == dispatcher_gate && !in_callbacks) return QV_EINVAL;
+    if (on_dispatcher && !in_callbacks) return QV_EINVAL;
     procs *P = qv_calloc(1, sizeof(*P));
     if (!P) return QV_ENOMEM;
     P->zfd = P->wake[0] = P->wake[1] = P->ep = -1;
@@ -1117,7 +1137,7 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
         P->zygote = fork();
         if (P->zygote == 0) {
             /* Made from a done callback: no dispatcher, no executor's thread here. */
-            qv_callback_gate = NULL;
+            on_dispatcher = 0;
             qv_own_executor = NULL;
             close(zsv[0]);
             qv_zygote_main(zsv[1]); /* never returns */

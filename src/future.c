@@ -10,8 +10,6 @@ static int terminal(qv_future_state st)
     return st == QV_FINISHED || st == QV_FAILED || st == QV_CANCELLED;
 }
 
-_Thread_local void (*qv_callback_gate)(int take);
-
 /* Where a future's own arena chunk starts: after it, aligned for anything. */
 #define ROOM_AT                                                                                    \
     ((sizeof(qv_future) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *                     \
@@ -220,7 +218,17 @@ void qv_future_end_transfer(qv_future *f)
     qv_future_hold_by(f, NULL);
 }
 
-void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp)
+/* The session lets f go, unless a streamed body still comes (then its
+ * transfer's end does, qv_stream_release). */
+static void session_done(qv_future *f)
+{
+    if (atomic_load(&f->stream_open)) return;
+    qv_session *s = f->session;
+    f->session = NULL;
+    if (s) qv_session_future_done(s, f);
+}
+
+int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp)
 {
     qv_executor_host_done(f); /* if the executor did not say so already */
     qv_lock_take(&f->lock);
@@ -229,7 +237,7 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
         qv_lock_give(&f->lock);
         qv_free(msg);
         qv_response_free(resp);
-        return;
+        return 0;
     }
     /* Freed after the unlock: a streamed response's pipe pokes its
      * transfer, under f->lock. */
@@ -276,32 +284,29 @@ void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv
     /* Woken after the unlock, a waiter finds the lock free instead of
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */
-    if (!f->defer_wake) qv_signal_all(&f->changed);
+    qv_signal_all(&f->changed);
+    if (f->first_fn) return 1;
+    session_done(f);
+    return 0;
+}
 
-    if (f->first_fn) {
-        void (*gate)(int) = qv_callback_gate;
-        if (gate) gate(0);
-        f->first_fn(f, f->first_arg);
-        for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
-        if (gate) gate(1);
-    }
+void qv_future_finish(qv_future *f)
+{
+    f->first_fn(f, f->first_arg);
+    for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
+    session_done(f);
+}
 
-    /* A streamed body still comes: the session lets the future go when its
-     * transfer ends (qv_stream_done). */
-    if (atomic_load(&f->stream_open)) return;
-    qv_session *s = f->session;
-    f->session = NULL;
-    if (s) qv_session_future_done(s, f);
+void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp)
+{
+    if (qv_future_settle(f, st, err, msg, resp)) qv_future_finish(f);
 }
 
 int (*qv_stream_head_hook)(struct qv_slot *slot, qv_response *r);
 
 void qv_stream_release(qv_future *f)
 {
-    if (atomic_fetch_sub(&f->stream_open, 1) != 1) return;
-    qv_session *s = f->session;
-    f->session = NULL;
-    if (s) qv_session_future_done(s, f);
+    if (atomic_fetch_sub(&f->stream_open, 1) == 1) session_done(f);
 }
 
 void qv_future_poke(qv_future *f)
@@ -470,28 +475,11 @@ int qv_future_cancel(qv_future *f)
     return 1;
 }
 
-int qv_future_claim_inline(qv_future *f)
-{
-    qv_lock_take(&f->lock);
-    int none = !f->first_fn && !f->more_cbs;
-    if (none) f->inline_complete = f->defer_wake = 1;
-    qv_lock_give(&f->lock);
-    return none;
-}
-
-void qv_future_wake(qv_future *f)
-{
-    qv_signal_all(&f->changed);
-}
-
 int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
 {
     if (!f || !fn) return QV_EINVAL;
     QV_CHECK_FUTURE(f);
     qv_lock_take(&f->lock);
-    /* Being completed where user code must not run (a loop's I/O thread):
-     * wait the moment it takes, then run the callback here. */
-    while (f->inline_complete && !terminal(f->state)) qv_signal_wait(&f->changed, &f->lock, NULL);
     if (terminal(f->state)) {
         qv_lock_give(&f->lock);
         qv_executor_collected(f); /* the callback takes it */

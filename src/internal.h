@@ -358,8 +358,6 @@ struct qv_future {
      * `counted` while finished with a response not yet collected (counted
      * in ex->uncollected, with a reference to ex). */
     unsigned char wanted, urgent;
-    unsigned char inline_complete;  /* being completed on a thread that must run no user code */
-    unsigned char defer_wake;       /* whoever completes it wakes its waiters (qv_future_wake) */
     unsigned char streamed;         /* set by the transfer's thread, for itself (stream = 1) */
     unsigned char out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
                                        produced some: no retry can take them back */
@@ -375,11 +373,14 @@ struct qv_future {
     qv_holder holder;    /* who holds it now, and how it is told of a cancel */
     qv_session *session; /* until completion */
     qv_executor *ex;
-    qv_future *qprev, *qnext; /* executor queue, its host's parked list, or a pool's held list */
-    size_t ridx;              /* its place in the executor's retry heap */
-    double due_ms;            /* when a waiting retry may go */
-    struct qv_host *host;     /* parked on, or counted by, this host's limits */
-    atomic_int host_held;     /* counted in its host's requests in flight */
+    /* The executor's links, in one of its lists at a time: its queue (the
+     * ready list, a host's parked list), a process pool's held list; while
+     * it runs on QV_LOOP, a delivery list (qnext) and the task list (qprev). */
+    qv_future *qprev, *qnext;
+    size_t ridx;          /* its place in the executor's retry heap */
+    double due_ms;        /* when a waiting retry may go */
+    struct qv_host *host; /* parked on, or counted by, this host's limits */
+    atomic_int host_held; /* counted in its host's requests in flight */
     atomic_int counted;
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
@@ -392,10 +393,7 @@ struct qv_future {
      * still comes. stream_open counts what still holds the future in its
      * session (the early delivery, the transfer). */
     atomic_int stream_open;
-    long out_conns;          /* connections the transfer opened */
-    qv_future *next_done;    /* a loop executor's list of outcomes to deliver */
-    qv_response *early_resp; /* the response for a loop's delivery thread */
-    qv_future *next_task;    /* a loop's queue of tasks (early deliveries, pump runs) */
+    long out_conns; /* connections the transfer opened */
     /* QV_LOOP with on_data or output_fd: the body goes through this pipe to
      * pump runs on delivery threads (pump.c), so a slow callback holds up
      * only its own transfer. pump_holds: the transfer's end and the pump's
@@ -447,12 +445,13 @@ extern int (*qv_stream_head_hook)(struct qv_slot *slot, qv_response *r);
 /* Transfer over: the waker must no longer be used. */
 void qv_future_end_transfer(qv_future *f);
 /* The one terminal transition. Takes ownership of msg and resp. A pending
- * cancel turns any outcome into CANCELLED. */
+ * cancel turns any outcome into CANCELLED. Its done callbacks run here. */
 void qv_future_complete(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp);
-/* Set by a thread that holds a lock user code must not run under (the
- * process pool's dispatcher, the fork lock's read side): done callbacks run
- * between gate(0), which lets it go, and gate(1), which takes it again. */
-extern _Thread_local void (*qv_callback_gate)(int take);
+/* The same, but for the done callbacks: 1 if f has some, which the caller
+ * runs with qv_future_finish (where user code may run, and holding no lock
+ * of quiver's); 0 if none (then f is all done, without user code). */
+int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_response *resp);
+void qv_future_finish(qv_future *f);
 void qv_future_fail(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "<text> (<METHOD> <URL>)", the URL without its userinfo. */
@@ -460,11 +459,6 @@ char *qv_future_note(qv_future *f, const char *text);
 /* "<kind>: <detail> (<METHOD> <URL>)", the message of a failed future. */
 char *qv_future_message(qv_future *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* 1 (and callbacks added from now on wait for completion and run in the
- * adder's thread) if f has no done callback yet; else 0. A claimed future's
- * completion wakes no one: the claimer calls qv_future_wake after it. */
-int qv_future_claim_inline(qv_future *f);
-void qv_future_wake(qv_future *f);
 void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx);
 void qv_waiter_unlink(qv_future *f, qv_wlink *l);
 
@@ -881,6 +875,9 @@ long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
 void qv_transfer_collect(qv_slot *slot, CURLcode cc);
 /* Completes f from its collected outcome: hooks then the terminal state. */
 void qv_transfer_deliver(qv_future *f);
+/* The same but for f's done callbacks, as qv_future_settle: 1 if the caller
+ * is to run them (qv_future_finish). */
+int qv_transfer_settle(qv_future *f);
 /* Drives one transfer on a private multi until it ends, is cancelled or
  * times out; the result is for qv_transfer_collect. If watch_fd >= 0,
  * on_readable(slot) runs when it becomes readable (a worker's control

@@ -926,30 +926,31 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     }
 }
 
-void qv_transfer_deliver(qv_future *f)
+int qv_transfer_settle(qv_future *f)
 {
     if (f->streamed) { /* completed with its headers; its transfer is over now */
         qv_stream_release(f);
-        return;
+        return 0;
     }
     qv_response *r = f->out_resp;
     char *msg = f->out_msg;
     f->out_resp = NULL;
     f->out_msg = NULL;
-    if (!r) {
-        qv_future_complete(f, f->out_err == QV_ECANCELLED ? QV_CANCELLED : QV_FAILED, f->out_err,
-                           msg, NULL);
-        return;
-    }
+    if (!r)
+        return qv_future_settle(f, f->out_err == QV_ECANCELLED ? QV_CANCELLED : QV_FAILED,
+                                f->out_err, msg, NULL);
     char *hook_msg = NULL;
     int rc = run_hooks_timed(f, r, &hook_msg);
-    if (rc) {
-        qv_response_free(r);
-        qv_future_fail(f, rc, "%s", hook_msg ? hook_msg : "out of memory");
-        qv_free(hook_msg);
-    } else {
-        qv_future_complete(f, QV_FINISHED, QV_OK, NULL, r);
-    }
+    if (!rc) return qv_future_settle(f, QV_FINISHED, QV_OK, NULL, r);
+    qv_response_free(r);
+    msg = qv_future_message(f, rc, "%s", hook_msg ? hook_msg : "out of memory");
+    qv_free(hook_msg);
+    return qv_future_settle(f, QV_FAILED, rc, msg, NULL);
+}
+
+void qv_transfer_deliver(qv_future *f)
+{
+    if (qv_transfer_settle(f)) qv_future_finish(f);
 }
 
 void qv_transfer_finish(qv_slot *slot, CURLcode cc)
