@@ -546,6 +546,19 @@ static void reap(int parent)
     }
 }
 
+/* Closes every descriptor from 3 up but keep: two calls on Linux 5.9 and
+ * later, else one by one up to the descriptor limit. */
+static void close_all_but(int keep)
+{
+    unsigned k = (unsigned)keep;
+    if (keep < 3 ? close_range(3, ~0U, 0) == 0
+                 : (k == 3 || close_range(3, k - 1, 0) == 0) && close_range(k + 1, ~0U, 0) == 0)
+        return;
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = 3; fd < (max > 0 ? max : 65536); fd++)
+        if (fd != keep) close((int)fd);
+}
+
 void qv_zygote_main(int parent)
 {
     /* A process group of its own: a Ctrl-C at the terminal is for the
@@ -554,8 +567,7 @@ void qv_zygote_main(int parent)
     setpgid(0, 0);
     /* Keep only our channel to the parent: the zygote must not hold the
      * program's other descriptors (sockets, pipes) open. */
-    for (int fd = 3; fd < 65536; fd++)
-        if (fd != parent) close(fd);
+    close_all_but(parent);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -46,6 +47,32 @@ static qv_executor *procs_executor(int workers, long hook_timeout_ms)
                                                           .hook_timeout_ms = hook_timeout_ms}),
                  QV_OK);
     return ex;
+}
+
+/* The zygote keeps none of the program's descriptors: a pipe the program
+ * closes sees its end, whatever the descriptor's number (one above 65535
+ * too, where the descriptor limit allows it). */
+Test(procs, zygote_keeps_no_descriptor_of_the_program, .timeout = 60)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    int w = p[1];
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max > 70000) {
+        rl.rlim_cur = rl.rlim_max;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+        cr_assert_eq(dup2(p[1], 70000), 70000);
+        close(p[1]);
+        w = 70000;
+    }
+    qv_executor *ex = procs_executor(1, 0); /* forks the zygote now */
+    close(w);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 5000), 1, "descriptor %d is still open in another process", w);
+    char c;
+    cr_assert_eq(read(p[0], &c, 1), 0);
+    close(p[0]);
+    qv_executor_free(ex);
 }
 
 /* The hooks run in a worker process: each dies its own way. */
