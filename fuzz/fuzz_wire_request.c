@@ -76,10 +76,20 @@ static void compare_net(const qv_req_net *a, const qv_req_net *b)
         fail("resolve or connect_to changed in a round trip");
 }
 
+/* The large-body fields that travel (the callbacks are the worker's own). */
+static void compare_io(const qv_req_io *a, const qv_req_io *b)
+{
+    if (!same_str(a->output_path, b->output_path) || !same_str(a->upload_path, b->upload_path) ||
+        a->keep_partial != b->keep_partial || a->resume != b->resume || a->stream != b->stream ||
+        a->upload_len != b->upload_len)
+        fail("a large-body option changed in a round trip");
+}
+
 static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const qv_hook *hb,
                     const struct curl_slist *ja, const struct curl_slist *jb)
 {
     compare_net(a->net, b->net);
+    compare_io(a->io, b->io);
     if (!same_str(a->method, b->method) || !same_str(a->url, b->url) ||
         !same_str(a->host, b->host) || !same_str(a->username, b->username) ||
         !same_str(a->password, b->password) || !same_str(a->ca_file, b->ca_file) ||

@@ -561,10 +561,10 @@ static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t 
     }
     if (cap > UPLOAD_PIECE) cap = UPLOAD_PIECE;
     P->up.len = 0;
-    if (cap && !w->f_lost && f->req.on_upload && id == f->req.wire_id &&
+    if (cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id &&
         !qv_buf_grow(&P->up, cap, cap)) {
         dispatcher_gate(0);
-        got = f->req.on_upload(P->up.data, cap, f->req.on_upload_arg);
+        got = f->req.io->on_upload(P->up.data, cap, f->req.io->on_upload_arg);
         dispatcher_gate(1);
         if (got < 0 || (size_t)got > cap) got = -1;
     }
@@ -639,9 +639,9 @@ static void on_progress_frame(pworker *w, const unsigned char *p, size_t len)
 {
     qv_future *f = w->f;
     long long v[4];
-    if (w->f_lost || !f->req.on_progress || qv_wire_decode_progress(p, len, v)) return;
+    if (w->f_lost || !f->req.io->on_progress || qv_wire_decode_progress(p, len, v)) return;
     dispatcher_gate(0);
-    f->req.on_progress(f, v[0], v[1], v[2], v[3], f->req.on_progress_arg);
+    f->req.io->on_progress(f, v[0], v[1], v[2], v[3], f->req.io->on_progress_arg);
     dispatcher_gate(1);
 }
 

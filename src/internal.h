@@ -211,6 +211,26 @@ typedef struct qv_req_net {
 /* None of them (network.c). */
 extern const qv_req_net qv_net_none;
 
+/* A request's large-body options (sink.c, upload.c, pump.c): copied, except
+ * the callbacks' args. Out of line, in the arena, only for a request that
+ * sets any; 0 and NULL: not set. */
+typedef struct qv_req_io {
+    const char *output_path;
+    int keep_partial, resume, output_fd; /* output_fd: 0 none */
+    int stream;
+    int (*on_data)(qv_future *f, const void *chunk, size_t len, void *arg);
+    void *on_data_arg;
+    void (*on_progress)(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                        long long ul_total, void *arg);
+    void *on_progress_arg;
+    const char *upload_path;
+    long (*on_upload)(void *buf, size_t cap, void *arg);
+    void *on_upload_arg;
+    long long upload_len;
+} qv_req_io;
+/* None of them (request.c). */
+extern const qv_req_io qv_io_none;
+
 /* Everything a transfer needs, merged from session + request and copied. */
 typedef struct qv_req {
     qv_arena arena;
@@ -250,19 +270,7 @@ typedef struct qv_req {
     int debug_body;
     int trace_env;
     uint64_t trace_id;
-    /* Large bodies (sink.c, upload.c): copied, except the callbacks' args. */
-    const char *output_path;
-    int keep_partial, resume, output_fd; /* output_fd: 0 none */
-    int (*on_data)(qv_future *f, const void *chunk, size_t len, void *arg);
-    void *on_data_arg;
-    void (*on_progress)(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
-                        long long ul_total, void *arg);
-    void *on_progress_arg;
-    const char *upload_path;
-    long (*on_upload)(void *buf, size_t cap, void *arg);
-    void *on_upload_arg;
-    long long upload_len;
-    int stream;
+    const qv_req_io *io; /* &qv_io_none unless it sets any */
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),

@@ -266,19 +266,21 @@ static int serve_one(worker *w)
     const qv_holder unpoked = {0};
     int rc = qv_wire_decode_request(w->frame, w->frame_len, &f->req, &attempt, &hooks, &jar,
                                     &jar_kept, &sink_flags);
+    /* The decoder's own record, in the arena, once it read the flags. */
+    qv_req_io *io = (qv_req_io *)f->req.io;
     if (sink_flags & QV_SINK_DATA) {
-        f->req.on_data = forward_data;
-        f->req.on_data_arg = w;
+        io->on_data = forward_data;
+        io->on_data_arg = w;
     }
     if (sink_flags & QV_SINK_UPLOAD) {
-        f->req.on_upload = fetch_upload;
-        f->req.on_upload_arg = w;
+        io->on_upload = fetch_upload;
+        io->on_upload_arg = w;
         w->up.len = w->up_pos = 0;
         w->up_asked = w->up_end = 0;
     }
     if (sink_flags & QV_SINK_PROGRESS) {
-        f->req.on_progress = forward_progress;
-        f->req.on_progress_arg = w;
+        io->on_progress = forward_progress;
+        io->on_progress_arg = w;
     }
     /* The parent counted this attempt; begin below counts it again. */
     f->attempts = attempt > 0 ? attempt - 1 : 0;

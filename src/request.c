@@ -232,7 +232,7 @@ int qv_header_lines(struct curl_slist **out, const qv_pair *session, const qv_pa
 static int build_headers(qv_req *r, const qv_session *s, const qv_request_opts *o,
                          const char *content_type)
 {
-    int body = r->has_body || r->upload_path || r->on_upload ? 1 : r->nparts ? 2 : 0;
+    int body = r->has_body || r->io->upload_path || r->io->on_upload ? 1 : r->nparts ? 2 : 0;
     if (!o->headers && !body && !o->range) {
         r->headers = s->default_headers;
         r->headers_borrowed = 1;
@@ -244,6 +244,26 @@ static int build_headers(qv_req *r, const qv_session *s, const qv_request_opts *
     return rc;
 }
 
+const qv_req_io qv_io_none;
+
+/* Any large-body option (download forms, progress, upload sources). */
+static int io_wanted(const qv_request_opts *o)
+{
+    return o->output_path || o->output_fd || o->on_data || o->stream > 0 || o->keep_partial > 0 ||
+           o->resume > 0 || o->on_progress || o->upload_path || o->on_upload;
+}
+
+/* r's large-body record, made in its arena the first time; NULL: no memory. */
+static qv_req_io *io_of(qv_req *r)
+{
+    if (r->io != &qv_io_none) return (qv_req_io *)r->io; /* ours, in the arena */
+    qv_req_io *io = qv_arena_alloc(&r->arena, sizeof(*io));
+    if (!io) return NULL;
+    *io = qv_io_none;
+    r->io = io;
+    return io;
+}
+
 /* The download forms: one at most; a file's path copied. */
 static int build_sink(qv_req *r, const qv_request_opts *o)
 {
@@ -251,16 +271,19 @@ static int build_sink(qv_req *r, const qv_request_opts *o)
     if (o->output_fd < 0 || ((o->resume || o->keep_partial) && !o->output_path)) return QV_EINVAL;
     if (o->range && (o->resume || !qv_header_value_ok(o->range))) return QV_EINVAL;
     if (o->output_path && !*o->output_path) return QV_EINVAL;
-    r->output_path = qv_arena_strdup(&r->arena, o->output_path);
-    if (o->output_path && !r->output_path) return QV_ENOMEM;
-    r->keep_partial = o->keep_partial > 0 || o->resume > 0;
-    r->resume = o->resume > 0;
-    r->output_fd = o->output_fd;
-    r->stream = o->stream > 0;
-    r->on_data = o->on_data;
-    r->on_data_arg = o->on_data_arg;
-    r->on_progress = o->on_progress;
-    r->on_progress_arg = o->on_progress_arg;
+    if (!io_wanted(o)) return QV_OK;
+    qv_req_io *io = io_of(r);
+    if (!io) return QV_ENOMEM;
+    io->output_path = qv_arena_strdup(&r->arena, o->output_path);
+    if (o->output_path && !io->output_path) return QV_ENOMEM;
+    io->keep_partial = o->keep_partial > 0 || o->resume > 0;
+    io->resume = o->resume > 0;
+    io->output_fd = o->output_fd;
+    io->stream = o->stream > 0;
+    io->on_data = o->on_data;
+    io->on_data_arg = o->on_data_arg;
+    io->on_progress = o->on_progress;
+    io->on_progress_arg = o->on_progress_arg;
     return QV_OK;
 }
 
@@ -303,11 +326,13 @@ static int build_body(qv_req *r, const qv_request_opts *o, const char **content_
     *content_type = NULL;
     if (o->upload_path || o->on_upload) {
         if (o->upload_len < 0 || (o->upload_len && !o->on_upload)) return QV_EINVAL;
-        r->upload_path = qv_arena_strdup(&r->arena, o->upload_path);
-        if (o->upload_path && !r->upload_path) return QV_ENOMEM;
-        r->on_upload = o->on_upload;
-        r->on_upload_arg = o->on_upload_arg;
-        r->upload_len = o->upload_len;
+        qv_req_io *io = io_of(r);
+        if (!io) return QV_ENOMEM;
+        io->upload_path = qv_arena_strdup(&r->arena, o->upload_path);
+        if (o->upload_path && !io->upload_path) return QV_ENOMEM;
+        io->on_upload = o->on_upload;
+        io->on_upload_arg = o->on_upload_arg;
+        io->upload_len = o->upload_len;
     } else if (o->body) {
         r->body_len = o->body_len ? o->body_len : strlen(o->body);
         r->body = qv_arena_memdup(&r->arena, o->body, r->body_len);
@@ -436,6 +461,7 @@ size_t qv_req_room(const qv_request_opts *o)
                   str_room(o->upload_path);
     if (o->body) room += qv_arena_room((o->body_len ? o->body_len : strlen(o->body)) + 1);
     if (o->retry) room += qv_arena_room(sizeof(qv_retry_policy));
+    if (io_wanted(o)) room += qv_arena_room(sizeof(qv_req_io));
     return room;
 }
 
@@ -446,6 +472,7 @@ void qv_req_clear(qv_req *r)
     r->arena = arena;
     r->retry = &qv_retry_none;
     r->net = &qv_net_none;
+    r->io = &qv_io_none;
 }
 
 void qv_req_free(qv_req *r)

@@ -14,7 +14,7 @@
 
 int qv_sink_wanted(const qv_req *r)
 {
-    return r->output_path || r->output_fd > 0 || r->on_data;
+    return r->io->output_path || r->io->output_fd > 0 || r->io->on_data;
 }
 
 /* A temporary name beside path, opened exclusively (mode 0666 less the
@@ -42,11 +42,11 @@ int qv_sink_begin(qv_slot *slot, char **msg)
 {
     qv_sink *k = &slot->sink;
     const qv_req *r = &slot->f->req;
-    if (!r->output_path) return QV_OK;
+    if (!r->io->output_path) return QV_OK;
     int rc;
-    if (r->resume) {
+    if (r->io->resume) {
         struct stat st;
-        k->fd = open(r->output_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        k->fd = open(r->io->output_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (k->fd < 0 || fstat(k->fd, &st) || lseek(k->fd, 0, SEEK_END) < 0) {
             k->err = errno;
             rc = QV_EIO;
@@ -55,10 +55,10 @@ int qv_sink_begin(qv_slot *slot, char **msg)
             rc = QV_OK;
         }
     } else {
-        rc = open_temp(k, r->output_path);
+        rc = open_temp(k, r->io->output_path);
     }
     if (rc == QV_EIO)
-        *msg = qv_future_message(slot->f, QV_EIO, "cannot open %s: %s", r->output_path,
+        *msg = qv_future_message(slot->f, QV_EIO, "cannot open %s: %s", r->io->output_path,
                                  strerror(k->err));
     return rc;
 }
@@ -66,7 +66,7 @@ int qv_sink_begin(qv_slot *slot, char **msg)
 /* The Range a resumed download asks for ("N-"), or NULL. */
 int qv_sink_range(qv_slot *slot, char *buf, size_t cap)
 {
-    if (!slot->f->req.resume || slot->sink.offset <= 0) return 0;
+    if (!slot->f->req.io->resume || slot->sink.offset <= 0) return 0;
     snprintf(buf, cap, "%lld-", slot->sink.offset);
     return 1;
 }
@@ -105,7 +105,7 @@ static int resume_check(qv_slot *slot)
     }
     if (k->offset > 0 && (ftruncate(k->fd, 0) || lseek(k->fd, 0, SEEK_SET) < 0)) {
         k->err = errno;
-        k->io_path = slot->f->req.output_path;
+        k->io_path = slot->f->req.io->output_path;
         slot->abort = QV_ABORT_IO;
         return -1;
     }
@@ -124,12 +124,12 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
     }
     if (!k->started) {
         k->started = 1;
-        if (f->req.resume && resume_check(slot)) return 0;
+        if (f->req.io->resume && resume_check(slot)) return 0;
     }
-    int fd = k->fd >= 0 ? k->fd : f->req.output_fd;
+    int fd = k->fd >= 0 ? k->fd : f->req.io->output_fd;
     if (fd > 0) {
         if ((k->err = qv_write_fd(fd, buf, len))) {
-            k->io_path = f->req.output_path;
+            k->io_path = f->req.io->output_path;
             slot->abort = QV_ABORT_IO;
             return 0;
         }
@@ -138,7 +138,7 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
     }
     k->written += (long long)len;
     k->streamed = 1;
-    if (f->req.output_fd > 0 || f->req.on_data) f->out_unrepeatable = 1;
+    if (f->req.io->output_fd > 0 || f->req.io->on_data) f->out_unrepeatable = 1;
     return len;
 }
 
@@ -154,7 +154,7 @@ void qv_sink_end(qv_slot *slot)
 {
     qv_sink *k = &slot->sink;
     qv_future *f = slot->f;
-    const char *path = f->req.output_path;
+    const char *path = f->req.io->output_path;
     if (f->out_resp) f->out_resp->body_bytes = k->streamed ? k->written + k->offset : -1;
     if (k->fd < 0) return;
     int failed = close(k->fd) != 0;
@@ -175,10 +175,10 @@ void qv_sink_end(qv_slot *slot)
             k->tmp = NULL;
         }
     }
-    if (k->tmp && (retried || !f->req.keep_partial || rename(k->tmp, path))) unlink(k->tmp);
+    if (k->tmp && (retried || !f->req.io->keep_partial || rename(k->tmp, path))) unlink(k->tmp);
     qv_free(k->tmp);
     k->tmp = NULL;
-    if (!f->out_resp && f->req.keep_partial) {
+    if (!f->out_resp && f->req.io->keep_partial) {
         /* Say what is left where, so the caller can resume from it. */
         long long n = k->written + k->offset;
         char *m = f->out_msg ? qv_asprintf("%s; %s keeps %lld bytes", f->out_msg, path, n)
@@ -193,16 +193,17 @@ void qv_sink_end(qv_slot *slot)
 int qv_sink_push(qv_slot *slot, const char *buf, size_t len)
 {
     qv_future *f = slot->f;
-    if (!f->req.on_data(f, buf, len, f->req.on_data_arg)) return 0;
+    if (!f->req.io->on_data(f, buf, len, f->req.io->on_data_arg)) return 0;
     slot->abort = QV_ABORT_HOOK;
     return -1;
 }
 
 int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err)
 {
-    if (f->req.on_data) return f->req.on_data(f, data, n, f->req.on_data_arg) ? QV_EHOOK : QV_OK;
-    if (f->req.output_fd <= 0) return QV_OK; /* (a stream whose pipe could not be made) */
-    return (*err = qv_write_fd(f->req.output_fd, data, n)) ? QV_EIO : QV_OK;
+    if (f->req.io->on_data)
+        return f->req.io->on_data(f, data, n, f->req.io->on_data_arg) ? QV_EHOOK : QV_OK;
+    if (f->req.io->output_fd <= 0) return QV_OK; /* (a stream whose pipe could not be made) */
+    return (*err = qv_write_fd(f->req.io->output_fd, data, n)) ? QV_EIO : QV_OK;
 }
 
 char *qv_sink_stop_message(qv_future *f, int rc, int err)

@@ -80,7 +80,7 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
         rc = start_hop(slot, buf, len);
     else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
         slot->in_headers = 0;
-        if (slot->f->req.stream && !slot->pipe && !slot->sink.hop && hop_streams(slot)) {
+        if (slot->f->req.io->stream && !slot->pipe && !slot->sink.hop && hop_streams(slot)) {
             slot->sink.hop = 1;
             if (stream_headers(slot)) return 0;
         }
@@ -124,7 +124,7 @@ static int hop_streams(qv_slot *slot)
     if (st >= 300 && st < 400 && r->follow && qv_headers_get(&resp->headers, "Location", 0))
         return 0;
     if (st == 401 && r->auth == QV_AUTH_DIGEST && !slot->sink.challenged++) return 0;
-    if (r->resume && st != 200 && st != 206) return 0;
+    if (r->io->resume && st != 200 && st != 206) return 0;
     return !qv_retry_would_retry(slot->f, st);
 }
 
@@ -135,7 +135,7 @@ static int start_pump(qv_slot *slot)
 {
     qv_future *f = slot->f;
     const qv_req *r = &f->req;
-    if (!f->ex || !f->ex->vt->pump_ready || (!r->on_data && r->output_fd <= 0)) return 0;
+    if (!f->ex || !f->ex->vt->pump_ready || (!r->io->on_data && r->io->output_fd <= 0)) return 0;
     if (!(slot->pipe = qv_pipe_new_pump(f, f->ex->vt->pump_ready, f))) {
         slot->abort = QV_ABORT_NOMEM;
         return -1;
@@ -230,7 +230,7 @@ static CURLcode setup_method(qv_slot *slot, const qv_req *r)
     CURLcode cc = CURLE_OK;
     int is_get = strcmp(r->method, "GET") == 0, is_post = strcmp(r->method, "POST") == 0;
     if (strcmp(r->method, "HEAD") == 0) return curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    if (r->upload_path || r->on_upload) return CURLE_OK; /* upload.c */
+    if (r->io->upload_path || r->io->on_upload) return CURLE_OK; /* upload.c */
     if (r->nparts)
         cc = setup_mime(slot, r);
     else if (r->has_body || is_post) {
@@ -273,7 +273,8 @@ static void report_progress(qv_slot *slot, curl_off_t dlnow, curl_off_t ulnow)
     curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_UPLOAD_T, &ul);
     long long off = slot->sink.offset;
     slot->progress_ms = qv_coarse_ms();
-    r->on_progress(slot->f, off + dlnow, dl >= 0 ? off + dl : -1, ulnow, ul, r->on_progress_arg);
+    r->io->on_progress(slot->f, off + dlnow, dl >= 0 ? off + dl : -1, ulnow, ul,
+                       r->io->on_progress_arg);
 }
 
 static int progress_cb(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
@@ -369,8 +370,8 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
 static int special(const qv_req *r)
 {
     return r->auth != QV_AUTH_NONE || r->insecure || r->has_body || r->nparts ||
-           strcmp(r->method, "GET") != 0 || r->on_progress || r->resume || r->upload_path ||
-           r->on_upload;
+           strcmp(r->method, "GET") != 0 || r->io->on_progress || r->io->resume ||
+           r->io->upload_path || r->io->on_upload;
 }
 
 /* Upload bodies are read in larger pieces than libcurl's 16 KiB: a fourth
@@ -389,8 +390,8 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (r->upload_path || r->on_upload) SET(CURLOPT_UPLOAD_BUFFERSIZE, QV_UPLOAD_BUFFER);
-    if (r->on_progress) {
+    if (r->io->upload_path || r->io->on_upload) SET(CURLOPT_UPLOAD_BUFFERSIZE, QV_UPLOAD_BUFFER);
+    if (r->io->on_progress) {
         SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
         SET(CURLOPT_XFERINFODATA, slot);
         SET(CURLOPT_NOPROGRESS, 0L);
@@ -412,7 +413,8 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
 static int pauses_shared(const qv_future *f)
 {
     const qv_req *r = &f->req;
-    return f->ex && f->ex->o.kind == QV_LOOP && (r->stream || r->on_data || r->output_fd > 0);
+    return f->ex && f->ex->o.kind == QV_LOOP &&
+           (r->io->stream || r->io->on_data || r->io->output_fd > 0);
 }
 
 /* A handle reused from a plain request keeps its options; only what a
@@ -491,7 +493,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     int err = slot->resp ? qv_attempt_run_hooks(slot, f, &hook_msg) : QV_ENOMEM;
     if (!err) err = qv_sink_begin(slot, &msg);
     CURLcode cc = err ? CURLE_OK : setup_easy(slot, f);
-    if (!err && !cc && (f->req.upload_path || f->req.on_upload)) {
+    if (!err && !cc && (f->req.io->upload_path || f->req.io->on_upload)) {
         cc = qv_upload_setup(slot, &msg);
         if (msg) err = QV_EIO;
     }
@@ -713,7 +715,7 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
             f->out_msg = qv_future_message(f, f->out_err, "%s", slot->abort_msg);
         else
             f->out_msg = qv_future_message(f, f->out_err, "%s stopped the transfer",
-                                           f->req.on_data ? "on_data" : "on_upload");
+                                           f->req.io->on_data ? "on_data" : "on_upload");
         qv_free(slot->abort_msg);
         slot->abort_msg = NULL;
         return;
@@ -725,7 +727,7 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        slot->sink.range_start, slot->sink.offset);
         return;
     default:
-        if (cc == CURLE_SEND_FAIL_REWIND && f->req.on_upload) detail = qv_upload_cant_rewind;
+        if (cc == CURLE_SEND_FAIL_REWIND && f->req.io->on_upload) detail = qv_upload_cant_rewind;
         err = refine(slot, cc, detail, started);
         hint = err == QV_ETLS ? qv_net_tls_hint(slot, cc, detail) : NULL;
         f->out_err = err;
@@ -905,7 +907,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         qv_response_free(r);
         collect_error(slot, cc, started);
     }
-    if (f->req.on_progress) {
+    if (f->req.io->on_progress) {
         curl_off_t dl = 0, ul = 0;
         curl_easy_getinfo(slot->easy, CURLINFO_SIZE_DOWNLOAD_T, &dl);
         curl_easy_getinfo(slot->easy, CURLINFO_SIZE_UPLOAD_T, &ul);

@@ -23,7 +23,7 @@ static size_t read_file(char *buf, size_t size, size_t n, void *p)
         if (errno != EINTR) break;
     }
     slot->sink.err = errno;
-    slot->sink.io_path = slot->f->req.upload_path;
+    slot->sink.io_path = slot->f->req.io->upload_path;
     slot->sink.io_reading = 1;
     slot->abort = QV_ABORT_IO;
     return CURL_READFUNC_ABORT;
@@ -40,7 +40,7 @@ static size_t read_callback(char *buf, size_t size, size_t n, void *p)
 {
     qv_slot *slot = p;
     qv_future *f = slot->f;
-    long got = f->req.on_upload(buf, size * n, f->req.on_upload_arg);
+    long got = f->req.io->on_upload(buf, size * n, f->req.io->on_upload_arg);
     if (got < 0 || (size_t)got > size * n) {
         /* (A process worker's stands for the parent's, and stops for a cancel.) */
         slot->abort = atomic_load(&f->cancel_requested) ? QV_ABORT_CANCEL : QV_ABORT_HOOK;
@@ -62,11 +62,11 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
     const qv_req *r = &slot->f->req;
     curl_off_t size = -1;
     CURLcode cc = CURLE_OK;
-    if (r->upload_path) {
+    if (r->io->upload_path) {
         struct stat st;
-        slot->upload_fd = open(r->upload_path, O_RDONLY | O_CLOEXEC);
+        slot->upload_fd = open(r->io->upload_path, O_RDONLY | O_CLOEXEC);
         if (slot->upload_fd < 0 || fstat(slot->upload_fd, &st)) {
-            *msg = qv_future_message(slot->f, QV_EIO, "cannot read %s: %s", r->upload_path,
+            *msg = qv_future_message(slot->f, QV_EIO, "cannot read %s: %s", r->io->upload_path,
                                      strerror(errno));
             return CURLE_READ_ERROR;
         }
@@ -74,7 +74,7 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
         cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_file);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_file);
     } else {
-        if (r->upload_len > 0) size = (curl_off_t)r->upload_len;
+        if (r->io->upload_len > 0) size = (curl_off_t)r->io->upload_len;
         cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_callback);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, cant_seek);
     }
@@ -103,13 +103,13 @@ void qv_upload_end(qv_slot *slot)
 CURLcode qv_upload_rewind(qv_slot *slot)
 {
     const qv_req *r = &slot->f->req;
-    if (r->on_upload) {
+    if (r->io->on_upload) {
         snprintf(slot->errbuf, sizeof(slot->errbuf), "%s", qv_upload_cant_rewind);
         return CURLE_SEND_FAIL_REWIND;
     }
     if (slot->upload_fd >= 0 && lseek(slot->upload_fd, 0, SEEK_SET) < 0) {
         slot->sink.err = errno;
-        slot->sink.io_path = r->upload_path;
+        slot->sink.io_path = r->io->upload_path;
         slot->sink.io_reading = 1;
         slot->abort = QV_ABORT_IO;
         return CURLE_READ_ERROR;

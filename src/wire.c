@@ -377,14 +377,14 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_jar(b, jar, jar_kept);
     if (!rc && r->wire_id) rc = put_int(b, T_ID, (int64_t)r->wire_id);
     if (!rc) rc = put_trace(b, r);
-    if (!rc) rc = put_str(b, T_OUTPUT_PATH, r->output_path);
-    if (!rc) rc = put_str(b, T_UPLOAD_PATH, r->upload_path);
-    if (!rc && r->upload_len) rc = put_int(b, T_UPLOAD_LEN, r->upload_len);
-    int flags = (r->keep_partial ? QV_SINK_KEEP : 0) | (r->resume ? QV_SINK_RESUME : 0) |
-                (r->on_data || r->output_fd > 0 ? QV_SINK_DATA : 0) |
-                (r->on_progress ? QV_SINK_PROGRESS : 0) |
-                (r->stream ? QV_SINK_STREAM | QV_SINK_DATA : 0) |
-                (r->on_upload ? QV_SINK_UPLOAD : 0);
+    if (!rc) rc = put_str(b, T_OUTPUT_PATH, r->io->output_path);
+    if (!rc) rc = put_str(b, T_UPLOAD_PATH, r->io->upload_path);
+    if (!rc && r->io->upload_len) rc = put_int(b, T_UPLOAD_LEN, r->io->upload_len);
+    int flags = (r->io->keep_partial ? QV_SINK_KEEP : 0) | (r->io->resume ? QV_SINK_RESUME : 0) |
+                (r->io->on_data || r->io->output_fd > 0 ? QV_SINK_DATA : 0) |
+                (r->io->on_progress ? QV_SINK_PROGRESS : 0) |
+                (r->io->stream ? QV_SINK_STREAM | QV_SINK_DATA : 0) |
+                (r->io->on_upload ? QV_SINK_UPLOAD : 0);
     if (!rc && flags) rc = put_int(b, T_SINK_FLAGS, flags);
     return rc ? rc : qv_wire_frame_end(b);
 }
@@ -705,6 +705,10 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
     if (!net) return QV_ENOMEM;
     *net = qv_net_none;
     r->net = net;
+    qv_req_io *io = qv_arena_alloc(&r->arena, sizeof(*io));
+    if (!io) return QV_ENOMEM;
+    *io = qv_io_none;
+    r->io = io;
     int rc = QV_OK;
     qv_pair *resolve = alloc_pairs(r, p, len, T_RESOLVE, &rc);
     qv_pair *connect_to = alloc_pairs(r, p, len, T_CONNECT_TO, &rc);
@@ -743,19 +747,19 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             str = &r->proxy;
             break;
         case T_OUTPUT_PATH:
-            str = &r->output_path;
+            str = &io->output_path;
             break;
         case T_UPLOAD_PATH:
-            str = &r->upload_path;
+            str = &io->upload_path;
             break;
         case T_SINK_FLAGS:
             if (get_int(v, n, &i) || i < 0) {
                 rc = QV_EPROTOCOL;
                 break;
             }
-            r->keep_partial = (i & QV_SINK_KEEP) != 0;
-            r->resume = (i & QV_SINK_RESUME) != 0;
-            r->stream = (i & QV_SINK_STREAM) != 0;
+            io->keep_partial = (i & QV_SINK_KEEP) != 0;
+            io->resume = (i & QV_SINK_RESUME) != 0;
+            io->stream = (i & QV_SINK_STREAM) != 0;
             *sink_flags = (int)i;
             break;
         case T_TIMEOUT:
@@ -842,7 +846,7 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             if (get_int(v, n, &i) || i <= 0)
                 rc = QV_EPROTOCOL;
             else
-                r->upload_len = i;
+                io->upload_len = i;
             break;
         case T_AUTH:
         case T_FOLLOW:
