@@ -238,37 +238,38 @@ typedef struct qv_req {
     const char *url;
     const char *host;           /* for seeding the session's any-host cookies */
     struct curl_slist *headers; /* "Name: value" lines */
-    int headers_borrowed;       /* the session's default lines, not ours to free */
     const char *body;
     size_t body_len;
-    int has_body;
     qv_req_part *parts;
     size_t nparts;
-    qv_auth_kind auth;
     const char *username, *password;
     long timeout_ms, connect_timeout_ms, read_timeout_ms; /* resolved: -1 = none */
-    int follow, max_redirects;
     size_t max_response_bytes;
+    /* The ints together (no padding between pointers). */
+    int headers_borrowed; /* the session's default lines, not ours to free */
+    int has_body;
+    qv_auth_kind auth;
+    int follow, max_redirects;
     int insecure;
+    int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
+    /* The debug trace (debug.c): the callback, with body bytes or not, the
+     * environment's QV_DEBUG (QV_TRACE_*) and the request's id in the trace
+     * (0 when not traced). */
+    int debug_body;
+    int trace_env;
     const char *ca_file, *proxy; /* borrowed from the session; proxy: the one for
                                     the URL's scheme, "" = none (not even the
                                     environment's) */
     const qv_req_net *net;       /* &qv_net_none unless it sets any */
     qv_hook_fn hook;
     void *hook_arg;
-    int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
     const char *url_error_msg;
     const qv_retry_policy *retry; /* the session's, or one of its own in the arena */
     uint64_t wire_id; /* a process pool's name for this attempt (0: none; its dispatcher's alone) */
     /* The session's on_request hook, then the request's: run before each attempt. */
     qv_req_hook on_request[2];
-    /* The debug trace (debug.c): the callback, with body bytes or not, the
-     * environment's QV_DEBUG (QV_TRACE_*) and the request's id in the trace
-     * (0 when not traced). */
     qv_debug_fn on_debug;
     void *on_debug_arg;
-    int debug_body;
-    int trace_env;
     uint64_t trace_id;
     const qv_req_io *io; /* &qv_io_none unless it sets any */
 } qv_req;
