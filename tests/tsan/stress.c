@@ -52,6 +52,8 @@
 
 #include <quiver.h>
 
+#include <curl/curl.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -266,7 +268,7 @@ static int submit(qv_session *s, const char *url, item **out)
  * cancel_pending). Then the item's reference goes. */
 /* How long a result may take before it counts as none (a hang): 30 s, or
  * QV_STRESS_RESULT_MS (the valgrind pass: every process there runs tens of
- * times slower, and each new process worker translates its code anew). */
+ * times slower). */
 static int result_ms = 30000;
 
 /* The shared executor of the kind being run (for what a slow outcome says). */
@@ -292,10 +294,11 @@ static void settle(item *it)
         qv_executor_stats es = {0};
         qv_executor_stats_get(shared_ex, &es);
         fprintf(stderr,
-                "stress: %s ended (state %d, %d attempts, cancel %d) %.0f ms later; shared "
+                "stress: %s %s (state %d, %d attempts, cancel %d) %.0f ms later; shared "
                 "executor: %zu queued, %zu in flight, %d workers\n",
-                it->url, (int)st, qv_future_attempts(it->f), it->cancel_rc, mono_ms() - t0,
-                es.queued, es.in_flight, es.workers);
+                it->url, qv_future_done(it->f) ? "ended" : "still not done", (int)st,
+                qv_future_attempts(it->f), it->cancel_rc, mono_ms() - t0, es.queued, es.in_flight,
+                es.workers);
     }
     CHECK(rc != QV_EWAIT_TIMEOUT, "%s: no outcome after %d ms", it->url, result_ms);
     CHECK(qv_future_done(it->f), "%s: result %s but not done", it->url, qv_errname(rc));
@@ -884,6 +887,35 @@ static void run_kind(qv_executor_kind kind, int rounds)
     fflush(stdout);
 }
 
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+/* Runs libcurl's transfer code (HTTP/1.1, and HTTP/2 over TLS) once in this
+ * process, before any pool forks, so that process workers inherit it warm.
+ * Under valgrind a worker otherwise translates that code anew: its first
+ * HTTPS request cost ~1.7 s of CPU (~90 ms warm): tens of seconds at a
+ * busy machine's share of a core, which requests waited out past the
+ * result timeout. Natively these are two quick requests. */
+static void warm_transfer_code(void)
+{
+    const char *urls[] = {url_small, url_h2};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        CURL *e = curl_easy_init();
+        if (!e) die("curl_easy_init failed");
+        curl_easy_setopt(e, CURLOPT_URL, urls[i]);
+        curl_easy_setopt(e, CURLOPT_CAINFO, nginx_ca);
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+        CURLcode cc = curl_easy_perform(e);
+        curl_easy_cleanup(e);
+        if (cc != CURLE_OK) die("warm-up GET %s: %s", urls[i], curl_easy_strerror(cc));
+    }
+}
+
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 20;
@@ -901,6 +933,7 @@ int main(int argc, char **argv)
     items = calloc((size_t)max_items, sizeof(*items));
     if (!items) die("out of memory");
 
+    warm_transfer_code(); /* in this thread, before any other: see there */
     int h = holders_race(200 * rounds);
     if (h < 0) die("holders: could not set up");
     CHECK(h == 0, "holders: a cancel raced a hand-over badly (see above)");
