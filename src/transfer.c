@@ -314,15 +314,6 @@ static CURLcode setup_invariant(qv_slot *slot)
     return cc;
 }
 
-/* A per-request option, set only if it differs from what the handle has:
- * a request like the last (the common case) costs no libcurl call. */
-static CURLcode set_long(qv_slot *slot, CURLoption opt, long *last, long v)
-{
-    if (slot->last.known && *last == v) return CURLE_OK;
-    *last = v;
-    return curl_easy_setopt(slot->easy, opt, v);
-}
-
 /* Options every request sets, each to its value or libcurl's default, so
  * that they need no reset in between. The URL is always set: libcurl
  * follows a redirect by changing the handle's URL. */
@@ -332,35 +323,35 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
     const qv_req *r = &f->req;
     CURLcode cc = CURLE_OK;
     SET(CURLOPT_URL, r->url);
-    /* an on_request hook's lines, if it changed them */
-    const struct curl_slist *lines = slot->attempt_headers ? slot->attempt_headers : r->headers;
-    if (!slot->last.known || slot->last.headers != lines) {
-        SET(CURLOPT_HTTPHEADER, lines);
-        slot->last.headers = lines;
-    }
-    SET(CURLOPT_SHARE, f->session->share);
-#define SET_LONG(opt, field, val)                                                                  \
+    /* The rest is set only if it differs from what the handle has
+     * (slot->last): a request like the last (the common case) costs no
+     * libcurl call. The value is kept before the call; a failed call
+     * forgets them all (known = 0 below). */
+#define SET_CHANGED(opt, field, val)                                                               \
     do {                                                                                           \
-        if (!cc) cc = set_long(slot, opt, &slot->last.field, val);                                 \
+        if (!cc && (!slot->last.known || slot->last.field != (val))) {                             \
+            slot->last.field = (val);                                                              \
+            cc = curl_easy_setopt(e, opt, slot->last.field);                                       \
+        }                                                                                          \
     } while (0)
+    /* an on_request hook's lines, if it changed them */
+    SET_CHANGED(CURLOPT_HTTPHEADER, headers,
+                slot->attempt_headers ? slot->attempt_headers : r->headers);
+    SET(CURLOPT_SHARE, f->session->share);
     /* Over TLS, wait for a connection that may multiplex (HTTP/2, learnt in
      * the handshake) rather than open one per transfer meanwhile. Not over
      * plain HTTP: there libcurl would only learn it from the first response,
      * and would queue every request behind it. */
-    SET_LONG(CURLOPT_PIPEWAIT, pipewait, strncmp(r->url, "https:", 6) == 0 ? 1L : 0L);
-    SET_LONG(CURLOPT_TIMEOUT_MS, timeout_ms, r->timeout_ms >= 0 ? r->timeout_ms : 0L);
+    SET_CHANGED(CURLOPT_PIPEWAIT, pipewait, strncmp(r->url, "https:", 6) == 0 ? 1L : 0L);
+    SET_CHANGED(CURLOPT_TIMEOUT_MS, timeout_ms, r->timeout_ms >= 0 ? r->timeout_ms : 0L);
     /* -1 (0 to libcurl) leaves libcurl's own connect limit (300 s) */
-    SET_LONG(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms,
-             r->connect_timeout_ms >= 0 ? r->connect_timeout_ms : 0L);
-    SET_LONG(CURLOPT_FOLLOWLOCATION, follow, (long)r->follow);
-    SET_LONG(CURLOPT_MAXREDIRS, max_redirects, (long)r->max_redirects);
-    SET_LONG(CURLOPT_VERBOSE, verbose, r->trace_id ? 1L : 0L);
-#undef SET_LONG
-    curl_off_t max = (curl_off_t)r->max_response_bytes;
-    if (!slot->last.known || slot->last.max_filesize != max) {
-        SET(CURLOPT_MAXFILESIZE_LARGE, max);
-        slot->last.max_filesize = max;
-    }
+    SET_CHANGED(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms,
+                r->connect_timeout_ms >= 0 ? r->connect_timeout_ms : 0L);
+    SET_CHANGED(CURLOPT_FOLLOWLOCATION, follow, (long)r->follow);
+    SET_CHANGED(CURLOPT_MAXREDIRS, max_redirects, (long)r->max_redirects);
+    SET_CHANGED(CURLOPT_VERBOSE, verbose, r->trace_id ? 1L : 0L);
+    SET_CHANGED(CURLOPT_MAXFILESIZE_LARGE, max_filesize, (curl_off_t)r->max_response_bytes);
+#undef SET_CHANGED
     if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
     slot->last.known = !cc;
     return cc;
