@@ -42,15 +42,21 @@ static size_t finished(qv_executor *ex)
     return st.completed;
 }
 
-/* Polls (1 ms apart, 20 s at most) until every worker has paused. */
+/* Polls cond, 1 ms apart, for 20 s at most; fails with the message then. */
+#define POLL_UNTIL(cond, ...)                                                                      \
+    do {                                                                                           \
+        double deadline_ = now_ms() + 20000;                                                       \
+        while (!(cond)) {                                                                          \
+            cr_assert(now_ms() < deadline_, __VA_ARGS__);                                          \
+            nanosleep(&(struct timespec){0, 1000000}, NULL);                                       \
+        }                                                                                          \
+    } while (0)
+
 static void until_all_paused(qv_executor *ex)
 {
-    double deadline = now_ms() + 20000;
-    while (atomic_load(&ex->paused) < WORKERS) {
-        cr_assert(now_ms() < deadline, "workers never paused: %zu finished, %ld uncollected",
-                  finished(ex), atomic_load(&ex->uncollected));
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
-    }
+    POLL_UNTIL(atomic_load(&ex->paused) >= WORKERS,
+               "workers never paused: %zu finished, %ld uncollected", finished(ex),
+               atomic_load(&ex->uncollected));
 }
 
 static void collect_all(qv_future **fs, int n)
@@ -115,11 +121,7 @@ Test(uncollected, polling_a_queued_future_runs_it, .timeout = 60)
     qv_future *fs[N];
     submit_all(s, fs, N);
     until_all_paused(ex);
-    double deadline = now_ms() + 20000;
-    while (!qv_future_done(fs[N - 1])) {
-        cr_assert(now_ms() < deadline, "the polled future never finished");
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
-    }
+    POLL_UNTIL(qv_future_done(fs[N - 1]), "the polled future never finished");
     collect_all(fs, N);
     done(s, ex);
 }
@@ -206,11 +208,7 @@ Test(uncollected, released_futures_do_not_count, .timeout = 60)
     submit_all(s, fs, N);
     until_all_paused(ex);
     for (int i = 0; i < N; i++) qv_future_release(fs[i]);
-    double deadline = now_ms() + 20000;
-    while (finished(ex) < N) {
-        cr_assert(now_ms() < deadline, "%zu of %d finished", finished(ex), N);
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
-    }
+    POLL_UNTIL(finished(ex) >= N, "%zu of %d finished", finished(ex), N);
     done(s, ex);
 }
 
