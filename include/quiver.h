@@ -225,7 +225,9 @@ enum {
     QV_RETRY_CONNECT = 1 << 0,      /* QV_ECONNECT, QV_ECONNECT_TIMEOUT */
     QV_RETRY_READ_TIMEOUT = 1 << 1, /* QV_EREAD_TIMEOUT, QV_ETIMEOUT */
     QV_RETRY_STATUS = 1 << 2,       /* a response with a status in `statuses` */
-    QV_RETRY_PROTOCOL = 1 << 3      /* QV_EPROTOCOL: the connection broke mid-response */
+    QV_RETRY_PROTOCOL = 1 << 3,     /* QV_EPROTOCOL: the connection broke mid-response */
+    QV_RETRY_AFTER_STATUS = 1 << 4  /* a 413, 429 or 503 response that has a Retry-After
+                                       header (urllib3's rule), whatever `statuses` says */
 };
 #define QV_DEFAULT_RETRY_BACKOFF_MS     200
 #define QV_DEFAULT_RETRY_MAX_BACKOFF_MS 30000

@@ -1239,9 +1239,9 @@ int qv_hosts_release_locked(qv_future *f);
 extern const qv_retry_policy qv_retry_none;
 /* From the public policy (NULL = none): QV_OK or QV_EINVAL. */
 int qv_retry_resolve(qv_retry_policy *p, const qv_retry *in);
-/* 1 if a response with this status would be retried (so its body is not
- * the final one). */
-int qv_retry_would_retry(const qv_future *f, int status);
+/* 1 if this response (its status and headers in) would be retried (so its
+ * body is not the final one). */
+int qv_retry_would_retry(const qv_future *f, const qv_response *r);
 /* How long to wait before retrying f's collected outcome; -1: no retry. */
 double qv_retry_wait_ms(const qv_future *f);
 /* Drops f's outcome and queues it again after wait_ms (>= 0): 1. Or 0, and

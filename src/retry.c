@@ -20,7 +20,7 @@ int qv_retry_resolve(qv_retry_policy *p, const qv_retry *in)
     if (!in) return QV_OK;
     if (in->max_retries < 0 || in->backoff_ms < 0 || in->max_backoff_ms < 0 ||
         (in->on & ~(unsigned)(QV_RETRY_CONNECT | QV_RETRY_READ_TIMEOUT | QV_RETRY_STATUS |
-                              QV_RETRY_PROTOCOL)))
+                              QV_RETRY_PROTOCOL | QV_RETRY_AFTER_STATUS)))
         return QV_EINVAL;
     p->max_retries = in->max_retries;
     p->on = in->on ? in->on : QV_RETRY_CONNECT | QV_RETRY_READ_TIMEOUT | QV_RETRY_STATUS;
@@ -111,16 +111,24 @@ static int may_retry(const qv_future *f)
            (p->all_methods || idempotent(f->req.method)) && !f->out_unrepeatable;
 }
 
-static int status_listed(const qv_retry_policy *p, int status)
+/* Is this response's status one to retry: listed in `statuses`, or (urllib3's
+ * rule for servers that say when to come back) a 413, 429 or 503 that has a
+ * Retry-After header? */
+static int status_retried(const qv_retry_policy *p, const qv_response *r)
 {
     int listed = 0;
-    for (int i = 0; i < p->nstatuses && !listed; i++) listed = status == p->statuses[i];
-    return listed && (p->on & QV_RETRY_STATUS);
+    for (int i = 0; i < p->nstatuses && !listed; i++) listed = r->status == p->statuses[i];
+    if (listed && (p->on & QV_RETRY_STATUS)) return 1;
+    if (!(p->on & QV_RETRY_AFTER_STATUS) ||
+        (r->status != 413 && r->status != 429 && r->status != 503))
+        return 0;
+    const char *ra = qv_headers_get(&r->headers, "Retry-After", 0);
+    return ra && *ra;
 }
 
-int qv_retry_would_retry(const qv_future *f, int status)
+int qv_retry_would_retry(const qv_future *f, const qv_response *r)
 {
-    return may_retry(f) && status_listed(f->req.retry, status);
+    return may_retry(f) && status_retried(f->req.retry, r);
 }
 
 double qv_retry_wait_ms(const qv_future *f)
@@ -129,7 +137,7 @@ double qv_retry_wait_ms(const qv_future *f)
     if (!may_retry(f)) return -1;
     const qv_response *r = f->out_resp;
     if (r) {
-        if (!status_listed(p, r->status)) return -1;
+        if (!status_retried(p, r)) return -1;
         double ra = p->no_retry_after ? -1 : retry_after_ms(r);
         if (ra >= 0) return ra <= (double)p->max_backoff_ms ? ra : -1;
     } else if (!retried_error(p->on, f->out_err)) {

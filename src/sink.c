@@ -161,7 +161,7 @@ void qv_sink_end(qv_slot *slot)
     k->fd = -1;
     /* A response that will be retried kept its body in memory (hop_streams):
      * the file it would put in place is empty, and the last attempt's. */
-    int retried = f->out_resp && qv_retry_would_retry(f, f->out_resp->status);
+    int retried = f->out_resp && qv_retry_would_retry(f, f->out_resp);
     if (f->out_resp && !retried) {
         if (failed || (k->tmp && rename(k->tmp, path))) {
             /* The body arrived, but did not reach its file. */

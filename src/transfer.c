@@ -125,7 +125,7 @@ static int hop_streams(qv_slot *slot)
         return 0;
     if (st == 401 && r->auth == QV_AUTH_DIGEST && !slot->sink.challenged++) return 0;
     if (r->io->resume && st != 200 && st != 206) return 0;
-    return !qv_retry_would_retry(slot->f, st);
+    return !qv_retry_would_retry(slot->f, resp);
 }
 
 /* on_data or output_fd on an executor that pumps them on another thread

@@ -108,6 +108,40 @@ Test(retry, retry_after_seconds_is_honoured, .timeout = 60)
     qv_session_free(s);
 }
 
+/* One request of a fresh /flaky URL on s: its final status and the attempts
+ * the server saw. */
+static void flaky_outcome(qv_session *s, const char *extra, int status, int attempts)
+{
+    const char *url = flaky(2, extra);
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, url), QV_OK);
+    cr_assert_eq(qv_response_attempts(tx_expect_status(f, status)), attempts, "%s", url);
+    cr_assert_eq(flaky_count(s, url), attempts, "%s", url);
+    qv_future_release(f);
+}
+
+Test(retry, statuses_retried_only_with_retry_after, .timeout = 60)
+{
+    /* urllib3's rule: 413, 429 and 503 are retried when they say when. */
+    qv_session *s =
+        TX_SESSION(.retry = &(qv_retry){
+                       .max_retries = 3, .backoff_ms = 10, .on = QV_RETRY_AFTER_STATUS});
+    flaky_outcome(s, NULL, 200, 3);
+    flaky_outcome(s, "&code=429", 200, 3);
+    flaky_outcome(s, "&code=413", 200, 3);
+    flaky_outcome(s, "&ra=0", 503, 1);
+    flaky_outcome(s, "&code=502", 502, 1);
+    qv_session_free(s);
+    /* With the default list: a listed status is retried with or without it. */
+    s = TX_SESSION(.retry = &(qv_retry){.max_retries = 3,
+                                        .backoff_ms = 10,
+                                        .on = QV_RETRY_STATUS | QV_RETRY_AFTER_STATUS});
+    flaky_outcome(s, "&ra=0", 200, 3);
+    flaky_outcome(s, "&ra=0&code=413", 413, 1);
+    flaky_outcome(s, "&code=413", 200, 3);
+    qv_session_free(s);
+}
+
 Test(retry, retry_after_http_date_is_honoured, .timeout = 60)
 {
     qv_session *s = TX_SESSION(.retry = &(qv_retry){.max_retries = 2, .backoff_ms = 10});

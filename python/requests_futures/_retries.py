@@ -15,9 +15,9 @@ redirect=False, so its redirect count never moves), and how it maps:
   `status`: QV_RETRY_STATUS with those statuses; used up, requests raises
   RetryError (unless raise_on_status=False: the last response);
 - with `total` set and respect_retry_after_header, 413, 429 and 503 are
-  retried too, but only when the response has Retry-After: quiver cannot
-  make a retry depend on the header, so that is exact only when the
-  force list holds all three;
+  retried too, but only when the response has Retry-After:
+  QV_RETRY_AFTER_STATUS; used up, the last response when `total` ran out
+  (urllib3 asks total for these before it counts), else RetryError;
 - every count also counts against `total`; quiver has one count, exact when
   `total` binds first (every other count used is None or at least `total`)
   or only one kind of failure is retried.
@@ -36,7 +36,8 @@ from urllib3.util.retry import Retry
 
 from quiver._ffi import ffi
 
-QV_RETRY_CONNECT, QV_RETRY_READ_TIMEOUT, QV_RETRY_STATUS, QV_RETRY_PROTOCOL = 1, 2, 4, 8
+(QV_RETRY_CONNECT, QV_RETRY_READ_TIMEOUT, QV_RETRY_STATUS, QV_RETRY_PROTOCOL,
+ QV_RETRY_AFTER_STATUS) = 1, 2, 4, 8, 16
 _RETRY_AFTER_STATUSES = frozenset(Retry.RETRY_AFTER_STATUS_CODES)
 _MAX_WAIT_MS = 86_400_000  # a Retry-After up to a day is waited for (urllib3 waits any)
 
@@ -45,15 +46,24 @@ class RetryPlan:
     """One Retry for one method: the qv_retry to send with (NULL: none),
     and what finishing needs to raise as requests would."""
 
-    __slots__ = ("c_retry", "keep", "read_retried", "statuses", "max_retries")
+    __slots__ = ("c_retry", "keep", "read_retried", "statuses", "after_statuses",
+                 "max_retries")
 
     def __init__(self, retry: Retry, on: int, max_retries: int) -> None:
+        # urllib3 retries a Retry-After status only while `total` is left: when
+        # total runs out, the last such response is the outcome; when a
+        # smaller `status` count does, RetryError.
+        total_binds = retry.status is None or not retry.total or retry.status >= retry.total
         self.keep: list = []
         self.max_retries = max_retries
         self.read_retried = bool(on & QV_RETRY_READ_TIMEOUT)
-        # a final response with one of these, retries used up: RetryError
+        # a final response with one of these (of the second, with Retry-After),
+        # retries used up: RetryError
+        raising = retry.raise_on_status
         self.statuses = frozenset(retry.status_forcelist or ()) \
-            if on & QV_RETRY_STATUS and retry.raise_on_status else frozenset()
+            if on & QV_RETRY_STATUS and raising else frozenset()
+        self.after_statuses = _RETRY_AFTER_STATUSES - self.statuses \
+            if on & QV_RETRY_AFTER_STATUS and raising and not total_binds else frozenset()
         if not on or not max_retries:
             self.c_retry = ffi.NULL
             return
@@ -92,9 +102,8 @@ def _plan(retry: Any, method: str) -> Optional[RetryPlan]:
     if allowed and retry.read is not False and retry.read != 0:
         kinds[QV_RETRY_READ_TIMEOUT | QV_RETRY_PROTOCOL] = retry.read
     if allowed and retry.status != 0 and (forcelist or retry_after):
-        if retry_after and not _RETRY_AFTER_STATUSES <= forcelist:
-            return None
-        kinds[QV_RETRY_STATUS] = retry.status
+        kinds[(QV_RETRY_STATUS if forcelist else 0) |
+              (QV_RETRY_AFTER_STATUS if retry_after else 0)] = retry.status
     if not kinds:
         return RetryPlan(retry, 0, 0)
     n = _count(retry.total, kinds)

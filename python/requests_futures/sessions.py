@@ -789,8 +789,9 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         return
     resp = build_response(r, None, not rec.stream, filled=True)
     info = scratch().info  # the response's, until the next build_response
-    if retry is not None and resp.status_code in retry.statuses and \
-            info.attempts > retry.max_retries:
+    if retry is not None and info.attempts > retry.max_retries and \
+            (resp.status_code in retry.statuses or (resp.status_code in retry.after_statuses
+                                                    and resp.headers.get("Retry-After"))):
         # urllib3's MaxRetryError(ResponseError), requests' RetryError
         settle(fut, exc=RetryError(f"Max retries exceeded with url: {resp.url} (Caused by "
                                    f"ResponseError('too many {resp.status_code} error "

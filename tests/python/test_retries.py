@@ -82,14 +82,31 @@ CASES = {
     "read timeout of a POST: not retried": (
         lambda: Retry(total=2, status_forcelist=RA), "/stall-status", "POST",
         requests.exceptions.ReadTimeout, 1, True),
-    "no Retry-After statuses in the force list: requests' path": (
+    "a force list without 503: a 503 with Retry-After retried": (
         lambda: Retry(total=2, status_forcelist=[502]), "/flaky?fail=1&after=0", "GET", 200, 2,
-        False),
+        True),
+    "a 413 with Retry-After retried beside the force list": (
+        lambda: Retry(total=3, status_forcelist=[502]), "/flaky?fail=2&code=413", "GET", 200, 3,
+        True),
+    "respect_retry_after_header=False: a 503 with Retry-After not retried": (
+        lambda: Retry(total=3, respect_retry_after_header=False), "/flaky?fail=1", "GET", 503, 1,
+        True),
     "counts quiver cannot add up: requests' path": (
         lambda: Retry(total=5, connect=1, read=2, status_forcelist=RA), "/flaky?fail=2", "GET",
         200, 3, False),
-    "HTTPAdapter(max_retries=2): requests' path": (lambda: 2, "/flaky?fail=1&after=0", "GET",
-                                                   200, 2, False),
+    "HTTPAdapter(max_retries=2)": (lambda: 2, "/flaky?fail=1&after=0", "GET", 200, 2, True),
+    "HTTPAdapter(max_retries=3): a 503 without Retry-After not retried": (
+        lambda: 3, "/flaky?fail=1&ra=0", "GET", 503, 1, True),
+    "HTTPAdapter(max_retries=3): a 502 with Retry-After not retried": (
+        lambda: 3, "/flaky?fail=1&code=502", "GET", 502, 1, True),
+    "HTTPAdapter(max_retries=3): 429s with Retry-After until total runs out: the last": (
+        lambda: 3, "/flaky?fail=5&code=429", "GET", 429, 4, True),
+    "503s with Retry-After until a status count runs out: RetryError": (
+        lambda: Retry(total=3, connect=0, read=0, status=1), "/flaky?fail=5", "GET",
+        requests.exceptions.RetryError, 2, True),
+    "the same, raise_on_status=False: the last 503": (
+        lambda: Retry(total=3, connect=0, read=0, status=1, raise_on_status=False),
+        "/flaky?fail=5", "GET", 503, 2, True),
 }
 
 

@@ -36,9 +36,10 @@ misbehaviour (GET; the query string is ignored unless said otherwise):
                  response ("200 ... SMUGGLED"), and the connection is kept
                  alive, so a client that reuses it reads that as the answer
                  to its next request
-  /flaky         ?key=K&fail=N: 503 for the first N requests with key K,
-                 then 200 "ok" (for retry tests); Retry-After: ?after=S
-                 seconds (default 0), or with ?date=1 an HTTP date S ahead
+  /flaky         ?key=K&fail=N: 503 (?code=C: C) for the first N requests
+                 with key K, then 200 "ok" (for retry tests); Retry-After:
+                 ?after=S seconds (default 0), or with ?date=1 an HTTP date
+                 S ahead, or with ?ra=0 none
   /flaky-count   ?key=K: how many requests key K got (the body): those of
                  /flaky and of any other path given ?key=K (to count the
                  attempts a client retrying /stall-status or /reset makes)
@@ -348,19 +349,23 @@ class Handler(socketserver.BaseRequestHandler):
         return True
 
     def do_flaky(self, q):
-        # 503 to the first `fail` requests of `key`, then 200. Retry-After is
-        # `after` seconds (default 0), or with date=1 an HTTP date that many
-        # seconds ahead. /flaky-count?key=K says how many requests K got.
+        # `code` (503) to the first `fail` requests of `key`, then 200.
+        # Retry-After is `after` seconds (default 0), or with date=1 an HTTP
+        # date that many seconds ahead, or with ra=0 absent. /flaky-count?key=K
+        # says how many requests K got.
         fail = _int(q, "fail", 1, 0, 1000)
         after = _int(q, "after", 0, 0, 86400)
+        code = _int(q, "code", 503, 400, 599)
         seen = self.seen
         if seen < fail:
             body = b"flaky: failure %d of %d\n" % (seen + 1, fail)
-            if q.get("date", ["0"])[0] == "1":
-                ra = email.utils.formatdate(time.time() + after, usegmt=True)
+            if q.get("ra", ["1"])[0] == "0":
+                extra = []
+            elif q.get("date", ["0"])[0] == "1":
+                extra = [("Retry-After", email.utils.formatdate(time.time() + after, usegmt=True))]
             else:
-                ra = str(after)
-            return self.simple(503, body, [("Retry-After", ra)])
+                extra = [("Retry-After", str(after))]
+            return self.simple(code, body, extra)
         return self.simple(200, b"ok")
 
     def do_flaky_count(self, q):
