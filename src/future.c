@@ -10,16 +10,14 @@ static int terminal(qv_future_state st)
     return st == QV_FINISHED || st == QV_FAILED || st == QV_CANCELLED;
 }
 
-/* Where a future's own arena chunk starts: after it, aligned for anything. */
-#define ROOM_AT                                                                                    \
-    ((sizeof(qv_future) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *                     \
-     _Alignof(max_align_t))
-
 qv_future *qv_future_alloc(size_t room)
 {
-    qv_future *f = qv_calloc(1, ROOM_AT + (room ? qv_arena_in_size(room) : 0));
+    /* Its arena's first chunk right after it: a struct with pointers is
+     * sized to a multiple of their alignment, which is the arena's. */
+    size_t in = qv_arena_in_size(room);
+    qv_future *f = qv_calloc(1, sizeof(*f) + in);
     if (!f) return NULL;
-    if (room) qv_arena_init_in(&f->req.arena, (char *)f + ROOM_AT, room);
+    if (in) qv_arena_init_in(&f->req.arena, f + 1, room);
     /* Zeroed: the lock free, no one waiting on `changed`. */
     atomic_init(&f->refs, 1);
     atomic_init(&f->user_refs, 1);

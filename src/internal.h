@@ -51,13 +51,16 @@ typedef struct qv_arena_chunk qv_arena_chunk;
 typedef struct qv_arena {
     qv_arena_chunk *head;
 } qv_arena;
-/* The room n bytes take in an arena (rounded up for alignment). */
+/* The room n bytes take in an arena (rounded up to 8 bytes: copies in an
+ * arena are aligned for pointers, sizes and doubles, not long double). */
 size_t qv_arena_room(size_t n);
-/* Bytes to give qv_arena_init_in for a first chunk of `room` bytes. */
+/* Bytes to give qv_arena_init_in for a first chunk of `room` bytes: its
+ * 16-byte header and the room; 0 for no room, or more than a chunk holds
+ * (2 GiB: then the arena makes its chunks itself). */
 size_t qv_arena_in_size(size_t room);
 /* An empty arena whose first chunk is mem (qv_arena_in_size(room) bytes,
- * aligned for anything), which the caller owns: copies that fit take no
- * allocation of their own. */
+ * not 0, aligned for pointers), which the caller owns: copies that fit
+ * take no allocation of their own. */
 void qv_arena_init_in(qv_arena *a, void *mem, size_t room);
 void *qv_arena_alloc(qv_arena *a, size_t n);
 /* NULL in → NULL out (not an error); check `s && !copy` for failure. */

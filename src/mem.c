@@ -119,28 +119,45 @@ void qv_buf_free(qv_buf *b)
     b->len = b->cap = 0;
 }
 
+/* What the arena aligns its copies for: the strings and records built in
+ * it (pointers, sizes, doubles), never a long double. 8 bytes, where
+ * max_align_t's 16 would pad every string a queued request copies. */
+typedef union {
+    void *p;
+    void (*fn)(void);
+    double d;
+    long long ll;
+    size_t z;
+} arena_unit;
+
+/* 32-bit offsets keep the header at 16 bytes (one is in every queued
+ * future); an allocation larger than CHUNK_MAX takes a chunk of its own,
+ * full from the start (cap 0). */
+#define CHUNK_MAX (UINT32_MAX >> 1)
+
 struct qv_arena_chunk {
     qv_arena_chunk *next;
-    size_t used, cap;
-    int borrowed; /* the arena's first, in its owner's allocation: not freed */
-    max_align_t data[];
+    uint32_t used;
+    uint32_t cap : 31;
+    uint32_t borrowed : 1; /* the arena's first, in its owner's allocation: not freed */
+    arena_unit data[];
 };
 
 size_t qv_arena_in_size(size_t room)
 {
-    return sizeof(qv_arena_chunk) + room;
+    return room && room <= CHUNK_MAX ? sizeof(qv_arena_chunk) + room : 0;
 }
 
 void qv_arena_init_in(qv_arena *a, void *mem, size_t room)
 {
     qv_arena_chunk *c = mem;
-    *c = (qv_arena_chunk){.cap = room, .borrowed = 1};
+    *c = (qv_arena_chunk){.cap = (uint32_t)room, .borrowed = 1};
     a->head = c;
 }
 
 size_t qv_arena_room(size_t n)
 {
-    return (n + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) * _Alignof(max_align_t);
+    return (n + _Alignof(arena_unit) - 1) / _Alignof(arena_unit) * _Alignof(arena_unit);
 }
 
 void *qv_arena_alloc(qv_arena *a, size_t n)
@@ -151,16 +168,15 @@ void *qv_arena_alloc(qv_arena *a, size_t n)
         /* A small first chunk: most requests' copies and most responses'
          * headers fit in it (it is memory per transfer in flight). */
         size_t min = a->head ? 2048 : 512, cap = n > min ? n : min;
+        if (cap > SIZE_MAX - sizeof(*c)) return NULL;
         c = qv_malloc(sizeof(*c) + cap);
         if (!c) return NULL;
-        c->used = 0;
-        c->cap = cap;
-        c->borrowed = 0;
-        c->next = a->head;
+        *c = (qv_arena_chunk){.next = a->head, .cap = cap <= CHUNK_MAX ? (uint32_t)cap : 0};
         a->head = c;
+        if (!c->cap) return c->data;
     }
     void *p = (char *)c->data + c->used;
-    c->used += n;
+    c->used += (uint32_t)n;
     return p;
 }
 
