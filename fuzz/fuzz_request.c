@@ -146,7 +146,7 @@ static void check_built(const qv_req *r, const pairs *sess, const pairs *req)
 {
     for (const struct curl_slist *l = r->headers; l; l = l->next)
         if (fz_has_crlf(l->data)) fail("CR/LF in a header line", l->data);
-    if (r->url_error) return; /* refused at submit: fails with QV_EURL, never sent */
+    if (r->url_error_msg) return; /* refused at submit: fails with QV_EURL, never sent */
     if (strncasecmp(r->url, "http://", 7) && strncasecmp(r->url, "https://", 8))
         fail("an accepted URL that is not http(s)", r->url);
     /* The transfer hands r->url to libcurl, which parses it again (a URL it
@@ -270,7 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (brc != QV_OK && brc != QV_EINVAL && brc != QV_EJSON)
             fail("qv_req_build: unexpected error", qv_errname(brc));
         if (brc == QV_OK) check_built(&r, &sprm, &prm);
-        int url_error = brc == QV_OK && r.url_error;
+        int url_error = brc == QV_OK && r.url_error_msg;
         qv_req_free(&r);
 
         qv_future *f = NULL;

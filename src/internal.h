@@ -248,25 +248,26 @@ typedef struct qv_req {
     const char *username, *password;
     long timeout_ms, connect_timeout_ms, read_timeout_ms; /* resolved: -1 = none */
     size_t max_response_bytes;
-    /* The ints together (no padding between pointers). */
-    int headers_borrowed; /* the session's default lines, not ours to free */
-    int has_body;
-    qv_auth_kind auth;
-    int follow, max_redirects;
-    int insecure;
-    int url_error; /* QV_EURL when the URL was rejected: fails without a transfer */
+    int max_redirects;
+    /* Flags and small codes as bytes, together (no padding between
+     * pointers): written only while the request is built. */
+    unsigned char headers_borrowed; /* the session's default lines, not ours to free */
+    unsigned char has_body;
+    unsigned char auth; /* qv_auth_kind */
+    unsigned char follow;
+    unsigned char insecure;
     /* The debug trace (debug.c): the callback, with body bytes or not, the
      * environment's QV_DEBUG (QV_TRACE_*) and the request's id in the trace
      * (0 when not traced). */
-    int debug_body;
-    int trace_env;
+    unsigned char debug_body;
+    unsigned char trace_env;
     const char *ca_file, *proxy; /* borrowed from the session; proxy: the one for
                                     the URL's scheme, "" = none (not even the
                                     environment's) */
     const qv_req_net *net;       /* &qv_net_none unless it sets any */
     qv_hook_fn hook;
     void *hook_arg;
-    const char *url_error_msg;
+    const char *url_error_msg;    /* the URL was rejected: fails QV_EURL without a transfer */
     const qv_retry_policy *retry; /* the session's, or one of its own in the arena */
     uint64_t wire_id; /* a process pool's name for this attempt (0: none; its dispatcher's alone) */
     /* The session's on_request hook, then the request's: run before each attempt. */

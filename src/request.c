@@ -54,7 +54,6 @@ static int encode_pairs(qv_buf *b, const qv_pair *pairs)
 
 static int set_url_error(qv_req *r, const char *fmt, const char *detail)
 {
-    r->url_error = QV_EURL;
     char *m = qv_asprintf(fmt, detail);
     r->url_error_msg = qv_arena_strdup(&r->arena, m ? m : "invalid URL");
     qv_free(m);

@@ -208,7 +208,7 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     s->nlive++;
     pthread_mutex_unlock(&s->mu);
 
-    if (f->req.url_error) {
+    if (f->req.url_error_msg) {
         /* Shifted error: the future exists and fails without a transfer. */
         qv_future_complete(f, QV_FAILED, QV_EURL, qv_future_note(f, f->req.url_error_msg), NULL);
         *out = f;

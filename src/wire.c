@@ -337,7 +337,7 @@ static int get_trace_how(const unsigned char *v, size_t n, qv_req *r)
         return QV_EPROTOCOL;
     r->on_debug = how & DEBUG_CALLBACK ? qv_worker_debug : NULL;
     r->debug_body = (how & DEBUG_BODY) != 0;
-    r->trace_env = (int)(how >> DEBUG_ENV_SHIFT);
+    r->trace_env = (unsigned char)(how >> DEBUG_ENV_SHIFT);
     return QV_OK;
 }
 
@@ -853,18 +853,18 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
         case T_MAX_REDIRECTS:
         case T_MAX_BYTES:
         case T_INSECURE:
-            if (get_int(v, n, &i))
+            if (get_int(v, n, &i) || (tag == T_AUTH && (i < 0 || i > QV_AUTH_BEARER)))
                 rc = QV_EPROTOCOL;
             else if (tag == T_AUTH)
-                r->auth = (qv_auth_kind)i;
+                r->auth = (unsigned char)i;
             else if (tag == T_FOLLOW)
-                r->follow = (int)i;
+                r->follow = i != 0;
             else if (tag == T_MAX_REDIRECTS)
                 r->max_redirects = (int)i;
             else if (tag == T_MAX_BYTES)
                 r->max_response_bytes = (size_t)i;
             else
-                r->insecure = (int)i;
+                r->insecure = i != 0;
             break;
         default:
             break;
