@@ -465,7 +465,9 @@ typedef struct qv_request_opts {
      * closed, not seeked). 0 means none: to write to descriptor 0, dup() it
      * first. A failed attempt's bytes cannot be taken back, so requests
      * with output_fd (and on_data) are never retried once body bytes went
-     * out. */
+     * out. With QV_PROCESSES the worker writes it, through a copy sent
+     * with the request and closed when the transfer ends (a worker that
+     * dies mid-body leaves what it wrote). */
     int output_fd;
     /* Push: called in order with every decoded chunk of the final
      * response's body (not of redirects). Return 0 to go on, non-zero to
@@ -476,8 +478,8 @@ typedef struct qv_request_opts {
      * holds up its own transfer only; output_fd is written there too); on
      * the pool's dispatcher thread (QV_PROCESSES: the worker sends the
      * chunks over its socket; a slow callback there holds up the pool's
-     * other answers, so keep it short, or use output_path, which the worker
-     * writes itself). */
+     * other answers, so keep it short, or use output_path or output_fd,
+     * which the worker writes itself). */
     int (*on_data)(qv_future *f, const void *chunk, size_t len, void *arg);
     void *on_data_arg;
     /* Progress: at most every 100 ms and once at the end, with the bytes

@@ -44,8 +44,9 @@ typedef struct pworker {
     int timed_out;
     int malformed; /* killed by this process: what it sent was no frame */
     long served;   /* requests it has answered */
-    /* f's on_data said stop, or its output_fd failed: the worker was told
-     * to cancel, and the outcome is this error (0: none) and message. */
+    /* f's on_data said stop, or its streamed body had nowhere to go: the
+     * worker was told to cancel, and the outcome is this error (0: none)
+     * and message. */
     int stopped;
     char *stopped_msg;
     /* f's streamed body (stream = 1), once its headers came: data frames
@@ -215,8 +216,11 @@ enum { SENT, HELD, DROPPED };
 
 /* Sends f (begun, and held if was_held) to idle worker w on its socket.
  * The jar goes along unless the worker has it already (versions are unique
- * across sessions). Returns SENT when sent (or failed: then f is settled),
- * or DROPPED when it was cancelled (settled, w untouched). */
+ * across sessions), and so does output_fd: the worker writes it itself, as
+ * a file of output_path, and closes its copy when the transfer ends.
+ * Returns SENT when sent (or failed: then f is settled), or DROPPED when it
+ * did not go: cancelled, or its output_fd is no descriptor (settled, w
+ * untouched). */
 static int hand(procs *P, pworker *w, qv_future *f, int was_held)
 {
     if (was_held && !unhold(P, f)) {
@@ -227,13 +231,20 @@ static int hand(procs *P, pworker *w, qv_future *f, int was_held)
         cancelled(f);
         return DROPPED;
     }
+    int pass = f->req.io->output_fd;
+    if (pass > 0 && fcntl(pass, F_GETFD) < 0) { /* as the write would fail elsewhere */
+        int e = errno;
+        complete(f, QV_FAILED, QV_EIO, qv_sink_stop_message(f, QV_EIO, e), NULL);
+        qv_future_drop(f);
+        return DROPPED;
+    }
     struct curl_slist *jar = NULL;
     uint64_t version = w->jar_version;
     f->req.wire_id = ++P->ids;
     int rc = qv_session_jar_export(f->session, f->req.host, &version, &jar);
     int kept = version == w->jar_version;
     if (!rc) rc = qv_wire_encode_request(&P->out, f, f->attempts, jar, kept);
-    if (!rc && qv_fd_write_all(w->fd, P->out.data, P->out.len)) rc = QV_EWORKER;
+    if (!rc && qv_fd_write_passing(w->fd, P->out.data, P->out.len, pass)) rc = QV_EWORKER;
     if (rc) {
         curl_slist_free_all(jar);
         complete(f, QV_FAILED, rc,
@@ -261,8 +272,9 @@ static int hand(procs *P, pworker *w, qv_future *f, int was_held)
  * jar: it goes only if the worker's jar is the session's. f begins held
  * (a cancel then completes it at once, as a queued one). Returns SENT,
  * HELD when it could not go ahead (held for an idle worker: no frame in one
- * pipe write, or no memory), or DROPPED when its cancel completed it before
- * it began (the queue's reference let go). */
+ * pipe write, an output_fd, which a pipe cannot carry, or no memory), or
+ * DROPPED when its cancel completed it before it began (the queue's
+ * reference let go). */
 static int send_ahead(procs *P, pworker *w, qv_future *f)
 {
     uint64_t version = w->jar_version;
@@ -270,7 +282,7 @@ static int send_ahead(procs *P, pworker *w, qv_future *f)
     /* (Only which version the jar is: this request cannot carry it.) */
     int rc = qv_session_jar_export(f->session, f->req.host, &version, NULL);
     /* Up to PIPE_BUF, a write into the empty pipe is whole, and so is a read. */
-    int fits = !rc && version == w->jar_version &&
+    int fits = !rc && version == w->jar_version && f->req.io->output_fd <= 0 &&
                !qv_wire_encode_request(&P->out, f, f->attempts + 1, NULL, QV_JAR_KEPT) &&
                P->out.len <= PIPE_BUF;
     /* Only now: once held, a cancel completes f at once (f->session goes). */
@@ -525,9 +537,9 @@ static void stop_running(procs *P, pworker *w, int err, char *msg)
     cancel_running(P, w);
 }
 
-/* A data frame for f's on_data or output_fd, in this thread (the
- * callback outside the fork lock, as a done callback). A failure tells the
- * worker to stop and keeps the error for its answer. */
+/* A data frame for f's on_data, in this thread (the callback outside the
+ * fork lock, as a done callback). A stop tells the worker to stop and keeps
+ * the error for its answer. */
 static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t len)
 {
     qv_future *f = w->f;

@@ -22,6 +22,73 @@ int qv_fd_write_all(int fd, const void *p, size_t n)
     return QV_OK;
 }
 
+int qv_fd_write_passing(int fd, const void *p, size_t n, int pass)
+{
+    if (pass <= 0) return qv_fd_write_all(fd, p, n);
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct iovec iov = {(void *)p, n};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass, sizeof(int));
+    ssize_t w;
+    while ((w = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    if (w <= 0) return QV_EIO;
+    return qv_fd_write_all(fd, (const char *)p + w, n - (size_t)w);
+}
+
+static void take_passed(qv_frame_reader *rd, int fd)
+{
+    if (!rd->keep_fds) {
+        close(fd);
+        return;
+    }
+    if (rd->has_passed) close(rd->passed); /* never taken: a newer one counts */
+    rd->passed = fd;
+    rd->has_passed = 1;
+}
+
+int qv_frame_take_fd(qv_frame_reader *rd)
+{
+    if (!rd->has_passed) return -1;
+    rd->has_passed = 0;
+    return rd->passed;
+}
+
+/* One read, with the descriptors that came along. */
+static ssize_t read_some(qv_frame_reader *rd, int fd, void *p, size_t n)
+{
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {p, n};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    for (struct cmsghdr *c = r >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= c->cmsg_len; i++) {
+            int d;
+            memcpy(&d, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            take_passed(rd, d);
+        }
+    }
+    return r;
+}
+
 /* Reads until rd holds `need` bytes, taking whatever more has come. */
 static int frame_fill(qv_frame_reader *rd, int fd, size_t need)
 {
@@ -34,7 +101,7 @@ static int frame_fill(qv_frame_reader *rd, int fd, size_t need)
         b->cap = cap;
     }
     while (b->len < need) {
-        ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
+        ssize_t r = read_some(rd, fd, b->data + b->len, b->cap - b->len);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return QV_EIO;
         b->len += (size_t)r;

@@ -683,7 +683,7 @@ enum {
     QV_WIRE_RESPONSE,
     QV_WIRE_RESPONSE_TOOK,
     QV_WIRE_DEBUG,       /* a debug trace event, from the worker during the transfer */
-    QV_WIRE_DATA,        /* body bytes for the parent's on_data or output_fd (from the worker) */
+    QV_WIRE_DATA,        /* body bytes for the parent's on_data or reader (from the worker) */
     QV_WIRE_PROGRESS,    /* for the parent's on_progress (from the worker) */
     QV_WIRE_HEAD,        /* a streamed response's headers (from the worker); its body follows */
     QV_WIRE_UPLOAD_WANT, /* on_upload: the worker's read callback wants bytes */
@@ -697,6 +697,7 @@ enum {
     QV_SINK_PROGRESS = 8, /* progress goes to the parent in progress frames */
     QV_SINK_STREAM = 16,  /* stream = 1: the headers go first, in a head frame */
     QV_SINK_UPLOAD = 32,  /* on_upload: the body comes from the parent in upload frames */
+    QV_SINK_FD = 64,      /* output_fd: the descriptor comes along with the frame (SCM_RIGHTS) */
 };
 /* A data frame filled in place: begin, append the chunk's bytes to b, end. */
 int qv_wire_data_begin(qv_buf *b);
@@ -768,13 +769,22 @@ int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t le
 
 /* Whole writes on a blocking socket: QV_OK or QV_EIO. */
 int qv_fd_write_all(int fd, const void *p, size_t n);
+/* The same on a unix socket, with descriptor `pass` (> 0; 0: none) sent
+ * along with the first bytes (SCM_RIGHTS). */
+int qv_fd_write_passing(int fd, const void *p, size_t n, int pass);
 /* Frames from one socket, read as many bytes at a time as have come, so a
  * frame's header and payload usually cost one read. Bytes past the frame
  * stay for the next; poll cannot see them (qv_frame_buffered can). */
 typedef struct qv_frame_reader {
     qv_buf buf;   /* bytes read; those before `start` are handed out */
     size_t start; /* where the frame after the last one handed out begins */
+    /* A descriptor sent along with the bytes (SCM_RIGHTS) is kept in
+     * `passed` (has_passed) until taken if keep_fds (a worker's reader:
+     * output_fd), and closed otherwise. */
+    int keep_fds, has_passed, passed;
 } qv_frame_reader;
+/* The descriptor that came with the bytes read (the caller's now), or -1. */
+int qv_frame_take_fd(qv_frame_reader *rd);
 /* One frame: its type and payload (in rd, valid until the next call).
  * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */
 int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,

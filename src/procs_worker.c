@@ -140,7 +140,7 @@ void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t 
     if (!qv_wire_encode_debug(&b, kind, data, len)) send_frame(the_worker, &b);
 }
 
-/* The parent's on_data, output_fd or reader, fed with data frames of up to
+/* The parent's on_data or reader, fed with data frames of up to
  * QV_DATA_BATCH bytes (one per batch, not one per chunk: fewer writes here
  * and wake-ups there); blocking writes, so a parent that reads slowly slows
  * this transfer down. */
@@ -272,6 +272,13 @@ static int serve_one(worker *w)
         io->on_data = forward_data;
         io->on_data_arg = w;
     }
+    /* output_fd: the parent's descriptor came with the request (never one
+     * from the mailbox); this copy is closed when the transfer ends. */
+    int out_fd = sink_flags & QV_SINK_FD ? qv_frame_take_fd(&w->in) : -1;
+    if (sink_flags & QV_SINK_FD) {
+        io->output_fd = out_fd;
+        if (out_fd < 0 && !rc) rc = QV_EPROTOCOL;
+    }
     if (sink_flags & QV_SINK_UPLOAD) {
         io->on_upload = fetch_upload;
         io->on_upload_arg = w;
@@ -306,6 +313,9 @@ static int serve_one(worker *w)
         CURLcode cc = qv_transfer_run(&w->slot, w->multi, w->fd, control_readable);
         qv_transfer_collect(&w->slot, cc);
     }
+    /* Before the answer: a reader of the caller's pipe then sees its end
+     * once the caller closes its own. */
+    if (out_fd >= 0) close(out_fd);
     /* An attempt to be retried gets no hooks: they see the final outcome. */
     double retry_ms = rc ? -1 : qv_retry_wait_ms(f);
     /* A streamed response's hooks ran with its headers (stream_head). */
@@ -415,7 +425,8 @@ static void worker_main(int fd, int mbox)
     sigprocmask(SIG_SETMASK, &all, NULL);
     /* If the zygote dies, so do its workers (the parent then sees them go). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    worker w = {.fd = fd, .mbox = mbox, .data_owed = {.run = send_data_owed}};
+    worker w = {
+        .fd = fd, .mbox = mbox, .in = {.keep_fds = 1}, .data_owed = {.run = send_data_owed}};
     the_worker = &w;
     qv_in_worker_process = 1;
     qv_stream_head_hook = stream_head;

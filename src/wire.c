@@ -381,7 +381,7 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc) rc = put_str(b, T_UPLOAD_PATH, r->io->upload_path);
     if (!rc && r->io->upload_len) rc = put_int(b, T_UPLOAD_LEN, r->io->upload_len);
     int flags = (r->io->keep_partial ? QV_SINK_KEEP : 0) | (r->io->resume ? QV_SINK_RESUME : 0) |
-                (r->io->on_data || r->io->output_fd > 0 ? QV_SINK_DATA : 0) |
+                (r->io->on_data ? QV_SINK_DATA : 0) | (r->io->output_fd > 0 ? QV_SINK_FD : 0) |
                 (r->io->on_progress ? QV_SINK_PROGRESS : 0) |
                 (r->io->stream ? QV_SINK_STREAM | QV_SINK_DATA : 0) |
                 (r->io->on_upload ? QV_SINK_UPLOAD : 0);

@@ -248,6 +248,67 @@ Test(procs, worker_killed_from_outside_costs_one_future, .timeout = 60)
     unlink(path);
 }
 
+/* Writes the worker's pid to the file named by arg, before the transfer. */
+static int pid_file_request_hook(qv_session *s, qv_attempt *a, void *arg)
+{
+    (void)s, (void)a;
+    FILE *fp = fopen(arg, "w");
+    if (fp) {
+        fprintf(fp, "%d\n", (int)getpid());
+        fclose(fp);
+    }
+    return 0;
+}
+
+/* The worker writes output_fd itself (the descriptor travels with the
+ * request): killed mid-body, its future fails with QV_EWORKER, what it
+ * wrote stays written, and its copy of the descriptor goes with it. */
+Test(procs, a_worker_killed_mid_body_leaves_what_it_wrote_to_output_fd, .timeout = 60)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/quiver-test-pid-%d", (int)getpid());
+    unlink(path);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    char url[512];
+    snprintf(url, sizeof url, "%s/big", tx_env("QV_NGINX_URL", "nginx"));
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, url, .output_fd = p[1], .on_request = pid_file_request_hook,
+                        .on_request_arg = path),
+                 QV_OK);
+    /* Nobody reads the pipe yet: the worker waits in its write, mid-body. */
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 10000), 1, "no byte came");
+    kill_from_outside(path);
+    tx_assert_contains(tx_expect_error(f, QV_EWORKER), "signal 9");
+    close(p[1]);
+    char want_path[512];
+    snprintf(want_path, sizeof want_path, "%s/big", tx_env("QV_NGINX_WWW", "nginx"));
+    FILE *want = fopen(want_path, "rb");
+    cr_assert_not_null(want);
+    long long got = 0;
+    for (;;) {
+        char a[8192], b[8192];
+        cr_assert_eq(poll(&pfd, 1, 5000), 1, "the pipe's write end is still open somewhere");
+        ssize_t n = read(p[0], a, sizeof a);
+        cr_assert_geq(n, 0);
+        if (n == 0) break;
+        cr_assert_eq(fread(b, 1, (size_t)n, want), (size_t)n);
+        cr_assert_eq(memcmp(a, b, (size_t)n), 0, "byte %lld on differs from the file", got);
+        got += n;
+    }
+    cr_assert_gt(got, 0);
+    cr_assert_lt(got, 64LL << 20);
+    fclose(want);
+    close(p[0]);
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    unlink(path);
+}
+
 Test(procs, hook_timeout_kills_a_stuck_worker, .timeout = 60)
 {
     qv_executor *ex = procs_executor(2, 300);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,6 +376,51 @@ Test(stream, output_fd_writes_to_the_callers_descriptor_and_leaves_it_open)
     qv_future_release(f);
     qv_session_free(s);
     remove_dir();
+}
+
+/* Once the future is done no copy of the descriptor is left open elsewhere
+ * (a process pool's worker closes the one it was sent): the pipe's reader
+ * sees its end when the caller closes the write side. */
+Test(stream, output_fd_leaves_no_copy_of_the_descriptor_open_once_done)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = tu("/bytes/5000?seed=7"), .output_fd = p[1]}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_body_bytes(r), 5000);
+    close(p[1]);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    long long got = 0;
+    for (;;) {
+        char buf[8192];
+        cr_assert_eq(poll(&pfd, 1, 5000), 1, "the pipe's write end is still open somewhere");
+        ssize_t n = read(p[0], buf, sizeof buf);
+        cr_assert_geq(n, 0);
+        if (n == 0) break;
+        got += n;
+    }
+    cr_assert_eq(got, 5000);
+    close(p[0]);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* A descriptor that is not open fails like a write that fails. */
+Test(stream, an_output_fd_that_is_not_open_fails_with_qv_eio)
+{
+    int fd = 900;
+    while (fcntl(fd, F_GETFD) >= 0) fd++;
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/64k"), .output_fd = fd}),
+                 QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_EIO), strerror(EBADF));
+    qv_future_release(f);
+    qv_session_free(s);
 }
 
 Test(stream, a_full_disk_fails_with_qv_eio_and_says_so)
