@@ -556,10 +556,7 @@ static void loop_destroy(qv_executor *ex)
     loop *L = (loop *)ex;
     pthread_cond_destroy(&L->iocv);
     pthread_mutex_destroy(&L->lmu);
-    for (int i = 0; i < ex->o.max_workers && L->slots; i++) {
-        if (L->slots[i].easy) curl_easy_cleanup(L->slots[i].easy);
-        qv_net_slot_free(&L->slots[i]);
-    }
+    for (int i = 0; i < ex->o.max_workers && L->slots; i++) qv_transfer_slot_free(&L->slots[i]);
     if (L->multi) curl_multi_cleanup(L->multi);
     pthread_cond_destroy(&L->dcv);
     pthread_mutex_destroy(&L->dmu);

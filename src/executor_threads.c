@@ -74,8 +74,7 @@ static void *worker_main(void *arg)
         if (!f) break; /* shut down and drained */
         run_one(ex, &slot, &multi, f);
     }
-    if (slot.easy) curl_easy_cleanup(slot.easy);
-    qv_net_slot_free(&slot);
+    qv_transfer_slot_free(&slot);
     if (multi) curl_multi_cleanup(multi);
     return NULL;
 }

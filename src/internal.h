@@ -872,6 +872,10 @@ typedef struct qv_slot {
     struct curl_slist *connect_to;
     qv_buf net_sig, net_next;
     int net_set;
+    /* The last URL set on easy (owned), and once a request repeats it, that
+     * URL parsed, set as CURLOPT_CURLU (transfer.c) */
+    char *url;
+    CURLU *url_parsed;
     qv_sink sink;
     qv_pipe *pipe;      /* stream = 1, once the headers went out */
     char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */
@@ -911,6 +915,10 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
 void qv_transfer_detach(qv_slot *slot, CURLM *multi);
 /* collect + deliver, on one thread. */
 void qv_transfer_finish(qv_slot *slot, CURLcode cc);
+/* Sets the URL the handle fetches next (a request's, or a redirect's hop). */
+CURLcode qv_transfer_set_url(qv_slot *slot, const char *url);
+/* Frees a slot's handle and what it keeps for it (an executor's end). */
+void qv_transfer_slot_free(qv_slot *slot);
 /* Whether f has response hooks to run (the session's or its own). */
 int qv_has_hooks(const qv_future *f);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */

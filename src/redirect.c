@@ -194,7 +194,7 @@ static CURLcode next_hop(qv_slot *slot, const char *url, long status)
     CURLcode cc = next_method(slot, status);
     if (!cc) cc = hop_lines(slot, slot->left_origin, slot->body_dropped);
     if (!cc && slot->left_origin && !was_out) cc = drop_credentials(e);
-    if (!cc) cc = curl_easy_setopt(e, CURLOPT_URL, url);
+    if (!cc) cc = qv_transfer_set_url(slot, url);
     return cc;
 }
 

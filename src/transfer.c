@@ -314,6 +314,45 @@ static CURLcode setup_invariant(qv_slot *slot)
     return cc;
 }
 
+/* libcurl 7.88 parses a URL given as a string at every transfer and prints
+ * it back normalized (~10,000 instructions, an eighth of a small GET's on
+ * QV_LOOP: bench/NOTES.md); one given parsed (CURLOPT_CURLU) it copies. So
+ * a slot keeps its last URL, and parses it, with the flags libcurl's own
+ * parse uses, once a request repeats it (a client polling one endpoint, a
+ * benchmark): one parse for the run of requests, none for a URL used once. */
+CURLcode qv_transfer_set_url(qv_slot *slot, const char *url)
+{
+    CURL *e = slot->easy;
+    int same = slot->url && strcmp(slot->url, url) == 0;
+    if (same && !slot->url_parsed && (slot->url_parsed = curl_url()) &&
+        curl_url_set(slot->url_parsed, CURLUPART_URL, url,
+                     CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME)) {
+        curl_url_cleanup(slot->url_parsed); /* libcurl's own parse will say why */
+        slot->url_parsed = NULL;
+    }
+    if (same && slot->url_parsed) return curl_easy_setopt(e, CURLOPT_CURLU, slot->url_parsed);
+    /* A parsed URL takes precedence over the string: none may stay set. */
+    CURLcode cc = curl_easy_setopt(e, CURLOPT_CURLU, NULL);
+    if (!same) {
+        curl_url_cleanup(slot->url_parsed);
+        slot->url_parsed = NULL;
+        qv_free(slot->url);
+        slot->url = qv_strdup(url); /* (out of memory: only the next parse is not saved) */
+    }
+    return cc ? cc : curl_easy_setopt(e, CURLOPT_URL, url);
+}
+
+void qv_transfer_slot_free(qv_slot *slot)
+{
+    if (slot->easy) curl_easy_cleanup(slot->easy);
+    slot->easy = NULL;
+    curl_url_cleanup(slot->url_parsed);
+    slot->url_parsed = NULL;
+    qv_free(slot->url);
+    slot->url = NULL;
+    qv_net_slot_free(slot);
+}
+
 /* Options every request sets, each to its value or libcurl's default, so
  * that they need no reset in between. The URL is always set: libcurl
  * follows a redirect by changing the handle's URL. */
@@ -321,8 +360,7 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
 {
     CURL *e = slot->easy;
     const qv_req *r = &f->req;
-    CURLcode cc = CURLE_OK;
-    SET(CURLOPT_URL, r->url);
+    CURLcode cc = qv_transfer_set_url(slot, r->url);
     /* The rest is set only if it differs from what the handle has
      * (slot->last): a request like the last (the common case) costs no
      * libcurl call. The value is kept before the call; a failed call

@@ -168,3 +168,38 @@ Test(redirects, to_file_url_is_refused, .timeout = 30)
     qv_future_release(f);
     qv_session_free(s);
 }
+
+/* One handle (max_workers = 1) asked for one URL again and again keeps it
+ * parsed (transfer.c): the redirects libcurl follows and those quiver
+ * follows itself (a Cookie header) on that handle in between must leave it
+ * fetching the URL each request asks for. */
+Test(redirects, one_handle_repeats_a_url_between_redirects, .timeout = 30)
+{
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    static const struct {
+        const char *path, *cookie, *lands; /* lands: NULL for path itself */
+    } steps[] = {
+        {"/get?n=1", NULL, NULL},
+        {"/get?n=1", NULL, NULL},
+        {"/get?n=1", NULL, NULL},
+        {"/redirect-to?url=/get%3Fn%3D2", NULL, "/get?n=2"},
+        {"/get?n=1", NULL, NULL},
+        {"/get?n=1", NULL, NULL},
+        {"/redirect-to?url=/get%3Fn%3D3", "c=1", "/get?n=3"},
+        {"/get?n=1", NULL, NULL},
+        {"/get?n=1", "c=1", NULL},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        qv_future *f;
+        const qv_header cookie[] = {{"Cookie", steps[i].cookie}, {0}};
+        cr_assert_eq(qv_get(s, &f, tu(steps[i].path), .headers = steps[i].cookie ? cookie : NULL),
+                     QV_OK);
+        qv_response *r = tx_expect_status(f, 200);
+        const char *want = tu(steps[i].lands ? steps[i].lands : steps[i].path);
+        tx_assert_str_eq(qv_response_url(r), want);
+        tx_assert_str_eq(tx_jstr(tx_json(r), "url"), want);
+        cr_assert_eq(qv_response_history_len(r), steps[i].lands ? 1u : 0u, "step %zu", i);
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+}
