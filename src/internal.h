@@ -827,7 +827,12 @@ typedef struct qv_sink {
     int err;               /* errno of a failed file operation */
     const char *io_path;   /* the file it concerns (NULL: output_fd) */
     int io_reading;        /* it was upload_path, being read */
+    int direct;            /* output_fd past a pump: QV_DIRECT_* (qv_sink_direct_begin) */
+    int direct_fd;         /* what that writes to: output_fd, or our non-blocking open of it */
 } qv_sink;
+
+/* How the transfer's thread may write output_fd itself, without waiting. */
+enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN };
 
 /* One reusable transfer slot: an easy handle and the state of its transfer. */
 typedef struct qv_slot {
@@ -953,6 +958,12 @@ int qv_sink_push(qv_slot *slot, const char *buf, size_t len);
 int qv_write_fd(int fd, const char *p, size_t n);
 /* The message of a failed write (QV_ABORT_IO). */
 char *qv_sink_io_message(qv_slot *slot);
+/* output_fd through a loop's pump: sets slot->sink.direct when the
+ * transfer's thread can write the descriptor itself without ever blocking. */
+void qv_sink_direct_begin(qv_slot *slot);
+/* Writes what fits of buf without blocking: the bytes written, or -1 (a
+ * failed write, errno in slot->sink.err). */
+long qv_sink_direct(qv_slot *slot, const char *buf, size_t len);
 /* After the outcome is in f: closes the file, renames it into place (or
  * fails f with QV_EIO), or removes or keeps a partial one. */
 void qv_sink_end(qv_slot *slot);
@@ -998,6 +1009,9 @@ int qv_pipe_push(qv_pipe *p, const char *data, size_t n);
 /* The same, taking the bytes even without room (the ring grows): for a
  * process pool's dispatcher, which holds back at the socket instead. */
 int qv_pipe_push_any(qv_pipe *p, const char *data, size_t n);
+/* 1 if the pipe is open and holds nothing: every byte pushed was handed
+ * on, so the producer may hand on the next ones itself, in order. */
+int qv_pipe_drained(qv_pipe *p);
 /* Body bytes pushed so far. */
 long long qv_pipe_total(qv_pipe *p);
 /* 1 (and the producer counts as paused, to be poked as for a full pipe)

@@ -174,6 +174,15 @@ int qv_pipe_push_any(qv_pipe *p, const char *data, size_t n)
     return push(p, data, n, 1);
 }
 
+int qv_pipe_drained(qv_pipe *p)
+{
+    pthread_mutex_lock(&p->mu);
+    /* (A pump run lowers len only once its call returned.) */
+    int drained = !p->closed && !p->len;
+    pthread_mutex_unlock(&p->mu);
+    return drained;
+}
+
 int qv_pipe_state(qv_pipe *p, int *resume)
 {
     pthread_mutex_lock(&p->mu);

@@ -3,7 +3,9 @@
  * thread, which hand it on. A slow callback or a full output pipe then
  * holds up its own transfer (paused while the pipe is full), not the
  * others. The outcome is delivered once both the transfer has ended and
- * every byte was handed on, by whichever of the two comes last. */
+ * every byte was handed on, by whichever of the two comes last. (An
+ * output_fd that never makes its writer wait is written by the transfer
+ * while the pipe is empty: sink.c's qv_sink_direct.) */
 #include "internal.h"
 
 static int hand_on(void *arg, const char *data, size_t n)

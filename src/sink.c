@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 int qv_sink_wanted(const qv_req *r)
@@ -142,6 +144,53 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
     return len;
 }
 
+/* A regular file, and /dev/null, /dev/zero or /dev/full, never make a
+ * writer wait for a reader (a file is written by this thread for
+ * output_path too); a socket is sent to with MSG_DONTWAIT; a pipe is
+ * written through an open of its own with O_NONBLOCK (the caller's
+ * descriptor keeps its flags). Anything else (a terminal, a device) is
+ * left to the pump. */
+void qv_sink_direct_begin(qv_slot *slot)
+{
+    qv_sink *k = &slot->sink;
+    int fd = slot->f->req.io->output_fd;
+    struct stat st;
+    if (fstat(fd, &st)) return;
+    unsigned mem = major(st.st_rdev) == 1 ? minor(st.st_rdev) : 0; /* 3, 5, 7: null, zero, full */
+    if (S_ISREG(st.st_mode) || (S_ISCHR(st.st_mode) && (mem == 3 || mem == 5 || mem == 7))) {
+        k->direct = QV_DIRECT_WRITE;
+    } else if (S_ISSOCK(st.st_mode)) {
+        k->direct = QV_DIRECT_SEND;
+    } else if (S_ISFIFO(st.st_mode)) {
+        char path[40];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        if ((fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0) return;
+        k->direct = QV_DIRECT_OWN;
+    } else {
+        return;
+    }
+    k->direct_fd = fd;
+}
+
+long qv_sink_direct(qv_slot *slot, const char *buf, size_t len)
+{
+    qv_sink *k = &slot->sink;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = k->direct == QV_DIRECT_SEND
+                        ? send(k->direct_fd, buf + done, len - done, MSG_DONTWAIT)
+                        : write(k->direct_fd, buf + done, len - done);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w == 0 || errno != EINTR) {
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* the pump goes on */
+            k->err = w < 0 ? errno : EIO;
+            return -1;
+        }
+    }
+    return (long)done;
+}
+
 char *qv_sink_io_message(qv_slot *slot)
 {
     const qv_sink *k = &slot->sink;
@@ -156,6 +205,8 @@ void qv_sink_end(qv_slot *slot)
     qv_future *f = slot->f;
     const char *path = f->req.io->output_path;
     if (f->out_resp) f->out_resp->body_bytes = k->streamed ? k->written + k->offset : -1;
+    if (k->direct == QV_DIRECT_OWN) close(k->direct_fd);
+    k->direct = QV_DIRECT_NONE;
     if (k->fd < 0) return;
     int failed = close(k->fd) != 0;
     k->fd = -1;

@@ -142,6 +142,7 @@ static int start_pump(qv_slot *slot)
     }
     f->pump = slot->pipe;
     atomic_store(&f->pump_holds, 2);
+    if (!r->io->on_data) qv_sink_direct_begin(slot);
     return 0;
 }
 
@@ -157,7 +158,18 @@ static size_t stream_write(qv_slot *slot, char *buf, size_t len)
         slot->abort = QV_ABORT_TOO_LARGE;
         return 0;
     }
-    switch (qv_pipe_push(slot->pipe, buf, len)) {
+    size_t mine = 0;
+    if (k->direct && qv_pipe_drained(slot->pipe)) {
+        /* output_fd that takes the bytes at once: no hand-off (a pipe
+         * whose reader lags sends the rest through the pump, in order). */
+        long w = qv_sink_direct(slot, buf, len);
+        if (w < 0) {
+            slot->abort = QV_ABORT_IO;
+            return 0;
+        }
+        mine = (size_t)w;
+    }
+    switch (mine == len ? 0 : qv_pipe_push(slot->pipe, buf + mine, len - mine)) {
     case 0:
         k->written += (long long)len;
         return len;

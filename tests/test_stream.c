@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -435,6 +438,113 @@ Test(stream, a_full_disk_fails_with_qv_eio_and_says_so)
     tx_assert_contains(msg, strerror(ENOSPC));
     close(fd);
     qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* The reading end of a pipe or socket, read by a thread of its own: its
+ * first reads come slowly, so the writer finds it full, then it reads the
+ * rest as fast as it can, to the end. */
+typedef struct lagging {
+    int fd, slow_reads;
+    sha h;
+    pthread_t t;
+} lagging;
+
+static void *lag_main(void *arg)
+{
+    lagging *l = arg;
+    static char buf[1 << 16];
+    for (int i = 0;; i++) {
+        ssize_t n = read(l->fd, buf, i < l->slow_reads ? 4096 : sizeof buf);
+        if (n <= 0) break;
+        sha_add(&l->h, buf, (size_t)n);
+        if (i < l->slow_reads) usleep(500);
+    }
+    return NULL;
+}
+
+/* output_fd = w while a lagging reader takes r: every byte, in order, and
+ * the descriptor left open (on QV_LOOP, what fits is written without a
+ * hand-off and the rest waits for the reader on the pump's thread). */
+static void lagging_reader_gets_the_body(int r, int w)
+{
+    lagging l = {.fd = r, .slow_reads = 400};
+    sha_init(&l.h);
+    cr_assert_eq(pthread_create(&l.t, NULL, lag_main, &l), 0);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f, &(qv_request_opts){.url = nginx("/big"), .output_fd = w}),
+                 QV_OK);
+    qv_response *resp = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_body_bytes(resp), BIG_BYTES);
+    cr_assert_eq(write(w, "", 0), 0, "the descriptor was closed");
+    close(w); /* the reader's end of the body */
+    pthread_join(l.t, NULL);
+    close(r);
+    char got[65], want[65];
+    long long nb;
+    sha_hex(&l.h, got);
+    sha_file(big_file(), -1, want, &nb);
+    cr_assert_eq(l.h.bytes, nb, "the reader got %lld bytes of %lld", l.h.bytes, nb);
+    tx_assert_str_eq(got, want);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+Test(stream, output_fd_to_a_pipe_whose_reader_lags_gets_every_byte_in_order)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    lagging_reader_gets_the_body(p[0], p[1]);
+}
+
+Test(stream, output_fd_to_a_socket_whose_reader_lags_gets_every_byte_in_order)
+{
+    int p[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+    lagging_reader_gets_the_body(p[0], p[1]);
+}
+
+Test(stream, an_output_fd_nobody_reads_holds_up_only_its_own_transfer)
+{
+    /* As a_slow_on_data_holds_up_only_its_own_transfer: not on
+     * QV_PROCESSES, whose dispatcher writes output_fd (documented). */
+    if (tx_kind() == QV_PROCESSES) return;
+    qv_session *s = TX_SESSION(.max_workers = 4);
+    for (int kind = 0; kind < 2; kind++) {
+        int p[2];
+        cr_assert_eq(kind ? socketpair(AF_UNIX, SOCK_STREAM, 0, p) : pipe(p), 0);
+        qv_future *stuck, *quick;
+        cr_assert_eq(
+            qv_request(s, &stuck, &(qv_request_opts){.url = nginx("/big"), .output_fd = p[1]}),
+            QV_OK);
+        /* Until the body fills the descriptor (a pipe holds 64 KiB, a
+         * little less of 16 KiB writes): what is written waits in it. */
+        int queued = 0;
+        for (int i = 0; i < 2000 && queued < 49152; i++) {
+            cr_assert_eq(ioctl(p[0], FIONREAD, &queued), 0);
+            if (queued < 49152) usleep(1000);
+        }
+        cr_assert_geq(queued, 49152, "%d bytes reached the %s", queued, kind ? "socket" : "pipe");
+        double t0 = now_ms();
+        cr_assert_eq(qv_get(s, &quick, tu("/get")), QV_OK);
+        tx_expect_status(quick, 200);
+        double took = now_ms() - t0;
+        cr_assert_lt(took, 1500, "a quick request took %.0f ms beside a full %s", took,
+                     kind ? "socket" : "pipe");
+        cr_assert(!qv_future_done(stuck), "the download finished into a descriptor nobody reads");
+        qv_future_cancel(stuck);
+        /* A write blocked on the descriptor returns once it has room. */
+        static char sink_buf[1 << 16];
+        for (int i = 0; i < 2000 && !qv_future_done(stuck); i++)
+            if (poll(&(struct pollfd){.fd = p[0], .events = POLLIN}, 1, 10) > 0)
+                cr_assert_gt(read(p[0], sink_buf, sizeof sink_buf), 0);
+        tx_expect_error(stuck, QV_ECANCELLED);
+        close(p[0]);
+        close(p[1]);
+        qv_future_release(quick);
+        qv_future_release(stuck);
+    }
     qv_session_free(s);
 }
 
