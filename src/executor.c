@@ -14,7 +14,8 @@ static void take_inbox(qv_executor *ex);
 /* A cancel of a future the queue holds: one still in it leaves it, with the
  * queue's reference, and the canceller completes it at once. One a worker
  * has taken but not begun is marked for the canceller to wait the moment
- * until the worker's qv_future_begin fails (see qv_future_cancel). Under
+ * until the worker's qv_future_begin fails, or the failure of a drained
+ * one completes it (see qv_future_cancel). Under
  * the future's lock, which is taken before the executor's. */
 static int queue_cancel(qv_future *f, void *arg, int cancel)
 {
@@ -537,6 +538,8 @@ qv_future *qv_executor_drain_locked(qv_executor *ex)
     } else if (ex->nretries) {
         heap_remove(ex, f = ex->retries[0]);
     }
+    /* As a pop: a cancel from now on waits for the failure that ends it. */
+    if (f) f->popped = QV_POPPED;
     return f;
 }
 

@@ -256,6 +256,7 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     if (running) atomic_fetch_sub(running, 1);
     if (f->ex) qv_executor_count(f->ex, st);
     f->state = st;
+    f->popped = 0; /* a drained future ends unbegun: its canceller waits no more */
     f->error = st == QV_FINISHED ? QV_OK : err;
     f->errmsg = msg;
     f->resp = resp;
@@ -464,9 +465,12 @@ int qv_future_cancel(qv_future *f)
     /* Taken off the queue, about to begin: that begin fails now, and the
      * worker only lets f go, so that it is done here as a queued one. The
      * worker does no more than encode it meanwhile, and takes no lock the
-     * canceller could hold. */
-    if (let_go == QV_LET_GO_AT_BEGIN)
+     * canceller could hold. One drained to fail (a broken process pool) is
+     * completed by that failure instead, as cancelled: done here too. */
+    if (let_go == QV_LET_GO_AT_BEGIN) {
         while (f->popped == QV_POPPED_CANCEL_WAITS) qv_signal_wait(&f->changed, &f->lock, NULL);
+        if (terminal(f->state)) let_go = 0;
+    }
     if (let_go) set_holder(f, NULL);
     qv_lock_give(&f->lock);
     if (let_go) qv_future_complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);

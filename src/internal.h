@@ -1148,8 +1148,9 @@ void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f);
 void qv_flist_unlink(qv_flist *l, qv_future *f);
 
 /* A future a worker took off the queue and has not begun (popped): set
- * under the executor's lock, cleared by qv_future_begin under f->lock. A
- * cancel, which holds both, marks it and waits for that begin (future.c). */
+ * under the executor's lock, cleared under f->lock by qv_future_begin (or by
+ * the completion of one drained to fail unbegun). A cancel, which holds
+ * both, marks it and waits for that begin or completion (future.c). */
 enum { QV_POPPED = 1, QV_POPPED_CANCEL_WAITS };
 /* What queue_cancel returns for such a future (see qv_holder's fn). */
 enum { QV_LET_GO_AT_BEGIN = 2 };
@@ -1221,7 +1222,8 @@ int qv_executor_submit(qv_executor *ex, qv_future *f);
  * (if not NULL) is how long until one may be (a retry's time, a host's next
  * token), or -1 if only a submit or a finished request can change it. */
 qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
-/* Pops anything still waiting, limits and retry times aside (to fail it). */
+/* Pops anything still waiting, limits and retry times aside, to fail it
+ * (popped: a cancel waits for that failure). */
 qv_future *qv_executor_drain_locked(qv_executor *ex);
 /* Nothing queued, parked or waiting to retry (ex->mu held). */
 int qv_executor_empty_locked(qv_executor *ex);

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -514,6 +515,119 @@ Test(procs, a_worker_whose_socket_cannot_come_fails_what_waits, .timeout = 60)
     int all, zombies;
     descendants(&all, &zombies);
     cr_assert_eq(all, 0, "%d processes left after the pool was freed", all);
+}
+
+/* An allocator that, once armed, holds the next allocation the pool's
+ * dispatcher makes (the test's process, not the test's thread) until the
+ * test lets it go. With no worker reachable, that is the pool writing the
+ * message for the oldest future, taken off the queue to fail it. */
+static pthread_mutex_t stall_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stall_cv = PTHREAD_COND_INITIALIZER;
+static int stall_pid, stall_armed, stall_holding, stall_released;
+static pthread_t stall_thread;
+
+static void stall_here(void)
+{
+    if (getpid() != stall_pid || pthread_equal(pthread_self(), stall_thread)) return;
+    pthread_mutex_lock(&stall_mu);
+    if (stall_armed) {
+        stall_armed = 0;
+        stall_holding = 1;
+        pthread_cond_broadcast(&stall_cv);
+        while (!stall_released) pthread_cond_wait(&stall_cv, &stall_mu);
+    }
+    pthread_mutex_unlock(&stall_mu);
+}
+
+static void *stall_malloc(size_t n)
+{
+    stall_here();
+    return malloc(n);
+}
+
+static void *stall_calloc(size_t n, size_t k)
+{
+    stall_here();
+    return calloc(n, k);
+}
+
+static void *stall_realloc(void *p, size_t n)
+{
+    stall_here();
+    return realloc(p, n);
+}
+
+static void stall_allocator(void)
+{
+    static const qv_allocator a = {stall_malloc, stall_calloc, stall_realloc, free};
+    note_test_pid();
+    stall_pid = (int)getpid();
+    stall_thread = pthread_self();
+    cr_assert_eq(qv_set_allocator(&a), QV_OK);
+}
+
+/* Lets the held allocation go after 300 ms: by then the cancel the test
+ * makes meanwhile has returned, unless it waits for the failure. */
+static void *release_stall(void *arg)
+{
+    (void)arg;
+    nanosleep(&(struct timespec){.tv_nsec = 300 * 1000000L}, NULL);
+    pthread_mutex_lock(&stall_mu);
+    stall_released = 1;
+    pthread_cond_broadcast(&stall_cv);
+    pthread_mutex_unlock(&stall_mu);
+    return NULL;
+}
+
+/* A pool that cannot reach a worker fails what waits, oldest first. A
+ * cancel that returns 1 meanwhile leaves its future done and cancelled, as
+ * it does a queued one: also the one the pool has taken off the queue and
+ * is failing at that moment, which the cancel waits for. */
+Test(procs, a_cancel_racing_the_failure_of_the_queue_finds_it_done, .init = stall_allocator,
+     .timeout = 60)
+{
+    enum { N = 12 };
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    struct rlimit old = no_more_descriptors();
+    pthread_mutex_lock(&stall_mu);
+    stall_armed = 1; /* the pool is idle: it allocates next to fail the first submit */
+    pthread_mutex_unlock(&stall_mu);
+    qv_future *f[N];
+    for (int i = 0; i < N; i++) cr_assert_eq(qv_get(s, &f[i], tu("/get")), QV_OK);
+    pthread_mutex_lock(&stall_mu);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    while (!stall_holding && !pthread_cond_timedwait(&stall_cv, &stall_mu, &dl)) {
+    }
+    int holding = stall_holding;
+    pthread_mutex_unlock(&stall_mu);
+    cr_assert(holding, "the pool did not fail its queue within 10 s");
+    qv_executor_stats st;
+    cr_assert_eq(qv_executor_stats_get(ex, &st), QV_OK);
+    cr_assert_eq(st.queued, N - 1, "%zu queued: the pool is not failing the oldest", st.queued);
+    cr_assert_eq(qv_future_state_get(f[0]), QV_PENDING);
+    pthread_t releaser;
+    cr_assert_eq(pthread_create(&releaser, NULL, release_stall, NULL), 0);
+    int rc = qv_future_cancel(f[0]);
+    qv_future_state st0 = qv_future_state_get(f[0]);
+    pthread_join(releaser, NULL);
+    cr_assert_eq(rc, 1);
+    cr_assert_eq(st0, QV_CANCELLED, "cancel returned 1, the future was in state %d", (int)st0);
+    /* The rest, cancelled while the pool fails them: each is done as its
+     * cancel returns, cancelled if it said 1, else failed by the pool. */
+    for (int i = 1; i < N; i++) {
+        rc = qv_future_cancel(f[i]);
+        qv_future_state sti = qv_future_state_get(f[i]);
+        cr_assert_eq(sti, rc ? QV_CANCELLED : QV_FAILED, "future %d: cancel %d, state %d", i, rc,
+                     (int)sti);
+        if (!rc) tx_expect_error(f[i], QV_EWORKER);
+    }
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    for (int i = 0; i < N; i++) qv_future_release(f[i]);
+    qv_session_free(s);
+    qv_executor_free(ex);
 }
 
 /* A hook that leaks 1 MiB every time it runs (what the limit is for), and
