@@ -291,11 +291,18 @@ static void resume(qv_executor *ex, int all)
     pthread_mutex_unlock(&ex->mu);
 }
 
+/* Adds d to the urgent needs (0: a future's, counted by sync_urgent
+ * already); 1 if the paused workers must go on (a need came, not went). */
+static int add_urgent(qv_executor *ex, int d)
+{
+    if (!ex->max_uncollected) return 0;
+    atomic_fetch_add(&ex->urgent, d);
+    return d >= 0;
+}
+
 static void urge_locked(qv_executor *ex, int d)
 {
-    if (!ex->max_uncollected) return;
-    atomic_fetch_add(&ex->urgent, d);
-    if (d > 0) resume_locked(ex, 1);
+    if (add_urgent(ex, d)) resume_locked(ex, 1);
 }
 
 int qv_executor_hold_back(qv_executor *ex)
@@ -311,9 +318,7 @@ int qv_executor_hold_back(qv_executor *ex)
 
 void qv_executor_urge(qv_executor *ex, int d)
 {
-    if (!ex || !ex->max_uncollected) return;
-    atomic_fetch_add(&ex->urgent, d);
-    if (d >= 0) resume(ex, 1);
+    if (ex && add_urgent(ex, d)) resume(ex, 1);
 }
 
 void qv_executor_count_uncollected(qv_future *f)

@@ -1246,8 +1246,9 @@ void qv_executor_count(qv_executor *ex, qv_future_state st);
  * (ex->mu held) before it pops; 1: it has been counted in `paused` and must
  * wait on `resume`, then uncount itself. */
 int qv_executor_hold_back(qv_executor *ex);
-/* Adds d (+1 or -1) to ex's urgent needs; paused workers go on. ex->mu not
- * held. */
+/* Adds d (+1 or -1) to ex's urgent needs, or 0 for a future's need that
+ * sync_urgent counted already; unless one went, paused workers go on. ex->mu
+ * not held. */
 void qv_executor_urge(qv_executor *ex, int d);
 /* f (finished with a response, f->lock held) is counted as uncollected if
  * its executor bounds that and no callback or waiter takes it. */
