@@ -124,12 +124,13 @@ static void compare(const qv_req *a, const qv_req *b, const qv_hook *ha, const q
                ra->nstatuses != rb->nstatuses ||
                memcmp(ra->statuses, rb->statuses, sizeof(ra->statuses[0]) * (size_t)ra->nstatuses))
         fail("the retry policy changed in a round trip");
-    for (size_t k = 0; k < sizeof(a->on_request) / sizeof(a->on_request[0]); k++)
-        if (a->on_request[k].fn != b->on_request[k].fn ||
-            a->on_request[k].arg != b->on_request[k].arg)
+    const qv_req_calls *ca = a->calls, *cb = b->calls;
+    for (size_t k = 0; k < sizeof(ca->on_request) / sizeof(ca->on_request[0]); k++)
+        if (ca->on_request[k].fn != cb->on_request[k].fn ||
+            ca->on_request[k].arg != cb->on_request[k].arg)
             fail("a request hook changed in a round trip");
-    if (a->trace_id != b->trace_id || a->debug_body != b->debug_body ||
-        a->trace_env != b->trace_env || !a->on_debug != !b->on_debug)
+    if (ca->trace_id != cb->trace_id || ca->debug_body != cb->debug_body ||
+        ca->trace_env != cb->trace_env || !ca->on_debug != !cb->on_debug)
         fail("the trace settings changed in a round trip");
     size_t i = 0;
     for (; ha[i].fn && hb[i].fn; i++)

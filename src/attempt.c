@@ -80,8 +80,9 @@ int qv_attempt_run_hooks(qv_slot *slot, qv_future *f, char **msg)
 {
     qv_attempt a = {.f = f, .lines = &slot->attempt_headers};
     int rc = 0;
-    for (size_t i = 0; i < sizeof(f->req.on_request) / sizeof(f->req.on_request[0]) && !rc; i++) {
-        const qv_req_hook *h = &f->req.on_request[i];
+    const qv_req_calls *c = f->req.calls;
+    for (size_t i = 0; i < sizeof(c->on_request) / sizeof(c->on_request[0]) && !rc; i++) {
+        const qv_req_hook *h = &c->on_request[i];
         if (h->fn) rc = h->fn(f->session, &a, h->arg);
     }
     if (!rc) {

@@ -20,11 +20,16 @@ static void env_init(void)
                                                 : QV_TRACE_REDACTED;
 }
 
-void qv_trace_init(qv_req *r)
+int qv_trace_env(void)
 {
     pthread_once(&env_once, env_init);
-    r->trace_env = env_mode;
-    if (r->trace_env || r->on_debug) r->trace_id = atomic_fetch_add(&last_id, 1) + 1;
+    return env_mode;
+}
+
+void qv_trace_init(qv_req_calls *c)
+{
+    c->trace_env = (unsigned char)qv_trace_env();
+    if (c->trace_env || c->on_debug) c->trace_id = atomic_fetch_add(&last_id, 1) + 1;
 }
 
 static const char redacted[] = "[redacted]";
@@ -134,15 +139,15 @@ static const char marks[] = {'*', '>', '<', '}', '{'};
  * processes do not mix). */
 static void emit(qv_future *f, qv_debug_kind kind, const char *line, size_t len)
 {
-    const qv_req *r = &f->req;
+    const qv_req_calls *c = f->req.calls;
     qv_buf b = {0};
     char prefix[48];
     int n = f->attempts > 1 ? snprintf(prefix, sizeof(prefix), "quiver #%llu/%d %c ",
-                                       (unsigned long long)r->trace_id, f->attempts, marks[kind])
+                                       (unsigned long long)c->trace_id, f->attempts, marks[kind])
                             : snprintf(prefix, sizeof(prefix), "quiver #%llu %c ",
-                                       (unsigned long long)r->trace_id, marks[kind]);
+                                       (unsigned long long)c->trace_id, marks[kind]);
     int rc = put(&b, prefix, (size_t)n), done = 0;
-    if (!rc && r->trace_env != QV_TRACE_UNSAFE) {
+    if (!rc && c->trace_env != QV_TRACE_UNSAFE) {
         if (kind == QV_DEBUG_HEADER_IN && (*line == ' ' || *line == '\t'))
             rc = put(&b, redacted, sizeof(redacted) - 1), done = 1; /* folded: of which? */
         else if (kind == QV_DEBUG_INFO && memmem(line, len, "cookie ", 7))
@@ -155,8 +160,8 @@ static void emit(qv_future *f, qv_debug_kind kind, const char *line, size_t len)
     }
     if (!rc && !done) rc = put(&b, line, len);
     if (!rc) {
-        if (r->on_debug) r->on_debug(f, kind, b.data + n, b.len - (size_t)n, r->on_debug_arg);
-        if (r->trace_env && !put(&b, "\n", 1)) {
+        if (c->on_debug) c->on_debug(f, kind, b.data + n, b.len - (size_t)n, c->on_debug_arg);
+        if (c->trace_env && !put(&b, "\n", 1)) {
             ssize_t w = write(STDERR_FILENO, b.data, b.len);
             (void)w; /* a trace that cannot be written is not the request's failure */
         }
@@ -209,7 +214,7 @@ static int on_curl_debug(CURL *h, curl_infotype type, char *data, size_t size, v
     qv_slot *slot = p;
     qv_future *f = slot->f;
     if (!f) return 0;
-    const qv_req *r = &f->req;
+    const qv_req_calls *c = f->req.calls;
     if (type == CURLINFO_TEXT && memmem(data, size, "cookie", 6)) {
         hold(slot, data, size);
         return 0;
@@ -228,9 +233,9 @@ static int on_curl_debug(CURL *h, curl_infotype type, char *data, size_t size, v
         break;
     case CURLINFO_DATA_OUT:
     case CURLINFO_DATA_IN:
-        if (r->on_debug && r->debug_body)
-            r->on_debug(f, type == CURLINFO_DATA_OUT ? QV_DEBUG_DATA_OUT : QV_DEBUG_DATA_IN, data,
-                        size, r->on_debug_arg);
+        if (c->on_debug && c->debug_body)
+            c->on_debug(f, type == CURLINFO_DATA_OUT ? QV_DEBUG_DATA_OUT : QV_DEBUG_DATA_IN, data,
+                        size, c->on_debug_arg);
         return 0;
     default:
         return 0; /* TLS records */

@@ -496,9 +496,10 @@ static void debug_event(qv_future *f, const unsigned char *p, size_t len)
     qv_debug_kind kind;
     const char *data;
     size_t n;
-    if (!f->req.on_debug || qv_wire_decode_debug(p, len, &kind, &data, &n)) return;
+    const qv_req_calls *c = f->req.calls;
+    if (!c->on_debug || qv_wire_decode_debug(p, len, &kind, &data, &n)) return;
     dispatcher_gate(0);
-    f->req.on_debug(f, kind, data, n, f->req.on_debug_arg);
+    c->on_debug(f, kind, data, n, c->on_debug_arg);
     dispatcher_gate(1);
 }
 

@@ -234,6 +234,26 @@ typedef struct qv_req_io {
 /* None of them (request.c). */
 extern const qv_req_io qv_io_none;
 
+/* The user code a request calls and its debug trace: its response hook
+ * (the session's are read from the session), the request hooks (the
+ * session's, then its own), on_debug and the trace. Out of line, in the
+ * arena, only for a request that has any of them or is traced (QV_DEBUG). */
+typedef struct qv_req_calls {
+    qv_hook_fn hook;
+    void *hook_arg;
+    qv_req_hook on_request[2];
+    /* The debug trace (debug.c): the callback, with body bytes or not, the
+     * environment's QV_DEBUG (QV_TRACE_*) and the request's id in the trace
+     * (0 when not traced). */
+    qv_debug_fn on_debug;
+    void *on_debug_arg;
+    uint64_t trace_id;
+    unsigned char debug_body;
+    unsigned char trace_env;
+} qv_req_calls;
+/* None of them (request.c). */
+extern const qv_req_calls qv_calls_none;
+
 /* Everything a transfer needs, merged from session + request and copied. */
 typedef struct qv_req {
     qv_arena arena;
@@ -256,26 +276,15 @@ typedef struct qv_req {
     unsigned char auth; /* qv_auth_kind */
     unsigned char follow;
     unsigned char insecure;
-    /* The debug trace (debug.c): the callback, with body bytes or not, the
-     * environment's QV_DEBUG (QV_TRACE_*) and the request's id in the trace
-     * (0 when not traced). */
-    unsigned char debug_body;
-    unsigned char trace_env;
-    const char *ca_file, *proxy; /* borrowed from the session; proxy: the one for
-                                    the URL's scheme, "" = none (not even the
-                                    environment's) */
-    const qv_req_net *net;       /* &qv_net_none unless it sets any */
-    qv_hook_fn hook;
-    void *hook_arg;
+    const char *ca_file, *proxy;  /* borrowed from the session; proxy: the one for
+                                     the URL's scheme, "" = none (not even the
+                                     environment's) */
+    const qv_req_net *net;        /* &qv_net_none unless it sets any */
     const char *url_error_msg;    /* the URL was rejected: fails QV_EURL without a transfer */
     const qv_retry_policy *retry; /* the session's, or one of its own in the arena */
     uint64_t wire_id; /* a process pool's name for this attempt (0: none; its dispatcher's alone) */
-    /* The session's on_request hook, then the request's: run before each attempt. */
-    qv_req_hook on_request[2];
-    qv_debug_fn on_debug;
-    void *on_debug_arg;
-    uint64_t trace_id;
-    const qv_req_io *io; /* &qv_io_none unless it sets any */
+    const qv_req_io *io;       /* &qv_io_none unless it sets any */
+    const qv_req_calls *calls; /* &qv_calls_none unless it has any */
 } qv_req;
 
 /* The merged header lines (session's, then the request's over them by name),
@@ -290,9 +299,10 @@ int qv_header_line_add(struct curl_slist **out, const char *name, const char *va
  * into r's arena, which must be set up first (zeroed, or qv_arena_init_in).
  * QV_EINVAL/QV_ENOMEM/QV_EJSON. */
 int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts);
-/* The room in its arena that the copies of a request made from o take,
- * as far as known before it is built (its strings, its raw body). */
-size_t qv_req_room(const qv_request_opts *o);
+/* The room in its arena that the copies of a request made from o (on
+ * session s) take, as far as known before it is built (its strings, its
+ * raw body, its records). */
+size_t qv_req_room(const qv_request_opts *o, const qv_session *s);
 /* Empties r (no retries, nothing set) but keeps its arena, whose first
  * chunk may be in the future's own allocation. */
 void qv_req_clear(qv_req *r);
@@ -1095,9 +1105,11 @@ int qv_redirect_next(qv_slot *slot, CURLM *multi, CURLcode *cc);
 /* ------------------------------------------------------------ debug trace (debug.c) */
 
 enum { QV_TRACE_OFF = 0, QV_TRACE_REDACTED, QV_TRACE_UNSAFE };
-/* At submit: r's trace_env (QV_DEBUG, read once per process) and, if it is
- * traced, its id (a per-process counter). */
-void qv_trace_init(qv_req *r);
+/* QV_DEBUG's mode (QV_TRACE_*), read once per process. */
+int qv_trace_env(void);
+/* At submit: c's trace_env and, if it is traced, its id (a per-process
+ * counter). */
+void qv_trace_init(qv_req_calls *c);
 /* libcurl's debug callback on easy, for the transfers of slot; a transfer
  * sends events only with CURLOPT_VERBOSE. */
 CURLcode qv_trace_setup(CURL *easy, qv_slot *slot);

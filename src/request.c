@@ -379,6 +379,33 @@ static int pick_flag(int req, int sess)
     return req > 0 ? 1 : req < 0 ? 0 : sess != 0;
 }
 
+const qv_req_calls qv_calls_none;
+
+/* Any user code the request calls (hooks, on_debug), or the trace. */
+static int calls_wanted(const qv_request_opts *o, const qv_session *s)
+{
+    return o->hook || o->on_request || s->o.on_request || o->on_debug || s->o.on_debug ||
+           qv_trace_env();
+}
+
+static int build_calls(qv_req *r, const qv_session *s, const qv_request_opts *o)
+{
+    if (!calls_wanted(o, s)) return QV_OK;
+    qv_req_calls *c = qv_arena_alloc(&r->arena, sizeof(*c));
+    if (!c) return QV_ENOMEM;
+    *c = (qv_req_calls){
+        .hook = o->hook,
+        .hook_arg = o->hook_arg,
+        .on_request = {{s->o.on_request, s->o.on_request_arg}, {o->on_request, o->on_request_arg}},
+        .on_debug = o->on_debug ? o->on_debug : s->o.on_debug,
+        .on_debug_arg = o->on_debug ? o->on_debug_arg : s->o.on_debug_arg,
+        .debug_body = (unsigned char)pick_flag(o->debug_body, s->o.debug_body),
+    };
+    qv_trace_init(c);
+    r->calls = c;
+    return QV_OK;
+}
+
 static int method_ok(const char *m)
 {
     return qv_header_name_ok(m); /* a method is an HTTP token too */
@@ -427,14 +454,7 @@ int qv_req_build(qv_req *r, qv_session *s, const qv_request_opts *opts)
     r->insecure = pick_flag(o.insecure, s->o.insecure);
     r->ca_file = s->o.ca_file;
     if ((rc = qv_net_build(r, &s->o, &o))) return rc;
-    r->hook = o.hook;
-    r->hook_arg = o.hook_arg;
-    r->on_request[0] = (qv_req_hook){s->o.on_request, s->o.on_request_arg};
-    r->on_request[1] = (qv_req_hook){o.on_request, o.on_request_arg};
-    r->on_debug = o.on_debug ? o.on_debug : s->o.on_debug;
-    r->on_debug_arg = o.on_debug ? o.on_debug_arg : s->o.on_debug_arg;
-    r->debug_body = pick_flag(o.debug_body, s->o.debug_body);
-    qv_trace_init(r);
+    if ((rc = build_calls(r, s, &o))) return rc;
     r->retry = &s->retry; /* the session outlives the futures it runs */
     if (!o.retry) return QV_OK;
     /* Its own policy: in the arena, only when it has one. */
@@ -450,7 +470,7 @@ static size_t str_room(const char *s)
     return s ? qv_arena_room(strlen(s) + 1) : 0;
 }
 
-size_t qv_req_room(const qv_request_opts *o)
+size_t qv_req_room(const qv_request_opts *o, const qv_session *s)
 {
     /* The URL, and the host copied from its authority. */
     const char *authority = o->url ? strstr(o->url, "://") : NULL;
@@ -461,6 +481,7 @@ size_t qv_req_room(const qv_request_opts *o)
     if (o->body) room += qv_arena_room((o->body_len ? o->body_len : strlen(o->body)) + 1);
     if (o->retry) room += qv_arena_room(sizeof(qv_retry_policy));
     if (io_wanted(o)) room += qv_arena_room(sizeof(qv_req_io));
+    if (calls_wanted(o, s)) room += qv_arena_room(sizeof(qv_req_calls));
     return room;
 }
 
@@ -472,6 +493,7 @@ void qv_req_clear(qv_req *r)
     r->retry = &qv_retry_none;
     r->net = &qv_net_none;
     r->io = &qv_io_none;
+    r->calls = &qv_calls_none;
 }
 
 void qv_req_free(qv_req *r)

@@ -185,7 +185,7 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     qv_request_opts o;
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;
-    qv_future *f = qv_future_alloc(qv_req_room(&o));
+    qv_future *f = qv_future_alloc(qv_req_room(&o, s));
     if (!f) return QV_ENOMEM;
     if ((rc = qv_req_build(&f->req, s, &o))) {
         qv_future_drop(f);

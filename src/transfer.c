@@ -399,7 +399,7 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
                 r->connect_timeout_ms >= 0 ? r->connect_timeout_ms : 0L);
     SET_CHANGED(CURLOPT_FOLLOWLOCATION, follow, (long)r->follow);
     SET_CHANGED(CURLOPT_MAXREDIRS, max_redirects, (long)r->max_redirects);
-    SET_CHANGED(CURLOPT_VERBOSE, verbose, r->trace_id ? 1L : 0L);
+    SET_CHANGED(CURLOPT_VERBOSE, verbose, r->calls->trace_id ? 1L : 0L);
     SET_CHANGED(CURLOPT_MAXFILESIZE_LARGE, max_filesize, (curl_off_t)r->max_response_bytes);
 #undef SET_CHANGED
     if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
@@ -640,7 +640,7 @@ long qv_transfer_poll_ms(qv_slot *slot, long cap_ms)
 int qv_has_hooks(const qv_future *f)
 {
     const qv_hook *h = f->session->o.hooks;
-    return f->req.hook || (h && h->fn);
+    return f->req.calls->hook || (h && h->fn);
 }
 
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg)
@@ -648,7 +648,8 @@ int qv_run_hooks(qv_future *f, qv_response *r, char **msg)
     qv_session *s = f->session;
     int rc = 0;
     for (const qv_hook *h = s->o.hooks; h && h->fn && !rc; h++) rc = h->fn(s, r, h->arg);
-    if (!rc && f->req.hook) rc = f->req.hook(s, r, f->req.hook_arg);
+    const qv_req_calls *c = f->req.calls;
+    if (!rc && c->hook) rc = c->hook(s, r, c->hook_arg);
     if (!rc && !r->result_refused) return QV_OK;
     *msg = r->hook_error       ? qv_strdup(r->hook_error)
            : r->result_refused ? qv_strdup(QV_RESULT_REFUSED)

@@ -321,23 +321,23 @@ static int put_net(qv_buf *b, const qv_req_net *r)
  * (the worker prints and redacts as the parent would). */
 enum { DEBUG_CALLBACK = 1, DEBUG_BODY = 2, DEBUG_ENV_SHIFT = 2 };
 
-static int put_trace(qv_buf *b, const qv_req *r)
+static int put_trace(qv_buf *b, const qv_req_calls *c)
 {
-    if (!r->trace_id) return QV_OK;
-    int64_t how = (r->on_debug ? DEBUG_CALLBACK : 0) | (r->debug_body ? DEBUG_BODY : 0) |
-                  (int64_t)r->trace_env << DEBUG_ENV_SHIFT;
-    int rc = put_int(b, T_TRACE, (int64_t)r->trace_id);
+    if (!c->trace_id) return QV_OK;
+    int64_t how = (c->on_debug ? DEBUG_CALLBACK : 0) | (c->debug_body ? DEBUG_BODY : 0) |
+                  (int64_t)c->trace_env << DEBUG_ENV_SHIFT;
+    int rc = put_int(b, T_TRACE, (int64_t)c->trace_id);
     return rc ? rc : put_int(b, T_TRACE_HOW, how);
 }
 
-static int get_trace_how(const unsigned char *v, size_t n, qv_req *r)
+static int get_trace_how(const unsigned char *v, size_t n, qv_req_calls *c)
 {
     int64_t how;
     if (get_int(v, n, &how) || how < 0 || (how >> DEBUG_ENV_SHIFT) > QV_TRACE_UNSAFE)
         return QV_EPROTOCOL;
-    r->on_debug = how & DEBUG_CALLBACK ? qv_worker_debug : NULL;
-    r->debug_body = (how & DEBUG_BODY) != 0;
-    r->trace_env = (unsigned char)(how >> DEBUG_ENV_SHIFT);
+    c->on_debug = how & DEBUG_CALLBACK ? qv_worker_debug : NULL;
+    c->debug_body = (how & DEBUG_BODY) != 0;
+    c->trace_env = (unsigned char)(how >> DEBUG_ENV_SHIFT);
     return QV_OK;
 }
 
@@ -370,13 +370,14 @@ int qv_wire_encode_request(qv_buf *b, const qv_future *f, int attempt, const str
     if (!rc && r->retry->max_retries) rc = put_retry(b, r->retry);
     for (const qv_hook *h = f->session->o.hooks; h && h->fn && !rc; h++)
         rc = put_fn(b, T_HOOK, (uintptr_t)h->fn, h->arg);
-    if (!rc && r->hook) rc = put_fn(b, T_HOOK, (uintptr_t)r->hook, r->hook_arg);
-    for (size_t i = 0; i < sizeof(r->on_request) / sizeof(r->on_request[0]) && !rc; i++)
-        if (r->on_request[i].fn)
-            rc = put_fn(b, T_ON_REQUEST, (uintptr_t)r->on_request[i].fn, r->on_request[i].arg);
+    const qv_req_calls *c = r->calls;
+    if (!rc && c->hook) rc = put_fn(b, T_HOOK, (uintptr_t)c->hook, c->hook_arg);
+    for (size_t i = 0; i < sizeof(c->on_request) / sizeof(c->on_request[0]) && !rc; i++)
+        if (c->on_request[i].fn)
+            rc = put_fn(b, T_ON_REQUEST, (uintptr_t)c->on_request[i].fn, c->on_request[i].arg);
     if (!rc) rc = put_jar(b, jar, jar_kept);
     if (!rc && r->wire_id) rc = put_int(b, T_ID, (int64_t)r->wire_id);
-    if (!rc) rc = put_trace(b, r);
+    if (!rc) rc = put_trace(b, c);
     if (!rc) rc = put_str(b, T_OUTPUT_PATH, r->io->output_path);
     if (!rc) rc = put_str(b, T_UPLOAD_PATH, r->io->upload_path);
     if (!rc && r->io->upload_len) rc = put_int(b, T_UPLOAD_LEN, r->io->upload_len);
@@ -625,11 +626,11 @@ static int decode_hook(const unsigned char *v, size_t len, qv_hook *h)
     return rc;
 }
 
-/* The next of r's request hooks. */
-static int decode_on_request(const unsigned char *v, size_t len, qv_req *r, size_t *n)
+/* The next of c's request hooks. */
+static int decode_on_request(const unsigned char *v, size_t len, qv_req_calls *c, size_t *n)
 {
-    if (*n >= sizeof(r->on_request) / sizeof(r->on_request[0])) return QV_EPROTOCOL;
-    qv_req_hook *h = &r->on_request[(*n)++];
+    if (*n >= sizeof(c->on_request) / sizeof(c->on_request[0])) return QV_EPROTOCOL;
+    qv_req_hook *h = &c->on_request[(*n)++];
     uintptr_t fn;
     int rc = decode_fn(v, len, &fn, &h->arg);
     if (!rc) h->fn = (qv_request_hook_fn)fn;
@@ -709,6 +710,10 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
     if (!io) return QV_ENOMEM;
     *io = qv_io_none;
     r->io = io;
+    qv_req_calls *calls = qv_arena_alloc(&r->arena, sizeof(*calls));
+    if (!calls) return QV_ENOMEM;
+    *calls = qv_calls_none;
+    r->calls = calls;
     int rc = QV_OK;
     qv_pair *resolve = alloc_pairs(r, p, len, T_RESOLVE, &rc);
     qv_pair *connect_to = alloc_pairs(r, p, len, T_CONNECT_TO, &rc);
@@ -802,10 +807,10 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             rc = nh < nhooks ? decode_hook(v, n, &h[nh++]) : QV_EPROTOCOL;
             break;
         case T_ON_REQUEST:
-            rc = decode_on_request(v, n, r, &nreq);
+            rc = decode_on_request(v, n, calls, &nreq);
             break;
         case T_TRACE_HOW:
-            rc = get_trace_how(v, n, r);
+            rc = get_trace_how(v, n, calls);
             break;
         case T_RETRY: {
             qv_retry_policy *policy = qv_arena_alloc(&r->arena, sizeof(*policy));
@@ -840,7 +845,7 @@ int qv_wire_decode_request(const unsigned char *p, size_t len, qv_req *r, int *a
             if (get_int(v, n, &i) || i <= 0)
                 rc = QV_EPROTOCOL;
             else
-                *(tag == T_ID ? &r->wire_id : &r->trace_id) = (uint64_t)i;
+                *(tag == T_ID ? &r->wire_id : &calls->trace_id) = (uint64_t)i;
             break;
         case T_UPLOAD_LEN:
             if (get_int(v, n, &i) || i <= 0)
