@@ -5,8 +5,19 @@
  * pages in again, ~16 faults for every 64 KiB body. Kept here instead, up
  * to a bound, for the next body of about the same size: their pages stay
  * ours. The response itself (its struct, its headers' first strings block
- * and their array) is kept the same way: a shell, for the next response. */
+ * and their array) is kept the same way: a shell, for the next response.
+ *
+ * A large body's block is pages of its own (mmap), never a malloc arena's.
+ * Made on a worker and freed on another thread, a 64 KiB block went back to
+ * the worker's arena as a hole, which small blocks (held in glibc's
+ * per-thread caches) then split, so the next large block extended the heap:
+ * with 16 QV_THREADS workers RSS crept 1.5 MB over a million requests
+ * (bench/NOTES.md, 2026-12-06 16:00). */
 #include "internal.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define QV_ASAN 1
@@ -41,6 +52,61 @@ typedef struct spare {
  * for the next response, must lie past it. */
 _Static_assert(offsetof(qv_response, headers) >= sizeof(spare),
                "a shell's link overlays its headers");
+
+/* Is a body block of cap bytes mapped? Decided by its size alone, so every
+ * thread that frees it decides the same; the allocator is fixed before the
+ * first allocation. */
+static int mapped(size_t cap)
+{
+    return cap >= QV_BODY_MAPPED && !qv_allocator_is_custom();
+}
+
+static size_t pages(size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return n > SIZE_MAX - page ? 0 : (n + page - 1) / page * page;
+}
+
+static void block_free(void *p, size_t cap)
+{
+    if (p && mapped(cap))
+        munmap(p, cap);
+    else
+        qv_free(p);
+}
+
+int qv_body_grow(qv_buf *body, size_t n, size_t most)
+{
+    size_t cap;
+    int rc = qv_buf_next_cap(body, n, most, &cap);
+    if (rc || !cap) return rc;
+    if (!mapped(cap)) return qv_buf_grow(body, n, most);
+    if (!(cap = pages(cap))) return QV_ENOMEM;
+    char *d;
+    if (mapped(body->cap)) {
+        d = mremap(body->data, body->cap, cap, MREMAP_MAYMOVE);
+    } else {
+        d = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (d != MAP_FAILED && body->data) {
+            memcpy(d, body->data, body->len + 1);
+            qv_free(body->data);
+        }
+    }
+    if (d == MAP_FAILED) {
+        atomic_fetch_add(&qv_alloc_failures, 1);
+        return QV_ENOMEM;
+    }
+    body->data = d;
+    body->cap = cap;
+    return QV_OK;
+}
+
+void qv_body_free(qv_buf *body)
+{
+    block_free(body->data, body->cap);
+    body->data = NULL;
+    body->len = body->cap = 0;
+}
 
 struct qv_bodies {
     pthread_mutex_t mu; /* guards the fields below; a leaf: nothing is taken under it */
@@ -92,7 +158,7 @@ void qv_bodies_close(qv_bodies *b)
     while (s) {
         spare *next = s->next;
         SHOW(s);
-        qv_free(s);
+        block_free(s, s->cap);
         s = next;
     }
     while (shells) {
@@ -139,7 +205,7 @@ void qv_bodies_give(qv_bodies *b, qv_buf *body)
     size_t cap = body->cap;
     body->data = NULL;
     body->len = body->cap = 0;
-    if (s && cap >= QV_BODIES_SMALLEST && cap <= QV_BODY_PRESIZE_MAX + 1) {
+    if (s && cap >= QV_BODIES_SMALLEST && cap <= pages(QV_BODY_PRESIZE_MAX + 1)) {
         pthread_mutex_lock(&b->mu);
         if (!b->closed && b->count < b->most && b->bytes + cap <= QV_BODIES_BYTES) {
             s->cap = cap;
@@ -152,7 +218,7 @@ void qv_bodies_give(qv_bodies *b, qv_buf *body)
         }
         pthread_mutex_unlock(&b->mu);
     }
-    qv_free(s);
+    block_free(s, cap);
 }
 
 qv_response *qv_bodies_take_shell(qv_bodies *b)

@@ -42,6 +42,9 @@ typedef struct qv_buf {
 /* Room for n more bytes and the NUL, growing by doubling but to no more
  * than `most` bytes (and the NUL) unless n needs it; SIZE_MAX: no bound. */
 int qv_buf_grow(qv_buf *b, size_t n, size_t most);
+/* The block qv_buf_grow would move b to for n more bytes (and the NUL) in
+ * *cap, or 0 if b has the room; QV_ENOMEM if that size overflows. */
+int qv_buf_next_cap(const qv_buf *b, size_t n, size_t most, size_t *cap);
 int qv_buf_append(qv_buf *b, const void *p, size_t n);
 int qv_buf_puts(qv_buf *b, const char *s);
 void qv_buf_free(qv_buf *b);
@@ -614,6 +617,13 @@ qv_response *qv_bodies_take_shell(qv_bodies *b);
 int qv_bodies_keep_shell(qv_bodies *b, qv_response *r);
 /* How many blocks b keeps now, and (bytes) how many bytes they are. */
 size_t qv_bodies_kept(qv_bodies *b, size_t *bytes);
+/* A response body's block: qv_buf_grow and qv_buf_free for bodies, whose
+ * blocks of QV_BODY_MAPPED bytes and more are pages of their own (mmap), in
+ * no malloc arena, unless the program plugged in its allocator. Once grown
+ * here, qv_buf_append of those n bytes finds the room and moves nothing. */
+#define QV_BODY_MAPPED ((size_t)32 << 10)
+int qv_body_grow(qv_buf *body, size_t n, size_t most);
+void qv_body_free(qv_buf *body);
 
 /* --------------------------------------------------------- response (response.c) */
 

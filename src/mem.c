@@ -80,8 +80,9 @@ char *qv_asprintf(const char *fmt, ...)
     return s;
 }
 
-int qv_buf_grow(qv_buf *b, size_t n, size_t most)
+int qv_buf_next_cap(const qv_buf *b, size_t n, size_t most, size_t *out)
 {
+    *out = 0;
     if (n > SIZE_MAX - b->len - 1) return QV_ENOMEM;
     size_t need = b->len + n + 1;
     if (need <= b->cap) return QV_OK;
@@ -90,6 +91,15 @@ int qv_buf_grow(qv_buf *b, size_t n, size_t most)
     /* Doubling past the most the buffer can hold is room never used (a
      * 64 KiB body would sit in a 128 KiB block). */
     if (most < SIZE_MAX && cap > most + 1) cap = most + 1 > need ? most + 1 : need;
+    *out = cap;
+    return QV_OK;
+}
+
+int qv_buf_grow(qv_buf *b, size_t n, size_t most)
+{
+    size_t cap;
+    int rc = qv_buf_next_cap(b, n, most, &cap);
+    if (rc || !cap) return rc;
     char *d = qv_realloc(b->data, cap);
     if (!d) return QV_ENOMEM;
     b->data = d;

@@ -77,7 +77,7 @@ int qv_response_body_room(qv_response *r, qv_bodies *b, size_t n)
         }
         qv_bodies_take(b, &r->body, n + 1);
     }
-    return n ? qv_buf_grow(&r->body, n, n) : QV_OK;
+    return n ? qv_body_grow(&r->body, n, n) : QV_OK;
 }
 
 void qv_response_reset_hop(qv_response *r)
@@ -120,7 +120,7 @@ void qv_response_free(qv_response *r)
     if (b)
         qv_bodies_give(b, &r->body);
     else
-        qv_buf_free(&r->body);
+        qv_body_free(&r->body);
     for (size_t i = 0; i < r->nhistory; i++) qv_response_free(r->history[i]);
     qv_free(r->history);
     if (r->json) json_decref(r->json);

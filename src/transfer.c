@@ -210,8 +210,8 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
         slot->abort = QV_ABORT_TOO_LARGE;
         return 0;
     }
-    if ((!slot->body_sized && presize(slot, max)) || qv_buf_grow(body, len, max ? max : SIZE_MAX) ||
-        qv_buf_append(body, buf, len)) {
+    if ((!slot->body_sized && presize(slot, max)) ||
+        qv_body_grow(body, len, max ? max : SIZE_MAX) || qv_buf_append(body, buf, len)) {
         slot->abort = QV_ABORT_NOMEM;
         return 0;
     }
