@@ -19,29 +19,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define QV_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define QV_ASAN 1
-#endif
-#endif
-#ifdef QV_ASAN
-#include <sanitizer/asan_interface.h>
 /* A kept buffer is out of bounds until taken (all but the list's own
  * fields): a body read after its response was released is still caught. */
-#define HIDE(s) ASAN_POISON_MEMORY_REGION((s) + 1, (s)->cap - sizeof(*(s)))
-#define SHOW(s) ASAN_UNPOISON_MEMORY_REGION((s) + 1, (s)->cap - sizeof(*(s)))
+#define HIDE(s) QV_POISON((s) + 1, (s)->cap - sizeof(*(s)))
+#define SHOW(s) QV_UNPOISON((s) + 1, (s)->cap - sizeof(*(s)))
 /* A kept shell likewise, all but its link: a response read after its
  * release is caught (but for its status, which the link overlays). */
-#define HIDE_SHELL(s) ASAN_POISON_MEMORY_REGION((s) + 1, sizeof(qv_response) - sizeof(*(s)))
-#define SHOW_SHELL(s) ASAN_UNPOISON_MEMORY_REGION((s) + 1, sizeof(qv_response) - sizeof(*(s)))
-#else
-#define HIDE(s)       ((void)(s))
-#define SHOW(s)       ((void)(s))
-#define HIDE_SHELL(s) ((void)(s))
-#define SHOW_SHELL(s) ((void)(s))
-#endif
+#define HIDE_SHELL(s) QV_POISON((s) + 1, sizeof(qv_response) - sizeof(*(s)))
+#define SHOW_SHELL(s) QV_UNPOISON((s) + 1, sizeof(qv_response) - sizeof(*(s)))
 
 /* A kept buffer: its first bytes say how big it is and which is next. */
 typedef struct spare {

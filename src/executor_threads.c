@@ -41,6 +41,7 @@ static void *worker_main(void *arg)
     qv_slot slot = {0};
     CURLM *multi = NULL;
     qv_own_executor = ex;
+    qv_mem_keep_begin();
     for (;;) {
         pthread_mutex_lock(&ex->mu);
         qv_future *f;
@@ -76,6 +77,7 @@ static void *worker_main(void *arg)
     }
     qv_transfer_slot_free(&slot);
     if (multi) curl_multi_cleanup(multi);
+    qv_mem_keep_end();
     return NULL;
 }
 

@@ -17,6 +17,24 @@ typedef struct qv_pipe qv_pipe;
 
 /* ------------------------------------------------------------- memory (mem.c) */
 
+/* Memory the library keeps for reuse is out of bounds for ASan while kept,
+ * so that a read after its release is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define QV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QV_ASAN 1
+#endif
+#endif
+#ifdef QV_ASAN
+#include <sanitizer/asan_interface.h>
+#define QV_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define QV_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define QV_POISON(p, n)   ((void)(p), (void)(n))
+#define QV_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* Allocations that failed so far (through qv_malloc & co). */
 extern atomic_long qv_alloc_failures;
 /* 1 if qv_set_allocator installed one (then libcurl and jansson use it too). */
@@ -24,6 +42,16 @@ int qv_allocator_is_custom(void);
 /* Every allocation from now on through a (is_custom: not the C library's);
  * only qv_set_allocator (init.c) calls it, before anything is allocated. */
 void qv_allocator_use(qv_allocator a, int is_custom);
+
+/* Between these, on a QV_THREADS worker (one transfer at a time), the blocks
+ * of QV_KEEP_MIN to QV_KEEP_MAX bytes that a transfer frees are kept, a few,
+ * for the next one's allocations of about their size (libcurl allocates
+ * through these too); the end frees them. Nothing is kept under an
+ * allocator of the program's own. */
+#define QV_KEEP_MIN ((size_t)1040)
+#define QV_KEEP_MAX ((size_t)32 << 10)
+void qv_mem_keep_begin(void);
+void qv_mem_keep_end(void);
 
 void *qv_malloc(size_t n);
 void *qv_calloc(size_t n, size_t size);

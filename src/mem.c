@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <jansson.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,13 +32,75 @@ static void *counted(void *p)
     return p;
 }
 
+/* A worker's transfers each make and free the same few blocks too large for
+ * glibc's per-thread cache (libcurl's 16 KiB download buffer, its request
+ * state): freed into the worker's arena, the hole one leaves is split by
+ * small blocks before the next transfer asks again, and the heap grows at
+ * its top; over a million requests the 16 workers' arenas crept ~1 MB
+ * (bench/NOTES.md, 2026-12-06 16:00). Kept here they stay where they are. */
+enum { KEEP_SLOTS = 4 };
+typedef struct keep_slot {
+    void *p;
+    size_t n; /* its usable size */
+} keep_slot;
+static _Thread_local keep_slot kept[KEEP_SLOTS];
+static _Thread_local int keeping;
+
+void qv_mem_keep_begin(void)
+{
+    keeping = !qv_allocator_is_custom();
+}
+
+void qv_mem_keep_end(void)
+{
+    keeping = 0;
+    for (int i = 0; i < KEEP_SLOTS; i++) {
+        QV_UNPOISON(kept[i].p, kept[i].n);
+        alloc.free(kept[i].p);
+        kept[i] = (keep_slot){0};
+    }
+}
+
+/* A kept block for n bytes, wasting at most a quarter of it, or NULL. */
+static void *take_kept(size_t n)
+{
+    if (!keeping || n < QV_KEEP_MIN || n >= QV_KEEP_MAX) return NULL;
+    for (int i = 0; i < KEEP_SLOTS; i++)
+        if (kept[i].p && kept[i].n >= n && kept[i].n - n <= n / 4) {
+            void *p = kept[i].p;
+            QV_UNPOISON(p, kept[i].n);
+            kept[i] = (keep_slot){0};
+            return p;
+        }
+    return NULL;
+}
+
+static int keep(void *p)
+{
+    if (!keeping || !p) return 0;
+    size_t n = malloc_usable_size(p);
+    if (n < QV_KEEP_MIN || n >= QV_KEEP_MAX) return 0;
+    for (int i = 0; i < KEEP_SLOTS; i++)
+        if (!kept[i].p) {
+            kept[i] = (keep_slot){p, n};
+            QV_POISON(p, n);
+            return 1;
+        }
+    return 0;
+}
+
 void *qv_malloc(size_t n)
 {
-    return counted(alloc.malloc(n ? n : 1));
+    void *p = take_kept(n);
+    return p ? p : counted(alloc.malloc(n ? n : 1));
 }
 
 void *qv_calloc(size_t n, size_t size)
 {
+    if (size && n <= SIZE_MAX / size) {
+        void *p = take_kept(n * size);
+        if (p) return memset(p, 0, n * size);
+    }
     return counted(alloc.calloc(n ? n : 1, size ? size : 1));
 }
 
@@ -48,7 +111,7 @@ void *qv_realloc(void *p, size_t n)
 
 void qv_free(void *p)
 {
-    alloc.free(p);
+    if (!keep(p)) alloc.free(p);
 }
 
 char *qv_strndup(const char *s, size_t n)
