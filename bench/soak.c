@@ -25,7 +25,10 @@
  * sampled every N/100 collections, each time once the window has drained;
  * the baseline is the highest sample of the warm-up (--warmup, 10% of N),
  * and every later sample must stay within --rss-limit (5) % of it. RssAnon
- * and malloc's bytes in use are reported beside it.
+ * and malloc's bytes in use are reported beside it. With
+ * QV_SOAK_MALLOC_INFO=FILE in the environment, each sample also writes a
+ * line <sample done="N" rss_kb="KB"> and malloc_info(3)'s XML to FILE: each
+ * arena's size and free blocks, to see which arena grows.
  *
  * Prints "sample ..." lines, one "errors ..." line and one summary line
  * "soak executor=... result=PASS|FAIL ...". Exit: 0 pass, 1 usage/setup,
@@ -539,6 +542,7 @@ int main(int argc, char **argv)
     if (warm_at < 1) warm_at = 1;
     rss_track self_rss = {0}, pool_rss = {0}, heap_use = {0}, anon_rss = {0};
     const char *fail = NULL;
+    FILE *minfo = getenv("QV_SOAK_MALLOC_INFO") ? fopen(getenv("QV_SOAK_MALLOC_INFO"), "w") : NULL;
     double t0 = bench_now();
     /* Submitting stops at each sample point until the window has drained,
      * so every sample sees the same state: no future alive, only what the
@@ -588,6 +592,11 @@ int main(int argc, char **argv)
              * VmRSS too, but are no growth of the heap. */
             long anon = status_kb((int)getpid(), "RssAnon");
             track(&anon_rss, anon, at > warm_at);
+            if (minfo) {
+                fprintf(minfo, "<sample done=\"%ld\" rss_kb=\"%ld\">\n", limit, kb);
+                malloc_info(0, minfo);
+                fflush(minfo);
+            }
             printf("sample done=%ld seconds=%.1f rss_kb=%ld anon_kb=%ld heap_kb=%ld "
                    "workers_rss_kb=%ld\n",
                    limit, bench_now() - t0, kb, anon, heap, pool);
@@ -597,6 +606,7 @@ int main(int argc, char **argv)
         }
     }
     double secs = bench_now() - t0;
+    if (minfo) fclose(minfo);
     if (fail) {
         printf("soak executor=%s result=FAIL reason=\"%s\" collected=%ld of %ld seconds=%.1f\n",
                exname, fail, S.ok + S.faulted + S.cancelled, n, secs);
