@@ -72,7 +72,9 @@ void qv_headers_free(qv_headers *h)
 
 int qv_header_line_is(const char *line, const char *name, size_t nlen)
 {
-    return strncasecmp(line, name, nlen) == 0 && (line[nlen] == ':' || line[nlen] == ';');
+    /* (every request's lines are asked about several names: most differ at once) */
+    return (line[0] | 0x20) == (name[0] | 0x20) && strncasecmp(line, name, nlen) == 0 &&
+           (line[nlen] == ':' || line[nlen] == ';');
 }
 
 int qv_header_name_ok(const char *name)

@@ -73,7 +73,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
     size_t len = size * n;
     slot->last_activity_ms = qv_coarse_ms();
     /* libcurl's cookie engine reads these (any hop, 1xx, a proxy's too) */
-    if (len > 11 && (buf[0] | 0x20) == 's' && strncasecmp(buf, "set-cookie:", 11) == 0)
+    if (len > 11 && (buf[0] | 0x20) == 's' && buf[3] == '-' &&
+        strncasecmp(buf, "set-cookie:", 11) == 0)
         slot->set_cookies++;
     int rc = QV_OK;
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
