@@ -126,9 +126,22 @@ static int status_retried(const qv_retry_policy *p, const qv_response *r)
     return ra && *ra;
 }
 
+/* What this response says about its retry: -1 none (not a status to retry,
+ * or a Retry-After over the cap), -2 after the backoff, or its Retry-After
+ * (ms). Both the sink's choice at the headers and the final decision ask
+ * this, so a final response is never one whose body was kept as a retried
+ * one's (a Retry-After date only comes closer in between). */
+static double response_wait_ms(const qv_retry_policy *p, const qv_response *r)
+{
+    if (!status_retried(p, r)) return -1;
+    double ra = p->no_retry_after ? -1 : retry_after_ms(r);
+    if (ra < 0) return -2;
+    return ra <= (double)p->max_backoff_ms ? ra : -1;
+}
+
 int qv_retry_would_retry(const qv_future *f, const qv_response *r)
 {
-    return may_retry(f) && status_retried(f->req.retry, r);
+    return may_retry(f) && response_wait_ms(f->req.retry, r) != -1;
 }
 
 double qv_retry_wait_ms(const qv_future *f)
@@ -137,9 +150,8 @@ double qv_retry_wait_ms(const qv_future *f)
     if (!may_retry(f)) return -1;
     const qv_response *r = f->out_resp;
     if (r) {
-        if (!status_retried(p, r)) return -1;
-        double ra = p->no_retry_after ? -1 : retry_after_ms(r);
-        if (ra >= 0) return ra <= (double)p->max_backoff_ms ? ra : -1;
+        double ra = response_wait_ms(p, r);
+        if (ra != -2) return ra;
     } else if (!retried_error(p->on, f->out_err)) {
         return -1;
     }

@@ -178,6 +178,42 @@ Test(retry, retry_after_over_the_cap_ends_the_retries, .timeout = 60)
     qv_session_free(s);
 }
 
+/* Counts the body bytes on_data is given. */
+static int count_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f, (void)chunk;
+    *(size_t *)arg += len;
+    return 0;
+}
+
+/* A response not retried because its Retry-After is over the cap is the
+ * final one: its body goes where the request sends bodies (on_data here),
+ * not into memory as a retried attempt's would. */
+Test(retry, a_final_response_over_the_retry_after_cap_streams_its_body, .timeout = 60)
+{
+    qv_session *s = TX_SESSION(.retry = &(qv_retry){.max_retries = 3, .max_backoff_ms = 1000});
+    for (int i = 0; i < 2; i++) {
+        /* Listed (503), then only by QV_RETRY_AFTER_STATUS (429). */
+        const qv_retry *own =
+            i ? &(qv_retry){.max_retries = 3, .max_backoff_ms = 1000, .on = QV_RETRY_AFTER_STATUS}
+              : NULL;
+        size_t got = 0;
+        qv_future *f;
+        cr_assert_eq(qv_get(s, &f, flaky(1, i ? "&after=120&code=429" : "&after=120"), .retry = own,
+                            .on_data = count_data, .on_data_arg = &got),
+                     QV_OK);
+        qv_response *r = tx_expect_status(f, i ? 429 : 503);
+        cr_assert_eq(qv_response_attempts(r), 1);
+        size_t len;
+        qv_response_body(r, &len);
+        cr_assert_eq(len, 0, "case %d: the body was kept in memory", i);
+        cr_assert_gt(got, 0, "case %d: on_data never saw the final body", i);
+        cr_assert_eq(qv_response_body_bytes(r), (long long)got);
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+}
+
 Test(retry, post_is_retried_only_when_asked, .timeout = 60)
 {
     qv_session *s = TX_SESSION(.retry = FAST_RETRY(2));
