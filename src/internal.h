@@ -1035,8 +1035,10 @@ void qv_later_run(void);
 /* The body of a streamed response (stream = 1), between its transfer and
  * its reader. */
 #define QV_PIPE_CAP ((size_t)256 << 10)
-/* Bytes in a pipe that wake its consumer before the producer's pass ends. */
-#define QV_PIPE_WAKE ((size_t)64 << 10)
+/* Bytes in a pipe that wake its consumer before the producer's pass ends:
+ * half the ring (a quarter woke the consumer ~40% more often, for 3-18%
+ * more CPU: bench/NOTES.md, 2026-12-06), the other half still free. */
+#define QV_PIPE_WAKE (QV_PIPE_CAP / 2)
 /* With two references (the transfer's and the response's); producer is
  * poked when the reader made room or let go, until qv_pipe_finish. */
 qv_pipe *qv_pipe_new(qv_future *producer);
