@@ -505,8 +505,10 @@ typedef struct qv_request_opts {
      * chunked transfer encoding unless upload_len gives its length. Such
      * a body can't be produced twice: a redirect or retry that must resend
      * it fails with QV_EIO ("can't rewind") instead of sending a truncated
-     * body. Runs on the transfer's thread (QV_PROCESSES: not available,
-     * QV_EINVAL at submit; use upload_path). */
+     * body. Runs on the transfer's thread (QV_PROCESSES: on the pool's
+     * dispatcher thread, which sends what it makes to the worker, up to
+     * 256 KiB a call: keep it quick there, or use upload_path, which the
+     * worker reads itself). */
     long (*on_upload)(void *buf, size_t cap, void *arg);
     void *on_upload_arg;
     long long upload_len; /* on_upload's length; 0 = unknown (chunked) */

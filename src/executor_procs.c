@@ -54,7 +54,8 @@ typedef struct pworker {
      * read (throttled), so the worker, and its transfer, wait. */
     qv_pipe *pipe;
     int throttled;
-    int reaped; /* its death was told: its pid may be another process's now */
+    int reaped;    /* its death was told: its pid may be another process's now */
+    size_t up_max; /* the largest on_upload answer its socket's buffer surely holds */
 } pworker;
 
 static void kill_worker(pworker *w)
@@ -89,7 +90,6 @@ typedef struct procs {
      * for (send_cancels). A held future a cancel completed is lost to the
      * pool: it keeps its reference but only lets it go. */
     qv_holder held_by, run_by;
-    qv_buf up; /* what an on_upload makes, before it goes in a frame */
 } procs;
 
 /* Forking while a dispatcher thread is in the middle of its work (inside
@@ -554,14 +554,13 @@ static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     if (rc) stop_running(P, w, rc, qv_sink_stop_message(f, rc, e));
 }
 
-/* The most on_upload is asked for at once: with at most one answer on its
- * way, the worker's socket always has room for it, so this thread's write
- * never waits for a worker that is itself waiting to write a data frame. */
-#define UPLOAD_PIECE ((size_t)64 << 10)
-
 /* f's worker wants on_upload's next bytes: the callback runs in this
- * thread (outside the fork lock, as on_data) and its answer goes back. An
- * answer it cannot give is an error (-1), which stops the transfer. */
+ * thread (outside the fork lock, as on_data), into the answer's frame, and
+ * the answer goes back. With at most one answer on its way, and none larger
+ * than half the socket's send buffer (up_max), the socket always has room
+ * for it: this thread's write never waits for a worker that is itself
+ * waiting to write a data frame. An answer it cannot give is an error (-1),
+ * which stops the transfer. */
 static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t len)
 {
     qv_future *f = w->f;
@@ -572,16 +571,16 @@ static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t 
         id = f->req.wire_id; /* (no worker of ours asks so): an error answers */
         cap = 0;
     }
-    if (cap > UPLOAD_PIECE) cap = UPLOAD_PIECE;
-    P->up.len = 0;
-    if (cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id &&
-        !qv_buf_grow(&P->up, cap, cap)) {
+    if (cap > w->up_max) cap = w->up_max;
+    int room = !qv_wire_upload_begin(&P->out, id, cap);
+    if (room && cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id) {
         dispatcher_gate(0);
-        got = f->req.io->on_upload(P->up.data, cap, f->req.io->on_upload_arg);
+        got = f->req.io->on_upload(P->out.data + P->out.len, cap, f->req.io->on_upload_arg);
         dispatcher_gate(1);
         if (got < 0 || (size_t)got > cap) got = -1;
     }
-    if (!qv_wire_encode_upload(&P->out, id, got, P->up.data))
+    /* (No room for the bytes: an error answers, at least.) */
+    if ((room || !qv_wire_upload_begin(&P->out, id, 0)) && !qv_wire_upload_end(&P->out, got))
         qv_fd_write_all(w->fd, P->out.data, P->out.len);
 }
 
@@ -798,6 +797,19 @@ static void take_fds(struct msghdr *mh, int fds[3])
     fds[0] = fds[1] = fds[2] = -1;
 }
 
+/* A larger send buffer on a worker's socket, for on_upload's answers (the
+ * kernel caps it at net.core.wmem_max): half of what it got, in whole
+ * pages, up to QV_UPLOAD_PIECE, is the largest answer it surely holds. */
+static size_t upload_room(int fd)
+{
+    int want = (int)(4 * QV_UPLOAD_PIECE), got = 0;
+    socklen_t n = sizeof(got);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &n) || got < 8192) return 4096;
+    size_t room = ((size_t)got / 2) & ~(size_t)4095;
+    return room < QV_UPLOAD_PIECE ? room : QV_UPLOAD_PIECE;
+}
+
 static void on_zygote(procs *P)
 {
     zmsg m;
@@ -835,7 +847,11 @@ static void on_zygote(procs *P)
                             0);
             return;
         }
-        P->w[P->nw] = (pworker){.pid = m.pid, .fd = fds[0], .mbox_r = fds[1], .mbox_w = fds[2]};
+        P->w[P->nw] = (pworker){.pid = m.pid,
+                                .fd = fds[0],
+                                .mbox_r = fds[1],
+                                .mbox_w = fds[2],
+                                .up_max = upload_room(fds[0])};
         P->nw++;
         atomic_store(&P->base.workers, P->nw);
         return;
@@ -1105,7 +1121,6 @@ static void procs_destroy(qv_executor *ex)
     if (P->wake[0] >= 0) close(P->wake[0]);
     if (P->wake[1] >= 0) close(P->wake[1]);
     qv_buf_free(&P->out);
-    qv_buf_free(&P->up);
     if (P->ep >= 0) close(P->ep);
     qv_free(P->w);
     qv_free(P);

@@ -759,7 +759,13 @@ int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char 
  * bytes, 0 at the end, -1 for an error) and the bytes. */
 int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap);
 int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap);
-int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got, const void *chunk);
+/* The answer is made in place: begin leaves room for cap bytes at
+ * b->data + b->len, which on_upload fills; end says how many it made. */
+int qv_wire_upload_begin(qv_buf *b, uint64_t id, size_t cap);
+int qv_wire_upload_end(qv_buf *b, long got);
+/* The most a worker asks on_upload for at once (the pool may give less:
+ * its socket's buffer must hold the answer). */
+#define QV_UPLOAD_PIECE ((size_t)256 << 10)
 int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got,
                           const unsigned char **chunk);
 int qv_wire_encode_progress(qv_buf *b, const long long v[4]);

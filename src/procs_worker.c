@@ -41,15 +41,19 @@ typedef struct worker {
     qv_buf out;
     qv_buf data;        /* a data frame being filled (len 0: none) */
     qv_later data_owed; /* sends it at the end of the transfer's pass */
-    /* on_upload: the parent's bytes libcurl has not taken yet (from up_pos),
-     * whether more are asked for, and the end the parent said (1, or -1 for
-     * an error). */
-    qv_buf up;
-    size_t up_pos;
+    /* on_upload: the parent's bytes libcurl has not taken yet, up_len of
+     * them from up_at in a ring of UP_RING bytes (made at the first
+     * answer), whether more are asked for, and the end the parent said (1,
+     * or -1 for an error). */
+    unsigned char *up;
+    size_t up_at, up_len;
     int up_asked, up_end;
 } worker;
 
 static worker *the_worker;
+
+/* Two pieces: libcurl takes one while the next comes. */
+#define UP_RING (2 * QV_UPLOAD_PIECE)
 
 /* Sends the data frame being filled, if any. */
 static void send_data(worker *w)
@@ -102,12 +106,16 @@ static void on_upload_frame(worker *w, const unsigned char *p, size_t len)
         w->up_end = got < 0 ? -1 : 1;
         return;
     }
-    if (w->up_pos) { /* what libcurl took goes */
-        w->up.len -= w->up_pos;
-        memmove(w->up.data, w->up.data + w->up_pos, w->up.len);
-        w->up_pos = 0;
+    size_t n = (size_t)got;
+    if (n > UP_RING - w->up_len) _exit(3); /* more than asked for: the parent would not */
+    if (!w->up && !(w->up = qv_malloc(UP_RING))) {
+        w->up_end = -1;
+        return;
     }
-    if (qv_buf_append(&w->up, chunk, (size_t)got)) w->up_end = -1;
+    size_t at = (w->up_at + w->up_len) % UP_RING, first = UP_RING - at < n ? UP_RING - at : n;
+    memcpy(w->up + at, chunk, first);
+    memcpy(w->up, chunk + first, n - first);
+    w->up_len += n;
 }
 
 /* A frame from the parent during a transfer: a cancel or upload bytes. */
@@ -158,26 +166,28 @@ static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
     return 0;
 }
 
-/* Asks the parent for up to cap more bytes of on_upload's body, unless
- * asked already or at the end. */
-static void ask_upload(worker *w, size_t cap)
+/* Asks the parent for the next piece of on_upload's body, unless asked
+ * already, at the end, or the ring has no room for a whole piece. */
+static void ask_upload(worker *w)
 {
-    if (w->up_asked || w->up_end) return;
-    if (qv_wire_encode_upload_want(&w->out, w->id, cap) || send_frame(w, &w->out)) _exit(0);
+    if (w->up_asked || w->up_end || UP_RING - w->up_len < QV_UPLOAD_PIECE) return;
+    if (qv_wire_encode_upload_want(&w->out, w->id, QV_UPLOAD_PIECE) || send_frame(w, &w->out))
+        _exit(0);
     w->up_asked = 1;
 }
 
 /* The parent's on_upload, as this transfer's: the parent runs it and sends
- * what it made. At most one answer is on its way, asked for as libcurl
- * takes the one before, so the parent makes the next piece while this one
- * is sent; libcurl waits here (as for the callback itself elsewhere) when
- * it is not in yet. */
+ * what it made. At most one answer is on its way, asked for once libcurl
+ * has taken a piece's worth from the ring, so the parent makes the next
+ * piece while the one before is sent, and wakes once per piece (up to
+ * QV_UPLOAD_PIECE), not once per libcurl read; libcurl waits here (as for
+ * the callback itself elsewhere) when nothing is in yet. */
 static long fetch_upload(void *buf, size_t cap, void *arg)
 {
     worker *w = arg;
     qv_future *f = w->slot.f;
-    if (w->up.len == w->up_pos) ask_upload(w, cap);
-    while (w->up.len == w->up_pos && !w->up_end) {
+    ask_upload(w);
+    while (!w->up_len && !w->up_end) {
         int type;
         const unsigned char *p;
         size_t len;
@@ -185,12 +195,13 @@ static long fetch_upload(void *buf, size_t cap, void *arg)
         on_control(w, f, type, p, len);
         if (atomic_load(&f->cancel_requested)) return -1;
     }
-    size_t n = w->up.len - w->up_pos;
-    if (!n) return w->up_end < 0 ? -1 : 0;
-    if (n > cap) n = cap;
-    memcpy(buf, w->up.data + w->up_pos, n);
-    w->up_pos += n;
-    ask_upload(w, cap);
+    if (!w->up_len) return w->up_end < 0 ? -1 : 0;
+    size_t n = w->up_len < cap ? w->up_len : cap;
+    if (n > UP_RING - w->up_at) n = UP_RING - w->up_at; /* the rest at the next call */
+    memcpy(buf, w->up + w->up_at, n);
+    w->up_at = (w->up_at + n) % UP_RING;
+    w->up_len -= n;
+    ask_upload(w);
     return (long)n;
 }
 
@@ -282,7 +293,7 @@ static int serve_one(worker *w)
     if (sink_flags & QV_SINK_UPLOAD) {
         io->on_upload = fetch_upload;
         io->on_upload_arg = w;
-        w->up.len = w->up_pos = 0;
+        w->up_at = w->up_len = 0;
         w->up_asked = w->up_end = 0;
     }
     if (sink_flags & QV_SINK_PROGRESS) {

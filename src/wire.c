@@ -471,12 +471,20 @@ int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id,
     return QV_OK;
 }
 
-int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got, const void *chunk)
+int qv_wire_upload_begin(qv_buf *b, uint64_t id, size_t cap)
 {
     int rc = qv_wire_frame_begin(b, QV_WIRE_UPLOAD);
     if (!rc) rc = put_int(b, T_ID, (int64_t)id);
-    if (!rc) rc = put_int(b, T_UPLOAD_GOT, got);
-    if (!rc && got > 0) rc = qv_wire_put(b, T_CHUNK, chunk, (size_t)got);
+    if (!rc) rc = qv_wire_put(b, T_CHUNK, "", 0);
+    return rc ? rc : qv_buf_grow(b, cap, SIZE_MAX);
+}
+
+int qv_wire_upload_end(qv_buf *b, long got)
+{
+    size_t n = got > 0 ? (size_t)got : 0;
+    put_u32((unsigned char *)b->data + b->len - 4, (uint32_t)n); /* the chunk field's length */
+    b->len += n;
+    int rc = put_int(b, T_UPLOAD_GOT, got);
     return rc ? rc : qv_wire_frame_end(b);
 }
 

@@ -860,6 +860,27 @@ Test(stream, on_upload_streams_a_body_of_unknown_length_chunked)
     qv_session_free(s);
 }
 
+/* Makes fewer bytes than it may, of sizes that never line up with a
+ * buffer's (1 to ~97 KiB): they arrive whole and in order. */
+static long produce_odd(void *buf, size_t cap, void *arg)
+{
+    producer *p = arg;
+    size_t odd = 1 + (size_t)(p->made * 7919 % 99991);
+    p->made += 1;
+    return produce(buf, odd < cap ? odd : cap, arg);
+}
+
+Test(stream, on_upload_pieces_of_odd_sizes_arrive_whole_and_in_order)
+{
+    qv_session *s = TX_SESSION(0);
+    producer p = {.left = 3 << 20, .seed = 5};
+    qv_future *f = upload_produced(s, "POST", "/up", produce_odd, &p, 0);
+    expect_produced(f, &p, 1);
+    cr_assert_eq(p.h.bytes, 3 << 20);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
 Test(stream, on_upload_with_upload_len_sends_that_content_length)
 {
     qv_session *s = TX_SESSION(0);
