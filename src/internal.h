@@ -447,7 +447,6 @@ struct qv_future {
      * still comes. stream_open counts what still holds the future in its
      * session (the early delivery, the transfer). */
     atomic_int stream_open;
-    long out_conns; /* connections the transfer opened */
     /* QV_LOOP with on_data or output_fd: the body goes through this pipe to
      * pump runs on delivery threads (pump.c), so a slow callback holds up
      * only its own transfer. pump_holds: the transfer's end and the pump's
@@ -456,6 +455,7 @@ struct qv_future {
     atomic_int pump_holds;
     int pump_err;   /* on_data said stop (QV_EHOOK) or output_fd failed (QV_EIO) */
     int pump_errno; /* with QV_EIO */
+    int out_conns;  /* connections the transfer opened (an outcome field, here for its alignment) */
     qv_req req;
 };
 

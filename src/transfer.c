@@ -919,7 +919,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     long conns = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_NUM_CONNECTS, &conns);
     conns += slot->prior_conns; /* and those of earlier hops quiver followed */
-    f->out_conns = conns;
+    f->out_conns = (int)conns;
     if (f->ex) atomic_fetch_add(&f->ex->connections, (size_t)conns);
     qv_future_end_transfer(f);
     qv_executor_host_done(f);
