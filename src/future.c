@@ -108,9 +108,8 @@ static atomic_size_t *counter(qv_future *f)
 static int sync_urgent(qv_future *f)
 {
     qv_executor *ex = f->ex;
-    int u = f->wanted &&
-            (f->state == QV_PENDING || (f->state == QV_RUNNING && f->holder.waiting)) && ex &&
-            ex->max_uncollected;
+    int u = f->wanted && (f->state == QV_PENDING || (f->state == QV_RUNNING && f->holder_waits)) &&
+            ex && ex->max_uncollected;
     if (u == f->urgent) return 0;
     f->urgent = u;
     atomic_fetch_add(&ex->urgent, u ? 1 : -1);
@@ -136,12 +135,19 @@ static void wake_for(qv_executor *ex)
     qv_executor_unref(ex);
 }
 
+/* Under f->lock: f's record of h (NULL: no one). */
+static void record_holder(qv_future *f, const qv_holder *h)
+{
+    f->holder = h ? (qv_held){h->fn, h->arg, h->count} : (qv_held){0};
+    f->holder_waits = h && h->waiting;
+}
+
 /* Under f->lock: h (NULL: no one) holds f from now on; a running f moves to
  * the stat h counts it in. */
 static void set_holder(qv_future *f, const qv_holder *h)
 {
     atomic_size_t *was = f->state == QV_RUNNING ? counter(f) : NULL;
-    f->holder = h ? *h : (qv_holder){0};
+    record_holder(f, h);
     atomic_size_t *now = f->state == QV_RUNNING ? counter(f) : NULL;
     if (was == now) return;
     if (now) atomic_fetch_add(now, 1);
@@ -153,12 +159,12 @@ int qv_future_begin(qv_future *f, const qv_holder *h)
     qv_lock_take(&f->lock);
     if (f->popped == QV_POPPED_CANCEL_WAITS) qv_signal_all(&f->changed);
     f->popped = 0;
-    int ok = (f->state == QV_PENDING || f->holder.waiting) && !atomic_load(&f->cancel_requested);
+    int ok = (f->state == QV_PENDING || f->holder_waits) && !atomic_load(&f->cancel_requested);
     if (ok) {
         if (f->state == QV_PENDING) {
             f->state = QV_RUNNING;
             f->started_ms = qv_now_ms();
-            f->holder = *h;
+            record_holder(f, h);
             atomic_size_t *c = counter(f);
             if (c) atomic_fetch_add(c, 1);
         } else {
@@ -196,7 +202,7 @@ int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to)
 int qv_future_waiting(qv_future *f)
 {
     qv_lock_take(&f->lock);
-    int w = f->state == QV_PENDING || f->holder.waiting;
+    int w = f->state == QV_PENDING || f->holder_waits;
     qv_lock_give(&f->lock);
     return w;
 }
@@ -263,7 +269,7 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     sync_urgent(f);
     if (resp && !atomic_load(&f->stream_open)) qv_executor_count_uncollected(f);
     /* A streamed body's transfer goes on: its reader still pokes it. */
-    if (!atomic_load(&f->stream_open)) f->holder = (qv_holder){0};
+    if (!atomic_load(&f->stream_open)) record_holder(f, NULL);
     for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
     /* more_cbs was built newest first: put it in the order added. Callbacks
      * then run outside the lock; the list can no longer change, since

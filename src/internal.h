@@ -386,6 +386,13 @@ typedef struct qv_holder {
     atomic_size_t *count;
     int waiting; /* f waits here for an attempt to start (queued or held) */
 } qv_holder;
+/* A future's copy of its holder's registration, but `waiting` (a byte of
+ * the future's, holder_waits: 8 bytes less in every future). */
+typedef struct qv_held {
+    int (*fn)(qv_future *f, void *arg, int cancel);
+    void *arg;
+    atomic_size_t *count;
+} qv_held;
 
 typedef struct qv_cb {
     qv_done_fn fn;
@@ -415,6 +422,7 @@ struct qv_future {
     unsigned char streamed;         /* set by the transfer's thread, for itself (stream = 1) */
     unsigned char out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
                                        produced some: no retry can take them back */
+    unsigned char holder_waits;     /* its holder's `waiting`, under the lock with `holder` */
     int error;
     int attempts; /* transfers started */
     char *errmsg;
@@ -424,7 +432,7 @@ struct qv_future {
     void *first_arg;
     qv_cb *more_cbs;
     qv_wlink *waiters;
-    qv_holder holder;    /* who holds it now, and how it is told of a cancel */
+    qv_held holder;      /* who holds it now, and how it is told of a cancel */
     qv_session *session; /* until completion */
     qv_executor *ex;
     /* The executor's links, in one of its lists at a time: its queue (the
