@@ -38,8 +38,10 @@ def _load() -> tuple[Any, str]:
     errors = []
     for cand in _candidates():
         try:
-            # global: the compiled binding's calls resolve to this library
-            return _abi.dlopen(cand, _abi.RTLD_NOW | _abi.RTLD_GLOBAL), cand
+            # global: the compiled binding's calls resolve to this library;
+            # never unloaded: quiver's threads may still run while the
+            # interpreter exits and frees this handle (it would unmap their code)
+            return _abi.dlopen(cand, _abi.RTLD_NOW | _abi.RTLD_GLOBAL | _abi.RTLD_NODELETE), cand
         except OSError as e:
             errors.append(f"{cand}: {e}")
     raise ImportError("quiver: cannot load libquiver.so.0 (set QUIVER_LIB to its path, install "
