@@ -361,32 +361,62 @@ static unsigned workers_saturated(qv_executor *ex)
                : 0;
 }
 
+/* Under ex->mu, which it releases: gives the warnings seen, and the one that
+ * work waits while every worker is busy. */
+static int unlock_and_warn(qv_executor *ex, int rc, unsigned seen)
+{
+    if (ex->queued > 0) seen |= workers_saturated(ex);
+    pthread_mutex_unlock(&ex->mu);
+    warn_seen(ex, seen);
+    return rc;
+}
+
+/* Under ex->mu, which it releases: f joined the ready list (a worker may
+ * have taken it already), and the executor sees to it. If no worker can
+ * ever run it (shut down, no thread), f is taken back: the submit fails. */
+static int queued_locked(qv_executor *ex, qv_future *f, unsigned seen)
+{
+    int rc = ex->shutdown ? QV_ESHUTDOWN : ex->vt->notify(ex);
+    if (rc && f->qwhere == QV_Q_READY) {
+        fifo_unlink(ex, f);
+        ex->queued--;
+    } else {
+        rc = QV_OK; /* a worker took it already */
+    }
+    return unlock_and_warn(ex, rc, seen);
+}
+
+/* With every worker busy a submit takes no executor lock: the workers,
+ * the submitters and the cancels do not all queue up on it. f's lock,
+ * which a cancel holds while it looks in the queue, orders the push and
+ * a cancel: the cancel finds f in the inbox, or the push sees it. */
+static int submit_pushed(qv_executor *ex, qv_future *f)
+{
+    qv_lock_take(&f->lock);
+    int pushed = !atomic_load(&f->cancel_requested) && push_inbox(ex, f);
+    qv_lock_give(&f->lock);
+    if (!pushed) return QV_ESHUTDOWN;
+    if (ex->vt->all_busy(ex)) {
+        warn_seen(ex, workers_saturated(ex));
+        return QV_OK;
+    }
+    pthread_mutex_lock(&ex->mu);
+    take_inbox(ex); /* f is in the ready list, or a worker took it */
+    return queued_locked(ex, f, 0);
+}
+
 int qv_executor_submit(qv_executor *ex, qv_future *f)
 {
-    unsigned seen = 0;
     /* Held by the queue before it is in it: a cancel from now on looks there.
      * Only qv_session_close(cancel_pending) can cancel f yet (it is in the
      * session's list): a cancel that came before it was in the queue is
-     * seen below, under the lock a later one takes to remove it. */
+     * seen below (or by the push), under the lock a later one takes to
+     * remove it. */
     qv_future_hold_by(f, &ex->queued_by);
-    /* With every worker busy a submit takes no executor lock: the workers,
-     * the submitters and the cancels do not all queue up on it. f's lock,
-     * which a cancel holds while it looks in the queue, orders the push and
-     * a cancel: the cancel finds f in the inbox, or the push sees it. */
-    int pushed = 0;
-    if (ex->vt->all_busy && !ex->o.max_queued) {
-        qv_lock_take(&f->lock);
-        pushed = !atomic_load(&f->cancel_requested) && push_inbox(ex, f);
-        qv_lock_give(&f->lock);
-        if (!pushed) return QV_ESHUTDOWN;
-        if (ex->vt->all_busy(ex)) {
-            warn_seen(ex, workers_saturated(ex));
-            return QV_OK;
-        }
-    }
+    if (ex->vt->all_busy && !ex->o.max_queued) return submit_pushed(ex, f);
+    unsigned seen = 0;
     pthread_mutex_lock(&ex->mu);
-    if (pushed) take_inbox(ex); /* f is in the ready list, or a worker took it */
-    while (!pushed && ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
+    while (ex->o.max_queued && ex->queued >= ex->o.max_queued && !ex->shutdown) {
         seen |= 1u << QV_SATURATED_QUEUE;
         if (ex->o.no_block) {
             pthread_mutex_unlock(&ex->mu);
@@ -399,24 +429,11 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
         pthread_cond_wait(&ex->space, &ex->mu);
         urge_locked(ex, -1);
     }
-    int rc = ex->shutdown || (!pushed && atomic_load(&f->cancel_requested)) ? QV_ESHUTDOWN : QV_OK;
-    if (!rc && !pushed) {
-        fifo_insert(ex, ex->ready.tail, f);
-        ex->queued++;
-    }
-    if (!rc) rc = ex->vt->notify(ex);
-    if (rc && f->qwhere == QV_Q_READY) {
-        /* No worker can ever run it: take it back, the submit fails. */
-        fifo_unlink(ex, f);
-        ex->queued--;
-    } else if (rc && pushed) {
-        rc = QV_OK; /* a worker took it already */
-    }
-    /* Work waits while every worker is busy. */
-    if (ex->queued > 0) seen |= workers_saturated(ex);
-    pthread_mutex_unlock(&ex->mu);
-    warn_seen(ex, seen);
-    return rc;
+    if (ex->shutdown || atomic_load(&f->cancel_requested))
+        return unlock_and_warn(ex, QV_ESHUTDOWN, seen);
+    fifo_insert(ex, ex->ready.tail, f);
+    ex->queued++;
+    return queued_locked(ex, f, seen);
 }
 
 /* ----------------------------------------------------------- retry heap */
