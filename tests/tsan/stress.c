@@ -200,6 +200,9 @@ typedef struct item {
     int may_cancel;   /* cancelled by a session close: CANCELLED is fine */
     int released;     /* released without waiting: only the callback tells */
     atomic_int final; /* the state the callback saw */
+    /* The executor it runs on, for what a slow outcome says (NULL: one
+     * freed under it, whose counts cannot be read). */
+    qv_executor *ex;
 } item;
 
 /* Items live until the end (callbacks may run until the sessions are gone). */
@@ -257,6 +260,7 @@ static int submit(qv_session *s, const char *url, item **out)
     if (rc != QV_OK) return rc;
     item *it = new_item(url);
     it->f = f;
+    it->ex = qv_session_executor(s);
     rc = qv_future_add_done_callback(f, on_done, it);
     CHECK(rc == QV_OK, "add_done_callback: %s", qv_errname(rc));
     *out = it;
@@ -270,9 +274,6 @@ static int submit(qv_session *s, const char *url, item **out)
  * QV_STRESS_RESULT_MS (the valgrind pass: every process there runs tens of
  * times slower). */
 static int result_ms = 30000;
-
-/* The shared executor of the kind being run (for what a slow outcome says). */
-static qv_executor *shared_ex;
 
 static double mono_ms(void)
 {
@@ -291,14 +292,14 @@ static void settle(item *it)
     int rc = qv_future_result(it->f, &r, result_ms);
     qv_future_state st = qv_future_state_get(it->f);
     if (late && mono_ms() - t0 > 5000) {
-        qv_executor_stats es = {0};
-        qv_executor_stats_get(shared_ex, &es);
-        fprintf(stderr,
-                "stress: %s %s (state %d, %d attempts, cancel %d) %.0f ms later; shared "
-                "executor: %zu queued, %zu in flight, %d workers\n",
+        char counts[96] = "its executor is being freed";
+        qv_executor_stats es;
+        if (it->ex && qv_executor_stats_get(it->ex, &es) == QV_OK)
+            snprintf(counts, sizeof(counts), "its executor: %zu queued, %zu in flight, %d workers",
+                     es.queued, es.in_flight, es.workers);
+        fprintf(stderr, "stress: %s %s (state %d, %d attempts, cancel %d) %.0f ms later; %s\n",
                 it->url, qv_future_done(it->f) ? "ended" : "still not done", (int)st,
-                qv_future_attempts(it->f), it->cancel_rc, mono_ms() - t0, es.queued, es.in_flight,
-                es.workers);
+                qv_future_attempts(it->f), it->cancel_rc, mono_ms() - t0, counts);
     }
     CHECK(rc != QV_EWAIT_TIMEOUT, "%s: no outcome after %d ms", it->url, result_ms);
     CHECK(qv_future_done(it->f), "%s: result %s but not done", it->url, qv_errname(rc));
@@ -600,6 +601,7 @@ static void *free_submitter_main(void *arg)
         CHECK(rc == QV_OK, "submit: %s", qv_errname(rc));
         if (rc) break;
         atomic_fetch_add(&fr->submitted, 1);
+        mine[n]->ex = NULL; /* freed under it by qv_executor_free */
         sleep_us(rnd(&rs, 1000));
     }
     /* The executor finishes what it accepted: all of it ends in 200. */
@@ -839,7 +841,7 @@ static void run_kind(qv_executor_kind kind, int rounds)
     /* Everything is created before the first thread starts: a process
      * executor forks its zygote at creation and refuses once threads of
      * other executors exist. */
-    w.ex = shared_ex = new_executor(kind, 4);
+    w.ex = new_executor(kind, 4);
     qv_executor *ex2 = new_executor(kind, 2);
     w.s[0] = new_session(w.ex, kind, 0);
     w.s[1] = new_session(w.ex, kind, 0);
