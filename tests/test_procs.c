@@ -817,6 +817,32 @@ Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
     qv_executor_free(ex);
 }
 
+/* A request sent ahead to the worker of a long transfer does not wait for
+ * it: the first worker to go idle takes it back from that mailbox. */
+Test(procs, a_request_sent_ahead_goes_to_the_first_worker_free, .timeout = 60)
+{
+    qv_executor *ex = procs_executor(2, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *slow, *quick, *ahead;
+    /* The first worker takes the slow one: the request after them goes
+     * ahead into its mailbox (the first busy worker's). */
+    cr_assert_eq(qv_get(s, &slow, tu("/delay/3")), QV_OK);
+    cr_assert_eq(qv_get(s, &quick, tu("/delay/1")), QV_OK);
+    tx_wait_started(slow, 10000);
+    tx_wait_started(quick, 10000);
+    cr_assert_eq(qv_get(s, &ahead, tu("/get")), QV_OK);
+    expect_sent_ahead(ahead, slow);
+    tx_expect_status(ahead, 200);
+    cr_assert_eq(qv_future_done(slow), 0, "the request sent ahead waited for the slow one");
+    cr_assert(qv_future_done(quick));
+    tx_expect_status(slow, 200);
+    qv_future_release(slow);
+    qv_future_release(quick);
+    qv_future_release(ahead);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
 /* A request too large for one pipe write waits, held, for an idle worker
  * (it shows as running too): cancelled, it is done at once; the one queued
  * after it runs once the worker is free, with its body whole. */
