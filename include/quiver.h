@@ -475,7 +475,8 @@ typedef struct qv_request_opts {
      * overlap. Where it runs: on the worker thread (QV_THREADS); on one of
      * the loop's delivery threads (QV_LOOP: the body waits in a 256 KiB
      * buffer, and the transfer pauses while it is full, so a slow callback
-     * holds up its own transfer only; output_fd is written there too); on
+     * holds up its own transfer only; output_fd is written there too, or
+     * by the loop's own thread while it takes bytes without blocking); on
      * the pool's dispatcher thread (QV_PROCESSES: the worker sends the
      * chunks over its socket; a slow callback there holds up the pool's
      * other answers, so keep it short, or use output_path or output_fd,
