@@ -22,11 +22,10 @@ int qv_fd_write_all(int fd, const void *p, size_t n)
     return QV_OK;
 }
 
-int qv_fd_write_passing(int fd, const void *p, size_t n, int pass)
+ssize_t qv_send_fds(int fd, const void *p, size_t n, const int *fds, int nfds)
 {
-    if (pass <= 0) return qv_fd_write_all(fd, p, n);
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(QV_SEND_FDS_MAX * sizeof(int))];
         struct cmsghdr align;
     } ctl;
     memset(&ctl, 0, sizeof(ctl));
@@ -34,15 +33,22 @@ int qv_fd_write_passing(int fd, const void *p, size_t n, int pass)
     struct msghdr mh = {.msg_iov = &iov,
                         .msg_iovlen = 1,
                         .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
+                        .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int))};
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &pass, sizeof(int));
+    c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
     ssize_t w;
     while ((w = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
     }
+    return w;
+}
+
+int qv_fd_write_passing(int fd, const void *p, size_t n, int pass)
+{
+    if (pass <= 0) return qv_fd_write_all(fd, p, n);
+    ssize_t w = qv_send_fds(fd, p, n, &pass, 1);
     if (w <= 0) return QV_EIO;
     return qv_fd_write_all(fd, (const char *)p + w, n - (size_t)w);
 }

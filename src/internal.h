@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 /* The body of a streamed response between its transfer and its reader (pipe.c). */
@@ -834,6 +835,10 @@ int qv_fd_write_all(int fd, const void *p, size_t n);
 /* The same on a unix socket, with descriptor `pass` (> 0; 0: none) sent
  * along with the first bytes (SCM_RIGHTS). */
 int qv_fd_write_passing(int fd, const void *p, size_t n, int pass);
+/* One sendmsg of p with nfds (1 to QV_SEND_FDS_MAX) descriptors along:
+ * what it sent, or -1. */
+#define QV_SEND_FDS_MAX 3
+ssize_t qv_send_fds(int fd, const void *p, size_t n, const int *fds, int nfds);
 /* Frames from one socket, read as many bytes at a time as have come, so a
  * frame's header and payload usually cost one read. Bytes past the frame
  * stay for the next; poll cannot see them (qv_frame_buffered can). */

@@ -486,22 +486,7 @@ typedef struct zmsg {
 static int send_started(int parent, pid_t pid, const int fds[3])
 {
     zmsg m = {'W', pid, 0};
-    struct iovec iov = {&m, sizeof(m)};
-    union {
-        char buf[CMSG_SPACE(3 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(3 * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, 3 * sizeof(int));
-    return sendmsg(parent, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(m) ? QV_OK : QV_EIO;
+    return qv_send_fds(parent, &m, sizeof(m), fds, 3) == (ssize_t)sizeof(m) ? QV_OK : QV_EIO;
 }
 
 /* The zygote's live workers, to take down when it stops. */
