@@ -5,6 +5,7 @@
  * it must be created before any other executor. These tests make their own
  * QV_PROCESSES executors, so the file is registered for that kind alone. */
 #include "support.h"
+#include "../src/internal.h" /* the popped mark a cancel waits on */
 
 #include <dirent.h>
 #include <limits.h>
@@ -566,12 +567,16 @@ static void stall_allocator(void)
     cr_assert_eq(qv_set_allocator(&a), QV_OK);
 }
 
-/* Lets the held allocation go after 300 ms: by then the cancel the test
- * makes meanwhile has returned, unless it waits for the failure. */
+/* Lets the held allocation go once the test's cancel of `arg` waits for the
+ * failure (marked so under the pool's lock), or after 10 s: a cancel that
+ * does not wait has returned by then, and the test sees the future pending. */
 static void *release_stall(void *arg)
 {
-    (void)arg;
-    nanosleep(&(struct timespec){.tv_nsec = 300 * 1000000L}, NULL);
+    const qv_future *f = arg;
+    for (int ms = 0; ms < 10000; ms++) {
+        if (__atomic_load_n(&f->popped, __ATOMIC_ACQUIRE) == QV_POPPED_CANCEL_WAITS) break;
+        nanosleep(&(struct timespec){.tv_nsec = 1000000L}, NULL);
+    }
     pthread_mutex_lock(&stall_mu);
     stall_released = 1;
     pthread_cond_broadcast(&stall_cv);
@@ -609,7 +614,7 @@ Test(procs, a_cancel_racing_the_failure_of_the_queue_finds_it_done, .init = stal
     cr_assert_eq(st.queued, N - 1, "%zu queued: the pool is not failing the oldest", st.queued);
     cr_assert_eq(qv_future_state_get(f[0]), QV_PENDING);
     pthread_t releaser;
-    cr_assert_eq(pthread_create(&releaser, NULL, release_stall, NULL), 0);
+    cr_assert_eq(pthread_create(&releaser, NULL, release_stall, f[0]), 0);
     int rc = qv_future_cancel(f[0]);
     qv_future_state st0 = qv_future_state_get(f[0]);
     pthread_join(releaser, NULL);
