@@ -53,7 +53,7 @@ int qv_fd_write_passing(int fd, const void *p, size_t n, int pass)
     return qv_fd_write_all(fd, (const char *)p + w, n - (size_t)w);
 }
 
-static void take_passed(qv_frame_reader *rd, int fd)
+static void take_passed(qv_frame_reader *rd, int fd, size_t end)
 {
     if (!rd->keep_fds) {
         close(fd);
@@ -61,19 +61,35 @@ static void take_passed(qv_frame_reader *rd, int fd)
     }
     if (rd->has_passed) close(rd->passed); /* never taken: a newer one counts */
     rd->passed = fd;
+    rd->passed_end = end;
     rd->has_passed = 1;
 }
 
 int qv_frame_take_fd(qv_frame_reader *rd)
 {
-    if (!rd->has_passed) return -1;
+    /* (One that came with a later frame ends past this one.) */
+    if (!rd->has_passed || rd->passed_end > rd->start) return -1;
     rd->has_passed = 0;
     return rd->passed;
 }
 
-/* One read, with the descriptors that came along. */
-static ssize_t read_some(qv_frame_reader *rd, int fd, void *p, size_t n)
+/* The frames before `start` are done with: so is a descriptor that came
+ * with one of them. */
+static void drop_passed(qv_frame_reader *rd)
 {
+    if (!rd->has_passed) return;
+    if (rd->passed_end > rd->start) {
+        rd->passed_end -= rd->start;
+        return;
+    }
+    close(rd->passed);
+    rd->has_passed = 0;
+}
+
+/* One read into rd's buffer at `at`, with the descriptors that came along. */
+static ssize_t read_some(qv_frame_reader *rd, int fd, size_t at, size_t n)
+{
+    void *p = rd->buf.data + at;
     union {
         char buf[CMSG_SPACE(4 * sizeof(int))];
         struct cmsghdr align;
@@ -89,7 +105,7 @@ static ssize_t read_some(qv_frame_reader *rd, int fd, void *p, size_t n)
         for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= c->cmsg_len; i++) {
             int d;
             memcpy(&d, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            take_passed(rd, d);
+            take_passed(rd, d, at + (size_t)r);
         }
     }
     return r;
@@ -107,7 +123,7 @@ static int frame_fill(qv_frame_reader *rd, int fd, size_t need)
         b->cap = cap;
     }
     while (b->len < need) {
-        ssize_t r = read_some(rd, fd, b->data + b->len, b->cap - b->len);
+        ssize_t r = read_some(rd, fd, b->len, b->cap - b->len);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return QV_EIO;
         b->len += (size_t)r;
@@ -120,6 +136,7 @@ int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **
 {
     qv_buf *b = &rd->buf;
     /* The frame handed out last is done with: keep only what followed it. */
+    drop_passed(rd);
     b->len -= rd->start;
     if (b->len)
         memmove(b->data, b->data + rd->start, b->len);

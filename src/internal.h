@@ -846,11 +846,16 @@ typedef struct qv_frame_reader {
     qv_buf buf;   /* bytes read; those before `start` are handed out */
     size_t start; /* where the frame after the last one handed out begins */
     /* A descriptor sent along with the bytes (SCM_RIGHTS) is kept in
-     * `passed` (has_passed) until taken if keep_fds (a worker's reader:
-     * output_fd), and closed otherwise. */
+     * `passed` (has_passed) if keep_fds (a worker's reader: output_fd),
+     * and closed otherwise. It belongs to the frame whose bytes the read
+     * that brought it ended in (it came with that frame's first bytes, and
+     * a read stops after them): `passed_end` is where that read ended in
+     * buf. Not taken by the time its frame is done with, it is closed. */
     int keep_fds, has_passed, passed;
+    size_t passed_end;
 } qv_frame_reader;
-/* The descriptor that came with the bytes read (the caller's now), or -1. */
+/* The descriptor that came with the frame handed out last (the caller's
+ * now), or -1. */
 int qv_frame_take_fd(qv_frame_reader *rd);
 /* One frame: its type and payload (in rd, valid until the next call).
  * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */

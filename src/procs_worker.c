@@ -284,8 +284,14 @@ static int serve_one(worker *w)
         io->on_data_arg = w;
     }
     /* output_fd: the parent's descriptor came with the request (never one
-     * from the mailbox); this copy is closed when the transfer ends. */
-    int out_fd = sink_flags & QV_SINK_FD ? qv_frame_take_fd(&w->in) : -1;
+     * from the mailbox); this copy is closed when the transfer ends. One
+     * this request does not use (it could not be read) is closed now. */
+    int from_mail = w->frame == w->mail + QV_WIRE_HEADER || w->frame == w->later + QV_WIRE_HEADER;
+    int out_fd = from_mail ? -1 : qv_frame_take_fd(&w->in);
+    if (out_fd >= 0 && !(sink_flags & QV_SINK_FD)) {
+        close(out_fd);
+        out_fd = -1;
+    }
     if (sink_flags & QV_SINK_FD) {
         io->output_fd = out_fd;
         if (out_fd < 0 && !rc) rc = QV_EPROTOCOL;

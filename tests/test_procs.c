@@ -776,6 +776,38 @@ Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocato
     qv_executor_free(ex);
 }
 
+/* The same with output_fd: the descriptor that came with the request it
+ * could not read is not kept (a pipe's reader would see no end until the
+ * worker does), and is closed before the answer, as one the transfer used. */
+Test(procs, a_request_a_worker_cannot_read_keeps_no_copy_of_its_output_fd, .init = odd_allocator,
+     .timeout = 60)
+{
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    char *body = malloc(ODD_BODY);
+    cr_assert_not_null(body);
+    memset(body, 'x', ODD_BODY);
+    qv_future *f;
+    cr_assert_eq(qv_post(s, &f, tu("/post"), .body = body, .body_len = ODD_BODY, .output_fd = p[1]),
+                 QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_ENOMEM), "could not read the request");
+    qv_future_release(f);
+    free(body);
+    close(p[1]);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 0), 1, "the worker still holds the pipe's write end");
+    char c;
+    cr_assert_eq(read(p[0], &c, 1), 0);
+    close(p[0]);
+    /* The worker goes on: its next request is served. */
+    tx_get_ok(s, &f, tu("/get"));
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
 /* ---------------------------------------------------------- sending ahead */
 
 /* With every worker busy, the next request waits in a busy worker's
