@@ -128,8 +128,10 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
         k->started = 1;
         if (f->req.io->resume && resume_check(slot)) return 0;
     }
-    int fd = k->fd >= 0 ? k->fd : f->req.io->output_fd;
-    if (fd > 0) {
+    /* (Our file may be descriptor 0, in a program whose stdin is closed;
+     * output_fd's 0 is none.) */
+    int fd = k->fd >= 0 ? k->fd : f->req.io->output_fd > 0 ? f->req.io->output_fd : -1;
+    if (fd >= 0) {
         if ((k->err = qv_write_fd(fd, buf, len))) {
             k->io_path = f->req.io->output_path;
             slot->abort = QV_ABORT_IO;

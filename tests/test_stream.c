@@ -169,6 +169,34 @@ Test(stream, output_path_writes_a_64_mib_body_to_disk_and_keeps_none_in_memory)
     remove_dir();
 }
 
+/* A program may run with its standard input closed: the file of an
+ * output_path may then be opened as descriptor 0, which is a descriptor
+ * all the same (and no output_fd, whose 0 means none). */
+Test(stream, output_path_written_through_descriptor_0)
+{
+    make_dir();
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *f;
+    /* The worker and its connection exist before: the next descriptor the
+     * program opens is the file's. */
+    tx_get_ok(s, &f, nginx("/64k"));
+    qv_future_release(f);
+    close(0);
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = nginx("/64k"), .output_path = in_dir("out")}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert_eq(qv_response_body_bytes(r), 64 << 10);
+    char want[512];
+    snprintf(want, sizeof want, "%s/64k", tx_env("QV_NGINX_WWW", "nginx"));
+    expect_same_file(in_dir("out"), want);
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    remove_dir();
+}
+
 /* A download to a file that a fault (from the fault server) stops: the
  * future fails with want, and neither the file nor its temporary is left. */
 static void expect_fault_leaves_no_file(qv_request_opts o, int want)
