@@ -472,11 +472,13 @@ typedef struct qv_request_opts {
     /* Push: called in order with every decoded chunk of the final
      * response's body (not of redirects). Return 0 to go on, non-zero to
      * stop: the future then fails with QV_EHOOK. Calls for one future never
-     * overlap. Where it runs: on the worker thread (QV_THREADS); on one of
-     * the loop's delivery threads (QV_LOOP: the body waits in a 256 KiB
-     * buffer, and the transfer pauses while it is full, so a slow callback
-     * holds up its own transfer only; output_fd is written there too, or
-     * by the loop's own thread while it takes bytes without blocking); on
+     * overlap. Where it runs: on the worker thread (QV_THREADS); on the
+     * thread driving the loop (QV_LOOP) until one call takes over 2 ms,
+     * then on one of the loop's delivery threads for the rest of the body
+     * (it waits in a 256 KiB buffer, and the transfer pauses while it is
+     * full, so a slow callback holds up the other transfers for one call,
+     * then its own transfer only; output_fd is written there too, or by
+     * the loop's own thread while it takes bytes without blocking); on
      * the pool's dispatcher thread (QV_PROCESSES: the worker sends the
      * chunks over its socket; a slow callback there holds up the pool's
      * other answers, so keep it short, or use output_path or output_fd,

@@ -901,7 +901,14 @@ typedef struct qv_sink {
     int io_reading;        /* it was upload_path, being read */
     int direct;            /* output_fd past a pump: QV_DIRECT_* (qv_sink_direct_begin) */
     int direct_fd;         /* what that writes to: output_fd, or our non-blocking open of it */
+    int timed;             /* on_data on QV_LOOP's thread: each call is timed (qv_sink_push) */
+    int slow;              /* ... and one took over QV_ON_DATA_BUDGET_MS: the rest is pumped */
 } qv_sink;
+
+/* How long one on_data call may hold up a QV_LOOP's other transfers: past
+ * it, the rest of its body goes to a pump on a delivery thread (pump.c).
+ * A 16 KiB chunk takes the loop ~10-20 us to receive, so 2 ms is ~100x. */
+#define QV_ON_DATA_BUDGET_MS 2.0
 
 /* How the transfer's thread may write output_fd itself, without waiting. */
 enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN };

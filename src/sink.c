@@ -246,7 +246,11 @@ void qv_sink_end(qv_slot *slot)
 int qv_sink_push(qv_slot *slot, const char *buf, size_t len)
 {
     qv_future *f = slot->f;
-    if (!f->req.io->on_data(f, buf, len, f->req.io->on_data_arg)) return 0;
+    qv_sink *k = &slot->sink;
+    double t0 = k->timed ? qv_now_ms() : 0;
+    int stop = f->req.io->on_data(f, buf, len, f->req.io->on_data_arg);
+    if (k->timed && qv_now_ms() - t0 > QV_ON_DATA_BUDGET_MS) k->slow = 1;
+    if (!stop) return 0;
     slot->abort = QV_ABORT_HOOK;
     return -1;
 }

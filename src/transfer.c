@@ -131,12 +131,19 @@ static int hop_streams(qv_slot *slot)
 
 /* on_data or output_fd on an executor that pumps them on another thread
  * (QV_LOOP): the body goes through a pipe from here on (pump.c). -1 (out
- * of memory) stops the transfer. */
+ * of memory) stops the transfer. on_data is called by the loop's thread
+ * itself until one call takes over QV_ON_DATA_BUDGET_MS (sink.slow): a
+ * hand-off per batch cost 2.3x curl's CPU, a quick callback in place about
+ * what QV_THREADS costs (bench/NOTES.md, 2026-12-06). */
 static int start_pump(qv_slot *slot)
 {
     qv_future *f = slot->f;
     const qv_req *r = &f->req;
     if (!f->ex || !f->ex->vt->pump_ready || (!r->io->on_data && r->io->output_fd <= 0)) return 0;
+    if (r->io->on_data && !slot->sink.slow) {
+        slot->sink.timed = 1;
+        return 0;
+    }
     if (!(slot->pipe = qv_pipe_new_pump(f, f->ex->vt->pump_ready, f))) {
         slot->abort = QV_ABORT_NOMEM;
         return -1;
@@ -206,7 +213,12 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
         if (slot->sink.hop > 0 && start_pump(slot)) return 0;
         if (slot->pipe) return stream_write(slot, buf, len);
     }
-    if (slot->sink.hop > 0) return qv_sink_write(slot, buf, len);
+    if (slot->sink.hop > 0) {
+        size_t w = qv_sink_write(slot, buf, len);
+        /* That on_data call was slow: the next go to a pump. */
+        if (slot->sink.slow && !slot->pipe && w == len && start_pump(slot)) return 0;
+        return w;
+    }
     if (max && (body->len > max || len > max - body->len)) {
         slot->abort = QV_ABORT_TOO_LARGE;
         return 0;

@@ -637,6 +637,60 @@ Test(stream, on_data_returning_non_zero_stops_the_transfer_with_qv_ehook)
     qv_session_free(s);
 }
 
+/* on_data that takes its time over one call (slow_at), and runs on. */
+typedef struct slow_once {
+    sha h;
+    int calls, slow_at, stop_after;
+    pthread_t waiter; /* the thread waiting for the result: on QV_LOOP it drives */
+    int waiter_after; /* calls after the slow one made on that thread */
+} slow_once;
+
+static int slow_once_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f;
+    slow_once *o = arg;
+    sha_add(&o->h, chunk, len);
+    int call = ++o->calls;
+    if (call > o->slow_at && pthread_equal(pthread_self(), o->waiter)) o->waiter_after++;
+    if (call == o->slow_at) usleep(20 * 1000); /* well over QV_ON_DATA_BUDGET_MS */
+    return o->stop_after && call >= o->stop_after;
+}
+
+Test(stream, a_slow_on_data_call_moves_the_rest_of_the_body_off_the_transfers_thread)
+{
+    /* On QV_LOOP a quick on_data runs on the thread that drives the
+     * transfers (here the one waiting for the result); after a slow call
+     * the rest of the body goes to a delivery thread, every byte in order,
+     * and a stop there still stops the transfer. */
+    qv_session *s = TX_SESSION(0);
+    for (int stop = 0; stop < 2; stop++) {
+        slow_once o = {.slow_at = 5, .stop_after = stop ? 12 : 0, .waiter = pthread_self()};
+        sha_init(&o.h);
+        qv_future *f;
+        cr_assert_eq(qv_request(s, &f,
+                                &(qv_request_opts){.url = nginx("/big"),
+                                                   .on_data = slow_once_data,
+                                                   .on_data_arg = &o}),
+                     QV_OK);
+        if (stop) {
+            tx_assert_contains(tx_expect_error(f, QV_EHOOK), "on_data");
+            cr_assert_eq(o.calls, 12, "on_data ran %d times after it said stop", o.calls - 12);
+        } else {
+            qv_response *r = tx_expect_status(f, 200);
+            cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
+            char a[65], b[65];
+            long long n;
+            sha_hex(&o.h, a);
+            sha_file(big_file(), -1, b, &n);
+            tx_assert_str_eq(a, b);
+        }
+        cr_assert_eq(o.waiter_after, 0, "%d calls after the slow one held up the transfers' thread",
+                     o.waiter_after);
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+}
+
 Test(stream, a_body_cut_short_fails_the_callback_download_with_qv_eprotocol)
 {
     qv_session *s = TX_SESSION(0);
