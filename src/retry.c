@@ -173,12 +173,24 @@ int qv_retry_requeue(qv_future *f, double wait_ms)
     f->out_err = QV_OK;
     qv_executor_host_done(f);
     qv_future_hold(f); /* the queue's reference, again */
-    if (qv_executor_retry(f->ex, f, qv_now_ms() + wait_ms) == QV_OK) {
+    int rc = qv_executor_retry(f->ex, f, qv_now_ms() + wait_ms);
+    if (rc == QV_OK) {
         qv_response_free(r);
         qv_free(msg);
         return 1;
     }
     qv_future_drop(f);
+    if (r && rc != QV_ECANCELLED && qv_sink_wanted(&f->req)) {
+        /* Its body was kept for the retry, not written to the sink: a
+         * response without it would say the body went there. (Cancelled,
+         * it ends so whatever the response.) */
+        int status = r->status;
+        qv_response_free(r);
+        r = NULL;
+        qv_free(msg);
+        err = rc;
+        msg = qv_future_message(f, rc, "could not queue the retry after a %d response", status);
+    }
     /* No retry after all: the attempt's outcome is the future's. */
     f->out_resp = r;
     f->out_msg = msg;

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,6 +334,82 @@ Test(stream, a_retried_download_puts_the_last_answer_in_the_file)
     cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
     qv_future_release(f);
     qv_session_free(s);
+    remove_dir();
+}
+
+/* An allocator that refuses to grow one block: the executor's heap of
+ * retries, once it is full (set after the pool's processes were forked,
+ * so only this process's). */
+static void *_Atomic heap_to_refuse;
+static atomic_int heap_refused;
+
+static void *heap_realloc(void *p, size_t n)
+{
+    void *want = p;
+    if (p && atomic_compare_exchange_strong(&heap_to_refuse, &want, NULL)) {
+        atomic_store(&heap_refused, 1);
+        return NULL;
+    }
+    return realloc(p, n);
+}
+
+static void heap_allocator(void)
+{
+    static const qv_allocator a = {malloc, calloc, heap_realloc, free};
+    cr_assert_eq(qv_set_allocator(&a), QV_OK);
+}
+
+/* A response kept in memory because it was to be retried (its body not
+ * written to output_path), whose retry then cannot be queued (no memory):
+ * the future fails, rather than finish with a body that went nowhere. */
+Test(stream, a_retry_that_cannot_be_queued_fails_rather_than_lose_the_body, .init = heap_allocator)
+{
+    enum { PARKED = 16 }; /* the retry heap's first size */
+    make_dir();
+    qv_executor *ex = tx_executor(4);
+    qv_session *s = TX_SESSION(.executor = ex);
+    const qv_retry retry = {.max_retries = 1, .max_backoff_ms = 60000};
+    char url[256];
+    qv_future *parked[PARKED];
+    for (int i = 0; i < PARKED; i++) {
+        snprintf(url, sizeof url, "/flaky?key=park-%s-%d-%.0f-%d&fail=9&after=30", tx_kind_name(),
+                 (int)getpid(), now_ms(), i);
+        cr_assert_eq(qv_request(s, &parked[i],
+                                &(qv_request_opts){.url = tx_faults_url(url), .retry = &retry}),
+                     QV_OK);
+    }
+    /* Every one answered 503 and waits 30 s for its retry: the heap is full. */
+    size_t waiting = 0;
+    for (int i = 0; i < 2000 && waiting < PARKED; i++) {
+        pthread_mutex_lock(&ex->mu);
+        waiting = ex->nretries;
+        if (waiting == PARKED) {
+            cr_assert_eq(ex->cap_retries, PARKED);
+            atomic_store(&heap_to_refuse, (void *)ex->retries);
+        }
+        pthread_mutex_unlock(&ex->mu);
+        if (waiting < PARKED) usleep(10000);
+    }
+    cr_assert_eq(waiting, PARKED, "only %zu of %d retries are waiting", waiting, PARKED);
+    snprintf(url, sizeof url, "/flaky?key=last-%s-%d-%.0f&fail=1&after=30", tx_kind_name(),
+             (int)getpid(), now_ms());
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url(url),
+                                               .output_path = in_dir("out"),
+                                               .retry = &retry}),
+                 QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_ENOMEM), "retry");
+    cr_assert(atomic_load(&heap_refused), "the retry heap was not the allocation refused");
+    cr_assert_eq(files_in_dir(), 0, "a file (or its temporary) was left");
+    qv_future_release(f);
+    for (int i = 0; i < PARKED; i++) {
+        qv_future_cancel(parked[i]);
+        tx_expect_error(parked[i], QV_ECANCELLED);
+        qv_future_release(parked[i]);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
     remove_dir();
 }
 
