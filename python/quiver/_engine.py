@@ -361,16 +361,21 @@ class Engine:
         _ENGINES.add(self)
 
     # -------------------------------------------------------------- submit
-    def track(self, fut: Future, qvf: Any, finish: Callable, push: bool = False) -> None:
+    def track(self, fut: Future, qvf: Any, finish: Callable, push: bool = False,
+              stride: int = 1) -> None:
         """Takes a just-submitted qv_future (one reference, ours);
         `finish(fut, qvf, rc, resp)` makes its result. push: armed at once
-        (its finisher runs hooks that must not wait for a result() call)."""
+        (its finisher runs hooks that must not wait for a result() call).
+        stride: sweep after about one submit in `stride` (1: every one)."""
         fut._qvf = qvf
         fut._finish = finish
         if push:
             fut._arm()
         else:
-            self._pulled.append(fut)
+            q = self._pulled
+            q.append(fut)
+            if len(q) % stride:
+                return
         self.sweep()
 
     def sweep(self) -> None:
@@ -421,7 +426,7 @@ class Engine:
             return
         try:
             if fut._state == PENDING:  # else cancelled meanwhile
-                sc = scratch()
+                sc = _scratch
                 resp = resp if resp is not None else sc.resp
                 # a response's info goes to sc.info, for the finisher's
                 # build_response(..., filled=True)
@@ -640,18 +645,18 @@ def set_cookie_values(r: Any) -> list[str]:
 
 
 _encodings: dict = {}
+# Response cookie jars share one lock (a lock each cost more than the rest
+# of the jar): a jar's methods hold it only for their own work.
+_JAR_LOCK = _RLock()
 
 
 def _encoding(content_type: bytes) -> Optional[str]:
     """requests' encoding rule for a Content-Type, remembered per value."""
-    try:
-        return _encodings[content_type]
-    except KeyError:
-        if len(_encodings) >= 256:
-            _encodings.clear()
-        enc = _encodings[content_type] = get_encoding_from_headers(
-            {"content-type": content_type.decode("latin-1")})
-        return enc
+    if len(_encodings) >= 256:
+        _encodings.clear()
+    enc = _encodings[content_type] = get_encoding_from_headers(
+        {"content-type": content_type.decode("latin-1")})
+    return enc
 
 
 def build_response(r: Any, request: Any, with_body: bool = True,
@@ -661,7 +666,7 @@ def build_response(r: Any, request: Any, with_body: bool = True,
     it holds is copied: the qv_response goes with its future. The rest of
     what quiver said of it (history_len, set_cookies, timing, ...) stays in
     scratch().info until this thread's next build_response."""
-    sc = scratch()
+    sc = _scratch
     info = sc.info
     buf = sc.headers
     if not filled:
@@ -683,14 +688,21 @@ def build_response(r: Any, request: Any, with_body: bool = True,
     resp.headers = Headers(_unpack(buf, n).decode("latin-1"))
     resp.raw = None
     resp.url = _string(info.url).decode("utf-8", "replace")
-    resp.encoding = _encoding(_string(ctype)) if ctype else None
+    if ctype:
+        ctype = _string(ctype)
+        enc = _encodings.get(ctype, _encoding)  # (a function is never a value)
+        resp.encoding = _encoding(ctype) if enc is _encoding else enc
+    else:
+        resp.encoding = None
     resp.history = []
     resp.reason = reason
     jar = resp.cookies = _JAR_NEW(RequestsCookieJar)  # CookieJar.__init__'s, inline
     jar._policy = _POLICY
-    jar._cookies_lock = _RLock()
+    jar._cookies_lock = _JAR_LOCK
     jar._cookies = {}
-    resp.elapsed = _timedelta(0, 0, 0, info.elapsed_ms)  # (days, s, µs, ms)
+    # whole microseconds, rounded as timedelta rounds (a float argument
+    # costs timedelta twice the time)
+    resp.elapsed = _timedelta(0, 0, round(info.elapsed_ms * 1000))
     resp.request = request
     resp.connection = None
     return resp
