@@ -1,22 +1,32 @@
 """Builds quiver._capi, the compiled (cffi API mode) binding, from
-include/quiver.h; run by the C library's CMake build when Debian's
-python3-cffi and python3-dev are there (see docs/python.md):
+include/quiver.h (see docs/python.md), in either of two ways:
 
-    /usr/bin/python3 python/quiver/_capi_build.py OUT_DIR INCLUDE_DIR
+- the C library's CMake build runs it when Debian's python3-cffi and
+  python3-dev are there:
 
-writes OUT_DIR/quiver/_capi<EXT_SUFFIX>. The module is not linked with
-libquiver: its calls resolve to the libquiver.so.0 that _ffi.py loads first
-(RTLD_GLOBAL), the one QUIVER_LIB names.
+      /usr/bin/python3 python/quiver/_capi_build.py OUT_DIR INCLUDE_DIR
+
+  writes OUT_DIR/quiver/_capi<EXT_SUFFIX>;
+- python/setup.py names `ffibuilder` in cffi_modules (pip install), with
+  this repository's include/ (or the directory QUIVER_INCLUDE names).
+
+The module is not linked with libquiver: its calls resolve to the
+libquiver.so.0 that _ffi.py loads first (RTLD_GLOBAL), the one QUIVER_LIB
+names.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from cffi import FFI
 
-from _cdef import api_cdef  # run as a script: this directory is on sys.path
+# _cdef sits beside this file, which is run as a script or by cffi's
+# setuptools hook (neither puts it on sys.path as a package module)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _cdef import api_cdef  # noqa: E402  pylint: disable=wrong-import-position
 
 # Helpers that do in one call what the package would otherwise do in two or
 # three (each call out of Python costs more than the C it runs); _ffi.py has
@@ -47,15 +57,25 @@ static int qvpy_take(qv_future *f, qv_response **out, qv_response_info *info, ch
 """
 
 
-def main(argv: list[str]) -> int:
-    out_dir, include_dir = os.path.abspath(argv[1]), os.path.abspath(argv[2])
+def make_ffi(include_dir: str) -> FFI:
+    """The extension's builder, for the quiver.h in include_dir. Not the
+    limited API: the module's name ends in the interpreter's own suffix,
+    where _ffi.py looks for it."""
     ffi = FFI()
     ffi.cdef(api_cdef() + HELPERS_CDEF)
     ffi.set_source("quiver._capi", "#include <quiver.h>\n" + HELPERS_C, include_dirs=[include_dir],
-                   extra_compile_args=["-O2"])
-    ffi.compile(tmpdir=out_dir)
+                   extra_compile_args=["-O2"], py_limited_api=False)
+    return ffi
+
+
+def main(argv: list[str]) -> int:
+    out_dir, include_dir = os.path.abspath(argv[1]), os.path.abspath(argv[2])
+    make_ffi(include_dir).compile(tmpdir=out_dir)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
+elif __name__ == "__cffi__":  # cffi_modules in setup.py
+    ffibuilder = make_ffi(os.environ.get("QUIVER_INCLUDE")
+                          or str(Path(__file__).resolve().parents[2] / "include"))
