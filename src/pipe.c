@@ -4,7 +4,7 @@
  * (CURL_WRITEFUNC_PAUSE: libcurl stops reading the connection); the reader
  * that makes room again pokes the transfer's thread, which resumes it. So a
  * slow reader holds at most QV_PIPE_CAP bytes here, plus what libcurl keeps
- * of the one chunk it could not hand over. The consumer is woken once a
+ * of the one read it could not hand over (up to 100 KiB). The consumer is woken once a
  * batch (QV_PIPE_WAKE) is in, or at the end of the transfer thread's pass
  * (later.c) for what is less: not once for every chunk. */
 #include "internal.h"

@@ -420,20 +420,31 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
     return cc;
 }
 
+/* A body that does not stay in memory: it goes to a file, a descriptor,
+ * on_data or a reader. */
+static int streams(const qv_req *r)
+{
+    return qv_sink_wanted(r) || r->io->stream;
+}
+
 /* A request that sets options only a reset takes back. */
 static int special(const qv_req *r)
 {
     return r->auth != QV_AUTH_NONE || r->insecure || r->has_body || r->nparts ||
            strcmp(r->method, "GET") != 0 || r->io->on_progress || r->io->resume ||
-           r->io->upload_path || r->io->on_upload;
+           r->io->upload_path || r->io->on_upload || streams(r);
 }
 
 /* Upload bodies are read in larger pieces than libcurl's 16 KiB: a fourth
- * of a pipe's room (curl's own tool uses 100 KiB). Not the receive buffer:
- * libcurl 7.88 refuses CURLOPT_BUFFERSIZE once a handle has made a
- * transfer, and handles are reused; a first transfer's larger buffer
- * would then stay with its handle (a loop slot) for every later one. */
+ * of a pipe's room (curl's own tool uses 100 KiB). */
 #define QV_UPLOAD_BUFFER ((long)(QV_PIPE_CAP / 4))
+/* A streamed download is received in pieces as large as curl's tool reads
+ * (libcurl still calls write_cb with at most 16 KiB at a time): a sixth of
+ * the recv calls. Only for these: libcurl allocates the buffer for each
+ * transfer, and a small response would not fill it. (libcurl 7.88 takes
+ * the option on a handle that has made transfers; the reset that follows a
+ * special request puts back its default.) */
+#define QV_RECV_BUFFER (100L << 10)
 
 /* The options of a special request (see special()). */
 static CURLcode setup_special(qv_slot *slot, const qv_req *r)
@@ -445,6 +456,7 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (r->io->upload_path || r->io->on_upload) SET(CURLOPT_UPLOAD_BUFFERSIZE, QV_UPLOAD_BUFFER);
+    if (streams(r)) SET(CURLOPT_BUFFERSIZE, QV_RECV_BUFFER);
     if (r->io->on_progress) {
         SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
         SET(CURLOPT_XFERINFODATA, slot);
