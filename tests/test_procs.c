@@ -1107,3 +1107,64 @@ Test(procs, every_answer_reaches_its_own_future_while_sending_ahead, .timeout = 
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+/* Bodies of requests one worker serves one after the other (the second
+ * sent ahead, into its mailbox, while the first runs) each reach their own
+ * future, every byte, even when the first one's on_data is slow and the
+ * worker is on to the second before the pool has taken in the first. */
+typedef struct counted_data {
+    long long bytes;
+    int slow_us;
+} counted_data;
+
+static int count_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f, (void)chunk;
+    counted_data *c = arg;
+    c->bytes += (long long)len;
+    if (c->slow_us) usleep((useconds_t)c->slow_us);
+    return 0;
+}
+
+static long long read_all(qv_future *f)
+{
+    qv_response *r = tx_expect_status(f, 200);
+    long long got = 0;
+    for (;;) {
+        char buf[16384];
+        size_t n = 0;
+        cr_assert_eq(qv_response_read(r, buf, sizeof buf, &n, TX_RESULT_TIMEOUT_MS), QV_OK);
+        if (n == 0) return got;
+        got += (long long)n;
+    }
+}
+
+Test(procs, bodies_one_worker_serves_in_a_row_each_reach_their_own_future, .timeout = 60)
+{
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    char url[512];
+    snprintf(url, sizeof url, "%s/64k", tx_env("QV_NGINX_URL", "nginx"));
+    qv_future *fa, *fb;
+    tx_get_ok(s, &fa, url); /* the worker is up */
+    qv_future_release(fa);
+    for (int round = 0; round < 6; round++) {
+        int stream = round % 2;
+        counted_data a = {0, 5000}, b = {0, 0};
+        cr_assert_eq(qv_get(s, &fa, url, .on_data = count_data, .on_data_arg = &a), QV_OK);
+        if (stream)
+            cr_assert_eq(qv_get(s, &fb, url, .stream = 1), QV_OK);
+        else
+            cr_assert_eq(qv_get(s, &fb, url, .on_data = count_data, .on_data_arg = &b), QV_OK);
+        tx_expect_status(fa, 200);
+        b.bytes = stream ? read_all(fb) : (tx_expect_status(fb, 200), b.bytes);
+        cr_assert_eq(a.bytes, 64 << 10, "round %d: the first on_data got %lld bytes", round,
+                     a.bytes);
+        cr_assert_eq(b.bytes, 64 << 10, "round %d: the second %s got %lld bytes", round,
+                     stream ? "reader" : "on_data", b.bytes);
+        qv_future_release(fa);
+        qv_future_release(fb);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
