@@ -407,6 +407,14 @@ static int unfollow(loop *L, follower *me)
     return 0;
 }
 
+static int waiter_ready(qv_waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int ready = w->ready(w);
+    pthread_mutex_unlock(&w->mu);
+    return ready;
+}
+
 /* Leads for w until it is ready, its deadline passes or the loop stops. */
 static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
 {
@@ -414,14 +422,14 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
     qv_own_executor = &L->base; /* its callbacks run here now */
     qv_waiter *before = qv_waiter_lead(w, L->multi);
     for (;;) {
-        pthread_mutex_lock(&w->mu);
-        int ready = w->ready(w);
-        pthread_mutex_unlock(&w->mu);
         long left = dl ? qv_ms_left(dl) : -1;
-        if (ready || left == 0) break;
+        if (waiter_ready(w) || left == 0) break;
         int timeout = 0, r = run_round(L, &timeout);
         if (r == ROUND_STOP) break; /* what w waits for is being delivered */
-        if (r == ROUND_IDLE) poll_idle(L, left >= 0 && left < timeout ? (int)left : timeout);
+        /* A round that only received may have made w ready too (a streamed
+         * body's reader: pipe.c). */
+        if (r == ROUND_IDLE && !waiter_ready(w))
+            poll_idle(L, left >= 0 && left < timeout ? (int)left : timeout);
     }
     qv_waiter_unlead(w, before);
     qv_own_executor = own;

@@ -32,7 +32,16 @@ struct qv_pipe {
     void *ready_arg;
     int scheduled;
     qv_later later; /* bytes came that the consumer was not woken for */
+    /* A reader that drives the producer's executor while it waits (QV_LOOP's
+     * leader/follower): woken through its waiter instead of cv. */
+    struct reader_wait *driver;
 };
+
+/* The wait of a reader that drives: ready once the consumer would be woken. */
+typedef struct reader_wait {
+    qv_waiter w;
+    int ready; /* under w.mu */
+} reader_wait;
 
 static void pay(qv_later *l);
 
@@ -99,10 +108,25 @@ static void poke_if_room(qv_pipe *p)
     poke(p);
 }
 
+/* Under p->mu: a reader that drives stops driving and reads (its waiter's
+ * lock is taken after the pipe's). */
+static void wake_driver(qv_pipe *p)
+{
+    reader_wait *rw = p->driver;
+    if (!rw) return;
+    pthread_mutex_lock(&rw->w.mu);
+    if (!rw->ready) {
+        rw->ready = 1;
+        qv_waiter_kick(&rw->w);
+    }
+    pthread_mutex_unlock(&rw->w.mu);
+}
+
 /* Under p->mu: the consumer takes what is there. */
 static void wake(qv_pipe *p)
 {
     pthread_cond_broadcast(&p->cv);
+    wake_driver(p);
     schedule(p);
 }
 
@@ -243,8 +267,36 @@ void qv_pipe_close(qv_pipe *p)
 {
     pthread_mutex_lock(&p->mu);
     p->closed = 1;
+    wake_driver(p);
     poke(p);
     pthread_mutex_unlock(&p->mu);
+}
+
+static int driver_ready(qv_waiter *w)
+{
+    return ((reader_wait *)w)->ready;
+}
+
+/* Under p->mu, the ring empty: on an executor that a waiting thread may
+ * drive (QV_LOOP), the reader drives it until the consumer would be woken,
+ * so the body is received on the thread that reads it, with no wake-up in
+ * between. 1 if it waited (woken or timed out: the caller looks again), 0
+ * if it may not drive (a thread of the executor's own, a producer done). */
+static int drive_wait(qv_pipe *p, const struct timespec *dl)
+{
+    qv_executor *ex = p->producer ? p->producer->ex : NULL;
+    if (!ex || !ex->vt->drive || qv_own_executor == ex) return 0;
+    reader_wait rw = {.ready = 0};
+    if (qv_waiter_init(&rw.w, NULL, driver_ready)) return 0;
+    rw.w.ex = ex; /* held by the producer until it finishes: then by w */
+    qv_executor_ref(ex);
+    p->driver = &rw;
+    pthread_mutex_unlock(&p->mu);
+    qv_waiter_block(&rw.w, dl);
+    pthread_mutex_lock(&p->mu);
+    p->driver = NULL;
+    qv_waiter_destroy(&rw.w);
+    return 1;
 }
 
 int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg)
@@ -254,8 +306,12 @@ int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, 
     *n = 0;
     pthread_mutex_lock(&p->mu);
     int timed_out = 0;
-    while (!p->len && !p->finished && !p->closed && !timed_out)
-        timed_out = qv_cond_wait(&p->cv, &p->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
+    while (!p->len && !p->finished && !p->closed && !timed_out) {
+        if (drive_wait(p, timeout_ms >= 0 ? &dl : NULL))
+            timed_out = timeout_ms >= 0 && qv_ms_left(&dl) == 0;
+        else
+            timed_out = qv_cond_wait(&p->cv, &p->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
+    }
     int rc = QV_OK;
     if (p->len) {
         size_t take = cap < p->len ? cap : p->len;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -1354,6 +1355,50 @@ Test(stream, a_trickling_body_reaches_the_reader_byte_by_byte)
     cr_assert_eq(rc, QV_OK, "%s", qv_response_read_error(r));
     cr_assert_eq(got, 4);
     expect_first_byte_early(first, now_ms() - t0);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* Where on_progress ran once the reader had the headers. */
+typedef struct progress_where {
+    pthread_t reader;
+    atomic_int reading, here, elsewhere;
+} progress_where;
+
+static void note_where(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                       long long ul_total, void *arg)
+{
+    (void)f, (void)dl_now, (void)dl_total, (void)ul_now, (void)ul_total;
+    progress_where *w = arg;
+    if (!atomic_load(&w->reading)) return;
+    atomic_fetch_add(pthread_equal(pthread_self(), w->reader) ? &w->here : &w->elsewhere, 1);
+}
+
+Test(stream, a_waiting_reader_receives_its_body_on_its_own_thread)
+{
+    /* A pool's worker process receives it, and sends it over. */
+    if (tx_kind() == QV_PROCESSES) return;
+    if (tx_kind() == QV_THREADS) return;
+    qv_session *s = TX_SESSION(0);
+    progress_where w = {.reader = pthread_self()};
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = trickle(),
+                                               .stream = 1,
+                                               .on_progress = note_where,
+                                               .on_progress_arg = &w}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    atomic_store(&w.reading, 1);
+    long long bytes = 0;
+    cr_assert_eq(drain(r, 16, &bytes), QV_OK, "%s", qv_response_read_error(r));
+    cr_assert_eq(bytes, 4);
+    /* libcurl reports progress at least every second while it waits (the
+     * body takes 1.6 s), on the thread that runs the transfer. */
+    cr_assert_geq(atomic_load(&w.here), 2,
+                  "on_progress ran %d times on the reader's thread, %d "
+                  "elsewhere",
+                  atomic_load(&w.here), atomic_load(&w.elsewhere));
     qv_future_release(f);
     qv_session_free(s);
 }
