@@ -14,8 +14,8 @@ static void global_init_once(void)
     atomic_store(&global_started, 1);
     /* libcurl and jansson allocate through ours too (libcurl ignores this if
      * the program initialised it already): a custom allocator gets all, and
-     * with the C library's a QV_THREADS worker keeps libcurl's blocks for
-     * its next transfer (mem.c). */
+     * with the C library's a QV_THREADS worker's libcurl blocks come from
+     * the worker's heap (pool.c). */
     if (qv_allocator_is_custom()) json_set_alloc_funcs(qv_malloc, qv_free);
     global_rc =
         curl_global_init_mem(CURL_GLOBAL_ALL, qv_malloc, qv_free, qv_realloc, qv_strdup, qv_calloc);

@@ -44,15 +44,25 @@ int qv_allocator_is_custom(void);
  * only qv_set_allocator (init.c) calls it, before anything is allocated. */
 void qv_allocator_use(qv_allocator a, int is_custom);
 
-/* Between these, on a QV_THREADS worker (one transfer at a time), the blocks
- * of QV_KEEP_MIN to QV_KEEP_MAX bytes that a transfer frees are kept, a few,
- * for the next one's allocations of about their size (libcurl allocates
- * through these too); the end frees them. Nothing is kept under an
- * allocator of the program's own. */
-#define QV_KEEP_MIN ((size_t)1040)
-#define QV_KEEP_MAX ((size_t)32 << 10)
+/* Between these, a QV_THREADS worker's allocations of up to QV_POOL_MAX
+ * bytes (libcurl's too: it allocates through qv_malloc) come from a heap of
+ * its own, with a free list per size class; a block freed on another thread
+ * goes to a depot the workers share; the heap outlives the thread, for the
+ * next worker (pool.c). Not under an allocator of the program's own. */
+#define QV_POOL_MAX ((size_t)32 << 10)
 void qv_mem_keep_begin(void);
 void qv_mem_keep_end(void);
+/* For mem.c: a block of n bytes from this thread's heap, or NULL
+ * (none, or n too large); whether p is such a block; its size as asked;
+ * free it (on any thread); resize it in place if n fits its class (1). */
+void *qv_pool_alloc(size_t n);
+int qv_pool_owns(const void *p);
+size_t qv_pool_size(const void *p);
+void qv_pool_free(void *p);
+int qv_pool_resize(void *p, size_t n);
+/* Bytes the heaps have cut into blocks so far: it grows only when a class
+ * had no freed block to give. */
+size_t qv_pool_cut_bytes(void);
 
 void *qv_malloc(size_t n);
 void *qv_calloc(size_t n, size_t size);

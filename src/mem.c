@@ -4,7 +4,6 @@
 #include "internal.h"
 
 #include <jansson.h>
-#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,73 +31,18 @@ static void *counted(void *p)
     return p;
 }
 
-/* A worker's transfers each make and free the same few blocks too large for
- * glibc's per-thread cache (libcurl's 16 KiB download buffer, its request
- * state): freed into the worker's arena, the hole one leaves is split by
- * small blocks before the next transfer asks again, and the heap grows at
- * its top; over a million requests the 16 workers' arenas crept ~1 MB
- * (bench/NOTES.md, 2026-12-06 16:00). Kept here they stay where they are. */
-enum { KEEP_SLOTS = 4 };
-typedef struct keep_slot {
-    void *p;
-    size_t n; /* its usable size */
-} keep_slot;
-static _Thread_local keep_slot kept[KEEP_SLOTS];
-static _Thread_local int keeping;
-
-void qv_mem_keep_begin(void)
-{
-    keeping = !qv_allocator_is_custom();
-}
-
-void qv_mem_keep_end(void)
-{
-    keeping = 0;
-    for (int i = 0; i < KEEP_SLOTS; i++) {
-        QV_UNPOISON(kept[i].p, kept[i].n);
-        alloc.free(kept[i].p);
-        kept[i] = (keep_slot){0};
-    }
-}
-
-/* A kept block for n bytes, wasting at most a quarter of it, or NULL. */
-static void *take_kept(size_t n)
-{
-    if (!keeping || n < QV_KEEP_MIN || n >= QV_KEEP_MAX) return NULL;
-    for (int i = 0; i < KEEP_SLOTS; i++)
-        if (kept[i].p && kept[i].n >= n && kept[i].n - n <= n / 4) {
-            void *p = kept[i].p;
-            QV_UNPOISON(p, kept[i].n);
-            kept[i] = (keep_slot){0};
-            return p;
-        }
-    return NULL;
-}
-
-static int keep(void *p)
-{
-    if (!keeping) return 0;
-    size_t n = malloc_usable_size(p);
-    if (n < QV_KEEP_MIN || n >= QV_KEEP_MAX) return 0;
-    for (int i = 0; i < KEEP_SLOTS; i++)
-        if (!kept[i].p) {
-            kept[i] = (keep_slot){p, n};
-            QV_POISON(p, n);
-            return 1;
-        }
-    return 0;
-}
-
+/* On a QV_THREADS worker, blocks of up to QV_POOL_MAX bytes come from its
+ * heap (pool.c); when that has none to give, from the allocator. */
 void *qv_malloc(size_t n)
 {
-    void *p = take_kept(n);
+    void *p = qv_pool_alloc(n ? n : 1);
     return p ? p : counted(alloc.malloc(n ? n : 1));
 }
 
 void *qv_calloc(size_t n, size_t size)
 {
     if (size && n <= SIZE_MAX / size) {
-        void *p = take_kept(n * size);
+        void *p = qv_pool_alloc(n && size ? n * size : 1);
         if (p) return memset(p, 0, n * size);
     }
     return counted(alloc.calloc(n ? n : 1, size ? size : 1));
@@ -106,13 +50,25 @@ void *qv_calloc(size_t n, size_t size)
 
 void *qv_realloc(void *p, size_t n)
 {
-    return counted(alloc.realloc(p, n ? n : 1));
+    if (!p) return qv_malloc(n);
+    if (!qv_pool_owns(p)) return counted(alloc.realloc(p, n ? n : 1));
+    if (qv_pool_resize(p, n ? n : 1)) return p;
+    void *d = qv_malloc(n);
+    if (!d) return NULL;
+    size_t had = qv_pool_size(p);
+    memcpy(d, p, had < n ? had : n);
+    qv_pool_free(p);
+    return d;
 }
 
 void qv_free(void *p)
 {
     /* libcurl frees NULL in most of its ~125 frees per transfer: no call. */
-    if (p && !keep(p)) alloc.free(p);
+    if (!p) return;
+    if (qv_pool_owns(p))
+        qv_pool_free(p);
+    else
+        alloc.free(p);
 }
 
 char *qv_strndup(const char *s, size_t n)

@@ -1,0 +1,192 @@
+/* A QV_THREADS worker's heap (src/pool.c): a worker's blocks of up to
+ * QV_POOL_MAX bytes come from a heap of its own; a freed block serves the
+ * next allocation of its size class again, whichever thread freed it, also
+ * after the worker that made it has ended (through the depot); calloc and realloc keep their
+ * promises on such blocks; and a worker running the same requests again
+ * and again stops taking new memory. The helpers run on threads of their
+ * own, as workers do; Criterion's asserts stay on the test's thread. */
+#include "../src/internal.h"
+#include "support.h"
+
+#include <pthread.h>
+#include <string.h>
+
+TX_KIND_ONLY(threads);
+
+TestSuite(pool, .timeout = 120);
+
+static void run_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, fn, arg), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+}
+
+typedef struct seen {
+    char *first, *again, *other_class, *big;
+    int owned, big_owned;
+    size_t nonzero; /* bytes of a calloc'd recycled block that were not 0 */
+} seen;
+
+static void *reuse_thread(void *arg)
+{
+    seen *k = arg;
+    void *small[16];
+    qv_mem_keep_begin();
+    k->first = qv_malloc(16385);
+    k->owned = qv_pool_owns(k->first);
+    memset(k->first, 'x', 16385);
+    qv_free(k->first);
+    /* Blocks of another class in between do not split it. */
+    for (int i = 0; i < 16; i++) small[i] = qv_malloc(100);
+    k->again = qv_calloc(1, 17000);
+    for (size_t i = 0; i < 17000; i++) k->nonzero += k->again[i] != 0;
+    k->other_class = qv_malloc(12000);
+    k->big = qv_malloc(QV_POOL_MAX + 1);
+    k->big_owned = qv_pool_owns(k->big);
+    qv_free(k->big);
+    qv_free(k->other_class);
+    qv_free(k->again);
+    for (int i = 0; i < 16; i++) qv_free(small[i]);
+    qv_mem_keep_end();
+    return NULL;
+}
+
+Test(pool, a_freed_block_serves_its_class_again)
+{
+    if (qv_allocator_is_custom()) cr_skip_test("an allocator of the program's own");
+    seen k = {0};
+    run_thread(reuse_thread, &k);
+    cr_assert(k.owned, "a worker's block comes from its heap");
+    cr_assert_eq(k.again, k.first, "the freed block comes back for its class");
+    cr_assert_eq(k.nonzero, 0, "calloc from a recycled block: %zu bytes not 0", k.nonzero);
+    cr_assert_neq(k.other_class, k.first, "a block of another class is another block");
+    cr_assert_not(k.big_owned, "a block over QV_POOL_MAX is the allocator's");
+    void *mine = qv_malloc(100);
+    cr_assert_not(qv_pool_owns(mine), "a thread that is no worker allocates as before");
+    qv_free(mine);
+}
+
+/* A worker hands a block to this thread, which frees it; the worker's next
+ * allocation of the class gets it back from the depot. Then the worker ends
+ * with a block still out, freed here after; the next worker gets it. */
+typedef struct handoff {
+    pthread_barrier_t made, freed;
+    char *block, *again, *late, *adopted;
+} handoff;
+
+static void *handing_thread(void *arg)
+{
+    handoff *h = arg;
+    qv_mem_keep_begin();
+    h->block = qv_malloc(700);
+    memset(h->block, 'y', 700);
+    pthread_barrier_wait(&h->made);
+    pthread_barrier_wait(&h->freed);
+    h->again = qv_malloc(700);
+    h->late = qv_malloc(3000);
+    qv_free(h->again);
+    qv_mem_keep_end(); /* h->late is still out */
+    return NULL;
+}
+
+static void *adopting_thread(void *arg)
+{
+    handoff *h = arg;
+    qv_mem_keep_begin();
+    h->adopted = qv_malloc(3000);
+    qv_free(h->adopted);
+    qv_mem_keep_end();
+    return NULL;
+}
+
+Test(pool, a_block_freed_elsewhere_serves_the_workers_again)
+{
+    if (qv_allocator_is_custom()) cr_skip_test("an allocator of the program's own");
+    handoff h = {0};
+    pthread_barrier_init(&h.made, NULL, 2);
+    pthread_barrier_init(&h.freed, NULL, 2);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, handing_thread, &h), 0);
+    pthread_barrier_wait(&h.made);
+    for (int i = 0; i < 700; i++) cr_assert_eq(h.block[i], 'y');
+    qv_free(h.block); /* not on its worker */
+    pthread_barrier_wait(&h.freed);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(h.again, h.block, "the worker gets back the block freed on another thread");
+    qv_free(h.late); /* its worker has ended */
+    run_thread(adopting_thread, &h);
+    cr_assert_eq(h.adopted, h.late, "the next worker gets the block its ended worker left out");
+    pthread_barrier_destroy(&h.made);
+    pthread_barrier_destroy(&h.freed);
+}
+
+typedef struct grown {
+    int kept_in_place, moved, intact;
+} grown;
+
+static void *realloc_thread(void *arg)
+{
+    grown *g = arg;
+    qv_mem_keep_begin();
+    char *p = qv_malloc(130); /* the class of 160 bytes */
+    for (int i = 0; i < 130; i++) p[i] = (char)i;
+    char *q = qv_realloc(p, 150);
+    g->kept_in_place = q == p;
+    char *r = qv_realloc(q, 5000);
+    g->moved = r != q && qv_pool_owns(r);
+    g->intact = 1;
+    for (int i = 0; i < 130; i++) g->intact &= r[i] == (char)i;
+    char *s = qv_realloc(r, QV_POOL_MAX * 2); /* out of the pool, contents with it */
+    for (int i = 0; i < 130; i++) g->intact &= s[i] == (char)i;
+    g->intact &= !qv_pool_owns(s);
+    qv_free(s);
+    qv_mem_keep_end();
+    return NULL;
+}
+
+Test(pool, realloc_keeps_the_contents_within_and_across_classes)
+{
+    if (qv_allocator_is_custom()) cr_skip_test("an allocator of the program's own");
+    grown g = {0};
+    run_thread(realloc_thread, &g);
+    cr_assert(g.kept_in_place, "a size within the block's class stays in place");
+    cr_assert(g.moved, "a larger class moves to another of the heap's blocks");
+    cr_assert(g.intact, "the contents move with the block");
+}
+
+/* The same requests in rounds, collected on this thread once all of a
+ * round's are done, so that every round has as many blocks out at its
+ * peak: once the heap has a block of each class its worker uses for as
+ * many as it once had out at a time, it cuts no more. */
+static void run_rounds(qv_session *s, int rounds)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s/small", tx_env("QV_NGINX_URL", "nginx over HTTP/1.1"));
+    enum { ROUND = 8 };
+    for (int r = 0; r < rounds; r++) {
+        qv_future *f[ROUND];
+        for (int i = 0; i < ROUND; i++) cr_assert_eq(qv_get(s, &f[i], url), QV_OK);
+        for (int i = 0; i < ROUND; i++)
+            cr_assert_eq(qv_future_wait(f[i], TX_RESULT_TIMEOUT_MS), QV_OK);
+        for (int i = 0; i < ROUND; i++) {
+            tx_expect_status(f[i], 200);
+            qv_future_release(f[i]);
+        }
+    }
+}
+
+Test(pool, a_worker_running_the_same_requests_stops_taking_memory)
+{
+    if (qv_allocator_is_custom()) cr_skip_test("an allocator of the program's own");
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex);
+    run_rounds(s, 20);
+    size_t warm = qv_pool_cut_bytes();
+    cr_assert_gt(warm, 0, "the worker's blocks come from its heap");
+    run_rounds(s, 250);
+    cr_assert_eq(qv_pool_cut_bytes(), warm, "2,000 more requests cut %zu bytes more",
+                 qv_pool_cut_bytes() - warm);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
