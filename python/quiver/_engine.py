@@ -188,7 +188,7 @@ class Future(concurrent.futures.Future):
     directly and build the result on the calling thread, so the common
     "submit, then result()" costs no thread hand-off. Such a wait *arms* the
     future: quiver then queues it on completion and the engine's completion
-    thread finishes it. Either way it is finished once (_claim).
+    thread finishes it. Either way it is finished once (Engine.finish).
 
     Its lock is an RLock made at once; the Condition over that lock, the
     waiter list and the callback list of concurrent.futures.Future are made
@@ -213,15 +213,6 @@ class Future(concurrent.futures.Future):
 
     def __init__(self) -> None:  # pylint: disable=super-init-not-called
         self._lock = _RLock()
-
-    def _claim(self) -> Any:
-        """Our qv_future reference if the caller is the one to finish."""
-        with self._lock:
-            if self._completing or self._qvf is None:
-                return None
-            self._completing = True
-            qvf, self._qvf = self._qvf, None
-            return qvf
 
     def _arm(self) -> None:
         with self._lock:
@@ -420,10 +411,14 @@ class Engine:
             lib.qv_future_cancel(qvf)
 
     def finish(self, fut: Future, resp: Any = None) -> None:
-        """Makes fut's result, if no one else has or is making it."""
-        qvf = fut._claim()
-        if qvf is None:
-            return
+        """Makes fut's result, if no one else has or is making it: the one
+        who takes our qv_future reference from it does."""
+        with fut._lock:
+            qvf = fut._qvf
+            if qvf is None or fut._completing:
+                return
+            fut._completing = True
+            fut._qvf = None
         try:
             if fut._state == PENDING:  # else cancelled meanwhile
                 sc = _scratch
