@@ -112,8 +112,9 @@ def variant_env(label: str, before: str) -> tuple[str, dict]:
     elif variant == "before":
         if not before:
             raise SystemExit("MODE@before needs --before DIR (a copy of python/)")
+        # its own choice of binding: the compiled one beside the library if
+        # it has one (as the current python/), else ABI mode
         env["PYTHONPATH"] = before
-        env["QUIVER_BINDING"] = "abi"  # what an older python/ always used
     elif variant:
         raise SystemExit(f"unknown variant in {label!r}: @abi or @before")
     if mode not in MODES:
