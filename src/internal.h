@@ -960,6 +960,7 @@ typedef struct qv_slot {
         const struct curl_slist *headers;
         long pipewait, timeout_ms, connect_timeout_ms, follow, max_redirects, verbose;
         curl_off_t max_filesize;
+        char *ca_file; /* (a copy, owned) */
     } last;
     /* Network settings on easy (network.c): their CONNECT_TO lines, and
      * what they are (net_sig, if net_set; net_next: the next request's). */

@@ -375,6 +375,8 @@ void qv_transfer_slot_free(qv_slot *slot)
     slot->url_parsed = NULL;
     qv_free(slot->url);
     slot->url = NULL;
+    qv_free(slot->last.ca_file);
+    slot->last.ca_file = NULL;
     qv_net_slot_free(slot);
 }
 
@@ -415,7 +417,13 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
     SET_CHANGED(CURLOPT_VERBOSE, verbose, r->calls->trace_id ? 1L : 0L);
     SET_CHANGED(CURLOPT_MAXFILESIZE_LARGE, max_filesize, (curl_off_t)r->max_response_bytes);
 #undef SET_CHANGED
-    if (r->ca_file) SET(CURLOPT_CAINFO, r->ca_file);
+    /* libcurl copies a CA file's path at every set: set when it changed */
+    if (r->ca_file && !cc &&
+        (!slot->last.known || !slot->last.ca_file || strcmp(slot->last.ca_file, r->ca_file))) {
+        qv_free(slot->last.ca_file);
+        slot->last.ca_file = qv_strdup(r->ca_file); /* (out of memory: set again next time) */
+        SET(CURLOPT_CAINFO, r->ca_file);
+    }
     slot->last.known = !cc;
     return cc;
 }
@@ -503,6 +511,8 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
         qv_net_forget(slot);
         slot->configured = NULL;
         slot->last.known = 0;
+        qv_free(slot->last.ca_file);
+        slot->last.ca_file = NULL;
         cc = setup_invariant(slot);
         if (!cc) slot->configured = slot->easy;
     }

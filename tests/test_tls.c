@@ -79,6 +79,28 @@ Test(tls, missing_ca_file_fails_at_result, .timeout = 30)
     qv_session_free(s);
 }
 
+/* One transfer handle (max_workers = 1) serves sessions with a CA file,
+ * none, the first again, another one: each request is verified against its
+ * own session's CA file, not the one the handle had before. */
+Test(tls, ca_file_follows_the_session_on_one_handle, .timeout = 30)
+{
+    qv_executor *ex = tx_executor(1);
+    const char *cas[] = {tx_tls_ca(), NULL,       tx_tls_ca(), "/etc/ssl/certs/ca-certificates.crt",
+                         tx_tls_ca(), tx_tls_ca()};
+    for (size_t i = 0; i < sizeof(cas) / sizeof(cas[0]); i++) {
+        qv_session *s = TX_SESSION(.executor = ex, .ca_file = cas[i]);
+        qv_future *f;
+        cr_assert_eq(qv_get(s, &f, tx_tls_url("/hello")), QV_OK);
+        if (cas[i] && strcmp(cas[i], tx_tls_ca()) == 0)
+            expect_hello(f);
+        else
+            tx_expect_error(f, QV_ETLS);
+        qv_future_release(f);
+        qv_session_free(s);
+    }
+    qv_executor_free(ex);
+}
+
 Test(tls, insecure_session, .timeout = 30)
 {
     qv_session *s = TX_SESSION(.insecure = 1);
