@@ -362,11 +362,18 @@ static unsigned workers_saturated(qv_executor *ex)
 }
 
 /* Under ex->mu, which it releases: gives the warnings seen, and the one that
- * work waits while every worker is busy. */
+ * work waits while every worker is busy; signals the idle worker a submit's
+ * notify counted on, after the unlock (woken under the lock, it would only
+ * sleep again on it). */
 static int unlock_and_warn(qv_executor *ex, int rc, unsigned seen)
 {
     if (ex->queued > 0) seen |= workers_saturated(ex);
+    int signal = ex->signal_due;
+    ex->signal_due = 0;
     pthread_mutex_unlock(&ex->mu);
+    /* That worker waits in cv (it let mu go in there): this wakes it, or
+     * another idle one, which takes the future as well. */
+    if (signal) pthread_cond_signal(&ex->cv);
     warn_seen(ex, seen);
     return rc;
 }
@@ -376,7 +383,9 @@ static int unlock_and_warn(qv_executor *ex, int rc, unsigned seen)
  * ever run it (shut down, no thread), f is taken back: the submit fails. */
 static int queued_locked(qv_executor *ex, qv_future *f, unsigned seen)
 {
+    ex->signal_later = 1;
     int rc = ex->shutdown ? QV_ESHUTDOWN : ex->vt->notify(ex);
+    ex->signal_later = 0;
     if (rc && f->qwhere == QV_Q_READY) {
         fifo_unlink(ex, f);
         ex->queued--;

@@ -89,7 +89,10 @@ static int tp_notify(qv_executor *ex)
      * wait for a busy worker while a new one could have started. */
     if (tp->idle > tp->signalled) {
         tp->signalled++;
-        pthread_cond_signal(&ex->cv);
+        if (ex->signal_later)
+            ex->signal_due = 1; /* a submit signals after its unlock */
+        else
+            pthread_cond_signal(&ex->cv);
         return QV_OK;
     }
     if (tp->nthreads < ex->o.max_workers &&

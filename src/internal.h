@@ -1282,6 +1282,9 @@ struct qv_executor {
     atomic_uint warned;       /* the saturation warnings given (bits) */
     atomic_uint warn_pending; /* noted, to give at the next submit */
     int shutdown;
+    /* Under mu: a submit's notify leaves signalling `cv` to after the
+     * unlock (signal_later set while it runs; signal_due: a signal is due). */
+    int signal_later, signal_due;
     atomic_int refs;
     atomic_size_t in_flight, completed, failed, cancelled, connections;
     atomic_size_t pool_held; /* begun, but held by a process pool for a worker */
