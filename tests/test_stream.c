@@ -133,6 +133,16 @@ static void sha_file(const char *path, long long limit, char out[65], long long 
     sha_hex(&h, out);
 }
 
+/* What h hashed is the first `limit` bytes (-1: all) of nginx's big file. */
+static void expect_big_file(sha *h, long long limit)
+{
+    char got[65], want[65];
+    long long n;
+    sha_hex(h, got);
+    sha_file(big_file(), limit, want, &n);
+    tx_assert_str_eq(got, want);
+}
+
 static void expect_same_file(const char *got, const char *want)
 {
     char a[65], b[65];
@@ -686,11 +696,7 @@ Test(stream, on_data_gets_every_byte_in_order)
     cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
     cr_assert_eq(g.h.bytes, BIG_BYTES);
     cr_assert_eq(g.f, f, "on_data got another future");
-    char a[65], b[65];
-    long long n;
-    sha_hex(&g.h, a);
-    sha_file(big_file(), -1, b, &n);
-    tx_assert_str_eq(a, b);
+    expect_big_file(&g.h, -1);
     qv_future_release(f);
     qv_session_free(s);
 }
@@ -756,11 +762,7 @@ Test(stream, a_slow_on_data_call_moves_the_rest_of_the_body_off_the_transfers_th
         } else {
             qv_response *r = tx_expect_status(f, 200);
             cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
-            char a[65], b[65];
-            long long n;
-            sha_hex(&o.h, a);
-            sha_file(big_file(), -1, b, &n);
-            tx_assert_str_eq(a, b);
+            expect_big_file(&o.h, -1);
         }
         cr_assert_eq(o.waiter_after, 0, "%d calls after the slow one held up the transfers' thread",
                      o.waiter_after);
@@ -1192,11 +1194,7 @@ Test(stream, stream_reads_a_64_mib_body_through_the_reader)
     sha_init(&h);
     cr_assert_eq(read_all(r, &h, 1 << 16), QV_OK, "%s", qv_response_read_error(r));
     cr_assert_eq(h.bytes, BIG_BYTES);
-    char a[65], b[65];
-    long long n;
-    sha_hex(&h, a);
-    sha_file(big_file(), -1, b, &n);
-    tx_assert_str_eq(a, b);
+    expect_big_file(&h, -1);
     cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
     size_t more = 1;
     char c;
@@ -1287,11 +1285,7 @@ Test(stream, a_stream_let_go_while_paused_leaves_nothing_for_the_next_one)
     sha_init(&h);
     cr_assert_eq(read_all(r, &h, 1000), QV_OK, "%s", qv_response_read_error(r));
     cr_assert_eq(h.bytes, 1 << 20, "another body's bytes came in");
-    char x[65], y[65];
-    long long n;
-    sha_hex(&h, x);
-    sha_file(big_file(), 1 << 20, y, &n);
-    tx_assert_str_eq(x, y);
+    expect_big_file(&h, 1 << 20);
     qv_future_release(f);
     qv_future_release(b);
     qv_session_free(s);
