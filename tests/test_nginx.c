@@ -114,7 +114,8 @@ static size_t all_at_once(int tls, int max_host_connections)
     size_t opened = stats(ex).connections_opened - opened0;
     long accepted = nginx_accepts(s) - accepts0;
     /* nginx saw no more connections than quiver says it opened (plus the
-     * status request's, and some slack for other tests running meanwhile). */
+     * status requests', with some slack; ctest runs this file alone,
+     * RUN_SERIAL in tests/CMakeLists.txt, so no other test adds to it). */
     cr_assert_leq(accepted, (long)opened + 20, "nginx accepted %ld connections, quiver opened %zu",
                   accepted, opened);
     qv_session_free(s);
