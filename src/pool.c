@@ -16,6 +16,7 @@
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #define QV_VALGRIND 1
 #endif
@@ -24,6 +25,7 @@
 #define VALGRIND_MALLOCLIKE_BLOCK(p, n, rz, z)      ((void)0)
 #define VALGRIND_FREELIKE_BLOCK(p, rz)              ((void)0)
 #define VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, rz) ((void)0)
+#define VALGRIND_MAKE_MEM_NOACCESS(p, n)            ((void)0)
 #endif
 #ifdef QV_ASAN
 #include <sanitizer/lsan_interface.h>
@@ -211,8 +213,10 @@ void *qv_pool_alloc(size_t n)
     }
     b->heap = h;
     b->n = n;
-    QV_POISON(b + 1, class_size(c)); /* the class's room past n stays out of bounds */
+    /* The class's room past n stays out of bounds. */
+    QV_POISON(b + 1, class_size(c));
     QV_UNPOISON(b + 1, n);
+    VALGRIND_MAKE_MEM_NOACCESS(b + 1, class_size(c));
     VALGRIND_MALLOCLIKE_BLOCK(b + 1, n, 0, 0);
     return b + 1;
 }
