@@ -56,6 +56,10 @@ void qv_mem_keep_end(void);
  * (none, or n too large); whether p is such a block; its size as asked;
  * free it (on any thread); resize it in place if n fits its class (1). */
 void *qv_pool_alloc(size_t n);
+/* Threads with a heap now. With none (QV_LOOP, QV_PROCESSES), mem.c asks
+ * for no block: libcurl allocates through it ~250 times a small request,
+ * and a heap is a thread-local (in a shared library, a __tls_get_addr). */
+extern atomic_int qv_pool_heaps_out;
 int qv_pool_owns(const void *p);
 size_t qv_pool_size(const void *p);
 void qv_pool_free(void *p);

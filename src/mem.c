@@ -31,17 +31,23 @@ static void *counted(void *p)
     return p;
 }
 
+/* A thread with a heap sees its own count in it. */
+static int heaps_out(void)
+{
+    return atomic_load_explicit(&qv_pool_heaps_out, memory_order_relaxed) != 0;
+}
+
 /* On a QV_THREADS worker, blocks of up to QV_POOL_MAX bytes come from its
  * heap (pool.c); when that has none to give, from the allocator. */
 void *qv_malloc(size_t n)
 {
-    void *p = qv_pool_alloc(n ? n : 1);
+    void *p = heaps_out() ? qv_pool_alloc(n ? n : 1) : NULL;
     return p ? p : counted(alloc.malloc(n ? n : 1));
 }
 
 void *qv_calloc(size_t n, size_t size)
 {
-    if (size && n <= SIZE_MAX / size) {
+    if (heaps_out() && size && n <= SIZE_MAX / size) {
         void *p = qv_pool_alloc(n && size ? n * size : 1);
         if (p) return memset(p, 0, n * size);
     }

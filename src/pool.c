@@ -76,6 +76,7 @@ static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_heap *idle; /* heaps whose worker ended */
 
 static _Thread_local struct pool_heap *mine;
+atomic_int qv_pool_heaps_out;
 
 /* A fork in the middle of a depot's change would leave the child a list
  * half linked and a lock nobody holds: none is changed across a fork. */
@@ -159,6 +160,7 @@ void qv_mem_keep_begin(void)
     if (!h && !(h = qv_calloc(1, sizeof(*h)))) return;
     h->next_idle = NULL;
     mine = h;
+    atomic_fetch_add(&qv_pool_heaps_out, 1);
 }
 
 void qv_mem_keep_end(void)
@@ -166,6 +168,7 @@ void qv_mem_keep_end(void)
     struct pool_heap *h = mine;
     if (!h) return;
     mine = NULL;
+    atomic_fetch_sub(&qv_pool_heaps_out, 1);
     for (int c = 0; c < NCLASS; c++)
         while (h->free[c]) {
             blk *b = h->free[c];
