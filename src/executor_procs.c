@@ -49,13 +49,21 @@ typedef struct pworker {
      * and message. */
     int stopped;
     char *stopped_msg;
-    /* f's streamed body (stream = 1), once its headers came: data frames
-     * go there; while it has too little room the worker's socket is not
-     * read (throttled), so the worker, and its transfer, wait. */
+    /* f's streamed body (stream = 1), once its headers came: the ring's
+     * bytes go there; while it has no room the worker's socket is not read
+     * (throttled) and its ring not emptied, so the worker, and its
+     * transfer, wait. */
     qv_pipe *pipe;
     int throttled;
-    int reaped;    /* its death was told: its pid may be another process's now */
-    size_t up_max; /* the largest on_upload answer its socket's buffer surely holds */
+    /* Its body ring (ring.c): bytes taken out so far; ring_more: stopped
+     * taking before the ring was empty, to let the other workers' frames
+     * in (this thread comes back to it before it sleeps). */
+    qv_ring ring;
+    int slot; /* the ring's, in the pool's rings */
+    uint64_t tail;
+    uint64_t answers; /* its RESPONSE frames acted on (see ring.c) */
+    int ring_more;
+    int reaped; /* its death was told: its pid may be another process's now */
 } pworker;
 
 static void kill_worker(pworker *w)
@@ -82,7 +90,12 @@ typedef struct procs {
     /* Begun, and for the next idle worker before anything queued: taken back
      * from a mailbox, or too large for one. */
     qv_flist held;
-    uint64_t ids; /* the last name given to a request sent */
+    uint64_t ids;  /* the last name given to a request sent */
+    int ring_more; /* workers whose ring_more is set */
+    /* The workers' body rings (ring.c), one slot per worker there may be,
+     * mapped before the zygote is forked; which slots a worker has. */
+    void *rings;
+    unsigned char *slot_used;
     qv_buf out;
     /* The pool's holds on a future: held for a worker (sent ahead, or in
      * `held`), counted as waiting, which a cancel completes at once, as a
@@ -538,50 +551,30 @@ static void stop_running(procs *P, pworker *w, int err, char *msg)
     cancel_running(P, w);
 }
 
-/* A data frame for f's on_data, in this thread (the callback outside the
- * fork lock, as a done callback). A stop tells the worker to stop and keeps
- * the error for its answer. */
-static void on_data_frame(procs *P, pworker *w, const unsigned char *p, size_t len)
-{
-    qv_future *f = w->f;
-    const unsigned char *chunk;
-    size_t n;
-    if (w->stopped || w->f_lost || qv_wire_decode_data(p, len, &chunk, &n)) return;
-    int e = 0;
-    dispatcher_gate(0);
-    int rc = qv_sink_hand_on(f, (const char *)chunk, n, &e);
-    dispatcher_gate(1);
-    if (rc) stop_running(P, w, rc, qv_sink_stop_message(f, rc, e));
-}
-
 /* f's worker wants on_upload's next bytes: the callback runs in this
- * thread (outside the fork lock, as on_data), into the answer's frame, and
- * the answer goes back. With at most one answer on its way, and none larger
- * than half the socket's send buffer (up_max), the socket always has room
- * for it: this thread's write never waits for a worker that is itself
- * waiting to write a data frame. An answer it cannot give is an error (-1),
- * which stops the transfer. */
+ * thread (outside the fork lock, as on_data), straight into the upload
+ * area of the worker's ring where the worker asked (within the area: the
+ * decoder checks), and a small answer says how many it made. With at most
+ * one answer on its way, the socket always has room for it: this thread's
+ * write never waits for a worker. An answer it cannot give is an error
+ * (-1), which stops the transfer. */
 static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t len)
 {
     qv_future *f = w->f;
     uint64_t id;
-    size_t cap;
+    size_t cap, at;
     long got = -1;
-    if (qv_wire_decode_upload_want(p, len, &id, &cap)) {
+    if (qv_wire_decode_upload_want(p, len, &id, &cap, &at)) {
         id = f->req.wire_id; /* (no worker of ours asks so): an error answers */
         cap = 0;
     }
-    if (cap > w->up_max) cap = w->up_max;
-    int room = !qv_wire_upload_begin(&P->out, id, cap);
-    if (room && cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id) {
+    if (cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id) {
         dispatcher_gate(0);
-        got = f->req.io->on_upload(P->out.data + P->out.len, cap, f->req.io->on_upload_arg);
+        got = f->req.io->on_upload(w->ring.up + at, cap, f->req.io->on_upload_arg);
         dispatcher_gate(1);
         if (got < 0 || (size_t)got > cap) got = -1;
     }
-    /* (No room for the bytes: an error answers, at least.) */
-    if ((room || !qv_wire_upload_begin(&P->out, id, 0)) && !qv_wire_upload_end(&P->out, got))
-        qv_fd_write_all(w->fd, P->out.data, P->out.len);
+    if (!qv_wire_encode_upload(&P->out, id, got)) qv_fd_write_all(w->fd, P->out.data, P->out.len);
 }
 
 /* A streamed response's headers: the future completes now (its hooks ran
@@ -630,21 +623,92 @@ static void throttle(procs *P, pworker *w, int on)
               &(struct epoll_event){.events = on ? 0 : EPOLLIN, .data.fd = w->fd});
 }
 
-/* Room that a data frame always fits in (libcurl's chunks, at most 16 KiB,
- * are smaller than a batch). */
-#define PIPE_LOW QV_DATA_BATCH
-
-static void on_stream_data(procs *P, pworker *w, const unsigned char *p, size_t len)
+/* Bytes of w's ring for f's on_data (in this thread, outside the fork
+ * lock, as a done callback) or its reader's pipe; or for no one (no
+ * future, or one that stopped or was lost): 0, or 1 if the pipe has no
+ * room (nothing was taken). A stop tells the worker to stop and keeps the
+ * error for its answer; a reader that let go stops the worker too. */
+static int hand_on(procs *P, pworker *w, const unsigned char *p, size_t n)
 {
-    const unsigned char *chunk;
-    size_t n;
-    if (qv_wire_decode_data(p, len, &chunk, &n)) return;
-    if (qv_pipe_push_any(w->pipe, (const char *)chunk, n) == -1) {
-        /* The reader let go: the worker stops; what it still sends goes. */
-        cancel_running(P, w);
-        return;
+    qv_future *f = w->f;
+    if (!f || w->f_lost || w->stopped) return 0;
+    if (w->pipe) {
+        /* (a dead worker's last bytes are taken whatever the room) */
+        int rc = w->reaped ? qv_pipe_push_any(w->pipe, (const char *)p, n)
+                           : qv_pipe_push(w->pipe, (const char *)p, n);
+        if (rc < 0) cancel_running(P, w); /* what it still sends goes */
+        return rc == 1;
     }
-    if (qv_pipe_hold_below(w->pipe, PIPE_LOW)) throttle(P, w, 1);
+    if (!f->req.io->on_data) return 0;
+    int e = 0;
+    dispatcher_gate(0);
+    int rc = qv_sink_hand_on(f, (const char *)p, n, &e);
+    dispatcher_gate(1);
+    if (rc) stop_running(P, w, rc, qv_sink_stop_message(f, rc, e));
+    return 0;
+}
+
+/* Wakes w, which waits for room in its ring or for an answer to be acted on. */
+static void send_room(pworker *w)
+{
+    qv_buf b = {0};
+    if (!qv_wire_encode_bare(&b, QV_WIRE_ROOM)) qv_fd_write_all(w->fd, b.data, b.len);
+    qv_buf_free(&b);
+}
+
+/* Pieces handed on at a time: to a pipe, no more than it takes while half
+ * full; to on_data, a quarter of the ring, so the worker has room again
+ * while on_data runs. At most a ring's worth is taken in one go: a worker
+ * as fast as its on_data does not keep this thread from the others. */
+#define PIPE_PIECE QV_DATA_BATCH
+#define DATA_PIECE (QV_RING_CAP / 4)
+
+enum { RING_EMPTY, RING_LEFT, RING_BAD };
+
+/* Takes what w's ring holds (see ring.c): RING_EMPTY once it is empty (the
+ * worker then wakes this thread when more comes), RING_LEFT if bytes are
+ * left (the reader's pipe is full: w is throttled; or a ring's worth was
+ * taken: ring_more), RING_BAD if the worker wrote an index it could not
+ * have (it is to be killed as malformed). */
+static int ring_drain(procs *P, pworker *w)
+{
+    size_t taken = 0;
+    /* A streamed body's bytes wait for its headers' frame, sent before
+     * them but maybe not read yet. */
+    if (w->f && !w->pipe && !w->f_lost && !w->stopped && w->f->req.io->stream) return RING_EMPTY;
+    for (;;) {
+        long in = qv_ring_avail(&w->ring, w->tail);
+        if (in < 0) return RING_BAD;
+        if (in == 0) {
+            if (qv_ring_reader_wait(&w->ring, w->tail)) continue; /* more came meanwhile */
+            return RING_EMPTY;
+        }
+        if (taken >= QV_RING_CAP && !w->reaped) {
+            if (!w->ring_more) P->ring_more++;
+            w->ring_more = 1;
+            return RING_LEFT;
+        }
+        size_t at = (size_t)(w->tail % QV_RING_CAP), n = (size_t)in;
+        size_t piece = w->pipe ? PIPE_PIECE : DATA_PIECE;
+        if (n > QV_RING_CAP - at) n = QV_RING_CAP - at;
+        if (n > piece) n = piece;
+        if (hand_on(P, w, w->ring.data + at, n)) {
+            throttle(P, w, 1);
+            return RING_LEFT;
+        }
+        w->tail += n;
+        taken += n;
+        if (qv_ring_taken(&w->ring, w->tail)) send_room(w);
+    }
+}
+
+/* A worker that wrote what it could not have is stopped (as for a
+ * malformed frame): its death fails its future with QV_EPROTOCOL. */
+static void malformed(procs *P, pworker *w)
+{
+    w->malformed = 1;
+    close_socket(P, w);
+    kill_worker(w);
 }
 
 static void on_progress_frame(pworker *w, const unsigned char *p, size_t len)
@@ -672,15 +736,25 @@ static void on_worker_readable(procs *P, pworker *w)
             kill_worker(w);
             return;
         }
+        /* The body bytes put in the ring before this frame was sent come
+         * first (a RING frame only says that some came); but for a
+         * streamed response's headers, which come before its body. */
+        if (type == QV_WIRE_HEAD) {
+            if (w->f) on_head_frame(P, w, p, len);
+            type = QV_WIRE_RING;
+        }
+        rc = ring_drain(P, w);
+        if (rc == RING_BAD) {
+            malformed(P, w);
+            return;
+        }
+        if (rc == RING_LEFT) {
+            if (type != QV_WIRE_RING) qv_frame_unread(&w->in); /* for when the rest is taken */
+            return;
+        }
         if (!w->f) continue;
-        if (type == QV_WIRE_HEAD)
-            on_head_frame(P, w, p, len);
-        else if (type == QV_WIRE_DATA && w->pipe)
-            on_stream_data(P, w, p, len);
-        else if (type == QV_WIRE_DEBUG && !w->f_lost)
+        if (type == QV_WIRE_DEBUG && !w->f_lost)
             debug_event(w->f, p, len);
-        else if (type == QV_WIRE_DATA)
-            on_data_frame(P, w, p, len);
         else if (type == QV_WIRE_PROGRESS)
             on_progress_frame(w, p, len);
         else if (type == QV_WIRE_UPLOAD_WANT)
@@ -693,12 +767,24 @@ static void on_worker_readable(procs *P, pworker *w)
                 return;
             }
             after_answer(P, w, type == QV_WIRE_RESPONSE_TOOK);
+            /* The ring's bytes from now on are the next request's. */
+            if (qv_ring_answered(&w->ring, ++w->answers)) send_room(w);
         }
     } while (!w->throttled && qv_frame_buffered(&w->in));
 }
 
+/* Takes the rest of w's ring, then the frames already read after it. */
+static void resume_ring(procs *P, pworker *w)
+{
+    int rc = ring_drain(P, w);
+    if (rc == RING_BAD) malformed(P, w);
+    if (rc != RING_EMPTY) return;
+    throttle(P, w, 0);
+    if (qv_frame_buffered(&w->in)) on_worker_readable(P, w);
+}
+
 /* Throttled workers whose readers made room (or let go) are read again,
- * from the frames already buffered on. */
+ * their rings first. */
 static void unthrottle(procs *P)
 {
     for (int i = 0; i < P->nw; i++) {
@@ -706,8 +792,19 @@ static void unthrottle(procs *P)
         int resume;
         if (!w->throttled) continue;
         if (w->pipe && !qv_pipe_state(w->pipe, &resume) && !resume) continue;
-        throttle(P, w, 0);
-        if (qv_frame_buffered(&w->in)) on_worker_readable(P, w);
+        resume_ring(P, w);
+    }
+}
+
+/* Workers whose rings were left with bytes in (ring_more), taken on. */
+static void revisit_rings(procs *P)
+{
+    for (int i = 0; i < P->nw; i++) {
+        pworker *w = &P->w[i];
+        if (!w->ring_more) continue;
+        w->ring_more = 0;
+        P->ring_more--;
+        if (w->fd >= 0) resume_ring(P, w);
     }
 }
 
@@ -743,6 +840,8 @@ static void fail_queued(procs *P, const char *why, int all)
 
 static void remove_worker(procs *P, int i)
 {
+    if (P->w[i].ring_more) P->ring_more--;
+    P->slot_used[P->w[i].slot] = 0;
     close_socket(P, &P->w[i]);
     close(P->w[i].mbox_r);
     close(P->w[i].mbox_w);
@@ -797,17 +896,13 @@ static void take_fds(struct msghdr *mh, int fds[3])
     fds[0] = fds[1] = fds[2] = -1;
 }
 
-/* A larger send buffer on a worker's socket, for on_upload's answers (the
- * kernel caps it at net.core.wmem_max): half of what it got, in whole
- * pages, up to QV_UPLOAD_PIECE, is the largest answer it surely holds. */
-static size_t upload_room(int fd)
+/* A slot of the zygote's word (the status field): one asked for, and let
+ * go now; -1 if it is no such slot. */
+static int slot_back(procs *P, int slot)
 {
-    int want = (int)(4 * QV_UPLOAD_PIECE), got = 0;
-    socklen_t n = sizeof(got);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
-    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &n) || got < 8192) return 4096;
-    size_t room = ((size_t)got / 2) & ~(size_t)4095;
-    return room < QV_UPLOAD_PIECE ? room : QV_UPLOAD_PIECE;
+    if (slot < 0 || slot >= P->base.o.max_workers || !P->slot_used[slot]) return -1;
+    P->slot_used[slot] = 0;
+    return slot;
 }
 
 static void on_zygote(procs *P)
@@ -828,7 +923,9 @@ static void on_zygote(procs *P)
         int fds[3];
         take_fds(&mh, fds);
         P->spawning--;
-        if (fds[0] >= 0 && watch(P, fds[0])) {
+        /* Its slot, still the pool's until the worker is taken in. */
+        int slot = slot_back(P, m.status);
+        if (fds[0] >= 0 && (slot < 0 || watch(P, fds[0]))) {
             /* (no memory for one more watch: as if it never came) */
             for (int i = 0; i < 3; i++) close(fds[i]);
             fds[0] = -1;
@@ -847,17 +944,20 @@ static void on_zygote(procs *P)
                             0);
             return;
         }
-        P->w[P->nw] = (pworker){.pid = m.pid,
-                                .fd = fds[0],
-                                .mbox_r = fds[1],
-                                .mbox_w = fds[2],
-                                .up_max = upload_room(fds[0])};
+        /* A fresh ring: empty, and the worker wakes this thread for its
+         * first bytes. */
+        P->slot_used[slot] = 1;
+        P->w[P->nw] =
+            (pworker){.pid = m.pid, .fd = fds[0], .mbox_r = fds[1], .mbox_w = fds[2], .slot = slot};
+        qv_ring_at(&P->w[P->nw].ring, P->rings, slot);
+        qv_ring_reset(&P->w[P->nw].ring);
         P->nw++;
         atomic_store(&P->base.workers, P->nw);
         return;
     }
     if (m.pid < 0) { /* a spawn failed */
         P->spawning--;
+        slot_back(P, m.status);
         if (P->nw == 0 && P->spawning == 0) fail_queued(P, "could not start a worker process", 0);
         return;
     }
@@ -870,6 +970,8 @@ static void on_zygote(procs *P)
         w->reaped = 1;
         if (w->fd >= 0 && !fcntl(w->fd, F_SETFL, O_NONBLOCK))
             while (w->fd >= 0) on_worker_readable(P, w);
+        /* And what it put in its ring after its last frame. */
+        if (!w->malformed && ring_drain(P, w) == RING_BAD) w->malformed = 1;
         /* A next that it had not started (its answer before it never came)
          * goes to another worker. */
         if (w->next) hold(P, unsend(w));
@@ -961,7 +1063,13 @@ static int schedule(procs *P)
         return ex->shutdown;
     }
     for (int k = 0; k < want - P->spawning && k < room; k++) {
-        if (write(P->zfd, "S", 1) != 1) break;
+        /* A free slot for its ring (there is one per worker that may be). */
+        int32_t slot = 0;
+        while (P->slot_used[slot]) slot++;
+        unsigned char c[1 + sizeof(slot)] = {'S'};
+        memcpy(c + 1, &slot, sizeof(slot));
+        if (write(P->zfd, c, sizeof(c)) != (ssize_t)sizeof(c)) break;
+        P->slot_used[slot] = 1;
         P->spawning++;
     }
     return stop;
@@ -1044,6 +1152,7 @@ static void *dispatch_main(void *arg)
         int timeout = check_hook_deadlines(P);
         if (P->queue_wait >= 0 && (timeout < 0 || P->queue_wait < timeout))
             timeout = (int)P->queue_wait;
+        if (P->ring_more) timeout = 0;     /* a ring to come back to: only a look */
         pthread_rwlock_unlock(&fork_lock); /* sleeping: a pool may fork now */
         int n = epoll_wait(P->ep, ev, (int)(sizeof(ev) / sizeof(ev[0])), timeout);
         atomic_store(&P->sleeping, 0);
@@ -1082,6 +1191,7 @@ static void *dispatch_main(void *arg)
             if (w) on_worker_readable(P, w);
         }
         if (zygote) on_zygote(P);
+        if (P->ring_more) revisit_rings(P);
     }
     /* Ending (only on shutdown): procs_shutdown, already on its way, joins
      * and counts it off. */
@@ -1123,6 +1233,8 @@ static void procs_destroy(qv_executor *ex)
     qv_buf_free(&P->out);
     if (P->ep >= 0) close(P->ep);
     qv_free(P->w);
+    qv_free(P->slot_used);
+    qv_rings_free(P->rings, P->base.o.max_workers);
     qv_free(P);
 }
 
@@ -1153,8 +1265,10 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
         return rc;
     }
     P->w = qv_calloc((size_t)P->base.o.max_workers, sizeof(*P->w));
+    P->slot_used = qv_calloc((size_t)P->base.o.max_workers, 1);
+    P->rings = qv_rings_new(P->base.o.max_workers);
     int zsv[2] = {-1, -1};
-    if (!P->w || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
+    if (!P->w || !P->slot_used || !P->rings || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv)) {
         rc = QV_ENOMEM;
     } else {
@@ -1168,8 +1282,9 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
             on_dispatcher = 0;
             qv_own_executor = NULL;
             close(zsv[0]);
-            qv_zygote_main(zsv[1]); /* never returns */
+            qv_zygote_main(zsv[1], P->rings); /* never returns */
         }
+        qv_rings_forked(P->rings, P->base.o.max_workers);
         pthread_rwlock_unlock(&fork_lock);
         if (P->zygote < 0) rc = QV_ENOMEM;
     }

@@ -152,6 +152,11 @@ int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **
     return QV_OK;
 }
 
+void qv_frame_unread(qv_frame_reader *rd)
+{
+    rd->start = 0; /* (the frame handed out last is the buffer's first) */
+}
+
 int qv_frame_buffered(const qv_frame_reader *rd)
 {
     const qv_buf *b = &rd->buf;

@@ -754,43 +754,39 @@ enum {
     QV_WIRE_RESPONSE,
     QV_WIRE_RESPONSE_TOOK,
     QV_WIRE_DEBUG,       /* a debug trace event, from the worker during the transfer */
-    QV_WIRE_DATA,        /* body bytes for the parent's on_data or reader (from the worker) */
+    QV_WIRE_RING,        /* body bytes came into the worker's ring (from the worker, see ring.c) */
     QV_WIRE_PROGRESS,    /* for the parent's on_progress (from the worker) */
     QV_WIRE_HEAD,        /* a streamed response's headers (from the worker); its body follows */
     QV_WIRE_UPLOAD_WANT, /* on_upload: the worker's read callback wants bytes */
-    QV_WIRE_UPLOAD       /* on_upload's answer (to the worker): bytes, the end or an error */
+    QV_WIRE_UPLOAD,      /* on_upload's answer (to the worker): bytes, the end or an error */
+    QV_WIRE_ROOM         /* the parent took bytes out of the worker's ring (to the worker) */
 };
 /* What a request tells its worker of its body's ways (wire.c). */
 enum {
     QV_SINK_KEEP = 1,     /* keep_partial */
     QV_SINK_RESUME = 2,   /* resume */
-    QV_SINK_DATA = 4,     /* the body goes to the parent in data frames */
+    QV_SINK_DATA = 4,     /* the body goes to the parent through the worker's ring */
     QV_SINK_PROGRESS = 8, /* progress goes to the parent in progress frames */
     QV_SINK_STREAM = 16,  /* stream = 1: the headers go first, in a head frame */
     QV_SINK_UPLOAD = 32,  /* on_upload: the body comes from the parent in upload frames */
     QV_SINK_FD = 64,      /* output_fd: the descriptor comes along with the frame (SCM_RIGHTS) */
 };
-/* A data frame filled in place: begin, append the chunk's bytes to b, end. */
-int qv_wire_data_begin(qv_buf *b);
-int qv_wire_data_end(qv_buf *b);
-/* A worker sends a data frame once it holds this much (or at the end of
- * its transfer's pass); one chunk more would start the next frame. */
+/* A worker wakes a parent that waits for its ring's bytes once this many
+ * came (or at the end of its transfer's pass, for fewer). */
 #define QV_DATA_BATCH ((size_t)64 << 10)
-int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n);
+/* A frame of a type alone, no fields (RING, ROOM). */
+int qv_wire_encode_bare(qv_buf *b, int type);
 /* on_upload on a process pool: the worker asks for up to cap bytes of the
- * request named id; the parent answers with what on_upload returned (got:
- * bytes, 0 at the end, -1 for an error) and the bytes. */
-int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap);
-int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap);
-/* The answer is made in place: begin leaves room for cap bytes at
- * b->data + b->len, which on_upload fills; end says how many it made. */
-int qv_wire_upload_begin(qv_buf *b, uint64_t id, size_t cap);
-int qv_wire_upload_end(qv_buf *b, long got);
-/* The most a worker asks on_upload for at once (the pool may give less:
- * its socket's buffer must hold the answer). */
+ * request named id, to be put at offset at of its ring's upload area; the
+ * parent puts them there and answers with what on_upload returned (got:
+ * bytes, 0 at the end, -1 for an error). */
+int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap, size_t at);
+int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap,
+                               size_t *at);
+int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got);
+/* The most a worker asks on_upload for at once. */
 #define QV_UPLOAD_PIECE ((size_t)256 << 10)
-int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got,
-                          const unsigned char **chunk);
+int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got);
 int qv_wire_encode_progress(qv_buf *b, const long long v[4]);
 int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4]);
 #define QV_WIRE_VERSION 2
@@ -875,6 +871,9 @@ int qv_frame_take_fd(qv_frame_reader *rd);
  * QV_EIO (closed), QV_EPROTOCOL (bad header) or QV_ENOMEM. */
 int qv_frame_read(qv_frame_reader *rd, int fd, int *type, const unsigned char **payload,
                   size_t *len);
+/* Gives back the frame qv_frame_read handed out last: the next call hands
+ * it out again. */
+void qv_frame_unread(qv_frame_reader *rd);
 /* 1 if a whole frame (or a malformed header) is read already: the next
  * qv_frame_read needs no read. */
 int qv_frame_buffered(const qv_frame_reader *rd);
@@ -1403,12 +1402,86 @@ int qv_loop_new(qv_executor **out, const qv_executor_opts *o);
 
 int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
 
+/* --------------------------------------- a worker's body ring (ring.c) */
+
+/* A process worker's response body goes to the parent through shared
+ * memory: a ring of QV_RING_CAP bytes in a slot of its own of the pool's
+ * rings (an anonymous shared mapping made before the zygote is forked, so
+ * every worker has it). The worker (the producer) alone
+ * writes head and the bytes; the parent (the consumer) alone writes tail;
+ * both count bytes since the worker started, and head - tail is what is
+ * in. A side that waits sets its flag and sleeps on the socket; the other,
+ * having moved its index, sends a frame if it finds the flag set
+ * (QV_WIRE_RING: bytes came; QV_WIRE_ROOM: room came). The protocol is in
+ * docs/internals.md. The parent trusts nothing the worker wrote: head is
+ * checked before any byte is read. */
+#define QV_RING_CAP ((size_t)512 << 10)
+/* After the ring, on_upload's area: two pieces, one that libcurl reads
+ * while the parent fills the next (see procs_worker.c). */
+#define QV_UP_RING (2 * QV_UPLOAD_PIECE)
+typedef struct qv_ring_hdr {
+    _Atomic uint64_t head; /* bytes put in (the worker's) */
+    char pad0[56];
+    _Atomic uint64_t tail; /* bytes taken out (the parent's) */
+    char pad1[56];
+    atomic_int reader_waits; /* the parent found the ring empty: bytes need a RING frame */
+    atomic_int writer_waits; /* the worker waits (room, answers read): a ROOM frame wakes it */
+    /* Answers (RESPONSE frames) the parent has acted on (the parent's): a
+     * request's first byte waits for the one before to be, so that the
+     * parent never takes it for that one's. */
+    _Atomic uint64_t answers_read;
+} qv_ring_hdr;
+typedef struct qv_ring {
+    qv_ring_hdr *h;      /* NULL: not mapped */
+    unsigned char *data; /* QV_RING_CAP bytes */
+    unsigned char *up;   /* QV_UP_RING bytes: on_upload's, from the parent */
+} qv_ring;
+/* A pool's rings, n slots (address space: pages are taken as they are
+ * touched), or NULL; and their end. */
+void *qv_rings_new(int n);
+/* The pool's zygote has them: later forks (another pool's zygote, the
+ * program's own) do not, and keep none of their pages alive. */
+void qv_rings_forked(void *rings, int n);
+void qv_rings_free(void *rings, int n);
+/* Slot `slot` of rings, as r. */
+void qv_ring_at(qv_ring *r, void *rings, int slot);
+/* A slot for a new worker: empty, and the parent waits for its first bytes. */
+void qv_ring_reset(qv_ring *r);
+/* A process worker's ring (NULL in any other process): tests reach it
+ * from a hook. */
+extern qv_ring *qv_worker_ring;
+/* The producer: copies up to n bytes in at *head (as many as there is room
+ * for), publishes the new head and returns how many. */
+size_t qv_ring_put(qv_ring *r, uint64_t *head, const void *p, size_t n);
+/* The producer, after putting bytes in: 1 if the consumer waits for them
+ * (its flag is cleared: the caller sends the RING frame). */
+int qv_ring_reader_woken(qv_ring *r);
+/* The producer, finding no room: sets its flag; 1 if there is room after
+ * all (no frame to wait for). */
+int qv_ring_writer_wait(qv_ring *r, uint64_t head);
+/* The producer, about to put a request's first byte in: sets its flag; 1
+ * if the parent has acted on all `sent` answers after all. */
+int qv_ring_writer_wait_answers(qv_ring *r, uint64_t sent);
+/* The consumer acted on its nth answer: publishes it; 1 if the producer
+ * waits (its flag is cleared: the caller sends the ROOM frame). */
+int qv_ring_answered(qv_ring *r, uint64_t n);
+/* The consumer: bytes in after tail, or -1 if the producer's head is not
+ * one it could have written (more than the ring holds, or behind tail). */
+long qv_ring_avail(qv_ring *r, uint64_t tail);
+/* The consumer took up to tail: publishes it; 1 if the producer waits for
+ * room (its flag is cleared: the caller sends the ROOM frame). */
+int qv_ring_taken(qv_ring *r, uint64_t tail);
+/* The consumer, finding the ring empty at tail: sets its flag; 1 if bytes
+ * came after all. */
+int qv_ring_reader_wait(qv_ring *r, uint64_t tail);
+
 /* ------------------------------------------------- process workers (procs_worker.c) */
 
 /* The on_debug of a request decoded in a worker: sends the event to the
  * parent, whose on_debug it is. */
 void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg);
-/* The zygote's life; never returns. */
-void qv_zygote_main(int parent_fd);
+/* The zygote's life; never returns. rings: the pool's (qv_rings_new),
+ * whose slot the parent names for each worker. */
+void qv_zygote_main(int parent_fd, void *rings);
 
 #endif

@@ -39,42 +39,43 @@ typedef struct worker {
     unsigned char mail[PIPE_BUF];
     unsigned char later[PIPE_BUF]; /* a request from the mailbox, kept while an older one runs */
     qv_buf out;
-    qv_buf data;        /* a data frame being filled (len 0: none) */
-    qv_later data_owed; /* sends it at the end of the transfer's pass */
+    /* The body ring (ring.c): bytes put in (head), and as far as the parent
+     * was told of them (announced); the RING frame that wakes it. */
+    qv_ring ring;
+    uint64_t head, announced;
+    qv_buf ring_frame;
+    uint64_t answers;   /* RESPONSE frames sent */
+    int ring_fresh;     /* no byte of this request is in the ring yet */
+    qv_later ring_owed; /* announces what is left at the end of the transfer's pass */
     /* on_upload: the parent's bytes libcurl has not taken yet, up_len of
-     * them from up_at in a ring of UP_RING bytes (made at the first
-     * answer), whether more are asked for, and the end the parent said (1,
-     * or -1 for an error). */
-    unsigned char *up;
-    size_t up_at, up_len;
-    int up_asked, up_end;
+     * them from up_at in the ring's upload area (ring.up, QV_UP_RING
+     * bytes), how many more are asked for (0: none), and the end the
+     * parent said (1, or -1 for an error). */
+    size_t up_at, up_len, up_asked;
+    int up_end;
 } worker;
 
 static worker *the_worker;
+qv_ring *qv_worker_ring;
 
-/* Two pieces: libcurl takes one while the next comes. */
-#define UP_RING (2 * QV_UPLOAD_PIECE)
-
-/* Sends the data frame being filled, if any. */
-static void send_data(worker *w)
-{
-    if (!w->data.len) return;
-    if (qv_wire_data_end(&w->data) || qv_fd_write_all(w->fd, w->data.data, w->data.len))
-        _exit(0); /* the parent is gone */
-    w->data.len = 0;
-}
-
-static void send_data_owed(qv_later *l)
-{
-    (void)l;
-    send_data(the_worker);
-}
-
-/* Writes a frame other than data, after the body bytes that came before it. */
 static int send_frame(worker *w, const qv_buf *b)
 {
-    send_data(w);
     return qv_fd_write_all(w->fd, b->data, b->len);
+}
+
+/* Tells the parent of the bytes put in the ring, if it waits for them (it
+ * emptied the ring and sleeps): one frame per batch, not per chunk. */
+static void announce(worker *w)
+{
+    w->announced = w->head;
+    if (qv_ring_reader_woken(&w->ring) && send_frame(w, &w->ring_frame))
+        _exit(0); /* the parent is gone */
+}
+
+static void announce_owed(qv_later *l)
+{
+    (void)l;
+    if (the_worker->head != the_worker->announced) announce(the_worker);
 }
 
 /* A cancel from the parent, of the request being served (cur; NULL while
@@ -98,27 +99,20 @@ static void on_upload_frame(worker *w, const unsigned char *p, size_t len)
 {
     uint64_t id;
     long got;
-    const unsigned char *chunk;
-    if (qv_wire_decode_upload(p, len, &id, &got, &chunk)) _exit(3); /* the parent would not */
+    if (qv_wire_decode_upload(p, len, &id, &got)) _exit(3); /* the parent would not */
     if (id != w->id || !w->up_asked) return;
+    size_t asked = w->up_asked;
     w->up_asked = 0;
     if (got <= 0) {
         w->up_end = got < 0 ? -1 : 1;
         return;
     }
-    size_t n = (size_t)got;
-    if (n > UP_RING - w->up_len) _exit(3); /* more than asked for: the parent would not */
-    if (!w->up && !(w->up = qv_malloc(UP_RING))) {
-        w->up_end = -1;
-        return;
-    }
-    size_t at = (w->up_at + w->up_len) % UP_RING, first = UP_RING - at < n ? UP_RING - at : n;
-    memcpy(w->up + at, chunk, first);
-    memcpy(w->up, chunk + first, n - first);
-    w->up_len += n;
+    if ((size_t)got > asked) _exit(3); /* more than asked for: the parent would not */
+    w->up_len += (size_t)got;          /* put in the upload area, where asked */
 }
 
-/* A frame from the parent during a transfer: a cancel or upload bytes. */
+/* A frame from the parent during a transfer: a cancel or upload bytes (or
+ * room in the ring, which the one that waits for it looks at). */
 static void on_control(worker *w, qv_future *cur, int type, const unsigned char *p, size_t len)
 {
     if (type == QV_WIRE_CANCEL) on_cancel(w, cur, p, len);
@@ -148,40 +142,73 @@ void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t 
     if (!qv_wire_encode_debug(&b, kind, data, len)) send_frame(the_worker, &b);
 }
 
-/* The parent's on_data or reader, fed with data frames of up to
- * QV_DATA_BATCH bytes (one per batch, not one per chunk: fewer writes here
- * and wake-ups there); blocking writes, so a parent that reads slowly slows
- * this transfer down. */
-static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
+/* Waits for the parent (a full ring: to take bytes out; a request's first
+ * byte: to have acted on every answer before), reading its frames
+ * meanwhile. 0, or -1 if a cancel came. */
+static int wait_parent(worker *w, qv_future *f, int for_room)
 {
-    worker *w = arg;
-    (void)f;
-    if (w->data.len && w->data.len + len > QV_WIRE_HEADER + 6 + QV_DATA_BATCH) send_data(w);
-    if ((!w->data.len && qv_wire_data_begin(&w->data)) || qv_buf_append(&w->data, chunk, len))
-        _exit(0);
-    if (w->data.len >= QV_WIRE_HEADER + 6 + QV_DATA_BATCH)
-        send_data(w);
-    else
-        qv_later_add(&w->data_owed);
+    announce(w); /* what is in, if the parent does not know of it yet */
+    while (!(for_room ? qv_ring_writer_wait(&w->ring, w->head)
+                      : qv_ring_writer_wait_answers(&w->ring, w->answers))) {
+        int type;
+        const unsigned char *p;
+        size_t len;
+        if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) _exit(0); /* parent gone */
+        on_control(w, f, type, p, len);
+        if (atomic_load(&f->cancel_requested)) return -1;
+    }
     return 0;
 }
 
-/* Asks the parent for the next piece of on_upload's body, unless asked
- * already, at the end, or the ring has no room for a whole piece. */
-static void ask_upload(worker *w)
+/* The parent's on_data or reader: the chunk goes into the ring, and the
+ * parent is woken once per batch if it waits. A full ring makes this
+ * transfer wait, so a parent that reads slowly slows it down. */
+static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
 {
-    if (w->up_asked || w->up_end || UP_RING - w->up_len < QV_UPLOAD_PIECE) return;
-    if (qv_wire_encode_upload_want(&w->out, w->id, QV_UPLOAD_PIECE) || send_frame(w, &w->out))
-        _exit(0);
-    w->up_asked = 1;
+    worker *w = arg;
+    const char *p = chunk;
+    /* The bytes the parent takes before it acts on an answer are that
+     * answer's request's: this one's wait until it has. */
+    int waiting = w->ring_fresh;
+    w->ring_fresh = 0;
+    for (;;) {
+        if (waiting && wait_parent(w, f, waiting == 2)) {
+            w->slot.abort = QV_ABORT_CANCEL;
+            return 1;
+        }
+        size_t n = qv_ring_put(&w->ring, &w->head, p, len);
+        p += n;
+        len -= n;
+        if (!len) break;
+        waiting = 2; /* for room */
+    }
+    if (w->head - w->announced >= QV_DATA_BATCH)
+        announce(w);
+    else
+        qv_later_add(&w->ring_owed);
+    return 0;
 }
 
-/* The parent's on_upload, as this transfer's: the parent runs it and sends
- * what it made. At most one answer is on its way, asked for once libcurl
- * has taken a piece's worth from the ring, so the parent makes the next
- * piece while the one before is sent, and wakes once per piece (up to
- * QV_UPLOAD_PIECE), not once per libcurl read; libcurl waits here (as for
- * the callback itself elsewhere) when nothing is in yet. */
+/* Asks the parent for the next piece of on_upload's body, to be put in
+ * the upload area after what is there (up to its end: the rest of a piece
+ * comes in the next), unless asked already, at the end, or the area has no
+ * room for a whole piece. */
+static void ask_upload(worker *w)
+{
+    if (w->up_asked || w->up_end || QV_UP_RING - w->up_len < QV_UPLOAD_PIECE) return;
+    size_t at = (w->up_at + w->up_len) % QV_UP_RING;
+    size_t cap = QV_UP_RING - at < QV_UPLOAD_PIECE ? QV_UP_RING - at : QV_UPLOAD_PIECE;
+    if (qv_wire_encode_upload_want(&w->out, w->id, cap, at) || send_frame(w, &w->out)) _exit(0);
+    w->up_asked = cap;
+}
+
+/* The parent's on_upload, as this transfer's: the parent runs it straight
+ * into the ring's upload area and says how much it made. At most one
+ * answer is on its way, asked for once libcurl has taken a piece's worth
+ * from the area, so the parent makes the next piece while the one before
+ * is sent, and wakes once per piece (up to QV_UPLOAD_PIECE), not once per
+ * libcurl read; libcurl waits here (as for the callback itself elsewhere)
+ * when nothing is in yet. */
 static long fetch_upload(void *buf, size_t cap, void *arg)
 {
     worker *w = arg;
@@ -197,9 +224,9 @@ static long fetch_upload(void *buf, size_t cap, void *arg)
     }
     if (!w->up_len) return w->up_end < 0 ? -1 : 0;
     size_t n = w->up_len < cap ? w->up_len : cap;
-    if (n > UP_RING - w->up_at) n = UP_RING - w->up_at; /* the rest at the next call */
-    memcpy(buf, w->up + w->up_at, n);
-    w->up_at = (w->up_at + n) % UP_RING;
+    if (n > QV_UP_RING - w->up_at) n = QV_UP_RING - w->up_at; /* the rest at the next call */
+    memcpy(buf, w->ring.up + w->up_at, n);
+    w->up_at = (w->up_at + n) % QV_UP_RING;
     w->up_len -= n;
     ask_upload(w);
     return (long)n;
@@ -282,6 +309,7 @@ static int serve_one(worker *w)
     if (sink_flags & QV_SINK_DATA) {
         io->on_data = forward_data;
         io->on_data_arg = w;
+        w->ring_fresh = 1;
     }
     /* output_fd: the parent's descriptor came with the request (never one
      * from the mailbox); this copy is closed when the transfer ends. One
@@ -299,8 +327,8 @@ static int serve_one(worker *w)
     if (sink_flags & QV_SINK_UPLOAD) {
         io->on_upload = fetch_upload;
         io->on_upload_arg = w;
-        w->up_at = w->up_len = 0;
-        w->up_asked = w->up_end = 0;
+        w->up_at = w->up_len = w->up_asked = 0;
+        w->up_end = 0;
     }
     if (sink_flags & QV_SINK_PROGRESS) {
         io->on_progress = forward_progress;
@@ -390,6 +418,7 @@ static int serve_one(worker *w)
     }
     if (!rc && took) qv_wire_frame_retype(&w->out, QV_WIRE_RESPONSE_TOOK);
     if (rc || send_frame(w, &w->out)) _exit(0);
+    w->answers++;
     qv_response_free(f->out_resp);
     f->out_resp = NULL;
     qv_free(f->out_msg);
@@ -435,16 +464,18 @@ static void serve_mail(worker *w)
     serve_chain(w);
 }
 
-static void worker_main(int fd, int mbox)
+static void worker_main(int fd, int mbox, void *rings, int slot)
 {
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     /* If the zygote dies, so do its workers (the parent then sees them go). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    worker w = {
-        .fd = fd, .mbox = mbox, .in = {.keep_fds = 1}, .data_owed = {.run = send_data_owed}};
+    worker w = {.fd = fd, .mbox = mbox, .in = {.keep_fds = 1}, .ring_owed = {.run = announce_owed}};
     the_worker = &w;
+    qv_ring_at(&w.ring, rings, slot);
+    qv_worker_ring = &w.ring;
+    if (qv_wire_encode_bare(&w.ring_frame, QV_WIRE_RING)) _exit(3);
     qv_in_worker_process = 1;
     qv_stream_head_hook = stream_head;
     w.slot.easy = curl_easy_init();
@@ -488,10 +519,11 @@ typedef struct zmsg {
     int32_t status;
 } zmsg;
 
-/* The worker's socket, then its mailbox's read and write ends. */
-static int send_started(int parent, pid_t pid, const int fds[3])
+/* The worker's socket, then its mailbox's read and write ends; its ring's
+ * slot in the status field. */
+static int send_started(int parent, pid_t pid, int slot, const int fds[3])
 {
-    zmsg m = {'W', pid, 0};
+    zmsg m = {'W', pid, slot};
     return qv_send_fds(parent, &m, sizeof(m), fds, 3) == (ssize_t)sizeof(m) ? QV_OK : QV_EIO;
 }
 
@@ -520,7 +552,7 @@ static void kid_remove(pid_t pid)
         }
 }
 
-static void spawn(int parent, int sigfd)
+static void spawn(int parent, int sigfd, void *rings, int slot)
 {
     int sv[2], mb[2] = {-1, -1};
     pid_t pid = -1;
@@ -532,18 +564,18 @@ static void spawn(int parent, int sigfd)
             close(sigfd);
             close(sv[0]);
             close(mb[1]);
-            worker_main(sv[1], mb[0]);
+            worker_main(sv[1], mb[0], rings, slot);
         }
         close(sv[1]);
     } else {
         sv[0] = -1;
     }
     if (pid < 0) {
-        zmsg m = {'D', -1, 0}; /* tell the parent the spawn failed */
+        zmsg m = {'D', -1, slot}; /* tell the parent the spawn failed (the slot is free) */
         qv_fd_write_all(parent, &m, sizeof(m));
     } else {
         kid_add(pid);
-        if (send_started(parent, pid, (int[3]){sv[0], mb[0], mb[1]})) kill(pid, SIGKILL);
+        if (send_started(parent, pid, slot, (int[3]){sv[0], mb[0], mb[1]})) kill(pid, SIGKILL);
     }
     for (int i = 0; i < 2; i++)
         if (mb[i] >= 0) close(mb[i]);
@@ -574,7 +606,7 @@ static void close_all_but(int keep)
         if (fd != keep) close((int)fd);
 }
 
-void qv_zygote_main(int parent)
+void qv_zygote_main(int parent, void *rings)
 {
     /* A process group of its own: a Ctrl-C at the terminal is for the
      * program, which decides what happens to its requests; the pool ends
@@ -599,10 +631,13 @@ void qv_zygote_main(int parent)
             reap(parent);
         }
         if (p[0].revents) {
-            char cmd;
-            ssize_t r = read(parent, &cmd, 1);
+            /* 'S' and the new worker's ring slot, in one write */
+            unsigned char c[1 + sizeof(int32_t)];
+            int32_t slot;
+            ssize_t r = read(parent, c, sizeof(c));
             if (r <= 0) break; /* the executor is gone: stop */
-            if (cmd == 'S') spawn(parent, sigfd);
+            memcpy(&slot, c + 1, sizeof(slot));
+            if (r == (ssize_t)sizeof(c) && c[0] == 'S') spawn(parent, sigfd, rings, slot);
         }
     }
     /* Take the workers down with us and leave no zombie behind. */

@@ -3,8 +3,8 @@
  * thread, which hand it on. A slow callback or a full output pipe then
  * holds up its own transfer (paused while the pipe is full), not the
  * others. (on_data comes here only once a call of it was slow: until
- * then the loop's thread calls it, transfer.c's start_pump.) The outcome is delivered once both the transfer has ended and
- * every byte was handed on, by whichever of the two comes last. (An
+ * then the loop's thread calls it, transfer.c's start_pump.) The outcome is delivered once both the
+ * transfer has ended and every byte was handed on, by whichever of the two comes last. (An
  * output_fd that never makes its writer wait is written by the transfer
  * while the pipe is empty: sink.c's qv_sink_direct.) */
 #include "internal.h"

@@ -251,7 +251,8 @@ int qv_sink_push(qv_slot *slot, const char *buf, size_t len)
     int stop = f->req.io->on_data(f, buf, len, f->req.io->on_data_arg);
     if (k->timed && qv_now_ms() - t0 > QV_ON_DATA_BUDGET_MS) k->slow = 1;
     if (!stop) return 0;
-    slot->abort = QV_ABORT_HOOK;
+    /* (A process worker's own on_data says why it stopped: a cancel.) */
+    if (slot->abort == QV_ABORT_NONE) slot->abort = QV_ABORT_HOOK;
     return -1;
 }
 

@@ -81,10 +81,11 @@ enum {
     T_DEBUG_KIND = 110,
     T_DEBUG_DATA,
     T_BODY_BYTES, /* the body went elsewhere: how many bytes */
-    T_CHUNK,      /* a data frame's bytes */
+    T_CHUNK, /* (retired: bytes go through the ring; kept so the tags after keep their numbers) */
     T_PROGRESS,   /* 4 integers: received, its total, sent, its total (-1: unknown) */
     T_UPLOAD_CAP, /* the most bytes the worker takes in the next upload frame */
     T_UPLOAD_GOT, /* what the parent's on_upload returned (-1: an error or too many) */
+    T_UPLOAD_AT,  /* where in the worker's upload area the parent puts them */
     /* nested fields */
     N_NAME = 128,
     N_VALUE,
@@ -406,23 +407,10 @@ static int get_single(const unsigned char *p, size_t len, unsigned want, const u
     return next(&rd, &tag, v, n) == 1 && tag == want ? QV_OK : QV_EPROTOCOL;
 }
 
-int qv_wire_data_begin(qv_buf *b)
+int qv_wire_encode_bare(qv_buf *b, int type)
 {
-    int rc = qv_wire_frame_begin(b, QV_WIRE_DATA);
-    return rc ? rc : qv_wire_put(b, T_CHUNK, "", 0);
-}
-
-int qv_wire_data_end(qv_buf *b)
-{
-    size_t n = b->len - QV_WIRE_HEADER - 6; /* after the chunk field's tag and length */
-    if (n > QV_WIRE_MAX) return QV_ETOO_LARGE;
-    put_u32((unsigned char *)b->data + QV_WIRE_HEADER + 2, (uint32_t)n);
-    return qv_wire_frame_end(b);
-}
-
-int qv_wire_decode_data(const unsigned char *p, size_t len, const unsigned char **chunk, size_t *n)
-{
-    return get_single(p, len, T_CHUNK, chunk, n);
+    int rc = qv_wire_frame_begin(b, type);
+    return rc ? rc : qv_wire_frame_end(b);
 }
 
 int qv_wire_encode_progress(qv_buf *b, const long long v[4])
@@ -445,72 +433,60 @@ int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4])
     return QV_OK;
 }
 
-int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap)
+int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap, size_t at)
 {
     int rc = qv_wire_frame_begin(b, QV_WIRE_UPLOAD_WANT);
     if (!rc) rc = put_int(b, T_ID, (int64_t)id);
     if (!rc) rc = put_int(b, T_UPLOAD_CAP, (int64_t)cap);
+    if (!rc) rc = put_int(b, T_UPLOAD_AT, (int64_t)at);
     return rc ? rc : qv_wire_frame_end(b);
 }
 
-int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap)
+int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap,
+                               size_t *at)
 {
     reader rd = {p, len};
     unsigned tag;
     const unsigned char *v;
     size_t n;
-    int64_t i, got_id = 0, got_cap = 0;
+    int64_t i, got_id = 0, got_cap = 0, got_at = -1;
     while (next(&rd, &tag, &v, &n) == 1) {
         if (get_int(v, n, &i)) return QV_EPROTOCOL;
         if (tag == T_ID) got_id = i;
         if (tag == T_UPLOAD_CAP) got_cap = i;
+        if (tag == T_UPLOAD_AT) got_at = i;
     }
-    if (got_id <= 0 || got_cap <= 0 || (uint64_t)got_cap > QV_WIRE_MAX) return QV_EPROTOCOL;
+    /* Within the upload area: the parent writes there what it is told. */
+    if (got_id <= 0 || got_cap <= 0 || got_at < 0 || (uint64_t)got_at >= QV_UP_RING ||
+        (uint64_t)got_cap > QV_UP_RING - (uint64_t)got_at)
+        return QV_EPROTOCOL;
     *id = (uint64_t)got_id;
     *cap = (size_t)got_cap;
+    *at = (size_t)got_at;
     return QV_OK;
 }
 
-int qv_wire_upload_begin(qv_buf *b, uint64_t id, size_t cap)
+int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got)
 {
     int rc = qv_wire_frame_begin(b, QV_WIRE_UPLOAD);
     if (!rc) rc = put_int(b, T_ID, (int64_t)id);
-    if (!rc) rc = qv_wire_put(b, T_CHUNK, "", 0);
-    return rc ? rc : qv_buf_grow(b, cap, SIZE_MAX);
-}
-
-int qv_wire_upload_end(qv_buf *b, long got)
-{
-    size_t n = got > 0 ? (size_t)got : 0;
-    put_u32((unsigned char *)b->data + b->len - 4, (uint32_t)n); /* the chunk field's length */
-    b->len += n;
-    int rc = put_int(b, T_UPLOAD_GOT, got);
+    if (!rc) rc = put_int(b, T_UPLOAD_GOT, got);
     return rc ? rc : qv_wire_frame_end(b);
 }
 
-int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got,
-                          const unsigned char **chunk)
+int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got)
 {
     reader rd = {p, len};
     unsigned tag;
     const unsigned char *v;
-    size_t n, chunk_len = 0;
+    size_t n;
     int64_t i, got_id = 0, g = -2;
-    *chunk = NULL;
     while (next(&rd, &tag, &v, &n) == 1) {
-        if (tag == T_CHUNK) {
-            *chunk = v;
-            chunk_len = n;
-        } else if (get_int(v, n, &i)) {
-            return QV_EPROTOCOL;
-        } else if (tag == T_ID) {
-            got_id = i;
-        } else if (tag == T_UPLOAD_GOT) {
-            g = i;
-        }
+        if (get_int(v, n, &i)) return QV_EPROTOCOL;
+        if (tag == T_ID) got_id = i;
+        if (tag == T_UPLOAD_GOT) g = i;
     }
-    /* The bytes said are the bytes there. */
-    if (got_id <= 0 || g < -1 || (size_t)(g > 0 ? g : 0) != chunk_len) return QV_EPROTOCOL;
+    if (got_id <= 0 || g < -1) return QV_EPROTOCOL;
     *id = (uint64_t)got_id;
     *got = (long)g;
     return QV_OK;

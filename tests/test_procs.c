@@ -170,9 +170,9 @@ static void descendants(int *all, int *zombies)
     }
 }
 
-/* One dying hook among 100 good requests: only its future fails. */
-static void one_death_among_many(qv_hook_fn killer, void *arg, const char *why,
-                                 void (*on_started)(void *), void *started_arg)
+/* One failing hook among 100 good requests: only its future fails, with err. */
+static void one_failure_among_many(qv_hook_fn killer, void *arg, int err, const char *why,
+                                   void (*on_started)(void *), void *started_arg)
 {
     qv_executor *ex = procs_executor(4, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -180,7 +180,7 @@ static void one_death_among_many(qv_hook_fn killer, void *arg, const char *why,
     cr_assert_eq(qv_get(s, &bad, tu("/get"), .hook = killer, .hook_arg = arg), QV_OK);
     for (int i = 0; i < 100; i++) cr_assert_eq(qv_get(s, &good[i], tuf("/get?i=%d", i)), QV_OK);
     if (on_started) on_started(started_arg);
-    const char *msg = tx_expect_error(bad, QV_EWORKER);
+    const char *msg = tx_expect_error(bad, err);
     tx_assert_contains(msg, why);
     for (int i = 0; i < 100; i++) {
         tx_expect_status(good[i], 200);
@@ -209,6 +209,13 @@ static void one_death_among_many(qv_hook_fn killer, void *arg, const char *why,
     cr_assert_eq(all, 0, "%d processes left after the pool was freed", all);
 }
 
+/* One dying hook among 100 good requests: only its future fails. */
+static void one_death_among_many(qv_hook_fn killer, void *arg, const char *why,
+                                 void (*on_started)(void *), void *started_arg)
+{
+    one_failure_among_many(killer, arg, QV_EWORKER, why, on_started, started_arg);
+}
+
 Test(procs, segfaulting_hook_costs_one_future, .timeout = 60)
 {
     one_death_among_many(segfault_hook, NULL, "signal 11", NULL, NULL);
@@ -222,6 +229,31 @@ Test(procs, aborting_hook_costs_one_future, .timeout = 60)
 Test(procs, exiting_hook_costs_one_future, .timeout = 60)
 {
     one_death_among_many(exit_hook, NULL, "exited with status 3", NULL, NULL);
+}
+
+/* Writes an index into its worker's body ring (ring.c) that the worker
+ * could not have written, as a worker gone wrong might: past what the ring
+ * holds (arg NULL), or behind what the parent took out. The hook runs
+ * after the body is in, before the answer, which the parent reads after
+ * the ring: it must fail this future alone, reading nothing out of bounds. */
+static int bad_ring_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r;
+    if (!qv_worker_ring) return 0; /* no ring: the future succeeds, and the test fails */
+    qv_ring_hdr *h = qv_worker_ring->h;
+    uint64_t tail = atomic_load(&h->tail);
+    atomic_store(&h->head, arg ? tail - 1 : tail + QV_RING_CAP + 1);
+    return 0;
+}
+
+Test(procs, a_ring_index_past_the_ring_costs_one_future, .timeout = 60)
+{
+    one_failure_among_many(bad_ring_hook, NULL, QV_EPROTOCOL, "malformed", NULL, NULL);
+}
+
+Test(procs, a_ring_index_behind_the_parent_costs_one_future, .timeout = 60)
+{
+    one_failure_among_many(bad_ring_hook, "behind", QV_EPROTOCOL, "malformed", NULL, NULL);
 }
 
 /* Kills the worker whose pid the hook wrote to the file. */

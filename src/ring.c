@@ -1,0 +1,125 @@
+/* A process worker's body ring: shared memory between the worker, which
+ * puts the response body's bytes in, and the parent, which takes them out
+ * (see internal.h and docs/internals.md, "The body ring"). Each side moves
+ * only its own index; the bytes between tail and head are the producer's
+ * until head is published (release) and the consumer's until tail is
+ * (release). A side about to sleep raises its flag and then looks at the
+ * other's index once more; the other side, after moving its index, looks
+ * at the flag (a sequentially consistent fence between): of the two, one
+ * sees the other, so no wake-up is lost. */
+#include "internal.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Lock-free atomics are address-free: they work across processes. */
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
+               "the body ring needs lock-free atomics");
+
+/* The header takes a page of its own: the data starts page-aligned. */
+static size_t header_bytes(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    return pg >= (long)sizeof(qv_ring_hdr) ? (size_t)pg : 4096;
+}
+
+static size_t slot_bytes(void)
+{
+    return header_bytes() + QV_RING_CAP + QV_UP_RING;
+}
+
+void *qv_rings_new(int n)
+{
+    void *p = mmap(NULL, (size_t)n * slot_bytes(), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void qv_rings_forked(void *rings, int n)
+{
+    madvise(rings, (size_t)n * slot_bytes(), MADV_DONTFORK);
+}
+
+void qv_rings_free(void *rings, int n)
+{
+    if (rings) munmap(rings, (size_t)n * slot_bytes());
+}
+
+void qv_ring_at(qv_ring *r, void *rings, int slot)
+{
+    r->h = (qv_ring_hdr *)((unsigned char *)rings + (size_t)slot * slot_bytes());
+    r->data = (unsigned char *)r->h + header_bytes();
+    r->up = r->data + QV_RING_CAP;
+}
+
+void qv_ring_reset(qv_ring *r)
+{
+    atomic_store(&r->h->head, 0);
+    atomic_store(&r->h->tail, 0);
+    atomic_store(&r->h->writer_waits, 0);
+    atomic_store(&r->h->answers_read, 0);
+    atomic_store(&r->h->reader_waits, 1);
+}
+
+size_t qv_ring_put(qv_ring *r, uint64_t *head, const void *p, size_t n)
+{
+    /* (acquire: the parent is done reading what it gave back) */
+    uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
+    size_t room = QV_RING_CAP - (size_t)(*head - tail);
+    if (n > room) n = room;
+    size_t at = (size_t)(*head % QV_RING_CAP), first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
+    memcpy(r->data + at, p, first);
+    memcpy(r->data, (const char *)p + first, n - first);
+    *head += n;
+    atomic_store_explicit(&r->h->head, *head, memory_order_release);
+    return n;
+}
+
+/* One side's flag, after its own index moved: 1 if the other side waits. */
+static int take_flag(atomic_int *flag)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    return atomic_load_explicit(flag, memory_order_relaxed) && atomic_exchange(flag, 0);
+}
+
+int qv_ring_reader_woken(qv_ring *r)
+{
+    return take_flag(&r->h->reader_waits);
+}
+
+int qv_ring_writer_wait(qv_ring *r, uint64_t head)
+{
+    atomic_store(&r->h->writer_waits, 1);
+    return head - atomic_load(&r->h->tail) < QV_RING_CAP;
+}
+
+int qv_ring_writer_wait_answers(qv_ring *r, uint64_t sent)
+{
+    atomic_store(&r->h->writer_waits, 1);
+    return atomic_load(&r->h->answers_read) == sent;
+}
+
+int qv_ring_answered(qv_ring *r, uint64_t n)
+{
+    atomic_store_explicit(&r->h->answers_read, n, memory_order_release);
+    return take_flag(&r->h->writer_waits);
+}
+
+long qv_ring_avail(qv_ring *r, uint64_t tail)
+{
+    uint64_t n = atomic_load_explicit(&r->h->head, memory_order_acquire) - tail;
+    return n > QV_RING_CAP ? -1 : (long)n;
+}
+
+int qv_ring_taken(qv_ring *r, uint64_t tail)
+{
+    atomic_store_explicit(&r->h->tail, tail, memory_order_release);
+    return take_flag(&r->h->writer_waits);
+}
+
+int qv_ring_reader_wait(qv_ring *r, uint64_t tail)
+{
+    atomic_store(&r->h->reader_waits, 1);
+    return atomic_load(&r->h->head) != tail;
+}
