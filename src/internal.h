@@ -1115,6 +1115,13 @@ int qv_pipe_hold_below(qv_pipe *p, size_t low);
 /* For the transfer's thread: 1 if the reader let go; *resume = 1 if the
  * transfer paused and may go on now. */
 int qv_pipe_state(qv_pipe *p, int *resume);
+/* For a transfer's thread that runs nothing else (QV_THREADS), before it
+ * polls: if a reader waits for bytes, the transfer is lent to it, and
+ * pass(arg, wait_ms) runs on the reader's thread (poll up to wait_ms unless
+ * it is -1, then perform; 0: the transfer wants its own thread back) until
+ * the reader gives it back or has been away a while. 1 if it was lent
+ * (the caller looks at its transfer again), 0 if not. */
+int qv_pipe_lend(qv_pipe *p, int (*pass)(void *arg, long wait_ms), void *arg);
 /* The transfer ended: err QV_OK (the whole body is in) or its error. */
 void qv_pipe_finish(qv_pipe *p, int err, const char *msg);
 /* The reader lets go: the transfer is stopped. */

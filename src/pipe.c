@@ -1,12 +1,13 @@
 /* The body of a streamed response (stream = 1): a bounded byte queue
  * between the transfer, which pushes what arrives, and the reader, which
- * pulls with qv_response_read. When it is full the transfer pauses
- * (CURL_WRITEFUNC_PAUSE: libcurl stops reading the connection); the reader
- * that makes room again pokes the transfer's thread, which resumes it. So a
- * slow reader holds at most QV_PIPE_CAP bytes here, plus what libcurl keeps
- * of the one read it could not hand over (up to 100 KiB). The consumer is woken once a
- * batch (QV_PIPE_WAKE) is in, or at the end of the transfer thread's pass
- * (later.c) for what is less: not once for every chunk. */
+ * pulls with qv_response_read. A reader that finds it empty receives the
+ * body itself where it can, with no wake-up: QV_THREADS' worker lends it
+ * the transfer (qv_pipe_lend), on QV_LOOP it leads the loop (drive_wait). When it is full the
+ * transfer pauses (CURL_WRITEFUNC_PAUSE: libcurl stops reading the connection); the reader that
+ * makes room again pokes the transfer's thread, which resumes it. So a slow reader holds at most
+ * QV_PIPE_CAP bytes here, plus what libcurl keeps of the one read it could not hand over (up to 100
+ * KiB). The consumer is woken once a batch (QV_PIPE_WAKE) is in, or at the end of the transfer
+ * thread's pass (later.c) for what is less: not once for every chunk. */
 #include "internal.h"
 
 #include <stddef.h>
@@ -35,7 +36,28 @@ struct qv_pipe {
     /* A reader that drives the producer's executor while it waits (QV_LOOP's
      * leader/follower): woken through its waiter instead of cv. */
     struct reader_wait *driver;
+    /* A transfer's thread that lends it to a reader that waits (QV_THREADS:
+     * qv_pipe_lend), so that the body is received on the reader's thread. */
+    pthread_cond_t lcv;  /* the lender waits on it while its transfer is lent */
+    int lender;          /* the producer's thread lends (it came to qv_pipe_lend) */
+    int want;            /* a reader waits for the transfer */
+    int lent;            /* the reader has it: pass(pass_arg) runs it */
+    int inside;          /* ... and is in qv_pipe_read */
+    int parked;          /* the lender sleeps until the reader's turn ends */
+    unsigned long turns; /* the reader's turns at it, for the lender's looks */
+    double left_ms;      /* when the reader last came out */
+    int (*pass)(void *arg, long wait_ms);
+    void *pass_arg;
 };
+
+/* While its transfer is lent, the lender looks this often, and takes it back
+ * once the reader has been out of qv_pipe_read for a quarter of that: a
+ * reader that reads on keeps it, one that went to do other work is taken
+ * over within about LEND_LOOK_MS (as QV_LOOP's I/O thread takes over). */
+#define LEND_LOOK_MS 2
+/* Looks at one unbroken turn of the reader before the lender sleeps until
+ * the turn ends. */
+#define LEND_PARK_LOOKS 4
 
 /* The wait of a reader that drives: ready once the consumer would be woken. */
 typedef struct reader_wait {
@@ -52,6 +74,11 @@ qv_pipe *qv_pipe_new(qv_future *producer)
     p->buf = qv_malloc(QV_PIPE_CAP);
     if (!p->buf || pthread_mutex_init(&p->mu, NULL)) goto fail;
     if (qv_cond_init(&p->cv)) {
+        pthread_mutex_destroy(&p->mu);
+        goto fail;
+    }
+    if (qv_cond_init(&p->lcv)) {
+        pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
         goto fail;
     }
@@ -87,6 +114,7 @@ static void schedule(qv_pipe *p)
 void qv_pipe_unref(qv_pipe *p)
 {
     if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    pthread_cond_destroy(&p->lcv);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     qv_free(p->buf);
@@ -105,7 +133,7 @@ static void poke_if_room(qv_pipe *p)
 {
     if (!p->paused || p->poked || p->cap - p->len < p->cap / 2) return;
     p->poked = 1;
-    poke(p);
+    if (!p->lent) poke(p); /* (lent: the reader resumes it, or its lender on taking it back) */
 }
 
 /* Under p->mu: a reader that drives stops driving and reads (its waiter's
@@ -179,8 +207,8 @@ static int push(qv_pipe *p, const char *data, size_t n, int any)
         p->total += (long long)n;
         if (p->len >= QV_PIPE_WAKE) {
             wake(p);
-        } else if (!p->later.queued) {
-            atomic_fetch_add(&p->refs, 1); /* the list's, until pay */
+        } else if (!p->lent && !p->later.queued) { /* (lent: the reader pushes) */
+            atomic_fetch_add(&p->refs, 1);         /* the list's, until pay */
             qv_later_add(&p->later);
         }
     }
@@ -299,6 +327,86 @@ static int drive_wait(qv_pipe *p, const struct timespec *dl)
     return 1;
 }
 
+int qv_pipe_lend(qv_pipe *p, int (*pass)(void *arg, long wait_ms), void *arg)
+{
+    pthread_mutex_lock(&p->mu);
+    p->lender = 1;
+    if (!p->want || p->closed || p->len) {
+        p->want = 0; /* (bytes came since: the reader asks again once they are read) */
+        pthread_mutex_unlock(&p->mu);
+        return 0;
+    }
+    p->want = 0;
+    p->lent = 1;
+    p->pass = pass;
+    p->pass_arg = arg;
+    p->left_ms = qv_now_ms(); /* the reader has yet to wake */
+    pthread_cond_broadcast(&p->cv);
+    unsigned long seen = p->turns;
+    for (int unbroken = 0; p->lent;) {
+        if (!p->inside && (p->closed || atomic_load(&p->producer->cancel_requested) ||
+                           qv_now_ms() - p->left_ms >= LEND_LOOK_MS / 4.0))
+            break;
+        /* One turn over several looks (a trickle): sleep until it ends. */
+        unbroken = p->inside && p->turns == seen ? unbroken + 1 : 0;
+        seen = p->turns;
+        if (unbroken > LEND_PARK_LOOKS) {
+            p->parked = 1;
+            while (p->parked && p->lent) qv_cond_wait(&p->lcv, &p->mu, NULL);
+            unbroken = 0;
+            continue;
+        }
+        struct timespec dl;
+        qv_deadline(&dl, LEND_LOOK_MS);
+        qv_cond_wait(&p->lcv, &p->mu, &dl);
+    }
+    p->parked = 0;
+    p->lent = 0;
+    p->pass = NULL;
+    pthread_mutex_unlock(&p->mu);
+    return 1;
+}
+
+/* Under p->mu, the ring empty: the reader runs a transfer lent to it until
+ * bytes come, the transfer wants its own thread back (pass returned 0: it
+ * ended, was cancelled, or its read timeout is due) or the deadline. */
+static void run_lent(qv_pipe *p, const struct timespec *dl)
+{
+    p->inside = 1;
+    p->turns++;
+    int again = 1;
+    for (int first = 1; again && !p->len && !p->finished && !p->closed; first = 0) {
+        /* The first pass takes what is there; the next ones wait for more. */
+        long wait = first ? -1 : dl ? qv_ms_left(dl) : 1000;
+        if (wait == 0) break;
+        pthread_mutex_unlock(&p->mu);
+        again = p->pass(p->pass_arg, wait);
+        pthread_mutex_lock(&p->mu);
+    }
+    if (!again) p->lent = 0;
+    p->inside = 0;
+    p->left_ms = qv_now_ms();
+    if (!again || p->parked) {
+        p->parked = 0;
+        pthread_cond_signal(&p->lcv);
+    }
+}
+
+/* Under p->mu, the ring empty: 1 if the reader ran the transfer lent to it
+ * (or asked for it: it waits on cv to be given it), 0 if it is not lent. */
+static int lent_wait(qv_pipe *p, const struct timespec *dl)
+{
+    if (p->lent) {
+        run_lent(p, dl);
+        return 1;
+    }
+    if (p->lender && !p->want && p->producer) {
+        p->want = 1;
+        poke(p); /* the lender's poll ends, and it lends */
+    }
+    return 0;
+}
+
 int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg)
 {
     struct timespec dl;
@@ -307,7 +415,8 @@ int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, 
     pthread_mutex_lock(&p->mu);
     int timed_out = 0;
     while (!p->len && !p->finished && !p->closed && !timed_out) {
-        if (drive_wait(p, timeout_ms >= 0 ? &dl : NULL))
+        if (drive_wait(p, timeout_ms >= 0 ? &dl : NULL) ||
+            lent_wait(p, timeout_ms >= 0 ? &dl : NULL))
             timed_out = timeout_ms >= 0 && qv_ms_left(&dl) == 0;
         else
             timed_out = qv_cond_wait(&p->cv, &p->mu, timeout_ms >= 0 ? &dl : NULL) != 0;

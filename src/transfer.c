@@ -604,28 +604,34 @@ qv_holder qv_transfer_holder(CURLM *multi)
     return (qv_holder){.fn = wake_multi, .arg = multi};
 }
 
+/* A stream's transfer: 1 if its reader let go; a paused one goes on once
+ * its reader made room. */
+static int pipe_check(qv_slot *slot)
+{
+    int resume;
+    if (qv_pipe_state(slot->pipe, &resume)) {
+        slot->abort = QV_ABORT_CLOSED;
+        return 1;
+    }
+    if (slot->paused) {
+        /* Waiting for the reader is no silence of the server's. */
+        slot->last_activity_ms = qv_coarse_ms();
+        if (resume) {
+            slot->paused = 0;
+            curl_easy_pause(slot->easy, CURLPAUSE_CONT); /* may write at once */
+        }
+        if (slot->abort) return 1;
+    }
+    return 0;
+}
+
 static int abort_wanted(qv_slot *slot)
 {
     if (atomic_load(&slot->f->cancel_requested)) {
         slot->abort = QV_ABORT_CANCEL;
         return 1;
     }
-    if (slot->pipe) {
-        int resume;
-        if (qv_pipe_state(slot->pipe, &resume)) {
-            slot->abort = QV_ABORT_CLOSED;
-            return 1;
-        }
-        if (slot->paused) {
-            /* Waiting for the reader is no silence of the server's. */
-            slot->last_activity_ms = qv_coarse_ms();
-            if (resume) {
-                slot->paused = 0;
-                curl_easy_pause(slot->easy, CURLPAUSE_CONT); /* may write at once */
-            }
-            if (slot->abort) return 1;
-        }
-    }
+    if (slot->pipe && pipe_check(slot)) return 1;
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return 0;
     double now = qv_coarse_ms();
@@ -1044,8 +1050,31 @@ int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc)
     return qv_conncheck_retry(slot, multi) || qv_redirect_next(slot, multi, cc);
 }
 
+typedef struct lent {
+    qv_slot *slot;
+    CURLM *multi;
+} lent;
+
+/* A pass over a streamed transfer lent to its reader (qv_pipe_lend), on the
+ * reader's thread. Anything but bytes coming (the end, a cancel, a read
+ * timeout due, a stop) goes back to the transfer's own thread. */
+static int lent_pass(void *arg, long wait_ms)
+{
+    const lent *l = arg;
+    qv_slot *slot = l->slot;
+    if (atomic_load(&slot->f->cancel_requested) || pipe_check(slot)) return 0;
+    long rt = slot->f->req.read_timeout_ms;
+    if (rt >= 0 && qv_coarse_ms() - slot->last_activity_ms >= (double)rt) return 0;
+    if (wait_ms >= 0)
+        curl_multi_poll(l->multi, NULL, 0,
+                        (int)qv_transfer_poll_ms(slot, wait_ms < 1000 ? wait_ms : 1000), NULL);
+    int running = 0;
+    return curl_multi_perform(l->multi, &running) == CURLM_OK && running;
+}
+
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *))
 {
+    lent lend = {slot, multi};
     CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
     if (curl_multi_add_handle(multi, slot->easy)) return CURLE_OUT_OF_MEMORY;
     struct curl_waitfd wfd = {.fd = watch_fd, .events = CURL_WAIT_POLLIN};
@@ -1064,6 +1093,8 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
         }
         if (qv_transfer_should_abort(slot)) break;
         qv_later_run();
+        /* A streamed body's reader that waits receives it itself. */
+        if (slot->pipe && watch_fd < 0 && qv_pipe_lend(slot->pipe, lent_pass, &lend)) continue;
         wfd.revents = 0;
         curl_multi_poll(multi, watch_fd >= 0 ? &wfd : NULL, watch_fd >= 0,
                         (int)qv_transfer_poll_ms(slot, 1000), NULL);

@@ -1372,7 +1372,6 @@ Test(stream, a_waiting_reader_receives_its_body_on_its_own_thread)
 {
     /* A pool's worker process receives it, and sends it over. */
     if (tx_kind() == QV_PROCESSES) return;
-    if (tx_kind() == QV_THREADS) return;
     qv_session *s = TX_SESSION(0);
     progress_where w = {.reader = pthread_self()};
     qv_future *f;
