@@ -42,7 +42,7 @@ Test(executor, runs_max_workers_in_parallel, .timeout = 120)
 /* A queued request goes to the first worker that is free: one slow request
  * must not hold back fast ones while another worker sits idle (no request is
  * bound early to a busy worker). */
-Test(executor, a_slow_request_holds_back_no_queued_one, .timeout = 60)
+Test(executor, a_slow_request_holds_back_no_queued_one, .timeout = 120)
 {
     enum { FAST = 6 };
     qv_session *s = TX_SESSION(.max_workers = 2);
@@ -241,7 +241,7 @@ static void free_own_executor(qv_future *f, void *arg)
 /* Freed from one of its own done callbacks, an executor would have its
  * threads join themselves and free memory under the thread running: a
  * misuse no return value can report, so the program stops with a message. */
-Test(executor, freeing_an_executor_from_its_own_callback_aborts, .signal = SIGABRT, .timeout = 60)
+Test(executor, freeing_an_executor_from_its_own_callback_aborts, .signal = SIGABRT, .timeout = 120)
 {
     qv_executor *ex = tx_executor(1);
     qv_session *s = TX_SESSION(.executor = ex);

@@ -38,7 +38,7 @@ static void note_test_pid(void)
     test_pid = (int)getpid();
 }
 
-TestSuite(procs, .init = note_test_pid, .timeout = 60);
+TestSuite(procs, .init = note_test_pid, .timeout = 120);
 
 static qv_executor *procs_executor(int workers, long hook_timeout_ms)
 {
@@ -54,7 +54,7 @@ static qv_executor *procs_executor(int workers, long hook_timeout_ms)
 /* The zygote keeps none of the program's descriptors: a pipe the program
  * closes sees its end, whatever the descriptor's number (one above 65535
  * too, where the descriptor limit allows it). */
-Test(procs, zygote_keeps_no_descriptor_of_the_program, .timeout = 60)
+Test(procs, zygote_keeps_no_descriptor_of_the_program, .timeout = 120)
 {
     int p[2];
     cr_assert_eq(pipe(p), 0);
@@ -216,17 +216,17 @@ static void one_death_among_many(qv_hook_fn killer, void *arg, const char *why,
     one_failure_among_many(killer, arg, QV_EWORKER, why, on_started, started_arg);
 }
 
-Test(procs, segfaulting_hook_costs_one_future, .timeout = 60)
+Test(procs, segfaulting_hook_costs_one_future, .timeout = 120)
 {
     one_death_among_many(segfault_hook, NULL, "signal 11", NULL, NULL);
 }
 
-Test(procs, aborting_hook_costs_one_future, .timeout = 60)
+Test(procs, aborting_hook_costs_one_future, .timeout = 120)
 {
     one_death_among_many(abort_hook, NULL, "signal 6", NULL, NULL);
 }
 
-Test(procs, exiting_hook_costs_one_future, .timeout = 60)
+Test(procs, exiting_hook_costs_one_future, .timeout = 120)
 {
     one_death_among_many(exit_hook, NULL, "exited with status 3", NULL, NULL);
 }
@@ -246,12 +246,12 @@ static int bad_ring_hook(qv_session *s, qv_response *r, void *arg)
     return 0;
 }
 
-Test(procs, a_ring_index_past_the_ring_costs_one_future, .timeout = 60)
+Test(procs, a_ring_index_past_the_ring_costs_one_future, .timeout = 120)
 {
     one_failure_among_many(bad_ring_hook, NULL, QV_EPROTOCOL, "malformed", NULL, NULL);
 }
 
-Test(procs, a_ring_index_behind_the_parent_costs_one_future, .timeout = 60)
+Test(procs, a_ring_index_behind_the_parent_costs_one_future, .timeout = 120)
 {
     one_failure_among_many(bad_ring_hook, "behind", QV_EPROTOCOL, "malformed", NULL, NULL);
 }
@@ -273,7 +273,7 @@ static void kill_from_outside(void *path)
     cr_assert_eq(kill(pid, SIGKILL), 0);
 }
 
-Test(procs, worker_killed_from_outside_costs_one_future, .timeout = 60)
+Test(procs, worker_killed_from_outside_costs_one_future, .timeout = 120)
 {
     static char path[64];
     snprintf(path, sizeof path, "/tmp/quiver-test-pid-%d", (int)getpid());
@@ -297,7 +297,7 @@ static int pid_file_request_hook(qv_session *s, qv_attempt *a, void *arg)
 /* The worker writes output_fd itself (the descriptor travels with the
  * request): killed mid-body, its future fails with QV_EWORKER, what it
  * wrote stays written, and its copy of the descriptor goes with it. */
-Test(procs, a_worker_killed_mid_body_leaves_what_it_wrote_to_output_fd, .timeout = 60)
+Test(procs, a_worker_killed_mid_body_leaves_what_it_wrote_to_output_fd, .timeout = 120)
 {
     static char path[64];
     snprintf(path, sizeof path, "/tmp/quiver-test-pid-%d", (int)getpid());
@@ -343,7 +343,7 @@ Test(procs, a_worker_killed_mid_body_leaves_what_it_wrote_to_output_fd, .timeout
     unlink(path);
 }
 
-Test(procs, hook_timeout_kills_a_stuck_worker, .timeout = 60)
+Test(procs, hook_timeout_kills_a_stuck_worker, .timeout = 120)
 {
     qv_executor *ex = procs_executor(2, 300);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -360,7 +360,7 @@ Test(procs, hook_timeout_kills_a_stuck_worker, .timeout = 60)
     qv_executor_free(ex);
 }
 
-Test(procs, cookies_cross_workers, .timeout = 60)
+Test(procs, cookies_cross_workers, .timeout = 120)
 {
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -419,7 +419,7 @@ static int cookie_hook(qv_session *s, qv_response *r, void *arg)
 /* One worker serves two sessions in turn: each request gets its own
  * session's jar, however the worker's jar was left by the one before, and
  * every change (server, caller, hook) reaches the next request. */
-Test(procs, sessions_alternate_on_one_worker, .timeout = 60)
+Test(procs, sessions_alternate_on_one_worker, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *a = TX_SESSION(.executor = ex), *b = TX_SESSION(.executor = ex);
@@ -451,7 +451,7 @@ Test(procs, sessions_alternate_on_one_worker, .timeout = 60)
     qv_executor_free(ex);
 }
 
-Test(procs, must_come_before_other_executors, .timeout = 60)
+Test(procs, must_come_before_other_executors, .timeout = 120)
 {
     qv_executor *threads, *ex = NULL;
     cr_assert_eq(qv_executor_new(&threads, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
@@ -492,7 +492,7 @@ static struct rlimit no_more_descriptors(void)
 /* The dispatcher's wait does not grow with the workers it watches, nor need
  * a descriptor per worker under RLIMIT_NOFILE: at a limit of no more
  * descriptors at all, the workers the pool has go on serving. */
-Test(procs, a_pool_at_the_descriptor_limit_goes_on_serving, .timeout = 60)
+Test(procs, a_pool_at_the_descriptor_limit_goes_on_serving, .timeout = 120)
 {
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -523,7 +523,7 @@ Test(procs, a_pool_at_the_descriptor_limit_goes_on_serving, .timeout = 60)
 /* At the process's descriptor limit a new worker's socket cannot be
  * received: the request fails at once instead of waiting for a worker that
  * can never be reached, and the pool serves again once there is room. */
-Test(procs, a_worker_whose_socket_cannot_come_fails_what_waits, .timeout = 60)
+Test(procs, a_worker_whose_socket_cannot_come_fails_what_waits, .timeout = 120)
 {
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -621,7 +621,7 @@ static void *release_stall(void *arg)
  * it does a queued one: also the one the pool has taken off the queue and
  * is failing at that moment, which the cancel waits for. */
 Test(procs, a_cancel_racing_the_failure_of_the_queue_finds_it_done, .init = stall_allocator,
-     .timeout = 60)
+     .timeout = 120)
 {
     enum { N = 12 };
     qv_executor *ex = procs_executor(1, 0);
@@ -724,7 +724,7 @@ static int workers_seen(long per_worker, size_t *conns)
     return nseen;
 }
 
-Test(procs, a_worker_is_replaced_after_its_requests, .timeout = 60)
+Test(procs, a_worker_is_replaced_after_its_requests, .timeout = 120)
 {
     size_t conns = 0;
     /* 40 requests, at most 5 per worker: 8 workers or more, never more than
@@ -781,7 +781,7 @@ static void odd_allocator(void)
  * that future and takes no cookie from the session: its jar, not the one it
  * was sent, must not be merged back (what it lacks would count as deleted),
  * and its next request carries the whole jar. */
-Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocator, .timeout = 60)
+Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocator, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -812,7 +812,7 @@ Test(procs, a_request_a_worker_cannot_read_costs_no_cookie, .init = odd_allocato
  * could not read is not kept (a pipe's reader would see no end until the
  * worker does), and is closed before the answer, as one the transfer used. */
 Test(procs, a_request_a_worker_cannot_read_keeps_no_copy_of_its_output_fd, .init = odd_allocator,
-     .timeout = 60)
+     .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -865,7 +865,7 @@ static void expect_sent_ahead(qv_future *f, qv_future *busy)
     cr_assert_eq(qv_future_done(busy), 0, "the request before it ended first");
 }
 
-Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
+Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -888,7 +888,7 @@ Test(procs, a_request_sent_ahead_is_cancelled_at_once, .timeout = 60)
 
 /* A request sent ahead to the worker of a long transfer does not wait for
  * it: the first worker to go idle takes it back from that mailbox. */
-Test(procs, a_request_sent_ahead_goes_to_the_first_worker_free, .timeout = 60)
+Test(procs, a_request_sent_ahead_goes_to_the_first_worker_free, .timeout = 120)
 {
     qv_executor *ex = procs_executor(2, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -915,7 +915,7 @@ Test(procs, a_request_sent_ahead_goes_to_the_first_worker_free, .timeout = 60)
 /* A request too large for one pipe write waits, held, for an idle worker
  * (it shows as running too): cancelled, it is done at once; the one queued
  * after it runs once the worker is free, with its body whole. */
-Test(procs, a_held_request_is_cancelled_at_once, .timeout = 60)
+Test(procs, a_held_request_is_cancelled_at_once, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -967,7 +967,7 @@ static void cancel_at_done_cb(qv_future *f, void *arg)
 /* Cancelled just as its worker takes it from the mailbox, a request is done
  * at once all the same; its worker is told to abort it, so the request
  * after it does not wait for it, and sends the session's cookies. */
-Test(procs, a_request_cancelled_as_its_worker_takes_it_is_aborted, .timeout = 60)
+Test(procs, a_request_cancelled_as_its_worker_takes_it_is_aborted, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -1017,7 +1017,7 @@ static void wait_for_file(const char *path)
     cr_assert_eq(access(path, F_OK), 0, "the hook did not start");
 }
 
-Test(procs, a_cancel_that_crosses_its_answer_spares_the_next_request, .timeout = 60)
+Test(procs, a_cancel_that_crosses_its_answer_spares_the_next_request, .timeout = 120)
 {
     char mark[64];
     snprintf(mark, sizeof mark, "/tmp/qv-hook-%d", (int)getpid());
@@ -1050,7 +1050,7 @@ static int late_segfault_hook(qv_session *s, qv_response *r, void *arg)
     return segfault_hook(s, r, NULL);
 }
 
-Test(procs, a_request_sent_ahead_outlives_the_worker_that_died_before_it, .timeout = 60)
+Test(procs, a_request_sent_ahead_outlives_the_worker_that_died_before_it, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -1075,7 +1075,7 @@ static int short_nap_hook(qv_session *s, qv_response *r, void *arg)
     return 0;
 }
 
-Test(procs, cookies_stay_right_across_requests_sent_ahead, .timeout = 60)
+Test(procs, cookies_stay_right_across_requests_sent_ahead, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
@@ -1171,7 +1171,7 @@ static long long read_all(qv_future *f)
     }
 }
 
-Test(procs, bodies_one_worker_serves_in_a_row_each_reach_their_own_future, .timeout = 60)
+Test(procs, bodies_one_worker_serves_in_a_row_each_reach_their_own_future, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
     qv_session *s = TX_SESSION(.executor = ex);
