@@ -142,6 +142,18 @@ void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t 
     if (!qv_wire_encode_debug(&b, kind, data, len)) send_frame(the_worker, &b);
 }
 
+/* Waits in a callback of f's transfer for the parent's next frame and acts
+ * on it: -1 if it was f's cancel. */
+static int next_control(worker *w, qv_future *f)
+{
+    int type;
+    const unsigned char *p;
+    size_t len;
+    if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) _exit(0); /* parent gone */
+    on_control(w, f, type, p, len);
+    return atomic_load(&f->cancel_requested) ? -1 : 0;
+}
+
 /* Waits for the parent (a full ring: to take bytes out; a request's first
  * byte: to have acted on every answer before), reading its frames
  * meanwhile. 0, or -1 if a cancel came. */
@@ -149,14 +161,8 @@ static int wait_parent(worker *w, qv_future *f, int for_room)
 {
     announce(w); /* what is in, if the parent does not know of it yet */
     while (!(for_room ? qv_ring_writer_wait(&w->ring, w->head)
-                      : qv_ring_writer_wait_answers(&w->ring, w->answers))) {
-        int type;
-        const unsigned char *p;
-        size_t len;
-        if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) _exit(0); /* parent gone */
-        on_control(w, f, type, p, len);
-        if (atomic_load(&f->cancel_requested)) return -1;
-    }
+                      : qv_ring_writer_wait_answers(&w->ring, w->answers)))
+        if (next_control(w, f)) return -1;
     return 0;
 }
 
@@ -214,14 +220,8 @@ static long fetch_upload(void *buf, size_t cap, void *arg)
     worker *w = arg;
     qv_future *f = w->slot.f;
     ask_upload(w);
-    while (!w->up_len && !w->up_end) {
-        int type;
-        const unsigned char *p;
-        size_t len;
-        if (qv_frame_read(&w->in, w->fd, &type, &p, &len)) _exit(0); /* parent gone */
-        on_control(w, f, type, p, len);
-        if (atomic_load(&f->cancel_requested)) return -1;
-    }
+    while (!w->up_len && !w->up_end)
+        if (next_control(w, f)) return -1;
     if (!w->up_len) return w->up_end < 0 ? -1 : 0;
     size_t n = w->up_len < cap ? w->up_len : cap;
     if (n > QV_UP_RING - w->up_at) n = QV_UP_RING - w->up_at; /* the rest at the next call */
