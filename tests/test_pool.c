@@ -9,9 +9,16 @@
 #include "support.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 TX_KIND_ONLY(threads);
+
+/* A sanitizer build keeps worker heaps off unless asked (src/pool.c). */
+__attribute__((constructor)) static void heaps_on(void)
+{
+    setenv("QV_WORKER_HEAPS", "1", 1);
+}
 
 TestSuite(pool, .timeout = 120);
 
