@@ -479,10 +479,10 @@ typedef struct qv_request_opts {
      * full, so a slow callback holds up the other transfers for one call,
      * then its own transfer only; output_fd is written there too, or by
      * the loop's own thread while it takes bytes without blocking); on
-     * the pool's dispatcher thread (QV_PROCESSES: the worker sends the
-     * chunks over its socket; a slow callback there holds up the pool's
-     * other answers, so keep it short, or use output_path or output_fd,
-     * which the worker writes itself). */
+     * the pool's dispatcher thread (QV_PROCESSES: the worker passes the
+     * chunks through memory shared with the pool; a slow callback there
+     * holds up the pool's other answers, so keep it short, or use
+     * output_path or output_fd, which the worker writes itself). */
     int (*on_data)(qv_future *f, const void *chunk, size_t len, void *arg);
     void *on_data_arg;
     /* Progress: at most every 100 ms and once at the end, with the bytes
