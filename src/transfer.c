@@ -367,6 +367,14 @@ CURLcode qv_transfer_set_url(qv_slot *slot, const char *url)
     return cc ? cc : curl_easy_setopt(e, CURLOPT_URL, url);
 }
 
+/* The handle's options are no longer what slot->last remembers. */
+static void forget_last(qv_slot *slot)
+{
+    slot->last.known = 0;
+    qv_free(slot->last.ca_file);
+    slot->last.ca_file = NULL;
+}
+
 void qv_transfer_slot_free(qv_slot *slot)
 {
     if (slot->easy) curl_easy_cleanup(slot->easy);
@@ -375,8 +383,7 @@ void qv_transfer_slot_free(qv_slot *slot)
     slot->url_parsed = NULL;
     qv_free(slot->url);
     slot->url = NULL;
-    qv_free(slot->last.ca_file);
-    slot->last.ca_file = NULL;
+    forget_last(slot);
     qv_net_slot_free(slot);
 }
 
@@ -510,9 +517,7 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
         curl_easy_reset(slot->easy);
         qv_net_forget(slot);
         slot->configured = NULL;
-        slot->last.known = 0;
-        qv_free(slot->last.ca_file);
-        slot->last.ca_file = NULL;
+        forget_last(slot);
         cc = setup_invariant(slot);
         if (!cc) slot->configured = slot->easy;
     }
