@@ -45,7 +45,11 @@ const char *qv_version(void);
  * quiver, and of libcurl and jansson on its behalf, goes through it. Install
  * it before any other quiver call (QV_EINVAL after); NULL restores the C
  * library's. With a custom allocator, jansson's allocation functions are
- * set to it too, so free what jansson returns (json_dumps) with them. */
+ * set to it too, so free what jansson returns (json_dumps) with them.
+ * quiver initialises libcurl (curl_global_init_mem) with its own allocation
+ * functions unless your program called curl_global_init first: a program
+ * that uses libcurl itself and loads quiver with dlopen must then not
+ * dlclose it while libcurl is in use. */
 typedef struct qv_allocator {
     void *(*malloc)(size_t n);
     void *(*calloc)(size_t n, size_t size);
