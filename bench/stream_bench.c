@@ -6,7 +6,9 @@
  * FORM: file (output_path = FILE), fd (output_fd = /dev/null), data
  * (on_data, discarded), pull (stream = 1, qv_response_read into 64 KiB),
  * put-file (PUT upload_path = FILE), put-callback (PUT on_upload, FILE read
- * by the callback: the same bytes, with chunked encoding). EXECUTOR:
+ * by the callback, upload_len = FILE's size: the same bytes and the same
+ * Content-Length framing as put-file and curl -T), put-chunked (the same
+ * callback without upload_len: chunked transfer encoding). EXECUTOR:
  * threads, loop or processes.
  *
  * Prints one line: form= executor= bytes= wall_s= cpu_s= (this process and
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -146,10 +149,13 @@ int main(int argc, char **argv)
     } else if (strcmp(form, "put-file") == 0) {
         o.method = "PUT";
         o.upload_path = file;
-    } else if (strcmp(form, "put-callback") == 0) {
+    } else if (strcmp(form, "put-callback") == 0 || strcmp(form, "put-chunked") == 0) {
+        struct stat st;
         o.method = "PUT";
         o.on_upload = produce;
         o.on_upload_arg = &in;
+        if (strcmp(form, "put-callback") == 0 && !fstat(in, &st))
+            o.upload_len = (long long)st.st_size;
     } else {
         fprintf(stderr, "stream_bench: unknown form %s\n", form);
         return 2;
