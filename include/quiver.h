@@ -514,7 +514,7 @@ typedef struct qv_request_opts {
      * it fails with QV_EIO ("can't rewind") instead of sending a truncated
      * body. Runs on the transfer's thread (QV_PROCESSES: on the pool's
      * dispatcher thread, which sends what it makes to the worker, up to
-     * 256 KiB a call: keep it quick there, or use upload_path, which the
+     * 1 MiB a call: keep it quick there, or use upload_path, which the
      * worker reads itself). */
     long (*on_upload)(void *buf, size_t cap, void *arg);
     void *on_upload_arg;

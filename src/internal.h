@@ -784,8 +784,10 @@ int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap, size_t at);
 int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap,
                                size_t *at);
 int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got);
-/* The most a worker asks on_upload for at once. */
-#define QV_UPLOAD_PIECE ((size_t)256 << 10)
+/* The most a worker asks on_upload for at once: each piece costs a round
+ * trip and a wake-up on both sides, so it is large (4x fewer than 256 KiB
+ * took 10-14% off the CPU per GiB; bench/NOTES.md). */
+#define QV_UPLOAD_PIECE ((size_t)1 << 20)
 int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got);
 int qv_wire_encode_progress(qv_buf *b, const long long v[4]);
 int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4]);
