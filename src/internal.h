@@ -946,6 +946,7 @@ typedef struct qv_slot {
     long prior_conns;               /* connections they opened */
     curl_mime *mime;
     double last_activity_ms; /* qv_coarse_ms: the read timeout's clock */
+    int heard;               /* bytes came since a read-timeout check last looked */
     curl_off_t last_upload;
     int read_clock; /* a read-timeout check has seen the request sent */
     qv_abort abort;

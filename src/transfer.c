@@ -71,7 +71,7 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
 {
     qv_slot *slot = p;
     size_t len = size * n;
-    slot->last_activity_ms = qv_coarse_ms();
+    slot->heard = 1;
     /* libcurl's cookie engine reads these (any hop, 1xx, a proxy's too) */
     if (len > 11 && (buf[0] | 0x20) == 's' && buf[3] == '-' &&
         strncasecmp(buf, "set-cookie:", 11) == 0)
@@ -199,7 +199,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
     size_t len = size * n;
     qv_buf *body = &slot->resp->body;
     size_t max = slot->f->req.max_response_bytes;
-    slot->last_activity_ms = qv_coarse_ms();
+    slot->heard = 1;
     if (slot->abort) return 0; /* being stopped: what libcurl still holds goes */
     /* One libcurl call may hand over many pieces: a cancel stops the next
      * (on_data may take its time over each). */
@@ -566,6 +566,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->last_upload = 0;
     slot->read_clock = 0;
     slot->errbuf[0] = '\0';
+    slot->heard = 0;
     slot->last_activity_ms = qv_coarse_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
@@ -630,6 +631,19 @@ static int pipe_check(qv_slot *slot)
     return 0;
 }
 
+/* The read timeout's clock: libcurl's callbacks only note that bytes came
+ * (a clock read for each header line cost more than the checks); the next
+ * check stamps them with its own reading. A read timeout so ends at most
+ * one check's interval late (QV_LOOP scans every 100 ms), never early. */
+static double last_heard(qv_slot *slot, double now)
+{
+    if (slot->heard) {
+        slot->heard = 0;
+        slot->last_activity_ms = now;
+    }
+    return slot->last_activity_ms;
+}
+
 static int abort_wanted(qv_slot *slot)
 {
     if (atomic_load(&slot->f->cancel_requested)) {
@@ -653,7 +667,7 @@ static int abort_wanted(qv_slot *slot)
         slot->last_activity_ms = now;
         return 0;
     }
-    if (now - slot->last_activity_ms >= (double)rt) {
+    if (now - last_heard(slot, now) >= (double)rt) {
         slot->abort = QV_ABORT_READ_TIMEOUT;
         return 1;
     }
@@ -678,7 +692,8 @@ long qv_transfer_poll_ms(qv_slot *slot, long cap_ms)
 {
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return cap_ms;
-    double left = (double)rt - (qv_coarse_ms() - slot->last_activity_ms);
+    double now = qv_coarse_ms();
+    double left = (double)rt - (now - last_heard(slot, now));
     if (left < 1) return 1;
     return left < (double)cap_ms ? (long)left + 1 : cap_ms;
 }
@@ -1069,7 +1084,8 @@ static int lent_pass(void *arg, long wait_ms)
     qv_slot *slot = l->slot;
     if (atomic_load(&slot->f->cancel_requested) || pipe_check(slot)) return 0;
     long rt = slot->f->req.read_timeout_ms;
-    if (rt >= 0 && qv_coarse_ms() - slot->last_activity_ms >= (double)rt) return 0;
+    double now = qv_coarse_ms();
+    if (rt >= 0 && now - last_heard(slot, now) >= (double)rt) return 0;
     if (wait_ms >= 0)
         curl_multi_poll(l->multi, NULL, 0,
                         (int)qv_transfer_poll_ms(slot, wait_ms < 1000 ? wait_ms : 1000), NULL);
