@@ -12,18 +12,22 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p);
 static int hop_streams(qv_slot *slot);
 static int stream_headers(qv_slot *slot);
 
+/* A redirect that is followed: its hop goes to the response's history. */
+static int followed(const qv_slot *slot)
+{
+    const qv_response *r = slot->resp;
+    return r->status >= 300 && r->status < 400 && slot->f->req.follow &&
+           qv_headers_get(&r->headers, "Location", 0);
+}
+
 /* Starts a new hop at a status line: the previous hop becomes history if it
- * was a redirect that libcurl follows, otherwise (1xx, an auth challenge) it
- * is dropped. */
+ * was a redirect that is followed, otherwise (1xx, an auth challenge) it is
+ * dropped. */
 static int start_hop(qv_slot *slot, const char *line, size_t len)
 {
     qv_response *r = slot->resp;
     if (r->status) {
-        int redirect = r->status >= 300 && r->status < 400 && slot->f->req.follow &&
-                       qv_headers_get(&r->headers, "Location", 0);
-        if (redirect) {
-            if (qv_response_push_history(r)) return QV_ENOMEM;
-        }
+        if (followed(slot) && qv_response_push_history(r)) return QV_ENOMEM;
         qv_response_reset_hop(r);
     }
     r->body.len = 0;
@@ -41,12 +45,18 @@ static int start_hop(qv_slot *slot, const char *line, size_t len)
     }
     r->status = status;
     r->reason = qv_response_strndup(r, p ? p : end, (size_t)(end - (p ? p : end)));
+    slot->in_headers = 1;
+    return r->reason ? QV_OK : QV_ENOMEM;
+}
+
+/* The hop's URL, libcurl's until the next hop starts. Read at the end of a
+ * redirect's headers; the last hop's when the response is filled in. */
+static int hop_url(qv_slot *slot, qv_response *r)
+{
     char *url = NULL;
     curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
-    if (!url) url = "";
-    r->url = qv_response_url_copy(r, url);
-    slot->in_headers = 1;
-    return r->reason && r->url ? QV_OK : QV_ENOMEM;
+    r->url = qv_response_url_copy(r, url ? url : "");
+    return r->url ? QV_OK : QV_ENOMEM;
 }
 
 static int add_header_line(qv_slot *slot, const char *line, size_t len)
@@ -81,7 +91,9 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *p)
         rc = start_hop(slot, buf, len);
     else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
         slot->in_headers = 0;
-        if (slot->f->req.io->stream && !slot->pipe && !slot->sink.hop && hop_streams(slot)) {
+        if (followed(slot) && hop_url(slot, slot->resp))
+            rc = QV_ENOMEM;
+        else if (slot->f->req.io->stream && !slot->pipe && !slot->sink.hop && hop_streams(slot)) {
             slot->sink.hop = 1;
             if (stream_headers(slot)) return 0;
         }
@@ -122,8 +134,7 @@ static int hop_streams(qv_slot *slot)
     const qv_response *resp = slot->resp;
     int st = resp->status;
     if (st < 200) return 0; /* 100 Continue and the like: the response is still to come */
-    if (st >= 300 && st < 400 && r->follow && qv_headers_get(&resp->headers, "Location", 0))
-        return 0;
+    if (followed(slot)) return 0;
     if (st == 401 && r->auth == QV_AUTH_DIGEST && !slot->sink.challenged++) return 0;
     if (r->io->resume && st != 200 && st != 206) return 0;
     return !qv_retry_would_retry(slot->f, resp);
@@ -868,9 +879,7 @@ static curl_off_t record_timing(qv_slot *slot, qv_response *r)
  * headers are in. */
 static int fill_response(qv_slot *slot, qv_response *r, long status)
 {
-    char *url = NULL;
     long version = 0;
-    curl_easy_getinfo(slot->easy, CURLINFO_EFFECTIVE_URL, &url);
     curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
     r->http_version = version == CURL_HTTP_VERSION_1_0   ? 10
                       : version == CURL_HTTP_VERSION_1_1 ? 11
@@ -883,12 +892,7 @@ static int fill_response(qv_slot *slot, qv_response *r, long status)
     /* with the hops before the last when quiver followed them */
     r->elapsed_ms = (double)(total + slot->prior_us) / 1000.0;
     r->timing.total_ms = r->elapsed_ms;
-    /* Usually the URL of the last status line already. */
-    if (!url) url = "";
-    char *u = r->url && strcmp(r->url, url) == 0 ? r->url : qv_response_url_copy(r, url);
-    if (!u) return QV_ENOMEM;
-    r->url = u;
-    return QV_OK;
+    return hop_url(slot, r);
 }
 
 /* The final response's headers are in and its body goes to a reader: the

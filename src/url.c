@@ -6,6 +6,8 @@
 
 int qv_url_userinfo(const char *url, size_t *start, size_t *end)
 {
+    /* (most have none: one quick scan says so) */
+    if (!strchr(url, '@')) return 0;
     const char *s = strstr(url, "://");
     if (!s) return 0;
     s += 3;
