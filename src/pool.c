@@ -33,8 +33,11 @@
 #endif
 
 /* Classes: 16 to 128 bytes in steps of 16, then four steps per doubling up
- * to 32 KiB (a block wastes at most a fifth of itself). */
-enum { SMALL_CLASSES = 8, NCLASS = SMALL_CLASSES + 4 * 8 };
+ * to 32 KiB (a block wastes at most a fifth of itself), each of those OVER
+ * bytes more than its step: buffers of a power of two and their NUL (libcurl's
+ * 16,385-byte receive buffer, one per worker) fit the step's class, not the
+ * next one 4 KiB larger. */
+enum { SMALL_CLASSES = 8, NCLASS = SMALL_CLASSES + 4 * 8, OVER = 16 };
 
 /* In front of every block. While the block is out, `n` is the size asked
  * for; while it is free, `next` links it in its class's list. */
@@ -117,7 +120,7 @@ static void reserve(void)
 static int class_of(size_t n)
 {
     if (n <= 128) return n ? (int)((n + 15) >> 4) - 1 : 0;
-    size_t m = n - 1;
+    size_t m = (n > 128 + OVER ? n - OVER : 129) - 1;
     int k = 63 - __builtin_clzll((unsigned long long)m); /* 2^k <= m < 2^(k+1) */
     return SMALL_CLASSES + (k - 7) * 4 + (int)((m >> (k - 2)) & 3);
 }
@@ -126,7 +129,7 @@ static size_t class_size(int c)
 {
     if (c < SMALL_CLASSES) return (size_t)(c + 1) << 4;
     int k = 7 + (c - SMALL_CLASSES) / 4, s = (c - SMALL_CLASSES) % 4;
-    return ((size_t)1 << k) + ((size_t)(s + 1) << (k - 2));
+    return ((size_t)1 << k) + ((size_t)(s + 1) << (k - 2)) + OVER;
 }
 
 int qv_pool_owns(const void *p)

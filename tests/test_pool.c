@@ -46,8 +46,8 @@ static void *reuse_thread(void *arg)
     qv_free(k->first);
     /* Blocks of another class in between do not split it. */
     for (int i = 0; i < 16; i++) small[i] = qv_malloc(100);
-    k->again = qv_calloc(1, 17000);
-    for (size_t i = 0; i < 17000; i++) k->nonzero += k->again[i] != 0;
+    k->again = qv_calloc(1, 16400);
+    for (size_t i = 0; i < 16400; i++) k->nonzero += k->again[i] != 0;
     k->other_class = qv_malloc(12000);
     k->big = qv_malloc(QV_POOL_MAX + 1);
     k->big_owned = qv_pool_owns(k->big);
@@ -126,6 +126,32 @@ Test(pool, a_block_freed_elsewhere_serves_the_workers_again)
     cr_assert_eq(h.adopted, h.late, "the next worker gets the block its ended worker left out");
     pthread_barrier_destroy(&h.made);
     pthread_barrier_destroy(&h.freed);
+}
+
+/* What a fresh heap cuts for one block of n bytes (header included). */
+typedef struct cut_for {
+    size_t n, cut;
+} cut_for;
+
+static void *cut_thread(void *arg)
+{
+    cut_for *c = arg;
+    qv_mem_keep_begin();
+    size_t before = qv_pool_cut_bytes();
+    void *p = qv_malloc(c->n);
+    c->cut = qv_pool_cut_bytes() - before;
+    qv_free(p);
+    qv_mem_keep_end();
+    return NULL;
+}
+
+Test(pool, a_power_of_two_and_its_nul_take_no_larger_class)
+{
+    if (qv_allocator_is_custom()) cr_skip_test("an allocator of the program's own");
+    /* libcurl's receive buffer, one per worker: 16 KiB and its NUL. */
+    cut_for c = {.n = 16385};
+    run_thread(cut_thread, &c);
+    cr_assert_leq(c.cut, 16385 + 64, "a 16,385-byte block took %zu bytes", c.cut);
 }
 
 typedef struct grown {
