@@ -114,9 +114,16 @@ qv_bodies *qv_bodies_new(size_t most, void (*free_shell)(void *))
         return NULL;
     }
     atomic_init(&b->refs, 1);
-    b->most = most < QV_BODIES_COUNT ? most : QV_BODIES_COUNT;
+    qv_bodies_keep_most(b, most);
     b->free_shell = free_shell;
     return b;
+}
+
+void qv_bodies_keep_most(qv_bodies *b, size_t most)
+{
+    pthread_mutex_lock(&b->mu);
+    b->most = most < QV_BODIES_COUNT ? most : QV_BODIES_COUNT;
+    pthread_mutex_unlock(&b->mu);
 }
 
 void qv_bodies_hold(qv_bodies *b)

@@ -48,7 +48,8 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
     if (qv_cond_init(&ex->resume)) goto fail_resume;
     /* One kept block per transfer at once: enough for the next round of
      * transfers; a few more would only follow the peaks of what the user
-     * holds, a little higher over a long run. */
+     * holds, a little higher over a long run. A QV_THREADS pool, which holds
+     * finished responses for you too, keeps more (executor_threads.c). */
     if (!(ex->bodies = qv_bodies_new((size_t)ex->o.max_workers, qv_response_shell_free)))
         goto fail_bodies;
     return QV_OK;

@@ -640,15 +640,19 @@ int qv_session_load_cookie_file(qv_session *s, const char *path);
 /* ------------------------------------------- response blocks kept (bodies.c) */
 
 /* The body buffers an executor keeps for its next responses: at most one
- * per transfer it runs at once and QV_BODIES_COUNT, QV_BODIES_BYTES in all,
- * each of QV_BODIES_SMALLEST bytes to QV_BODY_PRESIZE_MAX (and the NUL). */
-#define QV_BODIES_COUNT    64
-#define QV_BODIES_BYTES    ((size_t)4 << 20)
+ * per transfer it runs at once (QV_THREADS: per response it may hold at
+ * once) and QV_BODIES_COUNT, QV_BODIES_BYTES in all, each of
+ * QV_BODIES_SMALLEST bytes to QV_BODY_PRESIZE_MAX (and the NUL). */
+#define QV_BODIES_COUNT    256
+#define QV_BODIES_BYTES    ((size_t)16 << 20)
 #define QV_BODIES_SMALLEST ((size_t)4096)
 typedef struct qv_bodies qv_bodies;
 /* Keeps at most `most` blocks and shells (and QV_BODIES_COUNT);
  * free_shell ends the shells still kept when b is closed. */
 qv_bodies *qv_bodies_new(size_t most, void (*free_shell)(void *));
+/* Changes that bound (an executor whose bound on responses in its hands
+ * is known only after qv_executor_init). */
+void qv_bodies_keep_most(qv_bodies *b, size_t most);
 /* The executor's end: the kept buffers are freed, and so will be the bodies
  * given back from now on; b itself goes with the last of them. */
 void qv_bodies_close(qv_bodies *b);
