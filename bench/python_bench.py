@@ -2,7 +2,8 @@
 (python/requests_futures) and quiver.Session, on the requests-futures idiom
 (submit all N, then result() in order), HTTP/1.1 against a local nginx; and
 cffi_floor, the same through bare cffi calls (what the C library and the
-binding's calls cost, with no Python objects per request).
+binding's calls cost, with no Python objects per request) on the loop
+executor, cffi_floor_threads on the threads executor.
 
     bench/python_bench.py client --mode MODE -n N -c C URL    # one run, one line
     bench/python_bench.py compare -n N -c 8,64 --runs R URL
@@ -28,7 +29,8 @@ import subprocess
 import sys
 import time
 
-MODES = ("requests_futures", "dropin", "quiver_threads", "quiver_loop", "cffi_floor")
+MODES = ("requests_futures", "dropin", "quiver_threads", "quiver_loop", "cffi_floor",
+         "cffi_floor_threads")
 DEBIAN_RF = "/usr/lib/python3/dist-packages/requests_futures/sessions.py"
 
 
@@ -49,14 +51,14 @@ def make_session(mode: str, c: int):
     return quiver.Session(executor=mode.split("_")[1], max_workers=c, proxy="")
 
 
-def floor(n: int, c: int, url: str, size: int) -> int:
-    """The floor under any binding: the same requests on the loop executor
-    through bare cffi calls (submit, result, status and body length), no
-    Python objects per request."""
+def floor(n: int, c: int, url: str, size: int, kind: int) -> int:
+    """The floor under any binding: the same requests on an executor of
+    `kind` (1: loop, 0: threads) through bare cffi calls (submit, result,
+    status and body length), no Python objects per request."""
     from quiver._ffi import ffi, lib
     ex = ffi.new("qv_executor **")
     lib.qv_executor_new(ex, ffi.new("qv_executor_opts *", {
-        "size": ffi.sizeof("qv_executor_opts"), "kind": 1, "max_workers": c}))
+        "size": ffi.sizeof("qv_executor_opts"), "kind": kind, "max_workers": c}))
     sp = ffi.new("qv_session **")
     lib.qv_session_new(sp, ffi.new("qv_session_opts *", {
         "size": ffi.sizeof("qv_session_opts"), "executor": ex[0], "proxy": ffi.new("char[]", b"")}))
@@ -77,14 +79,15 @@ def floor(n: int, c: int, url: str, size: int) -> int:
     cpu, secs = time.process_time() - c0, time.monotonic() - t0
     lib.qv_session_free(sp[0])
     lib.qv_executor_free(ex[0])
-    print(f"mode=cffi_floor c={c} n={n} ok={ok} seconds={secs:.4f} cpu_us_per_req="
+    label = "cffi_floor_threads" if kind == 0 else "cffi_floor"
+    print(f"mode={label} c={c} n={n} ok={ok} seconds={secs:.4f} cpu_us_per_req="
           f"{cpu / n * 1e6:.1f} req_per_s={n / secs:.0f}")
     return 0 if ok == n else 2
 
 
 def client(mode: str, n: int, c: int, url: str, size: int) -> int:
-    if mode == "cffi_floor":
-        return floor(n, c, url, size)
+    if mode.startswith("cffi_floor"):
+        return floor(n, c, url, size, 0 if mode == "cffi_floor_threads" else 1)
     s = make_session(mode, c)
     # one request first: connections and lazily made objects are not the load
     assert s.get(url).result(timeout=30).status_code == 200

@@ -32,26 +32,30 @@ from _cdef import api_cdef  # noqa: E402  pylint: disable=wrong-import-position
 # three (each call out of Python costs more than the C it runs); _ffi.py has
 # the same in Python for ABI mode.
 HELPERS_CDEF = """
-int qvpy_wait_release(qv_future *ref, long timeout_ms);
-int qvpy_take(qv_future *f, qv_response **out, qv_response_info *info, char *headers,
-              size_t headers_cap);
+int qvpy_take(qv_future *f, long timeout_ms, qv_response **out, qv_response_info *info,
+              char *headers, size_t headers_cap);
+int qvpy_wait_take(qv_future *ref, long timeout_ms, qv_response **out, qv_response_info *info,
+                   char *headers, size_t headers_cap);
 """
 HELPERS_C = r"""
-/* Waits for a future, then releases `ref`, the caller's own reference to it
- * (taken under the lock that guards the reference it shares). */
-static int qvpy_wait_release(qv_future *ref, long timeout_ms)
+/* A future's outcome once it is done (or QV_EWAIT_TIMEOUT) and, for a
+ * response, what a binding reads of it. */
+static int qvpy_take(qv_future *f, long timeout_ms, qv_response **out, qv_response_info *info,
+                     char *headers, size_t headers_cap)
 {
-    int rc = qv_future_result(ref, NULL, timeout_ms);
-    qv_future_release(ref);
+    int rc = qv_future_result(f, out, timeout_ms);
+    if (rc == QV_OK) qv_response_info_get(*out, info, headers, headers_cap);
     return rc;
 }
 
-/* A done future's outcome and, for a response, what a binding reads of it. */
-static int qvpy_take(qv_future *f, qv_response **out, qv_response_info *info, char *headers,
-                     size_t headers_cap)
+/* qvpy_take, then releases `ref`, the caller's own reference (taken under
+ * the lock that guards the reference it shares: `*out` is valid while that
+ * one is held). */
+static int qvpy_wait_take(qv_future *ref, long timeout_ms, qv_response **out,
+                          qv_response_info *info, char *headers, size_t headers_cap)
 {
-    int rc = qv_future_result(f, out, 0);
-    if (rc == QV_OK) qv_response_info_get(*out, info, headers, headers_cap);
+    int rc = qvpy_take(ref, timeout_ms, out, info, headers, headers_cap);
+    qv_future_release(ref);
     return rc;
 }
 """

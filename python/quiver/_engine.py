@@ -32,7 +32,7 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-from ._ffi import ffi, lib, take_result, wait_release
+from ._ffi import ffi, lib, take_result, wait_take
 
 # Error codes (enum qv_error in quiver.h).
 (QV_OK, QV_EINVAL, QV_ENOMEM, QV_EURL, QV_ECONNECT, QV_ECONNECT_TIMEOUT, QV_EREAD_TIMEOUT,
@@ -99,7 +99,7 @@ _REASONS = http.client.responses
 _JAR_NEW = RequestsCookieJar.__new__
 
 _Response = requests.Response
-_timedelta = datetime.timedelta
+_MICROSECOND = datetime.timedelta(microseconds=1)
 _headers_copy = lib.qv_response_headers_copy
 _info_get = lib.qv_response_info_get
 # the C functions under ffi.unpack/ffi.string (those add a Python call each)
@@ -188,7 +188,7 @@ class Future(concurrent.futures.Future):
     directly and build the result on the calling thread, so the common
     "submit, then result()" costs no thread hand-off. Such a wait *arms* the
     future: quiver then queues it on completion and the engine's completion
-    thread finishes it. Either way it is finished once (Engine.finish).
+    thread finishes it. Either way it is finished once (finish, _complete).
 
     Its lock is an RLock made at once; the Condition over that lock, the
     waiter list and the callback list of concurrent.futures.Future are made
@@ -222,15 +222,21 @@ class Future(concurrent.futures.Future):
             self._engine.arm(self, self._qvf)
 
     def _pull(self, timeout: Optional[float]) -> None:
-        """Waits in C (without the GIL) and finishes on this thread."""
+        """Waits in C (without the GIL) and finishes on this thread, with
+        the outcome taken in the same call."""
         with self._lock:
             if self._completing or self._qvf is None or self._state != PENDING:
                 return
-            qvf = lib.qv_future_ref(self._qvf)
-        rc = wait_release(qvf, -1 if timeout is None else max(0, int(timeout * 1000)))
+            ref = lib.qv_future_ref(self._qvf)
+        sc = _scratch
+        resp = sc.resp
+        rc = wait_take(ref, -1 if timeout is None else max(0, int(timeout * 1000)), resp,
+                       sc.info, sc.headers, len(sc.headers))
         if rc == QV_EWAIT_TIMEOUT:
             raise concurrent.futures.TimeoutError()
-        self._engine.finish(self)
+        qvf = _claim(self)
+        if qvf is not None:  # else another thread finishes it
+            _complete(self, qvf, rc, resp)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         if self._state == PENDING and not self._armed:
@@ -252,7 +258,7 @@ class Future(concurrent.futures.Future):
                 ready = self._qvf is not None and not self._completing and \
                     lib.qv_future_done(self._qvf)
             if ready:
-                self._engine.finish(self)
+                finish(self)
         return self._state in _DONE_STATES
 
     def running(self) -> bool:
@@ -387,7 +393,7 @@ class Engine:
                     return
                 q.popleft()
                 if ready:
-                    self.finish(fut)
+                    finish(fut)
         finally:
             self._sweeping.release()
 
@@ -409,29 +415,6 @@ class Engine:
                 self._live.discard(fut._handle)
             fut._armed = False
             lib.qv_future_cancel(qvf)
-
-    def finish(self, fut: Future, resp: Any = None) -> None:
-        """Makes fut's result, if no one else has or is making it: the one
-        who takes our qv_future reference from it does."""
-        with fut._lock:
-            qvf = fut._qvf
-            if qvf is None or fut._completing:
-                return
-            fut._completing = True
-            fut._qvf = None
-        try:
-            if fut._state == PENDING:  # else cancelled meanwhile
-                sc = _scratch
-                resp = resp if resp is not None else sc.resp
-                # a response's info goes to sc.info, for the finisher's
-                # build_response(..., filled=True)
-                rc = take_result(qvf, resp, sc.info, sc.headers, len(sc.headers))
-                try:
-                    fut._finish(fut, qvf, rc, resp[0] if rc == QV_OK else ffi.NULL)
-                except BaseException as e:  # noqa: BLE001 - it belongs to the future
-                    settle(fut, exc=e)
-        finally:
-            lib.qv_future_release(qvf)
 
     def new_future(self) -> Future:
         fut = Future()
@@ -463,7 +446,7 @@ class Engine:
                 qvf = out[0]
                 fut = ffi.from_handle(lib.qv_future_user_data(qvf))
                 try:
-                    self.finish(fut, resp)
+                    finish(fut, resp)
                 finally:
                     lib.qv_future_release(qvf)  # the completion queue's reference
                     with self._lock:
@@ -503,7 +486,7 @@ class Engine:
             self._closed = True
         self.wait_idle()
         while self._pulled:  # all done: their sessions were closed first
-            self.finish(self._pulled.popleft())
+            finish(self._pulled.popleft())
         os.write(self._wake_w, b"x")
         if self._drainer is not None and threading.current_thread() is not self._drainer:
             self._drainer.join()
@@ -524,6 +507,43 @@ def _close_engines() -> None:
     # Like concurrent.futures' own pools: work in flight finishes at exit.
     for eng in list(_ENGINES):
         eng.wait_idle()
+
+
+def _claim(fut: Future) -> Any:
+    """Our qv_future reference, taken from fut by the one who finishes it;
+    None if it is finished or being finished."""
+    with fut._lock:
+        qvf = fut._qvf
+        if qvf is None or fut._completing:
+            return None
+        fut._completing = True
+        fut._qvf = None
+        return qvf
+
+
+def _complete(fut: Future, qvf: Any, rc: int, resp: Any) -> None:
+    """Runs fut's finisher on its outcome (rc, and for a response *resp with
+    its info in scratch(), for build_response(..., filled=True)), unless
+    it was cancelled meanwhile; then releases qvf, the claimed reference."""
+    try:
+        if fut._state == PENDING:
+            try:
+                fut._finish(fut, qvf, rc, resp[0] if rc == QV_OK else ffi.NULL)
+            except BaseException as e:  # noqa: BLE001 - it belongs to the future
+                settle(fut, exc=e)
+    finally:
+        lib.qv_future_release(qvf)
+
+
+def finish(fut: Future, resp: Any = None) -> None:
+    """Makes fut's result from its done qv_future, if no one else has or is
+    making it: the one who takes our qv_future reference from it does."""
+    qvf = _claim(fut)
+    if qvf is None:
+        return
+    sc = _scratch
+    resp = resp if resp is not None else sc.resp
+    _complete(fut, qvf, take_result(qvf, 0, resp, sc.info, sc.headers, len(sc.headers)), resp)
 
 
 def check(rc: int, what: str) -> None:
@@ -657,7 +677,7 @@ def _encoding(content_type: bytes) -> Optional[str]:
 def build_response(r: Any, request: Any, with_body: bool = True,
                    filled: bool = False) -> requests.Response:
     """A requests.Response from a qv_response (one hop), in one call into
-    C (none if `filled`: Engine.finish got r's info with its outcome). What
+    C (none if `filled`: the finisher got r's info with its outcome). What
     it holds is copied: the qv_response goes with its future. The rest of
     what quiver said of it (history_len, set_cookies, timing, ...) stays in
     scratch().info until this thread's next build_response."""
@@ -696,8 +716,8 @@ def build_response(r: Any, request: Any, with_body: bool = True,
     jar._cookies_lock = _JAR_LOCK
     jar._cookies = {}
     # whole microseconds, rounded as timedelta rounds (a float argument
-    # costs timedelta twice the time)
-    resp.elapsed = _timedelta(0, 0, round(info.elapsed_ms * 1000))
+    # costs timedelta twice the time, and its constructor more than *)
+    resp.elapsed = _MICROSECOND * round(info.elapsed_ms * 1000)
     resp.request = request
     resp.connection = None
     return resp
@@ -761,15 +781,3 @@ class StreamBody(io.RawIOBase):
 
     def __del__(self) -> None:
         self._release()
-
-
-def add_quiver_details(resp: requests.Response, info: Any) -> None:
-    """What quiver knows beyond requests (from build_response's info):
-    HTTP version, attempts, timing."""
-    t = info.timing
-    resp.http_version = info.http_version  # type: ignore[attr-defined]
-    resp.attempts = info.attempts  # type: ignore[attr-defined]
-    resp.timing = {"queued_ms": t.queued_ms, "dns_ms": t.dns_ms,  # type: ignore[attr-defined]
-                   "connect_ms": t.connect_ms, "tls_ms": t.tls_ms,
-                   "first_byte_ms": t.first_byte_ms, "total_ms": t.total_ms,
-                   "hooks_ms": t.hooks_ms}

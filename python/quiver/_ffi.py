@@ -83,21 +83,23 @@ _lib, LIB_PATH = _load()
 _capi = _compiled(LIB_PATH)
 if _capi is not None:
     ffi, lib, BINDING = _capi.ffi, _capi.lib, "api"
-    wait_release, take_result = lib.qvpy_wait_release, lib.qvpy_take
+    wait_take, take_result = lib.qvpy_wait_take, lib.qvpy_take
 else:
     ffi, lib, BINDING = _abi, _lib, "abi"
 
     # _capi_build.py's helpers, for ABI mode
-    def wait_release(ref: Any, timeout_ms: int) -> int:
-        """Waits for a future, then releases ref, the caller's reference."""
-        try:
-            return lib.qv_future_result(ref, ffi.NULL, timeout_ms)
-        finally:
-            lib.qv_future_release(ref)
-
-    def take_result(f: Any, out: Any, info: Any, headers: Any, cap: int) -> int:
-        """A done future's outcome and, for a response, its info."""
-        rc = lib.qv_future_result(f, out, 0)
+    def take_result(f: Any, timeout_ms: int, out: Any, info: Any, headers: Any,
+                    cap: int) -> int:
+        """A future's outcome once it is done (or QV_EWAIT_TIMEOUT) and, for
+        a response, its info."""
+        rc = lib.qv_future_result(f, out, timeout_ms)
         if rc == 0:
             lib.qv_response_info_get(out[0], info, headers, cap)
         return rc
+
+    def wait_take(ref: Any, timeout_ms: int, out: Any, info: Any, headers: Any, cap: int) -> int:
+        """take_result, then releases ref, the caller's reference."""
+        try:
+            return take_result(ref, timeout_ms, out, info, headers, cap)
+        finally:
+            lib.qv_future_release(ref)

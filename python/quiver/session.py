@@ -16,8 +16,8 @@ from typing import Any, Mapping, Optional, Union
 from requests.structures import CaseInsensitiveDict
 
 from . import _cdata
-from ._engine import (Engine, Future, StreamBody, _scratch, add_quiver_details, build_response,
-                      c_string, check, error_for, future_error, prepared_request, settle)
+from ._engine import (Engine, Future, StreamBody, _scratch, build_response, c_string, check,
+                      error_for, future_error, prepared_request, settle)
 from ._ffi import ffi, lib
 
 Pairs = Union[Mapping[str, Any], list]
@@ -133,8 +133,6 @@ class Session:
         stream=True: the future completes with the headers, and the body is
         read from Response.raw / iter_content as the caller reads it
         (quiver's pull reader), never whole in memory."""
-        if self._closed:
-            raise RuntimeError("cannot schedule new futures after shutdown")
         if params is None and headers is None and data is None and json is None and \
                 retries is None and auth is None and cert is None:
             # Only scalars besides the URL: the C options made for the same
@@ -154,6 +152,12 @@ class Session:
         else:
             sub = self._prepare(method, url, params, headers, data, json, timeout,
                                 allow_redirects, verify, retries, auth, cert, stream)
+        return self._submit(sub)
+
+    def _submit(self, sub: tuple) -> Future:
+        """Submits a request prepared by _prepare."""
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
         o, req, _ = sub
         eng = self._engine
         fut = Future()
@@ -220,7 +224,15 @@ class Session:
         return o, (method, url, store, stream), keep
 
     def get(self, url: str, **kwargs: Any) -> Future:
-        return self.request("GET", url, **kwargs)
+        if kwargs:
+            return self.request("GET", url, **kwargs)
+        # the most common call, in fewer Python frames: request()'s options
+        # for the same URL
+        try:
+            sub = self._prepared[("GET", url, None, None, None, False)]
+        except KeyError:
+            return self.request("GET", url)
+        return self._submit(sub)
 
     def head(self, url: str, **kwargs: Any) -> Future:
         kwargs.setdefault("allow_redirects", False)
@@ -288,7 +300,14 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         return
     resp = build_response(r, req, not stream, filled=True)
     info = _scratch.info  # the response's, until the next build_response
-    add_quiver_details(resp, info)
+    # what quiver knows beyond requests
+    t = info.timing
+    resp.http_version = info.http_version  # type: ignore[attr-defined]
+    resp.attempts = info.attempts  # type: ignore[attr-defined]
+    resp.timing = {"queued_ms": t.queued_ms, "dns_ms": t.dns_ms,  # type: ignore[attr-defined]
+                   "connect_ms": t.connect_ms, "tls_ms": t.tls_ms,
+                   "first_byte_ms": t.first_byte_ms, "total_ms": t.total_ms,
+                   "hooks_ms": t.hooks_ms}
     n = info.history_len
     if stream:
         resp.raw = StreamBody(qvf, r)
@@ -301,7 +320,7 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
             hr.request = prepared_request(method, hr.url, headers)
             hist.append(hr)
         resp.history = hist
-    settle(fut, resp)
+    fut._set(resp, None)  # claimed while pending: no cancel comes between
 
 
 __all__ = ["Session"]
