@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 TestSuite(executor, .timeout = 120);
 
@@ -294,9 +295,31 @@ static int count_entries(const char *dir)
     return n;
 }
 
+/* The descriptors open right now, each with what it is ("3=pipe:[1234] ..."):
+ * a count that differs says which one came or went. */
+static void list_fds(char *out, size_t cap)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d, "cannot open /proc/self/fd");
+    size_t used = 0;
+    out[0] = '\0';
+    for (struct dirent *e; (e = readdir(d)) && used < cap;) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) continue;
+        char link[32], what[128] = "?";
+        snprintf(link, sizeof link, "/proc/self/fd/%.10s", e->d_name);
+        ssize_t n = readlink(link, what, sizeof what - 1);
+        what[n > 0 ? n : 1] = '\0';
+        int w = snprintf(out + used, cap - used, "%s%.10s=%s", used ? " " : "", e->d_name, what);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    closedir(d);
+}
+
 Test(executor, no_thread_or_descriptor_leaks, .timeout = 120)
 {
     int threads0 = count_entries("/proc/self/task"), fds0 = count_entries("/proc/self/fd");
+    static char fds_before[4096], fds_after[4096];
+    list_fds(fds_before, sizeof fds_before);
     for (int round = 0; round < 3; round++) {
         qv_session *s = TX_SESSION(.max_workers = 8);
         qv_future *fs[32];
@@ -308,8 +331,9 @@ Test(executor, no_thread_or_descriptor_leaks, .timeout = 120)
         cr_assert_eq(count_entries("/proc/self/task"), threads0,
                      "round %d: %d threads after free, %d before", round,
                      count_entries("/proc/self/task"), threads0);
+        list_fds(fds_after, sizeof fds_after);
         cr_assert_eq(count_entries("/proc/self/fd"), fds0,
-                     "round %d: %d descriptors after free, %d before", round,
-                     count_entries("/proc/self/fd"), fds0);
+                     "round %d: %d descriptors after free, %d before\nbefore: %s\nafter:  %s",
+                     round, count_entries("/proc/self/fd"), fds0, fds_before, fds_after);
     }
 }
