@@ -558,6 +558,15 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
     return f;
 }
 
+qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *f)
+{
+    take_inbox(ex);
+    if (ex->nretries || ex->hosts.active || ex->hosts.phead || ex->ready.head != f) return NULL;
+    fifo_unlink(ex, f);
+    taken(ex, f);
+    return f;
+}
+
 qv_future *qv_executor_drain_locked(qv_executor *ex)
 {
     take_inbox(ex);

@@ -1,8 +1,28 @@
 /* The thread-pool executor: up to max_workers threads, started as work
  * arrives. Each worker owns one easy handle and a private curl_multi for its
  * whole life, so connections are reused across requests, and a cancel can
- * wake the worker out of its poll at once (curl_multi_wakeup). */
+ * wake the worker out of its poll at once (curl_multi_wakeup).
+ *
+ * A worker that no other could stand in for (the pool's only one running)
+ * lends its handle to the threads of the caller's that wait for results
+ * (qv_future_wait) when one slept since its last pop: the waiting thread
+ * then runs the future it waits for itself, with no wake-up between
+ * threads, while the lender sleeps; see lend. */
 #include "internal.h"
+
+/* How often a lender looks whether its handle is still used, and after how
+ * long unused it takes it back: transfers go on within about this long of
+ * the waiting thread going to do other work. */
+#define LEND_LOOK_MS 2
+#define LEND_AWAY_MS 0.5
+
+/* A worker's transfer handle and connection cache. */
+typedef struct tslot {
+    qv_slot slot;
+    CURLM *multi;
+    qv_future *f; /* an attempt a waiting thread left in it at its deadline */
+    int waited;   /* a thread slept in qv_future_wait on the attempt that ended last */
+} tslot;
 
 typedef struct tpool {
     qv_executor base;
@@ -10,36 +30,143 @@ typedef struct tpool {
     int nthreads;
     atomic_int idle; /* workers waiting for work (changed under ex->mu) */
     int signalled;   /* of those, already woken for a queued future */
+    /* The handle lent to waiting threads (written under ex->mu; read
+     * without it as a hint), whether one of them runs a transfer on it
+     * (inside) and when one last did (used_ms); the lender sleeps on
+     * lend_cv. */
+    _Atomic(tslot *) lent;
+    int inside;
+    double used_ms;
+    pthread_cond_t lend_cv;
 } tpool;
 
-static void run_one(qv_executor *ex, qv_slot *slot, CURLM **mp, qv_future *f)
+/* Runs an attempt of f (popped) on s until it ends, or until deadline
+ * (NULL: none) passes: then it is left in s, in flight (s->f), for the
+ * worker that owns s to finish. 1 if it ended. */
+static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespec *deadline)
 {
     /* Made on first use, and again after an allocation failed, so that one
      * failure does not break the worker for good. */
-    if (!slot->easy) slot->easy = curl_easy_init();
-    if (!*mp && (*mp = curl_multi_init()))
-        curl_multi_setopt(*mp, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
-    CURLM *multi = *mp;
-    qv_holder running = qv_transfer_holder(multi);
+    if (!s->slot.easy) s->slot.easy = curl_easy_init();
+    if (!s->multi && (s->multi = curl_multi_init()))
+        curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
+    qv_holder running = qv_transfer_holder(s->multi);
     if (!qv_future_begin(f, &running)) {
         /* Its cancel completed it. */
-    } else if (!slot->easy || !multi) {
+    } else if (!s->slot.easy || !s->multi) {
         qv_future_end_transfer(f);
         qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");
-    } else if (qv_transfer_setup(slot, f) == QV_OK) {
-        qv_transfer_finish(slot, qv_transfer_run(slot, multi, -1, NULL));
+    } else if (qv_transfer_setup(&s->slot, f) == QV_OK) {
+        CURLcode cc = CURLE_OUT_OF_MEMORY;
+        if (curl_multi_add_handle(s->multi, s->slot.easy) == CURLM_OK &&
+            !qv_transfer_drive(&s->slot, s->multi, deadline, -1, NULL, &cc)) {
+            s->f = f;
+            return 0;
+        }
+        s->waited = qv_future_slept_on(f);
+        qv_transfer_finish(&s->slot, cc);
     } else {
         qv_transfer_deliver(f);
     }
     qv_future_drop(f); /* the queue's reference */
+    return 1;
+}
+
+/* Finishes the attempt a waiting thread left in s, if any. */
+static void attempt_rest(tslot *s)
+{
+    qv_future *f = s->f;
+    if (!f) return;
+    s->f = NULL;
+    CURLcode cc;
+    qv_transfer_drive(&s->slot, s->multi, NULL, -1, NULL, &cc);
+    qv_transfer_finish(&s->slot, cc);
+    qv_future_drop(f);
+}
+
+/* Under ex->mu, before a pop: lending pays (a thread slept in
+ * qv_future_wait on the attempt this worker just ended: it waits for
+ * results, in order, and will take the next one itself rather than sleep
+ * again) and costs no concurrency (every worker is started, none idle, the
+ * others paused: no other could take the queue's next future). */
+static int should_lend(tpool *tp, tslot *own)
+{
+    qv_executor *ex = &tp->base;
+    int waited = own->waited;
+    own->waited = 0;
+    return waited && !atomic_load(&tp->lent) && !ex->shutdown &&
+           tp->nthreads == ex->o.max_workers && atomic_load(&tp->idle) == 0 &&
+           atomic_load(&ex->paused) == tp->nthreads - 1;
+}
+
+/* Under ex->mu: lends own to the waiting threads and sleeps until one gives
+ * it back (it cannot run what it waits for) or none used it for
+ * LEND_AWAY_MS, or shutdown; then finishes the attempt they left in it. */
+static void lend(tpool *tp, tslot *own)
+{
+    qv_executor *ex = &tp->base;
+    tp->used_ms = qv_now_ms();
+    atomic_store(&tp->lent, own);
+    while (atomic_load(&tp->lent) == own) {
+        struct timespec dl;
+        qv_deadline(&dl, LEND_LOOK_MS);
+        qv_cond_wait(&tp->lend_cv, &ex->mu, &dl);
+        if (atomic_load(&tp->lent) == own && !tp->inside &&
+            (ex->shutdown || qv_now_ms() - tp->used_ms >= LEND_AWAY_MS))
+            atomic_store(&tp->lent, NULL);
+    }
+    if (own->f) {
+        pthread_mutex_unlock(&ex->mu);
+        attempt_rest(own);
+        pthread_mutex_lock(&ex->mu);
+    }
+}
+
+/* Gives the lent handle back to its worker (ex->mu held). */
+static void give_back(tpool *tp)
+{
+    atomic_store(&tp->lent, NULL);
+    pthread_cond_signal(&tp->lend_cv);
+}
+
+static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *deadline)
+{
+    tpool *tp = (tpool *)ex;
+    qv_future *g = NULL;
+    tslot *s = atomic_load_explicit(&tp->lent, memory_order_relaxed);
+    if (s) {
+        pthread_mutex_lock(&ex->mu);
+        if ((s = atomic_load(&tp->lent)) && !tp->inside) {
+            /* A streamed body's transfer outlives the wait: its reader is
+             * this thread. */
+            if (!s->f && !f->req.io->stream) g = qv_executor_pop_next_locked(ex, f);
+            if (g)
+                tp->inside = 1;
+            else
+                give_back(tp); /* what this thread waits for runs elsewhere */
+        }
+        pthread_mutex_unlock(&ex->mu);
+    }
+    if (!g) return 0;
+    /* Its callbacks run here as on a worker: a wait in one of them for the
+     * pool's futures sleeps, and freeing the pool there is a misuse. */
+    qv_executor *was = qv_own_executor;
+    qv_own_executor = ex;
+    attempt(ex, s, g, deadline);
+    qv_own_executor = was;
+    pthread_mutex_lock(&ex->mu);
+    tp->inside = 0;
+    tp->used_ms = qv_now_ms();
+    if (s->f) give_back(tp); /* cut short by the deadline: its worker finishes it */
+    pthread_mutex_unlock(&ex->mu);
+    return 1;
 }
 
 static void *worker_main(void *arg)
 {
     qv_executor *ex = arg;
     tpool *tp = (tpool *)ex;
-    qv_slot slot = {0};
-    CURLM *multi = NULL;
+    tslot own = {0};
     qv_own_executor = ex;
     qv_mem_keep_begin();
     for (;;) {
@@ -52,6 +179,10 @@ static void *worker_main(void *arg)
                  * it have the core rather than finish more. */
                 pthread_cond_wait(&ex->resume, &ex->mu);
                 atomic_fetch_sub(&ex->paused, 1);
+                continue;
+            }
+            if (should_lend(tp, &own)) {
+                lend(tp, &own);
                 continue;
             }
             if ((f = qv_executor_pop_locked(ex, &wait_ms)) ||
@@ -73,10 +204,10 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&ex->mu);
         if (!f) break; /* shut down and drained */
-        run_one(ex, &slot, &multi, f);
+        attempt(ex, &own, f, NULL);
     }
-    qv_transfer_slot_free(&slot);
-    if (multi) curl_multi_cleanup(multi);
+    qv_transfer_slot_free(&own.slot);
+    if (own.multi) curl_multi_cleanup(own.multi);
     qv_mem_keep_end();
     return NULL;
 }
@@ -118,6 +249,7 @@ static void tp_shutdown(qv_executor *ex)
     tpool *tp = (tpool *)ex;
     pthread_mutex_lock(&ex->mu);
     pthread_cond_broadcast(&ex->cv);
+    pthread_cond_signal(&tp->lend_cv); /* a lender takes its handle back */
     int n = tp->nthreads;
     pthread_mutex_unlock(&ex->mu);
     /* No thread starts after shutdown is set, so n is final. */
@@ -128,6 +260,7 @@ static void tp_shutdown(qv_executor *ex)
 static void tp_destroy(qv_executor *ex)
 {
     tpool *tp = (tpool *)ex;
+    pthread_cond_destroy(&tp->lend_cv);
     qv_free(tp->threads);
     qv_free(tp);
 }
@@ -135,6 +268,7 @@ static void tp_destroy(qv_executor *ex)
 static const qv_executor_vt tpool_vt = {
     .notify = tp_notify,
     .all_busy = tp_all_busy,
+    .run_waited = tp_run_waited,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
 };
@@ -143,8 +277,13 @@ int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
 {
     tpool *tp = qv_calloc(1, sizeof(*tp));
     if (!tp) return QV_ENOMEM;
+    if (qv_cond_init(&tp->lend_cv)) {
+        qv_free(tp);
+        return QV_ENOMEM;
+    }
     int rc = qv_executor_init(&tp->base, &tpool_vt, o);
     if (rc) {
+        pthread_cond_destroy(&tp->lend_cv);
         qv_free(tp);
         return rc;
     }

@@ -380,6 +380,22 @@ int qv_future_wait(qv_future *f, long timeout_ms)
         if (rc != QV_ENOMEM) return rc;
         qv_lock_take(&f->lock);
     }
+    /* On a pool that lends its handle to waiting threads, this one may run
+     * f itself rather than sleep (executor_threads.c). Running, f keeps its
+     * executor alive: so does this thread's reference until it is done. */
+    qv_executor *ex = !terminal(f->state) && timeout_ms != 0 && f->ex && f->ex->vt->run_waited &&
+                              qv_own_executor != f->ex
+                          ? f->ex
+                          : NULL;
+    if (ex) {
+        qv_executor_ref(ex);
+        int ran;
+        do {
+            qv_lock_give(&f->lock);
+            ran = ex->vt->run_waited(ex, f, timeout_ms >= 0 ? &dl : NULL);
+            qv_lock_take(&f->lock);
+        } while (ran && !terminal(f->state) && (timeout_ms < 0 || qv_ms_left(&dl) > 0));
+    }
     if (!terminal(f->state)) {
         qv_executor *wake = want_locked(f);
         if (wake) {
@@ -393,9 +409,15 @@ int qv_future_wait(qv_future *f, long timeout_ms)
         timed_out = qv_signal_wait(&f->changed, &f->lock, timeout_ms >= 0 ? &dl : NULL) != 0;
     int done = terminal(f->state);
     qv_lock_give(&f->lock);
+    if (ex) qv_executor_unref(ex);
     if (!done) return QV_EWAIT_TIMEOUT;
     qv_executor_collected(f);
     return QV_OK;
+}
+
+int qv_future_slept_on(qv_future *f)
+{
+    return qv_signal_sleepers(&f->changed);
 }
 
 int qv_future_result(qv_future *f, qv_response **out, long timeout_ms)

@@ -156,6 +156,8 @@ typedef struct qv_signal {
 int qv_signal_wait(qv_signal *s, qv_lock *l, const struct timespec *deadline);
 /* Wakes every thread asleep on s (with or without the lock held). */
 void qv_signal_all(qv_signal *s);
+/* 1 if a thread may be asleep on s (since the last broadcast). */
+int qv_signal_sleepers(qv_signal *s);
 
 /* ------------------------------------------------------- headers (headers.c) */
 
@@ -505,6 +507,8 @@ int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to);
 /* Waits for an attempt (its holder says so), or PENDING: what
  * close(cancel_pending) cancels. */
 int qv_future_waiting(qv_future *f);
+/* 1 if a thread sleeps in qv_future_wait on f (not done). */
+int qv_future_slept_on(qv_future *f);
 /* Tells f's holder to look at it again (a streamed body's reader). */
 void qv_future_poke(qv_future *f);
 /* Stops the transfer of f's streamed body (its reader let go). */
@@ -1015,6 +1019,12 @@ int qv_transfer_settle(qv_future *f);
  * on_readable(slot) runs when it becomes readable (a worker's control
  * channel). */
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
+/* The same in steps, for a transfer that may change threads: drives the
+ * slot's transfer, already in multi, until it ends (1, with *cc its result
+ * and the handle out of multi) or deadline (NULL: none) passes (0: it is
+ * still in multi, for any one thread at a time to drive on). */
+int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline, int watch_fd,
+                      void (*on_readable)(qv_slot *), CURLcode *cc);
 /* Takes the transfer's handle out of its multi (closing the connection if
  * the transfer did not end cleanly). */
 void qv_transfer_detach(qv_slot *slot, CURLM *multi);
@@ -1245,6 +1255,11 @@ typedef struct qv_executor_vt {
      * meanwhile, or sleeps on w until the one driving hands it the lead.
      * Returns early when it may not drive (the caller then sleeps on w). */
     void (*drive)(qv_executor *ex, qv_waiter *w, const struct timespec *deadline);
+    /* A thread of the caller's is about to sleep in qv_future_wait until f
+     * (not done) completes, or deadline (NULL: none) passes (optional): 1 if
+     * an attempt of f ran on this thread meanwhile (the caller looks at f
+     * again), 0 if not (the caller sleeps). */
+    int (*run_waited)(qv_executor *ex, qv_future *f, const struct timespec *deadline);
     /* Stop after draining the queue; join workers. */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);
@@ -1336,6 +1351,9 @@ int qv_executor_submit(qv_executor *ex, qv_future *f);
  * (if not NULL) is how long until one may be (a retry's time, a host's next
  * token), or -1 if only a submit or a finished request can change it. */
 qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
+/* Pops f (ex->mu held) if it is what a pop would return next and no
+ * limit or retry is in play (the queue is a plain FIFO); else NULL. */
+qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *f);
 /* Pops anything still waiting, limits and retry times aside, to fail it
  * (popped: a cancel waits for that failure). */
 qv_future *qv_executor_drain_locked(qv_executor *ex);

@@ -59,3 +59,8 @@ void qv_signal_all(qv_signal *s)
     }
     if (v & 1) futex(&s->v, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
+
+int qv_signal_sleepers(qv_signal *s)
+{
+    return atomic_load(&s->v) & 1;
+}

@@ -1097,35 +1097,53 @@ static int lent_pass(void *arg, long wait_ms)
     return curl_multi_perform(l->multi, &running) == CURLM_OK && running;
 }
 
-CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *))
+int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline, int watch_fd,
+                      void (*on_readable)(qv_slot *), CURLcode *cc)
 {
     lent lend = {slot, multi};
-    CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
-    if (curl_multi_add_handle(multi, slot->easy)) return CURLE_OUT_OF_MEMORY;
+    int ended = 1;
+    *cc = CURLE_ABORTED_BY_CALLBACK;
     struct curl_waitfd wfd = {.fd = watch_fd, .events = CURL_WAIT_POLLIN};
     for (;;) {
         int running = 0;
         if (curl_multi_perform(multi, &running)) {
-            cc = CURLE_OUT_OF_MEMORY;
+            *cc = CURLE_OUT_OF_MEMORY;
             break;
         }
         if (!running) {
             int left;
             CURLMsg *m = curl_multi_info_read(multi, &left);
-            cc = m && m->msg == CURLMSG_DONE ? m->data.result : CURLE_GOT_NOTHING;
-            if (qv_transfer_again(slot, multi, &cc)) continue;
+            *cc = m && m->msg == CURLMSG_DONE ? m->data.result : CURLE_GOT_NOTHING;
+            if (qv_transfer_again(slot, multi, cc)) continue;
             break;
         }
         if (qv_transfer_should_abort(slot)) break;
         qv_later_run();
         /* A streamed body's reader that waits receives it itself. */
         if (slot->pipe && watch_fd < 0 && qv_pipe_lend(slot->pipe, lent_pass, &lend)) continue;
+        long cap = 1000;
+        if (deadline) {
+            long left = qv_ms_left(deadline);
+            if (left == 0) {
+                ended = 0;
+                break;
+            }
+            if (left < cap) cap = left;
+        }
         wfd.revents = 0;
         curl_multi_poll(multi, watch_fd >= 0 ? &wfd : NULL, watch_fd >= 0,
-                        (int)qv_transfer_poll_ms(slot, 1000), NULL);
+                        (int)qv_transfer_poll_ms(slot, cap), NULL);
         if (wfd.revents) on_readable(slot);
     }
     qv_later_run();
-    qv_transfer_detach(slot, multi);
+    if (ended) qv_transfer_detach(slot, multi);
+    return ended;
+}
+
+CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *))
+{
+    CURLcode cc = CURLE_OUT_OF_MEMORY;
+    if (curl_multi_add_handle(multi, slot->easy) == CURLM_OK)
+        qv_transfer_drive(slot, multi, NULL, watch_fd, on_readable, &cc);
     return cc;
 }

@@ -35,6 +35,11 @@
  *     delivery thread), says stop, or is cancelled.
  *  7. holders (holders.c, once, before the executors): a future's holder
  *     hands it to another while a cancel races the hand-over.
+ *  8. (threads) a worker's handle lent to waiting threads: two threads
+ *     wait for results in order on a one-worker pool (each may run them on
+ *     the handle its worker lends), some waits time out first (the attempt
+ *     goes back to the worker half done), and each cancels some of the
+ *     other's futures while they run.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -74,7 +79,7 @@
 /* Room for the requests of a run: phases 3 and 4 submit for a set time
  * (at most ~2,000 per kind), phases 1 and 2 ~40 per kind and round. */
 #define ITEMS_FIXED     10000
-#define ITEMS_PER_ROUND 200
+#define ITEMS_PER_ROUND 216
 
 /* ------------------------------------------------------------------ checks */
 
@@ -882,6 +887,74 @@ static void streams(world *w)
     }
 }
 
+/* ------------------------------- 8. a worker's handle lent to waiting threads */
+
+typedef struct lender_world {
+    qv_session *s;
+    int rounds;
+    _Atomic(qv_future *) to_cancel[2]; /* each thread's, for the other (a reference) */
+} lender_world;
+
+typedef struct lent_waiter {
+    lender_world *lw;
+    int id;
+} lent_waiter;
+
+/* Cancels what the other thread left to cancel, if anything. */
+static void cancel_other(lender_world *lw, int id)
+{
+    qv_future *f = atomic_exchange(&lw->to_cancel[!id], NULL);
+    if (!f) return;
+    qv_future_cancel(f);
+    qv_future_release(f);
+}
+
+static void *lent_waiter_main(void *arg)
+{
+    lent_waiter *lwr = arg;
+    lender_world *lw = lwr->lw;
+    unsigned long long rs = seed ^ (0x1e4dULL * (unsigned long long)(lwr->id + 1));
+    for (int i = 0; i < 3 * lw->rounds; i++) {
+        item *it[2];
+        int rc = submit(lw->s, rnd(&rs, 3) ? url_small : url_drip, &it[0]);
+        CHECK(rc == QV_OK, "submit to a one-worker pool: %s", qv_errname(rc));
+        if (rc) continue;
+        rc = submit(lw->s, rnd(&rs, 2) ? url_small : url_drip, &it[1]);
+        CHECK(rc == QV_OK, "submit to a one-worker pool: %s", qv_errname(rc));
+        if (rc) {
+            settle(it[0]);
+            continue;
+        }
+        if (rnd(&rs, 3) == 0) {
+            it[1]->may_cancel = 1;
+            qv_future *old = atomic_exchange(&lw->to_cancel[lwr->id], qv_future_ref(it[1]->f));
+            if (old) qv_future_release(old);
+        }
+        /* A wait that may end first: the attempt it runs goes back to
+         * its worker in flight. */
+        if (rnd(&rs, 2)) {
+            rc = qv_future_wait(it[0]->f, (long)rnd(&rs, 20));
+            CHECK(rc == QV_OK || rc == QV_EWAIT_TIMEOUT, "a short wait: %s", qv_errname(rc));
+        }
+        settle(it[0]);
+        cancel_other(lw, lwr->id);
+        settle(it[1]);
+    }
+    qv_future *f = atomic_exchange(&lw->to_cancel[lwr->id], NULL);
+    if (f) qv_future_release(f);
+    return NULL;
+}
+
+static void lent_to_waiters(world *w)
+{
+    lender_world lw = {.s = new_session(NULL, w->kind, 1), .rounds = w->rounds};
+    lent_waiter lwr[2] = {{&lw, 0}, {&lw, 1}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) t[i] = spawn(lent_waiter_main, &lwr[i]);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    qv_session_free(lw.s);
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void run_kind(qv_executor_kind kind, int rounds)
@@ -912,6 +985,7 @@ static void run_kind(qv_executor_kind kind, int rounds)
     free_with_work_in_flight(&w, ex2);
     if (kind == QV_PROCESSES) pools_around_callbacks(&w);
     streams(&w);
+    if (kind == QV_THREADS) lent_to_waiters(&w);
 
     for (int i = 0; i < 3; i++) qv_session_free(w.s[i]);
     /* Every callback has run by now (sessions wait for them). */
