@@ -49,12 +49,11 @@ typedef struct pworker {
      * and message. */
     int stopped;
     char *stopped_msg;
-    /* f's streamed body (stream = 1), once its headers came: the ring's
-     * bytes go there; while it has no room the worker's socket is not read
-     * (throttled) and its ring not emptied, so the worker, and its
-     * transfer, wait. */
+    /* f's streamed body (stream = 1), once its headers came: its reader
+     * takes the ring's bytes itself (ring_lent) until the answer, or the
+     * reader let go (then this thread drops what comes). */
     qv_pipe *pipe;
-    int throttled;
+    int ring_lent;
     /* Its body ring (ring.c): bytes taken out so far; ring_more: stopped
      * taking before the ring was empty, to let the other workers' frames
      * in (this thread comes back to it before it sleeps). */
@@ -65,6 +64,8 @@ typedef struct pworker {
     int ring_more;
     int reaped; /* its death was told: its pid may be another process's now */
 } pworker;
+
+enum { RING_EMPTY, RING_LEFT, RING_BAD };
 
 static void kill_worker(pworker *w)
 {
@@ -382,6 +383,25 @@ static void after_answer(procs *P, pworker *w, int took)
         hold(P, unsend(w));
 }
 
+/* Wakes w, which waits for room in its ring or for an answer to be acted on. */
+static void send_room(pworker *w)
+{
+    qv_buf b = {0};
+    if (w->fd >= 0 && !qv_wire_encode_bare(&b, QV_WIRE_ROOM)) qv_fd_write_all(w->fd, b.data, b.len);
+    qv_buf_free(&b);
+}
+
+/* The ring lent to w's reader comes back to this thread (see
+ * qv_pipe_ring_detach): QV_OK, or why the body's rest is lost. */
+static int take_ring_back(pworker *w)
+{
+    if (!w->ring_lent) return QV_OK;
+    w->ring_lent = 0;
+    int rc = qv_pipe_ring_detach(w->pipe, &w->tail);
+    if (qv_ring_taken(&w->ring, w->tail)) send_room(w);
+    return rc;
+}
+
 /* The future's last word from its worker, then the worker is idle again. */
 static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
 {
@@ -393,7 +413,18 @@ static void settle(pworker *w, int st, int err, char *msg, qv_response *r)
     qv_free(w->stopped_msg);
     w->stopped_msg = NULL;
     if (w->pipe) {
-        /* Completed with its headers: this outcome ends its body. */
+        /* Completed with its headers: this outcome ends its body, after
+         * what its reader has not taken from the ring yet. */
+        int rc = take_ring_back(w);
+        if (rc && st == QV_FINISHED) {
+            st = QV_FAILED;
+            err = rc;
+            qv_free(msg);
+            msg = qv_future_message(f, rc,
+                                    rc == QV_ENOMEM ? "out of memory for the streamed body"
+                                                    : "malformed body ring from worker %d",
+                                    (int)w->pid);
+        }
         qv_pipe_finish(w->pipe, st == QV_FINISHED ? QV_OK : err, msg);
         qv_pipe_unref(w->pipe);
         w->pipe = NULL;
@@ -594,7 +625,7 @@ static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     qv_free(msg);
     curl_slist_free_all(jar);
     if (!rc && !r) rc = QV_EPROTOCOL;
-    if (!rc && !(w->pipe = qv_pipe_new(f))) rc = QV_ENOMEM;
+    if (!rc && !(w->pipe = qv_pipe_new_ring(f, &w->ring, w->tail))) rc = QV_ENOMEM;
     if (rc) {
         /* The body would have nowhere to go: the future fails with its answer. */
         qv_response_free(r);
@@ -605,6 +636,7 @@ static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t l
                 : qv_future_message(f, rc, "malformed headers from worker %d", (int)w->pid));
         return;
     }
+    w->ring_lent = 1;
     r->pipe = w->pipe;
     r->body_bytes = 0;
     r->timing.queued_ms = f->started_ms - f->submitted_ms;
@@ -614,65 +646,55 @@ static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t l
     qv_stream_opened(f);
 }
 
-/* Stops or starts reading w's socket. */
-static void throttle(procs *P, pworker *w, int on)
-{
-    if (w->throttled == on || w->fd < 0) return;
-    w->throttled = on;
-    epoll_ctl(P->ep, EPOLL_CTL_MOD, w->fd,
-              &(struct epoll_event){.events = on ? 0 : EPOLLIN, .data.fd = w->fd});
-}
-
 /* Bytes of w's ring for f's on_data (in this thread, outside the fork
- * lock, as a done callback) or its reader's pipe; or for no one (no
- * future, or one that stopped or was lost): 0, or 1 if the pipe has no
- * room (nothing was taken). A stop tells the worker to stop and keeps the
- * error for its answer; a reader that let go stops the worker too. */
-static int hand_on(procs *P, pworker *w, const unsigned char *p, size_t n)
+ * lock, as a done callback); or for no one (no future, one that stopped
+ * or was lost, a streamed body whose reader let go). A stop tells the
+ * worker to stop and keeps the error for its answer. */
+static void hand_on(procs *P, pworker *w, const unsigned char *p, size_t n)
 {
     qv_future *f = w->f;
-    if (!f || w->f_lost || w->stopped) return 0;
-    if (w->pipe) {
-        /* (a dead worker's last bytes are taken whatever the room) */
-        int rc = w->reaped ? qv_pipe_push_any(w->pipe, (const char *)p, n)
-                           : qv_pipe_push(w->pipe, (const char *)p, n);
-        if (rc < 0) cancel_running(P, w); /* what it still sends goes */
-        return rc == 1;
-    }
-    if (!f->req.io->on_data) return 0;
+    if (!f || w->f_lost || w->stopped || w->pipe || !f->req.io->on_data) return;
     int e = 0;
     dispatcher_gate(0);
     int rc = qv_sink_hand_on(f, (const char *)p, n, &e);
     dispatcher_gate(1);
     if (rc) stop_running(P, w, rc, qv_sink_stop_message(f, rc, e));
-    return 0;
 }
 
-/* Wakes w, which waits for room in its ring or for an answer to be acted on. */
-static void send_room(pworker *w)
+/* w's ring is lent to its reader: acts on what the reader said (a worker
+ * that waits for room it made is woken; one whose reader let go is
+ * stopped, and the ring comes back to this thread, which drops the rest).
+ * RING_BAD if the worker wrote a head it could not have. */
+static int lent_ring(procs *P, pworker *w)
 {
-    qv_buf b = {0};
-    if (!qv_wire_encode_bare(&b, QV_WIRE_ROOM)) qv_fd_write_all(w->fd, b.data, b.len);
-    qv_buf_free(&b);
+    int st = qv_pipe_ring_state(w->pipe);
+    if (st & QV_PIPE_BAD) return RING_BAD;
+    if (st & QV_PIPE_ROOM) send_room(w);
+    if (st & QV_PIPE_CLOSED) {
+        take_ring_back(w);
+        cancel_running(P, w);
+    }
+    return RING_EMPTY;
 }
 
-/* Pieces handed on at a time: to a pipe, no more than it takes while half
- * full; to on_data, a quarter of the ring, so the worker has room again
- * while on_data runs. At most a ring's worth is taken in one go: a worker
- * as fast as its on_data does not keep this thread from the others. */
-#define PIPE_PIECE QV_DATA_BATCH
+/* Pieces handed to on_data at a time: a quarter of the ring, so the
+ * worker has room again while on_data runs. At most a ring's worth is
+ * taken in one go: a worker as fast as its on_data does not keep this
+ * thread from the others. */
 #define DATA_PIECE (QV_RING_CAP / 4)
 
-enum { RING_EMPTY, RING_LEFT, RING_BAD };
-
 /* Takes what w's ring holds (see ring.c): RING_EMPTY once it is empty (the
- * worker then wakes this thread when more comes), RING_LEFT if bytes are
- * left (the reader's pipe is full: w is throttled; or a ring's worth was
- * taken: ring_more), RING_BAD if the worker wrote an index it could not
- * have (it is to be killed as malformed). */
+ * worker then wakes this thread when more comes) or its reader takes it,
+ * RING_LEFT if bytes are left (a ring's worth was taken: ring_more),
+ * RING_BAD if the worker wrote an index it could not have (it is to be
+ * killed as malformed). */
 static int ring_drain(procs *P, pworker *w)
 {
     size_t taken = 0;
+    if (w->ring_lent) {
+        int rc = lent_ring(P, w);
+        if (rc != RING_EMPTY || w->ring_lent) return rc;
+    }
     /* A streamed body's bytes wait for its headers' frame, sent before
      * them but maybe not read yet. */
     if (w->f && !w->pipe && !w->f_lost && !w->stopped && w->f->req.io->stream) return RING_EMPTY;
@@ -689,13 +711,9 @@ static int ring_drain(procs *P, pworker *w)
             return RING_LEFT;
         }
         size_t at = (size_t)(w->tail % QV_RING_CAP), n = (size_t)in;
-        size_t piece = w->pipe ? PIPE_PIECE : DATA_PIECE;
         if (n > QV_RING_CAP - at) n = QV_RING_CAP - at;
-        if (n > piece) n = piece;
-        if (hand_on(P, w, w->ring.data + at, n)) {
-            throttle(P, w, 1);
-            return RING_LEFT;
-        }
+        if (n > DATA_PIECE) n = DATA_PIECE;
+        hand_on(P, w, w->ring.data + at, n);
         w->tail += n;
         taken += n;
         if (qv_ring_taken(&w->ring, w->tail)) send_room(w);
@@ -770,7 +788,7 @@ static void on_worker_readable(procs *P, pworker *w)
             /* The ring's bytes from now on are the next request's. */
             if (qv_ring_answered(&w->ring, ++w->answers)) send_room(w);
         }
-    } while (!w->throttled && qv_frame_buffered(&w->in));
+    } while (qv_frame_buffered(&w->in));
 }
 
 /* Takes the rest of w's ring, then the frames already read after it. */
@@ -778,22 +796,15 @@ static void resume_ring(procs *P, pworker *w)
 {
     int rc = ring_drain(P, w);
     if (rc == RING_BAD) malformed(P, w);
-    if (rc != RING_EMPTY) return;
-    throttle(P, w, 0);
-    if (qv_frame_buffered(&w->in)) on_worker_readable(P, w);
+    if (rc == RING_EMPTY && qv_frame_buffered(&w->in)) on_worker_readable(P, w);
 }
 
-/* Throttled workers whose readers made room (or let go) are read again,
- * their rings first. */
-static void unthrottle(procs *P)
+/* Workers whose rings are lent to readers, which may have poked (room
+ * made for a worker that waits, a reader that let go, a bad head). */
+static void look_at_readers(procs *P)
 {
-    for (int i = 0; i < P->nw; i++) {
-        pworker *w = &P->w[i];
-        int resume;
-        if (!w->throttled) continue;
-        if (w->pipe && !qv_pipe_state(w->pipe, &resume) && !resume) continue;
-        resume_ring(P, w);
-    }
+    for (int i = 0; i < P->nw; i++)
+        if (P->w[i].ring_lent) resume_ring(P, &P->w[i]);
 }
 
 /* Workers whose rings were left with bytes in (ring_more), taken on. */
@@ -1182,7 +1193,7 @@ static void *dispatch_main(void *arg)
             while (read(P->wake[0], drain, sizeof(drain)) == (ssize_t)sizeof(drain)) {
             }
             send_cancels(P);
-            unthrottle(P);
+            look_at_readers(P);
         }
         /* Workers first (their answers), then the zygote (deaths, spawns),
          * which may reorder the worker array. */

@@ -158,6 +158,13 @@ int qv_signal_wait(qv_signal *s, qv_lock *l, const struct timespec *deadline);
 void qv_signal_all(qv_signal *s);
 /* 1 if a thread may be asleep on s (since the last broadcast). */
 int qv_signal_sleepers(qv_signal *s);
+/* A qv_signal in memory shared between processes (the body ring),
+ * waited on without a qv_lock: the waiter calls qv_signal_prepare before
+ * it looks at the condition a last time, then sleeps with what it
+ * returned, which a broadcast since makes return at once. */
+unsigned qv_signal_prepare(qv_signal *s);
+int qv_signal_sleep_shared(qv_signal *s, unsigned v, const struct timespec *deadline);
+void qv_signal_all_shared(qv_signal *s);
 
 /* ------------------------------------------------------- headers (headers.c) */
 
@@ -1118,9 +1125,6 @@ int qv_pipe_pump(qv_pipe *p, int (*fn)(void *arg, const char *data, size_t n), v
 /* The transfer's bytes: 0 taken, 1 no room (the transfer pauses; pushed
  * again later), -1 the reader let go, -2 out of memory. */
 int qv_pipe_push(qv_pipe *p, const char *data, size_t n);
-/* The same, taking the bytes even without room (the ring grows): for a
- * process pool's dispatcher, which holds back at the socket instead. */
-int qv_pipe_push_any(qv_pipe *p, const char *data, size_t n);
 /* 1 if the pipe is open and holds nothing: every byte pushed was handed
  * on, so the producer may hand on the next ones itself, in order. */
 int qv_pipe_drained(qv_pipe *p);
@@ -1144,6 +1148,24 @@ void qv_pipe_finish(qv_pipe *p, int err, const char *msg);
 /* The reader lets go: the transfer is stopped. */
 void qv_pipe_close(qv_pipe *p);
 int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg);
+/* A process pool's streamed body: a pipe lent the worker's body ring
+ * (ring.c) from tail on, which its reader copies out of itself, giving
+ * the room back, with no copy on the dispatcher (producer is poked as
+ * above, also when the worker waits for room or wrote a bad head). */
+struct qv_ring;
+qv_pipe *qv_pipe_new_ring(qv_future *producer, const struct qv_ring *ring, uint64_t tail);
+/* The dispatcher, poked: what the lent ring's reader says. */
+enum {
+    QV_PIPE_CLOSED = 1, /* the reader let go */
+    QV_PIPE_ROOM = 2,   /* the worker waits for room and has some: send it ROOM */
+    QV_PIPE_BAD = 4     /* the worker wrote a head it could not have */
+};
+int qv_pipe_ring_state(qv_pipe *p);
+/* The dispatcher takes the ring back (the body's end, or the worker's):
+ * what the reader has not taken is copied into the pipe (not if it let
+ * go); *tail is where the ring was taken to (not yet published). QV_OK,
+ * QV_EPROTOCOL (a bad head: nothing was copied) or QV_ENOMEM. */
+int qv_pipe_ring_detach(qv_pipe *p, uint64_t *tail);
 
 /* ----------------------------------------------------- pump runs (pump.c) */
 
@@ -1457,6 +1479,11 @@ typedef struct qv_ring_hdr {
     _Atomic uint64_t tail; /* bytes taken out (the parent's) */
     char pad1[56];
     atomic_int reader_waits; /* the parent found the ring empty: bytes need a RING frame */
+    /* A streamed body's reader, which the ring is lent to, found it empty
+     * and sleeps on stream_wake (a futex of the two processes'): the
+     * worker wakes it itself, with no frame and no dispatcher. */
+    atomic_int stream_waits;
+    qv_signal stream_wake;
     atomic_int writer_waits; /* the worker waits (room, answers read): a ROOM frame wakes it */
     /* Answers (RESPONSE frames) the parent has acted on (the parent's): a
      * request's first byte waits for the one before to be, so that the
@@ -1482,15 +1509,20 @@ void qv_ring_reset(qv_ring *r);
 /* A process worker's ring (NULL in any other process): tests reach it
  * from a hook. */
 extern qv_ring *qv_worker_ring;
+/* The most of the ring a streamed body (stream = 1) fills: what a pipe
+ * holds on the other executors, so a reader that stops holds as much
+ * back. */
+#define QV_RING_STREAM QV_PIPE_CAP
 /* The producer: copies up to n bytes in at *head (as many as there is room
- * for), publishes the new head and returns how many. */
-size_t qv_ring_put(qv_ring *r, uint64_t *head, const void *p, size_t n);
+ * for, with at most cap bytes in: QV_RING_CAP, or QV_RING_STREAM),
+ * publishes the new head and returns how many. */
+size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t n);
 /* The producer, after putting bytes in: 1 if the consumer waits for them
  * (its flag is cleared: the caller sends the RING frame). */
 int qv_ring_reader_woken(qv_ring *r);
-/* The producer, finding no room: sets its flag; 1 if there is room after
- * all (no frame to wait for). */
-int qv_ring_writer_wait(qv_ring *r, uint64_t head);
+/* The producer, finding no room (cap as for qv_ring_put): sets its flag;
+ * 1 if there is room after all (no frame to wait for). */
+int qv_ring_writer_wait(qv_ring *r, uint64_t head, size_t cap);
 /* The producer, about to put a request's first byte in: sets its flag; 1
  * if the parent has acted on all `sent` answers after all. */
 int qv_ring_writer_wait_answers(qv_ring *r, uint64_t sent);
@@ -1503,9 +1535,23 @@ long qv_ring_avail(qv_ring *r, uint64_t tail);
 /* The consumer took up to tail: publishes it; 1 if the producer waits for
  * room (its flag is cleared: the caller sends the ROOM frame). */
 int qv_ring_taken(qv_ring *r, uint64_t tail);
+/* The same for a streamed body, looking at the producer's flag only once
+ * at most half its QV_RING_STREAM holds bytes (left of them): a producer
+ * that waits for room is woken for half of it, not for each piece taken. */
+int qv_ring_taken_lazily(qv_ring *r, uint64_t tail, size_t left);
 /* The consumer, finding the ring empty at tail: sets its flag; 1 if bytes
  * came after all. */
 int qv_ring_reader_wait(qv_ring *r, uint64_t tail);
+/* A streamed body's reader, finding the ring empty at tail: sets its flag;
+ * 0 if bytes came after all, else what to sleep with. */
+unsigned qv_ring_stream_wait(qv_ring *r, uint64_t tail);
+/* ... sleeps until woken or the monotonic deadline (NULL: none): 0 or
+ * ETIMEDOUT. */
+int qv_ring_stream_sleep(qv_ring *r, unsigned v, const struct timespec *deadline);
+/* Wakes that reader (the parent's own wakers: the end, a close). */
+void qv_ring_stream_kick(qv_ring *r);
+/* The producer, after putting bytes in: wakes that reader if it waits. */
+void qv_ring_stream_woken(qv_ring *r);
 
 /* ------------------------------------------------- process workers (procs_worker.c) */
 

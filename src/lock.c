@@ -40,24 +40,49 @@ void qv_lock_give(qv_lock *l)
     futex(&l->v, FUTEX_WAKE_PRIVATE, 1, NULL);
 }
 
+unsigned qv_signal_prepare(qv_signal *s)
+{
+    return atomic_fetch_or(&s->v, 1) | 1;
+}
+
+static int signal_sleep(qv_signal *s, unsigned v, const struct timespec *deadline, int op)
+{
+    long rc = futex(&s->v, op, v, deadline);
+    return rc != 0 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
 int qv_signal_wait(qv_signal *s, qv_lock *l, const struct timespec *deadline)
 {
     /* Under l, before the condition can change: a broadcast after this
      * sees the bit, and changes the word, so the sleep below cannot miss it. */
-    unsigned v = atomic_fetch_or(&s->v, 1) | 1;
+    unsigned v = qv_signal_prepare(s);
     qv_lock_give(l);
-    long rc = futex(&s->v, FUTEX_WAIT_BITSET_PRIVATE, v, deadline);
-    int timed_out = rc != 0 && errno == ETIMEDOUT;
+    int rc = signal_sleep(s, v, deadline, FUTEX_WAIT_BITSET_PRIVATE);
     qv_lock_take(l);
-    return timed_out ? ETIMEDOUT : 0;
+    return rc;
 }
 
-void qv_signal_all(qv_signal *s)
+int qv_signal_sleep_shared(qv_signal *s, unsigned v, const struct timespec *deadline)
+{
+    return signal_sleep(s, v, deadline, FUTEX_WAIT_BITSET);
+}
+
+static void signal_all(qv_signal *s, int op)
 {
     unsigned v = atomic_load(&s->v);
     while (!atomic_compare_exchange_weak(&s->v, &v, (v & ~1u) + 2)) {
     }
-    if (v & 1) futex(&s->v, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+    if (v & 1) futex(&s->v, op, INT_MAX, NULL);
+}
+
+void qv_signal_all(qv_signal *s)
+{
+    signal_all(s, FUTEX_WAKE_PRIVATE);
+}
+
+void qv_signal_all_shared(qv_signal *s)
+{
+    signal_all(s, FUTEX_WAKE);
 }
 
 int qv_signal_sleepers(qv_signal *s)

@@ -48,6 +48,16 @@ struct qv_pipe {
     double left_ms;      /* when the reader last came out */
     int (*pass)(void *arg, long wait_ms);
     void *pass_arg;
+    /* A pipe lent a process worker's body ring (qv_pipe_new_ring): the
+     * reader copies straight out of the parent's mapping of it (src.h
+     * non-NULL) from src_tail on and gives the room back itself, until the
+     * dispatcher takes the ring back (qv_pipe_ring_detach); buf is empty
+     * until then (and holds what the reader had not taken after). room_owed: the worker waits for
+     * room, which only the dispatcher may tell it (the socket is its); src_bad: the worker wrote a
+     * head it could not have (nothing more is read from the ring). */
+    qv_ring src;
+    uint64_t src_tail;
+    int room_owed, src_bad;
 };
 
 /* While its transfer is lent, the lender looks this often, and takes it back
@@ -91,6 +101,16 @@ fail:
     qv_free(p->buf);
     qv_free(p);
     return NULL;
+}
+
+qv_pipe *qv_pipe_new_ring(qv_future *producer, const qv_ring *ring, uint64_t tail)
+{
+    qv_pipe *p = qv_pipe_new(producer);
+    if (p) {
+        p->src = *ring;
+        p->src_tail = tail;
+    }
+    return p;
 }
 
 qv_pipe *qv_pipe_new_pump(qv_future *producer, void (*ready)(void *arg), void *arg)
@@ -150,10 +170,17 @@ static void wake_driver(qv_pipe *p)
     pthread_mutex_unlock(&rw->w.mu);
 }
 
+/* Under p->mu: a reader asleep on the lent ring looks again. */
+static void kick(qv_pipe *p)
+{
+    if (p->src.h) qv_ring_stream_kick(&p->src);
+}
+
 /* Under p->mu: the consumer takes what is there. */
 static void wake(qv_pipe *p)
 {
     pthread_cond_broadcast(&p->cv);
+    kick(p);
     wake_driver(p);
     schedule(p);
 }
@@ -184,46 +211,39 @@ static int grow(qv_pipe *p, size_t want)
     return 0;
 }
 
-static int push(qv_pipe *p, const char *data, size_t n, int any)
+/* Under p->mu: n more bytes in, the ring grown if they do not fit: 0, or
+ * -1 out of memory. */
+static int append(qv_pipe *p, const char *data, size_t n)
+{
+    if (n > p->cap - p->len && grow(p, p->len + n)) return -1;
+    size_t at = (p->start + p->len) % p->cap, first = p->cap - at < n ? p->cap - at : n;
+    memcpy(p->buf + at, data, first);
+    memcpy(p->buf, data + first, n - first);
+    p->len += n;
+    p->total += (long long)n;
+    return 0;
+}
+
+int qv_pipe_push(qv_pipe *p, const char *data, size_t n)
 {
     pthread_mutex_lock(&p->mu);
     int rc = 0;
     if (p->closed) {
         rc = -1;
-    } else if (n > p->cap - p->len && p->len > 0 && !any) {
+    } else if (n > p->cap - p->len && p->len > 0) {
         p->paused = 1; /* libcurl keeps the chunk and stops reading */
         p->poked = 0;
         rc = 1;
-    } else {
-        /* Larger than the room (empty, or taking any): a larger ring. */
-        if (n > p->cap - p->len && grow(p, p->len + n)) {
-            pthread_mutex_unlock(&p->mu);
-            return -2;
-        }
-        size_t at = (p->start + p->len) % p->cap, first = p->cap - at < n ? p->cap - at : n;
-        memcpy(p->buf + at, data, first);
-        memcpy(p->buf, data + first, n - first);
-        p->len += n;
-        p->total += (long long)n;
-        if (p->len >= QV_PIPE_WAKE) {
-            wake(p);
-        } else if (!p->lent && !p->later.queued) { /* (lent: the reader pushes) */
-            atomic_fetch_add(&p->refs, 1);         /* the list's, until pay */
-            qv_later_add(&p->later);
-        }
+    } else if (append(p, data, n)) { /* (larger than the room, empty: a larger ring) */
+        rc = -2;
+    } else if (p->len >= QV_PIPE_WAKE) {
+        wake(p);
+    } else if (!p->lent && !p->later.queued) { /* (lent: the reader pushes) */
+        atomic_fetch_add(&p->refs, 1);         /* the list's, until pay */
+        qv_later_add(&p->later);
     }
     pthread_mutex_unlock(&p->mu);
     return rc;
-}
-
-int qv_pipe_push(qv_pipe *p, const char *data, size_t n)
-{
-    return push(p, data, n, 0);
-}
-
-int qv_pipe_push_any(qv_pipe *p, const char *data, size_t n)
-{
-    return push(p, data, n, 1);
 }
 
 int qv_pipe_drained(qv_pipe *p)
@@ -296,6 +316,7 @@ void qv_pipe_close(qv_pipe *p)
     pthread_mutex_lock(&p->mu);
     p->closed = 1;
     wake_driver(p);
+    kick(p);
     poke(p);
     pthread_mutex_unlock(&p->mu);
 }
@@ -407,6 +428,37 @@ static int lent_wait(qv_pipe *p, const struct timespec *dl)
     return 0;
 }
 
+/* Under p->mu: what the lent ring holds for the reader; 0 also once the
+ * worker wrote a head it could not have (then nothing more is read from
+ * it: the dispatcher, poked, stops the worker, whose death ends the body). */
+static size_t ring_avail(qv_pipe *p)
+{
+    if (!p->src.h || p->src_bad) return 0;
+    long in = qv_ring_avail(&p->src, p->src_tail);
+    if (in >= 0) return (size_t)in;
+    p->src_bad = 1;
+    poke(p);
+    return 0;
+}
+
+/* Under p->mu: up to cap of the in bytes the lent ring holds, copied out
+ * of the mapping; their room goes back to the worker, which, if it waits
+ * for room, the dispatcher is poked to wake once half the ring is free. */
+static size_t ring_take(qv_pipe *p, void *out, size_t cap, size_t in)
+{
+    size_t take = cap < in ? cap : in, at = (size_t)(p->src_tail % QV_RING_CAP);
+    size_t first = QV_RING_CAP - at < take ? QV_RING_CAP - at : take;
+    memcpy(out, p->src.data + at, first);
+    memcpy((char *)out + first, p->src.data, take - first);
+    p->src_tail += take;
+    p->total += (long long)take;
+    if (qv_ring_taken_lazily(&p->src, p->src_tail, in - take) && !p->room_owed) {
+        p->room_owed = 1;
+        poke(p);
+    }
+    return take;
+}
+
 int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg)
 {
     struct timespec dl;
@@ -414,9 +466,20 @@ int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, 
     *n = 0;
     pthread_mutex_lock(&p->mu);
     int timed_out = 0;
-    while (!p->len && !p->finished && !p->closed && !timed_out) {
-        if (drive_wait(p, timeout_ms >= 0 ? &dl : NULL) ||
-            lent_wait(p, timeout_ms >= 0 ? &dl : NULL))
+    size_t in = 0;
+    while (!p->len && !(in = ring_avail(p)) && !p->finished && !p->closed && !timed_out) {
+        if (p->src.h && !p->src_bad) {
+            /* The worker wakes this thread once bytes come; the
+             * dispatcher once it takes the ring back (a copy: src goes
+             * then). */
+            qv_ring ring = p->src;
+            unsigned v = qv_ring_stream_wait(&ring, p->src_tail);
+            if (!v) continue; /* bytes came meanwhile */
+            pthread_mutex_unlock(&p->mu);
+            timed_out = qv_ring_stream_sleep(&ring, v, timeout_ms >= 0 ? &dl : NULL) != 0;
+            pthread_mutex_lock(&p->mu);
+        } else if (drive_wait(p, timeout_ms >= 0 ? &dl : NULL) ||
+                   lent_wait(p, timeout_ms >= 0 ? &dl : NULL))
             timed_out = timeout_ms >= 0 && qv_ms_left(&dl) == 0;
         else
             timed_out = qv_cond_wait(&p->cv, &p->mu, timeout_ms >= 0 ? &dl : NULL) != 0;
@@ -431,6 +494,8 @@ int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, 
         p->len -= take;
         *n = take;
         poke_if_room(p);
+    } else if (in) {
+        *n = ring_take(p, out, cap, in);
     } else if (p->closed) {
         rc = QV_ESHUTDOWN;
     } else if (p->finished) {
@@ -443,10 +508,44 @@ int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, 
     return rc;
 }
 
+int qv_pipe_ring_state(qv_pipe *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int st = (p->closed ? QV_PIPE_CLOSED : 0) | (p->room_owed ? QV_PIPE_ROOM : 0);
+    p->room_owed = 0;
+    if (p->src.h && !p->src_bad && qv_ring_avail(&p->src, p->src_tail) < 0) p->src_bad = 1;
+    if (p->src_bad) st |= QV_PIPE_BAD;
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
+int qv_pipe_ring_detach(qv_pipe *p, uint64_t *tail)
+{
+    pthread_mutex_lock(&p->mu);
+    long in = p->src_bad ? -1 : qv_ring_avail(&p->src, p->src_tail);
+    int rc = in < 0 ? QV_EPROTOCOL : QV_OK;
+    if (in > 0 && !p->closed) {
+        /* The rest, for the reader, out of the ring, which the next
+         * request's bytes will take. */
+        size_t at = (size_t)(p->src_tail % QV_RING_CAP), n = (size_t)in;
+        size_t first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
+        if (append(p, (const char *)p->src.data + at, first) ||
+            append(p, (const char *)p->src.data, n - first))
+            rc = QV_ENOMEM;
+        else
+            p->src_tail += n;
+    }
+    *tail = p->src_tail;
+    kick(p);
+    p->src.h = NULL;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
 long long qv_pipe_total(qv_pipe *p)
 {
     pthread_mutex_lock(&p->mu);
-    long long n = p->total;
+    long long n = p->total + (long long)ring_avail(p);
     pthread_mutex_unlock(&p->mu);
     return n;
 }

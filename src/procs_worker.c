@@ -43,6 +43,7 @@ typedef struct worker {
      * was told of them (announced); the RING frame that wakes it. */
     qv_ring ring;
     uint64_t head, announced;
+    size_t ring_cap; /* the most this request's bytes fill of it */
     qv_buf ring_frame;
     uint64_t answers;   /* RESPONSE frames sent */
     int ring_fresh;     /* no byte of this request is in the ring yet */
@@ -68,6 +69,7 @@ static int send_frame(worker *w, const qv_buf *b)
 static void announce(worker *w)
 {
     w->announced = w->head;
+    qv_ring_stream_woken(&w->ring);
     if (qv_ring_reader_woken(&w->ring) && send_frame(w, &w->ring_frame))
         _exit(0); /* the parent is gone */
 }
@@ -160,7 +162,7 @@ static int next_control(worker *w, qv_future *f)
 static int wait_parent(worker *w, qv_future *f, int for_room)
 {
     announce(w); /* what is in, if the parent does not know of it yet */
-    while (!(for_room ? qv_ring_writer_wait(&w->ring, w->head)
+    while (!(for_room ? qv_ring_writer_wait(&w->ring, w->head, w->ring_cap)
                       : qv_ring_writer_wait_answers(&w->ring, w->answers)))
         if (next_control(w, f)) return -1;
     return 0;
@@ -182,7 +184,7 @@ static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
             w->slot.abort = QV_ABORT_CANCEL;
             return 1;
         }
-        size_t n = qv_ring_put(&w->ring, &w->head, p, len);
+        size_t n = qv_ring_put(&w->ring, &w->head, w->ring_cap, p, len);
         p += n;
         len -= n;
         if (!len) break;
@@ -310,6 +312,7 @@ static int serve_one(worker *w)
         io->on_data = forward_data;
         io->on_data_arg = w;
         w->ring_fresh = 1;
+        w->ring_cap = io->stream ? QV_RING_STREAM : QV_RING_CAP;
     }
     /* output_fd: the parent's descriptor came with the request (never one
      * from the mailbox); this copy is closed when the transfer ends. One

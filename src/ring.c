@@ -59,14 +59,16 @@ void qv_ring_reset(qv_ring *r)
     atomic_store(&r->h->tail, 0);
     atomic_store(&r->h->writer_waits, 0);
     atomic_store(&r->h->answers_read, 0);
+    atomic_store(&r->h->stream_waits, 0);
+    atomic_store(&r->h->stream_wake.v, 0);
     atomic_store(&r->h->reader_waits, 1);
 }
 
-size_t qv_ring_put(qv_ring *r, uint64_t *head, const void *p, size_t n)
+size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t n)
 {
     /* (acquire: the parent is done reading what it gave back) */
     uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
-    size_t room = QV_RING_CAP - (size_t)(*head - tail);
+    size_t room = cap - (size_t)(*head - tail);
     if (n > room) n = room;
     size_t at = (size_t)(*head % QV_RING_CAP), first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
     memcpy(r->data + at, p, first);
@@ -88,10 +90,10 @@ int qv_ring_reader_woken(qv_ring *r)
     return take_flag(&r->h->reader_waits);
 }
 
-int qv_ring_writer_wait(qv_ring *r, uint64_t head)
+int qv_ring_writer_wait(qv_ring *r, uint64_t head, size_t cap)
 {
     atomic_store(&r->h->writer_waits, 1);
-    return head - atomic_load(&r->h->tail) < QV_RING_CAP;
+    return head - atomic_load(&r->h->tail) < cap;
 }
 
 int qv_ring_writer_wait_answers(qv_ring *r, uint64_t sent)
@@ -118,8 +120,39 @@ int qv_ring_taken(qv_ring *r, uint64_t tail)
     return take_flag(&r->h->writer_waits);
 }
 
+int qv_ring_taken_lazily(qv_ring *r, uint64_t tail, size_t left)
+{
+    if (left <= QV_RING_STREAM / 2) return qv_ring_taken(r, tail);
+    atomic_store_explicit(&r->h->tail, tail, memory_order_release);
+    return 0;
+}
+
 int qv_ring_reader_wait(qv_ring *r, uint64_t tail)
 {
     atomic_store(&r->h->reader_waits, 1);
     return atomic_load(&r->h->head) != tail;
+}
+
+unsigned qv_ring_stream_wait(qv_ring *r, uint64_t tail)
+{
+    /* (Before the last look: a wake-up after it changes the word, and the
+     * sleep returns at once.) */
+    unsigned v = qv_signal_prepare(&r->h->stream_wake);
+    atomic_store(&r->h->stream_waits, 1);
+    return atomic_load(&r->h->head) != tail ? 0 : v;
+}
+
+int qv_ring_stream_sleep(qv_ring *r, unsigned v, const struct timespec *deadline)
+{
+    return qv_signal_sleep_shared(&r->h->stream_wake, v, deadline);
+}
+
+void qv_ring_stream_kick(qv_ring *r)
+{
+    qv_signal_all_shared(&r->h->stream_wake);
+}
+
+void qv_ring_stream_woken(qv_ring *r)
+{
+    if (take_flag(&r->h->stream_waits)) qv_ring_stream_kick(r);
 }

@@ -256,6 +256,27 @@ Test(procs, a_ring_index_behind_the_parent_costs_one_future, .timeout = 120)
     one_failure_among_many(bad_ring_hook, "behind", QV_EPROTOCOL, "malformed", NULL, NULL);
 }
 
+/* The same while a streamed body's reader takes the ring's bytes itself
+ * (its hook runs with the headers; a body of none leaves the index as the
+ * hook wrote it): the read fails, and the pool goes on. */
+Test(procs, a_ring_index_past_the_ring_fails_a_streamed_read, .timeout = 120)
+{
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/bytes/0"), .stream = 1, .hook = bad_ring_hook), QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char buf[64];
+    size_t n;
+    cr_assert_eq(qv_response_read(r, buf, sizeof buf, &n, TX_RESULT_TIMEOUT_MS), QV_EPROTOCOL);
+    tx_assert_contains(qv_response_read_error(r), "malformed");
+    qv_future_release(f);
+    tx_get_ok(s, &f, tu("/get"));
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
 /* Kills the worker whose pid the hook wrote to the file. */
 static void kill_from_outside(void *path)
 {
@@ -292,6 +313,55 @@ static int pid_file_request_hook(qv_session *s, qv_attempt *a, void *arg)
         fclose(fp);
     }
     return 0;
+}
+
+/* A streamed body's reader takes the worker's ring itself: the worker
+ * killed mid-body, the reader gets every byte it put in, then QV_EWORKER. */
+Test(procs, a_worker_killed_mid_body_fails_the_read_after_its_bytes, .timeout = 120)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/quiver-test-pid-%d", (int)getpid());
+    unlink(path);
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    char url[512], want_path[512];
+    snprintf(url, sizeof url, "%s/big", tx_env("QV_NGINX_URL", "nginx"));
+    snprintf(want_path, sizeof want_path, "%s/big", tx_env("QV_NGINX_WWW", "nginx"));
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, url, .stream = 1, .on_request = pid_file_request_hook,
+                        .on_request_arg = path),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    /* Nobody reads yet: the worker fills the ring and waits, mid-body. */
+    long long seen = 0;
+    for (int i = 0; i < 1000 && seen < (64 << 10); i++) {
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
+        seen = qv_response_body_bytes(r);
+    }
+    cr_assert_geq(seen, 64 << 10, "%lld bytes came in", seen);
+    kill_from_outside(path);
+    FILE *want = fopen(want_path, "rb");
+    cr_assert_not_null(want);
+    long long got = 0;
+    int rc;
+    for (;;) {
+        char a[8192], b[8192];
+        size_t n;
+        rc = qv_response_read(r, a, sizeof a, &n, TX_RESULT_TIMEOUT_MS);
+        if (rc || n == 0) break;
+        cr_assert_eq(fread(b, 1, n, want), n);
+        cr_assert_eq(memcmp(a, b, n), 0, "byte %lld on differs from the file", got);
+        got += (long long)n;
+    }
+    cr_assert_eq(rc, QV_EWORKER, "the read ended with %d after %lld bytes", rc, got);
+    tx_assert_contains(qv_response_read_error(r), "signal 9");
+    cr_assert_geq(got, seen);
+    cr_assert_lt(got, 64LL << 20);
+    fclose(want);
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+    unlink(path);
 }
 
 /* The worker writes output_fd itself (the descriptor travels with the
