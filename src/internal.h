@@ -1130,9 +1130,6 @@ int qv_pipe_push(qv_pipe *p, const char *data, size_t n);
 int qv_pipe_drained(qv_pipe *p);
 /* Body bytes pushed so far. */
 long long qv_pipe_total(qv_pipe *p);
-/* 1 (and the producer counts as paused, to be poked as for a full pipe)
- * if fewer than low bytes are free. */
-int qv_pipe_hold_below(qv_pipe *p, size_t low);
 /* For the transfer's thread: 1 if the reader let go; *resume = 1 if the
  * transfer paused and may go on now. */
 int qv_pipe_state(qv_pipe *p, int *resume);

@@ -549,15 +549,3 @@ long long qv_pipe_total(qv_pipe *p)
     pthread_mutex_unlock(&p->mu);
     return n;
 }
-
-int qv_pipe_hold_below(qv_pipe *p, size_t low)
-{
-    pthread_mutex_lock(&p->mu);
-    int hold = !p->closed && p->cap - p->len < low;
-    if (hold && !p->paused) {
-        p->paused = 1;
-        p->poked = 0;
-    }
-    pthread_mutex_unlock(&p->mu);
-    return hold;
-}
