@@ -46,11 +46,15 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
     if (qv_cond_init(&ex->cv)) goto fail_cv;
     if (qv_cond_init(&ex->space)) goto fail_space;
     if (qv_cond_init(&ex->resume)) goto fail_resume;
-    /* One kept block per transfer at once: enough for the next round of
-     * transfers; a few more would only follow the peaks of what the user
-     * holds, a little higher over a long run. A QV_THREADS pool, which holds
-     * finished responses for you too, keeps more (executor_threads.c). */
-    if (!(ex->bodies = qv_bodies_new((size_t)ex->o.max_workers, qv_response_shell_free)))
+    /* Two kept blocks per transfer at once: you hold finished responses
+     * besides the transfers running (a window of 2 x max_workers futures;
+     * submitted all at once, those done before the one you wait for). With
+     * one per transfer (and 4 MiB in all) the blocks over it were unmapped
+     * and mapped again at c = 64, 17 page faults per 64 KiB body
+     * (bench/NOTES.md, 2026-12-06 21:48). More would only follow the peaks
+     * of what you hold. A QV_THREADS pool, which holds finished responses
+     * for you too, keeps more (executor_threads.c). */
+    if (!(ex->bodies = qv_bodies_new(2 * (size_t)ex->o.max_workers, qv_response_shell_free)))
         goto fail_bodies;
     return QV_OK;
 fail_bodies:

@@ -650,8 +650,8 @@ int qv_session_load_cookie_file(qv_session *s, const char *path);
 
 /* ------------------------------------------- response blocks kept (bodies.c) */
 
-/* The body buffers an executor keeps for its next responses: at most one
- * per transfer it runs at once (QV_THREADS: per response it may hold at
+/* The body buffers an executor keeps for its next responses: at most two
+ * per transfer it runs at once (QV_THREADS: one per response it may hold at
  * once) and QV_BODIES_COUNT, QV_BODIES_BYTES in all, each of
  * QV_BODIES_SMALLEST bytes to QV_BODY_PRESIZE_MAX (and the NUL). */
 #define QV_BODIES_COUNT    256

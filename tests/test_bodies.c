@@ -101,13 +101,13 @@ static void check_whole_and_apart(held h, const size_t *which, size_t nwhich)
     free(sorted);
 }
 
-/* The blocks ex keeps at most: one per transfer, and on a QV_THREADS pool
+/* The blocks ex keeps at most: two per transfer, and on a QV_THREADS pool
  * one per response it may hold at once (its transfers' and up to
  * max_uncollected + max_workers - 1 finished ones). */
 static size_t keep_bound(const qv_executor *ex)
 {
-    size_t n = (size_t)ex->o.max_workers;
-    if (tx_kind() == QV_THREADS) n = 2 * n + (size_t)ex->max_uncollected;
+    size_t n = 2 * (size_t)ex->o.max_workers;
+    if (tx_kind() == QV_THREADS) n += (size_t)ex->max_uncollected;
     return n < QV_BODIES_COUNT ? n : QV_BODIES_COUNT;
 }
 
