@@ -568,16 +568,17 @@ void qv_waiter_unlead(qv_waiter *w, qv_waiter *before);
 
 /* ---------------------------------------------------------- session (session.c) */
 
+typedef struct qv_share qv_share; /* jar.c */
+
 struct qv_session {
     unsigned magic; /* QV_MAGIC_SESSION */
     qv_arena arena; /* copied defaults */
     qv_executor *ex;
     int owns_ex;
     qv_session_opts o; /* strings and arrays point into arena */
-    CURLSH *share;
+    qv_share *share;
     struct curl_slist *default_headers; /* the lines of a request with none of its own */
     qv_retry_policy retry;
-    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
     CURL *jar_easy; /* reads and writes the jar (jar.c), under jar_mu */
     pthread_mutex_t jar_mu;
     /* Names the jar's content, unique across sessions: every change made
@@ -611,11 +612,25 @@ void qv_session_stub_free(qv_session *s);
 
 /* ------------------------------------------------------------ cookie jar (jar.c) */
 
-/* s's share (the jar and the DNS cache) with its locks, and a jar version no
- * jar had before: QV_OK or QV_ENOMEM (free with qv_session_jar_free even
- * then). */
+/* A session's libcurl share (its jar and DNS cache) with its locks,
+ * counted: a transfer slot keeps the share of its last request attached
+ * while idle (attaching one costs two lock pairs a request), and holds a
+ * reference for it, so a share may outlive its session. */
+struct qv_share {
+    CURLSH *sh;
+    atomic_int refs;
+    pthread_mutex_t mu[CURL_LOCK_DATA_LAST];
+};
+qv_share *qv_share_hold(qv_share *sh);
+/* Lets go of a reference (NULL: none); the last frees the share, which no
+ * easy handle may have attached any more. */
+void qv_share_drop(qv_share *sh);
+
+/* s's share with its locks, and a jar version no jar had before: QV_OK or
+ * QV_ENOMEM (free with qv_session_jar_free even then). */
 int qv_session_jar_new(qv_session *s);
-/* The share, the jar's handle and the any-host cookies. */
+/* The session's reference to the share, the jar's handle and the any-host
+ * cookies. */
 void qv_session_jar_free(qv_session *s);
 /* Puts the any-host cookies in the jar for host, the first time it is seen
  * (easy must be attached to the session's share). */
@@ -948,6 +963,7 @@ typedef struct qv_slot {
     CURL *easy;
     qv_future *f;
     qv_response *resp;
+    qv_share *share; /* the share attached to easy, held (transfer.c) */
     struct curl_slist *resolved_headers;
     struct curl_slist *attempt_headers; /* the lines an on_request hook changed (owned) */
     /* Redirects quiver follows itself (redirect.c): */

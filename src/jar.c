@@ -11,15 +11,46 @@ static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, vo
 {
     (void)h;
     (void)access;
-    qv_session *s = p;
-    pthread_mutex_lock(&s->share_mu[data]);
+    qv_share *sh = p;
+    pthread_mutex_lock(&sh->mu[data]);
 }
 
 static void share_unlock(CURL *h, curl_lock_data data, void *p)
 {
     (void)h;
-    qv_session *s = p;
-    pthread_mutex_unlock(&s->share_mu[data]);
+    qv_share *sh = p;
+    pthread_mutex_unlock(&sh->mu[data]);
+}
+
+qv_share *qv_share_hold(qv_share *sh)
+{
+    atomic_fetch_add(&sh->refs, 1);
+    return sh;
+}
+
+void qv_share_drop(qv_share *sh)
+{
+    if (!sh || atomic_fetch_sub(&sh->refs, 1) != 1) return;
+    if (sh->sh) curl_share_cleanup(sh->sh);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&sh->mu[i]);
+    qv_free(sh);
+}
+
+static qv_share *share_new(void)
+{
+    qv_share *sh = qv_calloc(1, sizeof(*sh));
+    if (!sh) return NULL;
+    atomic_init(&sh->refs, 1);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&sh->mu[i], NULL);
+    CURLSH *c = sh->sh = curl_share_init();
+    if (c && !curl_share_setopt(c, CURLSHOPT_USERDATA, sh) &&
+        !curl_share_setopt(c, CURLSHOPT_LOCKFUNC, share_lock) &&
+        !curl_share_setopt(c, CURLSHOPT_UNLOCKFUNC, share_unlock) &&
+        !curl_share_setopt(c, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE) &&
+        !curl_share_setopt(c, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS))
+        return sh;
+    qv_share_drop(sh);
+    return NULL;
 }
 
 static atomic_uint_fast64_t jar_versions;
@@ -33,29 +64,20 @@ static void jar_changed(qv_session *s)
 int qv_session_jar_new(qv_session *s)
 {
     jar_changed(s); /* another session's version would name the wrong jar */
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s->share_mu[i], NULL);
     pthread_mutex_init(&s->jar_mu, NULL);
-    s->share = curl_share_init();
-    if (!s->share) return QV_ENOMEM;
-    if (curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock) ||
-        curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
-        curl_share_setopt(s->share, CURLSHOPT_USERDATA, s) ||
-        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE) ||
-        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS))
-        return QV_ENOMEM;
-    return QV_OK;
+    s->share = share_new();
+    return s->share ? QV_OK : QV_ENOMEM;
 }
 
 void qv_session_jar_free(qv_session *s)
 {
     /* attached to the share: it goes first */
     if (s->jar_easy) curl_easy_cleanup(s->jar_easy);
-    if (s->share) curl_share_cleanup(s->share);
+    qv_share_drop(s->share);
     for (size_t i = 0; i < s->nanyhost; i++) qv_free(s->anyhost[i].name);
     qv_free(s->anyhost);
     for (size_t i = 0; i < s->nseeded; i++) qv_free(s->seeded[i]);
     qv_free(s->seeded);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&s->share_mu[i]);
     pthread_mutex_destroy(&s->jar_mu);
 }
 
@@ -67,7 +89,7 @@ static CURL *jar_handle(qv_session *s)
 {
     pthread_mutex_lock(&s->jar_mu);
     if (!s->jar_easy && (s->jar_easy = curl_easy_init()) &&
-        (curl_easy_setopt(s->jar_easy, CURLOPT_SHARE, s->share) ||
+        (curl_easy_setopt(s->jar_easy, CURLOPT_SHARE, s->share->sh) ||
          curl_easy_setopt(s->jar_easy, CURLOPT_COOKIEFILE, ""))) {
         curl_easy_cleanup(s->jar_easy);
         s->jar_easy = NULL;

@@ -386,10 +386,18 @@ static void forget_last(qv_slot *slot)
     slot->last.ca_file = NULL;
 }
 
-void qv_transfer_slot_free(qv_slot *slot)
+/* The handle goes, and with it the share it had attached. */
+static void easy_free(qv_slot *slot)
 {
     if (slot->easy) curl_easy_cleanup(slot->easy);
     slot->easy = NULL;
+    qv_share_drop(slot->share);
+    slot->share = NULL;
+}
+
+void qv_transfer_slot_free(qv_slot *slot)
+{
+    easy_free(slot);
     curl_url_cleanup(slot->url_parsed);
     slot->url_parsed = NULL;
     qv_free(slot->url);
@@ -420,7 +428,13 @@ static CURLcode setup_request(qv_slot *slot, qv_future *f)
     /* an on_request hook's lines, if it changed them */
     SET_CHANGED(CURLOPT_HTTPHEADER, headers,
                 slot->attempt_headers ? slot->attempt_headers : r->headers);
-    SET(CURLOPT_SHARE, f->session->share);
+    /* The share stays attached between requests (it costs two lock pairs):
+     * set when the request is another session's. */
+    if (!cc && slot->share != f->session->share) {
+        cc = curl_easy_setopt(e, CURLOPT_SHARE, f->session->share->sh);
+        qv_share_drop(slot->share);
+        slot->share = cc ? NULL : qv_share_hold(f->session->share);
+    }
     /* Over TLS, wait for a connection that may multiplex (HTTP/2, learnt in
      * the handshake) rather than open one per transfer meanwhile. Not over
      * plain HTTP: there libcurl would only learn it from the first response,
@@ -523,7 +537,11 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     if (slot->configured != slot->easy || slot->dirty || (slot->ca_set && !r->ca_file) ||
         !same_net) {
         /* libcurl 7.88's curl_easy_reset forgets the cookie-file list
-         * without freeing it (the share was detached by the last release). */
+         * without freeing it; taking it back detaches the handle from the
+         * share's jar, so the share goes first, to be attached anew. */
+        curl_easy_setopt(slot->easy, CURLOPT_SHARE, NULL);
+        qv_share_drop(slot->share);
+        slot->share = NULL;
         curl_easy_setopt(slot->easy, CURLOPT_COOKIEFILE, NULL);
         curl_easy_reset(slot->easy);
         qv_net_forget(slot);
@@ -545,8 +563,8 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
     return cc;
 }
 
-/* Done with the transfer: the handle stays for the next one, but the share
- * (the session's cookie jar) may go with its session. */
+/* Done with the transfer: the handle stays for the next one, with the
+ * share (the session's jar) attached: the slot holds a reference to it. */
 static void slot_release(qv_slot *slot)
 {
     qv_upload_end(slot);
@@ -560,7 +578,6 @@ static void slot_release(qv_slot *slot)
         curl_slist_free_all(slot->hop_headers);
         slot->attempt_headers = slot->hop_headers = NULL;
     }
-    curl_easy_setopt(slot->easy, CURLOPT_SHARE, NULL);
 }
 
 int qv_transfer_setup(qv_slot *slot, qv_future *f)
@@ -1029,8 +1046,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
     }
     slot_release(slot);
     if (held) {
-        curl_easy_cleanup(slot->easy);
-        slot->easy = NULL;
+        easy_free(slot);
         slot->configured = NULL;
     }
 }

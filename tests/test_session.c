@@ -197,3 +197,24 @@ Test(session, two_sessions_share_an_executor, .timeout = 30)
     qv_session_free(s2);
     qv_executor_free(ex);
 }
+
+Test(session, a_freed_sessions_jar_stays_out_of_the_next_one_on_its_handle, .timeout = 30)
+{
+    /* One transfer slot: the second session's requests run on the handle
+     * that served the first, which keeps its jar attached while idle. */
+    qv_executor *ex = tx_executor(1);
+    qv_session *s1 = TX_SESSION(.executor = ex);
+    qv_future *f;
+    tx_get_ok(s1, &f, tu("/cookies/set?gone=1"));
+    qv_future_release(f);
+    qv_session_free(s1);
+
+    qv_session *s2 = TX_SESSION(.executor = ex);
+    json_t *j = tx_json(tx_get_ok(s2, &f, tu("/cookies/set?kept=2")));
+    tx_assert_str_eq(tx_jstr(j, "cookies/kept"), "2");
+    cr_assert_null(tx_jget(j, "cookies/gone"), "the freed session's cookie was sent");
+    qv_future_release(f);
+    tx_expect_cookie(s2, "gone", NULL);
+    qv_session_free(s2);
+    qv_executor_free(ex);
+}
