@@ -386,14 +386,17 @@ class Engine:
             while q:
                 fut = q[0]
                 with fut._lock:
-                    # finished, being finished, or armed: not ours to finish
-                    gone = fut._qvf is None or fut._completing or fut._armed
-                    ready = not gone and lib.qv_future_done(fut._qvf)
-                if not gone and not ready:
-                    return
+                    qvf = fut._qvf
+                    if qvf is None or fut._completing or fut._armed:
+                        qvf = None  # finished, being finished, or armed: not ours
+                    elif not lib.qv_future_done(qvf):
+                        return
+                    else:  # done: claimed here, as _claim does
+                        fut._completing = True
+                        fut._qvf = None
                 q.popleft()
-                if ready:
-                    finish(fut)
+                if qvf is not None:
+                    _take_complete(fut, qvf)
         finally:
             self._sweeping.release()
 
@@ -539,8 +542,12 @@ def finish(fut: Future, resp: Any = None) -> None:
     """Makes fut's result from its done qv_future, if no one else has or is
     making it: the one who takes our qv_future reference from it does."""
     qvf = _claim(fut)
-    if qvf is None:
-        return
+    if qvf is not None:
+        _take_complete(fut, qvf, resp)
+
+
+def _take_complete(fut: Future, qvf: Any, resp: Any = None) -> None:
+    """_complete on the outcome of qvf, claimed and done."""
     sc = _scratch
     resp = resp if resp is not None else sc.resp
     _complete(fut, qvf, take_result(qvf, 0, resp, sc.info, sc.headers, len(sc.headers)), resp)
