@@ -44,6 +44,7 @@ typedef struct worker {
     qv_ring ring;
     uint64_t head, announced;
     size_t ring_cap; /* the most this request's bytes fill of it */
+    size_t batch;    /* bytes that wake the parent if it waits, before the pass ends */
     qv_buf ring_frame;
     uint64_t answers;   /* RESPONSE frames sent */
     int ring_fresh;     /* no byte of this request is in the ring yet */
@@ -190,7 +191,7 @@ static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
         if (!len) break;
         waiting = 2; /* for room */
     }
-    if (w->head - w->announced >= QV_DATA_BATCH)
+    if (w->head - w->announced >= w->batch)
         announce(w);
     else
         qv_later_add(&w->ring_owed);
@@ -313,6 +314,7 @@ static int serve_one(worker *w)
         io->on_data_arg = w;
         w->ring_fresh = 1;
         w->ring_cap = io->stream ? QV_RING_STREAM : QV_RING_CAP;
+        w->batch = io->stream ? QV_DATA_BATCH : QV_RING_CAP / 2;
     }
     /* output_fd: the parent's descriptor came with the request (never one
      * from the mailbox); this copy is closed when the transfer ends. One
