@@ -1241,6 +1241,34 @@ static long long read_all(qv_future *f)
     }
 }
 
+Test(procs, an_on_data_body_over_the_ring_after_a_stream_on_the_same_worker_arrives, .timeout = 120)
+{
+    /* While a stream's reader has the ring, the worker's wake-ups go to the
+     * reader; once the ring is back, the next body (more than the ring
+     * holds, and no other frame) must wake the pool again. */
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    char url[512];
+    snprintf(url, sizeof url, "%s/big", tx_env("QV_NGINX_URL", "nginx"));
+    const char *mib = "bytes=0-1048575";
+    for (int round = 0; round < 2; round++) {
+        qv_future *fa, *fb;
+        cr_assert_eq(qv_get(s, &fa, url, .stream = 1), QV_OK);
+        cr_assert_gt(read_all(fa), 1 << 20, "round %d: the reader's body", round);
+        counted_data b = {0, 0};
+        cr_assert_eq(qv_get(s, &fb, url, .on_data = count_data, .on_data_arg = &b, .range = mib),
+                     QV_OK);
+        int rc = qv_future_result(fb, NULL, 20000);
+        cr_assert_eq(rc, QV_OK, "round %d: the on_data body after a stream: %s, %lld bytes", round,
+                     qv_errname(rc), b.bytes);
+        cr_assert_eq(b.bytes, 1 << 20, "round %d: on_data got %lld bytes", round, b.bytes);
+        qv_future_release(fa);
+        qv_future_release(fb);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
 Test(procs, bodies_one_worker_serves_in_a_row_each_reach_their_own_future, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
