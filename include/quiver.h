@@ -303,7 +303,7 @@ typedef struct qv_executor_opts {
      * their holder has not collected yet (qv_future_result, qv_future_wait,
      * qv_future_release), workers start no more requests until one is
      * collected, so finished responses cannot pile up while the collecting
-     * thread waits for a core; 0 = 2 * max_workers, at least 64; -1 = no
+     * thread waits for a core; 0 = max_workers, at least 64; -1 = no
      * bound. See "Collecting responses" in docs/guide.md. */
     long max_uncollected;
 } qv_executor_opts;

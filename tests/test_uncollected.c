@@ -102,6 +102,22 @@ Test(uncollected, workers_pause_at_the_bound_and_go_on_as_responses_are_collecte
     done(s, ex);
 }
 
+/* Without the network: what 0 means, for a few pool sizes. */
+Test(uncollected, the_default_bound_is_max_workers_and_at_least_64, .timeout = 60)
+{
+    static const int workers[] = {8, 64, 100};
+    for (size_t i = 0; i < sizeof workers / sizeof *workers; i++) {
+        qv_executor *ex;
+        cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                              .kind = QV_THREADS,
+                                                              .max_workers = workers[i]}),
+                     QV_OK);
+        long want = workers[i] > 64 ? workers[i] : 64;
+        cr_assert_eq(ex->max_uncollected, want, "%d workers: %ld", workers[i], ex->max_uncollected);
+        qv_executor_free(ex);
+    }
+}
+
 Test(uncollected, waiting_on_the_last_submitted_first_runs_it, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
