@@ -229,12 +229,8 @@ size_t qv_response_headers_copy(const qv_response *r, char *buf, size_t buflen)
         need += strlen(r->headers.items[i].name) + strlen(r->headers.items[i].value) + 2;
     if (!buf || need > buflen) return need;
     for (size_t i = 0; i < r->headers.len; i++) {
-        const char *parts[2] = {r->headers.items[i].name, r->headers.items[i].value};
-        for (int k = 0; k < 2; k++) {
-            size_t n = strlen(parts[k]) + 1;
-            memcpy(buf, parts[k], n);
-            buf += n;
-        }
+        buf = stpcpy(buf, r->headers.items[i].name) + 1;
+        buf = stpcpy(buf, r->headers.items[i].value) + 1;
     }
     return need;
 }
@@ -286,8 +282,16 @@ int qv_response_info_get(const qv_response *r, qv_response_info *out, char *head
                          size_t headers_cap)
 {
     if (!r || !out || !out->size) return QV_EINVAL;
+    /* One walk for both (a binding calls this for every response). */
     size_t set_cookies = 0;
-    while (qv_headers_get(&r->headers, "Set-Cookie", set_cookies)) set_cookies++;
+    const char *content_type = NULL;
+    for (size_t i = 0; i < r->headers.len; i++) {
+        const qv_hdr *h = &r->headers.items[i];
+        if (strcasecmp(h->name, "Set-Cookie") == 0)
+            set_cookies++;
+        else if (!content_type && strcasecmp(h->name, "Content-Type") == 0)
+            content_type = h->value;
+    }
     qv_response_info info = {
         .size = out->size,
         .status = r->status,
@@ -295,7 +299,7 @@ int qv_response_info_get(const qv_response *r, qv_response_info *out, char *head
         .attempts = r->attempts,
         .reason = qv_response_reason(r),
         .url = qv_response_url(r),
-        .content_type = qv_headers_get(&r->headers, "Content-Type", 0),
+        .content_type = content_type,
         .headers_len = qv_response_headers_copy(r, headers, headers ? headers_cap : 0),
         .history_len = r->nhistory,
         .set_cookies = set_cookies,
