@@ -60,7 +60,10 @@ void qv_ring_reset(qv_ring *r)
     atomic_store(&r->h->writer_waits, 0);
     atomic_store(&r->h->answers_read, 0);
     atomic_store(&r->h->stream_waits, 0);
-    atomic_store(&r->h->stream_wake.v, 0);
+    /* Moved on, not zeroed: a reader of the slot's last worker about to
+     * sleep on the word's old value must not find it again (and sleep on
+     * the next stream's). */
+    qv_signal_all_shared(&r->h->stream_wake);
     atomic_store(&r->h->reader_waits, 1);
 }
 
