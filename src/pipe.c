@@ -396,6 +396,10 @@ static void run_lent(qv_pipe *p, const struct timespec *dl)
     p->inside = 1;
     p->turns++;
     int again = 1;
+    /* The transfer's callbacks run here as on its worker: freeing the pool
+     * from one is the misuse it is there. */
+    qv_executor *was = qv_own_executor;
+    qv_own_executor = p->producer ? p->producer->ex : NULL;
     for (int first = 1; again && !p->len && !p->finished && !p->closed; first = 0) {
         /* The first pass takes what is there; the next ones wait for more. */
         long wait = first ? -1 : dl ? qv_ms_left(dl) : 1000;
@@ -404,6 +408,7 @@ static void run_lent(qv_pipe *p, const struct timespec *dl)
         again = p->pass(p->pass_arg, wait);
         pthread_mutex_lock(&p->mu);
     }
+    qv_own_executor = was;
     if (!again) p->lent = 0;
     p->inside = 0;
     p->left_ms = qv_now_ms();

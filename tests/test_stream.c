@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1396,6 +1394,45 @@ Test(stream, a_waiting_reader_receives_its_body_on_its_own_thread)
                   atomic_load(&w.here), atomic_load(&w.elsewhere));
     qv_future_release(f);
     qv_session_free(s);
+}
+
+/* Frees the pool from on_progress once it runs on the reader's thread
+ * (QV_PROCESSES: on the pool's dispatcher, where it never does). */
+typedef struct free_from_progress {
+    pthread_t reader;
+    atomic_int reading;
+    qv_executor *ex;
+} free_from_progress;
+
+static void free_pool_there(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                            long long ul_total, void *arg)
+{
+    (void)f, (void)dl_now, (void)dl_total, (void)ul_now, (void)ul_total;
+    free_from_progress *p = arg;
+    if (atomic_load(&p->reading) &&
+        (tx_kind() == QV_PROCESSES || pthread_equal(pthread_self(), p->reader)))
+        qv_executor_free(p->ex);
+}
+
+/* A transfer the reader runs is the pool's: freeing the pool from its
+ * callbacks there is the misuse it is on a worker (the program stops with a
+ * message), not a wait for the reader to give the transfer back. */
+Test(stream, freeing_the_pool_from_a_callback_on_the_readers_thread_aborts, .signal = SIGABRT)
+{
+    free_from_progress p = {.reader = pthread_self(), .ex = tx_executor(1)};
+    qv_session *s = TX_SESSION(.executor = p.ex);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = trickle(),
+                                               .stream = 1,
+                                               .on_progress = free_pool_there,
+                                               .on_progress_arg = &p}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    atomic_store(&p.reading, 1);
+    long long bytes = 0;
+    drain(r, 16, &bytes);
+    cr_assert_fail("the pool was not freed from on_progress, or the misuse went unseen");
 }
 
 static int note_first(qv_future *f, const void *chunk, size_t len, void *arg)
