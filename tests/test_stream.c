@@ -1368,6 +1368,20 @@ static void note_where(qv_future *f, long long dl_now, long long dl_total, long 
     atomic_fetch_add(pthread_equal(pthread_self(), w->reader) ? &w->here : &w->elsewhere, 1);
 }
 
+/* The trickling body streamed with on_progress watching: its response,
+ * the headers in. */
+typedef void (*progress_fn)(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                            long long ul_total, void *arg);
+static qv_response *trickle_watched(qv_session *s, qv_future **f, progress_fn fn, void *arg)
+{
+    cr_assert_eq(
+        qv_request(s, f,
+                   &(qv_request_opts){
+                       .url = trickle(), .stream = 1, .on_progress = fn, .on_progress_arg = arg}),
+        QV_OK);
+    return tx_expect_status(*f, 200);
+}
+
 Test(stream, a_waiting_reader_receives_its_body_on_its_own_thread)
 {
     /* A pool's worker process receives it, and sends it over. */
@@ -1375,13 +1389,7 @@ Test(stream, a_waiting_reader_receives_its_body_on_its_own_thread)
     qv_session *s = TX_SESSION(0);
     progress_where w = {.reader = pthread_self()};
     qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = trickle(),
-                                               .stream = 1,
-                                               .on_progress = note_where,
-                                               .on_progress_arg = &w}),
-                 QV_OK);
-    qv_response *r = tx_expect_status(f, 200);
+    qv_response *r = trickle_watched(s, &f, note_where, &w);
     atomic_store(&w.reading, 1);
     long long bytes = 0;
     cr_assert_eq(drain(r, 16, &bytes), QV_OK, "%s", qv_response_read_error(r));
@@ -1422,13 +1430,7 @@ Test(stream, freeing_the_pool_from_a_callback_on_the_readers_thread_aborts, .sig
     free_from_progress p = {.reader = pthread_self(), .ex = tx_executor(1)};
     qv_session *s = TX_SESSION(.executor = p.ex);
     qv_future *f;
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = trickle(),
-                                               .stream = 1,
-                                               .on_progress = free_pool_there,
-                                               .on_progress_arg = &p}),
-                 QV_OK);
-    qv_response *r = tx_expect_status(f, 200);
+    qv_response *r = trickle_watched(s, &f, free_pool_there, &p);
     atomic_store(&p.reading, 1);
     long long bytes = 0;
     drain(r, 16, &bytes);
