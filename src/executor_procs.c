@@ -140,10 +140,18 @@ static void complete(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     dispatcher_gate(1);
 }
 
+/* Completes f with no response, and lets the queue's reference go: the
+ * pool is done with it. */
+static void complete_drop(qv_future *f, qv_future_state st, int err, char *msg)
+{
+    complete(f, st, err, msg, NULL);
+    qv_future_drop(f); /* the queue's reference */
+}
+
 /* The same, failed: the pool lost it (why). */
 static void fail_lost(qv_future *f, const char *why)
 {
-    complete(f, QV_FAILED, QV_EWORKER, qv_future_message(f, QV_EWORKER, "%s", why), NULL);
+    complete_drop(f, QV_FAILED, QV_EWORKER, qv_future_message(f, QV_EWORKER, "%s", why));
 }
 
 /* A dispatcher thread also allocates outside the read side: while it
@@ -210,18 +218,12 @@ static void hold(procs *P, qv_future *f)
         qv_future_drop(f); /* the queue's reference */
 }
 
-static void cancelled(qv_future *f)
-{
-    complete(f, QV_CANCELLED, QV_ECANCELLED, NULL, NULL);
-    qv_future_drop(f); /* the queue's reference */
-}
-
 /* A held future that is to go nowhere now (its cancel was asked for):
  * completed here, unless the cancel completed it already. */
 static void drop(procs *P, qv_future *f)
 {
     if (unhold(P, f))
-        cancelled(f);
+        complete_drop(f, QV_CANCELLED, QV_ECANCELLED, NULL);
     else
         qv_future_drop(f);
 }
@@ -242,14 +244,13 @@ static int hand(procs *P, pworker *w, qv_future *f, int was_held)
         return DROPPED;
     }
     if (atomic_load(&f->cancel_requested)) {
-        cancelled(f);
+        complete_drop(f, QV_CANCELLED, QV_ECANCELLED, NULL);
         return DROPPED;
     }
     int pass = f->req.io->output_fd;
     if (pass > 0 && fcntl(pass, F_GETFD) < 0) { /* as the write would fail elsewhere */
         int e = errno;
-        complete(f, QV_FAILED, QV_EIO, qv_sink_stop_message(f, QV_EIO, e), NULL);
-        qv_future_drop(f);
+        complete_drop(f, QV_FAILED, QV_EIO, qv_sink_stop_message(f, QV_EIO, e));
         return DROPPED;
     }
     struct curl_slist *jar = NULL;
@@ -261,10 +262,9 @@ static int hand(procs *P, pworker *w, qv_future *f, int was_held)
     if (!rc && qv_fd_write_passing(w->fd, P->out.data, P->out.len, pass)) rc = QV_EWORKER;
     if (rc) {
         curl_slist_free_all(jar);
-        complete(f, QV_FAILED, rc,
-                 qv_future_message(f, rc, "could not hand the request to worker %d", (int)w->pid),
-                 NULL);
-        qv_future_drop(f);
+        complete_drop(
+            f, QV_FAILED, rc,
+            qv_future_message(f, rc, "could not hand the request to worker %d", (int)w->pid));
         if (rc == QV_EWORKER) kill_worker(w);
         return SENT;
     }
@@ -852,7 +852,6 @@ static void fail_queued(procs *P, const char *why, int all)
         pthread_mutex_unlock(&ex->mu);
         if (!f) return;
         fail_lost(f, why);
-        qv_future_drop(f);
     }
 }
 
@@ -875,8 +874,10 @@ static void fail_held(procs *P, const char *why)
     qv_future *f;
     while ((f = P->held.head)) {
         qv_flist_unlink(&P->held, f);
-        if (unhold(P, f)) fail_lost(f, why);
-        qv_future_drop(f);
+        if (unhold(P, f))
+            fail_lost(f, why);
+        else
+            qv_future_drop(f);
     }
 }
 
