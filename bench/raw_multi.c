@@ -7,8 +7,9 @@
  * CURLPIPE_MULTIPLEX, a connection cache of max(C, 8), PIPEWAIT on https
  * URLs only, no per-host connection cap unless --max-host-connections.
  * Only what a minimal client needs is set on the easy handles (URL, write
- * callback, CA, NOSIGNAL); the body is counted, not kept. --like-quiver adds
- * the libcurl options quiver sets (see bench_common.h).
+ * callback, CA, NOSIGNAL); the body is counted, not kept. --same-request
+ * sends the request quiver sends (its header lines: the floor of bench/targets),
+ * --like-quiver also sets the other libcurl options quiver sets (see bench_common.h).
  *
  * --submit all: the submit-all-then-collect idiom's floor. A record per
  * request is made up front, each body is kept in its record (in a buffer of
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
     if (!x) return 1;
     bench_share share;
     if (o.like_quiver && bench_share_init(&share)) return 1;
+    struct curl_slist *headers = NULL;
+    if (o.same_request && !(headers = bench_same_request_headers())) return 1;
     double t0 = bench_now();
     bench_rec *recs = NULL;
     bench_pool pool;
@@ -76,6 +79,7 @@ int main(int argc, char **argv)
         curl_easy_setopt(e, CURLOPT_PRIVATE, &x[i]);
         if (https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
         if (o.ca) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca);
+        if (o.same_request) bench_same_request(e, headers);
         if (o.like_quiver) bench_like_quiver(e, &share, x[i].errbuf);
         next_request(&x[i], recs, &pool, started);
         if (curl_multi_add_handle(multi, e)) return 1;
@@ -127,9 +131,10 @@ int main(int argc, char **argv)
         curl_multi_poll(multi, NULL, 0, 1000, NULL);
     }
     double secs = bench_now() - t0;
-    bench_result(o.like_quiver ? "raw_multi_like_quiver" : "raw_multi", o.n, ok, secs, http, conns);
+    bench_result(bench_raw_name(&o, "raw_multi"), o.n, ok, secs, http, conns);
     for (int i = 0; i < o.c; i++) curl_easy_cleanup(x[i].easy);
     curl_multi_cleanup(multi);
+    curl_slist_free_all(headers);
     if (all) bench_pool_free(&pool);
     free(recs);
     free(x);

@@ -3,8 +3,9 @@
  * after the other with curl_easy_perform (so each thread keeps its own
  * connection alive, HTTP/1.1 or HTTP/2 with one stream at a time). Every
  * response is checked. Only what a minimal client needs is set (URL, write
- * callback, CA, NOSIGNAL); the body is counted, not kept. --like-quiver adds
- * the libcurl options quiver sets (see bench_common.h).
+ * callback, CA, NOSIGNAL); the body is counted, not kept. --same-request
+ * sends the request quiver sends (its header lines: the floor of bench/targets),
+ * --like-quiver also sets the other libcurl options quiver sets (see bench_common.h).
  *
  * --submit all: the submit-all-then-collect idiom's floor. A record per
  * request is made up front; the threads take the next request from a shared
@@ -34,7 +35,8 @@ typedef struct worker {
     int failed_setup;
     int timed_out;
     bench_share *share;
-    queue *q; /* --submit all */
+    struct curl_slist *headers; /* --same-request */
+    queue *q;                   /* --submit all */
     char errbuf[CURL_ERROR_SIZE];
 } worker;
 
@@ -90,6 +92,7 @@ static void *worker_main(void *arg)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, q ? bench_rec_write : count_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, w);
     if (o->ca) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca);
+    if (w->headers) bench_same_request(e, w->headers);
     if (w->share) bench_like_quiver(e, w->share, w->errbuf);
     int bad = 0;
     double t0 = bench_now();
@@ -139,6 +142,8 @@ int main(int argc, char **argv)
     if (!w) return 1;
     bench_share share;
     if (o.like_quiver && bench_share_init(&share)) return 1;
+    struct curl_slist *headers = NULL;
+    if (o.same_request && !(headers = bench_same_request_headers())) return 1;
     /* A transfer that hangs is stopped from outside (bench/run runs every
      * client under timeout); the deadline is checked between requests. */
     double t0 = bench_now();
@@ -152,6 +157,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < o.c; i++) {
         w[i].o = &o;
         w[i].share = o.like_quiver ? &share : NULL;
+        w[i].headers = headers;
         w[i].q = all ? &q : NULL;
         w[i].todo = o.n / o.c + (i < o.n % o.c ? 1 : 0);
         if (pthread_create(&w[i].th, NULL, worker_main, &w[i])) return 1;
@@ -175,8 +181,8 @@ int main(int argc, char **argv)
         if (!http) http = w[i].http;
     }
     double secs = bench_now() - t0;
-    bench_result(o.like_quiver ? "raw_threads_like_quiver" : "raw_threads", o.n, ok, secs, http,
-                 conns);
+    bench_result(bench_raw_name(&o, "raw_threads"), o.n, ok, secs, http, conns);
+    curl_slist_free_all(headers);
     if (all) bench_pool_free(&q.pool);
     free(q.recs);
     free(w);

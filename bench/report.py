@@ -128,8 +128,10 @@ def header(meta, title):
 MIB = 1024 * 1024
 IDIOM = {"window": "sliding window", "all": "submit all, collect in order"}
 BODY = {"small": "100 B", "64k": "64 KiB"}
-# quiver's executors and the raw client each is judged against.
-PAIRS = (("qv_loop", "raw_multi", "QV_LOOP"), ("qv_threads", "raw_threads", "QV_THREADS"))
+# quiver's executors, the raw client each is judged against (sending the
+# request quiver sends: --same-request) and the minimal raw client beside it.
+PAIRS = (("qv_loop", "raw_multi_sr", "raw_multi", "QV_LOOP"),
+         ("qv_threads", "raw_threads_sr", "raw_threads", "QV_THREADS"))
 
 
 def mark(ok):
@@ -155,33 +157,40 @@ def targets_report(rows, meta):
       f"Machine load: {meta.get('load', '?')} (2 shared "
       f"cores: other work shows up as spread between runs).")
     p()
+    p(f"Request bytes: {meta.get('same_request') or 'not checked'}.")
+    p()
     p("CPU is user+sys of the whole client process per request, the median over the runs that "
-      "passed every check (the last column: the fewest of the four clients); the ratio is of the medians, with the "
-      "median of per-run ratios (quiver run right after its floor) in brackets. Limits: 1.10×, "
-      "and 1.00× for QV_LOOP at c = 1. The raw floors run the same idiom: in the window idiom "
-      "they count the body and drop it; in submit-all they make a record per request up front, "
-      "keep each body, and collect in submission order.")
+      "passed every check (the last column: the fewest of the clients); the ratio is of the "
+      "medians, with the median of per-run ratios (quiver run right after its floor) in "
+      "brackets. Limits: 1.10×, and 1.00× for QV_LOOP at c = 1. The floors (raw µs) send the "
+      "request quiver sends, byte for byte (`--same-request`: its Accept-Encoding and "
+      "User-Agent lines); \"÷ min\" is quiver over the minimal raw client (no header line of "
+      "its own), measured in the same run, not judged. The raw clients run the same idiom: in "
+      "the window idiom they count the body and drop it; in submit-all they make a record per "
+      "request up front, keep each body, and collect in submission order.")
     p()
     p("## CPU per request")
     p()
-    p("| idiom | body | HTTP | c | raw multi µs | QV_LOOP µs | ÷ | | raw threads µs "
-      "| QV_THREADS µs | ÷ | | runs ok |")
-    p("|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|")
+    p("| idiom | body | HTTP | c | raw multi µs | QV_LOOP µs | ÷ | | ÷ min | raw threads µs "
+      "| QV_THREADS µs | ÷ | | ÷ min | runs ok |")
+    p("|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|")
     for k in keys:
         cells, oks = [], []
-        for q, floor, _ in PAIRS:
+        for q, floor, minimal, _ in PAIRS:
             a, b = S.get(k + (q,), {}), S.get(k + (floor,), {})
+            m = S.get(k + (minimal,), {})
+            vs_min = f"{a['cpu'] / m['cpu']:.2f}×" if a.get("cpu") and m.get("cpu") else "–"
             if not (a.get("cpu") and b.get("cpu")):
                 cells += [f"{b['cpu']:.1f}" if b.get("cpu") else "–",
-                          f"{a['cpu']:.1f}" if a.get("cpu") else "–", "–", "–"]
+                          f"{a['cpu']:.1f}" if a.get("cpu") else "–", "–", "–", vs_min]
             else:
                 r = a["cpu"] / b["cpu"]
                 pr = paired(rows, q, floor, target_key, k)
                 ok = r <= cpu_limit(q, k[3])
                 met, total = met + ok, total + 1
                 cells += [f"{b['cpu']:.1f}", f"{a['cpu']:.1f}",
-                          f"{r:.2f}× ({pr:.2f}×)" if pr else f"{r:.2f}×", mark(ok)]
-            oks += [s for s in (b, a) if s]
+                          f"{r:.2f}× ({pr:.2f}×)" if pr else f"{r:.2f}×", mark(ok), vs_min]
+            oks += [s for s in (b, a, m) if s]
         worst = min(oks, key=lambda s: s["good"] - s["runs"])
         p(f"| {IDIOM[k[0]]} | {BODY[k[1]]} | {PROTO[k[2]]} | {k[3]} | " + " | ".join(cells) +
           f" | {worst['good']}/{worst['runs']} |")
@@ -189,8 +198,9 @@ def targets_report(rows, meta):
     p()
     p("## Peak RSS")
     p()
-    p("Against the raw floor's peak RSS in the window idiom (the same body, HTTP version and "
-      "c: what libcurl needs for c transfers, no body kept, nothing queued). With N futures "
+    p("Against the raw floor's peak RSS in the window idiom (sending quiver's request, the same "
+      "body, HTTP version and c: what libcurl needs for c transfers, no body kept, nothing "
+      "queued). With N futures "
       "queued (submit all, 100 B bodies): ≤ 1.2× the floor's + 512 B × N. With 64 KiB bodies "
       "in submit all: ≤ 2× the floor's. \"raw, submit all\" is the raw client in the same "
       "idiom, for comparison (its threads pile up finished bodies too).")
@@ -199,7 +209,7 @@ def targets_report(rows, meta):
       "MiB |")
     p("|---|---|---|---:|---:|---:|---:|---|---:|")
     for body in ("small", "64k"):
-        for q, floor, name in PAIRS:
+        for q, floor, _, name in PAIRS:
             for k in keys:
                 if k[0] != "all" or k[1] != body or (body == "small" and k[3] == 1):
                     continue
