@@ -404,10 +404,14 @@ int qv_future_wait(qv_future *f, long timeout_ms)
             qv_lock_take(&f->lock);
         }
     }
-    int timed_out = 0;
-    while (!terminal(f->state) && !timed_out)
+    int slept = 0, timed_out = timeout_ms == 0; /* (a poll does not sleep) */
+    for (; !terminal(f->state) && !timed_out; slept = 1)
         timed_out = qv_signal_wait(&f->changed, &f->lock, timeout_ms >= 0 ? &dl : NULL) != 0;
     int done = terminal(f->state);
+    /* This thread sleeps no more: its mark goes (another sleeper, woken,
+     * finds f not done and marks it again), or whoever ends f would think
+     * a thread waits for it (a QV_THREADS worker lends its handle then). */
+    if (!done && slept) qv_signal_all(&f->changed);
     qv_lock_give(&f->lock);
     if (ex) qv_executor_unref(ex);
     if (!done) return QV_EWAIT_TIMEOUT;

@@ -5,6 +5,8 @@
  * waiting thread goes away. */
 #include "support.h"
 
+#include "../src/internal.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -176,6 +178,25 @@ Test(waitrun, queued_work_goes_on_while_the_waiting_thread_does_other_work, .tim
     double el = now_ms() - t0;
     cr_assert(qv_future_done(f), "a queued /get not done 10 s after submit, no one waiting");
     cr_assert_lt(el, 2000.0, "a queued /get took %.0f ms with no one waiting", el);
+    tx_expect_status(f, 200);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
+/* A wait that timed out (a poll included) sleeps no more: it leaves no
+ * mark that a thread sleeps on the future, or the worker, finishing it,
+ * would lend its handle for a wait that is over and sleep ~2 ms while
+ * queued work waits. */
+Test(waitrun, a_wait_that_timed_out_leaves_no_sleeper_behind, .timeout = 60)
+{
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/delay/1")), QV_OK);
+    cr_assert_eq(qv_future_result(f, NULL, 50), QV_EWAIT_TIMEOUT);
+    cr_assert(!qv_future_done(f), "/delay/1 done within 50 ms");
+    cr_assert(!qv_future_slept_on(f), "a wait that timed out still counts as asleep on its future");
+    cr_assert_eq(qv_future_result(f, NULL, 0), QV_EWAIT_TIMEOUT);
+    cr_assert(!qv_future_slept_on(f), "a poll still counts as asleep on its future");
     tx_expect_status(f, 200);
     qv_future_release(f);
     qv_session_free(s);
