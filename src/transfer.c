@@ -467,12 +467,13 @@ static int streams(const qv_req *r)
     return qv_sink_wanted(r) || r->io->stream;
 }
 
-/* A request that sets options only a reset takes back. */
+/* A request that sets options only a reset takes back (so does one whose
+ * body streams, see setup_easy). */
 static int special(const qv_req *r)
 {
     return r->auth != QV_AUTH_NONE || r->insecure || r->has_body || r->nparts ||
            strcmp(r->method, "GET") != 0 || r->io->on_progress || r->io->resume ||
-           r->io->upload_path || r->io->on_upload || streams(r);
+           r->io->upload_path || r->io->on_upload;
 }
 
 /* Upload bodies are read in larger pieces than libcurl's 16 KiB: a fourth
@@ -486,8 +487,8 @@ static int special(const qv_req *r)
  * special request puts back its default.) */
 #define QV_RECV_BUFFER (100L << 10)
 
-/* The options of a special request (see special()). */
-static CURLcode setup_special(qv_slot *slot, const qv_req *r)
+/* The options of a special request (see special()), streamed or not. */
+static CURLcode setup_special(qv_slot *slot, const qv_req *r, int streamed)
 {
     CURL *e = slot->easy;
     CURLcode cc = CURLE_OK;
@@ -496,7 +497,7 @@ static CURLcode setup_special(qv_slot *slot, const qv_req *r)
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (r->io->upload_path || r->io->on_upload) SET(CURLOPT_UPLOAD_BUFFERSIZE, QV_UPLOAD_BUFFER);
-    if (streams(r)) SET(CURLOPT_BUFFERSIZE, QV_RECV_BUFFER);
+    if (streamed) SET(CURLOPT_BUFFERSIZE, QV_RECV_BUFFER);
     if (r->io->on_progress) {
         SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
         SET(CURLOPT_XFERINFODATA, slot);
@@ -551,10 +552,11 @@ static CURLcode setup_easy(qv_slot *slot, qv_future *f)
         if (!cc) slot->configured = slot->easy;
     }
     int h1 = pauses_shared(f);
-    slot->dirty = special(r) || h1;
+    int streamed = streams(r);
+    slot->dirty = streamed || special(r) || h1;
     slot->ca_set = r->ca_file != NULL;
     if (!cc) cc = setup_request(slot, f);
-    if (!cc && slot->dirty) cc = setup_special(slot, r);
+    if (!cc && slot->dirty) cc = setup_special(slot, r, streamed);
     if (!cc && h1) cc = curl_easy_setopt(slot->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     if (!cc) cc = qv_net_setup(slot, r);
     if (!cc) cc = qv_redirect_setup(slot);
