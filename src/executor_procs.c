@@ -397,13 +397,12 @@ static int take_ring_back(pworker *w)
 {
     if (!w->ring_lent) return QV_OK;
     w->ring_lent = 0;
+    /* What it holds still and the reader does not get (it let go, or there
+     * was no memory) is dropped: no one's, not the next request's. */
     int rc = qv_pipe_ring_detach(w->pipe, &w->tail);
-    /* What it holds still (a reader that let go left it, or it could not be
-     * copied) is no one's, not the next request's. And while the reader had
-     * the ring, the worker's wake-up flag was taken for it: this thread asks
-     * again, or the next body that fills the ring waits for good. */
-    long left = qv_ring_avail(&w->ring, w->tail);
-    if (left > 0) w->tail += (uint64_t)left;
+    /* While the reader had the ring, the worker's wake-up flag was taken
+     * for it: this thread asks again, or the next body that fills the ring
+     * waits for good. */
     qv_ring_reader_wait(&w->ring, w->tail);
     if (qv_ring_taken(&w->ring, w->tail)) send_room(w);
     return rc;

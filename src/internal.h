@@ -1175,8 +1175,9 @@ enum {
 };
 int qv_pipe_ring_state(qv_pipe *p);
 /* The dispatcher takes the ring back (the body's end, or the worker's):
- * what the reader has not taken is copied into the pipe (not if it let
- * go); *tail is where the ring was taken to (not yet published). QV_OK,
+ * what the reader has not taken is copied into the pipe (dropped if it let
+ * go or there is no memory for it); *tail is where the ring was taken to,
+ * past all it held (not yet published; as it was for a bad head). QV_OK,
  * QV_EPROTOCOL (a bad head: nothing was copied) or QV_ENOMEM. */
 int qv_pipe_ring_detach(qv_pipe *p, uint64_t *tail);
 
@@ -1530,6 +1531,9 @@ extern qv_ring *qv_worker_ring;
  * for, with at most cap bytes in: QV_RING_CAP, or QV_RING_STREAM),
  * publishes the new head and returns how many. */
 size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t n);
+/* The consumer: copies the n bytes from tail on (checked against head by
+ * qv_ring_avail first) out of the ring. */
+void qv_ring_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n);
 /* The producer, after putting bytes in: 1 if the consumer waits for them
  * (its flag is cleared: the caller sends the RING frame). */
 int qv_ring_reader_woken(qv_ring *r);

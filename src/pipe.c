@@ -451,10 +451,8 @@ static size_t ring_avail(qv_pipe *p)
  * for room, the dispatcher is poked to wake once half the ring is free. */
 static size_t ring_take(qv_pipe *p, void *out, size_t cap, size_t in)
 {
-    size_t take = cap < in ? cap : in, at = (size_t)(p->src_tail % QV_RING_CAP);
-    size_t first = QV_RING_CAP - at < take ? QV_RING_CAP - at : take;
-    memcpy(out, p->src.data + at, first);
-    memcpy((char *)out + first, p->src.data, take - first);
+    size_t take = cap < in ? cap : in;
+    qv_ring_copy_out(&p->src, p->src_tail, out, take);
     p->src_tail += take;
     p->total += (long long)take;
     if (qv_ring_taken_lazily(&p->src, p->src_tail, in - take) && !p->room_owed) {
@@ -529,18 +527,21 @@ int qv_pipe_ring_detach(qv_pipe *p, uint64_t *tail)
     pthread_mutex_lock(&p->mu);
     long in = p->src_bad ? -1 : qv_ring_avail(&p->src, p->src_tail);
     int rc = in < 0 ? QV_EPROTOCOL : QV_OK;
-    if (in > 0 && !p->closed) {
-        /* The rest, for the reader, out of the ring, which the next
-         * request's bytes will take. */
-        size_t at = (size_t)(p->src_tail % QV_RING_CAP), n = (size_t)in;
-        size_t first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
-        if (append(p, (const char *)p->src.data + at, first) ||
-            append(p, (const char *)p->src.data, n - first))
+    size_t n = in > 0 ? (size_t)in : 0;
+    /* The rest, for the reader, out of the ring, which the next request's
+     * bytes will take. While the ring was lent the pipe's own buffer stayed
+     * empty (the reader copies out of the ring), so it goes at its start. */
+    if (n && !p->closed) {
+        if (n > p->cap && grow(p, n)) {
             rc = QV_ENOMEM;
-        else
-            p->src_tail += n;
+        } else {
+            qv_ring_copy_out(&p->src, p->src_tail, p->buf, n);
+            p->start = 0;
+            p->len = n;
+            p->total += (long long)n;
+        }
     }
-    *tail = p->src_tail;
+    *tail = p->src_tail + n; /* (what was not copied is dropped) */
     kick(p);
     p->src.h = NULL;
     pthread_mutex_unlock(&p->mu);

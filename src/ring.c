@@ -67,18 +67,34 @@ void qv_ring_reset(qv_ring *r)
     atomic_store(&r->h->reader_waits, 1);
 }
 
+/* The n bytes at count pos of the ring, which may wrap past its end: where
+ * they start, and how many come before the end (the rest from the start). */
+static size_t span(uint64_t pos, size_t n, size_t *first)
+{
+    size_t at = (size_t)(pos % QV_RING_CAP);
+    *first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
+    return at;
+}
+
 size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t n)
 {
     /* (acquire: the parent is done reading what it gave back) */
     uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
     size_t room = cap - (size_t)(*head - tail);
     if (n > room) n = room;
-    size_t at = (size_t)(*head % QV_RING_CAP), first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
+    size_t first, at = span(*head, n, &first);
     memcpy(r->data + at, p, first);
     memcpy(r->data, (const char *)p + first, n - first);
     *head += n;
     atomic_store_explicit(&r->h->head, *head, memory_order_release);
     return n;
+}
+
+void qv_ring_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n)
+{
+    size_t first, at = span(tail, n, &first);
+    memcpy(out, r->data + at, first);
+    memcpy((char *)out + first, r->data, n - first);
 }
 
 /* One side's flag, after its own index moved: 1 if the other side waits. */
