@@ -13,6 +13,16 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Who has a QV_THREADS transfer whose thread lends it (qv_pipe_lend), and
+ * where its reader is. */
+typedef enum lend_state {
+    LEND_NONE,   /* the transfer's thread: no reader waits for it */
+    LEND_WANTED, /* the transfer's thread, poked: the reader waits to be lent it */
+    LEND_LENT,   /* the reader: pass(pass_arg) runs it, in qv_pipe_read */
+    LEND_INSIDE, /* ... and the reader is running it now */
+    LEND_PARKED, /* ... and the lender sleeps until that turn ends */
+} lend_state;
+
 struct qv_pipe {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -38,12 +48,9 @@ struct qv_pipe {
     struct reader_wait *driver;
     /* A transfer's thread that lends it to a reader that waits (QV_THREADS:
      * qv_pipe_lend), so that the body is received on the reader's thread. */
-    pthread_cond_t lcv;  /* the lender waits on it while its transfer is lent */
-    int lender;          /* the producer's thread lends (it came to qv_pipe_lend) */
-    int want;            /* a reader waits for the transfer */
-    int lent;            /* the reader has it: pass(pass_arg) runs it */
-    int inside;          /* ... and is in qv_pipe_read */
-    int parked;          /* the lender sleeps until the reader's turn ends */
+    pthread_cond_t lcv; /* the lender waits on it while its transfer is lent */
+    int lender;         /* the producer's thread lends (it came to qv_pipe_lend) */
+    lend_state lend;
     unsigned long turns; /* the reader's turns at it, for the lender's looks */
     double left_ms;      /* when the reader last came out */
     int (*pass)(void *arg, long wait_ms);
@@ -68,6 +75,12 @@ struct qv_pipe {
 /* Looks at one unbroken turn of the reader before the lender sleeps until
  * the turn ends. */
 #define LEND_PARK_LOOKS 4
+
+/* Under p->mu: the reader has the transfer (it receives the body itself). */
+static int lent(const qv_pipe *p)
+{
+    return p->lend >= LEND_LENT;
+}
 
 /* The wait of a reader that drives: ready once the consumer would be woken. */
 typedef struct reader_wait {
@@ -153,7 +166,7 @@ static void poke_if_room(qv_pipe *p)
 {
     if (!p->paused || p->poked || p->cap - p->len < p->cap / 2) return;
     p->poked = 1;
-    if (!p->lent) poke(p); /* (lent: the reader resumes it, or its lender on taking it back) */
+    if (!lent(p)) poke(p); /* (lent: the reader resumes it, or its lender on taking it back) */
 }
 
 /* Under p->mu: a reader that drives stops driving and reads (its waiter's
@@ -238,7 +251,7 @@ int qv_pipe_push(qv_pipe *p, const char *data, size_t n)
         rc = -2;
     } else if (p->len >= QV_PIPE_WAKE) {
         wake(p);
-    } else if (!p->lent && !p->later.queued) { /* (lent: the reader pushes) */
+    } else if (!lent(p) && !p->later.queued) { /* (lent: the reader pushes) */
         atomic_fetch_add(&p->refs, 1);         /* the list's, until pay */
         qv_later_add(&p->later);
     }
@@ -352,28 +365,28 @@ int qv_pipe_lend(qv_pipe *p, int (*pass)(void *arg, long wait_ms), void *arg)
 {
     pthread_mutex_lock(&p->mu);
     p->lender = 1;
-    if (!p->want || p->closed || p->len) {
-        p->want = 0; /* (bytes came since: the reader asks again once they are read) */
+    int wanted = p->lend == LEND_WANTED;
+    p->lend = LEND_NONE; /* (bytes came since: the reader asks again once they are read) */
+    if (!wanted || p->closed || p->len) {
         pthread_mutex_unlock(&p->mu);
         return 0;
     }
-    p->want = 0;
-    p->lent = 1;
+    p->lend = LEND_LENT;
     p->pass = pass;
     p->pass_arg = arg;
     p->left_ms = qv_now_ms(); /* the reader has yet to wake */
     pthread_cond_broadcast(&p->cv);
     unsigned long seen = p->turns;
-    for (int unbroken = 0; p->lent;) {
-        if (!p->inside && (p->closed || atomic_load(&p->producer->cancel_requested) ||
-                           qv_now_ms() - p->left_ms >= LEND_LOOK_MS / 4.0))
+    for (int unbroken = 0; lent(p);) {
+        if (p->lend == LEND_LENT && (p->closed || atomic_load(&p->producer->cancel_requested) ||
+                                     qv_now_ms() - p->left_ms >= LEND_LOOK_MS / 4.0))
             break;
         /* One turn over several looks (a trickle): sleep until it ends. */
-        unbroken = p->inside && p->turns == seen ? unbroken + 1 : 0;
+        unbroken = p->lend == LEND_INSIDE && p->turns == seen ? unbroken + 1 : 0;
         seen = p->turns;
         if (unbroken > LEND_PARK_LOOKS) {
-            p->parked = 1;
-            while (p->parked && p->lent) qv_cond_wait(&p->lcv, &p->mu, NULL);
+            p->lend = LEND_PARKED;
+            while (p->lend == LEND_PARKED) qv_cond_wait(&p->lcv, &p->mu, NULL);
             unbroken = 0;
             continue;
         }
@@ -381,8 +394,7 @@ int qv_pipe_lend(qv_pipe *p, int (*pass)(void *arg, long wait_ms), void *arg)
         qv_deadline(&dl, LEND_LOOK_MS);
         qv_cond_wait(&p->lcv, &p->mu, &dl);
     }
-    p->parked = 0;
-    p->lent = 0;
+    p->lend = LEND_NONE;
     p->pass = NULL;
     pthread_mutex_unlock(&p->mu);
     return 1;
@@ -393,7 +405,7 @@ int qv_pipe_lend(qv_pipe *p, int (*pass)(void *arg, long wait_ms), void *arg)
  * ended, was cancelled, or its read timeout is due) or the deadline. */
 static void run_lent(qv_pipe *p, const struct timespec *dl)
 {
-    p->inside = 1;
+    p->lend = LEND_INSIDE;
     p->turns++;
     int again = 1;
     /* The transfer's callbacks run here as on its worker: freeing the pool
@@ -409,25 +421,22 @@ static void run_lent(qv_pipe *p, const struct timespec *dl)
         pthread_mutex_lock(&p->mu);
     }
     qv_own_executor = was;
-    if (!again) p->lent = 0;
-    p->inside = 0;
+    int parked = p->lend == LEND_PARKED;
+    p->lend = again ? LEND_LENT : LEND_NONE;
     p->left_ms = qv_now_ms();
-    if (!again || p->parked) {
-        p->parked = 0;
-        pthread_cond_signal(&p->lcv);
-    }
+    if (!again || parked) pthread_cond_signal(&p->lcv);
 }
 
 /* Under p->mu, the ring empty: 1 if the reader ran the transfer lent to it
  * (or asked for it: it waits on cv to be given it), 0 if it is not lent. */
 static int lent_wait(qv_pipe *p, const struct timespec *dl)
 {
-    if (p->lent) {
+    if (lent(p)) {
         run_lent(p, dl);
         return 1;
     }
-    if (p->lender && !p->want && p->producer) {
-        p->want = 1;
+    if (p->lender && p->lend == LEND_NONE && p->producer) {
+        p->lend = LEND_WANTED;
         poke(p); /* the lender's poll ends, and it lends */
     }
     return 0;
