@@ -47,7 +47,7 @@ typedef struct loop {
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
-    atomic_int sleeping; /* the leader is (about to be) in curl_multi_poll */
+    atomic_int sleeping; /* the leader is (about to be) in curl_multi_poll, a slot free */
     /* The leader's: */
     int requeued;     /* a finished transfer went back to the queue (a retry) */
     double next_scan; /* when running transfers are checked next (qv_coarse_ms) */
@@ -347,8 +347,12 @@ static void poll_idle(loop *L, int timeout)
     /* Submitters wake the loop only while it sleeps: announce it, then
      * look at the queue once more, so no submit goes unnoticed. (A
      * queued future that may not start yet was parked by the pop of the
-     * round, so the queue's head is always one that may.) */
-    atomic_store(&L->sleeping, 1);
+     * round, so the queue's head is always one that may.) With every slot
+     * busy no submit could start anything: a slot frees only when a
+     * transfer ends, which wakes the poll by itself. So then the sleep is
+     * not announced: in the submit-all idiom the I/O thread was woken for
+     * up to a third of the submits, for a round that started nothing. */
+    atomic_store(&L->sleeping, L->nidle > 0);
     pthread_mutex_lock(&ex->mu);
     int work = ex->ready.head && L->nidle > 0;
     pthread_mutex_unlock(&ex->mu);

@@ -268,3 +268,50 @@ Test(loop, the_waiting_thread_drives_its_own_transfer)
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+typedef struct done_count {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n;
+} done_count;
+
+static void count_done(qv_future *f, void *arg)
+{
+    (void)f;
+    done_count *d = arg;
+    pthread_mutex_lock(&d->mu);
+    d->n++;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* With every slot busy, the I/O thread sleeps without asking submits to
+ * wake it (they could start nothing): the futures queued meanwhile start
+ * as slots free, with no thread of the caller's waiting on them. */
+Test(loop, futures_queued_while_every_slot_is_busy_start_as_slots_free)
+{
+    enum { QUEUED = 6 };
+    qv_executor *ex = loop_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    done_count d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    qv_future *fs[1 + QUEUED];
+    cr_assert_eq(qv_get(s, &fs[0], tu("/delay/0.3")), QV_OK);
+    for (int i = 1; i <= QUEUED; i++) cr_assert_eq(qv_get(s, &fs[i], tu("/get")), QV_OK);
+    for (int i = 0; i <= QUEUED; i++)
+        cr_assert_eq(qv_future_add_done_callback(fs[i], count_done, &d), QV_OK);
+    /* Not a wait of quiver's: this thread leads nothing. */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += TX_RESULT_TIMEOUT_MS / 1000;
+    pthread_mutex_lock(&d.mu);
+    while (d.n < 1 + QUEUED && pthread_cond_timedwait(&d.cv, &d.mu, &dl) == 0) continue;
+    int n = d.n;
+    pthread_mutex_unlock(&d.mu);
+    cr_assert_eq(n, 1 + QUEUED, "%d of %d futures completed with no thread waiting", n, 1 + QUEUED);
+    for (int i = 0; i <= QUEUED; i++) {
+        tx_expect_status(fs[i], 200);
+        qv_future_release(fs[i]);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
