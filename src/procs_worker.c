@@ -226,9 +226,13 @@ static long fetch_upload(void *buf, size_t cap, void *arg)
     while (!w->up_len && !w->up_end)
         if (next_control(w, f)) return -1;
     if (!w->up_len) return w->up_end < 0 ? -1 : 0;
+    /* Across the area's end too: a read cut there would make libcurl send
+     * a short extra chunk (chunked: cap is 65,524, which 2 MiB is not a
+     * multiple of) and one more send and poll round. */
     size_t n = w->up_len < cap ? w->up_len : cap;
-    if (n > QV_UP_RING - w->up_at) n = QV_UP_RING - w->up_at; /* the rest at the next call */
-    memcpy(buf, w->ring.up + w->up_at, n);
+    size_t first = QV_UP_RING - w->up_at < n ? QV_UP_RING - w->up_at : n;
+    memcpy(buf, w->ring.up + w->up_at, first);
+    memcpy((char *)buf + first, w->ring.up, n - first);
     w->up_at = (w->up_at + n) % QV_UP_RING;
     w->up_len -= n;
     ask_upload(w);
