@@ -1005,9 +1005,11 @@ typedef struct qv_slot {
     qv_buf net_sig, net_next;
     int net_set;
     /* The last URL set on easy (owned), and once a request repeats it, that
-     * URL parsed, set as CURLOPT_CURLU (transfer.c) */
+     * URL parsed, set as CURLOPT_CURLU (transfer.c); or url_refused: the
+     * parse refused it (libcurl's own will say why, each time) */
     char *url;
     CURLU *url_parsed;
+    int url_refused;
     qv_sink sink;
     qv_pipe *pipe;      /* stream = 1, once the headers went out */
     char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */

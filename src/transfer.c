@@ -360,11 +360,12 @@ CURLcode qv_transfer_set_url(qv_slot *slot, const char *url)
 {
     CURL *e = slot->easy;
     int same = slot->url && strcmp(slot->url, url) == 0;
-    if (same && !slot->url_parsed && (slot->url_parsed = curl_url()) &&
+    if (same && !slot->url_parsed && !slot->url_refused && (slot->url_parsed = curl_url()) &&
         curl_url_set(slot->url_parsed, CURLUPART_URL, url,
                      CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME)) {
         curl_url_cleanup(slot->url_parsed); /* libcurl's own parse will say why */
         slot->url_parsed = NULL;
+        slot->url_refused = 1; /* (not parsed again for each repeat) */
     }
     if (same && slot->url_parsed) return curl_easy_setopt(e, CURLOPT_CURLU, slot->url_parsed);
     /* A parsed URL takes precedence over the string: none may stay set. */
@@ -372,6 +373,7 @@ CURLcode qv_transfer_set_url(qv_slot *slot, const char *url)
     if (!same) {
         curl_url_cleanup(slot->url_parsed);
         slot->url_parsed = NULL;
+        slot->url_refused = 0;
         qv_free(slot->url);
         slot->url = qv_strdup(url); /* (out of memory: only the next parse is not saved) */
     }

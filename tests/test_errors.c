@@ -170,6 +170,20 @@ Test(errors, invalid_urls_fail_at_result, .timeout = 30)
     qv_session_free(s);
 }
 
+/* A URL that only libcurl's parse refuses (submit's quick look passes it),
+ * again and again on one handle: each time QV_EURL (the handle keeps its
+ * last URL, and parses a repeated one once). */
+Test(errors, a_url_libcurl_refuses_fails_each_time_it_repeats, .timeout = 30)
+{
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    for (int i = 0; i < 3; i++) expect_bad_url(s, "http://127.0.0.1:99999/");
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    tx_expect_status(f, 200); /* and the handle serves the next URL */
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
 static void expect_einval(int rc, qv_future *f, qv_future *sentinel, const char *what)
 {
     cr_assert_eq(rc, QV_EINVAL, "%s: submit gave %s, expected QV_EINVAL", what, qv_errname(rc));
