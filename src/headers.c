@@ -5,15 +5,21 @@
 #include <string.h>
 #include <strings.h>
 
+/* Room for one more item; 0, or QV_ENOMEM. */
+static int room_for_one(qv_headers *h)
+{
+    if (h->len < h->cap) return QV_OK;
+    size_t cap = h->cap ? h->cap * 2 : 16;
+    qv_hdr *items = qv_realloc(h->items, cap * sizeof(*items));
+    if (!items) return QV_ENOMEM;
+    h->items = items;
+    h->cap = cap;
+    return QV_OK;
+}
+
 int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-    if (h->len == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        qv_hdr *items = qv_realloc(h->items, cap * sizeof(*items));
-        if (!items) return QV_ENOMEM;
-        h->items = items;
-        h->cap = cap;
-    }
+    if (room_for_one(h)) return QV_ENOMEM;
     /* The strings live in the headers' arena: no allocation per line. */
     char *n = qv_arena_alloc(&h->strings, nlen + vlen + 2);
     if (!n) return QV_ENOMEM;
@@ -24,6 +30,24 @@ int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *val
     v[vlen] = '\0';
     h->items[h->len].name = n;
     h->items[h->len].value = v;
+    h->len++;
+    return QV_OK;
+}
+
+int qv_headers_add_line(qv_headers *h, const char *line, size_t nlen, const char *value,
+                        size_t vlen)
+{
+    if (room_for_one(h)) return QV_ENOMEM;
+    /* One copy of the line up to the value's end; the colon and what
+     * follows the value become the strings' ends. */
+    size_t voff = (size_t)(value - line), n = voff + vlen;
+    char *c = qv_arena_alloc(&h->strings, n + 1);
+    if (!c) return QV_ENOMEM;
+    memcpy(c, line, n);
+    c[nlen] = '\0';
+    c[n] = '\0';
+    h->items[h->len].name = c;
+    h->items[h->len].value = c + voff;
     h->len++;
     return QV_OK;
 }

@@ -60,7 +60,15 @@ void *qv_pool_alloc(size_t n);
  * for no block: libcurl allocates through it ~250 times a small request,
  * and a heap is a thread-local (in a shared library, a __tls_get_addr). */
 extern atomic_int qv_pool_heaps_out;
-int qv_pool_owns(const void *p);
+/* The heaps' reservation, [lo, hi) (both 0 until made): read inline, since
+ * every free of libcurl's asks (~30 a small request). */
+extern atomic_uintptr_t qv_pool_lo, qv_pool_hi;
+static inline int qv_pool_owns(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return a >= atomic_load_explicit(&qv_pool_lo, memory_order_relaxed) &&
+           a < atomic_load_explicit(&qv_pool_hi, memory_order_relaxed);
+}
 size_t qv_pool_size(const void *p);
 void qv_pool_free(void *p);
 int qv_pool_resize(void *p, size_t n);
@@ -180,6 +188,10 @@ typedef struct qv_headers {
     qv_arena strings; /* every name and value */
 } qv_headers;
 int qv_headers_add(qv_headers *h, const char *name, size_t nlen, const char *value, size_t vlen);
+/* The same for a line "name: value" as received: the name is its first nlen
+ * bytes, the value the vlen bytes at value, past the colon (nlen < value - line). */
+int qv_headers_add_line(qv_headers *h, const char *line, size_t nlen, const char *value,
+                        size_t vlen);
 /* Obsolete line folding: " more" joins the last value (if any). */
 int qv_headers_continue(qv_headers *h, const char *more, size_t n);
 const char *qv_headers_get(const qv_headers *h, const char *name, size_t nth);
@@ -596,6 +608,7 @@ struct qv_session {
      * them in the jar (once) as if it had set them itself. Under mu. */
     qv_hdr *anyhost;
     size_t nanyhost;
+    atomic_int anyhost_set; /* nanyhost > 0 (never drops): a request asks no lock before */
     char **seeded;
     size_t nseeded;
 };

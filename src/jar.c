@@ -167,6 +167,8 @@ static int jar_add(qv_session *s, CURL *e, const char *host, const char *name, c
 
 int qv_session_seed_cookies(qv_session *s, CURL *easy, const char *host)
 {
+    /* (no cookie for every host: every host counts as seen) */
+    if (!atomic_load(&s->anyhost_set)) return QV_OK;
     int rc = QV_OK;
     pthread_mutex_lock(&s->mu);
     int seen = s->nanyhost == 0;
@@ -209,6 +211,7 @@ static int set_anyhost(qv_session *s, const char *name, const char *value)
         h->name = nv;
         h->value = nv + strlen(name) + 1;
         s->nanyhost += added;
+        atomic_store(&s->anyhost_set, 1);
         for (size_t i = 0; i < s->nseeded && !rc; i++)
             rc = jar_add(s, e, s->seeded[i], name, value);
     }

@@ -73,7 +73,7 @@ static struct depot {
 static char *base;              /* set once, before any block exists */
 static atomic_size_t used;      /* bytes of the reservation handed out */
 static atomic_size_t cut_bytes; /* of those, bytes cut into blocks */
-static atomic_uintptr_t lo, hi;
+atomic_uintptr_t qv_pool_lo, qv_pool_hi;
 static pthread_once_t reserve_once = PTHREAD_ONCE_INIT;
 
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -113,8 +113,8 @@ static void reserve(void)
     /* Blocks here hold pointers to the program's heap: scan them for leaks. */
     __lsan_register_root_region(p, RESERVE);
 #endif
-    atomic_store(&lo, (uintptr_t)p);
-    atomic_store(&hi, (uintptr_t)p + RESERVE);
+    atomic_store(&qv_pool_lo, (uintptr_t)p);
+    atomic_store(&qv_pool_hi, (uintptr_t)p + RESERVE);
 }
 
 static int class_of(size_t n)
@@ -130,13 +130,6 @@ static size_t class_size(int c)
     if (c < SMALL_CLASSES) return (size_t)(c + 1) << 4;
     int k = 7 + (c - SMALL_CLASSES) / 4, s = (c - SMALL_CLASSES) % 4;
     return ((size_t)1 << k) + ((size_t)(s + 1) << (k - 2)) + OVER;
-}
-
-int qv_pool_owns(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    return a >= atomic_load_explicit(&lo, memory_order_relaxed) &&
-           a < atomic_load_explicit(&hi, memory_order_relaxed);
 }
 
 static void give(blk *b, int c)

@@ -62,6 +62,7 @@ static int hop_url(qv_slot *slot, qv_response *r)
 static int add_header_line(qv_slot *slot, const char *line, size_t len)
 {
     qv_headers *h = &slot->resp->headers;
+    if (len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n') len -= 2; /* the usual end */
     while (len && (line[len - 1] == '\r' || line[len - 1] == '\n')) len--;
     if (len && (line[0] == ' ' || line[0] == '\t')) {
         /* obsolete line folding: continues the previous value */
@@ -74,7 +75,7 @@ static int add_header_line(qv_slot *slot, const char *line, size_t len)
     const char *v = colon + 1, *end = line + len;
     while (v < end && (*v == ' ' || *v == '\t')) v++;
     while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
-    return qv_headers_add(h, line, nlen, v, (size_t)(end - v));
+    return qv_headers_add_line(h, line, nlen, v, (size_t)(end - v));
 }
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *p)
