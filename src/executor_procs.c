@@ -383,7 +383,7 @@ static void after_answer(procs *P, pworker *w, int took)
         hold(P, unsend(w));
 }
 
-/* Wakes w, which waits for room in its ring or for an answer to be acted on. */
+/* Wakes w, which waits for an answer to be acted on. */
 static void send_room(pworker *w)
 {
     qv_buf b = {0};
@@ -404,7 +404,7 @@ static int take_ring_back(pworker *w)
      * for it: this thread asks again, or the next body that fills the ring
      * waits for good. */
     qv_ring_reader_wait(&w->ring, w->tail);
-    if (qv_ring_taken(&w->ring, w->tail)) send_room(w);
+    qv_ring_taken(&w->ring, w->tail, 0, QV_RING_CAP);
     return rc;
 }
 
@@ -568,6 +568,7 @@ static void close_socket(procs *P, pworker *w)
     epoll_ctl(P->ep, EPOLL_CTL_DEL, w->fd, NULL);
     close(w->fd);
     w->fd = -1;
+    qv_ring_room_kick(&w->ring); /* asleep for room, it finds its socket closed */
 }
 
 static void send_cancel(procs *P, pworker *w, uint64_t id);
@@ -675,7 +676,6 @@ static int lent_ring(procs *P, pworker *w)
 {
     int st = qv_pipe_ring_state(w->pipe);
     if (st & QV_PIPE_BAD) return RING_BAD;
-    if (st & QV_PIPE_ROOM) send_room(w);
     if (st & QV_PIPE_CLOSED) {
         take_ring_back(w);
         cancel_running(P, w);
@@ -722,7 +722,7 @@ static int ring_drain(procs *P, pworker *w)
         hand_on(P, w, w->ring.data + at, n);
         w->tail += n;
         taken += n;
-        if (qv_ring_taken(&w->ring, w->tail)) send_room(w);
+        qv_ring_taken(&w->ring, w->tail, (size_t)in - n, QV_RING_CAP);
     }
 }
 
@@ -1103,6 +1103,7 @@ static int cancel_wanted(const qv_future *f)
 static void send_cancel(procs *P, pworker *w, uint64_t id)
 {
     if (!qv_wire_encode_cancel(&P->out, id)) qv_fd_write_all(w->fd, P->out.data, P->out.len);
+    qv_ring_room_kick(&w->ring); /* asleep for room, it reads the cancel */
 }
 
 static void send_cancels(procs *P)

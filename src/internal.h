@@ -802,7 +802,7 @@ enum {
     QV_WIRE_HEAD,        /* a streamed response's headers (from the worker); its body follows */
     QV_WIRE_UPLOAD_WANT, /* on_upload: the worker's read callback wants bytes */
     QV_WIRE_UPLOAD,      /* on_upload's answer (to the worker): bytes, the end or an error */
-    QV_WIRE_ROOM         /* the parent took bytes out of the worker's ring (to the worker) */
+    QV_WIRE_ROOM         /* the parent acted on the answers the worker waits for (to the worker) */
 };
 /* What a request tells its worker of its body's ways (wire.c). */
 enum {
@@ -814,9 +814,6 @@ enum {
     QV_SINK_UPLOAD = 32,  /* on_upload: the body comes from the parent in upload frames */
     QV_SINK_FD = 64,      /* output_fd: the descriptor comes along with the frame (SCM_RIGHTS) */
 };
-/* A worker wakes a parent that waits for its ring's bytes once this many
- * came (or at the end of its transfer's pass, for fewer). */
-#define QV_DATA_BATCH ((size_t)64 << 10)
 /* A frame of a type alone, no fields (RING, ROOM). */
 int qv_wire_encode_bare(qv_buf *b, int type);
 /* on_upload on a process pool: the worker asks for up to cap bytes of the
@@ -1127,7 +1124,8 @@ typedef struct qv_later {
 /* Queues l on this thread's list, unless it is there already. */
 void qv_later_add(qv_later *l);
 /* Runs and empties this thread's list: every thread that produces streamed
- * bytes calls it after each pass of its transfers and before it sleeps. */
+ * bytes calls it after each pass of its transfers and before it sleeps. A
+ * run that queues its own again (it put its work off) is run at the next. */
 void qv_later_run(void);
 
 /* ----------------------------------------------- streamed bodies (pipe.c) */
@@ -1178,15 +1176,15 @@ void qv_pipe_close(qv_pipe *p);
 int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, const char **msg);
 /* A process pool's streamed body: a pipe lent the worker's body ring
  * (ring.c) from tail on, which its reader copies out of itself, giving
- * the room back, with no copy on the dispatcher (producer is poked as
- * above, also when the worker waits for room or wrote a bad head). */
+ * the room back (and waking the worker for it), with no copy on the
+ * dispatcher (producer is poked as above, also when the worker wrote a
+ * bad head). */
 struct qv_ring;
 qv_pipe *qv_pipe_new_ring(qv_future *producer, const struct qv_ring *ring, uint64_t tail);
 /* The dispatcher, poked: what the lent ring's reader says. */
 enum {
     QV_PIPE_CLOSED = 1, /* the reader let go */
-    QV_PIPE_ROOM = 2,   /* the worker waits for room and has some: send it ROOM */
-    QV_PIPE_BAD = 4     /* the worker wrote a head it could not have */
+    QV_PIPE_BAD = 2     /* the worker wrote a head it could not have */
 };
 int qv_pipe_ring_state(qv_pipe *p);
 /* The dispatcher takes the ring back (the body's end, or the worker's):
@@ -1493,10 +1491,11 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
  * every worker has it). The worker (the producer) alone
  * writes head and the bytes; the parent (the consumer) alone writes tail;
  * both count bytes since the worker started, and head - tail is what is
- * in. A side that waits sets its flag and sleeps on the socket; the other,
- * having moved its index, sends a frame if it finds the flag set
- * (QV_WIRE_RING: bytes came; QV_WIRE_ROOM: room came). The protocol is in
- * docs/internals.md. The parent trusts nothing the worker wrote: head is
+ * in. A side that waits sets its flag and sleeps; the other, having moved
+ * its index, wakes it if it finds the flag set: the dispatcher with a
+ * QV_WIRE_RING frame (bytes came), a streamed body's reader and the worker
+ * waiting for room on futex words in the header, each woken for half the
+ * ring, not for each piece. The protocol is in docs/internals.md. The parent trusts nothing the worker wrote: head is
  * checked before any byte is read. */
 #define QV_RING_CAP ((size_t)512 << 10)
 /* After the ring, on_upload's area: two pieces, one that libcurl reads
@@ -1513,11 +1512,16 @@ typedef struct qv_ring_hdr {
      * worker wakes it itself, with no frame and no dispatcher. */
     atomic_int stream_waits;
     qv_signal stream_wake;
-    atomic_int writer_waits; /* the worker waits (room, answers read): a ROOM frame wakes it */
+    atomic_int writer_waits; /* the worker waits for answers read: a ROOM frame wakes it */
     /* Answers (RESPONSE frames) the parent has acted on (the parent's): a
      * request's first byte waits for the one before to be, so that the
      * parent never takes it for that one's. */
     _Atomic uint64_t answers_read;
+    /* The worker found the ring full and sleeps on room_wake (a futex of
+     * the two processes', as stream_wake) until its consumer made half of
+     * it free, or the parent kicked it to read a frame (a cancel). */
+    atomic_int room_waits;
+    qv_signal room_wake;
 } qv_ring_hdr;
 typedef struct qv_ring {
     qv_ring_hdr *h;      /* NULL: not mapped */
@@ -1549,12 +1553,22 @@ size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t
 /* The consumer: copies the n bytes from tail on (checked against head by
  * qv_ring_avail first) out of the ring. */
 void qv_ring_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n);
+/* The producer: the bytes in at head (its own), not yet taken out. */
+size_t qv_ring_in(qv_ring *r, uint64_t head);
+/* 1 if a consumer may wait for bytes (a hint, without a fence: a 0 read
+ * too early only costs the wake-up of one that does not wait). */
+int qv_ring_consumer_waits(qv_ring *r);
 /* The producer, after putting bytes in: 1 if the consumer waits for them
  * (its flag is cleared: the caller sends the RING frame). */
 int qv_ring_reader_woken(qv_ring *r);
-/* The producer, finding no room (cap as for qv_ring_put): sets its flag;
- * 1 if there is room after all (no frame to wait for). */
-int qv_ring_writer_wait(qv_ring *r, uint64_t head, size_t cap);
+/* The producer, finding the ring full (cap as for qv_ring_put) with want
+ * bytes to put in: sets its flag; 0 if there is room for want or half of
+ * cap after all, else what to sleep with (qv_ring_room_sleep). */
+unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t cap, size_t want);
+/* ... sleeps until the consumer made room or the parent kicked it. */
+void qv_ring_room_sleep(qv_ring *r, unsigned v);
+/* The parent: the worker, if asleep for room, wakes and reads its frames. */
+void qv_ring_room_kick(qv_ring *r);
 /* The producer, about to put a request's first byte in: sets its flag; 1
  * if the parent has acted on all `sent` answers after all. */
 int qv_ring_writer_wait_answers(qv_ring *r, uint64_t sent);
@@ -1564,13 +1578,11 @@ int qv_ring_answered(qv_ring *r, uint64_t n);
 /* The consumer: bytes in after tail, or -1 if the producer's head is not
  * one it could have written (more than the ring holds, or behind tail). */
 long qv_ring_avail(qv_ring *r, uint64_t tail);
-/* The consumer took up to tail: publishes it; 1 if the producer waits for
- * room (its flag is cleared: the caller sends the ROOM frame). */
-int qv_ring_taken(qv_ring *r, uint64_t tail);
-/* The same for a streamed body, looking at the producer's flag only once
- * at most half its QV_RING_STREAM holds bytes (left of them): a producer
- * that waits for room is woken for half of it, not for each piece taken. */
-int qv_ring_taken_lazily(qv_ring *r, uint64_t tail, size_t left);
+/* The consumer took up to tail, left bytes still in: publishes it, and
+ * once at most half of cap (the producer's: QV_RING_CAP, or QV_RING_STREAM)
+ * is left, wakes the producer if it waits for room: for half the ring,
+ * not for each piece taken. */
+void qv_ring_taken(qv_ring *r, uint64_t tail, size_t left, size_t cap);
 /* The consumer, finding the ring empty at tail: sets its flag; 1 if bytes
  * came after all. */
 int qv_ring_reader_wait(qv_ring *r, uint64_t tail);

@@ -17,10 +17,13 @@ void qv_later_add(qv_later *l)
 
 void qv_later_run(void)
 {
-    while (owed) {
-        qv_later *l = owed;
-        owed = l->next;
+    /* What a run adds again (it put its work off) is for the next pass. */
+    qv_later *l = owed;
+    owed = NULL;
+    while (l) {
+        qv_later *next = l->next;
         l->queued = 0;
         l->run(l); /* last: it may free l */
+        l = next;
     }
 }

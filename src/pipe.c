@@ -59,12 +59,12 @@ struct qv_pipe {
      * reader copies straight out of the parent's mapping of it (src.h
      * non-NULL) from src_tail on and gives the room back itself, until the
      * dispatcher takes the ring back (qv_pipe_ring_detach); buf is empty
-     * until then (and holds what the reader had not taken after). room_owed: the worker waits for
-     * room, which only the dispatcher may tell it (the socket is its); src_bad: the worker wrote a
-     * head it could not have (nothing more is read from the ring). */
+     * until then (and holds what the reader had not taken after). src_bad:
+     * the worker wrote a head it could not have (nothing more is read from
+     * the ring). */
     qv_ring src;
     uint64_t src_tail;
-    int room_owed, src_bad;
+    int src_bad;
 };
 
 /* While its transfer is lent, the lender looks this often, and takes it back
@@ -456,18 +456,15 @@ static size_t ring_avail(qv_pipe *p)
 }
 
 /* Under p->mu: up to cap of the in bytes the lent ring holds, copied out
- * of the mapping; their room goes back to the worker, which, if it waits
- * for room, the dispatcher is poked to wake once half the ring is free. */
+ * of the mapping; their room goes back to the worker, woken from here if
+ * it waits for room once half the ring is free. */
 static size_t ring_take(qv_pipe *p, void *out, size_t cap, size_t in)
 {
     size_t take = cap < in ? cap : in;
     qv_ring_copy_out(&p->src, p->src_tail, out, take);
     p->src_tail += take;
     p->total += (long long)take;
-    if (qv_ring_taken_lazily(&p->src, p->src_tail, in - take) && !p->room_owed) {
-        p->room_owed = 1;
-        poke(p);
-    }
+    qv_ring_taken(&p->src, p->src_tail, in - take, QV_RING_STREAM);
     return take;
 }
 
@@ -523,8 +520,7 @@ int qv_pipe_read(qv_pipe *p, void *out, size_t cap, size_t *n, long timeout_ms, 
 int qv_pipe_ring_state(qv_pipe *p)
 {
     pthread_mutex_lock(&p->mu);
-    int st = (p->closed ? QV_PIPE_CLOSED : 0) | (p->room_owed ? QV_PIPE_ROOM : 0);
-    p->room_owed = 0;
+    int st = p->closed ? QV_PIPE_CLOSED : 0;
     if (p->src.h && !p->src_bad && qv_ring_avail(&p->src, p->src_tail) < 0) p->src_bad = 1;
     if (p->src_bad) st |= QV_PIPE_BAD;
     pthread_mutex_unlock(&p->mu);

@@ -44,11 +44,10 @@ typedef struct worker {
     qv_ring ring;
     uint64_t head, announced;
     size_t ring_cap; /* the most this request's bytes fill of it */
-    size_t batch;    /* bytes that wake the parent if it waits, before the pass ends */
     qv_buf ring_frame;
     uint64_t answers;   /* RESPONSE frames sent */
     int ring_fresh;     /* no byte of this request is in the ring yet */
-    qv_later ring_owed; /* announces what is left at the end of the transfer's pass */
+    qv_later ring_owed; /* announces what is in at the end of the transfer's pass */
     /* on_upload: the parent's bytes libcurl has not taken yet, up_len of
      * them from up_at in the ring's upload area (ring.up, QV_UP_RING
      * bytes), how many more are asked for (0: none), and the end the
@@ -66,7 +65,7 @@ static int send_frame(worker *w, const qv_buf *b)
 }
 
 /* Tells the parent of the bytes put in the ring, if it waits for them (it
- * emptied the ring and sleeps): one frame per batch, not per chunk. */
+ * emptied the ring and sleeps): a frame, or a streamed body's reader woken. */
 static void announce(worker *w)
 {
     w->announced = w->head;
@@ -75,10 +74,29 @@ static void announce(worker *w)
         _exit(0); /* the parent is gone */
 }
 
+/* 1 if the transfer's connection has bytes to be received at once: this
+ * worker goes on without sleeping. */
+static int more_to_receive(worker *w)
+{
+    curl_socket_t s;
+    return curl_easy_getinfo(w->slot.easy, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK &&
+           s != CURL_SOCKET_BAD && poll(&(struct pollfd){s, POLLIN, 0}, 1, 0) > 0;
+}
+
+/* The end of a pass: a parent that waits is woken once half the ring is in
+ * (forward_data) or when this worker is about to sleep (nothing more to
+ * receive at once), not once per receive: the reader is faster, and woken
+ * per 100 KiB it slept as often (bench/NOTES.md). Else it looks again at
+ * the next pass's end; the body's end wakes the parent with its answer. */
 static void announce_owed(qv_later *l)
 {
-    (void)l;
-    if (the_worker->head != the_worker->announced) announce(the_worker);
+    worker *w = the_worker;
+    if (w->head == w->announced) return;
+    if (qv_ring_in(&w->ring, w->head) < w->ring_cap / 2 && qv_ring_consumer_waits(&w->ring) &&
+        more_to_receive(w))
+        qv_later_add(l);
+    else
+        announce(w);
 }
 
 /* A cancel from the parent, of the request being served (cur; NULL while
@@ -157,45 +175,68 @@ static int next_control(worker *w, qv_future *f)
     return atomic_load(&f->cancel_requested) ? -1 : 0;
 }
 
-/* Waits for the parent (a full ring: to take bytes out; a request's first
- * byte: to have acted on every answer before), reading its frames
- * meanwhile. 0, or -1 if a cancel came. */
-static int wait_parent(worker *w, qv_future *f, int for_room)
+/* Waits for the parent to have acted on every answer before (a request's
+ * first byte), reading its frames meanwhile. 0, or -1 if a cancel came. */
+static int wait_answers(worker *w, qv_future *f)
 {
     announce(w); /* what is in, if the parent does not know of it yet */
-    while (!(for_room ? qv_ring_writer_wait(&w->ring, w->head, w->ring_cap)
-                      : qv_ring_writer_wait_answers(&w->ring, w->answers)))
+    while (!qv_ring_writer_wait_answers(&w->ring, w->answers))
         if (next_control(w, f)) return -1;
     return 0;
 }
 
+/* Reads the frames the parent sent, without waiting for more: 0, or -1 if
+ * f is cancelled. */
+static int read_controls(worker *w, qv_future *f)
+{
+    while (qv_frame_buffered(&w->in) || poll(&(struct pollfd){w->fd, POLLIN, 0}, 1, 0) > 0)
+        if (next_control(w, f)) return -1;
+    return atomic_load(&f->cancel_requested) ? -1 : 0;
+}
+
+/* A full ring: waits for its consumer to make room for want bytes (or
+ * half the ring), asleep on the ring's futex word, with no frame either
+ * way; the parent also kicks it when it sends a frame (a cancel), which
+ * is read then. 0, or -1 if a cancel came. */
+static int wait_room(worker *w, qv_future *f, size_t want)
+{
+    announce(w); /* a full ring is over half: its consumer takes it */
+    unsigned v;
+    while ((v = qv_ring_room_wait(&w->ring, w->head, w->ring_cap, want))) {
+        qv_ring_room_sleep(&w->ring, v);
+        if (read_controls(w, f)) return -1;
+    }
+    return 0;
+}
+
 /* The parent's on_data or reader: the chunk goes into the ring, and the
- * parent is woken once per batch if it waits. A full ring makes this
- * transfer wait, so a parent that reads slowly slows it down. */
+ * parent is woken once half the ring is in if it waits (or at the end of
+ * the pass, announce_owed). A full ring makes this transfer wait, so a
+ * parent that reads slowly slows it down. */
 static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
 {
     worker *w = arg;
     const char *p = chunk;
     /* The bytes the parent takes before it acts on an answer are that
      * answer's request's: this one's wait until it has. */
-    int waiting = w->ring_fresh;
+    int fresh = w->ring_fresh;
     w->ring_fresh = 0;
+    if (fresh && wait_answers(w, f)) goto cancelled;
     for (;;) {
-        if (waiting && wait_parent(w, f, waiting == 2)) {
-            w->slot.abort = QV_ABORT_CANCEL;
-            return 1;
-        }
         size_t n = qv_ring_put(&w->ring, &w->head, w->ring_cap, p, len);
         p += n;
         len -= n;
         if (!len) break;
-        waiting = 2; /* for room */
+        if (wait_room(w, f, len)) goto cancelled;
     }
-    if (w->head - w->announced >= w->batch)
+    if (qv_ring_in(&w->ring, w->head) >= w->ring_cap / 2)
         announce(w);
     else
         qv_later_add(&w->ring_owed);
     return 0;
+cancelled:
+    w->slot.abort = QV_ABORT_CANCEL;
+    return 1;
 }
 
 /* Asks the parent for the next piece of on_upload's body, to be put in
@@ -318,7 +359,6 @@ static int serve_one(worker *w)
         io->on_data_arg = w;
         w->ring_fresh = 1;
         w->ring_cap = io->stream ? QV_RING_STREAM : QV_RING_CAP;
-        w->batch = io->stream ? QV_DATA_BATCH : QV_RING_CAP / 2;
     }
     /* output_fd: the parent's descriptor came with the request (never one
      * from the mailbox); this copy is closed when the transfer ends. One

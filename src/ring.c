@@ -65,6 +65,7 @@ void qv_ring_reset(qv_ring *r)
      * the next stream's). */
     qv_signal_all_shared(&r->h->stream_wake);
     atomic_store(&r->h->reader_waits, 1);
+    atomic_store(&r->h->room_waits, 0);
 }
 
 /* The n bytes at count pos of the ring, which may wrap past its end: where
@@ -104,15 +105,39 @@ static int take_flag(atomic_int *flag)
     return atomic_load_explicit(flag, memory_order_relaxed) && atomic_exchange(flag, 0);
 }
 
+size_t qv_ring_in(qv_ring *r, uint64_t head)
+{
+    return (size_t)(head - atomic_load_explicit(&r->h->tail, memory_order_acquire));
+}
+
+int qv_ring_consumer_waits(qv_ring *r)
+{
+    return atomic_load_explicit(&r->h->reader_waits, memory_order_relaxed) ||
+           atomic_load_explicit(&r->h->stream_waits, memory_order_relaxed);
+}
+
 int qv_ring_reader_woken(qv_ring *r)
 {
     return take_flag(&r->h->reader_waits);
 }
 
-int qv_ring_writer_wait(qv_ring *r, uint64_t head, size_t cap)
+unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t cap, size_t want)
 {
-    atomic_store(&r->h->writer_waits, 1);
-    return head - atomic_load(&r->h->tail) < cap;
+    /* The consumer wakes it once half of cap is free: it waits for no more. */
+    if (want > cap / 2) want = cap / 2;
+    unsigned v = qv_signal_prepare(&r->h->room_wake);
+    atomic_store(&r->h->room_waits, 1);
+    return cap - (size_t)(head - atomic_load(&r->h->tail)) >= want ? 0 : v;
+}
+
+void qv_ring_room_sleep(qv_ring *r, unsigned v)
+{
+    qv_signal_sleep_shared(&r->h->room_wake, v, NULL);
+}
+
+void qv_ring_room_kick(qv_ring *r)
+{
+    qv_signal_all_shared(&r->h->room_wake);
 }
 
 int qv_ring_writer_wait_answers(qv_ring *r, uint64_t sent)
@@ -133,17 +158,10 @@ long qv_ring_avail(qv_ring *r, uint64_t tail)
     return n > QV_RING_CAP ? -1 : (long)n;
 }
 
-int qv_ring_taken(qv_ring *r, uint64_t tail)
+void qv_ring_taken(qv_ring *r, uint64_t tail, size_t left, size_t cap)
 {
     atomic_store_explicit(&r->h->tail, tail, memory_order_release);
-    return take_flag(&r->h->writer_waits);
-}
-
-int qv_ring_taken_lazily(qv_ring *r, uint64_t tail, size_t left)
-{
-    if (left <= QV_RING_STREAM / 2) return qv_ring_taken(r, tail);
-    atomic_store_explicit(&r->h->tail, tail, memory_order_release);
-    return 0;
+    if (left <= cap / 2 && take_flag(&r->h->room_waits)) qv_ring_room_kick(r);
 }
 
 int qv_ring_reader_wait(qv_ring *r, uint64_t tail)

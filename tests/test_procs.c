@@ -1298,3 +1298,121 @@ Test(procs, bodies_one_worker_serves_in_a_row_each_reach_their_own_future, .time
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+static const char *nginx_big(void)
+{
+    static _Thread_local char url[512];
+    snprintf(url, sizeof url, "%s/big", tx_env("QV_NGINX_URL", "nginx"));
+    return url;
+}
+
+/* A stream nobody reads: its worker fills what a stream may of the ring
+ * (no more, however long it is left) and sleeps on the ring's futex word
+ * for room. Let go, the stream's ring comes back and the worker is woken,
+ * stops, and serves the next request on this one-worker pool. */
+Test(procs, a_worker_asleep_on_a_full_ring_stops_when_its_stream_is_let_go, .timeout = 120)
+{
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    for (int round = 0; round < 3; round++) {
+        qv_future *f, *g;
+        cr_assert_eq(qv_get(s, &f, nginx_big(), .stream = 1), QV_OK);
+        qv_response *r = tx_expect_status(f, 200);
+        long long seen = 0;
+        for (int i = 0; i < 1000 && seen < (long long)QV_RING_STREAM; i++) {
+            nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
+            seen = qv_response_body_bytes(r);
+            cr_assert_leq(seen, (long long)QV_RING_STREAM, "round %d: %lld bytes unread", round,
+                          seen);
+        }
+        cr_assert_eq(seen, (long long)QV_RING_STREAM, "round %d: the ring never filled", round);
+        qv_future_release(f);
+        tx_get_ok(s, &g, tu("/get"));
+        qv_future_release(g);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* A reader that takes a little at a time, unevenly: the worker, asleep
+ * for room whenever the ring is full, is woken once half of it is free,
+ * never holds more than a stream's worth unread, and every byte arrives in
+ * order. */
+Test(procs, a_slow_reader_holds_a_streams_worth_at_most_and_gets_every_byte, .timeout = 120)
+{
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    char want_path[512];
+    snprintf(want_path, sizeof want_path, "%s/big", tx_env("QV_NGINX_WWW", "nginx"));
+    FILE *want = fopen(want_path, "rb");
+    cr_assert_not_null(want);
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, nginx_big(), .stream = 1), QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    long long got = 0;
+    for (int i = 0;; i++) {
+        char a[65536], b[65536];
+        /* Slow and uneven for the first 3 MiB (a dozen rings' worth), then fast. */
+        int slow = got < (3LL << 20);
+        size_t cap = slow ? 1000 + (size_t)(i * 7919) % 15000 : sizeof a, n;
+        int rc = qv_response_read(r, a, cap, &n, TX_RESULT_TIMEOUT_MS);
+        cr_assert_eq(rc, QV_OK, "%s after %lld bytes", qv_errname(rc), got);
+        if (n == 0) break;
+        cr_assert_eq(fread(b, 1, n, want), n);
+        cr_assert_eq(memcmp(a, b, n), 0, "byte %lld on differs from the file", got);
+        got += (long long)n;
+        long long unread = qv_response_body_bytes(r) - got;
+        cr_assert_leq(unread, (long long)QV_RING_STREAM, "%lld bytes unread", unread);
+        if (slow && i % 8 == 0) nanosleep(&(struct timespec){.tv_nsec = 1000000L}, NULL);
+    }
+    cr_assert_eq(fgetc(want), EOF, "the body ended after %lld bytes", got);
+    fclose(want);
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* on_data slower than the worker (it runs on the pool's thread): the ring
+ * fills and the worker sleeps for room; a cancel then reaches it (woken
+ * for room or kicked, it reads the frames that came), the future ends
+ * cancelled long before the body could have come, and the worker serves
+ * the next one. */
+typedef struct slow_data {
+    atomic_int calls;
+} slow_data;
+
+static int slow_on_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f, (void)chunk, (void)len;
+    atomic_fetch_add(&((slow_data *)arg)->calls, 1);
+    nanosleep(&(struct timespec){.tv_nsec = 5 * 1000000L}, NULL);
+    return 0;
+}
+
+Test(procs, a_cancel_reaches_an_on_data_worker_asleep_on_a_full_ring, .timeout = 120)
+{
+    qv_executor *ex = procs_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    for (int round = 0; round < 3; round++) {
+        slow_data d = {0};
+        qv_future *f, *g;
+        cr_assert_eq(qv_get(s, &f, nginx_big(), .on_data = slow_on_data, .on_data_arg = &d), QV_OK);
+        /* A ring's worth handed on: the worker has filled it meanwhile. */
+        for (int i = 0; i < 2000 && atomic_load(&d.calls) < 8; i++)
+            nanosleep(&(struct timespec){.tv_nsec = 5 * 1000000L}, NULL);
+        cr_assert_geq(atomic_load(&d.calls), 8, "round %d: on_data was not called", round);
+        double t0 = now_ms();
+        qv_future_cancel(f);
+        cr_assert_eq(qv_future_result(f, NULL, TX_RESULT_TIMEOUT_MS), QV_ECANCELLED, "round %d",
+                     round);
+        /* 64 MiB at 5 ms a call of at most 128 KiB: 2.5 s at least. */
+        cr_assert_lt(now_ms() - t0, 2000, "round %d: the cancel took %.0f ms", round,
+                     now_ms() - t0);
+        cr_assert_lt(atomic_load(&d.calls), 512, "round %d", round);
+        qv_future_release(f);
+        tx_get_ok(s, &g, tu("/get"));
+        qv_future_release(g);
+    }
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
