@@ -58,7 +58,8 @@ typedef struct loop {
     pthread_cond_t iocv; /* the I/O thread waits on it to take the lead back */
     int lead;            /* LEAD_* */
     follower *fhead, *ftail;
-    atomic_int nfollowers;  /* followers are waiting: the I/O thread hands over */
+    atomic_int asked;       /* threads of yours came to wait since the I/O thread took the
+                             * lead: it lets go after its round */
     double released_ms;     /* when the last thread of yours stopped leading */
     unsigned long releases; /* how often the lead went to no one */
     int io_parked;          /* the I/O thread sleeps until the lead goes to no one */
@@ -195,21 +196,28 @@ static void *delivery_main(void *arg)
  * another thread costs more than completing it), and gives futures with
  * hooks to the delivery threads, and the done callbacks of those completed
  * here: the leader runs no user code but request hooks and what a transfer
- * calls as it goes. */
+ * calls as it goes. The futures someone waits for are completed last: a
+ * thread collecting results in order that woke for the first of the batch
+ * found the next one not done yet, and slept and woke again for each. */
 static void deliver(loop *L, batch *done)
 {
-    batch user = {0}, callbacks = {0};
-    for (qv_future *f = done->head, *next; f; f = next) {
-        next = f->qnext;
-        /* Its pump's last run delivers (and lets the queue's reference go). */
-        if (f->pump && !qv_pump_last(f)) continue;
-        /* Hooks run on responses only. */
-        if (f->out_resp && qv_has_hooks(f))
-            batch_add(&user, f);
-        else if (qv_transfer_settle(f))
-            batch_add(&callbacks, f);
-        else
-            qv_future_drop(f); /* the queue's reference */
+    batch user = {0}, callbacks = {0}, waited = {0};
+    for (int last = 0; last < 2; last++) {
+        qv_future *f = last ? waited.head : done->head;
+        for (qv_future *next; f; f = next) {
+            next = f->qnext;
+            /* Its pump's last run delivers (and lets the queue's reference go). */
+            if (!last && f->pump && !qv_pump_last(f)) continue;
+            /* Hooks run on responses only. */
+            if (f->out_resp && qv_has_hooks(f))
+                batch_add(&user, f);
+            else if (!last && qv_future_waited(f))
+                batch_add(&waited, f);
+            else if (qv_transfer_settle(f))
+                batch_add(&callbacks, f);
+            else
+                qv_future_drop(f); /* the queue's reference */
+        }
     }
     deliver_batch(L, &user, &callbacks);
 }
@@ -377,24 +385,11 @@ static void hand_on(loop *L)
     }
     L->fhead = next->next;
     if (!L->fhead) L->ftail = NULL;
-    atomic_fetch_sub(&L->nfollowers, 1);
     L->lead = LEAD_USER;
     pthread_mutex_lock(&next->w->mu);
     next->offered = 1;
     pthread_cond_broadcast(&next->w->cv); /* other threads may wait on w too */
     pthread_mutex_unlock(&next->w->mu);
-}
-
-/* Under lmu: a lead offered to a wait that is over already (its future
- * completed in the round that handed over, or its deadline passed) goes on
- * at once: to the next follower, else to the I/O thread, which would
- * otherwise wait LOOP_TAKEOVER_MS for a leader that never drove. */
-static void give_back(loop *L)
-{
-    hand_on(L);
-    if (L->lead != LEAD_NONE) return;
-    L->released_ms = 0;
-    pthread_cond_signal(&L->iocv);
 }
 
 /* Under lmu: takes me out of the followers; 0 if it was not there (it was
@@ -405,7 +400,6 @@ static int unfollow(loop *L, follower *me)
         if (*p != me) continue;
         *p = me->next;
         if (L->ftail == me) L->ftail = prev;
-        atomic_fetch_sub(&L->nfollowers, 1);
         return 1;
     }
     return 0;
@@ -457,9 +451,8 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
         else
             L->fhead = &me;
         L->ftail = &me;
-        /* The I/O thread hands over after its round: end its poll. */
-        if (atomic_fetch_add(&L->nfollowers, 1) == 0 && L->lead == LEAD_IO)
-            curl_multi_wakeup(L->multi);
+        /* The I/O thread lets go after its round: end its poll. */
+        if (atomic_fetch_add(&L->asked, 1) == 0 && L->lead == LEAD_IO) curl_multi_wakeup(L->multi);
     }
     pthread_mutex_unlock(&L->lmu);
     if (!leads) {
@@ -471,9 +464,16 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
         pthread_mutex_unlock(&w->mu);
         pthread_mutex_lock(&L->lmu);
         leads = !unfollow(L, &me);
-        /* Offered by the I/O thread as it stopped: no one leads again. */
+        /* Offered by the I/O thread as it stopped: no one leads again. A
+         * lead offered to a wait that is over already (its future completed
+         * in the round that handed over, or its deadline passed) goes on, to
+         * the next follower or to no one, as a leader's does when its wait
+         * is over: this thread most likely waits again at once, for its
+         * next result, and leads then. (Given straight back to the I/O
+         * thread, it stayed there while that thread's rounds completed this
+         * one's futures, a wake-up of both threads for each.) */
         int stopped = L->stopped;
-        if (leads && (stopped || over)) give_back(L);
+        if (leads && (stopped || over)) hand_on(L);
         pthread_mutex_unlock(&L->lmu);
         if (!leads || stopped || over) return;
     }
@@ -510,6 +510,7 @@ static void io_take_lead(loop *L)
         qv_cond_wait(&L->iocv, &L->lmu, &dl);
     }
     L->lead = LEAD_IO;
+    atomic_store(&L->asked, 0); /* no one follows a lead no one held */
     pthread_mutex_unlock(&L->lmu);
 }
 
@@ -529,12 +530,16 @@ static void *io_main(void *arg)
                 pthread_mutex_unlock(&L->lmu);
                 return NULL;
             }
-            if (atomic_load(&L->nfollowers)) {
+            /* A thread of yours came to wait: it leads from now on, handed
+             * the lead if it still waits, else at its next wait (the lead
+             * goes to no one meanwhile). Kept here, the lead stayed while
+             * these rounds completed that thread's futures one by one, each
+             * wait a wake-up of both threads (submit-all at c = 64). */
+            if (atomic_load(&L->asked)) {
                 pthread_mutex_lock(&L->lmu);
-                int handed = L->fhead != NULL;
-                if (handed) hand_on(L);
+                hand_on(L);
                 pthread_mutex_unlock(&L->lmu);
-                if (handed) break;
+                break;
             }
             if (r == ROUND_IDLE) poll_idle(L, timeout);
         }

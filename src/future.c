@@ -427,6 +427,14 @@ int qv_future_slept_on(qv_future *f)
     return qv_signal_sleepers(&f->changed);
 }
 
+int qv_future_waited(qv_future *f)
+{
+    qv_lock_take(&f->lock);
+    int waited = f->waiters != NULL;
+    qv_lock_give(&f->lock);
+    return waited;
+}
+
 int qv_future_result(qv_future *f, qv_response **out, long timeout_ms)
 {
     if (out) *out = NULL;

@@ -528,6 +528,8 @@ int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to);
 int qv_future_waiting(qv_future *f);
 /* 1 if a thread sleeps in qv_future_wait on f (not done). */
 int qv_future_slept_on(qv_future *f);
+/* 1 if a waiter (wait.c) is linked to f now. */
+int qv_future_waited(qv_future *f);
 /* Tells f's holder to look at it again (a streamed body's reader). */
 void qv_future_poke(qv_future *f);
 /* Stops the transfer of f's streamed body (its reader let go). */
