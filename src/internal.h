@@ -592,6 +592,7 @@ struct qv_session {
     qv_session_opts o; /* strings and arrays point into arena */
     qv_share *share;
     struct curl_slist *default_headers; /* the lines of a request with none of its own */
+    int default_lines_plain;            /* with no Cookie or Proxy-Authorization line */
     qv_retry_policy retry;
     CURL *jar_easy; /* reads and writes the jar (jar.c), under jar_mu */
     pthread_mutex_t jar_mu;
@@ -994,6 +995,7 @@ typedef struct qv_slot {
     int read_clock; /* a read-timeout check has seen the request sent */
     qv_abort abort;
     int in_headers;          /* between a status line and its blank line */
+    int hop_version;         /* the last status line's HTTP version: 10, 11, 20, 30; 0 unknown */
     int set_cookies;         /* Set-Cookie lines seen: the jar may have changed */
     int body_sized;          /* this hop's body has had its room (transfer.c) */
     int active_idx;          /* where an executor keeps it while it runs */
@@ -1257,6 +1259,9 @@ int qv_conncheck_retry(qv_slot *slot, CURLM *multi);
 /* Sets up how f's redirects are followed, after every other option: by
  * libcurl, or hop by hop by qv_redirect_next (see redirect.c). */
 CURLcode qv_redirect_setup(qv_slot *slot);
+/* 1 if lines have no Cookie and no Proxy-Authorization line (a session's
+ * default lines are looked at once). */
+int qv_redirect_lines_plain(const struct curl_slist *lines);
 /* After a transfer ended with *cc: 1 if it was a redirect that quiver
  * follows, and the handle is in multi again for the next hop; else 0, with
  * *cc (and the error buffer) set if the next hop could not be made. */

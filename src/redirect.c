@@ -72,15 +72,34 @@ static CURLcode hop_lines(qv_slot *slot, int drop_secrets, int drop_body)
     return CURLE_OK;
 }
 
+/* The last Cookie line of lines, and whether one is Proxy-Authorization. */
+static const char *scan_lines(const struct curl_slist *lines, int *proxy_auth)
+{
+    const char *cookie = NULL;
+    *proxy_auth = 0;
+    for (const struct curl_slist *l = lines; l; l = l->next) {
+        if (is_cookie(l->data)) cookie = l->data;
+        *proxy_auth |= qv_header_line_is(l->data, "Proxy-Authorization", 19);
+    }
+    return cookie;
+}
+
+int qv_redirect_lines_plain(const struct curl_slist *lines)
+{
+    int proxy_auth;
+    return !scan_lines(lines, &proxy_auth) && !proxy_auth;
+}
+
 CURLcode qv_redirect_setup(qv_slot *slot)
 {
     const qv_req *r = &slot->f->req;
-    const char *cookie = NULL;
+    const qv_session *s = slot->f->session;
+    const struct curl_slist *lines = request_lines(slot);
     int proxy_auth = 0;
-    for (const struct curl_slist *l = request_lines(slot); l; l = l->next) {
-        if (is_cookie(l->data)) cookie = l->data;
-        proxy_auth |= qv_header_line_is(l->data, "Proxy-Authorization", 19);
-    }
+    /* (a session's own lines were looked at once, when it was made) */
+    const char *cookie = s && lines == s->default_headers && s->default_lines_plain
+                             ? NULL
+                             : scan_lines(lines, &proxy_auth);
     /* libcurl keeps a dropped body's Content-Type: any body is followed here */
     int plain = (strcmp(r->method, "GET") == 0 && !r->has_body && !r->nparts) ||
                 strcmp(r->method, "HEAD") == 0;

@@ -126,6 +126,7 @@ int qv_session_new(qv_session **out, const qv_session_opts *opts)
     if (!(rc = copy_opts(s, opts))) rc = qv_session_jar_new(s);
     if (!rc)
         rc = qv_header_lines(&s->default_headers, s->o.headers, NULL, s->o.user_agent, 0, NULL);
+    s->default_lines_plain = !rc && qv_redirect_lines_plain(s->default_headers);
     /* The cookie file, then the caller's cookies go into the jar; the
      * options are not kept. */
     if (!rc && s->o.cookie_file) rc = qv_session_load_cookie_file(s, s->o.cookie_file);

@@ -46,6 +46,11 @@ static int start_hop(qv_slot *slot, const char *line, size_t len)
     r->status = status;
     r->reason = qv_response_strndup(r, p ? p : end, (size_t)(end - (p ? p : end)));
     slot->in_headers = 1;
+    /* what CURLINFO_HTTP_VERSION will say of it (read here, no call at the end) */
+    slot->hop_version =
+        len > 8 && line[6] == '.' && line[5] == '1' && (line[7] | 1) == '1' ? 10 + line[7] - '0'
+        : len > 7 && line[6] == ' ' && (line[5] == '2' || line[5] == '3')   ? (line[5] - '0') * 10
+                                                                            : 0;
     return r->reason ? QV_OK : QV_ENOMEM;
 }
 
@@ -594,6 +599,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->sink.fd = -1;
     slot->abort = QV_ABORT_NONE;
     slot->in_headers = 0;
+    slot->hop_version = 0;
     slot->set_cookies = 0;
     slot->body_sized = 0;
     slot->last_upload = 0;
@@ -902,8 +908,9 @@ static curl_off_t record_timing(qv_slot *slot, qv_response *r)
 static int fill_response(qv_slot *slot, qv_response *r, long status)
 {
     long version = 0;
-    curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
-    r->http_version = version == CURL_HTTP_VERSION_1_0   ? 10
+    if (!slot->hop_version) curl_easy_getinfo(slot->easy, CURLINFO_HTTP_VERSION, &version);
+    r->http_version = slot->hop_version                  ? slot->hop_version
+                      : version == CURL_HTTP_VERSION_1_0 ? 10
                       : version == CURL_HTTP_VERSION_1_1 ? 11
                       : version == CURL_HTTP_VERSION_2_0 ? 20
                       : version == CURL_HTTP_VERSION_3   ? 30
