@@ -562,10 +562,17 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
     return f;
 }
 
-qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *f)
+qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want)
 {
     take_inbox(ex);
-    if (ex->nretries || ex->hosts.active || ex->hosts.phead || ex->ready.head != f) return NULL;
+    qv_future *f = ex->ready.head;
+    /* A streamed body's transfer outlives the wait (its reader may be this
+     * thread). */
+    if (ex->nretries || ex->hosts.active || ex->hosts.phead || !f || f->req.io->stream) return NULL;
+    /* At the bound on uncollected responses the workers pause: so does the
+     * waiting thread, but for what it waits for. */
+    if (f != want && ex->max_uncollected && atomic_load(&ex->uncollected) >= ex->max_uncollected)
+        return NULL;
     fifo_unlink(ex, f);
     taken(ex, f);
     return f;

@@ -3,28 +3,41 @@
  * whole life, so connections are reused across requests, and a cancel can
  * wake the worker out of its poll at once (curl_multi_wakeup).
  *
- * A worker that no other could stand in for (the pool's only one running)
- * lends its handle to the threads of the caller's that wait for results
- * (qv_future_wait) when one slept since its last pop: the waiting thread
- * then runs the future it waits for itself, with no wake-up between
- * threads, while the lender sleeps; see lend. */
+ * A worker that ends an attempt a thread of the caller's slept on in
+ * qv_future_wait lends its handle to the threads that wait for results
+ * while it sleeps (see lend): the waiting thread then runs queued futures
+ * on it, the one it waits for or the queue's next, instead of sleeping
+ * until a worker wakes it for each result. */
 #include "internal.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 /* How often a lender looks whether its handle is still used, and after how
  * long unused it takes it back: transfers go on within about this long of
  * the waiting thread going to do other work. */
 #define LEND_LOOK_MS 2
 #define LEND_AWAY_MS 0.5
+/* A thread running another future on the lent handle while it waits is not
+ * woken for its own future's completion, which it sees at its transfer's
+ * next event or within QV_UNTIL_LOOK_MS (transfer.c); but once in so many
+ * completions on the workers, and when a worker runs out of work: so it
+ * collects results in batches, one wake-up for several (a wake-up for each
+ * cost more CPU than sleeping did, bench/NOTES.md, 2026-12-07 00:50). */
+#define WAKE_EVERY 8
+
+typedef struct tpool tpool;
 
 /* A worker's transfer handle and connection cache. */
 typedef struct tslot {
     qv_slot slot;
     CURLM *multi;
-    qv_future *f; /* an attempt a waiting thread left in it at its deadline */
+    tpool *tp;
+    qv_future *f; /* an attempt a waiting thread left in it, in flight */
     int waited;   /* a thread slept in qv_future_wait on the attempt that ended last */
 } tslot;
 
-typedef struct tpool {
+struct tpool {
     qv_executor base;
     pthread_t *threads;
     int nthreads;
@@ -38,12 +51,50 @@ typedef struct tpool {
     int inside;
     double used_ms;
     pthread_cond_t lend_cv;
-} tpool;
+    /* The thread inside waits for a future that runs elsewhere (waiting):
+     * the workers count their completions meanwhile (since) and wake it
+     * through wake_fd, which its poll watches. */
+    int wake_fd;
+    atomic_int waiting;
+    atomic_uint since;
+};
 
-/* Runs an attempt of f (popped) on s until it ends, or until deadline
- * (NULL: none) passes: then it is left in s, in flight (s->f), for the
- * worker that owns s to finish. 1 if it ended. */
-static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespec *deadline)
+/* Wakes the thread inside (any lock or none held). */
+static void wake_inside(tpool *tp)
+{
+    if (atomic_load(&tp->waiting)) eventfd_write(tp->wake_fd, 1);
+}
+
+static void drain_wake(qv_slot *slot)
+{
+    eventfd_t v;
+    eventfd_read(((tslot *)slot)->tp->wake_fd, &v);
+}
+
+/* Drives the attempt in s (s->f) until it ends: then finishes it (1); or
+ * until deadline (NULL: none) passes or until (NULL: none) is done: then it
+ * stays in s, in flight, for whoever drives s next (0). */
+static int drive(tslot *s, const struct timespec *deadline, qv_future *until)
+{
+    tpool *tp = s->tp;
+    CURLcode cc;
+    if (!qv_transfer_drive(&s->slot, s->multi, deadline, until, until ? tp->wake_fd : -1,
+                           until ? drain_wake : NULL, &cc))
+        return 0;
+    qv_future *f = s->f;
+    s->f = NULL;
+    s->waited = qv_future_slept_on(f);
+    qv_transfer_finish(&s->slot, cc);
+    qv_future_drop(f); /* the queue's reference */
+    if (!until && atomic_load(&tp->waiting) &&
+        (atomic_fetch_add(&tp->since, 1) + 1) % WAKE_EVERY == 0)
+        wake_inside(tp);
+    return 1;
+}
+
+/* Runs an attempt of f (popped) on s, as drive. */
+static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespec *deadline,
+                   qv_future *until)
 {
     /* Made on first use, and again after an allocation failed, so that one
      * failure does not break the worker for good. */
@@ -57,14 +108,12 @@ static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespe
         qv_future_end_transfer(f);
         qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");
     } else if (qv_transfer_setup(&s->slot, f) == QV_OK) {
-        CURLcode cc = CURLE_OUT_OF_MEMORY;
-        if (curl_multi_add_handle(s->multi, s->slot.easy) == CURLM_OK &&
-            !qv_transfer_drive(&s->slot, s->multi, deadline, -1, NULL, &cc)) {
+        if (curl_multi_add_handle(s->multi, s->slot.easy) == CURLM_OK) {
             s->f = f;
-            return 0;
+            return drive(s, deadline, until);
         }
         s->waited = qv_future_slept_on(f);
-        qv_transfer_finish(&s->slot, cc);
+        qv_transfer_finish(&s->slot, CURLE_OUT_OF_MEMORY);
     } else {
         qv_transfer_deliver(f);
     }
@@ -72,31 +121,16 @@ static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespe
     return 1;
 }
 
-/* Finishes the attempt a waiting thread left in s, if any. */
-static void attempt_rest(tslot *s)
-{
-    qv_future *f = s->f;
-    if (!f) return;
-    s->f = NULL;
-    CURLcode cc;
-    qv_transfer_drive(&s->slot, s->multi, NULL, -1, NULL, &cc);
-    qv_transfer_finish(&s->slot, cc);
-    qv_future_drop(f);
-}
-
-/* Under ex->mu, before a pop: lending pays (a thread slept in
- * qv_future_wait on the attempt this worker just ended: it waits for
- * results, in order, and will take the next one itself rather than sleep
- * again) and costs no concurrency (every worker is started, none idle, the
- * others paused: no other could take the queue's next future). */
+/* Under ex->mu, before a pop: lending pays when a thread slept in
+ * qv_future_wait on the attempt this worker just ended (it waits for
+ * results, and will run the queued work itself rather than sleep again)
+ * and there is queued work. */
 static int should_lend(tpool *tp, tslot *own)
 {
     qv_executor *ex = &tp->base;
     int waited = own->waited;
     own->waited = 0;
-    return waited && !atomic_load(&tp->lent) && !ex->shutdown &&
-           tp->nthreads == ex->o.max_workers && atomic_load(&tp->idle) == 0 &&
-           atomic_load(&ex->paused) == tp->nthreads - 1;
+    return waited && !atomic_load(&tp->lent) && !ex->shutdown && !qv_executor_empty_locked(ex);
 }
 
 /* Under ex->mu: lends own to the waiting threads and sleeps until one gives
@@ -117,7 +151,7 @@ static void lend(tpool *tp, tslot *own)
     }
     if (own->f) {
         pthread_mutex_unlock(&ex->mu);
-        attempt_rest(own);
+        drive(own, NULL, NULL);
         pthread_mutex_lock(&ex->mu);
     }
 }
@@ -137,13 +171,12 @@ static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *d
     if (s) {
         pthread_mutex_lock(&ex->mu);
         if ((s = atomic_load(&tp->lent)) && !tp->inside) {
-            /* A streamed body's transfer outlives the wait: its reader is
-             * this thread. */
-            if (!s->f && !f->req.io->stream) g = qv_executor_pop_next_locked(ex, f);
+            /* The attempt left in the handle, or the queue's next. */
+            g = s->f ? s->f : qv_executor_pop_next_locked(ex, f);
             if (g)
                 tp->inside = 1;
             else
-                give_back(tp); /* what this thread waits for runs elsewhere */
+                give_back(tp); /* nothing this thread may run */
         }
         pthread_mutex_unlock(&ex->mu);
     }
@@ -152,12 +185,23 @@ static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *d
      * pool's futures sleeps, and freeing the pool there is a misuse. */
     qv_executor *was = qv_own_executor;
     qv_own_executor = ex;
-    attempt(ex, s, g, deadline);
+    /* Another future runs until f is done (f runs elsewhere, or is queued
+     * behind it). */
+    qv_future *until = g == f ? NULL : f;
+    atomic_store(&tp->since, 0);
+    atomic_store(&tp->waiting, until != NULL);
+    if (g == s->f)
+        drive(s, deadline, until);
+    else
+        attempt(ex, s, g, deadline, until);
+    atomic_store(&tp->waiting, 0);
     qv_own_executor = was;
     pthread_mutex_lock(&ex->mu);
     tp->inside = 0;
     tp->used_ms = qv_now_ms();
-    if (s->f) give_back(tp); /* cut short by the deadline: its worker finishes it */
+    /* Cut short by the deadline: its worker finishes it. (Left because f
+     * is done, it waits for this thread's next wait, or for the lender.) */
+    if (s->f && deadline && qv_ms_left(deadline) == 0) give_back(tp);
     pthread_mutex_unlock(&ex->mu);
     return 1;
 }
@@ -166,7 +210,7 @@ static void *worker_main(void *arg)
 {
     qv_executor *ex = arg;
     tpool *tp = (tpool *)ex;
-    tslot own = {0};
+    tslot own = {.tp = tp};
     qv_own_executor = ex;
     qv_mem_keep_begin();
     for (;;) {
@@ -177,6 +221,7 @@ static void *worker_main(void *arg)
             if (qv_executor_hold_back(ex)) {
                 /* Enough finished responses wait for their collector: let
                  * it have the core rather than finish more. */
+                wake_inside(tp);
                 pthread_cond_wait(&ex->resume, &ex->mu);
                 atomic_fetch_sub(&ex->paused, 1);
                 continue;
@@ -197,6 +242,7 @@ static void *worker_main(void *arg)
              * a notify: counted idle first, this one looks once more (of
              * the two, one sees the other). */
             if (qv_executor_inbox_empty(ex)) {
+                wake_inside(tp); /* it may have results to take, work to submit */
                 qv_cond_wait(&ex->cv, &ex->mu, wait_ms >= 0 ? &dl : NULL);
                 if (tp->signalled) tp->signalled--;
             }
@@ -204,7 +250,7 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&ex->mu);
         if (!f) break; /* shut down and drained */
-        attempt(ex, &own, f, NULL);
+        attempt(ex, &own, f, NULL, NULL);
     }
     qv_transfer_slot_free(&own.slot);
     if (own.multi) curl_multi_cleanup(own.multi);
@@ -261,6 +307,7 @@ static void tp_destroy(qv_executor *ex)
 {
     tpool *tp = (tpool *)ex;
     pthread_cond_destroy(&tp->lend_cv);
+    close(tp->wake_fd);
     qv_free(tp->threads);
     qv_free(tp);
 }
@@ -277,13 +324,16 @@ int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
 {
     tpool *tp = qv_calloc(1, sizeof(*tp));
     if (!tp) return QV_ENOMEM;
-    if (qv_cond_init(&tp->lend_cv)) {
+    tp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (tp->wake_fd < 0 || qv_cond_init(&tp->lend_cv)) {
+        if (tp->wake_fd >= 0) close(tp->wake_fd);
         qv_free(tp);
         return QV_ENOMEM;
     }
     int rc = qv_executor_init(&tp->base, &tpool_vt, o);
     if (rc) {
         pthread_cond_destroy(&tp->lend_cv);
+        close(tp->wake_fd);
         qv_free(tp);
         return rc;
     }

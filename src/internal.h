@@ -1060,10 +1060,12 @@ int qv_transfer_settle(qv_future *f);
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
 /* The same in steps, for a transfer that may change threads: drives the
  * slot's transfer, already in multi, until it ends (1, with *cc its result
- * and the handle out of multi) or deadline (NULL: none) passes (0: it is
+ * and the handle out of multi) or deadline (NULL: none) passes or until
+ * (NULL: none) is done, looked at least every QV_UNTIL_LOOK_MS (0: it is
  * still in multi, for any one thread at a time to drive on). */
-int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline, int watch_fd,
-                      void (*on_readable)(qv_slot *), CURLcode *cc);
+#define QV_UNTIL_LOOK_MS 1
+int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline,
+                      qv_future *until, int watch_fd, void (*on_readable)(qv_slot *), CURLcode *cc);
 /* Takes the transfer's handle out of its multi (closing the connection if
  * the transfer did not end cleanly). */
 void qv_transfer_detach(qv_slot *slot, CURLM *multi);
@@ -1407,9 +1409,11 @@ int qv_executor_submit(qv_executor *ex, qv_future *f);
  * (if not NULL) is how long until one may be (a retry's time, a host's next
  * token), or -1 if only a submit or a finished request can change it. */
 qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
-/* Pops f (ex->mu held) if it is what a pop would return next and no
- * limit or retry is in play (the queue is a plain FIFO); else NULL. */
-qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *f);
+/* Pops the ready list's head (ex->mu held) if no limit or retry is in play
+ * (the queue is a plain FIFO), it does not stream its body, and it is want
+ * or the bound on uncollected responses is not reached; else NULL. For a
+ * thread that waits for want and runs queued work meanwhile. */
+qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want);
 /* Pops anything still waiting, limits and retry times aside, to fail it
  * (popped: a cancel waits for that failure). */
 qv_future *qv_executor_drain_locked(qv_executor *ex);

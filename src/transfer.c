@@ -1125,8 +1125,8 @@ static int lent_pass(void *arg, long wait_ms)
     return curl_multi_perform(l->multi, &running) == CURLM_OK && running;
 }
 
-int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline, int watch_fd,
-                      void (*on_readable)(qv_slot *), CURLcode *cc)
+int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline,
+                      qv_future *until, int watch_fd, void (*on_readable)(qv_slot *), CURLcode *cc)
 {
     lent lend = {slot, multi};
     int ended = 1;
@@ -1149,7 +1149,11 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
         qv_later_run();
         /* A streamed body's reader that waits receives it itself. */
         if (slot->pipe && watch_fd < 0 && qv_pipe_lend(slot->pipe, lent_pass, &lend)) continue;
-        long cap = 1000;
+        long cap = until ? QV_UNTIL_LOOK_MS : 1000;
+        if (until && qv_future_done(until)) {
+            ended = 0;
+            break;
+        }
         if (deadline) {
             long left = qv_ms_left(deadline);
             if (left == 0) {
@@ -1172,6 +1176,6 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
 {
     CURLcode cc = CURLE_OUT_OF_MEMORY;
     if (curl_multi_add_handle(multi, slot->easy) == CURLM_OK)
-        qv_transfer_drive(slot, multi, NULL, watch_fd, on_readable, &cc);
+        qv_transfer_drive(slot, multi, NULL, NULL, watch_fd, on_readable, &cc);
     return cc;
 }

@@ -304,3 +304,28 @@ Test(uncollected, a_cancel_storm_leaves_nothing_counted, .timeout = 60)
     for (int i = 0; i < 4 * N; i++) qv_future_release(fs[i]);
     done(s, ex);
 }
+
+/* A thread waiting for one result runs queued work on a lent handle
+ * meanwhile (docs/internals.md): it stops at the bound too, as the workers
+ * do, and does not finish the whole queue while its result runs elsewhere. */
+Test(uncollected, a_waiting_thread_running_queued_work_stops_at_the_bound, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *fs[N];
+    /* The first three take the workers; this thread sleeps for the first,
+     * whose worker then lends it its handle while it waits for the second. */
+    static const char *const slow[] = {"/delay/0.1", "/delay/1", "/delay/1"};
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(qv_get(s, &fs[i], i < 3 ? tu(slow[i]) : tuf("/get?i=%d", i)), QV_OK);
+    tx_expect_status(fs[0], 200);
+    qv_future_release(fs[0]);
+    tx_expect_status(fs[1], 200);
+    size_t at = finished(ex);
+    cr_assert_leq(at, 2 + BOUND + WORKERS,
+                  "%zu of %d finished while one result was waited for, with a bound of %d", at, N,
+                  BOUND);
+    qv_future_release(fs[1]);
+    collect_all(fs + 2, N - 2);
+    done(s, ex);
+}

@@ -1,8 +1,9 @@
-/* A thread waiting for a result on a one-worker QV_THREADS pool: the
- * worker lends it its handle and it runs the futures it waits for itself
- * (docs/internals.md). What a user sees must not change: one transfer at a
- * time, a cancel and a timeout that work, transfers that go on when the
- * waiting thread goes away. */
+/* A thread waiting for a result on a QV_THREADS pool: a worker lends it its
+ * handle and it runs queued futures itself, the one it waits for or the
+ * queue's next (docs/internals.md). What a user sees must not change:
+ * max_workers transfers at a time, a result seen in time while this thread
+ * runs another transfer, a cancel and a timeout that work, transfers that
+ * go on when the waiting thread goes away or the pool is freed. */
 #include "support.h"
 
 #include "../src/internal.h"
@@ -91,23 +92,36 @@ Test(waitrun, the_waiting_thread_runs_the_next_result_itself, .timeout = 60)
     qv_session_free(s);
 }
 
-Test(waitrun, max_workers_still_bounds_transfers, .timeout = 60)
+/* Three rounds of N requests, slow and fast, waited for in order on a pool
+ * of `workers`: asserts that no more than that many transfers ran at once,
+ * and returns how many requests ran on this thread. */
+static int rounds_within_max_workers(int workers)
 {
     census c = {0};
-    qv_session *s = TX_SESSION(.max_workers = 1, .on_request = count_in, .on_request_arg = &c,
+    qv_session *s = TX_SESSION(.max_workers = workers, .on_request = count_in, .on_request_arg = &c,
                                .hooks = (const qv_hook[]){{count_out, &c}, {0}});
-    enum { N = 8 };
+    enum { N = 12 };
+    pthread_t on[N];
+    int here = 0;
     for (int round = 0; round < 3; round++) {
         qv_future *fs[N];
-        for (int i = 0; i < N; i++)
-            cr_assert_eq(qv_get(s, &fs[i], tu(i % 2 ? "/get" : "/delay/0.05")), QV_OK);
+        for (int i = 0; i < N; i++) fs[i] = get_noting(s, i % 3 ? "/get" : "/delay/0.05", &on[i]);
         for (int i = 0; i < N; i++) tx_expect_status(fs[i], 200);
-        for (int i = 0; i < N; i++) qv_future_release(fs[i]);
+        for (int i = 0; i < N; i++) {
+            here += pthread_equal(on[i], pthread_self());
+            qv_future_release(fs[i]);
+        }
     }
     /* A response hook runs before the next request hook of its thread. */
-    cr_assert_eq(atomic_load(&c.most), 1, "%d transfers ran at once on max_workers = 1",
-                 atomic_load(&c.most));
+    cr_assert_leq(atomic_load(&c.most), workers, "%d transfers ran at once on max_workers = %d",
+                  atomic_load(&c.most), workers);
     qv_session_free(s);
+    return here;
+}
+
+Test(waitrun, max_workers_still_bounds_transfers, .timeout = 60)
+{
+    rounds_within_max_workers(1);
 }
 
 typedef struct later_cancel {
@@ -200,4 +214,107 @@ Test(waitrun, a_wait_that_timed_out_leaves_no_sleeper_behind, .timeout = 60)
     tx_expect_status(f, 200);
     qv_future_release(f);
     qv_session_free(s);
+}
+
+/* On a pool of two: A and B take the workers, C waits in the queue. This
+ * thread sleeps for A, so A's worker lends it its handle, and while it
+ * waits for B it may run C. Sets how long after the submit B's result came
+ * back; C and its thread (c_on, read once C is done) stay the caller's. */
+typedef struct trio {
+    qv_future *c;
+    pthread_t c_on;
+    double b_ms;
+} trio;
+
+static void run_queued_meanwhile(qv_session *s, const char *b_path, const char *c_path, trio *t)
+{
+    pthread_t a_on, b_on;
+    double t0 = now_ms();
+    qv_future *a = get_noting(s, "/delay/0.1", &a_on);
+    qv_future *b = get_noting(s, b_path, &b_on);
+    t->c = get_noting(s, c_path, &t->c_on);
+    tx_expect_status(a, 200);
+    tx_expect_status(b, 200);
+    t->b_ms = now_ms() - t0;
+    qv_future_release(a);
+    qv_future_release(b);
+}
+
+/* C's result; whether it ran on this thread. */
+static int c_ran_here(trio *t)
+{
+    tx_expect_status(t->c, 200);
+    qv_future_release(t->c);
+    return pthread_equal(t->c_on, pthread_self());
+}
+
+Test(waitrun, a_waiting_thread_runs_queued_work_and_still_sees_its_result_in_time, .timeout = 60)
+{
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    int ran = 0;
+    for (int i = 0; i < 20 && !ran; i++) {
+        trio t;
+        run_queued_meanwhile(s, "/delay/0.3", "/delay/1.5", &t);
+        ran = c_ran_here(&t);
+        /* B ended at ~0.3 s on the other worker, C ran to ~1.6 s here. */
+        if (ran)
+            cr_assert_lt(t.b_ms, 1000.0,
+                         "B (/delay/0.3) came back after %.0f ms while this thread ran C", t.b_ms);
+    }
+    cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
+    qv_session_free(s);
+}
+
+Test(waitrun, max_workers_still_bounds_transfers_on_a_larger_pool, .timeout = 60)
+{
+    int here = rounds_within_max_workers(2);
+    cr_assert_gt(here, 0, "no request ran on the waiting thread");
+}
+
+Test(waitrun, a_cancel_stops_the_queued_transfer_a_waiting_thread_runs, .timeout = 60)
+{
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    int ran = 0;
+    for (int i = 0; i < 20 && !ran; i++) {
+        pthread_t a_on, b_on, c_on = (pthread_t)0;
+        qv_future *a = get_noting(s, "/delay/0.1", &a_on);
+        qv_future *b = get_noting(s, "/delay/0.8", &b_on);
+        qv_future *c = get_noting(s, "/delay/5", &c_on);
+        later_cancel lc = {c, 400};
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, cancel_later, &lc), 0);
+        tx_expect_status(a, 200);
+        tx_expect_status(b, 200);
+        pthread_join(th, NULL);
+        double t0 = now_ms();
+        cr_assert_eq(qv_future_result(c, NULL, TX_RESULT_TIMEOUT_MS), QV_ECANCELLED);
+        ran = pthread_equal(c_on, pthread_self());
+        if (ran) {
+            /* Cancelled at 0.4 s while this thread waited for B (to 0.8 s). */
+            double el = now_ms() - t0;
+            cr_assert_lt(el, 100.0, "the cancelled /delay/5 ended %.0f ms after B's result", el);
+        }
+        qv_future_release(a);
+        qv_future_release(b);
+        qv_future_release(c);
+    }
+    cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
+    qv_session_free(s);
+}
+
+Test(waitrun, freeing_the_pool_while_a_lent_handle_holds_a_transfer_finishes_it, .timeout = 60)
+{
+    int ran = 0;
+    for (int i = 0; i < 20 && !ran; i++) {
+        qv_session *s = TX_SESSION(.max_workers = 2);
+        /* B's result leaves C in flight in the lent handle. */
+        trio t;
+        run_queued_meanwhile(s, "/delay/0.3", "/delay/0.5", &t);
+        double t0 = now_ms();
+        qv_session_free(s); /* the pool goes with it */
+        double el = now_ms() - t0;
+        cr_assert_lt(el, 5000.0, "freeing the pool took %.0f ms", el);
+        ran = c_ran_here(&t);
+    }
+    cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
 }

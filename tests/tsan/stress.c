@@ -36,10 +36,12 @@
  *  7. holders (holders.c, once, before the executors): a future's holder
  *     hands it to another while a cancel races the hand-over.
  *  8. (threads) a worker's handle lent to waiting threads: two threads
- *     wait for results in order on a one-worker pool (each may run them on
- *     the handle its worker lends), some waits time out first (the attempt
- *     goes back to the worker half done), and each cancels some of the
- *     other's futures while they run.
+ *     wait for results in order on a pool of one worker, then of two (each
+ *     may run queued futures on the handle a worker lends, its own or,
+ *     while its own runs on the other worker, the queue's next, left in
+ *     the handle half done when its own comes in), some waits time out
+ *     first (the attempt goes back to the worker half done), and each
+ *     cancels some of the other's futures while they run.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -917,10 +919,10 @@ static void *lent_waiter_main(void *arg)
     for (int i = 0; i < 3 * lw->rounds; i++) {
         item *it[2];
         int rc = submit(lw->s, rnd(&rs, 3) ? url_small : url_drip, &it[0]);
-        CHECK(rc == QV_OK, "submit to a one-worker pool: %s", qv_errname(rc));
+        CHECK(rc == QV_OK, "submit to a lending pool: %s", qv_errname(rc));
         if (rc) continue;
         rc = submit(lw->s, rnd(&rs, 2) ? url_small : url_drip, &it[1]);
-        CHECK(rc == QV_OK, "submit to a one-worker pool: %s", qv_errname(rc));
+        CHECK(rc == QV_OK, "submit to a lending pool: %s", qv_errname(rc));
         if (rc) {
             settle(it[0]);
             continue;
@@ -945,9 +947,9 @@ static void *lent_waiter_main(void *arg)
     return NULL;
 }
 
-static void lent_to_waiters(world *w)
+static void lent_to_waiters(world *w, int workers)
 {
-    lender_world lw = {.s = new_session(NULL, w->kind, 1), .rounds = w->rounds};
+    lender_world lw = {.s = new_session(NULL, w->kind, workers), .rounds = w->rounds};
     lent_waiter lwr[2] = {{&lw, 0}, {&lw, 1}};
     pthread_t t[2];
     for (int i = 0; i < 2; i++) t[i] = spawn(lent_waiter_main, &lwr[i]);
@@ -985,7 +987,8 @@ static void run_kind(qv_executor_kind kind, int rounds)
     free_with_work_in_flight(&w, ex2);
     if (kind == QV_PROCESSES) pools_around_callbacks(&w);
     streams(&w);
-    if (kind == QV_THREADS) lent_to_waiters(&w);
+    if (kind == QV_THREADS)
+        for (int workers = 1; workers <= 2; workers++) lent_to_waiters(&w, workers);
 
     for (int i = 0; i < 3; i++) qv_session_free(w.s[i]);
     /* Every callback has run by now (sessions wait for them). */
