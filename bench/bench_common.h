@@ -56,6 +56,13 @@ static inline double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* For qsort of doubles, ascending. */
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* Raises the soft limit on open files to the hard limit: thousands of
  * connections in flight need thousands of descriptors. */
 static inline void bench_raise_nofile(void)

@@ -13,24 +13,11 @@
  * many transfers ended during the compute (rounds where none was left
  * after the wait are not counted). Loopback URLs only: it is
  * bounded in rounds and requests. */
-#include <quiver.h>
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "bench_common.h"
 
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return bench_now() * 1e3;
 }
 
 static volatile unsigned long spin; /* the compute's work, kept */
@@ -93,7 +80,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "takeover: every transfer ended before the wait did: raise -w\n");
         return 1;
     }
-    qsort(stall, (size_t)measured, sizeof(*stall), cmp_double);
+    qsort(stall, (size_t)measured, sizeof(*stall), bench_cmp_double);
     printf("takeover: stall median %.2f ms, max %.2f ms over %d rounds; %ld of %ld transfers "
            "ended during %.0f ms of compute\n",
            stall[measured / 2], stall[measured - 1], measured, during, total, compute);
