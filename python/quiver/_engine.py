@@ -222,21 +222,33 @@ class Future(concurrent.futures.Future):
             self._engine.arm(self, self._qvf)
 
     def _pull(self, timeout: Optional[float]) -> None:
-        """Waits in C (without the GIL) and finishes on this thread, with
+        """Finishes on this thread: at once if quiver is done with it (the
+        outcome taken under the lock that claims it), else after a wait in C
+        (without the GIL, a cancel from another thread still possible) with
         the outcome taken in the same call."""
-        with self._lock:
-            if self._completing or self._qvf is None or self._state != PENDING:
-                return
-            ref = lib.qv_future_ref(self._qvf)
         sc = _scratch
         resp = sc.resp
-        rc = wait_take(ref, -1 if timeout is None else max(0, int(timeout * 1000)), resp,
-                       sc.info, sc.headers, len(sc.headers))
+        with self._lock:
+            qvf = self._qvf
+            if self._completing or qvf is None or self._state != PENDING:
+                return
+            rc = take_result(qvf, 0, resp, sc.info, sc.headers, len(sc.headers))
+            if rc != QV_EWAIT_TIMEOUT:  # done: claimed here, as _claim does
+                self._completing = True
+                self._qvf = None
+            elif timeout != 0:
+                qvf = lib.qv_future_ref(qvf)
         if rc == QV_EWAIT_TIMEOUT:
-            raise concurrent.futures.TimeoutError()
-        qvf = _claim(self)
-        if qvf is not None:  # else another thread finishes it
-            _complete(self, qvf, rc, resp)
+            if timeout == 0:
+                raise concurrent.futures.TimeoutError()
+            rc = wait_take(qvf, -1 if timeout is None else max(0, int(timeout * 1000)), resp,
+                           sc.info, sc.headers, len(sc.headers))
+            if rc == QV_EWAIT_TIMEOUT:
+                raise concurrent.futures.TimeoutError()
+            qvf = _claim(self)
+            if qvf is None:  # another thread finishes it
+                return
+        _complete(self, qvf, rc, resp)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         if self._state == PENDING and not self._armed:
