@@ -1507,8 +1507,11 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
  * QV_WIRE_RING frame (bytes came), a streamed body's reader and the worker
  * waiting for room on futex words in the header, each woken for half the
  * ring, not for each piece. The protocol is in docs/internals.md. The parent trusts nothing the worker wrote: head is
- * checked before any byte is read. */
-#define QV_RING_CAP ((size_t)512 << 10)
+ * checked before any byte is read. 1 MiB: an on_data body's dispatcher is
+ * woken once half of it is in, a frame and an epoll wake-up per 512 KiB
+ * (512 KiB rings: 35% more context switches per body; bench/NOTES.md,
+ * 2026-12-07); a stream fills no more than QV_RING_STREAM of it. */
+#define QV_RING_CAP ((size_t)1 << 20)
 /* After the ring, on_upload's area: two pieces, one that libcurl reads
  * while the parent fills the next (see procs_worker.c). */
 #define QV_UP_RING (2 * QV_UPLOAD_PIECE)
