@@ -654,13 +654,16 @@ static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t l
 }
 
 /* Bytes of w's ring for f's on_data (in this thread, outside the fork
- * lock, as a done callback); or for no one (no future, one that stopped
- * or was lost, a streamed body whose reader let go). A stop tells the
- * worker to stop and keeps the error for its answer. */
+ * lock, as a done callback); or for no one (no future, one that stopped,
+ * was lost or cancelled: no more calls, as pump.c, its worker is told to
+ * stop; a streamed body whose reader let go). A stop tells the worker to
+ * stop and keeps the error for its answer. */
 static void hand_on(procs *P, pworker *w, const unsigned char *p, size_t n)
 {
     qv_future *f = w->f;
-    if (!f || w->f_lost || w->stopped || w->pipe || !f->req.io->on_data) return;
+    if (!f || w->f_lost || w->stopped || w->pipe || !f->req.io->on_data ||
+        atomic_load(&f->cancel_requested))
+        return;
     int e = 0;
     dispatcher_gate(0);
     int rc = qv_sink_hand_on(f, (const char *)p, n, &e);

@@ -771,6 +771,53 @@ Test(stream, a_slow_on_data_call_moves_the_rest_of_the_body_off_the_transfers_th
     qv_session_free(s);
 }
 
+/* on_data that takes its time over each call, counting the calls begun
+ * once its future's cancel returned. */
+typedef struct slow_calls {
+    atomic_int calls, after, cancelled;
+} slow_calls;
+
+static int slow_calls_data(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f;
+    (void)chunk;
+    (void)len;
+    slow_calls *c = arg;
+    atomic_fetch_add(&c->calls, 1);
+    if (atomic_load(&c->cancelled)) atomic_fetch_add(&c->after, 1);
+    usleep(100 * 1000);
+    return 0;
+}
+
+Test(stream, a_cancel_stops_a_slow_on_data_at_once)
+{
+    /* A cancel that returned 1 lets at most the call it crossed begin, and
+     * the future ends without on_data being handed what had come already
+     * (QV_PROCESSES handed its worker's ring to it: 9 more calls, ~2 s). */
+    qv_session *s = TX_SESSION(0);
+    slow_calls c = {0};
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = nginx("/big"),
+                                               .on_data = slow_calls_data,
+                                               .on_data_arg = &c}),
+                 QV_OK);
+    double t0 = now_ms();
+    while (atomic_load(&c.calls) < 2 && now_ms() - t0 < TX_RESULT_TIMEOUT_MS) usleep(1000);
+    cr_assert_geq(atomic_load(&c.calls), 2, "on_data was not called twice in %d ms",
+                  TX_RESULT_TIMEOUT_MS);
+    t0 = now_ms();
+    cr_assert_eq(qv_future_cancel(f), 1);
+    atomic_store(&c.cancelled, 1);
+    tx_expect_error(f, QV_ECANCELLED);
+    double el = now_ms() - t0;
+    cr_assert_leq(atomic_load(&c.after), 1, "%d on_data calls began after the cancel returned",
+                  atomic_load(&c.after));
+    cr_assert_lt(el, 1500.0, "the cancelled download ended %.0f ms after its cancel", el);
+    qv_future_release(f);
+    qv_session_free(s);
+}
+
 Test(stream, a_body_cut_short_fails_the_callback_download_with_qv_eprotocol)
 {
     qv_session *s = TX_SESSION(0);
