@@ -15,7 +15,7 @@ qv_future *qv_future_alloc(size_t room)
     /* Its arena's first chunk right after it: a struct with pointers is
      * sized to a multiple of their alignment, which is the arena's. */
     size_t in = qv_arena_in_size(room);
-    /* Only the struct zeroed: glibc's calloc takes no block from the
+    /* Only the struct zeroed: glibc's calloc before 2.41 takes no block from the
      * thread's cache, and the arena's room is written before it is read. */
     qv_future *f = qv_malloc(sizeof(*f) + in);
     if (!f) return NULL;
