@@ -1123,6 +1123,84 @@ Test(stream, an_on_upload_that_fails_stops_the_transfer_with_qv_ehook)
     qv_session_free(s);
 }
 
+/* An on_upload whose first call is held until the test cancelled its
+ * future (on QV_PROCESSES the worker waits on an empty upload area
+ * meanwhile), then makes 10 bytes a call, up to 1 MiB; or (hold = 0) 64 KiB
+ * a call, up to 64 MiB. */
+typedef struct held_upload {
+    int hold;
+    atomic_int entered, cancelled;
+    atomic_llong made;
+} held_upload;
+
+static long make_held(void *buf, size_t cap, void *arg)
+{
+    held_upload *h = arg;
+    atomic_store(&h->entered, 1);
+    for (int i = 0; h->hold && i < 10000 && !atomic_load(&h->cancelled); i++) usleep(1000);
+    long long limit = h->hold ? 1 << 20 : 64 << 20, made = atomic_load(&h->made);
+    size_t n = h->hold ? 10 : 65536;
+    if (n > cap) n = cap;
+    if ((long long)n > limit - made) n = (size_t)(limit - made);
+    memset(buf, 'u', n);
+    atomic_fetch_add(&h->made, (long long)n);
+    return (long)n;
+}
+
+static qv_future *upload_held(qv_session *s, const char *path, held_upload *h)
+{
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "POST",
+                                               .url = sink(path),
+                                               .on_upload = make_held,
+                                               .on_upload_arg = h}),
+                 QV_OK);
+    return f;
+}
+
+/* f is cancelled, and its worker took the cancel: a pool of one serves the
+ * next request. */
+static void cancel_upload(qv_session *s, qv_future *f, held_upload *h)
+{
+    cr_assert_eq(qv_future_cancel(f), 1);
+    atomic_store(&h->cancelled, 1);
+    tx_expect_error(f, QV_ECANCELLED);
+    qv_future_release(f);
+    tx_get_ok(s, &f, sink("/hello"));
+    qv_future_release(f);
+}
+
+Test(stream, a_cancel_reaches_a_transfer_waiting_for_on_upload)
+{
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    held_upload h = {.hold = 1};
+    qv_future *f = upload_held(s, "/up", &h);
+    for (int i = 0; i < 10000 && !atomic_load(&h.entered); i++) usleep(1000);
+    cr_assert(atomic_load(&h.entered), "on_upload was not called");
+    cancel_upload(s, f, &h);
+    qv_session_free(s);
+}
+
+/* The server reads none of the body: the buffers on the way (on
+ * QV_PROCESSES the upload area too, the parent waiting for room) fill, and
+ * on_upload is asked for no more; a cancel still ends it. */
+Test(stream, a_cancel_reaches_an_upload_the_server_does_not_read)
+{
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    held_upload h = {0};
+    qv_future *f = upload_held(s, "/no-read", &h);
+    long long last = -1;
+    for (int i = 0; i < 100 && (last != atomic_load(&h.made) || !last); i++) {
+        last = atomic_load(&h.made);
+        usleep(300 * 1000);
+    }
+    cr_assert_gt(last, 0, "on_upload was not called");
+    cr_assert_lt(last, 64 << 20, "the body went somewhere");
+    cancel_upload(s, f, &h);
+    qv_session_free(s);
+}
+
 Test(stream, a_307_sends_the_upload_file_again)
 {
     qv_session *s = TX_SESSION(0);

@@ -12,7 +12,9 @@ that what arrived is what it sent without the server keeping it. Paths:
     the client must send the body again;
   - /fail-once?key=K: the first request with key K reads the body and
     answers 503 (Retry-After: 0); later ones are sunk as usual;
-  - /hello: GET answers "sink" (the probe scripts/lib/servers.sh waits for).
+  - /hello: GET answers "sink" (the probe scripts/lib/servers.sh waits for);
+  - /no-read: reads none of the body and answers nothing until the client
+    goes (at most HOLD_MAX seconds), so the client's buffers fill.
 
 Each request is logged on one line to stderr: "sink: METHOD PATH BYTES".
 """
@@ -21,11 +23,15 @@ import argparse
 import hashlib
 import http.server
 import json
+import select
 import sys
 import threading
+import time
 import urllib.parse
 
 import serve  # tests/servers/serve.py
+
+HOLD_MAX = 60  # seconds /no-read waits for the client to go
 
 _failed_keys = set()
 _lock = threading.Lock()
@@ -74,10 +80,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def hold_unread(self) -> None:
+        """Waits, reading nothing, until the client shuts its side."""
+        p = select.poll()
+        p.register(self.connection, select.POLLRDHUP)
+        deadline = time.monotonic() + HOLD_MAX
+        while not p.poll(1000) and time.monotonic() < deadline:
+            pass
+        self.close_connection = True
+
     def handle_any(self):
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/hello" and self.command == "GET":
             self.answer(200, b"sink")
+            return
+        if url.path == "/no-read":
+            self.hold_unread()
             return
         n, digest, chunked = self.read_body()
         sys.stderr.write("sink: %s %s %d\n" % (self.command, url.path, n))
