@@ -589,6 +589,32 @@ static void stop_running(procs *P, pworker *w, int err, char *msg)
     cancel_running(P, w);
 }
 
+/* f's worker wants on_upload's next bytes: the callback runs in this
+ * thread (outside the fork lock, as on_data), straight into the upload
+ * area of the worker's ring where the worker asked (within the area: the
+ * decoder checks), and a small answer says how many it made. With at most
+ * one answer on its way, the socket always has room for it: this thread's
+ * write never waits for a worker. An answer it cannot give is an error
+ * (-1), which stops the transfer. */
+static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t len)
+{
+    qv_future *f = w->f;
+    uint64_t id;
+    size_t cap, at;
+    long got = -1;
+    if (qv_wire_decode_upload_want(p, len, &id, &cap, &at)) {
+        id = f->req.wire_id; /* (no worker of ours asks so): an error answers */
+        cap = 0;
+    }
+    if (cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id) {
+        dispatcher_gate(0);
+        got = f->req.io->on_upload(w->ring.up + at, cap, f->req.io->on_upload_arg);
+        dispatcher_gate(1);
+        if (got < 0 || (size_t)got > cap) got = -1;
+    }
+    if (!qv_wire_encode_upload(&P->out, id, got)) qv_fd_write_all(w->fd, P->out.data, P->out.len);
+}
+
 /* A streamed response's headers: the future completes now (its hooks ran
  * in the worker); its body comes in data frames. */
 static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t len)
@@ -710,42 +736,6 @@ static void malformed(procs *P, pworker *w)
     w->malformed = 1;
     close_socket(P, w);
     kill_worker(w);
-}
-
-/* f's worker began on_upload's body, or made room in its upload area
- * while this thread waited for room: on_upload runs in this thread
- * (outside the fork lock, as on_data) straight into the area, ahead of the
- * worker, until it is full (then the worker's next UPLOAD_WANT comes once
- * half is free), the body ends, or f is cancelled (the cancel wakes the
- * worker). Nothing is written to the worker: it reads the area's indices.
- * A body that cannot be given ends in an error, which stops the transfer;
- * a stale frame (of a request answered already) is dropped. */
-static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t len)
-{
-    qv_future *f = w->f;
-    uint64_t id;
-    if (qv_wire_decode_upload_want(p, len, &id)) {
-        malformed(P, w);
-        return;
-    }
-    if (id != f->req.wire_id) return;
-    qv_up_begin(&w->ring, id);
-    int end = f->req.io->on_upload && !w->f_lost && !w->stopped ? 0 : -1;
-    while (!end && !atomic_load(&f->cancel_requested)) {
-        size_t at;
-        long room = qv_up_room(&w->ring, &at);
-        if (room < 0) {
-            malformed(P, w);
-            return;
-        }
-        if (!room) return;
-        dispatcher_gate(0);
-        long got = f->req.io->on_upload(w->ring.up + at, (size_t)room, f->req.io->on_upload_arg);
-        dispatcher_gate(1);
-        end = got < 0 || got > room ? -1 : !got;
-        if (!end) qv_up_put(&w->ring, (size_t)got, 0);
-    }
-    if (end) qv_up_put(&w->ring, 0, end);
 }
 
 static void on_progress_frame(pworker *w, const unsigned char *p, size_t len)

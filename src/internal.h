@@ -803,8 +803,8 @@ enum {
     QV_WIRE_RING,        /* body bytes came into the worker's ring (from the worker, see ring.c) */
     QV_WIRE_PROGRESS,    /* for the parent's on_progress (from the worker) */
     QV_WIRE_HEAD,        /* a streamed response's headers (from the worker); its body follows */
-    QV_WIRE_UPLOAD_WANT, /* on_upload: the worker began its body, or made room in its area */
-    QV_WIRE_UPLOAD,      /* (retired: the area's indices say it; kept so ROOM keeps its number) */
+    QV_WIRE_UPLOAD_WANT, /* on_upload: the worker's read callback wants bytes */
+    QV_WIRE_UPLOAD,      /* on_upload's answer (to the worker): bytes, the end or an error */
     QV_WIRE_ROOM         /* the parent acted on the answers the worker waits for (to the worker) */
 };
 /* What a request tells its worker of its body's ways (wire.c). */
@@ -814,18 +814,24 @@ enum {
     QV_SINK_DATA = 4,     /* the body goes to the parent through the worker's ring */
     QV_SINK_PROGRESS = 8, /* progress goes to the parent in progress frames */
     QV_SINK_STREAM = 16,  /* stream = 1: the headers go first, in a head frame */
-    QV_SINK_UPLOAD = 32,  /* on_upload: the body comes from the parent through the upload area */
+    QV_SINK_UPLOAD = 32,  /* on_upload: the body comes from the parent in upload frames */
     QV_SINK_FD = 64,      /* output_fd: the descriptor comes along with the frame (SCM_RIGHTS) */
 };
 /* A frame of a type alone, no fields (RING, ROOM). */
 int qv_wire_encode_bare(qv_buf *b, int type);
-/* on_upload on a process pool: the worker of the request named id began
- * its body (the parent begins the upload area for it and fills it), or
- * made half the area free while the parent waited for room (ring.c). */
-int qv_wire_encode_upload_want(qv_buf *b, uint64_t id);
-int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id);
-/* The most on_upload is asked for at once. */
+/* on_upload on a process pool: the worker asks for up to cap bytes of the
+ * request named id, to be put at offset at of its ring's upload area; the
+ * parent puts them there and answers with what on_upload returned (got:
+ * bytes, 0 at the end, -1 for an error). */
+int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap, size_t at);
+int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap,
+                               size_t *at);
+int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got);
+/* The most a worker asks on_upload for at once: each piece costs a round
+ * trip and a wake-up on both sides, so it is large (4x fewer than 256 KiB
+ * took 10-14% off the CPU per GiB; bench/NOTES.md). */
 #define QV_UPLOAD_PIECE ((size_t)1 << 20)
+int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got);
 int qv_wire_encode_progress(qv_buf *b, const long long v[4]);
 int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4]);
 #define QV_WIRE_VERSION 2
@@ -1507,7 +1513,7 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
  * 2026-12-07); a stream fills no more than QV_RING_STREAM of it. */
 #define QV_RING_CAP ((size_t)1 << 20)
 /* After the ring, on_upload's area: two pieces, one that libcurl reads
- * while the parent fills the next (see ring.c). */
+ * while the parent fills the next (see procs_worker.c). */
 #define QV_UP_RING (2 * QV_UPLOAD_PIECE)
 typedef struct qv_ring_hdr {
     _Atomic uint64_t head; /* bytes put in (the worker's) */
@@ -1530,20 +1536,6 @@ typedef struct qv_ring_hdr {
      * it free, or the parent kicked it to read a frame (a cancel). */
     atomic_int room_waits;
     qv_signal room_wake;
-    /* on_upload's area: the parent runs on_upload into it ahead of the
-     * worker, for the request named up_id (the parent's, published once
-     * that request's indices are set), as the worker's ring the other way:
-     * up_head is the parent's, up_tail the worker's, both counted since the
-     * worker started. */
-    char pad2[64];
-    _Atomic uint64_t up_head;
-    char pad3[56];
-    _Atomic uint64_t up_tail;
-    char pad4[56];
-    _Atomic uint64_t up_id;
-    atomic_int up_end;        /* up_id's body ended after up_head: 1, or -1 for an error */
-    atomic_int up_waits;      /* the worker found it empty and sleeps on room_wake */
-    atomic_int up_room_waits; /* the parent found it full: an UPLOAD_WANT frame wakes it */
 } qv_ring_hdr;
 typedef struct qv_ring {
     qv_ring_hdr *h;      /* NULL: not mapped */
@@ -1605,33 +1597,6 @@ long qv_ring_avail(qv_ring *r, uint64_t tail);
  * is left, wakes the producer if it waits for room: for half the ring,
  * not for each piece taken. */
 void qv_ring_taken(qv_ring *r, uint64_t tail, size_t left, size_t cap);
-/* on_upload's area. The parent, for an UPLOAD_WANT of request id: begins
- * the area for id unless it has (what an ended request left in is
- * dropped). */
-void qv_up_begin(qv_ring *r, uint64_t id);
-/* The parent: where its next bytes go (*at) and how many fit there at once
- * (up to QV_UPLOAD_PIECE and the area's end); 0 if it is full (its flag is
- * set: the worker's next UPLOAD_WANT wakes it), -1 if the worker's tail is
- * not one it could have written. */
-long qv_up_room(qv_ring *r, size_t *at);
-/* The parent put n more bytes in, and end (1, or -1 for an error) if the
- * body ended: publishes it, and wakes the worker if it waits, once half
- * the area is in or at the end. */
-void qv_up_put(qv_ring *r, size_t n, int end);
-/* The worker: bytes in for request id after tail (its own), *end what the
- * parent said (0: more to come); 0 before the parent began id, -1 if the
- * parent's head is not one it could have written. */
-long qv_up_avail(qv_ring *r, uint64_t id, uint64_t tail, int *end);
-/* The worker: copies the n bytes from tail on out of the area. */
-void qv_up_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n);
-/* The worker took up to tail: publishes it; 1 if the parent waits for
- * room and half the area is free (its flag is cleared: the caller sends
- * the UPLOAD_WANT frame). */
-int qv_up_taken(qv_ring *r, uint64_t tail);
-/* The worker, finding the area empty at tail: sets its flag; 0 if bytes
- * (or the end) came after all, else what to sleep with
- * (qv_ring_room_sleep: the parent kicks it for a cancel too). */
-unsigned qv_up_wait(qv_ring *r, uint64_t id, uint64_t tail);
 /* The consumer, finding the ring empty at tail: sets its flag; 1 if bytes
  * came after all. */
 int qv_ring_reader_wait(qv_ring *r, uint64_t tail);

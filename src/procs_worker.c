@@ -48,10 +48,12 @@ typedef struct worker {
     uint64_t answers;   /* RESPONSE frames sent */
     int ring_fresh;     /* no byte of this request is in the ring yet */
     qv_later ring_owed; /* announces what is in at the end of the transfer's pass */
-    /* on_upload: the bytes taken out of the ring's upload area (ring.c),
-     * and whether this request's body began (its UPLOAD_WANT sent). */
-    uint64_t up_tail;
-    int up_begun;
+    /* on_upload: the parent's bytes libcurl has not taken yet, up_len of
+     * them from up_at in the ring's upload area (ring.up, QV_UP_RING
+     * bytes), how many more are asked for (0: none), and the end the
+     * parent said (1, or -1 for an error). */
+    size_t up_at, up_len, up_asked;
+    int up_end;
 } worker;
 
 static worker *the_worker;
@@ -97,24 +99,45 @@ static void announce_owed(qv_later *l)
         announce(w);
 }
 
-/* A cancel from the parent: 1 if of the request being served (or, while
- * idle, the one answered last: stale), else of one taken from the mailbox
- * and not started yet, which is remembered: the parent names requests in
- * the order it sends them, so that one's name is the larger. A cancel of a
- * request answered already (it crossed the answer) is stale. */
-static int on_cancel(worker *w, const unsigned char *p, size_t len)
+/* A cancel from the parent, of the request being served (cur; NULL while
+ * idle), or of one taken from the mailbox and not started yet: the parent
+ * names requests in the order it sends them, so that one's name is the
+ * larger. A cancel of a request answered already (it crossed the answer)
+ * is stale. */
+static void on_cancel(worker *w, qv_future *cur, const unsigned char *p, size_t len)
 {
     uint64_t id;
-    if (qv_wire_decode_cancel(p, len, &id)) return 0;
-    if (id > w->id) w->cancel_next = id;
-    return id == w->id;
+    if (qv_wire_decode_cancel(p, len, &id)) return;
+    if (cur && id == w->id)
+        atomic_store(&cur->cancel_requested, 1);
+    else if (id > w->id)
+        w->cancel_next = id;
 }
 
-/* A frame from the parent during f's transfer: a cancel (or room in the
- * ring, which the one that waits for it looks at). */
-static void on_control(worker *w, qv_future *f, int type, const unsigned char *p, size_t len)
+/* on_upload's answer from the parent, for the request being served (one
+ * for a request answered already, which crossed the answer, goes). */
+static void on_upload_frame(worker *w, const unsigned char *p, size_t len)
 {
-    if (type == QV_WIRE_CANCEL && on_cancel(w, p, len)) atomic_store(&f->cancel_requested, 1);
+    uint64_t id;
+    long got;
+    if (qv_wire_decode_upload(p, len, &id, &got)) _exit(3); /* the parent would not */
+    if (id != w->id || !w->up_asked) return;
+    size_t asked = w->up_asked;
+    w->up_asked = 0;
+    if (got <= 0) {
+        w->up_end = got < 0 ? -1 : 1;
+        return;
+    }
+    if ((size_t)got > asked) _exit(3); /* more than asked for: the parent would not */
+    w->up_len += (size_t)got;          /* put in the upload area, where asked */
+}
+
+/* A frame from the parent during a transfer: a cancel or upload bytes (or
+ * room in the ring, which the one that waits for it looks at). */
+static void on_control(worker *w, qv_future *cur, int type, const unsigned char *p, size_t len)
+{
+    if (type == QV_WIRE_CANCEL) on_cancel(w, cur, p, len);
+    if (type == QV_WIRE_UPLOAD) on_upload_frame(w, p, len);
 }
 
 /* The parent wrote during a transfer, maybe more than one frame in a read. */
@@ -216,44 +239,44 @@ cancelled:
     return 1;
 }
 
-/* Tells the parent to fill the upload area (this request's first, or half
- * of it free while the parent waits for room). */
-static void want_upload(worker *w)
+/* Asks the parent for the next piece of on_upload's body, to be put in
+ * the upload area after what is there (up to its end: the rest of a piece
+ * comes in the next), unless asked already, at the end, or the area has no
+ * room for a whole piece. */
+static void ask_upload(worker *w)
 {
-    if (qv_wire_encode_upload_want(&w->out, w->id) || send_frame(w, &w->out)) _exit(0);
+    if (w->up_asked || w->up_end || QV_UP_RING - w->up_len < QV_UPLOAD_PIECE) return;
+    size_t at = (w->up_at + w->up_len) % QV_UP_RING;
+    size_t cap = QV_UP_RING - at < QV_UPLOAD_PIECE ? QV_UP_RING - at : QV_UPLOAD_PIECE;
+    if (qv_wire_encode_upload_want(&w->out, w->id, cap, at) || send_frame(w, &w->out)) _exit(0);
+    w->up_asked = cap;
 }
 
-/* The parent's on_upload, as this transfer's: the parent runs it into the
- * ring's upload area ahead of this worker, as far as there is room, and
- * this takes what is there with no frame either way; it sleeps only when
- * the area is empty (on the ring's futex word, woken once half is in, at
- * the end, or for a cancel), and the parent, finding the area full, is
- * woken by a frame once half is free: per 1 MiB at most, not per libcurl
- * read. */
+/* The parent's on_upload, as this transfer's: the parent runs it straight
+ * into the ring's upload area and says how much it made. At most one
+ * answer is on its way, asked for once libcurl has taken a piece's worth
+ * from the area, so the parent makes the next piece while the one before
+ * is sent, and wakes once per piece (up to QV_UPLOAD_PIECE), not once per
+ * libcurl read; libcurl waits here (as for the callback itself elsewhere)
+ * when nothing is in yet. */
 static long fetch_upload(void *buf, size_t cap, void *arg)
 {
     worker *w = arg;
     qv_future *f = w->slot.f;
-    if (!w->up_begun) want_upload(w);
-    w->up_begun = 1;
-    long in;
-    int end;
-    while (!(in = qv_up_avail(&w->ring, w->id, w->up_tail, &end)) && !end) {
-        /* (The frames after the look: a cancel's kick before it is not
-         * seen by the sleep, but its frame was sent first.) */
-        unsigned v = qv_up_wait(&w->ring, w->id, w->up_tail);
-        if (read_controls(w, f)) return -1;
-        if (v) qv_ring_room_sleep(&w->ring, v);
-    }
-    /* (in < 0: a head the parent would not write fails the request) */
-    if (in <= 0) return in < 0 || end < 0 ? -1 : 0;
+    ask_upload(w);
+    while (!w->up_len && !w->up_end)
+        if (next_control(w, f)) return -1;
+    if (!w->up_len) return w->up_end < 0 ? -1 : 0;
     /* Across the area's end too: a read cut there would make libcurl send
      * a short extra chunk (chunked: cap is 65,524, which 2 MiB is not a
      * multiple of) and one more send and poll round. */
-    size_t n = (size_t)in < cap ? (size_t)in : cap;
-    qv_up_copy_out(&w->ring, w->up_tail, buf, n);
-    w->up_tail += n;
-    if (qv_up_taken(&w->ring, w->up_tail)) want_upload(w);
+    size_t n = w->up_len < cap ? w->up_len : cap;
+    size_t first = QV_UP_RING - w->up_at < n ? QV_UP_RING - w->up_at : n;
+    memcpy(buf, w->ring.up + w->up_at, first);
+    memcpy((char *)buf + first, w->ring.up, n - first);
+    w->up_at = (w->up_at + n) % QV_UP_RING;
+    w->up_len -= n;
+    ask_upload(w);
     return (long)n;
 }
 
@@ -353,7 +376,8 @@ static int serve_one(worker *w)
     if (sink_flags & QV_SINK_UPLOAD) {
         io->on_upload = fetch_upload;
         io->on_upload_arg = w;
-        w->up_begun = 0;
+        w->up_at = w->up_len = w->up_asked = 0;
+        w->up_end = 0;
     }
     if (sink_flags & QV_SINK_PROGRESS) {
         io->on_progress = forward_progress;
@@ -478,7 +502,7 @@ static void serve_mail(worker *w)
             serve_chain(w);
             break;
         }
-        if (type == QV_WIRE_CANCEL) on_cancel(w, w->frame, w->frame_len);
+        if (type == QV_WIRE_CANCEL) on_cancel(w, NULL, w->frame, w->frame_len);
     }
     /* That one lost the jar (no memory to load it): the one from the
      * mailbox counts on it, and fails with this worker rather than go out

@@ -66,29 +66,15 @@ void qv_ring_reset(qv_ring *r)
     qv_signal_all_shared(&r->h->stream_wake);
     atomic_store(&r->h->reader_waits, 1);
     atomic_store(&r->h->room_waits, 0);
-    atomic_store(&r->h->up_head, 0);
-    atomic_store(&r->h->up_tail, 0);
-    atomic_store(&r->h->up_id, 0);
-    atomic_store(&r->h->up_end, 0);
-    atomic_store(&r->h->up_waits, 0);
-    atomic_store(&r->h->up_room_waits, 0);
 }
 
-/* The n bytes at count pos of a ring of size bytes, which may wrap past
- * its end: where they start, and how many come before the end (the rest
- * from the start). */
-static size_t span(uint64_t pos, size_t size, size_t n, size_t *first)
+/* The n bytes at count pos of the ring, which may wrap past its end: where
+ * they start, and how many come before the end (the rest from the start). */
+static size_t span(uint64_t pos, size_t n, size_t *first)
 {
-    size_t at = (size_t)(pos % size);
-    *first = size - at < n ? size - at : n;
+    size_t at = (size_t)(pos % QV_RING_CAP);
+    *first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
     return at;
-}
-
-static void copy_out(const unsigned char *ring, size_t size, uint64_t pos, void *out, size_t n)
-{
-    size_t first, at = span(pos, size, n, &first);
-    memcpy(out, ring + at, first);
-    memcpy((char *)out + first, ring, n - first);
 }
 
 size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t n)
@@ -97,7 +83,7 @@ size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t
     uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
     size_t room = cap - (size_t)(*head - tail);
     if (n > room) n = room;
-    size_t first, at = span(*head, QV_RING_CAP, n, &first);
+    size_t first, at = span(*head, n, &first);
     memcpy(r->data + at, p, first);
     memcpy(r->data, (const char *)p + first, n - first);
     *head += n;
@@ -107,7 +93,9 @@ size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t
 
 void qv_ring_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n)
 {
-    copy_out(r->data, QV_RING_CAP, tail, out, n);
+    size_t first, at = span(tail, n, &first);
+    memcpy(out, r->data + at, first);
+    memcpy((char *)out + first, r->data, n - first);
 }
 
 /* One side's flag, after its own index moved: 1 if the other side waits. */
@@ -204,83 +192,4 @@ void qv_ring_stream_kick(qv_ring *r)
 void qv_ring_stream_woken(qv_ring *r)
 {
     if (take_flag(&r->h->stream_waits)) qv_ring_stream_kick(r);
-}
-
-/* on_upload's area, the other way: the parent produces (up_head), the
- * worker consumes (up_tail), with the same flags-and-look protocol. The
- * parent fills it ahead as far as there is room, so the worker takes what
- * is there without a frame per piece; each side is woken for half the
- * area (the worker on room_wake, the dispatcher by an UPLOAD_WANT frame). */
-
-void qv_up_begin(qv_ring *r, uint64_t id)
-{
-    if (atomic_load_explicit(&r->h->up_id, memory_order_relaxed) == id) return;
-    /* The worker moves its tail for id only once id is published. */
-    uint64_t tail = atomic_load_explicit(&r->h->up_tail, memory_order_acquire);
-    atomic_store_explicit(&r->h->up_head, tail, memory_order_relaxed);
-    atomic_store_explicit(&r->h->up_end, 0, memory_order_relaxed);
-    atomic_store_explicit(&r->h->up_id, id, memory_order_release);
-}
-
-/* Bytes in the area at the parent's head, or more than it holds if the
- * worker's tail is not one it could have written. */
-static uint64_t up_in(qv_ring *r, memory_order mo)
-{
-    return atomic_load_explicit(&r->h->up_head, memory_order_relaxed) -
-           atomic_load_explicit(&r->h->up_tail, mo);
-}
-
-long qv_up_room(qv_ring *r, size_t *at)
-{
-    uint64_t in = up_in(r, memory_order_acquire);
-    if (in == QV_UP_RING) {
-        atomic_store(&r->h->up_room_waits, 1);
-        in = up_in(r, memory_order_seq_cst);
-    }
-    if (in >= QV_UP_RING) return in == QV_UP_RING ? 0 : -1;
-    size_t first;
-    *at = span(atomic_load_explicit(&r->h->up_head, memory_order_relaxed), QV_UP_RING,
-               QV_UP_RING - (size_t)in, &first);
-    return (long)(first < QV_UPLOAD_PIECE ? first : QV_UPLOAD_PIECE);
-}
-
-void qv_up_put(qv_ring *r, size_t n, int end)
-{
-    uint64_t head = atomic_load_explicit(&r->h->up_head, memory_order_relaxed) + n;
-    atomic_store_explicit(&r->h->up_head, head, memory_order_release);
-    if (end) atomic_store_explicit(&r->h->up_end, end, memory_order_release);
-    if ((end || up_in(r, memory_order_relaxed) >= QV_UP_RING / 2) && take_flag(&r->h->up_waits))
-        qv_ring_room_kick(r);
-}
-
-long qv_up_avail(qv_ring *r, uint64_t id, uint64_t tail, int *end)
-{
-    *end = 0;
-    if (atomic_load_explicit(&r->h->up_id, memory_order_acquire) != id) return 0;
-    /* (The end before head: the head it came after is then seen.) */
-    *end = atomic_load_explicit(&r->h->up_end, memory_order_acquire);
-    uint64_t n = atomic_load_explicit(&r->h->up_head, memory_order_acquire) - tail;
-    return n > QV_UP_RING ? -1 : (long)n;
-}
-
-void qv_up_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n)
-{
-    copy_out(r->up, QV_UP_RING, tail, out, n);
-}
-
-int qv_up_taken(qv_ring *r, uint64_t tail)
-{
-    atomic_store_explicit(&r->h->up_tail, tail, memory_order_release);
-    /* (A head read early only makes it look emptier: an early wake-up.) */
-    return atomic_load_explicit(&r->h->up_head, memory_order_relaxed) - tail <= QV_UP_RING / 2 &&
-           take_flag(&r->h->up_room_waits);
-}
-
-unsigned qv_up_wait(qv_ring *r, uint64_t id, uint64_t tail)
-{
-    unsigned v = qv_signal_prepare(&r->h->room_wake);
-    atomic_store(&r->h->up_waits, 1);
-    atomic_thread_fence(memory_order_seq_cst);
-    int end;
-    return qv_up_avail(r, id, tail, &end) || end ? 0 : v;
 }

@@ -82,7 +82,10 @@ enum {
     T_DEBUG_DATA,
     T_BODY_BYTES, /* the body went elsewhere: how many bytes */
     T_CHUNK, /* (retired: bytes go through the ring; kept so the tags after keep their numbers) */
-    T_PROGRESS, /* 4 integers: received, its total, sent, its total (-1: unknown) */
+    T_PROGRESS,   /* 4 integers: received, its total, sent, its total (-1: unknown) */
+    T_UPLOAD_CAP, /* the most bytes the worker takes in the next upload frame */
+    T_UPLOAD_GOT, /* what the parent's on_upload returned (-1: an error or too many) */
+    T_UPLOAD_AT,  /* where in the worker's upload area the parent puts them */
     /* nested fields */
     N_NAME = 128,
     N_VALUE,
@@ -430,15 +433,73 @@ int qv_wire_decode_progress(const unsigned char *p, size_t len, long long v[4])
     return QV_OK;
 }
 
-/* A frame of type naming a request (CANCEL, UPLOAD_WANT). */
-static int encode_id(qv_buf *b, int type, uint64_t id)
+int qv_wire_encode_upload_want(qv_buf *b, uint64_t id, size_t cap, size_t at)
 {
-    int rc = qv_wire_frame_begin(b, type);
+    int rc = qv_wire_frame_begin(b, QV_WIRE_UPLOAD_WANT);
+    if (!rc) rc = put_int(b, T_ID, (int64_t)id);
+    if (!rc) rc = put_int(b, T_UPLOAD_CAP, (int64_t)cap);
+    if (!rc) rc = put_int(b, T_UPLOAD_AT, (int64_t)at);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id, size_t *cap,
+                               size_t *at)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t n;
+    int64_t i, got_id = 0, got_cap = 0, got_at = -1;
+    while (next(&rd, &tag, &v, &n) == 1) {
+        if (get_int(v, n, &i)) return QV_EPROTOCOL;
+        if (tag == T_ID) got_id = i;
+        if (tag == T_UPLOAD_CAP) got_cap = i;
+        if (tag == T_UPLOAD_AT) got_at = i;
+    }
+    /* Within the upload area: the parent writes there what it is told. */
+    if (got_id <= 0 || got_cap <= 0 || got_at < 0 || (uint64_t)got_at >= QV_UP_RING ||
+        (uint64_t)got_cap > QV_UP_RING - (uint64_t)got_at)
+        return QV_EPROTOCOL;
+    *id = (uint64_t)got_id;
+    *cap = (size_t)got_cap;
+    *at = (size_t)got_at;
+    return QV_OK;
+}
+
+int qv_wire_encode_upload(qv_buf *b, uint64_t id, long got)
+{
+    int rc = qv_wire_frame_begin(b, QV_WIRE_UPLOAD);
+    if (!rc) rc = put_int(b, T_ID, (int64_t)id);
+    if (!rc) rc = put_int(b, T_UPLOAD_GOT, got);
+    return rc ? rc : qv_wire_frame_end(b);
+}
+
+int qv_wire_decode_upload(const unsigned char *p, size_t len, uint64_t *id, long *got)
+{
+    reader rd = {p, len};
+    unsigned tag;
+    const unsigned char *v;
+    size_t n;
+    int64_t i, got_id = 0, g = -2;
+    while (next(&rd, &tag, &v, &n) == 1) {
+        if (get_int(v, n, &i)) return QV_EPROTOCOL;
+        if (tag == T_ID) got_id = i;
+        if (tag == T_UPLOAD_GOT) g = i;
+    }
+    if (got_id <= 0 || g < -1) return QV_EPROTOCOL;
+    *id = (uint64_t)got_id;
+    *got = (long)g;
+    return QV_OK;
+}
+
+int qv_wire_encode_cancel(qv_buf *b, uint64_t id)
+{
+    int rc = qv_wire_frame_begin(b, QV_WIRE_CANCEL);
     if (!rc) rc = put_int(b, T_ID, (int64_t)id);
     return rc ? rc : qv_wire_frame_end(b);
 }
 
-static int decode_id(const unsigned char *p, size_t len, uint64_t *id)
+int qv_wire_decode_cancel(const unsigned char *p, size_t len, uint64_t *id)
 {
     reader rd = {p, len};
     unsigned tag;
@@ -449,26 +510,6 @@ static int decode_id(const unsigned char *p, size_t len, uint64_t *id)
     while (next(&rd, &tag, &v, &n) == 1)
         if (tag == T_ID && !get_int(v, n, &i) && i > 0) *id = (uint64_t)i;
     return *id ? QV_OK : QV_EPROTOCOL;
-}
-
-int qv_wire_encode_upload_want(qv_buf *b, uint64_t id)
-{
-    return encode_id(b, QV_WIRE_UPLOAD_WANT, id);
-}
-
-int qv_wire_decode_upload_want(const unsigned char *p, size_t len, uint64_t *id)
-{
-    return decode_id(p, len, id);
-}
-
-int qv_wire_encode_cancel(qv_buf *b, uint64_t id)
-{
-    return encode_id(b, QV_WIRE_CANCEL, id);
-}
-
-int qv_wire_decode_cancel(const unsigned char *p, size_t len, uint64_t *id)
-{
-    return decode_id(p, len, id);
 }
 
 int qv_wire_encode_debug(qv_buf *b, qv_debug_kind kind, const char *data, size_t len)
