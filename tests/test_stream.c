@@ -1182,9 +1182,9 @@ Test(stream, a_cancel_reaches_a_transfer_waiting_for_on_upload)
     qv_session_free(s);
 }
 
-/* The server reads none of the body: the buffers on the way (on
- * QV_PROCESSES the upload area too, the parent waiting for room) fill, and
- * on_upload is asked for no more; a cancel still ends it. */
+/* The server reads none of the body: the buffers on the way fill, and
+ * on_upload is asked for no more (on QV_PROCESSES the worker stops asking
+ * the parent for pieces); a cancel still ends it. */
 Test(stream, a_cancel_reaches_an_upload_the_server_does_not_read)
 {
     qv_session *s = TX_SESSION(.max_workers = 1);
