@@ -263,6 +263,56 @@ static inline void bench_like_quiver(CURL *e, bench_share *s, char *errbuf)
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 30L);
 }
 
+/* A raw client's body in the window idiom. The minimal floor counts the
+ * bytes and drops them (bench_count_write: the cheapest raw number); the
+ * floor sending quiver's request also does quiver's work of handing the
+ * caller the whole body in memory (bench_keep_write), the cheapest way a raw
+ * client can: one buffer per easy handle, appended with memcpy, grown when a
+ * body needs more and kept for the handle's next request (len = 0), never
+ * freed per request. The caller checks len once the transfer is done, as
+ * qv_bench checks the length of quiver's body. */
+typedef struct bench_body {
+    char *p;
+    size_t len, cap;
+} bench_body;
+
+static inline size_t bench_count_write(char *buf, size_t size, size_t n, void *p)
+{
+    (void)buf;
+    ((bench_body *)p)->len += size * n;
+    return size * n;
+}
+
+/* Appends add bytes to b, doubling its buffer (from 16 KiB) when they do not
+ * fit; 0 if out of memory (libcurl then fails the transfer: the check
+ * reports it). */
+static inline size_t bench_body_append(bench_body *b, const char *buf, size_t add)
+{
+    if (b->len + add > b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 16384;
+        while (cap < b->len + add) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) return 0;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, buf, add);
+    b->len += add;
+    return add;
+}
+
+static inline size_t bench_keep_write(char *buf, size_t size, size_t n, void *p)
+{
+    return bench_body_append(p, buf, size * n);
+}
+
+/* The window idiom's write callback (its data a bench_body): kept for the
+ * floor sending quiver's request, counted for the minimal one. */
+static inline curl_write_callback bench_window_write(const bench_opts *o)
+{
+    return o->same_request ? bench_keep_write : bench_count_write;
+}
+
 /* Body buffers a raw client recycles in --submit all: glibc gives the pages
  * of a freed 64 KiB body back to the kernel and the next one faults them in
  * again (45 page faults a request), which a good client on libcurl avoids.
@@ -325,8 +375,7 @@ static inline void bench_pool_free(bench_pool *pool)
 typedef struct bench_rec {
     CURL *easy;       /* the handle doing the request (for its Content-Length) */
     bench_pool *pool; /* where its body comes from and goes back to */
-    char *body;
-    size_t len, cap;
+    bench_body body;
     long status;
     CURLcode result;
     atomic_int done; /* set when the transfer ended (raw_threads: by a worker) */
@@ -338,23 +387,13 @@ static inline size_t bench_rec_write(char *buf, size_t size, size_t n, void *p)
 {
     bench_rec *r = p;
     size_t add = size * n;
-    if (!r->body) {
+    if (!r->body.p) {
         curl_off_t cl = -1;
         curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
         size_t need = cl > (curl_off_t)add ? (size_t)cl : add > 16384 ? add : 16384;
-        if (!(r->body = bench_pool_get(r->pool, need, &r->cap))) return 0;
+        if (!(r->body.p = bench_pool_get(r->pool, need, &r->body.cap))) return 0;
     }
-    if (r->len + add > r->cap) {
-        size_t cap = 2 * r->cap;
-        while (cap < r->len + add) cap *= 2;
-        char *b = realloc(r->body, cap);
-        if (!b) return 0; /* libcurl fails the transfer: the check reports it */
-        r->body = b;
-        r->cap = cap;
-    }
-    memcpy(r->body + r->len, buf, add);
-    r->len += add;
-    return add;
+    return bench_body_append(&r->body, buf, add);
 }
 
 /* Makes easy handle e do request r next, its body kept in r. */
@@ -369,12 +408,12 @@ static inline void bench_rec_start(bench_rec *r, CURL *e, bench_pool *pool)
  * size), reports the first few failures, gives the body back; 1 if good. */
 static inline int bench_rec_collect(const char *client, bench_rec *r, long size, int *bad)
 {
-    int good = r->result == CURLE_OK && r->status == 200 && (long)r->len == size;
+    int good = r->result == CURLE_OK && r->status == 200 && (long)r->body.len == size;
     if (!good && (*bad)++ < 5)
         fprintf(stderr, "%s: bad response: %s, status %ld, %zu bytes\n", client,
-                curl_easy_strerror(r->result), r->status, r->len);
-    bench_pool_put(r->pool, r->body, r->cap);
-    r->body = NULL;
+                curl_easy_strerror(r->result), r->status, r->body.len);
+    bench_pool_put(r->pool, r->body.p, r->body.cap);
+    r->body.p = NULL;
     return good;
 }
 

@@ -8,7 +8,8 @@
  * URLs only, no per-host connection cap unless --max-host-connections.
  * Only what a minimal client needs is set on the easy handles (URL, write
  * callback, CA, NOSIGNAL); the body is counted, not kept. --same-request
- * sends the request quiver sends (its header lines: the floor of bench/targets),
+ * sends the request quiver sends (its header lines: the floor of bench/targets)
+ * and keeps each body in memory as quiver does (bench_keep_write),
  * --like-quiver also sets the other libcurl options quiver sets (see bench_common.h).
  *
  * --submit all: the submit-all-then-collect idiom's floor. A record per
@@ -20,26 +21,19 @@
 
 typedef struct xfer {
     CURL *easy;
-    long bytes;
-    bench_rec *rec; /* --submit all: the request the handle is doing */
+    bench_body body; /* --submit window */
+    bench_rec *rec;  /* --submit all: the request the handle is doing */
     char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
-static size_t count_cb(char *buf, size_t size, size_t n, void *p)
-{
-    (void)buf;
-    ((xfer *)p)->bytes += (long)(size * n);
-    return size * n;
-}
-
-/* Points handle t at the next request: its record (--submit all) or a fresh count. */
+/* Points handle t at the next request: its record (--submit all) or an empty body. */
 static void next_request(xfer *t, bench_rec *recs, bench_pool *pool, long i)
 {
     if (recs) {
         t->rec = &recs[i];
         bench_rec_start(t->rec, t->easy, pool);
     } else {
-        t->bytes = 0;
+        t->body.len = 0;
     }
 }
 
@@ -74,8 +68,8 @@ int main(int argc, char **argv)
         if (!e) return 1;
         curl_easy_setopt(e, CURLOPT_URL, o.url);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, all ? bench_rec_write : count_cb);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &x[i]);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, all ? bench_rec_write : bench_window_write(&o));
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &x[i].body);
         curl_easy_setopt(e, CURLOPT_PRIVATE, &x[i]);
         if (https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
         if (o.ca) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca);
@@ -106,11 +100,11 @@ int main(int argc, char **argv)
                 t->rec->result = m->data.result;
                 t->rec->status = status;
                 atomic_store_explicit(&t->rec->done, 1, memory_order_relaxed);
-            } else if (m->data.result == CURLE_OK && status == 200 && t->bytes == o.size) {
+            } else if (m->data.result == CURLE_OK && status == 200 && (long)t->body.len == o.size) {
                 ok++;
             } else if (bad++ < 5) {
-                fprintf(stderr, "raw_multi: bad response: %s, status %ld, %ld bytes\n",
-                        curl_easy_strerror(m->data.result), status, t->bytes);
+                fprintf(stderr, "raw_multi: bad response: %s, status %ld, %zu bytes\n",
+                        curl_easy_strerror(m->data.result), status, t->body.len);
             }
             curl_multi_remove_handle(multi, e);
             if (started < o.n) {
@@ -132,7 +126,10 @@ int main(int argc, char **argv)
     }
     double secs = bench_now() - t0;
     bench_result(bench_raw_name(&o, "raw_multi"), o.n, ok, secs, http, conns);
-    for (int i = 0; i < o.c; i++) curl_easy_cleanup(x[i].easy);
+    for (int i = 0; i < o.c; i++) {
+        curl_easy_cleanup(x[i].easy);
+        free(x[i].body.p);
+    }
     curl_multi_cleanup(multi);
     curl_slist_free_all(headers);
     if (all) bench_pool_free(&pool);

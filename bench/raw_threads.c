@@ -4,7 +4,8 @@
  * connection alive, HTTP/1.1 or HTTP/2 with one stream at a time). Every
  * response is checked. Only what a minimal client needs is set (URL, write
  * callback, CA, NOSIGNAL); the body is counted, not kept. --same-request
- * sends the request quiver sends (its header lines: the floor of bench/targets),
+ * sends the request quiver sends (its header lines: the floor of bench/targets)
+ * and keeps each body in memory as quiver does (bench_keep_write),
  * --like-quiver also sets the other libcurl options quiver sets (see bench_common.h).
  *
  * --submit all: the submit-all-then-collect idiom's floor. A record per
@@ -30,7 +31,8 @@ typedef struct queue {
 typedef struct worker {
     pthread_t th;
     const bench_opts *o;
-    long todo, ok, conns, bytes;
+    long todo, ok, conns;
+    bench_body body; /* --submit window */
     int http;
     int failed_setup;
     int timed_out;
@@ -39,13 +41,6 @@ typedef struct worker {
     queue *q;                   /* --submit all */
     char errbuf[CURL_ERROR_SIZE];
 } worker;
-
-static size_t count_cb(char *buf, size_t size, size_t n, void *p)
-{
-    (void)buf;
-    ((worker *)p)->bytes += (long)(size * n);
-    return size * n;
-}
 
 /* Publishes record i and wakes the main thread if it sleeps on it. The
  * store and the load are sequentially consistent, as are the main thread's
@@ -89,8 +84,8 @@ static void *worker_main(void *arg)
     }
     curl_easy_setopt(e, CURLOPT_URL, o->url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, q ? bench_rec_write : count_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, w);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, q ? bench_rec_write : bench_window_write(o));
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &w->body);
     if (o->ca) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca);
     if (w->headers) bench_same_request(e, w->headers);
     if (w->share) bench_like_quiver(e, w->share, w->errbuf);
@@ -109,7 +104,7 @@ static void *worker_main(void *arg)
             r = &q->recs[ri];
             bench_rec_start(r, e, &q->pool);
         }
-        w->bytes = 0;
+        w->body.len = 0;
         CURLcode cc = curl_easy_perform(e);
         long status = 0, nc = 0, ver = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
@@ -121,14 +116,15 @@ static void *worker_main(void *arg)
             r->result = cc;
             r->status = status;
             finish(q, ri);
-        } else if (cc == CURLE_OK && status == 200 && w->bytes == o->size) {
+        } else if (cc == CURLE_OK && status == 200 && (long)w->body.len == o->size) {
             w->ok++;
         } else if (bad++ < 5) {
-            fprintf(stderr, "raw_threads: bad response: %s, status %ld, %ld bytes\n",
-                    curl_easy_strerror(cc), status, w->bytes);
+            fprintf(stderr, "raw_threads: bad response: %s, status %ld, %zu bytes\n",
+                    curl_easy_strerror(cc), status, w->body.len);
         }
     }
     curl_easy_cleanup(e);
+    free(w->body.p);
     return NULL;
 }
 
