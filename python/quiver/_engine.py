@@ -18,6 +18,7 @@ import http.client
 import io
 import os
 import select
+import struct
 import threading
 import weakref
 from _thread import RLock as _RLock
@@ -97,6 +98,9 @@ def error_for(code: int, message: str, request: Any = None) -> Exception:
 _POLICY = RequestsCookieJar().get_policy()
 _REASONS = http.client.responses
 _JAR_NEW = RequestsCookieJar.__new__
+_TIMING = struct.Struct("7d")  # qv_timing
+_TIMING_KEYS = ("queued_ms", "dns_ms", "connect_ms", "tls_ms", "first_byte_ms", "total_ms",
+                "hooks_ms")
 
 _Response = requests.Response
 _MICROSECOND = datetime.timedelta(microseconds=1)
@@ -117,6 +121,7 @@ class _Scratch(threading.local):
         self.size = ffi.new("size_t *")
         self.info = ffi.new("qv_response_info *", {"size": ffi.sizeof("qv_response_info")})
         self.headers = ffi.new("char[]", 16384)
+        self.timing = ffi.buffer(ffi.addressof(self.info, "timing"))  # info.timing's bytes
 
 
 _scratch = _Scratch()
@@ -693,13 +698,76 @@ def _encoding(content_type: bytes) -> Optional[str]:
     return enc
 
 
-def build_response(r: Any, request: Any, with_body: bool = True,
+def _empty_jar() -> RequestsCookieJar:
+    """An empty RequestsCookieJar as CookieJar.__init__ makes it, sharing
+    the module's policy and lock."""
+    jar = _JAR_NEW(RequestsCookieJar)
+    jar._policy = _POLICY
+    jar._cookies_lock = _JAR_LOCK
+    jar._cookies = {}
+    return jar
+
+
+def _timing(t: bytes) -> dict:
+    return dict(zip(_TIMING_KEYS, _TIMING.unpack(t)))
+
+
+class _Lazy:
+    """A requests.Response attribute that a response built here makes when
+    it is first read (most callers read only status_code and content):
+    make(the response's __dict__) from what build_response kept under
+    `_qv_*` names. It sits on the requests.Response class itself, so that
+    `type(r) is requests.Response` holds, and it is a non-data descriptor,
+    so every Response requests makes (these attributes in its __dict__,
+    set by __init__ or __setstate__) never reaches it, assigning one works
+    as before, and a response that is not ours and lacks the attribute
+    raises the same AttributeError as without it."""
+
+    __slots__ = ("name", "make", "source")
+
+    def __init__(self, name: str, make: Callable[[dict], Any], source: str) -> None:
+        self.name, self.make, self.source = name, make, source
+
+    def __get__(self, resp: Any, cls: Any = None) -> Any:
+        d = resp.__dict__ if resp is not None else {}
+        if self.source not in d:
+            raise AttributeError(f"'{(cls or type(resp)).__name__}' object has no attribute "
+                                 f"'{self.name}'")
+        with _lazy_lock:  # two threads at once: both get the first one made
+            value = d.get(self.name, _MISSING)
+            if value is _MISSING:
+                value = d[self.name] = self.make(d)
+        return value
+
+
+_MISSING = object()
+# Every response built here has `_qv_elapsed` (its elapsed_ms).
+for _attr in (
+        _Lazy("headers", lambda d: Headers(d["_qv_headers"]), "_qv_headers"),
+        _Lazy("cookies", lambda d: _empty_jar(), "_qv_elapsed"),
+        # whole microseconds, rounded as timedelta rounds (a float argument
+        # costs timedelta twice the time, and its constructor more than *)
+        _Lazy("elapsed", lambda d: _MICROSECOND * round(d["_qv_elapsed"] * 1000), "_qv_elapsed"),
+        _Lazy("history", lambda d: [], "_qv_elapsed"),
+        _Lazy("request", lambda d: prepared_request(*d["_qv_request"]), "_qv_request"),
+        _Lazy("timing", lambda d: _timing(d["_qv_timing"]), "_qv_timing")):
+    if _attr.name in vars(_Response):
+        raise ImportError(f"quiver: requests.Response.{_attr.name} exists: this requests is not "
+                          "one quiver knows")
+    setattr(_Response, _attr.name, _attr)
+del _attr
+
+
+def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
                    filled: bool = False) -> requests.Response:
     """A requests.Response from a qv_response (one hop), in one call into
     C (none if `filled`: the finisher got r's info with its outcome). What
-    it holds is copied: the qv_response goes with its future. The rest of
-    what quiver said of it (history_len, set_cookies, timing, ...) stays in
-    scratch().info until this thread's next build_response."""
+    it holds is copied: the qv_response goes with its future. `request`:
+    prepared_request's arguments for Response.request, or None for a caller
+    that sets it. Its headers, cookies, elapsed, history and request are
+    made when first read (_Lazy). The rest of what quiver said of it
+    (history_len, set_cookies, timing, ...) stays in scratch().info until
+    this thread's next build_response."""
     sc = _scratch
     info = sc.info
     buf = sc.headers
@@ -713,13 +781,14 @@ def build_response(r: Any, request: Any, with_body: bool = True,
     reason = _string(info.reason).decode("latin-1") or \
         _REASONS.get(status, "")  # HTTP/2 has no reason phrase
     ctype = info.content_type
-    # the attributes Response.__init__ sets, in its order
+    # the attributes Response.__init__ sets, in its order (the lazy ones'
+    # sources in their place)
     resp = _Response.__new__(_Response)
     resp._content = _unpack(info.body, info.body_len) if with_body else b""
     resp._content_consumed = True
     resp._next = None
     resp.status_code = status
-    resp.headers = Headers(_unpack(buf, n).decode("latin-1"))
+    resp._qv_headers = _unpack(buf, n).decode("latin-1")
     resp.raw = None
     resp.url = _string(info.url).decode("utf-8", "replace")
     if ctype:
@@ -728,16 +797,10 @@ def build_response(r: Any, request: Any, with_body: bool = True,
         resp.encoding = _encoding(ctype) if enc is _encoding else enc
     else:
         resp.encoding = None
-    resp.history = []
     resp.reason = reason
-    jar = resp.cookies = _JAR_NEW(RequestsCookieJar)  # CookieJar.__init__'s, inline
-    jar._policy = _POLICY
-    jar._cookies_lock = _JAR_LOCK
-    jar._cookies = {}
-    # whole microseconds, rounded as timedelta rounds (a float argument
-    # costs timedelta twice the time, and its constructor more than *)
-    resp.elapsed = _MICROSECOND * round(info.elapsed_ms * 1000)
-    resp.request = request
+    resp._qv_elapsed = info.elapsed_ms
+    if request is not None:
+        resp._qv_request = request
     resp.connection = None
     return resp
 

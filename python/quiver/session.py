@@ -158,7 +158,7 @@ class Session:
         """Submits a request prepared by _prepare."""
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        o, req, _ = sub
+        o, req, stream, _ = sub
         eng = self._engine
         fut = Future()
         fut._engine = eng
@@ -168,7 +168,7 @@ class Session:
             raise error_for(rc, f"quiver: {req[0]} {req[1]}: "
                             + ffi.string(lib.qv_strerror(rc)).decode())
         fut._req = req
-        eng.track(fut, fpp[0], _finish, False, _SWEEP_STRIDE)
+        eng.track(fut, fpp[0], _finish_stream if stream else _finish, False, _SWEEP_STRIDE)
         return fut
 
     @staticmethod
@@ -177,7 +177,8 @@ class Session:
                  verify: Optional[bool], retries: Any, auth: Any, cert: Any,
                  stream: bool) -> tuple:
         """The request as qv_request_opts, what finishing it needs (method,
-        URL, headers' store, stream), and what the options point to."""
+        URL and headers' store: Response.request's arguments; stream), and
+        what the options point to."""
         keep: list = []
         o = ffi.new(_OPTS_T)
         o.size = _OPTS_SIZE
@@ -221,7 +222,7 @@ class Session:
         if stream:
             o.stream = 1
         store = CaseInsensitiveDict(req_headers)._store
-        return o, (method, url, store, stream), keep
+        return o, (method, url, store), stream, keep
 
     def get(self, url: str, **kwargs: Any) -> Future:
         if kwargs:
@@ -292,22 +293,17 @@ class Session:
         self.close()
 
 
-def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
-    method, url, headers, stream = fut._req
-    req = prepared_request(method, url, headers)
+def _finish(fut: Future, qvf: Any, rc: int, r: Any, stream: bool = False) -> None:
+    req = fut._req  # prepared_request's arguments
     if rc:
-        settle(fut, exc=future_error(qvf, rc, req))
+        settle(fut, exc=future_error(qvf, rc, prepared_request(*req)))
         return
     resp = build_response(r, req, not stream, filled=True)
     info = _scratch.info  # the response's, until the next build_response
-    # what quiver knows beyond requests
-    t = info.timing
+    # what quiver knows beyond requests (timing: a dict made when first read)
     resp.http_version = info.http_version  # type: ignore[attr-defined]
     resp.attempts = info.attempts  # type: ignore[attr-defined]
-    resp.timing = {"queued_ms": t.queued_ms, "dns_ms": t.dns_ms,  # type: ignore[attr-defined]
-                   "connect_ms": t.connect_ms, "tls_ms": t.tls_ms,
-                   "first_byte_ms": t.first_byte_ms, "total_ms": t.total_ms,
-                   "hooks_ms": t.hooks_ms}
+    resp._qv_timing = _scratch.timing[:]  # type: ignore[attr-defined]
     n = info.history_len
     if stream:
         resp.raw = StreamBody(qvf, r)
@@ -317,10 +313,14 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         hist = []
         for i in range(n):
             hr = build_response(lib.qv_response_history(r, i), None, False)
-            hr.request = prepared_request(method, hr.url, headers)
+            hr._qv_request = (req[0], hr.url, req[2])  # type: ignore[attr-defined]
             hist.append(hr)
         resp.history = hist
     fut._set(resp, None)  # claimed while pending: no cancel comes between
+
+
+def _finish_stream(fut: Future, qvf: Any, rc: int, r: Any) -> None:
+    _finish(fut, qvf, rc, r, True)
 
 
 __all__ = ["Session"]

@@ -757,11 +757,14 @@ class _Record:
         self.background_callback = None
         self.retry = retry  # keeps the qv_retry the options point to
 
+    def request_args(self, url: Optional[str] = None, method: Optional[str] = None) -> tuple:
+        """prepared_request's arguments for Response.request (made when
+        first read): a PreparedRequest as requests would have made."""
+        return (method or self.method, url or self.url, self.headers._store,
+                self.body if method in (None, self.method) else None, self.hooks)
+
     def prepared(self, url: Optional[str] = None, method: Optional[str] = None) -> PreparedRequest:
-        """Response.request: a PreparedRequest as requests would have made."""
-        return prepared_request(method or self.method, url or self.url, self.headers._store,
-                                self.body if method in (None, self.method) else None,
-                                self.hooks)
+        return prepared_request(*self.request_args(url, method))
 
 
 def _redirected_method(method: str, status: int) -> str:
@@ -806,7 +809,7 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         for i in range(n):
             h = lib.qv_response_history(r, i)
             hr = build_response(h, None, False)
-            hr.request = rec.prepared(hr.url, method)
+            hr._qv_request = rec.request_args(hr.url, method)
             if info.set_cookies:  # now the hop's
                 jar_updates.append((hr, set_cookie_values(h)))
             method = _redirected_method(method, hr.status_code)
@@ -814,9 +817,7 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
         for i, hr in enumerate(hist):
             hr.history = hist[1:i + 1]  # as requests' resolve_redirects leaves them
         resp.history = hist
-    resp.request = rec.prepared(None, method)
-    if n:
-        resp.request.url = resp.url
+    resp._qv_request = rec.request_args(resp.url if n else None, method)
     if set_cookies:
         jar_updates.append((resp, set_cookies))
     if jar_updates:

@@ -1,0 +1,117 @@
+"""The requests.Response quiver builds makes its headers, cookies, elapsed,
+history, request (and quiver.Session's timing) when they are first read:
+each reads, assigns, pickles, copies and compares as requests' own."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import pickle
+import threading
+
+import pytest
+import requests
+from requests.cookies import RequestsCookieJar
+
+import quiver
+from requests_futures.sessions import FuturesSession
+
+LAZY = ("headers", "cookies", "elapsed", "history", "request")
+
+
+@pytest.fixture(params=["session", "dropin"])
+def get(request):
+    """get(url) -> a Response, from quiver.Session or the drop-in."""
+    s = quiver.Session(executor="loop") if request.param == "session" else FuturesSession()
+    yield lambda url, **kw: s.get(url, **kw).result(timeout=30)
+    s.close()
+
+
+def requests_get(url: str) -> requests.Response:
+    with requests.Session() as s:
+        s.trust_env = False
+        return s.get(url, headers={"User-Agent": "x"})
+
+
+def test_reads_as_requests_own(get, httpbin):
+    url = httpbin + "/response-headers?Content-Type=text/plain%3B+charset%3Dutf-8"
+    ours, theirs = get(url), requests_get(url)
+    assert type(ours) is requests.Response and repr(ours) == repr(theirs) == "<Response [200]>"
+    assert type(ours.cookies) is RequestsCookieJar and dict(ours.cookies) == dict(theirs.cookies)
+    assert ours.cookies is ours.cookies  # made once, then kept
+    assert type(ours.elapsed) is datetime.timedelta
+    assert datetime.timedelta(0) < ours.elapsed < datetime.timedelta(seconds=30)
+    assert ours.history == theirs.history == [] and ours.history is ours.history
+    assert type(ours.request) is type(theirs.request) and ours.request is ours.request
+    assert (ours.request.method, ours.request.url) == (theirs.request.method, theirs.request.url)
+    assert ours.headers["content-type"] == theirs.headers["Content-Type"]
+    assert ours.encoding == theirs.encoding == "utf-8"
+
+
+def test_assigns(get, nginx):
+    r = get(nginx + "/small")
+    values = {"headers": requests.structures.CaseInsensitiveDict({"A": "1"}),
+              "cookies": RequestsCookieJar(), "elapsed": datetime.timedelta(seconds=3),
+              "history": [requests.Response()], "request": requests.PreparedRequest()}
+    for name, value in values.items():
+        setattr(r, name, value)
+        assert getattr(r, name) is value
+    r2 = get(nginx + "/small")
+    r2.elapsed += datetime.timedelta(seconds=1)  # read, then assigned
+    assert r2.elapsed >= datetime.timedelta(seconds=1)
+    r2.history.append(r)
+    assert r2.history == [r]
+
+
+@pytest.mark.parametrize("how", ["pickle", "copy"])
+def test_pickles_and_copies_as_a_plain_response(get, httpbin, how):
+    r = get(httpbin + "/cookies/set?a=1")  # a redirect: a history
+    r2 = pickle.loads(pickle.dumps(r)) if how == "pickle" else copy.copy(r)
+    assert type(r2) is requests.Response
+    for name in LAZY:
+        assert name in vars(r2), name  # a copy holds every attribute itself
+    assert (r2.status_code, r2.content, r2.url) == (r.status_code, r.content, r.url)
+    assert dict(r2.headers) == dict(r.headers) and r2.elapsed == r.elapsed
+    assert [h.status_code for h in r2.history] == [h.status_code for h in r.history] == [302]
+    assert (r2.request.method, r2.request.url) == (r.request.method, r.request.url)
+    assert type(r2.cookies) is RequestsCookieJar
+
+
+def test_timing_is_made_when_read(nginx):
+    with quiver.Session(executor="loop") as s:
+        r = s.get(nginx + "/small").result(timeout=30)
+        assert set(r.timing) == {"queued_ms", "dns_ms", "connect_ms", "tls_ms",
+                                 "first_byte_ms", "total_ms", "hooks_ms"}
+        assert r.timing is r.timing and 0 < r.timing["total_ms"] < 30000
+        r.timing = {"total_ms": 1.0}
+        assert r.timing == {"total_ms": 1.0}
+
+
+def test_threads_reading_at_once_get_the_same_object(get, nginx):
+    rs = [get(nginx + "/small") for _ in range(20)]
+    seen: list = []
+    barrier = threading.Barrier(4)
+
+    def read() -> None:
+        barrier.wait()
+        seen.append([tuple(id(getattr(r, name)) for name in LAZY) for r in rs])
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 4 and all(s == seen[0] for s in seen)
+
+
+def test_other_responses_are_untouched():
+    """Only quiver's responses make these attributes: a Response requests
+    makes holds its own, and one with none still has none."""
+    r = requests.Response()
+    assert r.history == [] and type(r.cookies) is RequestsCookieJar
+    assert r.elapsed == datetime.timedelta(0) and r.request is None
+    bare = requests.Response.__new__(requests.Response)
+    for name in LAZY + ("timing",):
+        with pytest.raises(AttributeError, match=f"'Response' object has no attribute '{name}'"):
+            getattr(bare, name)
+        assert not hasattr(requests.Response, name)
