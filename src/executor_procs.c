@@ -719,8 +719,7 @@ static int ring_drain(procs *P, pworker *w)
             w->ring_more = 1;
             return RING_LEFT;
         }
-        size_t at = (size_t)(w->tail % QV_RING_CAP), n = (size_t)in;
-        if (n > QV_RING_CAP - at) n = QV_RING_CAP - at;
+        size_t n, at = qv_ring_contig(w->tail, (size_t)in, &n);
         if (n > DATA_PIECE) n = DATA_PIECE;
         hand_on(P, w, w->ring.data + at, n);
         w->tail += n;

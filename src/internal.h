@@ -1560,6 +1560,9 @@ extern qv_ring *qv_worker_ring;
  * holds on the other executors, so a reader that stops holds as much
  * back. */
 #define QV_RING_STREAM QV_PIPE_CAP
+/* The n bytes at count pos of the ring, which may wrap past its end: where
+ * they start, and how many come before the end (the rest from the start). */
+size_t qv_ring_contig(uint64_t pos, size_t n, size_t *first);
 /* The producer: copies up to n bytes in at *head (as many as there is room
  * for, with at most cap bytes in: QV_RING_CAP, or QV_RING_STREAM),
  * publishes the new head and returns how many. */

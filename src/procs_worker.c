@@ -196,15 +196,17 @@ static int read_controls(worker *w, qv_future *f)
 
 /* A full ring: waits for its consumer to make room for want bytes (or
  * half the ring), asleep on the ring's futex word, with no frame either
- * way; the parent also kicks it when it sends a frame (a cancel), which
- * is read then. 0, or -1 if a cancel came. */
+ * way; the parent also kicks it after it sends a frame (a cancel). The
+ * frames are looked for once the sleep is armed: a kick from then on ends
+ * the sleep, and one before it came after its frame, which is read here.
+ * 0, or -1 if a cancel came. */
 static int wait_room(worker *w, qv_future *f, size_t want)
 {
     announce(w); /* a full ring is over half: its consumer takes it */
     unsigned v;
     while ((v = qv_ring_room_wait(&w->ring, w->head, w->ring_cap, want))) {
-        qv_ring_room_sleep(&w->ring, v);
         if (read_controls(w, f)) return -1;
+        qv_ring_room_sleep(&w->ring, v);
     }
     return 0;
 }

@@ -68,9 +68,7 @@ void qv_ring_reset(qv_ring *r)
     atomic_store(&r->h->room_waits, 0);
 }
 
-/* The n bytes at count pos of the ring, which may wrap past its end: where
- * they start, and how many come before the end (the rest from the start). */
-static size_t span(uint64_t pos, size_t n, size_t *first)
+size_t qv_ring_contig(uint64_t pos, size_t n, size_t *first)
 {
     size_t at = (size_t)(pos % QV_RING_CAP);
     *first = QV_RING_CAP - at < n ? QV_RING_CAP - at : n;
@@ -83,7 +81,7 @@ size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t
     uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
     size_t room = cap - (size_t)(*head - tail);
     if (n > room) n = room;
-    size_t first, at = span(*head, n, &first);
+    size_t first, at = qv_ring_contig(*head, n, &first);
     memcpy(r->data + at, p, first);
     memcpy(r->data, (const char *)p + first, n - first);
     *head += n;
@@ -93,7 +91,7 @@ size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t
 
 void qv_ring_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n)
 {
-    size_t first, at = span(tail, n, &first);
+    size_t first, at = qv_ring_contig(tail, n, &first);
     memcpy(out, r->data + at, first);
     memcpy((char *)out + first, r->data, n - first);
 }
