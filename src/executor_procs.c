@@ -606,7 +606,9 @@ static void on_upload_want(procs *P, pworker *w, const unsigned char *p, size_t 
         id = f->req.wire_id; /* (no worker of ours asks so): an error answers */
         cap = 0;
     }
-    if (cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id) {
+    /* (A cancelled future's is not called: the worker stops at the error.) */
+    if (cap && !w->f_lost && f->req.io->on_upload && id == f->req.wire_id &&
+        !atomic_load(&f->cancel_requested)) {
         dispatcher_gate(0);
         got = f->req.io->on_upload(w->ring.up + at, cap, f->req.io->on_upload_arg);
         dispatcher_gate(1);
@@ -741,7 +743,9 @@ static void on_progress_frame(pworker *w, const unsigned char *p, size_t len)
 {
     qv_future *f = w->f;
     long long v[4];
-    if (w->f_lost || !f->req.io->on_progress || qv_wire_decode_progress(p, len, v)) return;
+    if (w->f_lost || !f->req.io->on_progress || atomic_load(&f->cancel_requested) ||
+        qv_wire_decode_progress(p, len, v))
+        return;
     dispatcher_gate(0);
     f->req.io->on_progress(f, v[0], v[1], v[2], v[3], f->req.io->on_progress_arg);
     dispatcher_gate(1);

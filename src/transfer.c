@@ -306,10 +306,12 @@ static CURLcode setup_auth(CURL *e, const qv_req *r)
 }
 
 /* on_progress, at most every 100 ms (and once more at the end, from
- * collect). A resumed download counts the bytes the file had. */
+ * collect); not once the future's cancel was asked (its outcome is the
+ * cancel's). A resumed download counts the bytes the file had. */
 static void report_progress(qv_slot *slot, curl_off_t dlnow, curl_off_t ulnow)
 {
     const qv_req *r = &slot->f->req;
+    if (atomic_load(&slot->f->cancel_requested)) return;
     curl_off_t dl = -1, ul = -1;
     curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &dl);
     curl_easy_getinfo(slot->easy, CURLINFO_CONTENT_LENGTH_UPLOAD_T, &ul);

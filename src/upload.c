@@ -40,7 +40,11 @@ static size_t read_callback(char *buf, size_t size, size_t n, void *p)
 {
     qv_slot *slot = p;
     qv_future *f = slot->f;
-    long got = f->req.io->on_upload(buf, size * n, f->req.io->on_upload_arg);
+    /* No call once a cancel was asked (libcurl may read on before the
+     * transfer's next look at it). */
+    long got = atomic_load(&f->cancel_requested)
+                   ? -1
+                   : f->req.io->on_upload(buf, size * n, f->req.io->on_upload_arg);
     if (got < 0 || (size_t)got > size * n) {
         /* (A process worker's stands for the parent's, and stops for a cancel.) */
         slot->abort = atomic_load(&f->cancel_requested) ? QV_ABORT_CANCEL : QV_ABORT_HOOK;

@@ -877,6 +877,60 @@ Test(stream, on_progress_counts_up_to_the_total_and_runs_at_the_end)
     remove_dir();
 }
 
+/* A callback that cancels its own future on its second call (once the
+ * future is known), counting the calls begun after that cancel returned. */
+typedef struct self_cancel {
+    atomic_int calls, after, cancel_rc;
+    _Atomic(qv_future *) f;
+} self_cancel;
+
+static void self_cancel_call(self_cancel *c)
+{
+    qv_future *f = atomic_load(&c->f);
+    if (atomic_load(&c->after) || !f) return;
+    if (atomic_fetch_add(&c->calls, 1) == 1) {
+        atomic_store(&c->cancel_rc, qv_future_cancel(f));
+        atomic_store(&c->after, 1); /* from now on, each call counts one more */
+    }
+}
+
+static void cancel_in_progress(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
+                               long long ul_total, void *arg)
+{
+    (void)f, (void)dl_now, (void)dl_total, (void)ul_now, (void)ul_total;
+    self_cancel *c = arg;
+    if (atomic_load(&c->after)) atomic_fetch_add(&c->after, 1);
+    self_cancel_call(c);
+}
+
+/* The session freed: every transfer of it has ended, so every callback
+ * call it would make has been made. */
+static int calls_after_cancel(qv_session *s, qv_future *f, self_cancel *c)
+{
+    tx_expect_error(f, QV_ECANCELLED);
+    qv_future_release(f);
+    qv_session_free(s);
+    cr_assert_eq(atomic_load(&c->cancel_rc), 1, "the callback did not cancel its future");
+    return atomic_load(&c->after) - 1;
+}
+
+Test(stream, on_progress_is_not_called_after_its_future_was_cancelled)
+{
+    /* (QV_PROCESSES ran the PROGRESS frames the worker sent on, up to its
+     * end-of-transfer one; the other kinds made that last call.) */
+    qv_session *s = TX_SESSION(0);
+    self_cancel c = {0};
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/drip?bytes=30&interval=0.1"),
+                                               .on_progress = cancel_in_progress,
+                                               .on_progress_arg = &c}),
+                 QV_OK);
+    atomic_store(&c.f, f);
+    int after = calls_after_cancel(s, f, &c);
+    cr_assert_eq(after, 0, "on_progress was called %d times after its future was cancelled", after);
+}
+
 /* ------------------------------------------------------- range and resume */
 
 Test(stream, range_asks_for_part_of_a_file)
@@ -1199,6 +1253,36 @@ Test(stream, a_cancel_reaches_an_upload_the_server_does_not_read)
     cr_assert_lt(last, 64 << 20, "the body went somewhere");
     cancel_upload(s, f, &h);
     qv_session_free(s);
+}
+
+/* 64 KiB of 'u' a call, up to 64 MiB, the future cancelled on the second. */
+static long cancel_in_upload(void *buf, size_t cap, void *arg)
+{
+    self_cancel *c = arg;
+    if (atomic_load(&c->after)) atomic_fetch_add(&c->after, 1);
+    self_cancel_call(c);
+    size_t n = cap < 65536 ? cap : 65536;
+    memset(buf, 'u', n);
+    return atomic_load(&c->calls) < 1024 ? (long)n : 0;
+}
+
+Test(stream, on_upload_is_not_called_after_its_future_was_cancelled)
+{
+    /* (QV_PROCESSES answered the worker's next ask for a piece with
+     * another call; the other kinds called it while libcurl filled its
+     * buffer.) */
+    qv_session *s = TX_SESSION(0);
+    self_cancel c = {0};
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "POST",
+                                               .url = sink("/up"),
+                                               .on_upload = cancel_in_upload,
+                                               .on_upload_arg = &c}),
+                 QV_OK);
+    atomic_store(&c.f, f);
+    int after = calls_after_cancel(s, f, &c);
+    cr_assert_eq(after, 0, "on_upload was called %d times after its future was cancelled", after);
 }
 
 Test(stream, a_307_sends_the_upload_file_again)
