@@ -611,9 +611,6 @@ def _parse_headers(block: str) -> OrderedDict:
     return store
 
 
-_lazy_lock = threading.Lock()
-
-
 class _LazyDict(CaseInsensitiveDict):
     """requests' CaseInsensitiveDict whose store is made from `source` the
     first time it is used (many callers never look): _make(source)."""
@@ -628,10 +625,8 @@ class _LazyDict(CaseInsensitiveDict):
     def _store(self) -> OrderedDict:
         store = self._parsed
         if store is None:
-            with _lazy_lock:  # two threads at once: both get the first one made
-                store = self._parsed
-                if store is None:
-                    store = self._parsed = self._make(self._source)
+            # No lock, as _Lazy: two threads at once both get the first stored.
+            store = self.__dict__.setdefault("_parsed", self._make(self._source))
         return store
 
     @_store.setter
@@ -733,14 +728,11 @@ class _Lazy:
         if self.source not in d:
             raise AttributeError(f"'{(cls or type(resp)).__name__}' object has no attribute "
                                  f"'{self.name}'")
-        with _lazy_lock:  # two threads at once: both get the first one made
-            value = d.get(self.name, _MISSING)
-            if value is _MISSING:
-                value = d[self.name] = self.make(d)
-        return value
+        # No lock: make() may run the cyclic GC, whose finalizers may read
+        # another response's. Two threads at once both get the first stored.
+        return d.setdefault(self.name, self.make(d))
 
 
-_MISSING = object()
 # Every response built here has `_qv_elapsed` (its elapsed_ms).
 for _attr in (
         _Lazy("headers", lambda d: Headers(d["_qv_headers"]), "_qv_headers"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import gc
 import pickle
 import threading
 
@@ -14,6 +15,7 @@ import requests
 from requests.cookies import RequestsCookieJar
 
 import quiver
+from quiver import _engine
 from requests_futures.sessions import FuturesSession
 
 LAZY = ("headers", "cookies", "elapsed", "history", "request")
@@ -115,3 +117,41 @@ def test_other_responses_are_untouched():
         with pytest.raises(AttributeError, match=f"'Response' object has no attribute '{name}'"):
             getattr(bare, name)
         assert not hasattr(requests.Response, name)
+
+
+@pytest.mark.parametrize("what", ["request", "headers"])
+def test_a_collection_while_one_is_made_may_read_another(get, nginx, monkeypatch, what):
+    """The cyclic GC may run while an attribute (or the headers' store) is
+    made, which allocates, and a GC callback or finalizer may read another
+    response's: no lock may be held across the making (a thread-wide one
+    deadlocked)."""
+    r1, r2 = get(nginx + "/small"), get(nginx + "/small")
+    read: list = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start" and not read:
+            read.append(r2.cookies)
+            read.append(r2.headers["Content-Length"])
+
+    def collecting(make):
+        def run(*args: object) -> object:
+            gc.collect()  # as an allocation of the making may start one
+            return make(*args)
+        return run
+
+    if what == "request":
+        monkeypatch.setattr(_engine, "prepared_request", collecting(_engine.prepared_request))
+        first = lambda: r1.request  # noqa: E731
+    else:
+        monkeypatch.setattr(_engine.Headers, "_make", staticmethod(
+            collecting(_engine.Headers._make)))
+        first = lambda: r1.headers["Content-Length"]  # noqa: E731
+    gc.callbacks.append(on_gc)
+    try:
+        t = threading.Thread(target=lambda: read.append(first()), daemon=True)
+        t.start()
+        t.join(10)
+    finally:
+        gc.callbacks.remove(on_gc)
+    assert not t.is_alive(), "deadlocked"
+    assert read == [r2.cookies, "100", first()]
