@@ -10,10 +10,13 @@
  * attempt.c run on the leader, as each transfer starts). */
 #include "internal.h"
 
+#include <errno.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
 #define LOOP_DELIVERY_THREADS 4
 #define LOOP_SCAN_MS          100 /* how often running transfers are checked for timeouts */
-#define LOOP_TAKEOVER_MS      2   /* how often the I/O thread looks for a loop no one leads */
-#define LOOP_PARK_LOOKS       4   /* looks at one unbroken lead before the I/O thread parks */
+#define LOOP_TAKEOVER_MS      2 /* the I/O thread takes over 1-2 ms after the lead went to no one */
 
 enum { LEAD_NONE, LEAD_IO, LEAD_USER };
 
@@ -55,17 +58,16 @@ typedef struct loop {
     /* Who leads, under lmu (taking the lead gives the leader the fields
      * above and the multi, slots, idle and active). */
     pthread_mutex_t lmu;
-    pthread_cond_t iocv; /* the I/O thread waits on it to take the lead back */
-    int lead;            /* LEAD_* */
+    int lead; /* LEAD_* */
     follower *fhead, *ftail;
-    atomic_int asked;       /* threads of yours came to wait since the I/O thread took the
-                             * lead: it lets go after its round */
-    double released_ms;     /* when the last thread of yours stopped leading */
-    unsigned long releases; /* how often the lead went to no one */
-    int io_parked;          /* the I/O thread sleeps until the lead goes to no one */
-    int stopped;            /* the I/O thread is gone: no one leads again */
-    atomic_int look;        /* a running future was cancelled or poked: scan now */
-    qv_holder run_by;       /* the hold on a future whose transfer runs here */
+    atomic_int asked;   /* threads of yours came to wait since the I/O thread took the
+                         * lead: it lets go after its round */
+    double released_ms; /* when the lead last went to no one */
+    int timer;          /* a timerfd: the I/O thread sleeps on it while it does not lead */
+    double timer_at;    /* when it fires (qv_now_ms), 0 if it is not set */
+    int stopped;        /* the I/O thread is gone: no one leads again */
+    atomic_int look;    /* a running future was cancelled or poked: scan now */
+    qv_holder run_by;   /* the hold on a future whose transfer runs here */
 } loop;
 
 /* A running future was cancelled, or its streamed body's reader made room:
@@ -368,19 +370,33 @@ static void poll_idle(loop *L, int timeout)
     atomic_store(&L->sleeping, 0);
 }
 
+/* Under lmu: the I/O thread wakes at `at` (qv_now_ms). */
+static void timer_set(loop *L, double at)
+{
+    time_t sec = (time_t)(at / 1e3);
+    long ns = (long)((at - (double)sec * 1e3) * 1e6);
+    struct itimerspec its = {.it_value = {.tv_sec = sec, .tv_nsec = ns > 0 ? ns : 1}};
+    L->timer_at = at;
+    timerfd_settime(L->timer, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
 /* Under lmu: the leader lets go, to the oldest follower if any (which is
- * woken to lead), else to no one (the I/O thread takes over in a while). */
+ * woken to lead), else to no one: the I/O thread takes over once no one has
+ * led for LOOP_TAKEOVER_MS / 2, woken by its timer 1-2 ms after the last
+ * release. A release finds the timer set for at least 1 ms ahead by an
+ * earlier one but every ~1 ms, so a thread of yours waiting for result after
+ * result sets it then (one system call), and the I/O thread sleeps through
+ * it all: looking every 2 ms instead (~500 wake-ups a second at any rate of
+ * requests) cost it 2-4% of the CPU at c = 1 (bench/NOTES.md, 2026-12-07
+ * 03:35). */
 static void hand_on(loop *L)
 {
     follower *next = L->fhead;
     if (!next) {
         L->lead = LEAD_NONE;
         L->released_ms = qv_now_ms();
-        L->releases++;
-        if (L->io_parked) {
-            L->io_parked = 0;
-            pthread_cond_signal(&L->iocv);
-        }
+        if (L->timer_at < L->released_ms + LOOP_TAKEOVER_MS / 2.0)
+            timer_set(L, L->released_ms + LOOP_TAKEOVER_MS);
         return;
     }
     L->fhead = next->next;
@@ -483,31 +499,26 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
     pthread_mutex_unlock(&L->lmu);
 }
 
-/* The I/O thread looks every LOOP_TAKEOVER_MS, and leads once no one has
- * for a quarter of that: a thread of yours between two waits (a submit, a
- * result already in) keeps the lead, one that computes is taken over at
- * the next look. A lead unbroken over LOOP_PARK_LOOKS looks (a long
- * transfer waited for) parks it until the lead goes to no one, which then
- * wakes it: looking every 2 ms through a whole download or upload cost
- * more than the one wake-up at its end. */
+/* The I/O thread sleeps on its timer until no one has led for
+ * LOOP_TAKEOVER_MS / 2 (a thread of yours between two waits, a submit or a
+ * result already in between, keeps the lead; one that computes is taken
+ * over), then leads. While a thread of yours leads (a long transfer waited
+ * for) it sleeps: the release sets its timer. */
 static void io_take_lead(loop *L)
 {
     pthread_mutex_lock(&L->lmu);
-    unsigned long seen = L->releases;
-    int unbroken = 0;
     for (;;) {
-        double idle = qv_now_ms() - L->released_ms;
-        if (L->lead == LEAD_NONE && idle >= LOOP_TAKEOVER_MS / 4.0) break;
-        unbroken = L->lead != LEAD_NONE && L->releases == seen ? unbroken + 1 : 0;
-        seen = L->releases;
-        if (unbroken > LOOP_PARK_LOOKS) {
-            L->io_parked = 1;
-            while (L->io_parked) qv_cond_wait(&L->iocv, &L->lmu, NULL);
-            continue;
+        double now = qv_now_ms();
+        if (L->timer_at <= now) L->timer_at = 0; /* it fired (a release may have set it again) */
+        if (L->lead == LEAD_NONE) {
+            double due = L->released_ms + LOOP_TAKEOVER_MS / 2.0;
+            if (now >= due) break;
+            if (!L->timer_at) timer_set(L, due);
         }
-        struct timespec dl;
-        qv_deadline(&dl, L->lead == LEAD_NONE ? 1 : LOOP_TAKEOVER_MS);
-        qv_cond_wait(&L->iocv, &L->lmu, &dl);
+        pthread_mutex_unlock(&L->lmu);
+        uint64_t fired;
+        while (read(L->timer, &fired, sizeof(fired)) < 0 && errno == EINTR) continue;
+        pthread_mutex_lock(&L->lmu);
     }
     L->lead = LEAD_IO;
     atomic_store(&L->asked, 0); /* no one follows a lead no one held */
@@ -571,7 +582,7 @@ static void loop_shutdown(qv_executor *ex)
 static void loop_destroy(qv_executor *ex)
 {
     loop *L = (loop *)ex;
-    pthread_cond_destroy(&L->iocv);
+    close(L->timer);
     pthread_mutex_destroy(&L->lmu);
     for (int i = 0; i < ex->o.max_workers && L->slots; i++) qv_transfer_slot_free(&L->slots[i]);
     if (L->multi) curl_multi_cleanup(L->multi);
@@ -645,15 +656,15 @@ int qv_loop_new(qv_executor **out, const qv_executor_opts *o)
     if (pthread_mutex_init(&L->dmu, NULL)) goto fail_dmu;
     if (qv_cond_init(&L->dcv)) goto fail_dcv;
     if (pthread_mutex_init(&L->lmu, NULL)) goto fail_lmu;
-    if (qv_cond_init(&L->iocv)) goto fail_iocv;
+    if ((L->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0) goto fail_timer;
     L->wait_ms = 1000;
     if ((rc = qv_executor_init(&L->base, &loop_vt, o))) goto fail_init;
     if ((rc = loop_start(L))) return qv_executor_abandon(&L->base, rc);
     *out = &L->base;
     return QV_OK;
 fail_init:
-    pthread_cond_destroy(&L->iocv);
-fail_iocv:
+    close(L->timer);
+fail_timer:
     pthread_mutex_destroy(&L->lmu);
 fail_lmu:
     pthread_cond_destroy(&L->dcv);

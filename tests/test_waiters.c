@@ -122,6 +122,40 @@ Test(waiters, transfers_finish_while_the_consumer_computes)
     qv_session_free(s);
 }
 
+/* The consumer collects quick results one after another, then computes
+ * while slow transfers started before them go on: they must not wait for
+ * its next wait. (On QV_LOOP each wait leads and each result hands the lead
+ * to no one; the I/O thread sleeps through that, its timer set by the
+ * releases, and must take over once they stop.) */
+Test(waiters, transfers_finish_while_the_consumer_computes_after_quick_results)
+{
+    enum { QUICK = 40, SLOW = 4 };
+    qv_session *s = TX_SESSION(.max_workers = SLOW + 1);
+    qv_future *quick[QUICK], *slow[SLOW];
+    stamp st = {.taken = 0, .n = 0};
+    for (int i = 0; i < SLOW; i++) {
+        cr_assert_eq(qv_get(s, &slow[i], tu("/delay/0.5")), QV_OK);
+        cr_assert_eq(qv_future_add_done_callback(slow[i], stamp_done, &st), QV_OK);
+    }
+    for (int i = 0; i < QUICK; i++) {
+        cr_assert_eq(qv_get(s, &quick[i], tu("/get")), QV_OK);
+        tx_expect_status(quick[i], 200);
+        qv_future_release(quick[i]);
+    }
+    double t0 = now_ms();
+    while (atomic_load(&st.n) < SLOW && now_ms() - t0 < 10000)
+        for (int k = 0; k < 100000; k++) spin += (unsigned long)k;
+    double t1 = now_ms();
+    cr_assert_eq(atomic_load(&st.n), SLOW, "only %d of %d transfers finished in %.0f ms of compute",
+                 atomic_load(&st.n), SLOW, t1 - t0);
+    for (int i = 0; i < SLOW; i++) {
+        cr_assert_leq(st.at[i], t1, "a transfer completed after the compute ended");
+        tx_expect_status(slow[i], 200);
+        qv_future_release(slow[i]);
+    }
+    qv_session_free(s);
+}
+
 /* A GET of path, its transfer started, and a thread waiting for it. */
 static qv_future *start_waiter(qv_session *s, const char *path, waiter_arg *a, pthread_t *th)
 {
