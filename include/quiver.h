@@ -135,11 +135,11 @@ typedef struct qv_part {
 } qv_part;
 
 /* A response hook: runs in the background after the transfer, before the
- * future completes (on the thread that ran the transfer for QV_THREADS: a
- * worker, or a thread of yours waiting in qv_future_result for this or
- * another future of the pool, see guide.md). A non-zero return
- * fails the future with QV_EHOOK; qv_response_set_hook_error() gives the
- * message. A hook may attach its own result with qv_response_set_result(). */
+ * future completes (on the thread that ran the transfer: for QV_THREADS a
+ * worker, never a thread of yours waiting for a result, see guide.md). A
+ * non-zero return fails the future with QV_EHOOK; qv_response_set_hook_error()
+ * gives the message. A hook may attach its own result with
+ * qv_response_set_result(). */
 typedef int (*qv_hook_fn)(qv_session *s, qv_response *r, void *arg);
 
 typedef struct qv_hook {
@@ -149,8 +149,7 @@ typedef struct qv_hook {
 
 /* A request hook (.on_request, on the session and on a request): runs
  * before each attempt of a request, retries included, on the thread that
- * starts the attempt: a QV_THREADS worker (or a thread of yours waiting for
- * a result of that pool), the thread driving QV_LOOP (its
+ * starts the attempt: a QV_THREADS worker, the thread driving QV_LOOP (its
  * I/O thread, or a thread of yours waiting for one of its results; keep it
  * short there: every transfer waits for it), and with QV_PROCESSES in the
  * worker process, like response hooks (`s` is then the worker's stand-in
@@ -617,9 +616,11 @@ typedef enum qv_future_state {
 /* Waits up to timeout_ms (-1 = forever) and gives the outcome: QV_OK with
  * *out set to the response (owned by the future, valid until its last
  * release), the future's error code, or QV_EWAIT_TIMEOUT (the future goes on).
- * out may be NULL. On QV_LOOP and QV_THREADS the waiting thread may run
- * transfers (and their hooks and callbacks), also of other futures,
- * meanwhile: then the result comes back once they return. See guide.md. */
+ * out may be NULL. On QV_LOOP the waiting thread may drive transfers (and
+ * run their request hooks and transfer callbacks) meanwhile; on QV_THREADS
+ * it may run queued futures that call none of your code (no hook, transfer
+ * callback or done callback), seeing its own result up to ~1 ms late then.
+ * See guide.md. */
 int qv_future_result(qv_future *f, qv_response **out, long timeout_ms);
 /* Waits for a terminal state: QV_OK or QV_EWAIT_TIMEOUT. */
 int qv_future_wait(qv_future *f, long timeout_ms);

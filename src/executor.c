@@ -562,13 +562,31 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
     return f;
 }
 
-qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want)
+/* Under ex->mu: the ready list's head if a thread waiting for a result may
+ * run it, else NULL. Not while retries or host limits are in play; not a
+ * streamed body's, whose transfer outlives the wait (its reader may be this
+ * thread); and none that calls code of the caller's, which would run on a
+ * thread that waits for another result (and may hold a lock that code
+ * takes). */
+static qv_future *lendable_head(qv_executor *ex)
 {
     take_inbox(ex);
     qv_future *f = ex->ready.head;
-    /* A streamed body's transfer outlives the wait (its reader may be this
-     * thread). */
-    if (ex->nretries || ex->hosts.active || ex->hosts.phead || !f || f->req.io->stream) return NULL;
+    if (ex->nretries || ex->hosts.active || ex->hosts.phead || !f || f->req.io->stream ||
+        qv_runs_user_code(f))
+        return NULL;
+    return f;
+}
+
+int qv_executor_lendable_locked(qv_executor *ex)
+{
+    return lendable_head(ex) != NULL;
+}
+
+qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want)
+{
+    qv_future *f = lendable_head(ex);
+    if (!f) return NULL;
     /* At the bound on uncollected responses the workers pause: so does the
      * waiting thread, but for what it waits for. */
     if (f != want && ex->max_uncollected && atomic_load(&ex->uncollected) >= ex->max_uncollected)

@@ -34,7 +34,11 @@ typedef struct tslot {
     CURLM *multi;
     tpool *tp;
     qv_future *f; /* an attempt a waiting thread left in it, in flight */
-    int waited;   /* a thread slept in qv_future_wait on the attempt that ended last */
+    /* A future a waiting thread completed on it whose done callbacks were
+     * added since that thread took it: the worker runs them (with the
+     * queue's reference) once it has its handle back. */
+    qv_future *late;
+    int waited; /* a thread slept in qv_future_wait on the attempt that ended last */
 } tslot;
 
 struct tpool {
@@ -71,6 +75,25 @@ static void drain_wake(qv_slot *slot)
     eventfd_read(((tslot *)slot)->tp->wake_fd, &v);
 }
 
+void (*qv_threads_probe)(qv_future *f, int start);
+
+/* Delivers f's outcome (collected; a retry first, if `retry`) and lets the
+ * queue's reference go. A thread waiting for a result runs (on a lent
+ * handle) only futures that call no code of the caller's; a done callback
+ * added while it ran one runs on the worker instead (late). */
+static void deliver(tslot *s, qv_future *f, int retry)
+{
+    if (qv_threads_probe) qv_threads_probe(f, 0);
+    if (!(retry && qv_retry_maybe(f)) && qv_transfer_settle(f)) {
+        if (atomic_load(&s->tp->lent) == s) { /* (a waiting thread's run) */
+            s->late = f;
+            return;
+        }
+        qv_future_finish(f);
+    }
+    qv_future_drop(f); /* the queue's reference */
+}
+
 /* Drives the attempt in s (s->f) until it ends: then finishes it (1); or
  * until deadline (NULL: none) passes or until (NULL: none) is done: then it
  * stays in s, in flight, for whoever drives s next (0). */
@@ -84,8 +107,8 @@ static int drive(tslot *s, const struct timespec *deadline, qv_future *until)
     qv_future *f = s->f;
     s->f = NULL;
     s->waited = qv_future_slept_on(f);
-    qv_transfer_finish(&s->slot, cc);
-    qv_future_drop(f); /* the queue's reference */
+    qv_transfer_collect(&s->slot, cc);
+    deliver(s, f, 1);
     if (!until && atomic_load(&tp->waiting) &&
         (atomic_fetch_add(&tp->since, 1) + 1) % WAKE_EVERY == 0)
         wake_inside(tp);
@@ -103,34 +126,39 @@ static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespe
         curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
     qv_holder running = qv_transfer_holder(s->multi);
     if (!qv_future_begin(f, &running)) {
-        /* Its cancel completed it. */
-    } else if (!s->slot.easy || !s->multi) {
+        qv_future_drop(f); /* its cancel completed it */
+        return 1;
+    }
+    if (qv_threads_probe) qv_threads_probe(f, 1);
+    if (!s->slot.easy || !s->multi) {
         qv_future_end_transfer(f);
-        qv_future_fail(f, QV_ENOMEM, "the worker has no transfer handle");
+        f->out_err = QV_ENOMEM;
+        f->out_msg = qv_future_message(f, QV_ENOMEM, "the worker has no transfer handle");
+        deliver(s, f, 0);
     } else if (qv_transfer_setup(&s->slot, f) == QV_OK) {
         if (curl_multi_add_handle(s->multi, s->slot.easy) == CURLM_OK) {
             s->f = f;
             return drive(s, deadline, until);
         }
         s->waited = qv_future_slept_on(f);
-        qv_transfer_finish(&s->slot, CURLE_OUT_OF_MEMORY);
+        qv_transfer_collect(&s->slot, CURLE_OUT_OF_MEMORY);
+        deliver(s, f, 1);
     } else {
-        qv_transfer_deliver(f);
+        deliver(s, f, 0);
     }
-    qv_future_drop(f); /* the queue's reference */
     return 1;
 }
 
 /* Under ex->mu, before a pop: lending pays when a thread slept in
  * qv_future_wait on the attempt this worker just ended (it waits for
  * results, and will run the queued work itself rather than sleep again)
- * and there is queued work. */
+ * and there is queued work it may run (qv_executor_pop_next_locked). */
 static int should_lend(tpool *tp, tslot *own)
 {
     qv_executor *ex = &tp->base;
     int waited = own->waited;
     own->waited = 0;
-    return waited && !atomic_load(&tp->lent) && !ex->shutdown && !qv_executor_empty_locked(ex);
+    return waited && !atomic_load(&tp->lent) && !ex->shutdown && qv_executor_lendable_locked(ex);
 }
 
 /* Under ex->mu: lends own to the waiting threads and sleeps until one gives
@@ -149,9 +177,15 @@ static void lend(tpool *tp, tslot *own)
             (ex->shutdown || qv_now_ms() - tp->used_ms >= LEND_AWAY_MS))
             atomic_store(&tp->lent, NULL);
     }
-    if (own->f) {
+    if (own->late || own->f) {
         pthread_mutex_unlock(&ex->mu);
-        drive(own, NULL, NULL);
+        qv_future *late = own->late;
+        own->late = NULL;
+        if (late) {
+            qv_future_finish(late);
+            qv_future_drop(late);
+        }
+        if (own->f) drive(own, NULL, NULL);
         pthread_mutex_lock(&ex->mu);
     }
 }
@@ -200,8 +234,9 @@ static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *d
     tp->inside = 0;
     tp->used_ms = qv_now_ms();
     /* Cut short by the deadline: its worker finishes it. (Left because f
-     * is done, it waits for this thread's next wait, or for the lender.) */
-    if (s->f && deadline && qv_ms_left(deadline) == 0) give_back(tp);
+     * is done, it waits for this thread's next wait, or for the lender.)
+     * The done callbacks of one it completed: its worker runs them. */
+    if (s->late || (s->f && deadline && qv_ms_left(deadline) == 0)) give_back(tp);
     pthread_mutex_unlock(&ex->mu);
     return 1;
 }

@@ -532,6 +532,7 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
         return QV_OK;
     }
     qv_executor *wake = want_locked(f);
+    atomic_store(&f->has_done_cb, 1);
     if (!f->first_fn) {
         f->first_fn = fn;
         f->first_arg = arg;

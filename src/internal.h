@@ -459,6 +459,9 @@ struct qv_future {
     unsigned char out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
                                        produced some: no retry can take them back */
     unsigned char holder_waits;     /* its holder's `waiting`, under the lock with `holder` */
+    /* A done callback was added (set under the lock, read without it: a
+     * QV_THREADS waiting thread runs no future that has one). */
+    atomic_uchar has_done_cb;
     int error;
     int attempts; /* transfers started */
     char *errmsg;
@@ -1069,14 +1072,16 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
 /* Takes the transfer's handle out of its multi (closing the connection if
  * the transfer did not end cleanly). */
 void qv_transfer_detach(qv_slot *slot, CURLM *multi);
-/* collect + deliver, on one thread. */
-void qv_transfer_finish(qv_slot *slot, CURLcode cc);
 /* Sets the URL the handle fetches next (a request's, or a redirect's hop). */
 CURLcode qv_transfer_set_url(qv_slot *slot, const char *url);
 /* Frees a slot's handle and what it keeps for it (an executor's end). */
 void qv_transfer_slot_free(qv_slot *slot);
 /* Whether f has response hooks to run (the session's or its own). */
 int qv_has_hooks(const qv_future *f);
+/* Whether f calls code of the caller's in its transfer or completion: a
+ * response hook, a request hook, on_debug, on_data, on_progress, on_upload,
+ * or a done callback added by now (has_done_cb). */
+int qv_runs_user_code(qv_future *f);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg);
 /* After a transfer ended: 1 if the handle is in multi again, for another
@@ -1402,6 +1407,10 @@ void qv_executor_unref(qv_executor *ex);
 /* The executor whose thread this is (a worker, an I/O, delivery or
  * dispatcher thread), where its hooks and done callbacks run. */
 extern _Thread_local qv_executor *qv_own_executor;
+/* Tests only (test_waitrun.c): set, QV_THREADS calls it on the thread that
+ * runs an attempt of f as it starts (start 1) and before its outcome is
+ * delivered (0), to tell a worker's runs from a waiting thread's. */
+extern void (*qv_threads_probe)(qv_future *f, int start);
 /* Queues f (taking the queue's reference); QV_ESHUTDOWN if shut down. */
 int qv_executor_submit(qv_executor *ex, qv_future *f);
 /* Pops the oldest future allowed to start (ex->mu held): due retries
@@ -1410,10 +1419,13 @@ int qv_executor_submit(qv_executor *ex, qv_future *f);
  * token), or -1 if only a submit or a finished request can change it. */
 qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
 /* Pops the ready list's head (ex->mu held) if no limit or retry is in play
- * (the queue is a plain FIFO), it does not stream its body, and it is want
- * or the bound on uncollected responses is not reached; else NULL. For a
- * thread that waits for want and runs queued work meanwhile. */
+ * (the queue is a plain FIFO), it does not stream its body nor call code of
+ * the caller's (qv_runs_user_code), and it is want or the bound on
+ * uncollected responses is not reached; else NULL. For a thread that waits
+ * for want and runs queued work meanwhile. */
 qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want);
+/* Whether the ready list's head is one such a thread may run (ex->mu held). */
+int qv_executor_lendable_locked(qv_executor *ex);
 /* Pops anything still waiting, limits and retry times aside, to fail it
  * (popped: a cancel waits for that failure). */
 qv_future *qv_executor_drain_locked(qv_executor *ex);

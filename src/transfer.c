@@ -745,6 +745,14 @@ int qv_has_hooks(const qv_future *f)
     return f->req.calls->hook || (h && h->fn);
 }
 
+int qv_runs_user_code(qv_future *f)
+{
+    const qv_req_calls *c = f->req.calls;
+    const qv_req_io *io = f->req.io;
+    return qv_has_hooks(f) || c->on_request[0].fn || c->on_request[1].fn || c->on_debug ||
+           io->on_data || io->on_progress || io->on_upload || atomic_load(&f->has_done_cb);
+}
+
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg)
 {
     qv_session *s = f->session;
@@ -1090,13 +1098,6 @@ int qv_transfer_settle(qv_future *f)
 void qv_transfer_deliver(qv_future *f)
 {
     if (qv_transfer_settle(f)) qv_future_finish(f);
-}
-
-void qv_transfer_finish(qv_slot *slot, CURLcode cc)
-{
-    qv_future *f = slot->f;
-    qv_transfer_collect(slot, cc);
-    if (!qv_retry_maybe(f)) qv_transfer_deliver(f);
 }
 
 int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc)

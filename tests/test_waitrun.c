@@ -1,9 +1,14 @@
 /* A thread waiting for a result on a QV_THREADS pool: a worker lends it its
  * handle and it runs queued futures itself, the one it waits for or the
- * queue's next (docs/internals.md). What a user sees must not change:
- * max_workers transfers at a time, a result seen in time while this thread
- * runs another transfer, a cancel and a timeout that work, transfers that
- * go on when the waiting thread goes away or the pool is freed. */
+ * queue's next, if they call no code of the caller's (docs/internals.md).
+ * What a user sees must not change: max_workers transfers at a time, a
+ * result seen in time while this thread runs another transfer, a cancel and
+ * a timeout that work, transfers that go on when the waiting thread goes
+ * away or the pool is freed; and no hook or callback runs on it.
+ *
+ * A request hook would keep a future off the waiting thread: which thread
+ * runs a transfer is seen through the executor's test probe
+ * (qv_threads_probe, internal.h) instead. */
 #include "support.h"
 
 #include "../src/internal.h"
@@ -14,50 +19,46 @@
 
 TX_KIND_ONLY(threads);
 
-TestSuite(waitrun, .timeout = 60);
-
-/* Transfers between their request hook and their response hook. */
+/* Transfers between the start of an attempt and its outcome. */
 typedef struct census {
     atomic_int running, most;
 } census;
 
-static int count_in(qv_session *s, qv_attempt *a, void *arg)
+static census counted;
+
+/* The probe: notes the thread that starts an attempt of a future whose
+ * user data is a pthread_t, and counts the transfers under way. (A future's
+ * user data calls no code.) */
+static void probe(qv_future *f, int start)
 {
-    (void)s;
-    (void)a;
-    census *c = arg;
-    int now = atomic_fetch_add(&c->running, 1) + 1;
-    int most = atomic_load(&c->most);
-    while (now > most && !atomic_compare_exchange_weak(&c->most, &most, now)) {
+    if (!start) {
+        atomic_fetch_sub(&counted.running, 1);
+        return;
     }
-    return 0;
+    pthread_t *on = qv_future_user_data(f);
+    if (on) *on = pthread_self();
+    int now = atomic_fetch_add(&counted.running, 1) + 1;
+    int most = atomic_load(&counted.most);
+    while (now > most && !atomic_compare_exchange_weak(&counted.most, &most, now)) {
+    }
 }
 
-static int count_out(qv_session *s, qv_response *r, void *arg)
+static void probe_on(void)
 {
-    (void)s;
-    (void)r;
-    atomic_fetch_sub(&((census *)arg)->running, 1);
-    return 0;
+    qv_threads_probe = probe;
 }
 
-/* The thread that started an attempt (a request hook's arg). */
-static int note_thread(qv_session *s, qv_attempt *a, void *arg)
-{
-    (void)s;
-    (void)a;
-    *(pthread_t *)arg = pthread_self();
-    return 0;
-}
+TestSuite(waitrun, .timeout = 60, .init = probe_on);
 
+/* The thread that started an attempt of f: *ran_on (written by the probe,
+ * read once f is done). */
 static qv_future *get_noting(qv_session *s, const char *path, pthread_t *ran_on)
 {
     qv_future *f = NULL;
     cr_assert_eq(qv_request(s, &f,
                             &(qv_request_opts){.size = sizeof(qv_request_opts),
                                                .url = tu(path),
-                                               .on_request = note_thread,
-                                               .on_request_arg = ran_on}),
+                                               .user_data = ran_on}),
                  QV_OK);
     return f;
 }
@@ -97,9 +98,7 @@ Test(waitrun, the_waiting_thread_runs_the_next_result_itself, .timeout = 60)
  * and returns how many requests ran on this thread. */
 static int rounds_within_max_workers(int workers)
 {
-    census c = {0};
-    qv_session *s = TX_SESSION(.max_workers = workers, .on_request = count_in, .on_request_arg = &c,
-                               .hooks = (const qv_hook[]){{count_out, &c}, {0}});
+    qv_session *s = TX_SESSION(.max_workers = workers);
     enum { N = 12 };
     pthread_t on[N];
     int here = 0;
@@ -112,9 +111,10 @@ static int rounds_within_max_workers(int workers)
             qv_future_release(fs[i]);
         }
     }
-    /* A response hook runs before the next request hook of its thread. */
-    cr_assert_leq(atomic_load(&c.most), workers, "%d transfers ran at once on max_workers = %d",
-                  atomic_load(&c.most), workers);
+    /* An attempt's outcome is delivered before its thread starts another. */
+    cr_assert_leq(atomic_load(&counted.most), workers,
+                  "%d transfers ran at once on max_workers = %d", atomic_load(&counted.most),
+                  workers);
     qv_session_free(s);
     return here;
 }
@@ -317,4 +317,244 @@ Test(waitrun, freeing_the_pool_while_a_lent_handle_holds_a_transfer_finishes_it,
         ran = c_ran_here(&t);
     }
     cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
+}
+
+/* A response hook that takes its time (arg: how many ms). */
+static int slow_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s;
+    (void)r;
+    long ms = *(const long *)arg;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+/* As run_queued_meanwhile, C with a slow response hook: C runs on a worker,
+ * never on this thread while it waits for B, so B's result, done on the
+ * other worker at ~0.3 s, does not wait for C's hook (it did while a
+ * waiting thread ran any queued future: ~1.6 s with a 1.5 s hook). */
+Test(waitrun, a_result_does_not_wait_for_the_hook_of_queued_work, .timeout = 60)
+{
+    static const long hook_ms = 1000;
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    for (int i = 0; i < 8; i++) {
+        pthread_t a_on, b_on, c_on = (pthread_t)0;
+        double t0 = now_ms();
+        qv_future *a = get_noting(s, "/delay/0.1", &a_on);
+        qv_future *b = get_noting(s, "/delay/0.3", &b_on);
+        qv_future *c = NULL;
+        cr_assert_eq(qv_request(s, &c,
+                                &(qv_request_opts){.size = sizeof(qv_request_opts),
+                                                   .url = tu("/get"),
+                                                   .user_data = &c_on,
+                                                   .hook = slow_hook,
+                                                   .hook_arg = (void *)&hook_ms}),
+                     QV_OK);
+        tx_expect_status(a, 200);
+        tx_expect_status(b, 200);
+        double b_ms = now_ms() - t0;
+        tx_expect_status(c, 200);
+        cr_assert_lt(b_ms, 800.0,
+                     "round %d: B (/delay/0.3) came back after %.0f ms (C's hook: %ld ms)", i, b_ms,
+                     hook_ms);
+        cr_assert(!pthread_equal(c_on, pthread_self()),
+                  "round %d: C, which has a response hook, ran on the waiting thread", i);
+        qv_future_release(a);
+        qv_future_release(b);
+        qv_future_release(c);
+    }
+    qv_session_free(s);
+}
+
+static int on_request_nop(qv_session *s, qv_attempt *a, void *arg)
+{
+    (void)s;
+    (void)a;
+    (void)arg;
+    return 0;
+}
+
+static int hook_nop(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s;
+    (void)r;
+    (void)arg;
+    return 0;
+}
+
+static int on_data_nop(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f;
+    (void)chunk;
+    (void)len;
+    (void)arg;
+    return 0;
+}
+
+static void on_progress_nop(qv_future *f, long long dn, long long dt, long long un, long long ut,
+                            void *arg)
+{
+    (void)f;
+    (void)dn;
+    (void)dt;
+    (void)un;
+    (void)ut;
+    (void)arg;
+}
+
+static long on_upload_nothing(void *buf, size_t cap, void *arg)
+{
+    (void)buf;
+    (void)cap;
+    (void)arg;
+    return 0;
+}
+
+static void on_debug_nop(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg)
+{
+    (void)f;
+    (void)kind;
+    (void)data;
+    (void)len;
+    (void)arg;
+}
+
+static void done_nop(qv_future *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+}
+
+/* Each kind of code of the caller's that a request can carry: C (queued
+ * behind A and B on a pool of two, as in run_queued_meanwhile) with it
+ * never runs on this thread while it waits for B, in any of 6 rounds. (With
+ * no such code, C ran here within 20 rounds: the tests above.) */
+Test(waitrun, no_future_that_calls_code_of_yours_runs_on_the_waiting_thread, .timeout = 60)
+{
+    const struct {
+        const char *what;
+        qv_session_opts so;
+        qv_request_opts ro;
+        int done_cb;
+    } kinds[] = {
+        {"a response hook", {0}, {.hook = hook_nop}, 0},
+        {"the session's response hook",
+         {.hooks = (const qv_hook[]){{hook_nop, NULL}, {0}}},
+         {0},
+         0},
+        {"a request hook", {0}, {.on_request = on_request_nop}, 0},
+        {"the session's request hook", {.on_request = on_request_nop}, {0}, 0},
+        {"on_debug", {0}, {.on_debug = on_debug_nop}, 0},
+        {"the session's on_debug", {.on_debug = on_debug_nop}, {0}, 0},
+        {"on_data", {0}, {.on_data = on_data_nop}, 0},
+        {"on_progress", {0}, {.on_progress = on_progress_nop}, 0},
+        {"on_upload", {0}, {.method = "POST", .on_upload = on_upload_nothing}, 0},
+        {"a done callback", {0}, {0}, 1},
+    };
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        const qv_session_opts *so = &kinds[k].so;
+        qv_session *s = TX_SESSION(.max_workers = 2, .hooks = so->hooks,
+                                   .on_request = so->on_request, .on_debug = so->on_debug);
+        for (int i = 0; i < 6; i++) {
+            pthread_t a_on, b_on, c_on = (pthread_t)0;
+            qv_future *a = get_noting(s, "/delay/0.1", &a_on);
+            qv_future *b = get_noting(s, "/delay/0.3", &b_on);
+            qv_request_opts ro = kinds[k].ro;
+            ro.size = sizeof(ro);
+            ro.url = tu(ro.method ? "/post" : "/get");
+            ro.user_data = &c_on;
+            qv_future *c = NULL;
+            cr_assert_eq(qv_request(s, &c, &ro), QV_OK);
+            if (kinds[k].done_cb)
+                cr_assert_eq(qv_future_add_done_callback(c, done_nop, NULL), QV_OK);
+            tx_expect_status(a, 200);
+            tx_expect_status(b, 200);
+            tx_expect_status(c, 200);
+            cr_assert(!pthread_equal(c_on, pthread_self()),
+                      "a future with %s ran on the thread that waited for another", kinds[k].what);
+            qv_future_release(a);
+            qv_future_release(b);
+            qv_future_release(c);
+        }
+        qv_session_free(s);
+    }
+}
+
+/* A done callback added from another thread while C runs on the waiting
+ * thread (it had none when that thread took it) runs on a worker. */
+typedef struct late_cb {
+    qv_future *c;
+    atomic_int c_here; /* the probe saw C start on the waiting thread */
+    pthread_t waiting, cb_on;
+    atomic_int ran;
+} late_cb;
+
+static _Atomic(late_cb *) watched;
+
+static void note_cb_thread(qv_future *f, void *arg)
+{
+    (void)f;
+    late_cb *l = arg;
+    l->cb_on = pthread_self();
+    atomic_store(&l->ran, 1);
+}
+
+static void probe_late(qv_future *f, int start)
+{
+    probe(f, start);
+    late_cb *l = atomic_load(&watched);
+    if (start && l && f == l->c && pthread_equal(pthread_self(), l->waiting))
+        atomic_store(&l->c_here, 1);
+}
+
+static void *add_cb_once_c_runs(void *arg)
+{
+    late_cb *l = arg;
+    double t0 = now_ms();
+    while (!atomic_load(&l->c_here) && now_ms() - t0 < 2000) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&l->c_here)) qv_future_add_done_callback(l->c, note_cb_thread, l);
+    return NULL;
+}
+
+Test(waitrun, a_done_callback_added_while_the_waiting_thread_runs_the_future_runs_on_a_worker,
+     .timeout = 60)
+{
+    qv_threads_probe = probe_late;
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    int ran = 0;
+    for (int i = 0; i < 20 && !ran; i++) {
+        pthread_t a_on, b_on, c_on;
+        late_cb l = {.waiting = pthread_self()};
+        qv_future *a = get_noting(s, "/delay/0.1", &a_on);
+        qv_future *b = get_noting(s, "/delay/0.3", &b_on);
+        l.c = get_noting(s, "/delay/0.6", &c_on);
+        atomic_store(&watched, &l);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, add_cb_once_c_runs, &l), 0);
+        tx_expect_status(a, 200);
+        tx_expect_status(b, 200);
+        tx_expect_status(l.c, 200);
+        pthread_join(th, NULL);
+        ran = atomic_load(&l.c_here);
+        if (ran) {
+            double t0 = now_ms();
+            while (!atomic_load(&l.ran) && now_ms() - t0 < 5000) {
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL);
+            }
+            cr_assert(atomic_load(&l.ran), "the done callback never ran");
+            cr_assert(!pthread_equal(l.cb_on, pthread_self()),
+                      "a done callback added while C ran on the waiting thread ran there");
+        }
+        atomic_store(&watched, NULL);
+        qv_future_release(a);
+        qv_future_release(b);
+        qv_future_release(l.c);
+    }
+    cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
+    qv_session_free(s);
 }

@@ -41,7 +41,10 @@
  *     while its own runs on the other worker, the queue's next, left in
  *     the handle half done when its own comes in), some waits time out
  *     first (the attempt goes back to the worker half done), and each
- *     cancels some of the other's futures while they run.
+ *     cancels some of the other's futures while they run. Only futures
+ *     with no code of the caller's run so: their session has no hook, and
+ *     each gets its done callback late, while it may run on a lent handle
+ *     (the worker then runs it).
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -208,6 +211,7 @@ typedef struct item {
     int cancel_rc;    /* what qv_future_cancel returned (0 if not called) */
     int may_cancel;   /* cancelled by a session close: CANCELLED is fine */
     int released;     /* released without waiting: only the callback tells */
+    int bare;         /* submitted with no hook (its done callback added later) */
     atomic_int final; /* the state the callback saw */
     /* The executor it runs on, for what a slow outcome says (NULL: one
      * freed under it, whose counts cannot be read). */
@@ -257,9 +261,16 @@ static const char *kind_name(qv_executor_kind k)
     return k == QV_THREADS ? "threads" : k == QV_LOOP ? "loop" : "processes";
 }
 
-/* Submits a GET of url on s with a done callback. QV_OK (*out is the
- * item, its future set) or the submit's error (no item). */
-static int submit(qv_session *s, const char *url, item **out)
+static void add_cb(item *it)
+{
+    int rc = qv_future_add_done_callback(it->f, on_done, it);
+    CHECK(rc == QV_OK, "add_done_callback: %s", qv_errname(rc));
+}
+
+/* Submits a GET of url on s, with a done callback unless bare (then the
+ * caller adds it with add_cb). QV_OK (*out is the item, its future set) or
+ * the submit's error (no item). */
+static int submit_as(qv_session *s, const char *url, item **out, int bare)
 {
     qv_future *f = NULL;
     char flaky[320];
@@ -270,10 +281,15 @@ static int submit(qv_session *s, const char *url, item **out)
     item *it = new_item(url);
     it->f = f;
     it->ex = qv_session_executor(s);
-    rc = qv_future_add_done_callback(f, on_done, it);
-    CHECK(rc == QV_OK, "add_done_callback: %s", qv_errname(rc));
+    it->bare = bare;
+    if (!bare) add_cb(it);
     *out = it;
     return QV_OK;
+}
+
+static int submit(qv_session *s, const char *url, item **out)
+{
+    return submit_as(s, url, out, 0);
 }
 
 /* The outcome agrees with what was done to the item: a cancel that returned
@@ -326,7 +342,7 @@ static void settle(item *it)
             /* The process executor's hooks run in a worker: no pointer
              * result comes back from there. */
             const int *hs = qv_response_result(r);
-            if (cur_kind != QV_PROCESSES)
+            if (cur_kind != QV_PROCESSES && !it->bare)
                 CHECK(hs && *hs == 200, "%s: the hook's result is missing", it->url);
         }
         if (it->cancel_rc == 0 && rc == QV_OK)
@@ -336,7 +352,8 @@ static void settle(item *it)
     it->f = NULL;
 }
 
-static qv_session *new_session(qv_executor *ex, qv_executor_kind kind, int workers)
+/* With the session hook unless bare. */
+static qv_session *new_session_as(qv_executor *ex, qv_executor_kind kind, int workers, int bare)
 {
     qv_session *s = NULL;
     int rc = qv_session_new(
@@ -347,9 +364,14 @@ static qv_session *new_session(qv_executor *ex, qv_executor_kind kind, int worke
                 .max_workers = workers,
                 .ca_file = nginx_ca,
                 .retry = &(qv_retry){.max_retries = 2, .backoff_ms = 5, .max_backoff_ms = 20},
-                .hooks = (const qv_hook[]){{hook, NULL}, {0}}});
+                .hooks = bare ? NULL : (const qv_hook[]){{hook, NULL}, {0}}});
     if (rc != QV_OK) die("qv_session_new: %s", qv_errname(rc));
     return s;
+}
+
+static qv_session *new_session(qv_executor *ex, qv_executor_kind kind, int workers)
+{
+    return new_session_as(ex, kind, workers, 0);
 }
 
 static qv_executor *new_executor(qv_executor_kind kind, int workers)
@@ -918,12 +940,13 @@ static void *lent_waiter_main(void *arg)
     unsigned long long rs = seed ^ (0x1e4dULL * (unsigned long long)(lwr->id + 1));
     for (int i = 0; i < 3 * lw->rounds; i++) {
         item *it[2];
-        int rc = submit(lw->s, rnd(&rs, 3) ? url_small : url_drip, &it[0]);
+        int rc = submit_as(lw->s, rnd(&rs, 3) ? url_small : url_drip, &it[0], 1);
         CHECK(rc == QV_OK, "submit to a lending pool: %s", qv_errname(rc));
         if (rc) continue;
-        rc = submit(lw->s, rnd(&rs, 2) ? url_small : url_drip, &it[1]);
+        rc = submit_as(lw->s, rnd(&rs, 2) ? url_small : url_drip, &it[1], 1);
         CHECK(rc == QV_OK, "submit to a lending pool: %s", qv_errname(rc));
         if (rc) {
+            add_cb(it[0]);
             settle(it[0]);
             continue;
         }
@@ -938,8 +961,10 @@ static void *lent_waiter_main(void *arg)
             rc = qv_future_wait(it[0]->f, (long)rnd(&rs, 20));
             CHECK(rc == QV_OK || rc == QV_EWAIT_TIMEOUT, "a short wait: %s", qv_errname(rc));
         }
+        add_cb(it[0]);
         settle(it[0]);
         cancel_other(lw, lwr->id);
+        add_cb(it[1]); /* it may be half done in the lent handle */
         settle(it[1]);
     }
     qv_future *f = atomic_exchange(&lw->to_cancel[lwr->id], NULL);
@@ -949,7 +974,7 @@ static void *lent_waiter_main(void *arg)
 
 static void lent_to_waiters(world *w, int workers)
 {
-    lender_world lw = {.s = new_session(NULL, w->kind, workers), .rounds = w->rounds};
+    lender_world lw = {.s = new_session_as(NULL, w->kind, workers, 1), .rounds = w->rounds};
     lent_waiter lwr[2] = {{&lw, 0}, {&lw, 1}};
     pthread_t t[2];
     for (int i = 0; i < 2; i++) t[i] = spawn(lent_waiter_main, &lwr[i]);
