@@ -2,14 +2,18 @@
  * from a transfer's end to the return of the qv_future_result that waited
  * for it (docs/internals.md, "A waiting thread runs its results").
  *
- *   notice [-n N] [-c C] [--executor threads|loop] [--slow-every K --slow-url URL2] URL
+ *   notice [-n N] [-c C] [--executor threads|loop] [--slow-every K
+ *          [--slow-url URL2] [--slow-hook-ms H]] URL
  *
  * The window idiom of qv_bench: 2C futures in flight on an executor of C
  * transfers; wait for the oldest, release it, submit the next. A transfer's
  * end is its submit time plus its queued and total time
  * (qv_response_timing). Only results not done when their wait began count.
  * With --slow-every K, every Kth request goes to URL2 (a slow one), which a
- * waiting thread may be running when the result it waits for comes in.
+ * waiting thread may be running when the result it waits for comes in;
+ * with --slow-hook-ms H, every Kth request has a response hook that takes
+ * H ms (a waiting thread that ran it would see its own result only after;
+ * those results themselves are not counted).
  * Prints the median, 90th and 99th percentile and the largest delay.
  * Loopback URLs only; bounded in requests (N <= 1,000,000). */
 #include "bench_common.h"
@@ -19,6 +23,16 @@ static double now_ms(void)
     return bench_now() * 1e3;
 }
 
+static int slow_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s;
+    (void)r;
+    long ms = *(const long *)arg;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
 static int loopback(const char *url)
 {
     return url && strncmp(url, "http://127.0.0.1", 16) == 0;
@@ -26,7 +40,7 @@ static int loopback(const char *url)
 
 int main(int argc, char **argv)
 {
-    long n = 8000, slow_every = 0;
+    long n = 8000, slow_every = 0, hook_ms = 0;
     int c = 8;
     qv_executor_kind kind = QV_THREADS;
     const char *url = NULL, *slow = NULL;
@@ -41,13 +55,16 @@ int main(int argc, char **argv)
             slow_every = atol(argv[++i]);
         else if (!strcmp(argv[i], "--slow-url") && i + 1 < argc)
             slow = argv[++i];
+        else if (!strcmp(argv[i], "--slow-hook-ms") && i + 1 < argc)
+            hook_ms = atol(argv[++i]);
         else
             url = argv[i];
     }
+    if (!slow) slow = url;
     if (!loopback(url) || n < 1 || n > 1000000 || c < 1 || c > 1024 || slow_every < 0 ||
-        (slow_every && !loopback(slow))) {
-        fprintf(stderr, "usage: notice [-n N] [-c C] [--executor threads|loop] "
-                        "[--slow-every K --slow-url http://127.0.0.1:PORT/...] "
+        hook_ms < 0 || hook_ms > 1000 || (slow_every && !loopback(slow))) {
+        fprintf(stderr, "usage: notice [-n N] [-c C] [--executor threads|loop] [--slow-every K "
+                        "[--slow-url http://127.0.0.1:PORT/...] [--slow-hook-ms 0-1000]] "
                         "http://127.0.0.1:PORT/...\n");
         return 2;
     }
@@ -66,7 +83,10 @@ int main(int argc, char **argv)
         for (; next < n && next < i + w; next++) {
             int is_slow = slow_every && next % slow_every == slow_every - 1;
             sub[next % w] = now_ms();
-            if (qv_get(s, &ring[next % w], is_slow ? slow : url) != QV_OK) return 1;
+            if (qv_get(s, &ring[next % w], is_slow ? slow : url,
+                       .hook = is_slow && hook_ms ? slow_hook : NULL,
+                       .hook_arg = &hook_ms) != QV_OK)
+                return 1;
         }
         qv_future *f = ring[i % w];
         int was_done = qv_future_done(f);
@@ -78,7 +98,9 @@ int main(int argc, char **argv)
         double back = now_ms();
         qv_timing t;
         qv_response_timing(r, &t);
-        if (!was_done) late[waited++] = back - (sub[i % w] + t.queued_ms + t.total_ms);
+        /* (A hooked result is late by its own hook: not counted.) */
+        int hooked = hook_ms && slow_every && i % slow_every == slow_every - 1;
+        if (!was_done && !hooked) late[waited++] = back - (sub[i % w] + t.queued_ms + t.total_ms);
         qv_future_release(f);
     }
     double secs = (now_ms() - t0) / 1e3;
