@@ -1419,10 +1419,10 @@ int qv_executor_submit(qv_executor *ex, qv_future *f);
  * token), or -1 if only a submit or a finished request can change it. */
 qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
 /* Pops the ready list's head (ex->mu held) if no limit or retry is in play
- * (the queue is a plain FIFO), it does not stream its body nor call code of
- * the caller's (qv_runs_user_code), and it is want or the bound on
- * uncollected responses is not reached; else NULL. For a thread that waits
- * for want and runs queued work meanwhile. */
+ * (the queue is a plain FIFO), it does not stream its body, write it to
+ * output_fd nor call code of the caller's (qv_runs_user_code), and it is
+ * want or the bound on uncollected responses is not reached; else NULL. For
+ * a thread that waits for want and runs queued work meanwhile. */
 qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want);
 /* Whether the ready list's head is one such a thread may run (ex->mu held). */
 int qv_executor_lendable_locked(qv_executor *ex);

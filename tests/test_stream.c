@@ -664,6 +664,88 @@ Test(stream, an_output_fd_nobody_reads_holds_up_only_its_own_transfer)
     qv_session_free(s);
 }
 
+/* A thread of the caller's that waits for two results and only then reads
+ * the pipe a third request's body is written to (output_fd). Its waits
+ * must not run that third transfer (QV_THREADS lends a waiting thread a
+ * worker's handle): there its write would wait for this very thread, for
+ * good. */
+typedef struct serves_after {
+    qv_session *s;
+    qv_request_opts held; /* the request whose I/O this thread serves after */
+    qv_future *f;
+    int rc; /* the second wait's */
+} serves_after;
+
+static void *wait_two_then_serve(void *arg)
+{
+    serves_after *sa = arg;
+    qv_future *a, *b;
+    /* a ends first: this thread sleeps on it, and its worker has the held
+     * request queued behind b to lend this thread for its wait on b. */
+    if ((sa->rc = qv_get(sa->s, &a, tu("/delay/0.3")))) return NULL;
+    if ((sa->rc = qv_get(sa->s, &b, tu("/delay/1.5")))) {
+        qv_future_release(a);
+        return NULL;
+    }
+    sa->rc = qv_request(sa->s, &sa->f, &sa->held);
+    if (!sa->rc) sa->rc = qv_future_result(a, NULL, TX_RESULT_TIMEOUT_MS);
+    if (!sa->rc) sa->rc = qv_future_result(b, NULL, TX_RESULT_TIMEOUT_MS);
+    qv_future_release(a);
+    qv_future_release(b);
+    return NULL;
+}
+
+/* The pipe's reader: takes what comes until nothing does for 100 ms. */
+static void drain_pipe(int r)
+{
+    static char buf[1 << 16];
+    while (poll(&(struct pollfd){.fd = r, .events = POLLIN}, 1, 100) > 0 &&
+           read(r, buf, sizeof buf) > 0) {
+    }
+}
+
+/* ... after the waits: the body, until its future is done. */
+static void read_the_body(int r, qv_future *f)
+{
+    static char buf[1 << 16];
+    for (int i = 0; i < 60000 && !qv_future_done(f); i++)
+        if (poll(&(struct pollfd){.fd = r, .events = POLLIN}, 1, 10) > 0)
+            cr_assert_gt(read(r, buf, sizeof buf), 0);
+    drain_pipe(r);
+    cr_assert_eq(qv_response_body_bytes(tx_expect_status(f, 200)), BIG_BYTES);
+}
+
+Test(stream, a_waiting_thread_never_runs_a_download_into_the_pipe_it_reads_after)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    qv_request_opts held = {.url = nginx("/big"), .output_fd = p[1]};
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    for (int round = 0; round < 3; round++) {
+        serves_after sa = {.s = s, .held = held};
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, wait_two_then_serve, &sa), 0);
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 15;
+        int stuck = pthread_timedjoin_np(t, NULL, &dl) != 0;
+        if (stuck) {
+            drain_pipe(p[0]); /* lets the stuck thread go */
+            pthread_join(t, NULL);
+        }
+        cr_assert(!stuck,
+                  "round %d: a thread waiting for results was held in a transfer that "
+                  "waits for it",
+                  round);
+        cr_assert_eq(sa.rc, QV_OK, "round %d: %s", round, qv_errname(sa.rc));
+        read_the_body(p[0], sa.f);
+        qv_future_release(sa.f);
+    }
+    qv_session_free(s);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* ------------------------------------------------------- to a callback */
 
 typedef struct got {
