@@ -382,20 +382,24 @@ static void timer_set(loop *L, double at)
 
 /* Under lmu: the leader lets go, to the oldest follower if any (which is
  * woken to lead), else to no one: the I/O thread takes over once no one has
- * led for LOOP_TAKEOVER_MS / 2, woken by its timer 1-2 ms after the last
- * release. A release finds the timer set for at least 1 ms ahead by an
- * earlier one but every ~1 ms, so a thread of yours waiting for result after
- * result sets it then (one system call), and the I/O thread sleeps through
- * it all: looking every 2 ms instead (~500 wake-ups a second at any rate of
- * requests) cost it 2-4% of the CPU at c = 1 (bench/NOTES.md, 2026-12-07
- * 03:35). */
+ * led for LOOP_TAKEOVER_MS / 2, woken by its timer. A release with no timer
+ * set sets it for then; one that finds it set for less than that ahead (an
+ * earlier release's) pushes it on to LOOP_TAKEOVER_MS, so the releases of a
+ * thread of yours waiting for result after result set it about once a
+ * millisecond (one system call, ~1.2 us), and the I/O thread sleeps through
+ * it all, taking over 1-2 ms after the last. Looking every 2 ms instead
+ * (~500 wake-ups a second at any rate of requests) cost it 2-4% of the CPU
+ * at c = 1 (bench/NOTES.md, 2026-12-07 03:35). */
 static void hand_on(loop *L)
 {
     follower *next = L->fhead;
     if (!next) {
         L->lead = LEAD_NONE;
         L->released_ms = qv_now_ms();
-        if (L->timer_at < L->released_ms + LOOP_TAKEOVER_MS / 2.0)
+        double due = L->released_ms + LOOP_TAKEOVER_MS / 2.0;
+        if (L->timer_at <= L->released_ms)
+            timer_set(L, due);
+        else if (L->timer_at < due)
             timer_set(L, L->released_ms + LOOP_TAKEOVER_MS);
         return;
     }
