@@ -86,6 +86,23 @@ int qv_body_grow(qv_buf *body, size_t n, size_t most)
     return QV_OK;
 }
 
+int qv_body_append(qv_buf *body, const void *p, size_t n)
+{
+    int rc = qv_body_grow(body, n, SIZE_MAX);
+    if (rc) return rc;
+    if (n) memcpy(body->data + body->len, p, n);
+    body->len += n;
+    /* A body of whole pages (64 KiB) has its NUL alone on the block's last
+     * page: written, that page would be faulted in, zeroed and held for
+     * one byte, a seventeenth of the block. Left unwritten while it reads
+     * 0 (so on a page never written, a read maps the kernel's shared zero
+     * page, which holds no memory of ours). Elsewhere the page is one the
+     * body writes anyway. */
+    char *nul = body->data + body->len;
+    if (!mapped(body->cap) || body->cap - body->len > pages(1) || *nul) *nul = '\0';
+    return QV_OK;
+}
+
 void qv_body_free(qv_buf *body)
 {
     block_free(body->data, body->cap);

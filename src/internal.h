@@ -720,9 +720,12 @@ size_t qv_bodies_kept(qv_bodies *b, size_t *bytes);
 /* A response body's block: qv_buf_grow and qv_buf_free for bodies, whose
  * blocks of QV_BODY_MAPPED bytes and more are pages of their own (mmap), in
  * no malloc arena, unless the program plugged in its allocator. Once grown
- * here, qv_buf_append of those n bytes finds the room and moves nothing. */
+ * here, qv_body_append of those n bytes finds the room and moves nothing. */
 #define QV_BODY_MAPPED ((size_t)32 << 10)
 int qv_body_grow(qv_buf *body, size_t n, size_t most);
+/* Appends n bytes and the NUL to a body, growing it by qv_body_grow: the
+ * NUL of a body of whole pages does not dirty a page of its own. */
+int qv_body_append(qv_buf *body, const void *p, size_t n);
 void qv_body_free(qv_buf *body);
 
 /* --------------------------------------------------------- response (response.c) */
@@ -1518,8 +1521,8 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
  * its index, wakes it if it finds the flag set: the dispatcher with a
  * QV_WIRE_RING frame (bytes came), a streamed body's reader and the worker
  * waiting for room on futex words in the header, each woken for half the
- * ring, not for each piece. The protocol is in docs/internals.md. The parent trusts nothing the worker wrote: head is
- * checked before any byte is read. 1 MiB: an on_data body's dispatcher is
+ * ring, not for each piece. The protocol is in docs/internals.md. The parent trusts nothing the
+ * worker wrote: head is checked before any byte is read. 1 MiB: an on_data body's dispatcher is
  * woken once half of it is in, a frame and an epoll wake-up per 512 KiB
  * (512 KiB rings: 35% more context switches per body; bench/NOTES.md,
  * 2026-12-07); a stream fills no more than QV_RING_STREAM of it. */

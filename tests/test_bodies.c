@@ -9,8 +9,10 @@
 
 #include <malloc.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define NSIZES 7
@@ -301,6 +303,54 @@ Test(bodies, large_bodies_are_outside_the_malloc_heap)
     check_whole_and_apart(h, big, 1);
     cr_assert_lt(after, before + N * 65536 / 4, "malloc holds %zu more bytes for %d bodies",
                  after - before, N);
+    for (size_t i = 0; i < h.n; i++) qv_future_release(h.f[i]);
+    free(h.f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* Whether this process has a page of its own at p (/proc/self/pagemap: present
+ * and mapped by this process alone, not the kernel's shared zero page). */
+static int own_page(const void *p)
+{
+    uint64_t e = 0;
+    FILE *fp = fopen("/proc/self/pagemap", "rb");
+    cr_assert_not_null(fp);
+    long page = sysconf(_SC_PAGESIZE);
+    cr_assert_eq(fseeko(fp, (off_t)((uintptr_t)p / (uintptr_t)page * sizeof(e)), SEEK_SET), 0);
+    cr_assert_eq(fread(&e, sizeof(e), 1, fp), 1);
+    fclose(fp);
+    return (e >> 63 & 1) && (e >> 56 & 1);
+}
+
+/* Transparent huge pages for every mapping (not only madvised ones) would
+ * back a body's last page with the rest of a huge page. */
+static int huge_pages_always(void)
+{
+    char line[128] = "";
+    FILE *fp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (fp && !fgets(line, sizeof line, fp)) line[0] = '\0';
+    if (fp) fclose(fp);
+    return strstr(line, "[always]") != NULL;
+}
+
+/* A body of whole pages (64 KiB) has its NUL alone on its block's last
+ * page: that page stays the kernel's zero page, not one more page of
+ * memory for every such body held (a seventeenth of each). */
+Test(bodies, a_body_of_whole_pages_takes_no_page_for_its_nul)
+{
+    static const size_t whole[] = {65536};
+    qv_executor *ex = tx_executor(4);
+    qv_session *s = TX_SESSION(.executor = ex);
+    held h = fetch(s, 16, whole, 1);
+    check_whole_and_apart(h, whole, 1);
+    for (size_t i = 0; i < h.n; i++) {
+        size_t len;
+        const char *b = body_of(h.f[i], &len);
+        cr_assert(own_page(b + len - 1), "body %zu: its last byte's page is not ours", i);
+        if (!huge_pages_always())
+            cr_assert_not(own_page(b + len), "body %zu: a page of its own for the NUL", i);
+    }
     for (size_t i = 0; i < h.n; i++) qv_future_release(h.f[i]);
     free(h.f);
     qv_session_free(s);
