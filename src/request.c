@@ -167,13 +167,25 @@ static int has_header(const qv_pair *const *list, size_t n, const char *name)
 
 int qv_header_line_add(struct curl_slist **out, const char *name, const char *value)
 {
-    /* libcurl's conventions: "Name:" removes a header, "Name;" sends it empty. */
-    char *line = !value   ? qv_asprintf("%s:", name)
-                 : *value ? qv_asprintf("%s: %s", name, value)
-                          : qv_asprintf("%s;", name);
+    /* libcurl's conventions: "Name:" removes a header, "Name;" sends it
+     * empty. Joined by hand, on the stack when it fits: vsnprintf was half
+     * of qv_request's instructions for a request with 7 header lines of
+     * its own (~8k of 16k; the drop-in sends its session's headers so). */
+    size_t nl = strlen(name), vl = value ? strlen(value) : 0;
+    char small[256], *line = nl + vl + 3 <= sizeof(small) ? small : qv_malloc(nl + vl + 3);
     if (!line) return QV_ENOMEM;
+    memcpy(line, name, nl);
+    char *end = line + nl;
+    if (value && *value) {
+        memcpy(end, ": ", 2);
+        memcpy(end + 2, value, vl);
+        end += 2 + vl;
+    } else {
+        *end++ = value ? ';' : ':';
+    }
+    *end = '\0';
     struct curl_slist *l = curl_slist_append(*out, line);
-    qv_free(line);
+    if (line != small) qv_free(line);
     if (!l) return QV_ENOMEM;
     *out = l;
     return QV_OK;

@@ -218,3 +218,27 @@ Test(session, a_freed_sessions_jar_stays_out_of_the_next_one_on_its_handle, .tim
     qv_session_free(s2);
     qv_executor_free(ex);
 }
+
+Test(session, request_header_lines_remove_empty_and_long, .timeout = 30)
+{
+    /* A NULL value removes libcurl's own header, "" sends the header empty,
+     * and a line longer than the stack buffer qv_header_line_add joins
+     * lines in is sent whole. */
+    char long_value[1200];
+    memset(long_value, 'v', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = '\0';
+    qv_session *s = TX_SESSION(.headers = (const qv_header[]){{"X-Session", "s"}, {0}});
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/headers"),
+                        .headers =
+                            (const qv_header[]){
+                                {"Accept", NULL}, {"X-Empty", ""}, {"X-Long", long_value}, {0}}),
+                 QV_OK);
+    json_t *j = tx_json(tx_expect_status(f, 200));
+    cr_assert_null(tx_jget(j, "headers/Accept"));
+    tx_assert_str_eq(tx_jstr(j, "headers/X-Empty"), "");
+    tx_assert_str_eq(tx_jstr(j, "headers/X-Long"), long_value);
+    tx_assert_str_eq(tx_jstr(j, "headers/X-Session"), "s");
+    qv_future_release(f);
+    qv_session_free(s);
+}
