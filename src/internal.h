@@ -995,7 +995,7 @@ typedef struct qv_slot {
     curl_off_t prior_us;            /* the time of the hops before this one */
     long prior_conns;               /* connections they opened */
     curl_mime *mime;
-    double last_activity_ms; /* qv_coarse_ms: the read timeout's clock */
+    double last_activity_ms; /* qv_now_ms: the read timeout's last stamp */
     int heard;               /* bytes came since a read-timeout check last looked */
     curl_off_t last_upload;
     int read_clock; /* a read-timeout check has seen the request sent */
@@ -1079,6 +1079,9 @@ void qv_transfer_detach(qv_slot *slot, CURLM *multi);
 CURLcode qv_transfer_set_url(qv_slot *slot, const char *url);
 /* Frees a slot's handle and what it keeps for it (an executor's end). */
 void qv_transfer_slot_free(qv_slot *slot);
+/* How long no bytes came on slot's transfer by now (qv_coarse_ms), those
+ * that came since the last look stamped first (the read timeout's clock). */
+double qv_transfer_silent_ms(qv_slot *slot, double now);
 /* Whether f has response hooks to run (the session's or its own). */
 int qv_has_hooks(const qv_future *f);
 /* Whether f calls code of the caller's in its transfer or completion: a

@@ -608,7 +608,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->read_clock = 0;
     slot->errbuf[0] = '\0';
     slot->heard = 0;
-    slot->last_activity_ms = qv_coarse_ms();
+    slot->last_activity_ms = qv_now_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
     slot->resp = qv_response_new_in(f->ex ? f->ex->bodies : NULL);
@@ -662,7 +662,7 @@ static int pipe_check(qv_slot *slot)
     }
     if (slot->paused) {
         /* Waiting for the reader is no silence of the server's. */
-        slot->last_activity_ms = qv_coarse_ms();
+        slot->last_activity_ms = qv_now_ms();
         if (resume) {
             slot->paused = 0;
             curl_easy_pause(slot->easy, CURLPAUSE_CONT); /* may write at once */
@@ -674,15 +674,19 @@ static int pipe_check(qv_slot *slot)
 
 /* The read timeout's clock: libcurl's callbacks only note that bytes came
  * (a clock read for each header line cost more than the checks); the next
- * check stamps them with its own reading. A read timeout so ends at most
- * one check's interval late (QV_LOOP scans every 100 ms), never early. */
-static double last_heard(qv_slot *slot, double now)
+ * check stamps them, with the fine clock. Checks read the coarse one
+ * (now), which lags the fine one (by 2-35 ms on a busy VM: a tick, or
+ * more while the tick is late), so silence measured so is never more than
+ * the real one: a read timeout ends at most one check's interval
+ * (QV_LOOP scans every 100 ms) and that lag late, never early. (Coarse
+ * stamps made it end up to ~2 ms early, 13 of 200 times, test_readclock.) */
+double qv_transfer_silent_ms(qv_slot *slot, double now)
 {
     if (slot->heard) {
         slot->heard = 0;
-        slot->last_activity_ms = now;
+        slot->last_activity_ms = qv_now_ms();
     }
-    return slot->last_activity_ms;
+    return now - slot->last_activity_ms;
 }
 
 static int abort_wanted(qv_slot *slot)
@@ -705,10 +709,10 @@ static int abort_wanted(qv_slot *slot)
     if (pre == 0 || !slot->read_clock || up != slot->last_upload) {
         slot->read_clock = pre != 0;
         slot->last_upload = up;
-        slot->last_activity_ms = now;
+        slot->last_activity_ms = qv_now_ms(); /* (a stamp: the fine clock) */
         return 0;
     }
-    if (now - last_heard(slot, now) >= (double)rt) {
+    if (qv_transfer_silent_ms(slot, now) >= (double)rt) {
         slot->abort = QV_ABORT_READ_TIMEOUT;
         return 1;
     }
@@ -734,7 +738,7 @@ long qv_transfer_poll_ms(qv_slot *slot, long cap_ms)
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return cap_ms;
     double now = qv_coarse_ms();
-    double left = (double)rt - (now - last_heard(slot, now));
+    double left = (double)rt - qv_transfer_silent_ms(slot, now);
     if (left < 1) return 1;
     return left < (double)cap_ms ? (long)left + 1 : cap_ms;
 }
@@ -1120,7 +1124,7 @@ static int lent_pass(void *arg, long wait_ms)
     if (atomic_load(&slot->f->cancel_requested) || pipe_check(slot)) return 0;
     long rt = slot->f->req.read_timeout_ms;
     double now = qv_coarse_ms();
-    if (rt >= 0 && now - last_heard(slot, now) >= (double)rt) return 0;
+    if (rt >= 0 && qv_transfer_silent_ms(slot, now) >= (double)rt) return 0;
     if (wait_ms >= 0)
         curl_multi_poll(l->multi, NULL, 0,
                         (int)qv_transfer_poll_ms(slot, wait_ms < 1000 ? wait_ms : 1000), NULL);
