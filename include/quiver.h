@@ -186,10 +186,11 @@ int qv_attempt_set_error(qv_attempt *a, const char *message);
  * Proxy-Authorization, Cookie and Set-Cookie headers, and passwords in URLs,
  * are "[redacted]" unless QV_DEBUG=unsafe is in the environment; body bytes
  * are never redacted. Runs on the thread doing the transfer (a QV_THREADS
- * worker, the thread driving QV_LOOP: its I/O thread or a thread of yours
- * waiting for one of its results; keep it short); with QV_PROCESSES the
- * events cross from the worker and the callback runs in this process, on
- * the pool's dispatcher thread, as they come. `data` is valid during the
+ * worker, or your thread reading a streamed body in qv_response_read; the
+ * thread driving QV_LOOP: its I/O thread or a thread of yours waiting for
+ * one of its results or reading a streamed body; keep it short); with
+ * QV_PROCESSES the events cross from the worker and the callback runs in
+ * this process, on the pool's dispatcher thread, as they come. `data` is valid during the
  * call only. QV_DEBUG=1 in the environment prints the same events (bodies
  * aside) to stderr, one line each, "quiver #ID" first (see docs/guide.md). */
 typedef enum qv_debug_kind {
@@ -493,9 +494,11 @@ typedef struct qv_request_opts {
     void *on_data_arg;
     /* Progress: at most every 100 ms and once at the end, with the bytes
      * received and sent so far and their totals (-1 when unknown). Runs on
-     * the thread that runs the transfer (for QV_LOOP the one driving it,
-     * its I/O thread or a thread of yours waiting for one of its results;
-     * the dispatcher for QV_PROCESSES): keep it short. */
+     * the thread that runs the transfer (for QV_THREADS its worker, or for
+     * a streamed body your thread reading it in qv_response_read; for
+     * QV_LOOP the one driving it, its I/O thread or a thread of yours
+     * waiting for one of its results or reading a streamed body; the
+     * dispatcher for QV_PROCESSES): keep it short. */
     void (*on_progress)(qv_future *f, long long dl_now, long long dl_total, long long ul_now,
                         long long ul_total, void *arg);
     void *on_progress_arg;
@@ -696,7 +699,11 @@ const char *qv_response_body(const qv_response *r, size_t *len);
  * QV_ETOO_LARGE, ...; qv_response_read_error() says more), as is
  * QV_ESHUTDOWN once the session that made it was closed. Without stream,
  * it reads the body held in memory, from the start. One reader at a time.
- * QV_EINVAL for cap 0 (nothing read, nothing waited for). */
+ * QV_EINVAL for cap 0 (nothing read, nothing waited for). While it waits,
+ * your thread may receive the body itself: on QV_THREADS it runs the
+ * stream's transfer (and its on_progress, on_debug, on_upload), on QV_LOOP
+ * it drives the loop (and so runs what its transfers call, request hooks
+ * included), so hold no lock then that those take. */
 int qv_response_read(qv_response *r, void *buf, size_t cap, size_t *n, long timeout_ms);
 /* The message of the error qv_response_read returned last (NULL if none). */
 const char *qv_response_read_error(const qv_response *r);
