@@ -967,12 +967,22 @@ typedef struct qv_sink {
     int direct_fd;         /* what that writes to: output_fd, or our non-blocking open of it */
     int timed;             /* on_data on QV_LOOP's thread: each call is timed (qv_sink_push) */
     int slow;              /* ... and one took over QV_ON_DATA_BUDGET_MS: the rest is pumped */
+    double mark_ms;        /* when the thread's counts below were read (0: never) */
+    double call_end_ms;    /* when the last call returned */
+    double mark_cpu_ms;    /* its CPU time then */
+    long mark_waits;       /* its voluntary context switches then */
+    long mark_preempted;   /* its involuntary ones */
 } qv_sink;
 
 /* How long one on_data call may hold up a QV_LOOP's other transfers: past
  * it, the rest of its body goes to a pump on a delivery thread (pump.c).
  * A 16 KiB chunk takes the loop ~10-20 us to receive, so 2 ms is ~100x. */
 #define QV_ON_DATA_BUDGET_MS 2.0
+/* The thread's counts are read again before a call (qv_sink_push) once
+ * they are this old, or after a gap this long since the last call (a
+ * pass of the loop, which may have slept): not per 16 KiB call. */
+#define QV_ON_DATA_MARK_MS 0.5
+#define QV_ON_DATA_GAP_MS 0.02
 
 /* How the transfer's thread may write output_fd itself, without waiting. */
 enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN };

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -801,13 +802,21 @@ Test(stream, on_data_returning_non_zero_stops_the_transfer_with_qv_ehook)
     qv_session_free(s);
 }
 
-/* on_data that takes its time over one call (slow_at), and runs on. */
+/* on_data that takes its time over one call (slow_at): asleep, or (busy)
+ * computing, and runs on. */
 typedef struct slow_once {
     sha h;
-    int calls, slow_at, stop_after;
+    int calls, slow_at, stop_after, busy;
     pthread_t waiter; /* the thread waiting for the result: on QV_LOOP it drives */
     int waiter_after; /* calls after the slow one made on that thread */
 } slow_once;
+
+static double thread_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 static int slow_once_data(qv_future *f, const void *chunk, size_t len, void *arg)
 {
@@ -816,7 +825,9 @@ static int slow_once_data(qv_future *f, const void *chunk, size_t len, void *arg
     sha_add(&o->h, chunk, len);
     int call = ++o->calls;
     if (call > o->slow_at && pthread_equal(pthread_self(), o->waiter)) o->waiter_after++;
-    if (call == o->slow_at) usleep(20 * 1000); /* well over QV_ON_DATA_BUDGET_MS */
+    if (call == o->slow_at && !o->busy) usleep(20 * 1000); /* well over QV_ON_DATA_BUDGET_MS */
+    for (double t0 = thread_cpu_ms(); call == o->slow_at && o->busy && thread_cpu_ms() - t0 < 20;)
+        ;
     return o->stop_after && call >= o->stop_after;
 }
 
@@ -824,11 +835,16 @@ Test(stream, a_slow_on_data_call_moves_the_rest_of_the_body_off_the_transfers_th
 {
     /* On QV_LOOP a quick on_data runs on the thread that drives the
      * transfers (here the one waiting for the result); after a slow call
-     * the rest of the body goes to a delivery thread, every byte in order,
-     * and a stop there still stops the transfer. */
+     * (asleep, or busy for 20 ms of CPU) the rest of the body goes to a
+     * delivery thread, every byte in order, and a stop there still stops
+     * the transfer. */
     qv_session *s = TX_SESSION(0);
-    for (int stop = 0; stop < 2; stop++) {
-        slow_once o = {.slow_at = 5, .stop_after = stop ? 12 : 0, .waiter = pthread_self()};
+    for (int round = 0; round < 3; round++) {
+        int stop = round == 1;
+        slow_once o = {.slow_at = 5,
+                       .stop_after = stop ? 12 : 0,
+                       .busy = round == 2,
+                       .waiter = pthread_self()};
         sha_init(&o.h);
         qv_future *f;
         cr_assert_eq(qv_request(s, &f,
@@ -850,6 +866,72 @@ Test(stream, a_slow_on_data_call_moves_the_rest_of_the_body_off_the_transfers_th
                      o.waiter_after);
         qv_future_release(f);
     }
+    qv_session_free(s);
+}
+
+/* A quick on_data, counting its calls that took over QV_ON_DATA_BUDGET_MS
+ * in wall time and the calls made after the first of them by the thread
+ * waiting for the result (on QV_LOOP it drives the transfers). */
+typedef struct where_data {
+    sha h;
+    pthread_t waiter;
+    int calls, long_calls, waiter_after;
+} where_data;
+
+static int where_data_fn(qv_future *f, const void *chunk, size_t len, void *arg)
+{
+    (void)f;
+    where_data *w = arg;
+    double t0 = now_ms();
+    w->calls++;
+    if (w->long_calls && pthread_equal(pthread_self(), w->waiter)) w->waiter_after++;
+    sha_add(&w->h, chunk, len);
+    if (now_ms() - t0 > QV_ON_DATA_BUDGET_MS) w->long_calls++;
+    return 0;
+}
+
+/* Keeps the CPU it was started on busy until *arg is set. */
+static void *spin(void *arg)
+{
+    while (!atomic_load((atomic_int *)arg))
+        ;
+    return NULL;
+}
+
+Test(stream, a_quick_on_data_that_was_only_preempted_stays_where_it_runs)
+{
+    /* Every thread of the test, the pool's and the spinner on one CPU: the
+     * thread calling on_data is preempted in some calls (over the 2 ms
+     * budget in wall time, not in CPU: 4-11 calls a run here on QV_LOOP).
+     * On QV_LOOP such a call moved the rest of the body to a delivery
+     * thread (2.4x the CPU of a bench download at load 15-25); only a slow
+     * callback is moved now, and the waiting thread goes on calling it. */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    qv_session *s = TX_SESSION(0);
+    atomic_int stop = 0;
+    pthread_t spinner;
+    cr_assert_eq(pthread_create(&spinner, NULL, spin, &stop), 0);
+    where_data w = {.waiter = pthread_self()};
+    sha_init(&w.h);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = nginx("/big"), .on_data = where_data_fn, .on_data_arg = &w}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    atomic_store(&stop, 1);
+    pthread_join(spinner, NULL);
+    cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
+    expect_big_file(&w.h, -1);
+    if (tx_kind() == QV_LOOP && w.long_calls)
+        cr_assert_gt(w.waiter_after, 0,
+                     "after a preempted call (of %d, %d over the budget) the rest of the body "
+                     "left the transfers' thread",
+                     w.calls, w.long_calls);
+    qv_future_release(f);
     qv_session_free(s);
 }
 
