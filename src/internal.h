@@ -60,14 +60,17 @@ void *qv_pool_alloc(size_t n);
  * for no block: libcurl allocates through it ~250 times a small request,
  * and a heap is a thread-local (in a shared library, a __tls_get_addr). */
 extern atomic_int qv_pool_heaps_out;
-/* The heaps' reservation, [lo, hi) (both 0 until made): read inline, since
- * every free of libcurl's asks (~30 a small request). */
-extern atomic_uintptr_t qv_pool_lo, qv_pool_hi;
+/* The heaps' reservation, QV_POOL_RESERVE bytes from qv_pool_lo (0 until
+ * made): read inline, since every free of libcurl's asks (~30 a small
+ * request). One load: with two (a low and a high end), a thread between
+ * them while the reservation was made could see the low end still 0 and
+ * the high end set, and take any malloc'd pointer below it for a block. */
+#define QV_POOL_RESERVE ((size_t)1 << 30)
+extern atomic_uintptr_t qv_pool_lo;
 static inline int qv_pool_owns(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    return a >= atomic_load_explicit(&qv_pool_lo, memory_order_relaxed) &&
-           a < atomic_load_explicit(&qv_pool_hi, memory_order_relaxed);
+    uintptr_t lo = atomic_load_explicit(&qv_pool_lo, memory_order_relaxed);
+    return lo && (uintptr_t)p - lo < QV_POOL_RESERVE;
 }
 size_t qv_pool_size(const void *p);
 void qv_pool_free(void *p);

@@ -68,12 +68,12 @@ static struct depot {
 
 /* One reservation of address space, handed out in chunks and made
  * readable only then: a pointer is a pool block iff it lies in it. */
-#define RESERVE ((size_t)1 << 30)
+#define RESERVE QV_POOL_RESERVE
 #define CHUNK   ((size_t)128 << 10)
 static char *base;              /* set once, before any block exists */
 static atomic_size_t used;      /* bytes of the reservation handed out */
 static atomic_size_t cut_bytes; /* of those, bytes cut into blocks */
-atomic_uintptr_t qv_pool_lo, qv_pool_hi;
+atomic_uintptr_t qv_pool_lo;
 static pthread_once_t reserve_once = PTHREAD_ONCE_INIT;
 
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -114,7 +114,6 @@ static void reserve(void)
     __lsan_register_root_region(p, RESERVE);
 #endif
     atomic_store(&qv_pool_lo, (uintptr_t)p);
-    atomic_store(&qv_pool_hi, (uintptr_t)p + RESERVE);
 }
 
 static int class_of(size_t n)
