@@ -985,7 +985,7 @@ typedef struct qv_sink {
  * they are this old, or after a gap this long since the last call (a
  * pass of the loop, which may have slept): not per 16 KiB call. */
 #define QV_ON_DATA_MARK_MS 0.5
-#define QV_ON_DATA_GAP_MS 0.02
+#define QV_ON_DATA_GAP_MS  0.02
 
 /* How the transfer's thread may write output_fd itself, without waiting. */
 enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN };
