@@ -349,11 +349,20 @@ static int run_round(loop *L, int *timeout)
     return ROUND_IDLE;
 }
 
+/* A slot is free and work is queued (that may start: see poll_idle). */
+static int work_can_start(loop *L)
+{
+    qv_executor *ex = &L->base;
+    pthread_mutex_lock(&ex->mu);
+    int work = ex->ready.head && L->nidle > 0;
+    pthread_mutex_unlock(&ex->mu);
+    return work;
+}
+
 /* The leader sleeps until a socket is ready, a submit, cancel or
  * completion wakes it, or the timeout. */
 static void poll_idle(loop *L, int timeout)
 {
-    qv_executor *ex = &L->base;
     /* Submitters wake the loop only while it sleeps: announce it, then
      * look at the queue once more, so no submit goes unnoticed. (A
      * queued future that may not start yet was parked by the pop of the
@@ -363,10 +372,7 @@ static void poll_idle(loop *L, int timeout)
      * not announced: in the submit-all idiom the I/O thread was woken for
      * up to a third of the submits, for a round that started nothing. */
     atomic_store(&L->sleeping, L->nidle > 0);
-    pthread_mutex_lock(&ex->mu);
-    int work = ex->ready.head && L->nidle > 0;
-    pthread_mutex_unlock(&ex->mu);
-    if (!work) curl_multi_poll(L->multi, NULL, 0, timeout, NULL);
+    if (!work_can_start(L)) curl_multi_poll(L->multi, NULL, 0, timeout, NULL);
     atomic_store(&L->sleeping, 0);
 }
 
@@ -433,6 +439,19 @@ static int waiter_ready(qv_waiter *w)
     return ready;
 }
 
+/* w is ready after a round that ended transfers, and half the slots or
+ * more are free with work queued: one more round starts that work before
+ * the lead goes. Else those slots sit idle while the caller works on its
+ * result (a thread collecting in order builds a Python Response, ~5 us, for
+ * each done future before it waits, and leads, again), and the next lead
+ * waits a whole round trip for them. With fewer slots free, that round's
+ * perform over every running transfer costs more than it saves
+ * (bench/NOTES.md, 2026-12-07 06:48). */
+static int refill_due(loop *L, qv_waiter *w)
+{
+    return L->nactive <= L->nidle && waiter_ready(w) && work_can_start(L);
+}
+
 /* Leads for w until it is ready, its deadline passes or the loop stops. */
 static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
 {
@@ -448,6 +467,8 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
          * body's reader: pipe.c). */
         if (r == ROUND_IDLE && !waiter_ready(w))
             poll_idle(L, left >= 0 && left < timeout ? (int)left : timeout);
+        else if (r == ROUND_AGAIN && refill_due(L, w))
+            run_round(L, &timeout);
     }
     qv_waiter_unlead(w, before);
     qv_own_executor = own;

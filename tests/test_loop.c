@@ -269,6 +269,50 @@ Test(loop, the_waiting_thread_drives_its_own_transfer)
     qv_executor_free(ex);
 }
 
+/* Which thread started a transfer (its request hook runs on the leader as
+ * it starts). */
+typedef struct starter {
+    pthread_t by;
+    atomic_int ran;
+} starter;
+
+static int note_starter(qv_session *s, qv_attempt *a, void *arg)
+{
+    (void)s, (void)a;
+    starter *st = arg;
+    st->by = pthread_self();
+    atomic_store(&st->ran, 1);
+    return 0;
+}
+
+/* A leader whose wait ends in a round that freed half the slots or more
+ * starts the queued work before it returns: the freed slots do not sit
+ * idle while the caller works on its result (until its next wait, or the
+ * I/O thread's take-over 1-2 ms later). */
+Test(loop, a_leader_starts_queued_work_before_its_wait_returns)
+{
+    qv_executor *ex = loop_executor(2, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    starter st = {0};
+    qv_future *slow, *f, *next;
+    cr_assert_eq(qv_get(s, &slow, tu("/delay/5")), QV_OK);
+    cr_assert_eq(qv_get(s, &f, tu("/delay/0.3")), QV_OK);
+    cr_assert_eq(qv_get(s, &next, tu("/get"), .on_request = note_starter, .on_request_arg = &st),
+                 QV_OK);
+    tx_expect_status(f, 200); /* this thread leads until f is done */
+    cr_assert(atomic_load(&st.ran), "the queued request had not started when the wait returned");
+    cr_assert(pthread_equal(st.by, pthread_self()),
+              "the queued request was started by another thread than the leader");
+    tx_expect_status(next, 200);
+    qv_future_cancel(slow);
+    tx_expect_error(slow, QV_ECANCELLED);
+    qv_future_release(slow);
+    qv_future_release(f);
+    qv_future_release(next);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
 typedef struct done_count {
     pthread_mutex_t mu;
     pthread_cond_t cv;
