@@ -99,6 +99,10 @@ _POLICY = RequestsCookieJar().get_policy()
 _REASONS = http.client.responses
 _JAR_NEW = RequestsCookieJar.__new__
 _TIMING = struct.Struct("7d")  # qv_timing
+_INT = struct.Struct("i")
+# where quiver.Session's extra attributes sit in a copy of qv_response_info
+_INFO_AT = {name: ffi.offsetof("qv_response_info", name)
+            for name in ("http_version", "attempts", "timing")}
 _TIMING_KEYS = ("queued_ms", "dns_ms", "connect_ms", "tls_ms", "first_byte_ms", "total_ms",
                 "hooks_ms")
 
@@ -121,7 +125,7 @@ class _Scratch(threading.local):
         self.size = ffi.new("size_t *")
         self.info = ffi.new("qv_response_info *", {"size": ffi.sizeof("qv_response_info")})
         self.headers = ffi.new("char[]", 16384)
-        self.timing = ffi.buffer(ffi.addressof(self.info, "timing"))  # info.timing's bytes
+        self.info_bytes = ffi.buffer(self.info)  # all of info, as bytes
 
 
 _scratch = _Scratch()
@@ -703,8 +707,13 @@ def _empty_jar() -> RequestsCookieJar:
     return jar
 
 
-def _timing(t: bytes) -> dict:
-    return dict(zip(_TIMING_KEYS, _TIMING.unpack(t)))
+def _info_int(name: str) -> Callable[[dict], int]:
+    at = _INFO_AT[name]
+    return lambda d: _INT.unpack_from(d["_qv_info"], at)[0]
+
+
+def _timing(d: dict) -> dict:
+    return dict(zip(_TIMING_KEYS, _TIMING.unpack_from(d["_qv_info"], _INFO_AT["timing"])))
 
 
 class _Lazy:
@@ -742,7 +751,10 @@ for _attr in (
         _Lazy("elapsed", lambda d: _MICROSECOND * round(d["_qv_elapsed"] * 1000), "_qv_elapsed"),
         _Lazy("history", lambda d: [], "_qv_elapsed"),
         _Lazy("request", lambda d: prepared_request(*d["_qv_request"]), "_qv_request"),
-        _Lazy("timing", lambda d: _timing(d["_qv_timing"]), "_qv_timing")):
+        # quiver.Session's own, from a copy of its qv_response_info
+        _Lazy("http_version", _info_int("http_version"), "_qv_info"),
+        _Lazy("attempts", _info_int("attempts"), "_qv_info"),
+        _Lazy("timing", _timing, "_qv_info")):
     if _attr.name in vars(_Response):
         raise ImportError(f"quiver: requests.Response.{_attr.name} exists: this requests is not "
                           "one quiver knows")

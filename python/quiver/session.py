@@ -299,12 +299,11 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any, stream: bool = False) -> Non
         settle(fut, exc=future_error(qvf, rc, prepared_request(*req)))
         return
     resp = build_response(r, req, not stream, filled=True)
-    info = _scratch.info  # the response's, until the next build_response
-    # what quiver knows beyond requests (timing: a dict made when first read)
-    resp.http_version = info.http_version  # type: ignore[attr-defined]
-    resp.attempts = info.attempts  # type: ignore[attr-defined]
-    resp._qv_timing = _scratch.timing[:]  # type: ignore[attr-defined]
-    n = info.history_len
+    sc = _scratch  # the response's info, until the next build_response
+    # what quiver knows beyond requests (http_version, attempts, timing),
+    # made when first read from this copy of the info
+    resp._qv_info = sc.info_bytes[:]  # type: ignore[attr-defined]
+    n = sc.info.history_len
     if stream:
         resp.raw = StreamBody(qvf, r)
         resp._content = False

@@ -1,6 +1,7 @@
 """The requests.Response quiver builds makes its headers, cookies, elapsed,
-history, request (and quiver.Session's timing) when they are first read:
-each reads, assigns, pickles, copies and compares as requests' own."""
+history, request (and quiver.Session's timing, http_version and attempts)
+when they are first read: each reads, assigns, pickles, copies and
+compares as requests' own."""
 
 from __future__ import annotations
 
@@ -79,14 +80,18 @@ def test_pickles_and_copies_as_a_plain_response(get, httpbin, how):
     assert type(r2.cookies) is RequestsCookieJar
 
 
-def test_timing_is_made_when_read(nginx):
+def test_session_extras_are_made_when_read(nginx):
+    """quiver.Session's timing, http_version and attempts."""
     with quiver.Session(executor="loop") as s:
         r = s.get(nginx + "/small").result(timeout=30)
+        assert not {"timing", "http_version", "attempts"} & set(vars(r))
         assert set(r.timing) == {"queued_ms", "dns_ms", "connect_ms", "tls_ms",
                                  "first_byte_ms", "total_ms", "hooks_ms"}
         assert r.timing is r.timing and 0 < r.timing["total_ms"] < 30000
+        assert (r.http_version, r.attempts) == (11, 1)
         r.timing = {"total_ms": 1.0}
-        assert r.timing == {"total_ms": 1.0}
+        r.http_version, r.attempts = 20, 3
+        assert (r.timing, r.http_version, r.attempts) == ({"total_ms": 1.0}, 20, 3)
 
 
 def test_threads_reading_at_once_get_the_same_object(get, nginx):
@@ -113,7 +118,7 @@ def test_other_responses_are_untouched():
     assert r.history == [] and type(r.cookies) is RequestsCookieJar
     assert r.elapsed == datetime.timedelta(0) and r.request is None
     bare = requests.Response.__new__(requests.Response)
-    for name in LAZY + ("timing",):
+    for name in LAZY + ("timing", "http_version", "attempts"):
         with pytest.raises(AttributeError, match=f"'Response' object has no attribute '{name}'"):
             getattr(bare, name)
         assert not hasattr(requests.Response, name)
