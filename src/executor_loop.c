@@ -459,8 +459,9 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
     qv_own_executor = &L->base; /* its callbacks run here now */
     qv_waiter *before = qv_waiter_lead(w, L->multi);
     for (;;) {
+        if (waiter_ready(w)) break; /* (before the clock: most waits end here) */
         long left = dl ? qv_ms_left(dl) : -1;
-        if (waiter_ready(w) || left == 0) break;
+        if (left == 0) break;
         int timeout = 0, r = run_round(L, &timeout);
         if (r == ROUND_STOP) break; /* what w waits for is being delivered */
         /* A round that only received may have made w ready too (a streamed

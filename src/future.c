@@ -379,7 +379,7 @@ int qv_future_wait(qv_future *f, long timeout_ms)
     if (!terminal(f->state) && timeout_ms != 0 && f->ex && f->ex->vt->drive &&
         qv_own_executor != f->ex) {
         qv_lock_give(&f->lock);
-        int rc = qv_wait(&f, 1, QV_ALL_COMPLETED, timeout_ms);
+        int rc = qv_wait_until(&f, 1, QV_ALL_COMPLETED, timeout_ms >= 0 ? &dl : NULL);
         if (rc != QV_ENOMEM) return rc;
         qv_lock_take(&f->lock);
     }

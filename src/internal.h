@@ -575,6 +575,10 @@ void qv_waiter_unlink(qv_future *f, qv_wlink *l);
 int qv_waiter_init(qv_waiter *w, void (*notify)(qv_waiter *, size_t, qv_future_state),
                    int (*ready)(qv_waiter *));
 void qv_waiter_destroy(qv_waiter *w);
+/* qv_wait with a deadline (NULL: none) for a caller that has one already
+ * (qv_future_wait: one clock read a wait, not two). */
+int qv_wait_until(qv_future *const *fs, size_t n, qv_wait_mode mode,
+                  const struct timespec *deadline);
 /* Blocks (nothing held) until w is ready or the deadline (NULL: none)
  * passes, driving w->ex's transfers meanwhile if it can; 1 if ready. */
 int qv_waiter_block(qv_waiter *w, const struct timespec *deadline);

@@ -104,6 +104,14 @@ int qv_waiter_block(qv_waiter *w, const struct timespec *deadline)
 
 int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms)
 {
+    struct timespec dl;
+    if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
+    return qv_wait_until(fs, n, mode, timeout_ms >= 0 ? &dl : NULL);
+}
+
+int qv_wait_until(qv_future *const *fs, size_t n, qv_wait_mode mode,
+                  const struct timespec *deadline)
+{
     if (n && !fs) return QV_EINVAL;
     if (mode != QV_ALL_COMPLETED && mode != QV_FIRST_COMPLETED && mode != QV_FIRST_EXCEPTION)
         return QV_EINVAL;
@@ -124,9 +132,7 @@ int qv_wait(qv_future *const *fs, size_t n, qv_wait_mode mode, long timeout_ms)
     for (size_t i = 0; i < n; i++)
         if (fs[i]) qv_waiter_link(fs[i], &links[i], &ws.w, i);
 
-    struct timespec dl;
-    if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
-    int ok = qv_waiter_block(&ws.w, timeout_ms >= 0 ? &dl : NULL);
+    int ok = qv_waiter_block(&ws.w, deadline);
 
     for (size_t i = 0; i < n; i++)
         if (fs[i]) qv_waiter_unlink(fs[i], &links[i]);
