@@ -529,12 +529,12 @@ typedef struct qv_request_opts {
      * final response's headers have arrived (hooks run then, without the
      * body); read the body with qv_response_read(). The reader sets the
      * pace: while it does not read, the transfer pauses and the connection
-     * is not read further, so at most a small fixed buffer (QV_PIPE_CAP)
-     * waits in memory. Releasing the future before the end closes the
-     * transfer (and its connection). Not with output_path, output_fd or
-     * on_data. Never retried once the headers were delivered. Don't read
-     * the body in a hook or done callback: on QV_THREADS they run on the
-     * thread that would bring it. */
+     * is not read further, so at most a small fixed buffer (256 KiB; on
+     * QV_PROCESSES the worker's 1 MiB ring) waits in memory. Releasing the
+     * future before the end closes the transfer (and its connection). Not
+     * with output_path, output_fd or on_data. Never retried once the
+     * headers were delivered. Don't read the body in a hook or done
+     * callback: on QV_THREADS they run on the thread that would bring it. */
     int stream;
 } qv_request_opts;
 

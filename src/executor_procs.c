@@ -404,7 +404,7 @@ static int take_ring_back(pworker *w)
      * for it: this thread asks again, or the next body that fills the ring
      * waits for good. */
     qv_ring_reader_wait(&w->ring, w->tail);
-    qv_ring_taken(&w->ring, w->tail, 0, QV_RING_CAP);
+    qv_ring_taken(&w->ring, w->tail, 0);
     return rc;
 }
 
@@ -726,7 +726,7 @@ static int ring_drain(procs *P, pworker *w)
         hand_on(P, w, w->ring.data + at, n);
         w->tail += n;
         taken += n;
-        qv_ring_taken(&w->ring, w->tail, (size_t)in - n, QV_RING_CAP);
+        qv_ring_taken(&w->ring, w->tail, (size_t)in - n);
     }
 }
 

@@ -1545,7 +1545,12 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
  * worker wrote: head is checked before any byte is read. 1 MiB: an on_data body's dispatcher is
  * woken once half of it is in, a frame and an epoll wake-up per 512 KiB
  * (512 KiB rings: 35% more context switches per body; bench/NOTES.md,
- * 2026-12-07); a stream fills no more than QV_RING_STREAM of it. */
+ * 2026-12-07). A streamed body (stream = 1) fills all of it too, more than
+ * a pipe holds on the other executors (QV_PIPE_CAP): held to 256 KiB, its
+ * reader (faster than the worker) slept, and woke the worker asleep for
+ * room, about once per 256 KiB: ~16k futex calls a GiB, ~4k with the whole
+ * ring (bench/NOTES.md, 2026-12-07 06:45); the memory is the ring's, there
+ * for every worker anyway. */
 #define QV_RING_CAP ((size_t)1 << 20)
 /* After the ring, on_upload's area: two pieces, one that libcurl reads
  * while the parent fills the next (see procs_worker.c). */
@@ -1591,17 +1596,12 @@ void qv_ring_reset(qv_ring *r);
 /* A process worker's ring (NULL in any other process): tests reach it
  * from a hook. */
 extern qv_ring *qv_worker_ring;
-/* The most of the ring a streamed body (stream = 1) fills: what a pipe
- * holds on the other executors, so a reader that stops holds as much
- * back. */
-#define QV_RING_STREAM QV_PIPE_CAP
 /* The n bytes at count pos of the ring, which may wrap past its end: where
  * they start, and how many come before the end (the rest from the start). */
 size_t qv_ring_contig(uint64_t pos, size_t n, size_t *first);
 /* The producer: copies up to n bytes in at *head (as many as there is room
- * for, with at most cap bytes in: QV_RING_CAP, or QV_RING_STREAM),
- * publishes the new head and returns how many. */
-size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t n);
+ * for), publishes the new head and returns how many. */
+size_t qv_ring_put(qv_ring *r, uint64_t *head, const void *p, size_t n);
 /* The consumer: copies the n bytes from tail on (checked against head by
  * qv_ring_avail first) out of the ring. */
 void qv_ring_copy_out(const qv_ring *r, uint64_t tail, void *out, size_t n);
@@ -1613,10 +1613,10 @@ int qv_ring_consumer_waits(qv_ring *r);
 /* The producer, after putting bytes in: 1 if the consumer waits for them
  * (its flag is cleared: the caller sends the RING frame). */
 int qv_ring_reader_woken(qv_ring *r);
-/* The producer, finding the ring full (cap as for qv_ring_put) with want
- * bytes to put in: sets its flag; 0 if there is room for want or half of
- * cap after all, else what to sleep with (qv_ring_room_sleep). */
-unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t cap, size_t want);
+/* The producer, finding the ring full with want bytes to put in: sets its
+ * flag; 0 if there is room for want or half the ring after all, else what
+ * to sleep with (qv_ring_room_sleep). */
+unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t want);
 /* ... sleeps until the consumer made room or the parent kicked it. */
 void qv_ring_room_sleep(qv_ring *r, unsigned v);
 /* The parent: the worker, if asleep for room, wakes and reads its frames. */
@@ -1631,10 +1631,9 @@ int qv_ring_answered(qv_ring *r, uint64_t n);
  * one it could have written (more than the ring holds, or behind tail). */
 long qv_ring_avail(qv_ring *r, uint64_t tail);
 /* The consumer took up to tail, left bytes still in: publishes it, and
- * once at most half of cap (the producer's: QV_RING_CAP, or QV_RING_STREAM)
- * is left, wakes the producer if it waits for room: for half the ring,
- * not for each piece taken. */
-void qv_ring_taken(qv_ring *r, uint64_t tail, size_t left, size_t cap);
+ * once at most half the ring is left, wakes the producer if it waits for
+ * room: for half the ring, not for each piece taken. */
+void qv_ring_taken(qv_ring *r, uint64_t tail, size_t left);
 /* The consumer, finding the ring empty at tail: sets its flag; 1 if bytes
  * came after all. */
 int qv_ring_reader_wait(qv_ring *r, uint64_t tail);

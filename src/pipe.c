@@ -464,7 +464,7 @@ static size_t ring_take(qv_pipe *p, void *out, size_t cap, size_t in)
     qv_ring_copy_out(&p->src, p->src_tail, out, take);
     p->src_tail += take;
     p->total += (long long)take;
-    qv_ring_taken(&p->src, p->src_tail, in - take, QV_RING_STREAM);
+    qv_ring_taken(&p->src, p->src_tail, in - take);
     return take;
 }
 

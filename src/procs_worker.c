@@ -43,7 +43,6 @@ typedef struct worker {
      * was told of them (announced); the RING frame that wakes it. */
     qv_ring ring;
     uint64_t head, announced;
-    size_t ring_cap; /* the most this request's bytes fill of it */
     qv_buf ring_frame;
     uint64_t answers;   /* RESPONSE frames sent */
     int ring_fresh;     /* no byte of this request is in the ring yet */
@@ -92,7 +91,7 @@ static void announce_owed(qv_later *l)
 {
     worker *w = the_worker;
     if (w->head == w->announced) return;
-    if (qv_ring_in(&w->ring, w->head) < w->ring_cap / 2 && qv_ring_consumer_waits(&w->ring) &&
+    if (qv_ring_in(&w->ring, w->head) < QV_RING_CAP / 2 && qv_ring_consumer_waits(&w->ring) &&
         more_to_receive(w))
         qv_later_add(l);
     else
@@ -204,7 +203,7 @@ static int wait_room(worker *w, qv_future *f, size_t want)
 {
     announce(w); /* a full ring is over half: its consumer takes it */
     unsigned v;
-    while ((v = qv_ring_room_wait(&w->ring, w->head, w->ring_cap, want))) {
+    while ((v = qv_ring_room_wait(&w->ring, w->head, want))) {
         if (read_controls(w, f)) return -1;
         qv_ring_room_sleep(&w->ring, v);
     }
@@ -225,13 +224,13 @@ static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
     w->ring_fresh = 0;
     if (fresh && wait_answers(w, f)) goto cancelled;
     for (;;) {
-        size_t n = qv_ring_put(&w->ring, &w->head, w->ring_cap, p, len);
+        size_t n = qv_ring_put(&w->ring, &w->head, p, len);
         p += n;
         len -= n;
         if (!len) break;
         if (wait_room(w, f, len)) goto cancelled;
     }
-    if (qv_ring_in(&w->ring, w->head) >= w->ring_cap / 2)
+    if (qv_ring_in(&w->ring, w->head) >= QV_RING_CAP / 2)
         announce(w);
     else
         qv_later_add(&w->ring_owed);
@@ -360,7 +359,6 @@ static int serve_one(worker *w)
         io->on_data = forward_data;
         io->on_data_arg = w;
         w->ring_fresh = 1;
-        w->ring_cap = io->stream ? QV_RING_STREAM : QV_RING_CAP;
     }
     /* output_fd: the parent's descriptor came with the request (never one
      * from the mailbox); this copy is closed when the transfer ends. One

@@ -75,11 +75,11 @@ size_t qv_ring_contig(uint64_t pos, size_t n, size_t *first)
     return at;
 }
 
-size_t qv_ring_put(qv_ring *r, uint64_t *head, size_t cap, const void *p, size_t n)
+size_t qv_ring_put(qv_ring *r, uint64_t *head, const void *p, size_t n)
 {
     /* (acquire: the parent is done reading what it gave back) */
     uint64_t tail = atomic_load_explicit(&r->h->tail, memory_order_acquire);
-    size_t room = cap - (size_t)(*head - tail);
+    size_t room = QV_RING_CAP - (size_t)(*head - tail);
     if (n > room) n = room;
     size_t first, at = qv_ring_contig(*head, n, &first);
     memcpy(r->data + at, p, first);
@@ -119,13 +119,13 @@ int qv_ring_reader_woken(qv_ring *r)
     return take_flag(&r->h->reader_waits);
 }
 
-unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t cap, size_t want)
+unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t want)
 {
-    /* The consumer wakes it once half of cap is free: it waits for no more. */
-    if (want > cap / 2) want = cap / 2;
+    /* The consumer wakes it once half the ring is free: it waits for no more. */
+    if (want > QV_RING_CAP / 2) want = QV_RING_CAP / 2;
     unsigned v = qv_signal_prepare(&r->h->room_wake);
     atomic_store(&r->h->room_waits, 1);
-    return cap - (size_t)(head - atomic_load(&r->h->tail)) >= want ? 0 : v;
+    return QV_RING_CAP - (size_t)(head - atomic_load(&r->h->tail)) >= want ? 0 : v;
 }
 
 void qv_ring_room_sleep(qv_ring *r, unsigned v)
@@ -156,10 +156,10 @@ long qv_ring_avail(qv_ring *r, uint64_t tail)
     return n > QV_RING_CAP ? -1 : (long)n;
 }
 
-void qv_ring_taken(qv_ring *r, uint64_t tail, size_t left, size_t cap)
+void qv_ring_taken(qv_ring *r, uint64_t tail, size_t left)
 {
     atomic_store_explicit(&r->h->tail, tail, memory_order_release);
-    if (left <= cap / 2 && take_flag(&r->h->room_waits)) qv_ring_room_kick(r);
+    if (left <= QV_RING_CAP / 2 && take_flag(&r->h->room_waits)) qv_ring_room_kick(r);
 }
 
 int qv_ring_reader_wait(qv_ring *r, uint64_t tail)

@@ -1306,10 +1306,10 @@ static const char *nginx_big(void)
     return url;
 }
 
-/* A stream nobody reads: its worker fills what a stream may of the ring
- * (no more, however long it is left) and sleeps on the ring's futex word
- * for room. Let go, the stream's ring comes back and the worker is woken,
- * stops, and serves the next request on this one-worker pool. */
+/* A stream nobody reads: its worker fills the ring (no more, however long
+ * it is left) and sleeps on the ring's futex word for room. Let go, the
+ * stream's ring comes back and the worker is woken, stops, and serves the
+ * next request on this one-worker pool. */
 Test(procs, a_worker_asleep_on_a_full_ring_stops_when_its_stream_is_let_go, .timeout = 120)
 {
     qv_executor *ex = procs_executor(1, 0);
@@ -1319,13 +1319,12 @@ Test(procs, a_worker_asleep_on_a_full_ring_stops_when_its_stream_is_let_go, .tim
         cr_assert_eq(qv_get(s, &f, nginx_big(), .stream = 1), QV_OK);
         qv_response *r = tx_expect_status(f, 200);
         long long seen = 0;
-        for (int i = 0; i < 1000 && seen < (long long)QV_RING_STREAM; i++) {
+        for (int i = 0; i < 1000 && seen < (long long)QV_RING_CAP; i++) {
             nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
             seen = qv_response_body_bytes(r);
-            cr_assert_leq(seen, (long long)QV_RING_STREAM, "round %d: %lld bytes unread", round,
-                          seen);
+            cr_assert_leq(seen, (long long)QV_RING_CAP, "round %d: %lld bytes unread", round, seen);
         }
-        cr_assert_eq(seen, (long long)QV_RING_STREAM, "round %d: the ring never filled", round);
+        cr_assert_eq(seen, (long long)QV_RING_CAP, "round %d: the ring never filled", round);
         qv_future_release(f);
         tx_get_ok(s, &g, tu("/get"));
         qv_future_release(g);
@@ -1336,7 +1335,7 @@ Test(procs, a_worker_asleep_on_a_full_ring_stops_when_its_stream_is_let_go, .tim
 
 /* A reader that takes a little at a time, unevenly: the worker, asleep
  * for room whenever the ring is full, is woken once half of it is free,
- * never holds more than a stream's worth unread, and every byte arrives in
+ * never holds more than the ring's worth unread, and every byte arrives in
  * order. */
 Test(procs, a_slow_reader_holds_a_streams_worth_at_most_and_gets_every_byte, .timeout = 120)
 {
@@ -1352,8 +1351,8 @@ Test(procs, a_slow_reader_holds_a_streams_worth_at_most_and_gets_every_byte, .ti
     long long got = 0;
     for (int i = 0;; i++) {
         char a[65536], b[65536];
-        /* Slow and uneven for the first 3 MiB (a dozen rings' worth), then fast. */
-        int slow = got < (3LL << 20);
+        /* Slow and uneven for the first 12 MiB (a dozen rings' worth), then fast. */
+        int slow = got < (12LL << 20);
         size_t cap = slow ? 1000 + (size_t)(i * 7919) % 15000 : sizeof a, n;
         int rc = qv_response_read(r, a, cap, &n, TX_RESULT_TIMEOUT_MS);
         cr_assert_eq(rc, QV_OK, "%s after %lld bytes", qv_errname(rc), got);
@@ -1362,7 +1361,7 @@ Test(procs, a_slow_reader_holds_a_streams_worth_at_most_and_gets_every_byte, .ti
         cr_assert_eq(memcmp(a, b, n), 0, "byte %lld on differs from the file", got);
         got += (long long)n;
         long long unread = qv_response_body_bytes(r) - got;
-        cr_assert_leq(unread, (long long)QV_RING_STREAM, "%lld bytes unread", unread);
+        cr_assert_leq(unread, (long long)QV_RING_CAP, "%lld bytes unread", unread);
         if (slow && i % 8 == 0) nanosleep(&(struct timespec){.tv_nsec = 1000000L}, NULL);
     }
     cr_assert_eq(fgetc(want), EOF, "the body ended after %lld bytes", got);
