@@ -403,7 +403,7 @@ typedef struct qv_waiter {
      * leader/follower), referenced from the first link to a future of it
      * still running, until qv_waiter_destroy. */
     qv_executor *ex;
-    CURLM *lead_multi; /* under mu: the multi a thread of this wait drives */
+    _Atomic(CURLM *) lead_multi; /* the multi a thread of this wait drives (wait.c) */
 } qv_waiter;
 
 /* Whoever holds a future (a queue, a transfer, a process pool) registers how

@@ -48,7 +48,7 @@ int qv_waiter_init(qv_waiter *w, void (*notify)(qv_waiter *, size_t, qv_future_s
     w->notify = notify;
     w->ready = ready;
     w->ex = NULL;
-    w->lead_multi = NULL;
+    atomic_init(&w->lead_multi, NULL);
     return QV_OK;
 }
 
@@ -64,24 +64,26 @@ void qv_waiter_kick(qv_waiter *w)
     pthread_cond_broadcast(&w->cv);
     /* A completion on the driving thread itself needs no wake-up: it looks
      * at w before it polls again. */
-    if (w->lead_multi && leading != w) curl_multi_wakeup(w->lead_multi);
+    CURLM *multi = atomic_load(&w->lead_multi);
+    if (multi && leading != w) curl_multi_wakeup(multi);
 }
 
 qv_waiter *qv_waiter_lead(qv_waiter *w, CURLM *multi)
 {
     qv_waiter *before = leading;
     leading = w;
-    pthread_mutex_lock(&w->mu);
-    w->lead_multi = multi;
-    pthread_mutex_unlock(&w->mu);
+    /* No lock: the leader looks at w under w->mu after this and before each
+     * poll, so a notify either came before that look (which sees it) or
+     * after, and then reads this (under w->mu too) and wakes the poll. */
+    atomic_store(&w->lead_multi, multi);
     return before;
 }
 
 void qv_waiter_unlead(qv_waiter *w, qv_waiter *before)
 {
-    pthread_mutex_lock(&w->mu);
-    w->lead_multi = NULL;
-    pthread_mutex_unlock(&w->mu);
+    /* A notify that read it just before wakes a poll spuriously: harmless
+     * (w holds a reference to the executor, so the multi is still there). */
+    atomic_store(&w->lead_multi, NULL);
     leading = before;
 }
 
