@@ -86,9 +86,9 @@ int qv_body_grow(qv_buf *body, size_t n, size_t most)
     return QV_OK;
 }
 
-int qv_body_append(qv_buf *body, const void *p, size_t n)
+int qv_body_append(qv_buf *body, const void *p, size_t n, size_t most)
 {
-    int rc = qv_body_grow(body, n, SIZE_MAX);
+    int rc = qv_body_grow(body, n, most);
     if (rc) return rc;
     if (n) memcpy(body->data + body->len, p, n);
     body->len += n;

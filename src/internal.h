@@ -730,9 +730,10 @@ size_t qv_bodies_kept(qv_bodies *b, size_t *bytes);
  * here, qv_body_append of those n bytes finds the room and moves nothing. */
 #define QV_BODY_MAPPED ((size_t)32 << 10)
 int qv_body_grow(qv_buf *body, size_t n, size_t most);
-/* Appends n bytes and the NUL to a body, growing it by qv_body_grow: the
- * NUL of a body of whole pages does not dirty a page of its own. */
-int qv_body_append(qv_buf *body, const void *p, size_t n);
+/* Appends n bytes and the NUL to a body, growing it by qv_body_grow (to no
+ * more than most + 1 bytes when it doubles): the NUL of a body of whole
+ * pages does not dirty a page of its own. */
+int qv_body_append(qv_buf *body, const void *p, size_t n, size_t most);
 void qv_body_free(qv_buf *body);
 
 /* --------------------------------------------------------- response (response.c) */

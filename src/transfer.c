@@ -241,7 +241,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
         return 0;
     }
     if ((!slot->body_sized && presize(slot, max)) ||
-        qv_body_grow(body, len, max ? max : SIZE_MAX) || qv_body_append(body, buf, len)) {
+        qv_body_append(body, buf, len, max ? max : SIZE_MAX)) {
         slot->abort = QV_ABORT_NOMEM;
         return 0;
     }

@@ -1050,7 +1050,7 @@ int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t le
         case T_RBODY:
             r->body.len = 0;
             rc = qv_response_body_room(r, bodies, n);
-            if (!rc) rc = qv_body_append(&r->body, v, n);
+            if (!rc) rc = qv_body_append(&r->body, v, n, SIZE_MAX);
             break;
         case T_TIMING:
             rc = get_timing(v, n, &r->timing);
