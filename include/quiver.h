@@ -301,10 +301,10 @@ typedef struct qv_executor_opts {
     long max_requests_per_worker;
     /* QV_THREADS: when this many futures have finished with a response that
      * their holder has not collected yet (qv_future_result, qv_future_wait,
-     * qv_future_release), workers start no more requests until one is
-     * collected, so finished responses cannot pile up while the collecting
-     * thread waits for a core; 0 = max_workers, at least 64; -1 = no
-     * bound. See "Collecting responses" in docs/guide.md. */
+     * qv_future_release), workers start no more requests until half of
+     * them are collected, so finished responses cannot pile up while the
+     * collecting thread waits for a core; 0 = max_workers, at least 64;
+     * -1 = no bound. See "Collecting responses" in docs/guide.md. */
     long max_uncollected;
 } qv_executor_opts;
 

@@ -275,24 +275,19 @@ int qv_executor_inbox_empty(qv_executor *ex)
 
 /* ----------------------------------------------- uncollected responses */
 
-/* Paused workers look again (ex->mu held): all of them, or one for the one
- * response just collected. */
-static void resume_locked(qv_executor *ex, int all)
+/* Paused workers look again (ex->mu held). */
+static void resume_locked(qv_executor *ex)
 {
-    if (!atomic_load(&ex->paused)) return;
-    if (all)
-        pthread_cond_broadcast(&ex->resume);
-    else
-        pthread_cond_signal(&ex->resume);
+    if (atomic_load(&ex->paused)) pthread_cond_broadcast(&ex->resume);
 }
 
-static void resume(qv_executor *ex, int all)
+static void resume(qv_executor *ex)
 {
     /* Read after the caller's change to the counts, as hold_back reads
      * those after counting itself paused: one of the two sees the other. */
     if (!atomic_load(&ex->paused)) return;
     pthread_mutex_lock(&ex->mu);
-    resume_locked(ex, all);
+    resume_locked(ex);
     pthread_mutex_unlock(&ex->mu);
 }
 
@@ -307,7 +302,7 @@ static int add_urgent(qv_executor *ex, int d)
 
 static void urge_locked(qv_executor *ex, int d)
 {
-    if (add_urgent(ex, d)) resume_locked(ex, 1);
+    if (add_urgent(ex, d)) resume_locked(ex);
 }
 
 int qv_executor_hold_back(qv_executor *ex)
@@ -323,7 +318,7 @@ int qv_executor_hold_back(qv_executor *ex)
 
 void qv_executor_urge(qv_executor *ex, int d)
 {
-    if (ex && add_urgent(ex, d)) resume(ex, 1);
+    if (ex && add_urgent(ex, d)) resume(ex);
 }
 
 void qv_executor_count_uncollected(qv_future *f)
@@ -340,8 +335,10 @@ void qv_executor_collected(qv_future *f)
 {
     if (!atomic_load(&f->counted) || !atomic_exchange(&f->counted, 0)) return;
     qv_executor *ex = f->ex;
-    atomic_fetch_sub(&ex->uncollected, 1);
-    resume(ex, 0);
+    /* Paused workers go on once half the bound is collected, all at once:
+     * woken one a collection, each ran one request and paused again, a
+     * sleep and a wake-up a request (bench/NOTES.md, 2026-12-07 06:54). */
+    if (atomic_fetch_sub(&ex->uncollected, 1) - 1 <= ex->max_uncollected / 2) resume(ex);
     qv_executor_unref(ex);
 }
 

@@ -1411,9 +1411,10 @@ struct qv_executor {
     qv_bodies *bodies;   /* response bodies kept for reuse (bodies.c) */
     qv_holder queued_by; /* the queue's hold on what waits in it */
     /* The bound on finished-but-uncollected futures (0: none; QV_THREADS
-     * sets it). Workers pause (on `resume`) while `uncollected` is at it,
-     * unless something `urgent` needs them: a wanted future waiting to
-     * start, a submitter waiting for room, a session closing. */
+     * sets it). Workers pause (on `resume`) at it, until `uncollected` is
+     * down to half of it, unless something `urgent` needs them: a wanted
+     * future waiting to start, a submitter waiting for room, a session
+     * closing. */
     long max_uncollected;
     atomic_long uncollected;
     atomic_int urgent;

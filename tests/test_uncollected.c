@@ -59,6 +59,15 @@ static void until_all_paused(qv_executor *ex)
                atomic_load(&ex->uncollected));
 }
 
+/* A session on ex with N requests submitted, once every worker paused. */
+static qv_session *submitted_and_paused(qv_executor *ex, qv_future **fs)
+{
+    qv_session *s = TX_SESSION(.executor = ex);
+    submit_all(s, fs, N);
+    until_all_paused(ex);
+    return s;
+}
+
 static void collect_all(qv_future **fs, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -79,10 +88,8 @@ static void done(qv_session *s, qv_executor *ex)
 Test(uncollected, workers_pause_at_the_bound_and_go_on_as_responses_are_collected, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
-    qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[N];
-    submit_all(s, fs, N);
-    until_all_paused(ex);
+    qv_session *s = submitted_and_paused(ex, fs);
     /* Pops stop at the bound; what already ran may still finish. */
     size_t at_pause = finished(ex);
     cr_assert(at_pause >= BOUND && at_pause <= BOUND + WORKERS - 1,
@@ -99,6 +106,35 @@ Test(uncollected, workers_pause_at_the_bound_and_go_on_as_responses_are_collecte
         cr_assert_leq(ahead, BOUND + 2 * WORKERS, "%zu finished responses uncollected", ahead);
     }
     cr_assert_eq(finished(ex), N);
+    done(s, ex);
+}
+
+/* Paused workers wait until half the bound is collected, then all go on:
+ * woken one a collection, each ran one request and paused again. */
+Test(uncollected, paused_workers_go_on_once_half_the_bound_is_collected, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_future *fs[N];
+    qv_session *s = submitted_and_paused(ex, fs);
+    /* Every worker paused: what they popped, the first at_pause, finished. */
+    int at_pause = (int)finished(ex), i = 0;
+    for (; atomic_load(&ex->uncollected) > BOUND / 2 + 1; i++) {
+        tx_expect_status(fs[i], 200);
+        qv_future_release(fs[i]);
+    }
+    double until = now_ms() + 300;
+    while (now_ms() < until) {
+        cr_assert_eq(atomic_load(&ex->paused), WORKERS, "a worker went on at %ld uncollected",
+                     atomic_load(&ex->uncollected));
+        cr_assert_eq(finished(ex), (size_t)at_pause);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    tx_expect_status(fs[i], 200);
+    qv_future_release(fs[i++]);
+    POLL_UNTIL(finished(ex) >= (size_t)at_pause + WORKERS,
+               "%zu finished after half the bound was collected (%d before)", finished(ex),
+               at_pause);
+    collect_all(fs + i, N - i);
     done(s, ex);
 }
 
@@ -121,10 +157,8 @@ Test(uncollected, the_default_bound_is_max_workers_and_at_least_64, .timeout = 6
 Test(uncollected, waiting_on_the_last_submitted_first_runs_it, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
-    qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[N];
-    submit_all(s, fs, N);
-    until_all_paused(ex);
+    qv_session *s = submitted_and_paused(ex, fs);
     tx_expect_status(fs[N - 1], 200);
     collect_all(fs, N);
     done(s, ex);
@@ -133,10 +167,8 @@ Test(uncollected, waiting_on_the_last_submitted_first_runs_it, .timeout = 60)
 Test(uncollected, polling_a_queued_future_runs_it, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
-    qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[N];
-    submit_all(s, fs, N);
-    until_all_paused(ex);
+    qv_session *s = submitted_and_paused(ex, fs);
     POLL_UNTIL(qv_future_done(fs[N - 1]), "the polled future never finished");
     collect_all(fs, N);
     done(s, ex);
@@ -145,10 +177,8 @@ Test(uncollected, polling_a_queued_future_runs_it, .timeout = 60)
 Test(uncollected, qv_wait_on_queued_futures_runs_them, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
-    qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[N];
-    submit_all(s, fs, N);
-    until_all_paused(ex);
+    qv_session *s = submitted_and_paused(ex, fs);
     cr_assert_eq(qv_wait(fs + N - 3, 3, QV_ALL_COMPLETED, TX_RESULT_TIMEOUT_MS), QV_OK);
     collect_all(fs, N);
     done(s, ex);
@@ -219,10 +249,8 @@ Test(uncollected, callbacks_only_never_pause, .timeout = 60)
 Test(uncollected, released_futures_do_not_count, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
-    qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[N];
-    submit_all(s, fs, N);
-    until_all_paused(ex);
+    qv_session *s = submitted_and_paused(ex, fs);
     for (int i = 0; i < N; i++) qv_future_release(fs[i]);
     POLL_UNTIL(finished(ex) >= N, "%zu of %d finished", finished(ex), N);
     done(s, ex);
@@ -242,10 +270,8 @@ Test(uncollected, a_submit_waiting_for_room_is_not_left_waiting, .timeout = 60)
 Test(uncollected, closing_the_session_finishes_everything, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
-    qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[N];
-    submit_all(s, fs, N);
-    until_all_paused(ex);
+    qv_session *s = submitted_and_paused(ex, fs);
     qv_session_close(s, 0);
     for (int i = 0; i < N; i++) cr_assert(qv_future_done(fs[i]), "future %d not done", i);
     collect_all(fs, N);
@@ -256,10 +282,8 @@ Test(uncollected, closing_the_session_finishes_everything, .timeout = 60)
 Test(uncollected, freeing_the_executor_finishes_everything, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
-    qv_session *s = TX_SESSION(.executor = ex);
     qv_future *fs[N];
-    submit_all(s, fs, N);
-    until_all_paused(ex);
+    qv_session *s = submitted_and_paused(ex, fs);
     qv_session_free(s);
     qv_executor_free(ex);
     collect_all(fs, N);
