@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define NSIZES 7
@@ -334,6 +335,20 @@ static int huge_pages_always(void)
     return strstr(line, "[always]") != NULL;
 }
 
+/* Whether a read of an anonymous page never written maps the kernel's zero
+ * page here: some kernels give the process a page of its own for it (this
+ * VM's 6.18.44 did, 2026-12-07), and then the NUL's page is ours anyway. */
+static int reads_map_the_zero_page(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    volatile char *p = mmap(NULL, (size_t)page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert(p != MAP_FAILED);
+    char c = p[0];
+    int shared = c == 0 && !own_page((const void *)p);
+    munmap((void *)p, (size_t)page);
+    return shared;
+}
+
 /* A body of whole pages (64 KiB) has its NUL alone on its block's last
  * page: that page stays the kernel's zero page, not one more page of
  * memory for every such body held (a seventeenth of each). */
@@ -348,7 +363,7 @@ Test(bodies, a_body_of_whole_pages_takes_no_page_for_its_nul)
         size_t len;
         const char *b = body_of(h.f[i], &len);
         cr_assert(own_page(b + len - 1), "body %zu: its last byte's page is not ours", i);
-        if (!huge_pages_always())
+        if (!huge_pages_always() && reads_map_the_zero_page())
             cr_assert_not(own_page(b + len), "body %zu: a page of its own for the NUL", i);
     }
     for (size_t i = 0; i < h.n; i++) qv_future_release(h.f[i]);
