@@ -37,6 +37,10 @@ typedef struct loop {
     int nidle;
     qv_slot **active; /* slots with a transfer, for the timeout and cancel scan */
     int nactive;
+    /* Of those, how many read upload_path, which may be a pipe that the
+     * poll watches while it is empty (upload.c): the descriptors then. */
+    int uploads;
+    struct curl_waitfd *watch;
     /* Work for the delivery threads, under dmu: outcomes to deliver, and
      * futures completed on the leader whose done callbacks are left to run
      * (both linked by the futures' qnext); tasks for futures still in
@@ -249,6 +253,7 @@ static void start(loop *L, qv_future *f, batch *done)
         if (curl_multi_add_handle(L->multi, slot->easy) == CURLM_OK) {
             slot->active_idx = L->nactive;
             L->active[L->nactive++] = slot;
+            if (f->req.io->upload_path) L->uploads++;
             /* More transfers than connections allowed: some wait for one
              * (or share one over HTTP/2). */
             int cap = L->base.o.max_total_connections;
@@ -268,6 +273,7 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
     qv_transfer_detach(slot, L->multi);
     qv_transfer_collect(slot, cc);
     slot_deactivate(L, slot);
+    if (f->req.io->upload_path) L->uploads--;
     if (f->streamed) {
         /* Completed with its headers (on a delivery thread): what is left
          * runs no user code. */
@@ -372,7 +378,18 @@ static void poll_idle(loop *L, int timeout)
      * not announced: in the submit-all idiom the I/O thread was woken for
      * up to a third of the submits, for a round that started nothing. */
     atomic_store(&L->sleeping, L->nidle > 0);
-    if (!work_can_start(L)) curl_multi_poll(L->multi, NULL, 0, timeout, NULL);
+    /* Uploads paused for want of their pipe's bytes: the poll wakes when
+     * they come, and the scan resumes them. */
+    unsigned nwatch = 0;
+    for (int i = 0; L->uploads && i < L->nactive; i++) {
+        int fd = qv_upload_watch_fd(L->active[i]);
+        if (fd >= 0)
+            L->watch[nwatch++] = (struct curl_waitfd){.fd = fd, .events = CURL_WAIT_POLLIN};
+    }
+    if (!work_can_start(L))
+        curl_multi_poll(L->multi, nwatch ? L->watch : NULL, nwatch, timeout, NULL);
+    for (unsigned i = 0; i < nwatch; i++)
+        if (L->watch[i].revents) atomic_store(&L->look, 1);
     atomic_store(&L->sleeping, 0);
 }
 
@@ -617,6 +634,7 @@ static void loop_destroy(qv_executor *ex)
     qv_free(L->slots);
     qv_free(L->idle);
     qv_free(L->active);
+    qv_free(L->watch);
     qv_free(L);
 }
 
@@ -650,8 +668,9 @@ static int loop_start(loop *L)
     L->slots = qv_calloc((size_t)n, sizeof(*L->slots));
     L->idle = qv_calloc((size_t)n, sizeof(*L->idle));
     L->active = qv_calloc((size_t)n, sizeof(*L->active));
+    L->watch = qv_calloc((size_t)n, sizeof(*L->watch));
     L->multi = curl_multi_init();
-    if (!L->slots || !L->idle || !L->active || !L->multi) return QV_ENOMEM;
+    if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi) return QV_ENOMEM;
     L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
     for (int i = 0; i < n; i++) L->idle[L->nidle++] = &L->slots[n - 1 - i];
     long cache = n > L->base.o.max_connections ? n : L->base.o.max_connections;

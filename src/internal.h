@@ -1053,6 +1053,7 @@ typedef struct qv_slot {
     char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */
     int paused;         /* the transfer waits for the reader (CURL_WRITEFUNC_PAUSE) */
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
+    int upload_waits;   /* ... a pipe with nothing in yet: sending paused (QV_LOOP, upload.c) */
     double progress_ms; /* when on_progress last ran */
     char errbuf[CURL_ERROR_SIZE];
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
@@ -1243,6 +1244,13 @@ int qv_pump_last(qv_future *f);
 /* The body source of upload_path / on_upload, per attempt. */
 CURLcode qv_upload_setup(qv_slot *slot, char **msg);
 void qv_upload_end(qv_slot *slot);
+/* On QV_LOOP an upload_path that is not a regular file (a FIFO, a pipe
+ * through /dev/fd) is read without waiting: with nothing in it the sending
+ * pauses (slot->upload_waits) and the loop watches the descriptor this
+ * returns (-1: none to watch). qv_upload_look resumes the sending once the
+ * pipe has bytes or its end. */
+int qv_upload_watch_fd(const qv_slot *slot);
+void qv_upload_look(qv_slot *slot);
 /* The body from its start again, for a 307/308 hop quiver follows itself:
  * CURLE_OK, or a failure (a callback's body can't rewind). */
 CURLcode qv_upload_rewind(qv_slot *slot);
@@ -1445,7 +1453,8 @@ int qv_executor_submit(qv_executor *ex, qv_future *f);
 qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms);
 /* Pops the ready list's head (ex->mu held) if no limit or retry is in play
  * (the queue is a plain FIFO), it does not stream its body, write it to
- * output_fd nor call code of the caller's (qv_runs_user_code), and it is
+ * output_fd, read upload_path nor call code of the caller's
+ * (qv_runs_user_code), and it is
  * want or the bound on uncollected responses is not reached; else NULL. For
  * a thread that waits for want and runs queued work meanwhile. */
 qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want);

@@ -596,6 +596,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
 {
     slot->f = f;
     slot->upload_fd = -1;
+    slot->upload_waits = 0;
     slot->progress_ms = 0;
     memset(&slot->sink, 0, sizeof(slot->sink));
     slot->sink.fd = -1;
@@ -696,6 +697,11 @@ static int abort_wanted(qv_slot *slot)
         return 1;
     }
     if (slot->pipe && pipe_check(slot)) return 1;
+    if (slot->upload_waits) {
+        /* Waiting for upload_path's writer is no silence of the server's. */
+        slot->last_activity_ms = qv_now_ms();
+        qv_upload_look(slot);
+    }
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return 0;
     double now = qv_coarse_ms();

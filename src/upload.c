@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +21,10 @@ static size_t read_file(char *buf, size_t size, size_t n, void *p)
     for (;;) {
         ssize_t got = read(slot->upload_fd, buf, size * n);
         if (got >= 0) return (size_t)got;
+        if (errno == EAGAIN) { /* (a pipe read without waiting: nothing in yet) */
+            slot->upload_waits = 1;
+            return CURL_READFUNC_PAUSE;
+        }
         if (errno != EINTR) break;
     }
     slot->sink.err = errno;
@@ -75,6 +80,13 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
             return CURLE_READ_ERROR;
         }
         size = S_ISREG(st.st_mode) ? (curl_off_t)st.st_size : -1;
+        /* On QV_LOOP the thread reading it drives every transfer, and may be
+         * a thread of yours that writes the pipe only after its wait: a read
+         * that waited there stalled them all, or deadlocked. Our own open
+         * file description: the writer's flags stay as they are. */
+        const qv_executor *ex = slot->f->ex;
+        if (!S_ISREG(st.st_mode) && ex && ex->vt->pump_ready)
+            fcntl(slot->upload_fd, F_SETFL, fcntl(slot->upload_fd, F_GETFL) | O_NONBLOCK);
         cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_file);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_file);
     } else {
@@ -102,6 +114,20 @@ void qv_upload_end(qv_slot *slot)
 {
     if (slot->upload_fd >= 0) close(slot->upload_fd);
     slot->upload_fd = -1;
+    slot->upload_waits = 0;
+}
+
+int qv_upload_watch_fd(const qv_slot *slot)
+{
+    return slot->upload_waits ? slot->upload_fd : -1;
+}
+
+void qv_upload_look(qv_slot *slot)
+{
+    struct pollfd p = {.fd = slot->upload_fd, .events = POLLIN};
+    if (!slot->upload_waits || poll(&p, 1, 0) <= 0) return;
+    slot->upload_waits = 0;
+    curl_easy_pause(slot->easy, CURLPAUSE_CONT);
 }
 
 CURLcode qv_upload_rewind(qv_slot *slot)

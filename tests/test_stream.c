@@ -705,6 +705,30 @@ static void drain_pipe(int r)
     }
 }
 
+/* Runs wait_two_then_serve(sa) on a thread and asserts that it ends within
+ * 15 s; a stuck one is let go first: the pipe fd is drained (its reader's
+ * end) or closed (`end`: its writer's, which ends the body). */
+static void serve_in_time(serves_after *sa, int round, int fd, int end)
+{
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, wait_two_then_serve, sa), 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 15;
+    int stuck = pthread_timedjoin_np(t, NULL, &dl) != 0;
+    if (stuck) {
+        if (end)
+            close(fd);
+        else
+            drain_pipe(fd);
+        pthread_join(t, NULL);
+    }
+    cr_assert(!stuck,
+              "round %d: a thread waiting for results was held in a transfer that waits for it",
+              round);
+    cr_assert_eq(sa->rc, QV_OK, "round %d: %s", round, qv_errname(sa->rc));
+}
+
 /* ... after the waits: the body, until its future is done. */
 static void read_the_body(int r, qv_future *f)
 {
@@ -724,27 +748,52 @@ Test(stream, a_waiting_thread_never_runs_a_download_into_the_pipe_it_reads_after
     qv_session *s = TX_SESSION(.max_workers = 2);
     for (int round = 0; round < 3; round++) {
         serves_after sa = {.s = s, .held = held};
-        pthread_t t;
-        cr_assert_eq(pthread_create(&t, NULL, wait_two_then_serve, &sa), 0);
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += 15;
-        int stuck = pthread_timedjoin_np(t, NULL, &dl) != 0;
-        if (stuck) {
-            drain_pipe(p[0]); /* lets the stuck thread go */
-            pthread_join(t, NULL);
-        }
-        cr_assert(!stuck,
-                  "round %d: a thread waiting for results was held in a transfer that "
-                  "waits for it",
-                  round);
-        cr_assert_eq(sa.rc, QV_OK, "round %d: %s", round, qv_errname(sa.rc));
+        serve_in_time(&sa, round, p[0], 0);
         read_the_body(p[0], sa.f);
         qv_future_release(sa.f);
     }
     qv_session_free(s);
     close(p[0]);
     close(p[1]);
+}
+
+/* The same with an upload read from a FIFO (upload_path) that the waiting
+ * thread writes only after its waits: run there (QV_THREADS lends it a
+ * worker's handle; on QV_LOOP it leads the loop while it waits), the
+ * transfer's read of the body would wait for that very thread, for good. */
+Test(stream, a_waiting_thread_never_runs_an_upload_from_the_pipe_it_writes_after)
+{
+    make_dir();
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s", in_dir("fifo"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    static char body[256 << 10];
+    memset(body, 'u', sizeof body);
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    for (int round = 0; round < 3; round++) {
+        /* A writer before the transfer opens the FIFO, so that its open
+         * does not wait (a reader for the moment lets this open go). */
+        int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+        int wr = open(fifo, O_WRONLY);
+        cr_assert(rd >= 0 && wr >= 0);
+        close(rd);
+        serves_after sa = {
+            .s = s,
+            .held = {.method = "PUT", .url = sink("/up"), .upload_path = fifo},
+        };
+        serve_in_time(&sa, round, wr, 1);
+        for (size_t off = 0; off < sizeof body;) {
+            ssize_t n = write(wr, body + off, sizeof body - off);
+            cr_assert_gt(n, 0);
+            off += (size_t)n;
+        }
+        close(wr);
+        json_t *j = tx_json(tx_expect_status(sa.f, 200));
+        cr_assert_eq(json_integer_value(tx_jget(j, "bytes")), (long long)sizeof body);
+        qv_future_release(sa.f);
+    }
+    qv_session_free(s);
+    remove_dir();
 }
 
 /* ------------------------------------------------------- to a callback */
