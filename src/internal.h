@@ -1053,7 +1053,7 @@ typedef struct qv_slot {
     char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */
     int paused;         /* the transfer waits for the reader (CURL_WRITEFUNC_PAUSE) */
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
-    int upload_waits;   /* ... a pipe with nothing in yet: sending paused (QV_LOOP, upload.c) */
+    int upload_waits;   /* ... a pipe with nothing in yet: sending paused (upload.c) */
     double progress_ms; /* when on_progress last ran */
     char errbuf[CURL_ERROR_SIZE];
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
@@ -1244,9 +1244,9 @@ int qv_pump_last(qv_future *f);
 /* The body source of upload_path / on_upload, per attempt. */
 CURLcode qv_upload_setup(qv_slot *slot, char **msg);
 void qv_upload_end(qv_slot *slot);
-/* On QV_LOOP an upload_path that is not a regular file (a FIFO, a pipe
- * through /dev/fd) is read without waiting: with nothing in it the sending
- * pauses (slot->upload_waits) and the loop watches the descriptor this
+/* An upload_path that is not a regular file (a FIFO, a pipe through
+ * /dev/fd) is read without waiting: with nothing in it the sending pauses
+ * (slot->upload_waits) and the transfer's poll watches the descriptor this
  * returns (-1: none to watch). qv_upload_look resumes the sending once the
  * pipe has bytes or its end. */
 int qv_upload_watch_fd(const qv_slot *slot);

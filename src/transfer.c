@@ -1144,7 +1144,10 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
     lent lend = {slot, multi};
     int ended = 1;
     *cc = CURLE_ABORTED_BY_CALLBACK;
-    struct curl_waitfd wfd = {.fd = watch_fd, .events = CURL_WAIT_POLLIN};
+    /* watch_fd, and upload_path's pipe while its transfer waits for bytes
+     * (the check before each poll resumes it once they came). */
+    struct curl_waitfd wfd[2] = {{.fd = watch_fd, .events = CURL_WAIT_POLLIN},
+                                 {.events = CURL_WAIT_POLLIN}};
     for (;;) {
         int running = 0;
         if (curl_multi_perform(multi, &running)) {
@@ -1175,10 +1178,12 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
             }
             if (left < cap) cap = left;
         }
-        wfd.revents = 0;
-        curl_multi_poll(multi, watch_fd >= 0 ? &wfd : NULL, watch_fd >= 0,
-                        (int)qv_transfer_poll_ms(slot, cap), NULL);
-        if (wfd.revents) on_readable(slot);
+        wfd[0].revents = 0;
+        wfd[1].fd = qv_upload_watch_fd(slot);
+        struct curl_waitfd *w = watch_fd >= 0 ? wfd : wfd + 1;
+        unsigned nw = (watch_fd >= 0) + (wfd[1].fd >= 0);
+        curl_multi_poll(multi, nw ? w : NULL, nw, (int)qv_transfer_poll_ms(slot, cap), NULL);
+        if (wfd[0].revents) on_readable(slot);
     }
     qv_later_run();
     if (ended) qv_transfer_detach(slot, multi);

@@ -80,12 +80,12 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
             return CURLE_READ_ERROR;
         }
         size = S_ISREG(st.st_mode) ? (curl_off_t)st.st_size : -1;
-        /* On QV_LOOP the thread reading it drives every transfer, and may be
-         * a thread of yours that writes the pipe only after its wait: a read
-         * that waited there stalled them all, or deadlocked. Our own open
+        /* A pipe is read without waiting: a read that waited for its writer
+         * heard no cancel meanwhile (on any executor), and on QV_LOOP it
+         * stalled every transfer, or deadlocked a thread of yours leading
+         * the loop that writes the pipe only after its wait. Our own open
          * file description: the writer's flags stay as they are. */
-        const qv_executor *ex = slot->f->ex;
-        if (!S_ISREG(st.st_mode) && ex && ex->vt->pump_ready)
+        if (!S_ISREG(st.st_mode))
             fcntl(slot->upload_fd, F_SETFL, fcntl(slot->upload_fd, F_GETFL) | O_NONBLOCK);
         cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_file);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_file);

@@ -757,6 +757,18 @@ Test(stream, a_waiting_thread_never_runs_a_download_into_the_pipe_it_reads_after
     close(p[1]);
 }
 
+/* A FIFO with a writer that has written nothing (yet): the transfer that
+ * reads it as upload_path (opened, no waiting) waits for its bytes. The
+ * writer's end, and a reader's kept open meanwhile so that the writer's
+ * open does not wait either (close it once the transfer has its own). */
+static int fifo_writer(const char *fifo, int *rd)
+{
+    *rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    int wr = open(fifo, O_WRONLY);
+    cr_assert(*rd >= 0 && wr >= 0);
+    return wr;
+}
+
 /* The same with an upload read from a FIFO (upload_path) that the waiting
  * thread writes only after its waits: run there (QV_THREADS lends it a
  * worker's handle; on QV_LOOP it leads the loop while it waits), the
@@ -771,11 +783,7 @@ Test(stream, a_waiting_thread_never_runs_an_upload_from_the_pipe_it_writes_after
     memset(body, 'u', sizeof body);
     qv_session *s = TX_SESSION(.max_workers = 2);
     for (int round = 0; round < 3; round++) {
-        /* A writer before the transfer opens the FIFO, so that its open
-         * does not wait (a reader for the moment lets this open go). */
-        int rd = open(fifo, O_RDONLY | O_NONBLOCK);
-        int wr = open(fifo, O_WRONLY);
-        cr_assert(rd >= 0 && wr >= 0);
+        int rd, wr = fifo_writer(fifo, &rd);
         close(rd);
         serves_after sa = {
             .s = s,
@@ -792,6 +800,36 @@ Test(stream, a_waiting_thread_never_runs_an_upload_from_the_pipe_it_writes_after
         cr_assert_eq(json_integer_value(tx_jget(j, "bytes")), (long long)sizeof body);
         qv_future_release(sa.f);
     }
+    qv_session_free(s);
+    remove_dir();
+}
+
+/* A cancel of an upload whose pipe stays empty stops it at once: a read
+ * that waited for the writer heard no cancel until the writer wrote (on
+ * every executor: the worker, the loop's thread, the worker process). */
+Test(stream, a_cancel_stops_an_upload_waiting_for_its_pipe)
+{
+    make_dir();
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s", in_dir("fifo"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    int rd, wr = fifo_writer(fifo, &rd);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.method = "PUT", .url = sink("/up"), .upload_path = fifo}),
+        QV_OK);
+    for (int i = 0; i < 3000 && qv_future_state_get(f) == QV_PENDING; i++) usleep(10000);
+    cr_assert_eq(qv_future_state_get(f), QV_RUNNING);
+    usleep(300000); /* it opened the FIFO and reads it (on a process pool: its worker) */
+    cr_assert_eq(qv_future_cancel(f), 1);
+    int rc = qv_future_wait(f, 5000);
+    close(wr); /* (lets a stuck one go) */
+    close(rd);
+    cr_assert_eq(rc, QV_OK, "the cancel did not stop the upload waiting for its pipe");
+    cr_assert_eq(qv_future_state_get(f), QV_CANCELLED);
+    qv_future_release(f);
     qv_session_free(s);
     remove_dir();
 }
