@@ -69,6 +69,8 @@ typedef struct loop {
     double released_ms; /* when the lead last went to no one */
     int timer;          /* a timerfd: the I/O thread sleeps on it while it does not lead */
     double timer_at;    /* when it fires (qv_now_ms), 0 if it is not set */
+    double lead_due;    /* when the timer was to fire as the lead was taken (0: not set) */
+    int long_leads;     /* the last lead outlasted that: the next take stops the timer */
     int stopped;        /* the I/O thread is gone: no one leads again */
     atomic_int look;    /* a running future was cancelled or poked: scan now */
     qv_holder run_by;   /* the hold on a future whose transfer runs here */
@@ -393,12 +395,12 @@ static void poll_idle(loop *L, int timeout)
     atomic_store(&L->sleeping, 0);
 }
 
-/* Under lmu: the I/O thread wakes at `at` (qv_now_ms). */
+/* Under lmu: the I/O thread wakes at `at` (qv_now_ms), or not at all (0). */
 static void timer_set(loop *L, double at)
 {
     time_t sec = (time_t)(at / 1e3);
     long ns = (long)((at - (double)sec * 1e3) * 1e6);
-    struct itimerspec its = {.it_value = {.tv_sec = sec, .tv_nsec = ns > 0 ? ns : 1}};
+    struct itimerspec its = {.it_value = {.tv_sec = sec, .tv_nsec = at > 0 && ns <= 0 ? 1 : ns}};
     L->timer_at = at;
     timerfd_settime(L->timer, TFD_TIMER_ABSTIME, &its, NULL);
 }
@@ -409,16 +411,20 @@ static void timer_set(loop *L, double at)
  * set sets it for then; one that finds it set for less than that ahead (an
  * earlier release's) pushes it on to LOOP_TAKEOVER_MS, so the releases of a
  * thread of yours waiting for result after result set it about once a
- * millisecond (one system call, ~1.2 us), and the I/O thread sleeps through
- * it all, taking over 1-2 ms after the last. Looking every 2 ms instead
- * (~500 wake-ups a second at any rate of requests) cost it 2-4% of the CPU
- * at c = 1 (bench/NOTES.md, 2026-12-07 03:35). */
+ * millisecond, and the I/O thread sleeps through it all, taking over 1-2 ms
+ * after the last. Looking every 2 ms instead (~500 wake-ups a second at any
+ * rate of requests) cost it 2-4% of the CPU at c = 1 (bench/NOTES.md,
+ * 2026-12-07 03:35). A lead that outlasts the timer (a wait that sleeps in a
+ * poll for a slow network or a busy machine) would have it fire for
+ * nothing; the release notes it (long_leads), and while leads are long the
+ * next take stops the timer (lead_taken). */
 static void hand_on(loop *L)
 {
     follower *next = L->fhead;
     if (!next) {
         L->lead = LEAD_NONE;
         L->released_ms = qv_now_ms();
+        L->long_leads = L->lead_due && L->released_ms >= L->lead_due;
         double due = L->released_ms + LOOP_TAKEOVER_MS / 2.0;
         if (L->timer_at <= L->released_ms)
             timer_set(L, due);
@@ -433,6 +439,19 @@ static void hand_on(loop *L)
     next->offered = 1;
     pthread_cond_broadcast(&next->w->cv); /* other threads may wait on w too */
     pthread_mutex_unlock(&next->w->mu);
+}
+
+/* Under lmu: a thread of yours takes the lead no one held. While leads
+ * outlast the timer, it stops it: left running, it fired in most such leads
+ * and woke the I/O thread for nothing (~27 us of its CPU on a busy VM),
+ * while stopping it and setting it again at the release costs ~6 us, which
+ * short leads (a quiet machine) would pay for no fire (bench/NOTES.md,
+ * 2026-12-07 06:45). */
+static void lead_taken(loop *L)
+{
+    L->lead = LEAD_USER;
+    L->lead_due = L->timer_at;
+    if (L->timer_at && L->long_leads) timer_set(L, 0);
 }
 
 /* Under lmu: takes me out of the followers; 0 if it was not there (it was
@@ -503,7 +522,7 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
     }
     int leads = L->lead == LEAD_NONE;
     if (leads) {
-        L->lead = LEAD_USER;
+        lead_taken(L);
     } else {
         if (L->ftail)
             L->ftail->next = &me;
@@ -564,6 +583,7 @@ static void io_take_lead(loop *L)
         pthread_mutex_lock(&L->lmu);
     }
     L->lead = LEAD_IO;
+    L->lead_due = 0;            /* its lead says nothing of yours */
     atomic_store(&L->asked, 0); /* no one follows a lead no one held */
     pthread_mutex_unlock(&L->lmu);
 }

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -309,6 +310,43 @@ Test(loop, a_leader_starts_queued_work_before_its_wait_returns)
     qv_future_release(slow);
     qv_future_release(f);
     qv_future_release(next);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* How many times the threads of this process but the calling one (the
+ * executor's I/O and delivery threads) went to sleep. */
+static long others_slept(void)
+{
+    struct rusage all, me;
+    cr_assert_eq(getrusage(RUSAGE_SELF, &all), 0);
+    cr_assert_eq(getrusage(RUSAGE_THREAD, &me), 0);
+    return all.ru_nvcsw - me.ru_nvcsw;
+}
+
+/* While a thread of yours leads, the I/O thread sleeps: the timer that has
+ * it take over, set when the lead goes to no one, stops when the next wait
+ * takes the lead while waits outlast it. (Left running, it fired in the
+ * middle of each wait for a slow result: a wake-up of the I/O thread for
+ * nothing per result.) */
+Test(loop, the_io_thread_sleeps_while_a_waiting_thread_leads)
+{
+    enum { ROUNDS = 20 };
+    qv_executor *ex = loop_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    tx_expect_status(f, 200); /* the I/O thread's start-up over, the connection made */
+    qv_future_release(f);
+    long before = others_slept();
+    for (int i = 0; i < ROUNDS; i++) {
+        cr_assert_eq(qv_get(s, &f, tu("/delay/0.05")), QV_OK);
+        tx_expect_status(f, 200);
+        qv_future_release(f);
+    }
+    long slept = others_slept() - before;
+    cr_assert_lt(slept, ROUNDS / 2, "the executor's threads slept %ld times in %d waits of 50 ms",
+                 slept, ROUNDS);
     qv_session_free(s);
     qv_executor_free(ex);
 }
