@@ -950,7 +950,8 @@ typedef enum qv_abort {
     QV_ABORT_IO,         /* writing the body to its file or descriptor failed */
     QV_ABORT_HOOK,       /* on_data or on_upload said stop */
     QV_ABORT_RANGE,      /* a resumed download's answer does not start where the file ends */
-    QV_ABORT_CLOSED      /* a streamed body's reader let go */
+    QV_ABORT_CLOSED,     /* a streamed body's reader let go */
+    QV_ABORT_TIMEOUT     /* the total timeout passed while libcurl could not see it */
 } qv_abort;
 
 /* The most room a response's Content-Length reserves at once (a hostile one
@@ -1628,8 +1629,9 @@ int qv_ring_reader_woken(qv_ring *r);
  * flag; 0 if there is room for want or half the ring after all, else what
  * to sleep with (qv_ring_room_sleep). */
 unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t want);
-/* ... sleeps until the consumer made room or the parent kicked it. */
-void qv_ring_room_sleep(qv_ring *r, unsigned v);
+/* ... sleeps until the consumer made room, the parent kicked it or the
+ * deadline (NULL: none, else CLOCK_MONOTONIC) passed: non-zero then. */
+int qv_ring_room_sleep(qv_ring *r, unsigned v, const struct timespec *deadline);
 /* The parent: the worker, if asleep for room, wakes and reads its frames. */
 void qv_ring_room_kick(qv_ring *r);
 /* The producer, about to put a request's first byte in: sets its flag; 1

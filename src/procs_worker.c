@@ -44,7 +44,11 @@ typedef struct worker {
     qv_ring ring;
     uint64_t head, announced;
     qv_buf ring_frame;
-    uint64_t answers;   /* RESPONSE frames sent */
+    uint64_t answers; /* RESPONSE frames sent */
+    /* When the transfer began (qv_now_ms): the total timeout counts from
+     * then while this worker sleeps for room in the ring, inside libcurl's
+     * write callback, where libcurl cannot count it. */
+    double run_ms;
     int ring_fresh;     /* no byte of this request is in the ring yet */
     qv_later ring_owed; /* announces what is in at the end of the transfer's pass */
     /* on_upload: the parent's bytes libcurl has not taken yet, up_len of
@@ -198,14 +202,23 @@ static int read_controls(worker *w, qv_future *f)
  * way; the parent also kicks it after it sends a frame (a cancel). The
  * frames are looked for once the sleep is armed: a kick from then on ends
  * the sleep, and one before it came after its frame, which is read here.
- * 0, or -1 if a cancel came. */
+ * A consumer that stops taking bytes holds it here, but no longer than the
+ * request's total timeout. 0, QV_ABORT_CANCEL if a cancel came, or
+ * QV_ABORT_TIMEOUT. */
 static int wait_room(worker *w, qv_future *f, size_t want)
 {
     announce(w); /* a full ring is over half: its consumer takes it */
+    struct timespec dl;
+    long t = f->req.timeout_ms;
+    if (t >= 0) {
+        double left = w->run_ms + (double)t - qv_now_ms();
+        if (left <= 0) return QV_ABORT_TIMEOUT;
+        qv_deadline(&dl, (long)left + 1); /* (rounded up: never early) */
+    }
     unsigned v;
     while ((v = qv_ring_room_wait(&w->ring, w->head, want))) {
-        if (read_controls(w, f)) return -1;
-        qv_ring_room_sleep(&w->ring, v);
+        if (read_controls(w, f)) return QV_ABORT_CANCEL;
+        if (qv_ring_room_sleep(&w->ring, v, t >= 0 ? &dl : NULL)) return QV_ABORT_TIMEOUT;
     }
     return 0;
 }
@@ -222,22 +235,23 @@ static int forward_data(qv_future *f, const void *chunk, size_t len, void *arg)
      * answer's request's: this one's wait until it has. */
     int fresh = w->ring_fresh;
     w->ring_fresh = 0;
-    if (fresh && wait_answers(w, f)) goto cancelled;
-    for (;;) {
+    int stop = fresh && wait_answers(w, f) ? QV_ABORT_CANCEL : 0;
+    while (!stop) {
         size_t n = qv_ring_put(&w->ring, &w->head, p, len);
         p += n;
         len -= n;
         if (!len) break;
-        if (wait_room(w, f, len)) goto cancelled;
+        stop = wait_room(w, f, len);
+    }
+    if (stop) {
+        w->slot.abort = stop;
+        return 1;
     }
     if (qv_ring_in(&w->ring, w->head) >= QV_RING_CAP / 2)
         announce(w);
     else
         qv_later_add(&w->ring_owed);
     return 0;
-cancelled:
-    w->slot.abort = QV_ABORT_CANCEL;
-    return 1;
 }
 
 /* Asks the parent for the next piece of on_upload's body, to be put in
@@ -404,6 +418,7 @@ static int serve_one(worker *w)
     } else if (qv_future_begin(f, &unpoked) && qv_transfer_setup(&w->slot, f) == QV_OK) {
         /* A cancel read along with the request: poll would not see it. */
         if (qv_frame_buffered(&w->in)) control_readable(&w->slot);
+        w->run_ms = qv_now_ms();
         CURLcode cc = qv_transfer_run(&w->slot, w->multi, w->fd, control_readable);
         qv_transfer_collect(&w->slot, cc);
     }

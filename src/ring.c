@@ -128,9 +128,9 @@ unsigned qv_ring_room_wait(qv_ring *r, uint64_t head, size_t want)
     return QV_RING_CAP - (size_t)(head - atomic_load(&r->h->tail)) >= want ? 0 : v;
 }
 
-void qv_ring_room_sleep(qv_ring *r, unsigned v)
+int qv_ring_room_sleep(qv_ring *r, unsigned v, const struct timespec *deadline)
 {
-    qv_signal_sleep_shared(&r->h->room_wake, v, NULL);
+    return qv_signal_sleep_shared(&r->h->room_wake, v, deadline);
 }
 
 void qv_ring_room_kick(qv_ring *r)

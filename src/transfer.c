@@ -863,6 +863,13 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        "the proxy wants credentials, or refused those given "
                                        "(407 Proxy Authentication Required)");
         return;
+    case QV_ABORT_TIMEOUT:
+        f->out_err = QV_ETIMEOUT;
+        f->out_msg = qv_future_message(f, f->out_err,
+                                       "Operation timed out after %ld milliseconds while the "
+                                       "body waited for its consumer",
+                                       f->req.timeout_ms);
+        return;
     case QV_ABORT_CLOSED: /* (a pump's stop is told at delivery: pump.c) */
         f->out_err = QV_ESHUTDOWN;
         f->out_msg = qv_future_message(f, f->out_err, "the streamed body's reader let it go");

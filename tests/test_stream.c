@@ -1701,6 +1701,41 @@ Test(stream, a_reader_that_stops_reading_holds_the_transfer_back)
     qv_session_free(s);
 }
 
+Test(stream, the_total_timeout_ends_a_stream_whose_reader_stopped)
+{
+    /* One worker: the next request runs only once the stream's transfer
+     * has stopped. */
+    qv_executor *ex = tx_executor(1);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *f, *next;
+    double t0 = now_ms();
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.url = nginx("/big"), .stream = 1, .timeout_ms = 1000}),
+        QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    char buf[1000];
+    size_t n;
+    cr_assert_eq(qv_response_read(r, buf, sizeof buf, &n, TX_RESULT_TIMEOUT_MS), QV_OK);
+    /* The reader stops: the timeout must still end the transfer. */
+    cr_assert_eq(qv_get(s, &next, tu("/get")), QV_OK);
+    cr_assert_eq(qv_future_wait(next, 4000), QV_OK,
+                 "the stream's transfer still held the worker %.0f ms after its timeout",
+                 now_ms() - t0 - 1000);
+    tx_expect_status(next, 200);
+    /* The reader gets what came before the timeout, then the timeout. */
+    long long bytes;
+    const char *msg;
+    cr_assert_eq(drain(r, 1 << 16, &bytes), QV_ETIMEOUT, "%s", qv_response_read_error(r));
+    cr_assert_leq(bytes, unread_max(), "%lld bytes came in without a reader", bytes + (long long)n);
+    msg = qv_response_read_error(r);
+    tx_assert_contains(msg, "/big");
+    qv_future_release(next);
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
 /* Waits (bounded) until r's transfer has filled the buffer and stopped:
  * paused, with a chunk it could not hand over still in libcurl. */
 static void wait_paused(qv_response *r)
