@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define LOOP_DELIVERY_THREADS 4
-#define LOOP_SCAN_MS          100 /* how often running transfers are checked for timeouts */
+#define LOOP_SCAN_MS          100 /* how often running transfers are checked at least */
 #define LOOP_TAKEOVER_MS      2 /* the I/O thread takes over 1-2 ms after the lead went to no one */
 
 enum { LEAD_NONE, LEAD_IO, LEAD_USER };
@@ -57,8 +57,9 @@ typedef struct loop {
     atomic_int sleeping; /* the leader is (about to be) in curl_multi_poll, a slot free */
     /* The leader's: */
     int requeued;     /* a finished transfer went back to the queue (a retry) */
-    double next_scan; /* when running transfers are checked next (qv_coarse_ms) */
-    int wait_ms;      /* how long a poll may sleep before that check */
+    double next_scan; /* when running transfers are checked next (qv_coarse_ms): the
+                       * earliest read timeout due, or LOOP_SCAN_MS after the last check */
+    int unclocked;    /* transfers with a read timeout whose clock has not started */
     /* Who leads, under lmu (taking the lead gives the leader the fields
      * above and the multi, slots, idle and active). */
     pthread_mutex_t lmu;
@@ -256,6 +257,7 @@ static void start(loop *L, qv_future *f, batch *done)
             slot->active_idx = L->nactive;
             L->active[L->nactive++] = slot;
             if (f->req.io->upload_path) L->uploads++;
+            L->unclocked++; /* (its request is not on its way yet) */
             /* More transfers than connections allowed: some wait for one
              * (or share one over HTTP/2). */
             int cap = L->base.o.max_total_connections;
@@ -291,22 +293,31 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
     batch_add(done, f);
 }
 
-/* Aborts the transfers that were cancelled or ran into their read timeout;
- * returns how long poll may sleep before the next check. */
-static int scan(loop *L, batch *done)
+/* Aborts the transfers that were cancelled or ran into their read timeout
+ * (with `fresh`, only those whose read clock has not started: the first
+ * check that sees a request on its way starts it, so that check comes in
+ * the round that sent it, not up to LOOP_SCAN_MS later); returns how long
+ * poll may sleep before the next check is due. */
+static long scan(loop *L, batch *done, int fresh)
 {
     long wait = LOOP_SCAN_MS;
+    L->unclocked = 0;
     for (int i = 0; i < L->nactive;) {
         qv_slot *slot = L->active[i];
+        if (fresh && slot->read_clock) {
+            i++;
+            continue;
+        }
         if (qv_transfer_should_abort(slot)) {
             finish(L, slot, CURLE_ABORTED_BY_CALLBACK, done); /* moves another slot to i */
             continue;
         }
+        L->unclocked += !slot->read_clock && slot->f->req.read_timeout_ms >= 0;
         long w = qv_transfer_poll_ms(slot, wait);
         if (w < wait) wait = w;
         i++;
     }
-    return (int)wait;
+    return wait;
 }
 
 enum { ROUND_AGAIN, ROUND_IDLE, ROUND_STOP };
@@ -342,9 +353,10 @@ static int run_round(loop *L, int *timeout)
         finish(L, (qv_slot *)(void *)slot, m->data.result, &done);
     }
     double now = qv_coarse_ms(); /* (a clock read a round: the coarse one does) */
-    if (atomic_exchange(&L->look, 0) || now >= L->next_scan) {
-        L->wait_ms = scan(L, &done);
-        L->next_scan = now + LOOP_SCAN_MS;
+    int all = atomic_exchange(&L->look, 0) || now >= L->next_scan;
+    if (all || L->unclocked) {
+        double due = now + (double)scan(L, &done, !all);
+        if (all || due < L->next_scan) L->next_scan = due;
     }
     int finished = done.head != NULL || L->requeued;
     L->requeued = 0;
@@ -352,7 +364,10 @@ static int run_round(loop *L, int *timeout)
     deliver(L, &done);
     /* Finished transfers freed slots: start queued work before sleeping. */
     if (finished) return ROUND_AGAIN;
-    *timeout = L->nactive ? L->wait_ms : 1000;
+    /* (Until the check is due by the coarse clock, which lags: up to its
+     * lag later than the due time, never before it.) */
+    double until = L->next_scan - now;
+    *timeout = !L->nactive ? 1000 : until <= 0 ? 0 : (int)until + 1;
     if (queue_wait >= 0 && queue_wait < *timeout) *timeout = (int)queue_wait;
     return ROUND_IDLE;
 }
@@ -722,7 +737,6 @@ int qv_loop_new(qv_executor **out, const qv_executor_opts *o)
     if (qv_cond_init(&L->dcv)) goto fail_dcv;
     if (pthread_mutex_init(&L->lmu, NULL)) goto fail_lmu;
     if ((L->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0) goto fail_timer;
-    L->wait_ms = 1000;
     if ((rc = qv_executor_init(&L->base, &loop_vt, o))) goto fail_init;
     if ((rc = loop_start(L))) return qv_executor_abandon(&L->base, rc);
     *out = &L->base;

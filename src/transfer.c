@@ -678,8 +678,8 @@ static int pipe_check(qv_slot *slot)
  * check stamps them, with the fine clock. Checks read the coarse one
  * (now), which lags the fine one (by 2-35 ms on a busy VM: a tick, or
  * more while the tick is late), so silence measured so is never more than
- * the real one: a read timeout ends at most one check's interval
- * (QV_LOOP scans every 100 ms) and that lag late, never early. (Coarse
+ * the real one: a read timeout ends at most that lag late (QV_LOOP scans
+ * when the earliest is due), never early. (Coarse
  * stamps made it end up to ~2 ms early, 13 of 200 times, test_readclock.) */
 double qv_transfer_silent_ms(qv_slot *slot, double now)
 {

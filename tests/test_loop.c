@@ -397,3 +397,51 @@ Test(loop, futures_queued_while_every_slot_is_busy_start_as_slots_free)
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of how late a 50 ms read timeout ends (after its limit) on
+ * ex, over rounds of a request the server never answers. */
+static double median_lateness(qv_executor *ex)
+{
+    enum { ROUNDS = 9, RT = 50 };
+    qv_session *s = TX_SESSION(.executor = ex);
+    double late[ROUNDS];
+    for (int i = 0; i < ROUNDS; i++) {
+        qv_future *f;
+        double t0 = now_ms();
+        cr_assert_eq(qv_get(s, &f, tx_faults_url("/stall-status"), .read_timeout_ms = RT), QV_OK);
+        tx_expect_error(f, QV_EREAD_TIMEOUT);
+        late[i] = now_ms() - t0 - RT;
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+    qsort(late, ROUNDS, sizeof late[0], by_value);
+    return late[ROUNDS / 2];
+}
+
+/* A read timeout ends when it is due, as on QV_THREADS (whose worker
+ * checks it at every poll), not at the loop's checks every 100 ms: with
+ * those a 50 ms one ended ~150 ms late (median), the first check after the
+ * request went out, which starts its clock, coming up to 100 ms late, and
+ * the one that found it due as much again. The same rounds on a thread
+ * pool, side by side, set the bar for this machine's load. */
+Test(loop, a_read_timeout_ends_when_it_is_due)
+{
+    qv_executor *loop = loop_executor(4, 0), *threads;
+    cr_assert_eq(qv_executor_new(&threads, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                               .kind = QV_THREADS,
+                                                               .max_workers = 4}),
+                 QV_OK);
+    double on_loop = median_lateness(loop), on_threads = median_lateness(threads);
+    cr_assert_lt(on_loop, on_threads + 25,
+                 "a 50 ms read timeout ended %.0f ms late (median) on "
+                 "QV_LOOP, %.0f ms on QV_THREADS",
+                 on_loop, on_threads);
+    qv_executor_free(threads);
+    qv_executor_free(loop);
+}
