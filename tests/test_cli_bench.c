@@ -41,8 +41,8 @@ Test(cli_bench, summary_counts_every_request, .timeout = 60)
 
 Test(cli_bench, latency_reflects_the_server, .timeout = 60)
 {
-    cli_result *r = CLI("bench", "--executor", tx_kind_name(), tu("/delay/1"), "-n", "4", "-c",
-                        "4", "-H", "X-Bench: 1");
+    cli_result *r = CLI("bench", "--executor", tx_kind_name(), tu("/delay/1"), "-n", "4", "-c", "4",
+                        "-H", "X-Bench: 1");
     cli_expect_status(r, 0);
     cr_assert_geq(summary_value(r, "min"), 990.0);
     /* Four at once: about one delay in all, not four (a margin of two
