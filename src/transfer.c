@@ -690,6 +690,16 @@ double qv_transfer_silent_ms(qv_slot *slot, double now)
     return now - slot->last_activity_ms;
 }
 
+/* A transfer whose upload_path pipe had nothing in: its sending goes on
+ * once bytes came (or the writer closed). Waiting for that writer is no
+ * silence of the server's. */
+static void upload_check(qv_slot *slot)
+{
+    if (!slot->upload_waits) return;
+    slot->last_activity_ms = qv_now_ms();
+    qv_upload_look(slot);
+}
+
 static int abort_wanted(qv_slot *slot)
 {
     if (atomic_load(&slot->f->cancel_requested)) {
@@ -697,11 +707,7 @@ static int abort_wanted(qv_slot *slot)
         return 1;
     }
     if (slot->pipe && pipe_check(slot)) return 1;
-    if (slot->upload_waits) {
-        /* Waiting for upload_path's writer is no silence of the server's. */
-        slot->last_activity_ms = qv_now_ms();
-        qv_upload_look(slot);
-    }
+    upload_check(slot);
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return 0;
     double now = qv_coarse_ms();
@@ -1135,11 +1141,16 @@ static int lent_pass(void *arg, long wait_ms)
     const lent *l = arg;
     qv_slot *slot = l->slot;
     if (atomic_load(&slot->f->cancel_requested) || pipe_check(slot)) return 0;
+    /* Its upload from a pipe may wait for the writer: the reader resumes
+     * it, and its poll wakes for the writer's bytes (else the upload, and
+     * the body's end, waited for the read timeout to end the turn). */
+    upload_check(slot);
     long rt = slot->f->req.read_timeout_ms;
     double now = qv_coarse_ms();
     if (rt >= 0 && qv_transfer_silent_ms(slot, now) >= (double)rt) return 0;
+    struct curl_waitfd up = {.fd = qv_upload_watch_fd(slot), .events = CURL_WAIT_POLLIN};
     if (wait_ms >= 0)
-        curl_multi_poll(l->multi, NULL, 0,
+        curl_multi_poll(l->multi, up.fd >= 0 ? &up : NULL, up.fd >= 0,
                         (int)qv_transfer_poll_ms(slot, wait_ms < 1000 ? wait_ms : 1000), NULL);
     int running = 0;
     return curl_multi_perform(l->multi, &running) == CURLM_OK && running;

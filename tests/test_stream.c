@@ -757,6 +757,14 @@ Test(stream, a_waiting_thread_never_runs_a_download_into_the_pipe_it_reads_after
     close(p[1]);
 }
 
+/* A FIFO in a fresh directory (remove_dir removes it). */
+static void new_fifo(char *fifo, size_t n)
+{
+    make_dir();
+    snprintf(fifo, n, "%s", in_dir("fifo"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+}
+
 /* A FIFO with a writer that has written nothing (yet): the transfer that
  * reads it as upload_path (opened, no waiting) waits for its bytes. The
  * writer's end, and a reader's kept open meanwhile so that the writer's
@@ -775,10 +783,8 @@ static int fifo_writer(const char *fifo, int *rd)
  * transfer's read of the body would wait for that very thread, for good. */
 Test(stream, a_waiting_thread_never_runs_an_upload_from_the_pipe_it_writes_after)
 {
-    make_dir();
     char fifo[256];
-    snprintf(fifo, sizeof fifo, "%s", in_dir("fifo"));
-    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    new_fifo(fifo, sizeof fifo);
     static char body[256 << 10];
     memset(body, 'u', sizeof body);
     qv_session *s = TX_SESSION(.max_workers = 2);
@@ -809,10 +815,8 @@ Test(stream, a_waiting_thread_never_runs_an_upload_from_the_pipe_it_writes_after
  * every executor: the worker, the loop's thread, the worker process). */
 Test(stream, a_cancel_stops_an_upload_waiting_for_its_pipe)
 {
-    make_dir();
     char fifo[256];
-    snprintf(fifo, sizeof fifo, "%s", in_dir("fifo"));
-    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    new_fifo(fifo, sizeof fifo);
     int rd, wr = fifo_writer(fifo, &rd);
     qv_session *s = TX_SESSION(0);
     qv_future *f;
@@ -1635,6 +1639,59 @@ static int drain(qv_response *r, size_t chunk, long long *bytes)
     sha_hex(&h, hex);
     *bytes = h.bytes;
     return rc;
+}
+
+/* Writes 1000 bytes to the descriptor after 300 ms, then closes it. */
+static void *write_late(void *arg)
+{
+    int wr = *(int *)arg;
+    static char more[1000];
+    memset(more, 'l', sizeof more);
+    usleep(300000);
+    cr_assert_eq(write(wr, more, sizeof more), (ssize_t)sizeof more);
+    close(wr);
+    return NULL;
+}
+
+/* A streamed response whose request body still comes from a pipe (the
+ * fault server answers a chunked upload before reading it): the upload
+ * waits for the pipe's writer while the reader waits for the body's end,
+ * and goes on once the writer writes and closes. On QV_THREADS the reader
+ * runs the transfer lent to it: its passes must resume the upload too, or
+ * it waited for the read timeout (10 s here) before its worker did. */
+Test(stream, a_streamed_response_whose_upload_pipe_writes_late_ends_once_it_is_sent)
+{
+    char fifo[256];
+    new_fifo(fifo, sizeof fifo);
+    int rd, wr = fifo_writer(fifo, &rd);
+    static char first[1000];
+    memset(first, 'f', sizeof first);
+    cr_assert_eq(write(wr, first, sizeof first), (ssize_t)sizeof first);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.method = "POST",
+                                               .url = tx_faults_url("/drip?bytes=3&interval=0.05"),
+                                               .upload_path = fifo,
+                                               .stream = 1,
+                                               .read_timeout_ms = 10000}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    pthread_t t;
+    double start = now_ms();
+    cr_assert_eq(pthread_create(&t, NULL, write_late, &wr), 0);
+    long long bytes = 0;
+    int rc = drain(r, 1 << 16, &bytes);
+    double took = now_ms() - start;
+    pthread_join(t, NULL);
+    close(rd);
+    cr_assert_eq(rc, QV_OK, "%s", qv_response_read_error(r));
+    cr_assert_eq(bytes, 3);
+    cr_assert_lt(took, 5000,
+                 "the body ended %.0f ms after the writer began (it wrote after 300 ms)", took);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
 }
 
 Test(stream, stream_reads_a_64_mib_body_through_the_reader)
