@@ -15,8 +15,18 @@ MODE@before on the python/ named by --before (an earlier copy, for
 before/after). It prints CPU per request (user
 + system time of the whole process, every thread of it, quiver's included,
 over the load alone: from the first submit to the last result) and requests
-per second. Started by bench/python_run, which starts nginx; PYTHONPATH and
-QUIVER_LIB must point at python/ and libquiver.so.0 (it sets them).
+per second, and nginx_us: the CPU per request of nginx's workers over the
+same load (their /proc schedstat; QV_NGINX_PIDFILE names nginx's pid file).
+For one client, nginx does the same work per request in every run, so it
+tells how fast the VM's CPU ran during that run: that speed moves by up to
+1.6x between runs seconds apart, in step with every client's CPU
+(bench/NOTES.md, 2026-12-07 09:51), so `compare` also prints each client's
+CPU over nginx's, run by run, which holds still while the speed moves: the
+measure for before/after of one client. (Not across clients: nginx works
+per wake-up as well as per request, and requests-futures, one request a
+wake-up, costs it ~3x what quiver's bursts do.) Started by
+bench/python_run, which starts nginx; PYTHONPATH and QUIVER_LIB must point
+at python/ and libquiver.so.0 (it sets them).
 """
 
 from __future__ import annotations
@@ -32,6 +42,26 @@ import time
 MODES = ("requests_futures", "dropin", "quiver_threads", "quiver_loop", "cffi_floor",
          "cffi_floor_threads")
 DEBIAN_RF = "/usr/lib/python3/dist-packages/requests_futures/sessions.py"
+
+
+def nginx_ns() -> int:
+    """CPU ns so far of nginx's workers (0 without QV_NGINX_PIDFILE)."""
+    path = os.environ.get("QV_NGINX_PIDFILE")
+    if not path:
+        return 0
+    with open(path) as f:
+        master = f.read().strip()
+    total = 0
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        for pid in f.read().split():
+            with open(f"/proc/{pid}/schedstat") as g:
+                total += int(g.read().split()[0])
+    return total
+
+
+def report(mode: str, c: int, n: int, ok: int, secs: float, cpu: float, ngx: int) -> None:
+    print(f"mode={mode} c={c} n={n} ok={ok} seconds={secs:.4f} cpu_us_per_req="
+          f"{cpu / n * 1e6:.1f} req_per_s={n / secs:.0f} nginx_us_per_req={ngx / n / 1e3:.1f}")
 
 
 def make_session(mode: str, c: int):
@@ -65,6 +95,7 @@ def floor(n: int, c: int, url: str, size: int, kind: int) -> int:
     o = ffi.new("qv_request_opts *", {"size": ffi.sizeof("qv_request_opts")})
     o.url = cu = ffi.new("char[]", url.encode())  # noqa: F841 - kept alive
     fp, rp, lp = ffi.new("qv_future **"), ffi.new("qv_response **"), ffi.new("size_t *")
+    g0 = nginx_ns()
     t0, c0 = time.monotonic(), time.process_time()
     fs = []
     for _ in range(n):
@@ -77,11 +108,10 @@ def floor(n: int, c: int, url: str, size: int, kind: int) -> int:
             ok += lib.qv_response_status(rp[0]) == 200 and lp[0] == size
         lib.qv_future_release(f)
     cpu, secs = time.process_time() - c0, time.monotonic() - t0
+    ngx = nginx_ns() - g0
     lib.qv_session_free(sp[0])
     lib.qv_executor_free(ex[0])
-    label = "cffi_floor_threads" if kind == 0 else "cffi_floor"
-    print(f"mode={label} c={c} n={n} ok={ok} seconds={secs:.4f} cpu_us_per_req="
-          f"{cpu / n * 1e6:.1f} req_per_s={n / secs:.0f}")
+    report("cffi_floor_threads" if kind == 0 else "cffi_floor", c, n, ok, secs, cpu, ngx)
     return 0 if ok == n else 2
 
 
@@ -91,6 +121,7 @@ def client(mode: str, n: int, c: int, url: str, size: int) -> int:
     s = make_session(mode, c)
     # one request first: connections and lazily made objects are not the load
     assert s.get(url).result(timeout=30).status_code == 200
+    g0 = nginx_ns()
     t0 = time.monotonic()
     c0 = time.process_time()
     futures = [s.get(url) for _ in range(n)]
@@ -100,9 +131,9 @@ def client(mode: str, n: int, c: int, url: str, size: int) -> int:
         ok += r.status_code == 200 and len(r.content) == size
     cpu = time.process_time() - c0
     secs = time.monotonic() - t0
+    ngx = nginx_ns() - g0
     s.close()
-    print(f"mode={mode} c={c} n={n} ok={ok} seconds={secs:.4f} cpu_us_per_req="
-          f"{cpu / n * 1e6:.1f} req_per_s={n / secs:.0f}")
+    report(mode, c, n, ok, secs, cpu, ngx)
     return 0 if ok == n else 2
 
 
@@ -147,8 +178,9 @@ def compare(n: int, cs: list[int], runs: int, url: str, size: int, modes: list[s
                 results.setdefault((c, label), []).append(kv)
                 print(f"run {run + 1}: {label}: {line}", flush=True)
     print()
-    print("| client | c | CPU µs/req (median, min–max) | × requests-futures | req/s |")
-    print("|---|---:|---:|---:|---:|")
+    print("| client | c | CPU µs/req (median, min–max) | × requests-futures | ÷ nginx's, run by "
+          "run (median, min–max) | nginx µs/req | req/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for c in cs:
         base = None
         for mode in modes:
@@ -156,13 +188,16 @@ def compare(n: int, cs: list[int], runs: int, url: str, size: int, modes: list[s
             if not rs:
                 continue
             cpu = [float(r["cpu_us_per_req"]) for r in rs]
+            ngx = [float(r["nginx_us_per_req"]) for r in rs]
+            per = [x / g for x, g in zip(cpu, ngx) if g > 0]
             rps = [float(r["req_per_s"]) for r in rs]
             med = statistics.median(cpu)
             if mode == "requests_futures":
                 base = med
             ratio = f"1/{base / med:.1f}" if base and mode != "requests_futures" else "1"
+            per_s = f"{statistics.median(per):.2f} ({min(per):.2f}–{max(per):.2f})" if per else "-"
             print(f"| {mode} | {c} | {med:.1f} ({min(cpu):.1f}–{max(cpu):.1f}) | {ratio} | "
-                  f"{statistics.median(rps):,.0f} |")
+                  f"{per_s} | {statistics.median(ngx):.1f} | {statistics.median(rps):,.0f} |")
     return 1 if bad else 0
 
 
