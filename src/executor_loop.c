@@ -257,7 +257,10 @@ static void start(loop *L, qv_future *f, batch *done)
             slot->active_idx = L->nactive;
             L->active[L->nactive++] = slot;
             if (f->req.io->upload_path) L->uploads++;
-            L->unclocked++; /* (its request is not on its way yet) */
+            /* (Its request is not on its way yet.) One with no read timeout
+             * starts no clock: counting it too would make every round that
+             * starts work scan the whole active list. */
+            L->unclocked += f->req.read_timeout_ms >= 0;
             /* More transfers than connections allowed: some wait for one
              * (or share one over HTTP/2). */
             int cap = L->base.o.max_total_connections;
@@ -294,17 +297,18 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
 }
 
 /* Aborts the transfers that were cancelled or ran into their read timeout
- * (with `fresh`, only those whose read clock has not started: the first
- * check that sees a request on its way starts it, so that check comes in
- * the round that sent it, not up to LOOP_SCAN_MS later); returns how long
- * poll may sleep before the next check is due. */
+ * (with `fresh`, only those with a read timeout whose clock has not started,
+ * as L->unclocked counts them: the first check that sees a request on its
+ * way starts it, so that check comes in the round that sent it, not up to
+ * LOOP_SCAN_MS later); returns how long poll may sleep before the next
+ * check is due. */
 static long scan(loop *L, batch *done, int fresh)
 {
     long wait = LOOP_SCAN_MS;
     L->unclocked = 0;
     for (int i = 0; i < L->nactive;) {
         qv_slot *slot = L->active[i];
-        if (fresh && slot->read_clock) {
+        if (fresh && (slot->read_clock || slot->f->req.read_timeout_ms < 0)) {
             i++;
             continue;
         }
