@@ -13,6 +13,7 @@
  *               (default) or all; see qv_bench.c, raw_multi.c, raw_threads.c
  *   --same-request, --like-quiver   raw clients: see bench_same_request and
  *               bench_like_quiver below
+ *   --socket-action            raw_multi: see raw_multi.c
  *   URL
  * and prints one line on stdout:
  *   client=NAME requests=N ok=N seconds=S http=VER conns=K [extra=...]
@@ -47,6 +48,7 @@ typedef struct bench_opts {
     int window;           /* qv_bench: futures outstanding in window mode (0 = 2*C) */
     int same_request;     /* raw clients: send the request quiver sends */
     int like_quiver;      /* raw clients: that, and the libcurl options quiver sets */
+    int socket_action;    /* raw_multi: driven by curl_multi_socket_action */
 } bench_opts;
 
 static inline double bench_now(void)
@@ -94,6 +96,7 @@ static inline void bench_parse(bench_opts *o, int argc, char **argv, const char 
         {"window", required_argument, NULL, 'w'},
         {"like-quiver", no_argument, NULL, 'q'},
         {"same-request", no_argument, NULL, 'R'},
+        {"socket-action", no_argument, NULL, 'A'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -138,6 +141,9 @@ static inline void bench_parse(bench_opts *o, int argc, char **argv, const char 
             break;
         case 'R':
             o->same_request = 1;
+            break;
+        case 'A':
+            o->socket_action = 1;
             break;
         default:
             bench_usage(argv[0], extra_usage);

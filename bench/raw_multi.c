@@ -16,8 +16,124 @@
  * request is made up front, each body is kept in its record (in a buffer of
  * its Content-Length that the client recycles), and responses are collected
  * (checked, buffer given back) in submission order, a finished one waiting
- * for those before it. */
+ * for those before it.
+ *
+ * --socket-action (information, not a floor of bench/targets: users write
+ * the perform loop): the multi is driven by curl_multi_socket_action.
+ * libcurl names the sockets to watch (CURLMOPT_SOCKETFUNCTION, kept in a
+ * pollfd array: no epoll_ctl calls) and when its timer is due
+ * (CURLMOPT_TIMERFUNCTION); the client polls those and runs socket_action
+ * for each ready socket and for the timer, so only the transfers whose
+ * socket fired or whose timer expired run, where curl_multi_perform runs
+ * every one (and each in PERFORM polls its own socket). */
 #include "bench_common.h"
+
+#include <poll.h>
+
+/* --socket-action's sockets and timer. */
+typedef struct sa {
+    struct pollfd *fds;
+    int n, cap;
+    int *at; /* a socket's index in fds + 1 (0: not watched), by descriptor */
+    int nat;
+    double due;    /* when libcurl's timer is due (ms, bench_now's clock), < 0 none */
+    int timer_set; /* the timer function was called */
+} sa;
+
+static int sa_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    (void)socketp;
+    sa *a = userp;
+    if (s >= a->nat) {
+        int nat = s * 2 + 16;
+        a->at = realloc(a->at, (size_t)nat * sizeof(*a->at));
+        if (!a->at) abort();
+        memset(a->at + a->nat, 0, (size_t)(nat - a->nat) * sizeof(*a->at));
+        a->nat = nat;
+    }
+    int i = a->at[s] - 1;
+    if (what == CURL_POLL_REMOVE) {
+        if (i < 0) return 0;
+        a->fds[i] = a->fds[--a->n];
+        a->at[a->fds[i].fd] = i + 1;
+        a->at[s] = 0;
+        return 0;
+    }
+    if (i < 0) {
+        if (a->n == a->cap) {
+            a->cap = a->cap * 2 + 16;
+            a->fds = realloc(a->fds, (size_t)a->cap * sizeof(*a->fds));
+            if (!a->fds) abort();
+        }
+        i = a->n++;
+        a->at[s] = i + 1;
+        a->fds[i].fd = s;
+    }
+    a->fds[i].events =
+        (short)((what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0));
+    a->fds[i].revents = 0;
+    return 0;
+}
+
+/* libcurl's timer, due in ms (0: now, -1: none). Its ms are rounded down:
+ * one more, so that the timer has expired when socket_action runs it (run
+ * early, nothing expires and libcurl calls this again only once it has). */
+static int sa_timer(CURLM *multi, long ms, void *userp)
+{
+    (void)multi;
+    sa *a = userp;
+    a->due = ms < 0 ? -1 : bench_now() * 1e3 + (double)ms + (ms > 0);
+    a->timer_set = 1;
+    return 0;
+}
+
+/* Runs the transfers whose socket the last poll found ready, then libcurl's
+ * timer if it is due. */
+static int sa_run(sa *a, CURLM *multi)
+{
+    int running = 0;
+    /* (socket_action changes fds: the ready ones are taken first) */
+    int nready = 0;
+    curl_socket_t ready[256];
+    int ev[256];
+    for (int i = 0; i < a->n && nready < 256; i++) {
+        short r = a->fds[i].revents;
+        if (!r) continue;
+        a->fds[i].revents = 0;
+        ready[nready] = a->fds[i].fd;
+        ev[nready++] = (r & (POLLIN | POLLHUP | POLLERR) ? CURL_CSELECT_IN : 0) |
+                       (r & (POLLOUT | POLLERR) ? CURL_CSELECT_OUT : 0) |
+                       (r & POLLERR ? CURL_CSELECT_ERR : 0);
+    }
+    for (int i = 0; i < nready; i++)
+        if (curl_multi_socket_action(multi, ready[i], ev[i], &running)) return 1;
+    if (a->due < 0 || bench_now() * 1e3 < a->due) return 0;
+    a->timer_set = 0;
+    if (curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running)) return 1;
+    /* libcurl 7.88 does not always call the timer function when its timer
+     * goes (a reused connection's transfer that ran and now waits for its
+     * socket had none, and none was told): asked, lest the client call
+     * socket_action for nothing in every round. */
+    long ms = -1;
+    if (!a->timer_set) {
+        curl_multi_timeout(multi, &ms);
+        sa_timer(multi, ms, a);
+    }
+    return 0;
+}
+
+/* Polls the sockets until one is ready or the timer is due (no poll if it is). */
+static void sa_wait(sa *a)
+{
+    int timeout = 1000;
+    if (a->due >= 0) {
+        double left = a->due - bench_now() * 1e3;
+        if (left <= 0) return;
+        timeout = (int)left + 1;
+    }
+    poll(a->fds, (nfds_t)a->n, timeout);
+}
 
 typedef struct xfer {
     CURL *easy;
@@ -40,7 +156,7 @@ static void next_request(xfer *t, bench_rec *recs, bench_pool *pool, long i)
 int main(int argc, char **argv)
 {
     bench_opts o;
-    bench_parse(&o, argc, argv, " [--submit window|all]");
+    bench_parse(&o, argc, argv, " [--submit window|all] [--socket-action]");
     int all = bench_raw_submit_all(&o, argv[0]);
     if (curl_global_init(CURL_GLOBAL_DEFAULT)) return 1;
     CURLM *multi = curl_multi_init();
@@ -48,6 +164,13 @@ int main(int argc, char **argv)
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, cache);
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, o.max_host_conns);
+    sa act = {.due = -1};
+    if (o.socket_action) {
+        curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, sa_socket);
+        curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, &act);
+        curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, sa_timer);
+        curl_multi_setopt(multi, CURLMOPT_TIMERDATA, &act);
+    }
     int https = strncmp(o.url, "https:", 6) == 0;
 
     xfer *x = calloc((size_t)o.c, sizeof(*x));
@@ -81,7 +204,8 @@ int main(int argc, char **argv)
     }
     while (done < o.n) {
         int running = 0;
-        if (curl_multi_perform(multi, &running)) return 1;
+        if (o.socket_action ? sa_run(&act, multi) : curl_multi_perform(multi, &running) != 0)
+            return 1;
         int left;
         for (CURLMsg *m; (m = curl_multi_info_read(multi, &left));) {
             if (m->msg != CURLMSG_DONE) continue;
@@ -122,15 +246,21 @@ int main(int argc, char **argv)
                     o.deadline_s, done, o.n);
             return 3;
         }
-        curl_multi_poll(multi, NULL, 0, 1000, NULL);
+        if (o.socket_action)
+            sa_wait(&act);
+        else
+            curl_multi_poll(multi, NULL, 0, 1000, NULL);
     }
     double secs = bench_now() - t0;
-    bench_result(bench_raw_name(&o, "raw_multi"), o.n, ok, secs, http, conns);
+    bench_result(bench_raw_name(&o, o.socket_action ? "raw_multi_sa" : "raw_multi"), o.n, ok, secs,
+                 http, conns);
     for (int i = 0; i < o.c; i++) {
         curl_easy_cleanup(x[i].easy);
         free(x[i].body.p);
     }
     curl_multi_cleanup(multi);
+    free(act.fds);
+    free(act.at);
     curl_slist_free_all(headers);
     if (all) bench_pool_free(&pool);
     free(recs);
