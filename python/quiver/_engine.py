@@ -600,9 +600,11 @@ def future_error(qvf: Any, rc: int, request: Any = None) -> Exception:
     return error_for(rc, text, request)
 
 
-def _parse_headers(block: str) -> OrderedDict:
-    """CaseInsensitiveDict's store from "name\0value\0...": repeated headers
-    joined with ", " (as urllib3 joins them), the first name's case kept."""
+def _parse_headers(raw: bytes) -> OrderedDict:
+    """CaseInsensitiveDict's store from b"name\0value\0..." (latin-1):
+    repeated headers joined with ", " (as urllib3 joins them), the first
+    name's case kept."""
+    block = raw.decode("latin-1")
     fields = block.split("\0")
     names, values = fields[0:-1:2], fields[1::2]
     lows = block.lower().split("\0")[0:-1:2]
@@ -639,8 +641,9 @@ class _LazyDict(CaseInsensitiveDict):
 
 
 class Headers(_LazyDict):
-    """A response's headers, parsed from quiver's copy of them ("name\0value\0
-    ...") the first time they are read."""
+    """A response's headers, parsed from quiver's copy of them (b"name\0value
+    \0...", decoded then: most responses' headers are never read) the first
+    time they are read."""
 
     _make = staticmethod(_parse_headers)
 
@@ -683,6 +686,28 @@ def set_cookie_values(r: Any) -> list[str]:
 
 
 _encodings: dict = {}
+# Responses' reasons and URLs as str, by their bytes: the same few come
+# back over and over, and one str shared by all costs no memory per response
+# (a page of it first touched costs 14 us on this VM: bench/NOTES.md,
+# 2026-12-07 09:51). Each emptied when it grows past its bound.
+_reasons: dict = {}
+_urls: dict = {}
+
+
+def _reason(raw: bytes) -> str:
+    if len(_reasons) >= 256:
+        _reasons.clear()
+    text = _reasons[raw] = raw.decode("latin-1")
+    return text
+
+
+def _url(raw: bytes) -> str:
+    if len(_urls) >= 4096:
+        _urls.clear()
+    text = _urls[raw] = raw.decode("utf-8", "replace")
+    return text
+
+
 # Response cookie jars share one lock (a lock each cost more than the rest
 # of the jar): a jar's methods hold it only for their own work.
 _JAR_LOCK = _RLock()
@@ -782,8 +807,11 @@ def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
         buf = sc.headers = ffi.new("char[]", n)
         _headers_copy(r, buf, n)
     status = info.status
-    reason = _string(info.reason).decode("latin-1") or \
-        _REASONS.get(status, "")  # HTTP/2 has no reason phrase
+    raw = _string(info.reason)
+    if raw:
+        reason = _reasons.get(raw) or _reason(raw)
+    else:  # HTTP/2 has no reason phrase
+        reason = _REASONS.get(status, "")
     ctype = info.content_type
     # the attributes Response.__init__ sets, in its order (the lazy ones'
     # sources in their place)
@@ -792,9 +820,10 @@ def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
     resp._content_consumed = True
     resp._next = None
     resp.status_code = status
-    resp._qv_headers = _unpack(buf, n).decode("latin-1")
+    resp._qv_headers = _unpack(buf, n)
     resp.raw = None
-    resp.url = _string(info.url).decode("utf-8", "replace")
+    raw = _string(info.url)
+    resp.url = _urls.get(raw) or _url(raw)
     if ctype:
         ctype = _string(ctype)
         enc = _encodings.get(ctype, _encoding)  # (a function is never a value)
