@@ -78,9 +78,11 @@ def test_same_url_with_other_arguments(httpbin):
             r = s.get(url, allow_redirects=False).result(timeout=30)
             assert (r.status_code, r.history) == (302, [])
             assert s.get(url, headers={"X": "1"}).result(timeout=30).url == httpbin + "/get"
+            # (a read timeout of 1 s, not less: httpbin answered /delay/0
+            # in over 200 ms on a busy machine)
             with pytest.raises(requests.ReadTimeout):
-                s.get(httpbin + "/delay/3", timeout=(5, 0.2)).result(timeout=30)
-            assert s.get(httpbin + "/delay/0", timeout=(5, 0.2)).result(timeout=30).ok
+                s.get(httpbin + "/delay/3", timeout=(5, 1)).result(timeout=30)
+            assert s.get(httpbin + "/delay/0", timeout=(5, 1)).result(timeout=30).ok
             assert s.head(url).result(timeout=30).status_code == 302
 
 
