@@ -13,11 +13,17 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* How often a lender looks whether its handle is still used, and after how
- * long unused it takes it back: transfers go on within about this long of
- * the waiting thread going to do other work. */
-#define LEND_LOOK_MS 2
-#define LEND_AWAY_MS 0.5
+/* After how long unused a lent handle is taken back, and how often its
+ * lender looks: every LEND_LOOK_MS when it is the pool's only worker, else
+ * every LEND_QUIET_LOOK_MS, since the other workers take it back for it
+ * at their pops (reclaim). So transfers go on within about LEND_LOOK_MS of
+ * the waiting thread going to do other work while the other workers take
+ * work, and within LEND_QUIET_LOOK_MS at most. Looking every 2 ms woke the
+ * lender 0.07-0.14 times a request in the window idiom at c = 8-64, each
+ * time to find its handle in use (bench/NOTES.md, 2026-12-07 10:11). */
+#define LEND_LOOK_MS       2
+#define LEND_QUIET_LOOK_MS 10
+#define LEND_AWAY_MS       0.5
 /* A thread running another future on the lent handle while it waits is not
  * woken for its own future's completion, which it sees at its transfer's
  * next event or within QV_UNTIL_LOOK_MS (transfer.c); but once in so many
@@ -161,9 +167,26 @@ static int should_lend(tpool *tp, tslot *own)
     return waited && !atomic_load(&tp->lent) && !ex->shutdown && qv_executor_lendable_locked(ex);
 }
 
+/* Gives the lent handle back to its worker (ex->mu held). */
+static void give_back(tpool *tp)
+{
+    atomic_store(&tp->lent, NULL);
+    pthread_cond_signal(&tp->lend_cv);
+}
+
+/* Under ex->mu, before a worker's pop: takes a handle lent by another worker
+ * back for it once no waiting thread used it for LEND_AWAY_MS, so that its
+ * lender need not wake to look while the waiting thread keeps using it. */
+static void reclaim(tpool *tp)
+{
+    if (atomic_load(&tp->lent) && !tp->inside && qv_now_ms() - tp->used_ms >= LEND_AWAY_MS)
+        give_back(tp);
+}
+
 /* Under ex->mu: lends own to the waiting threads and sleeps until one gives
- * it back (it cannot run what it waits for) or none used it for
- * LEND_AWAY_MS, or shutdown; then finishes the attempt they left in it. */
+ * it back (it cannot run what it waits for), another worker or its own look
+ * finds it unused for LEND_AWAY_MS, or shutdown; then finishes the attempt
+ * they left in it. */
 static void lend(tpool *tp, tslot *own)
 {
     qv_executor *ex = &tp->base;
@@ -171,7 +194,7 @@ static void lend(tpool *tp, tslot *own)
     atomic_store(&tp->lent, own);
     while (atomic_load(&tp->lent) == own) {
         struct timespec dl;
-        qv_deadline(&dl, LEND_LOOK_MS);
+        qv_deadline(&dl, tp->nthreads > 1 ? LEND_QUIET_LOOK_MS : LEND_LOOK_MS);
         qv_cond_wait(&tp->lend_cv, &ex->mu, &dl);
         if (atomic_load(&tp->lent) == own && !tp->inside &&
             (ex->shutdown || qv_now_ms() - tp->used_ms >= LEND_AWAY_MS))
@@ -188,13 +211,6 @@ static void lend(tpool *tp, tslot *own)
         if (own->f) drive(own, NULL, NULL);
         pthread_mutex_lock(&ex->mu);
     }
-}
-
-/* Gives the lent handle back to its worker (ex->mu held). */
-static void give_back(tpool *tp)
-{
-    atomic_store(&tp->lent, NULL);
-    pthread_cond_signal(&tp->lend_cv);
 }
 
 static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *deadline)
@@ -265,6 +281,7 @@ static void *worker_main(void *arg)
                 lend(tp, &own);
                 continue;
             }
+            reclaim(tp);
             if ((f = qv_executor_pop_locked(ex, &wait_ms)) ||
                 (ex->shutdown && qv_executor_empty_locked(ex)))
                 break;

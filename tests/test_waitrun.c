@@ -13,9 +13,14 @@
 
 #include "../src/internal.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 TX_KIND_ONLY(threads);
 
@@ -260,6 +265,53 @@ Test(waitrun, a_waiting_thread_runs_queued_work_and_still_sees_its_result_in_tim
         if (ran)
             cr_assert_lt(t.b_ms, 1000.0,
                          "B (/delay/0.3) came back after %.0f ms while this thread ran C", t.b_ms);
+    }
+    cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
+    qv_session_free(s);
+}
+
+/* The sleeps of the process's threads but this one so far (each thread's
+ * voluntary context switches). */
+static long others_sleeps(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    cr_assert(d, "no /proc/self/task");
+    long sum = 0, self = (long)syscall(SYS_gettid);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.' || atol(e->d_name) == self) continue;
+        char path[300], line[128];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp) continue; /* that thread ended */
+        long n;
+        while (fgets(line, sizeof(line), fp))
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) sum += n;
+        fclose(fp);
+    }
+    closedir(d);
+    return sum;
+}
+
+/* While this thread runs C on the lent handle (after B's result, to ~1.6 s),
+ * the other worker is idle and the lender sleeps: it need not wake to look
+ * at a handle in use, since another worker would take it back at its next
+ * pop (it looked every 2 ms: ~0.5 sleeps a ms; now every 10 ms). */
+Test(waitrun, the_lender_does_not_wake_every_2_ms_while_its_handle_is_in_use, .timeout = 60)
+{
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    int ran = 0;
+    for (int i = 0; i < 20 && !ran; i++) {
+        trio t;
+        run_queued_meanwhile(s, "/delay/0.3", "/delay/1.5", &t);
+        long sleeps0 = others_sleeps();
+        double t0 = now_ms();
+        ran = c_ran_here(&t);
+        double el = now_ms() - t0;
+        long sleeps = others_sleeps() - sleeps0;
+        if (ran)
+            cr_assert_lt((double)sleeps / el, 0.2,
+                         "the other threads slept %ld times in the %.0f ms this thread ran C",
+                         sleeps, el);
     }
     cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
     qv_session_free(s);
