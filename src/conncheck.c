@@ -162,16 +162,21 @@ static int close_cb(void *p, curl_socket_t fd)
 static int prereq_cb(void *p, char *rip, char *lip, int rport, int lport)
 {
     qv_slot *slot = p;
+    int http = strncmp(slot->f->req.url, "http:", 5) == 0;
+    qv_lowat_conn(slot, CURL_SOCKET_BAD);
     if (lport < 0 || lport > 65535 || !rip || !lip) return CURL_PREREQFUNC_OK;
     if (slot->opened_fd != CURL_SOCKET_BAD) {
         /* A new connection, opened by this transfer (the last socket it
          * opened: with several attempts, another may have won; then the
          * connection goes unchecked rather than mistaken). */
-        if (local_port(slot->opened_fd) == lport) remember(slot->opened_fd, lport, lip, rip, rport);
+        if (local_port(slot->opened_fd) == lport) {
+            remember(slot->opened_fd, lport, lip, rip, rport);
+            if (http) qv_lowat_conn(slot, slot->opened_fd);
+        }
         slot->opened_fd = CURL_SOCKET_BAD;
         return CURL_PREREQFUNC_OK;
     }
-    if (strncmp(slot->f->req.url, "http:", 5) != 0) return CURL_PREREQFUNC_OK;
+    if (!http) return CURL_PREREQFUNC_OK;
     pthread_mutex_lock(&mu);
     conn *c = find(lport, lip, rip, rport);
     int fd = c ? c->fd : -1;
@@ -182,6 +187,7 @@ static int prereq_cb(void *p, char *rip, char *lip, int rport, int lport)
         slot->abort = QV_ABORT_DIRTY;
         return CURL_PREREQFUNC_ABORT;
     }
+    qv_lowat_conn(slot, fd);
     return CURL_PREREQFUNC_OK;
 }
 

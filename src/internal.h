@@ -996,6 +996,24 @@ typedef struct qv_sink {
 /* How the transfer's thread may write output_fd itself, without waiting. */
 enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN };
 
+/* A streamed download is received in pieces as large as curl's tool reads
+ * (libcurl still calls write_cb with at most 16 KiB at a time): a sixth of
+ * the recv calls. Only for these: libcurl allocates the buffer for each
+ * transfer, and a small response would not fill it. (libcurl 7.88 takes
+ * the option on a handle that has made transfers; the reset that follows a
+ * special request puts back its default.) */
+#define QV_RECV_BUFFER (100L << 10)
+
+/* A streamed body received in batches (rcvlowat.c). */
+typedef struct qv_lowat {
+    curl_socket_t fd; /* the hop's plain-HTTP connection (conncheck.c), or CURL_SOCKET_BAD */
+    int driven;       /* by qv_transfer_drive, whose polls qv_lowat_poll_ms caps */
+    int set;          /* SO_RCVLOWAT as set on fd (0: never, the default 1) */
+    int state;        /* this hop: 0 not yet looked at, 1 batched, -1 not */
+    long long left;   /* its body bytes still to come */
+    size_t round;     /* body bytes received since the last poll */
+} qv_lowat;
+
 /* One reusable transfer slot: an easy handle and the state of its transfer. */
 typedef struct qv_slot {
     CURL *easy;
@@ -1050,6 +1068,7 @@ typedef struct qv_slot {
     CURLU *url_parsed;
     int url_refused;
     qv_sink sink;
+    qv_lowat lowat;
     qv_pipe *pipe;      /* stream = 1, once the headers went out */
     char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */
     int paused;         /* the transfer waits for the reader (CURL_WRITEFUNC_PAUSE) */
@@ -1059,6 +1078,13 @@ typedef struct qv_slot {
     char errbuf[CURL_ERROR_SIZE];
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
 } qv_slot;
+
+/* rcvlowat.c */
+void qv_lowat_conn(qv_slot *slot, curl_socket_t fd); /* the hop's connection (or none) */
+void qv_lowat_hop(qv_slot *slot);                    /* a status line: a new hop */
+void qv_lowat_body(qv_slot *slot, size_t len);       /* len bytes of a streamed body */
+long qv_lowat_poll_ms(qv_slot *slot, long cap_ms);   /* before each poll: the cap */
+void qv_lowat_end(qv_slot *slot);                    /* the transfer ended */
 
 /* The holder of a future whose transfer runs on a private curl_multi (a
  * QV_THREADS worker's, a process worker's): a cancel or a poke wakes its

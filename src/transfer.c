@@ -34,6 +34,7 @@ static int start_hop(qv_slot *slot, const char *line, size_t len)
     if (r->body.data) r->body.data[0] = '\0';
     slot->body_sized = 0;
     slot->sink.hop = 0;
+    qv_lowat_hop(slot);
     /* "HTTP/1.1 200 OK" or "HTTP/2 200" */
     const char *p = memchr(line, ' ', len), *end = line + len;
     while (end > line && (end[-1] == '\r' || end[-1] == '\n')) end--;
@@ -210,6 +211,13 @@ static size_t stream_write(qv_slot *slot, char *buf, size_t len)
     }
 }
 
+/* A streamed body's bytes taken (w of them, or the pause: none yet). */
+static size_t taken(qv_slot *slot, size_t w)
+{
+    if (w && w != CURL_WRITEFUNC_PAUSE) qv_lowat_body(slot, w);
+    return w;
+}
+
 static size_t write_cb(char *buf, size_t size, size_t n, void *p)
 {
     qv_slot *slot = p;
@@ -224,17 +232,17 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *p)
         slot->abort = QV_ABORT_CANCEL;
         return 0;
     }
-    if (slot->pipe) return stream_write(slot, buf, len);
+    if (slot->pipe) return taken(slot, stream_write(slot, buf, len));
     if (!slot->sink.hop && qv_sink_wanted(&slot->f->req)) {
         slot->sink.hop = hop_streams(slot) ? 1 : -1;
         if (slot->sink.hop > 0 && start_pump(slot)) return 0;
-        if (slot->pipe) return stream_write(slot, buf, len);
+        if (slot->pipe) return taken(slot, stream_write(slot, buf, len));
     }
     if (slot->sink.hop > 0) {
         size_t w = qv_sink_write(slot, buf, len);
         /* That on_data call was slow: the next go to a pump. */
         if (slot->sink.slow && !slot->pipe && w == len && start_pump(slot)) return 0;
-        return w;
+        return taken(slot, w);
     }
     if (max && (body->len > max || len > max - body->len)) {
         slot->abort = QV_ABORT_TOO_LARGE;
@@ -489,13 +497,6 @@ static int special(const qv_req *r)
 /* Upload bodies are read in larger pieces than libcurl's 16 KiB: a fourth
  * of a pipe's room (curl's own tool uses 100 KiB). */
 #define QV_UPLOAD_BUFFER ((long)(QV_PIPE_CAP / 4))
-/* A streamed download is received in pieces as large as curl's tool reads
- * (libcurl still calls write_cb with at most 16 KiB at a time): a sixth of
- * the recv calls. Only for these: libcurl allocates the buffer for each
- * transfer, and a small response would not fill it. (libcurl 7.88 takes
- * the option on a handle that has made transfers; the reset that follows a
- * special request puts back its default.) */
-#define QV_RECV_BUFFER (100L << 10)
 
 /* The options of a special request (see special()), streamed or not. */
 static CURLcode setup_special(qv_slot *slot, const qv_req *r, int streamed)
@@ -612,6 +613,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->last_activity_ms = qv_now_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
+    slot->lowat = (qv_lowat){.fd = CURL_SOCKET_BAD};
     slot->resp = qv_response_new_in(f->ex ? f->ex->bodies : NULL);
     char *hook_msg = NULL, *msg = NULL;
     int err = slot->resp ? qv_attempt_run_hooks(slot, f, &hook_msg) : QV_ENOMEM;
@@ -747,6 +749,7 @@ int qv_transfer_should_abort(qv_slot *slot)
 
 long qv_transfer_poll_ms(qv_slot *slot, long cap_ms)
 {
+    cap_ms = qv_lowat_poll_ms(slot, cap_ms);
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return cap_ms;
     double now = qv_coarse_ms();
@@ -1166,6 +1169,7 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
      * (the check before each poll resumes it once they came). */
     struct curl_waitfd wfd[2] = {{.fd = watch_fd, .events = CURL_WAIT_POLLIN},
                                  {.events = CURL_WAIT_POLLIN}};
+    slot->lowat.driven = 1; /* each of its polls below asks qv_transfer_poll_ms */
     for (;;) {
         int running = 0;
         if (curl_multi_perform(multi, &running)) {
@@ -1204,7 +1208,10 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
         if (wfd[0].revents) on_readable(slot);
     }
     qv_later_run();
-    if (ended) qv_transfer_detach(slot, multi);
+    if (ended) {
+        qv_lowat_end(slot);
+        qv_transfer_detach(slot, multi);
+    }
     return ended;
 }
 

@@ -12,7 +12,8 @@ misbehaviour (GET; the query string is ignored unless said otherwise):
   /stall-status  reads the request and never answers; waits for the client
                  to go (at most STALL_MAX seconds)
   /stall-body    headers with Content-Length 1000, 10 bytes, then stalls
-                 like /stall-status
+                 like /stall-status; ?length=N (2..2**30) announces N bytes
+                 and ?sent=S (1..N-1) sends S of them before the stall
   /drip          one byte per second of a 10-byte body (Content-Length 10);
                  ?bytes=N (1..100) and ?interval=S (0.01..5 s) change that
   /short         Content-Length 1000, 100 bytes, then a clean close (FIN);
@@ -251,8 +252,10 @@ class Handler(socketserver.BaseRequestHandler):
         return False
 
     def do_stall_body(self, q):
-        self.head(200, [("Content-Type", "text/plain"), ("Content-Length", "1000")])
-        self.send(b"x" * 10)
+        length = _int(q, "length", 1000, 2, 2**30)
+        sent = _int(q, "sent", 10, 1, length - 1)
+        self.head(200, [("Content-Type", "text/plain"), ("Content-Length", str(length))])
+        self.send(b"x" * sent)
         self.wait_for_client_to_go()
         return False
 
