@@ -642,7 +642,10 @@ static void *io_main(void *arg)
 static int loop_notify(qv_executor *ex)
 {
     loop *L = (loop *)ex;
-    if (atomic_load(&L->sleeping)) curl_multi_wakeup(L->multi);
+    /* One wake-up a sleep: the first submit clears the flag (the wake-up
+     * stays pending until the poll), the others see it cleared. The leader
+     * looks at the queue after it wakes, before it sleeps again. */
+    if (atomic_exchange(&L->sleeping, 0)) curl_multi_wakeup(L->multi);
     return QV_OK;
 }
 
