@@ -124,7 +124,8 @@ typedef qv_pair qv_cookie; /* cookie (name=value) */
 
 /* One multipart/form-data part. Arrays end with an element whose name is
  * NULL. Give either `value` (inline data; `value_len` 0 means strlen) or
- * `file` (a path, read when the transfer runs; unreadable → QV_EIO). */
+ * `file` (a path, read when the transfer runs; unreadable → QV_EIO; not a
+ * regular file, e.g. a FIFO, → QV_EINVAL: send a pipe as upload_path). */
 typedef struct qv_part {
     const char *name;
     const char *value;
@@ -510,7 +511,10 @@ typedef struct qv_request_opts {
 
     /* Send this file's content, read as it is sent; Content-Length from its
      * size (at the start of each attempt). A 307/308 redirect or a retry
-     * reads it again from the start. Unreadable: QV_EIO. */
+     * reads it again from the start. Unreadable: QV_EIO. A pipe (a FIFO,
+     * /dev/fd/N) goes chunked as its writer writes it, to its end; the
+     * transfer waits for the writer (even one yet to open a FIFO) without
+     * holding up any other (guide.md, Large bodies). */
     const char *upload_path;
     /* Produce the body: fill at most cap bytes of buf and return how many
      * (0 = the end, < 0 = fail the future with QV_EHOOK). Sent with

@@ -1074,6 +1074,7 @@ typedef struct qv_slot {
     int paused;         /* the transfer waits for the reader (CURL_WRITEFUNC_PAUSE) */
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
     int upload_waits;   /* ... a pipe with nothing in yet: sending paused (upload.c) */
+    int upload_unmet;   /* ... a FIFO no writer has opened since ours (upload.c) */
     double progress_ms; /* when on_progress last ran */
     char errbuf[CURL_ERROR_SIZE];
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
@@ -1271,11 +1272,14 @@ int qv_pump_last(qv_future *f);
 /* The body source of upload_path / on_upload, per attempt. */
 CURLcode qv_upload_setup(qv_slot *slot, char **msg);
 void qv_upload_end(qv_slot *slot);
+/* QV_EINVAL (and *msg) if a multipart file part is not a regular file
+ * (libcurl would wait for a FIFO's writer and bytes), else QV_OK. */
+int qv_upload_check_parts(qv_slot *slot, char **msg);
 /* An upload_path that is not a regular file (a FIFO, a pipe through
- * /dev/fd) is read without waiting: with nothing in it the sending pauses
- * (slot->upload_waits) and the transfer's poll watches the descriptor this
- * returns (-1: none to watch). qv_upload_look resumes the sending once the
- * pipe has bytes or its end. */
+ * /dev/fd) is opened and read without waiting: with nothing in it, or no
+ * writer yet, the sending pauses (slot->upload_waits) and the transfer's
+ * poll watches the descriptor this returns (-1: none to watch).
+ * qv_upload_look resumes the sending once the pipe has bytes or its end. */
 int qv_upload_watch_fd(const qv_slot *slot);
 void qv_upload_look(qv_slot *slot);
 /* The body from its start again, for a 307/308 hop quiver follows itself:

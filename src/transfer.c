@@ -598,6 +598,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->f = f;
     slot->upload_fd = -1;
     slot->upload_waits = 0;
+    slot->upload_unmet = 0;
     slot->progress_ms = 0;
     memset(&slot->sink, 0, sizeof(slot->sink));
     slot->sink.fd = -1;
@@ -618,6 +619,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     char *hook_msg = NULL, *msg = NULL;
     int err = slot->resp ? qv_attempt_run_hooks(slot, f, &hook_msg) : QV_ENOMEM;
     if (!err) err = qv_sink_begin(slot, &msg);
+    if (!err && f->req.nparts) err = qv_upload_check_parts(slot, &msg);
     CURLcode cc = err ? CURLE_OK : setup_easy(slot, f);
     if (!err && !cc && (f->req.io->upload_path || f->req.io->on_upload)) {
         cc = qv_upload_setup(slot, &msg);

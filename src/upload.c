@@ -1,6 +1,7 @@
 /* Request bodies read as they are sent: a file (upload_path, opened again
  * for each attempt, rewound for a 307/308 redirect or an auth round) or the
- * caller's on_upload callback (sent once; a resend fails clearly). */
+ * caller's on_upload callback (sent once; a resend fails clearly); and the
+ * check of multipart file parts, which libcurl reads itself. */
 #include "internal.h"
 
 #include <errno.h>
@@ -15,17 +16,31 @@ const char *const qv_upload_cant_rewind =
     "the on_upload body must be sent again (a redirect or an auth round), but a "
     "callback's body can't rewind: give upload_path or body instead";
 
+/* A FIFO opened without waiting reads 0 while no writer has opened it,
+ * as at its end. Linux tells the two apart: poll reports POLLHUP on it only
+ * once a writer has come (and gone) since our open. 1: no writer yet, the
+ * empty read is no end; 0: one came (its bytes, or its end, are to read). */
+static int writer_unmet(qv_slot *slot)
+{
+    struct pollfd p = {.fd = slot->upload_fd, .events = POLLIN};
+    slot->upload_unmet = poll(&p, 1, 0) == 0;
+    return slot->upload_unmet;
+}
+
 static size_t read_file(char *buf, size_t size, size_t n, void *p)
 {
     qv_slot *slot = p;
     for (;;) {
         ssize_t got = read(slot->upload_fd, buf, size * n);
-        if (got >= 0) return (size_t)got;
-        if (errno == EAGAIN) { /* (a pipe read without waiting: nothing in yet) */
+        if (got > 0) return (size_t)got;
+        if (got == 0 && !slot->upload_unmet) return 0;
+        /* (A pipe read without waiting: nothing in yet, or no writer yet;
+         * once one came, its bytes or its end are read again.) */
+        if (got == 0 ? writer_unmet(slot) : errno == EAGAIN) {
             slot->upload_waits = 1;
             return CURL_READFUNC_PAUSE;
         }
-        if (errno != EINTR) break;
+        if (got < 0 && errno != EINTR) break;
     }
     slot->sink.err = errno;
     slot->sink.io_path = slot->f->req.io->upload_path;
@@ -72,21 +87,23 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
     curl_off_t size = -1;
     CURLcode cc = CURLE_OK;
     if (r->io->upload_path) {
+        /* A pipe is opened and read without waiting: an open of a FIFO
+         * waits for a writer, a read for its bytes, and either heard no
+         * cancel meanwhile (on any executor), and on QV_LOOP stalled every
+         * transfer, or deadlocked a thread of yours leading the loop that
+         * writes the pipe only after its wait. (Our own open file
+         * description: the writer's flags stay as they are. A regular
+         * file is opened as ever.) */
         struct stat st;
-        slot->upload_fd = open(r->io->upload_path, O_RDONLY | O_CLOEXEC);
+        int pipe = stat(r->io->upload_path, &st) == 0 && !S_ISREG(st.st_mode);
+        slot->upload_fd = open(r->io->upload_path, O_RDONLY | O_CLOEXEC | (pipe ? O_NONBLOCK : 0));
         if (slot->upload_fd < 0 || fstat(slot->upload_fd, &st)) {
             *msg = qv_future_message(slot->f, QV_EIO, "cannot read %s: %s", r->io->upload_path,
                                      strerror(errno));
             return CURLE_READ_ERROR;
         }
         size = S_ISREG(st.st_mode) ? (curl_off_t)st.st_size : -1;
-        /* A pipe is read without waiting: a read that waited for its writer
-         * heard no cancel meanwhile (on any executor), and on QV_LOOP it
-         * stalled every transfer, or deadlocked a thread of yours leading
-         * the loop that writes the pipe only after its wait. Our own open
-         * file description: the writer's flags stay as they are. */
-        if (!S_ISREG(st.st_mode))
-            fcntl(slot->upload_fd, F_SETFL, fcntl(slot->upload_fd, F_GETFL) | O_NONBLOCK);
+        slot->upload_unmet = S_ISFIFO(st.st_mode);
         cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_file);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_file);
     } else {
@@ -108,6 +125,27 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
             cc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
     return cc;
+}
+
+int qv_upload_check_parts(qv_slot *slot, char **msg)
+{
+    const qv_req *r = &slot->f->req;
+    for (size_t i = 0; i < r->nparts; i++) {
+        const char *path = r->parts[i].file;
+        struct stat st;
+        /* libcurl opens and reads a part's file itself, and waits there: a
+         * FIFO's open for its writer, its reads for bytes (no cancel heard
+         * meanwhile; on QV_LOOP every transfer stalled). One it cannot
+         * read at all is libcurl's to report (QV_EIO). */
+        if (path && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            *msg = qv_future_message(slot->f, QV_EINVAL,
+                                     "multipart file part %s is not a regular file (a pipe can "
+                                     "be sent as upload_path)",
+                                     path);
+            return QV_EINVAL;
+        }
+    }
+    return QV_OK;
 }
 
 void qv_upload_end(qv_slot *slot)

@@ -2,9 +2,11 @@
  * forms, multipart (inline and file parts), and transparent decompression. */
 #include "support.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 TestSuite(body, .timeout = 30);
@@ -185,6 +187,41 @@ Test(body, multipart_unreadable_file_is_eio_at_result, .timeout = 30)
     cr_assert_eq(qv_future_state_get(f), QV_FAILED);
     qv_future_release(f);
     qv_session_free(s);
+}
+
+/* A file part that is a FIFO (no writer yet) is refused with QV_EINVAL
+ * naming it: libcurl opens and reads a part's file itself, waiting for a
+ * FIFO's writer and bytes, where no cancel is heard, and on QV_LOOP every
+ * transfer stalled with it (the GET beside it never completed). */
+Test(body, a_multipart_file_part_that_is_a_fifo_is_refused, .timeout = 30)
+{
+    char dir[] = "/tmp/qv-body-XXXXXX", fifo[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    qv_future *f, *get;
+    cr_assert_eq(qv_post(s, &f, tu("/post"),
+                         .multipart = (const qv_part[]){{.name = "upload", .file = fifo}, {0}}),
+                 QV_OK);
+    cr_assert_eq(qv_get(s, &get, tu("/get")), QV_OK);
+    int rc = qv_future_wait(get, 10000);
+    int done = qv_future_wait(f, 5000) == QV_OK;
+    if (!done) { /* (lets a stuck one go) */
+        int w = open(fifo, O_WRONLY | O_NONBLOCK);
+        if (w >= 0) close(w);
+    }
+    cr_assert_eq(rc, QV_OK, "a GET beside a multipart part read from a FIFO did not complete");
+    tx_expect_status(get, 200);
+    cr_assert(done, "the multipart request waits for its FIFO part's writer");
+    const char *msg = tx_expect_error(f, QV_EINVAL);
+    tx_assert_contains(msg, fifo);
+    tx_assert_contains(msg, "not a regular file");
+    qv_future_release(get);
+    qv_future_release(f);
+    qv_session_free(s);
+    unlink(fifo);
+    rmdir(dir);
 }
 
 Test(body, gzip_decoded, .timeout = 30)

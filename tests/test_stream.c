@@ -1588,6 +1588,85 @@ Test(stream, an_unreadable_upload_file_fails_with_qv_eio_naming_it)
     qv_session_free(s);
 }
 
+/* Opens fifo's write end once a reader has it open (bounded): -1 if none
+ * did (the upload never opened it, or closed it). */
+static int open_writer(const char *fifo)
+{
+    for (int i = 0; i < 1000; i++) {
+        int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0 || errno != ENXIO) return fd;
+        usleep(10000);
+    }
+    return -1;
+}
+
+/* An upload from a FIFO whose writer has not even opened it yet. Its
+ * transfer's open must not wait for the writer (an open of a FIFO does:
+ * on QV_LOOP that held up every transfer, and the thread that waited for
+ * the GETs below, leading the loop, hung), nor take the empty read of a
+ * FIFO no writer has opened for the end of the body (an empty body would
+ * go). Beside it: GETs, which complete meanwhile; an upload whose writer
+ * opens and closes without a byte (an empty body); and one whose writer
+ * never comes, which a cancel ends. */
+Test(stream, an_upload_from_a_fifo_holds_up_no_other_transfer)
+{
+    make_dir();
+    char fifo[3][256];
+    qv_session *s = TX_SESSION(.max_workers = 4);
+    qv_future *up[3], *get[3];
+    for (int i = 0; i < 3; i++) {
+        char name[8] = "fifo0";
+        name[4] = (char)('0' + i);
+        snprintf(fifo[i], sizeof fifo[i], "%s", in_dir(name));
+        cr_assert_eq(mkfifo(fifo[i], 0600), 0);
+        cr_assert_eq(qv_request(s, &up[i],
+                                &(qv_request_opts){
+                                    .method = "PUT", .url = sink("/up"), .upload_path = fifo[i]}),
+                     QV_OK);
+    }
+    for (int i = 0; i < 3; i++) cr_assert_eq(qv_get(s, &get[i], tu("/get")), QV_OK);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(qv_future_wait(get[i], 10000), QV_OK,
+                     "a GET beside uploads from FIFOs no one writes yet did not complete");
+        tx_expect_status(get[i], 200);
+    }
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(qv_future_state_get(up[i]), QV_RUNNING,
+                     "upload %d from a FIFO with no writer yet did not wait for it", i);
+
+    static const char text[] = "sent as it was written\n";
+    int w = open_writer(fifo[0]);
+    cr_assert_geq(w, 0, "the upload never opened its FIFO: %s", strerror(errno));
+    cr_assert_eq(write(w, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(w);
+    int empty = open_writer(fifo[1]);
+    cr_assert_geq(empty, 0, "the upload never opened its FIFO: %s", strerror(errno));
+    close(empty);
+    char hex[65];
+    const char *parts[2] = {text, ""};
+    for (int i = 0; i < 2; i++) {
+        qv_response *r = tx_expect_status(up[i], 200);
+        sha h;
+        sha_init(&h);
+        sha_add(&h, parts[i], strlen(parts[i]));
+        sha_hex(&h, hex);
+        expect_sunk(r, hex, (long long)strlen(parts[i]), 1);
+    }
+
+    cr_assert_eq(qv_future_state_get(up[2]), QV_RUNNING);
+    cr_assert_eq(qv_future_cancel(up[2]), 1);
+    int rc = qv_future_wait(up[2], 5000);
+    if (rc != QV_OK) close(open_writer(fifo[2])); /* (lets a stuck one go) */
+    cr_assert_eq(rc, QV_OK, "the cancel did not stop the upload waiting for its FIFO's writer");
+    cr_assert_eq(qv_future_state_get(up[2]), QV_CANCELLED);
+    for (int i = 0; i < 3; i++) {
+        qv_future_release(get[i]);
+        qv_future_release(up[i]);
+    }
+    qv_session_free(s);
+    remove_dir();
+}
+
 /* ------------------------------------------------------------ bad options */
 
 Test(stream, conflicting_forms_are_refused_at_submit)
