@@ -471,9 +471,12 @@ Test(cli_fetch, ctrl_c_cancels_in_flight_and_still_summarises, .timeout = 60)
 {
     /* Two in flight, one queued behind them; SIGINT to the whole process
      * group on a terminal, as Ctrl-C sends it: the process executor's
-     * workers get it too, and must not die of it. */
+     * workers get it too, and must not die of it. It goes once the tool
+     * has submitted them (its progress line is drawn then): 700 ms after
+     * the start, a loaded machine had not always come that far. */
     const char *a = tu("/delay/10?a"), *b = tu("/delay/10?b"), *c = tu("/get?queued");
-    cli_run_opts ctrl_c = {.signal = SIGINT, .signal_after_ms = 700, .pty = 1};
+    cli_run_opts ctrl_c = {
+        .signal = SIGINT, .signal_after_ms = 300, .pty = 1, .signal_after_output = 1};
     cli_result *r = cli_run(&ctrl_c, "fetch", "--executor", tx_kind_name(), "-j", "2", a, b, c);
     cli_expect_status(r, 128 + SIGINT);
     cr_assert_lt(r->ms, 5000.0, "stopping took %.0f ms", r->ms);

@@ -87,6 +87,7 @@ static void pump(pid_t pid, int *fds, buf **bufs, int nfds, const cli_run_opts *
      * process executor's workers included). */
     pid_t target = opts && opts->pty ? -pid : pid;
     int open_fds = nfds, signalled = 0;
+    double from = opts && opts->pty && opts->signal_after_output ? -1 : t0; /* (-1: not yet) */
     while (open_fds > 0) {
         struct pollfd pfd[2];
         int map[2], n = 0;
@@ -102,8 +103,8 @@ static void pump(pid_t pid, int *fds, buf **bufs, int nfds, const cli_run_opts *
             cr_assert_fail("quiver ran for more than %.0f s: killed", RUN_LIMIT_MS / 1000);
         }
         int timeout = 100;
-        if (opts && opts->signal && !signalled) {
-            double due = t0 + (double)opts->signal_after_ms;
+        if (opts && opts->signal && !signalled && from >= 0) {
+            double due = from + (double)opts->signal_after_ms;
             if (now >= due) {
                 kill(target, opts->signal);
                 signalled = 1;
@@ -121,6 +122,7 @@ static void pump(pid_t pid, int *fds, buf **bufs, int nfds, const cli_run_opts *
             ssize_t got = read(fds[i], chunk, sizeof chunk);
             if (got > 0) {
                 buf_add(bufs[i], chunk, (size_t)got);
+                if (from < 0) from = mono_ms();
             } else if (got == 0 || errno == EIO) {
                 close(fds[i]);
                 fds[i] = -1;

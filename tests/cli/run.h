@@ -29,6 +29,10 @@ typedef struct cli_run_opts {
                           (with pty: to the process group, like a Ctrl-C) */
     long signal_after_ms;
     int pty; /* stdin and stderr on a pseudo-terminal; stdout to a file */
+    /* With pty: signal_after_ms counts from the tool's first output there
+     * (fetch's progress line, drawn once it submitted its first requests),
+     * not from the start, which a loaded machine may spend starting up. */
+    int signal_after_output;
 } cli_run_opts;
 
 /* Runs QV_CLI_PATH with args (a NULL-terminated list, without argv[0]). */
