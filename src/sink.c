@@ -41,6 +41,20 @@ static int open_temp(qv_sink *k, const char *path)
     return QV_EIO;
 }
 
+/* A path that names no regular file (a device such as /dev/null, a FIFO,
+ * /dev/stdout) is written where it is: a temporary file renamed over it
+ * would replace it (as root, /dev/null itself). Opened without waiting: a
+ * FIFO with no reader fails (ENXIO) rather than block the transfer's thread. */
+static int open_in_place(qv_sink *k, const char *path)
+{
+    k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (k->fd < 0 || fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) & ~O_NONBLOCK)) {
+        k->err = errno;
+        return QV_EIO;
+    }
+    return QV_OK;
+}
+
 int qv_sink_begin(qv_slot *slot, char **msg)
 {
     qv_sink *k = &slot->sink;
@@ -58,7 +72,9 @@ int qv_sink_begin(qv_slot *slot, char **msg)
             rc = QV_OK;
         }
     } else {
-        rc = open_temp(k, r->io->output_path);
+        struct stat st;
+        int special = stat(r->io->output_path, &st) == 0 && !S_ISREG(st.st_mode);
+        rc = special ? open_in_place(k, r->io->output_path) : open_temp(k, r->io->output_path);
     }
     if (rc == QV_EIO)
         *msg = qv_future_message(slot->f, QV_EIO, "cannot open %s: %s", r->io->output_path,
