@@ -443,51 +443,6 @@ Test(stream, a_gzip_bomb_streamed_to_a_file_stops_at_max_response_bytes)
         QV_ETOO_LARGE);
 }
 
-/* output_path naming something that is not a regular file (here a FIFO;
- * /dev/null is the common case) is written in place: renamed over, the
- * FIFO (or, as root, /dev/null) would become a regular file; nor is it
- * removed when the transfer fails. A FIFO with no reader fails, no wait. */
-Test(stream, an_output_path_that_is_no_regular_file_is_written_in_place_and_kept)
-{
-    char fifo[256];
-    make_dir();
-    snprintf(fifo, sizeof fifo, "%s", in_dir("fifo"));
-    cr_assert_eq(mkfifo(fifo, 0600), 0);
-    qv_session *s = TX_SESSION(0);
-    qv_future *f;
-    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
-    cr_assert(rd >= 0);
-    cr_assert_eq(
-        qv_request(s, &f, &(qv_request_opts){.url = nginx("/echo?in-place"), .output_path = fifo}),
-        QV_OK);
-    tx_expect_status(f, 200);
-    qv_future_release(f);
-    char buf[64] = {0};
-    cr_assert_eq(read(rd, buf, sizeof buf - 1), 8, "the reader got \"%s\"", buf);
-    tx_assert_str_eq(buf, "in-place");
-    struct stat st;
-    cr_assert_eq(stat(fifo, &st), 0, "the FIFO was removed");
-    cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced by a file");
-    cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
-    /* A failed transfer leaves it where it is. */
-    cr_assert_eq(qv_request(s, &f,
-                            &(qv_request_opts){.url = tx_faults_url("/short?length=100000"),
-                                               .output_path = fifo}),
-                 QV_OK);
-    tx_expect_error(f, QV_EPROTOCOL);
-    qv_future_release(f);
-    cr_assert_eq(stat(fifo, &st), 0, "a failed transfer removed the FIFO");
-    cr_assert(S_ISFIFO(st.st_mode));
-    close(rd);
-    /* No reader now: a clear error, not a wait. */
-    cr_assert_eq(
-        qv_request(s, &f, &(qv_request_opts){.url = nginx("/echo?x"), .output_path = fifo}), QV_OK);
-    tx_assert_contains(tx_expect_error(f, QV_EIO), fifo);
-    qv_future_release(f);
-    qv_session_free(s);
-    remove_dir();
-}
-
 Test(stream, a_directory_that_does_not_exist_fails_with_qv_eio_naming_the_path)
 {
     qv_session *s = TX_SESSION(0);
@@ -808,6 +763,49 @@ static void new_fifo(char *fifo, size_t n)
     make_dir();
     snprintf(fifo, n, "%s", in_dir("fifo"));
     cr_assert_eq(mkfifo(fifo, 0600), 0);
+}
+
+/* output_path naming something that is not a regular file (here a FIFO;
+ * /dev/null is the common case) is written in place: renamed over, the
+ * FIFO (or, as root, /dev/null) would become a regular file; nor is it
+ * removed when the transfer fails. A FIFO with no reader fails, no wait. */
+Test(stream, an_output_path_that_is_no_regular_file_is_written_in_place_and_kept)
+{
+    char fifo[256];
+    new_fifo(fifo, sizeof fifo);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    cr_assert(rd >= 0);
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = nginx("/echo?in-place"), .output_path = fifo}),
+        QV_OK);
+    tx_expect_status(f, 200);
+    qv_future_release(f);
+    char buf[64] = {0};
+    cr_assert_eq(read(rd, buf, sizeof buf - 1), 8, "the reader got \"%s\"", buf);
+    tx_assert_str_eq(buf, "in-place");
+    struct stat st;
+    cr_assert_eq(stat(fifo, &st), 0, "the FIFO was removed");
+    cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced by a file");
+    cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
+    /* A failed transfer leaves it where it is. */
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/short?length=100000"),
+                                               .output_path = fifo}),
+                 QV_OK);
+    tx_expect_error(f, QV_EPROTOCOL);
+    qv_future_release(f);
+    cr_assert_eq(stat(fifo, &st), 0, "a failed transfer removed the FIFO");
+    cr_assert(S_ISFIFO(st.st_mode));
+    close(rd);
+    /* No reader now: a clear error, not a wait. */
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = nginx("/echo?x"), .output_path = fifo}), QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_EIO), fifo);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
 }
 
 /* A FIFO with a writer that has written nothing (yet): the transfer that
