@@ -167,21 +167,55 @@ def test_other_methods_and_statuses(httpbin):
     assert_same(*both(lambda s: s.get(httpbin + "/response-headers?X-A=1&X-A=2")))
 
 
-def test_errors_are_requests_exceptions(httpbin, faults, tls):
+@pytest.fixture
+def blackhole():
+    """A loopback port where connecting hangs (test_errors.c's): a listener
+    with a backlog of 0 that never accepts, its queue filled by our own
+    connects, so Linux drops further SYNs."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(listener.getsockname())
+        fillers.append(c)
+    yield listener.getsockname()[1]
+    for sock in fillers + [listener]:
+        sock.close()
+
+
+def test_errors_are_requests_exceptions(httpbin, faults, tls, blackhole):
+    def raise_for_status(r, **kwargs):
+        r.raise_for_status()
+
     cases = [
-        lambda s: s.get("http://127.0.0.1:1/"),
-        lambda s: s.get(httpbin + "/delay/3", timeout=0.3),
-        lambda s: s.get(httpbin + "/delay/3", timeout=(5, 0.3)),
-        lambda s: s.get(tls[0] + "/hello"),
-        lambda s: s.get("http:///nohost"),
-        lambda s: s.get("nothing"),
-        lambda s: s.get("ftp://127.0.0.1/"),
-        lambda s: s.get(httpbin + "/get", headers={"X-Bad": "a\r\nb"}),
-        lambda s: s.get(faults + "/reset"),
+        (requests.ConnectionError, lambda s: s.get("http://127.0.0.1:1/")),
+        (requests.ConnectTimeout,
+         lambda s: s.get(f"http://127.0.0.1:{blackhole}/", timeout=(0.5, 5))),
+        (requests.ConnectTimeout, lambda s: s.get(f"http://127.0.0.1:{blackhole}/", timeout=0.5)),
+        (requests.ReadTimeout, lambda s: s.get(httpbin + "/delay/3", timeout=0.3)),
+        (requests.ReadTimeout, lambda s: s.get(httpbin + "/delay/3", timeout=(5, 0.3))),
+        (requests.ReadTimeout, lambda s: s.get(faults + "/stall-status", timeout=(5, 0.3))),
+        (requests.exceptions.SSLError, lambda s: s.get(tls[0] + "/hello")),
+        (requests.exceptions.ProxyError,
+         lambda s: s.get(httpbin + "/get", proxies={"http": "http://127.0.0.1:1"})),
+        (requests.TooManyRedirects, lambda s: s.get(faults + "/loop")),
+        (requests.exceptions.InvalidURL, lambda s: s.get("http:///nohost")),
+        (requests.exceptions.MissingSchema, lambda s: s.get("nothing")),
+        (requests.exceptions.InvalidSchema, lambda s: s.get("ftp://127.0.0.1/")),
+        (requests.exceptions.InvalidHeader,
+         lambda s: s.get(httpbin + "/get", headers={"X-Bad": "a\r\nb"})),
+        (requests.ConnectionError, lambda s: s.get(faults + "/reset")),
+        (requests.exceptions.ChunkedEncodingError, lambda s: s.get(faults + "/bad-chunked")),
+        (requests.HTTPError,
+         lambda s: s.get(httpbin + "/status/404", hooks={"response": raise_for_status})),
     ]
-    for call in cases:
+    for expected, call in cases:
         a, b = both(call)
-        assert isinstance(b, Exception) and type(a) is type(b), (a, b)
+        assert type(a) is type(b) is expected, (a, b)
 
 
 def test_tls_verify(tls):
@@ -233,6 +267,39 @@ def test_stream_reads_at_the_readers_pace(ours, nginx):
     assert len(r2.raw.read(100)) == 100
     r2.close()
     assert ours.get(nginx + "/small").result(timeout=30).content == b"q" * 100
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_stream_at_constant_memory(ours, faults):
+    """stream=True reads at constant memory: 256 MiB of the fault server's
+    1 GiB body, through iter_content and r.raw, while this process's RSS
+    stays within 32 MiB of what it was when the headers came (a body held
+    whole would add its size); closing stops the rest."""
+    mib = 1024 * 1024
+    r = ours.get(faults + "/huge", stream=True).result(timeout=30)
+    assert r.headers["Content-Length"] == str(1024 * mib)
+    base = peak = _rss_bytes()
+    got = 0
+    for chunk in r.iter_content(64 * 1024):
+        got += len(chunk)
+        peak = max(peak, _rss_bytes())
+        if got >= 128 * mib:
+            break
+    while got < 256 * mib:
+        block = r.raw.read(min(mib, 256 * mib - got))
+        assert block, got
+        got += len(block)
+        peak = max(peak, _rss_bytes())
+    r.close()
+    assert got == 256 * mib and r._content is False
+    assert peak - base < 32 * mib, (base, peak)
 
 
 def test_client_certificate(mtls):
@@ -431,3 +498,24 @@ def test_same_request_again_checks_its_files(tls, tmp_path, monkeypatch):
         with cls() as s:
             results.append(steps(s))
     assert results[0] == results[1] == [200, 200, OSError]
+
+
+def test_netrc_unless_trust_env_is_off(httpbin, tmp_path, monkeypatch):
+    """With no auth given, credentials come from netrc (NETRC names the
+    file), as in requests; not with trust_env off, and never over a
+    request's own auth."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login nu password np\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    url = httpbin + "/basic-auth/nu/np"
+    a, b = both(lambda s: s.get(url))
+    assert a.status_code == b.status_code == 200
+    assert_same(a, b)
+
+    def no_env(s):
+        s.trust_env = False
+    a, b = both(lambda s: s.get(url), no_env)
+    assert a.status_code == b.status_code == 401
+    a, b = both(lambda s: s.get(httpbin + "/basic-auth/x/y", auth=("x", "y")))
+    assert a.status_code == b.status_code == 200
