@@ -178,6 +178,25 @@ def test_quickstart_example(httpbin):
     assert '"foo": "bar"' in lines[3] or "'foo': 'bar'" in lines[3] or '"foo":"bar"' in lines[3]
 
 
+def test_readme_python_example(httpbin):
+    """The README's Python example, as it is there (its URL made the local
+    httpbin's), on the drop-in."""
+    import os
+    import re
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) == 1, "the README has one Python example"
+    code = blocks[0].replace("http://127.0.0.1:8080", httpbin)
+    assert "from requests_futures.sessions import FuturesSession" in code and httpbin in code
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.splitlines() == [f"Request {i} Status: 200" for i in (1, 2, 3)]
+
+
 def _wait_completed(engine, n, seconds=10):
     deadline = time.monotonic() + seconds
     while engine.stats()["completed"] < n and time.monotonic() < deadline:
