@@ -149,3 +149,77 @@ def test_binding_choice(tmp_path):
     p = binding(str(alone), "api")
     assert p.returncode != 0 and "QUIVER_BINDING=api" in p.stderr
     assert quiver.BINDING == (os.environ.get("QUIVER_BINDING") or "api")
+
+
+def _peak_in_flight(s, futures) -> int:
+    """The most transfers s had in flight at once while futures ran (its
+    stats, sampled every 5 ms)."""
+    peak = 0
+    while not all(f.done() for f in futures):
+        peak = max(peak, s.stats()["in_flight"])
+        time.sleep(0.005)
+    return peak
+
+
+@pytest.mark.parametrize("how", ["per_host", "set_host_limits", "none"])
+def test_per_host_concurrency(httpbin, how):
+    """per_host={"max_concurrent": n} (or set_host_limits(host,
+    max_concurrent=n)) bounds the transfers to one host at once; without it
+    the same four slow requests run together."""
+    host = httpbin.split("//")[1]
+    with quiver.Session("loop", per_host={"max_concurrent": 1} if how == "per_host" else None) as s:
+        if how == "set_host_limits":
+            s.set_host_limits(host, max_concurrent=1)
+        fs = [s.get(httpbin + "/delay/0.3") for _ in range(4)]
+        peak = _peak_in_flight(s, fs)
+        assert all(f.result(timeout=30).ok for f in fs)
+    assert peak == 1 if how != "none" else peak >= 2, peak
+
+
+def test_backpressure_blocks(httpbin):
+    """max_queued without no_block: a submit beyond it waits until a queued
+    request starts (here: until the one running, 1 s long, ends)."""
+    with quiver.Session(max_workers=1, max_queued=1) as s:
+        first = s.get(httpbin + "/delay/1")
+        deadline = time.monotonic() + 10
+        while s.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fs = [first, s.get(httpbin + "/get")]  # queued: room for one
+        t0 = time.monotonic()
+        fs.append(s.get(httpbin + "/get"))
+        assert time.monotonic() - t0 >= 0.5
+        assert all(f.result(timeout=30).ok for f in fs)
+
+
+def test_retry_after_sets_the_wait(faults):
+    """A 503 with Retry-After: 1 is retried after a second, though the
+    backoff is 10 ms."""
+    with quiver.Session(retries={"max_retries": 2, "backoff_ms": 10}) as s:
+        t0 = time.monotonic()
+        r = s.get(f"{faults}/flaky?key={uuid.uuid4().hex}&fail=1&after=1").result(timeout=30)
+        assert (r.status_code, r.attempts) == (200, 2)
+        assert time.monotonic() - t0 >= 0.95
+
+
+def test_timing_breakdown(nginx_tls):
+    """r.timing: qv_timing's phases in ms from the transfer's start, each at
+    or after the one before; a reused connection has no connect or TLS."""
+    url, ca = nginx_tls
+    with quiver.Session("loop", verify=ca) as s:
+        t = s.get(url + "/small").result(timeout=30).timing
+        assert set(t) == {"queued_ms", "dns_ms", "connect_ms", "tls_ms", "first_byte_ms",
+                          "total_ms", "hooks_ms"}
+        assert 0 < t["connect_ms"] <= t["tls_ms"] <= t["first_byte_ms"] <= t["total_ms"], t
+        again = s.get(url + "/small").result(timeout=30).timing
+        assert again["connect_ms"] == again["tls_ms"] == 0 and again["total_ms"] > 0, again
+
+
+def test_loop_thousands_in_flight(nginx):
+    """The loop executor takes thousands of requests at once (1,000
+    transfers on one I/O thread) and completes each right."""
+    with quiver.Session("loop", max_workers=1000) as s:
+        fs = [s.get(nginx + "/small") for _ in range(3000)]
+        peak = _peak_in_flight(s, fs)
+        assert all(f.result(timeout=60).content == b"q" * 100 for f in fs)
+        assert s.stats()["completed"] == 3000
+    assert peak >= 500, peak
