@@ -71,6 +71,13 @@ def test_user_process_pool(httpbin):
         with pytest.raises(RuntimeError, match="Cannot pickle"):
             s.get(httpbin + "/get", background_callback=functools.partial(print, threading.Lock()))
         s.close()
+        # a picklable session= goes to the worker process with its state
+        inner = requests.Session()
+        inner.headers["X-From"] = "inner"
+        s = FuturesSession(executor=ex, session=inner)
+        r = s.get(httpbin + "/headers").result(timeout=60)
+        assert r.json()["headers"]["X-From"] == "inner"
+        s.close()
     assert pickle.loads(pickle.dumps(FuturesSession())).headers["User-Agent"].startswith(
         "python-requests")
 

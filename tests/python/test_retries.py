@@ -141,3 +141,18 @@ def test_connection_refused_retried(faults):
             assert isinstance(f, quiver.Future) is (cls is FuturesSession)
     assert out[0] is out[1]
 
+
+
+def test_adapter_kwargs_retries(faults):
+    """FuturesSession(adapter_kwargs={"max_retries": Retry(...)}) mounts
+    adapters with those retries, as requests-futures does: the quiver path
+    follows them, with the attempts and outcome of Debian's."""
+    out = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        key = uuid.uuid4().hex
+        retry = Retry(total=3, status_forcelist=[503], backoff_factor=0)
+        with cls(adapter_kwargs={"max_retries": retry}) as s:
+            f = s.get(f"{faults}/flaky?fail=2&key={key}", timeout=10)
+            assert isinstance(f, quiver.Future) is (cls is FuturesSession)
+            out.append((f.result(timeout=60).status_code, count(faults, key)))
+    assert out[0] == out[1] == (200, 3)
