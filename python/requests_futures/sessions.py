@@ -52,9 +52,9 @@ from requests.utils import (check_header_validity, get_environ_proxies, get_netr
 from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
-from quiver._engine import (QV_EPROTOCOL, QV_EREAD_TIMEOUT, QV_ETIMEOUT, Engine, StreamBody,
-                            build_response, c_string, error_for, future_error, prepared_request,
-                            scratch, set_cookie_values, settle)
+from quiver._engine import (QV_EPROTOCOL, QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_ETOO_LARGE, Engine,
+                            StreamBody, build_response, c_string, error_for, future_error,
+                            prepared_request, scratch, set_cookie_values, settle)
 from quiver._ffi import ffi, lib
 
 from ._retries import RetryPlan, retry_plan
@@ -785,8 +785,11 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
     retry = rec.retry
     if rc:
         exc = future_error(qvf, rc, rec.prepared())
-        if retry is not None and retry.read_retried and rc in _READ_ERRORS:
-            # urllib3's MaxRetryError, which requests raises as ConnectionError
+        if (retry is not None and retry.read_retried and rc in _READ_ERRORS) or \
+                rc == QV_ETOO_LARGE:
+            # urllib3's MaxRetryError, which requests raises as ConnectionError;
+            # or headers too large (the drop-in sets no size limit), which
+            # http.client refuses and requests raises as ConnectionError too
             exc = ConnectionError(str(exc), request=exc.request)
         settle(fut, exc=exc)
         return

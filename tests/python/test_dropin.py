@@ -210,12 +210,63 @@ def test_errors_are_requests_exceptions(httpbin, faults, tls, blackhole):
          lambda s: s.get(httpbin + "/get", headers={"X-Bad": "a\r\nb"})),
         (requests.ConnectionError, lambda s: s.get(faults + "/reset")),
         (requests.exceptions.ChunkedEncodingError, lambda s: s.get(faults + "/bad-chunked")),
+        (requests.ConnectionError, lambda s: s.get(faults + "/huge-headers")),
         (requests.HTTPError,
          lambda s: s.get(httpbin + "/status/404", hooks={"response": raise_for_status})),
     ]
     for expected, call in cases:
         a, b = both(call)
         assert type(a) is type(b) is expected, (a, b)
+
+
+@pytest.fixture
+def empty_reply():
+    """A loopback server that reads a request and closes the connection
+    without an answer."""
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    listener.close()
+
+
+def test_exceptions_that_differ(faults, empty_reply):
+    """The failures docs/python.md lists under "What differs": quiver's
+    codes do not say whether the response had begun, which is what requests
+    decides them by. (ours, Debian's) for each."""
+    cases = [
+        # before the status line: requests' ConnectionError
+        ((requests.exceptions.ChunkedEncodingError, requests.ConnectionError),
+         lambda s: s.get(empty_reply)),
+        ((requests.exceptions.ChunkedEncodingError, requests.ConnectionError),
+         lambda s: s.get(faults + "/garbage")),
+        # the body stalls: requests raises its read timeout as ConnectionError
+        ((requests.ReadTimeout, requests.ConnectionError),
+         lambda s: s.get(faults + "/stall-body", timeout=(5, 0.3))),
+        # a redirect to another scheme
+        ((requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema),
+         lambda s: s.get(faults + "/to-ftp")),
+    ]
+    for expected, call in cases:
+        a, b = both(call)
+        assert (type(a), type(b)) == expected, (a, b)
+    # a body shorter than its Content-Length: urllib3 1.26 returns it short
+    a, b = both(lambda s: s.get(faults + "/short?length=1000"))
+    assert type(a) is requests.exceptions.ChunkedEncodingError, a
+    assert (b.status_code, len(b.content)) == (200, 100), b
 
 
 def test_tls_verify(tls):
