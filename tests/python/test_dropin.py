@@ -570,3 +570,34 @@ def test_netrc_unless_trust_env_is_off(httpbin, tmp_path, monkeypatch):
     assert a.status_code == b.status_code == 401
     a, b = both(lambda s: s.get(httpbin + "/basic-auth/x/y", auth=("x", "y")))
     assert a.status_code == b.status_code == 200
+
+
+def test_ca_bundle_from_the_environment(tls, monkeypatch):
+    """REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) is the CA bundle when verify
+    is left True and trust_env is on, as in requests; with trust_env off it
+    is not read."""
+    url, ca = tls
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        monkeypatch.setenv(name, ca)
+        assert_same(*both(lambda s: s.get(url + "/hello")))
+
+        def no_env(s):
+            s.trust_env = False
+        a, b = both(lambda s: s.get(url + "/hello"), no_env)
+        assert type(a) is type(b) is requests.exceptions.SSLError, (a, b)
+
+
+def test_raw_and_connection(httpbin):
+    """r.raw is None without stream=True (the body was read whole), and
+    r.connection is the mounted adapter while response hooks run."""
+    seen = []
+
+    def hook(r, **kwargs):
+        seen.append(r.connection)
+
+    with FuturesSession() as s:
+        r = s.get(httpbin + "/get", hooks={"response": hook}).result(timeout=30)
+        assert r.raw is None and r.ok
+        assert seen == [s.get_adapter(httpbin + "/get")]

@@ -172,6 +172,20 @@ def test_many_in_flight(nginx):
         assert all(f.result(timeout=60).content == b"q" * 100 for f in fs)
 
 
+def test_max_workers_bounds_the_transfers(httpbin):
+    """FuturesSession(max_workers=n): at most n requests in flight at once,
+    as requests-futures' pool of n threads runs at most n."""
+    with FuturesSession(max_workers=2) as s:
+        fs = [s.get(httpbin + f"/delay/0.3?i={i}") for i in range(6)]
+        stats = s._get_bridge().engine.stats
+        peak = 0
+        while not all(f.done() for f in fs):
+            peak = max(peak, stats()["in_flight"])
+            time.sleep(0.005)
+        assert all(f.result(timeout=30).ok for f in fs)
+    assert peak == 2, peak
+
+
 def test_quickstart_example(httpbin):
     """examples/python_quickstart.py (scripts/demo runs it) on the drop-in."""
     import os
