@@ -461,8 +461,10 @@ typedef struct qv_request_opts {
      * response's body is then empty; qv_response_body_bytes() says how many
      * bytes were written. With QV_PROCESSES the worker writes the file.
      * A path that exists and is no regular file (/dev/null, a FIFO,
-     * /dev/stdout) is written in place, never renamed over or removed; a
-     * FIFO with no reader fails with QV_EIO instead of waiting for one. */
+     * /dev/stdout) is written in place, never renamed over or removed (with
+     * resume too, from its start); a FIFO with no reader fails with QV_EIO
+     * instead of waiting for one. Bytes written there cannot be taken back:
+     * once some went out, the request is never retried. */
     const char *output_path;
     int keep_partial;
     /* With output_path: append to the file as it is (a partial download),

@@ -47,6 +47,7 @@ static int open_temp(qv_sink *k, const char *path)
  * FIFO with no reader fails (ENXIO) rather than block the transfer's thread. */
 static int open_in_place(qv_sink *k, const char *path)
 {
+    k->in_place = 1;
     k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (k->fd < 0 || fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) & ~O_NONBLOCK)) {
         k->err = errno;
@@ -61,8 +62,12 @@ int qv_sink_begin(qv_slot *slot, char **msg)
     const qv_req *r = &slot->f->req;
     if (!r->io->output_path) return QV_OK;
     int rc;
-    if (r->io->resume) {
-        struct stat st;
+    /* (resume too: a FIFO has no size to resume from, and an open that
+     * creates waited for its reader.) */
+    struct stat st;
+    if (stat(r->io->output_path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        rc = open_in_place(k, r->io->output_path);
+    } else if (r->io->resume) {
         k->fd = open(r->io->output_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (k->fd < 0 || fstat(k->fd, &st) || lseek(k->fd, 0, SEEK_END) < 0) {
             k->err = errno;
@@ -72,9 +77,7 @@ int qv_sink_begin(qv_slot *slot, char **msg)
             rc = QV_OK;
         }
     } else {
-        struct stat st;
-        int special = stat(r->io->output_path, &st) == 0 && !S_ISREG(st.st_mode);
-        rc = special ? open_in_place(k, r->io->output_path) : open_temp(k, r->io->output_path);
+        rc = open_temp(k, r->io->output_path);
     }
     if (rc == QV_EIO)
         *msg = qv_future_message(slot->f, QV_EIO, "cannot open %s: %s", r->io->output_path,
@@ -159,7 +162,10 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
     }
     k->written += (long long)len;
     k->streamed = 1;
-    if (f->req.io->output_fd > 0 || f->req.io->on_data) f->out_unrepeatable = 1;
+    /* Bytes no retry can take back: the caller's descriptor or callback
+     * has them, or a FIFO's reader (a temporary file starts anew, a
+     * resumed one goes on from its end). */
+    if (f->req.io->output_fd > 0 || f->req.io->on_data || k->in_place) f->out_unrepeatable = 1;
     return len;
 }
 

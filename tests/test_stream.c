@@ -765,6 +765,24 @@ static void new_fifo(char *fifo, size_t n)
     cr_assert_eq(mkfifo(fifo, 0600), 0);
 }
 
+/* new_fifo, and its reader's end (non-blocking). */
+static int new_fifo_read(char *fifo, size_t n)
+{
+    new_fifo(fifo, n);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    cr_assert(rd >= 0);
+    return rd;
+}
+
+/* The reader of a FIFO finds want in it. */
+static void expect_fifo_text(int rd, const char *want)
+{
+    char buf[64] = {0};
+    cr_assert_eq(read(rd, buf, sizeof buf - 1), (ssize_t)strlen(want), "the reader got \"%s\"",
+                 buf);
+    tx_assert_str_eq(buf, want);
+}
+
 /* output_path naming something that is not a regular file (here a FIFO;
  * /dev/null is the common case) is written in place: renamed over, the
  * FIFO (or, as root, /dev/null) would become a regular file; nor is it
@@ -772,19 +790,15 @@ static void new_fifo(char *fifo, size_t n)
 Test(stream, an_output_path_that_is_no_regular_file_is_written_in_place_and_kept)
 {
     char fifo[256];
-    new_fifo(fifo, sizeof fifo);
+    int rd = new_fifo_read(fifo, sizeof fifo);
     qv_session *s = TX_SESSION(0);
     qv_future *f;
-    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
-    cr_assert(rd >= 0);
     cr_assert_eq(
         qv_request(s, &f, &(qv_request_opts){.url = nginx("/echo?in-place"), .output_path = fifo}),
         QV_OK);
     tx_expect_status(f, 200);
     qv_future_release(f);
-    char buf[64] = {0};
-    cr_assert_eq(read(rd, buf, sizeof buf - 1), 8, "the reader got \"%s\"", buf);
-    tx_assert_str_eq(buf, "in-place");
+    expect_fifo_text(rd, "in-place");
     struct stat st;
     cr_assert_eq(stat(fifo, &st), 0, "the FIFO was removed");
     cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced by a file");
@@ -804,6 +818,64 @@ Test(stream, an_output_path_that_is_no_regular_file_is_written_in_place_and_kept
         qv_request(s, &f, &(qv_request_opts){.url = nginx("/echo?x"), .output_path = fifo}), QV_OK);
     tx_assert_contains(tx_expect_error(f, QV_EIO), fifo);
     qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+/* Bytes written in place (a FIFO here; /dev/stdout alike) cannot be taken
+ * back: a transfer that broke after some reached it is not retried, or the
+ * reader would get them twice, then the next attempt's body after them. */
+Test(stream, an_output_path_written_in_place_is_not_retried_once_bytes_reached_it)
+{
+    char fifo[256];
+    int rd = new_fifo_read(fifo, sizeof fifo);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    /* 100 bytes of 1,000, then the server's end: QV_EPROTOCOL, which this
+     * policy retries. */
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = tx_faults_url("/short?length=1000"),
+                                .output_path = fifo,
+                                .retry = &(qv_retry){.max_retries = 2, .on = QV_RETRY_PROTOCOL}}),
+                 QV_OK);
+    tx_expect_error(f, QV_EPROTOCOL);
+    cr_assert_eq(qv_future_attempts(f), 1, "retried after its bytes went to the FIFO");
+    qv_future_release(f);
+    char buf[1024];
+    ssize_t n = read(rd, buf, sizeof buf);
+    cr_assert_eq(n, 100, "the reader got %zd bytes", n);
+    close(rd);
+    qv_session_free(s);
+    remove_dir();
+}
+
+/* resume = 1 on a FIFO: no size to resume from, so it is written in place
+ * from the start (no Range asked); with no reader, a clear QV_EIO at once
+ * (an open that creates waited for a reader, holding up the transfer's
+ * thread for good). */
+Test(stream, resume_to_a_fifo_writes_it_in_place_and_never_waits_for_a_reader)
+{
+    char fifo[256];
+    int rd = new_fifo_read(fifo, sizeof fifo);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){
+                                .url = nginx("/echo?resumed"), .output_path = fifo, .resume = 1}),
+                 QV_OK);
+    tx_expect_status(f, 200);
+    qv_future_release(f);
+    expect_fifo_text(rd, "resumed");
+    close(rd);
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.url = nginx("/echo?x"), .output_path = fifo, .resume = 1}),
+        QV_OK);
+    tx_assert_contains(tx_expect_error(f, QV_EIO), fifo);
+    qv_future_release(f);
+    struct stat st;
+    cr_assert(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was replaced");
     qv_session_free(s);
     remove_dir();
 }
