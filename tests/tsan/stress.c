@@ -45,6 +45,14 @@
  *     with no code of the caller's run so: their session has no hook, and
  *     each gets its done callback late, while it may run on a lent handle
  *     (the worker then runs it).
+ *  9. (threads) the bound on uncollected responses: pools whose workers
+ *     pause at 3 finished responses (one with a queue of 4, where submits
+ *     wait for room), each fed by three threads that go away while the
+ *     workers pause, then collect in order, the last submitted first, by
+ *     polling, with qv_as_completed or by done callbacks alone, cancel some
+ *     meanwhile, and let some futures go uncollected, before and after they
+ *     finished; then a pool freed while its workers pause, its futures
+ *     collected after it is gone. Nothing may be left counted.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -61,6 +69,7 @@
  */
 #define _GNU_SOURCE
 #include "holders.h"
+#include "internal.h" /* phase 9 reads the bound's counts */
 
 #include <quiver.h>
 
@@ -82,9 +91,10 @@
 #define SHARED_N    16  /* futures in that batch */
 #define TIME_LIMIT  600 /* seconds for the whole run: more is a hang */
 /* Room for the requests of a run: phases 3 and 4 submit for a set time
- * (at most ~2,000 per kind), phases 1 and 2 ~40 per kind and round. */
+ * (at most ~2,000 per kind), phases 1 and 2 ~40 per kind and round, phase
+ * 9 ~15 a round. */
 #define ITEMS_FIXED     10000
-#define ITEMS_PER_ROUND 216
+#define ITEMS_PER_ROUND 232
 
 /* ------------------------------------------------------------------ checks */
 
@@ -982,6 +992,188 @@ static void lent_to_waiters(world *w, int workers)
     qv_session_free(lw.s);
 }
 
+/* -------------------- 9. (threads) the bound on uncollected responses */
+
+#define UNCOLLECTED_BOUND   3  /* max_uncollected of the phase's pools */
+#define UNCOLLECTED_N       10 /* tracked futures per thread and round */
+#define UNCOLLECTED_THREADS 3  /* collectors per pool */
+
+typedef struct collector {
+    qv_session *s;
+    int id, rounds;
+    atomic_int *submitted; /* to the collector's pool, tracked or not */
+} collector;
+
+/* Times a collector back from its pause found the workers paused (said,
+ * not checked: how often they reach the bound is the scheduler's). */
+static atomic_int found_paused;
+
+/* A future of the phase's pools with no item (no done callback, ever): it
+ * is let go uncollected, before or after it finished. */
+static qv_future *untracked(collector *c)
+{
+    qv_future *f = NULL;
+    int rc = qv_get(c->s, &f, url_small);
+    CHECK(rc == QV_OK, "submit to a bounded pool: %s", qv_errname(rc));
+    if (rc == QV_OK) atomic_fetch_add(c->submitted, 1);
+    return rc == QV_OK ? f : NULL;
+}
+
+/* Collects a batch the way the round says: the workers pause at the bound
+ * while this thread is away, and go on as it collects, waits for one not
+ * started, polls, or adds a callback. */
+static void collect_batch(collector *c, item **its, qv_future **fs, int n, unsigned long long *rs)
+{
+    switch (rnd(rs, 4)) {
+    case 0: /* in order, working between results */
+        for (int i = 0; i < n; i++) {
+            int rc = qv_future_result(fs[i], NULL, result_ms);
+            CHECK(rc == QV_OK || (rc == QV_ECANCELLED && its[i]->cancel_rc == 1),
+                  "in-order result: %s", qv_errname(rc));
+            if (rnd(rs, 3) == 0) sleep_us(rnd(rs, 2000));
+        }
+        break;
+    case 1: /* the last submitted first (it has not started), then a poll loop */
+        if (n) {
+            int rc = qv_future_result(fs[n - 1], NULL, result_ms);
+            CHECK(rc == QV_OK || (rc == QV_ECANCELLED && its[n - 1]->cancel_rc == 1),
+                  "last-first result: %s", qv_errname(rc));
+        }
+        for (int i = 0; i < n; i++) {
+            double until = mono_ms() + result_ms;
+            while (!qv_future_done(fs[i]) && mono_ms() < until) sleep_us(200);
+        }
+        break;
+    case 2: { /* as they complete, working between results */
+        qv_as_completed *ac = NULL;
+        int rc = qv_as_completed_new(&ac, fs, (size_t)n);
+        CHECK(rc == QV_OK, "qv_as_completed_new: %s", qv_errname(rc));
+        qv_future *f;
+        int got = 0;
+        while (ac && qv_as_completed_next(ac, &f, result_ms) == QV_OK) {
+            got++;
+            if (rnd(rs, 3) == 0) sleep_us(rnd(rs, 2000));
+        }
+        CHECK(!ac || got == n, "as_completed gave %d of %d futures", got, n);
+        qv_as_completed_free(ac);
+        break;
+    }
+    default: /* by done callbacks alone, added in reverse order */
+        break;
+    }
+    (void)c;
+    for (int i = n - 1; i >= 0; i--) add_cb(its[i]);
+    for (int i = 0; i < n; i++) settle(its[i]);
+}
+
+static void *collector_main(void *arg)
+{
+    collector *c = arg;
+    unsigned long long rs = seed * 31337 + (unsigned long long)c->id;
+    for (int round = 0; round < c->rounds; round++) {
+        item *its[UNCOLLECTED_N];
+        qv_future *fs[UNCOLLECTED_N];
+        int n = 0;
+        qv_future *early = untracked(c); /* let go at once, unfinished */
+        if (early) qv_future_release(early);
+        qv_future *late = untracked(c); /* let go after the batch: finished by then */
+        for (int i = 0; i < UNCOLLECTED_N; i++) {
+            item *it;
+            int rc = submit_as(c->s, rnd(&rs, 4) ? url_small : url_get, &it, 1);
+            CHECK(rc == QV_OK, "submit to a bounded pool: %s", qv_errname(rc));
+            if (rc) continue;
+            atomic_fetch_add(c->submitted, 1);
+            its[n] = it;
+            fs[n++] = it->f;
+        }
+        /* Away: the workers finish up to the bound and pause. Cancels
+         * race them there. */
+        sleep_us(rnd(&rs, 6000));
+        if (atomic_load(&qv_session_executor(c->s)->paused)) atomic_fetch_add(&found_paused, 1);
+        for (int i = 0; i < n; i++)
+            if (rnd(&rs, 8) == 0) its[i]->cancel_rc = qv_future_cancel(fs[i]);
+        collect_batch(c, its, fs, n, &rs);
+        if (late) {
+            double until = mono_ms() + result_ms;
+            while (!qv_future_done(late) && mono_ms() < until) sleep_us(500);
+            qv_future_release(late);
+        }
+    }
+    return NULL;
+}
+
+/* Pools whose workers pause at UNCOLLECTED_BOUND finished responses: one
+ * whose submits never wait, one whose queue holds 4 (a submit waits for room
+ * while the workers pause); then one freed while its workers pause, its
+ * futures collected after it is gone. Nothing is left counted at the end. */
+static void uncollected_bound(world *w)
+{
+    qv_executor *ex[2];
+    qv_session *s[2];
+    atomic_int submitted[2] = {0, 0};
+    collector c[2 * UNCOLLECTED_THREADS];
+    pthread_t t[2 * UNCOLLECTED_THREADS];
+    for (int p = 0; p < 2; p++) {
+        int rc = qv_executor_new(&ex[p], &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                             .kind = QV_THREADS,
+                                                             .max_workers = 4,
+                                                             .max_queued = p ? 4 : 0,
+                                                             .max_uncollected = UNCOLLECTED_BOUND});
+        if (rc != QV_OK) die("qv_executor_new(bounded): %s", qv_errname(rc));
+        s[p] = new_session_as(ex[p], QV_THREADS, 0, 1);
+    }
+    for (int i = 0; i < 2 * UNCOLLECTED_THREADS; i++) {
+        int p = i % 2;
+        c[i] = (collector){
+            .s = s[p], .id = i, .rounds = w->rounds / 4 + 1, .submitted = &submitted[p]};
+        t[i] = spawn(collector_main, &c[i]);
+    }
+    for (int i = 0; i < 2 * UNCOLLECTED_THREADS; i++) pthread_join(t[i], NULL);
+    printf("stress (threads): uncollected bound: %d requests, workers found paused %d times\n",
+           atomic_load(&submitted[0]) + atomic_load(&submitted[1]),
+           atomic_exchange(&found_paused, 0));
+    for (int p = 0; p < 2; p++) {
+        qv_session_free(s[p]);
+        qv_executor_stats st;
+        CHECK(qv_executor_stats_get(ex[p], &st) == QV_OK, "qv_executor_stats_get failed");
+        CHECK(st.completed + st.failed + st.cancelled == (size_t)atomic_load(&submitted[p]),
+              "bounded pool %d: completed %zu + failed %zu + cancelled %zu != %d submitted", p,
+              st.completed, st.failed, st.cancelled, atomic_load(&submitted[p]));
+        CHECK(st.queued == 0 && st.in_flight == 0, "bounded pool %d: %zu queued, %zu in flight", p,
+              st.queued, st.in_flight);
+        CHECK(atomic_load(&ex[p]->uncollected) == 0 && atomic_load(&ex[p]->urgent) == 0 &&
+                  atomic_load(&ex[p]->paused) == 0,
+              "bounded pool %d: %ld uncollected, %d urgent, %d paused at the end", p,
+              atomic_load(&ex[p]->uncollected), atomic_load(&ex[p]->urgent),
+              atomic_load(&ex[p]->paused));
+        qv_executor_free(ex[p]);
+    }
+
+    /* Freed while its workers pause: it finishes the queue; the futures,
+     * collected after, let the last reference to it go. */
+    qv_executor *fx;
+    int rc = qv_executor_new(&fx, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                      .kind = QV_THREADS,
+                                                      .max_workers = 2,
+                                                      .max_uncollected = 2});
+    if (rc != QV_OK) die("qv_executor_new(bounded): %s", qv_errname(rc));
+    qv_session *fs = new_session_as(fx, QV_THREADS, 0, 1);
+    qv_future *f[12];
+    int n = 0;
+    for (int i = 0; i < 12; i++) {
+        rc = qv_get(fs, &f[n], url_small);
+        CHECK(rc == QV_OK, "submit to a bounded pool: %s", qv_errname(rc));
+        n += rc == QV_OK;
+    }
+    sleep_us(20000);
+    qv_session_free(fs);
+    qv_executor_free(fx);
+    for (int i = 0; i < n; i++) {
+        CHECK(qv_future_done(f[i]), "a future of a freed bounded pool is not done");
+        qv_future_release(f[i]);
+    }
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void run_kind(qv_executor_kind kind, int rounds)
@@ -1014,6 +1206,7 @@ static void run_kind(qv_executor_kind kind, int rounds)
     streams(&w);
     if (kind == QV_THREADS)
         for (int workers = 1; workers <= 2; workers++) lent_to_waiters(&w, workers);
+    if (kind == QV_THREADS) uncollected_bound(&w);
 
     for (int i = 0; i < 3; i++) qv_session_free(w.s[i]);
     /* Every callback has run by now (sessions wait for them). */
