@@ -18,8 +18,9 @@ const char *const qv_upload_cant_rewind =
 
 /* A FIFO opened without waiting reads 0 while no writer has opened it,
  * as at its end. Linux tells the two apart: poll reports POLLHUP on it only
- * once a writer has come (and gone) since our open. 1: no writer yet, the
- * empty read is no end; 0: one came (its bytes, or its end, are to read). */
+ * once a writer has come (and gone) since our open (one that came before
+ * shows by the bytes it left). 1: no writer yet, the empty read is no end;
+ * 0: one came (its bytes, or its end, are to read). */
 static int writer_unmet(qv_slot *slot)
 {
     struct pollfd p = {.fd = slot->upload_fd, .events = POLLIN};
@@ -32,7 +33,13 @@ static size_t read_file(char *buf, size_t size, size_t n, void *p)
     qv_slot *slot = p;
     for (;;) {
         ssize_t got = read(slot->upload_fd, buf, size * n);
-        if (got > 0) return (size_t)got;
+        if (got > 0) {
+            /* A writer came, if before our open (poll then reports no
+             * POLLHUP when it has gone): an empty read from now on is the
+             * end. */
+            slot->upload_unmet = 0;
+            return (size_t)got;
+        }
         if (got == 0 && !slot->upload_unmet) return 0;
         /* (A pipe read without waiting: nothing in yet, or no writer yet;
          * once one came, its bytes or its end are read again.) */

@@ -1782,6 +1782,40 @@ Test(stream, an_upload_from_a_fifo_holds_up_no_other_transfer)
     remove_dir();
 }
 
+/* A FIFO whose writer wrote the whole body and went before the transfer
+ * opened it (a reader kept the FIFO open meanwhile): its bytes, then its
+ * end. poll reports no POLLHUP for a writer that came before our open, so
+ * that end was taken for "no writer yet" and the upload waited for good. */
+Test(stream, an_upload_from_a_fifo_whose_writer_went_before_it_was_opened_ends)
+{
+    char fifo[256];
+    int rd = new_fifo_read(fifo, sizeof fifo);
+    static const char text[] = "written and closed before the transfer\n";
+    int w = open_writer(fifo);
+    cr_assert_geq(w, 0, "%s", strerror(errno));
+    cr_assert_eq(write(w, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(w);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f,
+                   &(qv_request_opts){.method = "PUT", .url = sink("/up"), .upload_path = fifo}),
+        QV_OK);
+    int rc = qv_future_wait(f, 5000);
+    if (rc != QV_OK) qv_future_cancel(f);
+    cr_assert_eq(rc, QV_OK, "the upload waited for another writer after its bytes");
+    sha h;
+    char hex[65];
+    sha_init(&h);
+    sha_add(&h, text, sizeof text - 1);
+    sha_hex(&h, hex);
+    expect_sunk(tx_expect_status(f, 200), hex, (long long)(sizeof text - 1), 1);
+    qv_future_release(f);
+    close(rd);
+    qv_session_free(s);
+    remove_dir();
+}
+
 /* ------------------------------------------------------------ bad options */
 
 Test(stream, conflicting_forms_are_refused_at_submit)
