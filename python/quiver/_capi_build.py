@@ -32,29 +32,84 @@ from _cdef import api_cdef  # noqa: E402  pylint: disable=wrong-import-position
 # three (each call out of Python costs more than the C it runs); _ffi.py has
 # the same in Python for ABI mode.
 HELPERS_CDEF = """
-int qvpy_take(qv_future *f, long timeout_ms, qv_response **out, qv_response_info *info,
-              char *headers, size_t headers_cap);
-int qvpy_wait_take(qv_future *ref, long timeout_ms, qv_response **out, qv_response_info *info,
-                   char *headers, size_t headers_cap);
+void qvpy_fill(const qv_response *r, qvpy_taken *t);
+int qvpy_take(qv_future *f, long timeout_ms, qvpy_taken *t);
+int qvpy_wait_take(qv_future *ref, long timeout_ms, qvpy_taken *t);
 """
 HELPERS_C = r"""
-/* A future's outcome once it is done (or QV_EWAIT_TIMEOUT) and, for a
- * response, what a binding reads of it. */
-static int qvpy_take(qv_future *f, long timeout_ms, qv_response **out, qv_response_info *info,
-                     char *headers, size_t headers_cap)
+#include <string.h>
+
+/* _cdef.py's, laid out as there (its cdef is open: the compiler's layout). */
+typedef struct qvpy_taken {
+    long long status, headers_len, body_len, body_at, history_len, reason_gen, url_gen, type_gen;
+    double elapsed_ms;
+    qv_response *resp;
+    char *buf;
+    size_t cap;
+    qv_response_info info;
+    int last_state[3]; /* 0: none known (never the same), 1: NULL, 2: the string in last */
+    char last[3][1024];
+} qvpy_taken;
+
+/* A body this small is copied after the headers: Python slices both out of
+ * one buffer, which costs less than a conversion call of its own. */
+#define QVPY_BODY_COPY 2048
+
+/* Keeps s (NULL for none) as the last value of kind i, moving *gen when it
+ * differs from the one kept (or none was: too long to keep). */
+static void qvpy_keep(qvpy_taken *t, int i, const char *s, long long *gen)
 {
-    int rc = qv_future_result(f, out, timeout_ms);
-    if (rc == QV_OK) qv_response_info_get(*out, info, headers, headers_cap);
+    int state = s ? 2 : 1;
+    if (t->last_state[i] == state && (!s || strcmp(t->last[i], s) == 0)) return;
+    ++*gen;
+    size_t n = s ? strlen(s) : 0;
+    t->last_state[i] = n < sizeof t->last[i] ? state : 0;
+    if (s && n < sizeof t->last[i]) memcpy(t->last[i], s, n + 1);
+}
+
+/* What Python reads of response r, into t. */
+static void qvpy_fill(const qv_response *r, qvpy_taken *t)
+{
+    qv_response_info *info = &t->info;
+    info->size = sizeof *info;
+    qv_response_info_get(r, info, t->buf, t->cap);
+    t->status = info->status;
+    t->headers_len = (long long)info->headers_len;
+    t->body_len = (long long)info->body_len;
+    t->body_at = -1;
+    if (info->headers_len <= t->cap && info->body_len <= QVPY_BODY_COPY &&
+        info->body_len <= t->cap - info->headers_len) {
+        if (info->body_len) memcpy(t->buf + info->headers_len, info->body, info->body_len);
+        t->body_at = (long long)info->headers_len;
+    }
+    t->history_len = (long long)info->history_len;
+    qvpy_keep(t, 0, info->reason, &t->reason_gen);
+    qvpy_keep(t, 1, info->url, &t->url_gen);
+    if (info->content_type && qv_response_header_nth(r, "Content-Type", 1)) {
+        /* more than one: Python joins them all (as requests reads them) */
+        t->last_state[2] = 0;
+        t->type_gen++;
+    } else {
+        qvpy_keep(t, 2, info->content_type, &t->type_gen);
+    }
+    t->elapsed_ms = info->elapsed_ms;
+}
+
+/* A future's outcome once it is done (or QV_EWAIT_TIMEOUT) and, for a
+ * response, t filled from it (t->resp). */
+static int qvpy_take(qv_future *f, long timeout_ms, qvpy_taken *t)
+{
+    int rc = qv_future_result(f, &t->resp, timeout_ms);
+    if (rc == QV_OK) qvpy_fill(t->resp, t);
     return rc;
 }
 
 /* qvpy_take, then releases `ref`, the caller's own reference (taken under
- * the lock that guards the reference it shares: `*out` is valid while that
+ * the lock that guards the reference it shares: t->resp is valid while that
  * one is held). */
-static int qvpy_wait_take(qv_future *ref, long timeout_ms, qv_response **out,
-                          qv_response_info *info, char *headers, size_t headers_cap)
+static int qvpy_wait_take(qv_future *ref, long timeout_ms, qvpy_taken *t)
 {
-    int rc = qvpy_take(ref, timeout_ms, out, info, headers, headers_cap);
+    int rc = qvpy_take(ref, timeout_ms, t);
     qv_future_release(ref);
     return rc;
 }

@@ -1,5 +1,5 @@
 """The parts of include/quiver.h this package uses, for cffi: copied as they
-are (callbacks it does not use as void *). Option structs are prefixes of
+are (callbacks it does not use as void *), and the binding's own qvpy_taken. Option structs are prefixes of
 the header's (new fields only ever go at the end, and `size` tells the
 library which version we passed), so a newer library with longer structs
 still works.
@@ -155,6 +155,24 @@ double qv_response_elapsed_ms(const qv_response *r);
 int qv_response_read(qv_response *r, void *buf, size_t cap, size_t *n, long timeout_ms);
 const char *qv_response_read_error(const qv_response *r);
 """
+
+# Not quiver's: what a response's outcome becomes for Python in one call
+# (_capi_build.py's qvpy_take and qvpy_fill; _ffi.py's for ABI mode). Its
+# first nine fields, 8 bytes each, are read with one struct unpack
+# (TAKEN_FORMAT); the headers are copied to buf (cap bytes), and a small body
+# after them (at body_at, else -1); each *_gen moves when the reason, URL or
+# Content-Type differs from the last response's taken into this struct
+# (last: copies of those, 1024 bytes each), so Python reuses the str it made.
+CDEF += """
+typedef struct qvpy_taken {
+    long long status; long long headers_len; long long body_len; long long body_at;
+    long long history_len; long long reason_gen; long long url_gen; long long type_gen;
+    double elapsed_ms;
+    qv_response *resp; char *buf; size_t cap; qv_response_info info;
+    int last_state[3]; char last[3][1024];
+} qvpy_taken;
+"""
+TAKEN_FORMAT = "8qd"
 
 
 def api_cdef() -> str:

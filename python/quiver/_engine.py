@@ -22,6 +22,7 @@ import struct
 import threading
 import weakref
 from _thread import RLock as _RLock
+from _thread import get_ident as _get_ident
 from collections import OrderedDict, deque
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import Any, Callable, Optional
@@ -33,7 +34,9 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
+from ._cdef import TAKEN_FORMAT
 from ._ffi import ffi, lib, take_result, wait_take
+from ._ffi import fill as _fill
 
 # Error codes (enum qv_error in quiver.h).
 (QV_OK, QV_EINVAL, QV_ENOMEM, QV_EURL, QV_ECONNECT, QV_ECONNECT_TIMEOUT, QV_EREAD_TIMEOUT,
@@ -109,30 +112,65 @@ _TIMING_KEYS = ("queued_ms", "dns_ms", "connect_ms", "tls_ms", "first_byte_ms", 
 _Response = requests.Response
 _MICROSECOND = datetime.timedelta(microseconds=1)
 _headers_copy = lib.qv_response_headers_copy
-_info_get = lib.qv_response_info_get
 # the C functions under ffi.unpack/ffi.string (those add a Python call each)
 _unpack = _cffi_backend.unpack
 _string = _cffi_backend.string
 
 
-class _Scratch(threading.local):
+# qvpy_taken's first fields (_cdef.py), as a tuple; their positions in it:
+_TAKEN = struct.Struct(TAKEN_FORMAT).unpack_from
+(T_STATUS, T_HEADERS_LEN, T_BODY_LEN, T_BODY_AT, T_HISTORY_LEN, T_REASON_GEN, T_URL_GEN,
+ T_TYPE_GEN, T_ELAPSED) = range(9)
+_release = lib.qv_future_release
+
+
+class Scratch:
     """Out-parameters and buffers reused by one thread (an allocation each
-    would cost more than the call they serve)."""
+    would cost more than the call they serve): a qvpy_taken that a
+    response's outcome is taken into, and the str made for the last
+    response's reason, URL and Content-Type with the qvpy_taken's counts
+    they were made at (made again when those move)."""
+
+    __slots__ = ("future", "t", "view", "buf", "headers", "info_bytes", "taken", "reason",
+                 "reason_gen", "url", "url_gen", "encoding", "type_gen")
 
     def __init__(self) -> None:
         self.future = ffi.new("qv_future **")
-        self.resp = ffi.new("qv_response **")
-        self.size = ffi.new("size_t *")
-        self.info = ffi.new("qv_response_info *", {"size": ffi.sizeof("qv_response_info")})
-        self.headers = ffi.new("char[]", 16384)
-        self.info_bytes = ffi.buffer(self.info)  # all of info, as bytes
+        self.t = ffi.new("qvpy_taken *")
+        self.view = ffi.buffer(self.t, struct.calcsize(TAKEN_FORMAT))
+        self.info_bytes = ffi.buffer(ffi.addressof(self.t[0], "info"))  # all of info, as bytes
+        self.grow(16384)
+        self.taken: tuple = ()
+        self.reason = self.url = ""
+        self.encoding: Optional[str] = None
+        self.reason_gen = self.url_gen = self.type_gen = -1
+
+    def grow(self, cap: int) -> None:
+        """A headers buffer of cap bytes."""
+        self.buf = ffi.new("char[]", cap)
+        self.headers = ffi.buffer(self.buf)
+        self.t.buf = self.buf
+        self.t.cap = cap
 
 
-_scratch = _Scratch()
+_tls = threading.local()
+_last_scratch: tuple = (None, None)  # (thread id, its Scratch)
 
 
-def scratch() -> _Scratch:
-    return _scratch
+def scratch() -> Scratch:
+    """This thread's Scratch. The last thread's is kept at hand: a
+    threading.local's attribute costs several times this look. (A thread
+    that got a finished thread's id gets its Scratch: no one else uses it.)"""
+    global _last_scratch  # pylint: disable=global-statement
+    last = _last_scratch
+    ident = _get_ident()
+    if last[0] == ident:
+        return last[1]
+    sc = getattr(_tls, "scratch", None)
+    if sc is None:
+        sc = _tls.scratch = Scratch()
+    _last_scratch = (ident, sc)
+    return sc
 
 
 _strings: dict = {}
@@ -235,13 +273,13 @@ class Future(concurrent.futures.Future):
         outcome taken under the lock that claims it), else after a wait in C
         (without the GIL, a cancel from another thread still possible) with
         the outcome taken in the same call."""
-        sc = _scratch
-        resp = sc.resp
+        sc = scratch()
+        t = sc.t
         with self._lock:
             qvf = self._qvf
             if self._completing or qvf is None or self._state != PENDING:
                 return
-            rc = take_result(qvf, 0, resp, sc.info, sc.headers, len(sc.headers))
+            rc = take_result(qvf, 0, t)
             if rc != QV_EWAIT_TIMEOUT:  # done: claimed here, as _claim does
                 self._completing = True
                 self._qvf = None
@@ -250,14 +288,13 @@ class Future(concurrent.futures.Future):
         if rc == QV_EWAIT_TIMEOUT:
             if timeout == 0:
                 raise concurrent.futures.TimeoutError()
-            rc = wait_take(qvf, -1 if timeout is None else max(0, int(timeout * 1000)), resp,
-                           sc.info, sc.headers, len(sc.headers))
+            rc = wait_take(qvf, -1 if timeout is None else max(0, int(timeout * 1000)), t)
             if rc == QV_EWAIT_TIMEOUT:
                 raise concurrent.futures.TimeoutError()
             qvf = _claim(self)
             if qvf is None:  # another thread finishes it
                 return
-        _complete(self, qvf, rc, resp)
+        _complete(self, qvf, rc, sc)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         if self._state == PENDING and not self._armed:
@@ -340,8 +377,8 @@ class Engine:
     by whoever asks for a result (see Future), or pushed through a
     completion queue (qv_cq) that one Python thread drains, so that quiver's
     own threads never take the GIL. Finishers (callables taking the future,
-    the qv_future, its result code and response pointer) turn each outcome
-    into a result."""
+    the qv_future, its result code and the Scratch its response was taken
+    into, see _complete) turn each outcome into a result."""
 
     def __init__(self, kind: str = "threads", max_workers: int = 8, max_queued: int = 0,
                  no_block: bool = False, per_host: Optional[dict] = None,
@@ -382,7 +419,7 @@ class Engine:
     def track(self, fut: Future, qvf: Any, finish: Callable, push: bool = False,
               stride: int = 1) -> None:
         """Takes a just-submitted qv_future (one reference, ours);
-        `finish(fut, qvf, rc, resp)` makes its result. push: armed at once
+        `finish(fut, qvf, rc, sc)` makes its result. push: armed at once
         (its finisher runs hooks that must not wait for a result() call).
         stride: sweep after about one submit in `stride` (1: every one)."""
         fut._qvf = qvf
@@ -460,7 +497,6 @@ class Engine:
     # -------------------------------------------------------------- drain
     def _drain(self) -> None:
         out = ffi.new("qv_future **")
-        resp = ffi.new("qv_response **")
         fd = lib.qv_cq_fd(self.cq)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -470,7 +506,7 @@ class Engine:
                 qvf = out[0]
                 fut = ffi.from_handle(lib.qv_future_user_data(qvf))
                 try:
-                    finish(fut, resp)
+                    finish(fut)
                 finally:
                     lib.qv_future_release(qvf)  # the completion queue's reference
                     with self._lock:
@@ -545,33 +581,32 @@ def _claim(fut: Future) -> Any:
         return qvf
 
 
-def _complete(fut: Future, qvf: Any, rc: int, resp: Any) -> None:
-    """Runs fut's finisher on its outcome (rc, and for a response *resp with
-    its info in scratch(), for build_response(..., filled=True)), unless
-    it was cancelled meanwhile; then releases qvf, the claimed reference."""
+def _complete(fut: Future, qvf: Any, rc: int, sc: Scratch) -> None:
+    """Runs fut's finisher on its outcome (rc, and for a response sc.t
+    filled from it, for build_response(..., sc)), unless it was cancelled
+    meanwhile; then releases qvf, the claimed reference."""
     try:
         if fut._state == PENDING:
             try:
-                fut._finish(fut, qvf, rc, resp[0] if rc == QV_OK else ffi.NULL)
+                fut._finish(fut, qvf, rc, sc)
             except BaseException as e:  # noqa: BLE001 - it belongs to the future
                 settle(fut, exc=e)
     finally:
-        lib.qv_future_release(qvf)
+        _release(qvf)
 
 
-def finish(fut: Future, resp: Any = None) -> None:
+def finish(fut: Future) -> None:
     """Makes fut's result from its done qv_future, if no one else has or is
     making it: the one who takes our qv_future reference from it does."""
     qvf = _claim(fut)
     if qvf is not None:
-        _take_complete(fut, qvf, resp)
+        _take_complete(fut, qvf)
 
 
-def _take_complete(fut: Future, qvf: Any, resp: Any = None) -> None:
+def _take_complete(fut: Future, qvf: Any) -> None:
     """_complete on the outcome of qvf, claimed and done."""
-    sc = _scratch
-    resp = resp if resp is not None else sc.resp
-    _complete(fut, qvf, take_result(qvf, 0, resp, sc.info, sc.headers, len(sc.headers)), resp)
+    sc = scratch()
+    _complete(fut, qvf, take_result(qvf, 0, sc.t), sc)
 
 
 def check(rc: int, what: str) -> None:
@@ -675,51 +710,48 @@ def prepared_request(method: str, url: str, headers: OrderedDict, body: Any = No
 _PREPARED_NEW = requests.PreparedRequest.__new__
 
 
-def set_cookie_values(r: Any) -> list[str]:
-    """The Set-Cookie values of a response."""
+def header_values(r: Any, name: bytes) -> list[bytes]:
+    """The values of every header `name` of a response, in order."""
     out = []
     while True:
-        v = lib.qv_response_header_nth(r, b"set-cookie", len(out))
+        v = lib.qv_response_header_nth(r, name, len(out))
         if v == ffi.NULL:
             return out
-        out.append(_string(v).decode("latin-1"))
+        out.append(_string(v))
 
 
-_encodings: dict = {}
-# Responses' reasons and URLs as str, by their bytes: the same few come
-# back over and over, and one str shared by all costs no memory per response
-# (a page of it first touched costs 14 us on this VM: bench/NOTES.md,
-# 2026-12-07 09:51). Each emptied when it grows past its bound.
-_reasons: dict = {}
-_urls: dict = {}
+def set_cookie_values(r: Any) -> list[str]:
+    """The Set-Cookie values of a response."""
+    return [v.decode("latin-1") for v in header_values(r, b"set-cookie")]
 
 
-def _reason(raw: bytes) -> str:
-    if len(_reasons) >= 256:
-        _reasons.clear()
-    text = _reasons[raw] = raw.decode("latin-1")
-    return text
+class _Bounded(dict):
+    """A bounded cache of make(key) by key, emptied when it grows past
+    `bound`: the same few keys come back over and over."""
+
+    def __init__(self, bound: int, make: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.bound, self.make = bound, make
+
+    def __missing__(self, key: Any) -> Any:
+        if len(self) >= self.bound:
+            self.clear()
+        value = self[key] = self.make(key)
+        return value
 
 
-def _url(raw: bytes) -> str:
-    if len(_urls) >= 4096:
-        _urls.clear()
-    text = _urls[raw] = raw.decode("utf-8", "replace")
-    return text
-
+# Responses' reasons and URLs as str, by their bytes: one str shared by all
+# costs no memory per response (a page of it first touched costs 14 us on
+# this VM: bench/NOTES.md, 2026-12-07 09:51).
+_reasons = _Bounded(256, lambda raw: raw.decode("latin-1"))
+_urls = _Bounded(4096, lambda raw: raw.decode("utf-8", "replace"))
+# requests' encoding rule for a Content-Type, by its bytes
+_encodings = _Bounded(256, lambda ctype: get_encoding_from_headers(
+    {"content-type": ctype.decode("latin-1")}))
 
 # Response cookie jars share one lock (a lock each cost more than the rest
 # of the jar): a jar's methods hold it only for their own work.
 _JAR_LOCK = _RLock()
-
-
-def _encoding(content_type: bytes) -> Optional[str]:
-    """requests' encoding rule for a Content-Type, remembered per value."""
-    if len(_encodings) >= 256:
-        _encodings.clear()
-    enc = _encodings[content_type] = get_encoding_from_headers(
-        {"content-type": content_type.decode("latin-1")})
-    return enc
 
 
 def _empty_jar() -> RequestsCookieJar:
@@ -788,50 +820,64 @@ del _attr
 
 
 def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
-                   filled: bool = False) -> requests.Response:
+                   sc: Optional[Scratch] = None) -> requests.Response:
     """A requests.Response from a qv_response (one hop), in one call into
-    C (none if `filled`: the finisher got r's info with its outcome). What
-    it holds is copied: the qv_response goes with its future. `request`:
-    prepared_request's arguments for Response.request, or None for a caller
-    that sets it. Its headers, cookies, elapsed, history and request are
-    made when first read (_Lazy). The rest of what quiver said of it
-    (history_len, set_cookies, timing, ...) stays in scratch().info until
-    this thread's next build_response."""
-    sc = _scratch
-    info = sc.info
+    C (none if `sc` is given: the Scratch r's outcome was taken into, r
+    then None or sc.t.resp). What it holds is copied: the qv_response goes
+    with its future. `request`: prepared_request's arguments for
+    Response.request, or None for a caller that sets it. Its headers,
+    cookies, elapsed, history and request are made when first read (_Lazy).
+    The rest of what quiver said of it stays in the Scratch until this
+    thread's next build_response: its info (history_len, set_cookies,
+    timing, ...) and `taken`, the tuple of qvpy_taken's first fields."""
+    if sc is None:
+        sc = scratch()
+        _fill(r, sc.t)
+    sc.taken = taken = _TAKEN(sc.view)
+    status, n, body_len, body_at = taken[0:4]
     buf = sc.headers
-    if not filled:
-        _info_get(r, info, buf, len(buf))
-    n = info.headers_len
-    if n > len(buf):
-        buf = sc.headers = ffi.new("char[]", n)
-        _headers_copy(r, buf, n)
-    status = info.status
-    raw = _string(info.reason)
-    if raw:
-        reason = _reasons.get(raw) or _reason(raw)
-    else:  # HTTP/2 has no reason phrase
-        reason = _REASONS.get(status, "")
-    ctype = info.content_type
+    if n > len(buf):  # not copied: no room
+        r = sc.t.resp if r is None else r
+        sc.grow(n)
+        buf = sc.headers
+        _headers_copy(r, sc.buf, n)
+    # the str made for the last response's, when these are the same (each
+    # set before its count, so that an exception between leaves it stale)
+    if taken[T_REASON_GEN] != sc.reason_gen:
+        raw = _string(sc.t.info.reason)
+        if raw:
+            sc.reason = _reasons[raw]
+            sc.reason_gen = taken[T_REASON_GEN]
+        else:  # HTTP/2 has no reason phrase: the status code's, each time
+            sc.reason = _REASONS.get(status, "")
+            sc.reason_gen = -1
+    if taken[T_URL_GEN] != sc.url_gen:
+        sc.url = _urls[_string(sc.t.info.url)]
+        sc.url_gen = taken[T_URL_GEN]
+    if taken[T_TYPE_GEN] != sc.type_gen:
+        # requests reads every Content-Type line, joined as repeated
+        # headers are (r.headers["Content-Type"])
+        ctypes = header_values(sc.t.resp if r is None else r, b"content-type")
+        sc.encoding = _encodings[b", ".join(ctypes)] if ctypes else None
+        sc.type_gen = taken[T_TYPE_GEN]
     # the attributes Response.__init__ sets, in its order (the lazy ones'
     # sources in their place)
     resp = _Response.__new__(_Response)
-    resp._content = _unpack(info.body, info.body_len) if with_body else b""
+    if not with_body:
+        resp._content = b""
+    elif body_at >= 0:  # copied after the headers
+        resp._content = buf[body_at:body_at + body_len]
+    else:
+        resp._content = _unpack(sc.t.info.body, body_len)
     resp._content_consumed = True
     resp._next = None
     resp.status_code = status
-    resp._qv_headers = _unpack(buf, n)
+    resp._qv_headers = buf[0:n]
     resp.raw = None
-    raw = _string(info.url)
-    resp.url = _urls.get(raw) or _url(raw)
-    if ctype:
-        ctype = _string(ctype)
-        enc = _encodings.get(ctype, _encoding)  # (a function is never a value)
-        resp.encoding = _encoding(ctype) if enc is _encoding else enc
-    else:
-        resp.encoding = None
-    resp.reason = reason
-    resp._qv_elapsed = info.elapsed_ms
+    resp.url = sc.url
+    resp.encoding = sc.encoding
+    resp.reason = sc.reason
+    resp._qv_elapsed = taken[T_ELAPSED]
     if request is not None:
         resp._qv_request = request
     resp.connection = None

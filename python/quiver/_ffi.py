@@ -83,23 +83,35 @@ _lib, LIB_PATH = _load()
 _capi = _compiled(LIB_PATH)
 if _capi is not None:
     ffi, lib, BINDING = _capi.ffi, _capi.lib, "api"
-    wait_take, take_result = lib.qvpy_wait_take, lib.qvpy_take
+    fill, take_result, wait_take = lib.qvpy_fill, lib.qvpy_take, lib.qvpy_wait_take
 else:
     ffi, lib, BINDING = _abi, _lib, "abi"
 
-    # _capi_build.py's helpers, for ABI mode
-    def take_result(f: Any, timeout_ms: int, out: Any, info: Any, headers: Any,
-                    cap: int) -> int:
+    # _capi_build.py's helpers, for ABI mode (without its copy of a small
+    # body or its memory of the last strings: every *_gen moves)
+    def fill(r: Any, t: Any) -> None:
+        """What Python reads of response r, into the qvpy_taken t."""
+        info = ffi.addressof(t, "info")
+        info.size = ffi.sizeof("qv_response_info")
+        lib.qv_response_info_get(r, info, t.buf, t.cap)
+        t.status, t.headers_len, t.body_len = info.status, info.headers_len, info.body_len
+        t.body_at, t.history_len, t.elapsed_ms = -1, info.history_len, info.elapsed_ms
+        t.reason_gen += 1
+        t.url_gen += 1
+        t.type_gen += 1
+
+    def take_result(f: Any, timeout_ms: int, t: Any) -> int:
         """A future's outcome once it is done (or QV_EWAIT_TIMEOUT) and, for
-        a response, its info."""
+        a response, t filled from it (t.resp)."""
+        out = ffi.addressof(t, "resp")
         rc = lib.qv_future_result(f, out, timeout_ms)
         if rc == 0:
-            lib.qv_response_info_get(out[0], info, headers, cap)
+            fill(out[0], t)
         return rc
 
-    def wait_take(ref: Any, timeout_ms: int, out: Any, info: Any, headers: Any, cap: int) -> int:
+    def wait_take(ref: Any, timeout_ms: int, t: Any) -> int:
         """take_result, then releases ref, the caller's reference."""
         try:
-            return take_result(ref, timeout_ms, out, info, headers, cap)
+            return take_result(ref, timeout_ms, t)
         finally:
             lib.qv_future_release(ref)

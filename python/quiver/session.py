@@ -16,8 +16,8 @@ from typing import Any, Mapping, Optional, Union
 from requests.structures import CaseInsensitiveDict
 
 from . import _cdata
-from ._engine import (Engine, Future, StreamBody, _scratch, build_response, c_string, check,
-                      error_for, future_error, prepared_request, settle)
+from ._engine import (T_HISTORY_LEN, Engine, Future, StreamBody, build_response, c_string,
+                      check, error_for, future_error, prepared_request, scratch, settle)
 from ._ffi import ffi, lib
 
 Pairs = Union[Mapping[str, Any], list]
@@ -162,7 +162,7 @@ class Session:
         eng = self._engine
         fut = Future()
         fut._engine = eng
-        fpp = _scratch.future
+        fpp = scratch().future
         rc = lib.qv_request(self._s, fpp, o)
         if rc:
             raise error_for(rc, f"quiver: {req[0]} {req[1]}: "
@@ -293,33 +293,34 @@ class Session:
         self.close()
 
 
-def _finish(fut: Future, qvf: Any, rc: int, r: Any, stream: bool = False) -> None:
+def _finish(fut: Future, qvf: Any, rc: int, sc: Any, stream: bool = False) -> None:
     req = fut._req  # prepared_request's arguments
     if rc:
         settle(fut, exc=future_error(qvf, rc, prepared_request(*req)))
         return
-    resp = build_response(r, req, not stream, filled=True)
-    sc = _scratch  # the response's info, until the next build_response
+    resp = build_response(None, req, not stream, sc)
     # what quiver knows beyond requests (http_version, attempts, timing),
     # made when first read from this copy of the info
     resp._qv_info = sc.info_bytes[:]  # type: ignore[attr-defined]
-    n = sc.info.history_len
-    if stream:
-        resp.raw = StreamBody(qvf, r)
-        resp._content = False
-        resp._content_consumed = False
-    if n:
-        hist = []
-        for i in range(n):
-            hr = build_response(lib.qv_response_history(r, i), None, False)
-            hr._qv_request = (req[0], hr.url, req[2])  # type: ignore[attr-defined]
-            hist.append(hr)
-        resp.history = hist
+    n = sc.taken[T_HISTORY_LEN]
+    if stream or n:
+        r = sc.t.resp
+        if stream:
+            resp.raw = StreamBody(qvf, r)
+            resp._content = False
+            resp._content_consumed = False
+        if n:
+            hist = []
+            for i in range(n):
+                hr = build_response(lib.qv_response_history(r, i), None, False)
+                hr._qv_request = (req[0], hr.url, req[2])  # type: ignore[attr-defined]
+                hist.append(hr)
+            resp.history = hist
     fut._set(resp, None)  # claimed while pending: no cancel comes between
 
 
-def _finish_stream(fut: Future, qvf: Any, rc: int, r: Any) -> None:
-    _finish(fut, qvf, rc, r, True)
+def _finish_stream(fut: Future, qvf: Any, rc: int, sc: Any) -> None:
+    _finish(fut, qvf, rc, sc, True)
 
 
 __all__ = ["Session"]

@@ -778,8 +778,9 @@ def _redirected_method(method: str, status: int) -> str:
 _READ_ERRORS = frozenset((QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_EPROTOCOL))
 
 
-def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
-    """On the completion thread: the qv_response as a requests.Response."""
+def _finish(fut: Future, qvf: Any, rc: int, sc: Any) -> None:
+    """On the completion thread: the qv_response taken into the Scratch sc
+    as a requests.Response."""
     rec: _Record = fut._rec
     fut._rec = None
     retry = rec.retry
@@ -793,8 +794,9 @@ def _finish(fut: Future, qvf: Any, rc: int, r: Any) -> None:
             exc = ConnectionError(str(exc), request=exc.request)
         settle(fut, exc=exc)
         return
-    resp = build_response(r, None, not rec.stream, filled=True)
-    info = scratch().info  # the response's, until the next build_response
+    r = sc.t.resp
+    resp = build_response(r, None, not rec.stream, sc)
+    info = sc.t.info  # the response's, until the next build_response
     if retry is not None and info.attempts > retry.max_retries and \
             (resp.status_code in retry.statuses or (resp.status_code in retry.after_statuses
                                                     and resp.headers.get("Retry-After"))):

@@ -160,3 +160,38 @@ def test_a_collection_while_one_is_made_may_read_another(get, nginx, monkeypatch
         gc.callbacks.remove(on_gc)
     assert not t.is_alive(), "deadlocked"
     assert read == [r2.cookies, "100", first()]
+
+
+def test_each_response_has_its_own_strings_and_bytes(get, httpbin):
+    """One thread's responses one after another, each unlike the last in
+    reason, URL, Content-Type or body size (a small body is copied with the
+    headers, a larger one is not), headers that do not fit the thread's
+    buffer, and then again: each reads as requests' own (the str made for
+    the last response's reason, URL and encoding is reused only when they
+    are the same)."""
+    paths = ["/status/404", "/get", "/status/418",
+             "/response-headers?Content-Type=text/plain%3B+charset%3Dutf-16",
+             "/response-headers?Content-Type=text/html",
+             "/anything/" + "a" * 1100, "/anything/" + "a" * 1100 + "?b=1",
+             "/bytes/2048?seed=1", "/bytes/2049?seed=1", "/bytes/0", "/get", "/get"]
+    expected = [requests_get(httpbin + p) for p in paths]
+    for _ in range(2):
+        _engine.scratch().grow(64)  # the headers of the first do not fit
+        for p, want in zip(paths, expected):
+            r = get(httpbin + p, headers={"User-Agent": "x"})
+            assert (r.status_code, r.reason, r.url, r.encoding) == \
+                (want.status_code, want.reason, want.url, want.encoding), p
+            if not p.startswith(("/get", "/anything")):  # those echo the request
+                assert r.content == want.content, p
+            assert r.headers.get("Content-Type") == want.headers.get("Content-Type"), p
+
+
+def test_http2_reasons_follow_the_status(nginx_tls):
+    """HTTP/2 has no reason phrase: each response's is its status code's,
+    whatever the responses before it had."""
+    url, ca = nginx_tls
+    with quiver.Session(executor="loop", verify=ca) as s:
+        for path, status, reason in [("/small", 200, "OK"), ("/nope", 404, "Not Found"),
+                                     ("/small", 200, "OK"), ("/small", 200, "OK")]:
+            r = s.get(url + path).result(timeout=30)
+            assert (r.http_version, r.status_code, r.reason) == (20, status, reason)
