@@ -326,6 +326,15 @@ static long scan(loop *L, batch *done, int fresh)
 
 enum { ROUND_AGAIN, ROUND_IDLE, ROUND_STOP };
 
+/* How long the leader may poll: until the next check of the running
+ * transfers is due (by the coarse clock, which lags: up to its lag later
+ * than the due time, never before it). */
+static int idle_timeout(const loop *L, double now)
+{
+    double until = L->next_scan - now;
+    return !L->nactive ? 1000 : until <= 0 ? 0 : (int)until + 1;
+}
+
 /* One round of the leader: start queued work, run the transfers, collect
  * and deliver what finished. ROUND_IDLE: poll next, for at most *timeout
  * ms; ROUND_STOP: shut down, nothing queued or running. */
@@ -368,10 +377,7 @@ static int run_round(loop *L, int *timeout)
     deliver(L, &done);
     /* Finished transfers freed slots: start queued work before sleeping. */
     if (finished) return ROUND_AGAIN;
-    /* (Until the check is due by the coarse clock, which lags: up to its
-     * lag later than the due time, never before it.) */
-    double until = L->next_scan - now;
-    *timeout = !L->nactive ? 1000 : until <= 0 ? 0 : (int)until + 1;
+    *timeout = idle_timeout(L, now);
     if (queue_wait >= 0 && queue_wait < *timeout) *timeout = (int)queue_wait;
     return ROUND_IDLE;
 }
@@ -513,10 +519,22 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
     qv_executor *own = qv_own_executor;
     qv_own_executor = &L->base; /* its callbacks run here now */
     qv_waiter *before = qv_waiter_lead(w, L->multi);
+    /* Every slot busy as the lead is taken (the last round started all it
+     * could, as a refill does): a first round would start nothing, and its
+     * curl_multi_perform would only look at each transfer's socket, a poll
+     * each, most often right after the last round did. One poll over them
+     * all comes first instead, as raw multi's loop does. */
+    int settled = L->nidle == 0;
     for (;;) {
         if (waiter_ready(w)) break; /* (before the clock: most waits end here) */
         long left = dl ? qv_ms_left(dl) : -1;
         if (left == 0) break;
+        if (settled) {
+            settled = 0;
+            int timeout = idle_timeout(L, qv_coarse_ms());
+            poll_idle(L, left >= 0 && left < timeout ? (int)left : timeout);
+            continue;
+        }
         int timeout = 0, r = run_round(L, &timeout);
         if (r == ROUND_STOP) break; /* what w waits for is being delivered */
         /* A round that only received may have made w ready too (a streamed
