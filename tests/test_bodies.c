@@ -371,3 +371,19 @@ Test(bodies, a_body_of_whole_pages_takes_no_page_for_its_nul)
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+/* A body block made for a body of known length has the pages its bytes will
+ * take before they come, asked for in one call rather than faulted in one
+ * at a time (16 faults a new 64 KiB block); not the NUL's page. */
+Test(bodies, a_new_block_has_the_pages_of_the_bytes_it_is_made_for)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    qv_buf b = {0};
+    cr_assert_eq(qv_body_grow(&b, 65536, 65536), QV_OK);
+    for (size_t at = 0; at < 65536; at += (size_t)page)
+        cr_assert(own_page(b.data + at), "the page at %zu of a 64 KiB body's new block is not ours",
+                  at);
+    if (!huge_pages_always())
+        cr_assert_not(own_page(b.data + 65536), "the NUL's page of a new block is ours");
+    qv_body_free(&b);
+}
