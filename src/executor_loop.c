@@ -75,6 +75,11 @@ typedef struct loop {
     int stopped;        /* the I/O thread is gone: no one leads again */
     atomic_int look;    /* a running future was cancelled or poked: scan now */
     qv_holder run_by;   /* the hold on a future whose transfer runs here */
+    /* Its leader's allocations come from it (NULL: from malloc), whichever
+     * thread leads: libcurl's per-transfer blocks, its 16 KiB receive buffer
+     * among them, then stay off the top of glibc's main arena, which their
+     * free trimmed and the next transfer grew again (internal.h). */
+    struct pool_heap *heap;
 } loop;
 
 /* A running future was cancelled, or its streamed body's reader made room:
@@ -519,6 +524,7 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
     qv_executor *own = qv_own_executor;
     qv_own_executor = &L->base; /* its callbacks run here now */
     qv_waiter *before = qv_waiter_lead(w, L->multi);
+    struct pool_heap *was = qv_mem_heap_use(L->heap);
     /* Every slot busy as the lead is taken (the last round started all it
      * could, as a refill does): a first round would start nothing, and its
      * curl_multi_perform would only look at each transfer's socket, a poll
@@ -544,6 +550,7 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
         else if (r == ROUND_AGAIN && refill_due(L, w))
             run_round(L, &timeout);
     }
+    qv_mem_heap_use(was);
     qv_waiter_unlead(w, before);
     qv_own_executor = own;
 }
@@ -631,9 +638,11 @@ static void *io_main(void *arg)
     qv_own_executor = &L->base;
     for (;;) {
         io_take_lead(L);
+        qv_mem_heap_use(L->heap);
         for (;;) {
             int timeout = 0, r = run_round(L, &timeout);
             if (r == ROUND_STOP) {
+                qv_mem_heap_use(NULL);
                 /* No one leads again: followers wait as before. */
                 pthread_mutex_lock(&L->lmu);
                 L->stopped = 1;
@@ -647,6 +656,7 @@ static void *io_main(void *arg)
              * these rounds completed that thread's futures one by one, each
              * wait a wake-up of both threads (submit-all at c = 64). */
             if (atomic_load(&L->asked)) {
+                qv_mem_heap_use(NULL); /* the next leader's: the lock hands it over */
                 pthread_mutex_lock(&L->lmu);
                 hand_on(L);
                 pthread_mutex_unlock(&L->lmu);
@@ -689,6 +699,7 @@ static void loop_destroy(qv_executor *ex)
     pthread_mutex_destroy(&L->lmu);
     for (int i = 0; i < ex->o.max_workers && L->slots; i++) qv_transfer_slot_free(&L->slots[i]);
     if (L->multi) curl_multi_cleanup(L->multi);
+    qv_mem_heap_give(L->heap);
     pthread_cond_destroy(&L->dcv);
     pthread_mutex_destroy(&L->dmu);
     qv_free(L->slots);
@@ -730,6 +741,7 @@ static int loop_start(loop *L)
     L->active = qv_calloc((size_t)n, sizeof(*L->active));
     L->watch = qv_calloc((size_t)n, sizeof(*L->watch));
     L->multi = curl_multi_init();
+    L->heap = qv_mem_heap_take();
     if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi) return QV_ENOMEM;
     L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
     for (int i = 0; i < n; i++) L->idle[L->nidle++] = &L->slots[n - 1 - i];

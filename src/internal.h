@@ -52,13 +52,26 @@ void qv_allocator_use(qv_allocator a, int is_custom);
 #define QV_POOL_MAX ((size_t)32 << 10)
 void qv_mem_keep_begin(void);
 void qv_mem_keep_end(void);
+/* A heap no thread holds yet (NULL: none, as above): a QV_LOOP executor's,
+ * taken as it starts and given back as it is freed. Whichever thread leads
+ * it uses it while it leads (one at a time: the lead is handed over under
+ * the loop's lock); use returns the heap the thread used before, which the
+ * lead's end restores (a QV_THREADS worker's whose callback waits for a
+ * QV_LOOP future, and leads). One heap for all the leaders: its blocks
+ * freed by one serve the next, where a heap for each leader (the I/O
+ * thread, your thread waiting) held a set of libcurl's per-transfer blocks
+ * each (bench/NOTES.md, 2026-12-07 13:05). */
+struct pool_heap *qv_mem_heap_take(void);
+void qv_mem_heap_give(struct pool_heap *h);
+struct pool_heap *qv_mem_heap_use(struct pool_heap *h);
 /* For mem.c: a block of n bytes from this thread's heap, or NULL
  * (none, or n too large); whether p is such a block; its size as asked;
  * free it (on any thread); resize it in place if n fits its class (1). */
 void *qv_pool_alloc(size_t n);
-/* Threads with a heap now. With none (QV_LOOP, QV_PROCESSES), mem.c asks
- * for no block: libcurl allocates through it ~250 times a small request,
- * and a heap is a thread-local (in a shared library, a __tls_get_addr). */
+/* Heaps taken now (a QV_THREADS worker's, a QV_LOOP executor's). With none
+ * (QV_PROCESSES alone), mem.c asks for no block: libcurl allocates through
+ * it ~250 times a small request, and a heap is a thread-local (in a shared
+ * library, a __tls_get_addr). */
 extern atomic_int qv_pool_heaps_out;
 /* The heaps' reservation, QV_POOL_RESERVE bytes from qv_pool_lo (0 until
  * made): read inline, since every free of libcurl's asks (~30 a small

@@ -1,10 +1,12 @@
 /* Worker heaps: the blocks of up to QV_POOL_MAX bytes that a QV_THREADS
  * worker allocates (its transfers' and libcurl's, through qv_malloc) come
  * from a heap of that worker's own instead of glibc's arena and per-thread
- * cache. A heap keeps a free list per size class, so a freed block only ever
- * serves its class again: the memory is what was once alive at a time of
- * each class, and does not creep as glibc's 16 arenas and caches did under
- * 16 workers (bench/NOTES.md, 2026-12-06 19:00). A block freed on another
+ * cache; so do those of a QV_LOOP executor's leader, from the executor's
+ * heap, while it leads (internal.h). A heap keeps a free list per size
+ * class, so a freed block only ever serves its class again: the memory is
+ * what was once alive at a time of each class, and does not creep as
+ * glibc's 16 arenas and caches did under 16 workers (bench/NOTES.md,
+ * 2026-12-06 19:00). A block freed on another
  * thread (a response, collected by the program) goes to its class's depot,
  * shared by the workers. A heap outlives its thread, for the next worker;
  * none of it goes back to the system. */
@@ -152,27 +154,25 @@ static void take(struct pool_heap *h, int c)
     pthread_mutex_unlock(&depot[c].mu);
 }
 
-void qv_mem_keep_begin(void)
+struct pool_heap *qv_mem_heap_take(void)
 {
-    if (qv_allocator_is_custom()) return;
+    if (qv_allocator_is_custom()) return NULL;
     pthread_once(&reserve_once, reserve);
-    if (!base) return;
+    if (!base) return NULL;
     pthread_mutex_lock(&idle_mu);
     struct pool_heap *h = idle;
     if (h) idle = h->next_idle;
     pthread_mutex_unlock(&idle_mu);
-    if (!h && !(h = qv_calloc(1, sizeof(*h)))) return;
+    if (!h && !(h = qv_calloc(1, sizeof(*h)))) return NULL;
     h->next_idle = NULL;
-    mine = h;
     atomic_fetch_add(&qv_pool_heaps_out, 1);
+    return h;
 }
 
-void qv_mem_keep_end(void)
+void qv_mem_heap_give(struct pool_heap *h)
 {
-    struct pool_heap *h = mine;
     if (!h) return;
-    mine = NULL;
-    atomic_fetch_sub(&qv_pool_heaps_out, 1);
+    /* Its free blocks go where a worker can have them while it is idle. */
     for (int c = 0; c < NCLASS; c++)
         while (h->free[c]) {
             blk *b = h->free[c];
@@ -183,6 +183,24 @@ void qv_mem_keep_end(void)
     h->next_idle = idle;
     idle = h;
     pthread_mutex_unlock(&idle_mu);
+    atomic_fetch_sub(&qv_pool_heaps_out, 1);
+}
+
+struct pool_heap *qv_mem_heap_use(struct pool_heap *h)
+{
+    struct pool_heap *was = mine;
+    mine = h;
+    return was;
+}
+
+void qv_mem_keep_begin(void)
+{
+    mine = qv_mem_heap_take();
+}
+
+void qv_mem_keep_end(void)
+{
+    qv_mem_heap_give(qv_mem_heap_use(NULL));
 }
 
 /* Room for a block of class c: the rest of the heap's chunk, or a new one. */
