@@ -32,6 +32,8 @@ from _cdef import api_cdef  # noqa: E402  pylint: disable=wrong-import-position
 # three (each call out of Python costs more than the C it runs); _ffi.py has
 # the same in Python for ABI mode.
 HELPERS_CDEF = """
+qv_future *qvpy_request(qv_session *s, const qv_request_opts *opts);
+int qvpy_request_error(void);
 void qvpy_fill(const qv_response *r, qvpy_taken *t);
 int qvpy_take(qv_future *f, long timeout_ms, qvpy_taken *t);
 int qvpy_wait_take(qv_future *ref, long timeout_ms, qvpy_taken *t);
@@ -39,10 +41,34 @@ int qvpy_wait_take(qv_future *ref, long timeout_ms, qvpy_taken *t);
 HELPERS_C = r"""
 #include <string.h>
 
+/* The code of this thread's last failed qvpy_request. */
+static _Thread_local int qvpy_rc;
+
+/* qv_request's future, or NULL (its code then from qvpy_request_error):
+ * no out-parameter for Python to make or keep per thread, and read back. */
+static qv_future *qvpy_request(qv_session *s, const qv_request_opts *opts)
+{
+    qv_future *f = NULL;
+    int rc = qv_request(s, &f, opts);
+    if (rc) {
+        qvpy_rc = rc;
+        return NULL;
+    }
+    return f;
+}
+
+static int qvpy_request_error(void)
+{
+    return qvpy_rc;
+}
+
 /* _cdef.py's, laid out as there (its cdef is open: the compiler's layout). */
 typedef struct qvpy_taken {
-    long long status, headers_len, body_len, body_at, history_len, reason_gen, url_gen, type_gen;
+    long long status, headers_len, body_len, body_at, history_len, strings_gen, reason_gen,
+        url_gen, type_gen;
     double elapsed_ms;
+    int http_version, attempts;
+    qv_timing timing;
     qv_response *resp;
     char *buf;
     size_t cap;
@@ -92,7 +118,11 @@ static void qvpy_fill(const qv_response *r, qvpy_taken *t)
     } else {
         qvpy_keep(t, 2, info->content_type, &t->type_gen);
     }
+    t->strings_gen = t->reason_gen + t->url_gen + t->type_gen;
     t->elapsed_ms = info->elapsed_ms;
+    t->http_version = info->http_version;
+    t->attempts = info->attempts;
+    t->timing = info->timing;
 }
 
 /* A future's outcome once it is done (or QV_EWAIT_TIMEOUT) and, for a

@@ -158,21 +158,25 @@ const char *qv_response_read_error(const qv_response *r);
 
 # Not quiver's: what a response's outcome becomes for Python in one call
 # (_capi_build.py's qvpy_take and qvpy_fill; _ffi.py's for ABI mode). Its
-# first nine fields, 8 bytes each, are read with one struct unpack
+# first ten fields, 8 bytes each, are read with one struct unpack
 # (TAKEN_FORMAT); the headers are copied to buf (cap bytes), and a small body
 # after them (at body_at, else -1); each *_gen moves when the reason, URL or
 # Content-Type differs from the last response's taken into this struct
-# (last: copies of those, 1024 bytes each), so Python reuses the str it made.
+# (last: copies of those, 1024 bytes each), so Python reuses the str it made;
+# strings_gen, their sum, moves when any of them does.
+# http_version, attempts and timing follow, packed: quiver.Session keeps a
+# copy of those bytes in each response.
 CDEF += """
 typedef struct qvpy_taken {
     long long status; long long headers_len; long long body_len; long long body_at;
-    long long history_len; long long reason_gen; long long url_gen; long long type_gen;
-    double elapsed_ms;
+    long long history_len; long long strings_gen; long long reason_gen; long long url_gen;
+    long long type_gen;
+    double elapsed_ms; int http_version; int attempts; qv_timing timing;
     qv_response *resp; char *buf; size_t cap; qv_response_info info;
     int last_state[3]; char last[3][1024];
 } qvpy_taken;
 """
-TAKEN_FORMAT = "8qd"
+TAKEN_FORMAT = "9qd"
 
 
 def api_cdef() -> str:

@@ -103,8 +103,11 @@ _REASONS = http.client.responses
 _JAR_NEW = RequestsCookieJar.__new__
 _TIMING = struct.Struct("7d")  # qv_timing
 _INT = struct.Struct("i")
-# where quiver.Session's extra attributes sit in a copy of qv_response_info
-_INFO_AT = {name: ffi.offsetof("qv_response_info", name)
+# quiver.Session's extra attributes: where they sit in qvpy_taken (packed),
+# and in the copy of those bytes a response keeps
+EXTRAS = slice(ffi.offsetof("qvpy_taken", "http_version"),
+               ffi.offsetof("qvpy_taken", "timing") + ffi.sizeof("qv_timing"))
+_INFO_AT = {name: ffi.offsetof("qvpy_taken", name) - EXTRAS.start
             for name in ("http_version", "attempts", "timing")}
 _TIMING_KEYS = ("queued_ms", "dns_ms", "connect_ms", "tls_ms", "first_byte_ms", "total_ms",
                 "hooks_ms")
@@ -119,8 +122,8 @@ _string = _cffi_backend.string
 
 # qvpy_taken's first fields (_cdef.py), as a tuple; their positions in it:
 _TAKEN = struct.Struct(TAKEN_FORMAT).unpack_from
-(T_STATUS, T_HEADERS_LEN, T_BODY_LEN, T_BODY_AT, T_HISTORY_LEN, T_REASON_GEN, T_URL_GEN,
- T_TYPE_GEN, T_ELAPSED) = range(9)
+(T_STATUS, T_HEADERS_LEN, T_BODY_LEN, T_BODY_AT, T_HISTORY_LEN, T_STRINGS_GEN, T_REASON_GEN,
+ T_URL_GEN, T_TYPE_GEN, T_ELAPSED) = range(10)
 _release = lib.qv_future_release
 
 
@@ -131,26 +134,24 @@ class Scratch:
     response's reason, URL and Content-Type with the qvpy_taken's counts
     they were made at (made again when those move)."""
 
-    __slots__ = ("future", "t", "view", "buf", "headers", "info_bytes", "taken", "reason",
+    __slots__ = ("t", "view", "buf", "headers", "cap", "taken", "strings_gen", "reason",
                  "reason_gen", "url", "url_gen", "encoding", "type_gen")
 
     def __init__(self) -> None:
-        self.future = ffi.new("qv_future **")
         self.t = ffi.new("qvpy_taken *")
-        self.view = ffi.buffer(self.t, struct.calcsize(TAKEN_FORMAT))
-        self.info_bytes = ffi.buffer(ffi.addressof(self.t[0], "info"))  # all of info, as bytes
+        self.view = ffi.buffer(self.t, EXTRAS.stop)  # the fields Python reads
         self.grow(16384)
         self.taken: tuple = ()
         self.reason = self.url = ""
         self.encoding: Optional[str] = None
-        self.reason_gen = self.url_gen = self.type_gen = -1
+        self.strings_gen = self.reason_gen = self.url_gen = self.type_gen = -1
 
     def grow(self, cap: int) -> None:
         """A headers buffer of cap bytes."""
         self.buf = ffi.new("char[]", cap)
         self.headers = ffi.buffer(self.buf)
         self.t.buf = self.buf
-        self.t.cap = cap
+        self.t.cap = self.cap = cap
 
 
 _tls = threading.local()
@@ -242,24 +243,22 @@ class Future(concurrent.futures.Future):
     when first used, and a finished future's result() touches none of
     them."""
 
+    # slots: what a request's future holds (read and set several times a
+    # request, each cheaper than in the instance's __dict__); _req and _rec
+    # are what the two layers' finishers read
+    __slots__ = ("_lock", "_state", "_result", "_exception", "_qvf", "_completing", "_armed",
+                 "_handle", "_engine", "_finish", "_req", "_rec", "_cond", "_waiter_list",
+                 "_callbacks")
     _condition = _made_on_first_use("_cond", lambda fut: threading.Condition(fut._lock))
     _waiters = _made_on_first_use("_waiter_list", _arming_list)
     _done_callbacks = _made_on_first_use("_callbacks", lambda fut: [])
-    _cond: Optional[threading.Condition] = None
-    _waiter_list: Optional[_ArmingList] = None
-    _callbacks: Optional[list] = None
-
-    _qvf: Any = None  # our qv_future reference until the future is finished
-    _completing = False  # claimed by the one who finishes it
-    _armed = False
-    _handle: Any = None
-    _engine: "Engine"
-    _state = PENDING
-    _result: Any = None
-    _exception: Optional[BaseException] = None
 
     def __init__(self) -> None:  # pylint: disable=super-init-not-called
         self._lock = _RLock()
+        self._state = PENDING
+        self._result = self._exception = self._qvf = self._handle = None
+        self._completing = self._armed = False
+        self._cond = self._waiter_list = self._callbacks = None
 
     def _arm(self) -> None:
         with self._lock:
@@ -275,7 +274,9 @@ class Future(concurrent.futures.Future):
         the outcome taken in the same call."""
         sc = scratch()
         t = sc.t
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: its look-ups cost as much again, twice a request)
+        try:
             qvf = self._qvf
             if self._completing or qvf is None or self._state != PENDING:
                 return
@@ -285,6 +286,8 @@ class Future(concurrent.futures.Future):
                 self._qvf = None
             elif timeout != 0:
                 qvf = lib.qv_future_ref(qvf)
+        finally:
+            lock.release()
         if rc == QV_EWAIT_TIMEOUT:
             if timeout == 0:
                 raise concurrent.futures.TimeoutError()
@@ -349,7 +352,9 @@ class Future(concurrent.futures.Future):
     def _set(self, result: Any, exception: Optional[BaseException]) -> None:
         """concurrent.futures.Future's set_result/set_exception, telling
         only the waiters and callbacks that exist."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`, as in _pull)
+        try:
             if self._state in _DONE_STATES:
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
@@ -362,6 +367,8 @@ class Future(concurrent.futures.Future):
                     waiter.add_exception(self)
             if self._cond is not None:
                 self._cond.notify_all()
+        finally:
+            lock.release()
         if self._callbacks:
             self._invoke_callbacks()
 
@@ -819,6 +826,30 @@ for _attr in (
 del _attr
 
 
+def _make_strings(sc: Scratch, taken: tuple, r: Any) -> None:
+    """The str of response r's reason, URL and encoding in sc, made again
+    for those that differ from the last response's (each set before its
+    count, so that an exception in between leaves it stale, never wrong)."""
+    if taken[T_REASON_GEN] != sc.reason_gen:
+        raw = _string(sc.t.info.reason)
+        if raw:
+            sc.reason = _reasons[raw]
+            sc.reason_gen = taken[T_REASON_GEN]
+        else:  # HTTP/2 has no reason phrase: the status code's, each time
+            sc.reason = _REASONS.get(taken[T_STATUS], "")
+            sc.reason_gen = -1
+    if taken[T_URL_GEN] != sc.url_gen:
+        sc.url = _urls[_string(sc.t.info.url)]
+        sc.url_gen = taken[T_URL_GEN]
+    if taken[T_TYPE_GEN] != sc.type_gen:
+        # requests reads every Content-Type line, joined as repeated
+        # headers are (r.headers["Content-Type"])
+        ctypes = header_values(r, b"content-type")
+        sc.encoding = _encodings[b", ".join(ctypes)] if ctypes else None
+        sc.type_gen = taken[T_TYPE_GEN]
+    sc.strings_gen = taken[T_STRINGS_GEN] if sc.reason_gen >= 0 else -1
+
+
 def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
                    sc: Optional[Scratch] = None) -> requests.Response:
     """A requests.Response from a qv_response (one hop), in one call into
@@ -834,32 +865,13 @@ def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
         sc = scratch()
         _fill(r, sc.t)
     sc.taken = taken = _TAKEN(sc.view)
-    status, n, body_len, body_at = taken[0:4]
-    buf = sc.headers
-    if n > len(buf):  # not copied: no room
-        r = sc.t.resp if r is None else r
+    status, n, body_len, body_at, _, strings_gen, _, _, _, elapsed = taken
+    if n > sc.cap:  # not copied: no room
         sc.grow(n)
-        buf = sc.headers
-        _headers_copy(r, sc.buf, n)
-    # the str made for the last response's, when these are the same (each
-    # set before its count, so that an exception between leaves it stale)
-    if taken[T_REASON_GEN] != sc.reason_gen:
-        raw = _string(sc.t.info.reason)
-        if raw:
-            sc.reason = _reasons[raw]
-            sc.reason_gen = taken[T_REASON_GEN]
-        else:  # HTTP/2 has no reason phrase: the status code's, each time
-            sc.reason = _REASONS.get(status, "")
-            sc.reason_gen = -1
-    if taken[T_URL_GEN] != sc.url_gen:
-        sc.url = _urls[_string(sc.t.info.url)]
-        sc.url_gen = taken[T_URL_GEN]
-    if taken[T_TYPE_GEN] != sc.type_gen:
-        # requests reads every Content-Type line, joined as repeated
-        # headers are (r.headers["Content-Type"])
-        ctypes = header_values(sc.t.resp if r is None else r, b"content-type")
-        sc.encoding = _encodings[b", ".join(ctypes)] if ctypes else None
-        sc.type_gen = taken[T_TYPE_GEN]
+        _headers_copy(sc.t.resp if r is None else r, sc.buf, n)
+    buf = sc.headers
+    if strings_gen != sc.strings_gen:
+        _make_strings(sc, taken, sc.t.resp if r is None else r)
     # the attributes Response.__init__ sets, in its order (the lazy ones'
     # sources in their place)
     resp = _Response.__new__(_Response)
@@ -877,7 +889,7 @@ def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
     resp.url = sc.url
     resp.encoding = sc.encoding
     resp.reason = sc.reason
-    resp._qv_elapsed = taken[T_ELAPSED]
+    resp._qv_elapsed = elapsed
     if request is not None:
         resp._qv_request = request
     resp.connection = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -84,6 +85,7 @@ _capi = _compiled(LIB_PATH)
 if _capi is not None:
     ffi, lib, BINDING = _capi.ffi, _capi.lib, "api"
     fill, take_result, wait_take = lib.qvpy_fill, lib.qvpy_take, lib.qvpy_wait_take
+    request, request_error = lib.qvpy_request, lib.qvpy_request_error
 else:
     ffi, lib, BINDING = _abi, _lib, "abi"
 
@@ -96,9 +98,13 @@ else:
         lib.qv_response_info_get(r, info, t.buf, t.cap)
         t.status, t.headers_len, t.body_len = info.status, info.headers_len, info.body_len
         t.body_at, t.history_len, t.elapsed_ms = -1, info.history_len, info.elapsed_ms
+        t.http_version, t.attempts = info.http_version, info.attempts
+        ffi.memmove(ffi.addressof(t, "timing"), ffi.addressof(info, "timing"),
+                    ffi.sizeof("qv_timing"))
         t.reason_gen += 1
         t.url_gen += 1
         t.type_gen += 1
+        t.strings_gen += 3
 
     def take_result(f: Any, timeout_ms: int, t: Any) -> int:
         """A future's outcome once it is done (or QV_EWAIT_TIMEOUT) and, for
@@ -108,6 +114,21 @@ else:
         if rc == 0:
             fill(out[0], t)
         return rc
+
+    _failed = threading.local()
+
+    def request(s: Any, opts: Any) -> Any:
+        """qv_request's future, or NULL (its code then from request_error)."""
+        out = ffi.new("qv_future **")
+        rc = lib.qv_request(s, out, opts)
+        if rc:
+            _failed.rc = rc
+            return ffi.NULL
+        return out[0]
+
+    def request_error() -> int:
+        """The code of this thread's last failed request()."""
+        return _failed.rc
 
     def wait_take(ref: Any, timeout_ms: int, t: Any) -> int:
         """take_result, then releases ref, the caller's reference."""

@@ -16,9 +16,10 @@ from typing import Any, Mapping, Optional, Union
 from requests.structures import CaseInsensitiveDict
 
 from . import _cdata
-from ._engine import (T_HISTORY_LEN, Engine, Future, StreamBody, build_response, c_string,
-                      check, error_for, future_error, prepared_request, scratch, settle)
-from ._ffi import ffi, lib
+from ._engine import (EXTRAS, T_HISTORY_LEN, Engine, Future, StreamBody, build_response,
+                      c_string, check, error_for, future_error, prepared_request, settle)
+from ._ffi import ffi, lib, request_error
+from ._ffi import request as _request
 
 Pairs = Union[Mapping[str, Any], list]
 AUTH_KINDS = {"basic": 1, "digest": 2, "bearer": 3}
@@ -162,13 +163,13 @@ class Session:
         eng = self._engine
         fut = Future()
         fut._engine = eng
-        fpp = scratch().future
-        rc = lib.qv_request(self._s, fpp, o)
-        if rc:
+        qvf = _request(self._s, o)
+        if not qvf:
+            rc = request_error()
             raise error_for(rc, f"quiver: {req[0]} {req[1]}: "
                             + ffi.string(lib.qv_strerror(rc)).decode())
         fut._req = req
-        eng.track(fut, fpp[0], _finish_stream if stream else _finish, False, _SWEEP_STRIDE)
+        eng.track(fut, qvf, _finish_stream if stream else _finish, False, _SWEEP_STRIDE)
         return fut
 
     @staticmethod
@@ -300,8 +301,8 @@ def _finish(fut: Future, qvf: Any, rc: int, sc: Any, stream: bool = False) -> No
         return
     resp = build_response(None, req, not stream, sc)
     # what quiver knows beyond requests (http_version, attempts, timing),
-    # made when first read from this copy of the info
-    resp._qv_info = sc.info_bytes[:]  # type: ignore[attr-defined]
+    # made when first read from this copy of them
+    resp._qv_info = sc.view[EXTRAS]  # type: ignore[attr-defined]
     n = sc.taken[T_HISTORY_LEN]
     if stream or n:
         r = sc.t.resp

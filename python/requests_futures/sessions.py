@@ -54,8 +54,8 @@ from urllib3.connection import _get_default_user_agent
 from quiver import _cdata
 from quiver._engine import (QV_EPROTOCOL, QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_ETOO_LARGE, Engine,
                             StreamBody, build_response, c_string, error_for, future_error,
-                            prepared_request, scratch, set_cookie_values, settle)
-from quiver._ffi import ffi, lib
+                            prepared_request, set_cookie_values, settle)
+from quiver._ffi import ffi, lib, request, request_error
 
 from ._retries import RetryPlan, retry_plan
 
@@ -530,14 +530,14 @@ class FuturesSession(Session):
         """qv_request, and the future that finishes it (push: armed at once)."""
         eng = b.engine
         fut = eng.new_future()
-        fpp = scratch().future
-        rc = lib.qv_request(rec.cs.ptr, fpp, opts)
-        if rc:
+        qvf = request(rec.cs.ptr, opts)
+        if not qvf:
+            rc = request_error()
             settle(fut, exc=error_for(rc, f"{ffi.string(lib.qv_strerror(rc)).decode()}: "
                                           f"{method} {url}", rec.prepared()))
             return fut
         fut._rec = rec
-        eng.track(fut, fpp[0], _finish, push=push)
+        eng.track(fut, qvf, _finish, push=push)
         return fut
 
     def _prepare(self, b: _Bridge, src: Session, method: str, url: str, params: Any,
