@@ -26,8 +26,9 @@
 #define LEND_AWAY_MS       0.5
 /* A thread running another future on the lent handle while it waits is not
  * woken for its own future's completion, which it sees at its transfer's
- * next event or within QV_UNTIL_LOOK_MS (transfer.c); but once in so many
- * completions on the workers, and when a worker runs out of work: so it
+ * next event or within qv_until_look_ms (1 ms, transfer.c); but once in
+ * so many completions on the workers, when a worker's pop empties the
+ * queue once its own is done, and when a worker runs out of work: so it
  * collects results in batches, one wake-up for several (a wake-up for each
  * cost more CPU than sleeping did, bench/NOTES.md, 2026-12-07 00:50). */
 #define WAKE_EVERY 8
@@ -61,12 +62,14 @@ struct tpool {
     int inside;
     double used_ms;
     pthread_cond_t lend_cv;
-    /* The thread inside waits for a future that runs elsewhere (waiting):
-     * the workers count their completions meanwhile (since) and wake it
+    /* The thread inside waits for a future that runs elsewhere (waiting;
+     * awaited, under ex->mu, cleared before that wait returns): the
+     * workers count their completions meanwhile (since) and wake it
      * through wake_fd, which its poll watches. */
     int wake_fd;
     atomic_int waiting;
     atomic_uint since;
+    qv_future *awaited;
 };
 
 /* Wakes the thread inside (any lock or none held). */
@@ -223,10 +226,12 @@ static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *d
         if ((s = atomic_load(&tp->lent)) && !tp->inside) {
             /* The attempt left in the handle, or the queue's next. */
             g = s->f ? s->f : qv_executor_pop_next_locked(ex, f);
-            if (g)
+            if (g) {
                 tp->inside = 1;
-            else
+                tp->awaited = g == f ? NULL : f;
+            } else {
                 give_back(tp); /* nothing this thread may run */
+            }
         }
         pthread_mutex_unlock(&ex->mu);
     }
@@ -248,6 +253,7 @@ static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *d
     qv_own_executor = was;
     pthread_mutex_lock(&ex->mu);
     tp->inside = 0;
+    tp->awaited = NULL;
     tp->used_ms = qv_now_ms();
     /* Cut short by the deadline: its worker finishes it. (Left because f
      * is done, it waits for this thread's next wait, or for the lender.)
@@ -282,9 +288,18 @@ static void *worker_main(void *arg)
                 continue;
             }
             reclaim(tp);
-            if ((f = qv_executor_pop_locked(ex, &wait_ms)) ||
-                (ex->shutdown && qv_executor_empty_locked(ex)))
+            if ((f = qv_executor_pop_locked(ex, &wait_ms))) {
+                /* The queue ran dry and the waiting thread's result is
+                 * in: it collects and submits now, before the workers run
+                 * out of work. (Woken while that result was still to
+                 * come, it looked and slept again for nothing: at h2
+                 * c = 8 that cost more switches than it saved,
+                 * bench/NOTES.md, 2026-12-07 13:11.) */
+                if (tp->awaited && qv_executor_empty_locked(ex) && qv_future_done(tp->awaited))
+                    wake_inside(tp);
                 break;
+            }
+            if (ex->shutdown && qv_executor_empty_locked(ex)) break;
             /* Nothing may start yet: sleep until a submit, a finished
              * request of a limited host, or the next retry or token. */
             struct timespec dl;

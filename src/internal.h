@@ -1128,9 +1128,8 @@ CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_re
 /* The same in steps, for a transfer that may change threads: drives the
  * slot's transfer, already in multi, until it ends (1, with *cc its result
  * and the handle out of multi) or deadline (NULL: none) passes or until
- * (NULL: none) is done, looked at least every QV_UNTIL_LOOK_MS (0: it is
+ * (NULL: none) is done, looked at least every qv_until_look_ms (0: it is
  * still in multi, for any one thread at a time to drive on). */
-#define QV_UNTIL_LOOK_MS 1
 int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline,
                       qv_future *until, int watch_fd, void (*on_readable)(qv_slot *), CURLcode *cc);
 /* Takes the transfer's handle out of its multi (closing the connection if
@@ -1489,6 +1488,10 @@ extern _Thread_local qv_executor *qv_own_executor;
  * runs an attempt of f as it starts (start 1) and before its outcome is
  * delivered (0), to tell a worker's runs from a waiting thread's. */
 extern void (*qv_threads_probe)(qv_future *f, int start);
+/* How often (ms) qv_transfer_drive looks whether `until` is done between
+ * its transfer's events: 1. Tests only (test_waitrun.c) raise it before
+ * they make a session, so that what wakes the driver early is seen. */
+extern int qv_until_look_ms;
 /* Queues f (taking the queue's reference); QV_ESHUTDOWN if shut down. */
 int qv_executor_submit(qv_executor *ex, qv_future *f);
 /* Pops the oldest future allowed to start (ex->mu held): due retries

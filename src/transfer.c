@@ -1161,6 +1161,8 @@ static int lent_pass(void *arg, long wait_ms)
     return curl_multi_perform(l->multi, &running) == CURLM_OK && running;
 }
 
+int qv_until_look_ms = 1;
+
 int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadline,
                       qv_future *until, int watch_fd, void (*on_readable)(qv_slot *), CURLcode *cc)
 {
@@ -1189,7 +1191,7 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
         qv_later_run();
         /* A streamed body's reader that waits receives it itself. */
         if (slot->pipe && watch_fd < 0 && qv_pipe_lend(slot->pipe, lent_pass, &lend)) continue;
-        long cap = until ? QV_UNTIL_LOOK_MS : 1000;
+        long cap = until ? qv_until_look_ms : 1000;
         if (until && qv_future_done(until)) {
             ended = 0;
             break;

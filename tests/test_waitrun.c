@@ -618,3 +618,39 @@ Test(waitrun, a_done_callback_added_while_the_waiting_thread_runs_the_future_run
     cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
     qv_session_free(s);
 }
+
+/* While this thread runs C on the lent handle and waits for B, the other
+ * worker ends B and takes D, the queue's last future: B being done, it
+ * wakes this thread then, so that it collects B and submits more before
+ * the workers run out of work (docs/internals.md). With its 1 ms look raised out of the way,
+ * nothing else wakes it until that worker finds the queue empty after D
+ * (/delay/1): B's result would come back only once D was done. */
+Test(waitrun, a_pop_that_empties_the_queue_wakes_the_waiting_thread, .timeout = 60)
+{
+    qv_until_look_ms = 60000;
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    int ran = 0;
+    for (int i = 0; i < 20 && !ran; i++) {
+        pthread_t a_on, b_on, c_on, d_on;
+        qv_future *a = get_noting(s, "/delay/0.1", &a_on);
+        qv_future *b = get_noting(s, "/delay/0.3", &b_on);
+        qv_future *c = get_noting(s, "/delay/3", &c_on);
+        qv_future *d = get_noting(s, "/delay/1", &d_on);
+        tx_expect_status(a, 200);
+        tx_expect_status(b, 200);
+        int d_done_at_b = qv_future_done(d);
+        tx_expect_status(c, 200);
+        tx_expect_status(d, 200);
+        ran = pthread_equal(c_on, pthread_self());
+        if (ran)
+            cr_assert(!d_done_at_b, "B (/delay/0.3) came back only after D (/delay/1), which "
+                                    "the other worker took as the queue's last");
+        qv_future_release(a);
+        qv_future_release(b);
+        qv_future_release(c);
+        qv_future_release(d);
+    }
+    cr_assert(ran, "in 20 rounds the waiting thread never ran queued work on a lent handle");
+    qv_session_free(s);
+    qv_until_look_ms = 1;
+}
