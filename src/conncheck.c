@@ -152,11 +152,15 @@ static curl_socket_t open_cb(void *p, curlsocktype purpose, struct curl_sockaddr
     return fd == -1 ? CURL_SOCKET_BAD : fd;
 }
 
+void (*qv_conn_closed_probe)(curl_socket_t fd);
+
 static int close_cb(void *p, curl_socket_t fd)
 {
     (void)p;
     forget(fd);
-    return close(fd);
+    int rc = close(fd);
+    if (qv_conn_closed_probe) qv_conn_closed_probe(fd);
+    return rc;
 }
 
 static int prereq_cb(void *p, char *rip, char *lip, int rport, int lport)

@@ -1023,6 +1023,8 @@ typedef struct qv_lowat {
     curl_socket_t fd; /* the hop's plain-HTTP connection (conncheck.c), or CURL_SOCKET_BAD */
     int driven;       /* by qv_transfer_drive, whose polls qv_lowat_poll_ms caps */
     int set;          /* SO_RCVLOWAT as set on fd (0: never, the default 1) */
+    dev_t dev;        /* fd's socket, as fstat knew it when a mark first went up */
+    ino_t ino;        /* (0: not yet) */
     int state;        /* this hop: 0 not yet looked at, 1 batched, -1 not */
     long long left;   /* its body bytes still to come */
     size_t round;     /* body bytes received since the last poll */
@@ -1492,6 +1494,10 @@ extern void (*qv_threads_probe)(qv_future *f, int start);
  * its transfer's events: 1. Tests only (test_waitrun.c) raise it before
  * they make a session, so that what wakes the driver early is seen. */
 extern int qv_until_look_ms;
+/* Tests only (test_rcvlowat.c): set, called on the thread where libcurl
+ * closed a connection, just after its socket fd was closed (a new socket of
+ * any thread's may take the number from then on). */
+extern void (*qv_conn_closed_probe)(curl_socket_t fd);
 /* Queues f (taking the queue's reference); QV_ESHUTDOWN if shut down. */
 int qv_executor_submit(qv_executor *ex, qv_future *f);
 /* Pops the oldest future allowed to start (ex->mu held): due retries

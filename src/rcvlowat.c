@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 /* The mark (256 KiB won back only part of the time lost), and how long a
  * poll may sleep while it is up. */
@@ -37,9 +38,15 @@
 static void mark(qv_slot *slot, int bytes)
 {
     qv_lowat *w = &slot->lowat;
+    struct stat st;
     if (bytes == w->set || (bytes <= 1 && w->set <= 1)) return;
-    /* Failing (the socket went away), the transfer is read as before. */
-    if (setsockopt(w->fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) == 0) {
+    /* Failing (the socket went away), the transfer is read as before. The
+     * socket is known by its inode before its mark first goes up (unmark). */
+    if (!w->ino && fstat(w->fd, &st) == 0) {
+        w->dev = st.st_dev;
+        w->ino = st.st_ino;
+    }
+    if (w->ino && setsockopt(w->fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) == 0) {
         w->set = bytes;
     } else {
         w->fd = CURL_SOCKET_BAD;
@@ -47,16 +54,29 @@ static void mark(qv_slot *slot, int bytes)
     }
 }
 
+/* The mark back to 1, on a connection that may be gone: libcurl closes a
+ * failed transfer's connection before the transfer's end is seen here, and
+ * by then its number may name another thread's new socket, whose own mark is
+ * not ours to set. */
+static void unmark(qv_slot *slot)
+{
+    qv_lowat *w = &slot->lowat;
+    struct stat st;
+    if (w->set > 1 && (fstat(w->fd, &st) || st.st_dev != w->dev || st.st_ino != w->ino)) w->set = 0;
+    mark(slot, 1);
+}
+
 void qv_lowat_conn(qv_slot *slot, curl_socket_t fd)
 {
     qv_lowat_hop(slot);
     slot->lowat.fd = fd;
     slot->lowat.set = 0;
+    slot->lowat.ino = 0;
 }
 
 void qv_lowat_hop(qv_slot *slot)
 {
-    if (slot->lowat.fd != CURL_SOCKET_BAD) mark(slot, 1);
+    if (slot->lowat.fd != CURL_SOCKET_BAD) unmark(slot);
     slot->lowat.state = 0;
 }
 
@@ -122,9 +142,7 @@ long qv_lowat_poll_ms(qv_slot *slot, long cap_ms)
 
 void qv_lowat_end(qv_slot *slot)
 {
-    /* (A connection libcurl closed when the transfer failed: its number may
-     * name another socket by now, for which 1 is the default anyway.) */
-    if (slot->lowat.fd != CURL_SOCKET_BAD) mark(slot, 1);
+    if (slot->lowat.fd != CURL_SOCKET_BAD) unmark(slot);
     slot->lowat.fd = CURL_SOCKET_BAD;
     slot->lowat.driven = 0;
 }

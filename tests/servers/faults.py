@@ -18,7 +18,7 @@ misbehaviour (GET; the query string is ignored unless said otherwise):
                  ?bytes=N (1..100) and ?interval=S (0.01..5 s) change that
   /short         Content-Length 1000, 100 bytes, then a clean close (FIN);
                  ?length=N (0..2**62) announces N bytes instead (a lie as
-                 large as a hostile server's)
+                 large as a hostile server's); ?sent=S (0..2**30) sends S bytes, not 100
   /bad-chunked   chunked: one good chunk, then a chunk size that is not hex
                  ("zz"); then waits for the client to go
   /garbage       a garbage status line ("\\x00\\xffGARBAGE ..."); with
@@ -270,8 +270,9 @@ class Handler(socketserver.BaseRequestHandler):
 
     def do_short(self, q):
         n = _int(q, "length", 1000, 0, 2**62)
+        sent = _int(q, "sent", 100, 0, 2**30)
         self.head(200, [("Content-Type", "text/plain"), ("Content-Length", str(n))])
-        self.send(b"s" * 100)
+        self.send(b"s" * sent)
         self.request.shutdown(socket.SHUT_WR)  # FIN: a clean, early end
         return False
 
