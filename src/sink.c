@@ -44,15 +44,18 @@ static int open_temp(qv_sink *k, const char *path)
 /* A path that names no regular file (a device such as /dev/null, a FIFO,
  * /dev/stdout) is written where it is: a temporary file renamed over it
  * would replace it (as root, /dev/null itself). Opened without waiting: a
- * FIFO with no reader fails (ENXIO) rather than block the transfer's thread. */
+ * FIFO with no reader fails (ENXIO) rather than block the transfer's thread;
+ * then written as any file, waiting (no status flag wanted: F_SETFL 0 cannot
+ * fail on a descriptor just opened). */
 static int open_in_place(qv_sink *k, const char *path)
 {
     k->in_place = 1;
     k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (k->fd < 0 || fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) & ~O_NONBLOCK)) {
+    if (k->fd < 0) {
         k->err = errno;
         return QV_EIO;
     }
+    fcntl(k->fd, F_SETFL, 0);
     return QV_OK;
 }
 
