@@ -516,10 +516,12 @@ typedef struct qv_request_opts {
 
     /* Send this file's content, read as it is sent; Content-Length from its
      * size (at the start of each attempt). A 307/308 redirect or a retry
-     * reads it again from the start. Unreadable: QV_EIO. A pipe (a FIFO,
-     * /dev/fd/N) goes chunked as its writer writes it, to its end; the
-     * transfer waits for the writer (even one yet to open a FIFO) without
-     * holding up any other (guide.md, Large bodies). */
+     * reads a regular file again from the start. Unreadable: QV_EIO. A pipe
+     * (a FIFO, /dev/fd/N) goes chunked as its writer writes it, to its end;
+     * the transfer waits for the writer (even one yet to open a FIFO)
+     * without holding up any other (guide.md, Large bodies). A pipe is read
+     * once: no retry once an attempt opened it, and a redirect that must
+     * resend it fails with QV_EIO ("can't rewind"), as on_upload's does. */
     const char *upload_path;
     /* Produce the body: fill at most cap bytes of buf and return how many
      * (0 = the end, < 0 = fail the future with QV_EHOOK). Sent with

@@ -1091,6 +1091,7 @@ typedef struct qv_slot {
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
     int upload_waits;   /* ... a pipe with nothing in yet: sending paused (upload.c) */
     int upload_unmet;   /* ... a FIFO no writer has opened since ours (upload.c) */
+    int upload_pipe;    /* ... not a regular file: read once (upload.c) */
     double progress_ms; /* when on_progress last ran */
     char errbuf[CURL_ERROR_SIZE];
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
@@ -1298,10 +1299,11 @@ int qv_upload_check_parts(qv_slot *slot, char **msg);
 int qv_upload_watch_fd(const qv_slot *slot);
 void qv_upload_look(qv_slot *slot);
 /* The body from its start again, for a 307/308 hop quiver follows itself:
- * CURLE_OK, or a failure (a callback's body can't rewind). */
+ * CURLE_OK, or a failure (a callback's or a pipe's body can't rewind). */
 CURLcode qv_upload_rewind(qv_slot *slot);
-/* What a request whose on_upload body had to be sent again fails with. */
-extern const char *const qv_upload_cant_rewind;
+/* What a request whose body can't be sent again (on_upload's, a pipe's)
+ * fails with when it had to be; NULL for a body that can. */
+const char *qv_upload_cant_rewind(const qv_slot *slot);
 
 /* ----------------------------------------------- networks and identity (network.c) */
 

@@ -599,6 +599,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->upload_fd = -1;
     slot->upload_waits = 0;
     slot->upload_unmet = 0;
+    slot->upload_pipe = 0;
     slot->progress_ms = 0;
     memset(&slot->sink, 0, sizeof(slot->sink));
     slot->sink.fd = -1;
@@ -832,7 +833,7 @@ static int refine(qv_slot *slot, CURLcode cc, const char *detail, int started)
          * (HTTP/0.9, an unknown version). */
         return code >= 300 && code < 400 ? QV_EURL : QV_EPROTOCOL;
     case CURLE_SEND_FAIL_REWIND:
-        return QV_EIO; /* an on_upload body to send again */
+        return QV_EIO; /* an on_upload or pipe body to send again */
     case CURLE_OUT_OF_MEMORY:
         /* Also what libcurl 7.88 says of a single header over 100 KiB; if
          * no allocation failed meanwhile, that is what happened. */
@@ -907,7 +908,8 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        slot->sink.range_start, slot->sink.offset);
         return;
     default:
-        if (cc == CURLE_SEND_FAIL_REWIND && f->req.io->on_upload) detail = qv_upload_cant_rewind;
+        if (cc == CURLE_SEND_FAIL_REWIND && qv_upload_cant_rewind(slot))
+            detail = qv_upload_cant_rewind(slot);
         err = refine(slot, cc, detail, started);
         hint = err == QV_ETLS ? qv_net_tls_hint(slot, cc, detail) : NULL;
         f->out_err = err;

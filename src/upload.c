@@ -1,7 +1,8 @@
 /* Request bodies read as they are sent: a file (upload_path, opened again
- * for each attempt, rewound for a 307/308 redirect or an auth round) or the
- * caller's on_upload callback (sent once; a resend fails clearly); and the
- * check of multipart file parts, which libcurl reads itself. */
+ * for each attempt, rewound for a 307/308 redirect or an auth round; a pipe
+ * is read once) or the caller's on_upload callback (sent once; a resend
+ * fails clearly); and the check of multipart file parts, which libcurl reads
+ * itself. */
 #include "internal.h"
 
 #include <errno.h>
@@ -12,9 +13,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *const qv_upload_cant_rewind =
-    "the on_upload body must be sent again (a redirect or an auth round), but a "
-    "callback's body can't rewind: give upload_path or body instead";
+const char *qv_upload_cant_rewind(const qv_slot *slot)
+{
+    if (slot->f->req.io->on_upload)
+        return "the on_upload body must be sent again (a redirect or an auth round), but a "
+               "callback's body can't rewind: give upload_path or body instead";
+    if (slot->upload_pipe)
+        return "the upload_path body must be sent again (a redirect or an auth round), but a "
+               "pipe can't rewind: give a regular file or body instead";
+    return NULL;
+}
 
 /* A FIFO opened without waiting reads 0 while no writer has opened it,
  * as at its end. Linux tells the two apart: poll reports POLLHUP on it only
@@ -111,6 +119,12 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
         }
         size = S_ISREG(st.st_mode) ? (curl_off_t)st.st_size : -1;
         slot->upload_unmet = S_ISFIFO(st.st_mode);
+        /* A pipe's bytes are read once, and our open and close alone end
+         * its writer's run (its writes fail once no reader is left): opened
+         * again, it would wait for a writer that never comes. So, as an
+         * on_upload body, it is not retried. */
+        slot->upload_pipe = !S_ISREG(st.st_mode);
+        if (slot->upload_pipe) slot->f->out_unrepeatable = 1;
         cc = curl_easy_setopt(e, CURLOPT_READFUNCTION, read_file);
         if (!cc) cc = curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_file);
     } else {
@@ -178,8 +192,9 @@ void qv_upload_look(qv_slot *slot)
 CURLcode qv_upload_rewind(qv_slot *slot)
 {
     const qv_req *r = &slot->f->req;
-    if (r->io->on_upload) {
-        snprintf(slot->errbuf, sizeof(slot->errbuf), "%s", qv_upload_cant_rewind);
+    const char *cant = qv_upload_cant_rewind(slot);
+    if (cant) {
+        snprintf(slot->errbuf, sizeof(slot->errbuf), "%s", cant);
         return CURLE_SEND_FAIL_REWIND;
     }
     if (slot->upload_fd >= 0 && lseek(slot->upload_fd, 0, SEEK_SET) < 0) {

@@ -1816,6 +1816,55 @@ Test(stream, an_upload_from_a_fifo_whose_writer_went_before_it_was_opened_ends)
     remove_dir();
 }
 
+/* A FIFO's body for the sink's path: written once the upload has opened the
+ * FIFO, then its end. The future is left in *f. */
+static void upload_fifo(qv_session *s, qv_future **f, const char *path, const qv_retry *retry)
+{
+    char fifo[256];
+    new_fifo(fifo, sizeof fifo);
+    cr_assert_eq(qv_request(s, f,
+                            &(qv_request_opts){.method = "PUT",
+                                               .url = sink(path),
+                                               .upload_path = fifo,
+                                               .retry = retry,
+                                               .timeout_ms = 5000}),
+                 QV_OK);
+    int wr = open_writer(fifo);
+    cr_assert(wr >= 0, "the upload never opened the FIFO");
+    cr_assert_eq(write(wr, "from the pipe", 13), 13);
+    close(wr);
+}
+
+/* A pipe's bytes can be read once: opened again for a retry, the FIFO would
+ * have no writer (its one went with its end), and the retry waited for one
+ * until its timeout. As with on_upload, no retry: the 503 is the outcome. */
+Test(stream, a_fifo_upload_is_not_retried)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    char path[256];
+    snprintf(path, sizeof path, "/fail-once?key=fifo-%s-%d", tx_kind_name(), getpid());
+    upload_fifo(s, &f, path, &(qv_retry){.max_retries = 2, .backoff_ms = 1});
+    qv_response *r = tx_expect_status(f, 503);
+    cr_assert_eq(qv_response_attempts(r), 1);
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
+/* Nor sent again for a 307: the hop fails clearly, as on_upload's does. */
+Test(stream, a_fifo_upload_that_must_be_sent_again_fails_clearly)
+{
+    qv_session *s = TX_SESSION(0);
+    qv_future *f;
+    upload_fifo(s, &f, "/307", NULL);
+    const char *msg = tx_expect_error(f, QV_EIO);
+    tx_assert_contains(msg, "rewind");
+    qv_future_release(f);
+    qv_session_free(s);
+    remove_dir();
+}
+
 /* ------------------------------------------------------------ bad options */
 
 Test(stream, conflicting_forms_are_refused_at_submit)
