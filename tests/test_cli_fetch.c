@@ -5,12 +5,14 @@
 #include "cli/run.h"
 #include "outdir.h" /* tools/: the -o naming, unit-tested below */
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -467,6 +469,41 @@ Test(cli_fetch, progress_line_on_a_terminal_only, .timeout = 60)
     cli_result_free(q);
 }
 
+/* A server of the test's that takes connections and never answers. */
+typedef struct {
+    int listener, conns[2], n;
+    char base[32]; /* its URL, without a path */
+} held;
+
+static held held_server(void)
+{
+    held h = {.listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    cr_assert(h.listener >= 0);
+    cr_assert_eq(bind(h.listener, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(h.listener, 8), 0);
+    cr_assert_eq(getsockname(h.listener, (struct sockaddr *)&a, &len), 0);
+    snprintf(h.base, sizeof h.base, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    return h;
+}
+
+/* cli_run_opts.ready: both requests' connections are here. */
+static int holds_two(void *arg)
+{
+    held *h = arg;
+    int fd;
+    while (h->n < 2 && (fd = accept4(h->listener, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+        h->conns[h->n++] = fd;
+    return h->n == 2;
+}
+
+static void held_close(held *h)
+{
+    for (int i = 0; i < h->n; i++) close(h->conns[i]);
+    close(h->listener);
+}
+
 Test(cli_fetch, ctrl_c_cancels_in_flight_and_still_summarises, .timeout = 60)
 {
     /* Two in flight, one queued behind them; SIGINT to the whole process
@@ -490,15 +527,23 @@ Test(cli_fetch, ctrl_c_cancels_in_flight_and_still_summarises, .timeout = 60)
     records_free(rs);
     cli_result_free(r);
 
-    /* A plain SIGTERM to the tool alone (no terminal) stops it the same way. */
-    cli_run_opts term = {.signal = SIGTERM, .signal_after_ms = 700};
-    r = cli_run(&term, "fetch", "--executor", tx_kind_name(), "-j", "2", a, b);
+    /* A plain SIGTERM to the tool alone (no terminal) stops it the same way.
+     * Nothing is drawn there: it goes once a server of the test's has both
+     * requests' connections (700 ms after the start, as before, a loaded
+     * machine need not have come that far either). */
+    held h = held_server();
+    char ha[64], hb[64];
+    snprintf(ha, sizeof ha, "%s/a", h.base);
+    snprintf(hb, sizeof hb, "%s/b", h.base);
+    cli_run_opts term = {.signal = SIGTERM, .ready = holds_two, .ready_arg = &h};
+    r = cli_run(&term, "fetch", "--executor", tx_kind_name(), "-j", "2", ha, hb);
     cli_expect_status(r, 128 + SIGTERM);
     rs = parse_jsonl(r);
     cr_assert_eq(rs->n, 2);
     tx_assert_contains(r->err, "QV_ECANCELLED=2");
     records_free(rs);
     cli_result_free(r);
+    held_close(&h);
 }
 
 Test(cli_fetch, process_executor_works_or_says_it_is_not_available, .timeout = 60)

@@ -87,7 +87,9 @@ static void pump(pid_t pid, int *fds, buf **bufs, int nfds, const cli_run_opts *
      * process executor's workers included). */
     pid_t target = opts && opts->pty ? -pid : pid;
     int open_fds = nfds, signalled = 0;
-    double from = opts && opts->pty && opts->signal_after_output ? -1 : t0; /* (-1: not yet) */
+    /* Where signal_after_ms counts from (-1: not yet known). */
+    int wait = opts && ((opts->pty && opts->signal_after_output) || opts->ready);
+    double from = wait ? -1 : t0;
     while (open_fds > 0) {
         struct pollfd pfd[2];
         int map[2], n = 0;
@@ -103,6 +105,12 @@ static void pump(pid_t pid, int *fds, buf **bufs, int nfds, const cli_run_opts *
             cr_assert_fail("quiver ran for more than %.0f s: killed", RUN_LIMIT_MS / 1000);
         }
         int timeout = 100;
+        if (from < 0 && opts->ready) {
+            if (opts->ready(opts->ready_arg))
+                from = now;
+            else
+                timeout = 10;
+        }
         if (opts && opts->signal && !signalled && from >= 0) {
             double due = from + (double)opts->signal_after_ms;
             if (now >= due) {

@@ -33,6 +33,11 @@ typedef struct cli_run_opts {
      * (fetch's progress line, drawn once it submitted its first requests),
      * not from the start, which a loaded machine may spend starting up. */
     int signal_after_output;
+    /* If set: signal_after_ms counts from when ready(ready_arg) first says
+     * yes (non-zero; asked every 10 ms meanwhile), e.g. once a server of the
+     * test's holds the tool's requests: an order, where no output tells it. */
+    int (*ready)(void *arg);
+    void *ready_arg;
 } cli_run_opts;
 
 /* Runs QV_CLI_PATH with args (a NULL-terminated list, without argv[0]). */
