@@ -272,7 +272,7 @@ static void *worker_main(void *arg)
     qv_mem_keep_begin();
     for (;;) {
         pthread_mutex_lock(&ex->mu);
-        qv_future *f;
+        qv_future *f, *awaited = NULL;
         long wait_ms;
         for (;;) {
             if (qv_executor_hold_back(ex)) {
@@ -289,14 +289,14 @@ static void *worker_main(void *arg)
             }
             reclaim(tp);
             if ((f = qv_executor_pop_locked(ex, &wait_ms))) {
-                /* The queue ran dry and the waiting thread's result is
-                 * in: it collects and submits now, before the workers run
-                 * out of work. (Woken while that result was still to
+                /* The queue ran dry: if the waiting thread's result is
+                 * in (looked at below), it collects and submits now,
+                 * before the workers run out of work. (Woken while that result was still to
                  * come, it looked and slept again for nothing: at h2
                  * c = 8 that cost more switches than it saved,
                  * bench/NOTES.md, 2026-12-07 13:11.) */
-                if (tp->awaited && qv_executor_empty_locked(ex) && qv_future_done(tp->awaited))
-                    wake_inside(tp);
+                if (tp->awaited && qv_executor_empty_locked(ex))
+                    awaited = qv_future_hold(tp->awaited);
                 break;
             }
             if (ex->shutdown && qv_executor_empty_locked(ex)) break;
@@ -316,6 +316,12 @@ static void *worker_main(void *arg)
             atomic_fetch_sub(&tp->idle, 1);
         }
         pthread_mutex_unlock(&ex->mu);
+        /* Looked at with no lock held: a future's lock is never taken
+         * under the executor's (a cancel holds it and wants ex->mu). */
+        if (awaited) {
+            if (qv_future_ended(awaited)) wake_inside(tp);
+            qv_future_drop(awaited);
+        }
         if (!f) break; /* shut down and drained */
         attempt(ex, &own, f, NULL, NULL);
     }

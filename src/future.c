@@ -453,6 +453,14 @@ int qv_future_done(qv_future *f)
     return f && terminal(qv_future_state_get(f));
 }
 
+int qv_future_ended(qv_future *f)
+{
+    qv_lock_take(&f->lock);
+    int done = terminal(f->state);
+    qv_lock_give(&f->lock);
+    return done;
+}
+
 qv_future_state qv_future_state_get(qv_future *f)
 {
     if (!f) return QV_FAILED;

@@ -528,6 +528,9 @@ qv_future *qv_future_alloc(size_t room);
 /* quiver's own references (a queue's, a waiter's): not the caller's. */
 qv_future *qv_future_hold(qv_future *f);
 void qv_future_drop(qv_future *f);
+/* 1 if f is in a terminal state. Unlike qv_future_done, no one is taken
+ * to wait for f (so no executor is urged): for quiver's own looks. */
+int qv_future_ended(qv_future *f);
 /* One of quiver's references becomes the caller's (qv_cq_pop). */
 void qv_future_hand_over(qv_future *f);
 /* Moves a waiting future (PENDING, or RUNNING between attempts) to its
