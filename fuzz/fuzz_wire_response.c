@@ -67,9 +67,10 @@ static void round_trip(qv_response *r, const struct curl_slist *jar, int jar_kep
     int jar_kept2;
     long conns2;
     double retry2;
+    int err_status;
     if (qv_wire_decode_response(NULL, (const unsigned char *)b.data + QV_WIRE_HEADER, len, &r2,
-                                &err, &msg, &jar2, &jar_kept2, &conns2, &retry2) ||
-        !r2 || err)
+                                &err, &msg, &err_status, &jar2, &jar_kept2, &conns2, &retry2) ||
+        !r2 || err || err_status)
         fail("a re-encoded response does not decode");
     if (!same_hop(r, r2) || r->body.len != r2->body.len ||
         memcmp(qv_response_body(r, NULL), qv_response_body(r2, NULL), r->body.len) ||
@@ -106,8 +107,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int jar_kept;
     long conns = -1;
     double retry_ms;
-    int rc = qv_wire_decode_response(NULL, data, size, &r, &err, &msg, &jar, &jar_kept, &conns,
-                                     &retry_ms);
+    int err_status = -1;
+    int rc = qv_wire_decode_response(NULL, data, size, &r, &err, &msg, &err_status, &jar, &jar_kept,
+                                     &conns, &retry_ms);
     if (rc) {
         if (rc != QV_EPROTOCOL && rc != QV_ENOMEM) fail("an unexpected error code");
         if (r || msg || jar) fail("a refused payload returned data");
@@ -115,6 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!r == !err) fail("a payload decoded to both or neither of a response and an error");
     if (err && (err <= QV_OK || err >= QV_ERROR_COUNT_)) fail("an error code out of range");
+    if (err_status < 0 || err_status > 999 || (err_status && !err))
+        fail("a failed transfer's status out of range, or with no failure");
     if (conns < 0) fail("a negative connection count");
     if (r) {
         /* No body yet is no block at all (an empty string to the user). */

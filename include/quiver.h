@@ -652,6 +652,14 @@ int qv_future_error_code(qv_future *f);
 const char *qv_future_error(qv_future *f);
 /* Attempts made so far (more than 1 after retries; 0 before the first). */
 int qv_future_attempts(qv_future *f);
+/* The HTTP status of the response whose transfer failed part-way (its
+ * status line had arrived: a broken or stalled body, a redirect that
+ * cannot be followed), or 0: the future did not fail, or failed before a
+ * status line came (refused, a reply that is not HTTP, an empty one) or
+ * outside a transfer (a hook). Lets a binding tell the two apart, as
+ * requests does (a broken reply: ConnectionError before, ChunkedEncodingError
+ * during; a read timeout: ReadTimeout before, ConnectionError during). */
+int qv_future_error_status(qv_future *f);
 
 /* Runs fn(f, arg) exactly once when f completes: on the completing thread,
  * or at once in the caller if f is already done. */

@@ -455,9 +455,9 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
     struct curl_slist *jar = NULL;
     long conns = 0;
     double retry_ms = -1;
-    int jar_kept;
-    int rc = qv_wire_decode_response(P->base.bodies, p, len, &r, &err, &msg, &jar, &jar_kept,
-                                     &conns, &retry_ms);
+    int jar_kept, err_status;
+    int rc = qv_wire_decode_response(P->base.bodies, p, len, &r, &err, &msg, &err_status, &jar,
+                                     &jar_kept, &conns, &retry_ms);
     qv_future *f = w->f;
     if (rc) {
         /* A worker that talks nonsense is not trusted with more work. */
@@ -470,8 +470,10 @@ static int on_response(procs *P, pworker *w, const unsigned char *p, size_t len)
         return -1;
     }
     atomic_fetch_add(&P->base.connections, (size_t)conns);
+    f->out_status = (unsigned short)err_status;
     if (w->stopped && !w->f_lost) {
         /* Stopped here, whatever the worker made of it. */
+        f->out_status = 0;
         qv_response_free(r);
         r = NULL;
         qv_free(msg);
@@ -623,14 +625,14 @@ static void on_head_frame(procs *P, pworker *w, const unsigned char *p, size_t l
 {
     qv_future *f = w->f;
     qv_response *r = NULL;
-    int err, jar_kept;
+    int err, jar_kept, err_status;
     char *msg = NULL;
     struct curl_slist *jar = NULL;
     long conns;
     double retry_ms;
     if (w->pipe || w->f_lost || w->stopped) return;
-    int rc =
-        qv_wire_decode_response(NULL, p, len, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
+    int rc = qv_wire_decode_response(NULL, p, len, &r, &err, &msg, &err_status, &jar, &jar_kept,
+                                     &conns, &retry_ms);
     qv_free(msg);
     curl_slist_free_all(jar);
     if (!rc && !r) rc = QV_EPROTOCOL;

@@ -220,6 +220,16 @@ int qv_future_attempts(qv_future *f)
     return n;
 }
 
+int qv_future_error_status(qv_future *f)
+{
+    if (!f) return 0;
+    QV_CHECK_FUTURE(f);
+    qv_lock_take(&f->lock);
+    int status = f->state == QV_FAILED ? f->out_status : 0;
+    qv_lock_give(&f->lock);
+    return status;
+}
+
 void qv_future_end_transfer(qv_future *f)
 {
     qv_future_hold_by(f, NULL);

@@ -478,6 +478,9 @@ struct qv_future {
     /* A done callback was added (set under the lock, read without it: a
      * QV_THREADS waiting thread runs no future that has one). */
     atomic_uchar has_done_cb;
+    /* The status line's code if the last attempt's transfer failed after
+     * it (qv_future_error_status), else 0; written with out_err. */
+    unsigned short out_status;
     int error;
     int attempts; /* transfers started */
     char *errmsg;
@@ -903,15 +906,15 @@ int qv_wire_decode_debug(const unsigned char *p, size_t len, qv_debug_kind *kind
  * after, or jar_kept (QV_JAR_KEPT or QV_JAR_UNKNOWN) instead. */
 int qv_wire_encode_response(qv_buf *b, const qv_future *f, double retry_ms,
                             const struct curl_slist *jar, int jar_kept);
-/* A worker's answer: QV_OK with either *out (a response) or *err and *msg
- * (the transfer's error), the jar lines or *jar_kept (0 or a QV_JAR_*
+/* A worker's answer: QV_OK with either *out (a response) or *err, *msg
+ * and *err_status (the transfer's error; out_status), the jar lines or *jar_kept (0 or a QV_JAR_*
  * value), the connections it opened and the wait before a retry (-1: the
  * outcome is final, hooks ran); or
  * QV_EPROTOCOL/QV_ENOMEM if the frame is malformed (nothing is returned then).
  * The body's block comes from bodies (may be NULL) when one fits. */
 int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t len,
-                            qv_response **out, int *err, char **msg, struct curl_slist **jar,
-                            int *jar_kept, long *conns, double *retry_ms);
+                            qv_response **out, int *err, char **msg, int *err_status,
+                            struct curl_slist **jar, int *jar_kept, long *conns, double *retry_ms);
 
 /* ------------------------------------------------------- frame I/O (frames.c) */
 

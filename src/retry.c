@@ -168,9 +168,11 @@ int qv_retry_requeue(qv_future *f, double wait_ms)
     qv_response *r = f->out_resp;
     char *msg = f->out_msg;
     int err = f->out_err;
+    unsigned short err_status = f->out_status;
     f->out_resp = NULL;
     f->out_msg = NULL;
     f->out_err = QV_OK;
+    f->out_status = 0;
     qv_executor_host_done(f);
     qv_future_hold(f); /* the queue's reference, again */
     int rc = qv_executor_retry(f->ex, f, qv_now_ms() + wait_ms);
@@ -191,10 +193,12 @@ int qv_retry_requeue(qv_future *f, double wait_ms)
         err = rc;
         msg = qv_future_message(f, rc, "could not queue the retry after a %d response", status);
     }
-    /* No retry after all: the attempt's outcome is the future's. */
+    /* No retry after all: the attempt's outcome is the future's (its
+     * status line too, for qv_future_error_status). */
     f->out_resp = r;
     f->out_msg = msg;
     f->out_err = err;
+    f->out_status = err_status;
     return 0;
 }
 

@@ -1080,6 +1080,7 @@ void qv_transfer_collect(qv_slot *slot, CURLcode cc)
         }
     } else {
         int started = r && r->status != 0;
+        f->out_status = started ? (unsigned short)r->status : 0;
         qv_response_free(r);
         collect_error(slot, cc, started);
     }

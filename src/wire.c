@@ -76,6 +76,7 @@ enum {
     T_ERROR,
     T_ERRMSG,
     T_RETRY_US,     /* the worker skipped the hooks: retry after this wait */
+    T_ERRSTATUS,    /* the failed transfer's status line (out_status) */
     T_TIMING = 100, /* 6 integers, microseconds: dns, connect, tls, first byte, total, hooks */
     /* debug event */
     T_DEBUG_KIND = 110,
@@ -942,6 +943,7 @@ int qv_wire_encode_response(qv_buf *b, const qv_future *f, double retry_ms,
     } else if (!rc) {
         rc = put_int(b, T_ERROR, f->out_err);
         if (!rc) rc = put_str(b, T_ERRMSG, f->out_msg);
+        if (!rc && f->out_status) rc = put_int(b, T_ERRSTATUS, f->out_status);
     }
     if (!rc) rc = put_int(b, T_CONNS, f->out_conns);
     if (!rc && retry_ms >= 0) rc = put_int(b, T_RETRY_US, (int64_t)(retry_ms * 1000.0 + 0.5));
@@ -1004,9 +1006,10 @@ static int decode_history(qv_response *r, const unsigned char *v, size_t len)
 }
 
 int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t len,
-                            qv_response **out, int *err, char **msg, struct curl_slist **jar,
-                            int *jar_kept, long *conns, double *retry_ms)
+                            qv_response **out, int *err, char **msg, int *err_status,
+                            struct curl_slist **jar, int *jar_kept, long *conns, double *retry_ms)
 {
+    *err_status = 0;
     *jar_kept = 0;
     *conns = 0;
     *retry_ms = -1;
@@ -1030,9 +1033,15 @@ int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t le
         case T_ERROR:
         case T_RETRY_US:
         case T_BODY_BYTES:
+        case T_ERRSTATUS:
             if (get_int(v, n, &i))
                 rc = QV_EPROTOCOL;
-            else if (tag == T_BODY_BYTES)
+            else if (tag == T_ERRSTATUS) {
+                if (i <= 0 || i > 999)
+                    rc = QV_EPROTOCOL;
+                else
+                    *err_status = (int)i;
+            } else if (tag == T_BODY_BYTES)
                 r->body_bytes = i >= 0 ? i : -1;
             else if (tag == T_RETRY_US)
                 *retry_ms = i >= 0 && i < 86400000000LL ? (double)i / 1000.0 : -1;
@@ -1088,7 +1097,8 @@ int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t le
             rc = decode_hop_field(r, tag, v, n);
         }
     }
-    if (!rc && (more < 0 || (!has_status && *err == QV_OK) || (*jar_kept && *jar)))
+    if (!rc && (more < 0 || (!has_status && *err == QV_OK) || (*jar_kept && *jar) ||
+                (*err_status && *err == QV_OK)))
         rc = QV_EPROTOCOL;
     if (rc || *err) {
         qv_response_free(r);
@@ -1097,6 +1107,7 @@ int qv_wire_decode_response(qv_bodies *bodies, const unsigned char *p, size_t le
     if (rc) {
         qv_free(*msg);
         *msg = NULL;
+        *err_status = 0;
         curl_slist_free_all(*jar);
         *jar = NULL;
     }

@@ -59,8 +59,9 @@ static int decode(const unsigned char *p, size_t n)
     int jar_kept;
     long conns;
     double retry_ms;
-    int rc =
-        qv_wire_decode_response(NULL, p, n, &r, &err, &msg, &jar, &jar_kept, &conns, &retry_ms);
+    int err_status;
+    int rc = qv_wire_decode_response(NULL, p, n, &r, &err, &msg, &err_status, &jar, &jar_kept,
+                                     &conns, &retry_ms);
     if (rc) cr_assert(!r && !msg && !jar, "a refused frame still returned data");
     qv_response_free(r);
     free(msg);
@@ -83,9 +84,12 @@ Test(wire, round_trip, .timeout = 60)
     int jar_kept;
     long conns;
     double retry_ms;
+    int err_status;
     cr_assert_eq(qv_wire_decode_response(NULL, (unsigned char *)b.data + QV_WIRE_HEADER, len, &r,
-                                         &err, &msg, &jar, &jar_kept, &conns, &retry_ms),
+                                         &err, &msg, &err_status, &jar, &jar_kept, &conns,
+                                         &retry_ms),
                  QV_OK);
+    cr_assert_eq(err_status, 0);
     cr_assert_eq(jar_kept, 0, "jar lines came: the jar changed");
     cr_assert_eq(retry_ms, -1, "a final outcome says: no retry");
     cr_assert_eq(err, QV_OK);
@@ -113,21 +117,22 @@ Test(wire, a_kept_jar_round_trips, .timeout = 60)
 {
     qv_future *f = qv_future_alloc(0);
     cr_assert_not_null(f);
-    f->out_err = QV_ECONNECT;
-    f->out_msg = strdup("refused");
+    f->out_err = QV_EPROTOCOL;
+    f->out_msg = strdup("truncated");
+    f->out_status = 206; /* the failed transfer's status line goes along */
     qv_buf b = {0};
     cr_assert_eq(qv_wire_encode_response(&b, f, -1, NULL, 1), QV_OK);
     qv_response *r;
-    int err, jar_kept;
+    int err, jar_kept, err_status;
     char *msg;
     struct curl_slist *jar;
     long conns;
     double retry_ms;
     cr_assert_eq(qv_wire_decode_response(NULL, (unsigned char *)b.data + QV_WIRE_HEADER,
-                                         b.len - QV_WIRE_HEADER, &r, &err, &msg, &jar, &jar_kept,
-                                         &conns, &retry_ms),
+                                         b.len - QV_WIRE_HEADER, &r, &err, &msg, &err_status, &jar,
+                                         &jar_kept, &conns, &retry_ms),
                  QV_OK);
-    cr_assert(jar_kept && !jar && err == QV_ECONNECT);
+    cr_assert(jar_kept && !jar && err == QV_EPROTOCOL && err_status == 206);
     free(msg);
     qv_buf_free(&b);
     free(f->out_msg);
@@ -201,6 +206,19 @@ Test(wire, lying_lengths_and_values, .timeout = 60)
     /* An error code outside the table. */
     unsigned char bad_err[] = {74, 0, 8, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0};
     cr_assert_neq(decode(bad_err, sizeof bad_err), QV_OK);
+    /* A failed transfer's status line (T_ERRSTATUS, 77) with no error, and
+     * with one (QV_EPROTOCOL, 11) but out of range. */
+    unsigned char status_alone[] = {77, 0, 8, 0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0};
+    cr_assert_neq(decode(status_alone, sizeof status_alone), QV_OK);
+    unsigned char status_zero[] = {74, 0, 8, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0,
+                                   77, 0, 8, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0};
+    cr_assert_neq(decode(status_zero, sizeof status_zero), QV_OK);
+    unsigned char status_big[] = {74, 0, 8, 0, 0, 0, 11,   0, 0, 0, 0, 0, 0, 0,
+                                  77, 0, 8, 0, 0, 0, 0xe8, 3, 0, 0, 0, 0, 0, 0};
+    cr_assert_neq(decode(status_big, sizeof status_big), QV_OK);
+    /* ...while 999 with it is taken. */
+    status_big[20] = 0xe7;
+    cr_assert_eq(decode(status_big, sizeof status_big), QV_OK);
     /* Nothing at all: no status, no error. */
     cr_assert_neq(decode((const unsigned char *)"", 0), QV_OK);
 }

@@ -113,6 +113,7 @@ int qv_future_cancel(qv_future *f);
 int qv_future_error_code(qv_future *f);
 const char *qv_future_error(qv_future *f);
 int qv_future_attempts(qv_future *f);
+int qv_future_error_status(qv_future *f);
 typedef void (*qv_done_fn)(qv_future *f, void *arg);
 int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg);
 void *qv_future_user_data(qv_future *f);

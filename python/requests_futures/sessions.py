@@ -778,6 +778,22 @@ def _redirected_method(method: str, status: int) -> str:
 _READ_ERRORS = frozenset((QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_EPROTOCOL))
 
 
+def _connection_error(qvf: Any, rc: int, retry: Optional[RetryPlan]) -> bool:
+    """True where requests raises ConnectionError for a failure quiver's
+    code maps to another class: urllib3's MaxRetryError after read retries;
+    headers too large (QV_ETOO_LARGE's only cause here: the drop-in sets no
+    size limit), which http.client refuses; a reply that is empty or not
+    HTTP (QV_EPROTOCOL before a status line); a read timeout once the status
+    line came (requests raises it from reading the body as ConnectionError)."""
+    if rc == QV_ETOO_LARGE or (retry is not None and retry.read_retried and rc in _READ_ERRORS):
+        return True
+    if rc == QV_EPROTOCOL:
+        return not lib.qv_future_error_status(qvf)
+    if rc == QV_EREAD_TIMEOUT or rc == QV_ETIMEOUT:
+        return bool(lib.qv_future_error_status(qvf))
+    return False
+
+
 def _finish(fut: Future, qvf: Any, rc: int, sc: Any) -> None:
     """On the completion thread: the qv_response taken into the Scratch sc
     as a requests.Response."""
@@ -786,11 +802,7 @@ def _finish(fut: Future, qvf: Any, rc: int, sc: Any) -> None:
     retry = rec.retry
     if rc:
         exc = future_error(qvf, rc, rec.prepared())
-        if (retry is not None and retry.read_retried and rc in _READ_ERRORS) or \
-                rc == QV_ETOO_LARGE:
-            # urllib3's MaxRetryError, which requests raises as ConnectionError;
-            # or headers too large (the drop-in sets no size limit), which
-            # http.client refuses and requests raises as ConnectionError too
+        if _connection_error(qvf, rc, retry):
             exc = ConnectionError(str(exc), request=exc.request)
         settle(fut, exc=exc)
         return
