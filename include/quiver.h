@@ -463,8 +463,12 @@ typedef struct qv_request_opts {
      * A path that exists and is no regular file (/dev/null, a FIFO,
      * /dev/stdout) is written in place, never renamed over or removed (with
      * resume too, from its start); a FIFO with no reader fails with QV_EIO
-     * instead of waiting for one. Bytes written there cannot be taken back:
-     * once some went out, the request is never retried. */
+     * instead of waiting for one. So is a link under /dev or /proc to a
+     * regular file (/dev/stdout sent to a file, /dev/fd/N, /proc/self/fd/N;
+     * with QV_PROCESSES the worker's descriptors, 0-2 alone the program's):
+     * written from its start as curl -o does, or with resume appended to.
+     * Bytes written in place cannot be taken back: once some went out, the
+     * request is never retried. */
     const char *output_path;
     int keep_partial;
     /* With output_path: append to the file as it is (a partial download),

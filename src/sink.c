@@ -47,16 +47,27 @@ static int open_temp(qv_sink *k, const char *path)
  * FIFO with no reader fails (ENXIO) rather than block the transfer's thread;
  * then written as any file, waiting (no status flag wanted: F_SETFL 0 cannot
  * fail on a descriptor just opened). */
-static int open_in_place(qv_sink *k, const char *path)
+static int open_in_place(qv_sink *k, const char *path, int trunc)
 {
     k->in_place = 1;
-    k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | trunc);
     if (k->fd < 0) {
         k->err = errno;
         return QV_EIO;
     }
     fcntl(k->fd, F_SETFL, 0);
     return QV_OK;
+}
+
+/* A path that names one of the process's open files through /proc
+ * (/dev/stdout, /dev/fd/N, /proc/self/fd/N) is that file, wherever it
+ * is: no temporary file can be made beside the link (in /proc), nor
+ * renamed over it (as root, /dev/stdout would become a file of ours). */
+static int names_a_descriptor(const char *path)
+{
+    struct stat st;
+    return (strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0) &&
+           lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
 }
 
 int qv_sink_begin(qv_slot *slot, char **msg)
@@ -68,9 +79,10 @@ int qv_sink_begin(qv_slot *slot, char **msg)
     /* (resume too: a FIFO has no size to resume from, and an open that
      * creates waited for its reader.) */
     struct stat st;
-    if (stat(r->io->output_path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        rc = open_in_place(k, r->io->output_path);
-    } else if (r->io->resume) {
+    int found = stat(r->io->output_path, &st) == 0;
+    if (found && !S_ISREG(st.st_mode)) {
+        rc = open_in_place(k, r->io->output_path, 0);
+    } else if (r->io->resume) { /* (through such a link too: appended to) */
         k->fd = open(r->io->output_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (k->fd < 0 || fstat(k->fd, &st) || lseek(k->fd, 0, SEEK_END) < 0) {
             k->err = errno;
@@ -79,6 +91,8 @@ int qv_sink_begin(qv_slot *slot, char **msg)
             k->offset = st.st_size;
             rc = QV_OK;
         }
+    } else if (found && names_a_descriptor(r->io->output_path)) {
+        rc = open_in_place(k, r->io->output_path, O_TRUNC); /* from its start, as curl -o */
     } else {
         rc = open_temp(k, r->io->output_path);
     }

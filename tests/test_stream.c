@@ -822,6 +822,40 @@ Test(stream, an_output_path_that_is_no_regular_file_is_written_in_place_and_kept
     remove_dir();
 }
 
+/* output_path naming one of the process's open files through /proc
+ * (/dev/stdout with stdout sent to a file, /dev/fd/N, /proc/self/fd/N)
+ * that is a regular file: written in place, from its start, as curl -o
+ * writes it. A temporary file could not be made beside the link (QV_EIO),
+ * and as root the one beside /dev/stdout was renamed over it, which became
+ * a file. Not on QV_PROCESSES: a worker process has descriptors of its own. */
+Test(stream, an_output_path_naming_an_open_regular_file_is_written_in_place)
+{
+    if (tx_kind() == QV_PROCESSES)
+        cr_skip_test("a worker process has descriptors of its own, not the test's");
+    make_dir();
+    qv_session *s = TX_SESSION(0);
+    static const char *const forms[] = {"/proc/self/fd/%d", "/dev/fd/%d"};
+    for (int i = 0; i < 2; i++) {
+        int fd = open(in_dir("out"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        cr_assert(fd >= 0);
+        cr_assert_eq(write(fd, "older and longer", 16), 16);
+        char path[64];
+        snprintf(path, sizeof path, forms[i], fd);
+        qv_future *f;
+        cr_assert_eq(
+            qv_request(s, &f,
+                       &(qv_request_opts){.url = nginx("/echo?in-place"), .output_path = path}),
+            QV_OK);
+        tx_expect_status(f, 200);
+        qv_future_release(f);
+        close(fd);
+        tx_assert_str_eq(file_text(in_dir("out")), "in-place");
+        cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
+    }
+    qv_session_free(s);
+    remove_dir();
+}
+
 /* Bytes written in place (a FIFO here; /dev/stdout alike) cannot be taken
  * back: a transfer that broke after some reached it is not retried, or the
  * reader would get them twice, then the next attempt's body after them. */
