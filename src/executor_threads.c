@@ -291,10 +291,10 @@ static void *worker_main(void *arg)
             if ((f = qv_executor_pop_locked(ex, &wait_ms))) {
                 /* The queue ran dry: if the waiting thread's result is
                  * in (looked at below), it collects and submits now,
-                 * before the workers run out of work. (Woken while that result was still to
-                 * come, it looked and slept again for nothing: at h2
-                 * c = 8 that cost more switches than it saved,
-                 * bench/NOTES.md, 2026-12-07 13:11.) */
+                 * before the workers run out of work. (Woken while that
+                 * result was still to come, it looked and slept again for
+                 * nothing: at h2 c = 8 that cost more switches than it
+                 * saved, bench/NOTES.md, 2026-12-07 13:11.) */
                 if (tp->awaited && qv_executor_empty_locked(ex))
                     awaited = qv_future_hold(tp->awaited);
                 break;

@@ -849,7 +849,7 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
 {
     qv_future *f = slot->f;
     const char *detail = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(cc);
-    const char *hint;
+    const char *hint, *cant;
     int err;
     switch (slot->abort) {
     case QV_ABORT_CANCEL:
@@ -908,8 +908,8 @@ static void collect_error(qv_slot *slot, CURLcode cc, int started)
                                        slot->sink.range_start, slot->sink.offset);
         return;
     default:
-        if (cc == CURLE_SEND_FAIL_REWIND && qv_upload_cant_rewind(slot))
-            detail = qv_upload_cant_rewind(slot);
+        cant = cc == CURLE_SEND_FAIL_REWIND ? qv_upload_cant_rewind(slot) : NULL;
+        if (cant) detail = cant;
         err = refine(slot, cc, detail, started);
         hint = err == QV_ETLS ? qv_net_tls_hint(slot, cc, detail) : NULL;
         f->out_err = err;
