@@ -14,13 +14,16 @@
 #include <unistd.h>
 
 /* After how long unused a lent handle is taken back, and how often its
- * lender looks: every LEND_LOOK_MS when it is the pool's only worker, else
- * every LEND_QUIET_LOOK_MS, since the other workers take it back for it
- * at their pops (reclaim). So transfers go on within about LEND_LOOK_MS of
- * the waiting thread going to do other work while the other workers take
- * work, and within LEND_QUIET_LOOK_MS at most. Looking every 2 ms woke the
- * lender 0.07-0.14 times a request in the window idiom at c = 8-64, each
- * time to find its handle in use (bench/NOTES.md, 2026-12-07 10:11). */
+ * lender looks: every LEND_QUIET_LOOK_MS, since the other workers take it
+ * back for it at their pops (reclaim); when it is the pool's only worker,
+ * where no other pop comes, first after LEND_LOOK_MS, then at twice the
+ * last interval, up to LEND_QUIET_LOOK_MS, each time it finds the handle in
+ * use. So transfers go on within about LEND_LOOK_MS of the waiting thread
+ * going to do other work while the other workers take work, or right after
+ * the lend, and within LEND_QUIET_LOOK_MS at most. Looking every 2 ms woke
+ * the lender 0.07-0.14 times a request in the window idiom at c = 8-64, and
+ * ~0.1 at c = 1, each time to find its handle in use (bench/NOTES.md,
+ * 2026-12-07 10:11 and 16:20). */
 #define LEND_LOOK_MS       2
 #define LEND_QUIET_LOOK_MS 10
 #define LEND_AWAY_MS       0.5
@@ -195,13 +198,16 @@ static void lend(tpool *tp, tslot *own)
     qv_executor *ex = &tp->base;
     tp->used_ms = qv_now_ms();
     atomic_store(&tp->lent, own);
+    int look_ms = tp->nthreads > 1 ? LEND_QUIET_LOOK_MS : LEND_LOOK_MS;
     while (atomic_load(&tp->lent) == own) {
         struct timespec dl;
-        qv_deadline(&dl, tp->nthreads > 1 ? LEND_QUIET_LOOK_MS : LEND_LOOK_MS);
+        qv_deadline(&dl, look_ms);
         qv_cond_wait(&tp->lend_cv, &ex->mu, &dl);
-        if (atomic_load(&tp->lent) == own && !tp->inside &&
-            (ex->shutdown || qv_now_ms() - tp->used_ms >= LEND_AWAY_MS))
+        if (atomic_load(&tp->lent) != own) break;
+        if (!tp->inside && (ex->shutdown || qv_now_ms() - tp->used_ms >= LEND_AWAY_MS))
             atomic_store(&tp->lent, NULL);
+        else /* in use: the next look later */
+            look_ms = 2 * look_ms < LEND_QUIET_LOOK_MS ? 2 * look_ms : LEND_QUIET_LOOK_MS;
     }
     if (own->late || own->f) {
         pthread_mutex_unlock(&ex->mu);

@@ -322,6 +322,37 @@ Test(waitrun, the_lender_does_not_wake_every_2_ms_while_its_handle_is_in_use, .t
     qv_session_free(s);
 }
 
+/* On a pool of one, no other worker takes the lent handle back: its lender
+ * looks itself, after 2 ms at first, then less often each time it finds
+ * the handle in use (up to every 10 ms). While this thread runs B, 1.5 s,
+ * on the handle the worker lent it after A, the lender sleeps ~0.1 times a
+ * ms (looking every 2 ms, ~0.5: the window idiom at c = 1 paid ~0.1 looks
+ * a request). */
+Test(waitrun, a_lone_lender_looks_less_often_while_its_handle_is_in_use, .timeout = 60)
+{
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    int ran = 0;
+    for (int i = 0; i < 20 && !ran; i++) {
+        pthread_t b_on = (pthread_t)0;
+        qv_future *a = get_noting(s, "/delay/0.1", NULL);
+        qv_future *b = get_noting(s, "/delay/1.5", &b_on);
+        tx_expect_status(a, 200);
+        long sleeps0 = others_sleeps();
+        double t0 = now_ms();
+        tx_expect_status(b, 200);
+        double el = now_ms() - t0;
+        long sleeps = others_sleeps() - sleeps0;
+        ran = pthread_equal(b_on, pthread_self());
+        if (ran)
+            cr_assert_lt((double)sleeps / el, 0.2,
+                         "the lender slept %ld times in the %.0f ms this thread ran B", sleeps, el);
+        qv_future_release(a);
+        qv_future_release(b);
+    }
+    cr_assert(ran, "in 20 rounds the waiting thread never ran B on the lent handle");
+    qv_session_free(s);
+}
+
 Test(waitrun, max_workers_still_bounds_transfers_on_a_larger_pool, .timeout = 60)
 {
     int here = rounds_within_max_workers(2);
