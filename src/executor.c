@@ -273,75 +273,6 @@ int qv_executor_inbox_empty(qv_executor *ex)
     return !l || l == INBOX_CLOSED(ex);
 }
 
-/* ----------------------------------------------- uncollected responses */
-
-/* Paused workers look again (ex->mu held). */
-static void resume_locked(qv_executor *ex)
-{
-    if (atomic_load(&ex->paused)) pthread_cond_broadcast(&ex->resume);
-}
-
-static void resume(qv_executor *ex)
-{
-    /* Read after the caller's change to the counts, as hold_back reads
-     * those after counting itself paused: one of the two sees the other. */
-    if (!atomic_load(&ex->paused)) return;
-    pthread_mutex_lock(&ex->mu);
-    resume_locked(ex);
-    pthread_mutex_unlock(&ex->mu);
-}
-
-/* Adds d to the urgent needs (0: a future's, counted by sync_urgent
- * already); 1 if the paused workers must go on (a need came, not went). */
-static int add_urgent(qv_executor *ex, int d)
-{
-    if (!ex->max_uncollected) return 0;
-    atomic_fetch_add(&ex->urgent, d);
-    return d >= 0;
-}
-
-static void urge_locked(qv_executor *ex, int d)
-{
-    if (add_urgent(ex, d)) resume_locked(ex);
-}
-
-int qv_executor_hold_back(qv_executor *ex)
-{
-    if (!ex->max_uncollected || ex->shutdown || qv_executor_empty_locked(ex) ||
-        atomic_load(&ex->uncollected) < ex->max_uncollected)
-        return 0;
-    atomic_fetch_add(&ex->paused, 1);
-    if (!atomic_load(&ex->urgent) && atomic_load(&ex->uncollected) >= ex->max_uncollected) return 1;
-    atomic_fetch_sub(&ex->paused, 1);
-    return 0;
-}
-
-void qv_executor_urge(qv_executor *ex, int d)
-{
-    if (ex && add_urgent(ex, d)) resume(ex);
-}
-
-void qv_executor_count_uncollected(qv_future *f)
-{
-    qv_executor *ex = f->ex;
-    /* A callback or a waiter takes it as it completes. */
-    if (!ex || !ex->max_uncollected || f->first_fn || f->waiters) return;
-    qv_executor_ref(ex); /* the executor may be freed before f is collected */
-    atomic_fetch_add(&ex->uncollected, 1);
-    atomic_store(&f->counted, 1);
-}
-
-void qv_executor_collected(qv_future *f)
-{
-    if (!atomic_load(&f->counted) || !atomic_exchange(&f->counted, 0)) return;
-    qv_executor *ex = f->ex;
-    /* Paused workers go on once half the bound is collected, all at once:
-     * woken one a collection, each ran one request and paused again, a
-     * sleep and a wake-up a request (bench/NOTES.md, 2026-12-07 06:54). */
-    if (atomic_fetch_sub(&ex->uncollected, 1) - 1 <= ex->max_uncollected / 2) resume(ex);
-    qv_executor_unref(ex);
-}
-
 /* Gives the warnings seen (bits) and noted since the last submit, each once
  * per executor; no lock held. */
 static void warn_seen(qv_executor *ex, unsigned seen)
@@ -436,9 +367,9 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
         }
         /* The workers must make room: none may pause for uncollected
          * responses while this thread, which may be their collector, waits. */
-        urge_locked(ex, 1);
+        qv_executor_urge_locked(ex, 1);
         pthread_cond_wait(&ex->space, &ex->mu);
-        urge_locked(ex, -1);
+        qv_executor_urge_locked(ex, -1);
     }
     if (ex->shutdown || atomic_load(&f->cancel_requested))
         return unlock_and_warn(ex, QV_ESHUTDOWN, seen);

@@ -391,10 +391,19 @@ static void tp_destroy(qv_executor *ex)
     qv_free(tp);
 }
 
+/* What its futures tell the pool: its bound on uncollected responses. */
+static const qv_runner tp_runner = {
+    .look = qv_uncollected_look,
+    .urge = qv_uncollected_urge,
+    .finished = qv_uncollected_finished,
+    .collected = qv_uncollected_collected,
+};
+
 static const qv_executor_vt tpool_vt = {
     .notify = tp_notify,
     .all_busy = tp_all_busy,
     .run_waited = tp_run_waited,
+    .runner = &tp_runner,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
 };

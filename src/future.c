@@ -10,6 +10,25 @@ static int terminal(qv_future_state st)
     return st == QV_FINISHED || st == QV_FAILED || st == QV_CANCELLED;
 }
 
+/* Under f->lock: tells f's runner (if any) that someone wants f (want: 1),
+ * or that whether f waits to start may have changed (0). 1: it must be
+ * urged after the unlock (urge_runner). */
+static int tell_runner(qv_future *f, int want)
+{
+    return f->runner && f->runner->look(f, want);
+}
+
+static void urge_runner(qv_future *f, int urge)
+{
+    if (urge) f->runner->urge(f);
+}
+
+/* No lock held: f's result was collected, or the caller let it go. */
+static void collected(qv_future *f)
+{
+    if (f->runner) f->runner->collected(f);
+}
+
 qv_future *qv_future_alloc(size_t room)
 {
     /* Its arena's first chunk right after it: a struct with pointers is
@@ -75,8 +94,8 @@ void qv_future_release(qv_future *f)
     int left = atomic_fetch_sub(&f->user_refs, 1) - 1;
     if (left < 0)
         qv_misuse(__func__, f, "released more often than it was referenced (released twice?)");
-    /* Let go uncollected: no longer held against its executor's bound. */
-    if (left == 0) qv_executor_collected(f);
+    /* Let go uncollected. */
+    if (left == 0) collected(f);
     /* The caller's last: a streamed body still coming is read by no one. */
     if (left == 0 && atomic_load(&f->stream_open)) qv_future_abandon_stream(f);
     qv_future_drop(f);
@@ -103,39 +122,6 @@ void qv_future_drop(qv_future *f)
 static atomic_size_t *counter(qv_future *f)
 {
     return f->holder.count ? f->holder.count : f->ex ? &f->ex->in_flight : NULL;
-}
-
-/* Under f->lock: counts f in its executor's urgent needs while someone wants
- * it and it waits to start. 1 if it was just counted: paused workers must
- * look (qv_executor_urge(ex, 0), after the unlock). */
-static int sync_urgent(qv_future *f)
-{
-    qv_executor *ex = f->ex;
-    int u = f->wanted && (f->state == QV_PENDING || (f->state == QV_RUNNING && f->holder_waits)) &&
-            ex && ex->max_uncollected;
-    if (u == f->urgent) return 0;
-    f->urgent = u;
-    atomic_fetch_add(&ex->urgent, u ? 1 : -1);
-    return u;
-}
-
-/* Under f->lock: someone waits for f, or may (a callback, a waiter, a poll),
- * so its executor must not pause before starting it. Returns the executor
- * whose paused workers must look, with a reference (see wake_for). */
-static qv_executor *want_locked(qv_future *f)
-{
-    f->wanted = 1;
-    if (!sync_urgent(f)) return NULL;
-    qv_executor_ref(f->ex);
-    return f->ex;
-}
-
-/* After f->lock is released: wakes what want_locked returned. */
-static void wake_for(qv_executor *ex)
-{
-    if (!ex) return;
-    qv_executor_urge(ex, 0);
-    qv_executor_unref(ex);
 }
 
 /* Under f->lock: f's record of h (NULL: no one). */
@@ -174,9 +160,10 @@ int qv_future_begin(qv_future *f, const qv_holder *h)
             set_holder(f, h);
         }
         f->attempts++;
-        sync_urgent(f);
     }
+    int urge = ok && tell_runner(f, 0);
     qv_lock_give(&f->lock);
+    urge_runner(f, urge);
     return ok;
 }
 
@@ -185,9 +172,9 @@ int qv_future_hold_by(qv_future *f, const qv_holder *h)
     qv_lock_take(&f->lock);
     int ok = !h || !atomic_load(&f->cancel_requested);
     if (ok) set_holder(f, h);
-    int woke = sync_urgent(f); /* a wanted future back in a queue (a retry) */
+    int urge = tell_runner(f, 0); /* a wanted future back in a queue (a retry) */
     qv_lock_give(&f->lock);
-    if (woke) qv_executor_urge(f->ex, 0); /* f's executor lives: f is not done */
+    urge_runner(f, urge);
     return ok;
 }
 
@@ -196,9 +183,9 @@ int qv_future_rehold(qv_future *f, const qv_holder *from, const qv_holder *to)
     qv_lock_take(&f->lock);
     int ok = f->holder.fn == from->fn && f->holder.arg == from->arg;
     if (ok) set_holder(f, to);
-    int woke = sync_urgent(f);
+    int urge = tell_runner(f, 0);
     qv_lock_give(&f->lock);
-    if (woke) qv_executor_urge(f->ex, 0); /* f's executor lives: f is not done */
+    urge_runner(f, urge);
     return ok;
 }
 
@@ -279,8 +266,11 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     f->error = st == QV_FINISHED ? QV_OK : err;
     f->errmsg = msg;
     f->resp = resp;
-    sync_urgent(f);
-    if (resp && !atomic_load(&f->stream_open)) qv_executor_count_uncollected(f);
+    tell_runner(f, 0); /* done: waits to start no more (never an urge) */
+    /* A response no callback or waiter takes as it comes waits to be
+     * collected. */
+    if (resp && !atomic_load(&f->stream_open) && !f->first_fn && !f->waiters && f->runner)
+        f->runner->finished(f);
     /* A streamed body's transfer goes on: its reader still pokes it. */
     if (!atomic_load(&f->stream_open)) record_holder(f, NULL);
     for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
@@ -298,7 +288,7 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     qv_lock_give(&f->lock);
     qv_response_free(dropped);
     /* Its holder let it go before it was counted (see qv_future_release). */
-    if (atomic_load(&f->user_refs) == 0) qv_executor_collected(f);
+    if (atomic_load(&f->user_refs) == 0) collected(f);
     /* Woken after the unlock, a waiter finds the lock free instead of
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */
@@ -409,13 +399,10 @@ int qv_future_wait(qv_future *f, long timeout_ms)
             qv_lock_take(&f->lock);
         } while (ran && !terminal(f->state) && (timeout_ms < 0 || qv_ms_left(&dl) > 0));
     }
-    if (!terminal(f->state)) {
-        qv_executor *wake = want_locked(f);
-        if (wake) {
-            qv_lock_give(&f->lock);
-            wake_for(wake);
-            qv_lock_take(&f->lock);
-        }
+    if (!terminal(f->state) && tell_runner(f, 1)) {
+        qv_lock_give(&f->lock);
+        urge_runner(f, 1);
+        qv_lock_take(&f->lock);
     }
     int slept = 0, timed_out = timeout_ms == 0; /* (a poll does not sleep) */
     for (; !terminal(f->state) && !timed_out; slept = 1)
@@ -428,7 +415,7 @@ int qv_future_wait(qv_future *f, long timeout_ms)
     qv_lock_give(&f->lock);
     if (ex) qv_executor_unref(ex);
     if (!done) return QV_EWAIT_TIMEOUT;
-    qv_executor_collected(f);
+    collected(f);
     return QV_OK;
 }
 
@@ -478,9 +465,9 @@ qv_future_state qv_future_state_get(qv_future *f)
     qv_lock_take(&f->lock);
     qv_future_state st = f->state;
     /* A poll: the poller waits for it, though not here. */
-    qv_executor *wake = terminal(st) ? NULL : want_locked(f);
+    int urge = !terminal(st) && tell_runner(f, 1);
     qv_lock_give(&f->lock);
-    wake_for(wake);
+    urge_runner(f, urge);
     return st;
 }
 
@@ -545,11 +532,11 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
     qv_lock_take(&f->lock);
     if (terminal(f->state)) {
         qv_lock_give(&f->lock);
-        qv_executor_collected(f); /* the callback takes it */
+        collected(f); /* the callback takes it */
         fn(f, arg);
         return QV_OK;
     }
-    qv_executor *wake = want_locked(f);
+    int urge = tell_runner(f, 1);
     atomic_store(&f->has_done_cb, 1);
     if (!f->first_fn) {
         f->first_fn = fn;
@@ -558,7 +545,7 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
         qv_cb *cb = qv_malloc(sizeof(*cb));
         if (!cb) {
             qv_lock_give(&f->lock);
-            wake_for(wake);
+            urge_runner(f, urge);
             return QV_ENOMEM;
         }
         cb->fn = fn;
@@ -567,7 +554,7 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
         f->more_cbs = cb;
     }
     qv_lock_give(&f->lock);
-    wake_for(wake);
+    urge_runner(f, urge);
     return QV_OK;
 }
 
@@ -595,7 +582,7 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
     l->w = w;
     l->idx = idx;
     qv_lock_take(&f->lock);
-    qv_executor *wake = NULL;
+    int urge = 0;
     int done = terminal(f->state);
     if (done) {
         l->linked = 0;
@@ -611,11 +598,11 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
         l->next = f->waiters;
         if (f->waiters) f->waiters->prev = l;
         f->waiters = l;
-        wake = want_locked(f);
+        urge = tell_runner(f, 1);
     }
     qv_lock_give(&f->lock);
-    wake_for(wake);
-    if (done) qv_executor_collected(f); /* the waiter takes it */
+    urge_runner(f, urge);
+    if (done) collected(f); /* the waiter takes it */
 }
 
 void qv_waiter_unlink(qv_future *f, qv_wlink *l)

@@ -446,6 +446,28 @@ typedef struct qv_held {
     atomic_size_t *count;
 } qv_held;
 
+/* What a future tells the executor that runs it besides its holder's cancel
+ * and poke: set with f->ex at submit, from the executor's kind (NULL:
+ * nothing to tell). The runner keeps its own state about the future in the
+ * future's runner_bits, which the future never reads. */
+typedef struct qv_runner {
+    /* Under f->lock, so it takes no lock (a worker takes a future's lock
+     * under its executor's): someone waits for f, or may (want: 1: a wait,
+     * a poll, a waiter link, a done callback), or whether f waits to start
+     * may have changed (0: its begin, a new holder, its completion). 1 if
+     * `urge` must be called after the unlock (what it needs for that, f's
+     * completion meanwhile does not take away). */
+    int (*look)(qv_future *f, int want);
+    void (*urge)(qv_future *f);
+    /* Under f->lock: f finished with a response that no done callback or
+     * waiter takes as it comes: it waits for its collector. */
+    void (*finished)(qv_future *f);
+    /* No lock held: f's result was taken (a wait returned it, a callback or
+     * waiter added done took it) or the caller let f go; maybe more than
+     * once. */
+    void (*collected)(qv_future *f);
+} qv_runner;
+
 typedef struct qv_cb {
     qv_done_fn fn;
     void *arg;
@@ -462,15 +484,9 @@ struct qv_future {
     qv_lock lock;      /* the state machine's fields (docs/internals.md, Locks) */
     qv_signal changed; /* a terminal state, a begin after a pop, an inline completion */
     /* Bytes, each its own memory location: the lock each is under differs. */
-    unsigned char state;  /* qv_future_state */
-    unsigned char popped; /* taken off the queue, not yet begun (QV_POPPED*) */
-    unsigned char qwhere; /* which of the executor's lists holds it (QV_Q_*) */
-    /* QV_THREADS' bound on uncollected responses (executor.c): `wanted`, once
-     * someone waits for it (or may: a callback, a waiter link, a poll);
-     * `urgent` while wanted and waiting to start (counted in ex->urgent);
-     * `counted` while finished with a response not yet collected (counted
-     * in ex->uncollected, with a reference to ex). */
-    unsigned char wanted, urgent;
+    unsigned char state;            /* qv_future_state */
+    unsigned char popped;           /* taken off the queue, not yet begun (QV_POPPED*) */
+    unsigned char qwhere;           /* which of the executor's lists holds it (QV_Q_*) */
     unsigned char streamed;         /* set by the transfer's thread, for itself (stream = 1) */
     unsigned char out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
                                        produced some: no retry can take them back */
@@ -478,11 +494,13 @@ struct qv_future {
     /* A done callback was added (set under the lock, read without it: a
      * QV_THREADS waiting thread runs no future that has one). */
     atomic_uchar has_done_cb;
+    atomic_uchar runner_bits; /* its runner's (never read here) */
     /* The status line's code if the last attempt's transfer failed after
      * it (qv_future_error_status), else 0; written with out_err. */
     unsigned short out_status;
     int error;
-    int attempts; /* transfers started */
+    int attempts;         /* transfers started */
+    atomic_int host_held; /* counted in its host's requests in flight (here for its alignment) */
     char *errmsg;
     qv_response *resp;
     void *user_data;
@@ -493,15 +511,14 @@ struct qv_future {
     qv_held holder;      /* who holds it now, and how it is told of a cancel */
     qv_session *session; /* until completion */
     qv_executor *ex;
+    const qv_runner *runner; /* what it tells ex (NULL: nothing) */
     /* The executor's links, in one of its lists at a time: its queue (the
      * ready list, a host's parked list), a process pool's held list; while
      * it runs on QV_LOOP, a delivery list (qnext) and the task list (qprev). */
     qv_future *qprev, *qnext;
-    size_t ridx;          /* its place in the executor's retry heap */
-    double due_ms;        /* when a waiting retry may go */
-    struct qv_host *host; /* parked on, or counted by, this host's limits */
-    atomic_int host_held; /* counted in its host's requests in flight */
-    atomic_int counted;
+    size_t ridx;              /* its place in the executor's retry heap */
+    double due_ms;            /* when a waiting retry may go */
+    struct qv_host *host;     /* parked on, or counted by, this host's limits */
     qv_future *sprev, *snext; /* session's live futures */
     double submitted_ms, started_ms;
     /* The transfer's outcome, collected on the I/O side and delivered
@@ -1409,6 +1426,8 @@ typedef struct qv_executor_vt {
      * an attempt of f ran on this thread meanwhile (the caller looks at f
      * again), 0 if not (the caller sleeps). */
     int (*run_waited)(qv_executor *ex, qv_future *f, const struct timespec *deadline);
+    /* What its futures tell it (optional: f->runner, set at submit). */
+    const qv_runner *runner;
     /* Stop after draining the queue; join workers. */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);
@@ -1542,22 +1561,30 @@ void qv_executor_host_done(qv_future *f);
 void qv_executor_note(qv_executor *ex, qv_saturation what);
 /* Counts an outcome in the stats. */
 void qv_executor_count(qv_executor *ex, qv_future_state st);
-/* The bound on uncollected responses. A worker asks qv_executor_hold_back
+/* Threads of thread-pool and loop executors alive in this process: a
+ * process pool must fork before there are any. */
+extern atomic_int qv_io_threads;
+
+/* ---------------------------------------- uncollected responses (uncollected.c) */
+
+/* QV_THREADS' bound on finished-but-uncollected responses (max_uncollected;
+ * 0: none, and none of this counts). A worker asks qv_executor_hold_back
  * (ex->mu held) before it pops; 1: it has been counted in `paused` and must
  * wait on `resume`, then uncount itself. */
 int qv_executor_hold_back(qv_executor *ex);
 /* Adds d (+1 or -1) to ex's urgent needs, or 0 for a future's need that
- * sync_urgent counted already; unless one went, paused workers go on. ex->mu
- * not held. */
+ * qv_uncollected_look counted already; unless one went, paused workers go
+ * on. ex->mu not held (_locked: held). */
 void qv_executor_urge(qv_executor *ex, int d);
-/* f (finished with a response, f->lock held) is counted as uncollected if
- * its executor bounds that and no callback or waiter takes it. */
-void qv_executor_count_uncollected(qv_future *f);
-/* f's holder collected it (or let it go): uncounted, once. No lock held. */
-void qv_executor_collected(qv_future *f);
-/* Threads of thread-pool and loop executors alive in this process: a
- * process pool must fork before there are any. */
-extern atomic_int qv_io_threads;
+void qv_executor_urge_locked(qv_executor *ex, int d);
+/* The members of QV_THREADS' runner (qv_runner): a wanted future waiting to
+ * start counts as urgent; one finished with a response no callback or
+ * waiter takes counts as uncollected (with a reference to its executor)
+ * until it is collected. */
+int qv_uncollected_look(qv_future *f, int want);
+void qv_uncollected_urge(qv_future *f);
+void qv_uncollected_finished(qv_future *f);
+void qv_uncollected_collected(qv_future *f);
 
 /* ------------------------------------------ per-host limits (hostlimit.c) */
 

@@ -195,6 +195,7 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
     f->user_data = o.user_data;
     f->session = s;
     f->ex = s->ex;
+    f->runner = s->ex->vt->runner;
     f->submitted_ms = qv_now_ms();
 
     pthread_mutex_lock(&s->mu);
