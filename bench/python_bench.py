@@ -11,10 +11,11 @@ executor, cffi_floor_threads on the threads executor.
 `compare` runs every mode in its own process, interleaved (run 1 of each
 mode, then run 2 of each, ...), and prints the medians. A mode may carry a
 variant: MODE@abi runs it on cffi's ABI mode (QUIVER_BINDING=abi), and
-MODE@before on the python/ named by --before (an earlier copy, for
-before/after). It prints CPU per request (user
-+ system time of the whole process, every thread of it, quiver's included,
-over the load alone: from the first submit to the last result) and requests
+MODE@before on the checkout named by --before (an earlier commit, for
+before/after: its python/, library and compiled binding, all three). It
+prints CPU per request (user + system time of the whole process, every
+thread of it, quiver's included, over the load alone: from the first
+submit to the last result) and requests
 per second, and nginx_us: the CPU per request of nginx's workers over the
 same load (their /proc schedstat; QV_NGINX_PIDFILE names nginx's pid file).
 For one client, nginx does the same work per request in every run, so it
@@ -144,11 +145,16 @@ def variant_env(label: str, before: str) -> tuple[str, dict]:
     if variant == "abi":
         env["QUIVER_BINDING"] = "abi"
     elif variant == "before":
-        if not before:
-            raise SystemExit("MODE@before needs --before DIR (a copy of python/)")
-        # its own choice of binding: the compiled one beside the library if
-        # it has one (as the current python/), else ABI mode
-        env["PYTHONPATH"] = before
+        # the whole stack of the other checkout: its python/, and its
+        # library with the compiled binding built beside it (a python/
+        # alone would run on this tree's binding and library)
+        lib = os.path.join(before, "build", "libquiver.so.0")
+        if not before or not os.path.isdir(os.path.join(before, "python")) or \
+                not os.path.exists(lib):
+            raise SystemExit("MODE@before needs --before DIR, a checkout with python/ and "
+                             "build/libquiver.so.0")
+        env["PYTHONPATH"] = os.path.join(before, "python")
+        env["QUIVER_LIB"] = lib
     elif variant:
         raise SystemExit(f"unknown variant in {label!r}: @abi or @before")
     if mode not in MODES:
@@ -210,7 +216,8 @@ def main() -> int:
     ap.add_argument("-s", type=int, default=100, help="expected body size")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--modes", default=",".join(MODES), help="MODE, MODE@abi or MODE@before")
-    ap.add_argument("--before", default="", help="a copy of python/ for MODE@before")
+    ap.add_argument("--before", default="",
+                    help="a checkout, built (python/, build/), for MODE@before")
     ap.add_argument("url")
     a = ap.parse_args()
     if a.what == "client":
