@@ -809,6 +809,7 @@ typedef struct qv_response_info {
     size_t set_cookies;       /* how many Set-Cookie headers it has */
     double elapsed_ms;        /* as qv_response_elapsed_ms */
     qv_timing timing;         /* as qv_response_timing */
+    size_t content_types;     /* how many Content-Type headers it has */
 } qv_response_info;
 /* Fills *out and copies the headers as qv_response_headers_copy(r, headers,
  * headers_cap) does (nothing when headers_len > headers_cap; headers may be

@@ -282,15 +282,19 @@ int qv_response_info_get(const qv_response *r, qv_response_info *out, char *head
                          size_t headers_cap)
 {
     if (!r || !out || !out->size) return QV_EINVAL;
-    /* One walk for both (a binding calls this for every response). */
-    size_t set_cookies = 0;
+    /* One walk for all three (a binding calls this for every response),
+     * comparing only the names with the right first letter (most have
+     * neither: a strcasecmp costs more than the rest of a header's turn). */
+    size_t set_cookies = 0, content_types = 0;
     const char *content_type = NULL;
     for (size_t i = 0; i < r->headers.len; i++) {
         const qv_hdr *h = &r->headers.items[i];
-        if (strcasecmp(h->name, "Set-Cookie") == 0)
+        int first = h->name[0] | 0x20; /* lower case, for a letter */
+        if (first == 's' && strcasecmp(h->name, "Set-Cookie") == 0) {
             set_cookies++;
-        else if (!content_type && strcasecmp(h->name, "Content-Type") == 0)
-            content_type = h->value;
+        } else if (first == 'c' && strcasecmp(h->name, "Content-Type") == 0) {
+            if (!content_types++) content_type = h->value;
+        }
     }
     qv_response_info info = {
         .size = out->size,
@@ -305,6 +309,7 @@ int qv_response_info_get(const qv_response *r, qv_response_info *out, char *head
         .set_cookies = set_cookies,
         .elapsed_ms = r->elapsed_ms,
         .timing = r->timing,
+        .content_types = content_types,
     };
     info.body = qv_response_body(r, &info.body_len);
     /* An older caller's struct is a prefix of ours: copy what it has. */

@@ -239,6 +239,9 @@ static void assert_info_agrees(const qv_response *r)
     size_t cookies = 0;
     while (qv_response_header_nth(r, "set-cookie", cookies)) cookies++;
     cr_assert_eq(info.set_cookies, cookies);
+    size_t types = 0;
+    while (qv_response_header_nth(r, "content-type", types)) types++;
+    cr_assert_eq(info.content_types, types);
     cr_assert_eq(info.elapsed_ms, qv_response_elapsed_ms(r));
     qv_timing t;
     cr_assert_eq(qv_response_timing(r, &t), QV_OK);
@@ -278,6 +281,16 @@ Test(basic, response_info_in_one_call, .timeout = 30)
     const unsigned char *rest = (const unsigned char *)&older + older.head.size;
     for (size_t i = 0; i < sizeof older - older.head.size; i++)
         cr_assert_eq(rest[i], 0x5a, "byte %zu past the caller's size was written", i);
+    cr_assert_eq(info.content_types, 1);
+    qv_future_release(f);
+
+    /* Two Content-Type lines (httpbin's own and the one asked for): counted,
+     * the first one's value given. */
+    r = tx_get_ok(s, &f, tu("/response-headers?Content-Type=text/plain"));
+    assert_info_agrees(r);
+    cr_assert_eq(qv_response_info_get(r, &info, NULL, 0), QV_OK);
+    cr_assert_eq(info.content_types, 2);
+    tx_assert_str_eq(info.content_type, qv_response_header_nth(r, "content-type", 0));
     qv_future_release(f);
 
     /* A redirect: the final response and its hop. */

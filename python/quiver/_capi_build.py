@@ -111,7 +111,7 @@ static void qvpy_fill(const qv_response *r, qvpy_taken *t)
     t->history_len = (long long)info->history_len;
     qvpy_keep(t, 0, info->reason, &t->reason_gen);
     qvpy_keep(t, 1, info->url, &t->url_gen);
-    if (info->content_type && qv_response_header_nth(r, "Content-Type", 1)) {
+    if (info->content_types > 1) {
         /* more than one: Python joins them all (as requests reads them) */
         t->last_state[2] = 0;
         t->type_gen++;

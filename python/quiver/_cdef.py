@@ -146,7 +146,7 @@ typedef struct qv_response_info {
     size_t size; int status; int http_version; int attempts; const char *reason;
     const char *url; const char *body; size_t body_len; const char *content_type;
     size_t headers_len; size_t history_len; size_t set_cookies; double elapsed_ms;
-    qv_timing timing;
+    qv_timing timing; size_t content_types;
 } qv_response_info;
 int qv_response_info_get(const qv_response *r, qv_response_info *out, char *headers,
                          size_t headers_cap);
