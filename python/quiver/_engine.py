@@ -272,7 +272,8 @@ class Future(concurrent.futures.Future):
         outcome taken under the lock that claims it), else after a wait in C
         (without the GIL, a cancel from another thread still possible) with
         the outcome taken in the same call."""
-        sc = scratch()
+        last = _last_scratch  # scratch() without its call, most of the time
+        sc = last[1] if last[0] == _get_ident() else scratch()
         t = sc.t
         lock = self._lock
         lock.acquire()  # (not `with`: its look-ups cost as much again, twice a request)
@@ -450,7 +451,9 @@ class Engine:
         try:
             while q:
                 fut = q[0]
-                with fut._lock:
+                lock = fut._lock
+                lock.acquire()  # (not `with`, as in Future._pull)
+                try:
                     qvf = fut._qvf
                     if qvf is None or fut._completing or fut._armed:
                         qvf = None  # finished, being finished, or armed: not ours
@@ -459,6 +462,8 @@ class Engine:
                     else:  # done: claimed here, as _claim does
                         fut._completing = True
                         fut._qvf = None
+                finally:
+                    lock.release()
                 q.popleft()
                 if qvf is not None:
                     _take_complete(fut, qvf)
@@ -612,7 +617,8 @@ def finish(fut: Future) -> None:
 
 def _take_complete(fut: Future, qvf: Any) -> None:
     """_complete on the outcome of qvf, claimed and done."""
-    sc = scratch()
+    last = _last_scratch  # (as in Future._pull)
+    sc = last[1] if last[0] == _get_ident() else scratch()
     _complete(fut, qvf, take_result(qvf, 0, sc.t), sc)
 
 
@@ -815,6 +821,14 @@ for _attr in (
         _Lazy("elapsed", lambda d: _MICROSECOND * round(d["_qv_elapsed"] * 1000), "_qv_elapsed"),
         _Lazy("history", lambda d: [], "_qv_elapsed"),
         _Lazy("request", lambda d: prepared_request(*d["_qv_request"]), "_qv_request"),
+        # what Response.__init__ sets that is the same for every response
+        # built whole (an attribute store costs ~200 instructions, four a
+        # response; these are seldom read): stream=True sets raw and
+        # _content_consumed itself, the drop-in connection while hooks run
+        _Lazy("_content_consumed", lambda d: True, "_qv_elapsed"),
+        _Lazy("_next", lambda d: None, "_qv_elapsed"),
+        _Lazy("raw", lambda d: None, "_qv_elapsed"),
+        _Lazy("connection", lambda d: None, "_qv_elapsed"),
         # quiver.Session's own, from a copy of its qv_response_info
         _Lazy("http_version", _info_int("http_version"), "_qv_info"),
         _Lazy("attempts", _info_int("attempts"), "_qv_info"),
@@ -857,7 +871,9 @@ def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
     then None or sc.t.resp). What it holds is copied: the qv_response goes
     with its future. `request`: prepared_request's arguments for
     Response.request, or None for a caller that sets it. Its headers,
-    cookies, elapsed, history and request are made when first read (_Lazy).
+    cookies, elapsed, history and request, and the attributes that are the
+    same for every response (raw, connection, ...), are made when first
+    read (_Lazy).
     The rest of what quiver said of it stays in the Scratch until this
     thread's next build_response: its info (history_len, set_cookies,
     timing, ...) and `taken`, the tuple of qvpy_taken's first fields."""
@@ -872,8 +888,8 @@ def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
     buf = sc.headers
     if strings_gen != sc.strings_gen:
         _make_strings(sc, taken, sc.t.resp if r is None else r)
-    # the attributes Response.__init__ sets, in its order (the lazy ones'
-    # sources in their place)
+    # the attributes Response.__init__ sets that differ between responses,
+    # in its order (the lazy ones' sources in their place)
     resp = _Response.__new__(_Response)
     if not with_body:
         resp._content = b""
@@ -881,18 +897,14 @@ def build_response(r: Any, request: Optional[tuple], with_body: bool = True,
         resp._content = buf[body_at:body_at + body_len]
     else:
         resp._content = _unpack(sc.t.info.body, body_len)
-    resp._content_consumed = True
-    resp._next = None
     resp.status_code = status
     resp._qv_headers = buf[0:n]
-    resp.raw = None
     resp.url = sc.url
     resp.encoding = sc.encoding
     resp.reason = sc.reason
     resp._qv_elapsed = elapsed
     if request is not None:
         resp._qv_request = request
-    resp.connection = None
     return resp
 
 

@@ -20,6 +20,8 @@ from quiver import _engine
 from requests_futures.sessions import FuturesSession
 
 LAZY = ("headers", "cookies", "elapsed", "history", "request")
+# what every response built whole has alike, also made when first read
+CONSTANT = {"raw": None, "connection": None, "_next": None, "_content_consumed": True}
 
 
 @pytest.fixture(params=["session", "dropin"])
@@ -49,6 +51,27 @@ def test_reads_as_requests_own(get, httpbin):
     assert (ours.request.method, ours.request.url) == (theirs.request.method, theirs.request.url)
     assert ours.headers["content-type"] == theirs.headers["Content-Type"]
     assert ours.encoding == theirs.encoding == "utf-8"
+    assert {name: getattr(ours, name) for name in CONSTANT} == CONSTANT
+    assert ours.next is None and ours.is_redirect is False
+    with ours:  # Response.close() reads _content_consumed and raw
+        pass
+    assert ours.content == theirs.content and list(ours.iter_content(4)) == \
+        list(theirs.iter_content(4))
+
+
+def test_constants_assign_and_pickle(get, nginx):
+    r = get(nginx + "/small")
+    marker = object()
+    for name in CONSTANT:
+        setattr(r, name, marker)
+        assert getattr(r, name) is marker
+    r = get(nginx + "/small")
+    r2 = pickle.loads(pickle.dumps(r))
+    # as for requests' own: __setstate__ sets these two, not _next or connection
+    assert (r2.raw, r2._content_consumed) == (None, True)
+    theirs = pickle.loads(pickle.dumps(requests_get(nginx + "/small")))
+    for name in ("_next", "connection"):
+        assert not hasattr(r2, name) and not hasattr(theirs, name), name
 
 
 def test_assigns(get, nginx):
@@ -118,7 +141,7 @@ def test_other_responses_are_untouched():
     assert r.history == [] and type(r.cookies) is RequestsCookieJar
     assert r.elapsed == datetime.timedelta(0) and r.request is None
     bare = requests.Response.__new__(requests.Response)
-    for name in LAZY + ("timing", "http_version", "attempts"):
+    for name in LAZY + tuple(CONSTANT) + ("timing", "http_version", "attempts"):
         with pytest.raises(AttributeError, match=f"'Response' object has no attribute '{name}'"):
             getattr(bare, name)
         assert not hasattr(requests.Response, name)
