@@ -4,6 +4,8 @@ history, exception types)."""
 
 from __future__ import annotations
 
+import http.cookiejar
+
 import requests
 import pytest
 from requests.auth import AuthBase, HTTPBasicAuth
@@ -596,3 +598,74 @@ def test_raw_and_connection(httpbin):
         r = s.get(httpbin + "/get", hooks={"response": hook}).result(timeout=30)
         assert r.raw is None and r.ok
         assert seen == [s.get_adapter(httpbin + "/get")]
+
+
+def _upload_echo(r):
+    """What httpbin saw of a multipart upload: its files, form fields and
+    Content-Type without the boundary (each client draws its own)."""
+    if isinstance(r, Exception):
+        return type(r)
+    seen = r.json()
+    return (r.status_code, seen["files"], seen["form"],
+            seen["headers"]["Content-Type"].split(";")[0])
+
+
+@pytest.mark.parametrize("make_files", [
+    # one file, as a file object
+    lambda path: {"f": open(path, "rb")},
+    # a (filename, data) and a (filename, data, content-type) tuple
+    lambda path: {"a": ("a.txt", b"first"), "b": ("b.json", b'{"x": 1}', "application/json")},
+    # several files under one name, as a list of pairs, with custom headers
+    lambda path: [("many", ("1.txt", b"one", "text/plain", {"X-Part": "1"})),
+                  ("many", ("2.bin", open(path, "rb"), "application/octet-stream"))],
+    # a bare string and bytes value (no filename)
+    lambda path: {"s": "text value", "b": b"bytes value"},
+])
+def test_files_upload(httpbin, tmp_path, make_files):
+    """files= (multipart), with and without form fields in data=, is sent as
+    requests sends it."""
+    path = tmp_path / "upload.txt"
+    path.write_bytes(b"file content\n" * 100)
+    for data in (None, {"field": "v", "other": ["1", "2"]}):
+        a, b = both(lambda s: s.post(httpbin + "/post", data=data, files=make_files(path)))
+        assert _upload_echo(a) == _upload_echo(b)
+        assert _upload_echo(a)[0] == 200 and _upload_echo(a)[3] == "multipart/form-data"
+    a, b = both(lambda s: s.put(httpbin + "/put", files=make_files(path)))
+    assert _upload_echo(a) == _upload_echo(b)
+
+
+def _jar(cls, *cookies):
+    """A cookie jar of class cls holding (name, value, domain) cookies."""
+    jar = cls()
+    for name, value, domain in cookies:
+        jar.set_cookie(requests.cookies.create_cookie(name, value, domain=domain))
+    return jar
+
+
+@pytest.mark.parametrize("jar_cls", [requests.cookies.RequestsCookieJar,
+                                     http.cookiejar.CookieJar])
+def test_request_cookies_as_a_jar(httpbin, jar_cls):
+    """cookies= given as a RequestsCookieJar or an http.cookiejar.CookieJar:
+    sent with the session's (a cookie for another domain is not), kept out
+    of the session's jar, and the cookies a response sets reach the
+    session's jar for the next request, as in requests."""
+    def steps(s):
+        s.cookies.set("session", "s")
+        jar = _jar(jar_cls, ("mine", "1", ""), ("local", "2", "127.0.0.1"),
+                   ("elsewhere", "3", "example.com"))
+        r = s.get(httpbin + "/cookies", cookies=jar).result(timeout=30)
+        # a response that sets one, on a request with a jar
+        r2 = s.get(httpbin + "/cookies/set?set=4", cookies=_jar(jar_cls, ("mine", "5", "")))
+        r2 = r2.result(timeout=30)
+        r3 = s.get(httpbin + "/cookies").result(timeout=30)
+        empty = s.get(httpbin + "/cookies", cookies=jar_cls()).result(timeout=30)
+        return (r.json(), r2.json(), dict(r2.history[0].cookies), r3.json(), empty.json(),
+                sorted(dict(s.cookies).items()))
+
+    results = []
+    for cls in (FuturesSession, debian.FuturesSession):
+        with cls() as s:
+            results.append(steps(s))
+    assert results[0] == results[1]
+    assert results[0][0] == {"cookies": {"session": "s", "mine": "1", "local": "2"}}
+    assert results[0][3] == {"cookies": {"session": "s", "set": "4"}}
