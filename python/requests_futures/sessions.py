@@ -41,7 +41,8 @@ from requests import Session
 from requests.adapters import DEFAULT_POOLSIZE, DEFAULT_RETRIES, HTTPAdapter
 from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 from requests.cookies import MockRequest, MockResponse
-from requests.exceptions import ConnectionError, RetryError, TooManyRedirects
+from requests.exceptions import (ConnectionError, InvalidSchema, InvalidURL, RetryError,
+                                 TooManyRedirects)
 from requests.hooks import default_hooks, dispatch_hook
 from requests.models import PreparedRequest
 from requests.sessions import merge_hooks, merge_setting
@@ -52,9 +53,9 @@ from requests.utils import (check_header_validity, get_environ_proxies, get_netr
 from urllib3.connection import _get_default_user_agent
 
 from quiver import _cdata
-from quiver._engine import (QV_EPROTOCOL, QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_ETOO_LARGE, Engine,
-                            StreamBody, build_response, c_string, error_for, future_error,
-                            prepared_request, set_cookie_values, settle)
+from quiver._engine import (QV_EPROTOCOL, QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_ETOO_LARGE, QV_EURL,
+                            Engine, StreamBody, build_response, c_string, error_for,
+                            future_error, prepared_request, set_cookie_values, settle)
 from quiver._ffi import ffi, lib, request, request_error
 
 from ._retries import RetryPlan, retry_plan
@@ -778,6 +779,14 @@ def _redirected_method(method: str, status: int) -> str:
 _READ_ERRORS = frozenset((QV_EREAD_TIMEOUT, QV_ETIMEOUT, QV_EPROTOCOL))
 
 
+class RedirectURLError(InvalidURL, InvalidSchema):
+    """A redirect whose Location cannot be followed (QV_EURL once a 3xx
+    came). requests raises InvalidSchema for one to a scheme other than
+    http(s) and InvalidURL (or ValueError) for a malformed one; quiver's
+    code does not tell the two apart, so this is both: every `except`
+    written for either catches it."""
+
+
 def _connection_error(qvf: Any, rc: int, retry: Optional[RetryPlan]) -> bool:
     """True where requests raises ConnectionError for a failure quiver's
     code maps to another class: urllib3's MaxRetryError after read retries;
@@ -804,6 +813,8 @@ def _finish(fut: Future, qvf: Any, rc: int, sc: Any) -> None:
         exc = future_error(qvf, rc, rec.prepared())
         if _connection_error(qvf, rc, retry):
             exc = ConnectionError(str(exc), request=exc.request)
+        elif rc == QV_EURL and lib.qv_future_error_status(qvf):
+            exc = RedirectURLError(str(exc), request=exc.request)
         settle(fut, exc=exc)
         return
     r = sc.t.resp
