@@ -123,6 +123,16 @@ def _wrap(self: Any, sup: Callable, background_callback: Callable, *args: Any,
     return background_callback(self, resp) or resp
 
 
+def _own_cookies_fit(jar: CookieJar, cookies: dict) -> bool:
+    """True when a request's own cookies (a dict) fit the Cookie line quiver
+    adds to the jar's: requests sends a bare name for a None value, and
+    the request's cookie alone where the session's jar has the same name
+    (quiver's line would send both)."""
+    if None in cookies.values():
+        return False
+    return not any(c.name in cookies for c in jar)
+
+
 def _plain(cls: type) -> bool:
     """True if cls prepares and sends as requests' Session does (its
     request() is FuturesSession's own, or Session's)."""
@@ -414,7 +424,8 @@ class FuturesSession(Session):
         if (not self._owned_executor or extra or files
                 or (cookies and type(cookies) is not dict)
                 or not isinstance(url, str) or not isinstance(method, str)
-                or not self._quiver_can(src, method, url, data, auth, timeout)):
+                or not self._quiver_can(src, method, url, data, auth, timeout)
+                or (cookies and not _own_cookies_fit(src.cookies, cookies))):
             return self._submit_requests(method, url, background_callback, kwargs)
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
@@ -579,7 +590,7 @@ class FuturesSession(Session):
             # in one line with the jar's, as requests merges them (for this
             # request only; they stay out of both jars).
             hdrs = CaseInsensitiveDict(hdrs)
-            hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items() if v is not None)
+            hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
             c_headers = None
         body = None
         if data is not None or json is not None or method not in ("GET", "HEAD"):

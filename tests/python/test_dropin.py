@@ -451,6 +451,16 @@ def test_request_cookies(httpbin):
     assert results[0][0] == {"cookies": {"jar": "1", "mine": "2"}}
 
 
+def test_request_cookies_that_shadow_or_have_no_value(httpbin):
+    """A request's cookie named as one in the session's jar is sent alone
+    (the request's value), and one whose value is None as a bare name."""
+    def configure(s):
+        s.cookies.set("s", "session")
+    for cookies in ({"s": "request"}, {"x": None}, {"s": "request", "y": "1"}):
+        a, b = both(lambda s: s.get(httpbin + "/headers", cookies=cookies), configure)
+        assert a.json()["headers"].get("Cookie") == b.json()["headers"].get("Cookie"), cookies
+
+
 def test_same_request_again_follows_the_session_and_environment(httpbin, proxy, monkeypatch):
     """A request made again with the same arguments reuses its preparation
     only while nothing it was prepared from changed: each change of the
