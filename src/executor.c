@@ -495,16 +495,18 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
  * streamed body's, whose transfer outlives the wait (its reader may be this
  * thread); not one writing to output_fd, whose writes may wait for the
  * descriptor's reader (that may be this thread too, once its wait is
- * over), nor one reading upload_path, which may be a pipe whose writer is
- * this thread, likewise; and none that calls code of the caller's, which would run on a
- * thread that waits for another result (and may hold a lock that code
- * takes). */
+ * over), nor to output_path, which may be a FIFO written in place (known
+ * only when the transfer opens it) with such a reader, nor one reading
+ * upload_path, which may be a pipe whose writer is this thread, likewise;
+ * and none that calls code of the caller's, which would run on a thread
+ * that waits for another result (and may hold a lock that code takes). */
 static qv_future *lendable_head(qv_executor *ex)
 {
     take_inbox(ex);
     qv_future *f = ex->ready.head;
     if (ex->nretries || ex->hosts.active || ex->hosts.phead || !f || f->req.io->stream ||
-        f->req.io->output_fd > 0 || f->req.io->upload_path || qv_runs_user_code(f))
+        f->req.io->output_fd > 0 || f->req.io->output_path || f->req.io->upload_path ||
+        qv_runs_user_code(f))
         return NULL;
     return f;
 }

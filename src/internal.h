@@ -1195,7 +1195,8 @@ int qv_sink_range(qv_slot *slot, char *buf, size_t cap);
 /* The write callback's work for a body going to the sink. */
 size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len);
 /* Hands a chunk on away from the transfer's thread (a loop's pump, a
- * process pool's dispatcher): on_data, or output_fd. QV_OK, QV_EHOOK (on_data
+ * process pool's dispatcher): on_data, output_fd, or the pump's own
+ * descriptor (qv_pipe_give_fd). QV_OK, QV_EHOOK (on_data
  * said stop) or QV_EIO (*err: the write's errno); and the message of such a
  * stop. */
 int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err);
@@ -1206,9 +1207,14 @@ int qv_sink_push(qv_slot *slot, const char *buf, size_t len);
 int qv_write_fd(int fd, const char *p, size_t n);
 /* The message of a failed write (QV_ABORT_IO). */
 char *qv_sink_io_message(qv_slot *slot);
-/* output_fd through a loop's pump: sets slot->sink.direct when the
- * transfer's thread can write the descriptor itself without ever blocking. */
-void qv_sink_direct_begin(qv_slot *slot);
+/* The descriptor a loop's pump writes for this attempt: output_fd, or an
+ * output_path written in place whose writes may wait for a reader (a
+ * FIFO, a terminal: not a regular file nor /dev/null, /dev/zero, /dev/full);
+ * else -1. */
+int qv_sink_pump_fd(const qv_slot *slot);
+/* fd (qv_sink_pump_fd's) through a loop's pump: sets slot->sink.direct when
+ * the transfer's thread can write it itself without ever blocking. */
+void qv_sink_direct_begin(qv_slot *slot, int fd);
 /* Writes what fits of buf without blocking: the bytes written, or -1 (a
  * failed write, errno in slot->sink.err). */
 long qv_sink_direct(qv_slot *slot, const char *buf, size_t len);
@@ -1248,6 +1254,13 @@ void qv_pipe_unref(qv_pipe *p);
  * (under the pipe's lock: it may only queue the run) when bytes or the end
  * came and no run is asked for yet. */
 qv_pipe *qv_pipe_new_pump(qv_future *producer, void (*ready)(void *arg), void *arg);
+/* A pumped pipe's own descriptor (an output_path written in place), which
+ * its pump runs write (qv_sink_hand_on) and which is closed at the pump's
+ * end (qv_pump_last), or with the pipe's last reference: -1 if none. Given
+ * by the transfer's thread before the first run is asked for. */
+void qv_pipe_give_fd(qv_pipe *p, int fd);
+int qv_pipe_fd(const qv_pipe *p);
+void qv_pipe_close_fd(qv_pipe *p);
 /* A pump run: hands what is there to fn, in order, in one thread at a
  * time. 1: the transfer ended and everything was handed (or dropped after
  * a stop); 0: nothing more now (the next bytes ask for another run);

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Who has a QV_THREADS transfer whose thread lends it (qv_pipe_lend), and
  * where its reader is. */
@@ -42,6 +43,7 @@ struct qv_pipe {
     void (*ready)(void *arg);
     void *ready_arg;
     int scheduled;
+    int fd;         /* a descriptor of its own the pump writes (qv_pipe_give_fd), or -1 */
     qv_later later; /* bytes came that the consumer was not woken for */
     /* A reader that drives the producer's executor while it waits (QV_LOOP's
      * leader/follower): woken through its waiter instead of cv. */
@@ -106,6 +108,7 @@ qv_pipe *qv_pipe_new(qv_future *producer)
         goto fail;
     }
     p->cap = QV_PIPE_CAP;
+    p->fd = -1;
     p->later.run = pay;
     atomic_init(&p->refs, 2);
     p->producer = producer;
@@ -144,9 +147,26 @@ static void schedule(qv_pipe *p)
     p->ready(p->ready_arg);
 }
 
+void qv_pipe_give_fd(qv_pipe *p, int fd)
+{
+    p->fd = fd;
+}
+
+int qv_pipe_fd(const qv_pipe *p)
+{
+    return p->fd;
+}
+
+void qv_pipe_close_fd(qv_pipe *p)
+{
+    if (p->fd >= 0) close(p->fd);
+    p->fd = -1;
+}
+
 void qv_pipe_unref(qv_pipe *p)
 {
     if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    qv_pipe_close_fd(p);
     pthread_cond_destroy(&p->lcv);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);

@@ -1,4 +1,5 @@
-/* on_data and output_fd on an executor whose transfers share one thread
+/* on_data, output_fd and an output_path written in place that may wait for
+ * its reader (a FIFO) on an executor whose transfers share one thread
  * (QV_LOOP): the body goes through a pipe (pipe.c) to pump runs on another
  * thread, which hand it on. A slow callback or a full output pipe then
  * holds up its own transfer (paused while the pipe is full), not the
@@ -30,6 +31,8 @@ static void pump_outcome(qv_future *f)
 int qv_pump_last(qv_future *f)
 {
     if (atomic_fetch_sub(&f->pump_holds, 1) != 1) return 0;
+    /* Nothing more is written: an output_path's reader sees its end now. */
+    qv_pipe_close_fd(f->pump);
     pump_outcome(f);
     return 1;
 }

@@ -187,19 +187,34 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
 }
 
 /* A regular file, and /dev/null, /dev/zero or /dev/full, never make a
- * writer wait for a reader (a file is written by this thread for
- * output_path too); a socket is sent to with MSG_DONTWAIT; a pipe is
- * written through an open of its own with O_NONBLOCK (the caller's
- * descriptor keeps its flags). Anything else (a terminal, a device) is
- * left to the pump. */
-void qv_sink_direct_begin(qv_slot *slot)
+ * writer wait for a reader. */
+static int never_waits(const struct stat *st)
+{
+    unsigned mem = major(st->st_rdev) == 1 ? minor(st->st_rdev) : 0; /* 3, 5, 7: null, zero, full */
+    return S_ISREG(st->st_mode) || (S_ISCHR(st->st_mode) && (mem == 3 || mem == 5 || mem == 7));
+}
+
+/* An output_path written in place may be a FIFO whose reader is the thread
+ * that leads the loop, after its wait: written there, a full FIFO held up
+ * every transfer of the loop, and that thread for good. */
+int qv_sink_pump_fd(const qv_slot *slot)
+{
+    const qv_sink *k = &slot->sink;
+    struct stat st;
+    if (slot->f->req.io->output_fd > 0) return slot->f->req.io->output_fd;
+    return k->in_place && k->fd >= 0 && fstat(k->fd, &st) == 0 && !never_waits(&st) ? k->fd : -1;
+}
+
+/* Those never wait (a file is written by this thread for output_path
+ * too); a socket is sent to with MSG_DONTWAIT; a pipe is written through
+ * an open of its own with O_NONBLOCK (the caller's descriptor keeps its
+ * flags). Anything else (a terminal, a device) is left to the pump. */
+void qv_sink_direct_begin(qv_slot *slot, int fd)
 {
     qv_sink *k = &slot->sink;
-    int fd = slot->f->req.io->output_fd;
     struct stat st;
     if (fstat(fd, &st)) return;
-    unsigned mem = major(st.st_rdev) == 1 ? minor(st.st_rdev) : 0; /* 3, 5, 7: null, zero, full */
-    if (S_ISREG(st.st_mode) || (S_ISCHR(st.st_mode) && (mem == 3 || mem == 5 || mem == 7))) {
+    if (never_waits(&st)) {
         k->direct = QV_DIRECT_WRITE;
     } else if (S_ISSOCK(st.st_mode)) {
         k->direct = QV_DIRECT_SEND;
@@ -336,13 +351,15 @@ int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err)
 {
     if (f->req.io->on_data)
         return f->req.io->on_data(f, data, n, f->req.io->on_data_arg) ? QV_EHOOK : QV_OK;
-    if (f->req.io->output_fd <= 0) return QV_OK; /* (a stream whose pipe could not be made) */
-    return (*err = qv_write_fd(f->req.io->output_fd, data, n)) ? QV_EIO : QV_OK;
+    int fd = f->req.io->output_fd > 0 ? f->req.io->output_fd : f->pump ? qv_pipe_fd(f->pump) : -1;
+    if (fd < 0) return QV_OK; /* (a stream whose pipe could not be made) */
+    return (*err = qv_write_fd(fd, data, n)) ? QV_EIO : QV_OK;
 }
 
 char *qv_sink_stop_message(qv_future *f, int rc, int err)
 {
-    return rc == QV_EHOOK
-               ? qv_future_message(f, rc, "on_data stopped the transfer")
-               : qv_future_message(f, rc, "writing the output descriptor: %s", strerror(err));
+    const char *path = f->req.io->output_path;
+    return rc == QV_EHOOK ? qv_future_message(f, rc, "on_data stopped the transfer")
+           : path         ? qv_future_message(f, rc, "writing %s: %s", path, strerror(err))
+                  : qv_future_message(f, rc, "writing the output descriptor: %s", strerror(err));
 }

@@ -147,7 +147,8 @@ static int hop_streams(qv_slot *slot)
     return !qv_retry_would_retry(slot->f, resp);
 }
 
-/* on_data or output_fd on an executor that pumps them on another thread
+/* on_data, output_fd or an output_path written in place that may wait for
+ * its reader (a FIFO) on an executor that pumps them on another thread
  * (QV_LOOP): the body goes through a pipe from here on (pump.c). -1 (out
  * of memory) stops the transfer. on_data is called by the loop's thread
  * itself until one call takes over QV_ON_DATA_BUDGET_MS (sink.slow): a
@@ -157,7 +158,9 @@ static int start_pump(qv_slot *slot)
 {
     qv_future *f = slot->f;
     const qv_req *r = &f->req;
-    if (!f->ex || !f->ex->vt->pump_ready || (!r->io->on_data && r->io->output_fd <= 0)) return 0;
+    if (!f->ex || !f->ex->vt->pump_ready) return 0;
+    int fd = r->io->on_data ? -1 : qv_sink_pump_fd(slot);
+    if (!r->io->on_data && fd < 0) return 0;
     if (r->io->on_data && !slot->sink.slow) {
         slot->sink.timed = 1;
         return 0;
@@ -168,7 +171,13 @@ static int start_pump(qv_slot *slot)
     }
     f->pump = slot->pipe;
     atomic_store(&f->pump_holds, 2);
-    if (!r->io->on_data) qv_sink_direct_begin(slot);
+    if (fd < 0) return 0;
+    qv_sink_direct_begin(slot, fd);
+    if (fd == slot->sink.fd) {
+        /* The pump writes our file now, and closes it at its end. */
+        qv_pipe_give_fd(slot->pipe, fd);
+        slot->sink.fd = -1;
+    }
     return 0;
 }
 

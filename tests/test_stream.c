@@ -622,19 +622,47 @@ Test(stream, output_fd_to_a_socket_whose_reader_lags_gets_every_byte_in_order)
     lagging_reader_gets_the_body(p[0], p[1]);
 }
 
-Test(stream, an_output_fd_nobody_reads_holds_up_only_its_own_transfer)
+/* A FIFO in a fresh directory (remove_dir removes it). */
+static void new_fifo(char *fifo, size_t n)
+{
+    make_dir();
+    snprintf(fifo, n, "%s", in_dir("fifo"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+}
+
+/* new_fifo, and its reader's end (non-blocking). */
+static int new_fifo_read(char *fifo, size_t n)
+{
+    new_fifo(fifo, n);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    cr_assert(rd >= 0);
+    return rd;
+}
+
+/* output_fd (a pipe, a socket) or an output_path written in place (a FIFO)
+ * that nobody reads: its writes wait, and on QV_LOOP they wait on a
+ * delivery thread (pump.c), not the thread that runs every transfer. */
+Test(stream, an_output_nobody_reads_holds_up_only_its_own_transfer)
 {
     /* As a_slow_on_data_holds_up_only_its_own_transfer: not on
      * QV_PROCESSES, whose dispatcher writes output_fd (documented). */
     if (tx_kind() == QV_PROCESSES) return;
     qv_session *s = TX_SESSION(.max_workers = 4);
-    for (int kind = 0; kind < 2; kind++) {
-        int p[2];
-        cr_assert_eq(kind ? socketpair(AF_UNIX, SOCK_STREAM, 0, p) : pipe(p), 0);
+    static const char *const kinds[] = {"pipe", "socket", "FIFO written in place"};
+    for (int kind = 0; kind < 3; kind++) {
+        /* (The third: output_path naming a FIFO, whose reader is p[0].) */
+        int p[2] = {-1, -1};
+        char fifo[256];
+        if (kind == 2)
+            p[0] = new_fifo_read(fifo, sizeof fifo);
+        else
+            cr_assert_eq(kind ? socketpair(AF_UNIX, SOCK_STREAM, 0, p) : pipe(p), 0);
         qv_future *stuck, *quick;
-        cr_assert_eq(
-            qv_request(s, &stuck, &(qv_request_opts){.url = nginx("/big"), .output_fd = p[1]}),
-            QV_OK);
+        cr_assert_eq(qv_request(s, &stuck,
+                                kind == 2
+                                    ? &(qv_request_opts){.url = nginx("/big"), .output_path = fifo}
+                                    : &(qv_request_opts){.url = nginx("/big"), .output_fd = p[1]}),
+                     QV_OK);
         /* Until the body fills the descriptor (a pipe holds 64 KiB, a
          * little less of 16 KiB writes): what is written waits in it. */
         int queued = 0;
@@ -642,23 +670,27 @@ Test(stream, an_output_fd_nobody_reads_holds_up_only_its_own_transfer)
             cr_assert_eq(ioctl(p[0], FIONREAD, &queued), 0);
             if (queued < 49152) usleep(1000);
         }
-        cr_assert_geq(queued, 49152, "%d bytes reached the %s", queued, kind ? "socket" : "pipe");
+        cr_assert_geq(queued, 49152, "%d bytes reached the %s", queued, kinds[kind]);
         double t0 = now_ms();
         cr_assert_eq(qv_get(s, &quick, tu("/get")), QV_OK);
         tx_expect_status(quick, 200);
         double took = now_ms() - t0;
         cr_assert_lt(took, 1500, "a quick request took %.0f ms beside a full %s", took,
-                     kind ? "socket" : "pipe");
+                     kinds[kind]);
         cr_assert(!qv_future_done(stuck), "the download finished into a descriptor nobody reads");
         qv_future_cancel(stuck);
-        /* A write blocked on the descriptor returns once it has room. */
+        /* A write blocked on the descriptor returns once it has room (the
+         * FIFO's writer closes it then: its end reads 0). */
         static char sink_buf[1 << 16];
         for (int i = 0; i < 2000 && !qv_future_done(stuck); i++)
             if (poll(&(struct pollfd){.fd = p[0], .events = POLLIN}, 1, 10) > 0)
-                cr_assert_gt(read(p[0], sink_buf, sizeof sink_buf), 0);
+                cr_assert(read(p[0], sink_buf, sizeof sink_buf) > 0 || kind == 2);
         tx_expect_error(stuck, QV_ECANCELLED);
         close(p[0]);
-        close(p[1]);
+        if (kind == 2)
+            remove_dir();
+        else
+            close(p[1]);
         qv_future_release(quick);
         qv_future_release(stuck);
     }
@@ -755,23 +787,6 @@ Test(stream, a_waiting_thread_never_runs_a_download_into_the_pipe_it_reads_after
     qv_session_free(s);
     close(p[0]);
     close(p[1]);
-}
-
-/* A FIFO in a fresh directory (remove_dir removes it). */
-static void new_fifo(char *fifo, size_t n)
-{
-    make_dir();
-    snprintf(fifo, n, "%s", in_dir("fifo"));
-    cr_assert_eq(mkfifo(fifo, 0600), 0);
-}
-
-/* new_fifo, and its reader's end (non-blocking). */
-static int new_fifo_read(char *fifo, size_t n)
-{
-    new_fifo(fifo, n);
-    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
-    cr_assert(rd >= 0);
-    return rd;
 }
 
 /* The reader of a FIFO finds want in it. */
@@ -911,6 +926,37 @@ Test(stream, resume_to_a_fifo_writes_it_in_place_and_never_waits_for_a_reader)
     struct stat st;
     cr_assert(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was replaced");
     qv_session_free(s);
+    remove_dir();
+}
+
+/* The same with a FIFO as output_path, written in place: its write waits
+ * for its reader, as output_fd's does, so a thread of the caller's that
+ * reads it only after its waits must not run that transfer either. */
+Test(stream, a_waiting_thread_never_runs_a_download_into_the_fifo_it_reads_after)
+{
+    char fifo[256];
+    int rd = new_fifo_read(fifo, sizeof fifo);
+    qv_request_opts held = {.url = nginx("/big"), .output_path = fifo};
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    for (int round = 0; round < 3; round++) {
+        serves_after sa = {.s = s, .held = held};
+        serve_in_time(&sa, round, rd, 0);
+        /* (Read as read_the_body does, but a FIFO whose writer closed
+         * reads its end before its future is done.) */
+        static char buf[1 << 16];
+        long long got = 0;
+        for (int i = 0; i < 60000 && !qv_future_done(sa.f); i++)
+            if (poll(&(struct pollfd){.fd = rd, .events = POLLIN}, 1, 10) > 0) {
+                ssize_t n = read(rd, buf, sizeof buf);
+                got += n > 0 ? n : 0;
+            }
+        for (ssize_t n; (n = read(rd, buf, sizeof buf)) > 0;) got += n;
+        tx_expect_status(sa.f, 200);
+        cr_assert_eq(got, BIG_BYTES, "round %d: the reader got %lld bytes", round, got);
+        qv_future_release(sa.f);
+    }
+    qv_session_free(s);
+    close(rd);
     remove_dir();
 }
 
