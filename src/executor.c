@@ -151,42 +151,21 @@ int qv_executor_abandon(qv_executor *ex, int rc)
     return rc;
 }
 
-void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f)
-{
-    f->qprev = after;
-    f->qnext = after ? after->qnext : l->head;
-    if (f->qnext)
-        f->qnext->qprev = f;
-    else
-        l->tail = f;
-    if (after)
-        after->qnext = f;
-    else
-        l->head = f;
-}
-
-void qv_flist_unlink(qv_flist *l, qv_future *f)
-{
-    if (f->qprev)
-        f->qprev->qnext = f->qnext;
-    else
-        l->head = f->qnext;
-    if (f->qnext)
-        f->qnext->qprev = f->qprev;
-    else
-        l->tail = f->qprev;
-    f->qprev = f->qnext = NULL;
-}
-
-static void fifo_insert(qv_executor *ex, qv_future *after, qv_future *f)
+/* Puts f in the ready list after the node `after` (NULL: at the head). */
+static void fifo_insert(qv_executor *ex, qv_link *after, qv_future *f)
 {
     f->qwhere = QV_Q_READY;
-    qv_flist_insert(&ex->ready, after, f);
+    qv_list_insert_after(&ex->ready, after, &f->q);
+}
+
+static qv_future *ready_first(const qv_executor *ex)
+{
+    return qv_future_of(qv_list_first(&ex->ready));
 }
 
 static void fifo_unlink(qv_executor *ex, qv_future *f)
 {
-    qv_flist_unlink(&ex->ready, f);
+    qv_list_unlink(&ex->ready, &f->q);
     f->qwhere = QV_Q_NONE;
 }
 
@@ -216,7 +195,7 @@ void qv_executor_note(qv_executor *ex, qv_saturation what)
 /* The inbox's mark once closed: no future is ever at this address. */
 #define INBOX_CLOSED(ex) ((qv_future *)(void *)&(ex)->inbox)
 
-/* Pushes f on the inbox; 0 if it is closed (shut down). Only qnext is
+/* Pushes f on the inbox; 0 if it is closed (shut down). Only q.next is
  * written: the rest of f's queue fields change under ex->mu, when a pop
  * moves it to the ready list. */
 static int push_inbox(qv_executor *ex, qv_future *f)
@@ -224,27 +203,22 @@ static int push_inbox(qv_executor *ex, qv_future *f)
     qv_future *head = atomic_load(&ex->inbox);
     do {
         if (head == INBOX_CLOSED(ex)) return 0;
-        f->qnext = head;
+        f->q.next = head ? &head->q : NULL;
     } while (!atomic_compare_exchange_weak(&ex->inbox, &head, f));
     return 1;
 }
 
 /* Under ex->mu: the futures of l (newest first) to the ready list's tail,
- * in the order they were submitted. */
+ * in the order they were submitted: each goes right after the tail the
+ * list had, before those newer than it. */
 static void append_newest_first(qv_executor *ex, qv_future *l)
 {
-    qv_future *oldest = NULL;
+    qv_link *tail = qv_list_last(&ex->ready);
     while (l) {
-        qv_future *next = l->qnext;
-        l->qnext = oldest;
-        oldest = l;
-        l = next;
-    }
-    while (oldest) {
-        qv_future *next = oldest->qnext;
-        fifo_insert(ex, ex->ready.tail, oldest);
+        qv_future *next = qv_future_of(l->q.next);
+        fifo_insert(ex, tail, l);
         ex->queued++;
-        oldest = next;
+        l = next;
     }
 }
 
@@ -373,7 +347,7 @@ int qv_executor_submit(qv_executor *ex, qv_future *f)
     }
     if (ex->shutdown || atomic_load(&f->cancel_requested))
         return unlock_and_warn(ex, QV_ESHUTDOWN, seen);
-    fifo_insert(ex, ex->ready.tail, f);
+    fifo_insert(ex, qv_list_last(&ex->ready), f);
     ex->queued++;
     return queued_locked(ex, f, seen);
 }
@@ -463,21 +437,21 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
     take_inbox(ex);
     if (ex->nretries || ex->hosts.active || ex->hosts.phead) now = qv_now_ms();
     /* Due retries go first, in due order: they are older than anything queued. */
-    for (qv_future *after = NULL; ex->nretries && ex->retries[0]->due_ms <= now;) {
+    for (qv_link *after = NULL; ex->nretries && ex->retries[0]->due_ms <= now;) {
         qv_future *f = ex->retries[0];
         heap_remove(ex, f);
         fifo_insert(ex, after, f);
         ex->queued++;
-        after = f;
+        after = &f->q;
     }
     if (ex->nretries) wake_at = ex->retries[0]->due_ms;
     qv_future *f = NULL;
     if (!ex->hosts.active && !ex->hosts.phead) {
-        if ((f = ex->ready.head)) fifo_unlink(ex, f);
+        if ((f = ready_first(ex))) fifo_unlink(ex, f);
     } else if (!(f = qv_hosts_take_parked(ex, now, &wake_at))) {
         /* Parked futures are older than the ready ones; then the ready ones
          * in order, parking those whose host is at its limit. */
-        while ((f = ex->ready.head)) {
+        while ((f = ready_first(ex))) {
             fifo_unlink(ex, f);
             if (qv_hosts_admit(ex, f, now, &wake_at)) break;
         }
@@ -503,7 +477,7 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
 static qv_future *lendable_head(qv_executor *ex)
 {
     take_inbox(ex);
-    qv_future *f = ex->ready.head;
+    qv_future *f = ready_first(ex);
     if (ex->nretries || ex->hosts.active || ex->hosts.phead || !f || f->req.io->stream ||
         f->req.io->output_fd > 0 || f->req.io->output_path || f->req.io->upload_path ||
         qv_runs_user_code(f))
@@ -532,7 +506,7 @@ qv_future *qv_executor_pop_next_locked(qv_executor *ex, qv_future *want)
 qv_future *qv_executor_drain_locked(qv_executor *ex)
 {
     take_inbox(ex);
-    qv_future *f = ex->ready.head;
+    qv_future *f = ready_first(ex);
     if (f) {
         fifo_unlink(ex, f);
         dequeued(ex);

@@ -27,6 +27,11 @@ typedef struct follower {
     int offered; /* under the loop's lmu and w->mu: it leads now */
 } follower;
 
+/* Futures in a singly linked list, oldest first (a delivery list). */
+typedef struct batch {
+    qv_link *head, *tail;
+} batch;
+
 typedef struct loop {
     qv_executor base;
     CURLM *multi;
@@ -43,14 +48,12 @@ typedef struct loop {
     struct curl_waitfd *watch;
     /* Work for the delivery threads, under dmu: outcomes to deliver, and
      * futures completed on the leader whose done callbacks are left to run
-     * (both linked by the futures' qnext); tasks for futures still in
-     * transfer (a streamed response's headers, pump runs), linked by qprev:
+     * (both linked by the futures' q.next); tasks for futures still in
+     * transfer (a streamed response's headers, pump runs), linked by q.prev:
      * a pump's future may be in a batch of outcomes at the same time. */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
-    qv_future *dhead, *dtail;
-    qv_future *chead, *ctail;
-    qv_future *thead, *ttail;
+    batch outcomes, callbacks, tasks;
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
@@ -94,30 +97,26 @@ static int loop_poke(qv_future *f, void *arg, int cancel)
     return 0;
 }
 
-typedef struct batch {
-    qv_future *head, *tail;
-} batch;
-
-/* A batch of outcomes, linked by qnext. */
+/* A batch of outcomes, linked by the futures' q.next. */
 static void batch_add(batch *b, qv_future *f)
 {
-    f->qnext = NULL;
+    f->q.next = NULL;
     if (b->tail)
-        b->tail->qnext = f;
+        b->tail->next = &f->q;
     else
-        b->head = f;
-    b->tail = f;
+        b->head = &f->q;
+    b->tail = &f->q;
 }
 
-/* Appends batch b to the list at *head, *tail, under dmu. */
-static void batch_move(qv_future **head, qv_future **tail, const batch *b)
+/* Appends batch b to the list to, under dmu. */
+static void batch_move(batch *to, const batch *b)
 {
     if (!b->head) return;
-    if (*tail)
-        (*tail)->qnext = b->head;
+    if (to->tail)
+        to->tail->next = b->head;
     else
-        *head = b->head;
-    *tail = b->tail;
+        to->head = b->head;
+    to->tail = b->tail;
 }
 
 /* Hands outcomes to deliver, and futures whose done callbacks are left to
@@ -126,8 +125,8 @@ static void deliver_batch(loop *L, const batch *outcomes, const batch *callbacks
 {
     if (!outcomes->head && !callbacks->head) return;
     pthread_mutex_lock(&L->dmu);
-    batch_move(&L->dhead, &L->dtail, outcomes);
-    batch_move(&L->chead, &L->ctail, callbacks);
+    batch_move(&L->outcomes, outcomes);
+    batch_move(&L->callbacks, callbacks);
     pthread_cond_signal(&L->dcv); /* one thread takes the batch; it wakes no others */
     pthread_mutex_unlock(&L->dmu);
 }
@@ -137,42 +136,43 @@ static void add_task(loop *L, qv_future *f)
 {
     qv_future_hold(f);
     pthread_mutex_lock(&L->dmu);
-    f->qprev = NULL;
-    if (L->ttail)
-        L->ttail->qprev = f;
+    f->q.prev = NULL;
+    if (L->tasks.tail)
+        L->tasks.tail->prev = &f->q;
     else
-        L->thead = f;
-    L->ttail = f;
+        L->tasks.head = &f->q;
+    L->tasks.tail = &f->q;
     pthread_cond_signal(&L->dcv);
     pthread_mutex_unlock(&L->dmu);
 }
 
 enum { OUTCOME, CALLBACKS, TASK };
 
-/* Under dmu: the first of the list at *head, *tail linked by its qnext
- * (link 1) or qprev (link 0), or NULL. */
-static qv_future *take_from(qv_future **head, qv_future **tail, int next)
+/* Under dmu: the first of b, linked by q.next (link 1) or q.prev (link 0),
+ * or NULL. */
+static qv_future *take_from(batch *b, int next)
 {
-    qv_future *f = *head;
-    if (!f) return NULL;
-    qv_future **link = next ? &f->qnext : &f->qprev;
-    *head = *link;
-    if (!*head) *tail = NULL;
+    qv_link *n = b->head;
+    if (!n) return NULL;
+    qv_link **link = next ? &n->next : &n->prev;
+    b->head = *link;
+    if (!b->head) b->tail = NULL;
     *link = NULL;
-    return f;
+    return qv_future_of(n);
 }
 
 /* Under dmu: the next outcome, done callbacks or task (*what), or NULL. */
 static qv_future *take(loop *L, int *what)
 {
     qv_future *f;
-    if ((f = take_from(&L->dhead, &L->dtail, 1)))
+    if ((f = take_from(&L->outcomes, 1)))
         *what = OUTCOME;
-    else if ((f = take_from(&L->chead, &L->ctail, 1)))
+    else if ((f = take_from(&L->callbacks, 1)))
         *what = CALLBACKS;
-    else if ((f = take_from(&L->thead, &L->ttail, 0)))
+    else if ((f = take_from(&L->tasks, 0)))
         *what = TASK;
-    if (L->dhead || L->chead || L->thead) pthread_cond_signal(&L->dcv); /* more: let another help */
+    if (L->outcomes.head || L->callbacks.head || L->tasks.head)
+        pthread_cond_signal(&L->dcv); /* more: let another help */
     return f;
 }
 
@@ -183,7 +183,7 @@ static void *delivery_main(void *arg)
     for (;;) {
         int what = OUTCOME;
         pthread_mutex_lock(&L->dmu);
-        while (!L->dhead && !L->chead && !L->thead && !L->dstop)
+        while (!L->outcomes.head && !L->callbacks.head && !L->tasks.head && !L->dstop)
             pthread_cond_wait(&L->dcv, &L->dmu);
         qv_future *f = take(L, &what);
         pthread_mutex_unlock(&L->dmu);
@@ -217,9 +217,10 @@ static void deliver(loop *L, batch *done)
 {
     batch user = {0}, callbacks = {0}, waited = {0};
     for (int last = 0; last < 2; last++) {
-        qv_future *f = last ? waited.head : done->head;
-        for (qv_future *next; f; f = next) {
-            next = f->qnext;
+        qv_link *n = last ? waited.head : done->head;
+        for (qv_link *next; n; n = next) {
+            next = n->next;
+            qv_future *f = qv_future_of(n);
             /* Its pump's last run delivers (and lets the queue's reference go). */
             if (!last && f->pump && !qv_pump_last(f)) continue;
             /* Hooks run on responses only. */
@@ -392,7 +393,7 @@ static int work_can_start(loop *L)
 {
     qv_executor *ex = &L->base;
     pthread_mutex_lock(&ex->mu);
-    int work = ex->ready.head && L->nidle > 0;
+    int work = !qv_list_empty(&ex->ready) && L->nidle > 0;
     pthread_mutex_unlock(&ex->mu);
     return work;
 }

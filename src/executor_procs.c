@@ -90,7 +90,7 @@ typedef struct procs {
     long queue_wait; /* ms until a queued retry or a host's token is due (-1: none) */
     /* Begun, and for the next idle worker before anything queued: taken back
      * from a mailbox, or too large for one. */
-    qv_flist held;
+    qv_list held;
     uint64_t ids;  /* the last name given to a request sent */
     int ring_more; /* workers whose ring_more is set */
     /* The workers' body rings (ring.c), one slot per worker there may be,
@@ -213,7 +213,7 @@ static int unhold(procs *P, qv_future *f)
 static void hold(procs *P, qv_future *f)
 {
     if (qv_future_rehold(f, &P->held_by, &P->held_by))
-        qv_flist_insert(&P->held, P->held.tail, f);
+        qv_list_insert_tail(&P->held, &f->q);
     else
         qv_future_drop(f); /* the queue's reference */
 }
@@ -875,12 +875,19 @@ static void remove_worker(procs *P, int i)
     atomic_store(&P->base.workers, P->nw);
 }
 
+/* The oldest held future, out of the held list (NULL: none). */
+static qv_future *take_held(procs *P)
+{
+    qv_future *f = qv_future_of(qv_list_first(&P->held));
+    if (f) qv_list_unlink(&P->held, &f->q);
+    return f;
+}
+
 /* Fails the held futures with `why`. */
 static void fail_held(procs *P, const char *why)
 {
     qv_future *f;
-    while ((f = P->held.head)) {
-        qv_flist_unlink(&P->held, f);
+    while ((f = take_held(P))) {
         if (unhold(P, f))
             fail_lost(f, why);
         else
@@ -1037,12 +1044,9 @@ static int schedule(procs *P)
         /* Oldest first: what was held or sent ahead left the queue before
          * anything still in it, and must not wait behind a slow request. */
         pthread_mutex_unlock(&ex->mu);
-        qv_future *f = P->held.head;
+        qv_future *f = take_held(P);
         int begun = 1;
-        if (f)
-            qv_flist_unlink(&P->held, f);
-        else
-            f = take_oldest_ahead(P);
+        if (!f) f = take_oldest_ahead(P);
         pthread_mutex_lock(&ex->mu);
         if (!f) {
             begun = 0;
@@ -1062,7 +1066,7 @@ static int schedule(procs *P)
      * with max_queued: what it bounds is everything that waits for a
      * worker, and the queue is what it counts. */
     int ahead = !idle && !ex->o.max_queued && P->nw == ex->o.max_workers;
-    for (int i = 0; ahead && !P->held.head && i < P->nw; i++) {
+    for (int i = 0; ahead && qv_list_empty(&P->held) && i < P->nw; i++) {
         pworker *w = &P->w[i];
         if (!w->f || w->f_lost || w->next || w->fd < 0 ||
             w->served >= ex->o.max_requests_per_worker - 1)
@@ -1079,9 +1083,9 @@ static int schedule(procs *P)
     int busy = 0;
     for (int i = 0; i < P->nw; i++) busy += P->w[i].f || P->w[i].next;
     int want = (int)ex->queued;
-    for (qv_future *f = P->held.head; f; f = f->qnext) want++;
+    for (qv_link *n = qv_list_first(&P->held); n; n = qv_list_next(&P->held, n)) want++;
     int room = ex->o.max_workers - P->nw - P->spawning;
-    int stop = ex->shutdown && qv_executor_empty_locked(ex) && busy == 0 && !P->held.head;
+    int stop = ex->shutdown && qv_executor_empty_locked(ex) && busy == 0 && qv_list_empty(&P->held);
     pthread_mutex_unlock(&ex->mu);
     if (P->broken) {
         fail_held(P, P->broken);
@@ -1129,10 +1133,11 @@ static void send_cancels(procs *P)
             w->next_cancel_sent = 1;
         }
     }
-    for (qv_future *f = P->held.head, *after; f; f = after) {
-        after = f->qnext;
+    for (qv_link *n = qv_list_first(&P->held), *after; n; n = after) {
+        after = qv_list_next(&P->held, n);
+        qv_future *f = qv_future_of(n);
         if (!cancel_wanted(f)) continue;
-        qv_flist_unlink(&P->held, f);
+        qv_list_unlink(&P->held, n);
         drop(P, f);
     }
 }

@@ -14,7 +14,7 @@
 struct qv_host {
     qv_host *next;          /* in its hash bucket */
     qv_host *pprev, *pnext; /* in the list of hosts with parked futures */
-    qv_flist parked;
+    qv_list parked;
     int inflight;
     int override; /* limits of its own, from qv_executor_set_host_limits */
     qv_host_limits own;
@@ -125,7 +125,7 @@ static void refill(const qv_executor *ex, qv_host *h, double now)
 
 static int idle(const qv_executor *ex, qv_host *h, double now)
 {
-    if (h->inflight || h->parked.head || h->override) return 0;
+    if (h->inflight || !qv_list_empty(&h->parked) || h->override) return 0;
     refill(ex, h, now);
     return h->tokens >= burst_of(limits_of(ex, h));
 }
@@ -235,8 +235,8 @@ static void park(qv_executor *ex, qv_host *h, qv_future *f)
     qv_hosts *t = &ex->hosts;
     f->qwhere = QV_Q_PARKED;
     f->host = h;
-    qv_flist_insert(&h->parked, h->parked.tail, f);
-    if (!f->qprev) hosts_append(t, h); /* its first parked future */
+    if (qv_list_empty(&h->parked)) hosts_append(t, h); /* its first parked future */
+    qv_list_insert_tail(&h->parked, &f->q);
 }
 
 static void hosts_remove(qv_hosts *t, qv_host *h)
@@ -255,10 +255,10 @@ static void hosts_remove(qv_hosts *t, qv_host *h)
 void qv_hosts_unpark(qv_executor *ex, qv_future *f)
 {
     qv_host *h = f->host;
-    qv_flist_unlink(&h->parked, f);
+    qv_list_unlink(&h->parked, &f->q);
     f->host = NULL;
     f->qwhere = QV_Q_NONE;
-    if (!h->parked.head) hosts_remove(&ex->hosts, h);
+    if (qv_list_empty(&h->parked)) hosts_remove(&ex->hosts, h);
 }
 
 qv_future *qv_hosts_take_parked(qv_executor *ex, double now, double *wake_at)
@@ -266,11 +266,11 @@ qv_future *qv_hosts_take_parked(qv_executor *ex, double now, double *wake_at)
     qv_hosts *t = &ex->hosts;
     for (qv_host *h = t->phead; h; h = h->pnext) {
         if (!ready(ex, h, now, wake_at)) continue;
-        qv_future *f = h->parked.head;
+        qv_future *f = qv_future_of(qv_list_first(&h->parked));
         qv_hosts_unpark(ex, f);
         acquire(ex, h, f);
         /* Round robin: the next pop looks at the other hosts first. */
-        if (h->parked.head && h->pnext) {
+        if (!qv_list_empty(&h->parked) && h->pnext) {
             hosts_remove(t, h);
             hosts_append(t, h);
         }
@@ -284,7 +284,7 @@ int qv_hosts_admit(qv_executor *ex, qv_future *f, double now, double *wake_at)
     qv_host *h = lookup(ex, f, now);
     if (!h) return 1;
     /* Behind futures already parked on the host, in order. */
-    if (!h->parked.head && ready(ex, h, now, wake_at)) {
+    if (qv_list_empty(&h->parked) && ready(ex, h, now, wake_at)) {
         acquire(ex, h, f);
         return 1;
     }
@@ -297,7 +297,7 @@ qv_future *qv_hosts_any_parked(qv_executor *ex)
 {
     qv_host *h = ex->hosts.phead;
     if (!h) return NULL;
-    qv_future *f = h->parked.head;
+    qv_future *f = qv_future_of(qv_list_first(&h->parked));
     qv_hosts_unpark(ex, f);
     return f;
 }
@@ -307,7 +307,7 @@ int qv_hosts_release_locked(qv_future *f)
     qv_host *h = f->host;
     f->host = NULL;
     h->inflight--;
-    return h->parked.head != NULL;
+    return !qv_list_empty(&h->parked);
 }
 
 int qv_executor_set_host_limits(qv_executor *ex, const char *host, const qv_host_limits *limits)

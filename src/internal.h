@@ -3,6 +3,7 @@
 #define QV_INTERNAL_H
 
 #include "quiver.h"
+#include "list.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -512,10 +513,12 @@ struct qv_future {
     qv_session *session; /* until completion */
     qv_executor *ex;
     const qv_runner *runner; /* what it tells ex (NULL: nothing) */
-    /* The executor's links, in one of its lists at a time: its queue (the
-     * ready list, a host's parked list), a process pool's held list; while
-     * it runs on QV_LOOP, a delivery list (qnext) and the task list (qprev). */
-    qv_future *qprev, *qnext;
+    /* The executor's node, in one of its lists at a time: its queue (the
+     * ready list, a host's parked list), a process pool's held list. Outside
+     * those its two pointers serve singly linked lists: the lock-free inbox
+     * (q.next); on QV_LOOP, a delivery list (q.next) and the task list
+     * (q.prev), both at once (qv_future_of gives a node's future). */
+    qv_link q;
     size_t ridx;              /* its place in the executor's retry heap */
     double due_ms;            /* when a waiting retry may go */
     struct qv_host *host;     /* parked on, or counted by, this host's limits */
@@ -1446,13 +1449,11 @@ typedef struct qv_executor_vt {
     void (*destroy)(qv_executor *ex);
 } qv_executor_vt;
 
-/* A list of futures linked through qprev/qnext, oldest first. */
-typedef struct qv_flist {
-    qv_future *head, *tail;
-} qv_flist;
-/* Puts f after `after` (NULL: at the head). */
-void qv_flist_insert(qv_flist *l, qv_future *after, qv_future *f);
-void qv_flist_unlink(qv_flist *l, qv_future *f);
+/* The future whose node (q) is n; NULL for NULL. */
+static inline qv_future *qv_future_of(qv_link *n)
+{
+    return qv_list_item(n, qv_future, q);
+}
 
 /* A future a worker took off the queue and has not begun (popped): set
  * under the executor's lock, cleared under f->lock by qv_future_begin (or by
@@ -1483,8 +1484,8 @@ struct qv_executor {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_cond_t space; /* a queued future left the queue (max_queued) */
-    qv_flist ready;       /* may start now (as far as known), oldest first */
-    /* Submits that took no lock (vt->all_busy), newest first through qnext:
+    qv_list ready;        /* may start now (as far as known), oldest first */
+    /* Submits that took no lock (vt->all_busy), newest first through q.next:
      * a lock-free stack that the next pop moves to the ready list's tail
      * (executor.c); closed at shutdown. */
     _Atomic(qv_future *) inbox;
