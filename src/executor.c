@@ -435,7 +435,7 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
 {
     double wake_at = INFINITY, now = 0;
     take_inbox(ex);
-    if (ex->nretries || ex->hosts.active || ex->hosts.phead) now = qv_now_ms();
+    if (ex->nretries || ex->hosts.active || !qv_list_empty(&ex->hosts.parked)) now = qv_now_ms();
     /* Due retries go first, in due order: they are older than anything queued. */
     for (qv_link *after = NULL; ex->nretries && ex->retries[0]->due_ms <= now;) {
         qv_future *f = ex->retries[0];
@@ -446,7 +446,7 @@ qv_future *qv_executor_pop_locked(qv_executor *ex, long *wait_ms)
     }
     if (ex->nretries) wake_at = ex->retries[0]->due_ms;
     qv_future *f = NULL;
-    if (!ex->hosts.active && !ex->hosts.phead) {
+    if (!ex->hosts.active && qv_list_empty(&ex->hosts.parked)) {
         if ((f = ready_first(ex))) fifo_unlink(ex, f);
     } else if (!(f = qv_hosts_take_parked(ex, now, &wake_at))) {
         /* Parked futures are older than the ready ones; then the ready ones
@@ -478,9 +478,9 @@ static qv_future *lendable_head(qv_executor *ex)
 {
     take_inbox(ex);
     qv_future *f = ready_first(ex);
-    if (ex->nretries || ex->hosts.active || ex->hosts.phead || !f || f->req.io->stream ||
-        f->req.io->output_fd > 0 || f->req.io->output_path || f->req.io->upload_path ||
-        qv_runs_user_code(f))
+    if (ex->nretries || ex->hosts.active || !qv_list_empty(&ex->hosts.parked) || !f ||
+        f->req.io->stream || f->req.io->output_fd > 0 || f->req.io->output_path ||
+        f->req.io->upload_path || qv_runs_user_code(f))
         return NULL;
     return f;
 }

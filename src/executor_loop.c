@@ -23,8 +23,8 @@ enum { LEAD_NONE, LEAD_IO, LEAD_USER };
 /* A thread blocked in a wait while another leads (on its stack). */
 typedef struct follower {
     qv_waiter *w;
-    struct follower *next;
-    int offered; /* under the loop's lmu and w->mu: it leads now */
+    qv_link link; /* in the loop's followers while it follows */
+    int offered;  /* under the loop's lmu and w->mu: it leads now */
 } follower;
 
 /* Futures in a singly linked list, oldest first (a delivery list). */
@@ -66,8 +66,8 @@ typedef struct loop {
     /* Who leads, under lmu (taking the lead gives the leader the fields
      * above and the multi, slots, idle and active). */
     pthread_mutex_t lmu;
-    int lead; /* LEAD_* */
-    follower *fhead, *ftail;
+    int lead;           /* LEAD_* */
+    qv_list followers;  /* oldest first */
     atomic_int asked;   /* threads of yours came to wait since the I/O thread took the
                          * lead: it lets go after its round */
     double released_ms; /* when the lead last went to no one */
@@ -451,7 +451,7 @@ static void timer_set(loop *L, double at)
  * next take stops the timer (lead_taken). */
 static void hand_on(loop *L)
 {
-    follower *next = L->fhead;
+    follower *next = qv_list_item(qv_list_first(&L->followers), follower, link);
     if (!next) {
         L->lead = LEAD_NONE;
         L->released_ms = qv_now_ms();
@@ -463,8 +463,7 @@ static void hand_on(loop *L)
             timer_set(L, L->released_ms + LOOP_TAKEOVER_MS);
         return;
     }
-    L->fhead = next->next;
-    if (!L->fhead) L->ftail = NULL;
+    qv_list_unlink(&L->followers, &next->link);
     L->lead = LEAD_USER;
     pthread_mutex_lock(&next->w->mu);
     next->offered = 1;
@@ -489,13 +488,9 @@ static void lead_taken(loop *L)
  * offered the lead). */
 static int unfollow(loop *L, follower *me)
 {
-    for (follower **p = &L->fhead, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
-        if (*p != me) continue;
-        *p = me->next;
-        if (L->ftail == me) L->ftail = prev;
-        return 1;
-    }
-    return 0;
+    if (!qv_list_linked(&me->link)) return 0; /* hand_on unlinked it */
+    qv_list_unlink(&L->followers, &me->link);
+    return 1;
 }
 
 static int waiter_ready(qv_waiter *w)
@@ -569,11 +564,7 @@ static void loop_drive(qv_executor *ex, qv_waiter *w, const struct timespec *dl)
     if (leads) {
         lead_taken(L);
     } else {
-        if (L->ftail)
-            L->ftail->next = &me;
-        else
-            L->fhead = &me;
-        L->ftail = &me;
+        qv_list_insert_tail(&L->followers, &me.link);
         /* The I/O thread lets go after its round: end its poll. */
         if (atomic_fetch_add(&L->asked, 1) == 0 && L->lead == LEAD_IO) curl_multi_wakeup(L->multi);
     }
@@ -647,7 +638,7 @@ static void *io_main(void *arg)
                 /* No one leads again: followers wait as before. */
                 pthread_mutex_lock(&L->lmu);
                 L->stopped = 1;
-                while (L->fhead) hand_on(L);
+                while (!qv_list_empty(&L->followers)) hand_on(L);
                 pthread_mutex_unlock(&L->lmu);
                 return NULL;
             }

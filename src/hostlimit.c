@@ -12,8 +12,8 @@
 #include <strings.h>
 
 struct qv_host {
-    qv_host *next;          /* in its hash bucket */
-    qv_host *pprev, *pnext; /* in the list of hosts with parked futures */
+    qv_host *next; /* in its hash bucket */
+    qv_link plink; /* in the list of hosts with parked futures */
     qv_list parked;
     int inflight;
     int override; /* limits of its own, from qv_executor_set_host_limits */
@@ -218,38 +218,13 @@ static void acquire(const qv_executor *ex, qv_host *h, qv_future *f)
     atomic_store(&f->host_held, 1);
 }
 
-/* The host joins the end of the list of hosts with parked futures. */
-static void hosts_append(qv_hosts *t, qv_host *h)
-{
-    h->pnext = NULL;
-    h->pprev = t->ptail;
-    if (t->ptail)
-        t->ptail->pnext = h;
-    else
-        t->phead = h;
-    t->ptail = h;
-}
-
 static void park(qv_executor *ex, qv_host *h, qv_future *f)
 {
     qv_hosts *t = &ex->hosts;
     f->qwhere = QV_Q_PARKED;
     f->host = h;
-    if (qv_list_empty(&h->parked)) hosts_append(t, h); /* its first parked future */
+    if (qv_list_empty(&h->parked)) qv_list_insert_tail(&t->parked, &h->plink); /* its first */
     qv_list_insert_tail(&h->parked, &f->q);
-}
-
-static void hosts_remove(qv_hosts *t, qv_host *h)
-{
-    if (h->pprev)
-        h->pprev->pnext = h->pnext;
-    else
-        t->phead = h->pnext;
-    if (h->pnext)
-        h->pnext->pprev = h->pprev;
-    else
-        t->ptail = h->pprev;
-    h->pprev = h->pnext = NULL;
 }
 
 void qv_hosts_unpark(qv_executor *ex, qv_future *f)
@@ -258,21 +233,22 @@ void qv_hosts_unpark(qv_executor *ex, qv_future *f)
     qv_list_unlink(&h->parked, &f->q);
     f->host = NULL;
     f->qwhere = QV_Q_NONE;
-    if (qv_list_empty(&h->parked)) hosts_remove(&ex->hosts, h);
+    if (qv_list_empty(&h->parked)) qv_list_unlink(&ex->hosts.parked, &h->plink);
 }
 
 qv_future *qv_hosts_take_parked(qv_executor *ex, double now, double *wake_at)
 {
     qv_hosts *t = &ex->hosts;
-    for (qv_host *h = t->phead; h; h = h->pnext) {
+    for (qv_link *n = qv_list_first(&t->parked); n; n = qv_list_next(&t->parked, n)) {
+        qv_host *h = qv_list_item(n, qv_host, plink);
         if (!ready(ex, h, now, wake_at)) continue;
         qv_future *f = qv_future_of(qv_list_first(&h->parked));
         qv_hosts_unpark(ex, f);
         acquire(ex, h, f);
         /* Round robin: the next pop looks at the other hosts first. */
-        if (!qv_list_empty(&h->parked) && h->pnext) {
-            hosts_remove(t, h);
-            hosts_append(t, h);
+        if (!qv_list_empty(&h->parked) && qv_list_next(&t->parked, n)) {
+            qv_list_unlink(&t->parked, n);
+            qv_list_insert_tail(&t->parked, n);
         }
         return f;
     }
@@ -295,7 +271,7 @@ int qv_hosts_admit(qv_executor *ex, qv_future *f, double now, double *wake_at)
 
 qv_future *qv_hosts_any_parked(qv_executor *ex)
 {
-    qv_host *h = ex->hosts.phead;
+    qv_host *h = qv_list_item(qv_list_first(&ex->hosts.parked), qv_host, plink);
     if (!h) return NULL;
     qv_future *f = qv_future_of(qv_list_first(&h->parked));
     qv_hosts_unpark(ex, f);
@@ -345,7 +321,7 @@ int qv_executor_set_host_limits(qv_executor *ex, const char *host, const qv_host
     }
     update_active(ex);
     /* New limits may let parked futures go. */
-    if (t->phead) ex->vt->notify(ex);
+    if (!qv_list_empty(&t->parked)) ex->vt->notify(ex);
     pthread_mutex_unlock(&ex->mu);
     return rc;
 }

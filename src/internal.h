@@ -1472,9 +1472,9 @@ typedef struct qv_hosts {
     qv_host **buckets;
     size_t nbuckets, n, sweep_at;
     size_t noverrides;
-    qv_host *phead, *ptail; /* hosts with parked futures, oldest first */
-    int active;             /* any limit set: futures are checked at pop (and
-                               while any are parked: a lifted limit frees them) */
+    qv_list parked; /* hosts with parked futures, oldest first */
+    int active;     /* any limit set: futures are checked at pop (and
+                       while any are parked: a lifted limit frees them) */
 } qv_hosts;
 
 struct qv_executor {
