@@ -269,11 +269,15 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     tell_runner(f, 0); /* done: waits to start no more (never an urge) */
     /* A response no callback or waiter takes as it comes waits to be
      * collected. */
-    if (resp && !atomic_load(&f->stream_open) && !f->first_fn && !f->waiters && f->runner)
+    if (resp && !atomic_load(&f->stream_open) && !f->first_fn && qv_list_empty(&f->waiters) &&
+        f->runner)
         f->runner->finished(f);
     /* A streamed body's transfer goes on: its reader still pokes it. */
     if (!atomic_load(&f->stream_open)) record_holder(f, NULL);
-    for (qv_wlink *l = f->waiters; l; l = l->next) l->w->notify(l->w, l->idx, st);
+    for (qv_link *n = qv_list_first(&f->waiters); n; n = qv_list_next(&f->waiters, n)) {
+        qv_wlink *l = qv_list_item(n, qv_wlink, link);
+        l->w->notify(l->w, l->idx, st);
+    }
     /* more_cbs was built newest first: put it in the order added. Callbacks
      * then run outside the lock; the list can no longer change, since
      * add_done_callback runs late callbacks itself once the state is terminal. */
@@ -427,7 +431,7 @@ int qv_future_slept_on(qv_future *f)
 int qv_future_waited(qv_future *f)
 {
     qv_lock_take(&f->lock);
-    int waited = f->waiters != NULL;
+    int waited = !qv_list_empty(&f->waiters);
     qv_lock_give(&f->lock);
     return waited;
 }
@@ -585,19 +589,15 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
     int urge = 0;
     int done = terminal(f->state);
     if (done) {
-        l->linked = 0;
+        l->link = (qv_link){0}; /* not linked: nothing to unlink */
         w->notify(w, idx, f->state);
     } else {
-        l->linked = 1;
         /* Running here, f keeps its executor alive: so does w from now on. */
         if (!w->ex && f->ex && f->ex->vt->drive) {
             w->ex = f->ex;
             qv_executor_ref(w->ex);
         }
-        l->prev = NULL;
-        l->next = f->waiters;
-        if (f->waiters) f->waiters->prev = l;
-        f->waiters = l;
+        qv_list_insert_after(&f->waiters, NULL, &l->link);
         urge = tell_runner(f, 1);
     }
     qv_lock_give(&f->lock);
@@ -608,13 +608,6 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
 void qv_waiter_unlink(qv_future *f, qv_wlink *l)
 {
     qv_lock_take(&f->lock);
-    if (l->linked) {
-        if (l->prev)
-            l->prev->next = l->next;
-        else
-            f->waiters = l->next;
-        if (l->next) l->next->prev = l->prev;
-        l->linked = 0;
-    }
+    if (qv_list_linked(&l->link)) qv_list_unlink(&f->waiters, &l->link);
     qv_lock_give(&f->lock);
 }

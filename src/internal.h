@@ -398,11 +398,12 @@ int qv_opts_copy(void *dst, size_t dst_size, const void *src);
 /* ---------------------------------------------------------- futures (future.c) */
 
 struct qv_waiter;
+/* A waiter's link to one future, in the future's list of waiters (newest
+ * first) while linked. */
 typedef struct qv_wlink {
-    struct qv_wlink *next, *prev;
+    qv_link link;
     struct qv_waiter *w;
     size_t idx;
-    int linked;
 } qv_wlink;
 
 /* A thread blocked in a wait (qv_future_wait, qv_wait, qv_as_completed):
@@ -508,7 +509,7 @@ struct qv_future {
     qv_done_fn first_fn; /* inline: most futures have at most one callback */
     void *first_arg;
     qv_cb *more_cbs;
-    qv_wlink *waiters;
+    qv_list waiters;     /* of qv_wlink */
     qv_held holder;      /* who holds it now, and how it is told of a cancel */
     qv_session *session; /* until completion */
     qv_executor *ex;
@@ -519,10 +520,10 @@ struct qv_future {
      * (q.next); on QV_LOOP, a delivery list (q.next) and the task list
      * (q.prev), both at once (qv_future_of gives a node's future). */
     qv_link q;
-    size_t ridx;              /* its place in the executor's retry heap */
-    double due_ms;            /* when a waiting retry may go */
-    struct qv_host *host;     /* parked on, or counted by, this host's limits */
-    qv_future *sprev, *snext; /* session's live futures */
+    size_t ridx;          /* its place in the executor's retry heap */
+    double due_ms;        /* when a waiting retry may go */
+    struct qv_host *host; /* parked on, or counted by, this host's limits */
+    qv_link slink;        /* in its session's live futures */
     double submitted_ms, started_ms;
     /* The transfer's outcome, collected on the I/O side and delivered
      * (hooks, completion) possibly on another thread. */
@@ -653,7 +654,7 @@ struct qv_session {
     _Atomic uint64_t jar_version;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    qv_future *live; /* futures not yet completed */
+    qv_list live; /* futures not yet completed, newest first */
     size_t nlive;
     int closed;
     /* Cookies set without a domain: each host the session talks to gets

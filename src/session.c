@@ -159,14 +159,14 @@ qv_executor *qv_session_executor(qv_session *s)
     return s->ex;
 }
 
+static qv_future *live_future(qv_link *n)
+{
+    return qv_list_item(n, qv_future, slink);
+}
+
 static void live_unlink(qv_session *s, qv_future *f)
 {
-    if (f->sprev)
-        f->sprev->snext = f->snext;
-    else
-        s->live = f->snext;
-    if (f->snext) f->snext->sprev = f->sprev;
-    f->sprev = f->snext = NULL;
+    qv_list_unlink(&s->live, &f->slink);
     if (--s->nlive == 0) pthread_cond_broadcast(&s->cv);
 }
 
@@ -204,9 +204,7 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
         qv_future_drop(f);
         return QV_ESHUTDOWN;
     }
-    f->snext = s->live;
-    if (s->live) s->live->sprev = f;
-    s->live = f;
+    qv_list_insert_after(&s->live, NULL, &f->slink);
     s->nlive++;
     pthread_mutex_unlock(&s->mu);
 
@@ -235,8 +233,10 @@ int qv_request(qv_session *s, qv_future **out, const qv_request_opts *opts)
  * to cancel (with a reference). */
 static qv_future *next_pending(qv_session *s)
 {
-    for (qv_future *f = s->live; f; f = f->snext)
+    for (qv_link *n = qv_list_first(&s->live); n; n = qv_list_next(&s->live, n)) {
+        qv_future *f = live_future(n);
         if (!atomic_load(&f->cancel_requested) && qv_future_waiting(f)) return qv_future_hold(f);
+    }
     return NULL;
 }
 
@@ -262,8 +262,10 @@ void qv_session_close(qv_session *s, int cancel_pending)
     pthread_mutex_lock(&s->mu);
     /* A streamed body that no one reads would keep its transfer, and so
      * this wait, going for ever: it stops, and its reader gets QV_ESHUTDOWN. */
-    for (qv_future *f = s->live; f; f = f->snext)
+    for (qv_link *n = qv_list_first(&s->live); n; n = qv_list_next(&s->live, n)) {
+        qv_future *f = live_future(n);
         if (atomic_load(&f->stream_open)) qv_future_abandon_stream(f);
+    }
     while (s->nlive) pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     qv_executor_urge(s->ex, -1);
