@@ -45,54 +45,6 @@ int qv_allocator_is_custom(void);
  * only qv_set_allocator (init.c) calls it, before anything is allocated. */
 void qv_allocator_use(qv_allocator a, int is_custom);
 
-/* Between these, a QV_THREADS worker's allocations of up to QV_POOL_MAX
- * bytes (libcurl's too: it allocates through qv_malloc) come from a heap of
- * its own, with a free list per size class; a block freed on another thread
- * goes to a depot the workers share; the heap outlives the thread, for the
- * next worker (pool.c). Not under an allocator of the program's own. */
-#define QV_POOL_MAX ((size_t)32 << 10)
-void qv_mem_keep_begin(void);
-void qv_mem_keep_end(void);
-/* A heap no thread holds yet (NULL: none, as above): a QV_LOOP executor's,
- * taken as it starts and given back as it is freed. Whichever thread leads
- * it uses it while it leads (one at a time: the lead is handed over under
- * the loop's lock); use returns the heap the thread used before, which the
- * lead's end restores (a QV_THREADS worker's whose callback waits for a
- * QV_LOOP future, and leads). One heap for all the leaders: its blocks
- * freed by one serve the next, where a heap for each leader (the I/O
- * thread, your thread waiting) held a set of libcurl's per-transfer blocks
- * each (bench/NOTES.md, 2026-12-07 13:05). */
-struct pool_heap *qv_mem_heap_take(void);
-void qv_mem_heap_give(struct pool_heap *h);
-struct pool_heap *qv_mem_heap_use(struct pool_heap *h);
-/* For mem.c: a block of n bytes from this thread's heap, or NULL
- * (none, or n too large); whether p is such a block; its size as asked;
- * free it (on any thread); resize it in place if n fits its class (1). */
-void *qv_pool_alloc(size_t n);
-/* Heaps taken now (a QV_THREADS worker's, a QV_LOOP executor's). With none
- * (QV_PROCESSES alone), mem.c asks for no block: libcurl allocates through
- * it ~250 times a small request, and a heap is a thread-local (in a shared
- * library, a __tls_get_addr). */
-extern atomic_int qv_pool_heaps_out;
-/* The heaps' reservation, QV_POOL_RESERVE bytes from qv_pool_lo (0 until
- * made): read inline, since every free of libcurl's asks (~30 a small
- * request). One load: with two (a low and a high end), a thread between
- * them while the reservation was made could see the low end still 0 and
- * the high end set, and take any malloc'd pointer below it for a block. */
-#define QV_POOL_RESERVE ((size_t)1 << 30)
-extern atomic_uintptr_t qv_pool_lo;
-static inline int qv_pool_owns(const void *p)
-{
-    uintptr_t lo = atomic_load_explicit(&qv_pool_lo, memory_order_relaxed);
-    return lo && (uintptr_t)p - lo < QV_POOL_RESERVE;
-}
-size_t qv_pool_size(const void *p);
-void qv_pool_free(void *p);
-int qv_pool_resize(void *p, size_t n);
-/* Bytes the heaps have cut into blocks so far: it grows only when a class
- * had no freed block to give. */
-size_t qv_pool_cut_bytes(void);
-
 void *qv_malloc(size_t n);
 void *qv_calloc(size_t n, size_t size);
 void *qv_realloc(void *p, size_t n);
@@ -140,6 +92,56 @@ char *qv_arena_memdup(qv_arena *a, const void *p, size_t n);
 /* Empty again, keeping its first chunk. */
 void qv_arena_reset(qv_arena *a);
 void qv_arena_free(qv_arena *a);
+
+/* ----------------------------------------------------- worker heaps (pool.c) */
+
+/* Between these, a QV_THREADS worker's allocations of up to QV_POOL_MAX
+ * bytes (libcurl's too: it allocates through qv_malloc) come from a heap of
+ * its own, with a free list per size class; a block freed on another thread
+ * goes to a depot the workers share; the heap outlives the thread, for the
+ * next worker (pool.c). Not under an allocator of the program's own. */
+#define QV_POOL_MAX ((size_t)32 << 10)
+void qv_mem_keep_begin(void);
+void qv_mem_keep_end(void);
+/* A heap no thread holds yet (NULL: none, as above): a QV_LOOP executor's,
+ * taken as it starts and given back as it is freed. Whichever thread leads
+ * it uses it while it leads (one at a time: the lead is handed over under
+ * the loop's lock); use returns the heap the thread used before, which the
+ * lead's end restores (a QV_THREADS worker's whose callback waits for a
+ * QV_LOOP future, and leads). One heap for all the leaders: its blocks
+ * freed by one serve the next, where a heap for each leader (the I/O
+ * thread, your thread waiting) held a set of libcurl's per-transfer blocks
+ * each (bench/NOTES.md, 2026-12-07 13:05). */
+struct pool_heap *qv_mem_heap_take(void);
+void qv_mem_heap_give(struct pool_heap *h);
+struct pool_heap *qv_mem_heap_use(struct pool_heap *h);
+/* For mem.c: a block of n bytes from this thread's heap, or NULL
+ * (none, or n too large); whether p is such a block; its size as asked;
+ * free it (on any thread); resize it in place if n fits its class (1). */
+void *qv_pool_alloc(size_t n);
+/* Heaps taken now (a QV_THREADS worker's, a QV_LOOP executor's). With none
+ * (QV_PROCESSES alone), mem.c asks for no block: libcurl allocates through
+ * it ~250 times a small request, and a heap is a thread-local (in a shared
+ * library, a __tls_get_addr). */
+extern atomic_int qv_pool_heaps_out;
+/* The heaps' reservation, QV_POOL_RESERVE bytes from qv_pool_lo (0 until
+ * made): read inline, since every free of libcurl's asks (~30 a small
+ * request). One load: with two (a low and a high end), a thread between
+ * them while the reservation was made could see the low end still 0 and
+ * the high end set, and take any malloc'd pointer below it for a block. */
+#define QV_POOL_RESERVE ((size_t)1 << 30)
+extern atomic_uintptr_t qv_pool_lo;
+static inline int qv_pool_owns(const void *p)
+{
+    uintptr_t lo = atomic_load_explicit(&qv_pool_lo, memory_order_relaxed);
+    return lo && (uintptr_t)p - lo < QV_POOL_RESERVE;
+}
+size_t qv_pool_size(const void *p);
+void qv_pool_free(void *p);
+int qv_pool_resize(void *p, size_t n);
+/* Bytes the heaps have cut into blocks so far: it grows only when a class
+ * had no freed block to give. */
+size_t qv_pool_cut_bytes(void);
 
 /* ------------------------------------------------------------ library (init.c) */
 
@@ -295,8 +297,6 @@ typedef struct qv_req_net {
     const qv_pair *resolve, *connect_to; /* end with {0} */
     int tls_min_version, ip_version;
 } qv_req_net;
-/* None of them (network.c). */
-extern const qv_req_net qv_net_none;
 
 /* A request's large-body options (sink.c, upload.c, pump.c): copied, except
  * the callbacks' args. Out of line, in the arena, only for a request that
@@ -1124,13 +1124,6 @@ typedef struct qv_slot {
     qv_buf trace_held; /* libcurl's comments held back from on_debug (debug.c) */
 } qv_slot;
 
-/* rcvlowat.c */
-void qv_lowat_conn(qv_slot *slot, curl_socket_t fd); /* the hop's connection (or none) */
-void qv_lowat_hop(qv_slot *slot);                    /* a status line: a new hop */
-void qv_lowat_body(qv_slot *slot, size_t len);       /* len bytes of a streamed body */
-long qv_lowat_poll_ms(qv_slot *slot, long cap_ms);   /* before each poll: the cap */
-void qv_lowat_end(qv_slot *slot);                    /* the transfer ended */
-
 /* The holder of a future whose transfer runs on a private curl_multi (a
  * QV_THREADS worker's, a process worker's): a cancel or a poke wakes its
  * poll (the multi stays valid while it holds the future). */
@@ -1187,6 +1180,18 @@ int qv_transfer_again(qv_slot *slot, CURLM *multi, CURLcode *cc);
  * then FINISHED, while the transfer goes on; on the thread it may run user
  * code on. */
 void qv_transfer_deliver_early(qv_future *f, qv_response *r);
+/* How often (ms) qv_transfer_drive looks whether `until` is done between
+ * its transfer's events: 1. Tests only (test_waitrun.c) raise it before
+ * they make a session, so that what wakes the driver early is seen. */
+extern int qv_until_look_ms;
+
+/* ------------------------------------- streamed bodies in batches (rcvlowat.c) */
+
+void qv_lowat_conn(qv_slot *slot, curl_socket_t fd); /* the hop's connection (or none) */
+void qv_lowat_hop(qv_slot *slot);                    /* a status line: a new hop */
+void qv_lowat_body(qv_slot *slot, size_t len);       /* len bytes of a streamed body */
+long qv_lowat_poll_ms(qv_slot *slot, long cap_ms);   /* before each poll: the cap */
+void qv_lowat_end(qv_slot *slot);                    /* the transfer ended */
 
 /* ----------------------------------------------------- downloads (sink.c) */
 
@@ -1347,6 +1352,8 @@ const char *qv_upload_cant_rewind(const qv_slot *slot);
 
 /* ----------------------------------------------- networks and identity (network.c) */
 
+/* A request's networks and identity: none of them. */
+extern const qv_req_net qv_net_none;
 /* The session's network options: QV_OK or QV_EINVAL. */
 int qv_net_validate(const qv_session_opts *o);
 /* Fills r's network fields from the session's options and the request's
@@ -1380,6 +1387,10 @@ CURLcode qv_conncheck_setup(qv_slot *slot);
 /* After a transfer ended: if it stopped on such a connection, it is added to
  * multi again on a fresh connection and 1 is returned. */
 int qv_conncheck_retry(qv_slot *slot, CURLM *multi);
+/* Tests only (test_rcvlowat.c): set, called on the thread where libcurl
+ * closed a connection, just after its socket fd was closed (a new socket of
+ * any thread's may take the number from then on). */
+extern void (*qv_conn_closed_probe)(curl_socket_t fd);
 
 /* ------------------------------------------------- redirects (redirect.c) */
 
@@ -1528,18 +1539,6 @@ void qv_executor_unref(qv_executor *ex);
 /* The executor whose thread this is (a worker, an I/O, delivery or
  * dispatcher thread), where its hooks and done callbacks run. */
 extern _Thread_local qv_executor *qv_own_executor;
-/* Tests only (test_waitrun.c): set, QV_THREADS calls it on the thread that
- * runs an attempt of f as it starts (start 1) and before its outcome is
- * delivered (0), to tell a worker's runs from a waiting thread's. */
-extern void (*qv_threads_probe)(qv_future *f, int start);
-/* How often (ms) qv_transfer_drive looks whether `until` is done between
- * its transfer's events: 1. Tests only (test_waitrun.c) raise it before
- * they make a session, so that what wakes the driver early is seen. */
-extern int qv_until_look_ms;
-/* Tests only (test_rcvlowat.c): set, called on the thread where libcurl
- * closed a connection, just after its socket fd was closed (a new socket of
- * any thread's may take the number from then on). */
-extern void (*qv_conn_closed_probe)(curl_socket_t fd);
 /* Queues f (taking the queue's reference); QV_ESHUTDOWN if shut down. */
 int qv_executor_submit(qv_executor *ex, qv_future *f);
 /* Pops the oldest future allowed to start (ex->mu held): due retries
@@ -1635,6 +1634,10 @@ int qv_retry_maybe(qv_future *f);
 /* -------------------------------------- thread pools (executor_threads.c) */
 
 int qv_threads_new(qv_executor **out, const qv_executor_opts *o);
+/* Tests only (test_waitrun.c): set, QV_THREADS calls it on the thread that
+ * runs an attempt of f as it starts (start 1) and before its outcome is
+ * delivered (0), to tell a worker's runs from a waiting thread's. */
+extern void (*qv_threads_probe)(qv_future *f, int start);
 
 /* ------------------------------------------ event loops (executor_loop.c) */
 
@@ -1708,9 +1711,6 @@ void qv_rings_free(void *rings, int n);
 void qv_ring_at(qv_ring *r, void *rings, int slot);
 /* A slot for a new worker: empty, and the parent waits for its first bytes. */
 void qv_ring_reset(qv_ring *r);
-/* A process worker's ring (NULL in any other process): tests reach it
- * from a hook. */
-extern qv_ring *qv_worker_ring;
 /* The n bytes at count pos of the ring, which may wrap past its end: where
  * they start, and how many come before the end (the rest from the start). */
 size_t qv_ring_contig(uint64_t pos, size_t n, size_t *first);
@@ -1766,6 +1766,9 @@ void qv_ring_stream_woken(qv_ring *r);
 
 /* ------------------------------------------------- process workers (procs_worker.c) */
 
+/* A process worker's ring (NULL in any other process): tests reach it
+ * from a hook. */
+extern qv_ring *qv_worker_ring;
 /* The on_debug of a request decoded in a worker: sends the event to the
  * parent, whose on_debug it is. */
 void qv_worker_debug(qv_future *f, qv_debug_kind kind, const char *data, size_t len, void *arg);
