@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -229,6 +230,35 @@ Test(procs, aborting_hook_costs_one_future, .timeout = 120)
 Test(procs, exiting_hook_costs_one_future, .timeout = 120)
 {
     one_death_among_many(exit_hook, NULL, "exited with status 3", NULL, NULL);
+}
+
+/* In a worker process: writes what is not a frame to the worker's socket to
+ * its parent (its one Unix socket), ahead of the real answer. */
+static int garbage_hook(qv_session *s, qv_response *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+    for (int fd = 3; fd < 1024; fd++) {
+        int domain = 0;
+        socklen_t len = sizeof domain;
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX)
+            (void)!write(fd, "not a frame!", 12);
+    }
+    return 0;
+}
+
+Test(procs, a_worker_stopped_for_a_malformed_answer_is_told_as_such, .timeout = 120)
+{
+    qv_session *s = TX_SESSION();
+    qv_future *f;
+    cr_assert_eq(qv_get(s, &f, tu("/get"), .hook = garbage_hook), QV_OK);
+    const char *msg = tx_expect_error(f, QV_EPROTOCOL);
+    tx_assert_contains(msg, "malformed answer");
+    tx_assert_contains(msg, "the pool stopped it");
+    cr_assert_null(strstr(msg, "signal"), "%s", msg);
+    qv_future_release(f);
+    /* The pool goes on. */
+    qv_future_release((tx_get_ok(s, &f, tu("/get")), f));
+    qv_session_free(s);
 }
 
 /* Writes an index into its worker's body ring (ring.c) that the worker
