@@ -716,11 +716,36 @@ static void loop_pump_ready(void *arg)
     add_task((loop *)f->ex, f);
 }
 
+/* The runner's wait: a thread of the caller's about to sleep until f is
+ * done drives the loop meanwhile (qv_wait_until leads or follows), unless
+ * it is the loop's own. f->lock held, and let go meanwhile. */
+static int loop_wait(qv_future *f, const struct timespec *deadline)
+{
+    if (qv_own_executor == f->ex) return 0;
+    qv_lock_give(&f->lock);
+    int rc = qv_wait_until(&f, 1, QV_ALL_COMPLETED, deadline);
+    qv_lock_take(&f->lock);
+    return rc != QV_ENOMEM;
+}
+
+/* A waiter linked to f (not done, f->lock held): its blocked thread drives
+ * the loop. Running, f keeps the loop alive: so does w from now on. */
+static void loop_linked(qv_future *f, qv_waiter *w)
+{
+    if (w->ex) return;
+    w->ex = f->ex;
+    qv_executor_ref(w->ex);
+}
+
+/* What its futures tell the loop: a thread that would sleep for them. */
+static const qv_runner loop_runner = {.wait = loop_wait, .linked = loop_linked};
+
 static const qv_executor_vt loop_vt = {
     .notify = loop_notify,
     .deliver_early = loop_deliver_early,
     .pump_ready = loop_pump_ready,
     .drive = loop_drive,
+    .runner = &loop_runner,
     .shutdown = loop_shutdown,
     .destroy = loop_destroy,
 };

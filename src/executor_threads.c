@@ -391,18 +391,43 @@ static void tp_destroy(qv_executor *ex)
     qv_free(tp);
 }
 
-/* What its futures tell the pool: its bound on uncollected responses. */
+/* The runner's wait: a thread of the caller's about to sleep until f is
+ * done runs f, or queued work, on a lent handle instead, again while it ran
+ * something and f is not done. f->lock held, and let go meanwhile. */
+static int tp_wait(qv_future *f, const struct timespec *deadline)
+{
+    qv_executor *ex = f->ex;
+    /* Nothing lent, nothing to run (a hint: tp_run_waited looks again). */
+    if (qv_own_executor == ex || !atomic_load_explicit(&((tpool *)ex)->lent, memory_order_relaxed))
+        return 0;
+    /* Running, f keeps ex alive: so does this reference until this thread
+     * runs no more. */
+    qv_executor_ref(ex);
+    int ran;
+    do {
+        qv_lock_give(&f->lock);
+        ran = tp_run_waited(ex, f, deadline);
+        qv_lock_take(&f->lock);
+    } while (ran && !qv_future_ended_locked(f) && (!deadline || qv_ms_left(deadline) > 0));
+    qv_lock_give(&f->lock);
+    qv_executor_unref(ex); /* the last may free ex: not under f->lock */
+    qv_lock_take(&f->lock);
+    return 0;
+}
+
+/* What its futures tell the pool: its bound on uncollected responses, and
+ * a thread about to sleep for one. */
 static const qv_runner tp_runner = {
     .look = qv_uncollected_look,
     .urge = qv_uncollected_urge,
     .finished = qv_uncollected_finished,
     .collected = qv_uncollected_collected,
+    .wait = tp_wait,
 };
 
 static const qv_executor_vt tpool_vt = {
     .notify = tp_notify,
     .all_busy = tp_all_busy,
-    .run_waited = tp_run_waited,
     .runner = &tp_runner,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,

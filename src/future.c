@@ -15,7 +15,7 @@ static int terminal(qv_future_state st)
  * urged after the unlock (urge_runner). */
 static int tell_runner(qv_future *f, int want)
 {
-    return f->runner && f->runner->look(f, want);
+    return f->runner && f->runner->look && f->runner->look(f, want);
 }
 
 static void urge_runner(qv_future *f, int urge)
@@ -26,7 +26,7 @@ static void urge_runner(qv_future *f, int urge)
 /* No lock held: f's result was collected, or the caller let it go. */
 static void collected(qv_future *f)
 {
-    if (f->runner) f->runner->collected(f);
+    if (f->runner && f->runner->collected) f->runner->collected(f);
 }
 
 qv_future *qv_future_alloc(size_t room)
@@ -270,7 +270,7 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     /* A response no callback or waiter takes as it comes waits to be
      * collected. */
     if (resp && !atomic_load(&f->stream_open) && !f->first_fn && qv_list_empty(&f->waiters) &&
-        f->runner)
+        f->runner && f->runner->finished)
         f->runner->finished(f);
     /* A streamed body's transfer goes on: its reader still pokes it. */
     if (!atomic_load(&f->stream_open)) record_holder(f, NULL);
@@ -378,37 +378,17 @@ int qv_future_wait(qv_future *f, long timeout_ms)
     struct timespec dl;
     if (timeout_ms >= 0) qv_deadline(&dl, timeout_ms);
     qv_lock_take(&f->lock);
-    /* A waiting thread may drive the transfers of f's executor meanwhile:
-     * the waits of wait.c do that. */
-    if (!terminal(f->state) && timeout_ms != 0 && f->ex && f->ex->vt->drive &&
-        qv_own_executor != f->ex) {
-        qv_lock_give(&f->lock);
-        int rc = qv_wait_until(&f, 1, QV_ALL_COMPLETED, timeout_ms >= 0 ? &dl : NULL);
-        if (rc != QV_ENOMEM) return rc;
-        qv_lock_take(&f->lock);
-    }
-    /* On a pool that lends its handle to waiting threads, this one may run
-     * f itself rather than sleep (executor_threads.c). Running, f keeps its
-     * executor alive: so does this thread's reference until it is done. */
-    qv_executor *ex = !terminal(f->state) && timeout_ms != 0 && f->ex && f->ex->vt->run_waited &&
-                              qv_own_executor != f->ex
-                          ? f->ex
-                          : NULL;
-    if (ex) {
-        qv_executor_ref(ex);
-        int ran;
-        do {
-            qv_lock_give(&f->lock);
-            ran = ex->vt->run_waited(ex, f, timeout_ms >= 0 ? &dl : NULL);
-            qv_lock_take(&f->lock);
-        } while (ran && !terminal(f->state) && (timeout_ms < 0 || qv_ms_left(&dl) > 0));
-    }
-    if (!terminal(f->state) && tell_runner(f, 1)) {
+    /* The runner may have this thread work for f rather than sleep (drive
+     * its executor's transfers, or run it). */
+    int waited = !terminal(f->state) && timeout_ms != 0 && f->runner && f->runner->wait &&
+                 f->runner->wait(f, timeout_ms >= 0 ? &dl : NULL);
+    if (!waited && !terminal(f->state) && tell_runner(f, 1)) {
         qv_lock_give(&f->lock);
         urge_runner(f, 1);
         qv_lock_take(&f->lock);
     }
-    int slept = 0, timed_out = timeout_ms == 0; /* (a poll does not sleep) */
+    /* (A poll does not sleep, nor a wait the runner did.) */
+    int slept = 0, timed_out = waited || timeout_ms == 0;
     for (; !terminal(f->state) && !timed_out; slept = 1)
         timed_out = qv_signal_wait(&f->changed, &f->lock, timeout_ms >= 0 ? &dl : NULL) != 0;
     int done = terminal(f->state);
@@ -417,7 +397,6 @@ int qv_future_wait(qv_future *f, long timeout_ms)
      * a thread waits for it (a QV_THREADS worker lends its handle then). */
     if (!done && slept) qv_signal_all(&f->changed);
     qv_lock_give(&f->lock);
-    if (ex) qv_executor_unref(ex);
     if (!done) return QV_EWAIT_TIMEOUT;
     collected(f);
     return QV_OK;
@@ -452,6 +431,11 @@ int qv_future_result(qv_future *f, qv_response **out, long timeout_ms)
 int qv_future_done(qv_future *f)
 {
     return f && terminal(qv_future_state_get(f));
+}
+
+int qv_future_ended_locked(qv_future *f)
+{
+    return terminal(f->state);
 }
 
 int qv_future_ended(qv_future *f)
@@ -592,11 +576,7 @@ void qv_waiter_link(qv_future *f, qv_wlink *l, qv_waiter *w, size_t idx)
         l->link = (qv_link){0}; /* not linked: nothing to unlink */
         w->notify(w, idx, f->state);
     } else {
-        /* Running here, f keeps its executor alive: so does w from now on. */
-        if (!w->ex && f->ex && f->ex->vt->drive) {
-            w->ex = f->ex;
-            qv_executor_ref(w->ex);
-        }
+        if (f->runner && f->runner->linked) f->runner->linked(f, w);
         qv_list_insert_after(&f->waiters, NULL, &l->link);
         urge = tell_runner(f, 1);
     }

@@ -468,6 +468,17 @@ typedef struct qv_runner {
      * waiter added done took it) or the caller let f go; maybe more than
      * once. */
     void (*collected)(qv_future *f);
+    /* Under f->lock, f not done, from a thread of the caller's about to
+     * sleep in qv_future_wait until f completes or deadline (NULL: none)
+     * passes: the runner may have this thread work for f instead, letting
+     * f->lock go meanwhile (as a condition variable's wait does) and taking
+     * it again before it returns. 1 if it waited as long as it could (f is
+     * done, or the deadline passed), 0 if the caller still sleeps. */
+    int (*wait)(qv_future *f, const struct timespec *deadline);
+    /* Under f->lock, f not done: waiter w was linked to f (wait.c); the
+     * runner may set w->ex (with a reference), whose transfers w's blocked
+     * thread then drives. */
+    void (*linked)(qv_future *f, qv_waiter *w);
 } qv_runner;
 
 typedef struct qv_cb {
@@ -555,6 +566,8 @@ void qv_future_drop(qv_future *f);
 /* 1 if f is in a terminal state. Unlike qv_future_done, no one is taken
  * to wait for f (so no executor is urged): for quiver's own looks. */
 int qv_future_ended(qv_future *f);
+/* The same, f->lock held (a runner's wait). */
+int qv_future_ended_locked(qv_future *f);
 /* One of quiver's references becomes the caller's (qv_cq_pop). */
 void qv_future_hand_over(qv_future *f);
 /* Moves a waiting future (PENDING, or RUNNING between attempts) to its
@@ -1449,11 +1462,6 @@ typedef struct qv_executor_vt {
      * meanwhile, or sleeps on w until the one driving hands it the lead.
      * Returns early when it may not drive (the caller then sleeps on w). */
     void (*drive)(qv_executor *ex, qv_waiter *w, const struct timespec *deadline);
-    /* A thread of the caller's is about to sleep in qv_future_wait until f
-     * (not done) completes, or deadline (NULL: none) passes (optional): 1 if
-     * an attempt of f ran on this thread meanwhile (the caller looks at f
-     * again), 0 if not (the caller sleeps). */
-    int (*run_waited)(qv_executor *ex, qv_future *f, const struct timespec *deadline);
     /* What its futures tell it (optional: f->runner, set at submit). */
     const qv_runner *runner;
     /* Stop after draining the queue; join workers. */

@@ -62,9 +62,12 @@ void qv_executor_urge(qv_executor *ex, int d)
  * qv_uncollected_collected clears COUNTED without the lock. */
 int qv_uncollected_look(qv_future *f, int want)
 {
+    unsigned bits = atomic_load_explicit(&f->runner_bits, memory_order_relaxed);
+    /* Unwanted, it is not urgent (most looks: a future no one waited for
+     * yet, begun, held, done). */
+    if (!want && !(bits & WANTED)) return 0;
     qv_executor *ex = f->ex;
     if (!ex->max_uncollected) return 0;
-    unsigned bits = atomic_load_explicit(&f->runner_bits, memory_order_relaxed);
     if (want && !(bits & WANTED)) {
         atomic_fetch_or(&f->runner_bits, WANTED);
         bits |= WANTED;
