@@ -180,6 +180,7 @@ static void *delivery_main(void *arg)
 {
     loop *L = arg;
     qv_own_executor = &L->base;
+    qv_sigpipe_block_thread();
     for (;;) {
         int what = OUTCOME;
         pthread_mutex_lock(&L->dmu);
@@ -547,6 +548,7 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
             run_round(L, &timeout);
     }
     qv_mem_heap_use(was);
+    qv_sigpipe_release(); /* (held by a write to a pipe of this lead's, sink.c) */
     qv_waiter_unlead(w, before);
     qv_own_executor = own;
 }
@@ -628,6 +630,7 @@ static void *io_main(void *arg)
 {
     loop *L = arg;
     qv_own_executor = &L->base;
+    qv_sigpipe_block_thread();
     for (;;) {
         io_take_lead(L);
         qv_mem_heap_use(L->heap);

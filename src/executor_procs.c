@@ -1171,6 +1171,7 @@ static void *dispatch_main(void *arg)
 {
     procs *P = arg;
     struct epoll_event ev[64];
+    qv_sigpipe_block_thread();
     transit_add(-1); /* started: before the read side, which a waiting fork holds off */
     on_dispatcher = 1;
     qv_own_executor = &P->base;

@@ -276,6 +276,7 @@ static void *worker_main(void *arg)
     tslot own = {.tp = tp};
     qv_own_executor = ex;
     qv_mem_keep_begin();
+    qv_sigpipe_block_thread();
     for (;;) {
         pthread_mutex_lock(&ex->mu);
         qv_future *f, *awaited = NULL;

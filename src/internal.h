@@ -1244,6 +1244,18 @@ long qv_sink_direct(qv_slot *slot, const char *buf, size_t len);
  * fails f with QV_EIO), or removes or keeps a partial one. */
 void qv_sink_end(qv_slot *slot);
 
+/* --------------------------------------------- SIGPIPE kept from the program (sigpipe.c) */
+
+/* For a thread of quiver's, as it starts: SIGPIPE blocked for good, so a
+ * write to a pipe whose reader went fails with EPIPE and no more. */
+void qv_sigpipe_block_thread(void);
+/* Before a write to a pipe on any thread: on one of yours, SIGPIPE blocked
+ * until qv_sigpipe_release (QV_LOOP's lead's end), which takes back the
+ * one those writes raised and restores the thread's mask. No-ops on a
+ * thread of quiver's and for a thread that holds none. */
+void qv_sigpipe_hold(void);
+void qv_sigpipe_release(void);
+
 /* ------------------------------------- work put off to a pass's end (later.c) */
 
 /* Something a thread owes once its current pass over transfers ends. */

@@ -199,6 +199,7 @@ static size_t stream_write(qv_slot *slot, char *buf, size_t len)
          * whose reader lags sends the rest through the pump, in order). */
         long w = qv_sink_direct(slot, buf, len);
         if (w < 0) {
+            k->io_path = slot->f->req.io->output_path; /* (NULL: output_fd) */
             slot->abort = QV_ABORT_IO;
             return 0;
         }

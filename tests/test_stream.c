@@ -837,6 +837,46 @@ Test(stream, an_output_path_that_is_no_regular_file_is_written_in_place_and_kept
     remove_dir();
 }
 
+/* A reader that goes away mid-body, of a FIFO written in place or of an
+ * output_fd pipe: the write fails (EPIPE) and the transfer with it, as
+ * QV_EIO naming what it wrote. The signal the kernel sends with EPIPE
+ * (SIGPIPE, whose default ends the process) must not reach the program:
+ * quiver writes from its own threads, and from yours while they wait. */
+Test(stream, a_reader_that_goes_away_fails_the_transfer_not_the_program)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        char fifo[256];
+        int p[2] = {-1, -1};
+        if (kind == 0)
+            p[0] = new_fifo_read(fifo, sizeof fifo);
+        else
+            cr_assert_eq(pipe(p), 0);
+        qv_session *s = TX_SESSION(0);
+        qv_future *f;
+        cr_assert_eq(qv_request(s, &f,
+                                kind == 0
+                                    ? &(qv_request_opts){.url = nginx("/big"), .output_path = fifo}
+                                    : &(qv_request_opts){.url = nginx("/big"), .output_fd = p[1]}),
+                     QV_OK);
+        /* Some of the body came through: then the reader goes. */
+        static char buf[1 << 16];
+        ssize_t got = 0;
+        for (int i = 0; i < 3000 && got <= 0; i++)
+            if (poll(&(struct pollfd){.fd = p[0], .events = POLLIN}, 1, 10) > 0)
+                got = read(p[0], buf, sizeof buf);
+        cr_assert_gt(got, 0, "no bytes reached the reader");
+        close(p[0]);
+        const char *msg = tx_expect_error(f, QV_EIO);
+        tx_assert_contains(msg, kind == 0 ? fifo : "output descriptor");
+        qv_future_release(f);
+        qv_session_free(s);
+        if (kind == 0)
+            remove_dir();
+        else
+            close(p[1]);
+    }
+}
+
 /* output_path naming one of the process's open files through /proc
  * (/dev/stdout with stdout sent to a file, /dev/fd/N, /proc/self/fd/N)
  * that is a regular file: written in place, from its start, as curl -o
