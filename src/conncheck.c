@@ -167,6 +167,7 @@ static int prereq_cb(void *p, char *rip, char *lip, int rport, int lport)
 {
     qv_slot *slot = p;
     int http = strncmp(slot->f->req.url, "http:", 5) == 0;
+    qv_transfer_request_going(slot);
     qv_lowat_conn(slot, CURL_SOCKET_BAD);
     if (lport < 0 || lport > 65535 || !rip || !lip) return CURL_PREREQFUNC_OK;
     if (slot->opened_fd != CURL_SOCKET_BAD) {

@@ -264,10 +264,6 @@ static void start(loop *L, qv_future *f, batch *done)
             slot->active_idx = L->nactive;
             L->active[L->nactive++] = slot;
             if (f->req.io->upload_path) L->uploads++;
-            /* (Its request is not on its way yet.) One with no read timeout
-             * starts no clock: counting it too would make every round that
-             * starts work scan the whole active list. */
-            L->unclocked += f->req.read_timeout_ms >= 0;
             /* More transfers than connections allowed: some wait for one
              * (or share one over HTTP/2). */
             int cap = L->base.o.max_total_connections;
@@ -764,7 +760,12 @@ static int loop_start(loop *L)
     L->heap = qv_mem_heap_take();
     if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi) return QV_ENOMEM;
     L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
-    for (int i = 0; i < n; i++) L->idle[L->nidle++] = &L->slots[n - 1 - i];
+    for (int i = 0; i < n; i++) {
+        /* Its requests count themselves unclocked as they go (a redirect's
+         * hops too), so that the round that sent one starts its clock. */
+        L->slots[i].unclocked = &L->unclocked;
+        L->idle[L->nidle++] = &L->slots[n - 1 - i];
+    }
     long cache = n > L->base.o.max_connections ? n : L->base.o.max_connections;
     if (curl_multi_setopt(L->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) ||
         curl_multi_setopt(L->multi, CURLMOPT_MAXCONNECTS, cache) ||

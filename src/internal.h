@@ -1092,6 +1092,7 @@ typedef struct qv_slot {
     int heard;               /* bytes came since a read-timeout check last looked */
     curl_off_t last_upload;
     int read_clock; /* a read-timeout check has seen the request sent */
+    int *unclocked; /* QV_LOOP's count of read clocks not started (NULL: not a loop's) */
     qv_abort abort;
     int in_headers;          /* between a status line and its blank line */
     int hop_version;         /* the last status line's HTTP version: 10, 11, 20, 30; 0 unknown */
@@ -1146,6 +1147,9 @@ qv_holder qv_transfer_holder(CURLM *multi);
 int qv_transfer_setup(qv_slot *slot, qv_future *f);
 /* Checks cancel and the read timeout; sets slot->abort and returns 1 to stop. */
 int qv_transfer_should_abort(qv_slot *slot);
+/* A request of slot's transfer is about to go (libcurl's PREREQFUNCTION,
+ * conncheck.c): its read clock starts again at the next check. */
+void qv_transfer_request_going(qv_slot *slot);
 /* Milliseconds until the read timeout would fire (for poll), capped at cap_ms. */
 long qv_transfer_poll_ms(qv_slot *slot, long cap_ms);
 /* Gathers the transfer's outcome into f (out_resp, or out_err + out_msg),

@@ -746,6 +746,20 @@ static int abort_wanted(qv_slot *slot)
     return 0;
 }
 
+/* For every request: each hop of a redirect (libcurl's or redirect.c's),
+ * a new connection for a reused one with unread bytes. The silence before
+ * it (a redirect's response that ended long after its last byte, the
+ * connect) is no wait for its answer: with the first hop's clock kept, a
+ * hop that sent its request 700 ms after that hop's headers, then heard
+ * nothing, ran into a 1 s read timeout ~700 ms early (test_readclock). On
+ * QV_LOOP the round that sent it checks it (unclocked), as a first one. */
+void qv_transfer_request_going(qv_slot *slot)
+{
+    if (slot->f->req.read_timeout_ms < 0) return;
+    slot->read_clock = 0;
+    if (slot->unclocked) (*slot->unclocked)++;
+}
+
 int qv_transfer_should_abort(qv_slot *slot)
 {
     if (!abort_wanted(slot)) return 0;

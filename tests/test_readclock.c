@@ -38,3 +38,36 @@ Test(readclock, a_read_timeout_never_ends_before_its_silence_really_passed, .tim
     cr_assert_eq(early, 0, "%d of %d read timeouts came due early, by up to %.3f ms", early, ROUNDS,
                  worst);
 }
+
+/* A read timeout counts the silence since a request went out, so a
+ * redirect's next hop starts the clock again. Here the first hop's response
+ * ends (the last chunk of its empty body) HOLD ms after its headers, with no
+ * byte between, and the next hop's server never answers: its read timeout
+ * ends RT ms after that hop's request went, so no sooner than HOLD + RT
+ * after the submit. With the first hop's clock kept it ended RT ms after
+ * that hop's headers, ~HOLD ms early. Redirects followed both ways: by
+ * libcurl (a GET) and hop by hop by redirect.c (a DELETE). */
+Test(readclock, a_redirect_hop_starts_the_read_clock_again, .timeout = 30)
+{
+    enum { HOLD = 700, RT = 1000 };
+    static const char *const methods[] = {"GET", "DELETE"};
+    qv_session *s = tx_session(NULL);
+    for (int i = 0; i < 2; i++) {
+        qv_future *f;
+        double t0 = qv_now_ms();
+        cr_assert_eq(qv_request(s, &f,
+                                &(qv_request_opts){.size = sizeof(qv_request_opts),
+                                                   .method = methods[i],
+                                                   .url = tx_faults_url("/held-redirect?hold=0.7"),
+                                                   .read_timeout_ms = RT}),
+                     QV_OK);
+        tx_expect_error(f, QV_EREAD_TIMEOUT);
+        double took = qv_now_ms() - t0;
+        cr_expect_geq(took, HOLD + RT,
+                      "%s: the next hop's %d ms read timeout ended %.0f ms after the submit, "
+                      "before the first hop's %d ms and its own %d ms had passed",
+                      methods[i], RT, took, HOLD, RT);
+        qv_future_release(f);
+    }
+    qv_session_free(s);
+}

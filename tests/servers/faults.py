@@ -26,6 +26,10 @@ misbehaviour (GET; the query string is ignored unless said otherwise):
   /huge-headers  200 with 1 MiB of headers (1024 headers of 1 KiB); with
                  ?single=1, one header of 1 MiB
   /loop          302 to /loop, forever
+  /held-redirect 302 to /stall-status whose (empty, chunked) body ends
+                 ?hold=S seconds (0.01..10, default 1) after its headers,
+                 with no byte between: a silence before the next hop's
+                 request, which that hop's read timeout must not count
   /to-file       302 to file:///etc/passwd
   /to-ftp        302 to ftp://127.0.0.1/
   /gzip-bomb     ~1 MiB of gzip (Content-Encoding: gzip) that expands to
@@ -308,6 +312,14 @@ class Handler(socketserver.BaseRequestHandler):
     def do_loop(self, q):
         return self.redirect("/loop")
 
+    def do_held_redirect(self, q):
+        hold = _float(q, "hold", 1.0, 0.01, 10.0)
+        hs = [("Location", "/stall-status"), ("Transfer-Encoding", "chunked")]
+        self.head(302, hs)
+        time.sleep(hold)
+        self.send(b"0\r\n\r\n")
+        return True
+
     def do_to_file(self, q):
         return self.redirect("file:///etc/passwd")
 
@@ -389,6 +401,7 @@ ROUTES = {
     "/garbage": Handler.do_garbage,
     "/huge-headers": Handler.do_huge_headers,
     "/loop": Handler.do_loop,
+    "/held-redirect": Handler.do_held_redirect,
     "/to-file": Handler.do_to_file,
     "/to-ftp": Handler.do_to_ftp,
     "/gzip-bomb": Handler.do_gzip_bomb,
