@@ -369,24 +369,21 @@ static void heap_allocator(void)
     cr_assert_eq(qv_set_allocator(&a), QV_OK);
 }
 
-/* A response kept in memory because it was to be retried (its body not
- * written to output_path), whose retry then cannot be queued (no memory):
- * the future fails, rather than finish with a body that went nowhere. */
-Test(stream, a_retry_that_cannot_be_queued_fails_rather_than_lose_the_body, .init = heap_allocator)
+enum { PARKED = 16 }; /* the retry heap's first size */
+static const qv_retry park_retry = {.max_retries = 1, .max_backoff_ms = 60000};
+
+/* Fills ex's heap of retries with PARKED futures of s, each waiting 30 s
+ * for its retry, and has the allocator refuse to grow it. */
+static void park_retries(qv_executor *ex, qv_session *s, qv_future **parked)
 {
-    enum { PARKED = 16 }; /* the retry heap's first size */
-    make_dir();
-    qv_executor *ex = tx_executor(4);
-    qv_session *s = TX_SESSION(.executor = ex);
-    const qv_retry retry = {.max_retries = 1, .max_backoff_ms = 60000};
     char url[256];
-    qv_future *parked[PARKED];
     for (int i = 0; i < PARKED; i++) {
         snprintf(url, sizeof url, "/flaky?key=park-%s-%d-%.0f-%d&fail=9&after=30", tx_kind_name(),
                  (int)getpid(), now_ms(), i);
-        cr_assert_eq(qv_request(s, &parked[i],
-                                &(qv_request_opts){.url = tx_faults_url(url), .retry = &retry}),
-                     QV_OK);
+        cr_assert_eq(
+            qv_request(s, &parked[i],
+                       &(qv_request_opts){.url = tx_faults_url(url), .retry = &park_retry}),
+            QV_OK);
     }
     /* Every one answered 503 and waits 30 s for its retry: the heap is full. */
     size_t waiting = 0;
@@ -401,26 +398,71 @@ Test(stream, a_retry_that_cannot_be_queued_fails_rather_than_lose_the_body, .ini
         if (waiting < PARKED) usleep(10000);
     }
     cr_assert_eq(waiting, PARKED, "only %zu of %d retries are waiting", waiting, PARKED);
+}
+
+static void unpark_retries(qv_future **parked)
+{
+    for (int i = 0; i < PARKED; i++) {
+        qv_future_cancel(parked[i]);
+        tx_expect_error(parked[i], QV_ECANCELLED);
+        qv_future_release(parked[i]);
+    }
+}
+
+/* A response kept in memory because it was to be retried (its body not
+ * written to output_path), whose retry then cannot be queued (no memory):
+ * the future fails, rather than finish with a body that went nowhere. */
+Test(stream, a_retry_that_cannot_be_queued_fails_rather_than_lose_the_body, .init = heap_allocator)
+{
+    make_dir();
+    qv_executor *ex = tx_executor(4);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *parked[PARKED];
+    park_retries(ex, s, parked);
+    char url[256];
     snprintf(url, sizeof url, "/flaky?key=last-%s-%d-%.0f&fail=1&after=30", tx_kind_name(),
              (int)getpid(), now_ms());
     qv_future *f;
     cr_assert_eq(qv_request(s, &f,
                             &(qv_request_opts){.url = tx_faults_url(url),
                                                .output_path = in_dir("out"),
-                                               .retry = &retry}),
+                                               .retry = &park_retry}),
                  QV_OK);
     tx_assert_contains(tx_expect_error(f, QV_ENOMEM), "retry");
     cr_assert(atomic_load(&heap_refused), "the retry heap was not the allocation refused");
     cr_assert_eq(files_in_dir(), 0, "a file (or its temporary) was left");
     qv_future_release(f);
-    for (int i = 0; i < PARKED; i++) {
-        qv_future_cancel(parked[i]);
-        tx_expect_error(parked[i], QV_ECANCELLED);
-        qv_future_release(parked[i]);
-    }
+    unpark_retries(parked);
     qv_session_free(s);
     qv_executor_free(ex);
     remove_dir();
+}
+
+/* A failed attempt whose retry cannot be queued (no memory) is the
+ * future's outcome, with the status line it had received: a read timeout
+ * mid-body after a 200 says so (qv_future_error_status), as without a
+ * retry policy (qv_retry_requeue puts back what it took for the retry). */
+Test(stream, a_retry_that_cannot_be_queued_keeps_the_attempts_status_line, .init = heap_allocator)
+{
+    qv_executor *ex = tx_executor(4);
+    qv_session *s = TX_SESSION(.executor = ex);
+    qv_future *parked[PARKED];
+    park_retries(ex, s, parked);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.url = tx_faults_url("/stall-body"),
+                                               .read_timeout_ms = 300,
+                                               .retry = &park_retry}),
+                 QV_OK);
+    tx_expect_error(f, QV_EREAD_TIMEOUT);
+    cr_assert(atomic_load(&heap_refused), "the retry heap was not the allocation refused");
+    cr_assert_eq(qv_future_attempts(f), 1);
+    cr_assert_eq(qv_future_error_status(f), 200,
+                 "the failed attempt's status line was lost with its retry");
+    qv_future_release(f);
+    unpark_retries(parked);
+    qv_session_free(s);
+    qv_executor_free(ex);
 }
 
 Test(stream, a_stall_mid_body_fails_with_the_read_timeout_and_removes_the_file)
