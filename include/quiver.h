@@ -463,10 +463,12 @@ typedef struct qv_request_opts {
      * A path that exists and is no regular file (/dev/null, a FIFO,
      * /dev/stdout) is written in place, never renamed over or removed (with
      * resume too, from its start); a FIFO with no reader fails with QV_EIO
-     * instead of waiting for one. So is a link under /dev or /proc to a
+     * instead of waiting for one. So is a link to an open file that is a
      * regular file (/dev/stdout sent to a file, /dev/fd/N, /proc/self/fd/N;
      * with QV_PROCESSES the worker's descriptors, 0-2 alone the program's):
-     * written from its start as curl -o does, or with resume appended to.
+     * written from its start as curl -o does, emptied when the body's first
+     * byte comes (a request that fails before leaves it as it was), or with
+     * resume appended to. Any other link is replaced as any path is.
      * Bytes written in place cannot be taken back: once some went out, the
      * request is never retried. */
     const char *output_path;

@@ -1016,6 +1016,7 @@ typedef struct qv_sink {
     int fd;                /* our file (output_path), -1 if none */
     char *tmp;             /* its temporary name, renamed into place on success */
     int in_place;          /* ... or none: a FIFO, a device, written where it is */
+    int empty_first;       /* in place, a regular file: emptied at the body's first byte */
     long long written;     /* bytes of the final response's body passed on */
     long long offset;      /* resuming: the file's size when the attempt began */
     int hop;               /* this hop's body: 0 undecided, 1 to the sink, -1 in memory */

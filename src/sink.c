@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -47,10 +49,10 @@ static int open_temp(qv_sink *k, const char *path)
  * FIFO with no reader fails (ENXIO) rather than block the transfer's thread;
  * then written as any file, waiting (no status flag wanted: F_SETFL 0 cannot
  * fail on a descriptor just opened). */
-static int open_in_place(qv_sink *k, const char *path, int trunc)
+static int open_in_place(qv_sink *k, const char *path)
 {
     k->in_place = 1;
-    k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | trunc);
+    k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (k->fd < 0) {
         k->err = errno;
         return QV_EIO;
@@ -59,15 +61,37 @@ static int open_in_place(qv_sink *k, const char *path, int trunc)
     return QV_OK;
 }
 
+/* Whether path is in a process's directory of descriptors (/proc/N/fd,
+ * /proc/N/task/M/fd, however the path spells it: /dev/fd, /proc/self/fd). */
+static int in_fd_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX], real[PATH_MAX];
+    if (!slash || slash == path || (size_t)(slash - path) >= sizeof dir) return 0;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    if (!realpath(dir, real)) return 0;
+    size_t n = strlen(real);
+    return strncmp(real, "/proc/", 6) == 0 && n > 9 && strcmp(real + n - 3, "/fd") == 0;
+}
+
 /* A path that names one of the process's open files through /proc
- * (/dev/stdout, /dev/fd/N, /proc/self/fd/N) is that file, wherever it
- * is: no temporary file can be made beside the link (in /proc), nor
- * renamed over it (as root, /dev/stdout would become a file of ours). */
+ * (/dev/stdout, /dev/fd/N, /proc/self/fd/N: a link in a descriptor
+ * directory, or one to such a link) is that file, wherever it is: no
+ * temporary file can be made beside the link (in /proc), nor renamed over
+ * it (as root, /dev/stdout would become a file of ours). Any other link
+ * (one in /dev/shm to a file there, say) is a path as any other: a
+ * temporary file renamed over it. */
 static int names_a_descriptor(const char *path)
 {
     struct stat st;
-    return (strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0) &&
-           lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+    char to[PATH_MAX];
+    if (lstat(path, &st) || !S_ISLNK(st.st_mode)) return 0;
+    if (in_fd_dir(path)) return 1;
+    ssize_t n = readlink(path, to, sizeof to - 1);
+    if (n <= 0) return 0;
+    to[n] = '\0';
+    return to[0] == '/' && in_fd_dir(to);
 }
 
 int qv_sink_begin(qv_slot *slot, char **msg)
@@ -81,7 +105,7 @@ int qv_sink_begin(qv_slot *slot, char **msg)
     struct stat st;
     int found = stat(r->io->output_path, &st) == 0;
     if (found && !S_ISREG(st.st_mode)) {
-        rc = open_in_place(k, r->io->output_path, 0);
+        rc = open_in_place(k, r->io->output_path);
     } else if (r->io->resume) { /* (through such a link too: appended to) */
         k->fd = open(r->io->output_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (k->fd < 0 || fstat(k->fd, &st) || lseek(k->fd, 0, SEEK_END) < 0) {
@@ -92,7 +116,12 @@ int qv_sink_begin(qv_slot *slot, char **msg)
             rc = QV_OK;
         }
     } else if (found && names_a_descriptor(r->io->output_path)) {
-        rc = open_in_place(k, r->io->output_path, O_TRUNC); /* from its start, as curl -o */
+        /* Written from its start, as curl -o writes it, and emptied as
+         * curl -o creates its file: at the body's first byte (or the end of
+         * an empty one), so that a request that fails before leaves it as
+         * it was. */
+        rc = open_in_place(k, r->io->output_path);
+        k->empty_first = 1;
     } else {
         rc = open_temp(k, r->io->output_path);
     }
@@ -131,6 +160,17 @@ static long long range_start(const qv_response *resp)
     return s;
 }
 
+/* Our file emptied, to be written from its start. */
+static int start_over(qv_slot *slot)
+{
+    qv_sink *k = &slot->sink;
+    if (ftruncate(k->fd, 0) == 0 && lseek(k->fd, 0, SEEK_SET) == 0) return 0;
+    k->err = errno;
+    k->io_path = slot->f->req.io->output_path;
+    slot->abort = QV_ABORT_IO;
+    return -1;
+}
+
 /* A resumed download's first bytes: append after a 206 that starts where
  * the file ends, start over after a 200. */
 static int resume_check(qv_slot *slot)
@@ -142,12 +182,7 @@ static int resume_check(qv_slot *slot)
         slot->abort = QV_ABORT_RANGE;
         return -1;
     }
-    if (k->offset > 0 && (ftruncate(k->fd, 0) || lseek(k->fd, 0, SEEK_SET) < 0)) {
-        k->err = errno;
-        k->io_path = slot->f->req.io->output_path;
-        slot->abort = QV_ABORT_IO;
-        return -1;
-    }
+    if (k->offset > 0 && start_over(slot)) return -1;
     k->offset = 0;
     return 0;
 }
@@ -164,6 +199,7 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
     if (!k->started) {
         k->started = 1;
         if (f->req.io->resume && resume_check(slot)) return 0;
+        if (k->empty_first && start_over(slot)) return 0;
     }
     /* (Our file may be descriptor 0, in a program whose stdin is closed;
      * output_fd's 0 is none.) */
@@ -268,11 +304,13 @@ void qv_sink_end(qv_slot *slot)
     if (k->direct == QV_DIRECT_OWN) close(k->direct_fd);
     k->direct = QV_DIRECT_NONE;
     if (k->fd < 0) return;
-    int failed = close(k->fd) != 0;
-    k->fd = -1;
     /* A response that will be retried kept its body in memory (hop_streams):
      * the file it would put in place is empty, and the last attempt's. */
     int retried = f->out_resp && qv_retry_would_retry(f, f->out_resp);
+    /* (An empty body empties a file written from its start now.) */
+    int failed = f->out_resp && !retried && k->empty_first && !k->started && ftruncate(k->fd, 0);
+    failed |= close(k->fd) != 0;
+    k->fd = -1;
     if (f->out_resp && !retried) {
         if (failed || (k->tmp && rename(k->tmp, path))) {
             /* The body arrived, but did not reach its file. */

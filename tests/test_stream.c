@@ -276,7 +276,7 @@ Test(stream, a_cancelled_download_removes_its_file)
 /* The first bytes of a file ("" if there is none). */
 static const char *file_text(const char *path)
 {
-    static char buf[64];
+    static char buf[128];
     buf[0] = '\0';
     FILE *fp = fopen(path, "r");
     if (fp) {
@@ -919,38 +919,100 @@ Test(stream, a_reader_that_goes_away_fails_the_transfer_not_the_program)
     }
 }
 
+/* The outcome of a GET of url whose body goes to path (resumed or not). */
+static qv_future *get_to(qv_session *s, const char *url, const char *path, int resume)
+{
+    qv_future *f;
+    cr_assert_eq(
+        qv_request(s, &f, &(qv_request_opts){.url = url, .output_path = path, .resume = resume}),
+        QV_OK);
+    cr_assert_eq(qv_future_wait(f, TX_RESULT_TIMEOUT_MS), QV_OK);
+    return f;
+}
+
+/* Sets the file behind fd to text. */
+static void set_file(int fd, const char *text)
+{
+    size_t n = strlen(text);
+    cr_assert(ftruncate(fd, 0) == 0 && pwrite(fd, text, n, 0) == (ssize_t)n);
+}
+
 /* output_path naming one of the process's open files through /proc
  * (/dev/stdout with stdout sent to a file, /dev/fd/N, /proc/self/fd/N)
  * that is a regular file: written in place, from its start, as curl -o
  * writes it. A temporary file could not be made beside the link (QV_EIO),
  * and as root the one beside /dev/stdout was renamed over it, which became
- * a file. Not on QV_PROCESSES: a worker process has descriptors of its own. */
+ * a file. Emptied as curl -o creates its file, at the body's first byte
+ * (or the end of an empty body): a request that fails before that (a
+ * refused connection) leaves it as it was (opened with O_TRUNC, it was
+ * left empty). With resume, appended to. Not on QV_PROCESSES: a worker
+ * process has descriptors of its own. */
 Test(stream, an_output_path_naming_an_open_regular_file_is_written_in_place)
 {
     if (tx_kind() == QV_PROCESSES)
         cr_skip_test("a worker process has descriptors of its own, not the test's");
     make_dir();
     qv_session *s = TX_SESSION(0);
+    char refused[64];
+    snprintf(refused, sizeof refused, "http://127.0.0.1:%d/", tx_closed_port());
     static const char *const forms[] = {"/proc/self/fd/%d", "/dev/fd/%d"};
     for (int i = 0; i < 2; i++) {
-        int fd = open(in_dir("out"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fd = open(in_dir("out"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         cr_assert(fd >= 0);
-        cr_assert_eq(write(fd, "older and longer", 16), 16);
+        set_file(fd, "older and longer");
         char path[64];
         snprintf(path, sizeof path, forms[i], fd);
-        qv_future *f;
-        cr_assert_eq(
-            qv_request(s, &f,
-                       &(qv_request_opts){.url = nginx("/echo?in-place"), .output_path = path}),
-            QV_OK);
-        tx_expect_status(f, 200);
+        qv_future *f = get_to(s, refused, path, 0);
+        tx_expect_error(f, QV_ECONNECT);
         qv_future_release(f);
-        close(fd);
+        tx_assert_str_eq(file_text(in_dir("out")), "older and longer");
+        tx_expect_status(f = get_to(s, nginx("/echo"), path, 0), 200);
+        qv_future_release(f);
+        tx_assert_str_eq(file_text(in_dir("out")), "");
+        tx_expect_status(f = get_to(s, nginx("/echo?in-place"), path, 0), 200);
+        qv_future_release(f);
         tx_assert_str_eq(file_text(in_dir("out")), "in-place");
+        char q[101];
+        memset(q, 'q', 100);
+        q[40] = '\0';
+        set_file(fd, q); /* 40 of /small's 100 'q's */
+        tx_expect_status(f = get_to(s, nginx("/small"), path, 1), 206);
+        qv_future_release(f);
+        q[40] = 'q';
+        q[100] = '\0';
+        tx_assert_str_eq(file_text(in_dir("out")), q);
+        close(fd);
         cr_assert_eq(files_in_dir(), 1, "a temporary file was left behind");
     }
     qv_session_free(s);
     remove_dir();
+}
+
+/* A link that names no open file (one in /dev/shm to a file there) is a
+ * path as any other: the body goes to a temporary file renamed over the
+ * link, and the file it named is left as it was. (Every link under /dev
+ * was taken for one to an open file: the file it named was written.) */
+Test(stream, a_link_under_dev_to_no_open_file_is_replaced_as_any_path)
+{
+    char target[64], link[64];
+    snprintf(target, sizeof target, "/dev/shm/qv-stream-%d-file", (int)getpid());
+    snprintf(link, sizeof link, "/dev/shm/qv-stream-%d-link", (int)getpid());
+    int fd = open(target, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    cr_assert(fd >= 0);
+    set_file(fd, "older");
+    close(fd);
+    cr_assert_eq(symlink(target, link), 0);
+    qv_session *s = TX_SESSION(0);
+    qv_future *f = get_to(s, nginx("/echo?replaced"), link, 0);
+    tx_expect_status(f, 200);
+    qv_future_release(f);
+    struct stat st;
+    cr_assert(lstat(link, &st) == 0 && S_ISREG(st.st_mode), "the link is still a link");
+    tx_assert_str_eq(file_text(link), "replaced");
+    tx_assert_str_eq(file_text(target), "older");
+    unlink(link);
+    unlink(target);
+    qv_session_free(s);
 }
 
 /* Bytes written in place (a FIFO here; /dev/stdout alike) cannot be taken
