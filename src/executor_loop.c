@@ -522,8 +522,11 @@ static void lead(loop *L, qv_waiter *w, const struct timespec *dl)
      * could, as a refill does): a first round would start nothing, and its
      * curl_multi_perform would only look at each transfer's socket, a poll
      * each, most often right after the last round did. One poll over them
-     * all comes first instead, as raw multi's loop does. */
-    int settled = L->nidle == 0;
+     * all comes first instead, as raw multi's loop does. Not with `look`
+     * set: a cancel or poke whose wake-up the last leader's poll took just
+     * before its wait ended (no round after it) would wait for that poll's
+     * timeout, up to LOOP_SCAN_MS. */
+    int settled = L->nidle == 0 && !atomic_load(&L->look);
     for (;;) {
         if (waiter_ready(w)) break; /* (before the clock: most waits end here) */
         long left = dl ? qv_ms_left(dl) : -1;

@@ -7,7 +7,10 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -392,6 +395,109 @@ Test(loop, a_wait_that_leads_with_every_slot_busy_polls_first)
     cr_assert_lt(ran, WAITS / 2, "%d waits of 2 ms ran libcurl's transfers %ld times", WAITS, ran);
     tx_expect_status(f, 200);
     qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+/* A cancel whose wake-up a leader's poll takes just as that leader's wait
+ * ends (no round after it): the next leader takes over with the slot busy,
+ * and must scan before it polls. The test's leader cancels from inside its
+ * poll, once the next leader follows (asleep in its wait); the follower's
+ * polls made before the cancelled future is done are counted: a poll there
+ * slept until the next scan was due, up to 100 ms, before the cancel took
+ * effect. */
+typedef struct late_cancel {
+    qv_future *running, *queued; /* the running future cancelled; the leader's wait's */
+    pthread_t follower;
+    atomic_int follower_tid, late_polls, asleep;
+} late_cancel;
+
+enum { POLL_PLAIN, POLL_LEADER, POLL_FOLLOWER };
+static _Thread_local int poll_role;
+static late_cancel *late;
+
+static CURLMcode (*real_poll)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
+static pthread_once_t real_poll_once = PTHREAD_ONCE_INIT;
+
+static void find_real_poll(void)
+{
+    *(void **)&real_poll = dlsym(RTLD_NEXT, "curl_multi_poll");
+}
+
+static void *follow(void *arg)
+{
+    late_cancel *lc = arg;
+    poll_role = POLL_FOLLOWER;
+    atomic_store(&lc->follower_tid, (int)syscall(SYS_gettid));
+    qv_future_wait(lc->running, TX_RESULT_TIMEOUT_MS);
+    return NULL;
+}
+
+/* A thread of this process is asleep (in its wait: a follower). */
+static int thread_asleep(int tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')');
+    return end && end[1] == ' ' && end[2] == 'S';
+}
+
+/* The leader's first poll: the follower starts and comes to wait; then the
+ * leader's own wait is made ready (its queued future cancelled, done at
+ * once) and the running future cancelled, whose wake-up this poll takes. */
+static void cancel_as_the_lead_ends(late_cancel *lc)
+{
+    if (pthread_create(&lc->follower, NULL, follow, lc)) return;
+    for (int i = 0; i < 10000 && !atomic_load(&lc->asleep); i++) {
+        int tid = atomic_load(&lc->follower_tid);
+        if (tid) atomic_store(&lc->asleep, thread_asleep(tid));
+        if (!atomic_load(&lc->asleep)) usleep(1000);
+    }
+    qv_future_cancel(lc->queued);
+    qv_future_cancel(lc->running);
+}
+
+/* quiver (linked in statically) calls this curl_multi_poll. */
+CURLMcode curl_multi_poll(CURLM *multi, struct curl_waitfd fds[], unsigned n, int timeout_ms,
+                          int *ret)
+{
+    pthread_once(&real_poll_once, find_real_poll);
+    if (poll_role == POLL_FOLLOWER && !qv_future_done(late->running))
+        atomic_fetch_add(&late->late_polls, 1);
+    if (poll_role == POLL_LEADER) {
+        poll_role = POLL_PLAIN;
+        cancel_as_the_lead_ends(late);
+    }
+    return real_poll(multi, fds, n, timeout_ms, ret);
+}
+
+Test(loop, a_cancel_whose_wake_up_the_last_leader_took_is_scanned_for_before_the_next_poll)
+{
+    qv_executor *ex = loop_executor(1, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    late_cancel lc = {0};
+    cr_assert_eq(qv_get(s, &lc.running, tu("/delay/10")), QV_OK);
+    tx_wait_started(lc.running, 10000);
+    cr_assert_eq(qv_get(s, &lc.queued, tu("/get")), QV_OK); /* behind it: the only slot is busy */
+    late = &lc;
+    poll_role = POLL_LEADER;
+    cr_assert_eq(qv_future_wait(lc.queued, TX_RESULT_TIMEOUT_MS), QV_OK);
+    poll_role = POLL_PLAIN;
+    cr_assert(lc.follower, "the test's leader never polled");
+    pthread_join(lc.follower, NULL);
+    cr_assert(atomic_load(&lc.asleep), "the follower did not come to wait");
+    tx_expect_error(lc.queued, QV_ECANCELLED);
+    tx_expect_error(lc.running, QV_ECANCELLED);
+    cr_assert_eq(atomic_load(&lc.late_polls), 0,
+                 "the next leader made %d polls before the cancel took effect",
+                 atomic_load(&lc.late_polls));
+    qv_future_release(lc.queued);
+    qv_future_release(lc.running);
     qv_session_free(s);
     qv_executor_free(ex);
 }
