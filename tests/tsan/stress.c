@@ -45,14 +45,16 @@
  *     with no code of the caller's run so: their session has no hook, and
  *     each gets its done callback late, while it may run on a lent handle
  *     (the worker then runs it).
- *  9. (threads) the bound on uncollected responses: pools whose workers
- *     pause at 3 finished responses (one with a queue of 4, where submits
- *     wait for room), each fed by three threads that go away while the
- *     workers pause, then collect in order, the last submitted first, by
- *     polling, with qv_as_completed or by done callbacks alone, cancel some
- *     meanwhile, and let some futures go uncollected, before and after they
- *     finished; then a pool freed while its workers pause, its futures
- *     collected after it is gone. Nothing may be left counted.
+ *  9. (threads, loop) the bound on uncollected responses: pools whose
+ *     workers (the loop's leader) pause at 3 finished responses (one with a
+ *     queue of 4, where submits wait for room; one of a single worker, whose
+ *     handle is lent to the collectors as they wait), each fed by three
+ *     threads that go away while the workers pause, then collect in order,
+ *     the last submitted first, by polling, with qv_as_completed or by done
+ *     callbacks alone, cancel some meanwhile, and let some futures go
+ *     uncollected, before and after they finished; then a pool freed while
+ *     its workers pause, its futures collected after it is gone. Nothing
+ *     may be left counted.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -92,9 +94,9 @@
 #define TIME_LIMIT  600 /* seconds for the whole run: more is a hang */
 /* Room for the requests of a run: phases 3 and 4 submit for a set time
  * (at most ~2,000 per kind), phases 1 and 2 ~40 per kind and round, phase
- * 9 ~15 a round. */
+ * 9 ~45 a round (two kinds). */
 #define ITEMS_FIXED     10000
-#define ITEMS_PER_ROUND 232
+#define ITEMS_PER_ROUND 262
 
 /* ------------------------------------------------------------------ checks */
 
@@ -992,7 +994,7 @@ static void lent_to_waiters(world *w, int workers)
     qv_session_free(lw.s);
 }
 
-/* -------------------- 9. (threads) the bound on uncollected responses */
+/* -------------- 9. (threads, loop) the bound on uncollected responses */
 
 #define UNCOLLECTED_BOUND   3  /* max_uncollected of the phase's pools */
 #define UNCOLLECTED_N       10 /* tracked futures per thread and round */
@@ -1102,37 +1104,45 @@ static void *collector_main(void *arg)
     return NULL;
 }
 
-/* Pools whose workers pause at UNCOLLECTED_BOUND finished responses: one
- * whose submits never wait, one whose queue holds 4 (a submit waits for room
- * while the workers pause); then one freed while its workers pause, its
- * futures collected after it is gone. Nothing is left counted at the end. */
+/* Pools (of w->kind) whose workers pause at UNCOLLECTED_BOUND finished
+ * responses: one whose submits never wait, one whose queue holds 4 (a
+ * submit waits for room while the workers pause), one of a single worker
+ * (on QV_THREADS its handle is lent to the collectors that wait for
+ * results, who run queued work on it up to the bound); then one freed while
+ * its workers pause, its futures collected after it is gone. Nothing is
+ * left counted at the end. */
+#define BOUNDED_POOLS 3
 static void uncollected_bound(world *w)
 {
-    qv_executor *ex[2];
-    qv_session *s[2];
-    atomic_int submitted[2] = {0, 0};
-    collector c[2 * UNCOLLECTED_THREADS];
-    pthread_t t[2 * UNCOLLECTED_THREADS];
-    for (int p = 0; p < 2; p++) {
+    static const struct {
+        int workers, queued;
+    } pool[BOUNDED_POOLS] = {{4, 0}, {4, 4}, {1, 0}};
+    qv_executor *ex[BOUNDED_POOLS];
+    qv_session *s[BOUNDED_POOLS];
+    atomic_int submitted[BOUNDED_POOLS] = {0};
+    collector c[BOUNDED_POOLS * UNCOLLECTED_THREADS];
+    pthread_t t[BOUNDED_POOLS * UNCOLLECTED_THREADS];
+    for (int p = 0; p < BOUNDED_POOLS; p++) {
         int rc = qv_executor_new(&ex[p], &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                             .kind = QV_THREADS,
-                                                             .max_workers = 4,
-                                                             .max_queued = p ? 4 : 0,
+                                                             .kind = w->kind,
+                                                             .max_workers = pool[p].workers,
+                                                             .max_queued = pool[p].queued,
                                                              .max_uncollected = UNCOLLECTED_BOUND});
         if (rc != QV_OK) die("qv_executor_new(bounded): %s", qv_errname(rc));
-        s[p] = new_session_as(ex[p], QV_THREADS, 0, 1);
+        s[p] = new_session_as(ex[p], w->kind, 0, 1);
     }
-    for (int i = 0; i < 2 * UNCOLLECTED_THREADS; i++) {
-        int p = i % 2;
+    for (int i = 0; i < BOUNDED_POOLS * UNCOLLECTED_THREADS; i++) {
+        int p = i % BOUNDED_POOLS;
         c[i] = (collector){
             .s = s[p], .id = i, .rounds = w->rounds / 4 + 1, .submitted = &submitted[p]};
         t[i] = spawn(collector_main, &c[i]);
     }
-    for (int i = 0; i < 2 * UNCOLLECTED_THREADS; i++) pthread_join(t[i], NULL);
-    printf("stress (threads): uncollected bound: %d requests, workers found paused %d times\n",
-           atomic_load(&submitted[0]) + atomic_load(&submitted[1]),
-           atomic_exchange(&found_paused, 0));
-    for (int p = 0; p < 2; p++) {
+    for (int i = 0; i < BOUNDED_POOLS * UNCOLLECTED_THREADS; i++) pthread_join(t[i], NULL);
+    int total = 0;
+    for (int p = 0; p < BOUNDED_POOLS; p++) total += atomic_load(&submitted[p]);
+    printf("stress (%s): uncollected bound: %d requests, workers found paused %d times\n",
+           kind_name(w->kind), total, atomic_exchange(&found_paused, 0));
+    for (int p = 0; p < BOUNDED_POOLS; p++) {
         qv_session_free(s[p]);
         qv_executor_stats st;
         CHECK(qv_executor_stats_get(ex[p], &st) == QV_OK, "qv_executor_stats_get failed");
@@ -1153,11 +1163,11 @@ static void uncollected_bound(world *w)
      * collected after, let the last reference to it go. */
     qv_executor *fx;
     int rc = qv_executor_new(&fx, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                      .kind = QV_THREADS,
+                                                      .kind = w->kind,
                                                       .max_workers = 2,
                                                       .max_uncollected = 2});
     if (rc != QV_OK) die("qv_executor_new(bounded): %s", qv_errname(rc));
-    qv_session *fs = new_session_as(fx, QV_THREADS, 0, 1);
+    qv_session *fs = new_session_as(fx, w->kind, 0, 1);
     qv_future *f[12];
     int n = 0;
     for (int i = 0; i < 12; i++) {
@@ -1206,7 +1216,7 @@ static void run_kind(qv_executor_kind kind, int rounds)
     streams(&w);
     if (kind == QV_THREADS)
         for (int workers = 1; workers <= 2; workers++) lent_to_waiters(&w, workers);
-    if (kind == QV_THREADS) uncollected_bound(&w);
+    if (kind != QV_PROCESSES) uncollected_bound(&w);
 
     for (int i = 0; i < 3; i++) qv_session_free(w.s[i]);
     /* Every callback has run by now (sessions wait for them). */
