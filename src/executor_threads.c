@@ -48,7 +48,8 @@ typedef struct tslot {
      * added since that thread took it: the worker runs them (with the
      * queue's reference) once it has its handle back. */
     qv_future *late;
-    int waited; /* a thread slept in qv_future_wait on the attempt that ended last */
+    int waited;   /* a thread slept in qv_future_wait on the attempt that ended last */
+    int deciding; /* counted in tpool.deciding */
 } tslot;
 
 struct tpool {
@@ -65,6 +66,11 @@ struct tpool {
     int inside;
     double used_ms;
     pthread_cond_t lend_cv;
+    /* Workers that completed a future a thread slept on and are yet to
+     * decide whether to lend (should_lend, at their next look at the queue):
+     * a waiting thread waits for that on lend_cv rather than sleep (see
+     * note_waited). Changed under ex->mu; read without it as a hint. */
+    atomic_int deciding;
     /* The thread inside waits for a future that runs elsewhere (waiting;
      * awaited, under ex->mu, cleared before that wait returns): the
      * workers count their completions meanwhile (since) and wake it
@@ -106,6 +112,39 @@ static void deliver(tslot *s, qv_future *f, int retry)
     qv_future_drop(f); /* the queue's reference */
 }
 
+/* Before f's completion wakes a thread that slept on it: whether one did
+ * (s->waited), for should_lend. If so, on the worker's own handle, and
+ * queued work would be lent (looked at now, under ex->mu: else the thread
+ * would wait for a decision not to lend, then sleep), the pool counts the
+ * worker as deciding until its next look at the queue. The thread, back
+ * to wait for its next result before that look (f's done callbacks run
+ * first), then waits for the lend instead of sleeping on its future: else
+ * no one ran the lent handle until its lender took it back, 2-8 ms later
+ * under load (9 of 10 rounds of test_waitrun's first test at load 27).
+ * Its next result is queued behind the look or runs elsewhere, where
+ * wait_decision looks for it every LEND_LOOK_MS. No lock held. */
+static void note_waited(tslot *s, qv_future *f)
+{
+    tpool *tp = s->tp;
+    s->waited = qv_future_slept_on(f);
+    if (!s->waited || s->deciding || atomic_load(&tp->lent) == s) return;
+    pthread_mutex_lock(&tp->base.mu);
+    if (!atomic_load(&tp->lent) && qv_executor_lendable_locked(&tp->base)) {
+        s->deciding = 1;
+        atomic_fetch_add(&tp->deciding, 1);
+    }
+    pthread_mutex_unlock(&tp->base.mu);
+}
+
+/* Under ex->mu, at each of the worker's looks at the queue: its decision
+ * is made in this look (the lend, if any, before ex->mu is let go). */
+static void decided(tpool *tp, tslot *own)
+{
+    if (!own->deciding) return;
+    own->deciding = 0;
+    if (atomic_fetch_sub(&tp->deciding, 1) == 1) pthread_cond_broadcast(&tp->lend_cv);
+}
+
 /* Drives the attempt in s (s->f) until it ends: then finishes it (1); or
  * until deadline (NULL: none) passes or until (NULL: none) is done: then it
  * stays in s, in flight, for whoever drives s next (0). */
@@ -118,7 +157,7 @@ static int drive(tslot *s, const struct timespec *deadline, qv_future *until)
         return 0;
     qv_future *f = s->f;
     s->f = NULL;
-    s->waited = qv_future_slept_on(f);
+    note_waited(s, f);
     qv_transfer_collect(&s->slot, cc);
     deliver(s, f, 1);
     if (!until && atomic_load(&tp->waiting) &&
@@ -152,7 +191,7 @@ static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespe
             s->f = f;
             return drive(s, deadline, until);
         }
-        s->waited = qv_future_slept_on(f);
+        note_waited(s, f);
         qv_transfer_collect(&s->slot, CURLE_OUT_OF_MEMORY);
         deliver(s, f, 1);
     } else {
@@ -173,11 +212,12 @@ static int should_lend(tpool *tp, tslot *own)
     return waited && !atomic_load(&tp->lent) && !ex->shutdown && qv_executor_lendable_locked(ex);
 }
 
-/* Gives the lent handle back to its worker (ex->mu held). */
+/* Gives the lent handle back to its worker (ex->mu held). (A broadcast:
+ * threads waiting for a decision wait on lend_cv too.) */
 static void give_back(tpool *tp)
 {
     atomic_store(&tp->lent, NULL);
-    pthread_cond_signal(&tp->lend_cv);
+    pthread_cond_broadcast(&tp->lend_cv);
 }
 
 /* Under ex->mu, before a worker's pop: takes a handle lent by another worker
@@ -198,6 +238,7 @@ static void lend(tpool *tp, tslot *own)
     qv_executor *ex = &tp->base;
     tp->used_ms = qv_now_ms();
     atomic_store(&tp->lent, own);
+    pthread_cond_broadcast(&tp->lend_cv); /* threads waiting for the decision */
     int look_ms = tp->nthreads > 1 ? LEND_QUIET_LOOK_MS : LEND_LOOK_MS;
     while (atomic_load(&tp->lent) == own) {
         struct timespec dl;
@@ -222,13 +263,33 @@ static void lend(tpool *tp, tslot *own)
     }
 }
 
+/* Under ex->mu: waits while a worker is deciding whether to lend (see
+ * note_waited) and nothing is lent, looking every LEND_LOOK_MS whether f
+ * is done or the deadline passed (f's lock is never taken under ex->mu:
+ * it is let go for that look). */
+static void wait_decision(tpool *tp, qv_future *f, const struct timespec *deadline)
+{
+    qv_executor *ex = &tp->base;
+    while (!atomic_load(&tp->lent) && atomic_load(&tp->deciding)) {
+        struct timespec dl;
+        qv_deadline(&dl, LEND_LOOK_MS);
+        if (deadline && qv_ms_left(deadline) < LEND_LOOK_MS) dl = *deadline;
+        if (!qv_cond_wait(&tp->lend_cv, &ex->mu, &dl)) continue;
+        pthread_mutex_unlock(&ex->mu);
+        int over = qv_future_ended(f) || (deadline && qv_ms_left(deadline) == 0);
+        pthread_mutex_lock(&ex->mu);
+        if (over) return;
+    }
+}
+
 static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *deadline)
 {
     tpool *tp = (tpool *)ex;
     qv_future *g = NULL;
     tslot *s = atomic_load_explicit(&tp->lent, memory_order_relaxed);
-    if (s) {
+    if (s || atomic_load(&tp->deciding)) {
         pthread_mutex_lock(&ex->mu);
+        wait_decision(tp, f, deadline);
         if ((s = atomic_load(&tp->lent)) && !tp->inside) {
             /* The attempt left in the handle, or the queue's next. */
             g = s->f ? s->f : qv_executor_pop_next_locked(ex, f);
@@ -282,6 +343,7 @@ static void *worker_main(void *arg)
         qv_future *f, *awaited = NULL;
         long wait_ms;
         for (;;) {
+            decided(tp, &own); /* before any sleep below (a pause included) */
             if (qv_executor_hold_back(ex)) {
                 /* Enough finished responses wait for their collector: let
                  * it have the core rather than finish more. */
@@ -375,7 +437,7 @@ static void tp_shutdown(qv_executor *ex)
     tpool *tp = (tpool *)ex;
     pthread_mutex_lock(&ex->mu);
     pthread_cond_broadcast(&ex->cv);
-    pthread_cond_signal(&tp->lend_cv); /* a lender takes its handle back */
+    pthread_cond_broadcast(&tp->lend_cv); /* a lender takes its handle back */
     int n = tp->nthreads;
     pthread_mutex_unlock(&ex->mu);
     /* No thread starts after shutdown is set, so n is final. */
@@ -398,8 +460,11 @@ static void tp_destroy(qv_executor *ex)
 static int tp_wait(qv_future *f, const struct timespec *deadline)
 {
     qv_executor *ex = f->ex;
-    /* Nothing lent, nothing to run (a hint: tp_run_waited looks again). */
-    if (qv_own_executor == ex || !atomic_load_explicit(&((tpool *)ex)->lent, memory_order_relaxed))
+    tpool *tp = (tpool *)ex;
+    /* Nothing lent nor about to be, nothing to run (a hint: tp_run_waited
+     * looks again). */
+    if (qv_own_executor == ex ||
+        (!atomic_load_explicit(&tp->lent, memory_order_relaxed) && !atomic_load(&tp->deciding)))
         return 0;
     /* Running, f keeps ex alive: so does this reference until this thread
      * runs no more. */

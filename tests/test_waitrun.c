@@ -98,6 +98,41 @@ Test(waitrun, the_waiting_thread_runs_the_next_result_itself, .timeout = 60)
     qv_session_free(s);
 }
 
+/* A done callback that holds its worker (arg: for how many ms). */
+static void hold_worker(qv_future *f, void *arg)
+{
+    (void)f;
+    long ms = *(const long *)arg;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Woken by A's completion, this thread is back to wait for B while A's
+ * worker still runs A's done callback, before that worker looks at the
+ * queue and lends its handle: it waits for the lend and runs B itself.
+ * (It found nothing lent and slept on B; the worker lent its handle to no
+ * one, took it back 2 ms later and ran B. Under load the woken thread is
+ * often back that soon: the test above missed 9 rounds of 10 at load 27.) */
+Test(waitrun, a_thread_back_to_wait_before_the_lend_runs_the_next_result, .timeout = 60)
+{
+    static const long hold_ms = 200;
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    int ran = 0;
+    for (int i = 0; i < 3 && !ran; i++) {
+        pthread_t b_on = (pthread_t)0;
+        qv_future *a = get_noting(s, "/delay/0.3", NULL);
+        cr_assert_eq(qv_future_add_done_callback(a, hold_worker, (void *)&hold_ms), QV_OK);
+        qv_future *b = get_noting(s, "/get", &b_on);
+        tx_expect_status(a, 200);
+        tx_expect_status(b, 200);
+        ran = pthread_equal(b_on, pthread_self());
+        qv_future_release(a);
+        qv_future_release(b);
+    }
+    cr_assert(ran, "in 3 rounds B never ran on the thread that waited for it during A's callback");
+    qv_session_free(s);
+}
+
 /* Three rounds of N requests, slow and fast, waited for in order on a pool
  * of `workers`: asserts that no more than that many transfers ran at once,
  * and returns how many requests ran on this thread. */
