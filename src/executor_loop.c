@@ -305,7 +305,7 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
  * way starts it, so that check comes in the round that sent it, not up to
  * LOOP_SCAN_MS later); returns how long poll may sleep before the next
  * check is due. */
-static long scan(loop *L, batch *done, int fresh)
+static long scan(loop *L, batch *done, int fresh, double read_by)
 {
     long wait = LOOP_SCAN_MS;
     L->unclocked = 0;
@@ -315,7 +315,7 @@ static long scan(loop *L, batch *done, int fresh)
             i++;
             continue;
         }
-        if (qv_transfer_should_abort(slot)) {
+        if (qv_transfer_should_abort(slot, read_by)) {
             finish(L, slot, CURLE_ABORTED_BY_CALLBACK, done); /* moves another slot to i */
             continue;
         }
@@ -360,6 +360,7 @@ static int run_round(loop *L, int *timeout)
     }
 
     int running = 0;
+    double read_by = qv_coarse_ms(); /* (for scan: see qv_transfer_should_abort) */
     curl_multi_perform(L->multi, &running);
     int left;
     for (CURLMsg *m; (m = curl_multi_info_read(L->multi, &left));) {
@@ -371,7 +372,7 @@ static int run_round(loop *L, int *timeout)
     double now = qv_coarse_ms(); /* (a clock read a round: the coarse one does) */
     int all = atomic_exchange(&L->look, 0) || now >= L->next_scan;
     if (all || L->unclocked) {
-        double due = now + (double)scan(L, &done, !all);
+        double due = now + (double)scan(L, &done, !all, read_by);
         if (all || due < L->next_scan) L->next_scan = due;
     }
     int finished = done.head != NULL || L->requeued;

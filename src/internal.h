@@ -1146,8 +1146,11 @@ qv_holder qv_transfer_holder(CURLM *multi);
 /* Prepares slot->easy for f (already RUNNING). On error the slot is free
  * again and the outcome is in f, to deliver. */
 int qv_transfer_setup(qv_slot *slot, qv_future *f);
-/* Checks cancel and the read timeout; sets slot->abort and returns 1 to stop. */
-int qv_transfer_should_abort(qv_slot *slot);
+/* Checks cancel and the read timeout; sets slot->abort and returns 1 to
+ * stop. read_by: the coarse clock (qv_coarse_ms) as the curl_multi_perform
+ * this check follows began: the silence counted ends there, as bytes that
+ * came during that perform may wait unread in the socket. */
+int qv_transfer_should_abort(qv_slot *slot, double read_by);
 /* A request of slot's transfer is about to go (libcurl's PREREQFUNCTION,
  * conncheck.c): its read clock starts again at the next check. */
 void qv_transfer_request_going(qv_slot *slot);

@@ -715,7 +715,7 @@ static void upload_check(qv_slot *slot)
     qv_upload_look(slot);
 }
 
-static int abort_wanted(qv_slot *slot)
+static int abort_wanted(qv_slot *slot, double read_by)
 {
     if (atomic_load(&slot->f->cancel_requested)) {
         slot->abort = QV_ABORT_CANCEL;
@@ -725,7 +725,6 @@ static int abort_wanted(qv_slot *slot)
     upload_check(slot);
     long rt = slot->f->req.read_timeout_ms;
     if (rt < 0) return 0;
-    double now = qv_coarse_ms();
     curl_off_t pre = 0, up = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
     curl_easy_getinfo(slot->easy, CURLINFO_SIZE_UPLOAD_T, &up);
@@ -739,7 +738,10 @@ static int abort_wanted(qv_slot *slot)
         slot->last_activity_ms = qv_now_ms(); /* (a stamp: the fine clock) */
         return 0;
     }
-    if (qv_transfer_silent_ms(slot, now) >= (double)rt) {
+    /* Silence up to the perform before this check, not to now: bytes that
+     * came while that perform ran (a long one: other transfers' work,
+     * callbacks, or the thread preempted) wait unread in the socket. */
+    if (qv_transfer_silent_ms(slot, read_by) >= (double)rt) {
         slot->abort = QV_ABORT_READ_TIMEOUT;
         return 1;
     }
@@ -760,9 +762,9 @@ void qv_transfer_request_going(qv_slot *slot)
     if (slot->unclocked) (*slot->unclocked)++;
 }
 
-int qv_transfer_should_abort(qv_slot *slot)
+int qv_transfer_should_abort(qv_slot *slot, double read_by)
 {
-    if (!abort_wanted(slot)) return 0;
+    if (!abort_wanted(slot, read_by)) return 0;
     if (slot->paused) {
         /* libcurl 7.88 keeps what a paused transfer could not hand over in
          * the handle, past the transfer's end while the connection serves
@@ -1203,6 +1205,7 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
     slot->lowat.driven = 1; /* each of its polls below asks qv_transfer_poll_ms */
     for (;;) {
         int running = 0;
+        double read_by = qv_coarse_ms();
         if (curl_multi_perform(multi, &running)) {
             *cc = CURLE_OUT_OF_MEMORY;
             break;
@@ -1214,7 +1217,7 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
             if (qv_transfer_again(slot, multi, cc)) continue;
             break;
         }
-        if (qv_transfer_should_abort(slot)) break;
+        if (qv_transfer_should_abort(slot, read_by)) break;
         qv_later_run();
         /* A streamed body's reader that waits receives it itself. */
         if (slot->pipe && watch_fd < 0 && qv_pipe_lend(slot->pipe, lent_pass, &lend)) continue;

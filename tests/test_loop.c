@@ -612,3 +612,52 @@ Test(loop, a_read_timeout_ends_when_it_is_due)
     qv_executor_free(threads);
     qv_executor_free(loop);
 }
+
+/* A transfer's on_progress that holds the leader once, for 700 ms, in a
+ * round that read none of its bytes (its count as at its last call) once
+ * its body has begun. */
+typedef struct quiet_hold {
+    long long seen;
+    atomic_int held;
+} quiet_hold;
+
+static void hold_a_quiet_round(qv_future *f, long long dn, long long dt, long long un, long long ut,
+                               void *arg)
+{
+    (void)f, (void)dt, (void)un, (void)ut;
+    quiet_hold *h = arg;
+    if (dn > 0 && dn == h->seen && !atomic_exchange(&h->held, 1))
+        nanosleep(&(struct timespec){0, 700 * 1000000L}, NULL);
+    h->seen = dn;
+}
+
+/* Bytes that came while the leader was busy in a round (here held by a
+ * callback, in a busy loop by other transfers' work) are no silence of
+ * the server's: a read timeout counts silence only up to the start of the
+ * curl_multi_perform that would have read them. A byte every 200 ms with
+ * a 500 ms read timeout; the check after the held round found 700 ms of
+ * silence, with two bytes waiting in the socket, and failed the transfer
+ * (QV_EREAD_TIMEOUT: test_faults_loop's drip-steady failed so once under
+ * ASan at load 25-30, 24 transfers on one loop). */
+Test(loop, bytes_that_came_while_the_leader_was_held_are_no_silence)
+{
+    qv_executor *ex = loop_executor(4, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    quiet_hold h = {0};
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            &(qv_request_opts){.size = sizeof(qv_request_opts),
+                                               .url = tu("/drip?duration=1&numbytes=5&delay=0"),
+                                               .read_timeout_ms = 500,
+                                               .on_progress = hold_a_quiet_round,
+                                               .on_progress_arg = &h}),
+                 QV_OK);
+    qv_response *r = tx_expect_status(f, 200);
+    cr_assert(atomic_load(&h.held), "no round without bytes was held");
+    size_t len = 0;
+    qv_response_body(r, &len);
+    cr_assert_eq(len, 5, "%zu bytes of 5", len);
+    qv_future_release(f);
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
