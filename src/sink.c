@@ -43,21 +43,48 @@ static int open_temp(qv_sink *k, const char *path)
     return QV_EIO;
 }
 
+/* The file the descriptor fd names, opened again for writing through
+ * /proc: that file, whatever its path names by now. Without waiting: a
+ * FIFO with no reader fails (ENXIO) rather than block. -1 and errno if not. */
+static int reopen_nonblocking(int fd)
+{
+    char path[40];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+}
+
 /* A path that names no regular file (a device such as /dev/null, a FIFO,
  * /dev/stdout) is written where it is: a temporary file renamed over it
- * would replace it (as root, /dev/null itself). Opened without waiting: a
- * FIFO with no reader fails (ENXIO) rather than block the transfer's thread;
- * then written as any file, waiting (no status flag wanted: F_SETFL 0 cannot
- * fail on a descriptor just opened). */
-static int open_in_place(qv_sink *k, const char *path)
+ * would replace it (as root, /dev/null itself). What is written is the file
+ * at (an O_PATH descriptor) names; then as any file, waiting (no status flag
+ * wanted: F_SETFL 0 cannot fail on a descriptor just opened). */
+static int open_in_place(qv_sink *k, int at)
 {
     k->in_place = 1;
-    k->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    k->fd = reopen_nonblocking(at);
     if (k->fd < 0) {
         k->err = errno;
         return QV_EIO;
     }
     fcntl(k->fd, F_SETFL, 0);
+    return QV_OK;
+}
+
+/* Appended to as it is, or made. Opened without waiting, and what was
+ * opened is what is looked at (fstat): a FIFO has no size to resume from,
+ * so it is written in place from its start, and one with no reader fails
+ * rather than block. */
+static int open_resumed(qv_sink *k, const char *path)
+{
+    struct stat st;
+    k->fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (k->fd < 0 || fstat(k->fd, &st) || (S_ISREG(st.st_mode) && lseek(k->fd, 0, SEEK_END) < 0)) {
+        k->err = errno;
+        return QV_EIO;
+    }
+    fcntl(k->fd, F_SETFL, 0);
+    k->in_place = !S_ISREG(st.st_mode);
+    k->offset = k->in_place ? 0 : st.st_size;
     return QV_OK;
 }
 
@@ -99,35 +126,32 @@ int qv_sink_begin(qv_slot *slot, char **msg)
     qv_sink *k = &slot->sink;
     const qv_req *r = &slot->f->req;
     if (!r->io->output_path) return QV_OK;
+    const char *path = r->io->output_path;
     int rc;
-    /* (resume too: a FIFO has no size to resume from, and an open that
-     * creates waited for its reader.) */
-    struct stat st;
-    int found = stat(r->io->output_path, &st) == 0;
-    if (found && !S_ISREG(st.st_mode)) {
-        rc = open_in_place(k, r->io->output_path);
-    } else if (r->io->resume) { /* (through such a link too: appended to) */
-        k->fd = open(r->io->output_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (k->fd < 0 || fstat(k->fd, &st) || lseek(k->fd, 0, SEEK_END) < 0) {
-            k->err = errno;
-            rc = QV_EIO;
-        } else {
-            k->offset = st.st_size;
-            rc = QV_OK;
-        }
-    } else if (found && names_a_descriptor(r->io->output_path)) {
-        /* Written from its start, as curl -o writes it, and emptied as
-         * curl -o creates its file: at the body's first byte (or the end of
-         * an empty one), so that a request that fails before leaves it as
-         * it was. */
-        rc = open_in_place(k, r->io->output_path);
-        k->empty_first = 1;
+    if (r->io->resume) { /* (through a link to an open file too) */
+        rc = open_resumed(k, path);
     } else {
-        rc = open_temp(k, r->io->output_path);
+        /* What the path names is looked at once, through a descriptor of
+         * it (O_PATH: no permission asked, no FIFO waited for), and what is
+         * written in place is the file looked at: a stat, then an open of
+         * the path, let another file take the name between the two (a
+         * regular file written over in place, unemptied). */
+        struct stat st;
+        int at = open(path, O_PATH | O_CLOEXEC);
+        if (at >= 0 && fstat(at, &st) == 0 && (!S_ISREG(st.st_mode) || names_a_descriptor(path))) {
+            rc = open_in_place(k, at);
+            /* A link to an open regular file is written from its start, as
+             * curl -o writes it, and emptied as curl -o creates its file:
+             * at the body's first byte (or the end of an empty one), so
+             * that a request that fails before leaves it as it was. */
+            k->empty_first = S_ISREG(st.st_mode);
+        } else {
+            rc = open_temp(k, path);
+        }
+        if (at >= 0) close(at);
     }
     if (rc == QV_EIO)
-        *msg = qv_future_message(slot->f, QV_EIO, "cannot open %s: %s", r->io->output_path,
-                                 strerror(k->err));
+        *msg = qv_future_message(slot->f, QV_EIO, "cannot open %s: %s", path, strerror(k->err));
     return rc;
 }
 
@@ -255,9 +279,7 @@ void qv_sink_direct_begin(qv_slot *slot, int fd)
     } else if (S_ISSOCK(st.st_mode)) {
         k->direct = QV_DIRECT_SEND;
     } else if (S_ISFIFO(st.st_mode)) {
-        char path[40];
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        if ((fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0) return;
+        if ((fd = reopen_nonblocking(fd)) < 0) return;
         k->direct = QV_DIRECT_OWN;
     } else {
         return;

@@ -107,11 +107,13 @@ CURLcode qv_upload_setup(qv_slot *slot, char **msg)
          * cancel meanwhile (on any executor), and on QV_LOOP stalled every
          * transfer, or deadlocked a thread of yours leading the loop that
          * writes the pipe only after its wait. (Our own open file
-         * description: the writer's flags stay as they are. A regular
-         * file is opened as ever.) */
+         * description: the writer's flags stay as they are. O_NONBLOCK
+         * changes nothing for a regular file.) Opened first, then looked
+         * at (fstat): what is read is what was looked at, whatever the path
+         * names by then (a stat first, then an open, let a FIFO put in the
+         * file's place be opened waiting for a writer). */
         struct stat st;
-        int pipe = stat(r->io->upload_path, &st) == 0 && !S_ISREG(st.st_mode);
-        slot->upload_fd = open(r->io->upload_path, O_RDONLY | O_CLOEXEC | (pipe ? O_NONBLOCK : 0));
+        slot->upload_fd = open(r->io->upload_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (slot->upload_fd < 0 || fstat(slot->upload_fd, &st)) {
             *msg = qv_future_message(slot->f, QV_EIO, "cannot read %s: %s", r->io->upload_path,
                                      strerror(errno));
