@@ -369,7 +369,7 @@ static int run_round(loop *L, int *timeout)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &slot);
         finish(L, (qv_slot *)(void *)slot, m->data.result, &done);
     }
-    double now = qv_coarse_ms(); /* (a clock read a round: the coarse one does) */
+    double now = qv_coarse_ms(); /* (the coarse clock, as read_by: no system call) */
     int all = atomic_exchange(&L->look, 0) || now >= L->next_scan;
     if (all || L->unclocked) {
         double due = now + (double)scan(L, &done, !all, read_by);
