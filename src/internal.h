@@ -1257,11 +1257,12 @@ void qv_sink_end(qv_slot *slot);
 /* For a thread of quiver's, as it starts: SIGPIPE blocked for good, so a
  * write to a pipe whose reader went fails with EPIPE and no more. */
 void qv_sigpipe_block_thread(void);
-/* Before a write to a pipe on any thread: on one of yours, SIGPIPE blocked
- * until qv_sigpipe_release (QV_LOOP's lead's end), which takes back the
- * one those writes raised and restores the thread's mask. No-ops on a
- * thread of quiver's and for a thread that holds none. */
-void qv_sigpipe_hold(void);
+/* write(2) to a pipe on any thread: on one of yours, SIGPIPE is blocked from
+ * the first until qv_sigpipe_release (QV_LOOP's lead's end), which takes
+ * back the one those writes raised and unblocks SIGPIPE if it was not
+ * blocked before (the rest of the mask as it is then). No-op on a thread of
+ * quiver's and on one that wrote none. */
+ssize_t qv_sigpipe_write(int fd, const void *buf, size_t n);
 void qv_sigpipe_release(void);
 
 /* ------------------------------------- work put off to a pass's end (later.c) */

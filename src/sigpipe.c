@@ -8,17 +8,23 @@
  * signal sent to the thread that raised it stays pending there, unseen),
  * and a thread of yours that writes a pipe for quiver (QV_LOOP's leader
  * while it waits) blocks it from its first such write to the end of its
- * lead, then takes back the one its writes raised and restores its mask. */
+ * lead, then takes back the one its writes raised and unblocks it again if
+ * it was not blocked before. Only that: a mask change a hook made on the
+ * thread meanwhile stays, and a SIGPIPE sent to the process meanwhile (kill)
+ * is not taken: once unblocked, it reaches its handler. */
 #include "internal.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 /* 1: a thread of quiver's (blocked for good); 2: a thread of yours between
- * qv_sigpipe_hold and qv_sigpipe_release. */
+ * its first qv_sigpipe_write and qv_sigpipe_release. */
 static _Thread_local int held;
-static _Thread_local sigset_t before; /* ... its mask before */
+static _Thread_local int was_blocked; /* ... whether SIGPIPE was blocked then */
 static _Thread_local int was_pending; /* ... whether SIGPIPE was pending then */
+static _Thread_local int raised;      /* ... whether a write since raised one */
 
 static sigset_t just_sigpipe(void)
 {
@@ -35,22 +41,33 @@ void qv_sigpipe_block_thread(void)
     held = 1;
 }
 
-void qv_sigpipe_hold(void)
+static void hold(void)
 {
-    if (held) return;
-    sigset_t s = just_sigpipe(), pending;
+    sigset_t s = just_sigpipe(), old, pending;
     was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &s, &before);
+    pthread_sigmask(SIG_BLOCK, &s, &old);
+    was_blocked = sigismember(&old, SIGPIPE);
+    raised = 0;
     held = 2;
+}
+
+ssize_t qv_sigpipe_write(int fd, const void *buf, size_t n)
+{
+    if (!held) hold();
+    ssize_t w = write(fd, buf, n);
+    /* (The kernel raises SIGPIPE with EPIPE, at the writing thread.) */
+    if (w < 0 && errno == EPIPE && held == 2) raised = 1;
+    return w;
 }
 
 void qv_sigpipe_release(void)
 {
     if (held != 2) return;
-    sigset_t s = just_sigpipe(), pending;
-    /* (One raised by a write of ours; not one that was there before.) */
-    if (!was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
-        sigtimedwait(&s, NULL, &(struct timespec){0, 0});
-    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    sigset_t s = just_sigpipe();
+    /* The one a write raised is this thread's own, which sigtimedwait
+     * takes before one sent to the process. Not if one was pending before:
+     * signals of one number merge, so that one and ours are the same. */
+    if (raised && !was_pending) sigtimedwait(&s, NULL, &(struct timespec){0, 0});
+    if (!was_blocked) pthread_sigmask(SIG_UNBLOCK, &s, NULL);
     held = 0;
 }

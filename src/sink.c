@@ -294,9 +294,10 @@ long qv_sink_direct(qv_slot *slot, const char *buf, size_t len)
     while (done < len) {
         /* (A pipe whose reader went: EPIPE, and a SIGPIPE kept from the
          * program, sigpipe.c; on a thread of yours until its lead ends.) */
-        if (k->direct == QV_DIRECT_OWN) qv_sigpipe_hold();
         ssize_t w = k->direct == QV_DIRECT_SEND
                         ? send(k->direct_fd, buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+                    : k->direct == QV_DIRECT_OWN
+                        ? qv_sigpipe_write(k->direct_fd, buf + done, len - done)
                         : write(k->direct_fd, buf + done, len - done);
         if (w > 0) {
             done += (size_t)w;
