@@ -5,6 +5,7 @@ history, exception types)."""
 from __future__ import annotations
 
 import http.cookiejar
+import socket
 
 import requests
 import pytest
@@ -265,6 +266,17 @@ def test_exceptions_that_differ(faults, httpbin):
     for target in ("mailto%3Aa%40b", "http%3A%2F%2F%5B%3A%3A1"):  # mailto:a@b, http://[::1
         a, b = both(lambda s: s.get(f"{httpbin}/redirect-to?url={target}"))
         assert isinstance(b, ValueError) and isinstance(a, type(b)), (a, b)
+    # a Location with a scheme and no host ("http:///path"): requests joins it
+    # to the URL it came from as a path (httpbin's 404 here), libcurl takes
+    # the path's first part for the host. Here that is 127.0.0.1 on a port
+    # bound and never listened on (refused): a host name would be looked up
+    # in DNS, off this machine.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        a, b = both(lambda s: s.get(f"{httpbin}/redirect-to?url=http%3A%2F%2F%2F127.0.0.1%3A{port}%2Fx"))
+    assert type(a) is requests.exceptions.ConnectionError, a
+    assert (b.status_code, b.url) == (404, f"{httpbin}/127.0.0.1:{port}/x"), b
     # a body shorter than its Content-Length: urllib3 1.26 returns it short
     # (requests on urllib3 2 raises ChunkedEncodingError, as the drop-in does)
     a, b = both(lambda s: s.get(faults + "/short?length=1000"))
