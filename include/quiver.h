@@ -300,12 +300,13 @@ typedef struct qv_executor_opts {
      * its hooks leak stays bounded, like Python's max_tasks_per_child;
      * 0 = no limit. */
     long max_requests_per_worker;
-    /* QV_THREADS: when this many futures have finished with a response that
-     * their holder has not collected yet (qv_future_result, qv_future_wait,
-     * qv_future_release), workers start no more requests until half of
-     * them are collected, so finished responses cannot pile up while the
-     * collecting thread waits for a core; 0 = max_workers, at least 64;
-     * -1 = no bound. See "Collecting responses" in docs/guide.md. */
+    /* QV_THREADS and QV_LOOP: when this many futures have finished with a
+     * response that their holder has not collected yet (qv_future_result,
+     * qv_future_wait, qv_future_release), no more requests start (a pool's
+     * workers, the thread driving the loop) until half of them are
+     * collected, so finished responses cannot pile up while the collecting
+     * thread waits for a core; 0 = max_workers, at least 64; -1 = no bound.
+     * See "Collecting responses" in docs/guide.md. */
     long max_uncollected;
 } qv_executor_opts;
 

@@ -7,7 +7,10 @@
  * hand work over through the shared queue and curl_multi_wakeup. Finished
  * transfers go to a few delivery threads that run response hooks and done
  * callbacks, so these never stall the transfers (the request hooks of
- * attempt.c run on the leader, as each transfer starts). */
+ * attempt.c run on the leader, as each transfer starts). The leader starts
+ * no queued work while max_uncollected finished responses wait for you
+ * (uncollected.c, as QV_THREADS' workers pause), woken by the collection
+ * that ends the pause (loop_resume). */
 #include "internal.h"
 
 #include <errno.h>
@@ -63,6 +66,8 @@ typedef struct loop {
     double next_scan; /* when running transfers are checked next (qv_coarse_ms): the
                        * earliest read timeout due, or LOOP_SCAN_MS after the last check */
     int unclocked;    /* transfers with a read timeout whose clock has not started */
+    int held;         /* the bound on uncollected responses holds the queue back
+                       * (counted in base.paused: see held_back) */
     /* Who leads, under lmu (taking the lead gives the leader the fields
      * above and the multi, slots, idle and active). */
     pthread_mutex_t lmu;
@@ -77,6 +82,7 @@ typedef struct loop {
     int long_leads;     /* the last lead outlasted that: the next take stops the timer */
     int stopped;        /* the I/O thread is gone: no one leads again */
     atomic_int look;    /* a running future was cancelled or poked: scan now */
+    atomic_int resumed; /* loop_resume woke the leader since it last looked at the bound */
     qv_holder run_by;   /* the hold on a future whose transfer runs here */
     /* Its leader's allocations come from it (NULL: from malloc), whichever
      * thread leads: libcurl's per-transfer blocks, its 16 KiB receive buffer
@@ -329,6 +335,24 @@ static long scan(loop *L, batch *done, int fresh, double read_by)
 
 enum { ROUND_AGAIN, ROUND_IDLE, ROUND_STOP };
 
+/* Under ex->mu, before a round pops: whether the bound on uncollected
+ * responses holds the queue back (from the bound until half of it is
+ * collected, unless something urgent needs the queue: uncollected.c). While
+ * it does, the leader counts in ex->paused, so a collection or an urgent
+ * need that may end the pause wakes its poll (loop_resume). `resumed` is
+ * cleared before the counts are read: a wake-up for a change they do not
+ * show finds it clear. */
+static int held_back(loop *L)
+{
+    qv_executor *ex = &L->base;
+    if (!L->held &&
+        (!ex->max_uncollected ||
+         atomic_load_explicit(&ex->uncollected, memory_order_relaxed) < ex->max_uncollected))
+        return 0;
+    atomic_store(&L->resumed, 0);
+    return qv_executor_hold_on(ex, L->held);
+}
+
 /* How long the leader may poll: until the next check of the running
  * transfers is due (by the coarse clock, which lags: up to its lag later
  * than the due time, never before it). */
@@ -347,7 +371,8 @@ static int run_round(loop *L, int *timeout)
     batch done = {0};
     long queue_wait = -1; /* until a retry or a host's token is due */
     pthread_mutex_lock(&ex->mu);
-    for (qv_future *f; L->nidle > 0 && (f = qv_executor_pop_locked(ex, &queue_wait));) {
+    L->held = held_back(L);
+    for (qv_future *f; !L->held && L->nidle > 0 && (f = qv_executor_pop_locked(ex, &queue_wait));) {
         pthread_mutex_unlock(&ex->mu);
         start(L, f, &done);
         pthread_mutex_lock(&ex->mu);
@@ -386,10 +411,12 @@ static int run_round(loop *L, int *timeout)
     return ROUND_IDLE;
 }
 
-/* A slot is free and work is queued (that may start: see poll_idle). */
+/* A slot is free and work is queued (that may start: see poll_idle), and
+ * the bound on uncollected responses does not hold it back. */
 static int work_can_start(loop *L)
 {
     qv_executor *ex = &L->base;
+    if (L->held) return 0;
     pthread_mutex_lock(&ex->mu);
     int work = !qv_list_empty(&ex->ready) && L->nidle > 0;
     pthread_mutex_unlock(&ex->mu);
@@ -407,8 +434,9 @@ static void poll_idle(loop *L, int timeout)
      * busy no submit could start anything: a slot frees only when a
      * transfer ends, which wakes the poll by itself. So then the sleep is
      * not announced: in the submit-all idiom the I/O thread was woken for
-     * up to a third of the submits, for a round that started nothing. */
-    atomic_store(&L->sleeping, L->nidle > 0);
+     * up to a third of the submits, for a round that started nothing.
+     * Nor while the bound holds the queue back: what ends that wakes it. */
+    atomic_store(&L->sleeping, L->nidle > 0 && !L->held);
     /* Uploads paused for want of their pipe's bytes: the poll wakes when
      * they come, and the scan resumes them. */
     unsigned nwatch = 0;
@@ -712,6 +740,15 @@ static void loop_deliver_early(qv_executor *ex, qv_future *f, qv_response *r)
     add_task((loop *)ex, f);
 }
 
+/* A collection brought the uncollected responses down to half the bound,
+ * or an urgent need came: the leader's poll is woken, once until it looks
+ * at the bound again (held_back). */
+static void loop_resume(qv_executor *ex)
+{
+    loop *L = (loop *)ex;
+    if (!atomic_exchange(&L->resumed, 1)) curl_multi_wakeup(L->multi);
+}
+
 /* on_data and output_fd run on delivery threads (pump.c). */
 static void loop_pump_ready(void *arg)
 {
@@ -740,8 +777,16 @@ static void loop_linked(qv_future *f, qv_waiter *w)
     qv_executor_ref(w->ex);
 }
 
-/* What its futures tell the loop: a thread that would sleep for them. */
-static const qv_runner loop_runner = {.wait = loop_wait, .linked = loop_linked};
+/* What its futures tell the loop: its bound on uncollected responses (as
+ * QV_THREADS'), and a thread that would sleep for them. */
+static const qv_runner loop_runner = {
+    .look = qv_uncollected_look,
+    .urge = qv_uncollected_urge,
+    .finished = qv_uncollected_finished,
+    .collected = qv_uncollected_collected,
+    .wait = loop_wait,
+    .linked = loop_linked,
+};
 
 static const qv_executor_vt loop_vt = {
     .notify = loop_notify,
@@ -749,6 +794,7 @@ static const qv_executor_vt loop_vt = {
     .pump_ready = loop_pump_ready,
     .drive = loop_drive,
     .runner = &loop_runner,
+    .resume = loop_resume,
     .shutdown = loop_shutdown,
     .destroy = loop_destroy,
 };
@@ -764,6 +810,7 @@ static int loop_start(loop *L)
     L->heap = qv_mem_heap_take();
     if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi) return QV_ENOMEM;
     L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
+    qv_uncollected_setup(&L->base, L->base.o.max_uncollected);
     for (int i = 0; i < n; i++) {
         /* Its requests count themselves unclocked as they go (a redirect's
          * hops too), so that the round that sent one starts its clock. */

@@ -516,12 +516,7 @@ int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
         qv_free(tp);
         return rc;
     }
-    /* As many finished responses as transfers, and at least 64: twice as
-     * many held 4 MiB more of 64 KiB bodies at 64 workers for no CPU saved
-     * (bench/NOTES.md, 2026-12-06 21:50). */
-    long bound = o->max_uncollected;
-    if (bound == 0) bound = tp->base.o.max_workers > 64 ? tp->base.o.max_workers : 64;
-    tp->base.max_uncollected = bound < 0 ? 0 : bound;
+    qv_uncollected_setup(&tp->base, o->max_uncollected);
     /* A body block and a shell kept for every response the pool may hold at
      * once: its transfers' and the finished ones that wait for you (up to
      * max_uncollected + max_workers - 1). With one per transfer only, the

@@ -1485,6 +1485,11 @@ typedef struct qv_executor_vt {
     void (*drive)(qv_executor *ex, qv_waiter *w, const struct timespec *deadline);
     /* What its futures tell it (optional: f->runner, set at submit). */
     const qv_runner *runner;
+    /* Work paused for uncollected responses may go on (uncollected.c: a
+     * collection brought the count to half the bound, or an urgent need
+     * came): wake it. Optional: without it paused workers wait on
+     * ex->resume. Any thread, ex->mu held or not: it takes no lock. */
+    void (*resume)(qv_executor *ex);
     /* Stop after draining the queue; join workers. */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);
@@ -1547,7 +1552,8 @@ struct qv_executor {
     qv_bodies *bodies;   /* response bodies kept for reuse (bodies.c) */
     qv_holder queued_by; /* the queue's hold on what waits in it */
     /* The bound on finished-but-uncollected futures (0: none; QV_THREADS
-     * sets it). Workers pause (on `resume`) at it, until `uncollected` is
+     * and QV_LOOP set it). Workers pause (on `resume`, or QV_LOOP's leader
+     * between its rounds) at it, until `uncollected` is
      * down to half of it, unless something `urgent` needs them: a wanted
      * future waiting to start, a submitter waiting for room, a session
      * closing. */
@@ -1610,17 +1616,26 @@ extern atomic_int qv_io_threads;
 
 /* ---------------------------------------- uncollected responses (uncollected.c) */
 
-/* QV_THREADS' bound on finished-but-uncollected responses (max_uncollected;
- * 0: none, and none of this counts). A worker asks qv_executor_hold_back
- * (ex->mu held) before it pops; 1: it has been counted in `paused` and must
- * wait on `resume`, then uncount itself. */
+/* The bound on finished-but-uncollected responses of QV_THREADS and QV_LOOP
+ * (max_uncollected; 0: none, and none of this counts), set by their
+ * constructors from the option (bound: 0, the default; -1, none). */
+void qv_uncollected_setup(qv_executor *ex, long bound);
+/* A worker asks qv_executor_hold_back (ex->mu held) before it pops; 1: it
+ * has been counted in `paused` and must wait on `resume` (or be woken by
+ * the executor's vt->resume), then uncount itself. */
 int qv_executor_hold_back(qv_executor *ex);
+/* The same for a thread that looks again at every round of its own instead
+ * of sleeping on `resume` (QV_LOOP's leader), given whether it was held back
+ * until now (held: counted in `paused`): 1 while it still is, until half
+ * the bound is collected or something urgent needs it (then it is
+ * uncounted). ex->mu held. */
+int qv_executor_hold_on(qv_executor *ex, int held);
 /* Adds d (+1 or -1) to ex's urgent needs, or 0 for a future's need that
  * qv_uncollected_look counted already; unless one went, paused workers go
  * on. ex->mu not held (_locked: held). */
 void qv_executor_urge(qv_executor *ex, int d);
 void qv_executor_urge_locked(qv_executor *ex, int d);
-/* The members of QV_THREADS' runner (qv_runner): a wanted future waiting to
+/* The members of QV_THREADS' and QV_LOOP's runners (qv_runner): a wanted future waiting to
  * start counts as urgent; one finished with a response no callback or
  * waiter takes counts as uncollected (with a reference to its executor)
  * until it is collected. */

@@ -1,7 +1,9 @@
-/* QV_THREADS' bound on finished-but-uncollected responses: its workers pause
- * while max_uncollected of them wait for their collector, unless something
- * urgent needs them. The futures tell it what it counts through its runner
- * (qv_uncollected_*, below), whose marks it keeps in their runner_bits. */
+/* The bound on finished-but-uncollected responses of QV_THREADS and QV_LOOP:
+ * what runs their queue (a pool's workers, the loop's leader) starts no more
+ * once max_uncollected of them wait for their collector, until half of them
+ * are collected, unless something urgent needs it. The futures tell it what
+ * it counts through the executor's runner (qv_uncollected_*, below), whose
+ * marks it keeps in their runner_bits. */
 #include "internal.h"
 
 /* A future's runner_bits: someone wants it (waits for it, or may: a
@@ -10,10 +12,24 @@
  * a response not yet collected, with a reference to ex). */
 enum { WANTED = 1, URGENT = 2, COUNTED = 4 };
 
-/* Paused workers look again (ex->mu held). */
+void qv_uncollected_setup(qv_executor *ex, long bound)
+{
+    /* As many finished responses as transfers, and at least 64: twice as
+     * many held 4 MiB more of 64 KiB bodies at 64 workers for no CPU saved
+     * (bench/NOTES.md, 2026-12-06 21:50). */
+    if (bound == 0) bound = ex->o.max_workers > 64 ? ex->o.max_workers : 64;
+    ex->max_uncollected = bound < 0 ? 0 : bound;
+}
+
+/* Paused workers look again (ex->mu held): woken by the executor's own
+ * resume if it has one, else on ex->resume. */
 static void resume_locked(qv_executor *ex)
 {
-    if (atomic_load(&ex->paused)) pthread_cond_broadcast(&ex->resume);
+    if (!atomic_load(&ex->paused)) return;
+    if (ex->vt->resume)
+        ex->vt->resume(ex);
+    else
+        pthread_cond_broadcast(&ex->resume);
 }
 
 static void resume(qv_executor *ex)
@@ -21,6 +37,10 @@ static void resume(qv_executor *ex)
     /* Read after the caller's change to the counts, as hold_back reads
      * those after counting itself paused: one of the two sees the other. */
     if (!atomic_load(&ex->paused)) return;
+    if (ex->vt->resume) { /* (it takes no lock) */
+        ex->vt->resume(ex);
+        return;
+    }
     pthread_mutex_lock(&ex->mu);
     resume_locked(ex);
     pthread_mutex_unlock(&ex->mu);
@@ -48,6 +68,18 @@ int qv_executor_hold_back(qv_executor *ex)
         return 0;
     atomic_fetch_add(&ex->paused, 1);
     if (!atomic_load(&ex->urgent) && atomic_load(&ex->uncollected) >= ex->max_uncollected) return 1;
+    atomic_fetch_sub(&ex->paused, 1);
+    return 0;
+}
+
+int qv_executor_hold_on(qv_executor *ex, int held)
+{
+    if (!held) return qv_executor_hold_back(ex);
+    /* The pause ends where a paused worker is woken: see
+     * qv_uncollected_collected. */
+    if (!ex->shutdown && !qv_executor_empty_locked(ex) && !atomic_load(&ex->urgent) &&
+        atomic_load(&ex->uncollected) > ex->max_uncollected / 2)
+        return 1;
     atomic_fetch_sub(&ex->paused, 1);
     return 0;
 }

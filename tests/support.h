@@ -63,13 +63,14 @@ qv_executor_kind tx_kind(void);
 const char *tx_kind_name(void);
 
 /* A test file about one executor kind only says so at file scope, at the
- * start of a line: TX_KIND_ONLY(processes) (or threads, loop).
- * tests/CMakeLists.txt reads it and registers the file for that kind alone,
- * instead of once per kind, so its tests neither skip nor repeat under the
- * other kinds. In such a file tx_kind() is that kind (it fails the test if
- * QV_TEST_EXECUTOR names another). */
+ * start of a line: TX_KIND_ONLY(processes) (or threads, loop), or about a
+ * few: TX_KIND_ONLY(threads, loop). tests/CMakeLists.txt reads it and
+ * registers the file for those kinds alone, instead of once per kind, so its
+ * tests neither skip nor repeat under the other kinds. In such a file
+ * tx_kind() is QV_TEST_EXECUTOR's kind, or the first named if it is unset
+ * (it fails the test if QV_TEST_EXECUTOR names another). */
 extern const char *tx_only_kind;
-#define TX_KIND_ONLY(kind) const char *tx_only_kind = #kind
+#define TX_KIND_ONLY(...) const char *tx_only_kind = #__VA_ARGS__
 
 /* A session using the executor under test. opts may be NULL; a copy of it is
  * made with .size and (unless .executor is set) .executor_kind filled in.

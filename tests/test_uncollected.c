@@ -1,9 +1,10 @@
-/* QV_THREADS' bound on finished-but-uncollected responses (max_uncollected):
- * workers pause while that many wait for their collector, and never while
- * someone needs a future that has not started (a wait on it, a poll, a
- * waiter, a callback), a submit waits for room or a session closes. The
- * executor's counts (src/internal.h) tell when every worker has paused and
- * that nothing is left counted at the end. */
+/* The bound on finished-but-uncollected responses (max_uncollected) of
+ * QV_THREADS and QV_LOOP: the workers (the loop's leader) pause while that
+ * many wait for their collector, and never while someone needs a future
+ * that has not started (a wait on it, a poll, a waiter, a callback), a
+ * submit waits for room or a session closes. The executor's counts
+ * (src/internal.h) tell when every worker (the leader) has paused and that
+ * nothing is left counted at the end. */
 #include "support.h"
 
 #include "../src/internal.h"
@@ -12,7 +13,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-TX_KIND_ONLY(threads);
+TX_KIND_ONLY(threads, loop);
 
 TestSuite(uncollected, .timeout = 60);
 
@@ -22,7 +23,7 @@ static qv_executor *bounded(size_t max_queued)
 {
     qv_executor *ex;
     cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                          .kind = QV_THREADS,
+                                                          .kind = tx_kind(),
                                                           .max_workers = WORKERS,
                                                           .max_queued = max_queued,
                                                           .max_uncollected = BOUND}),
@@ -52,11 +53,21 @@ static size_t finished(qv_executor *ex)
         }                                                                                          \
     } while (0)
 
-static void until_all_paused(qv_executor *ex)
+/* What pauses: each worker of a pool, the loop's leader. */
+static int pausers(void)
 {
-    POLL_UNTIL(atomic_load(&ex->paused) >= WORKERS,
-               "workers never paused: %zu finished, %ld uncollected", finished(ex),
-               atomic_load(&ex->uncollected));
+    return tx_kind() == QV_THREADS ? WORKERS : 1;
+}
+
+/* Every worker paused (the loop's leader, and the transfers it ran ended):
+ * each of the n submitted is finished or queued. */
+static void until_all_paused(qv_executor *ex, size_t n)
+{
+    qv_executor_stats st = {0};
+    POLL_UNTIL(atomic_load(&ex->paused) >= pausers() && qv_executor_stats_get(ex, &st) == QV_OK &&
+                   st.completed + st.queued == n,
+               "workers never paused: %zu finished, %zu queued, %ld uncollected", st.completed,
+               st.queued, atomic_load(&ex->uncollected));
 }
 
 /* A session on ex with N requests submitted, once every worker paused. */
@@ -64,7 +75,7 @@ static qv_session *submitted_and_paused(qv_executor *ex, qv_future **fs)
 {
     qv_session *s = TX_SESSION(.executor = ex);
     submit_all(s, fs, N);
-    until_all_paused(ex);
+    until_all_paused(ex, N);
     return s;
 }
 
@@ -110,7 +121,9 @@ Test(uncollected, workers_pause_at_the_bound_and_go_on_as_responses_are_collecte
 }
 
 /* Paused workers wait until half the bound is collected, then all go on:
- * woken one a collection, each ran one request and paused again. */
+ * woken one a collection, each ran one request and paused again. The
+ * loop's leader, woken by transfers' events as well, starts nothing before
+ * either, then fills its slots. */
 Test(uncollected, paused_workers_go_on_once_half_the_bound_is_collected, .timeout = 60)
 {
     qv_executor *ex = bounded(0);
@@ -124,7 +137,7 @@ Test(uncollected, paused_workers_go_on_once_half_the_bound_is_collected, .timeou
     }
     double until = now_ms() + 300;
     while (now_ms() < until) {
-        cr_assert_eq(atomic_load(&ex->paused), WORKERS, "a worker went on at %ld uncollected",
+        cr_assert_eq(atomic_load(&ex->paused), pausers(), "a worker went on at %ld uncollected",
                      atomic_load(&ex->uncollected));
         cr_assert_eq(finished(ex), (size_t)at_pause);
         nanosleep(&(struct timespec){0, 1000000}, NULL);
@@ -145,7 +158,7 @@ Test(uncollected, the_default_bound_is_max_workers_and_at_least_64, .timeout = 6
     for (size_t i = 0; i < sizeof workers / sizeof *workers; i++) {
         qv_executor *ex;
         cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
-                                                              .kind = QV_THREADS,
+                                                              .kind = tx_kind(),
                                                               .max_workers = workers[i]}),
                      QV_OK);
         long want = workers[i] > 64 ? workers[i] : 64;
@@ -329,9 +342,10 @@ Test(uncollected, a_cancel_storm_leaves_nothing_counted, .timeout = 60)
     done(s, ex);
 }
 
-/* A thread waiting for one result runs queued work on a lent handle
- * meanwhile (docs/internals.md): it stops at the bound too, as the workers
- * do, and does not finish the whole queue while its result runs elsewhere. */
+/* A thread waiting for one result runs queued work meanwhile
+ * (docs/internals.md: on a QV_THREADS worker's lent handle; on QV_LOOP it
+ * leads): it stops at the bound too, as the workers do, and does not finish
+ * the whole queue while its result is still running. */
 Test(uncollected, a_waiting_thread_running_queued_work_stops_at_the_bound, .timeout = 60)
 {
     qv_executor *ex = bounded(0);

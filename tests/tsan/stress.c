@@ -1153,6 +1153,10 @@ static void uncollected_bound(world *w)
               st.completed, st.failed, st.cancelled, atomic_load(&submitted[p]));
         CHECK(st.queued == 0 && st.in_flight == 0, "bounded pool %d: %zu queued, %zu in flight", p,
               st.queued, st.in_flight);
+        /* A pause the close's urge ended is uncounted by the paused thread
+         * once it runs (the loop's leader: at its next round). */
+        double until = mono_ms() + 2000;
+        while (atomic_load(&ex[p]->paused) && mono_ms() < until) sleep_us(1000);
         CHECK(atomic_load(&ex[p]->uncollected) == 0 && atomic_load(&ex[p]->urgent) == 0 &&
                   atomic_load(&ex[p]->paused) == 0,
               "bounded pool %d: %ld uncollected, %d urgent, %d paused at the end", p,
