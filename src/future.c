@@ -494,6 +494,7 @@ int qv_future_cancel(qv_future *f)
         return was;
     }
     atomic_store(&f->cancel_requested, 1);
+    qv_pump_cancel(f); /* a pump's write waiting for its reader's room stops */
     /* A holder that lets it go (a queue, a process pool holding it for a
      * worker: it has not started) has it completed here, at once; one
      * running it is woken and ends it as cancelled. */

@@ -549,7 +549,7 @@ struct qv_future {
      * pump runs on delivery threads (pump.c), so a slow callback holds up
      * only its own transfer. pump_holds: the transfer's end and the pump's
      * last run; whichever comes last delivers the outcome. */
-    qv_pipe *pump;
+    qv_pipe *_Atomic pump; /* (read by a canceller: qv_pump_cancel) */
     atomic_int pump_holds;
     int pump_err;   /* on_data said stop (QV_EHOOK) or output_fd failed (QV_EIO) */
     int pump_errno; /* with QV_EIO */
@@ -1027,8 +1027,10 @@ typedef struct qv_sink {
     int err;               /* errno of a failed file operation */
     const char *io_path;   /* the file it concerns (NULL: output_fd) */
     int io_reading;        /* it was upload_path, being read */
-    int direct;            /* output_fd past a pump: QV_DIRECT_* (qv_sink_direct_begin) */
+    int direct;            /* how its descriptor is written without waiting: QV_DIRECT_* */
     int direct_fd;         /* what that writes to: output_fd, or our non-blocking open of it */
+    int direct_known;      /* direct was asked (qv_sink_direct_begin): by a loop's pump, or a
+                            * first write (qv_sink_write) */
     int timed;             /* on_data on QV_LOOP's thread: each call is timed (qv_sink_push) */
     int slow;              /* ... and one took over QV_ON_DATA_BUDGET_MS: the rest is pumped */
     double mark_ms;        /* when the thread's counts below were read (0: never) */
@@ -1048,7 +1050,9 @@ typedef struct qv_sink {
 #define QV_ON_DATA_MARK_MS 0.5
 #define QV_ON_DATA_GAP_MS  0.02
 
-/* How the transfer's thread may write output_fd itself, without waiting. */
+/* How a descriptor is written without waiting (qv_sink_nonblocking): by
+ * the transfer's thread (a loop's, while its pump is idle; a worker's, in
+ * qv_sink_write) and by a loop's pump. */
 enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN };
 
 /* A streamed download is received in pieces as large as curl's tool reads
@@ -1242,12 +1246,28 @@ char *qv_sink_io_message(qv_slot *slot);
  * FIFO, a terminal: not a regular file nor /dev/null, /dev/zero, /dev/full);
  * else -1. */
 int qv_sink_pump_fd(const qv_slot *slot);
-/* fd (qv_sink_pump_fd's) through a loop's pump: sets slot->sink.direct when
- * the transfer's thread can write it itself without ever blocking. */
+/* How fd can be written without ever blocking: QV_DIRECT_*, with *out the
+ * descriptor to write (fd, or for a pipe or FIFO an open of its own with
+ * O_NONBLOCK, QV_DIRECT_OWN: the caller closes it); QV_DIRECT_NONE for a
+ * terminal or a device, whose writes wait. */
+int qv_sink_nonblocking(int fd, int *out);
+/* Sets slot->sink.direct (and direct_known) to qv_sink_nonblocking's
+ * choice for fd: a loop's pumped descriptor (qv_sink_pump_fd's), which the
+ * transfer's thread writes itself while the pump is idle, or the one
+ * qv_sink_write writes. */
 void qv_sink_direct_begin(qv_slot *slot, int fd);
-/* Writes what fits of buf without blocking: the bytes written, or -1 (a
- * failed write, errno in slot->sink.err). */
+/* Writes what fits of buf to fd (how: qv_sink_nonblocking's) without
+ * blocking: the bytes written, or -1 (a failed write, errno in *err). */
+long qv_sink_try_write(int how, int fd, const char *buf, size_t len, int *err);
+/* qv_sink_try_write to slot->sink.direct's descriptor (errno in
+ * slot->sink.err). */
 long qv_sink_direct(qv_slot *slot, const char *buf, size_t len);
+/* Writes all of buf to fd (how: qv_sink_nonblocking's), waiting for room
+ * until f is cancelled: woken by wake (an eventfd its cancel writes), or
+ * with none (-1) looking at the cancel every QV_SINK_LOOK_MS. QV_OK,
+ * QV_ECANCELLED, or QV_EIO with *err (the write's errno). */
+int qv_sink_write_all(qv_future *f, int how, int fd, int wake, const char *buf, size_t n, int *err);
+#define QV_SINK_LOOK_MS 100
 /* After the outcome is in f: closes the file, renames it into place (or
  * fails f with QV_EIO), or removes or keeps a partial one. */
 void qv_sink_end(qv_slot *slot);
@@ -1303,7 +1323,19 @@ qv_pipe *qv_pipe_new_pump(qv_future *producer, void (*ready)(void *arg), void *a
  * by the transfer's thread before the first run is asked for. */
 void qv_pipe_give_fd(qv_pipe *p, int fd);
 int qv_pipe_fd(const qv_pipe *p);
+/* Closes it, and the pump's own description of its descriptor (out). */
 void qv_pipe_close_fd(qv_pipe *p);
+/* How a pump writes its descriptor (pump.c, in one run at a time): through
+ * `fd`, a description that never blocks (how: QV_DIRECT_*, made at its
+ * first write; closed with the pipe's own descriptor), waiting for room in
+ * a poll that also watches `wake`, an eventfd made at its first write,
+ * which a cancel of its future writes (closed with the pipe: a canceller
+ * holds the future, which holds the pipe). */
+typedef struct qv_pump_out {
+    int fd, how, tried;
+    atomic_int wake;
+} qv_pump_out;
+qv_pump_out *qv_pipe_out(qv_pipe *p);
 /* A pump run: hands what is there to fn, in order, in one thread at a
  * time. 1: the transfer ended and everything was handed (or dropped after
  * a stop); 0: nothing more now (the next bytes ask for another run);
@@ -1361,6 +1393,13 @@ void qv_pump_run(qv_future *f);
  * of the two (its caller delivers the outcome, now with what the pump ran
  * into), 0 if the other one will. */
 int qv_pump_last(qv_future *f);
+/* A pump run's write of n bytes to fd (output_fd, or the pipe's own): it
+ * waits for room, until f is cancelled. QV_OK, QV_ECANCELLED, or QV_EIO
+ * with *err (the write's errno). */
+int qv_pump_write(qv_future *f, int fd, const char *data, size_t n, int *err);
+/* f was cancelled (f->lock held): a pump run waiting for room in its
+ * descriptor stops waiting. Takes no lock. */
+void qv_pump_cancel(qv_future *f);
 
 /* ---------------------------------------------- request bodies (upload.c) */
 

@@ -7,14 +7,21 @@
  * then the loop's thread calls it, transfer.c's start_pump.) The outcome is delivered once both the
  * transfer has ended and every byte was handed on, by whichever of the two comes last. (An
  * output_fd that never makes its writer wait is written by the transfer
- * while the pipe is empty: sink.c's qv_sink_direct.) */
+ * while the pipe is empty: sink.c's qv_sink_direct.) A pump's write to a
+ * descriptor whose reader does not read waits in a poll that a cancel of
+ * its future ends (qv_pump_cancel): blocked in write(), it held a delivery
+ * thread, and the executor's free, for as long as the reader did not read. */
 #include "internal.h"
+
+#include <sys/eventfd.h>
 
 static int hand_on(void *arg, const char *data, size_t n)
 {
     qv_future *f = arg;
     if (atomic_load(&f->cancel_requested)) return 1; /* no more calls: the outcome says why */
-    return (f->pump_err = qv_sink_hand_on(f, data, n, &f->pump_errno)) != QV_OK;
+    int rc = qv_sink_hand_on(f, data, n, &f->pump_errno);
+    if (rc == QV_ECANCELLED) return 1; /* a write the cancel stopped: likewise */
+    return (f->pump_err = rc) != QV_OK;
 }
 
 /* The outcome, with what the pump ran into over it. */
@@ -44,4 +51,35 @@ void qv_pump_run(qv_future *f)
     if (!qv_pump_last(f)) return;
     qv_transfer_deliver(f);
     qv_future_drop(f); /* the queue's reference, which the transfer's end left */
+}
+
+/* The pump's wake-up: made at its first write, and published before the
+ * cancel is looked at (both seq_cst), so a cancel either sees it and
+ * writes it, or is seen. -1 if none could be made (the wait then looks at
+ * the cancel every QV_SINK_LOOK_MS). */
+static int wake_fd(qv_pump_out *o)
+{
+    int fd = atomic_load(&o->wake);
+    if (fd < 0 && (fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0) atomic_store(&o->wake, fd);
+    return fd;
+}
+
+int qv_pump_write(qv_future *f, int fd, const char *data, size_t n, int *err)
+{
+    qv_pump_out *o = qv_pipe_out(f->pump);
+    if (!o->tried) {
+        o->tried = 1;
+        o->how = qv_sink_nonblocking(fd, &o->fd);
+    }
+    /* A terminal or a device: written as it is, waiting (a cancel is seen
+     * once the write returns). */
+    if (o->how == QV_DIRECT_NONE) return (*err = qv_write_fd(fd, data, n)) ? QV_EIO : QV_OK;
+    return qv_sink_write_all(f, o->how, o->fd, wake_fd(o), data, n, err);
+}
+
+void qv_pump_cancel(qv_future *f)
+{
+    qv_pipe *p = f->pump;
+    int fd = p ? atomic_load(&qv_pipe_out(p)->wake) : -1;
+    if (fd >= 0) eventfd_write(fd, 1);
 }

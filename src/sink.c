@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -211,6 +213,22 @@ static int resume_check(qv_slot *slot)
     return 0;
 }
 
+/* A descriptor that may make its writer wait (a pipe, a FIFO, a socket:
+ * output_fd, an output_path written in place) is written through
+ * qv_sink_nonblocking's form, waiting for room until the future is
+ * cancelled (looked at every QV_SINK_LOOK_MS: this thread is inside
+ * libcurl's callback, and a cancel wakes only its poll); blocked in
+ * write(), a QV_THREADS worker whose reader never read heard no cancel.
+ * Others (a file, a terminal) are written as they are. */
+static int write_out(qv_slot *slot, int fd, const char *buf, size_t len)
+{
+    qv_sink *k = &slot->sink;
+    if (!k->direct_known) qv_sink_direct_begin(slot, fd);
+    if (k->direct != QV_DIRECT_OWN && k->direct != QV_DIRECT_SEND)
+        return (k->err = qv_write_fd(fd, buf, len)) ? QV_EIO : QV_OK;
+    return qv_sink_write_all(slot->f, k->direct, k->direct_fd, -1, buf, len, &k->err);
+}
+
 size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
 {
     qv_sink *k = &slot->sink;
@@ -228,15 +246,18 @@ size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
     /* (Our file may be descriptor 0, in a program whose stdin is closed;
      * output_fd's 0 is none.) */
     int fd = k->fd >= 0 ? k->fd : f->req.io->output_fd > 0 ? f->req.io->output_fd : -1;
-    if (fd >= 0) {
-        if ((k->err = qv_write_fd(fd, buf, len))) {
-            k->io_path = f->req.io->output_path;
-            slot->abort = QV_ABORT_IO;
-            return 0;
-        }
-    } else if (qv_sink_push(slot, buf, len)) {
-        return 0; /* the callback said stop, or the transfer pauses */
+    int rc = fd >= 0 ? write_out(slot, fd, buf, len) : QV_OK;
+    if (rc == QV_ECANCELLED) {
+        slot->abort = QV_ABORT_CANCEL;
+        return 0;
     }
+    if (rc) {
+        k->io_path = f->req.io->output_path;
+        slot->abort = QV_ABORT_IO;
+        return 0;
+    }
+    /* (on_data: the callback said stop, or the transfer pauses.) */
+    if (fd < 0 && qv_sink_push(slot, buf, len)) return 0;
     k->written += (long long)len;
     k->streamed = 1;
     /* Bytes no retry can take back: the caller's descriptor or callback
@@ -269,45 +290,82 @@ int qv_sink_pump_fd(const qv_slot *slot)
  * too); a socket is sent to with MSG_DONTWAIT; a pipe is written through
  * an open of its own with O_NONBLOCK (the caller's descriptor keeps its
  * flags). Anything else (a terminal, a device) is left to the pump. */
+int qv_sink_nonblocking(int fd, int *out)
+{
+    struct stat st;
+    if (fstat(fd, &st)) return QV_DIRECT_NONE;
+    int how = QV_DIRECT_NONE;
+    if (never_waits(&st)) {
+        how = QV_DIRECT_WRITE;
+    } else if (S_ISSOCK(st.st_mode)) {
+        how = QV_DIRECT_SEND;
+    } else if (S_ISFIFO(st.st_mode)) {
+        if ((fd = reopen_nonblocking(fd)) < 0) return QV_DIRECT_NONE;
+        how = QV_DIRECT_OWN;
+    }
+    if (how != QV_DIRECT_NONE) *out = fd;
+    return how;
+}
+
 void qv_sink_direct_begin(qv_slot *slot, int fd)
 {
     qv_sink *k = &slot->sink;
-    struct stat st;
-    if (fstat(fd, &st)) return;
-    if (never_waits(&st)) {
-        k->direct = QV_DIRECT_WRITE;
-    } else if (S_ISSOCK(st.st_mode)) {
-        k->direct = QV_DIRECT_SEND;
-    } else if (S_ISFIFO(st.st_mode)) {
-        if ((fd = reopen_nonblocking(fd)) < 0) return;
-        k->direct = QV_DIRECT_OWN;
-    } else {
-        return;
+    k->direct = qv_sink_nonblocking(fd, &k->direct_fd);
+    k->direct_known = 1;
+}
+
+long qv_sink_try_write(int how, int fd, const char *buf, size_t len, int *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        /* (A pipe whose reader went: EPIPE, and a SIGPIPE kept from the
+         * program, sigpipe.c; on a thread of yours until its lead ends.) */
+        ssize_t w = how == QV_DIRECT_SEND
+                        ? send(fd, buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+                    : how == QV_DIRECT_OWN ? qv_sigpipe_write(fd, buf + done, len - done)
+                                           : write(fd, buf + done, len - done);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w == 0 || errno != EINTR) {
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* no room now */
+            *err = w < 0 ? errno : EIO;
+            return -1;
+        }
     }
-    k->direct_fd = fd;
+    return (long)done;
 }
 
 long qv_sink_direct(qv_slot *slot, const char *buf, size_t len)
 {
     qv_sink *k = &slot->sink;
-    size_t done = 0;
-    while (done < len) {
-        /* (A pipe whose reader went: EPIPE, and a SIGPIPE kept from the
-         * program, sigpipe.c; on a thread of yours until its lead ends.) */
-        ssize_t w = k->direct == QV_DIRECT_SEND
-                        ? send(k->direct_fd, buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
-                    : k->direct == QV_DIRECT_OWN
-                        ? qv_sigpipe_write(k->direct_fd, buf + done, len - done)
-                        : write(k->direct_fd, buf + done, len - done);
-        if (w > 0) {
-            done += (size_t)w;
-        } else if (w == 0 || errno != EINTR) {
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* the pump goes on */
-            k->err = w < 0 ? errno : EIO;
-            return -1;
-        }
+    return qv_sink_try_write(k->direct, k->direct_fd, buf, len, &k->err);
+}
+
+/* Waits until fd has room (or an error to report: the next write says
+ * which): 1, or 0 once f is cancelled. */
+static int room(qv_future *f, int fd, int wake)
+{
+    for (;;) {
+        if (atomic_load(&f->cancel_requested)) return 0;
+        struct pollfd pf[2] = {{.fd = fd, .events = POLLOUT}, {.fd = wake, .events = POLLIN}};
+        int r = poll(pf, wake >= 0 ? 2 : 1, wake >= 0 ? -1 : QV_SINK_LOOK_MS);
+        if (r < 0 && errno != EINTR) return 1;
+        if (pf[0].revents) return 1;
+        eventfd_t woken;
+        if (pf[1].revents) eventfd_read(wake, &woken); /* (it stays readable until read) */
     }
-    return (long)done;
+}
+
+int qv_sink_write_all(qv_future *f, int how, int fd, int wake, const char *buf, size_t n, int *err)
+{
+    for (;;) {
+        long w = qv_sink_try_write(how, fd, buf, n, err);
+        if (w < 0) return QV_EIO;
+        buf += w;
+        n -= (size_t)w;
+        if (!n) return QV_OK;
+        if (!room(f, fd, wake)) return QV_ECANCELLED;
+    }
 }
 
 char *qv_sink_io_message(qv_slot *slot)
@@ -415,9 +473,10 @@ int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err)
 {
     if (f->req.io->on_data)
         return f->req.io->on_data(f, data, n, f->req.io->on_data_arg) ? QV_EHOOK : QV_OK;
-    int fd = f->req.io->output_fd > 0 ? f->req.io->output_fd : f->pump ? qv_pipe_fd(f->pump) : -1;
-    if (fd < 0) return QV_OK; /* (a stream whose pipe could not be made) */
-    return (*err = qv_write_fd(fd, data, n)) ? QV_EIO : QV_OK;
+    qv_pipe *pump = f->pump;
+    int fd = f->req.io->output_fd > 0 ? f->req.io->output_fd : pump ? qv_pipe_fd(pump) : -1;
+    if (fd < 0) return QV_OK;                  /* (a stream whose pipe could not be made) */
+    return qv_pump_write(f, fd, data, n, err); /* (only a loop's pump writes a descriptor here) */
 }
 
 char *qv_sink_stop_message(qv_future *f, int rc, int err)

@@ -681,62 +681,123 @@ static int new_fifo_read(char *fifo, size_t n)
     return rd;
 }
 
+static const char *const output_kinds[] = {"pipe", "socket", "FIFO written in place"};
+enum { OUT_PIPE, OUT_SOCKET, OUT_FIFO };
+
+/* A download of /big into an output of `kind` that nobody reads: output_fd
+ * to a pipe or a socket (p[1]; p[0] its reader's end), or output_path
+ * naming a FIFO (p[0] its reader's end, p[1] -1), returned once the body
+ * fills it (a pipe holds 64 KiB, a little less of 16 KiB writes): what is
+ * written then waits. */
+static qv_future *stuck_download(qv_session *s, int kind, int p[2])
+{
+    char fifo[256];
+    p[0] = p[1] = -1;
+    if (kind == OUT_FIFO)
+        p[0] = new_fifo_read(fifo, sizeof fifo);
+    else
+        cr_assert_eq(kind == OUT_SOCKET ? socketpair(AF_UNIX, SOCK_STREAM, 0, p) : pipe(p), 0);
+    qv_future *f;
+    cr_assert_eq(qv_request(s, &f,
+                            kind == OUT_FIFO
+                                ? &(qv_request_opts){.url = nginx("/big"), .output_path = fifo}
+                                : &(qv_request_opts){.url = nginx("/big"), .output_fd = p[1]}),
+                 QV_OK);
+    int queued = 0;
+    for (int i = 0; i < 2000 && queued < 49152; i++) {
+        cr_assert_eq(ioctl(p[0], FIONREAD, &queued), 0);
+        if (queued < 49152) usleep(1000);
+    }
+    cr_assert_geq(queued, 49152, "%d bytes reached the %s", queued, output_kinds[kind]);
+    return f;
+}
+
+/* Closes a stuck download's output (its FIFO's directory removed). */
+static void close_output(int kind, const int p[2])
+{
+    close(p[0]);
+    if (kind == OUT_FIFO)
+        remove_dir();
+    else
+        close(p[1]);
+}
+
 /* output_fd (a pipe, a socket) or an output_path written in place (a FIFO)
  * that nobody reads: its writes wait, and on QV_LOOP they wait on a
- * delivery thread (pump.c), not the thread that runs every transfer. */
-Test(stream, an_output_nobody_reads_holds_up_only_its_own_transfer)
+ * delivery thread (pump.c), not the thread that runs every transfer. A
+ * cancel ends such a write: the future ends cancelled with not a byte read
+ * (on QV_LOOP the pump's wait is a poll the cancel ends, pump.c; on
+ * QV_THREADS the worker looks at the cancel every 100 ms, sink.c: blocked
+ * in write(), either waited for the reader for good). */
+Test(stream, an_output_nobody_reads_holds_up_only_its_own_transfer_until_cancelled)
 {
     /* As a_slow_on_data_holds_up_only_its_own_transfer: not on
-     * QV_PROCESSES, whose dispatcher writes output_fd (documented). */
+     * QV_PROCESSES, whose worker writes output_fd and hears of a cancel in
+     * a frame it reads only between passes of the transfer (documented). */
     if (tx_kind() == QV_PROCESSES) return;
     qv_session *s = TX_SESSION(.max_workers = 4);
-    static const char *const kinds[] = {"pipe", "socket", "FIFO written in place"};
     for (int kind = 0; kind < 3; kind++) {
-        /* (The third: output_path naming a FIFO, whose reader is p[0].) */
-        int p[2] = {-1, -1};
-        char fifo[256];
-        if (kind == 2)
-            p[0] = new_fifo_read(fifo, sizeof fifo);
-        else
-            cr_assert_eq(kind ? socketpair(AF_UNIX, SOCK_STREAM, 0, p) : pipe(p), 0);
-        qv_future *stuck, *quick;
-        cr_assert_eq(qv_request(s, &stuck,
-                                kind == 2
-                                    ? &(qv_request_opts){.url = nginx("/big"), .output_path = fifo}
-                                    : &(qv_request_opts){.url = nginx("/big"), .output_fd = p[1]}),
-                     QV_OK);
-        /* Until the body fills the descriptor (a pipe holds 64 KiB, a
-         * little less of 16 KiB writes): what is written waits in it. */
-        int queued = 0;
-        for (int i = 0; i < 2000 && queued < 49152; i++) {
-            cr_assert_eq(ioctl(p[0], FIONREAD, &queued), 0);
-            if (queued < 49152) usleep(1000);
-        }
-        cr_assert_geq(queued, 49152, "%d bytes reached the %s", queued, kinds[kind]);
+        int p[2];
+        qv_future *quick, *stuck = stuck_download(s, kind, p);
         double t0 = now_ms();
         cr_assert_eq(qv_get(s, &quick, tu("/get")), QV_OK);
         tx_expect_status(quick, 200);
         double took = now_ms() - t0;
         cr_assert_lt(took, 1500, "a quick request took %.0f ms beside a full %s", took,
-                     kinds[kind]);
-        cr_assert(!qv_future_done(stuck), "the download finished into a descriptor nobody reads");
-        qv_future_cancel(stuck);
-        /* A write blocked on the descriptor returns once it has room (the
-         * FIFO's writer closes it then: its end reads 0). */
-        static char sink_buf[1 << 16];
-        for (int i = 0; i < 2000 && !qv_future_done(stuck); i++)
-            if (poll(&(struct pollfd){.fd = p[0], .events = POLLIN}, 1, 10) > 0)
-                cr_assert(read(p[0], sink_buf, sizeof sink_buf) > 0 || kind == 2);
+                     output_kinds[kind]);
+        cr_assert_eq(qv_future_cancel(stuck), 1, "the download finished into a %s nobody reads",
+                     output_kinds[kind]);
+        int rc = qv_future_wait(stuck, TX_RESULT_TIMEOUT_MS);
+        close_output(kind, p); /* (a write still waiting fails now, with EPIPE) */
+        cr_assert_eq(rc, QV_OK, "the cancelled download into a %s nobody reads did not end",
+                     output_kinds[kind]);
         tx_expect_error(stuck, QV_ECANCELLED);
-        close(p[0]);
-        if (kind == 2)
-            remove_dir();
-        else
-            close(p[1]);
         qv_future_release(quick);
         qv_future_release(stuck);
     }
     qv_session_free(s);
+}
+
+typedef struct both {
+    qv_session *s;
+    qv_executor *ex;
+} both;
+
+static void *free_both(void *arg)
+{
+    both *b = arg;
+    qv_session_free(b->s);
+    qv_executor_free(b->ex);
+    return NULL;
+}
+
+/* More downloads into outputs nobody reads than QV_LOOP has delivery
+ * threads (four), all cancelled: the executor's free returns (their writes
+ * held those threads, or QV_THREADS' workers, and the free that joins them,
+ * until a reader read), and each future is cancelled. */
+Test(stream, cancelled_downloads_into_outputs_nobody_reads_let_the_executor_be_freed)
+{
+    if (tx_kind() == QV_PROCESSES) return; /* (as above) */
+    enum { STUCK = 5 };
+    both b = {.ex = tx_executor(8)};
+    b.s = TX_SESSION(.executor = b.ex);
+    int p[STUCK][2];
+    qv_future *f[STUCK];
+    for (int i = 0; i < STUCK; i++) f[i] = stuck_download(b.s, i % 2 ? OUT_SOCKET : OUT_PIPE, p[i]);
+    for (int i = 0; i < STUCK; i++) cr_assert_eq(qv_future_cancel(f[i]), 1);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, free_both, &b), 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += TX_RESULT_TIMEOUT_MS / 1000;
+    int stuck = pthread_timedjoin_np(t, NULL, &dl) != 0;
+    for (int i = 0; i < STUCK; i++) close_output(i % 2 ? OUT_SOCKET : OUT_PIPE, p[i]);
+    if (stuck) pthread_join(t, NULL); /* (the closes let the writes go) */
+    cr_assert(!stuck, "freeing the executor waited for writes to outputs nobody reads");
+    for (int i = 0; i < STUCK; i++) {
+        tx_expect_error(f[i], QV_ECANCELLED);
+        qv_future_release(f[i]);
+    }
 }
 
 /* A thread of the caller's that waits for two results and only then reads

@@ -32,7 +32,9 @@
  *     all, release them before or after they complete, cancel them, and
  *     close their session with streams still open; and bodies to on_data
  *     that is slow at one call (on QV_LOOP the rest then moves to a
- *     delivery thread), says stop, or is cancelled.
+ *     delivery thread), says stop, or is cancelled; and bodies to
+ *     output_fd, a pipe whose reader is slow or (except on
+ *     QV_PROCESSES) stops for good, cancelled at a random moment.
  *  7. holders (holders.c, once, before the executors): a future's holder
  *     hands it to another while a cancel races the hand-over.
  *  8. (threads) a worker's handle lent to waiting threads: two threads
@@ -78,6 +80,8 @@
 #include <quiver.h>
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 
 #include <pthread.h>
 #include <signal.h>
@@ -829,6 +833,65 @@ static void data_stream(world *w, qv_session *s, unsigned long long *rs)
     qv_future_release(f);
 }
 
+/* The reader of an output_fd pipe, on a thread of its own: reads slowly
+ * to the end, or (stop >= 0) stops reading for good after `stop` bytes. */
+typedef struct pipe_reader {
+    int fd;
+    long long stop;
+    unsigned long long rs;
+} pipe_reader;
+
+static void *pipe_reader_main(void *arg)
+{
+    pipe_reader *r = arg;
+    static _Thread_local char buf[1 << 16];
+    for (long long got = 0; r->stop < 0 || got < r->stop;) {
+        ssize_t n = read(r->fd, buf, sizeof buf);
+        if (n <= 0) break;
+        got += n;
+        sleep_us(rnd(&r->rs, 300));
+    }
+    return NULL;
+}
+
+/* A body to output_fd, a pipe its reader takes slowly, maybe cancelled.
+ * Except on QV_PROCESSES (whose worker hears no cancel while it waits to
+ * write), the reader may instead stop for good, and the future is
+ * cancelled: the write that waits for room must end (a loop's pump, a
+ * worker's qv_sink_write), whenever the cancel comes. */
+static void fd_stream(world *w, qv_session *s, unsigned long long *rs)
+{
+    int p[2];
+    CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+    pipe_reader r = {.fd = p[0],
+                     .stop =
+                         w->kind != QV_PROCESSES && rnd(rs, 2) ? (long long)rnd(rs, 1 << 19) : -1,
+                     .rs = *rs};
+    pthread_t t = spawn(pipe_reader_main, &r);
+    qv_future *f;
+    int rc = qv_request(
+        s, &f, &(qv_request_opts){.url = url_big, .range = "bytes=0-1048575", .output_fd = p[1]});
+    CHECK(rc == QV_OK, "submit to output_fd: %s", qv_errname(rc));
+    if (!rc) {
+        atomic_fetch_add(&w->on_ex, 1);
+        if (rnd(rs, 2)) sleep_us(rnd(rs, 3000));
+        /* (A reader that stops leaves too little room for the whole body.) */
+        int cancelled = (r.stop >= 0 || !rnd(rs, 4)) && qv_future_cancel(f);
+        CHECK(cancelled || r.stop < 0, "a body its reader stopped taking completed");
+        qv_response *resp = NULL;
+        rc = qv_future_result(f, &resp, result_ms);
+        if (cancelled)
+            CHECK(rc == QV_ECANCELLED, "a cancelled output_fd body: %s", qv_errname(rc));
+        else
+            CHECK(rc == QV_OK && qv_response_body_bytes(resp) == STREAM_BYTES,
+                  "an output_fd body: %s", qv_errname(rc));
+        qv_future_release(f);
+    }
+    close(p[1]); /* the reader's end of the body */
+    pthread_join(t, NULL);
+    close(p[0]);
+}
+
 static void *streamer_main(void *arg)
 {
     streamer *me = arg;
@@ -836,6 +899,10 @@ static void *streamer_main(void *arg)
     for (int i = 0; i < STREAMS_EACH; i++) {
         if (!rnd(&rs, 3)) {
             data_stream(me->w, me->s, &rs);
+            continue;
+        }
+        if (!rnd(&rs, 4)) {
+            fd_stream(me->w, me->s, &rs);
             continue;
         }
         qv_future *f;
