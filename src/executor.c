@@ -31,21 +31,38 @@ static int queue_cancel(qv_future *f, void *arg, int cancel)
     return taken ? QV_LET_GO_AT_BEGIN : removed;
 }
 
-int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o)
+int qv_executor_build_sync(qv_executor *ex, unsigned bit, pthread_mutex_t *mu, pthread_cond_t *cv)
+{
+    if (mu ? pthread_mutex_init(mu, NULL) : qv_cond_init(cv)) return QV_ENOMEM;
+    ex->built |= bit;
+    return QV_OK;
+}
+
+void qv_executor_unbuild_sync(qv_executor *ex, unsigned bit, pthread_mutex_t *mu,
+                              pthread_cond_t *cv)
+{
+    if (!(ex->built & bit)) return;
+    if (mu)
+        pthread_mutex_destroy(mu);
+    else
+        pthread_cond_destroy(cv);
+}
+
+/* The shared part. What it made when it fails, the teardown undoes. */
+static int executor_init(qv_executor *ex, const qv_executor_opts *o)
 {
     ex->magic = QV_MAGIC_EXECUTOR;
     ex->queued_by = (qv_holder){.fn = queue_cancel, .arg = ex, .waiting = 1};
-    ex->vt = vt;
     ex->o = *o;
     if (ex->o.max_workers <= 0) ex->o.max_workers = QV_DEFAULT_MAX_WORKERS;
     if (ex->o.max_connections <= 0) ex->o.max_connections = 8;
     if (ex->o.max_requests_per_worker == 0) ex->o.max_requests_per_worker = LONG_MAX;
-    atomic_init(&ex->refs, 1);
     qv_hosts_init(ex);
-    if (pthread_mutex_init(&ex->mu, NULL)) return QV_ENOMEM;
-    if (qv_cond_init(&ex->cv)) goto fail_cv;
-    if (qv_cond_init(&ex->space)) goto fail_space;
-    if (qv_cond_init(&ex->resume)) goto fail_resume;
+    if (qv_executor_build_sync(ex, QV_BUILT_MU, &ex->mu, NULL) ||
+        qv_executor_build_sync(ex, QV_BUILT_CV, NULL, &ex->cv) ||
+        qv_executor_build_sync(ex, QV_BUILT_SPACE, NULL, &ex->space) ||
+        qv_executor_build_sync(ex, QV_BUILT_RESUME, NULL, &ex->resume))
+        return QV_ENOMEM;
     /* Two kept blocks per transfer at once: you hold finished responses
      * besides the transfers running (a window of 2 x max_workers futures;
      * submitted all at once, those done before the one you wait for). With
@@ -54,18 +71,35 @@ int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executo
      * (bench/NOTES.md, 2026-12-06 21:48). More would only follow the peaks
      * of what you hold. A QV_THREADS pool, which holds finished responses
      * for you too, keeps more (executor_threads.c). */
-    if (!(ex->bodies = qv_bodies_new(2 * (size_t)ex->o.max_workers, qv_response_shell_free)))
-        goto fail_bodies;
+    ex->bodies = qv_bodies_new(2 * (size_t)ex->o.max_workers, qv_response_shell_free);
+    return ex->bodies ? QV_OK : QV_ENOMEM;
+}
+
+/* A half-built executor's end, as a free's but for the lock: no one else
+ * has it (no submit to tell), and its lock may not be made. The threads its
+ * constructor started before the step that failed (a loop's delivery
+ * threads) never look at `shutdown`; its kind's shutdown joins them. */
+static int abandon(qv_executor *ex, int rc)
+{
+    ex->shutdown = 1;
+    ex->vt->shutdown(ex);
+    qv_executor_unref(ex);
+    return rc;
+}
+
+int qv_executor_make(qv_executor **out, const qv_executor_vt *vt, const qv_executor_opts *o)
+{
+    qv_executor *ex = qv_calloc(1, vt->size);
+    if (!ex) return QV_ENOMEM;
+    /* From here on the teardown can end it. */
+    ex->vt = vt;
+    atomic_init(&ex->refs, 1);
+    if (vt->blank) vt->blank(ex);
+    int rc = executor_init(ex, o);
+    if (!rc) rc = vt->build(ex);
+    if (rc) return abandon(ex, rc);
+    *out = ex;
     return QV_OK;
-fail_bodies:
-    pthread_cond_destroy(&ex->resume);
-fail_resume:
-    pthread_cond_destroy(&ex->space);
-fail_space:
-    pthread_cond_destroy(&ex->cv);
-fail_cv:
-    pthread_mutex_destroy(&ex->mu);
-    return QV_ENOMEM;
 }
 
 int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
@@ -83,11 +117,11 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     qv_global_init();
     switch (o.kind) {
     case QV_THREADS:
-        return qv_threads_new(out, &o);
+        return qv_executor_make(out, &qv_threads_vt, &o);
     case QV_LOOP:
-        return qv_loop_new(out, &o);
+        return qv_executor_make(out, &qv_loop_vt, &o);
     case QV_PROCESSES:
-        return qv_procs_new(out, &o);
+        return qv_executor_make(out, &qv_procs_vt, &o);
     default:
         return QV_EINVAL;
     }
@@ -104,10 +138,10 @@ void qv_executor_unref(qv_executor *ex)
     qv_hosts_free(ex);
     qv_free(ex->retries);
     qv_bodies_close(ex->bodies); /* responses still held give theirs back later */
-    pthread_cond_destroy(&ex->resume);
-    pthread_cond_destroy(&ex->space);
-    pthread_cond_destroy(&ex->cv);
-    pthread_mutex_destroy(&ex->mu);
+    qv_executor_unbuild_sync(ex, QV_BUILT_RESUME, NULL, &ex->resume);
+    qv_executor_unbuild_sync(ex, QV_BUILT_SPACE, NULL, &ex->space);
+    qv_executor_unbuild_sync(ex, QV_BUILT_CV, NULL, &ex->cv);
+    qv_executor_unbuild_sync(ex, QV_BUILT_MU, &ex->mu, NULL);
     ex->vt->destroy(ex);
 }
 
@@ -143,12 +177,6 @@ void qv_executor_free(qv_executor *ex)
     /* Sessions may keep it a while: a second free is caught until they go. */
     ex->magic = QV_MAGIC_FREED;
     stop_and_unref(ex);
-}
-
-int qv_executor_abandon(qv_executor *ex, int rc)
-{
-    stop_and_unref(ex);
-    return rc;
 }
 
 /* Puts f in the ready list after the node `after` (NULL: at the head). */

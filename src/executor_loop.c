@@ -91,6 +91,9 @@ typedef struct loop {
     struct pool_heap *heap;
 } loop;
 
+/* dmu, dcv and lmu, in the executor's `built`. */
+enum { BUILT_DMU = QV_BUILT_KIND, BUILT_DCV = QV_BUILT_KIND << 1, BUILT_LMU = QV_BUILT_KIND << 2 };
+
 /* A running future was cancelled, or its streamed body's reader made room:
  * the loop's leader wakes and scans. */
 static int loop_poke(qv_future *f, void *arg, int cancel)
@@ -703,12 +706,17 @@ static int loop_notify(qv_executor *ex)
 static void loop_shutdown(qv_executor *ex)
 {
     loop *L = (loop *)ex;
-    curl_multi_wakeup(L->multi);
-    if (L->io_started) pthread_join(L->io, NULL);
-    pthread_mutex_lock(&L->dmu);
-    L->dstop = 1;
-    pthread_cond_broadcast(&L->dcv);
-    pthread_mutex_unlock(&L->dmu);
+    if (L->io_started) {
+        curl_multi_wakeup(L->multi);
+        pthread_join(L->io, NULL);
+    }
+    /* (A half-built loop may have none: then dmu may not be made.) */
+    if (L->ndthreads) {
+        pthread_mutex_lock(&L->dmu);
+        L->dstop = 1;
+        pthread_cond_broadcast(&L->dcv);
+        pthread_mutex_unlock(&L->dmu);
+    }
     for (int i = 0; i < L->ndthreads; i++) pthread_join(L->dthreads[i], NULL);
     if (L->io_started) atomic_fetch_sub(&qv_io_threads, 1 + L->ndthreads);
     L->io_started = 0;
@@ -718,13 +726,13 @@ static void loop_shutdown(qv_executor *ex)
 static void loop_destroy(qv_executor *ex)
 {
     loop *L = (loop *)ex;
-    close(L->timer);
-    pthread_mutex_destroy(&L->lmu);
+    if (L->timer >= 0) close(L->timer);
+    qv_executor_unbuild_sync(ex, BUILT_LMU, &L->lmu, NULL);
     for (int i = 0; i < ex->o.max_workers && L->slots; i++) qv_transfer_slot_free(&L->slots[i]);
     if (L->multi) curl_multi_cleanup(L->multi);
     qv_mem_heap_give(L->heap);
-    pthread_cond_destroy(&L->dcv);
-    pthread_mutex_destroy(&L->dmu);
+    qv_executor_unbuild_sync(ex, BUILT_DCV, NULL, &L->dcv);
+    qv_executor_unbuild_sync(ex, BUILT_DMU, &L->dmu, NULL);
     qv_free(L->slots);
     qv_free(L->idle);
     qv_free(L->active);
@@ -788,27 +796,35 @@ static const qv_runner loop_runner = {
     .linked = loop_linked,
 };
 
-static const qv_executor_vt loop_vt = {
-    .notify = loop_notify,
-    .deliver_early = loop_deliver_early,
-    .pump_ready = loop_pump_ready,
-    .drive = loop_drive,
-    .runner = &loop_runner,
-    .resume = loop_resume,
-    .shutdown = loop_shutdown,
-    .destroy = loop_destroy,
-};
-
-static int loop_start(loop *L)
+static void loop_blank(qv_executor *ex)
 {
-    int n = L->base.o.max_workers;
+    ((loop *)ex)->timer = -1;
+}
+
+/* The loop's part of the executor, its I/O thread last: once that runs,
+ * nothing fails. */
+static int loop_build(qv_executor *ex)
+{
+    loop *L = (loop *)ex;
+    int n = ex->o.max_workers;
+    if (qv_executor_build_sync(ex, BUILT_DMU, &L->dmu, NULL) ||
+        qv_executor_build_sync(ex, BUILT_DCV, NULL, &L->dcv) ||
+        qv_executor_build_sync(ex, BUILT_LMU, &L->lmu, NULL) ||
+        (L->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0)
+        return QV_ENOMEM;
     L->slots = qv_calloc((size_t)n, sizeof(*L->slots));
     L->idle = qv_calloc((size_t)n, sizeof(*L->idle));
     L->active = qv_calloc((size_t)n, sizeof(*L->active));
     L->watch = qv_calloc((size_t)n, sizeof(*L->watch));
     L->multi = curl_multi_init();
     L->heap = qv_mem_heap_take();
-    if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi) return QV_ENOMEM;
+    /* libcurl 7.88 makes a multi handle whose wake-up pipe it could not
+     * make, and no curl_multi_wakeup works on it: a submit would wait for
+     * the leader's next timeout. This first wake-up (tried once) tells: the
+     * I/O thread's first poll reads it. */
+    if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi ||
+        curl_multi_wakeup(L->multi) != CURLM_OK)
+        return QV_ENOMEM;
     L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
     qv_uncollected_setup(&L->base, L->base.o.max_uncollected);
     for (int i = 0; i < n; i++) {
@@ -837,28 +853,16 @@ static int loop_start(loop *L)
     return QV_OK;
 }
 
-int qv_loop_new(qv_executor **out, const qv_executor_opts *o)
-{
-    loop *L = qv_calloc(1, sizeof(*L));
-    if (!L) return QV_ENOMEM;
-    int rc = QV_ENOMEM;
-    if (pthread_mutex_init(&L->dmu, NULL)) goto fail_dmu;
-    if (qv_cond_init(&L->dcv)) goto fail_dcv;
-    if (pthread_mutex_init(&L->lmu, NULL)) goto fail_lmu;
-    if ((L->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0) goto fail_timer;
-    if ((rc = qv_executor_init(&L->base, &loop_vt, o))) goto fail_init;
-    if ((rc = loop_start(L))) return qv_executor_abandon(&L->base, rc);
-    *out = &L->base;
-    return QV_OK;
-fail_init:
-    close(L->timer);
-fail_timer:
-    pthread_mutex_destroy(&L->lmu);
-fail_lmu:
-    pthread_cond_destroy(&L->dcv);
-fail_dcv:
-    pthread_mutex_destroy(&L->dmu);
-fail_dmu:
-    qv_free(L);
-    return rc;
-}
+const qv_executor_vt qv_loop_vt = {
+    .notify = loop_notify,
+    .deliver_early = loop_deliver_early,
+    .pump_ready = loop_pump_ready,
+    .drive = loop_drive,
+    .runner = &loop_runner,
+    .resume = loop_resume,
+    .size = sizeof(loop),
+    .blank = loop_blank,
+    .build = loop_build,
+    .shutdown = loop_shutdown,
+    .destroy = loop_destroy,
+};

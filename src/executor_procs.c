@@ -1244,8 +1244,8 @@ static int procs_notify(qv_executor *ex)
 static void procs_shutdown(qv_executor *ex)
 {
     procs *P = (procs *)ex;
-    wake(P);
     if (P->started) {
+        wake(P);
         pthread_join(P->thread, NULL);
         transit_add(-1);
     }
@@ -1271,14 +1271,17 @@ static void procs_destroy(qv_executor *ex)
     qv_free(P);
 }
 
-static const qv_executor_vt procs_vt = {
-    .notify = procs_notify,
-    .shutdown = procs_shutdown,
-    .destroy = procs_destroy,
-};
-
-int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
+static void procs_blank(qv_executor *ex)
 {
+    procs *P = (procs *)ex;
+    P->zfd = P->wake[0] = P->wake[1] = P->ep = -1;
+}
+
+/* The pool's part of the executor: the zygote forked, then the dispatcher
+ * started last (once it runs, nothing fails). */
+static int procs_build(qv_executor *ex)
+{
+    procs *P = (procs *)ex;
     /* Forking while other threads are inside libcurl or OpenSSL (a resolver
      * lookup, a handshake) could leave the zygote with a lock nobody will
      * release: create process pools before any other quiver executor. */
@@ -1286,58 +1289,50 @@ int qv_procs_new(qv_executor **out, const qv_executor_opts *o)
     /* A dispatcher outside a done callback holds the read side: the write
      * side would wait for it for good. */
     if (on_dispatcher && !in_callbacks) return QV_EINVAL;
-    procs *P = qv_calloc(1, sizeof(*P));
-    if (!P) return QV_ENOMEM;
-    P->zfd = P->wake[0] = P->wake[1] = P->ep = -1;
     P->held_by =
         (qv_holder){.fn = held_cancel, .arg = P, .count = &P->base.pool_held, .waiting = 1};
     P->run_by = (qv_holder){.fn = pool_poke, .arg = P};
-    int rc = qv_executor_init(&P->base, &procs_vt, o);
-    if (rc) {
-        qv_free(P);
-        return rc;
-    }
     P->w = qv_calloc((size_t)P->base.o.max_workers, sizeof(*P->w));
     P->slot_used = qv_calloc((size_t)P->base.o.max_workers, 1);
     P->rings = qv_rings_new(P->base.o.max_workers);
     int zsv[2] = {-1, -1};
     if (!P->w || !P->slot_used || !P->rings || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv)) {
-        rc = QV_ENOMEM;
-    } else {
-        pthread_rwlock_wrlock(&fork_lock);
-        pthread_mutex_lock(&transit_mu);
-        while (in_transit) pthread_cond_wait(&transit_cv, &transit_mu);
-        pthread_mutex_unlock(&transit_mu);
-        P->zygote = fork();
-        if (P->zygote == 0) {
-            /* Made from a done callback: no dispatcher, no executor's thread here. */
-            on_dispatcher = 0;
-            qv_own_executor = NULL;
-            close(zsv[0]);
-            qv_zygote_main(zsv[1], P->rings); /* never returns */
-        }
-        qv_rings_forked(P->rings, P->base.o.max_workers);
-        pthread_rwlock_unlock(&fork_lock);
-        if (P->zygote < 0) rc = QV_ENOMEM;
-    }
-    if (zsv[1] >= 0) close(zsv[1]);
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv))
+        return QV_ENOMEM;
     P->zfd = zsv[0];
-    /* After the fork: the zygote has no use for it. */
-    if (!rc &&
-        ((P->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || watch(P, P->wake[0]) || watch(P, P->zfd)))
-        rc = QV_ENOMEM;
-    if (!rc) {
-        pthread_rwlock_rdlock(&fork_lock);
-        transit_add(1);
-        if (pthread_create(&P->thread, NULL, dispatch_main, P)) {
-            transit_add(-1);
-            rc = QV_ENOMEM;
-        }
-        pthread_rwlock_unlock(&fork_lock);
+    pthread_rwlock_wrlock(&fork_lock);
+    pthread_mutex_lock(&transit_mu);
+    while (in_transit) pthread_cond_wait(&transit_cv, &transit_mu);
+    pthread_mutex_unlock(&transit_mu);
+    P->zygote = fork();
+    if (P->zygote == 0) {
+        /* Made from a done callback: no dispatcher, no executor's thread here. */
+        on_dispatcher = 0;
+        qv_own_executor = NULL;
+        close(zsv[0]);
+        qv_zygote_main(zsv[1], P->rings); /* never returns */
     }
+    qv_rings_forked(P->rings, P->base.o.max_workers);
+    pthread_rwlock_unlock(&fork_lock);
+    close(zsv[1]);
+    /* After the fork: the zygote has no use for it. */
+    if (P->zygote < 0 || (P->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || watch(P, P->wake[0]) ||
+        watch(P, P->zfd))
+        return QV_ENOMEM;
+    pthread_rwlock_rdlock(&fork_lock);
+    transit_add(1);
+    int rc = pthread_create(&P->thread, NULL, dispatch_main, P) ? QV_ENOMEM : QV_OK;
     P->started = rc == QV_OK;
-    if (rc) return qv_executor_abandon(&P->base, rc);
-    *out = &P->base;
-    return QV_OK;
+    if (rc) transit_add(-1);
+    pthread_rwlock_unlock(&fork_lock);
+    return rc;
 }
+
+const qv_executor_vt qv_procs_vt = {
+    .notify = procs_notify,
+    .size = sizeof(procs),
+    .blank = procs_blank,
+    .build = procs_build,
+    .shutdown = procs_shutdown,
+    .destroy = procs_destroy,
+};

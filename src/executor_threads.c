@@ -81,6 +81,9 @@ struct tpool {
     qv_future *awaited;
 };
 
+/* lend_cv, in the executor's `built`. */
+enum { BUILT_LEND_CV = QV_BUILT_KIND };
+
 /* Wakes the thread inside (any lock or none held). */
 static void wake_inside(tpool *tp)
 {
@@ -435,6 +438,8 @@ static int tp_all_busy(qv_executor *ex)
 static void tp_shutdown(qv_executor *ex)
 {
     tpool *tp = (tpool *)ex;
+    /* Made last: a pool without it is half-built and started no worker. */
+    if (!tp->threads) return;
     pthread_mutex_lock(&ex->mu);
     pthread_cond_broadcast(&ex->cv);
     pthread_cond_broadcast(&tp->lend_cv); /* a lender takes its handle back */
@@ -448,8 +453,8 @@ static void tp_shutdown(qv_executor *ex)
 static void tp_destroy(qv_executor *ex)
 {
     tpool *tp = (tpool *)ex;
-    pthread_cond_destroy(&tp->lend_cv);
-    close(tp->wake_fd);
+    qv_executor_unbuild_sync(ex, BUILT_LEND_CV, NULL, &tp->lend_cv);
+    if (tp->wake_fd >= 0) close(tp->wake_fd);
     qv_free(tp->threads);
     qv_free(tp);
 }
@@ -491,42 +496,36 @@ static const qv_runner tp_runner = {
     .wait = tp_wait,
 };
 
-static const qv_executor_vt tpool_vt = {
-    .notify = tp_notify,
-    .all_busy = tp_all_busy,
-    .runner = &tp_runner,
-    .shutdown = tp_shutdown,
-    .destroy = tp_destroy,
-};
-
-int qv_threads_new(qv_executor **out, const qv_executor_opts *o)
+static void tp_blank(qv_executor *ex)
 {
-    tpool *tp = qv_calloc(1, sizeof(*tp));
-    if (!tp) return QV_ENOMEM;
-    tp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (tp->wake_fd < 0 || qv_cond_init(&tp->lend_cv)) {
-        if (tp->wake_fd >= 0) close(tp->wake_fd);
-        qv_free(tp);
+    ((tpool *)ex)->wake_fd = -1;
+}
+
+static int tp_build(qv_executor *ex)
+{
+    tpool *tp = (tpool *)ex;
+    if ((tp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        qv_executor_build_sync(ex, BUILT_LEND_CV, NULL, &tp->lend_cv))
         return QV_ENOMEM;
-    }
-    int rc = qv_executor_init(&tp->base, &tpool_vt, o);
-    if (rc) {
-        pthread_cond_destroy(&tp->lend_cv);
-        close(tp->wake_fd);
-        qv_free(tp);
-        return rc;
-    }
-    qv_uncollected_setup(&tp->base, o->max_uncollected);
+    qv_uncollected_setup(ex, ex->o.max_uncollected);
     /* A body block and a shell kept for every response the pool may hold at
      * once: its transfers' and the finished ones that wait for you (up to
      * max_uncollected + max_workers - 1). With one per transfer only, the
      * blocks of the responses you collect after a wait went back to the
      * kernel and the next ones were mapped and faulted in again
      * (bench/NOTES.md, 2026-12-06 21:50). */
-    qv_bodies_keep_most(tp->base.bodies,
-                        2 * (size_t)tp->base.o.max_workers + (size_t)tp->base.max_uncollected);
-    tp->threads = qv_calloc((size_t)tp->base.o.max_workers, sizeof(*tp->threads));
-    if (!tp->threads) return qv_executor_abandon(&tp->base, QV_ENOMEM);
-    *out = &tp->base;
-    return QV_OK;
+    qv_bodies_keep_most(ex->bodies, 2 * (size_t)ex->o.max_workers + (size_t)ex->max_uncollected);
+    tp->threads = qv_calloc((size_t)ex->o.max_workers, sizeof(*tp->threads));
+    return tp->threads ? QV_OK : QV_ENOMEM;
 }
+
+const qv_executor_vt qv_threads_vt = {
+    .notify = tp_notify,
+    .all_busy = tp_all_busy,
+    .runner = &tp_runner,
+    .size = sizeof(tpool),
+    .blank = tp_blank,
+    .build = tp_build,
+    .shutdown = tp_shutdown,
+    .destroy = tp_destroy,
+};

@@ -1529,7 +1529,16 @@ typedef struct qv_executor_vt {
      * came): wake it. Optional: without it paused workers wait on
      * ex->resume. Any thread, ex->mu held or not: it takes no lock. */
     void (*resume)(qv_executor *ex);
-    /* Stop after draining the queue; join workers. */
+    /* How the kind is made (qv_executor_make): its struct's size (its
+     * qv_executor first); blank (optional) marks what is not made yet as
+     * such in the zeroed struct (descriptors -1) before any step can fail;
+     * build makes the kind's part once the shared part is made. */
+    size_t size;
+    void (*blank)(qv_executor *ex);
+    int (*build)(qv_executor *ex);
+    /* Stop after draining the queue; join workers. Both also end a
+     * half-built executor: they undo only what was made (threads not
+     * started, descriptors -1, locks not in ex->built). */
     void (*shutdown)(qv_executor *ex);
     void (*destroy)(qv_executor *ex);
 } qv_executor_vt;
@@ -1601,13 +1610,31 @@ struct qv_executor {
     atomic_int urgent;
     atomic_int paused; /* workers about to wait, or waiting, on resume */
     pthread_cond_t resume;
+    /* The locks and condition variables made so far, its own and its
+     * kind's (QV_BUILT_*, a bit each): the teardown destroys those alone. */
+    unsigned built;
 };
 
-int qv_executor_init(qv_executor *ex, const qv_executor_vt *vt, const qv_executor_opts *o);
-/* A half-built executor's end, for its kind's constructor once
- * qv_executor_init succeeded (nothing is queued yet): whatever the kind
- * started stops (its shutdown runs), then it is freed. Returns rc. */
-int qv_executor_abandon(qv_executor *ex, int rc);
+/* Bits of qv_executor.built; a kind numbers its own from QV_BUILT_KIND. */
+enum {
+    QV_BUILT_MU = 1u << 0,
+    QV_BUILT_CV = 1u << 1,
+    QV_BUILT_SPACE = 1u << 2,
+    QV_BUILT_RESUME = 1u << 3,
+    QV_BUILT_KIND = 1u << 4,
+};
+
+/* Makes an executor of the kind vt describes into *out: zeroed, blanked,
+ * the shared part, then the kind's (vt->build). Whatever step fails, the
+ * teardown qv_executor_free uses ends it (its kind's shutdown, then
+ * destroy), and the step's error is returned. */
+int qv_executor_make(qv_executor **out, const qv_executor_vt *vt, const qv_executor_opts *o);
+/* Makes a lock (mu) or a condition variable (cv, with qv_cond_init's
+ * clock) of ex or of its kind, and records it in ex->built as `bit`;
+ * QV_ENOMEM if it cannot. unbuild destroys it if it was made. */
+int qv_executor_build_sync(qv_executor *ex, unsigned bit, pthread_mutex_t *mu, pthread_cond_t *cv);
+void qv_executor_unbuild_sync(qv_executor *ex, unsigned bit, pthread_mutex_t *mu,
+                              pthread_cond_t *cv);
 void qv_executor_ref(qv_executor *ex);
 void qv_executor_unref(qv_executor *ex);
 /* The executor whose thread this is (a worker, an I/O, delivery or
@@ -1716,7 +1743,7 @@ int qv_retry_maybe(qv_future *f);
 
 /* -------------------------------------- thread pools (executor_threads.c) */
 
-int qv_threads_new(qv_executor **out, const qv_executor_opts *o);
+extern const qv_executor_vt qv_threads_vt;
 /* Tests only (test_waitrun.c): set, QV_THREADS calls it on the thread that
  * runs an attempt of f as it starts (start 1) and before its outcome is
  * delivered (0), to tell a worker's runs from a waiting thread's. */
@@ -1724,11 +1751,11 @@ extern void (*qv_threads_probe)(qv_future *f, int start);
 
 /* ------------------------------------------ event loops (executor_loop.c) */
 
-int qv_loop_new(qv_executor **out, const qv_executor_opts *o);
+extern const qv_executor_vt qv_loop_vt;
 
 /* --------------------------------------- process pools (executor_procs.c) */
 
-int qv_procs_new(qv_executor **out, const qv_executor_opts *o);
+extern const qv_executor_vt qv_procs_vt;
 
 /* --------------------------------------- a worker's body ring (ring.c) */
 

@@ -1,0 +1,284 @@
+/* Every step of an executor's constructor fails in turn: each allocation
+ * (through qv_set_allocator: quiver's and libcurl's), each lock and
+ * condition variable, each descriptor (eventfd, timerfd, pipe, socket pair,
+ * epoll), the fork of a process pool's zygote and each thread started. The
+ * constructor is first run once to count its steps, M; then for every N in
+ * 1..M it runs with step N failing and must
+ *
+ *  - return QV_ENOMEM and no executor (or, for a step it can do without,
+ *    QV_OK and an executor that is then freed);
+ *  - leave nothing behind: as many descriptors, threads and live
+ *    allocations as before, and no child process (the zygote reaped);
+ *  - not crash, and not hang (the suite's time limit).
+ *
+ * Under the ASan pass LeakSanitizer checks the process at exit too. Each
+ * registration (threads, loop, processes) builds its own kind. Only this
+ * thread's steps are counted and failed (not those of the threads the
+ * constructor starts, which run on their own time), and only in this
+ * process (not in a zygote forked meanwhile). */
+#include "support.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+TestSuite(construct, .timeout = 240);
+
+/* The steps that can fail, by what they make. */
+enum { ALLOC, SYNC, FD, FORK, THREAD, NSTEPS };
+static const char *const step_names[NSTEPS] = {"allocation", "lock or condition variable",
+                                               "descriptor", "fork", "thread"};
+
+static _Thread_local int counting; /* 1 on this thread while the constructor runs */
+static pid_t counted_pid;          /* and in this process only */
+static long steps, fail_at;        /* steps counted; the one to fail (1-based), 0: none */
+static int failed_step = -1;       /* what the failed step made (ALLOC...) */
+static long seen[NSTEPS];          /* steps of each kind counted in the first run */
+static atomic_long live;           /* allocations not freed, on every thread */
+
+/* Counts a step; 1 if it is the one to fail. */
+static int fail_now(int what)
+{
+    if (!counting || getpid() != counted_pid) return 0;
+    seen[what] += fail_at == 0;
+    if (++steps != fail_at) return 0;
+    failed_step = what;
+    return 1;
+}
+
+/* The function a wrapper stands for: a sanitizer's interceptor of it if
+ * there is one (its runtime may be linked into this program, where the
+ * next definition of name would skip it), else the next definition. */
+static void *real(const char *name)
+{
+    char intercepted[64];
+    snprintf(intercepted, sizeof(intercepted), "__interceptor_%s", name);
+    void *p = dlsym(RTLD_DEFAULT, intercepted);
+    if (!p) p = dlsym(RTLD_NEXT, name);
+    cr_assert_not_null(p, "no definition of %s after this program's", name);
+    return p;
+}
+
+#define REAL(type, name) ((type)real(#name))
+
+static void *count_malloc(size_t n)
+{
+    void *p = fail_now(ALLOC) ? NULL : malloc(n);
+    if (p) atomic_fetch_add(&live, 1);
+    return p;
+}
+
+static void *count_calloc(size_t n, size_t size)
+{
+    void *p = fail_now(ALLOC) ? NULL : calloc(n, size);
+    if (p) atomic_fetch_add(&live, 1);
+    return p;
+}
+
+static void *count_realloc(void *old, size_t n)
+{
+    void *p = fail_now(ALLOC) ? NULL : realloc(old, n);
+    if (p && !old) atomic_fetch_add(&live, 1);
+    return p;
+}
+
+static void count_free(void *p)
+{
+    if (p) atomic_fetch_sub(&live, 1);
+    free(p);
+}
+
+static const qv_allocator counted = {count_malloc, count_calloc, count_realloc, count_free};
+
+/* The wrappers: this program's definitions come first for the library
+ * (linked in statically) and for libcurl. */
+
+int pthread_mutex_init(pthread_mutex_t *mu, const pthread_mutexattr_t *attr)
+{
+    if (fail_now(SYNC)) return ENOMEM;
+    return REAL(int (*)(pthread_mutex_t *, const pthread_mutexattr_t *), pthread_mutex_init)(mu,
+                                                                                             attr);
+}
+
+int pthread_cond_init(pthread_cond_t *cv, const pthread_condattr_t *attr)
+{
+    if (fail_now(SYNC)) return ENOMEM;
+    return REAL(int (*)(pthread_cond_t *, const pthread_condattr_t *), pthread_cond_init)(cv, attr);
+}
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    if (fail_now(THREAD)) return EAGAIN;
+    return REAL(int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),
+                pthread_create)(t, attr, fn, arg);
+}
+
+/* A descriptor that cannot be made: the process is out of them. */
+static int no_fd(void)
+{
+    errno = EMFILE;
+    return -1;
+}
+
+int eventfd(unsigned int initval, int flags)
+{
+    return fail_now(FD) ? no_fd() : REAL(int (*)(unsigned int, int), eventfd)(initval, flags);
+}
+
+int timerfd_create(clockid_t clockid, int flags)
+{
+    return fail_now(FD) ? no_fd() : REAL(int (*)(clockid_t, int), timerfd_create)(clockid, flags);
+}
+
+int pipe2(int fds[2], int flags)
+{
+    return fail_now(FD) ? no_fd() : REAL(int (*)(int[2], int), pipe2)(fds, flags);
+}
+
+int socketpair(int domain, int type, int protocol, int sv[2])
+{
+    return fail_now(FD)
+               ? no_fd()
+               : REAL(int (*)(int, int, int, int[2]), socketpair)(domain, type, protocol, sv);
+}
+
+int epoll_create1(int flags)
+{
+    return fail_now(FD) ? no_fd() : REAL(int (*)(int), epoll_create1)(flags);
+}
+
+int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
+{
+    if (fail_now(FD)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return REAL(int (*)(int, int, int, struct epoll_event *), epoll_ctl)(ep, op, fd, ev);
+}
+
+pid_t fork(void)
+{
+    if (fail_now(FORK)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return REAL(pid_t(*)(void), fork)();
+}
+
+/* Entries of a /proc/self directory (its own descriptor left out). */
+static int entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "opendir %s: %s", dir, strerror(errno));
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d)) n++;
+    closedir(d);
+    return n;
+}
+
+/* What a constructor may leave behind. */
+typedef struct footprint {
+    int fds, threads;
+    long live;
+} footprint;
+
+static footprint now_footprint(void)
+{
+    return (footprint){entries("/proc/self/fd"), entries("/proc/self/task"), atomic_load(&live)};
+}
+
+/* The footprint once back to `want`: a joined thread's entry in
+ * /proc/self/task may outlast its join a moment. */
+static footprint settled(footprint want)
+{
+    footprint f = now_footprint();
+    for (int i = 0; i < 1000 && f.threads > want.threads; i++) {
+        usleep(1000);
+        f = now_footprint();
+    }
+    return f;
+}
+
+/* Runs the constructor with step n failing (0: none). */
+static int construct(long n, qv_executor **ex)
+{
+    steps = 0;
+    fail_at = n;
+    failed_step = -1;
+    *ex = NULL;
+    counting = 1;
+    int rc = qv_executor_new(
+        ex,
+        &(qv_executor_opts){.size = sizeof(qv_executor_opts), .kind = tx_kind(), .max_workers = 2});
+    counting = 0;
+    return rc;
+}
+
+Test(construct, every_step_fails_once)
+{
+    counted_pid = getpid();
+    cr_assert_eq(qv_set_allocator(&counted), QV_OK);
+    /* Once, not counted: the library's own set-up (libcurl's) stays. */
+    qv_executor *ex = NULL;
+    cr_assert_eq(qv_executor_new(
+                     &ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts), .kind = tx_kind()}),
+                 QV_OK);
+    qv_executor_free(ex);
+
+    footprint before = settled(now_footprint());
+    cr_assert_eq(construct(0, &ex), QV_OK, "the constructor without failures");
+    long m = steps;
+    qv_executor_free(ex);
+    footprint after = settled(before);
+    cr_assert_eq(after.live, before.live, "a whole executor's free leaves %ld allocations",
+                 after.live - before.live);
+    /* The wrappers saw every kind of step the constructor takes. */
+    cr_assert_gt(seen[ALLOC], 0);
+    cr_assert_gt(seen[SYNC], 0);
+    cr_assert_gt(seen[FD], 0);
+    if (tx_kind() == QV_PROCESSES) cr_assert_gt(seen[FORK], 0);
+    if (tx_kind() != QV_THREADS) cr_assert_gt(seen[THREAD], 0);
+
+    int survived = 0;
+    for (long n = 1; n <= m; n++) {
+        before = settled(now_footprint());
+        int rc = construct(n, &ex);
+        const char *what = failed_step >= 0 ? step_names[failed_step] : "none";
+        cr_assert_geq(failed_step, 0, "step %ld of %ld was not reached", n, m);
+        if (rc == QV_OK) {
+            /* A loop starts with fewer delivery threads if it must: only a
+             * thread's failure may go unreported. */
+            cr_assert(tx_kind() == QV_LOOP && failed_step == THREAD && ex,
+                      "step %ld (%s) failed, yet the constructor returned QV_OK", n, what);
+            survived++;
+            qv_executor_free(ex);
+        } else {
+            cr_assert_eq(rc, QV_ENOMEM, "step %ld (%s) failed: %s, expected QV_ENOMEM", n, what,
+                         qv_errname(rc));
+            cr_assert_null(ex, "step %ld (%s) failed, yet an executor came back", n, what);
+        }
+        footprint left = settled(before);
+        cr_assert_eq(left.fds, before.fds, "step %ld (%s) failing left %d descriptors open", n,
+                     what, left.fds - before.fds);
+        cr_assert_eq(left.threads, before.threads, "step %ld (%s) failing left %d threads", n, what,
+                     left.threads - before.threads);
+        cr_assert_eq(left.live, before.live, "step %ld (%s) failing left %ld allocations", n, what,
+                     left.live - before.live);
+        cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "step %ld (%s) failing left a child", n, what);
+    }
+    printf("construct (%s): %ld steps (%ld allocations, %ld locks and condition variables, %ld "
+           "descriptors, %ld forks, %ld threads), each failed once; %d survived\n",
+           tx_kind_name(), m, seen[ALLOC], seen[SYNC], seen[FD], seen[FORK], seen[THREAD],
+           survived);
+    fflush(stdout);
+}
