@@ -72,6 +72,15 @@ const char *tx_kind_name(void);
 extern const char *tx_only_kind;
 #define TX_KIND_ONLY(...) const char *tx_only_kind = #__VA_ARGS__
 
+/* A test about some executor kinds only says so at file scope, at the start
+ * of a line, with the name of a Test of the file and the kinds it is about
+ * separated by spaces: TX_TEST_KINDS(hooks, hook_attaches_a_pointer, threads
+ * loop);. tests/CMakeLists.txt leaves it out of the other
+ * kinds' registrations of its file (Criterion's --filter), so it neither
+ * skips nor passes there without testing anything. (This declaration is
+ * all it is in C.) */
+#define TX_TEST_KINDS(suite, name, kinds) extern const char tx_test_kinds_##suite##_##name[]
+
 /* A session using the executor under test. opts may be NULL; a copy of it is
  * made with .size and (unless .executor is set) .executor_kind filled in.
  * Asserts that creation succeeds. */

@@ -61,11 +61,11 @@ static int pointer_hook(qv_session *s, qv_response *r, void *arg)
     return qv_response_set_result(r, strdup(arg), free);
 }
 
+/* Not on QV_PROCESSES: a pointer made in a worker process means nothing in
+ * the caller; process hooks return bytes (hook_attaches_parsed_result). */
+TX_TEST_KINDS(hooks, hook_attaches_a_pointer, threads loop);
 Test(hooks, hook_attaches_a_pointer, .timeout = 30)
 {
-    if (tx_kind() == QV_PROCESSES)
-        cr_skip_test("a pointer made in a worker process means nothing in the caller; "
-                     "process hooks return bytes (hook_attaches_parsed_result)");
     qv_session *s = TX_SESSION();
     qv_future *f;
     cr_assert_eq(qv_get(s, &f, tu("/get"), .hook = pointer_hook, .hook_arg = "kept"), QV_OK);
@@ -164,10 +164,11 @@ static int thread_hook(qv_session *s, qv_response *r, void *arg)
     return 0;
 }
 
+/* Not on QV_PROCESSES: hooks run in a worker process, whose memory is not
+ * ours to inspect. */
+TX_TEST_KINDS(hooks, hook_runs_in_the_background_and_sees_the_session, threads loop);
 Test(hooks, hook_runs_in_the_background_and_sees_the_session, .timeout = 30)
 {
-    if (tx_kind() == QV_PROCESSES)
-        cr_skip_test("hooks run in a worker process: its memory is not ours to inspect");
     qv_session *s = TX_SESSION();
     static struct thread_rec rec;
     qv_future *f;
@@ -195,10 +196,11 @@ static int session_check_hook_indirect(qv_session *s, qv_response *r, void *arg)
     return session_check_hook(s, r, *(qv_session **)arg);
 }
 
+/* Not on QV_PROCESSES: hooks run in a worker process, which has its own
+ * session object. */
+TX_TEST_KINDS(hooks, session_hooks_see_their_session, threads loop);
 Test(hooks, session_hooks_see_their_session, .timeout = 30)
 {
-    if (tx_kind() == QV_PROCESSES)
-        cr_skip_test("hooks run in a worker process, which has its own session object");
     /* A session hook's arg is fixed before the session exists: give it the
      * address of a variable that will hold the session. */
     static qv_session *expected;
@@ -212,10 +214,11 @@ Test(hooks, session_hooks_see_their_session, .timeout = 30)
     qv_session_free(s);
 }
 
+/* Not on QV_PROCESSES: hooks run in a worker process, whose memory is not
+ * ours to inspect. */
+TX_TEST_KINDS(hooks, hook_not_run_for_failed_transfer, threads loop);
 Test(hooks, hook_not_run_for_failed_transfer, .timeout = 30)
 {
-    if (tx_kind() == QV_PROCESSES)
-        cr_skip_test("hooks run in a worker process: its memory is not ours to inspect");
     qv_session *s = TX_SESSION();
     static struct thread_rec rec;
     char url[64];

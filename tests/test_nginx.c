@@ -124,9 +124,9 @@ static size_t all_at_once(int tls, int max_host_connections)
 }
 
 /* One test, so that nothing else talks to nginx while it counts. */
+TX_TEST_KINDS(nginx, loop_2000_in_flight, loop);
 Test(nginx, loop_2000_in_flight, .timeout = 120)
 {
-    if (tx_kind() != QV_LOOP) cr_skip_test("QV_LOOP-only test; runs in the loop registration");
     size_t opened = all_at_once(0, 0);
     cr_assert_leq(opened, INFLIGHT, "%zu HTTP/1.1 connections for %d requests", opened, INFLIGHT);
     /* libcurl 7.88 opens a connection per transfer beyond the first

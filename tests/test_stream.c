@@ -729,12 +729,13 @@ static void close_output(int kind, const int p[2])
  * (on QV_LOOP the pump's wait is a poll the cancel ends, pump.c; on
  * QV_THREADS the worker looks at the cancel every 100 ms, sink.c: blocked
  * in write(), either waited for the reader for good). */
+/* As a_slow_on_data_holds_up_only_its_own_transfer: not on QV_PROCESSES,
+ * whose worker writes output_fd and hears of a cancel in a frame it reads
+ * only between passes of the transfer (documented). */
+TX_TEST_KINDS(stream, an_output_nobody_reads_holds_up_only_its_own_transfer_until_cancelled,
+              threads loop);
 Test(stream, an_output_nobody_reads_holds_up_only_its_own_transfer_until_cancelled)
 {
-    /* As a_slow_on_data_holds_up_only_its_own_transfer: not on
-     * QV_PROCESSES, whose worker writes output_fd and hears of a cancel in
-     * a frame it reads only between passes of the transfer (documented). */
-    if (tx_kind() == QV_PROCESSES) return;
     qv_session *s = TX_SESSION(.max_workers = 4);
     for (int kind = 0; kind < 3; kind++) {
         int p[2];
@@ -774,10 +775,12 @@ static void *free_both(void *arg)
 /* More downloads into outputs nobody reads than QV_LOOP has delivery
  * threads (four), all cancelled: the executor's free returns (their writes
  * held those threads, or QV_THREADS' workers, and the free that joins them,
- * until a reader read), and each future is cancelled. */
+ * until a reader read), and each future is cancelled. Not on QV_PROCESSES
+ * (as above). */
+TX_TEST_KINDS(stream, cancelled_downloads_into_outputs_nobody_reads_let_the_executor_be_freed,
+              threads loop);
 Test(stream, cancelled_downloads_into_outputs_nobody_reads_let_the_executor_be_freed)
 {
-    if (tx_kind() == QV_PROCESSES) return; /* (as above) */
     enum { STUCK = 5 };
     both b = {.ex = tx_executor(8)};
     b.s = TX_SESSION(.executor = b.ex);
@@ -1008,10 +1011,9 @@ static void set_file(int fd, const char *text)
  * refused connection) leaves it as it was (opened with O_TRUNC, it was
  * left empty). With resume, appended to. Not on QV_PROCESSES: a worker
  * process has descriptors of its own. */
+TX_TEST_KINDS(stream, an_output_path_naming_an_open_regular_file_is_written_in_place, threads loop);
 Test(stream, an_output_path_naming_an_open_regular_file_is_written_in_place)
 {
-    if (tx_kind() == QV_PROCESSES)
-        cr_skip_test("a worker process has descriptors of its own, not the test's");
     make_dir();
     qv_session *s = TX_SESSION(0);
     char refused[64];
@@ -2498,10 +2500,11 @@ static qv_response *trickle_watched(qv_session *s, qv_future **f, progress_fn fn
     return tx_expect_status(*f, 200);
 }
 
+/* Not on QV_PROCESSES: a pool's worker process receives it, and sends it
+ * over. */
+TX_TEST_KINDS(stream, a_waiting_reader_receives_its_body_on_its_own_thread, threads loop);
 Test(stream, a_waiting_reader_receives_its_body_on_its_own_thread)
 {
-    /* A pool's worker process receives it, and sends it over. */
-    if (tx_kind() == QV_PROCESSES) return;
     qv_session *s = TX_SESSION(0);
     progress_where w = {.reader = pthread_self()};
     qv_future *f;
@@ -2819,11 +2822,11 @@ static int slow_data(qv_future *f, const void *chunk, size_t len, void *arg)
     return 0;
 }
 
+/* Not on QV_PROCESSES: there on_data runs on the pool's dispatcher
+ * (documented), where a slow one holds up the pool's other answers. */
+TX_TEST_KINDS(stream, a_slow_on_data_holds_up_only_its_own_transfer, threads loop);
 Test(stream, a_slow_on_data_holds_up_only_its_own_transfer)
 {
-    /* On QV_PROCESSES on_data runs on the pool's dispatcher (documented):
-     * there a slow one holds up the pool's other answers. */
-    if (tx_kind() == QV_PROCESSES) return;
     qv_session *s = TX_SESSION(.max_workers = 4);
     long long got = 0;
     qv_future *slow, *quick;
