@@ -1249,7 +1249,7 @@ int qv_sink_pump_fd(const qv_slot *slot);
 /* How fd can be written without ever blocking: QV_DIRECT_*, with *out the
  * descriptor to write (fd, or for a pipe or FIFO an open of its own with
  * O_NONBLOCK, QV_DIRECT_OWN: the caller closes it); QV_DIRECT_NONE for a
- * terminal or a device, whose writes wait. */
+ * terminal or a device, whose writes wait (*out fd). */
 int qv_sink_nonblocking(int fd, int *out);
 /* Sets slot->sink.direct (and direct_known) to qv_sink_nonblocking's
  * choice for fd: a loop's pumped descriptor (qv_sink_pump_fd's), which the
@@ -1262,10 +1262,11 @@ long qv_sink_try_write(int how, int fd, const char *buf, size_t len, int *err);
 /* qv_sink_try_write to slot->sink.direct's descriptor (errno in
  * slot->sink.err). */
 long qv_sink_direct(qv_slot *slot, const char *buf, size_t len);
-/* Writes all of buf to fd (how: qv_sink_nonblocking's), waiting for room
- * until f is cancelled: woken by wake (an eventfd its cancel writes), or
- * with none (-1) looking at the cancel every QV_SINK_LOOK_MS. QV_OK,
- * QV_ECANCELLED, or QV_EIO with *err (the write's errno). */
+/* Writes all of buf to fd (how and fd: qv_sink_nonblocking's). A pipe, a
+ * FIFO or a socket waits for room until f is cancelled: woken by wake (an
+ * eventfd its cancel writes), or with none (-1) looking at the cancel
+ * every QV_SINK_LOOK_MS; anything else is written as it is, waiting.
+ * QV_OK, QV_ECANCELLED, or QV_EIO with *err (the write's errno). */
 int qv_sink_write_all(qv_future *f, int how, int fd, int wake, const char *buf, size_t n, int *err);
 #define QV_SINK_LOOK_MS 100
 /* After the outcome is in f: closes the file, renames it into place (or

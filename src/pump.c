@@ -71,10 +71,9 @@ int qv_pump_write(qv_future *f, int fd, const char *data, size_t n, int *err)
         o->tried = 1;
         o->how = qv_sink_nonblocking(fd, &o->fd);
     }
-    /* A terminal or a device: written as it is, waiting (a cancel is seen
-     * once the write returns). */
-    if (o->how == QV_DIRECT_NONE) return (*err = qv_write_fd(fd, data, n)) ? QV_EIO : QV_OK;
-    return qv_sink_write_all(f, o->how, o->fd, wake_fd(o), data, n, err);
+    /* (A wake-up only for a write that may wait for room.) */
+    int wake = o->how == QV_DIRECT_OWN || o->how == QV_DIRECT_SEND ? wake_fd(o) : -1;
+    return qv_sink_write_all(f, o->how, o->fd, wake, data, n, err);
 }
 
 void qv_pump_cancel(qv_future *f)

@@ -224,8 +224,6 @@ static int write_out(qv_slot *slot, int fd, const char *buf, size_t len)
 {
     qv_sink *k = &slot->sink;
     if (!k->direct_known) qv_sink_direct_begin(slot, fd);
-    if (k->direct != QV_DIRECT_OWN && k->direct != QV_DIRECT_SEND)
-        return (k->err = qv_write_fd(fd, buf, len)) ? QV_EIO : QV_OK;
     return qv_sink_write_all(slot->f, k->direct, k->direct_fd, -1, buf, len, &k->err);
 }
 
@@ -293,6 +291,7 @@ int qv_sink_pump_fd(const qv_slot *slot)
 int qv_sink_nonblocking(int fd, int *out)
 {
     struct stat st;
+    *out = fd;
     if (fstat(fd, &st)) return QV_DIRECT_NONE;
     int how = QV_DIRECT_NONE;
     if (never_waits(&st)) {
@@ -358,6 +357,11 @@ static int room(qv_future *f, int fd, int wake)
 
 int qv_sink_write_all(qv_future *f, int how, int fd, int wake, const char *buf, size_t n, int *err)
 {
+    /* A file or a device that never waits for room, or a terminal that
+     * cannot be written without waiting: written as it is (a cancel is
+     * seen once the write returns). */
+    if (how != QV_DIRECT_OWN && how != QV_DIRECT_SEND)
+        return (*err = qv_write_fd(fd, buf, n)) ? QV_EIO : QV_OK;
     for (;;) {
         long w = qv_sink_try_write(how, fd, buf, n, err);
         if (w < 0) return QV_EIO;
