@@ -11,6 +11,11 @@
  *    took: a loaded machine makes every case late by about as much (cases
  *    that fail at once ended 2.0-3.6 s in at load 18-44), while a fault
  *    that waits for a timeout it should not is late by that timeout;
+ *  - for the gzip bomb, bounded work instead of a clock: the bytes zlib
+ *    inflated (counted by a wrapper of inflate, below) reach the limit and
+ *    stop within one of libcurl's decoder buffers of it (inflating 10 MiB
+ *    costs CPU the control does not: at load 29 it ended 90 ms past a
+ *    bound made of the control's time);
  *  - exactly one terminal state and exactly one run of each done callback;
  *  - an executor that still serves afterwards, also on the very connection
  *    cache (worker) that met the fault.
@@ -19,12 +24,15 @@
  * executor), so the file takes about as long as its slowest case. */
 #include "support.h"
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <zlib.h>
 
 TestSuite(faults, .timeout = 90);
 
@@ -43,6 +51,10 @@ TestSuite(faults, .timeout = 90);
 #define SLACK_MS 2000.0
 #endif
 #define MiB ((size_t)1024 * 1024)
+/* What libcurl 7.88 inflates at a time (DSIZ, its CURL_MAX_WRITE_SIZE) and
+ * hands to the write callback, which refuses the piece that would go over
+ * max_response_bytes: decoding stops within this much past the limit. */
+#define DECODE_PIECE ((size_t)16 * 1024)
 
 /* Where a case sends its request. */
 enum target {
@@ -82,6 +94,7 @@ typedef struct fault_case {
     const char *body; /* with QV_OK: the exact body */
     double limit_ms;  /* the timeout that should end it; 0: fails at once */
     double min_ms;    /* it must not end before this */
+    int inflates;     /* gzip: bounded by the bytes inflated (check_inflated), not the clock */
 } fault_case;
 
 /* The fault → kind table. A failure's .status is the status line that came
@@ -135,9 +148,10 @@ static const fault_case cases[] = {
     /* Only http and https, also across redirects. */
     {"to-file", FAULTS, "/to-file", .kind = QV_EURL, .status = 302},
     {"to-ftp", FAULTS, "/to-ftp", .kind = QV_EURL, .status = 302},
-    /* ~1 MiB of gzip expanding to 1 GiB: the limit is on the decoded body. */
+    /* ~1 MiB of gzip expanding to 1 GiB: the limit is on the decoded body,
+     * and decoding stops there. */
     {"gzip-bomb", FAULTS, "/gzip-bomb", .max_response_bytes = 10 * MiB, .kind = QV_ETOO_LARGE,
-     .status = 200},
+     .status = 200, .inflates = 1},
     /* 1 GiB announced by Content-Length... */
     {"huge", FAULTS, "/huge", .max_response_bytes = MiB, .kind = QV_ETOO_LARGE, .status = 200},
     /* ...or streamed chunked, with no length to check up front. */
@@ -152,6 +166,34 @@ static const fault_case cases[] = {
 };
 
 #define NCASES (sizeof cases / sizeof cases[0])
+
+/* Bytes zlib's inflate produced in this test's processes: libcurl decodes
+ * with it, and a process pool's workers, forked from this process after
+ * count_inflated, add to the same shared counter. */
+static atomic_llong *inflated;
+static int (*real_inflate)(z_streamp, int);
+
+int inflate(z_streamp strm, int flush)
+{
+    uInt room = strm->avail_out;
+    int rc = real_inflate(strm, flush);
+    atomic_fetch_add(inflated, (long long)(room - strm->avail_out));
+    return rc;
+}
+
+/* Starts the count at 0 (before any executor, whose processes inherit it). */
+static void count_inflated(void)
+{
+    if (!inflated) {
+        void *p =
+            mmap(NULL, sizeof *inflated, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        cr_assert_neq(p, MAP_FAILED, "mmap of the inflate counter failed");
+        inflated = p;
+        *(void **)&real_inflate = dlsym(RTLD_NEXT, "inflate");
+        cr_assert_not_null(real_inflate, "no inflate after this program's");
+    }
+    atomic_store(inflated, 0);
+}
 
 /* One case in flight. */
 typedef struct lane {
@@ -339,12 +381,30 @@ static void check_lane(lane *l, double load_ms, report *rep)
     }
     if (el < 0)
         note(rep, "  %s: the done callback never ran\n", c->name);
-    else if (el < c->min_ms || el > c->limit_ms + SLACK_MS + load_ms)
+    else if (!c->inflates && (el < c->min_ms || el > c->limit_ms + SLACK_MS + load_ms))
         note(rep,
              "  %s: ended after %.0f ms, expected %.0f..%.0f ms (limit %.0f ms + slack + the "
              "control's %.0f ms)\n",
              c->name, el, c->min_ms, c->limit_ms + SLACK_MS + load_ms, c->limit_ms, load_ms);
     if (calls != 1) note(rep, "  %s: the done callback ran %d times\n", c->name, calls);
+}
+
+/* The work a gzip case cost, by count: the bytes inflated (the bomb is the
+ * only compressed body of the run) reach its limit, which is on the decoded
+ * body, and go past it by less than one decoder piece: it stopped there
+ * rather than inflating its 1 GiB. */
+static void check_inflated(report *rep)
+{
+    long long n = atomic_load(inflated);
+    for (size_t i = 0; i < NCASES; i++) {
+        const fault_case *c = &cases[i];
+        if (!c->inflates) continue;
+        fprintf(stderr, "faults[%s] %-20s %lld bytes inflated\n", tx_kind_name(), c->name, n);
+        if (n < (long long)c->max_response_bytes ||
+            n > (long long)(c->max_response_bytes + DECODE_PIECE))
+            note(rep, "  %s: %lld bytes inflated, expected %zu..%zu (its limit + one piece)\n",
+                 c->name, n, c->max_response_bytes, c->max_response_bytes + DECODE_PIECE);
+    }
 }
 
 /* After everything is freed: no late (second) callback. */
@@ -383,6 +443,7 @@ static void expect_still_serving(qv_session *s, size_t n, const char *after, rep
  * case, so none waits for another), then twice as many /ok on it. */
 Test(faults, matrix_on_one_executor, .timeout = 90)
 {
+    count_inflated(); /* (before the executor, whose processes count too) */
     qv_executor *ex = tx_executor((int)NCASES);
     qv_session *s = TX_SESSION(.executor = ex);
     int port = tx_closed_port();
@@ -416,6 +477,7 @@ Test(faults, matrix_on_one_executor, .timeout = 90)
     qv_session_free(s);
     qv_executor_free(ex);
     check_calls_again(ls, NCASES, &rep);
+    check_inflated(&rep);
 
     cr_assert_eq(rep.problems, 0, "[%s] %d problem(s) in the fault matrix:\n%.*s", tx_kind_name(),
                  rep.problems, (int)rep.len, rep.text);
@@ -432,6 +494,7 @@ Test(faults, each_fault_then_ok_on_the_same_worker, .timeout = 90)
     qv_session *ss[NCASES];
     report rep = {.len = 0};
 
+    count_inflated(); /* (before the executors, whose processes count too) */
     for (size_t i = 0; i < NCASES; i++) {
         lane_init(&ls[i], &cases[i], port);
         ss[i] = TX_SESSION(.max_workers = 1);
@@ -447,6 +510,7 @@ Test(faults, each_fault_then_ok_on_the_same_worker, .timeout = 90)
     for (size_t i = 0; i < NCASES; i++) expect_still_serving(ss[i], 2, cases[i].name, &rep);
     for (size_t i = 0; i < NCASES; i++) qv_session_free(ss[i]);
     check_calls_again(ls, NCASES, &rep);
+    check_inflated(&rep);
 
     cr_assert_eq(rep.problems, 0, "[%s] %d problem(s) in the fault matrix:\n%.*s", tx_kind_name(),
                  rep.problems, (int)rep.len, rep.text);
