@@ -81,6 +81,12 @@ extern const char *tx_only_kind;
  * all it is in C.) */
 #define TX_TEST_KINDS(suite, name, kinds) extern const char tx_test_kinds_##suite##_##name[]
 
+/* A file whose tests each take minutes says TX_TESTS_APART; at file scope,
+ * at the start of a line: tests/CMakeLists.txt registers each of its Tests
+ * on its own (<file>_<kind>_<name>, Criterion's --filter), each with its own
+ * time limit, instead of one registration of the file per kind. */
+#define TX_TESTS_APART extern const char tx_tests_apart[]
+
 /* A session using the executor under test. opts may be NULL; a copy of it is
  * made with .size and (unless .executor is set) .executor_kind filled in.
  * Asserts that creation succeeds. */
