@@ -309,7 +309,6 @@ static void check(soak *S, slot *sl)
     }
 }
 
-/* VmRSS in kB of a process (0 if it is gone). */
 /* A "Name: N kB" line of a process's status (0 if it is gone). */
 static long status_kb(int pid, const char *name)
 {
