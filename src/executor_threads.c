@@ -169,15 +169,31 @@ static int drive(tslot *s, const struct timespec *deadline, qv_future *until)
     return 1;
 }
 
+/* A worker's multi handle, or NULL. libcurl 7.88 makes one whose wake-up
+ * socket pair it could not make (out of descriptors), on which no
+ * curl_multi_wakeup works: a cancel of its transfer would wait for the
+ * poll's timeout, up to a second. So one wake-up is tried (the first poll
+ * reads it) and such a handle is not kept, as the loop's constructor does
+ * with its own. */
+static CURLM *worker_multi(const qv_executor *ex)
+{
+    CURLM *m = curl_multi_init();
+    if (m && curl_multi_wakeup(m) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return NULL;
+    }
+    if (m) curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
+    return m;
+}
+
 /* Runs an attempt of f (popped) on s, as drive. */
 static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespec *deadline,
                    qv_future *until)
 {
-    /* Made on first use, and again after an allocation failed, so that one
-     * failure does not break the worker for good. */
+    /* Made on first use, and again after one could not be made, so that
+     * one failure does not break the worker for good. */
     if (!s->slot.easy) s->slot.easy = curl_easy_init();
-    if (!s->multi && (s->multi = curl_multi_init()))
-        curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
+    if (!s->multi) s->multi = worker_multi(ex);
     qv_holder running = qv_transfer_holder(s->multi);
     if (!qv_future_begin(f, &running)) {
         qv_future_drop(f); /* its cancel completed it */
@@ -187,7 +203,9 @@ static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespe
     if (!s->slot.easy || !s->multi) {
         qv_future_end_transfer(f);
         f->out_err = QV_ENOMEM;
-        f->out_msg = qv_future_message(f, QV_ENOMEM, "the worker has no transfer handle");
+        f->out_msg = qv_future_message(f, QV_ENOMEM,
+                                       "the worker could not make its transfer handle (out of "
+                                       "memory or descriptors)");
         deliver(s, f, 0);
     } else if (qv_transfer_setup(&s->slot, f) == QV_OK) {
         if (curl_multi_add_handle(s->multi, s->slot.easy) == CURLM_OK) {

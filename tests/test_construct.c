@@ -144,9 +144,15 @@ int pipe2(int fds[2], int flags)
     return fail_now(FD) ? no_fd() : REAL(int (*)(int[2], int), pipe2)(fds, flags);
 }
 
+/* Socket pairs to fail on any thread of this process, whatever counts
+ * (worker_multi_without_wakeup). */
+static atomic_int fail_pairs;
+
 int socketpair(int domain, int type, int protocol, int sv[2])
 {
-    return fail_now(FD)
+    int any = getpid() == counted_pid && atomic_load(&fail_pairs) > 0 &&
+              atomic_fetch_sub(&fail_pairs, 1) > 0;
+    return any || fail_now(FD)
                ? no_fd()
                : REAL(int (*)(int, int, int, int[2]), socketpair)(domain, type, protocol, sv);
 }
@@ -281,4 +287,34 @@ Test(construct, every_step_fails_once)
            tx_kind_name(), m, seen[ALLOC], seen[SYNC], seen[FD], seen[FORK], seen[THREAD],
            survived);
     fflush(stdout);
+}
+
+/* A QV_THREADS worker makes its multi handle at its first request, on its
+ * own thread. libcurl 7.88 returns one without its wake-up socket pair when
+ * the pair cannot be made (no descriptor left), on which a cancel would wait
+ * for the poll's timeout: that request fails with QV_ENOMEM and a message
+ * saying what could not be made, and the next one makes the handle again. */
+TX_TEST_KINDS(construct, worker_multi_without_wakeup, threads);
+Test(construct, worker_multi_without_wakeup)
+{
+    counted_pid = getpid();
+    qv_session *s = TX_SESSION(.max_workers = 1);
+    atomic_store(&fail_pairs, 1); /* the worker's curl_multi_init, its first */
+    qv_future *f = NULL;
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    qv_response *r = NULL;
+    int rc = qv_future_result(f, &r, TX_RESULT_TIMEOUT_MS);
+    cr_assert_eq(atomic_load(&fail_pairs), 0, "no socket pair was made for the request");
+    cr_assert_eq(rc, QV_ENOMEM, "a worker without a working wake-up ran the request: %s (%s)",
+                 qv_errname(rc), qv_future_error(f) ? qv_future_error(f) : "no message");
+    cr_assert_not_null(strstr(qv_future_error(f), "transfer handle"), "message: %s",
+                       qv_future_error(f));
+    qv_future_release(f);
+    cr_assert_eq(qv_get(s, &f, tu("/get")), QV_OK);
+    rc = qv_future_result(f, &r, TX_RESULT_TIMEOUT_MS);
+    cr_assert_eq(rc, QV_OK, "the next request: %s (%s)", qv_errname(rc),
+                 qv_future_error(f) ? qv_future_error(f) : "no message");
+    cr_assert_eq(qv_response_status(r), 200);
+    qv_future_release(f);
+    qv_session_free(s);
 }
