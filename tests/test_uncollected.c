@@ -9,6 +9,8 @@
 
 #include "../src/internal.h"
 
+#include <curl/curl.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -365,5 +367,119 @@ Test(uncollected, a_waiting_thread_running_queued_work_stops_at_the_bound, .time
                   BOUND);
     qv_future_release(fs[1]);
     collect_all(fs + 2, N - 2);
+    done(s, ex);
+}
+
+/* QV_LOOP's leader, held back by the bound with nothing running, polls for
+ * up to a second (idle_timeout): a pause that no wake-up ended would still
+ * end then, and only a clock could tell. So in the tests below, once the
+ * executor `stretched` has paused, quiver's polls (this program's
+ * curl_multi_poll, which quiver, linked in statically, calls) wait up to a
+ * minute: only a wake-up (loop_resume's curl_multi_wakeup, counted here)
+ * ends them within the test's time. */
+static _Atomic(qv_executor *) stretched;
+static atomic_int stretched_polls;
+static atomic_long wakeups;
+
+static CURLMcode (*real_poll)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
+static CURLMcode (*real_wakeup)(CURLM *);
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+
+static void find_real(void)
+{
+    *(void **)&real_poll = dlsym(RTLD_NEXT, "curl_multi_poll");
+    *(void **)&real_wakeup = dlsym(RTLD_NEXT, "curl_multi_wakeup");
+}
+
+CURLMcode curl_multi_poll(CURLM *m, struct curl_waitfd *fds, unsigned n, int timeout, int *ret)
+{
+    pthread_once(&real_once, find_real);
+    qv_executor *ex = atomic_load(&stretched);
+    if (ex && atomic_load(&ex->paused) > 0 && timeout > 0) {
+        timeout = 60000;
+        atomic_fetch_add(&stretched_polls, 1);
+    }
+    return real_poll(m, fds, n, timeout, ret);
+}
+
+CURLMcode curl_multi_wakeup(CURLM *m)
+{
+    pthread_once(&real_once, find_real);
+    atomic_fetch_add(&wakeups, 1);
+    return real_wakeup(m);
+}
+
+/* N submitted on a loop, paused at the bound, its leader asleep in a
+ * stretched poll; returns how many finished before the pause. */
+static int paused_in_a_stretched_poll(qv_executor *ex, qv_session **s, qv_future **fs)
+{
+    *s = submitted_and_paused(ex, fs);
+    int at_pause = (int)finished(ex);
+    int before = atomic_load(&stretched_polls);
+    atomic_store(&stretched, ex);
+    /* (Its poll of the moment ends within a second, and it polls again.) */
+    POLL_UNTIL(atomic_load(&stretched_polls) > before, "the paused leader never polled again");
+    return at_pause;
+}
+
+/* Collects fs from the first until half the bound is left uncollected;
+ * returns how many it collected. */
+static int collect_to_half(qv_executor *ex, qv_future **fs)
+{
+    int i = 0;
+    for (; atomic_load(&ex->uncollected) > BOUND / 2; i++) {
+        tx_expect_status(fs[i], 200);
+        qv_future_release(fs[i]);
+    }
+    return i;
+}
+
+/* The collection that brings the uncollected responses down to half the
+ * bound wakes the paused leader (loop_resume), which starts the queued work
+ * at once: its poll would sleep for a minute otherwise. */
+TX_TEST_KINDS(uncollected, a_collection_to_half_the_bound_wakes_the_paused_leader, loop);
+Test(uncollected, a_collection_to_half_the_bound_wakes_the_paused_leader, .timeout = 60)
+{
+    qv_executor *ex = bounded(0);
+    qv_future *fs[N];
+    qv_session *s;
+    int at_pause = paused_in_a_stretched_poll(ex, &s, fs);
+    int i = collect_to_half(ex, fs);
+    POLL_UNTIL(finished(ex) > (size_t)at_pause,
+               "the leader, paused with %d finished, was not woken when %d of them were "
+               "collected (%ld wake-ups)",
+               at_pause, i, atomic_load(&wakeups));
+    atomic_store(&stretched, NULL);
+    collect_all(fs + i, N - i);
+    done(s, ex);
+}
+
+/* Cancelling queued futures changes nothing the paused leader waits for
+ * (the uncollected responses): no wake-up; collections still end the
+ * pause. */
+TX_TEST_KINDS(uncollected, cancelling_queued_futures_leaves_the_paused_leader_asleep, loop);
+Test(uncollected, cancelling_queued_futures_leaves_the_paused_leader_asleep, .timeout = 60)
+{
+    enum { CANCELLED = 5 };
+    qv_executor *ex = bounded(0);
+    qv_future *fs[N];
+    qv_session *s;
+    int at_pause = paused_in_a_stretched_poll(ex, &s, fs);
+    int polls = atomic_load(&stretched_polls);
+    long woken = atomic_load(&wakeups);
+    for (int k = N - CANCELLED; k < N; k++)
+        cr_assert_eq(qv_future_cancel(fs[k]), 1, "future %d was not queued", k);
+    cr_assert_eq(atomic_load(&wakeups), woken, "%ld wake-ups for %d cancels of queued futures",
+                 atomic_load(&wakeups) - woken, CANCELLED);
+    cr_assert_eq(atomic_load(&stretched_polls), polls, "the paused leader polled again");
+    cr_assert_eq(finished(ex), (size_t)at_pause);
+    int i = collect_to_half(ex, fs);
+    POLL_UNTIL(finished(ex) > (size_t)at_pause, "the leader was not woken by the collections");
+    atomic_store(&stretched, NULL);
+    collect_all(fs + i, N - CANCELLED - i);
+    for (int k = N - CANCELLED; k < N; k++) {
+        cr_assert_eq(qv_future_result(fs[k], NULL, 0), QV_ECANCELLED);
+        qv_future_release(fs[k]);
+    }
     done(s, ex);
 }
