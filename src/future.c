@@ -269,8 +269,8 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
     tell_runner(f, 0); /* done: waits to start no more (never an urge) */
     /* A response no callback or waiter takes as it comes waits to be
      * collected. */
-    if (resp && !atomic_load(&f->stream_open) && !f->first_fn && qv_list_empty(&f->waiters) &&
-        f->runner && f->runner->finished)
+    if (resp && !atomic_load(&f->stream_open) && !qv_future_has_callbacks(f) &&
+        qv_list_empty(&f->waiters) && f->runner && f->runner->finished)
         f->runner->finished(f);
     /* A streamed body's transfer goes on: its reader still pokes it. */
     if (!atomic_load(&f->stream_open)) record_holder(f, NULL);
@@ -297,14 +297,14 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */
     qv_signal_all(&f->changed);
-    if (f->first_fn) return 1;
+    if (qv_future_has_callbacks(f)) return 1;
     session_done(f);
     return 0;
 }
 
 void qv_future_finish(qv_future *f)
 {
-    f->first_fn(f, f->first_arg);
+    atomic_load_explicit(&f->first_fn, memory_order_relaxed)(f, f->first_arg);
     for (qv_cb *cb = f->more_cbs; cb; cb = cb->next) cb->fn(f, cb->arg);
     session_done(f);
 }
@@ -405,6 +405,11 @@ int qv_future_wait(qv_future *f, long timeout_ms)
 int qv_future_slept_on(qv_future *f)
 {
     return qv_signal_sleepers(&f->changed);
+}
+
+int qv_future_has_callbacks(qv_future *f)
+{
+    return atomic_load_explicit(&f->first_fn, memory_order_relaxed) != NULL;
 }
 
 int qv_future_waited(qv_future *f)
@@ -526,9 +531,8 @@ int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg)
         return QV_OK;
     }
     int urge = tell_runner(f, 1);
-    atomic_store(&f->has_done_cb, 1);
-    if (!f->first_fn) {
-        f->first_fn = fn;
+    if (!qv_future_has_callbacks(f)) {
+        atomic_store_explicit(&f->first_fn, fn, memory_order_relaxed);
         f->first_arg = arg;
     } else {
         qv_cb *cb = qv_malloc(sizeof(*cb));

@@ -504,10 +504,7 @@ struct qv_future {
     unsigned char out_unrepeatable; /* body bytes went to output_fd/on_data, or on_upload
                                        produced some: no retry can take them back */
     unsigned char holder_waits;     /* its holder's `waiting`, under the lock with `holder` */
-    /* A done callback was added (set under the lock, read without it: a
-     * QV_THREADS waiting thread runs no future that has one). */
-    atomic_uchar has_done_cb;
-    atomic_uchar runner_bits; /* its runner's (never read here) */
+    atomic_uchar runner_bits;       /* its runner's (never read here) */
     /* The status line's code if the last attempt's transfer failed after
      * it (qv_future_error_status), else 0; written with out_err. */
     unsigned short out_status;
@@ -517,7 +514,9 @@ struct qv_future {
     char *errmsg;
     qv_response *resp;
     void *user_data;
-    qv_done_fn first_fn; /* inline: most futures have at most one callback */
+    /* Inline: most futures have at most one callback. Set under the lock;
+     * atomic, as qv_future_has_callbacks reads it without the lock. */
+    _Atomic(qv_done_fn) first_fn;
     void *first_arg;
     qv_cb *more_cbs;
     qv_list waiters;     /* of qv_wlink */
@@ -589,6 +588,10 @@ int qv_future_waiting(qv_future *f);
 int qv_future_slept_on(qv_future *f);
 /* 1 if a waiter (wait.c) is linked to f now. */
 int qv_future_waited(qv_future *f);
+/* 1 if a done callback was added to f by now. Without f's lock (a look
+ * under an executor's lock, which is never held while a future's is
+ * taken): one added meanwhile is not seen. */
+int qv_future_has_callbacks(qv_future *f);
 /* Tells f's holder to look at it again (a streamed body's reader). */
 void qv_future_poke(qv_future *f);
 /* Stops the transfer of f's streamed body (its reader let go). */
@@ -1194,7 +1197,7 @@ double qv_transfer_silent_ms(qv_slot *slot, double now);
 int qv_has_hooks(const qv_future *f);
 /* Whether f calls code of the caller's in its transfer or completion: a
  * response hook, a request hook, on_debug, on_data, on_progress, on_upload,
- * or a done callback added by now (has_done_cb). */
+ * or a done callback added by now (qv_future_has_callbacks). */
 int qv_runs_user_code(qv_future *f);
 /* Runs session + request hooks; QV_OK or QV_EHOOK with *msg set. */
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg);

@@ -798,7 +798,7 @@ int qv_runs_user_code(qv_future *f)
     const qv_req_calls *c = f->req.calls;
     const qv_req_io *io = f->req.io;
     return qv_has_hooks(f) || c->on_request[0].fn || c->on_request[1].fn || c->on_debug ||
-           io->on_data || io->on_progress || io->on_upload || atomic_load(&f->has_done_cb);
+           io->on_data || io->on_progress || io->on_upload || qv_future_has_callbacks(f);
 }
 
 int qv_run_hooks(qv_future *f, qv_response *r, char **msg)
