@@ -30,7 +30,8 @@ typedef struct follower {
     int offered;  /* under the loop's lmu and w->mu: it leads now */
 } follower;
 
-/* Futures in a singly linked list, oldest first (a delivery list). */
+/* Nodes in a singly linked list through their next, oldest first (a
+ * delivery list). */
 typedef struct batch {
     qv_link *head, *tail;
 } batch;
@@ -49,14 +50,14 @@ typedef struct loop {
      * poll watches while it is empty (upload.c): the descriptors then. */
     int uploads;
     struct curl_waitfd *watch;
-    /* Work for the delivery threads, under dmu: outcomes to deliver, and
-     * futures completed on the leader whose done callbacks are left to run
-     * (both linked by the futures' q.next); tasks for futures still in
-     * transfer (a streamed response's headers, pump runs), linked by q.prev:
-     * a pump's future may be in a batch of outcomes at the same time. */
+    /* Work for the delivery threads, under dmu: outcomes to deliver,
+     * futures completed on the leader whose done callbacks are left to run,
+     * and streamed responses' headers (tasks), all linked by the futures'
+     * q.next; and pump runs, by their pumps' run.next (a pump's future may be
+     * in a batch of outcomes at the same time). */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
-    batch outcomes, callbacks, tasks;
+    batch outcomes, callbacks, tasks, pumps;
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
@@ -106,15 +107,14 @@ static int loop_poke(qv_future *f, void *arg, int cancel)
     return 0;
 }
 
-/* A batch of outcomes, linked by the futures' q.next. */
-static void batch_add(batch *b, qv_future *f)
+static void batch_add(batch *b, qv_link *n)
 {
-    f->q.next = NULL;
+    n->next = NULL;
     if (b->tail)
-        b->tail->next = &f->q;
+        b->tail->next = n;
     else
-        b->head = &f->q;
-    b->tail = &f->q;
+        b->head = n;
+    b->tail = n;
 }
 
 /* Appends batch b to the list to, under dmu. */
@@ -140,49 +140,39 @@ static void deliver_batch(loop *L, const batch *outcomes, const batch *callbacks
     pthread_mutex_unlock(&L->dmu);
 }
 
-/* Queues a task for f (which holds a reference for it). */
-static void add_task(loop *L, qv_future *f)
+/* Queues n on the delivery threads' list b. */
+static void add_work(loop *L, batch *b, qv_link *n)
 {
-    qv_future_hold(f);
     pthread_mutex_lock(&L->dmu);
-    f->q.prev = NULL;
-    if (L->tasks.tail)
-        L->tasks.tail->prev = &f->q;
-    else
-        L->tasks.head = &f->q;
-    L->tasks.tail = &f->q;
+    batch_add(b, n);
     pthread_cond_signal(&L->dcv);
     pthread_mutex_unlock(&L->dmu);
 }
 
-enum { OUTCOME, CALLBACKS, TASK };
+enum { OUTCOME, CALLBACKS, TASK, PUMP };
 
-/* Under dmu: the first of b, linked by q.next (link 1) or q.prev (link 0),
- * or NULL. */
-static qv_future *take_from(batch *b, int next)
+/* Under dmu: the first of b, or NULL. */
+static qv_link *take_from(batch *b)
 {
     qv_link *n = b->head;
     if (!n) return NULL;
-    qv_link **link = next ? &n->next : &n->prev;
-    b->head = *link;
+    b->head = n->next;
     if (!b->head) b->tail = NULL;
-    *link = NULL;
-    return qv_future_of(n);
+    n->next = NULL;
+    return n;
 }
 
-/* Under dmu: the next outcome, done callbacks or task (*what), or NULL. */
-static qv_future *take(loop *L, int *what)
+/* Under dmu: the next outcome, done callbacks, task or pump run (*what),
+ * or NULL. */
+static qv_link *take(loop *L, int *what)
 {
-    qv_future *f;
-    if ((f = take_from(&L->outcomes, 1)))
-        *what = OUTCOME;
-    else if ((f = take_from(&L->callbacks, 1)))
-        *what = CALLBACKS;
-    else if ((f = take_from(&L->tasks, 0)))
-        *what = TASK;
-    if (L->outcomes.head || L->callbacks.head || L->tasks.head)
+    batch *lists[] = {&L->outcomes, &L->callbacks, &L->tasks, &L->pumps};
+    qv_link *n = NULL;
+    for (int i = OUTCOME; i <= PUMP && !n; i++)
+        if ((n = take_from(lists[i]))) *what = i;
+    if (L->outcomes.head || L->callbacks.head || L->tasks.head || L->pumps.head)
         pthread_cond_signal(&L->dcv); /* more: let another help */
-    return f;
+    return n;
 }
 
 static void *delivery_main(void *arg)
@@ -193,23 +183,29 @@ static void *delivery_main(void *arg)
     for (;;) {
         int what = OUTCOME;
         pthread_mutex_lock(&L->dmu);
-        while (!L->outcomes.head && !L->callbacks.head && !L->tasks.head && !L->dstop)
+        while (!L->outcomes.head && !L->callbacks.head && !L->tasks.head && !L->pumps.head &&
+               !L->dstop)
             pthread_cond_wait(&L->dcv, &L->dmu);
-        qv_future *f = take(L, &what);
+        qv_link *n = take(L, &what);
         pthread_mutex_unlock(&L->dmu);
-        if (!f) break; /* stopped and drained */
+        if (!n) break; /* stopped and drained */
+        if (what == PUMP) {
+            /* (Its future is held by the queue's reference until the
+             * pump's last hold delivers it: none is taken for a run.) */
+            qv_pump_run(qv_list_item(n, qv_pump, run));
+            continue;
+        }
+        qv_future *f = qv_future_of(n);
         if (what == OUTCOME) {
             qv_transfer_deliver(f);
         } else if (what == CALLBACKS) {
             qv_future_finish(f);
-        } else if (f->streamed) {
+        } else {
             /* A streamed response's headers, waiting in out_resp (which a
              * streamed transfer's end leaves alone). */
             qv_response *early = f->out_resp;
             f->out_resp = NULL;
             qv_transfer_deliver_early(f, early);
-        } else {
-            qv_pump_run(f);
         }
         qv_future_drop(f); /* the queue's reference, or the task's */
     }
@@ -231,15 +227,13 @@ static void deliver(loop *L, batch *done)
         for (qv_link *next; n; n = next) {
             next = n->next;
             qv_future *f = qv_future_of(n);
-            /* Its pump's last run delivers (and lets the queue's reference go). */
-            if (!last && f->pump && !qv_pump_last(f)) continue;
             /* Hooks run on responses only. */
             if (f->out_resp && qv_has_hooks(f))
-                batch_add(&user, f);
+                batch_add(&user, &f->q);
             else if (!last && qv_future_waited(f))
-                batch_add(&waited, f);
+                batch_add(&waited, &f->q);
             else if (qv_transfer_settle(f))
-                batch_add(&callbacks, f);
+                batch_add(&callbacks, &f->q);
             else
                 qv_future_drop(f); /* the queue's reference */
         }
@@ -282,13 +276,15 @@ static void start(loop *L, qv_future *f, batch *done)
         qv_transfer_collect(slot, CURLE_OUT_OF_MEMORY);
     }
     L->idle[L->nidle++] = slot;
-    batch_add(done, f);
+    batch_add(done, &f->q);
 }
 
 static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
 {
     if (qv_transfer_again(slot, L->multi, &cc)) return;
     qv_future *f = slot->f;
+    qv_pump *pump = slot->pump;
+    slot->pump = NULL;
     qv_transfer_detach(slot, L->multi);
     qv_transfer_collect(slot, cc);
     slot_deactivate(L, slot);
@@ -305,7 +301,9 @@ static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
         L->requeued = 1;   /* look at the queue before sleeping */
         return;
     }
-    batch_add(done, f);
+    /* Its pump's last run delivers (and lets the queue's reference go). */
+    if (pump && !qv_pump_last(pump)) return;
+    batch_add(done, &f->q);
 }
 
 /* Aborts the transfers that were cancelled or ran into their read timeout
@@ -744,8 +742,9 @@ static void loop_destroy(qv_executor *ex)
  * delivery thread, as for any response, while the I/O thread goes on. */
 static void loop_deliver_early(qv_executor *ex, qv_future *f, qv_response *r)
 {
+    loop *L = (loop *)ex;
     f->out_resp = r;
-    add_task((loop *)ex, f);
+    add_work(L, &L->tasks, &qv_future_hold(f)->q); /* the task's reference */
 }
 
 /* A collection brought the uncollected responses down to half the bound,
@@ -758,10 +757,10 @@ static void loop_resume(qv_executor *ex)
 }
 
 /* on_data and output_fd run on delivery threads (pump.c). */
-static void loop_pump_ready(void *arg)
+static void loop_pump_ready(qv_pump *p)
 {
-    qv_future *f = arg;
-    add_task((loop *)f->ex, f);
+    loop *L = (loop *)p->f->ex;
+    add_work(L, &L->pumps, &p->run);
 }
 
 /* The runner's wait: a thread of the caller's about to sleep until f is

@@ -668,11 +668,10 @@ static void hand_on(procs *P, pworker *w, const unsigned char *p, size_t n)
     if (!f || w->f_lost || w->stopped || w->pipe || !f->req.io->on_data ||
         atomic_load(&f->cancel_requested))
         return;
-    int e = 0;
     dispatcher_gate(0);
-    int rc = qv_sink_hand_on(f, (const char *)p, n, &e);
+    int rc = qv_sink_hand_on(f, (const char *)p, n);
     dispatcher_gate(1);
-    if (rc) stop_running(P, w, rc, qv_sink_stop_message(f, rc, e));
+    if (rc) stop_running(P, w, rc, qv_sink_stop_message(f, rc, 0));
 }
 
 /* w's ring is lent to its reader: acts on what the reader said (a worker

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 
 static int terminal(qv_future_state st)
 {
@@ -46,6 +47,7 @@ qv_future *qv_future_alloc(size_t room)
     f->magic = QV_MAGIC_FUTURE;
     atomic_init(&f->cancel_requested, 0);
     f->state = QV_PENDING;
+    f->cancel_fd = -1;
     return f;
 }
 
@@ -113,7 +115,6 @@ void qv_future_drop(qv_future *f)
     }
     qv_response_free(f->resp);
     qv_free(f->errmsg);
-    qv_pipe_unref(f->pump);
     qv_req_free(&f->req);
     qv_free(f);
 }
@@ -499,7 +500,7 @@ int qv_future_cancel(qv_future *f)
         return was;
     }
     atomic_store(&f->cancel_requested, 1);
-    qv_pump_cancel(f); /* a pump's write waiting for its reader's room stops */
+    if (f->cancel_fd >= 0) eventfd_write(f->cancel_fd, 1); /* (a pump's write for room) */
     /* A holder that lets it go (a queue, a process pool holding it for a
      * worker: it has not started) has it completed here, at once; one
      * running it is woken and ends it as cancelled. */

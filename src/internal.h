@@ -16,6 +16,8 @@
 
 /* The body of a streamed response between its transfer and its reader (pipe.c). */
 typedef struct qv_pipe qv_pipe;
+/* A QV_LOOP transfer's pump of its body to other threads (pump.c). */
+typedef struct qv_pump qv_pump;
 
 /* ------------------------------------------------------------- memory (mem.c) */
 
@@ -526,9 +528,9 @@ struct qv_future {
     const qv_runner *runner; /* what it tells ex (NULL: nothing) */
     /* The executor's node, in one of its lists at a time: its queue (the
      * ready list, a host's parked list), a process pool's held list. Outside
-     * those its two pointers serve singly linked lists: the lock-free inbox
-     * (q.next); on QV_LOOP, a delivery list (q.next) and the task list
-     * (q.prev), both at once (qv_future_of gives a node's future). */
+     * those its next pointer serves singly linked lists: the lock-free
+     * inbox; on QV_LOOP, one of the delivery lists (qv_future_of gives a
+     * node's future). */
     qv_link q;
     size_t ridx;          /* its place in the executor's retry heap */
     double due_ms;        /* when a waiting retry may go */
@@ -544,15 +546,12 @@ struct qv_future {
      * still comes. stream_open counts what still holds the future in its
      * session (the early delivery, the transfer). */
     atomic_int stream_open;
-    /* QV_LOOP with on_data or output_fd: the body goes through this pipe to
-     * pump runs on delivery threads (pump.c), so a slow callback holds up
-     * only its own transfer. pump_holds: the transfer's end and the pump's
-     * last run; whichever comes last delivers the outcome. */
-    qv_pipe *_Atomic pump; /* (read by a canceller: qv_pump_cancel) */
-    atomic_int pump_holds;
-    int pump_err;   /* on_data said stop (QV_EHOOK) or output_fd failed (QV_EIO) */
-    int pump_errno; /* with QV_EIO */
-    int out_conns;  /* connections the transfer opened (an outcome field, here for its alignment) */
+    int out_conns; /* connections the transfer opened (an outcome field, here for its alignment) */
+    /* -1, or an eventfd a cancel writes (under lock) for a wait besides its
+     * holder's (a QV_LOOP pump's write waiting for its reader's room, on a
+     * delivery thread the transfer's holder does not know): set and
+     * cleared under lock by the one that waits. */
+    int cancel_fd;
     qv_req req;
 };
 
@@ -1134,7 +1133,8 @@ typedef struct qv_slot {
     int url_refused;
     qv_sink sink;
     qv_lowat lowat;
-    qv_pipe *pipe;      /* stream = 1, once the headers went out */
+    qv_pipe *pipe;      /* stream = 1, once the headers went out; or the pump's */
+    qv_pump *pump;      /* the transfer's pump (pump.c), for its executor to end */
     char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */
     int paused;         /* the transfer waits for the reader (CURL_WRITEFUNC_PAUSE) */
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
@@ -1231,12 +1231,10 @@ int qv_sink_begin(qv_slot *slot, char **msg);
 int qv_sink_range(qv_slot *slot, char *buf, size_t cap);
 /* The write callback's work for a body going to the sink. */
 size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len);
-/* Hands a chunk on away from the transfer's thread (a loop's pump, a
- * process pool's dispatcher): on_data, output_fd, or the pump's own
- * descriptor (qv_pipe_give_fd). QV_OK, QV_EHOOK (on_data
- * said stop) or QV_EIO (*err: the write's errno); and the message of such a
- * stop. */
-int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err);
+/* Hands a chunk to on_data away from the transfer's thread (a loop's pump,
+ * a process pool's dispatcher): QV_OK, or QV_EHOOK if it said stop; and the
+ * message of a stop (QV_EHOOK, or QV_EIO with the write's errno). */
+int qv_sink_hand_on(qv_future *f, const char *data, size_t n);
 char *qv_sink_stop_message(qv_future *f, int rc, int err);
 /* Hands a chunk to on_data: 0, or non-zero with slot->abort set. */
 int qv_sink_push(qv_slot *slot, const char *buf, size_t len);
@@ -1322,24 +1320,13 @@ void qv_pipe_unref(qv_pipe *p);
  * came and no run is asked for yet. */
 qv_pipe *qv_pipe_new_pump(qv_future *producer, void (*ready)(void *arg), void *arg);
 /* A pumped pipe's own descriptor (an output_path written in place), which
- * its pump runs write (qv_sink_hand_on) and which is closed at the pump's
+ * its pump runs write (pump.c) and which is closed at the pump's
  * end (qv_pump_last), or with the pipe's last reference: -1 if none. Given
  * by the transfer's thread before the first run is asked for. */
 void qv_pipe_give_fd(qv_pipe *p, int fd);
 int qv_pipe_fd(const qv_pipe *p);
-/* Closes it, and the pump's own description of its descriptor (out). */
+/* Closes it (nothing more is written to it). */
 void qv_pipe_close_fd(qv_pipe *p);
-/* How a pump writes its descriptor (pump.c, in one run at a time): through
- * `fd`, a description that never blocks (how: QV_DIRECT_*, made at its
- * first write; closed with the pipe's own descriptor), waiting for room in
- * a poll that also watches `wake`, an eventfd made at its first write,
- * which a cancel of its future writes (closed with the pipe: a canceller
- * holds the future, which holds the pipe). */
-typedef struct qv_pump_out {
-    int fd, how, tried;
-    atomic_int wake;
-} qv_pump_out;
-qv_pump_out *qv_pipe_out(qv_pipe *p);
 /* A pump run: hands what is there to fn, in order, in one thread at a
  * time. 1: the transfer ended and everything was handed (or dropped after
  * a stop); 0: nothing more now (the next bytes ask for another run);
@@ -1391,19 +1378,38 @@ int qv_pipe_ring_detach(qv_pipe *p, uint64_t *tail);
 
 /* ----------------------------------------------------- pump runs (pump.c) */
 
-/* A pump run for f (on a thread that may run user code). */
-void qv_pump_run(qv_future *f);
+/* A transfer's pump, on an executor whose transfers share one thread
+ * (QV_LOOP, with on_data or output_fd): the body goes through its pipe to
+ * pump runs on other threads, so a slow callback holds up only its own
+ * transfer. The pump's own record, not its future's: made as the transfer
+ * starts pumping, freed by the last of its two holds. */
+struct qv_pump {
+    qv_future *f;
+    qv_pipe *pipe; /* the pump's reference (the transfer holds the other) */
+    /* The transfer's end and the pump's last run: whichever comes last
+     * delivers the outcome. */
+    atomic_int holds;
+    int err;     /* on_data said stop (QV_EHOOK) or output_fd failed (QV_EIO) */
+    int errnum;  /* with QV_EIO */
+    qv_link run; /* in its executor's list of pump runs to make (run.next) */
+    /* How its runs write their descriptor (one run at a time): through
+     * out_fd, a description that never blocks (out_how: QV_DIRECT_*, made at
+     * the first write), waiting for room in a poll that also watches wake,
+     * an eventfd a cancel of its future writes (made at the first write
+     * that may wait, named to the future as its cancel_fd). Both closed at
+     * its last hold. */
+    int out_fd, out_how, out_tried, wake;
+};
+
+/* A pump for f's transfer, whose runs its executor's pump_ready is asked
+ * for; NULL out of memory. */
+qv_pump *qv_pump_new(qv_future *f);
+/* A pump run (on a thread that may run user code). */
+void qv_pump_run(qv_pump *p);
 /* For the transfer's end and the pump's last run: 1 if this was the last
  * of the two (its caller delivers the outcome, now with what the pump ran
- * into), 0 if the other one will. */
-int qv_pump_last(qv_future *f);
-/* A pump run's write of n bytes to fd (output_fd, or the pipe's own): it
- * waits for room, until f is cancelled. QV_OK, QV_ECANCELLED, or QV_EIO
- * with *err (the write's errno). */
-int qv_pump_write(qv_future *f, int fd, const char *data, size_t n, int *err);
-/* f was cancelled (f->lock held): a pump run waiting for room in its
- * descriptor stops waiting. Takes no lock. */
-void qv_pump_cancel(qv_future *f);
+ * into; p is freed), 0 if the other one will. */
+int qv_pump_last(qv_pump *p);
 
 /* ---------------------------------------------- request bodies (upload.c) */
 
@@ -1518,9 +1524,9 @@ typedef struct qv_executor_vt {
      * delivered at once, on the transfer's thread): the executor runs
      * qv_transfer_deliver_early(f, r) where user code may run. */
     void (*deliver_early)(qv_executor *ex, qv_future *f, qv_response *r);
-    /* A pump run for f is wanted (optional: without it on_data and output_fd
+    /* A pump run for p is wanted (optional: without it on_data and output_fd
      * run on the transfer's thread). Called under a pipe's lock. */
-    void (*pump_ready)(void *f);
+    void (*pump_ready)(qv_pump *p);
     /* A thread of the caller's blocks until w is ready or the deadline
      * (NULL: none) passes (optional): it drives the executor's transfers
      * meanwhile, or sleeps on w until the one driving hands it the lead.

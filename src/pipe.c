@@ -43,9 +43,8 @@ struct qv_pipe {
     void (*ready)(void *arg);
     void *ready_arg;
     int scheduled;
-    int fd;          /* a descriptor of its own the pump writes (qv_pipe_give_fd), or -1 */
-    qv_pump_out out; /* how the pump writes its descriptor, and its wake-up (pump.c) */
-    qv_later later;  /* bytes came that the consumer was not woken for */
+    int fd;         /* a descriptor of its own the pump writes (qv_pipe_give_fd), or -1 */
+    qv_later later; /* bytes came that the consumer was not woken for */
     /* A reader that drives the producer's executor while it waits (QV_LOOP's
      * leader/follower): woken through its waiter instead of cv. */
     struct reader_wait *driver;
@@ -110,8 +109,6 @@ qv_pipe *qv_pipe_new(qv_future *producer)
     }
     p->cap = QV_PIPE_CAP;
     p->fd = -1;
-    p->out.fd = -1;
-    atomic_init(&p->out.wake, -1);
     p->later.run = pay;
     atomic_init(&p->refs, 2);
     p->producer = producer;
@@ -160,24 +157,16 @@ int qv_pipe_fd(const qv_pipe *p)
     return p->fd;
 }
 
-qv_pump_out *qv_pipe_out(qv_pipe *p)
-{
-    return &p->out;
-}
-
 void qv_pipe_close_fd(qv_pipe *p)
 {
     if (p->fd >= 0) close(p->fd);
     p->fd = -1;
-    if (p->out.how == QV_DIRECT_OWN) close(p->out.fd);
-    p->out.how = QV_DIRECT_NONE;
 }
 
 void qv_pipe_unref(qv_pipe *p)
 {
     if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
     qv_pipe_close_fd(p);
-    if (p->out.wake >= 0) close(p->out.wake);
     pthread_cond_destroy(&p->lcv);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);

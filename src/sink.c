@@ -473,14 +473,9 @@ int qv_sink_push(qv_slot *slot, const char *buf, size_t len)
     return -1;
 }
 
-int qv_sink_hand_on(qv_future *f, const char *data, size_t n, int *err)
+int qv_sink_hand_on(qv_future *f, const char *data, size_t n)
 {
-    if (f->req.io->on_data)
-        return f->req.io->on_data(f, data, n, f->req.io->on_data_arg) ? QV_EHOOK : QV_OK;
-    qv_pipe *pump = f->pump;
-    int fd = f->req.io->output_fd > 0 ? f->req.io->output_fd : pump ? qv_pipe_fd(pump) : -1;
-    if (fd < 0) return QV_OK;                  /* (a stream whose pipe could not be made) */
-    return qv_pump_write(f, fd, data, n, err); /* (only a loop's pump writes a descriptor here) */
+    return f->req.io->on_data(f, data, n, f->req.io->on_data_arg) ? QV_EHOOK : QV_OK;
 }
 
 char *qv_sink_stop_message(qv_future *f, int rc, int err)

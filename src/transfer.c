@@ -165,12 +165,11 @@ static int start_pump(qv_slot *slot)
         slot->sink.timed = 1;
         return 0;
     }
-    if (!(slot->pipe = qv_pipe_new_pump(f, f->ex->vt->pump_ready, f))) {
+    if (!(slot->pump = qv_pump_new(f))) {
         slot->abort = QV_ABORT_NOMEM;
         return -1;
     }
-    f->pump = slot->pipe;
-    atomic_store(&f->pump_holds, 2);
+    slot->pipe = slot->pump->pipe; /* the transfer's reference */
     if (fd < 0) return 0;
     qv_sink_direct_begin(slot, fd);
     if (fd == slot->sink.fd) {
