@@ -136,8 +136,9 @@ typedef struct qv_part {
 } qv_part;
 
 /* A response hook: runs in the background after the transfer, before the
- * future completes (on the thread that ran the transfer: for QV_THREADS a
- * worker, never a thread of yours waiting for a result, see guide.md). A
+ * future completes: for QV_THREADS on a worker, never a thread of yours
+ * waiting for a result; for QV_LOOP on one of its delivery threads; for
+ * QV_PROCESSES in the worker process (see guide.md). A
  * non-zero return fails the future with QV_EHOOK; qv_response_set_hook_error()
  * gives the message. A hook may attach its own result with
  * qv_response_set_result(). */
@@ -643,7 +644,8 @@ typedef enum qv_future_state {
  * callback or done callback), seeing its own result up to ~1 ms late then.
  * See guide.md. */
 int qv_future_result(qv_future *f, qv_response **out, long timeout_ms);
-/* Waits for a terminal state: QV_OK or QV_EWAIT_TIMEOUT. */
+/* Waits for a terminal state: QV_OK or QV_EWAIT_TIMEOUT (QV_EINVAL for a
+ * NULL future, as qv_future_result). */
 int qv_future_wait(qv_future *f, long timeout_ms);
 /* 1 if the future is in a terminal state, else 0. */
 int qv_future_done(qv_future *f);
@@ -668,8 +670,11 @@ int qv_future_attempts(qv_future *f);
  * during; a read timeout: ReadTimeout before, ConnectionError during). */
 int qv_future_error_status(qv_future *f);
 
-/* Runs fn(f, arg) exactly once when f completes: on the completing thread,
- * or at once in the caller if f is already done. */
+/* Runs fn(f, arg) exactly once when f completes: on the thread that
+ * delivers it (a QV_THREADS worker, never a thread of yours waiting for a
+ * result; one of QV_LOOP's delivery threads; QV_PROCESSES' dispatcher), on
+ * the thread that cancels it while it is queued, or at once in the caller
+ * if f is already done. QV_OK, QV_EINVAL (f or fn NULL) or QV_ENOMEM. */
 typedef void (*qv_done_fn)(qv_future *f, void *arg);
 int qv_future_add_done_callback(qv_future *f, qv_done_fn fn, void *arg);
 
