@@ -1369,17 +1369,42 @@ typedef struct where_data {
     sha h;
     pthread_t waiter;
     int calls, long_calls, waiter_after;
+    /* Long calls that no preemption explains: the vCPU stalled by its host
+     * (a guest sees no switch for it), or a real wait. quiver cannot tell
+     * those from a slow callback, and need not keep it in place then. */
+    int unexplained;
 } where_data;
+
+/* The calling thread's CPU time (ms) and its voluntary and involuntary
+ * context switches. */
+static void thread_now(double *cpu_ms, long *waits, long *preempted)
+{
+    struct rusage ru;
+    struct timespec ts;
+    getrusage(RUSAGE_THREAD, &ru);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    *cpu_ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    *waits = ru.ru_nvcsw;
+    *preempted = ru.ru_nivcsw;
+}
 
 static int where_data_fn(qv_future *f, const void *chunk, size_t len, void *arg)
 {
     (void)f;
     where_data *w = arg;
+    double cpu0, cpu1;
+    long waits0, waits1, pre0, pre1;
+    thread_now(&cpu0, &waits0, &pre0);
     double t0 = now_ms();
     w->calls++;
     if (w->long_calls && pthread_equal(pthread_self(), w->waiter)) w->waiter_after++;
     sha_add(&w->h, chunk, len);
-    if (now_ms() - t0 > QV_ON_DATA_BUDGET_MS) w->long_calls++;
+    if (now_ms() - t0 > QV_ON_DATA_BUDGET_MS) {
+        w->long_calls++;
+        thread_now(&cpu1, &waits1, &pre1);
+        if (pre1 == pre0 || waits1 != waits0 || cpu1 - cpu0 > QV_ON_DATA_BUDGET_MS)
+            w->unexplained++;
+    }
     return 0;
 }
 
@@ -1419,10 +1444,11 @@ Test(stream, a_quick_on_data_that_was_only_preempted_stays_where_it_runs)
     pthread_join(spinner, NULL);
     cr_assert_eq(qv_response_body_bytes(r), BIG_BYTES);
     expect_big_file(&w.h, -1);
-    if (tx_kind() == QV_LOOP && w.long_calls)
+    /* (A run where some long call was not a preemption proves nothing.) */
+    if (tx_kind() == QV_LOOP && w.long_calls && !w.unexplained)
         cr_assert_gt(w.waiter_after, 0,
-                     "after a preempted call (of %d, %d over the budget) the rest of the body "
-                     "left the transfers' thread",
+                     "after a preempted call (of %d, %d over the budget, each preempted) the "
+                     "rest of the body left the transfers' thread",
                      w.calls, w.long_calls);
     qv_future_release(f);
     qv_session_free(s);
