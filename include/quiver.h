@@ -101,7 +101,9 @@ enum qv_error {
 
 /* The message of the last call on this thread that failed with something
  * to tell beyond its code (qv_session_new loading a cookie_file,
- * qv_session_save_cookies): e.g. which file and why. "" when that call
+ * qv_session_save_cookies; qv_executor_new, or qv_session_new making its
+ * executor, failing with QV_ENOMEM: which descriptor, thread, process or
+ * memory ran out): e.g. which file and why. "" when that call
  * succeeded or no such call was made; never NULL. Valid until the thread's
  * next such call. */
 const char *qv_last_error(void);

@@ -2,6 +2,7 @@
  * queue of pending futures, reference counting, stats and shutdown. */
 #include "internal.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -31,9 +32,18 @@ static int queue_cancel(qv_future *f, void *arg, int cancel)
     return taken ? QV_LET_GO_AT_BEGIN : removed;
 }
 
+int qv_executor_short(const char *what, int err)
+{
+    qv_set_last_error("cannot make %s: %s", what,
+                      err && err != ENOMEM ? strerror(err) : "out of memory");
+    return QV_ENOMEM;
+}
+
 int qv_executor_build_sync(qv_executor *ex, unsigned bit, pthread_mutex_t *mu, pthread_cond_t *cv)
 {
-    if (mu ? pthread_mutex_init(mu, NULL) : qv_cond_init(cv)) return QV_ENOMEM;
+    /* (qv_cond_init tells no errno: pthread_cond_init's are ENOMEM, EAGAIN.) */
+    int err = mu ? pthread_mutex_init(mu, NULL) : qv_cond_init(cv) ? ENOMEM : 0;
+    if (err) return qv_executor_short(mu ? "a lock" : "a condition variable", err);
     ex->built |= bit;
     return QV_OK;
 }
@@ -62,7 +72,7 @@ static int executor_init(qv_executor *ex, const qv_executor_opts *o)
         qv_executor_build_sync(ex, QV_BUILT_CV, NULL, &ex->cv) ||
         qv_executor_build_sync(ex, QV_BUILT_SPACE, NULL, &ex->space) ||
         qv_executor_build_sync(ex, QV_BUILT_RESUME, NULL, &ex->resume))
-        return QV_ENOMEM;
+        return QV_ENOMEM; /* (its message set) */
     /* Two kept blocks per transfer at once: you hold finished responses
      * besides the transfers running (a window of 2 x max_workers futures;
      * submitted all at once, those done before the one you wait for). With
@@ -72,7 +82,7 @@ static int executor_init(qv_executor *ex, const qv_executor_opts *o)
      * of what you hold. A QV_THREADS pool, which holds finished responses
      * for you too, keeps more (executor_threads.c). */
     ex->bodies = qv_bodies_new(2 * (size_t)ex->o.max_workers, qv_response_shell_free);
-    return ex->bodies ? QV_OK : QV_ENOMEM;
+    return ex->bodies ? QV_OK : qv_executor_short("the executor's body cache", 0);
 }
 
 /* A half-built executor's end, as a free's but for the lock: no one else
@@ -90,7 +100,7 @@ static int abandon(qv_executor *ex, int rc)
 int qv_executor_make(qv_executor **out, const qv_executor_vt *vt, const qv_executor_opts *o)
 {
     qv_executor *ex = qv_calloc(1, vt->size);
-    if (!ex) return QV_ENOMEM;
+    if (!ex) return qv_executor_short("an executor", 0);
     /* From here on the teardown can end it. */
     ex->vt = vt;
     atomic_init(&ex->refs, 1);
@@ -106,6 +116,7 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
 {
     if (!out) return QV_EINVAL;
     *out = NULL;
+    qv_set_last_error("%s", "");
     qv_executor_opts o;
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;

@@ -808,9 +808,10 @@ static int loop_build(qv_executor *ex)
     int n = ex->o.max_workers;
     if (qv_executor_build_sync(ex, BUILT_DMU, &L->dmu, NULL) ||
         qv_executor_build_sync(ex, BUILT_DCV, NULL, &L->dcv) ||
-        qv_executor_build_sync(ex, BUILT_LMU, &L->lmu, NULL) ||
-        (L->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0)
+        qv_executor_build_sync(ex, BUILT_LMU, &L->lmu, NULL))
         return QV_ENOMEM;
+    if ((L->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0)
+        return qv_executor_short("the loop's timerfd", errno);
     L->slots = qv_calloc((size_t)n, sizeof(*L->slots));
     L->idle = qv_calloc((size_t)n, sizeof(*L->idle));
     L->active = qv_calloc((size_t)n, sizeof(*L->active));
@@ -821,9 +822,14 @@ static int loop_build(qv_executor *ex)
      * make, and no curl_multi_wakeup works on it: a submit would wait for
      * the leader's next timeout. This first wake-up (tried once) tells: the
      * I/O thread's first poll reads it. */
-    if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi ||
-        curl_multi_wakeup(L->multi) != CURLM_OK)
+    if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi)
+        return qv_executor_short("the loop's slots and multi handle", 0);
+    if (curl_multi_wakeup(L->multi) != CURLM_OK) {
+        /* (libcurl keeps no errno of it: its socketpair ran out.) */
+        qv_set_last_error("cannot make the loop's wake-up socket pair (in libcurl's multi "
+                          "handle): out of descriptors");
         return QV_ENOMEM;
+    }
     L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
     qv_uncollected_setup(&L->base, L->base.o.max_uncollected);
     for (int i = 0; i < n; i++) {
@@ -839,13 +845,15 @@ static int loop_build(qv_executor *ex)
                           (long)L->base.o.max_host_connections) ||
         curl_multi_setopt(L->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                           (long)L->base.o.max_total_connections))
-        return QV_ENOMEM;
+        return qv_executor_short("the loop's multi handle's settings", 0);
+    int err = 0;
     for (int i = 0; i < LOOP_DELIVERY_THREADS; i++) {
-        if (pthread_create(&L->dthreads[i], NULL, delivery_main, L)) break;
+        if ((err = pthread_create(&L->dthreads[i], NULL, delivery_main, L))) break;
         L->ndthreads++;
     }
-    if (L->ndthreads == 0) return QV_ENOMEM;
-    if (pthread_create(&L->io, NULL, io_main, L)) return QV_ENOMEM;
+    if (L->ndthreads == 0) return qv_executor_short("the loop's delivery thread", err);
+    if ((err = pthread_create(&L->io, NULL, io_main, L)))
+        return qv_executor_short("the loop's I/O thread", err);
     L->io_started = 1;
     atomic_fetch_add(&qv_io_threads, 1 + L->ndthreads);
     atomic_store(&L->base.workers, 1);

@@ -1295,9 +1295,12 @@ static int procs_build(qv_executor *ex)
     P->slot_used = qv_calloc((size_t)P->base.o.max_workers, 1);
     P->rings = qv_rings_new(P->base.o.max_workers);
     int zsv[2] = {-1, -1};
-    if (!P->w || !P->slot_used || !P->rings || pipe2(P->wake, O_CLOEXEC | O_NONBLOCK) ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv))
-        return QV_ENOMEM;
+    if (!P->w || !P->slot_used || !P->rings)
+        return qv_executor_short("the process pool's worker tables", 0);
+    if (pipe2(P->wake, O_CLOEXEC | O_NONBLOCK))
+        return qv_executor_short("the process pool's wake pipe", errno);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, zsv))
+        return qv_executor_short("the process pool's socket to its zygote", errno);
     P->zfd = zsv[0];
     pthread_rwlock_wrlock(&fork_lock);
     pthread_mutex_lock(&transit_mu);
@@ -1311,16 +1314,18 @@ static int procs_build(qv_executor *ex)
         close(zsv[0]);
         qv_zygote_main(zsv[1], P->rings); /* never returns */
     }
+    int err = errno;
     qv_rings_forked(P->rings, P->base.o.max_workers);
     pthread_rwlock_unlock(&fork_lock);
     close(zsv[1]);
+    if (P->zygote < 0) return qv_executor_short("the process pool's zygote", err);
     /* After the fork: the zygote has no use for it. */
-    if (P->zygote < 0 || (P->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || watch(P, P->wake[0]) ||
-        watch(P, P->zfd))
-        return QV_ENOMEM;
+    if ((P->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || watch(P, P->wake[0]) || watch(P, P->zfd))
+        return qv_executor_short("the process pool's epoll", errno);
     pthread_rwlock_rdlock(&fork_lock);
     transit_add(1);
-    int rc = pthread_create(&P->thread, NULL, dispatch_main, P) ? QV_ENOMEM : QV_OK;
+    err = pthread_create(&P->thread, NULL, dispatch_main, P);
+    int rc = err ? qv_executor_short("the process pool's dispatcher thread", err) : QV_OK;
     P->started = rc == QV_OK;
     if (rc) transit_add(-1);
     pthread_rwlock_unlock(&fork_lock);

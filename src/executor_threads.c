@@ -10,6 +10,7 @@
  * until a worker wakes it for each result. */
 #include "internal.h"
 
+#include <errno.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -522,9 +523,9 @@ static void tp_blank(qv_executor *ex)
 static int tp_build(qv_executor *ex)
 {
     tpool *tp = (tpool *)ex;
-    if ((tp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
-        qv_executor_build_sync(ex, BUILT_LEND_CV, NULL, &tp->lend_cv))
-        return QV_ENOMEM;
+    if ((tp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        return qv_executor_short("the pool's eventfd", errno);
+    if (qv_executor_build_sync(ex, BUILT_LEND_CV, NULL, &tp->lend_cv)) return QV_ENOMEM;
     qv_uncollected_setup(ex, ex->o.max_uncollected);
     /* A body block and a shell kept for every response the pool may hold at
      * once: its transfers' and the finished ones that wait for you (up to
@@ -534,7 +535,7 @@ static int tp_build(qv_executor *ex)
      * (bench/NOTES.md, 2026-12-06 21:50). */
     qv_bodies_keep_most(ex->bodies, 2 * (size_t)ex->o.max_workers + (size_t)ex->max_uncollected);
     tp->threads = qv_calloc((size_t)ex->o.max_workers, sizeof(*tp->threads));
-    return tp->threads ? QV_OK : QV_ENOMEM;
+    return tp->threads ? QV_OK : qv_executor_short("the pool's thread list", 0);
 }
 
 const qv_executor_vt qv_threads_vt = {

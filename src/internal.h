@@ -1639,9 +1639,14 @@ enum {
  * teardown qv_executor_free uses ends it (its kind's shutdown, then
  * destroy), and the step's error is returned. */
 int qv_executor_make(qv_executor **out, const qv_executor_vt *vt, const qv_executor_opts *o);
+/* A constructor's step that failed: qv_last_error says what could not be
+ * made and why (strerror(err); 0 or ENOMEM: out of memory), since QV_ENOMEM also
+ * stands for descriptors, threads or processes run out. Returns QV_ENOMEM. */
+int qv_executor_short(const char *what, int err);
 /* Makes a lock (mu) or a condition variable (cv, with qv_cond_init's
  * clock) of ex or of its kind, and records it in ex->built as `bit`;
- * QV_ENOMEM if it cannot. unbuild destroys it if it was made. */
+ * QV_ENOMEM (qv_executor_short) if it cannot. unbuild destroys it if it
+ * was made. */
 int qv_executor_build_sync(qv_executor *ex, unsigned bit, pthread_mutex_t *mu, pthread_cond_t *cv);
 void qv_executor_unbuild_sync(qv_executor *ex, unsigned bit, pthread_mutex_t *mu,
                               pthread_cond_t *cv);

@@ -6,7 +6,10 @@
  * 1..M it runs with step N failing and must
  *
  *  - return QV_ENOMEM and no executor (or, for a step it can do without,
- *    QV_OK and an executor that is then freed);
+ *    QV_OK and an executor that is then freed), with qv_last_error saying
+ *    what ran out: the failed call's strerror, or "out of memory" for an
+ *    allocation or ENOMEM (QV_ENOMEM stands for descriptors, threads and processes
+ *    run out too);
  *  - leave nothing behind: as many descriptors, threads and live
  *    allocations as before, and no child process (the zygote reaped);
  *  - not crash, and not hang (the suite's time limit).
@@ -42,6 +45,7 @@ static _Thread_local int counting; /* 1 on this thread while the constructor run
 static pid_t counted_pid;          /* and in this process only */
 static long steps, fail_at;        /* steps counted; the one to fail (1-based), 0: none */
 static int failed_step = -1;       /* what the failed step made (ALLOC...) */
+static int failed_errno;           /* the error it failed with (0: an allocation's NULL) */
 static long seen[NSTEPS];          /* steps of each kind counted in the first run */
 static atomic_long live;           /* allocations not freed, on every thread */
 
@@ -52,6 +56,7 @@ static int fail_now(int what)
     seen[what] += fail_at == 0;
     if (++steps != fail_at) return 0;
     failed_step = what;
+    failed_errno = what == ALLOC ? 0 : what == SYNC ? ENOMEM : what == FD ? EMFILE : EAGAIN;
     return 1;
 }
 
@@ -104,20 +109,20 @@ static const qv_allocator counted = {count_malloc, count_calloc, count_realloc, 
 
 int pthread_mutex_init(pthread_mutex_t *mu, const pthread_mutexattr_t *attr)
 {
-    if (fail_now(SYNC)) return ENOMEM;
+    if (fail_now(SYNC)) return failed_errno;
     return REAL(int (*)(pthread_mutex_t *, const pthread_mutexattr_t *), pthread_mutex_init)(mu,
                                                                                              attr);
 }
 
 int pthread_cond_init(pthread_cond_t *cv, const pthread_condattr_t *attr)
 {
-    if (fail_now(SYNC)) return ENOMEM;
+    if (fail_now(SYNC)) return failed_errno;
     return REAL(int (*)(pthread_cond_t *, const pthread_condattr_t *), pthread_cond_init)(cv, attr);
 }
 
 int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
-    if (fail_now(THREAD)) return EAGAIN;
+    if (fail_now(THREAD)) return failed_errno;
     return REAL(int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),
                 pthread_create)(t, attr, fn, arg);
 }
@@ -125,7 +130,7 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *)
 /* A descriptor that cannot be made: the process is out of them. */
 static int no_fd(void)
 {
-    errno = EMFILE;
+    errno = failed_errno;
     return -1;
 }
 
@@ -152,7 +157,11 @@ int socketpair(int domain, int type, int protocol, int sv[2])
 {
     int any = getpid() == counted_pid && atomic_load(&fail_pairs) > 0 &&
               atomic_fetch_sub(&fail_pairs, 1) > 0;
-    return any || fail_now(FD)
+    if (any) {
+        errno = EMFILE;
+        return -1;
+    }
+    return fail_now(FD)
                ? no_fd()
                : REAL(int (*)(int, int, int, int[2]), socketpair)(domain, type, protocol, sv);
 }
@@ -165,7 +174,7 @@ int epoll_create1(int flags)
 int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
 {
     if (fail_now(FD)) {
-        errno = ENOMEM;
+        errno = failed_errno = ENOMEM;
         return -1;
     }
     return REAL(int (*)(int, int, int, struct epoll_event *), epoll_ctl)(ep, op, fd, ev);
@@ -174,7 +183,7 @@ int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
 pid_t fork(void)
 {
     if (fail_now(FORK)) {
-        errno = EAGAIN;
+        errno = failed_errno;
         return -1;
     }
     return REAL(pid_t(*)(void), fork)();
@@ -230,6 +239,20 @@ static int construct(long n, qv_executor **ex)
     return rc;
 }
 
+/* After step n failed (what): qv_last_error says what could not be made,
+ * and why as the failed call said it (the loop's wake-up, which libcurl
+ * makes and tells nothing of: "out of descriptors"). */
+static void check_message(long n, const char *what)
+{
+    const char *msg = qv_last_error();
+    const char *why =
+        failed_errno && failed_errno != ENOMEM ? strerror(failed_errno) : "out of memory";
+    cr_assert(strncmp(msg, "cannot make ", 12) == 0, "step %ld (%s) failed: message \"%s\"", n,
+              what, msg);
+    cr_assert(strstr(msg, why) || (failed_step == FD && strstr(msg, "out of descriptors")),
+              "step %ld (%s) failed with \"%s\": message \"%s\"", n, what, why, msg);
+}
+
 Test(construct, every_step_fails_once)
 {
     counted_pid = getpid();
@@ -272,6 +295,7 @@ Test(construct, every_step_fails_once)
             cr_assert_eq(rc, QV_ENOMEM, "step %ld (%s) failed: %s, expected QV_ENOMEM", n, what,
                          qv_errname(rc));
             cr_assert_null(ex, "step %ld (%s) failed, yet an executor came back", n, what);
+            check_message(n, what);
         }
         footprint left = settled(before);
         cr_assert_eq(left.fds, before.fds, "step %ld (%s) failing left %d descriptors open", n,
