@@ -21,7 +21,7 @@ RULES = [
                               r"curl_global_cleanup|exit|__libc_csu_init|_dl_fini|"
                               r"qv_global_init|qv_executor_new|qv_session_new|qv_executor_free|"
                               r"qv_session_free|curl_easy_cleanup|curl_multi_cleanup)$"),
-    ("bench client's own checks", r"^(check|count_cb|bench_now)$"),
+    ("bench client's own checks", r"^(check|bench_now)$"),
     # quiver: submit side
     ("submit: request record (option merge, URL parse, copies)", r"^qv_req_build$"),
     ("submit: future alloc, session list, queue", r"^(qv_request|qv_future_alloc|qv_executor_submit)$"),
@@ -40,12 +40,13 @@ RULES = [
      r"^(curl_multi_perform|curl_easy_perform)$"),
     ("hand-off: I/O -> delivery threads", r"^deliver_batch$"),
     ("delivery: complete future (hooks, callbacks, wake waiters)",
-     r"^(qv_transfer_deliver|qv_transfer_finish|qv_future_complete|on_done)$"),
+     r"^(qv_transfer_deliver|qv_transfer_settle|qv_future_settle|qv_future_finish|"
+     r"qv_future_complete|on_done)$"),
     ("hand-off: delivery threads sleeping/waking", r"^delivery_main$"),
     ("user thread: waiting for a future (futex sleep/wake)",
      r"^(qv_future_wait|qv_future_result|wait_bounded)$"),
     ("user thread: release future + response", r"^qv_future_release$"),
-    ("thread pool: worker queue wait/pop", r"^(worker_main|run_one)$"),
+    ("thread pool: worker queue wait/pop", r"^worker_main$"),
     ("loop: I/O thread glue (queue lock, start/finish)", r"^(io_main|start|finish)$"),
     ("raw threads: worker loop", r"^worker_main$"),
 ]
