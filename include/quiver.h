@@ -561,6 +561,14 @@ typedef struct qv_request_opts {
 
 /* ---------------------------------------------------------------- executor */
 
+/* Makes an executor (opts NULL: the defaults): QV_OK with *out set;
+ * QV_EINVAL for a NULL out, an unknown kind, a negative max_workers,
+ * connection cap, hook_timeout_ms, max_requests_per_worker or per-host
+ * limit (or a rate that is not a finite number), an opts struct with
+ * fields this library does not know set, or a QV_PROCESSES pool made while
+ * QV_THREADS or QV_LOOP threads exist; QV_ENOMEM when memory, a lock, a
+ * descriptor, a fork or a thread could not be had (nothing is left behind
+ * then). */
 int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);
 /* Stops accepting work, finishes what is queued and in flight, joins the
  * workers. Sessions still using the executor get QV_ESHUTDOWN on submit. */
