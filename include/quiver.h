@@ -595,6 +595,10 @@ int qv_executor_set_host_limits(qv_executor *ex, const char *host, const qv_host
 
 /* ----------------------------------------------------------------- session */
 
+/* Makes a session (opts NULL: the defaults): QV_OK with *out set;
+ * QV_EINVAL for a NULL out or a bad option, QV_EIO for a cookie_file that
+ * cannot be read (qv_last_error says why), QV_ENOMEM, or what
+ * qv_executor_new returns for the executor it makes when none is given. */
 int qv_session_new(qv_session **out, const qv_session_opts *opts);
 /* Stops new submits (QV_ESHUTDOWN); with cancel_pending, cancels this
  * session's queued futures; then waits for its in-flight ones. */
