@@ -567,8 +567,8 @@ typedef struct qv_request_opts {
  * limit (or a rate that is not a finite number), an opts struct with
  * fields this library does not know set, or a QV_PROCESSES pool made while
  * QV_THREADS or QV_LOOP threads exist; QV_ENOMEM when memory, a lock, a
- * descriptor, a fork or a thread could not be had (nothing is left behind
- * then). */
+ * descriptor, a fork or a thread could not be had (qv_last_error says
+ * which; nothing is left behind then). */
 int qv_executor_new(qv_executor **out, const qv_executor_opts *opts);
 /* Stops accepting work, finishes what is queued and in flight, joins the
  * workers. Sessions still using the executor get QV_ESHUTDOWN on submit. */
