@@ -816,20 +816,10 @@ static int loop_build(qv_executor *ex)
     L->idle = qv_calloc((size_t)n, sizeof(*L->idle));
     L->active = qv_calloc((size_t)n, sizeof(*L->active));
     L->watch = qv_calloc((size_t)n, sizeof(*L->watch));
-    L->multi = curl_multi_init();
     L->heap = qv_mem_heap_take();
-    /* libcurl 7.88 makes a multi handle whose wake-up pipe it could not
-     * make, and no curl_multi_wakeup works on it: a submit would wait for
-     * the leader's next timeout. This first wake-up (tried once) tells: the
-     * I/O thread's first poll reads it. */
-    if (!L->slots || !L->idle || !L->active || !L->watch || !L->multi)
-        return qv_executor_short("the loop's slots and multi handle", 0);
-    if (curl_multi_wakeup(L->multi) != CURLM_OK) {
-        /* (libcurl keeps no errno of it: its socketpair ran out.) */
-        qv_set_last_error("cannot make the loop's wake-up socket pair (in libcurl's multi "
-                          "handle): out of descriptors");
-        return QV_ENOMEM;
-    }
+    if (!L->slots || !L->idle || !L->active || !L->watch)
+        return qv_executor_short("the loop's slots", 0);
+    if (!(L->multi = qv_transfer_multi("the loop's"))) return QV_ENOMEM;
     L->run_by = (qv_holder){.fn = loop_poke, .arg = L};
     qv_uncollected_setup(&L->base, L->base.o.max_uncollected);
     for (int i = 0; i < n; i++) {

@@ -170,19 +170,13 @@ static int drive(tslot *s, const struct timespec *deadline, qv_future *until)
     return 1;
 }
 
-/* A worker's multi handle, or NULL. libcurl 7.88 makes one whose wake-up
- * socket pair it could not make (out of descriptors), on which no
- * curl_multi_wakeup works: a cancel of its transfer would wait for the
- * poll's timeout, up to a second. So one wake-up is tried (the first poll
- * reads it) and such a handle is not kept, as the loop's constructor does
- * with its own. */
+/* A worker's multi handle, or NULL (qv_last_error says why, on this
+ * thread): qv_transfer_multi's, for a cancel of its transfer relies on the
+ * wake-up, which would otherwise come at the poll's timeout, up to a
+ * second. */
 static CURLM *worker_multi(const qv_executor *ex)
 {
-    CURLM *m = curl_multi_init();
-    if (m && curl_multi_wakeup(m) != CURLM_OK) {
-        curl_multi_cleanup(m);
-        return NULL;
-    }
+    CURLM *m = qv_transfer_multi("a worker's");
     if (m) curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)ex->o.max_connections);
     return m;
 }
@@ -204,9 +198,9 @@ static int attempt(qv_executor *ex, tslot *s, qv_future *f, const struct timespe
     if (!s->slot.easy || !s->multi) {
         qv_future_end_transfer(f);
         f->out_err = QV_ENOMEM;
-        f->out_msg = qv_future_message(f, QV_ENOMEM,
-                                       "the worker could not make its transfer handle (out of "
-                                       "memory or descriptors)");
+        f->out_msg = qv_future_message(
+            f, QV_ENOMEM, "%s",
+            s->multi ? "cannot make a worker's easy handle: out of memory" : qv_last_error());
         deliver(s, f, 0);
     } else if (qv_transfer_setup(&s->slot, f) == QV_OK) {
         if (curl_multi_add_handle(s->multi, s->slot.easy) == CURLM_OK) {

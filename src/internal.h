@@ -1150,6 +1150,12 @@ typedef struct qv_slot {
  * QV_THREADS worker's, a process worker's): a cancel or a poke wakes its
  * poll (the multi stays valid while it holds the future). */
 qv_holder qv_transfer_holder(CURLM *multi);
+/* A multi handle on which curl_multi_wakeup works, or NULL with
+ * qv_last_error naming whose (e.g. "the loop's") and what could not be made.
+ * libcurl 7.88 makes a multi without its wake-up socket pair when no
+ * descriptor is left, and on it a submit or a cancel would wait for the
+ * poll's timeout: so one wake-up is tried, and such a handle not kept. */
+CURLM *qv_transfer_multi(const char *whose);
 /* Prepares slot->easy for f (already RUNNING). On error the slot is free
  * again and the outcome is in f, to deliver. */
 int qv_transfer_setup(qv_slot *slot, qv_future *f);

@@ -666,6 +666,23 @@ qv_holder qv_transfer_holder(CURLM *multi)
     return (qv_holder){.fn = wake_multi, .arg = multi};
 }
 
+CURLM *qv_transfer_multi(const char *whose)
+{
+    CURLM *m = curl_multi_init();
+    if (!m) {
+        qv_set_last_error("cannot make %s multi handle: out of memory", whose);
+        return NULL;
+    }
+    /* The first poll reads this wake-up. libcurl keeps no errno of the
+     * pair it could not make: descriptors ran out. */
+    if (curl_multi_wakeup(m) == CURLM_OK) return m;
+    curl_multi_cleanup(m);
+    qv_set_last_error("cannot make %s multi handle's wake-up socket pair (in libcurl): out of "
+                      "descriptors",
+                      whose);
+    return NULL;
+}
+
 /* A stream's transfer: 1 if its reader let go; a paused one goes on once
  * its reader made room. */
 static int pipe_check(qv_slot *slot)
