@@ -36,6 +36,9 @@ typedef struct batch {
     qv_link *head, *tail;
 } batch;
 
+/* The delivery lists, in the order the delivery threads take from them. */
+enum { OUTCOME, CALLBACKS, TASK, PUMP, NWORK };
+
 typedef struct loop {
     qv_executor base;
     CURLM *multi;
@@ -50,14 +53,14 @@ typedef struct loop {
      * poll watches while it is empty (upload.c): the descriptors then. */
     int uploads;
     struct curl_waitfd *watch;
-    /* Work for the delivery threads, under dmu: outcomes to deliver,
-     * futures completed on the leader whose done callbacks are left to run,
-     * and streamed responses' headers (tasks), all linked by the futures'
-     * q.next; and pump runs, by their pumps' run.next (a pump's future may be
-     * in a batch of outcomes at the same time). */
+    /* Work for the delivery threads, under dmu, by kind: outcomes to
+     * deliver, futures completed on the leader whose done callbacks are left
+     * to run, and streamed responses' headers (TASK), all linked by the
+     * futures' q.next; and pump runs, by their pumps' run.next (a pump's
+     * future may be in a batch of outcomes at the same time). */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
-    batch outcomes, callbacks, tasks, pumps;
+    batch work[NWORK];
     int dstop;
     pthread_t dthreads[LOOP_DELIVERY_THREADS];
     int ndthreads;
@@ -134,8 +137,8 @@ static void deliver_batch(loop *L, const batch *outcomes, const batch *callbacks
 {
     if (!outcomes->head && !callbacks->head) return;
     pthread_mutex_lock(&L->dmu);
-    batch_move(&L->outcomes, outcomes);
-    batch_move(&L->callbacks, callbacks);
+    batch_move(&L->work[OUTCOME], outcomes);
+    batch_move(&L->work[CALLBACKS], callbacks);
     pthread_cond_signal(&L->dcv); /* one thread takes the batch; it wakes no others */
     pthread_mutex_unlock(&L->dmu);
 }
@@ -149,8 +152,6 @@ static void add_work(loop *L, batch *b, qv_link *n)
     pthread_mutex_unlock(&L->dmu);
 }
 
-enum { OUTCOME, CALLBACKS, TASK, PUMP };
-
 /* Under dmu: the first of b, or NULL. */
 static qv_link *take_from(batch *b)
 {
@@ -162,16 +163,22 @@ static qv_link *take_from(batch *b)
     return n;
 }
 
+/* Under dmu: 1 if a delivery list holds work. */
+static int any_work(const loop *L)
+{
+    for (int i = 0; i < NWORK; i++)
+        if (L->work[i].head) return 1;
+    return 0;
+}
+
 /* Under dmu: the next outcome, done callbacks, task or pump run (*what),
  * or NULL. */
 static qv_link *take(loop *L, int *what)
 {
-    batch *lists[] = {&L->outcomes, &L->callbacks, &L->tasks, &L->pumps};
     qv_link *n = NULL;
-    for (int i = OUTCOME; i <= PUMP && !n; i++)
-        if ((n = take_from(lists[i]))) *what = i;
-    if (L->outcomes.head || L->callbacks.head || L->tasks.head || L->pumps.head)
-        pthread_cond_signal(&L->dcv); /* more: let another help */
+    for (int i = 0; i < NWORK && !n; i++)
+        if ((n = take_from(&L->work[i]))) *what = i;
+    if (any_work(L)) pthread_cond_signal(&L->dcv); /* more: let another help */
     return n;
 }
 
@@ -183,9 +190,7 @@ static void *delivery_main(void *arg)
     for (;;) {
         int what = OUTCOME;
         pthread_mutex_lock(&L->dmu);
-        while (!L->outcomes.head && !L->callbacks.head && !L->tasks.head && !L->pumps.head &&
-               !L->dstop)
-            pthread_cond_wait(&L->dcv, &L->dmu);
+        while (!any_work(L) && !L->dstop) pthread_cond_wait(&L->dcv, &L->dmu);
         qv_link *n = take(L, &what);
         pthread_mutex_unlock(&L->dmu);
         if (!n) break; /* stopped and drained */
@@ -744,7 +749,7 @@ static void loop_deliver_early(qv_executor *ex, qv_future *f, qv_response *r)
 {
     loop *L = (loop *)ex;
     f->out_resp = r;
-    add_work(L, &L->tasks, &qv_future_hold(f)->q); /* the task's reference */
+    add_work(L, &L->work[TASK], &qv_future_hold(f)->q); /* the task's reference */
 }
 
 /* A collection brought the uncollected responses down to half the bound,
@@ -760,7 +765,7 @@ static void loop_resume(qv_executor *ex)
 static void loop_pump_ready(qv_pump *p)
 {
     loop *L = (loop *)p->f->ex;
-    add_work(L, &L->pumps, &p->run);
+    add_work(L, &L->work[PUMP], &p->run);
 }
 
 /* The runner's wait: a thread of the caller's about to sleep until f is
