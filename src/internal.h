@@ -1054,8 +1054,10 @@ typedef struct qv_sink {
 
 /* How a descriptor is written without waiting (qv_sink_nonblocking): by
  * the transfer's thread (a loop's, while its pump is idle; a worker's, in
- * qv_sink_write) and by a loop's pump. */
-enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN };
+ * qv_sink_write) and by a loop's pump. SHARED: a pipe for which no open of
+ * its own could be made (OWN's), written through the caller's descriptor,
+ * PIPE_BUF bytes at most once poll finds room. */
+enum { QV_DIRECT_NONE, QV_DIRECT_WRITE, QV_DIRECT_SEND, QV_DIRECT_OWN, QV_DIRECT_SHARED };
 
 /* A streamed download is received in pieces as large as curl's tool reads
  * (libcurl still calls write_cb with at most 16 KiB at a time): a sixth of
@@ -1255,9 +1257,13 @@ char *qv_sink_io_message(qv_slot *slot);
 int qv_sink_pump_fd(const qv_slot *slot);
 /* How fd can be written without ever blocking: QV_DIRECT_*, with *out the
  * descriptor to write (fd, or for a pipe or FIFO an open of its own with
- * O_NONBLOCK, QV_DIRECT_OWN: the caller closes it); QV_DIRECT_NONE for a
- * terminal or a device, whose writes wait (*out fd). */
+ * O_NONBLOCK, QV_DIRECT_OWN: the caller closes it; fd itself,
+ * QV_DIRECT_SHARED, if that open failed); QV_DIRECT_NONE for a terminal or
+ * a device, whose writes wait (*out fd). */
 int qv_sink_nonblocking(int fd, int *out);
+/* 1 if how's writes wait for room in qv_sink_write_all's poll, which a
+ * cancel ends (a pipe, a FIFO, a socket), 0 if they are made as they are. */
+int qv_sink_waits_for_room(int how);
 /* Sets slot->sink.direct (and direct_known) to qv_sink_nonblocking's
  * choice for fd: a loop's pumped descriptor (qv_sink_pump_fd's), which the
  * transfer's thread writes itself while the pump is idle, or the one

@@ -287,7 +287,11 @@ int qv_sink_pump_fd(const qv_slot *slot)
 /* Those never wait (a file is written by this thread for output_path
  * too); a socket is sent to with MSG_DONTWAIT; a pipe is written through
  * an open of its own with O_NONBLOCK (the caller's descriptor keeps its
- * flags). Anything else (a terminal, a device) is left to the pump. */
+ * flags), or, with none to be had (no descriptor left: EMFILE, ENFILE),
+ * through the caller's descriptor in writes that cannot wait
+ * (shared_write): written there as it is, a pipe whose reader never read
+ * held its writer for good, beyond any cancel. Anything else (a terminal,
+ * a device) is left to the pump. */
 int qv_sink_nonblocking(int fd, int *out)
 {
     struct stat st;
@@ -299,11 +303,16 @@ int qv_sink_nonblocking(int fd, int *out)
     } else if (S_ISSOCK(st.st_mode)) {
         how = QV_DIRECT_SEND;
     } else if (S_ISFIFO(st.st_mode)) {
-        if ((fd = reopen_nonblocking(fd)) < 0) return QV_DIRECT_NONE;
-        how = QV_DIRECT_OWN;
+        int own = reopen_nonblocking(fd);
+        how = own >= 0 ? QV_DIRECT_OWN : QV_DIRECT_SHARED;
+        if (own >= 0) *out = own;
     }
-    if (how != QV_DIRECT_NONE) *out = fd;
     return how;
+}
+
+int qv_sink_waits_for_room(int how)
+{
+    return how == QV_DIRECT_OWN || how == QV_DIRECT_SEND || how == QV_DIRECT_SHARED;
 }
 
 void qv_sink_direct_begin(qv_slot *slot, int fd)
@@ -311,6 +320,21 @@ void qv_sink_direct_begin(qv_slot *slot, int fd)
     qv_sink *k = &slot->sink;
     k->direct = qv_sink_nonblocking(fd, &k->direct_fd);
     k->direct_known = 1;
+}
+
+/* A write to a pipe through the caller's own descriptor, which may make its
+ * writer wait: made only when poll finds room, and of at most PIPE_BUF
+ * bytes, which a pipe with room takes at once (Linux: room is a free page
+ * of the pipe's, and PIPE_BUF is no more than a page). Only another writer
+ * of the same pipe that fills it between the two can make this one wait.
+ * -1 with EAGAIN when there is no room. */
+static ssize_t shared_write(int fd, const char *buf, size_t n)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    int r = poll(&pf, 1, 0);
+    if (r == 0) errno = EAGAIN;
+    /* (No reader: POLLERR, and the write fails with EPIPE.) */
+    return r <= 0 ? -1 : qv_sigpipe_write(fd, buf, n < PIPE_BUF ? n : PIPE_BUF);
 }
 
 long qv_sink_try_write(int how, int fd, const char *buf, size_t len, int *err)
@@ -321,8 +345,9 @@ long qv_sink_try_write(int how, int fd, const char *buf, size_t len, int *err)
          * program, sigpipe.c; on a thread of yours until its lead ends.) */
         ssize_t w = how == QV_DIRECT_SEND
                         ? send(fd, buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
-                    : how == QV_DIRECT_OWN ? qv_sigpipe_write(fd, buf + done, len - done)
-                                           : write(fd, buf + done, len - done);
+                    : how == QV_DIRECT_OWN    ? qv_sigpipe_write(fd, buf + done, len - done)
+                    : how == QV_DIRECT_SHARED ? shared_write(fd, buf + done, len - done)
+                                              : write(fd, buf + done, len - done);
         if (w > 0) {
             done += (size_t)w;
         } else if (w == 0 || errno != EINTR) {
@@ -360,8 +385,7 @@ int qv_sink_write_all(qv_future *f, int how, int fd, int wake, const char *buf, 
     /* A file or a device that never waits for room, or a terminal that
      * cannot be written without waiting: written as it is (a cancel is
      * seen once the write returns). */
-    if (how != QV_DIRECT_OWN && how != QV_DIRECT_SEND)
-        return (*err = qv_write_fd(fd, buf, n)) ? QV_EIO : QV_OK;
+    if (!qv_sink_waits_for_room(how)) return (*err = qv_write_fd(fd, buf, n)) ? QV_EIO : QV_OK;
     for (;;) {
         long w = qv_sink_try_write(how, fd, buf, n, err);
         if (w < 0) return QV_EIO;
