@@ -125,7 +125,9 @@ struct qv_bodies {
     size_t count, bytes;
     spare *shells; /* kept responses (their first bytes are a spare's) */
     size_t nshells;
-    size_t most; /* blocks, and shells, kept at most */
+    size_t most;  /* blocks, and shells, kept at most */
+    size_t low;   /* the fewest blocks kept at once in this interval of takes */
+    size_t takes; /* takes in this interval (QV_BODIES_INTERVAL) */
     void (*free_shell)(void *);
     int closed; /* the executor is gone: what comes back is freed */
     atomic_size_t refs;
@@ -164,6 +166,16 @@ void qv_bodies_drop(qv_bodies *b)
     qv_free(b);
 }
 
+static void free_blocks(spare *s)
+{
+    while (s) {
+        spare *next = s->next;
+        SHOW(s);
+        block_free(s, s->cap);
+        s = next;
+    }
+}
+
 void qv_bodies_close(qv_bodies *b)
 {
     if (!b) return;
@@ -173,12 +185,7 @@ void qv_bodies_close(qv_bodies *b)
     b->count = b->bytes = b->nshells = 0;
     b->closed = 1;
     pthread_mutex_unlock(&b->mu);
-    while (s) {
-        spare *next = s->next;
-        SHOW(s);
-        block_free(s, s->cap);
-        s = next;
-    }
+    free_blocks(s);
     while (shells) {
         spare *next = shells->next;
         SHOW_SHELL(shells);
@@ -195,9 +202,36 @@ static int fits(size_t cap, size_t need)
     return cap >= need && cap / 2 <= need;
 }
 
+/* The coldest kept block, detached (the caller frees it, outside the lock),
+ * if no take reached it in the interval now ending: the fewest kept at once
+ * in it were there all along, at the bottom of the list (takes are from the
+ * top). So what is kept follows what recent takes used, not the most that
+ * were ever alive at once: kept for a past burst, blocks stayed ours for
+ * good, and a long run's RSS rose in steps of a 64 KiB block (68 KiB) each
+ * time that most reached a new high (bench/NOTES.md, 2026-12-07 22:17).
+ * One block an interval: the most that has to be made again when a load
+ * comes back. All the idle ones at once cost a QV_THREADS pool at 64
+ * workers a new block for one 64 KiB body in 5, its CPU twice (its held
+ * responses pile up and drain in phases longer than an interval;
+ * bench/NOTES.md, 2026-12-08 01:25). Called with b->mu held. */
+static spare *cut_idle(qv_bodies *b)
+{
+    int idle = b->low > 0;
+    b->takes = 0;
+    b->low = b->count - (size_t)idle;
+    if (!idle) return NULL;
+    spare **at = &b->top;
+    while ((*at)->next) at = &(*at)->next;
+    spare *cut = *at;
+    *at = NULL;
+    b->count--;
+    b->bytes -= cut->cap;
+    return cut;
+}
+
 int qv_bodies_take(qv_bodies *b, qv_buf *body, size_t need)
 {
-    spare *s = NULL;
+    spare *s = NULL, *idle = NULL;
     pthread_mutex_lock(&b->mu);
     for (spare **at = &b->top; *at; at = &(*at)->next)
         if (fits((*at)->cap, need)) {
@@ -207,7 +241,10 @@ int qv_bodies_take(qv_bodies *b, qv_buf *body, size_t need)
             b->bytes -= s->cap;
             break;
         }
+    if (b->count < b->low) b->low = b->count;
+    if (++b->takes == QV_BODIES_INTERVAL) idle = cut_idle(b);
     pthread_mutex_unlock(&b->mu);
+    free_blocks(idle);
     if (!s) return 0;
     SHOW(s);
     body->cap = s->cap;

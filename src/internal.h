@@ -753,6 +753,9 @@ int qv_session_load_cookie_file(qv_session *s, const char *path);
 #define QV_BODIES_COUNT    256
 #define QV_BODIES_BYTES    ((size_t)16 << 20)
 #define QV_BODIES_SMALLEST ((size_t)4096)
+/* Every QV_BODIES_INTERVAL takes, one block none of them reached (if the
+ * fewest kept at once were any) is freed: what is kept follows recent use. */
+#define QV_BODIES_INTERVAL 256
 typedef struct qv_bodies qv_bodies;
 /* Keeps at most `most` blocks and shells (and QV_BODIES_COUNT);
  * free_shell ends the shells still kept when b is closed. */
@@ -769,7 +772,8 @@ void qv_bodies_close(qv_bodies *b);
 void qv_bodies_hold(qv_bodies *b);
 void qv_bodies_drop(qv_bodies *b);
 /* body (empty, no block yet) gets a kept block of `need` bytes or more if
- * one fits (1), else nothing (0). */
+ * one fits (1), else nothing (0); each call counts towards the interval
+ * whose idle blocks are freed (QV_BODIES_INTERVAL). */
 int qv_bodies_take(qv_bodies *b, qv_buf *body, size_t need);
 /* Keeps body's block if it is within the bounds, else frees it; any thread. */
 void qv_bodies_give(qv_bodies *b, qv_buf *body);

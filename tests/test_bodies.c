@@ -218,6 +218,38 @@ Test(bodies, kept_buffers_stop_at_the_count_bound)
     qv_bodies_close(b);
 }
 
+/* Without the network either: what is kept follows recent use. Blocks kept
+ * after a burst of 40 bodies held at once go back, one an interval of takes
+ * (QV_BODIES_INTERVAL) that held fewer at once, until 4 are left, the most
+ * held at once since; every take finds one. Kept for good, they held a long
+ * run's RSS at its highest burst (bench/NOTES.md, 2026-12-07 22:17). */
+Test(bodies, kept_buffers_follow_recent_use)
+{
+    enum { BURST = 40, STEADY = 4, SIZE = 65536 };
+    qv_bodies *b = qv_bodies_new(QV_BODIES_COUNT, qv_response_shell_free);
+    qv_buf bufs[BURST] = {{0}};
+    for (size_t i = 0; i < BURST; i++) {
+        cr_assert_eq(qv_bodies_take(b, &bufs[i], SIZE + 1), 0, "nothing kept yet");
+        cr_assert_eq(qv_body_grow(&bufs[i], SIZE, SIZE), QV_OK);
+    }
+    size_t cap = bufs[0].cap;
+    for (size_t i = 0; i < BURST; i++) qv_bodies_give(b, &bufs[i]);
+    cr_assert_eq(qv_bodies_kept(b, NULL), BURST);
+    for (size_t round = 0; round < (BURST + 1) * QV_BODIES_INTERVAL / STEADY; round++) {
+        for (size_t i = 0; i < STEADY; i++)
+            cr_assert_eq(qv_bodies_take(b, &bufs[i], SIZE + 1), 1, "round %zu: none kept", round);
+        for (size_t i = 0; i < STEADY; i++) qv_bodies_give(b, &bufs[i]);
+        /* One an interval: a load that comes back makes few again. */
+        size_t takes = BURST + (round + 1) * STEADY;
+        cr_assert_geq(qv_bodies_kept(b, NULL) + takes / QV_BODIES_INTERVAL, BURST,
+                      "more than one block an interval let go");
+    }
+    size_t bytes;
+    cr_assert_eq(qv_bodies_kept(b, &bytes), STEADY, "blocks kept for a burst long gone");
+    cr_assert_eq(bytes, STEADY * cap);
+    qv_bodies_close(b);
+}
+
 /* Without the network either (more workers than a test should start):
  * large blocks stop at QV_BODIES_BYTES. */
 Test(bodies, kept_buffers_stop_at_the_byte_bound)
