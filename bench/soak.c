@@ -4,7 +4,7 @@
  *
  *   soak --executor threads|loop|processes --nginx URL --faults URL
  *        [-n N] [-c C] [--window W] [--deadline S] [--stuck S] [--seed X]
- *        [--warmup PCT] [--rss-limit PCT]
+ *        [--warmup PCT] [--rss-limit PCT] [--batch B [--max-uncollected U]]
  *
  * A FIFO window of W futures: submit W, then collect the oldest, check it,
  * release it and submit the next. Each request is drawn at submit:
@@ -20,6 +20,13 @@
  * future (checked at collection, and in total after the executor is freed,
  * when a late second call would also have shown up), and the state it saw
  * must be the state collected. The executor's stats must equal the counts.
+ *
+ * With --batch B no future has a callback (a future with one never counts
+ * against max_uncollected): the oldest B are collected together, by
+ * qv_wait and by a qv_as_completed iterator in turn (which must give each
+ * once), then checked in order, while the newer futures of the window that
+ * finish meanwhile pile up against the executor's max_uncollected
+ * (--max-uncollected, 8 here), so its pauses and resumes run all along.
  *
  * RSS (VmRSS, and for processes the total of the zygote and workers) is
  * sampled every N/100 collections, each time once the window has drained;
@@ -111,7 +118,9 @@ typedef struct soak {
     char url[K_COUNT][512];
     uint64_t rng;
     atomic_long callbacks, stray, bad_user_data;
-    long bad; /* failed checks */
+    int callback;      /* every future has a done callback (no --batch) */
+    qv_future **batch; /* --batch: the futures collected together */
+    long bad;          /* failed checks */
     long ok, faulted, cancelled, cancel_lost, finished, failed;
     long cancel_seen[3]; /* state just before the cancel: pending, running, done */
     long per_kind[K_COUNT];
@@ -225,7 +234,7 @@ static void submit(soak *S, long seq)
         fprintf(stderr, "soak: submit %ld failed: %s\n", seq, qv_errname(rc));
         exit(1);
     }
-    rc = qv_future_add_done_callback(sl->f, on_done, (void *)(uintptr_t)seq);
+    if (S->callback) rc = qv_future_add_done_callback(sl->f, on_done, (void *)(uintptr_t)seq);
     if (rc != QV_OK) {
         fprintf(stderr, "soak: add_done_callback %ld failed: %s\n", seq, qv_errname(rc));
         exit(1);
@@ -257,14 +266,66 @@ static void cancel_due(soak *S, long c)
     *head = -1;
 }
 
+/* --batch: the futures of seqs first..end-1 collected together, by qv_wait or
+ * (as_completed) by an iterator that must give each of them once. NULL, or
+ * why the run stops. The cancels due at the batch's collections are made
+ * first: a stall cancelled later than that would hold the batch for its
+ * 10 s timeout. */
+static const char *collect_batch(soak *S, long first, long end, int as_completed, double t0,
+                                 double deadline_s, double stuck_s)
+{
+    size_t nb = (size_t)(end - first);
+    for (long c = first; c < end; c++) cancel_due(S, c);
+    for (size_t k = 0; k < nb; k++) S->batch[k] = S->ring[(first + (long)k) % S->w].f;
+    qv_as_completed *ac = NULL;
+    if (as_completed && qv_as_completed_new(&ac, S->batch, nb) != QV_OK)
+        return "qv_as_completed_new failed";
+    const char *fail = NULL;
+    for (;;) {
+        int rc;
+        if (ac) {
+            qv_future *f = NULL;
+            rc = qv_as_completed_next(ac, &f, 200);
+            if (rc == QV_ESHUTDOWN) break;
+            if (rc == QV_OK) {
+                long seq = (long)(uintptr_t)qv_future_user_data(f);
+                slot *sl = &S->ring[seq % S->w];
+                if (seq < first || seq >= end || !qv_future_done(f))
+                    problem(S, sl, "qv_as_completed gave a future not done or not asked for", NULL);
+                else
+                    atomic_fetch_add(&sl->fired, 1);
+                continue;
+            }
+        } else if ((rc = qv_wait(S->batch, nb, QV_ALL_COMPLETED, 200)) == QV_OK) {
+            break;
+        }
+        double now = bench_now();
+        if (rc != QV_EWAIT_TIMEOUT) fail = "qv_wait or qv_as_completed_next failed";
+        if (now - S->ring[first % S->w].t_submit > stuck_s) fail = "a future never completed";
+        if (now - t0 > deadline_s) fail = "deadline";
+        if (fail) break;
+    }
+    if (ac) qv_as_completed_free(ac);
+    for (long seq = first; seq < end && !fail; seq++) {
+        slot *sl = &S->ring[seq % S->w];
+        if (!qv_future_done(sl->f)) problem(S, sl, "not done after its batch was waited for", NULL);
+        if (ac && atomic_load(&sl->fired) != 1)
+            problem(S, sl, "qv_as_completed did not give it exactly once", NULL);
+    }
+    return fail;
+}
+
 /* Checks one completed future against what was asked of it. */
 static void check(soak *S, slot *sl)
 {
     qv_future *f = sl->f;
     qv_future_state st = qv_future_state_get(f);
-    if (atomic_load(&sl->fired) != 1) problem(S, sl, "done callback count is not 1", NULL);
-    if (atomic_load(&sl->cb_state) != (int)st)
+    if (S->callback && atomic_load(&sl->fired) != 1)
+        problem(S, sl, "done callback count is not 1", NULL);
+    if (S->callback && atomic_load(&sl->cb_state) != (int)st)
         problem(S, sl, "the callback saw another state than the collector", NULL);
+    if (qv_future_user_data(f) != (void *)(uintptr_t)atomic_load(&sl->seq))
+        problem(S, sl, "the user data did not come back", NULL);
     qv_response *r = NULL;
     int rc = qv_future_result(f, &r, 0);
     if (rc != qv_future_error_code(f)) problem(S, sl, "result and error code disagree", NULL);
@@ -414,7 +475,7 @@ _Noreturn static void usage(const char *prog)
     fprintf(stderr,
             "usage: %s --executor threads|loop|processes --nginx URL --faults URL [-n N] [-c C]\n"
             "          [--window W] [--deadline S] [--stuck S] [--seed X] [--warmup PCT]\n"
-            "          [--rss-limit PCT]\n",
+            "          [--rss-limit PCT] [--batch B [--max-uncollected U]]\n",
             prog);
     exit(1);
 }
@@ -422,14 +483,21 @@ _Noreturn static void usage(const char *prog)
 int main(int argc, char **argv)
 {
     static const struct option longs[] = {
-        {"executor", required_argument, NULL, 'e'},  {"nginx", required_argument, NULL, 'g'},
-        {"faults", required_argument, NULL, 'f'},    {"window", required_argument, NULL, 'w'},
-        {"deadline", required_argument, NULL, 'd'},  {"stuck", required_argument, NULL, 'k'},
-        {"seed", required_argument, NULL, 'r'},      {"warmup", required_argument, NULL, 'u'},
-        {"rss-limit", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0},
+        {"executor", required_argument, NULL, 'e'},
+        {"nginx", required_argument, NULL, 'g'},
+        {"faults", required_argument, NULL, 'f'},
+        {"window", required_argument, NULL, 'w'},
+        {"deadline", required_argument, NULL, 'd'},
+        {"stuck", required_argument, NULL, 'k'},
+        {"seed", required_argument, NULL, 'r'},
+        {"warmup", required_argument, NULL, 'u'},
+        {"rss-limit", required_argument, NULL, 'l'},
+        {"batch", required_argument, NULL, 'b'},
+        {"max-uncollected", required_argument, NULL, 'm'},
+        {NULL, 0, NULL, 0},
     };
     const char *exname = NULL, *nginx = NULL, *faults = NULL;
-    long n = 1000000, window = 256, workers = 0;
+    long n = 1000000, window = 256, workers = 0, batch = 0, max_uncollected = 0;
     double deadline_s = 900, stuck_s = 60, warmup_pct = 10, rss_limit_pct = 5;
     uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     int ch;
@@ -468,11 +536,17 @@ int main(int argc, char **argv)
         case 'l':
             rss_limit_pct = atof(optarg);
             break;
+        case 'b':
+            batch = atol(optarg);
+            break;
+        case 'm':
+            max_uncollected = atol(optarg);
+            break;
         default:
             usage(argv[0]);
         }
     }
-    if (!exname || !nginx || !faults || n < 100 || window < 1) usage(argv[0]);
+    if (!exname || !nginx || !faults || n < 100 || window < 1 || batch < 0) usage(argv[0]);
     qv_executor_kind kind;
     if (strcmp(exname, "threads") == 0)
         kind = QV_THREADS;
@@ -486,6 +560,9 @@ int main(int argc, char **argv)
      * transfer costs more than a transfer slot of the loop. */
     if (workers <= 0) workers = kind == QV_LOOP ? 64 : kind == QV_THREADS ? 16 : 8;
     if (window > n) window = n;
+    if (batch > window) batch = window;
+    /* Small, so that the futures finished past the batch waited for fill it. */
+    if (batch && !max_uncollected) max_uncollected = 8;
     if (seed == 0) seed = 1; /* xorshift's one bad state */
     bench_raise_nofile();
 
@@ -493,7 +570,8 @@ int main(int argc, char **argv)
     qv_executor *ex = NULL;
     int rc = qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
                                                       .kind = kind,
-                                                      .max_workers = (int)workers});
+                                                      .max_workers = (int)workers,
+                                                      .max_uncollected = max_uncollected});
     if (rc) {
         fprintf(stderr, "soak: qv_executor_new: %s\n", qv_strerror(rc));
         return 1;
@@ -516,9 +594,11 @@ int main(int argc, char **argv)
     S.n = n;
     S.w = window;
     S.rng = seed;
+    S.callback = !batch;
     S.ring = calloc((size_t)window, sizeof(*S.ring));
     S.cancel_head = malloc((size_t)window * sizeof(*S.cancel_head));
-    if (!S.ring || !S.cancel_head) return 1;
+    S.batch = malloc((size_t)window * sizeof(*S.batch));
+    if (!S.ring || !S.cancel_head || !S.batch) return 1;
     for (long i = 0; i < window; i++) {
         S.cancel_head[i] = -1;
         atomic_init(&S.ring[i].seq, -1);
@@ -531,8 +611,9 @@ int main(int argc, char **argv)
         else
             snprintf(S.url[k], sizeof(S.url[k]), "%s%s", faults, kinds[k].path);
     }
-    printf("soak: executor=%s n=%ld workers=%ld window=%ld seed=%llu\n", exname, n, workers, window,
-           (unsigned long long)seed);
+    printf("soak: executor=%s n=%ld workers=%ld window=%ld batch=%ld max_uncollected=%ld "
+           "seed=%llu\n",
+           exname, n, workers, window, batch, max_uncollected, (unsigned long long)seed);
     fflush(stdout);
 
     /* Samples every N/100; the baseline is the peak of the warm-up's samples
@@ -547,7 +628,8 @@ int main(int argc, char **argv)
      * so every sample sees the same state: no future alive, only what the
      * executor and libcurl keep between requests. A leak shows there; the
      * peak under load (sampled as the drain starts) is reported beside it. */
-    long submitted = 0, limit = every;
+    long submitted = 0, limit = every, batch_end = 0;
+    int as_completed = 1;               /* --batch: qv_wait and qv_as_completed in turn */
     long load_peak_kb = 0, load_at = 0; /* the limit whose drain was sampled */
     while (submitted < limit && submitted < window) submit(&S, submitted++);
     for (long i = 0; i < n && !fail; i++) {
@@ -557,7 +639,12 @@ int main(int argc, char **argv)
             if (kb > load_peak_kb) load_peak_kb = kb;
             load_at = limit;
         }
-        while (qv_future_wait(sl->f, 200) == QV_EWAIT_TIMEOUT) {
+        if (batch && i == batch_end) {
+            batch_end = i + batch < submitted ? i + batch : submitted;
+            as_completed = !as_completed;
+            fail = collect_batch(&S, i, batch_end, as_completed, t0, deadline_s, stuck_s);
+        }
+        while (!fail && !batch && qv_future_wait(sl->f, 200) == QV_EWAIT_TIMEOUT) {
             double now = bench_now();
             if (now - sl->t_submit > stuck_s) fail = "a future never completed";
             if (now - t0 > deadline_s) fail = "deadline";
@@ -570,7 +657,9 @@ int main(int argc, char **argv)
             break;
         }
         /* Waiters wake before the done callbacks run: give the callback its moment. */
-        for (double t = bench_now(); !atomic_load(&sl->fired) && bench_now() - t < 10;) usleep(20);
+        for (double t = bench_now();
+             S.callback && !atomic_load(&sl->fired) && bench_now() - t < 10;)
+            usleep(20);
         check(&S, sl);
         qv_future_release(sl->f);
         sl->f = NULL;
@@ -627,7 +716,7 @@ int main(int argc, char **argv)
     qv_executor_free(ex);
     /* Only now would a late second callback have been counted. */
     long cbs = atomic_load(&S.callbacks);
-    if (cbs != n || atomic_load(&S.stray) || atomic_load(&S.bad_user_data)) {
+    if (cbs != (S.callback ? n : 0) || atomic_load(&S.stray) || atomic_load(&S.bad_user_data)) {
         fprintf(stderr,
                 "soak: %ld callbacks for %ld futures (%ld late, %ld with wrong user data)\n", cbs,
                 n, atomic_load(&S.stray), atomic_load(&S.bad_user_data));
@@ -661,5 +750,6 @@ int main(int argc, char **argv)
            pool_rss.base, pool_rss.max, pool_rss.last, drift_pct(&pool_rss));
     free(S.ring);
     free(S.cancel_head);
+    free(S.batch);
     return S.bad == 0 && rss_ok ? 0 : 2;
 }
