@@ -308,8 +308,8 @@ typedef struct qv_executor_opts {
      * qv_future_wait, qv_future_release), no more requests start (a pool's
      * workers, the thread driving the loop) until half of them are
      * collected, so finished responses cannot pile up while the collecting
-     * thread waits for a core; 0 = max_workers, at least 64; -1 = no bound.
-     * See "Collecting responses" in docs/guide.md. */
+     * thread waits for a core; 0 = max_workers, at least 64; -1 = no bound
+     * (below -1: QV_EINVAL). See "Collecting responses" in docs/guide.md. */
     long max_uncollected;
 } qv_executor_opts;
 
@@ -564,7 +564,8 @@ typedef struct qv_request_opts {
 /* Makes an executor (opts NULL: the defaults): QV_OK with *out set;
  * QV_EINVAL for a NULL out, an unknown kind, a negative max_workers,
  * connection cap, hook_timeout_ms, max_requests_per_worker or per-host
- * limit (or a rate that is not a finite number), an opts struct with
+ * limit (or a rate that is not a finite number), a max_uncollected below
+ * -1 (qv_last_error says so), an opts struct with
  * fields this library does not know set, or a QV_PROCESSES pool made while
  * QV_THREADS or QV_LOOP threads exist; QV_ENOMEM when memory, a lock, a
  * descriptor, a fork or a thread could not be had (qv_last_error says

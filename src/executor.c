@@ -125,6 +125,12 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
         o.per_host.max_concurrent < 0 || o.per_host.burst < 0 || !(o.per_host.rate >= 0) ||
         isinf(o.per_host.rate))
         return QV_EINVAL;
+    if (o.max_uncollected < -1) {
+        qv_set_last_error("max_uncollected is %ld: it takes a bound, 0 (the default) or -1 (no "
+                          "bound)",
+                          o.max_uncollected);
+        return QV_EINVAL;
+    }
     qv_global_init();
     switch (o.kind) {
     case QV_THREADS:

@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,4 +343,28 @@ Test(construct, worker_multi_without_wakeup)
     cr_assert_eq(qv_response_status(r), 200);
     qv_future_release(f);
     qv_session_free(s);
+}
+
+/* max_uncollected takes a bound, 0 (the default) or -1 (no bound): any
+ * other negative is refused with QV_EINVAL, and qv_last_error says why
+ * (before, every negative meant no bound). */
+Test(construct, max_uncollected_below_minus_one)
+{
+    const long wrong[] = {-2, LONG_MIN};
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        qv_executor *ex = NULL;
+        int rc = qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = tx_kind(),
+                                                          .max_uncollected = wrong[i]});
+        cr_assert_eq(rc, QV_EINVAL, "max_uncollected %ld: %s", wrong[i], qv_errname(rc));
+        cr_assert_null(ex);
+        cr_assert_not_null(strstr(qv_last_error(), "max_uncollected"), "message: \"%s\"",
+                           qv_last_error());
+    }
+    qv_executor *ex = NULL;
+    cr_assert_eq(qv_executor_new(&ex, &(qv_executor_opts){.size = sizeof(qv_executor_opts),
+                                                          .kind = tx_kind(),
+                                                          .max_uncollected = -1}),
+                 QV_OK, "max_uncollected -1: %s", qv_last_error());
+    qv_executor_free(ex);
 }
