@@ -1139,9 +1139,15 @@ typedef struct qv_slot {
     int url_refused;
     qv_sink sink;
     qv_lowat lowat;
-    qv_pipe *pipe;      /* stream = 1, once the headers went out; or the pump's */
-    qv_pump *pump;      /* the transfer's pump (pump.c), for its executor to end */
-    char *abort_msg;    /* QV_ABORT_HOOK: a hook's message (a process worker's) */
+    qv_pipe *pipe;   /* stream = 1, once the headers went out; or the pump's */
+    qv_pump *pump;   /* the transfer's pump (pump.c), for its executor to end */
+    char *abort_msg; /* QV_ABORT_HOOK: a hook's message (a process worker's) */
+    /* qv_transfer_run's watch_fd and on_readable (a process worker's
+     * control socket and its reader; on_readable NULL: none), which a
+     * write to output_fd watches while it waits for room (qv_sink_write):
+     * a cancel comes there. */
+    int watch_fd;
+    void (*on_readable)(struct qv_slot *slot);
     int paused;         /* the transfer waits for the reader (CURL_WRITEFUNC_PAUSE) */
     int upload_fd;      /* upload_path's file, -1 if none (upload.c) */
     int upload_waits;   /* ... a pipe with nothing in yet: sending paused (upload.c) */
@@ -1186,7 +1192,8 @@ int qv_transfer_settle(qv_future *f);
 /* Drives one transfer on a private multi until it ends, is cancelled or
  * times out; the result is for qv_transfer_collect. If watch_fd >= 0,
  * on_readable(slot) runs when it becomes readable (a worker's control
- * channel). */
+ * channel), between passes and while a write to output_fd waits for room
+ * (slot->watch_fd). */
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *));
 /* The same in steps, for a transfer that may change threads: drives the
  * slot's transfer, already in multi, until it ends (1, with *cc its result
@@ -1279,12 +1286,23 @@ long qv_sink_try_write(int how, int fd, const char *buf, size_t len, int *err);
 /* qv_sink_try_write to slot->sink.direct's descriptor (errno in
  * slot->sink.err). */
 long qv_sink_direct(qv_slot *slot, const char *buf, size_t len);
+/* What a write waiting for room watches to hear of its future's cancel:
+ * fd, an eventfd the cancel writes (a loop's pump; heard NULL: it is read
+ * then), or a process worker's control socket, whose frames heard(slot)
+ * reads (a cancel among them sets cancel_requested); fd -1: nothing, the
+ * cancel is looked at every QV_SINK_LOOK_MS (a QV_THREADS worker, whose
+ * cancel wakes only its curl_multi_poll). */
+typedef struct qv_sink_wake {
+    int fd;
+    void (*heard)(qv_slot *slot);
+    qv_slot *slot;
+} qv_sink_wake;
 /* Writes all of buf to fd (how and fd: qv_sink_nonblocking's). A pipe, a
- * FIFO or a socket waits for room until f is cancelled: woken by wake (an
- * eventfd its cancel writes), or with none (-1) looking at the cancel
- * every QV_SINK_LOOK_MS; anything else is written as it is, waiting.
- * QV_OK, QV_ECANCELLED, or QV_EIO with *err (the write's errno). */
-int qv_sink_write_all(qv_future *f, int how, int fd, int wake, const char *buf, size_t n, int *err);
+ * FIFO or a socket waits for room until f is cancelled (wake: how it
+ * hears of that); anything else is written as it is, waiting. QV_OK,
+ * QV_ECANCELLED, or QV_EIO with *err (the write's errno). */
+int qv_sink_write_all(qv_future *f, int how, int fd, const qv_sink_wake *wake, const char *buf,
+                      size_t n, int *err);
 #define QV_SINK_LOOK_MS 100
 /* After the outcome is in f: closes the file, renames it into place (or
  * fails f with QV_EIO), or removes or keeps a partial one. */

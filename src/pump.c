@@ -64,8 +64,8 @@ static int write_out(qv_pump *p, const char *data, size_t n)
         p->out_tried = 1;
         p->out_how = qv_sink_nonblocking(fd, &p->out_fd);
     }
-    int wake = qv_sink_waits_for_room(p->out_how) ? wake_fd(p) : -1;
-    return qv_sink_write_all(p->f, p->out_how, p->out_fd, wake, data, n, &p->errnum);
+    const qv_sink_wake wake = {qv_sink_waits_for_room(p->out_how) ? wake_fd(p) : -1, NULL, NULL};
+    return qv_sink_write_all(p->f, p->out_how, p->out_fd, &wake, data, n, &p->errnum);
 }
 
 static int hand_on(void *arg, const char *data, size_t n)

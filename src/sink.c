@@ -216,15 +216,19 @@ static int resume_check(qv_slot *slot)
 /* A descriptor that may make its writer wait (a pipe, a FIFO, a socket:
  * output_fd, an output_path written in place) is written through
  * qv_sink_nonblocking's form, waiting for room until the future is
- * cancelled (looked at every QV_SINK_LOOK_MS: this thread is inside
- * libcurl's callback, and a cancel wakes only its poll); blocked in
- * write(), a QV_THREADS worker whose reader never read heard no cancel.
- * Others (a file, a terminal) are written as they are. */
+ * cancelled: a QV_THREADS worker looks at the cancel every
+ * QV_SINK_LOOK_MS (this thread is inside libcurl's callback, and a cancel
+ * wakes only its poll); a process worker reads its control socket, where
+ * its cancel comes, meanwhile (read only between passes of the transfer,
+ * the cancel waited for the reader). Blocked in write(), a worker whose
+ * reader never read heard no cancel. Others (a file, a terminal) are
+ * written as they are. */
 static int write_out(qv_slot *slot, int fd, const char *buf, size_t len)
 {
     qv_sink *k = &slot->sink;
     if (!k->direct_known) qv_sink_direct_begin(slot, fd);
-    return qv_sink_write_all(slot->f, k->direct, k->direct_fd, -1, buf, len, &k->err);
+    const qv_sink_wake wake = {slot->on_readable ? slot->watch_fd : -1, slot->on_readable, slot};
+    return qv_sink_write_all(slot->f, k->direct, k->direct_fd, &wake, buf, len, &k->err);
 }
 
 size_t qv_sink_write(qv_slot *slot, const char *buf, size_t len)
@@ -367,20 +371,25 @@ long qv_sink_direct(qv_slot *slot, const char *buf, size_t len)
 
 /* Waits until fd has room (or an error to report: the next write says
  * which): 1, or 0 once f is cancelled. */
-static int room(qv_future *f, int fd, int wake)
+static int room(qv_future *f, int fd, const qv_sink_wake *wake)
 {
     for (;;) {
         if (atomic_load(&f->cancel_requested)) return 0;
-        struct pollfd pf[2] = {{.fd = fd, .events = POLLOUT}, {.fd = wake, .events = POLLIN}};
-        int r = poll(pf, wake >= 0 ? 2 : 1, wake >= 0 ? -1 : QV_SINK_LOOK_MS);
+        struct pollfd pf[2] = {{.fd = fd, .events = POLLOUT}, {.fd = wake->fd, .events = POLLIN}};
+        int r = poll(pf, wake->fd >= 0 ? 2 : 1, wake->fd >= 0 ? -1 : QV_SINK_LOOK_MS);
         if (r < 0 && errno != EINTR) return 1;
         if (pf[0].revents) return 1;
+        if (!pf[1].revents) continue;
         eventfd_t woken;
-        if (pf[1].revents) eventfd_read(wake, &woken); /* (it stays readable until read) */
+        if (wake->heard)
+            wake->heard(wake->slot); /* (a worker's frames: a cancel, or its parent gone) */
+        else
+            eventfd_read(wake->fd, &woken); /* (it stays readable until read) */
     }
 }
 
-int qv_sink_write_all(qv_future *f, int how, int fd, int wake, const char *buf, size_t n, int *err)
+int qv_sink_write_all(qv_future *f, int how, int fd, const qv_sink_wake *wake, const char *buf,
+                      size_t n, int *err)
 {
     /* A file or a device that never waits for room, or a terminal that
      * cannot be written without waiting: written as it is (a cancel is

@@ -1268,6 +1268,8 @@ int qv_transfer_drive(qv_slot *slot, CURLM *multi, const struct timespec *deadli
 CURLcode qv_transfer_run(qv_slot *slot, CURLM *multi, int watch_fd, void (*on_readable)(qv_slot *))
 {
     CURLcode cc = CURLE_OUT_OF_MEMORY;
+    slot->watch_fd = watch_fd;
+    slot->on_readable = on_readable;
     if (curl_multi_add_handle(multi, slot->easy) == CURLM_OK)
         qv_transfer_drive(slot, multi, NULL, NULL, watch_fd, on_readable, &cc);
     return cc;

@@ -727,13 +727,10 @@ static void close_output(int kind, const int p[2])
  * delivery thread (pump.c), not the thread that runs every transfer. A
  * cancel ends such a write: the future ends cancelled with not a byte read
  * (on QV_LOOP the pump's wait is a poll the cancel ends, pump.c; on
- * QV_THREADS the worker looks at the cancel every 100 ms, sink.c: blocked
- * in write(), either waited for the reader for good). */
-/* As a_slow_on_data_holds_up_only_its_own_transfer: not on QV_PROCESSES,
- * whose worker writes output_fd and hears of a cancel in a frame it reads
- * only between passes of the transfer (documented). */
-TX_TEST_KINDS(stream, an_output_nobody_reads_holds_up_only_its_own_transfer_until_cancelled,
-              threads loop);
+ * QV_THREADS the worker looks at the cancel every 100 ms, sink.c; a
+ * process worker reads its control socket, where the cancel comes, while
+ * it waits: blocked in write(), or reading that socket only between passes
+ * of the transfer, each waited for the reader for good). */
 Test(stream, an_output_nobody_reads_holds_up_only_its_own_transfer_until_cancelled)
 {
     qv_session *s = TX_SESSION(.max_workers = 4);
@@ -774,11 +771,8 @@ static void *free_both(void *arg)
 
 /* More downloads into outputs nobody reads than QV_LOOP has delivery
  * threads (four), all cancelled: the executor's free returns (their writes
- * held those threads, or QV_THREADS' workers, and the free that joins them,
- * until a reader read), and each future is cancelled. Not on QV_PROCESSES
- * (as above). */
-TX_TEST_KINDS(stream, cancelled_downloads_into_outputs_nobody_reads_let_the_executor_be_freed,
-              threads loop);
+ * held those threads, or the workers, and the free that waits for them,
+ * until a reader read), and each future is cancelled. */
 Test(stream, cancelled_downloads_into_outputs_nobody_reads_let_the_executor_be_freed)
 {
     enum { STUCK = 5 };
