@@ -33,8 +33,8 @@
  *     close their session with streams still open; and bodies to on_data
  *     that is slow at one call (on QV_LOOP the rest then moves to a
  *     delivery thread), says stop, or is cancelled; and bodies to
- *     output_fd, a pipe whose reader is slow or (except on
- *     QV_PROCESSES) stops for good, cancelled at a random moment.
+ *     output_fd, a pipe whose reader is slow or stops for good, cancelled
+ *     at a random moment.
  *  7. holders (holders.c, once, before the executors): a future's holder
  *     hands it to another while a cancel races the hand-over.
  *  8. (threads) a worker's handle lent to waiting threads: two threads
@@ -57,6 +57,11 @@
  *     uncollected, before and after they finished; then a pool freed while
  *     its workers pause, its futures collected after it is gone. Nothing
  *     may be left counted.
+ * 10. (threads, loop; once, after the executors, with no other thread of
+ *     the run) descriptors run out (nofile.c): bodies to output_fd pipes
+ *     started with every descriptor taken, so the caller's descriptor is
+ *     written itself, read slowly or not at all and cancelled at a random
+ *     moment.
  *
  * For the process executor only this (parent) side is exercised: its
  * dispatcher thread and everything that meets it; the workers are other
@@ -76,6 +81,7 @@
 #define _GNU_SOURCE
 #include "holders.h"
 #include "internal.h" /* phase 9 reads the bound's counts */
+#include "nofile.h"
 
 #include <quiver.h>
 
@@ -855,18 +861,15 @@ static void *pipe_reader_main(void *arg)
 }
 
 /* A body to output_fd, a pipe its reader takes slowly, maybe cancelled.
- * Except on QV_PROCESSES (whose worker hears no cancel while it waits to
- * write), the reader may instead stop for good, and the future is
- * cancelled: the write that waits for room must end (a loop's pump, a
- * worker's qv_sink_write), whenever the cancel comes. */
+ * The reader may instead stop for good, and the future is cancelled: the
+ * write that waits for room must end (a loop's pump, a worker's
+ * qv_sink_write, a process worker's, which reads its control socket
+ * meanwhile), whenever the cancel comes. */
 static void fd_stream(world *w, qv_session *s, unsigned long long *rs)
 {
     int p[2];
     CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
-    pipe_reader r = {.fd = p[0],
-                     .stop =
-                         w->kind != QV_PROCESSES && rnd(rs, 2) ? (long long)rnd(rs, 1 << 19) : -1,
-                     .rs = *rs};
+    pipe_reader r = {.fd = p[0], .stop = rnd(rs, 2) ? (long long)rnd(rs, 1 << 19) : -1, .rs = *rs};
     pthread_t t = spawn(pipe_reader_main, &r);
     qv_future *f;
     int rc = qv_request(
@@ -1378,6 +1381,14 @@ int main(int argc, char **argv)
     run_kind(QV_PROCESSES, rounds);
     run_kind(QV_THREADS, rounds);
     run_kind(QV_LOOP, rounds);
+    const qv_executor_kind nofile_kinds[] = {QV_THREADS, QV_LOOP};
+    for (int i = 0; i < 2; i++) {
+        qv_executor_kind k = nofile_kinds[i];
+        int nf = nofile_race(k, url_small, url_big, seed, rounds / 5 + 2);
+        if (nf < 0) die("nofile (%s): could not set up", kind_name(k));
+        CHECK(nf == 0, "nofile (%s): a download with no descriptor left ended badly (see above)",
+              kind_name(k));
+    }
 
     free(items);
     int n = atomic_load(&failures);
