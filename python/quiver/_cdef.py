@@ -25,6 +25,7 @@ typedef struct qv_cq qv_cq;
 
 const char *qv_strerror(int code);
 const char *qv_errname(int code);
+const char *qv_last_error(void);
 
 typedef struct qv_pair { const char *name; const char *value; } qv_pair;
 typedef qv_pair qv_header;

@@ -401,7 +401,8 @@ class Engine:
             "per_host": {"max_concurrent": ph.get("max_concurrent", 0),
                          "rate": ph.get("rate", 0.0), "burst": ph.get("burst", 0)}})
         out = ffi.new("qv_executor **")
-        check(lib.qv_executor_new(out, opts), "qv_executor_new")
+        rc = lib.qv_executor_new(out, opts)
+        check(rc, "qv_executor_new", last_error() if rc else "")
         self.ex = out[0]
         cq = ffi.new("qv_cq **")
         rc = lib.qv_cq_new(cq)
@@ -622,10 +623,18 @@ def _take_complete(fut: Future, qvf: Any) -> None:
     _complete(fut, qvf, take_result(qvf, 0, sc.t), sc)
 
 
-def check(rc: int, what: str) -> None:
+def last_error() -> str:
+    """qv_last_error: what the last call on this thread that says more than its
+    code (qv_executor_new, qv_session_new) told, "" if nothing."""
+    return ffi.string(lib.qv_last_error()).decode("utf-8", "replace")
+
+
+def check(rc: int, what: str, told: str = "") -> None:
+    """Raises for a failed rc; told (last_error() read right after such a
+    call) says what went wrong, else the code's own text does."""
     if rc:
         name = ffi.string(lib.qv_errname(rc)).decode()
-        msg = ffi.string(lib.qv_strerror(rc)).decode()
+        msg = told or ffi.string(lib.qv_strerror(rc)).decode()
         if rc == QV_EINVAL:
             raise ValueError(f"{what}: {msg} ({name})")
         if rc == QV_ENOMEM:

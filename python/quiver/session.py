@@ -17,7 +17,8 @@ from requests.structures import CaseInsensitiveDict
 
 from . import _cdata
 from ._engine import (EXTRAS, T_HISTORY_LEN, Engine, Future, StreamBody, build_response,
-                      c_string, check, error_for, future_error, prepared_request, settle)
+                      c_string, check, error_for, future_error, last_error, prepared_request,
+                      settle)
 from ._ffi import ffi, lib, request_error
 from ._ffi import request as _request
 
@@ -116,8 +117,9 @@ class Session:
         out = ffi.new("qv_session **")
         rc = lib.qv_session_new(out, opts)
         if rc:
+            told = last_error()  # before the close's own calls
             self._engine.close()
-            check(rc, "qv_session_new")
+            check(rc, "qv_session_new", told)
         self._s = out[0]
         self._closed = False
         self._prepared: dict = {}

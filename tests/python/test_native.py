@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -223,3 +225,38 @@ def test_loop_thousands_in_flight(nginx):
         assert all(f.result(timeout=60).content == b"q" * 100 for f in fs)
         assert s.stats()["completed"] == 3000
     assert peak >= 500, peak
+
+
+# Out of descriptors: one Session first (libcurl's set-up, the imports), then
+# every descriptor taken, then a Session whose executor cannot be made.
+OUT_OF_DESCRIPTORS = r"""
+import os, resource, sys
+import quiver
+quiver.Session(executor=sys.argv[1]).close()
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+try:
+    quiver.Session(executor=sys.argv[1])
+except MemoryError as e:
+    print(e)
+else:
+    print("no error")
+"""
+
+
+@pytest.mark.parametrize("kind", ["threads", "loop", "processes"])
+def test_an_executor_that_cannot_be_made_says_what_ran_out(kind):
+    """qv_executor_new's QV_ENOMEM raises MemoryError with qv_last_error's
+    text, which names what could not be made and why, not only "out of
+    memory"."""
+    p = subprocess.run([sys.executable, "-c", OUT_OF_DESCRIPTORS, kind], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    msg = p.stdout.strip()
+    assert msg.startswith("qv_executor_new: cannot make "), msg
+    assert "Too many open files" in msg or "out of descriptors" in msg, msg
