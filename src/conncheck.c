@@ -149,6 +149,7 @@ static curl_socket_t open_cb(void *p, curlsocktype purpose, struct curl_sockaddr
     (void)purpose;
     curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
     slot->opened_fd = fd; /* registered once connected, when its name is known */
+    if (slot->connlook && fd != -1) qv_connlook_opened(slot->connlook, fd);
     return fd == -1 ? CURL_SOCKET_BAD : fd;
 }
 
@@ -176,7 +177,10 @@ static int prereq_cb(void *p, char *rip, char *lip, int rport, int lport)
          * connection goes unchecked rather than mistaken). */
         if (local_port(slot->opened_fd) == lport) {
             remember(slot->opened_fd, lport, lip, rip, rport);
-            if (http) qv_lowat_conn(slot, slot->opened_fd);
+            if (http) {
+                qv_lowat_conn(slot, slot->opened_fd);
+                slot->conn_fd = slot->opened_fd;
+            }
         }
         slot->opened_fd = CURL_SOCKET_BAD;
         return CURL_PREREQFUNC_OK;
@@ -186,9 +190,12 @@ static int prereq_cb(void *p, char *rip, char *lip, int rport, int lport)
     conn *c = find(lport, lip, rip, rport);
     int fd = c ? c->fd : -1;
     pthread_mutex_unlock(&mu);
-    /* fd stays this transfer's connection while it runs: nobody closes it. */
+    /* fd stays this transfer's connection while it runs: nobody closes it.
+     * A loop peeks only where its round's look cannot vouch (connlook.c). */
+    slot->conn_fd = fd;
     char byte;
-    if (fd >= 0 && recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+    if (fd >= 0 && !(slot->connlook && qv_connlook_clean(slot->connlook, fd)) &&
+        recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
         slot->abort = QV_ABORT_DIRTY;
         return CURL_PREREQFUNC_ABORT;
     }

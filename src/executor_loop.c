@@ -53,6 +53,7 @@ typedef struct loop {
      * poll watches while it is empty (upload.c): the descriptors then. */
     int uploads;
     struct curl_waitfd *watch;
+    qv_connlook conns; /* the leader's look at its idle connections (connlook.c) */
     /* Work for the delivery threads, under dmu, by kind: outcomes to
      * deliver, futures completed on the leader whose done callbacks are left
      * to run, and streamed responses' headers (TASK), all linked by the
@@ -286,6 +287,8 @@ static void start(loop *L, qv_future *f, batch *done)
 
 static void finish(loop *L, qv_slot *slot, CURLcode cc, batch *done)
 {
+    qv_connlook_done(&L->conns, slot->conn_fd);
+    slot->conn_fd = CURL_SOCKET_BAD;
     if (qv_transfer_again(slot, L->multi, &cc)) return;
     qv_future *f = slot->f;
     qv_pump *pump = slot->pump;
@@ -376,11 +379,13 @@ static int run_round(loop *L, int *timeout)
     qv_executor *ex = &L->base;
     batch done = {0};
     long queue_wait = -1; /* until a retry or a host's token is due */
+    int started = 0;
     pthread_mutex_lock(&ex->mu);
     L->held = held_back(L);
     for (qv_future *f; !L->held && L->nidle > 0 && (f = qv_executor_pop_locked(ex, &queue_wait));) {
         pthread_mutex_unlock(&ex->mu);
         start(L, f, &done);
+        started++;
         pthread_mutex_lock(&ex->mu);
     }
     int stop = ex->shutdown && qv_executor_empty_locked(ex) && L->nactive == 0;
@@ -392,6 +397,7 @@ static int run_round(loop *L, int *timeout)
 
     int running = 0;
     double read_by = qv_coarse_ms(); /* (for scan: see qv_transfer_should_abort) */
+    qv_connlook_round(&L->conns, started);
     curl_multi_perform(L->multi, &running);
     int left;
     for (CURLMsg *m; (m = curl_multi_info_read(L->multi, &left));) {
@@ -733,6 +739,7 @@ static void loop_destroy(qv_executor *ex)
     qv_executor_unbuild_sync(ex, BUILT_LMU, &L->lmu, NULL);
     for (int i = 0; i < ex->o.max_workers && L->slots; i++) qv_transfer_slot_free(&L->slots[i]);
     if (L->multi) curl_multi_cleanup(L->multi);
+    qv_connlook_free(&L->conns);
     qv_mem_heap_give(L->heap);
     qv_executor_unbuild_sync(ex, BUILT_DCV, NULL, &L->dcv);
     qv_executor_unbuild_sync(ex, BUILT_DMU, &L->dmu, NULL);
@@ -803,6 +810,7 @@ static const qv_runner loop_runner = {
 static void loop_blank(qv_executor *ex)
 {
     ((loop *)ex)->timer = -1;
+    ((loop *)ex)->conns.ep = -1;
 }
 
 /* The loop's part of the executor, its I/O thread last: once that runs,
@@ -817,6 +825,7 @@ static int loop_build(qv_executor *ex)
         return QV_ENOMEM;
     if ((L->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0)
         return qv_executor_short("the loop's timerfd", errno);
+    if (qv_connlook_init(&L->conns)) return qv_executor_short("the loop's epoll", errno);
     L->slots = qv_calloc((size_t)n, sizeof(*L->slots));
     L->idle = qv_calloc((size_t)n, sizeof(*L->idle));
     L->active = qv_calloc((size_t)n, sizeof(*L->active));
@@ -831,6 +840,8 @@ static int loop_build(qv_executor *ex)
         /* Its requests count themselves unclocked as they go (a redirect's
          * hops too), so that the round that sent one starts its clock. */
         L->slots[i].unclocked = &L->unclocked;
+        L->slots[i].connlook = &L->conns;
+        L->slots[i].conn_fd = CURL_SOCKET_BAD;
         L->idle[L->nidle++] = &L->slots[n - 1 - i];
     }
     long cache = n > L->base.o.max_connections ? n : L->base.o.max_connections;

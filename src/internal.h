@@ -1114,9 +1114,11 @@ typedef struct qv_slot {
     int active_idx;          /* where an executor keeps it while it runs */
     long alloc_failures;     /* qv_alloc_failures when the transfer started */
     curl_socket_t opened_fd; /* a socket this transfer opened, until registered */
-    CURL *configured;        /* easy, once its lifelong options are set (transfer.c) */
-    int dirty;               /* easy has options of a special request: reset first */
-    int ca_set;              /* easy has a CA file set */
+    struct qv_connlook *connlook; /* QV_LOOP's look at its connections (NULL: not a loop's) */
+    curl_socket_t conn_fd;        /* the plain-HTTP connection its last request went on */
+    CURL *configured;             /* easy, once its lifelong options are set (transfer.c) */
+    int dirty;                    /* easy has options of a special request: reset first */
+    int ca_set;                   /* easy has a CA file set */
     /* The per-request options as last set on easy, so that only those that
      * differ are set again (transfer.c); not `known` after a reset. */
     struct {
@@ -1508,6 +1510,41 @@ int qv_conncheck_retry(qv_slot *slot, CURLM *multi);
  * closed a connection, just after its socket fd was closed (a new socket of
  * any thread's may take the number from then on). */
 extern void (*qv_conn_closed_probe)(curl_socket_t fd);
+
+/* ---------------------------------- QV_LOOP's look at its connections (connlook.c) */
+
+/* A loop's idle connections, looked at once a round (the leader's). */
+struct epoll_event;
+typedef struct qv_connlook_fd qv_connlook_fd;
+typedef struct qv_connlook {
+    int ep;                 /* the connections reused before */
+    unsigned long round;    /* the leader's curl_multi_perform calls */
+    unsigned long looked;   /* the round of the last look */
+    int blind;              /* that look may not have named every ready connection */
+    int several;            /* this round starts more than one transfer: worth a look */
+    struct epoll_event *ev; /* room for the look's answer */
+    int nev;                /* (entries) */
+    qv_connlook_fd *fds;    /* by socket number */
+    int nfds;               /* (entries) */
+} qv_connlook;
+
+/* 0, or -1 with errno (no epoll: c->ep is -1). */
+int qv_connlook_init(qv_connlook *c);
+void qv_connlook_free(qv_connlook *c);
+/* Before each curl_multi_perform, which starts `started` transfers. */
+static inline void qv_connlook_round(qv_connlook *c, int started)
+{
+    c->round++;
+    c->several = started > 1;
+}
+/* The loop opened socket fd: a connection new to the look. */
+void qv_connlook_opened(qv_connlook *c, int fd);
+/* After a curl_multi_perform: the transfer whose request went on fd ended. */
+void qv_connlook_done(qv_connlook *c, int fd);
+/* A request is about to go on fd, a reused connection: 1 if this round's
+ * look saw no byte on it after its last response ended (no peek needed), 0
+ * if it must be peeked at. */
+int qv_connlook_clean(qv_connlook *c, int fd);
 
 /* ------------------------------------------------- redirects (redirect.c) */
 

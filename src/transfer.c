@@ -624,6 +624,7 @@ int qv_transfer_setup(qv_slot *slot, qv_future *f)
     slot->last_activity_ms = qv_now_ms();
     slot->alloc_failures = atomic_load(&qv_alloc_failures);
     slot->opened_fd = CURL_SOCKET_BAD;
+    slot->conn_fd = CURL_SOCKET_BAD;
     slot->lowat = (qv_lowat){.fd = CURL_SOCKET_BAD};
     slot->resp = qv_response_new_in(f->ex ? f->ex->bodies : NULL);
     char *hook_msg = NULL, *msg = NULL;

@@ -661,3 +661,48 @@ Test(loop, bytes_that_came_while_the_leader_was_held_are_no_silence)
     qv_session_free(s);
     qv_executor_free(ex);
 }
+
+/* n GETs of path at once; each must answer 200 with want as its body. */
+static void wave(qv_session *s, int n, const char *path, const char *want)
+{
+    qv_future *fs[8];
+    for (int i = 0; i < n; i++) cr_assert_eq(qv_get(s, &fs[i], tx_faults_url(path)), QV_OK);
+    for (int i = 0; i < n; i++) {
+        qv_response *r = tx_expect_status(fs[i], 200);
+        size_t len = 0;
+        const char *body = qv_response_body(r, &len);
+        if (want)
+            cr_assert_str_eq(body, want, "%s %d of %d answered \"%.*s\"", path, i + 1, n, (int)len,
+                             body);
+        qv_future_release(fs[i]);
+    }
+}
+
+/* The loop looks at its reused connections once a round (connlook.c), not
+ * with a peek each, in a round that starts several transfers: connections
+ * reused before (so in the look's epoll), each left with a smuggled response
+ * unread (/wrong-length), must still be found dirty by the look and not
+ * reused (a new connection answers instead). n at a time, each wave on the
+ * connections the last one left: the first three put them in the epoll. */
+static void dirty_in_a_look(int n)
+{
+    qv_executor *ex = loop_executor(n, 0);
+    qv_session *s = TX_SESSION(.executor = ex);
+    for (int i = 0; i < 3; i++) wave(s, n, "/ok", "ok");
+    wave(s, n, "/wrong-length", NULL);
+    wave(s, n, "/ok", "ok");
+    wave(s, n, "/wrong-length", NULL);
+    wave(s, n, "/ok", "ok");
+    qv_session_free(s);
+    qv_executor_free(ex);
+}
+
+Test(loop, two_reused_connections_with_unread_bytes_are_not_reused)
+{
+    dirty_in_a_look(2);
+}
+
+Test(loop, eight_reused_connections_with_unread_bytes_are_not_reused)
+{
+    dirty_in_a_look(8);
+}
