@@ -72,6 +72,13 @@ struct tpool {
      * a waiting thread waits for that on lend_cv rather than sleep (see
      * note_waited). Changed under ex->mu; read without it as a hint. */
     atomic_int deciding;
+    /* Threads asleep on lend_cv for a decision (wait_decision) and the
+     * future they wait for (&tp->for_decision while they wait for more
+     * than one), changed under ex->mu, read without it by tp_ended: that
+     * future's end wakes them, and counts in `endings` (under ex->mu). */
+    atomic_int for_decision;
+    _Atomic(void *) decision_for;
+    unsigned endings;
     /* The thread inside waits for a future that runs elsewhere (waiting;
      * awaited, under ex->mu, cleared before that wait returns): the
      * workers count their completions meanwhile (since) and wake it
@@ -125,8 +132,8 @@ static void deliver(tslot *s, qv_future *f, int retry)
  * first), then waits for the lend instead of sleeping on its future: else
  * no one ran the lent handle until its lender took it back, 2-8 ms later
  * under load (9 of 10 rounds of test_waitrun's first test at load 27).
- * Its next result is queued behind the look or runs elsewhere, where
- * wait_decision looks for it every LEND_LOOK_MS. No lock held. */
+ * Its next result is queued behind the look or runs elsewhere, whose end
+ * wakes it there (tp_ended). No lock held. */
 static void note_waited(tslot *s, qv_future *f)
 {
     tpool *tp = s->tp;
@@ -279,23 +286,57 @@ static void lend(tpool *tp, tslot *own)
     }
 }
 
+static int undecided(tpool *tp)
+{
+    return !atomic_load(&tp->lent) && atomic_load(&tp->deciding);
+}
+
 /* Under ex->mu: waits while a worker is deciding whether to lend (see
- * note_waited) and nothing is lent, looking every LEND_LOOK_MS whether f
- * is done or the deadline passed (f's lock is never taken under ex->mu:
- * it is let go for that look). */
+ * note_waited) and nothing is lent, until f is done or the deadline passes.
+ * A decision mostly comes within LEND_LOOK_MS: that long it sleeps as it
+ * is. Then it sleeps until one of these: a decision, f's end (tp_ended:
+ * the decider may run a long done callback of its future first; looked for
+ * every LEND_LOOK_MS instead, this thread woke ~400 times a second
+ * meanwhile), the deadline. f's lock is never taken under ex->mu: it is let
+ * go for the look, and an end meanwhile is seen in `endings`. */
 static void wait_decision(tpool *tp, qv_future *f, const struct timespec *deadline)
 {
     qv_executor *ex = &tp->base;
-    while (!atomic_load(&tp->lent) && atomic_load(&tp->deciding)) {
-        struct timespec dl;
-        qv_deadline(&dl, LEND_LOOK_MS);
-        if (deadline && qv_ms_left(deadline) < LEND_LOOK_MS) dl = *deadline;
-        if (!qv_cond_wait(&tp->lend_cv, &ex->mu, &dl)) continue;
+    if (!undecided(tp)) return;
+    struct timespec first;
+    qv_deadline(&first, LEND_LOOK_MS);
+    if (deadline && qv_ms_left(deadline) < LEND_LOOK_MS) first = *deadline;
+    qv_cond_wait(&tp->lend_cv, &ex->mu, &first);
+    if (!undecided(tp)) return;
+    void *was = atomic_load(&tp->decision_for);
+    atomic_store(&tp->decision_for, !was || was == f ? (void *)f : &tp->for_decision);
+    atomic_fetch_add(&tp->for_decision, 1);
+    for (;;) {
+        unsigned endings = tp->endings;
         pthread_mutex_unlock(&ex->mu);
         int over = qv_future_ended(f) || (deadline && qv_ms_left(deadline) == 0);
         pthread_mutex_lock(&ex->mu);
-        if (over) return;
+        if (over || !undecided(tp)) break;
+        if (tp->endings == endings && qv_cond_wait(&tp->lend_cv, &ex->mu, deadline)) break;
+        if (!undecided(tp)) break;
     }
+    if (atomic_fetch_sub(&tp->for_decision, 1) == 1) atomic_store(&tp->decision_for, NULL);
+}
+
+/* A future of the pool ended (no lock held): the threads waiting for a
+ * decision look whether it is theirs, if it may be (not at each of the
+ * other workers' completions, to look and sleep again for nothing). */
+static void tp_ended(qv_future *f)
+{
+    tpool *tp = (tpool *)f->ex;
+    /* (Set before that thread looked at its future under the future's
+     * lock: after f's end, which took that lock too, this sees them.) */
+    void *is = atomic_load(&tp->decision_for);
+    if (!atomic_load(&tp->for_decision) || (is != f && is != &tp->for_decision)) return;
+    pthread_mutex_lock(&tp->base.mu);
+    tp->endings++;
+    pthread_cond_broadcast(&tp->lend_cv);
+    pthread_mutex_unlock(&tp->base.mu);
 }
 
 static int tp_run_waited(qv_executor *ex, qv_future *f, const struct timespec *deadline)
@@ -507,6 +548,7 @@ static const qv_runner tp_runner = {
     .finished = qv_uncollected_finished,
     .collected = qv_uncollected_collected,
     .wait = tp_wait,
+    .ended = tp_ended,
 };
 
 static void tp_blank(qv_executor *ex)

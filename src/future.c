@@ -298,6 +298,9 @@ int qv_future_settle(qv_future *f, qv_future_state st, int err, char *msg, qv_re
      * sleeping on it at once (a second futex round trip and context switch
      * per result). f stays valid: whoever completes it holds a reference. */
     qv_signal_all(&f->changed);
+    /* Before session_done: until then its session, and so its executor,
+     * stays. */
+    if (f->runner && f->runner->ended) f->runner->ended(f);
     if (qv_future_has_callbacks(f)) return 1;
     session_done(f);
     return 0;

@@ -477,6 +477,10 @@ typedef struct qv_runner {
      * it again before it returns. 1 if it waited as long as it could (f is
      * done, or the deadline passed), 0 if the caller still sleeps. */
     int (*wait)(qv_future *f, const struct timespec *deadline);
+    /* No lock held, f just completed (its sleepers woken, its executor
+     * still alive): a thread may wait for that elsewhere than on f, as a
+     * runner's wait (QV_THREADS: for a worker's decision to lend). */
+    void (*ended)(qv_future *f);
     /* Under f->lock, f not done: waiter w was linked to f (wait.c); the
      * runner may set w->ex (with a reference), whose transfers w's blocked
      * thread then drives. */

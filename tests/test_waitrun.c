@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,6 +132,92 @@ Test(waitrun, a_thread_back_to_wait_before_the_lend_runs_the_next_result, .timeo
     }
     cr_assert(ran, "in 3 rounds B never ran on the thread that waited for it during A's callback");
     qv_session_free(s);
+}
+
+/* A done callback that holds its worker `ms`, then marks that it is over. */
+typedef struct held {
+    long ms;
+    atomic_int over;
+} held;
+
+static void hold_then_mark(qv_future *f, void *arg)
+{
+    held *h = arg;
+    hold_worker(f, &h->ms);
+    atomic_store(&h->over, 1);
+}
+
+/* On a pool of two: A (/delay/0.3, with h's done callback) and B (b_path)
+ * take the workers, C (/get) waits in the queue. This thread slept for A:
+ * once back, A's worker is deciding whether to lend until its callback
+ * returns, and this thread, waiting for B (or C), waits for that decision. */
+static qv_session *decide_after_callback(held *h, const char *b_path, qv_future **b, qv_future **c)
+{
+    qv_session *s = TX_SESSION(.max_workers = 2);
+    qv_future *a = get_noting(s, "/delay/0.3", NULL);
+    cr_assert_eq(qv_future_add_done_callback(a, hold_then_mark, h), QV_OK);
+    *b = get_noting(s, b_path, NULL);
+    *c = get_noting(s, "/get", NULL);
+    tx_expect_status(a, 200);
+    qv_future_release(a);
+    return s;
+}
+
+static long own_sleeps(void)
+{
+    struct rusage ru;
+    cr_assert_eq(getrusage(RUSAGE_THREAD, &ru), 0);
+    return ru.ru_nvcsw;
+}
+
+static void end_decided(qv_session *s, qv_future *b, qv_future *c)
+{
+    tx_expect_status(b, 200);
+    tx_expect_status(c, 200);
+    qv_future_release(b);
+    qv_future_release(c);
+    qv_session_free(s);
+}
+
+/* It sleeps until the decision, not looking every 2 ms meanwhile (~500
+ * wake-ups in a 1 s callback). */
+Test(waitrun, a_thread_waiting_for_the_lend_sleeps_through_the_done_callback_before_it,
+     .timeout = 60)
+{
+    held h = {.ms = 1000};
+    qv_future *b, *c;
+    qv_session *s = decide_after_callback(&h, "/delay/2", &b, &c);
+    long sleeps0 = own_sleeps();
+    tx_expect_status(b, 200);
+    long sleeps = own_sleeps() - sleeps0;
+    cr_assert_leq(sleeps, 40,
+                  "waiting for B through A's 1 s done callback, this thread slept %ld times",
+                  sleeps);
+    end_decided(s, b, c);
+}
+
+/* B ends on the other worker while A's worker still runs A's callback:
+ * its end wakes this thread, which does not wait for the decision. */
+Test(waitrun, a_thread_waiting_for_the_lend_sees_its_result_end_meanwhile, .timeout = 60)
+{
+    held h = {.ms = 1500};
+    qv_future *b, *c;
+    qv_session *s = decide_after_callback(&h, "/delay/0.5", &b, &c);
+    tx_expect_status(b, 200);
+    cr_assert(!atomic_load(&h.over),
+              "B (/delay/0.5) came back only after A's 1.5 s done callback was over");
+    end_decided(s, b, c);
+}
+
+Test(waitrun, a_thread_waiting_for_the_lend_ends_its_wait_at_its_timeout, .timeout = 60)
+{
+    held h = {.ms = 1500};
+    qv_future *b, *c;
+    qv_session *s = decide_after_callback(&h, "/delay/3", &b, &c);
+    cr_assert_eq(qv_future_result(b, NULL, 200), QV_EWAIT_TIMEOUT);
+    cr_assert(!atomic_load(&h.over),
+              "a 200 ms wait for B ended only after A's 1.5 s done callback was over");
+    end_decided(s, b, c);
 }
 
 /* Three rounds of N requests, slow and fast, waited for in order on a pool
