@@ -293,20 +293,27 @@ static int undecided(tpool *tp)
 
 /* Under ex->mu: waits while a worker is deciding whether to lend (see
  * note_waited) and nothing is lent, until f is done or the deadline passes.
- * A decision mostly comes within LEND_LOOK_MS: that long it sleeps as it
- * is. Then it sleeps until one of these: a decision, f's end (tp_ended:
- * the decider may run a long done callback of its future first; looked for
- * every LEND_LOOK_MS instead, this thread woke ~400 times a second
+ * A decision mostly comes within a few ms: for LEND_QUIET_LOOK_MS it looks
+ * every LEND_LOOK_MS whether f is done or the deadline passed, as it did
+ * all along. Then it sleeps until one of these: a decision, f's end
+ * (tp_ended: the decider may run a long done callback of its future
+ * first; looking every LEND_LOOK_MS, this thread woke ~400 times a second
  * meanwhile), the deadline. f's lock is never taken under ex->mu: it is let
- * go for the look, and an end meanwhile is seen in `endings`. */
+ * go for each look, and an end during the last is seen in `endings`. */
 static void wait_decision(tpool *tp, qv_future *f, const struct timespec *deadline)
 {
     qv_executor *ex = &tp->base;
-    if (!undecided(tp)) return;
-    struct timespec first;
-    qv_deadline(&first, LEND_LOOK_MS);
-    if (deadline && qv_ms_left(deadline) < LEND_LOOK_MS) first = *deadline;
-    qv_cond_wait(&tp->lend_cv, &ex->mu, &first);
+    double looks_end = qv_now_ms() + LEND_QUIET_LOOK_MS;
+    while (undecided(tp) && qv_now_ms() < looks_end) {
+        struct timespec dl;
+        qv_deadline(&dl, LEND_LOOK_MS);
+        if (deadline && qv_ms_left(deadline) < LEND_LOOK_MS) dl = *deadline;
+        if (!qv_cond_wait(&tp->lend_cv, &ex->mu, &dl)) continue;
+        pthread_mutex_unlock(&ex->mu);
+        int over = qv_future_ended(f) || (deadline && qv_ms_left(deadline) == 0);
+        pthread_mutex_lock(&ex->mu);
+        if (over) return;
+    }
     if (!undecided(tp)) return;
     void *was = atomic_load(&tp->decision_for);
     atomic_store(&tp->decision_for, !was || was == f ? (void *)f : &tp->for_decision);
