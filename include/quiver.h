@@ -565,7 +565,7 @@ typedef struct qv_request_opts {
  * QV_EINVAL for a NULL out, an unknown kind, a negative max_workers,
  * connection cap, hook_timeout_ms, max_requests_per_worker or per-host
  * limit (or a rate that is not a finite number), a max_uncollected below
- * -1 (qv_last_error says so), an opts struct with
+ * -1 (for each of these qv_last_error names the field), an opts struct with
  * fields this library does not know set, or a QV_PROCESSES pool made while
  * QV_THREADS or QV_LOOP threads exist; QV_ENOMEM when memory, a lock, a
  * descriptor, a fork or a thread could not be had (qv_last_error says

@@ -112,6 +112,47 @@ int qv_executor_make(qv_executor **out, const qv_executor_vt *vt, const qv_execu
     return QV_OK;
 }
 
+/* QV_EINVAL, with qv_last_error naming the first field out of its range,
+ * or QV_OK: a caller told only "invalid argument" must guess which of a
+ * dozen fields it was. */
+static int opts_check(const qv_executor_opts *o)
+{
+    const struct {
+        const char *name;
+        long value;
+    } counts[] = {
+        {"max_workers", o->max_workers},
+        {"max_connections", o->max_connections},
+        {"max_host_connections", o->max_host_connections},
+        {"max_total_connections", o->max_total_connections},
+        {"max_requests_per_worker", o->max_requests_per_worker},
+        {"hook_timeout_ms", o->hook_timeout_ms},
+        {"per_host.max_concurrent", o->per_host.max_concurrent},
+        {"per_host.burst", o->per_host.burst},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        if (counts[i].value >= 0) continue;
+        qv_set_last_error("%s is %ld: it takes 0 or more", counts[i].name, counts[i].value);
+        return QV_EINVAL;
+    }
+    if (!(o->per_host.rate >= 0) || isinf(o->per_host.rate)) {
+        qv_set_last_error("per_host.rate is %g: it takes a finite number, 0 or more",
+                          o->per_host.rate);
+        return QV_EINVAL;
+    }
+    if (o->max_uncollected < -1) {
+        qv_set_last_error("max_uncollected is %ld: it takes a bound, 0 (the default) or -1 (no "
+                          "bound)",
+                          o->max_uncollected);
+        return QV_EINVAL;
+    }
+    if (o->kind != QV_THREADS && o->kind != QV_LOOP && o->kind != QV_PROCESSES) {
+        qv_set_last_error("kind is %d: it takes QV_THREADS, QV_LOOP or QV_PROCESSES", (int)o->kind);
+        return QV_EINVAL;
+    }
+    return QV_OK;
+}
+
 int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
 {
     if (!out) return QV_EINVAL;
@@ -120,17 +161,8 @@ int qv_executor_new(qv_executor **out, const qv_executor_opts *opts)
     qv_executor_opts o;
     int rc = qv_opts_copy(&o, sizeof(o), opts);
     if (rc) return rc;
-    if (o.max_workers < 0 || o.max_connections < 0 || o.max_host_connections < 0 ||
-        o.max_requests_per_worker < 0 || o.max_total_connections < 0 || o.hook_timeout_ms < 0 ||
-        o.per_host.max_concurrent < 0 || o.per_host.burst < 0 || !(o.per_host.rate >= 0) ||
-        isinf(o.per_host.rate))
-        return QV_EINVAL;
-    if (o.max_uncollected < -1) {
-        qv_set_last_error("max_uncollected is %ld: it takes a bound, 0 (the default) or -1 (no "
-                          "bound)",
-                          o.max_uncollected);
-        return QV_EINVAL;
-    }
+    rc = opts_check(&o);
+    if (rc) return rc;
     qv_global_init();
     switch (o.kind) {
     case QV_THREADS:

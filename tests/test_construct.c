@@ -345,6 +345,42 @@ Test(construct, worker_multi_without_wakeup)
     qv_session_free(s);
 }
 
+/* Each field out of its range is refused with QV_EINVAL, and qv_last_error
+ * names that field (before, only max_uncollected's refusal said which). */
+Test(construct, a_field_out_of_range_is_named)
+{
+    static const struct {
+        const char *name;
+        qv_executor_opts o;
+    } wrong[] = {
+        {"max_workers", {.max_workers = -1}},
+        {"max_connections", {.max_connections = -2}},
+        {"max_host_connections", {.max_host_connections = -1}},
+        {"max_total_connections", {.max_total_connections = -1}},
+        {"max_requests_per_worker", {.max_requests_per_worker = -1}},
+        {"hook_timeout_ms", {.hook_timeout_ms = -5}},
+        {"per_host.max_concurrent", {.per_host.max_concurrent = -1}},
+        {"per_host.burst", {.per_host.burst = -1}},
+        {"per_host.rate", {.per_host.rate = -0.5}},
+        {"per_host.rate", {.per_host.rate = 1.0 / 0.0}},
+        {"max_uncollected", {.max_uncollected = -3}},
+        {"kind", {.kind = (qv_executor_kind)42}},
+    };
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        qv_executor_opts o = wrong[i].o;
+        o.size = sizeof(o);
+        if (strcmp(wrong[i].name, "kind")) o.kind = tx_kind();
+        qv_executor *ex = NULL;
+        int rc = qv_executor_new(&ex, &o);
+        cr_assert_eq(rc, QV_EINVAL, "%s: %s", wrong[i].name, qv_errname(rc));
+        cr_assert_null(ex);
+        char want[64];
+        snprintf(want, sizeof want, "%s is ", wrong[i].name);
+        cr_assert_not_null(strstr(qv_last_error(), want), "%s: message \"%s\"", wrong[i].name,
+                           qv_last_error());
+    }
+}
+
 /* max_uncollected takes a bound, 0 (the default) or -1 (no bound): any
  * other negative is refused with QV_EINVAL, and qv_last_error says why
  * (before, every negative meant no bound). */
